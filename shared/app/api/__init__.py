@@ -1,0 +1,22 @@
+"""HTTP route modules, one per resource. Each calls services; none holds logic of its own.
+
+`all_routes()` is the route table the OpenAPI document is built from; each SCF function
+imports only the module of its own route.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from app.http.routing import Route
+
+# Every route module, in the order the OpenAPI document lists them.
+ROUTE_MODULES = ("app.api.health", "app.api.docs", "app.api.metrics")
+
+
+def all_routes() -> list[Route]:
+    routes: list[Route] = []
+    for name in ROUTE_MODULES:
+        module = importlib.import_module(name)
+        routes.extend(module.router.routes)
+    return routes

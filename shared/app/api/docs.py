@@ -1,0 +1,78 @@
+"""GET /openapi.json and GET /docs: the OpenAPI document and Swagger UI, served from the
+layer (swagger-ui-bundle's files), so the docs work with no network."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from app.errors import AppError, ErrorCode
+from app.http import Auth, Request, Response, Router
+
+router = Router(tags=("system",))
+TITLE = "AI content platform API"
+VERSION = "1.0.0"
+
+_ASSETS = {
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "swagger-ui-bundle.js": "application/javascript; charset=utf-8",
+}
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<link rel="stylesheet" href="docs/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="docs/swagger-ui-bundle.js"></script>
+<script>
+window.ui = SwaggerUIBundle({{url: "openapi.json", dom_id: "#swagger-ui", deepLinking: true}});
+</script>
+</body>
+</html>
+"""
+
+
+@functools.lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    from app.api import all_routes
+    from app.http import openapi
+
+    return openapi.build(all_routes(), title=TITLE, version=VERSION)
+
+
+@functools.lru_cache(maxsize=1)
+def _json_document() -> str:
+    from app.http.response import dump_json
+
+    return dump_json(openapi_document())
+
+
+@router.get("/openapi.json", auth=Auth.PUBLIC, content_type="application/json", summary="This OpenAPI document")
+def get_openapi(req: Request[None, None]) -> Response:
+    return Response(200, _json_document(), {}, "application/json; charset=utf-8")
+
+
+@router.get("/docs", auth=Auth.PUBLIC, content_type="text/html", summary="Swagger UI")
+def get_docs(req: Request[None, None]) -> Response:
+    return Response(200, _PAGE.format(title=TITLE), {}, "text/html; charset=utf-8")
+
+
+def _asset_dir() -> Path:
+    import swagger_ui_bundle
+
+    return Path(swagger_ui_bundle.swagger_ui_path)
+
+
+@router.get("/docs/{asset}", auth=Auth.PUBLIC, content_type="text/plain", errors=(404,), summary="Swagger UI files")
+def get_docs_asset(req: Request[None, None]) -> Response:
+    name = req.path_params["asset"]
+    if name not in _ASSETS:
+        raise AppError(ErrorCode.NOT_FOUND)
+    body = (_asset_dir() / name).read_bytes()
+    headers = {"Cache-Control": "public, max-age=86400"}
+    return Response(200, body, headers, _ASSETS[name])

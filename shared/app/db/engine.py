@@ -1,0 +1,107 @@
+"""One engine per instance and the one transaction helper.
+
+MySQL/MariaDB through PyMySQL in every deployed environment; SQLite for the embedded
+default. SQLite under a threaded server needs WAL, a busy timeout and `BEGIN IMMEDIATE`
+(the pysqlite recipe in SQLAlchemy's docs): writers then queue instead of failing, which
+is also why `with_for_update()` compiling to nothing there is safe.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, exc
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from app.config import get_settings
+from app.db.pool import MeteredPool, install_checks
+from app.errors import AppError, ErrorCode
+from app.observability import logging as applog
+
+log = applog.get_logger("app.db")
+
+
+def _sqlite_engine(url: str, pool_max: int, acquire_timeout: float) -> Engine:
+    parsed = make_url(url)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        poolclass=MeteredPool,
+        pool_size=pool_max,
+        max_overflow=0,
+        pool_timeout=acquire_timeout,
+        connect_args={"check_same_thread": False, "timeout": 30},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # let SQLAlchemy's BEGIN below be the only one
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _sqlite_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def build_engine(url: str | None = None) -> Engine:
+    settings = get_settings()
+    url = url or settings.database_url
+    if url.startswith("sqlite"):
+        engine = _sqlite_engine(url, settings.db_pool_max, settings.db_pool_acquire_timeout_s)
+    else:
+        engine = create_engine(
+            url,
+            poolclass=MeteredPool,
+            pool_size=settings.db_pool_max,
+            max_overflow=0,
+            pool_timeout=settings.db_pool_acquire_timeout_s,
+            pool_use_lifo=True,  # keep the warm connections busy so idle ones can retire
+            connect_args={"connect_timeout": 5, "charset": "utf8mb4"},
+            isolation_level="READ COMMITTED",
+        )
+    install_checks(engine, settings.db_pool_idle_timeout_s, settings.db_pool_ping_after_idle_s)
+    return engine
+
+
+@functools.lru_cache(maxsize=1)
+def get_engine() -> Engine:
+    return build_engine()
+
+
+def _describe(engine: Engine) -> dict[str, Any]:
+    url = engine.url
+    return {"host": url.host, "port": url.port, "database": url.database}
+
+
+@contextmanager
+def transaction() -> Iterator[Connection]:
+    """A connection inside one transaction: committed on success, rolled back on error.
+
+    An exhausted pool or an unreachable database is `503 SERVICE_UNAVAILABLE`, not a hang
+    and not a 500; the log names host and database, never the password.
+    """
+    engine = get_engine()
+    try:
+        conn = engine.connect()
+    except exc.TimeoutError as error:
+        applog.log_fields(log, 30, "db pool exhausted", **_describe(engine))
+        raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
+    except exc.DBAPIError as error:
+        applog.log_fields(
+            log, 40, "db connection failed", **_describe(engine), error=str(error.orig)
+        )
+        raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
+    with conn:
+        with conn.begin():
+            yield conn

@@ -1,0 +1,69 @@
+"""Run the Alembic migrations shipped in the layer (app/db/migrations/versions).
+
+Used by the `db-migrate` function, `make migrate`, the local cloud at start and the tests.
+On MySQL a named lock keeps two concurrent runs (two instances, a deploy racing a start)
+from stepping on each other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from app.observability import logging as applog
+
+log = applog.get_logger("app.db.migrate")
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _config(connection: Any) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("file_template", "%%(year)d%%(month).2d%%(day).2d%%(hour).2d%%(minute).2d%%(second).2d_%%(slug)s")
+    config.attributes["connection"] = connection
+    return config
+
+
+def current_heads(engine: Engine) -> list[str]:
+    from alembic.script import ScriptDirectory
+
+    with engine.connect() as conn:
+        return list(ScriptDirectory.from_config(_config(conn)).get_heads())
+
+
+def upgrade(engine: Engine | None = None, revision: str = "head") -> dict[str, Any]:
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
+    if engine is None:
+        from app.db.engine import get_engine
+
+        engine = get_engine()
+    with engine.connect() as conn:
+        locked = conn.dialect.name == "mysql"
+        if locked:
+            conn.execute(text("SELECT GET_LOCK('app_migrate', 120)"))
+        try:
+            before = MigrationContext.configure(conn).get_current_revision()
+            conn.commit()
+            command.upgrade(_config(conn), revision)
+            conn.commit()
+            after = MigrationContext.configure(conn).get_current_revision()
+        finally:
+            if locked:
+                conn.execute(text("SELECT RELEASE_LOCK('app_migrate')"))
+                conn.commit()
+    report = {"from": before, "to": after}
+    applog.log_fields(log, 20, "migrations applied", **report)
+    return report
+
+
+if __name__ == "__main__":  # `make migrate`
+    import json
+
+    print(json.dumps(upgrade()))

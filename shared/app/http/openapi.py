@@ -1,0 +1,101 @@
+"""The OpenAPI 3.1 document, generated from the route table and its pydantic models, so
+the document cannot drift from what the handlers accept and return."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from app.http.models import ErrorBody
+from app.http.routing import _PARAM, Auth, Route
+
+_REF = "#/components/schemas/{model}"
+_ERROR_TEXT = {
+    400: "Rejected by a business rule",
+    401: "Missing or invalid credentials",
+    402: "Not enough quota",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    422: "Validation error",
+    429: "Rate limited",
+    502: "An upstream provider failed",
+    503: "Temporarily unavailable",
+}
+
+
+def _model_of(value: Any) -> type[BaseModel] | None:
+    return value if isinstance(value, type) and issubclass(value, BaseModel) else None
+
+
+def build(routes: list[Route], *, title: str, version: str) -> dict[str, Any]:
+    wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorBody, "serialization")]
+    for route in routes:
+        for model, mode in ((route.body, "validation"), (route.query, "validation"), (_model_of(route.response), "serialization")):
+            if model is not None and (model, mode) not in wanted:
+                wanted.append((model, mode))  # type: ignore[arg-type]
+    refs, top = models_json_schema(wanted, ref_template=_REF)
+    schemas: dict[str, Any] = dict(top.get("$defs", {}))
+    error_ref = refs[(ErrorBody, "serialization")]
+
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        if not route.include_in_schema:
+            continue
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, refs, schemas, error_ref)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }
+
+
+def _operation(route: Route, refs: dict[Any, Any], schemas: dict[str, Any], error_ref: dict[str, Any]) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "operationId": route.operation_id,
+        "summary": route.summary or route.operation_id.replace("_", " "),
+        "tags": list(route.tags),
+        "parameters": [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in _PARAM.findall(route.path)
+        ],
+    }
+    if route.query is not None:
+        query_schema = schemas.get(route.query.__name__) or route.query.model_json_schema(ref_template=_REF)
+        required = set(query_schema.get("required", []))
+        for name, prop in query_schema.get("properties", {}).items():
+            op["parameters"].append({"name": name, "in": "query", "required": name in required, "schema": prop})
+    if route.body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": refs[(route.body, "validation")]}}}
+    if route.auth in (Auth.USER, Auth.ADMIN):
+        op["security"] = [{"bearer": []}]
+
+    success: dict[str, Any] = {"description": route.summary or "OK"}
+    response_model = _model_of(route.response)
+    if response_model is not None:
+        success["content"] = {"application/json": {"schema": refs[(response_model, "serialization")]}}
+    elif route.content_type:
+        success["content"] = {route.content_type.split(";")[0]: {"schema": {"type": "string"}}}
+    responses: dict[str, Any] = {str(route.status): success}
+
+    codes = set(route.errors)
+    if route.body is not None or route.query is not None:
+        codes.add(422)
+    if route.auth in (Auth.USER, Auth.ADMIN):
+        codes.add(401)
+    if route.auth is Auth.ADMIN:
+        codes.add(403)
+    for code in sorted(codes):
+        responses[str(code)] = {
+            "description": _ERROR_TEXT.get(code, "Error"),
+            "content": {"application/json": {"schema": error_ref}},
+        }
+    op["responses"] = responses
+    return op

@@ -1,0 +1,71 @@
+"""The request a route handler sees: typed body and query, headers that ignore case."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from app.identity.principal import Principal
+
+B = TypeVar("B")
+Q = TypeVar("Q")
+
+
+class Headers(Mapping[str, str]):
+    """Case-insensitive, read-only. API Gateway passes header names in whatever case it got."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, raw: Mapping[str, Any] | None = None) -> None:
+        self._items: dict[str, str] = {}
+        for key, value in (raw or {}).items():
+            if value is None:
+                continue
+            self._items[str(key).lower()] = str(value)
+
+    def __getitem__(self, key: str) -> str:
+        return self._items[key.lower()]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key.lower() in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self._items.get(key.lower(), default)
+
+
+@dataclass
+class Request(Generic[B, Q]):
+    method: str
+    path: str
+    headers: Headers
+    query_params: dict[str, list[str]]
+    raw_body: bytes
+    path_params: dict[str, str]
+    source_ip: str
+    request_id: str
+    function_name: str = ""
+    # Filled by the resolver from the route's declarations.
+    body: B = None  # type: ignore[assignment]
+    query: Q = None  # type: ignore[assignment]
+    principal: Principal | None = None
+    route_path: str = ""
+    extra_log: dict[str, Any] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        return json.loads(self.raw_body) if self.raw_body else None
+
+    @property
+    def user(self) -> Principal:
+        """The signed-in caller; only routes declared `user` or `admin` may ask."""
+        if self.principal is None:  # pragma: no cover - a route declaration bug
+            raise RuntimeError(f"route {self.route_path} is public but asked for the user")
+        return self.principal

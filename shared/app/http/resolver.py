@@ -1,0 +1,182 @@
+"""Event in, integration response out: match, authenticate, validate, call, render.
+
+`http_handler(route, ...)` builds an SCF `main_handler` for one function. Everything a
+client can send that is wrong ends as a 4xx with the error envelope; anything else is a
+bug and ends as `500 INTERNAL_ERROR` with the request id, the stack trace in the log only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from app.config import get_settings
+from app.errors import AppError, ErrorCode
+from app.http.apigw import integration_response, parse_event, request_id_of
+from app.http.auth import authenticate
+from app.http.request import Request
+from app.http.response import JSON_CONTENT_TYPE, Response, dump_json
+from app.http.routing import Route, find_route
+from app.observability import logging as applog
+from app.observability.metrics import HTTP_DURATION, HTTP_REQUESTS
+
+log = applog.get_logger("app.http")
+MainHandler = Callable[[Mapping[str, Any], Any], dict[str, Any]]
+
+
+def validation_details(exc: ValidationError, prefix: str) -> list[dict[str, Any]]:
+    return [
+        {"loc": [prefix, *[p for p in err["loc"] if p != "__root__"]], "msg": err["msg"]}
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+def _is_list_field(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple, set, frozenset):
+        return True
+    return any(_is_list_field(arg) for arg in typing.get_args(annotation) if arg is not type(None))
+
+
+def _query_input(model: type[BaseModel], params: dict[str, list[str]]) -> dict[str, Any]:
+    # A scalar parameter sent twice takes its last value, as most frameworks do; parameters
+    # the model does not name are ignored (API Gateway may add its own).
+    data: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        if key in params:
+            values = params[key]
+            data[key] = values if _is_list_field(info.annotation) else values[-1]
+    return data
+
+
+class HttpApp:
+    def __init__(self, routes: list[Route]) -> None:
+        self.routes = routes
+        settings = get_settings()
+        applog.configure(settings.log_level)
+        self.cors_origins = settings.cors_origins
+        self.max_body = settings.max_body_bytes
+
+    def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        started = time.perf_counter()
+        context = context if isinstance(context, Mapping) else {}
+        request_id = request_id_of(event, context)
+        route: Route | None = None
+        request: Request[Any, Any] | None = None
+        try:
+            request = parse_event(event, context)
+            request.request_id = request_id
+            if request.method == "OPTIONS" and self.cors_origins:
+                response = Response(204)
+            else:
+                route = self._match(request)
+                response = self._dispatch(route, request)
+        except AppError as exc:
+            response = Response.json(exc.envelope(request_id), exc.status, exc.headers)
+        except Exception:
+            log.exception("unhandled error", extra={"fields": {"request_id": request_id}})
+            response = Response.json(AppError(ErrorCode.INTERNAL_ERROR).envelope(request_id), 500)
+        response.headers["X-Request-Id"] = request_id
+        self._cors(request, response)
+        self._observe(route, request, event, context, response, started)
+        return integration_response(response)
+
+    def _match(self, request: Request[Any, Any]) -> Route:
+        route, params, path_known = find_route(self.routes, request.method, request.path)
+        if route is None:
+            if path_known:
+                raise AppError(ErrorCode.METHOD_NOT_ALLOWED)
+            raise AppError(ErrorCode.NOT_FOUND)
+        # API Gateway already parsed the path; trust its values, fill from the template.
+        request.path_params = {**params, **request.path_params}
+        request.route_path = route.path
+        return route
+
+    def _dispatch(self, route: Route, request: Request[Any, Any]) -> Response:
+        request.principal = authenticate(request, route.auth)
+        if route.body is not None:
+            request.body = self._parse_body(route.body, request.raw_body)
+        if route.query is not None:
+            try:
+                request.query = route.query.model_validate(_query_input(route.query, request.query_params))
+            except ValidationError as exc:
+                raise AppError(ErrorCode.VALIDATION_ERROR, details=validation_details(exc, "query")) from exc
+        return self._render(route, route.handler(request))
+
+    def _parse_body(self, model: type[BaseModel], raw: bytes) -> BaseModel:
+        if len(raw) > self.max_body:
+            raise AppError(
+                ErrorCode.VALIDATION_ERROR,
+                "The body is too large.",
+                details=[{"loc": ["body"], "msg": f"at most {self.max_body} bytes"}],
+            )
+        try:
+            return model.model_validate_json(raw or b"{}")
+        except ValidationError as exc:
+            raise AppError(ErrorCode.VALIDATION_ERROR, details=validation_details(exc, "body")) from exc
+
+    @staticmethod
+    def _render(route: Route, result: Any) -> Response:
+        if isinstance(result, Response):
+            return result
+        if result is None:
+            return Response(route.status)
+        if isinstance(result, BaseModel):
+            body = result.model_dump_json()
+        elif route.response is not None and isinstance(route.response, type) and issubclass(route.response, BaseModel):
+            body = route.response.model_validate(result).model_dump_json()
+        else:
+            body = dump_json(result)
+        return Response(route.status, body, {}, route.content_type or JSON_CONTENT_TYPE)
+
+    def _cors(self, request: Request[Any, Any] | None, response: Response) -> None:
+        if not self.cors_origins or request is None:
+            return
+        origin = request.headers.get("origin")
+        if origin and (origin in self.cors_origins or "*" in self.cors_origins):
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Idempotency-Key"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+            response.headers["Access-Control-Expose-Headers"] = "X-Request-Id"
+
+    @staticmethod
+    def _observe(
+        route: Route | None,
+        request: Request[Any, Any] | None,
+        event: Mapping[str, Any],
+        context: Mapping[str, Any],
+        response: Response,
+        started: float,
+    ) -> None:
+        elapsed = time.perf_counter() - started
+        function = str(context.get("function_name") or "")
+        method = request.method if request else str(event.get("httpMethod") or "")
+        route_path = route.path if route else "unmatched"
+        HTTP_REQUESTS.labels(function, method, route_path, str(response.status)).inc()
+        HTTP_DURATION.labels(function, method, route_path).observe(elapsed)
+        fields: dict[str, Any] = {
+            "function": function,
+            "method": method,
+            "route": route_path,
+            "status": response.status,
+            "duration_ms": round(elapsed * 1000, 2),
+            "request_id": response.headers.get("X-Request-Id"),
+        }
+        if request is not None:
+            if request.principal is not None:
+                fields["user_id"] = request.principal.user_id
+            fields.update(request.extra_log)
+        level = logging.ERROR if response.status >= 500 else logging.INFO
+        applog.log_fields(log, level, "invocation", **fields)
+
+
+def http_handler(*routes: Route) -> MainHandler:
+    """The SCF entry of a function that serves these routes (usually one)."""
+    return HttpApp(list(routes))

@@ -1,0 +1,91 @@
+"""JWT access and refresh tokens: HS256 pinned, never the algorithm a token names.
+
+Claims: sub (user id), phone, role, sid (session), jti, typ (access|refresh), iss, aud,
+iat, exp. Access tokens are checked statelessly; refresh tokens are also checked against
+the session store (app.identity.sessions).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any, Literal
+
+import jwt
+
+from app.config import get_settings
+from app.errors import AppError, ErrorCode
+from app.identity.principal import Principal
+
+ALGORITHM = "HS256"
+TokenType = Literal["access", "refresh"]
+_REQUIRED = ["sub", "sid", "jti", "typ", "iss", "aud", "iat", "exp"]
+
+
+def new_jti() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def issue(
+    typ: TokenType,
+    *,
+    user_id: str,
+    role: str,
+    sid: str,
+    phone: str | None = None,
+    jti: str | None = None,
+    now: float | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """A signed token and its claims."""
+    settings = get_settings()
+    issued = int(now if now is not None else time.time())
+    ttl = settings.access_token_ttl_s if typ == "access" else settings.refresh_token_ttl_s
+    claims: dict[str, Any] = {
+        "sub": user_id,
+        "phone": phone,
+        "role": role,
+        "sid": sid,
+        "jti": jti or new_jti(),
+        "typ": typ,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "iat": issued,
+        "exp": issued + ttl,
+    }
+    token = jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
+    return token, claims
+
+
+def decode(token: str, typ: TokenType) -> dict[str, Any]:
+    """Verified claims of a token of the expected type.
+
+    Raises AUTH_TOKEN_EXPIRED for an expired token of the right type and AUTH_TOKEN_INVALID
+    for anything else; callers that need another code (refresh) translate.
+    """
+    settings = get_settings()
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            settings.jwt_secret.get_secret_value(),
+            algorithms=[ALGORITHM],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            options={"require": _REQUIRED},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise AppError(ErrorCode.AUTH_TOKEN_EXPIRED) from exc
+    except jwt.PyJWTError as exc:
+        raise AppError(ErrorCode.AUTH_TOKEN_INVALID) from exc
+    if claims.get("typ") != typ:
+        raise AppError(ErrorCode.AUTH_TOKEN_INVALID)
+    return claims
+
+
+def principal_from_access(token: str) -> Principal:
+    claims = decode(token, "access")
+    return Principal(
+        user_id=str(claims["sub"]),
+        role=str(claims.get("role") or "user"),
+        sid=str(claims["sid"]),
+        phone=claims.get("phone"),
+    )

@@ -1,0 +1,26 @@
+"""Prometheus metrics of this process. In the local cloud every function shares the
+process, so `/metrics` shows the whole system; on SCF each instance has its own registry
+(see README, "Observability")."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total",
+    "HTTP requests handled, by route and status.",
+    ["function", "method", "route", "status"],
+)
+HTTP_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "Time from event to integration response.",
+    ["function", "method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+DB_POOL_USED = Gauge("db_pool_connections_used", "Connections checked out of the pool.")
+DB_POOL_FREE = Gauge("db_pool_connections_free", "Open connections idle in the pool.")
+DB_POOL_PENDING = Gauge("db_pool_acquire_pending", "Callers waiting for a connection.")
+DB_POOL_PEAK = Gauge("db_pool_connections_peak", "Most connections ever checked out at once.")
+DB_POOL_TIMEOUTS = Counter("db_pool_acquire_timeouts_total", "Acquires that gave up waiting.")
+JOB_RUNS = Counter("job_runs_total", "Timer and admin job runs.", ["job", "outcome"])
+JOB_ITEMS = Counter("job_items_total", "What jobs did, by kind.", ["job", "kind"])

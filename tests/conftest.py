@@ -1,0 +1,67 @@
+"""Test run set-up: a database of its own on the real MariaDB, a Redis database of its
+own, migrations applied once. Environment first, before anything imports app.config."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+_RUN = secrets.token_hex(4)
+SERVER_URL = os.environ.get("TEST_DATABASE_URL", "mysql+pymysql://root@127.0.0.1:3306")
+TEST_DB = f"test_app_{_RUN}"
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+os.environ.update(
+    {
+        "APP_ENV": "test",
+        "DATABASE_URL": f"{SERVER_URL.rstrip('/')}/{TEST_DB}",
+        "REDIS_URL": TEST_REDIS_URL,
+        "JWT_SECRET": secrets.token_urlsafe(64),
+        "DB_POOL_MIN": "0",
+        "DB_POOL_MAX": "20",
+        "DB_POOL_ACQUIRE_TIMEOUT_S": "10",
+        "LOG_LEVEL": "INFO",
+    }
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database() -> Iterator[str]:
+    from sqlalchemy import create_engine, text
+
+    server = create_engine(SERVER_URL.rstrip("/") + "/", isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE `{TEST_DB}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+    try:
+        from app.db import migrate
+        from app.db.engine import get_engine
+
+        migrate.upgrade(get_engine())
+        yield os.environ["DATABASE_URL"]
+    finally:
+        from app.db.engine import get_engine
+
+        get_engine().dispose()
+        with server.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{TEST_DB}`"))
+        server.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_db() -> Iterator[Any]:
+    from app.redis_client import get_redis
+
+    client = get_redis()
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def clean_redis(redis_db: Any) -> Any:
+    redis_db.flushdb()
+    return redis_db
