@@ -6,7 +6,7 @@ the migrated database and these definitions agree.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, MetaData, String, Table, false, text
+from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, false, text
 
 from app.db.types import UtcDateTime
 
@@ -24,6 +24,21 @@ users = Table(
     Column("disabled", Boolean, nullable=False, server_default=false()),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    Column("password_hash", String(100), nullable=True),
+    Column("wechat_openid", String(64), unique=True, nullable=True),
+    Column("wechat_unionid", String(64), nullable=True, index=True),
+    Column("nickname", String(64), nullable=True),
+    Column("avatar", String(512), nullable=True),
+    Column("gender", String(8), nullable=False, server_default=text("'unknown'")),
+    Column("quota_balance", Integer, nullable=False, server_default=text("0")),
+    Column("quota_reserved", Integer, nullable=False, server_default=text("0")),
 )
 
-__all__ = ["metadata", "users"]
+invite_codes = Table(
+    "invite_codes",
+    metadata,
+    Column("code", String(16), primary_key=True),
+    Column("claimed_by", String(32), nullable=True, index=True),
+    Column("claimed_at", UtcDateTime(), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+)

@@ -1,0 +1,41 @@
+"""The queue port: publish a JSON message to a named queue; the platform delivers it to the
+function whose `cmq` trigger names that queue.
+
+Delivery is at least once and may be delayed or repeated: consumers must be idempotent,
+and the saga sweeper finds work whose message was lost. Backends, chosen by QUEUE_BACKEND:
+`local` (the local cloud's in-process broker, app.queue.local) and `cmq` (TDMQ for CMQ's
+SendCmqMsg, app.queue.cmq). Each is imported only when first used.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class QueueBackend(Protocol):
+    def publish(self, queue: str, message: dict[str, Any], *, delay_s: float = 0) -> str:
+        """Send one message; returns its id. Raises on failure (the caller decides)."""
+        ...
+
+
+_backend: QueueBackend | None = None
+
+
+def backend() -> QueueBackend:
+    global _backend
+    if _backend is None:
+        from app.config import get_settings
+
+        if get_settings().queue_backend == "cmq":
+            from app.queue.cmq import CmqBackend
+
+            _backend = CmqBackend()
+        else:
+            from app.queue.local import LocalBackend
+
+            _backend = LocalBackend()
+    return _backend
+
+
+def publish(queue: str, message: dict[str, Any], *, delay_s: float = 0) -> str:
+    return backend().publish(queue, message, delay_s=delay_s)
