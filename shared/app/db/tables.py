@@ -6,7 +6,7 @@ the migrated database and these definitions agree.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, false, text
+from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, false, text, true
 
 from app.db.types import UtcDateTime
 
@@ -40,5 +40,34 @@ invite_codes = Table(
     Column("code", String(16), primary_key=True),
     Column("claimed_by", String(32), nullable=True, index=True),
     Column("claimed_at", UtcDateTime(), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+quota_transactions = Table(
+    "quota_transactions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("task_id", String(32), nullable=False, unique=True),
+    Column("user_id", String(32), nullable=False, index=True),
+    Column("amount", Integer, nullable=False),
+    Column("phase", String(16), nullable=False),
+    Column("idempotent_done", Boolean, nullable=False, server_default=true()),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+quota_ledger = Table(
+    "quota_ledger",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("balance_delta", Integer, nullable=False),
+    Column("reserved_delta", Integer, nullable=False),
+    Column("balance_after", Integer, nullable=False),
+    Column("reserved_after", Integer, nullable=False),
+    Column("task_id", String(32), nullable=True, index=True),
+    Column("ref", String(64), nullable=True, unique=True),
+    Column("reason", String(200), nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
 )
