@@ -35,7 +35,9 @@ def database() -> Iterator[str]:
 
     server = create_engine(SERVER_URL.rstrip("/") + "/", isolation_level="AUTOCOMMIT")
     with server.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE `{TEST_DB}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+        conn.execute(
+            text(f"CREATE DATABASE `{TEST_DB}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        )
     try:
         from app.db import migrate
         from app.db.engine import get_engine

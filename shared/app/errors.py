@@ -78,7 +78,9 @@ class AppError(Exception):
         headers: dict[str, str] | None = None,
     ) -> None:
         self.code = code
-        self.message = message or _DEFAULT_MESSAGES.get(code, code.value.replace("_", " ").capitalize())
+        self.message = message or _DEFAULT_MESSAGES.get(
+            code, code.value.replace("_", " ").capitalize()
+        )
         self.details = details
         self.headers = headers or {}
         super().__init__(f"{code.value}: {self.message}")

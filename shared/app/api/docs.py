@@ -52,7 +52,12 @@ def _json_document() -> str:
     return dump_json(openapi_document())
 
 
-@router.get("/openapi.json", auth=Auth.PUBLIC, content_type="application/json", summary="This OpenAPI document")
+@router.get(
+    "/openapi.json",
+    auth=Auth.PUBLIC,
+    content_type="application/json",
+    summary="This OpenAPI document",
+)
 def get_openapi(req: Request[None, None]) -> Response:
     return Response(200, _json_document(), {}, "application/json; charset=utf-8")
 
@@ -68,7 +73,13 @@ def _asset_dir() -> Path:
     return Path(swagger_ui_bundle.swagger_ui_path)
 
 
-@router.get("/docs/{asset}", auth=Auth.PUBLIC, content_type="text/plain", errors=(404,), summary="Swagger UI files")
+@router.get(
+    "/docs/{asset}",
+    auth=Auth.PUBLIC,
+    content_type="text/plain",
+    errors=(404,),
+    summary="Swagger UI files",
+)
 def get_docs_asset(req: Request[None, None]) -> Response:
     name = req.path_params["asset"]
     if name not in _ASSETS:

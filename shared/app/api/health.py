@@ -17,7 +17,13 @@ class HealthOut(BaseModel):
     checks: dict[str, str]
 
 
-@router.get("/health", auth=Auth.PUBLIC, response=HealthOut, errors=(503,), summary="Check the database and Redis")
+@router.get(
+    "/health",
+    auth=Auth.PUBLIC,
+    response=HealthOut,
+    errors=(503,),
+    summary="Check the database and Redis",
+)
 def get_health(req: Request[None, None]) -> Any:
     checks = health.check()
     ok = all(value == "ok" for value in checks.values())

@@ -9,6 +9,8 @@ from app.http import Auth, Request, Response, Router
 router = Router(tags=("system",))
 
 
-@router.get("/metrics", auth=Auth.PUBLIC, content_type=CONTENT_TYPE_LATEST, summary="Prometheus metrics")
+@router.get(
+    "/metrics", auth=Auth.PUBLIC, content_type=CONTENT_TYPE_LATEST, summary="Prometheus metrics"
+)
 def get_metrics(req: Request[None, None]) -> Response:
     return Response(200, generate_latest(), {}, CONTENT_TYPE_LATEST)

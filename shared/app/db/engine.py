@@ -102,6 +102,5 @@ def transaction() -> Iterator[Connection]:
             log, 40, "db connection failed", **_describe(engine), error=str(error.orig)
         )
         raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
-    with conn:
-        with conn.begin():
-            yield conn
+    with conn, conn.begin():
+        yield conn

@@ -24,7 +24,10 @@ def _config(connection: Any) -> Any:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("file_template", "%%(year)d%%(month).2d%%(day).2d%%(hour).2d%%(minute).2d%%(second).2d_%%(slug)s")
+    config.set_main_option(
+        "file_template",
+        "%%(year)d%%(month).2d%%(day).2d%%(hour).2d%%(minute).2d%%(second).2d_%%(slug)s",
+    )
     config.attributes["connection"] = connection
     return config
 

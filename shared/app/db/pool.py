@@ -55,14 +55,14 @@ class MeteredPool(QueuePool):
 
     def recreate(self) -> MeteredPool:  # pragma: no cover - used by engine.dispose()
         return MeteredPool(
-            self._creator,  # type: ignore[attr-defined]
+            self._creator,
             pool_size=self._pool.maxsize,
             max_overflow=self._max_overflow,
             timeout=self._timeout,
             recycle=self._recycle,
             echo=self.echo,
             pre_ping=self._pre_ping,
-            use_lifo=self._pool.use_lifo,  # type: ignore[attr-defined]
+            use_lifo=self._pool.use_lifo,
             reset_on_return=self._reset_on_return,
             _dispatch=self.dispatch,
             dialect=self._dialect,
@@ -96,7 +96,9 @@ def install_checks(engine: Engine, idle_timeout_s: float, ping_after_idle_s: flo
         record.info["idle_since"] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
-    def _on_checkout(dbapi_conn: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection) -> None:
+    def _on_checkout(
+        dbapi_conn: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
+    ) -> None:
         idle_since = record.info.get("idle_since")
         record.info["idle_since"] = None
         if idle_since is None:
@@ -132,7 +134,7 @@ def reap_idle(pool: MeteredPool, keep: int, idle_timeout_s: float) -> int:
     """Close connections idle past the timeout, keeping at least `keep` open. Returns the count."""
     closed = 0
     now = time.monotonic()
-    queue = pool._pool  # the idle connections, oldest first
+    queue: Any = pool._pool  # sqlalchemy.util.queue.Queue of idle connections
     with queue.mutex:
         entries = list(queue.queue)
     for entry in entries:
@@ -165,9 +167,16 @@ class PoolMonitor(threading.Thread):
     """Long-running processes only: every `interval` seconds, reap idle connections and log
     and export used/free/pending. SCF event instances never start it."""
 
-    def __init__(self, pool: MeteredPool, keep: int, idle_timeout_s: float, interval: float = 30.0) -> None:
+    def __init__(
+        self, pool: MeteredPool, keep: int, idle_timeout_s: float, interval: float = 30.0
+    ) -> None:
         super().__init__(name="db-pool-monitor", daemon=True)
-        self.pool, self.keep, self.idle_timeout_s, self.interval = pool, keep, idle_timeout_s, interval
+        self.pool, self.keep, self.idle_timeout_s, self.interval = (
+            pool,
+            keep,
+            idle_timeout_s,
+            interval,
+        )
         self._stop_event = threading.Event()
 
     def run(self) -> None:

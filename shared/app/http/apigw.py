@@ -43,11 +43,7 @@ def _body(event: Mapping[str, Any]) -> bytes:
 
 def request_id_of(event: Mapping[str, Any], context: Mapping[str, Any] | None) -> str:
     ctx = event.get("requestContext") or {}
-    return str(
-        ctx.get("requestId")
-        or (context or {}).get("request_id")
-        or secrets.token_hex(16)
-    )
+    return str(ctx.get("requestId") or (context or {}).get("request_id") or secrets.token_hex(16))
 
 
 def parse_event(event: Mapping[str, Any], context: Mapping[str, Any] | None) -> Request[Any, Any]:
@@ -76,8 +72,23 @@ def integration_response(response: Response) -> dict[str, Any]:
     body = response.body
     if isinstance(body, bytes):
         try:
-            return {"isBase64Encoded": False, "statusCode": response.status, "headers": headers, "body": body.decode("utf-8")}
+            return {
+                "isBase64Encoded": False,
+                "statusCode": response.status,
+                "headers": headers,
+                "body": body.decode("utf-8"),
+            }
         except UnicodeDecodeError:
             encoded = base64.b64encode(body).decode("ascii")
-            return {"isBase64Encoded": True, "statusCode": response.status, "headers": headers, "body": encoded}
-    return {"isBase64Encoded": False, "statusCode": response.status, "headers": headers, "body": body}
+            return {
+                "isBase64Encoded": True,
+                "statusCode": response.status,
+                "headers": headers,
+                "body": encoded,
+            }
+    return {
+        "isBase64Encoded": False,
+        "statusCode": response.status,
+        "headers": headers,
+        "body": body,
+    }

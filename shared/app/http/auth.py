@@ -11,7 +11,7 @@ from app.identity.principal import Principal
 
 
 def bearer_token(request: Request[Any, Any]) -> str:
-    header = request.headers.get("authorization")
+    header: str | None = request.headers.get("authorization")
     if not header or not header.strip():
         raise AppError(ErrorCode.AUTH_REQUIRED)
     scheme, _, token = header.strip().partition(" ")

@@ -34,7 +34,11 @@ def _model_of(value: Any) -> type[BaseModel] | None:
 def build(routes: list[Route], *, title: str, version: str) -> dict[str, Any]:
     wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorBody, "serialization")]
     for route in routes:
-        for model, mode in ((route.body, "validation"), (route.query, "validation"), (_model_of(route.response), "serialization")):
+        for model, mode in (
+            (route.body, "validation"),
+            (route.query, "validation"),
+            (_model_of(route.response), "serialization"),
+        ):
             if model is not None and (model, mode) not in wanted:
                 wanted.append((model, mode))  # type: ignore[arg-type]
     refs, top = models_json_schema(wanted, ref_template=_REF)
@@ -45,19 +49,25 @@ def build(routes: list[Route], *, title: str, version: str) -> dict[str, Any]:
     for route in routes:
         if not route.include_in_schema:
             continue
-        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, refs, schemas, error_ref)
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(
+            route, refs, schemas, error_ref
+        )
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
         },
     }
 
 
-def _operation(route: Route, refs: dict[Any, Any], schemas: dict[str, Any], error_ref: dict[str, Any]) -> dict[str, Any]:
+def _operation(
+    route: Route, refs: dict[Any, Any], schemas: dict[str, Any], error_ref: dict[str, Any]
+) -> dict[str, Any]:
     op: dict[str, Any] = {
         "operationId": route.operation_id,
         "summary": route.summary or route.operation_id.replace("_", " "),
@@ -68,19 +78,28 @@ def _operation(route: Route, refs: dict[Any, Any], schemas: dict[str, Any], erro
         ],
     }
     if route.query is not None:
-        query_schema = schemas.get(route.query.__name__) or route.query.model_json_schema(ref_template=_REF)
+        query_schema = schemas.get(route.query.__name__) or route.query.model_json_schema(
+            ref_template=_REF
+        )
         required = set(query_schema.get("required", []))
         for name, prop in query_schema.get("properties", {}).items():
-            op["parameters"].append({"name": name, "in": "query", "required": name in required, "schema": prop})
+            op["parameters"].append(
+                {"name": name, "in": "query", "required": name in required, "schema": prop}
+            )
     if route.body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": refs[(route.body, "validation")]}}}
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": refs[(route.body, "validation")]}},
+        }
     if route.auth in (Auth.USER, Auth.ADMIN):
         op["security"] = [{"bearer": []}]
 
     success: dict[str, Any] = {"description": route.summary or "OK"}
     response_model = _model_of(route.response)
     if response_model is not None:
-        success["content"] = {"application/json": {"schema": refs[(response_model, "serialization")]}}
+        success["content"] = {
+            "application/json": {"schema": refs[(response_model, "serialization")]}
+        }
     elif route.content_type:
         success["content"] = {route.content_type.split(";")[0]: {"schema": {"type": "string"}}}
     responses: dict[str, Any] = {str(route.status): success}

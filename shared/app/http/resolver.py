@@ -104,9 +104,13 @@ class HttpApp:
             request.body = self._parse_body(route.body, request.raw_body)
         if route.query is not None:
             try:
-                request.query = route.query.model_validate(_query_input(route.query, request.query_params))
+                request.query = route.query.model_validate(
+                    _query_input(route.query, request.query_params)
+                )
             except ValidationError as exc:
-                raise AppError(ErrorCode.VALIDATION_ERROR, details=validation_details(exc, "query")) from exc
+                raise AppError(
+                    ErrorCode.VALIDATION_ERROR, details=validation_details(exc, "query")
+                ) from exc
         return self._render(route, route.handler(request))
 
     def _parse_body(self, model: type[BaseModel], raw: bytes) -> BaseModel:
@@ -119,7 +123,9 @@ class HttpApp:
         try:
             return model.model_validate_json(raw or b"{}")
         except ValidationError as exc:
-            raise AppError(ErrorCode.VALIDATION_ERROR, details=validation_details(exc, "body")) from exc
+            raise AppError(
+                ErrorCode.VALIDATION_ERROR, details=validation_details(exc, "body")
+            ) from exc
 
     @staticmethod
     def _render(route: Route, result: Any) -> Response:
@@ -129,7 +135,11 @@ class HttpApp:
             return Response(route.status)
         if isinstance(result, BaseModel):
             body = result.model_dump_json()
-        elif route.response is not None and isinstance(route.response, type) and issubclass(route.response, BaseModel):
+        elif (
+            route.response is not None
+            and isinstance(route.response, type)
+            and issubclass(route.response, BaseModel)
+        ):
             body = route.response.model_validate(result).model_dump_json()
         else:
             body = dump_json(result)
@@ -142,8 +152,12 @@ class HttpApp:
         if origin and (origin in self.cors_origins or "*" in self.cors_origins):
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Vary"] = "Origin"
-            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Idempotency-Key"
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = (
+                "Authorization, Content-Type, Idempotency-Key"
+            )
+            response.headers["Access-Control-Allow-Methods"] = (
+                "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+            )
             response.headers["Access-Control-Expose-Headers"] = "X-Request-Id"
 
     @staticmethod

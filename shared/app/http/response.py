@@ -25,5 +25,7 @@ class Response:
         return cls(status, dump_json(value), dict(headers or {}), JSON_CONTENT_TYPE)
 
     @classmethod
-    def text(cls, text: str, status: int = 200, content_type: str = "text/plain; charset=utf-8") -> Response:
+    def text(
+        cls, text: str, status: int = 200, content_type: str = "text/plain; charset=utf-8"
+    ) -> Response:
         return cls(status, text, {}, content_type)

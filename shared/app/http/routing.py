@@ -77,34 +77,50 @@ class Router:
         self.tags = tags
         self.routes: list[Route] = []
 
-    def route(self, method: str, path: str, *, auth: Auth, **options: Any) -> Callable[[Callable[..., Any]], Route]:
+    def route(
+        self, method: str, path: str, *, auth: Auth, **options: Any
+    ) -> Callable[[Callable[..., Any]], Route]:
         def register(handler: Callable[..., Any]) -> Route:
             options.setdefault("tags", self.tags)
             options["tags"] = tuple(options["tags"])
             options["errors"] = tuple(options.get("errors", ()))
-            declared = Route(method=method.upper(), path=path, handler=handler, auth=auth, **options)
+            declared = Route(
+                method=method.upper(), path=path, handler=handler, auth=auth, **options
+            )
             self.routes.append(declared)
             return declared
 
         return register
 
-    def get(self, path: str, *, auth: Auth, **options: Any) -> Callable[[Callable[..., Any]], Route]:
+    def get(
+        self, path: str, *, auth: Auth, **options: Any
+    ) -> Callable[[Callable[..., Any]], Route]:
         return self.route("GET", path, auth=auth, **options)
 
-    def post(self, path: str, *, auth: Auth, **options: Any) -> Callable[[Callable[..., Any]], Route]:
+    def post(
+        self, path: str, *, auth: Auth, **options: Any
+    ) -> Callable[[Callable[..., Any]], Route]:
         return self.route("POST", path, auth=auth, **options)
 
-    def put(self, path: str, *, auth: Auth, **options: Any) -> Callable[[Callable[..., Any]], Route]:
+    def put(
+        self, path: str, *, auth: Auth, **options: Any
+    ) -> Callable[[Callable[..., Any]], Route]:
         return self.route("PUT", path, auth=auth, **options)
 
-    def patch(self, path: str, *, auth: Auth, **options: Any) -> Callable[[Callable[..., Any]], Route]:
+    def patch(
+        self, path: str, *, auth: Auth, **options: Any
+    ) -> Callable[[Callable[..., Any]], Route]:
         return self.route("PATCH", path, auth=auth, **options)
 
-    def delete(self, path: str, *, auth: Auth, **options: Any) -> Callable[[Callable[..., Any]], Route]:
+    def delete(
+        self, path: str, *, auth: Auth, **options: Any
+    ) -> Callable[[Callable[..., Any]], Route]:
         return self.route("DELETE", path, auth=auth, **options)
 
 
-def find_route(routes: list[Route], method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
+def find_route(
+    routes: list[Route], method: str, path: str
+) -> tuple[Route | None, dict[str, str], bool]:
     """Static paths win over templated ones. Returns (route, params, path_known)."""
     path_known = False
     ordered = sorted(routes, key=lambda r: not r.is_static)
