@@ -28,5 +28,13 @@ check: $(STAMP)
 migrate: $(STAMP)
 	$(BIN)/python -m app.db.migrate
 
+# dist/layer/layer.zip (app/ + runtime wheels for CPython 3.10) and dist/functions/*.zip.
+package: $(STAMP)
+	$(BIN)/python -m infra.package
+
+# Layer, then functions, then db-migrate; needs `scf` and the variables in README "Deploy".
+deploy: package
+	bash infra/deploy.sh
+
 clean:
 	rm -rf dist .local .pytest_cache .mypy_cache .ruff_cache .coverage

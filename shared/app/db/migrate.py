@@ -66,6 +66,15 @@ def upgrade(engine: Engine | None = None, revision: str = "head") -> dict[str, A
     return report
 
 
+def main_handler(event: Any, context: Any) -> dict[str, Any]:
+    """SCF entry of the `db-migrate` function, invoked directly after a deploy (no trigger):
+    applies pending migrations and returns and logs {"from", "to"}."""
+    from app.config import get_settings
+
+    applog.configure(get_settings().log_level)
+    return upgrade()
+
+
 if __name__ == "__main__":  # `make migrate`
     import json
 

@@ -6,7 +6,7 @@ the migrated database and these definitions agree.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, false, text, true
+from sqlalchemy import Boolean, Column, Index, Integer, MetaData, String, Table, false, text, true
 
 from app.db.types import UtcDateTime
 
@@ -54,6 +54,7 @@ quota_transactions = Table(
     Column("idempotent_done", Boolean, nullable=False, server_default=true()),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ix_quota_transactions_phase_updated", "phase", "updated_at"),
 )
 
 quota_ledger = Table(
@@ -70,4 +71,5 @@ quota_ledger = Table(
     Column("ref", String(64), nullable=True, unique=True),
     Column("reason", String(200), nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_quota_ledger_user_created", "user_id", "created_at"),
 )

@@ -1,0 +1,3 @@
+from app.db import migrate
+
+main_handler = migrate.main_handler

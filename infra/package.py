@@ -1,0 +1,226 @@
+"""Build what `scf deploy` uploads: the layer zip and one zip per function.
+
+`dist/layer/layer.zip` holds `app/` (shared/app) and every runtime requirement
+(requirements.txt) unpacked from manylinux x86_64 wheels for CPython 3.10, SCF's newest
+Python runtime, all at the zip root: SCF unpacks a layer to /opt and puts /opt on
+PYTHONPATH. The same tree is left unpacked in `dist/layer/content/` for the layer
+component to upload. `dist/functions/<name>.zip` holds one function folder's files at
+its root (/var/user on SCF).
+
+Wheels are cached under `.local/wheels/<hash of requirements.txt and Python version>/`, so
+a rerun with unchanged requirements needs no network. Packages published only as source
+archives are built into wheels first (`pip wheel --no-deps`); they must be pure Python,
+since a wheel built here would not match SCF's platform.
+
+    python -m infra.package [--python-version 3.10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+ROOT = Path(__file__).resolve().parents[1]
+SCF_PYTHON = "3.10"
+PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64")
+LAYER_NAME = "layer.zip"
+# Fixed timestamps make a rebuild from the same inputs byte-identical.
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+# swagger-ui-bundle ships every Swagger UI build; /docs serves only these two.
+_SWAGGER_KEEP = {"swagger-ui-bundle.js", "swagger-ui.css"}
+_MISSING = re.compile(r"No matching distribution found for ([^\s]+)")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    files: int
+    unpacked_bytes: int
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+
+def requirement_lines(requirements: Path) -> list[str]:
+    lines = (line.split("#", 1)[0].strip() for line in requirements.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def cache_dir(requirements: Path, python_version: str) -> Path:
+    digest = hashlib.sha256()
+    digest.update("\n".join(requirement_lines(requirements)).encode())
+    digest.update(f"\ncp{python_version}\n{' '.join(PLATFORMS)}".encode())
+    return ROOT / ".local" / "wheels" / digest.hexdigest()[:16]
+
+
+def _pip(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "pip", *args]
+    return subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+
+
+def _is_pure(wheel: Path) -> bool:
+    return wheel.name.endswith("-none-any.whl")
+
+
+def _build_source_only(requirement: str, built: Path) -> None:
+    result = _pip("wheel", "--no-deps", "--no-binary", ":all:", "-q", "-w", str(built), requirement)
+    if result.returncode != 0:
+        raise SystemExit(f"pip wheel {requirement} failed:\n{result.stderr}")
+    impure = [w.name for w in built.glob("*.whl") if not _is_pure(w)]
+    if impure:
+        raise SystemExit(
+            f"{', '.join(impure)}: built from source with a compiled part; it would not match "
+            "SCF's platform. Pin a version that ships a manylinux wheel."
+        )
+
+
+def fetch_wheels(requirements: Path, python_version: str = SCF_PYTHON) -> list[Path]:
+    """The wheels of the whole runtime set for `python_version`, from the cache if complete."""
+    cache = cache_dir(requirements, python_version)
+    done = cache / ".complete"
+    if done.exists():
+        return sorted(cache.glob("*.whl"))
+    built = cache / "built"
+    built.mkdir(parents=True, exist_ok=True)
+    platforms = [arg for platform in PLATFORMS for arg in ("--platform", platform)]
+    tried: set[str] = set()
+    while True:
+        result = _pip(
+            "download", "-q", "--only-binary=:all:", "--python-version", python_version,
+            "--implementation", "cp", *platforms, "--find-links", str(built),
+            "-d", str(cache), "-r", str(requirements),
+        )  # fmt: skip
+        if result.returncode == 0:
+            break
+        missing = _MISSING.search(result.stderr)
+        if missing is None or missing.group(1) in tried:
+            raise SystemExit(f"pip download failed:\n{result.stderr}")
+        # Published as a source archive only: build it here, then resolve again.
+        tried.add(missing.group(1))
+        _build_source_only(missing.group(1), built)
+    done.touch()
+    return sorted(cache.glob("*.whl"))
+
+
+def _wheel_target(name: str) -> str | None:
+    """Where a wheel member lands in the layer, or None for what SCF never needs."""
+    parts = PurePosixPath(name).parts
+    if parts and parts[0].endswith(".data"):
+        if len(parts) < 3 or parts[1] not in ("purelib", "platlib"):
+            return None  # scripts, headers, data files: no use on /opt
+        parts = parts[2:]
+    return "/".join(parts) if _keep(parts) else None
+
+
+def _keep(parts: tuple[str, ...]) -> bool:
+    if not parts or parts[-1].endswith(".pyc") or "__pycache__" in parts:
+        return False
+    top = parts[0]
+    if not top.endswith(".dist-info") and len(parts) > 2 and parts[1] in ("tests", "test"):
+        return False  # a package's own test suite (greenlet/tests, certifi/tests)
+    if top == "swagger_ui_bundle" and "vendor" in parts and len(parts) > 3:
+        return parts[-1] in _SWAGGER_KEEP
+    return True
+
+
+def _zip_info(name: str, mode: int) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, ZIP_DATE)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = ((mode or 0o644) & 0xFFFF) << 16
+    return info
+
+
+def _tree(folder: Path) -> Iterator[tuple[str, Path]]:
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if path.is_file() and "__pycache__" not in rel.parts and path.suffix != ".pyc":
+            yield rel.as_posix(), path
+
+
+def _layer_entries(wheels: Iterable[Path], app_dir: Path) -> Iterator[tuple[str, bytes, int]]:
+    for rel, path in _tree(app_dir):
+        yield f"app/{rel}", path.read_bytes(), 0o644
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as archive:
+            for info in archive.infolist():
+                target = None if info.is_dir() else _wheel_target(info.filename)
+                if target is not None:
+                    yield target, archive.read(info), (info.external_attr >> 16) & 0o777
+
+
+def build_layer(
+    out_dir: Path | None = None,
+    python_version: str = SCF_PYTHON,
+    requirements: Path = ROOT / "requirements.txt",
+    app_dir: Path = ROOT / "shared" / "app",
+) -> Artifact:
+    """Write the layer zip and its unpacked copy; the first file of a path wins (the
+    tencentcloud namespace `__init__.py` comes in every tencentcloud-sdk wheel)."""
+    out_dir = out_dir or ROOT / "dist" / "layer"
+    wheels = fetch_wheels(requirements, python_version)
+    content = out_dir / "content"
+    shutil.rmtree(content, ignore_errors=True)
+    content.mkdir(parents=True)
+    layer = out_dir / LAYER_NAME
+    seen: set[str] = set()
+    total = 0
+    with zipfile.ZipFile(layer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data, mode in _layer_entries(wheels, app_dir):
+            if name in seen:
+                continue
+            seen.add(name)
+            total += len(data)
+            archive.writestr(_zip_info(name, mode), data)
+            target = content / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+    return Artifact(layer, len(seen), total)
+
+
+def function_names(functions_dir: Path = ROOT / "functions") -> list[str]:
+    return sorted(p.name for p in functions_dir.iterdir() if (p / "index.py").is_file())
+
+
+def build_function(
+    name: str, out_dir: Path | None = None, functions_dir: Path = ROOT / "functions"
+) -> Artifact:
+    out_dir = out_dir or ROOT / "dist" / "functions"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{name}.zip"
+    files = total = 0
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for rel, path in _tree(functions_dir / name):
+            data = path.read_bytes()
+            archive.writestr(_zip_info(rel, 0o644), data)
+            files, total = files + 1, total + len(data)
+    return Artifact(target, files, total)
+
+
+def _human(size: int) -> str:
+    return f"{size / 1_048_576:.1f} MB" if size >= 1_048_576 else f"{size / 1024:.1f} KB"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--python-version", default=SCF_PYTHON)
+    parser.add_argument("--out", type=Path, default=ROOT / "dist")
+    args = parser.parse_args(argv)
+    layer = build_layer(args.out / "layer", args.python_version)
+    unpacked = _human(layer.unpacked_bytes)
+    print(f"{layer.path}: {_human(layer.size)} ({layer.files} files, {unpacked} unpacked)")
+    for name in function_names():
+        fn = build_function(name, args.out / "functions")
+        print(f"  {name}.zip: {_human(fn.size)} ({fn.files} files)")
+
+
+if __name__ == "__main__":
+    main()
