@@ -6,7 +6,20 @@ the migrated database and these definitions agree.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Index, Integer, MetaData, String, Table, false, text, true
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    false,
+    text,
+    true,
+)
 
 from app.db.types import UtcDateTime
 
@@ -72,4 +85,76 @@ quota_ledger = Table(
     Column("reason", String(200), nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
     Index("ix_quota_ledger_user_created", "user_id", "created_at"),
+)
+
+pipelines = Table(
+    "pipelines",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("description", String(500), nullable=False, server_default=text("''")),
+    Column("cost", Integer, nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    Column("steps", JSON, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(32), nullable=False),
+    Column("pipeline_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("cost", Integer, nullable=False),
+    Column("input", JSON, nullable=False),
+    Column("output", JSON, nullable=True),
+    Column("error", JSON, nullable=True),
+    # The pipeline's steps as they were when the task was created: edits never reach it.
+    Column("steps", JSON, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime(), nullable=True),
+    Index("ix_tasks_user_created", "user_id", "created_at", "id"),
+    Index("ix_tasks_status_updated", "status", "updated_at"),
+)
+
+task_steps = Table(
+    "task_steps",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("task_id", String(32), nullable=False),
+    Column("position", Integer, nullable=False),
+    # -1 is the step itself; 0..N-1 are the branches of a fork.
+    Column("branch", Integer, nullable=False),
+    Column("step_id", String(64), nullable=False),
+    Column("type", String(8), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("output", JSON, nullable=True),
+    Column("error", JSON, nullable=True),
+    Column("dispatched_at", UtcDateTime(), nullable=True),
+    Column("lease_until", UtcDateTime(), nullable=True),
+    Column("heartbeat_at", UtcDateTime(), nullable=True),
+    Column("started_at", UtcDateTime(), nullable=True),
+    Column("finished_at", UtcDateTime(), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("task_id", "position", "branch", name="uq_task_steps_task_position"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("user_id", String(32), primary_key=True),
+    Column("scope", String(32), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response", JSON, nullable=False),
+    Column("resource_id", String(32), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Index("ix_idempotency_keys_expires", "expires_at"),
 )
