@@ -19,6 +19,8 @@ _ASSETS = {
     "swagger-ui-bundle.js": "application/javascript; charset=utf-8",
 }
 
+# Asset and document URLs are relative so the page works under an API Gateway stage prefix;
+# validatorUrl is null because Swagger UI would otherwise fetch a badge from an outside host.
 _PAGE = """<!doctype html>
 <html lang="en">
 <head>
@@ -30,7 +32,9 @@ _PAGE = """<!doctype html>
 <div id="swagger-ui"></div>
 <script src="docs/swagger-ui-bundle.js"></script>
 <script>
-window.ui = SwaggerUIBundle({{url: "openapi.json", dom_id: "#swagger-ui", deepLinking: true}});
+window.ui = SwaggerUIBundle({{
+  url: "openapi.json", dom_id: "#swagger-ui", deepLinking: true, validatorUrl: null
+}});
 </script>
 </body>
 </html>

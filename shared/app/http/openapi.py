@@ -78,9 +78,10 @@ def _operation(
         ],
     }
     if route.query is not None:
-        query_schema = schemas.get(route.query.__name__) or route.query.model_json_schema(
-            ref_template=_REF
-        )
+        # Look the model up by the name the schema generator gave it: models (and enums)
+        # sharing a class name across modules get qualified names, and their refs with them.
+        query_ref = refs[(route.query, "validation")]["$ref"]
+        query_schema = schemas[query_ref.rsplit("/", 1)[1]]
         required = set(query_schema.get("required", []))
         for name, prop in query_schema.get("properties", {}).items():
             op["parameters"].append(

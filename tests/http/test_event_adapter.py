@@ -1,0 +1,323 @@
+"""The API Gateway event adapter: bodies, headers, query strings, path parameters, request
+ids, CORS, and every kind of bad input ending as 422 VALIDATION_ERROR (never a 500)."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, Field
+
+from app.http import Auth, Request, Router, http_handler
+from tests.support.apigw import call, context, event
+from tests.support.settings import settings_env
+
+router = Router(tags=("test",))
+
+
+class Colour(str, Enum):
+    red = "red"
+    blue = "blue"
+
+
+class ItemIn(BaseModel):
+    name: str = Field(min_length=1, max_length=20)
+    count: int
+    colour: Colour = Colour.red
+
+
+class ItemQuery(BaseModel):
+    tag: list[str] = []
+    limit: int = Field(20, ge=1, le=100)
+    colour: Colour | None = None
+    q: str | None = None
+
+
+@router.post("/items", auth=Auth.PUBLIC, body=ItemIn, status=201)
+def create_item(req: Request[ItemIn, None]) -> dict[str, Any]:
+    return {"name": req.body.name, "count": req.body.count, "colour": req.body.colour.value}
+
+
+@router.get("/items", auth=Auth.PUBLIC, query=ItemQuery)
+def list_items(req: Request[None, ItemQuery]) -> dict[str, Any]:
+    return {**req.query.model_dump(mode="json"), "raw": req.query_params}
+
+
+@router.get("/echo", auth=Auth.PUBLIC)
+def echo(req: Request[None, None]) -> dict[str, Any]:
+    return {
+        "authorization": req.headers.get("authorization"),
+        "x_custom": req.headers.get("X-CUSTOM"),
+        "has_auth": "AUTHORIZATION" in req.headers,
+        "source_ip": req.source_ip,
+        "request_id": req.request_id,
+        "body": req.raw_body.decode("utf-8", "replace"),
+    }
+
+
+@router.get("/items/{item_id}/parts/{part}", auth=Auth.PUBLIC)
+def get_part(req: Request[None, None]) -> dict[str, Any]:
+    return dict(req.path_params)
+
+
+handler = http_handler(create_item, list_items, echo, get_part)
+
+
+def assert_validation_error(reply: Any, *locs: list[Any]) -> list[dict[str, Any]]:
+    assert reply.status == 422, reply.body
+    body = reply.json()
+    assert body["code"] == "VALIDATION_ERROR"
+    assert body["request_id"] == reply.header("X-Request-Id")
+    details = body["details"]
+    assert isinstance(details, list) and details
+    for detail in details:
+        assert set(detail) == {"loc", "msg"}
+        assert isinstance(detail["loc"], list) and isinstance(detail["msg"], str)
+    for loc in locs:
+        assert loc in [d["loc"] for d in details], details
+    return details
+
+
+# -- bodies ------------------------------------------------------------------------------
+
+
+def test_plain_json_body_is_validated_into_the_model() -> None:
+    reply = call(handler, "POST", "/items", body={"name": "pen", "count": 2, "colour": "blue"})
+    assert reply.status == 201
+    assert reply.json() == {"name": "pen", "count": 2, "colour": "blue"}
+
+
+def test_base64_body_is_decoded() -> None:
+    raw = json.dumps({"name": "笔", "count": 3}).encode("utf-8")
+    reply = call(handler, "POST", "/items", raw_body=raw, base64_body=True)
+    assert reply.status == 201
+    assert reply.json() == {"name": "笔", "count": 3, "colour": "red"}
+
+
+def test_invalid_base64_body_is_422() -> None:
+    evt = event("POST", "/items", raw_body="ignored")
+    evt["body"] = "not base64 at all!!"
+    evt["isBase64Encoded"] = True
+    result = handler(evt, context())
+    assert result["statusCode"] == 422
+    body = json.loads(result["body"])
+    assert body["code"] == "VALIDATION_ERROR"
+    assert body["details"] == [{"loc": ["body"], "msg": "invalid base64"}]
+
+
+def test_malformed_json_is_422_with_details() -> None:
+    reply = call(handler, "POST", "/items", raw_body='{"name": "pen", "count": ')
+    details = assert_validation_error(reply, ["body"])
+    assert "json" in details[0]["msg"].lower()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"\xff\xfe\x00garbage", b"[1, 2, 3]", b'"a string"', b"null", b"[" * 5000],
+    ids=["not-utf8", "array", "string", "null", "deeply-nested"],
+)
+def test_bodies_that_are_not_an_object_are_422(raw: bytes) -> None:
+    reply = call(handler, "POST", "/items", raw_body=raw, base64_body=True)
+    assert_validation_error(reply)
+
+
+def test_wrong_types_are_422_naming_the_field() -> None:
+    reply = call(handler, "POST", "/items", body={"name": "pen", "count": "many"})
+    assert_validation_error(reply, ["body", "count"])
+
+
+def test_unknown_enum_value_is_422() -> None:
+    reply = call(handler, "POST", "/items", body={"name": "pen", "count": 1, "colour": "green"})
+    assert_validation_error(reply, ["body", "colour"])
+
+
+def test_missing_required_fields_are_each_named() -> None:
+    reply = call(handler, "POST", "/items", body={})
+    assert_validation_error(reply, ["body", "name"], ["body", "count"])
+
+
+def test_missing_body_is_422_not_500() -> None:
+    reply = call(handler, "POST", "/items")
+    assert_validation_error(reply, ["body", "name"])
+
+
+def test_oversize_body_is_422() -> None:
+    with settings_env(MAX_BODY_BYTES="64"):
+        small = http_handler(create_item)
+    body = {"name": "pen", "count": 1, "colour": "red", "pad": "x" * 100}
+    reply = call(small, "POST", "/items", body=body)
+    details = assert_validation_error(reply, ["body"])
+    assert "64" in details[0]["msg"]
+    # Just under the limit still passes.
+    assert call(small, "POST", "/items", body={"name": "p", "count": 1}).status == 201
+
+
+def test_oversize_base64_body_is_422() -> None:
+    with settings_env(MAX_BODY_BYTES="64"):
+        small = http_handler(create_item)
+    raw = json.dumps({"name": "pen", "count": 1, "pad": "x" * 200})
+    reply = call(small, "POST", "/items", raw_body=raw, base64_body=True)
+    assert_validation_error(reply, ["body"])
+
+
+def test_default_body_limit_is_one_mebibyte() -> None:
+    raw = json.dumps({"name": "pen", "count": 1, "pad": "x" * (1024 * 1024)})
+    reply = call(handler, "POST", "/items", raw_body=raw)
+    assert_validation_error(reply, ["body"])
+
+
+# -- headers -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["Authorization", "authorization", "AUTHORIZATION", "aUtHoRiZaTiOn"]
+)
+def test_headers_are_case_insensitive(name: str) -> None:
+    reply = call(handler, "GET", "/echo", headers={name: "Bearer abc", "x-custom": "1"})
+    assert reply.status == 200
+    assert reply.json()["authorization"] == "Bearer abc"
+    assert reply.json()["has_auth"] is True
+    assert reply.json()["x_custom"] == "1"
+
+
+def test_source_ip_comes_from_the_request_context() -> None:
+    reply = call(handler, "GET", "/echo", source_ip="198.51.100.7")
+    assert reply.json()["source_ip"] == "198.51.100.7"
+
+
+# -- query strings -----------------------------------------------------------------------
+
+
+def test_repeated_parameters_list_fields_get_all_scalars_get_the_last() -> None:
+    reply = call(handler, "GET", "/items", query={"tag": ["a", "b", "c"], "limit": ["5", "7"]})
+    assert reply.status == 200
+    assert reply.json()["tag"] == ["a", "b", "c"]
+    assert reply.json()["limit"] == 7
+
+
+def test_single_value_for_a_list_field_is_a_list_of_one() -> None:
+    reply = call(handler, "GET", "/items", query={"tag": "solo"})
+    assert reply.json()["tag"] == ["solo"]
+
+
+def test_parameters_missing_from_query_string_parameters_are_still_read() -> None:
+    # API Gateway fills queryStringParameters only with the parameters configured on the
+    # API; queryString carries the whole query.
+    evt = event("GET", "/items", query={"q": "poster", "colour": "blue", "limit": "3"})
+    evt["queryStringParameters"] = {"limit": "3"}
+    result = handler(evt, context())
+    assert result["statusCode"] == 200
+    body = json.loads(result["body"])
+    assert (body["q"], body["colour"], body["limit"]) == ("poster", "blue", 3)
+
+
+def test_only_query_string_parameters_still_work() -> None:
+    evt = event("GET", "/items")
+    evt["queryString"] = {}
+    evt["queryStringParameters"] = {"limit": "9"}
+    result = handler(evt, context())
+    assert json.loads(result["body"])["limit"] == 9
+
+
+def test_unknown_parameters_are_ignored_by_the_model_but_kept_raw() -> None:
+    reply = call(handler, "GET", "/items", query={"utm_source": "x", "limit": "2"})
+    assert reply.status == 200
+    assert reply.json()["limit"] == 2
+    assert reply.json()["raw"]["utm_source"] == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("query", "loc"),
+    [
+        ({"limit": "abc"}, ["query", "limit"]),
+        ({"limit": "0"}, ["query", "limit"]),
+        ({"limit": "101"}, ["query", "limit"]),
+        ({"colour": "green"}, ["query", "colour"]),
+    ],
+    ids=["not-an-int", "below-range", "above-range", "unknown-enum"],
+)
+def test_bad_query_values_are_422(query: dict[str, str], loc: list[str]) -> None:
+    reply = call(handler, "GET", "/items", query=query)
+    assert_validation_error(reply, loc)
+
+
+# -- path parameters ---------------------------------------------------------------------
+
+
+def test_path_parameters_from_the_event() -> None:
+    reply = call(handler, "GET", "/items/i1/parts/p2", path_params={"item_id": "i1", "part": "p2"})
+    assert reply.status == 200
+    assert reply.json() == {"item_id": "i1", "part": "p2"}
+
+
+def test_path_parameters_from_the_template_when_the_event_has_none() -> None:
+    evt = event("GET", "/items/abc/parts/wheel")
+    evt.pop("pathParameters")
+    result = handler(evt, context())
+    assert result["statusCode"] == 200
+    assert json.loads(result["body"]) == {"item_id": "abc", "part": "wheel"}
+
+
+# -- request ids -------------------------------------------------------------------------
+
+
+def test_request_id_is_the_gateway_request_id() -> None:
+    evt = event("GET", "/echo")
+    result = handler(evt, context())
+    request_id = evt["requestContext"]["requestId"]
+    assert result["headers"]["X-Request-Id"] == request_id
+    assert json.loads(result["body"])["request_id"] == request_id
+
+
+def test_error_body_request_id_is_the_header_and_the_gateway_id() -> None:
+    evt = event("POST", "/items", raw_body="{")
+    result = handler(evt, context())
+    assert result["statusCode"] == 422
+    request_id = evt["requestContext"]["requestId"]
+    assert result["headers"]["X-Request-Id"] == request_id
+    assert json.loads(result["body"])["request_id"] == request_id
+
+
+def test_without_a_gateway_request_id_one_is_made_and_used_consistently() -> None:
+    evt = event("POST", "/items", raw_body="{")
+    evt["requestContext"].pop("requestId")
+    ctx = context()
+    ctx.pop("request_id")
+    result = handler(evt, ctx)
+    header = result["headers"]["X-Request-Id"]
+    assert header and json.loads(result["body"])["request_id"] == header
+
+
+# -- CORS --------------------------------------------------------------------------------
+
+
+def test_cors_headers_for_an_allowed_origin() -> None:
+    with settings_env(CORS_ALLOW_ORIGINS="https://app.example, https://admin.example"):
+        cors = http_handler(echo, create_item)
+    reply = call(cors, "GET", "/echo", headers={"Origin": "https://app.example"})
+    assert reply.status == 200
+    assert reply.header("Access-Control-Allow-Origin") == "https://app.example"
+    assert "X-Request-Id" in (reply.header("Access-Control-Expose-Headers") or "")
+    assert reply.header("Vary") == "Origin"
+
+    preflight = call(cors, "OPTIONS", "/items", headers={"origin": "https://admin.example"})
+    assert preflight.status == 204
+    assert preflight.header("Access-Control-Allow-Origin") == "https://admin.example"
+    assert "POST" in (preflight.header("Access-Control-Allow-Methods") or "")
+    assert "Authorization" in (preflight.header("Access-Control-Allow-Headers") or "")
+
+    # Errors carry CORS headers too, or the browser hides the error body.
+    bad = call(cors, "POST", "/items", raw_body="{", headers={"Origin": "https://app.example"})
+    assert bad.status == 422
+    assert bad.header("Access-Control-Allow-Origin") == "https://app.example"
+
+
+def test_no_cors_headers_for_other_origins_or_when_unconfigured() -> None:
+    with settings_env(CORS_ALLOW_ORIGINS="https://app.example"):
+        cors = http_handler(echo)
+    reply = call(cors, "GET", "/echo", headers={"Origin": "https://evil.example"})
+    assert reply.header("Access-Control-Allow-Origin") is None
+    plain = call(handler, "GET", "/echo", headers={"Origin": "https://app.example"})
+    assert plain.header("Access-Control-Allow-Origin") is None
