@@ -46,6 +46,21 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, gt=0)
 
     sms_provider: Literal["tencent", "console"] = "console"
+    sms_sdk_app_id: str = ""
+    sms_sign_name: str = ""
+    sms_template_id: str = ""
+    sms_cooldown_s: int = Field(60, ge=1)
+    sms_per_phone_per_day: int = Field(10, ge=1)
+    sms_per_ip_per_hour: int = Field(30, ge=1)
+    sms_code_ttl_s: int = Field(300, ge=60)
+
+    login_max_failures: int = Field(5, ge=1)
+    login_lock_s: int = Field(900, ge=1)
+    login_failures_per_ip_per_hour: int = Field(100, ge=1)
+    bcrypt_cost: int = Field(12, ge=10, le=16)
+    admin_phones: str = ""  # comma separated, any accepted phone format
+    signup_quota: int = Field(0, ge=0)
+    invite_pool_target: int = Field(500, ge=0)
     wechat_appid: str = ""
     wechat_secret: SecretStr = SecretStr("")
     wechat_api_base: str = ""  # empty: the local sandbox
@@ -56,11 +71,24 @@ class Settings(BaseSettings):
     tencentcloud_api_endpoint: str = ""
 
     queue_backend: Literal["local", "cmq"] = "local"
+    pipeline_queue: str = "pipeline-tasks"
+    pipeline_max_concurrency: int = Field(5, ge=1, le=100)
+    pipeline_host_concurrency: int = Field(20, ge=1)
+    pipeline_allowed_hosts: str = "127.0.0.1,localhost"
+    # Work with no progress for this long is published again by the saga sweeper.
+    pipeline_stall_s: int = Field(120, ge=0)
+    task_max_runtime_s: int = Field(3600, ge=1)
     ws_push_url: str = ""
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def pipeline_hosts(self) -> frozenset[str]:
+        return frozenset(
+            h.strip().lower() for h in self.pipeline_allowed_hosts.split(",") if h.strip()
+        )
 
     @property
     def cors_origins(self) -> frozenset[str]:
@@ -79,10 +107,14 @@ class Settings(BaseSettings):
             problems.append("REDIS_URL is memory:// (in-process fakeredis)")
         if self.sms_provider == "console":
             problems.append("SMS_PROVIDER is console")
+        elif not (self.sms_sdk_app_id and self.sms_sign_name and self.sms_template_id):
+            problems.append("SMS_SDK_APP_ID, SMS_SIGN_NAME and SMS_TEMPLATE_ID must all be set")
         if not self.wechat_api_base:
             problems.append("WECHAT_API_BASE is unset (sandbox WeChat login)")
         if self.queue_backend == "local":
             problems.append("QUEUE_BACKEND is local")
+        if {"127.0.0.1", "localhost"} & self.pipeline_hosts:
+            problems.append("PIPELINE_ALLOWED_HOSTS lets pipelines call this machine")
         return problems
 
 
@@ -93,6 +125,11 @@ class ProductionMisconfigured(RuntimeError):
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:
     settings = Settings()
+    if settings.app_env != "local" and len(settings.jwt_secret.get_secret_value()) < 64:
+        # Short HS256 secrets fall to offline guessing; only a laptop may use one.
+        raise ProductionMisconfigured(
+            f"JWT_SECRET is shorter than 64 characters (APP_ENV={settings.app_env})"
+        )
     if settings.app_env == "production":
         problems = settings.production_problems()
         if problems:

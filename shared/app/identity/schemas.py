@@ -1,0 +1,175 @@
+"""Request and response shapes of the identity routes (API.md `User`, `TokenPair`).
+
+Input models do their own normalisation (phones, nicknames, passwords) so a bad value is a
+422 before any service runs. No response model has a field for a password hash, an SMS code
+or a WeChat session_key, so none can leak through one.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from app.http.models import PageQuery
+from app.identity import phones
+
+Gender = Literal["unknown", "male", "female"]
+Role = Literal["user", "admin"]
+Purpose = Literal["login", "register"]
+
+PASSWORD_MIN_BYTES = 8
+PASSWORD_MAX_BYTES = 72  # bcrypt ignores (5.x: refuses) anything past 72 bytes
+
+
+def _phone(value: str) -> str:
+    normalized = phones.normalize(value)
+    if normalized is None:
+        raise ValueError("must be a mainland mobile number (11 digits, optional +86)")
+    return normalized
+
+
+def _password(value: str) -> str:
+    size = len(value.encode("utf-8"))
+    if not PASSWORD_MIN_BYTES <= size <= PASSWORD_MAX_BYTES:
+        raise ValueError(
+            f"must be {PASSWORD_MIN_BYTES} to {PASSWORD_MAX_BYTES} bytes (UTF-8), got {size}"
+        )
+    return value
+
+
+def _nickname(value: str) -> str:
+    trimmed = value.strip()
+    if not 1 <= len(trimmed) <= 32:
+        raise ValueError("must be 1 to 32 characters after trimming")
+    # Cc: control characters, Cf: format characters (bidi overrides, zero-width joiners).
+    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in trimmed):
+        raise ValueError("must not contain control characters")
+    return trimmed
+
+
+def _avatar(value: str) -> str:
+    if len(value) > 512:
+        raise ValueError("must be at most 512 characters")
+    if not value.startswith("https://") or len(value) <= len("https://"):
+        raise ValueError("must be an https:// URL")
+    if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in value):
+        raise ValueError("must not contain spaces or control characters")
+    return value
+
+
+def _invite_code(value: str) -> str:
+    code = value.strip().upper()
+    if not 1 <= len(code) <= 16:
+        raise ValueError("must be 1 to 16 characters")
+    return code
+
+
+Phone = Annotated[str, Field(max_length=32), AfterValidator(_phone)]
+Password = Annotated[str, Field(max_length=256), AfterValidator(_password)]
+Nickname = Annotated[str, Field(max_length=256), AfterValidator(_nickname)]
+Avatar = Annotated[str, Field(max_length=2048), AfterValidator(_avatar)]
+InviteCode = Annotated[str, Field(max_length=64), AfterValidator(_invite_code)]
+SmsCode = Annotated[str, Field(min_length=1, max_length=16)]
+UserId = Annotated[str, Field(min_length=1, max_length=32)]
+
+
+class _In(BaseModel):
+    # Unknown fields are ignored, as clients of a fixed contract expect.
+    model_config = ConfigDict(extra="ignore")
+
+
+class QuotaOut(BaseModel):
+    balance: int
+    reserved: int
+
+
+class MembershipOut(BaseModel):
+    plan_id: str | None = None
+    expires_at: str
+
+
+class UserOut(BaseModel):
+    id: str
+    phone: str | None
+    nickname: str | None
+    avatar: str | None
+    gender: Gender
+    role: Role
+    invite_code: str | None
+    referrer_id: str | None
+    quota: QuotaOut
+    membership: MembershipOut | None
+    created_at: str
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the scheme name
+    expires_in: int
+    refresh_expires_in: int
+    user: UserOut
+    is_new_user: bool
+
+
+class SmsCodeIn(_In):
+    phone: Phone
+    purpose: Purpose
+
+
+class SmsCodeOut(BaseModel):
+    cooldown_s: int
+    expires_in: int
+
+
+class RegisterIn(_In):
+    phone: Phone
+    password: Password
+    code: SmsCode
+    referrer_id: UserId | None = None
+    invite_code: InviteCode | None = None
+    nickname: Nickname | None = None
+
+
+class LoginIn(_In):
+    """Password or code; the password wins when both are sent."""
+
+    phone: Phone
+    password: Password | None = None
+    code: SmsCode | None = None
+
+
+class WechatLoginIn(_In):
+    code: Annotated[str, Field(min_length=1, max_length=128)]
+    nickname: Nickname | None = None
+    avatar: Avatar | None = None
+    invite_code: InviteCode | None = None
+
+
+class RefreshIn(_In):
+    refresh_token: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class ProfilePatch(_In):
+    """Fields left out stay as they are; nickname or avatar sent as null clear the field."""
+
+    nickname: Nickname | None = None
+    avatar: Avatar | None = None
+    gender: Gender | None = None
+
+    @model_validator(mode="after")
+    def _gender_not_null(self) -> ProfilePatch:
+        if "gender" in self.model_fields_set and self.gender is None:
+            raise ValueError("gender may not be null")
+        return self
+
+
+class AdminUserPatch(_In):
+    role: Role | None = None
+    disabled: bool | None = None
+
+
+class AdminUsersQuery(PageQuery):
+    phone: Phone | None = None

@@ -1,0 +1,374 @@
+"""Users: creation, lookup, the public `User` view and its cache, profile and admin changes.
+
+Owns the profile cache. A cached profile is only ever read under the user's current
+*generation*: `forget_cached` (called after every committed change of a user row, by this
+module and by quota and payments) replaces the generation, so a reader that loaded the
+row before the change can only have filled a key nobody reads any more. That is what keeps
+`GET /users/me` from showing stale quota, role or membership without a database read.
+Membership is derived from the cached expiry at read time, so it lapses on the second.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from redis.exceptions import RedisError
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.engine import Connection
+
+from app.config import get_settings
+from app.db import transaction
+from app.db.tables import users
+from app.db.types import iso, new_id, utcnow
+from app.errors import AppError, ErrorCode
+from app.http.models import Page
+from app.identity import invites, phones
+from app.identity.schemas import (
+    AdminUserPatch,
+    MembershipOut,
+    ProfilePatch,
+    QuotaOut,
+    UserOut,
+)
+from app.observability import logging as applog
+from app.redis_client import get_redis
+
+log = applog.get_logger("app.identity.users")
+
+PROFILE_TTL_S = 3600
+# Longer than a profile lives, so a generation never lapses under a live profile key.
+GENERATION_TTL_S = 2 * PROFILE_TTL_S
+_CACHED_FIELDS = (
+    "id",
+    "phone",
+    "nickname",
+    "avatar",
+    "gender",
+    "role",
+    "invite_code",
+    "referrer_id",
+    "quota_balance",
+    "quota_reserved",
+    "membership_expires_at",
+    "created_at",
+)
+
+
+# ---------------------------------------------------------------- the public view
+
+
+def _profile_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON-safe part of a row the `User` view is built from."""
+    data = {name: row[name] for name in _CACHED_FIELDS}
+    data["membership_expires_at"] = iso(row["membership_expires_at"])
+    data["created_at"] = iso(row["created_at"])
+    return data
+
+
+def _view(profile: Mapping[str, Any]) -> UserOut:
+    expires = profile["membership_expires_at"]
+    membership = None
+    if expires and datetime.fromisoformat(expires.replace("Z", "+00:00")) > utcnow():
+        # plan_id joins this view when orders record which plan a membership came from.
+        membership = MembershipOut(plan_id=None, expires_at=expires)
+    return UserOut(
+        id=profile["id"],
+        phone=profile["phone"],
+        nickname=profile["nickname"],
+        avatar=profile["avatar"],
+        gender=profile["gender"] or "unknown",
+        role=profile["role"],
+        invite_code=profile["invite_code"],
+        referrer_id=profile["referrer_id"],
+        quota=QuotaOut(balance=profile["quota_balance"], reserved=profile["quota_reserved"]),
+        membership=membership,
+        created_at=profile["created_at"],
+    )
+
+
+def user_out(row: Mapping[str, Any]) -> UserOut:
+    """The `User` view of a row just read inside a transaction."""
+    return _view(_profile_of(row))
+
+
+def _gen_key(user_id: str) -> str:
+    return f"user:gen:{user_id}"
+
+
+def _profile_key(user_id: str, generation: str) -> str:
+    return f"user:profile:{user_id}:{generation}"
+
+
+def _load_profile(user_id: str) -> dict[str, Any] | None:
+    with transaction() as conn:
+        row = get(conn, user_id)
+    return None if row is None else _profile_of(row)
+
+
+def _cached(key: str, loader: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The one place the profile goes through the cache."""
+    try:
+        from app.cache import get_or_set
+    except ImportError:  # the cache service is not part of this build yet
+        return _cache_aside(key, loader)
+    value: dict[str, Any] | None = get_or_set(key, loader, PROFILE_TTL_S)
+    return value
+
+
+def _cache_aside(key: str, loader: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
+    redis = get_redis()
+    cached = redis.get(key)
+    if cached is not None:
+        value: dict[str, Any] | None = json.loads(cached)
+        return value
+    value = loader()
+    if value is not None:
+        redis.set(key, json.dumps(value), ex=PROFILE_TTL_S)
+    return value
+
+
+def public_user(user_id: str) -> UserOut:
+    """The API `User` of a user: cached for an hour, never older than its last change."""
+    try:
+        generation = get_redis().get(_gen_key(user_id)) or "0"
+    except RedisError as exc:  # a Redis outage degrades to the database
+        applog.log_fields(log, 30, "profile cache unavailable", error=type(exc).__name__)
+        profile = _load_profile(user_id)
+    else:
+        profile = _cached(_profile_key(user_id, generation), lambda: _load_profile(user_id))
+    if profile is None:
+        raise AppError(ErrorCode.NOT_FOUND, "User not found.")
+    return _view(profile)
+
+
+def forget_cached(user_id: str) -> None:
+    """Drop the cached profile. Call after the change is committed."""
+    try:
+        get_redis().set(_gen_key(user_id), secrets.token_hex(8), ex=GENERATION_TTL_S)
+    except RedisError as exc:
+        # Nothing can be served stale from a Redis that cannot be reached either; when it
+        # comes back, profiles written before this change are at most PROFILE_TTL_S old.
+        applog.log_fields(
+            log, 40, "profile cache not invalidated", user_id=user_id, error=type(exc).__name__
+        )
+
+
+# ---------------------------------------------------------------- lookups
+
+
+def get(conn: Connection, user_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
+    query = select(users).where(users.c.id == user_id)
+    if for_update:
+        query = query.with_for_update()
+    row = conn.execute(query).mappings().first()
+    return dict(row) if row else None
+
+
+def find_by_phone(conn: Connection, phone: str) -> dict[str, Any] | None:
+    row = conn.execute(select(users).where(users.c.phone == phone)).mappings().first()
+    return dict(row) if row else None
+
+
+def find_by_openid(conn: Connection, openid: str) -> dict[str, Any] | None:
+    row = conn.execute(select(users).where(users.c.wechat_openid == openid)).mappings().first()
+    return dict(row) if row else None
+
+
+def find_by_invite_code(conn: Connection, code: str) -> dict[str, Any] | None:
+    row = conn.execute(select(users).where(users.c.invite_code == code)).mappings().first()
+    return dict(row) if row else None
+
+
+def phone_registered(phone: str) -> bool:
+    with transaction() as conn:
+        return find_by_phone(conn, phone) is not None
+
+
+# ---------------------------------------------------------------- creation
+
+
+def resolve_referrer(
+    conn: Connection,
+    *,
+    referrer_id: str | None,
+    invite_code: str | None,
+    registering_phone: str | None = None,
+) -> str | None:
+    """The referring user's id, or REFERRER_INVALID. Both given must name the same user."""
+    if referrer_id is None and invite_code is None:
+        return None
+    found: list[dict[str, Any] | None] = []
+    if referrer_id is not None:
+        found.append(get(conn, referrer_id))
+    if invite_code is not None:
+        found.append(find_by_invite_code(conn, invite_code))
+    ids = {row["id"] if row else None for row in found}
+    row = found[0]
+    if (
+        len(ids) != 1
+        or row is None
+        or row["disabled"]
+        or (registering_phone is not None and row["phone"] == registering_phone)
+    ):
+        raise AppError(ErrorCode.REFERRER_INVALID, "The referrer or invite code is not valid.")
+    return str(row["id"])
+
+
+def is_admin_phone(phone: str | None) -> bool:
+    return phone is not None and phone in phones.admin_phones(get_settings().admin_phones)
+
+
+def create(
+    conn: Connection,
+    *,
+    phone: str | None = None,
+    password_hash: str | None = None,
+    openid: str | None = None,
+    unionid: str | None = None,
+    nickname: str | None = None,
+    avatar: str | None = None,
+    referrer_id: str | None = None,
+) -> dict[str, Any]:
+    """Insert a user in the caller's transaction, with an invite code and the signup quota.
+
+    A concurrent insert of the same phone or openid fails this one with the database's
+    IntegrityError; the caller decides what that means.
+    """
+    settings = get_settings()
+    user_id = new_id()
+    now = utcnow()
+    code = invites.claim(conn, user_id)
+    conn.execute(
+        users.insert().values(
+            id=user_id,
+            phone=phone,
+            role="admin" if is_admin_phone(phone) else "user",
+            invite_code=code,
+            referrer_id=referrer_id,
+            disabled=False,
+            created_at=now,
+            updated_at=now,
+            password_hash=password_hash,
+            wechat_openid=openid,
+            wechat_unionid=unionid,
+            nickname=nickname,
+            avatar=avatar,
+            gender="unknown",
+            quota_balance=0,
+            quota_reserved=0,
+        )
+    )
+    if settings.signup_quota > 0:
+        # The ledger explains every balance, the starting one included.
+        from app.quota.service import grant
+
+        grant(
+            user_id,
+            settings.signup_quota,
+            kind="signup",
+            reason="signup",
+            ref=f"signup:{user_id}",
+            conn=conn,
+        )
+    row = get(conn, user_id)
+    assert row is not None
+    return row
+
+
+def promote_if_admin_phone(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
+    """ADMIN_PHONES holds at every sign-in: a listed phone gains the admin role."""
+    if row["role"] != "admin" and is_admin_phone(row["phone"]):
+        conn.execute(
+            update(users).where(users.c.id == row["id"]).values(role="admin", updated_at=utcnow())
+        )
+        row = {**row, "role": "admin"}
+    return row
+
+
+# ---------------------------------------------------------------- changes
+
+
+def update_profile(user_id: str, patch: ProfilePatch) -> UserOut:
+    values = {name: getattr(patch, name) for name in patch.model_fields_set}
+    with transaction() as conn:
+        if get(conn, user_id) is None:
+            raise AppError(ErrorCode.NOT_FOUND, "User not found.")
+        if values:
+            conn.execute(
+                update(users).where(users.c.id == user_id).values(**values, updated_at=utcnow())
+            )
+    if values:
+        forget_cached(user_id)
+    return public_user(user_id)
+
+
+def admin_patch(user_id: str, patch: AdminUserPatch) -> UserOut:
+    """Role and disabled flag. Disabling ends every session; access tokens run out alone."""
+    values: dict[str, Any] = {}
+    if patch.role is not None:
+        values["role"] = patch.role
+    if patch.disabled is not None:
+        values["disabled"] = patch.disabled
+    with transaction() as conn:
+        if get(conn, user_id, for_update=True) is None:
+            raise AppError(ErrorCode.NOT_FOUND, "User not found.")
+        if values:
+            conn.execute(
+                update(users).where(users.c.id == user_id).values(**values, updated_at=utcnow())
+            )
+    if patch.disabled:
+        from app.identity import sessions
+
+        sessions.end_all(user_id)
+    if values:
+        forget_cached(user_id)
+    return public_user(user_id)
+
+
+# ---------------------------------------------------------------- admin listing
+
+
+def _encode_cursor(row: Mapping[str, Any]) -> str:
+    raw = json.dumps([iso(row["created_at"]), row["id"]]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, user_id = json.loads(raw)
+        when = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+        if when.tzinfo is None or not isinstance(user_id, str):
+            raise ValueError("naive time or bad id")
+        return when, user_id
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise AppError(
+            ErrorCode.VALIDATION_ERROR,
+            details=[{"loc": ["query", "cursor"], "msg": "not a cursor this API returned"}],
+        ) from exc
+
+
+def admin_list(*, phone: str | None, limit: int, cursor: str | None) -> Page[UserOut]:
+    """Newest first; `phone` matches exactly."""
+    query = select(users).order_by(users.c.created_at.desc(), users.c.id.desc()).limit(limit + 1)
+    if phone is not None:
+        query = query.where(users.c.phone == phone)
+    if cursor:
+        created, last_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                users.c.created_at < created,
+                and_(users.c.created_at == created, users.c.id < last_id),
+            )
+        )
+    with transaction() as conn:
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    page = rows[:limit]
+    next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
+    return Page[UserOut](items=[user_out(r) for r in page], next_cursor=next_cursor)
