@@ -83,12 +83,7 @@ def _build_source_only(requirement: str, built: Path) -> None:
         )
 
 
-def fetch_wheels(requirements: Path, python_version: str = SCF_PYTHON) -> list[Path]:
-    """The wheels of the whole runtime set for `python_version`, from the cache if complete."""
-    cache = cache_dir(requirements, python_version)
-    done = cache / ".complete"
-    if done.exists():
-        return sorted(cache.glob("*.whl"))
+def _download(cache: Path, requirement_args: list[str], python_version: str) -> None:
     built = cache / "built"
     built.mkdir(parents=True, exist_ok=True)
     platforms = [arg for platform in PLATFORMS for arg in ("--platform", platform)]
@@ -97,17 +92,74 @@ def fetch_wheels(requirements: Path, python_version: str = SCF_PYTHON) -> list[P
         result = _pip(
             "download", "-q", "--only-binary=:all:", "--python-version", python_version,
             "--implementation", "cp", *platforms, "--find-links", str(built),
-            "-d", str(cache), "-r", str(requirements),
+            "-d", str(cache), *requirement_args,
         )  # fmt: skip
         if result.returncode == 0:
-            break
+            return
         missing = _MISSING.search(result.stderr)
         if missing is None or missing.group(1) in tried:
             raise SystemExit(f"pip download failed:\n{result.stderr}")
         # Published as a source archive only: build it here, then resolve again.
         tried.add(missing.group(1))
         _build_source_only(missing.group(1), built)
-    done.touch()
+
+
+def _target_environment(python_version: str) -> dict[str, str]:
+    return {
+        "python_version": python_version,
+        "python_full_version": f"{python_version}.0",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "os_name": "posix",
+        "extra": "",
+    }
+
+
+def _unmet(wheels: list[Path], python_version: str) -> list[str]:
+    """Dependencies the target needs and no wheel provides.
+
+    pip evaluates `python_full_version` markers against the interpreter running it, not
+    against --python-version: run from 3.11.7, it drops redis's
+    `async-timeout; python_full_version < "3.11.3"`, which 3.10 needs. Checked here with
+    the target's own values."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    environment = _target_environment(python_version)
+    present = {canonicalize_name(w.name.split("-", 1)[0]) for w in wheels}
+    unmet: dict[str, str] = {}
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as archive:
+            meta = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+            lines = archive.read(meta).decode("utf-8", "replace").splitlines()
+        for line in lines:
+            if not line.startswith("Requires-Dist:"):
+                continue
+            req = Requirement(line.split(":", 1)[1].strip())
+            if req.marker is not None and not req.marker.evaluate(environment):
+                continue
+            name = canonicalize_name(req.name)
+            if name not in present:
+                unmet[name] = f"{req.name}{req.specifier}"
+    return sorted(unmet.values())
+
+
+def fetch_wheels(requirements: Path, python_version: str = SCF_PYTHON) -> list[Path]:
+    """The wheels of the whole runtime set for `python_version`, from the cache if complete."""
+    cache = cache_dir(requirements, python_version)
+    done = cache / ".complete"
+    if not done.exists():
+        _download(cache, ["-r", str(requirements)], python_version)
+        previous: list[str] = []
+        while unmet := _unmet(sorted(cache.glob("*.whl")), python_version):
+            if unmet == previous:
+                raise SystemExit(f"no wheel satisfies {', '.join(unmet)}")
+            _download(cache, unmet, python_version)
+            previous = unmet
+        done.touch()
     return sorted(cache.glob("*.whl"))
 
 
