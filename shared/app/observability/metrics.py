@@ -24,3 +24,9 @@ DB_POOL_PEAK = Gauge("db_pool_connections_peak", "Most connections ever checked 
 DB_POOL_TIMEOUTS = Counter("db_pool_acquire_timeouts_total", "Acquires that gave up waiting.")
 JOB_RUNS = Counter("job_runs_total", "Timer and admin job runs.", ["job", "outcome"])
 JOB_ITEMS = Counter("job_items_total", "What jobs did, by kind.", ["job", "kind"])
+QUOTA_SAGA = Counter(
+    "quota_saga_total",
+    "Quota saga calls by verb (reserve, confirm, cancel) and outcome.",
+    ["verb", "outcome"],
+)
+QUOTA_GRANTS = Counter("quota_grants_total", "Quota grants by kind and outcome.", ["kind", "outcome"])

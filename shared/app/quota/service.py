@@ -1,0 +1,567 @@
+"""The quota saga (reserve, then confirm or cancel, once per task) and quota grants.
+
+A user's quota lives in two counters on `users`: `quota_balance` (spendable) and
+`quota_reserved` (held by running tasks). Every change to them is one transaction that also
+appends a `quota_ledger` entry with the deltas and the counters after it, so the ledger
+explains the counters exactly (checked by `app.quota.ledger.discrepancies`).
+
+The saga, one `quota_transactions` row per task:
+
+- `reserve`: balance -> reserved; saga row `reserved`; ledger `reserve`. Not enough balance
+  is `402 QUOTA_INSUFFICIENT` and changes nothing.
+- `confirm`: the task succeeded; the amount leaves reserved; saga `confirmed`; ledger
+  `confirm`.
+- `cancel`: the task failed or was cancelled; reserved -> balance; saga `cancelled`; ledger
+  `cancel`. A cancel that finds no saga row writes a tombstone (`cancelled`, amount 0, no
+  ledger entry), so a reserve arriving late for that task is refused instead of charging for
+  a task that will never run.
+
+`reserved` only ever moves to `confirmed` or `cancelled`, by a conditional UPDATE (`WHERE
+phase='reserved'`): of any number of concurrent or redelivered confirm/cancel calls for one
+task exactly one moves quota, the rest are no-ops that report the phase. Confirm after
+cancel and cancel after confirm change nothing and are logged as warnings.
+
+Locking: each verb locks the user row (`SELECT ... FOR UPDATE`) before it writes the saga
+row, always in that order, so calls for one user serialize and never deadlock each other.
+Saga ledger entries carry `ref = saga:<kind>:<task_id>`; the unique index on `ref` refuses a
+second entry for the same step even if the logic above were ever wrong.
+
+With `conn=` a verb runs inside the caller's transaction (task creation reserves and inserts
+the task atomically) and never commits or rolls back itself: the caller's commit publishes
+the change, and any exception out of a verb means the caller must roll back. The user's
+cached profile is dropped once the change is committed (for a caller's connection: when it
+goes back to the pool, which is after its commit).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Table, event, insert, select, update
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from app.db import transaction
+from app.db.tables import quota_ledger, quota_transactions, users
+from app.db.types import new_id, utcnow
+from app.errors import AppError, ErrorCode
+from app.observability import logging as applog
+from app.observability.metrics import QUOTA_GRANTS, QUOTA_SAGA
+
+log = applog.get_logger("app.quota")
+
+Phase = Literal["reserved", "confirmed", "cancelled"]
+GrantKind = Literal["signup", "purchase", "admin"]
+GRANT_KINDS: tuple[str, ...] = ("signup", "purchase", "admin")
+SAGA_KINDS: tuple[str, ...] = ("reserve", "confirm", "cancel")
+# A tombstone belongs to no user: the cancel that wrote it did not know whose task it was.
+TOMBSTONE_USER = ""
+# users.quota_* are signed 32-bit INT columns.
+QUOTA_MAX = 2**31 - 1
+_ID_MAX = 32
+_REF_MAX = 64
+_REASON_MAX = 200
+
+
+@dataclass(frozen=True)
+class Reservation:
+    task_id: str
+    user_id: str
+    amount: int
+    phase: Phase
+    created: bool  # this call made the reservation (False: it already existed)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    task_id: str
+    phase: Phase | None  # None: confirm found no saga row for the task
+    changed: bool  # this call changed the saga row (or wrote the tombstone)
+    amount: int  # quota this call moved
+    # confirmed | cancelled (this call settled it), tombstone, repeat (already in the phase
+    # asked for), conflict (already in the other phase), missing (confirm of no row)
+    outcome: str
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    id: str
+    user_id: str
+    kind: str
+    balance_delta: int
+    reserved_delta: int
+    balance_after: int
+    reserved_after: int
+    task_id: str | None
+    ref: str | None
+    reason: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Grant:
+    entry: LedgerEntry
+    applied: bool  # False: an entry with this ref already existed and is returned as is
+
+
+class ReservationRefused(AppError):
+    """A reserve for a task whose saga row forbids charging it: the task was cancelled (or
+    tombstoned), or the row belongs to another user or amount."""
+
+    def __init__(self, task_id: str, phase: Phase, code: ErrorCode, message: str) -> None:
+        super().__init__(code, message)
+        self.task_id = task_id
+        self.phase = phase
+
+
+def reserve(
+    user_id: str, task_id: str, amount: int, *, conn: Connection | None = None
+) -> Reservation:
+    """Move `amount` from the user's balance to reserved for `task_id`.
+
+    Idempotent per task: a repeat with the same user and amount returns the existing
+    reservation (`created=False`, phase `reserved` or `confirmed`) and charges nothing.
+    Raises `AppError(QUOTA_INSUFFICIENT)` when the balance is short, `ReservationRefused`
+    when the task was cancelled or its row names another user or amount, and
+    `AppError(NOT_FOUND)` for an unknown user; none of them changes anything.
+    """
+    _check_id("task_id", task_id)
+    if amount < 0:
+        raise AppError(ErrorCode.VALIDATION_ERROR, "A reservation cannot be negative.")
+    try:
+        with _unit(conn) as db:
+            reservation = _reserve(db, user_id, task_id, amount)
+    except AppError as error:
+        outcome = "insufficient" if error.code is ErrorCode.QUOTA_INSUFFICIENT else "refused"
+        QUOTA_SAGA.labels(verb="reserve", outcome=outcome).inc()
+        raise
+    QUOTA_SAGA.labels(verb="reserve", outcome="reserved" if reservation.created else "repeat").inc()
+    return reservation
+
+
+def confirm(task_id: str, *, conn: Connection | None = None) -> Settlement:
+    """The task succeeded: its reserved amount is spent. Idempotent; see the module doc."""
+    return _settle(task_id, "confirmed", conn)
+
+
+def cancel(task_id: str, *, conn: Connection | None = None) -> Settlement:
+    """The task failed or was cancelled: its reserved amount goes back to the balance.
+
+    Idempotent; with no reservation for the task it writes the tombstone that refuses a
+    late reserve."""
+    return _settle(task_id, "cancelled", conn)
+
+
+def grant(
+    user_id: str,
+    amount: int,
+    *,
+    kind: GrantKind,
+    reason: str,
+    ref: str | None = None,
+    conn: Connection | None = None,
+) -> Grant:
+    """Add `amount` to the user's balance (`admin` may also take away).
+
+    `ref` names what paid for it (an order, an admin request's Idempotency-Key): a grant whose
+    ref is already in the ledger is a no-op returning that entry, so a duplicate payment
+    notification never grants twice; the same ref with another user, kind, amount or reason
+    is `409 IDEMPOTENCY_KEY_MISMATCH`. A balance that would go below zero (or past the
+    column's range) is `422 VALIDATION_ERROR`.
+    """
+    _check_grant(amount, kind, reason, ref)
+    try:
+        with _unit(conn) as db:
+            result = _grant(db, user_id, amount, kind, reason, ref)
+    except AppError:
+        QUOTA_GRANTS.labels(kind=kind, outcome="refused").inc()
+        raise
+    QUOTA_GRANTS.labels(kind=kind, outcome="applied" if result.applied else "repeat").inc()
+    return result
+
+
+# -- the verbs, inside one transaction ---------------------------------------------------
+
+
+def _reserve(db: Connection, user_id: str, task_id: str, amount: int) -> Reservation:
+    balance, reserved = _lock_user(db, user_id)
+    now = utcnow()
+    # The saga row goes in before the counters change, so a duplicate (a repeat, or a
+    # tombstone) is found before anything in the caller's transaction has been touched.
+    if balance >= amount and _insert_ignore(
+        db,
+        quota_transactions,
+        id=new_id(),
+        task_id=task_id,
+        user_id=user_id,
+        amount=amount,
+        phase="reserved",
+        created_at=now,
+        updated_at=now,
+    ):
+        _set_counters(db, user_id, balance - amount, reserved + amount, now)
+        _append(
+            db,
+            user_id=user_id,
+            kind="reserve",
+            balance_delta=-amount,
+            reserved_delta=amount,
+            balance_after=balance - amount,
+            reserved_after=reserved + amount,
+            task_id=task_id,
+            ref=_saga_ref("reserve", task_id),
+            now=now,
+        )
+        _forget_after_commit(db, user_id)
+        return Reservation(task_id, user_id, amount, "reserved", created=True)
+    existing = _saga_row(db, task_id)
+    if existing is None:
+        raise AppError(
+            ErrorCode.QUOTA_INSUFFICIENT,
+            f"This task costs {amount} quota; {balance} is available.",
+            details={"required": amount, "available": balance},
+        )
+    return _existing_reservation(existing, user_id, task_id, amount)
+
+
+def _existing_reservation(row: Row[Any], user_id: str, task_id: str, amount: int) -> Reservation:
+    phase: Phase = row.phase
+    if phase == "cancelled":
+        applog.log_fields(
+            log,
+            logging.WARNING,
+            "quota reserve refused: task already cancelled",
+            task_id=task_id,
+            user_id=user_id,
+            tombstone=row.user_id == TOMBSTONE_USER,
+        )
+        raise ReservationRefused(
+            task_id,
+            phase,
+            ErrorCode.TASK_NOT_CANCELLABLE,
+            "This task was already cancelled; it cannot reserve quota.",
+        )
+    if row.user_id != user_id or int(row.amount) != amount:
+        applog.log_fields(
+            log,
+            logging.WARNING,
+            "quota reserve refused: task reserved with other terms",
+            task_id=task_id,
+            user_id=user_id,
+            amount=amount,
+            phase=phase,
+        )
+        raise ReservationRefused(
+            task_id,
+            phase,
+            ErrorCode.IDEMPOTENCY_KEY_MISMATCH,
+            "This task already holds a reservation with other terms.",
+        )
+    return Reservation(task_id, user_id, amount, phase, created=False)
+
+
+def _settle(task_id: str, target: Phase, conn: Connection | None) -> Settlement:
+    _check_id("task_id", task_id)
+    verb = "confirm" if target == "confirmed" else "cancel"
+    with _unit(conn) as db:
+        result = _settle_in(db, task_id, target)
+    QUOTA_SAGA.labels(verb=verb, outcome=result.outcome).inc()
+    return result
+
+
+def _settle_in(db: Connection, task_id: str, target: Phase) -> Settlement:
+    row = _saga_row(db, task_id)
+    if row is None:
+        if target == "confirmed":
+            applog.log_fields(
+                log, logging.WARNING, "quota confirm found no reservation", task_id=task_id
+            )
+            return Settlement(task_id, None, changed=False, amount=0, outcome="missing")
+        now = utcnow()
+        if _insert_ignore(
+            db,
+            quota_transactions,
+            id=new_id(),
+            task_id=task_id,
+            user_id=TOMBSTONE_USER,
+            amount=0,
+            phase="cancelled",
+            created_at=now,
+            updated_at=now,
+        ):
+            applog.log_fields(
+                log,
+                logging.WARNING,
+                "quota cancel found no reservation; tombstone recorded",
+                task_id=task_id,
+            )
+            return Settlement(task_id, "cancelled", changed=True, amount=0, outcome="tombstone")
+        # A reserve committed between the read and the insert: settle that reservation.
+        row = _saga_row(db, task_id)
+        if row is None:  # pragma: no cover - saga rows are never deleted
+            raise RuntimeError(f"saga row of task {task_id} vanished")
+    if row.phase != "reserved":
+        return _no_change(task_id, row.phase, target)
+    user_id, amount = str(row.user_id), int(row.amount)
+    balance, reserved = _lock_user(db, user_id)
+    now = utcnow()
+    moved = db.execute(
+        update(quota_transactions)
+        .where(quota_transactions.c.task_id == task_id, quota_transactions.c.phase == "reserved")
+        .values(phase=target, updated_at=now)
+    ).rowcount
+    if moved != 1:
+        # Another call settled it while this one waited for the user lock.
+        current = _saga_row(db, task_id)
+        return _no_change(task_id, current.phase if current else None, target)
+    if target == "confirmed":
+        kind, balance_delta = "confirm", 0
+    else:
+        kind, balance_delta = "cancel", amount
+    _set_counters(db, user_id, balance + balance_delta, reserved - amount, now)
+    _append(
+        db,
+        user_id=user_id,
+        kind=kind,
+        balance_delta=balance_delta,
+        reserved_delta=-amount,
+        balance_after=balance + balance_delta,
+        reserved_after=reserved - amount,
+        task_id=task_id,
+        ref=_saga_ref(kind, task_id),
+        now=now,
+    )
+    _forget_after_commit(db, user_id)
+    return Settlement(task_id, target, changed=True, amount=amount, outcome=target)
+
+
+def _no_change(task_id: str, phase: Phase | None, target: Phase) -> Settlement:
+    if phase == target:
+        applog.log_fields(log, logging.INFO, "quota settle repeated", task_id=task_id, phase=phase)
+        return Settlement(task_id, phase, changed=False, amount=0, outcome="repeat")
+    verb = "confirm" if target == "confirmed" else "cancel"
+    applog.log_fields(
+        log,
+        logging.WARNING,
+        f"quota {verb} ignored: reservation already {phase}",
+        task_id=task_id,
+        phase=phase,
+    )
+    return Settlement(task_id, phase, changed=False, amount=0, outcome="conflict")
+
+
+def _grant(
+    db: Connection, user_id: str, amount: int, kind: str, reason: str, ref: str | None
+) -> Grant:
+    balance, reserved = _lock_user(db, user_id)
+    if ref is not None:
+        found = db.execute(select(quota_ledger).where(quota_ledger.c.ref == ref)).first()
+        if found is not None:
+            return Grant(_same_grant(_entry(found), user_id, amount, kind, reason), applied=False)
+    after = balance + amount
+    if after < 0:
+        raise AppError(
+            ErrorCode.VALIDATION_ERROR,
+            f"This would take the balance below zero: it is {balance}, the change is {amount}.",
+        )
+    if after > QUOTA_MAX:
+        raise AppError(ErrorCode.VALIDATION_ERROR, f"The balance cannot exceed {QUOTA_MAX}.")
+    now = utcnow()
+    _set_counters(db, user_id, after, reserved, now)
+    try:
+        entry = _append(
+            db,
+            user_id=user_id,
+            kind=kind,
+            balance_delta=amount,
+            reserved_delta=0,
+            balance_after=after,
+            reserved_after=reserved,
+            task_id=None,
+            ref=ref,
+            reason=reason,
+            now=now,
+        )
+    except IntegrityError as error:
+        # The same ref was applied for another user meanwhile (that user's lock is not ours).
+        raise _ref_mismatch() from error
+    _forget_after_commit(db, user_id)
+    return Grant(entry, applied=True)
+
+
+def _same_grant(
+    entry: LedgerEntry, user_id: str, amount: int, kind: str, reason: str
+) -> LedgerEntry:
+    if (entry.user_id, entry.kind, entry.balance_delta, entry.reason) != (
+        user_id,
+        kind,
+        amount,
+        reason,
+    ):
+        raise _ref_mismatch()
+    return entry
+
+
+def _ref_mismatch() -> AppError:
+    return AppError(
+        ErrorCode.IDEMPOTENCY_KEY_MISMATCH,
+        "This key was already used for a different quota change.",
+    )
+
+
+# -- statements --------------------------------------------------------------------------
+
+
+@contextmanager
+def _unit(conn: Connection | None) -> Iterator[Connection]:
+    """The caller's transaction when given, else one of our own."""
+    if conn is not None:
+        yield conn
+        return
+    with transaction() as own:
+        yield own
+
+
+def _lock_user(db: Connection, user_id: str) -> tuple[int, int]:
+    row = db.execute(
+        select(users.c.quota_balance, users.c.quota_reserved)
+        .where(users.c.id == user_id)
+        .with_for_update()
+    ).first()
+    if row is None:
+        raise AppError(ErrorCode.NOT_FOUND, "User not found.")
+    return int(row.quota_balance), int(row.quota_reserved)
+
+
+def _saga_row(db: Connection, task_id: str) -> Row[Any] | None:
+    return db.execute(
+        select(
+            quota_transactions.c.user_id, quota_transactions.c.amount, quota_transactions.c.phase
+        ).where(quota_transactions.c.task_id == task_id)
+    ).first()
+
+
+def _insert_ignore(db: Connection, table: Table, **values: Any) -> bool:
+    """Insert unless a unique key is taken; True when the row went in. Waits for a
+    conflicting insert of another open transaction to commit or roll back first."""
+    prefix = "OR IGNORE" if db.dialect.name == "sqlite" else "IGNORE"
+    return db.execute(insert(table).prefix_with(prefix).values(**values)).rowcount == 1
+
+
+def _set_counters(db: Connection, user_id: str, balance: int, reserved: int, now: datetime) -> None:
+    db.execute(
+        update(users)
+        .where(users.c.id == user_id)
+        .values(quota_balance=balance, quota_reserved=reserved, updated_at=now)
+    )
+
+
+def _append(
+    db: Connection,
+    *,
+    user_id: str,
+    kind: str,
+    balance_delta: int,
+    reserved_delta: int,
+    balance_after: int,
+    reserved_after: int,
+    task_id: str | None,
+    ref: str | None,
+    now: datetime,
+    reason: str | None = None,
+) -> LedgerEntry:
+    entry = LedgerEntry(
+        id=new_id(),
+        user_id=user_id,
+        kind=kind,
+        balance_delta=balance_delta,
+        reserved_delta=reserved_delta,
+        balance_after=balance_after,
+        reserved_after=reserved_after,
+        task_id=task_id,
+        ref=ref,
+        reason=reason,
+        created_at=now,
+    )
+    db.execute(insert(quota_ledger).values(**asdict(entry)))
+    return entry
+
+
+def _entry(row: Row[Any]) -> LedgerEntry:
+    return LedgerEntry(**{name: getattr(row, name) for name in LedgerEntry.__dataclass_fields__})
+
+
+def _saga_ref(kind: str, task_id: str) -> str:
+    return f"saga:{kind}:{task_id}"
+
+
+def _check_id(name: str, value: str) -> None:
+    # INSERT IGNORE would truncate an over-long id with a warning instead of failing.
+    if not value or len(value) > _ID_MAX:
+        raise AppError(ErrorCode.VALIDATION_ERROR, f"{name} must be 1-{_ID_MAX} characters.")
+
+
+def _check_grant(amount: int, kind: str, reason: str, ref: str | None) -> None:
+    if kind not in GRANT_KINDS:
+        raise AppError(ErrorCode.VALIDATION_ERROR, f"Unknown grant kind {kind!r}.")
+    if amount == 0:
+        raise AppError(ErrorCode.VALIDATION_ERROR, "A quota change cannot be zero.")
+    if amount < 0 and kind != "admin":
+        raise AppError(ErrorCode.VALIDATION_ERROR, "Only an admin adjustment can be negative.")
+    if not reason or len(reason) > _REASON_MAX:
+        raise AppError(
+            ErrorCode.VALIDATION_ERROR, f"The reason must be 1-{_REASON_MAX} characters."
+        )
+    if ref is not None and not 0 < len(ref) <= _REF_MAX:
+        raise AppError(
+            ErrorCode.VALIDATION_ERROR, f"The reference must be 1-{_REF_MAX} characters."
+        )
+
+
+# -- the user cache, dropped after commit --------------------------------------------------
+
+_PENDING_KEY = "app.quota.forget"
+_listen_lock = threading.Lock()
+
+
+def _forget_after_commit(db: Connection, user_id: str) -> None:
+    """Drop the user's cached profile once this connection's transaction has ended.
+
+    A Core connection has no after-commit hook; pool check-in comes after the commit (or
+    rollback, when forgetting is merely unnecessary), for our transactions and the caller's.
+    """
+    db.info.setdefault(_PENDING_KEY, set()).add(user_id)
+    with _listen_lock:
+        if not event.contains(db.engine, "checkin", _forget_on_checkin):
+            event.listen(db.engine, "checkin", _forget_on_checkin)
+
+
+def _forget_on_checkin(_dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
+    pending = record.info.pop(_PENDING_KEY, None)
+    if pending:
+        forget(pending)
+
+
+def forget(user_ids: Iterable[str]) -> None:
+    """Drop cached profiles; a failure is logged, never raised (the change is committed)."""
+    # Imported here: identity's user module is heavier than a pipeline worker needs to load.
+    from app.identity.users import forget_cached
+
+    for user_id in user_ids:
+        try:
+            forget_cached(user_id)
+        except Exception as error:  # noqa: BLE001 - a stale cache entry must not fail a commit
+            applog.log_fields(
+                log,
+                logging.WARNING,
+                "user cache not dropped",
+                user_id=user_id,
+                error=type(error).__name__,
+            )

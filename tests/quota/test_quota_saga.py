@@ -1,0 +1,308 @@
+"""The quota saga on MariaDB: reserve, confirm, cancel, tombstones; one thread at a time."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select
+
+from app.db import transaction
+from app.db.tables import invite_codes, quota_ledger, quota_transactions, users
+from app.db.types import new_id, utcnow
+from app.errors import AppError, ErrorCode
+from app.quota import ReservationRefused, cancel, confirm, reserve
+from tests.support.quota import new_user
+
+
+def counters(user_id: str) -> tuple[int, int]:
+    with transaction() as conn:
+        row = conn.execute(
+            select(users.c.quota_balance, users.c.quota_reserved).where(users.c.id == user_id)
+        ).one()
+    return row.quota_balance, row.quota_reserved
+
+
+def saga(task_id: str) -> Any:
+    with transaction() as conn:
+        return conn.execute(
+            select(quota_transactions).where(quota_transactions.c.task_id == task_id)
+        ).first()
+
+
+def ledger_kinds(task_id: str) -> list[str]:
+    with transaction() as conn:
+        rows = conn.execute(
+            select(quota_ledger.c.kind)
+            .where(quota_ledger.c.task_id == task_id)
+            .order_by(quota_ledger.c.created_at)
+        )
+        return [row.kind for row in rows]
+
+
+def warnings_about(caplog: pytest.LogCaptureFixture, task_id: str) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelno == logging.WARNING
+        and getattr(record, "fields", {}).get("task_id") == task_id
+    ]
+
+
+def test_reserve_moves_the_cost_from_balance_to_reserved() -> None:
+    user, task = new_user(10), new_id()
+
+    held = reserve(user, task, 3)
+
+    assert (held.phase, held.created, held.amount) == ("reserved", True, 3)
+    assert counters(user) == (7, 3)
+    row = saga(task)
+    assert (row.user_id, row.amount, row.phase) == (user, 3, "reserved")
+    assert ledger_kinds(task) == ["reserve"]
+
+
+def test_reserve_without_enough_balance_is_402_and_changes_nothing() -> None:
+    user, task = new_user(2), new_id()
+
+    with pytest.raises(AppError) as caught:
+        reserve(user, task, 3)
+
+    assert caught.value.code is ErrorCode.QUOTA_INSUFFICIENT
+    assert caught.value.status == 402
+    assert caught.value.details == {"required": 3, "available": 2}
+    assert counters(user) == (2, 0)
+    assert saga(task) is None
+    assert ledger_kinds(task) == []
+
+
+def test_a_repeated_reserve_returns_the_reservation_and_charges_once() -> None:
+    user, task = new_user(5), new_id()
+    reserve(user, task, 3)
+
+    again = reserve(user, task, 3)
+
+    assert (again.phase, again.created) == ("reserved", False)
+    assert counters(user) == (2, 3)
+    # Even when the balance left could no longer pay for it.
+    assert reserve(user, task, 3).created is False
+    assert ledger_kinds(task) == ["reserve"]
+
+
+def test_a_reserve_with_other_terms_for_a_reserved_task_is_refused() -> None:
+    user, other, task = new_user(10), new_user(10), new_id()
+    reserve(user, task, 3)
+
+    for who, amount in ((user, 4), (other, 3)):
+        with pytest.raises(ReservationRefused) as caught:
+            reserve(who, task, amount)
+        assert caught.value.code is ErrorCode.IDEMPOTENCY_KEY_MISMATCH
+        assert caught.value.phase == "reserved"
+
+    assert counters(user) == (7, 3)
+    assert counters(other) == (10, 0)
+
+
+def test_reserve_for_an_unknown_user_is_404() -> None:
+    with pytest.raises(AppError) as caught:
+        reserve(new_id(), new_id(), 1)
+    assert caught.value.code is ErrorCode.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("task_id", "amount"), [("", 1), ("x" * 33, 1), ("ok", -1)], ids=["empty", "long", "negative"]
+)
+def test_reserve_refuses_bad_arguments(task_id: str, amount: int) -> None:
+    user = new_user(5)
+    with pytest.raises(AppError) as caught:
+        reserve(user, task_id, amount)
+    assert caught.value.code is ErrorCode.VALIDATION_ERROR
+    assert counters(user) == (5, 0)
+
+
+def test_a_zero_cost_reservation_is_a_saga_like_any_other() -> None:
+    user, task = new_user(), new_id()
+
+    assert reserve(user, task, 0).created is True
+    assert confirm(task).outcome == "confirmed"
+    assert counters(user) == (0, 0)
+
+
+def test_confirm_spends_the_reservation_once(caplog: pytest.LogCaptureFixture) -> None:
+    user, task = new_user(10), new_id()
+    reserve(user, task, 4)
+
+    first = confirm(task)
+    repeat = confirm(task)
+    late_cancel = cancel(task)
+
+    assert (first.phase, first.changed, first.amount, first.outcome) == (
+        "confirmed",
+        True,
+        4,
+        "confirmed",
+    )
+    assert (repeat.phase, repeat.changed, repeat.outcome) == ("confirmed", False, "repeat")
+    assert (late_cancel.phase, late_cancel.changed, late_cancel.outcome) == (
+        "confirmed",
+        False,
+        "conflict",
+    )
+    assert counters(user) == (6, 0)
+    assert saga(task).phase == "confirmed"
+    assert ledger_kinds(task) == ["reserve", "confirm"]
+    assert warnings_about(caplog, task) == ["quota cancel ignored: reservation already confirmed"]
+
+
+def test_cancel_returns_the_reservation_once(caplog: pytest.LogCaptureFixture) -> None:
+    user, task = new_user(10), new_id()
+    reserve(user, task, 4)
+
+    first = cancel(task)
+    repeat = cancel(task)
+    late_confirm = confirm(task)
+
+    assert (first.phase, first.changed, first.amount) == ("cancelled", True, 4)
+    assert (repeat.changed, repeat.outcome) == (False, "repeat")
+    assert (late_confirm.phase, late_confirm.changed, late_confirm.outcome) == (
+        "cancelled",
+        False,
+        "conflict",
+    )
+    assert counters(user) == (10, 0)
+    assert ledger_kinds(task) == ["reserve", "cancel"]
+    assert warnings_about(caplog, task) == ["quota confirm ignored: reservation already cancelled"]
+
+
+def test_a_cancelled_task_cannot_reserve_again() -> None:
+    user, task = new_user(10), new_id()
+    reserve(user, task, 4)
+    cancel(task)
+
+    with pytest.raises(ReservationRefused) as caught:
+        reserve(user, task, 4)
+
+    assert caught.value.phase == "cancelled"
+    assert caught.value.status == 409
+    assert counters(user) == (10, 0)
+
+
+def test_a_reserve_after_confirm_reports_the_confirmed_reservation() -> None:
+    user, task = new_user(10), new_id()
+    reserve(user, task, 4)
+    confirm(task)
+
+    again = reserve(user, task, 4)
+
+    assert (again.phase, again.created) == ("confirmed", False)
+    assert counters(user) == (6, 0)
+
+
+def test_cancel_before_reserve_leaves_a_tombstone_and_the_late_reserve_is_refused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    user, task = new_user(10), new_id()
+
+    stone = cancel(task)
+
+    assert (stone.phase, stone.changed, stone.amount, stone.outcome) == (
+        "cancelled",
+        True,
+        0,
+        "tombstone",
+    )
+    assert warnings_about(caplog, task) == ["quota cancel found no reservation; tombstone recorded"]
+    with pytest.raises(ReservationRefused) as caught:
+        reserve(user, task, 4)
+    assert caught.value.code is ErrorCode.TASK_NOT_CANCELLABLE
+    assert counters(user) == (10, 0)
+    row = saga(task)
+    assert (row.phase, row.amount, row.user_id) == ("cancelled", 0, "")
+    assert ledger_kinds(task) == []
+    assert cancel(task).outcome == "repeat"
+    assert confirm(task).outcome == "conflict"
+
+
+def test_confirm_of_a_task_without_reservation_changes_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    task = new_id()
+
+    result = confirm(task)
+
+    assert (result.phase, result.changed, result.outcome) == (None, False, "missing")
+    assert saga(task) is None
+    assert warnings_about(caplog, task) == ["quota confirm found no reservation"]
+
+
+def test_reserve_in_the_callers_transaction_commits_and_rolls_back_with_it() -> None:
+    user, kept, dropped = new_user(10), new_id(), new_id()
+    code = new_id()[:16]
+
+    with transaction() as conn:
+        reserve(user, kept, 2, conn=conn)
+        conn.execute(insert(invite_codes).values(code=code, created_at=utcnow()))
+    with pytest.raises(RuntimeError), transaction() as conn:
+        reserve(user, dropped, 3, conn=conn)
+        raise RuntimeError("the task insert failed")
+
+    assert counters(user) == (8, 2)
+    assert saga(kept).phase == "reserved"
+    assert saga(dropped) is None
+    assert ledger_kinds(dropped) == []
+
+
+def test_the_users_cached_profile_is_dropped_after_each_committed_change() -> None:
+    from app.identity.users import public_user
+
+    user, task = new_user(10), new_id()
+    assert public_user(user).quota.balance == 10  # now cached
+
+    with transaction() as conn:
+        reserve(user, task, 4, conn=conn)
+        # Not yet committed: nothing to see, and the cache still serves the old value.
+        assert public_user(user).quota.balance == 10
+    assert public_user(user).quota.model_dump() == {"balance": 6, "reserved": 4}
+
+    confirm(task)
+    assert public_user(user).quota.model_dump() == {"balance": 6, "reserved": 0}
+
+
+def test_a_cache_that_cannot_be_reached_does_not_fail_the_change(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from app.identity import users as identity_users
+
+    user, task = new_user(5), new_id()
+
+    def unreachable(user_id: str) -> None:
+        raise ConnectionError("redis is gone")
+
+    # The failure is injected at the identity module's boundary: quota code runs unchanged.
+    monkeypatch.setattr(identity_users, "forget_cached", unreachable)
+    reserve(user, task, 1)
+
+    assert counters(user) == (4, 1)
+    assert any(record.getMessage() == "user cache not dropped" for record in caplog.records)
+
+
+def test_metrics_count_each_outcome() -> None:
+    from app.observability.metrics import QUOTA_SAGA
+
+    def seen(verb: str, outcome: str) -> float:
+        return QUOTA_SAGA.labels(verb=verb, outcome=outcome)._value.get()
+
+    before = {
+        key: seen(*key)
+        for key in (("reserve", "reserved"), ("reserve", "insufficient"), ("confirm", "repeat"))
+    }
+    user, task = new_user(1), new_id()
+    reserve(user, task, 1)
+    with pytest.raises(AppError):
+        reserve(user, new_id(), 1)
+    confirm(task)
+    confirm(task)
+
+    assert seen("reserve", "reserved") == before[("reserve", "reserved")] + 1
+    assert seen("reserve", "insufficient") == before[("reserve", "insufficient")] + 1
+    assert seen("confirm", "repeat") == before[("confirm", "repeat")] + 1
