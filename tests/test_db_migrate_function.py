@@ -1,0 +1,70 @@
+"""The db-migrate function: invoked directly (no trigger), it brings an empty MariaDB
+database to the head revision, says so in its result and its log line, and a second
+invocation finds nothing to do."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from app.observability import logging as applog
+from tests.support.apigw import context
+from tests.support.functions import handler
+from tests.support.logs import capture_logs
+from tests.support.settings import settings_env
+
+
+@pytest.fixture
+def scratch_url() -> Iterator[str]:
+    """A database of its own beside the test run's (tests/conftest.py), dropped after."""
+    run_db = make_url(os.environ["DATABASE_URL"])
+    name = f"{run_db.database}_migrate"
+    server = create_engine(run_db.set(database=""), isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    try:
+        yield run_db.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with server.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        server.dispose()
+
+
+def _head() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from app.db.migrate import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head
+    return head
+
+
+def test_db_migrate_upgrades_an_empty_database_then_finds_nothing_to_do(scratch_url: str) -> None:
+    from app.db.engine import get_engine
+
+    main_handler = handler("db-migrate")
+    applog.configure()
+    get_engine().dispose()
+    with settings_env(DATABASE_URL=scratch_url):
+        get_engine.cache_clear()
+        try:
+            with capture_logs() as logs:
+                first = main_handler({}, context("db-migrate"))
+            second = main_handler({}, context("db-migrate"))
+            tables = set(inspect(get_engine()).get_table_names())
+        finally:
+            get_engine().dispose()
+            get_engine.cache_clear()
+
+    assert first == {"from": None, "to": _head()}
+    assert second == {"from": _head(), "to": _head()}
+    assert {"users", "alembic_version"} <= tables
+    assert logs.where(message="migrations applied", to=_head())
