@@ -1,0 +1,284 @@
+"""The cache: cache-aside of JSON values in Redis, the one way services cache what they read.
+
+    from app import cache
+
+    profile = cache.get_or_set(f"user:{user_id}", load_profile, 3600)    # None is cached too
+    cache.invalidate(f"user:{user_id}")                                  # after the commit
+    cache.invalidate_pattern("plans:*")                                  # glob over keys
+
+- `get_or_set(key, loader, ttl_s, *, negative_ttl_s=60)`: the cached value of `key`, or
+  `loader()`'s, stored for `ttl_s` seconds. A loader that returns None (a miss in the
+  database) is remembered as a miss for `negative_ttl_s` seconds (0: not remembered). Values
+  go through JSON both ways, so a hit and a miss return the same thing (tuples come back as
+  lists, dict keys as strings); a value JSON cannot encode is a TypeError. An exception
+  from the loader reaches the caller and nothing is stored.
+- `invalidate(*keys)` and `invalidate_pattern(pattern)` drop values (`pattern` is a Redis
+  glob over the same keys, matched with SCAN in batches and removed with UNLINK; never
+  KEYS). Both return how many values were dropped. Call them after the change commits.
+- `Cache(redis, ...)` is the same service over a given client with its own timings; the
+  module functions use this instance's client (`app.redis_client.get_redis`).
+
+Keys are stored under `cache:<key>`; `redis_key(key)` gives the stored name.
+
+Stampede protection: on a miss, one caller per key (across processes) takes a short lock
+(`SET cache-lock:<key> <token> NX PX`) and runs the loader; the others poll for its value
+for up to `wait_s`, then run the loader themselves rather than fail, without storing what
+they loaded. Only the lock holder stores, and only while the lock is still its own, so an
+invalidation (which also drops the lock) cannot be overwritten by a load that started
+before the change: that load's result goes to its caller and nowhere else.
+
+A Redis outage (refused connection, timeout, any Redis error) never reaches the caller: the
+call logs a warning, stops talking to Redis, and returns what the loader returns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from redis.exceptions import RedisError
+
+from app.observability import logging as applog
+
+T = TypeVar("T")
+log = applog.get_logger("app.cache")
+
+PREFIX = "cache:"
+LOCK_PREFIX = "cache-lock:"
+NEGATIVE_TTL_S = 60.0
+# Stored for a remembered miss. Every other stored value is JSON text, which never starts
+# with "!", so the two cannot be confused.
+_MISS = "!miss"
+
+# KEYS[1] value key, KEYS[2] lock key; ARGV token, value, ttl in ms.
+_STORE_IF_LOCKED = """
+if redis.call('get', KEYS[2]) == ARGV[1] then
+  redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  redis.call('del', KEYS[2])
+  return 1
+end
+return 0
+"""
+# KEYS[1] lock key; ARGV[1] token.
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+def redis_key(key: str) -> str:
+    """The Redis key a cached value of `key` is stored under."""
+    return PREFIX + key
+
+
+class _Outage(Exception):
+    """Redis failed during this call; the call carries on without it."""
+
+
+class Cache:
+    def __init__(
+        self,
+        redis: Any = None,
+        *,
+        lock_ttl_s: float = 10.0,
+        wait_s: float = 2.0,
+        poll_s: float = 0.01,
+        scan_batch: int = 500,
+    ) -> None:
+        self._redis = redis
+        self.lock_ttl_ms = max(1, int(lock_ttl_s * 1000))
+        self.wait_s = wait_s
+        self.poll_s = poll_s
+        self.scan_batch = scan_batch
+
+    @property
+    def redis(self) -> Any:
+        if self._redis is None:
+            from app.redis_client import get_redis
+
+            return get_redis()
+        return self._redis
+
+    # -- reads --------------------------------------------------------------------------
+
+    def get_or_set(
+        self,
+        key: str,
+        loader: Callable[[], T | None],
+        ttl_s: float,
+        *,
+        negative_ttl_s: float = NEGATIVE_TTL_S,
+    ) -> T | None:
+        if ttl_s <= 0:
+            raise ValueError("ttl_s must be positive")
+        redis = self.redis
+        lock_key = LOCK_PREFIX + key
+        token = secrets.token_hex(8)
+        try:
+            found, value = self._read(redis, key)
+            if found:
+                return cast("T | None", value)
+            deadline = time.monotonic() + self.wait_s
+            pause = self.poll_s
+            while True:
+                if self._redis_call(
+                    key, "lock", redis.set, lock_key, token, nx=True, px=self.lock_ttl_ms
+                ):
+                    # The holder before us may have stored the value since we last looked.
+                    found, value = self._read(redis, key)
+                    if found:
+                        self._release(redis, key, lock_key, token)
+                        return cast("T | None", value)
+                    return self._load_and_store(
+                        redis, key, loader, ttl_s, negative_ttl_s, lock_key, token
+                    )
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(pause)
+                pause = min(pause * 1.5, 0.1)
+                found, value = self._read(redis, key)
+                if found:
+                    return cast("T | None", value)
+        except _Outage:
+            pass
+        # Waited long enough, or Redis is down: load without storing.
+        return _round_trip(loader())
+
+    def _read(self, redis: Any, key: str) -> tuple[bool, Any]:
+        raw = self._redis_call(key, "get", redis.get, redis_key(key))
+        if raw is None:
+            return False, None
+        if raw == _MISS:
+            return True, None
+        try:
+            return True, json.loads(raw)
+        except ValueError:
+            applog.log_fields(log, logging.WARNING, "cache value unreadable", key=key)
+            return False, None
+
+    def _load_and_store(
+        self,
+        redis: Any,
+        key: str,
+        loader: Callable[[], T | None],
+        ttl_s: float,
+        negative_ttl_s: float,
+        lock_key: str,
+        token: str,
+    ) -> T | None:
+        try:
+            value = loader()
+            if value is None:
+                encoded, ttl = _MISS, negative_ttl_s
+            else:
+                encoded, ttl = _encode(value), ttl_s
+        except BaseException:
+            self._release(redis, key, lock_key, token)
+            raise
+        try:
+            if ttl > 0:
+                script = redis.register_script(_STORE_IF_LOCKED)
+                script(keys=[redis_key(key), lock_key], args=[token, encoded, int(ttl * 1000)])
+            else:
+                self._release(redis, key, lock_key, token)
+        except RedisError as exc:
+            self._warn(key, "store", exc)
+        return None if value is None else json.loads(encoded)
+
+    def _release(self, redis: Any, key: str, lock_key: str, token: str) -> None:
+        try:
+            redis.register_script(_RELEASE)(keys=[lock_key], args=[token])
+        except RedisError as exc:
+            # The lock expires by itself; waiters then load on their own.
+            self._warn(key, "unlock", exc)
+
+    # -- invalidation -----------------------------------------------------------------
+
+    def invalidate(self, *keys: str) -> int:
+        """Drop the values of these keys (and any load of them in flight)."""
+        if not keys:
+            return 0
+        redis = self.redis
+        try:
+            pipe = redis.pipeline(transaction=False)
+            pipe.unlink(*[redis_key(k) for k in keys])
+            pipe.unlink(*[LOCK_PREFIX + k for k in keys])
+            dropped, _ = pipe.execute()
+        except RedisError as exc:
+            self._warn(",".join(keys), "invalidate", exc, level=logging.ERROR)
+            return 0
+        return int(dropped)
+
+    def invalidate_pattern(self, pattern: str) -> int:
+        """Drop every value whose key matches the glob `pattern` (and loads in flight)."""
+        redis = self.redis
+        dropped = 0
+        try:
+            for prefix in (PREFIX, LOCK_PREFIX):
+                cursor = 0
+                while True:
+                    cursor, found = redis.scan(
+                        cursor, match=prefix + pattern, count=self.scan_batch
+                    )
+                    if found:
+                        removed = int(redis.unlink(*found))
+                        if prefix == PREFIX:
+                            dropped += removed
+                    if int(cursor) == 0:
+                        break
+        except RedisError as exc:
+            self._warn(pattern, "invalidate_pattern", exc, level=logging.ERROR)
+        return dropped
+
+    # -- Redis failures ---------------------------------------------------------------
+
+    def _redis_call(
+        self, key: str, op: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RedisError as exc:
+            self._warn(key, op, exc)
+            raise _Outage from exc
+
+    @staticmethod
+    def _warn(key: str, op: str, exc: Exception, level: int = logging.WARNING) -> None:
+        applog.log_fields(log, level, "cache unavailable", key=key, op=op, error=type(exc).__name__)
+
+
+def _encode(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _round_trip(value: T | None) -> T | None:
+    return None if value is None else json.loads(_encode(value))
+
+
+_default = Cache()
+
+
+def get_or_set(
+    key: str,
+    loader: Callable[[], T | None],
+    ttl_s: float,
+    *,
+    negative_ttl_s: float = NEGATIVE_TTL_S,
+) -> T | None:
+    """The cached value of `key`, else `loader()`'s, stored for `ttl_s` seconds."""
+    return _default.get_or_set(key, loader, ttl_s, negative_ttl_s=negative_ttl_s)
+
+
+def invalidate(*keys: str) -> int:
+    """Drop the cached values of `keys`. Returns how many there were."""
+    return _default.invalidate(*keys)
+
+
+def invalidate_pattern(pattern: str) -> int:
+    """Drop the cached values whose keys match the glob `pattern`. Returns how many."""
+    return _default.invalidate_pattern(pattern)
