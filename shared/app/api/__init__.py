@@ -11,7 +11,14 @@ import importlib
 from app.http.routing import Route
 
 # Every route module, in the order the OpenAPI document lists them.
-ROUTE_MODULES = ("app.api.health", "app.api.docs", "app.api.metrics")
+ROUTE_MODULES = (
+    "app.api.health",
+    "app.api.docs",
+    "app.api.metrics",
+    "app.api.auth",
+    "app.api.users",
+    "app.api.admin_users",
+)
 
 
 def all_routes() -> list[Route]:

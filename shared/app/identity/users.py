@@ -1,11 +1,10 @@
 """Users: creation, lookup, the public `User` view and its cache, profile and admin changes.
 
-Owns the profile cache. A cached profile is only ever read under the user's current
-*generation*: `forget_cached` (called after every committed change of a user row, by this
-module and by quota and payments) replaces the generation, so a reader that loaded the
-row before the change can only have filled a key nobody reads any more. That is what keeps
-`GET /users/me` from showing stale quota, role or membership without a database read.
-Membership is derived from the cached expiry at read time, so it lapses on the second.
+Owns the cached profile (`user:profile:{id}`, one hour). Every committed change of a user
+row is followed by `forget_cached` (here, and in quota and payments); `app.cache` never
+lets a load that started before an invalidation store its result, so `GET /users/me` shows
+current quota, role and membership without reading the database on a hit. Membership is
+derived from the cached expiry at read time, so it lapses on the second.
 """
 
 from __future__ import annotations
@@ -13,15 +12,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from redis.exceptions import RedisError
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Connection
 
+from app import cache
 from app.config import get_settings
 from app.db import transaction
 from app.db.tables import users
@@ -37,13 +35,10 @@ from app.identity.schemas import (
     UserOut,
 )
 from app.observability import logging as applog
-from app.redis_client import get_redis
 
 log = applog.get_logger("app.identity.users")
 
 PROFILE_TTL_S = 3600
-# Longer than a profile lives, so a generation never lapses under a live profile key.
-GENERATION_TTL_S = 2 * PROFILE_TTL_S
 _CACHED_FIELDS = (
     "id",
     "phone",
@@ -97,12 +92,8 @@ def user_out(row: Mapping[str, Any]) -> UserOut:
     return _view(_profile_of(row))
 
 
-def _gen_key(user_id: str) -> str:
-    return f"user:gen:{user_id}"
-
-
-def _profile_key(user_id: str, generation: str) -> str:
-    return f"user:profile:{user_id}:{generation}"
+def _cache_key(user_id: str) -> str:
+    return f"user:profile:{user_id}"
 
 
 def _load_profile(user_id: str) -> dict[str, Any] | None:
@@ -111,37 +102,9 @@ def _load_profile(user_id: str) -> dict[str, Any] | None:
     return None if row is None else _profile_of(row)
 
 
-def _cached(key: str, loader: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
-    """The one place the profile goes through the cache."""
-    try:
-        from app.cache import get_or_set
-    except ImportError:  # the cache service is not part of this build yet
-        return _cache_aside(key, loader)
-    value: dict[str, Any] | None = get_or_set(key, loader, PROFILE_TTL_S)
-    return value
-
-
-def _cache_aside(key: str, loader: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
-    redis = get_redis()
-    cached = redis.get(key)
-    if cached is not None:
-        value: dict[str, Any] | None = json.loads(cached)
-        return value
-    value = loader()
-    if value is not None:
-        redis.set(key, json.dumps(value), ex=PROFILE_TTL_S)
-    return value
-
-
 def public_user(user_id: str) -> UserOut:
     """The API `User` of a user: cached for an hour, never older than its last change."""
-    try:
-        generation = get_redis().get(_gen_key(user_id)) or "0"
-    except RedisError as exc:  # a Redis outage degrades to the database
-        applog.log_fields(log, 30, "profile cache unavailable", error=type(exc).__name__)
-        profile = _load_profile(user_id)
-    else:
-        profile = _cached(_profile_key(user_id, generation), lambda: _load_profile(user_id))
+    profile = cache.get_or_set(_cache_key(user_id), lambda: _load_profile(user_id), PROFILE_TTL_S)
     if profile is None:
         raise AppError(ErrorCode.NOT_FOUND, "User not found.")
     return _view(profile)
@@ -149,14 +112,7 @@ def public_user(user_id: str) -> UserOut:
 
 def forget_cached(user_id: str) -> None:
     """Drop the cached profile. Call after the change is committed."""
-    try:
-        get_redis().set(_gen_key(user_id), secrets.token_hex(8), ex=GENERATION_TTL_S)
-    except RedisError as exc:
-        # Nothing can be served stale from a Redis that cannot be reached either; when it
-        # comes back, profiles written before this change are at most PROFILE_TTL_S old.
-        applog.log_fields(
-            log, 40, "profile cache not invalidated", user_id=user_id, error=type(exc).__name__
-        )
+    cache.invalidate(_cache_key(user_id))
 
 
 # ---------------------------------------------------------------- lookups

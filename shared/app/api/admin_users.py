@@ -1,0 +1,35 @@
+"""Administration of users: find by phone, change role or disable."""
+
+from __future__ import annotations
+
+from app.http import Auth, Request, Router
+from app.http.models import Page
+from app.identity import users
+from app.identity.schemas import AdminUserPatch, AdminUsersQuery, UserOut
+
+router = Router(tags=("admin",))
+
+
+@router.get(
+    "/admin/users",
+    auth=Auth.ADMIN,
+    query=AdminUsersQuery,
+    response=Page[UserOut],
+    errors=(401, 403, 422),
+    summary="List users, newest first; phone matches exactly",
+)
+def list_users(req: Request[None, AdminUsersQuery]) -> Page[UserOut]:
+    q = req.query
+    return users.admin_list(phone=q.phone, limit=q.limit, cursor=q.cursor)
+
+
+@router.patch(
+    "/admin/users/{id}",
+    auth=Auth.ADMIN,
+    body=AdminUserPatch,
+    response=UserOut,
+    errors=(401, 403, 404, 422),
+    summary="Change a user's role or disable the account (ends its sessions)",
+)
+def patch_user(req: Request[AdminUserPatch, None]) -> UserOut:
+    return users.admin_patch(req.path_params["id"], req.body)

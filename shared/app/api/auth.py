@@ -1,0 +1,111 @@
+"""Sign-in routes: SMS codes, register, login (password or code), WeChat, refresh, logout."""
+
+from __future__ import annotations
+
+from app.http import Auth, Request, Router
+from app.http.models import Empty
+from app.identity import service
+from app.identity.schemas import (
+    LoginIn,
+    RefreshIn,
+    RegisterIn,
+    SmsCodeIn,
+    SmsCodeOut,
+    TokenPair,
+    WechatLoginIn,
+)
+
+router = Router(tags=("auth",))
+
+
+@router.post(
+    "/auth/sms-code",
+    auth=Auth.PUBLIC,
+    body=SmsCodeIn,
+    response=SmsCodeOut,
+    errors=(409, 422, 429, 503),
+    summary="Send an SMS verification code",
+)
+def sms_code(req: Request[SmsCodeIn, None]) -> SmsCodeOut:
+    return service.send_code(req.body.phone, req.body.purpose, req.source_ip)
+
+
+@router.post(
+    "/auth/register",
+    auth=Auth.PUBLIC,
+    body=RegisterIn,
+    response=TokenPair,
+    status=201,
+    errors=(400, 409, 422),
+    summary="Register with phone, password and SMS code",
+)
+def register(req: Request[RegisterIn, None]) -> TokenPair:
+    pair = service.register(req.body)
+    req.extra_log["user_id"] = pair.user.id
+    return pair
+
+
+@router.post(
+    "/auth/login",
+    auth=Auth.PUBLIC,
+    body=LoginIn,
+    response=TokenPair,
+    errors=(400, 401, 403, 422, 429),
+    summary="Sign in with a password or an SMS code",
+)
+def login(req: Request[LoginIn, None]) -> TokenPair:
+    pair = service.login(req.body, req.source_ip)
+    req.extra_log["user_id"] = pair.user.id
+    return pair
+
+
+@router.post(
+    "/auth/wechat-login",
+    auth=Auth.PUBLIC,
+    body=WechatLoginIn,
+    response=TokenPair,
+    errors=(400, 403, 422, 429, 502),
+    summary="Sign in with a WeChat mini-program login code",
+)
+def wechat_login(req: Request[WechatLoginIn, None]) -> TokenPair:
+    pair = service.wechat_login(req.body)
+    req.extra_log["user_id"] = pair.user.id
+    return pair
+
+
+@router.post(
+    "/auth/refresh",
+    auth=Auth.PUBLIC,
+    body=RefreshIn,
+    response=TokenPair,
+    errors=(401, 403, 422),
+    summary="Exchange a refresh token for a new pair",
+)
+def refresh(req: Request[RefreshIn, None]) -> TokenPair:
+    pair = service.refresh(req.body.refresh_token)
+    req.extra_log["user_id"] = pair.user.id
+    return pair
+
+
+@router.post(
+    "/auth/logout",
+    auth=Auth.USER,
+    body=Empty,
+    status=204,
+    errors=(401,),
+    summary="End this device's session",
+)
+def logout(req: Request[Empty, None]) -> None:
+    service.logout(req.user)
+
+
+@router.post(
+    "/auth/logout-all",
+    auth=Auth.USER,
+    body=Empty,
+    status=204,
+    errors=(401,),
+    summary="End every session of the user",
+)
+def logout_all(req: Request[Empty, None]) -> None:
+    service.logout_all(req.user)

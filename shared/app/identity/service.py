@@ -1,0 +1,239 @@
+"""The identity verbs behind the auth routes: send a code, register, sign in (password, code,
+WeChat), refresh, log out.
+
+Each verb takes validated input and returns the API shape; it raises AppError for anything
+the client can fix. The order of checks is deliberate: cheap refusals first, an SMS code
+is burnt only when everything else already holds, and unknown phone and wrong password
+take the same path to the same answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+
+from app.config import get_settings
+from app.db import transaction
+from app.db.tables import users as users_table
+from app.db.types import utcnow
+from app.errors import AppError, ErrorCode
+from app.identity import passwords, sessions, sms, throttle, users, wechat
+from app.identity.principal import Principal
+from app.identity.schemas import (
+    LoginIn,
+    Purpose,
+    RegisterIn,
+    SmsCodeOut,
+    TokenPair,
+    WechatLoginIn,
+)
+
+
+def _invalid_credentials() -> AppError:
+    return AppError(ErrorCode.AUTH_INVALID_CREDENTIALS, "Wrong phone number or password.")
+
+
+def _disabled() -> AppError:
+    return AppError(ErrorCode.ACCOUNT_DISABLED, "This account has been disabled.")
+
+
+def _token_pair(pair: sessions.Pair, row: dict[str, Any], *, is_new: bool) -> TokenPair:
+    settings = get_settings()
+    return TokenPair(
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        expires_in=settings.access_token_ttl_s,
+        refresh_expires_in=settings.refresh_token_ttl_s,
+        user=users.user_out(row),
+        is_new_user=is_new,
+    )
+
+
+def _sign_in(row: dict[str, Any], *, is_new: bool) -> TokenPair:
+    pair = sessions.start(str(row["id"]), role=str(row["role"]), phone=row["phone"])
+    return _token_pair(pair, row, is_new=is_new)
+
+
+def _create_or_find(
+    create: Callable[[Any], dict[str, Any]], find: Callable[[Any], dict[str, Any] | None]
+) -> tuple[dict[str, Any], bool]:
+    """Create a user, or, when a concurrent request created it first, find that one.
+
+    The unique phone/openid index decides the race; the loser's transaction (its invite
+    code claim and signup grant included) rolls back whole.
+    """
+    try:
+        with transaction() as conn:
+            return create(conn), True
+    except IntegrityError:
+        with transaction() as conn:
+            row = find(conn)
+        if row is None:
+            raise
+        return row, False
+
+
+def _returning(row: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """Apply sign-in changes (admin phones, filled profile fields) to an existing user."""
+    if row["disabled"]:
+        raise _disabled()
+    with transaction() as conn:
+        updated = users.promote_if_admin_phone(conn, row)
+        fill = {k: v for k, v in changes.items() if v is not None and updated.get(k) != v}
+        if fill:
+            conn.execute(
+                update(users_table)
+                .where(users_table.c.id == row["id"])
+                .values(**fill, updated_at=utcnow())
+            )
+            updated = {**updated, **fill}
+    if updated != row:
+        users.forget_cached(str(row["id"]))
+    return updated
+
+
+# ---------------------------------------------------------------- verbs
+
+
+def send_code(phone: str, purpose: Purpose, ip: str) -> SmsCodeOut:
+    if purpose == "register" and users.phone_registered(phone):
+        raise AppError(ErrorCode.PHONE_ALREADY_REGISTERED, "This phone is already registered.")
+    cooldown_s, expires_in = sms.send(phone, purpose, ip)
+    return SmsCodeOut(cooldown_s=cooldown_s, expires_in=expires_in)
+
+
+def register(body: RegisterIn) -> TokenPair:
+    def referrer(conn: Any) -> str | None:
+        return users.resolve_referrer(
+            conn,
+            referrer_id=body.referrer_id,
+            invite_code=body.invite_code,
+            registering_phone=body.phone,
+        )
+
+    with transaction() as conn:
+        referrer(conn)
+        if users.find_by_phone(conn, body.phone) is not None:
+            raise AppError(ErrorCode.PHONE_ALREADY_REGISTERED, "This phone is already registered.")
+    sms.consume(body.phone, "register", body.code)
+    password_hash = passwords.hash_password(body.password)
+    try:
+        with transaction() as conn:
+            row = users.create(
+                conn,
+                phone=body.phone,
+                password_hash=password_hash,
+                nickname=body.nickname,
+                referrer_id=referrer(conn),
+            )
+    except IntegrityError:
+        if users.phone_registered(body.phone):
+            raise AppError(
+                ErrorCode.PHONE_ALREADY_REGISTERED, "This phone is already registered."
+            ) from None
+        raise
+    return _sign_in(row, is_new=True)
+
+
+def login(body: LoginIn, ip: str) -> TokenPair:
+    if body.password is not None:
+        return login_password(body.phone, body.password, ip)
+    if body.code is not None:
+        return login_code(body.phone, body.code)
+    raise AppError(
+        ErrorCode.VALIDATION_ERROR,
+        "Send a password or an SMS code.",
+        details=[{"loc": ["body", "password"], "msg": "password or code is required"}],
+    )
+
+
+def login_password(phone: str, password: str, ip: str) -> TokenPair:
+    throttle.check(phone, ip)
+    with transaction() as conn:
+        row = users.find_by_phone(conn, phone)
+    # The bcrypt check runs for unknown phones too (against a dummy hash): same time, same answer.
+    right = passwords.verify(password, row["password_hash"] if row else None)
+    if row is None or not right:
+        throttle.record_failure(phone, ip)
+        raise _invalid_credentials()
+    # Only a caller who knows the password learns that the account is disabled.
+    if row["disabled"]:
+        raise _disabled()
+    throttle.record_success(phone)
+    return _sign_in(_returning(row), is_new=False)
+
+
+def login_code(phone: str, code: str) -> TokenPair:
+    sms.consume(phone, "login", code)
+    with transaction() as conn:
+        row = users.find_by_phone(conn, phone)
+    if row is not None:
+        return _sign_in(_returning(row), is_new=False)
+    row, is_new = _create_or_find(
+        lambda conn: users.create(conn, phone=phone),
+        lambda conn: users.find_by_phone(conn, phone),
+    )
+    if not is_new:
+        row = _returning(row)
+    return _sign_in(row, is_new=is_new)
+
+
+def wechat_login(body: WechatLoginIn) -> TokenPair:
+    identity = wechat.code_to_identity(body.code)
+    # nickname/avatar only fill empty fields of an existing user.
+    with transaction() as conn:
+        row = users.find_by_openid(conn, identity.openid)
+    if row is None:
+
+        def create(conn: Any) -> dict[str, Any]:
+            return users.create(
+                conn,
+                openid=identity.openid,
+                unionid=identity.unionid,
+                nickname=body.nickname,
+                avatar=body.avatar,
+                referrer_id=users.resolve_referrer(
+                    conn, referrer_id=None, invite_code=body.invite_code
+                ),
+            )
+
+        row, is_new = _create_or_find(create, lambda c: users.find_by_openid(c, identity.openid))
+        if is_new:
+            return _sign_in(row, is_new=True)
+    fill: dict[str, Any] = {
+        "nickname": None if row["nickname"] else body.nickname,
+        "avatar": None if row["avatar"] else body.avatar,
+        "wechat_unionid": identity.unionid,
+    }
+    return _sign_in(_returning(row, **fill), is_new=False)
+
+
+def refresh(token: str) -> TokenPair:
+    claims = sessions.refresh_claims(token)
+    with transaction() as conn:
+        row = users.get(conn, str(claims["sub"]))
+    if row is None:
+        sessions.end(str(claims["sub"]), str(claims["sid"]))
+        raise AppError(ErrorCode.AUTH_REFRESH_INVALID, "The session has ended; sign in again.")
+    if row["disabled"]:
+        # Disabling ends the sessions, so this is normally an ended one (401, as for any);
+        # a row disabled behind the service's back still gets its sessions ended here.
+        live = sessions.is_live(str(row["id"]), str(claims["sid"]))
+        sessions.end_all(str(row["id"]))
+        if live:
+            raise _disabled()
+        raise AppError(ErrorCode.AUTH_REFRESH_INVALID, "The session has ended; sign in again.")
+    # Role and phone come from the row, so a promotion or demotion shows at the next refresh.
+    pair = sessions.rotate(claims, role=str(row["role"]), phone=row["phone"])
+    return _token_pair(pair, row, is_new=False)
+
+
+def logout(principal: Principal) -> None:
+    sessions.end(principal.user_id, principal.sid)
+
+
+def logout_all(principal: Principal) -> None:
+    sessions.end_all(principal.user_id)

@@ -1,0 +1,147 @@
+"""SMS verification codes: issue, rate-limit, verify once.
+
+A code is 6 digits from `secrets`, kept in Redis only as an HMAC (keyed with the JWT
+secret, bound to phone and purpose) for SMS_CODE_TTL_S, at `sms:code:{purpose}:{phone}`.
+It is single use and burnt after MAX_WRONG_TRIES wrong guesses. Cooldown per phone,
+a daily count per phone (China day) and an hourly count per source IP are checked and
+taken in one script. The code itself goes to the delivery adapter and nowhere else: never
+into a log line, a response or an exception message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime, timedelta, timezone
+
+from app.config import get_settings
+from app.errors import AppError, ErrorCode
+from app.identity import sms_delivery
+from app.identity.schemas import Purpose
+from app.observability import logging as applog
+from app.redis_client import get_redis
+
+log = applog.get_logger("app.identity.sms")
+
+MAX_WRONG_TRIES = 5
+_CHINA = timezone(timedelta(hours=8))
+
+# KEYS: cooldown, day counter, ip counter. ARGV: cooldown s, per day, per ip, day ttl, ip ttl.
+_TAKE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {'cooldown', redis.call('TTL', KEYS[1])}
+end
+local day = tonumber(redis.call('GET', KEYS[2]) or '0')
+if day >= tonumber(ARGV[2]) then
+  return {'day', redis.call('TTL', KEYS[2])}
+end
+local ip = tonumber(redis.call('GET', KEYS[3]) or '0')
+if ip >= tonumber(ARGV[3]) then
+  return {'ip', redis.call('TTL', KEYS[3])}
+end
+redis.call('SET', KEYS[1], '1', 'EX', tonumber(ARGV[1]))
+if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4])) end
+if redis.call('INCR', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5])) end
+return {'ok', 0}
+"""
+
+# KEYS: code key. ARGV: digest of the guess, wrong tries allowed. 1 = right (and burnt).
+_CONSUME = """
+local digest = redis.call('HGET', KEYS[1], 'h')
+if not digest then
+  return 0
+end
+if digest == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+if redis.call('HINCRBY', KEYS[1], 'tries', 1) >= tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+_LIMIT_MESSAGES = {
+    "cooldown": "Wait before asking for another code.",
+    "day": "Too many codes for this phone today.",
+    "ip": "Too many codes requested from this network; try again later.",
+}
+
+
+def _code_key(phone: str, purpose: str) -> str:
+    return f"sms:code:{purpose}:{phone}"
+
+
+def _digest(phone: str, purpose: str, code: str) -> str:
+    secret = get_settings().jwt_secret.get_secret_value().encode()
+    return hmac.new(secret, f"{purpose}:{phone}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def new_code() -> str:
+    return f"{secrets.randbelow(1_000_000):06d}"
+
+
+def masked(phone: str) -> str:
+    """A phone as logs may show it."""
+    return phone[:6] + "****" + phone[-2:]
+
+
+def _take_quota(phone: str, ip: str) -> None:
+    settings = get_settings()
+    now = datetime.now(_CHINA)
+    keys = (
+        f"sms:cooldown:{phone}",
+        f"sms:day:{phone}:{now:%Y%m%d}",
+        f"sms:ip:{ip or 'unknown'}:{now:%Y%m%d%H}",
+    )
+    verdict, ttl = get_redis().eval(
+        _TAKE,
+        3,
+        *keys,
+        settings.sms_cooldown_s,
+        settings.sms_per_phone_per_day,
+        settings.sms_per_ip_per_hour,
+        2 * 86400,
+        3600,
+    )
+    if verdict != "ok":
+        raise AppError(
+            ErrorCode.SMS_RATE_LIMITED,
+            _LIMIT_MESSAGES[verdict],
+            headers={"Retry-After": str(max(int(ttl), 1))},
+        )
+
+
+def send(phone: str, purpose: Purpose, ip: str) -> tuple[int, int]:
+    """Issue and deliver a code; returns (cooldown_s, expires_in)."""
+    settings = get_settings()
+    _take_quota(phone, ip)
+    code = new_code()
+    key = _code_key(phone, purpose)
+    redis = get_redis()
+    pipe = redis.pipeline(transaction=True)
+    pipe.delete(key)
+    pipe.hset(key, mapping={"h": _digest(phone, purpose, code), "tries": 0})
+    pipe.expire(key, settings.sms_code_ttl_s)
+    pipe.execute()
+    try:
+        sms_delivery.deliver(phone, code)
+    except sms_delivery.DeliveryFailed as exc:
+        # Nothing was sent: drop the code and the cooldown so the user can simply retry.
+        redis.delete(key, f"sms:cooldown:{phone}")
+        applog.log_fields(log, 40, "sms not sent", phone=masked(phone), reason=exc.reason)
+        raise AppError(
+            ErrorCode.SERVICE_UNAVAILABLE, "The code could not be sent; try again shortly."
+        ) from None
+    applog.log_fields(log, 20, "sms code sent", phone=masked(phone), purpose=purpose)
+    return settings.sms_cooldown_s, settings.sms_code_ttl_s
+
+
+def consume(phone: str, purpose: Purpose, code: str) -> None:
+    """Accept the code once, or SMS_CODE_INVALID (wrong, used, expired or burnt)."""
+    right = get_redis().eval(
+        _CONSUME, 1, _code_key(phone, purpose), _digest(phone, purpose, code), MAX_WRONG_TRIES
+    )
+    if int(right) != 1:
+        raise AppError(ErrorCode.SMS_CODE_INVALID, "The code is wrong or has expired.")

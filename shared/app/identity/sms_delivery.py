@@ -1,0 +1,74 @@
+"""Delivery of SMS codes: Tencent Cloud SMS, or the console on a laptop.
+
+`console` writes one line to stderr, outside the JSON log stream, so the code is readable
+during local development and never becomes a log line; production refuses it. `tencent`
+calls `SendSms` with the code as the template's first parameter; the SDK is imported here,
+so only the function that sends codes pays for it at cold start.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from app.config import get_settings
+
+
+class DeliveryFailed(Exception):
+    """Nothing was sent. `reason` is safe to log: it never holds the code."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def deliver(phone: str, code: str) -> None:
+    if get_settings().sms_provider == "tencent":
+        _send_tencent(phone, code)
+    else:
+        _print_console(phone, code)
+
+
+def _print_console(phone: str, code: str) -> None:
+    print(f"[dev sms, not for production] {phone} code {code}", file=sys.stderr, flush=True)
+
+
+def _send_tencent(phone: str, code: str) -> None:
+    from tencentcloud.common import credential
+    from tencentcloud.common.exception.tencent_cloud_sdk_exception import (
+        TencentCloudSDKException,
+    )
+    from tencentcloud.common.profile.client_profile import ClientProfile
+    from tencentcloud.common.profile.http_profile import HttpProfile
+    from tencentcloud.sms.v20210111 import models, sms_client
+
+    # The SDK logs whole request bodies at DEBUG, and this body carries the code.
+    logging.getLogger("tencentcloud_sdk_common").setLevel(logging.INFO)
+    settings = get_settings()
+    endpoint = settings.tencentcloud_api_endpoint
+    # The scheme is fixed when the profile is built: pass it there, not afterwards.
+    http = HttpProfile(
+        protocol="http" if endpoint else "https", endpoint=endpoint or None, reqTimeout=5
+    )
+    client = sms_client.SmsClient(
+        credential.Credential(
+            settings.tencentcloud_secret_id, settings.tencentcloud_secret_key.get_secret_value()
+        ),
+        settings.tencentcloud_region,
+        ClientProfile(httpProfile=http),
+    )
+    request = models.SendSmsRequest()
+    request.PhoneNumberSet = [phone]
+    request.SmsSdkAppId = settings.sms_sdk_app_id
+    request.SignName = settings.sms_sign_name
+    request.TemplateId = settings.sms_template_id
+    request.TemplateParamSet = [code]
+    try:
+        response = client.SendSms(request)
+    except TencentCloudSDKException as exc:
+        raise DeliveryFailed(f"SendSms failed: {exc.get_code()}") from None
+    except Exception as exc:  # noqa: BLE001 - network errors surface as many types
+        raise DeliveryFailed(f"SendSms failed: {type(exc).__name__}") from None
+    statuses = response.SendStatusSet or []
+    if not statuses or statuses[0].Code != "Ok":
+        raise DeliveryFailed(f"SendSms refused: {statuses[0].Code if statuses else 'no status'}")

@@ -1,0 +1,87 @@
+"""WeChat mini-program login: `jscode2session` over `requests`, or a local sandbox.
+
+The session_key WeChat returns is dropped here: nothing in this system needs it, so it is
+never returned, logged or stored. Error codes map to the API's: 40029/40163 (bad or used
+code) WECHAT_CODE_INVALID, 45011 WECHAT_RATE_LIMITED, 40226 WECHAT_USER_BLOCKED; -1 (busy)
+is retried once, then, like timeouts and anything unexpected, WECHAT_UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+from app.config import get_settings
+from app.errors import AppError, ErrorCode
+from app.observability import logging as applog
+
+log = applog.get_logger("app.identity.wechat")
+
+TIMEOUT_S = 5
+_ERRORS = {
+    40029: (ErrorCode.WECHAT_CODE_INVALID, "The WeChat login code is not valid."),
+    40163: (ErrorCode.WECHAT_CODE_INVALID, "The WeChat login code was already used."),
+    45011: (ErrorCode.WECHAT_RATE_LIMITED, "Too many WeChat logins; try again in a minute."),
+    40226: (ErrorCode.WECHAT_USER_BLOCKED, "WeChat has blocked this account from logging in."),
+}
+
+
+@dataclass(frozen=True)
+class WechatIdentity:
+    openid: str
+    unionid: str | None
+
+
+def _unavailable() -> AppError:
+    return AppError(ErrorCode.WECHAT_UNAVAILABLE, "WeChat login is unavailable; try again.")
+
+
+def code_to_identity(code: str) -> WechatIdentity:
+    settings = get_settings()
+    if not settings.wechat_api_base and settings.app_env != "production":
+        return _sandbox(code)
+    return _jscode2session(code)
+
+
+def _sandbox(code: str) -> WechatIdentity:
+    """A stable openid per code, so a laptop can log the same user in again."""
+    digest = hmac.new(b"wechat-sandbox", code.encode(), hashlib.sha256).hexdigest()
+    return WechatIdentity(openid=f"sandbox-{digest[:24]}", unionid=None)
+
+
+def _jscode2session(code: str) -> WechatIdentity:
+    import requests
+
+    settings = get_settings()
+    url = settings.wechat_api_base.rstrip("/") + "/sns/jscode2session"
+    params = {
+        "appid": settings.wechat_appid,
+        "secret": settings.wechat_secret.get_secret_value(),
+        "js_code": code,
+        "grant_type": "authorization_code",
+    }
+    for attempt in (1, 2):
+        try:
+            reply = requests.get(url, params=params, timeout=TIMEOUT_S)
+            data: dict[str, Any] = reply.json()
+        except (requests.RequestException, ValueError) as exc:
+            applog.log_fields(log, 40, "jscode2session failed", error=type(exc).__name__)
+            raise _unavailable() from None
+        errcode = int(data.get("errcode") or 0)
+        if errcode == -1 and attempt == 1:
+            continue
+        if errcode == 0 and data.get("openid"):
+            unionid = data.get("unionid")
+            return WechatIdentity(
+                openid=str(data["openid"]), unionid=str(unionid) if unionid else None
+            )
+        if errcode in _ERRORS:
+            error, message = _ERRORS[errcode]
+            raise AppError(error, message)
+        applog.log_fields(
+            log, 40, "jscode2session refused", errcode=errcode, status=reply.status_code
+        )
+        raise _unavailable()
+    raise _unavailable()  # pragma: no cover - the loop always returns or raises

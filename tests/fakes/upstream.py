@@ -1,0 +1,135 @@
+"""A fake upstream AI host: a threaded HTTP server on 127.0.0.1 that records every call and
+how many were in flight at once, and answers as each path is scripted to.
+
+    with FakeUpstream() as up:
+        up.script("/render", lambda call: Answer(200, {"ok": call.body["input"]}, delay_s=0.05))
+        up.url("/render")  # -> http://127.0.0.1:<port>/render
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Call:
+    path: str
+    headers: dict[str, str]
+    body: Any
+    started: float
+    ended: float = 0.0
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    body: Any = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    raw: bytes | None = None
+
+
+Script = Callable[[Call], Answer]
+
+
+def echo(call: Call) -> Answer:
+    return Answer(200, {"echo": call.body.get("input"), "branch": call.body.get("branch")})
+
+
+class FakeUpstream:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._scripts: dict[str, Script] = {}
+        self.calls: list[Call] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def script(self, path: str, script: Script) -> None:
+        with self._lock:
+            self._scripts[path] = script
+
+    def url(self, path: str) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
+
+    def calls_to(self, path: str) -> list[Call]:
+        with self._lock:
+            return [c for c in self.calls if c.path == path]
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.calls = []
+            self.max_in_flight = 0
+
+    def _serve(self, path: str, headers: dict[str, str], raw: bytes) -> Answer:
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        call = Call(path, headers, body, time.monotonic())
+        with self._lock:
+            self.calls.append(call)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            script = self._scripts.get(path, echo)
+        try:
+            answer = script(call)
+            if answer.delay_s:
+                time.sleep(answer.delay_s)
+            return answer
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+                call.ended = time.monotonic()
+
+    def start(self) -> FakeUpstream:
+        upstream = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                answer = upstream._serve(self.path, headers, raw)
+                payload = answer.raw if answer.raw is not None else json.dumps(answer.body).encode()
+                try:
+                    self.send_response(answer.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    for key, value in answer.headers.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):  # the caller timed out
+                    pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeUpstream:
+        return self.start()
+
+    def __exit__(self, *_exc: Any) -> None:
+        self.stop()

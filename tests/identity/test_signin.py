@@ -1,0 +1,287 @@
+"""Register, password login, code login: API.md's rules, through the functions' handlers."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app.db import transaction
+from app.db.tables import invite_codes, users
+from app.identity import tokens
+from tests.identity.conftest import PASSWORD, Flows, new_phone
+from tests.support.settings import settings_env
+
+USER_FIELDS = {
+    "id",
+    "phone",
+    "nickname",
+    "avatar",
+    "gender",
+    "role",
+    "invite_code",
+    "referrer_id",
+    "quota",
+    "membership",
+    "created_at",
+}
+
+
+def _row(phone: str) -> dict | None:
+    with transaction() as conn:
+        row = conn.execute(select(users).where(users.c.phone == phone)).mappings().first()
+    return dict(row) if row else None
+
+
+def test_register_returns_a_token_pair_and_stores_a_bcrypt_hash(flows: Flows) -> None:
+    phone = new_phone()
+    reply = flows.register(phone[3:], nickname="  Ann  ")  # 11 digits in, +86 out
+    assert reply.status == 201, reply.body
+    pair = reply.json()
+    assert set(pair) == {
+        "access_token",
+        "refresh_token",
+        "token_type",
+        "expires_in",
+        "refresh_expires_in",
+        "user",
+        "is_new_user",
+    }
+    assert pair["token_type"] == "Bearer" and pair["expires_in"] == 900
+    assert pair["refresh_expires_in"] == 604800 and pair["is_new_user"] is True
+    user = pair["user"]
+    assert set(user) == USER_FIELDS
+    assert user["phone"] == phone and user["nickname"] == "Ann" and user["gender"] == "unknown"
+    assert user["role"] == "user" and user["quota"] == {"balance": 0, "reserved": 0}
+    assert user["membership"] is None and user["created_at"].endswith("Z")
+    assert len(user["invite_code"]) == 8
+    claims = tokens.decode(pair["access_token"], "access")
+    assert claims["sub"] == user["id"] and claims["phone"] == phone and claims["role"] == "user"
+    row = _row(phone)
+    assert (
+        row and row["password_hash"].startswith("$2b$10$") and PASSWORD not in row["password_hash"]
+    )
+    with transaction() as conn:
+        claimed = conn.execute(
+            select(invite_codes.c.claimed_by).where(invite_codes.c.code == user["invite_code"])
+        ).scalar()
+    assert claimed == user["id"]
+
+
+def test_register_twice_is_409_and_a_register_code_for_a_registered_phone_too(flows: Flows) -> None:
+    pair = flows.registered()
+    phone = pair["user"]["phone"]
+    assert flows.sms(phone, "register").json()["code"] == "PHONE_ALREADY_REGISTERED"
+    login_code = flows.code_for(phone, "login")
+    reply = flows.register(phone, code=login_code)
+    assert (reply.status, reply.json()["code"]) == (409, "PHONE_ALREADY_REGISTERED")
+
+
+def test_wrong_used_and_cross_purpose_codes_are_refused(flows: Flows) -> None:
+    phone = new_phone()
+    code = flows.code_for(phone, "register")
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    reply = flows.register(phone, code=wrong)
+    assert (reply.status, reply.json()["code"]) == (400, "SMS_CODE_INVALID")
+    assert _row(phone) is None
+    # A register code does not log in...
+    reply = flows.code_login(phone, code)
+    assert (reply.status, reply.json()["code"]) == (400, "SMS_CODE_INVALID")
+    # ...it registers, once.
+    assert flows.register(phone, code=code).status == 201
+    reply = flows.call(
+        "auth-register",
+        "POST",
+        "/auth/register",
+        body={"phone": new_phone(), "password": PASSWORD, "code": code},
+    )
+    assert reply.json()["code"] == "SMS_CODE_INVALID"
+    # A login code does not register.
+    other = new_phone()
+    login_code = flows.code_for(other, "login")
+    reply = flows.register(other, code=login_code)
+    assert reply.json()["code"] == "SMS_CODE_INVALID" and _row(other) is None
+
+
+def test_a_code_is_burnt_after_five_wrong_tries(flows: Flows) -> None:
+    phone = new_phone()
+    code = flows.code_for(phone, "login")
+    wrong = f"{(int(code) + 7) % 1_000_000:06d}"
+    for _ in range(5):
+        assert flows.code_login(phone, wrong).json()["code"] == "SMS_CODE_INVALID"
+    reply = flows.code_login(phone, code)
+    assert (reply.status, reply.json()["code"]) == (400, "SMS_CODE_INVALID")
+
+
+def test_code_reuse_is_refused(flows: Flows) -> None:
+    phone = new_phone()
+    code = flows.code_for(phone)
+    assert flows.code_login(phone, code).status == 200
+    reply = flows.code_login(phone, code)
+    assert (reply.status, reply.json()["code"]) == (400, "SMS_CODE_INVALID")
+
+
+def test_passwords_outside_8_to_72_bytes_are_422(flows: Flows) -> None:
+    for bad in ("short7!", "x" * 73, "密" * 25):  # 7 bytes, 73 bytes, 75 bytes in 25 chars
+        phone = new_phone()
+        reply = flows.call(
+            "auth-register",
+            "POST",
+            "/auth/register",
+            body={"phone": phone, "password": bad, "code": "123456"},
+        )
+        assert reply.status == 422 and reply.json()["details"][0]["loc"] == ["body", "password"]
+    assert flows.register(password="密" * 24).status == 201  # exactly 72 bytes
+
+
+def test_bad_phones_are_422(flows: Flows) -> None:
+    for bad in ("12345", "+1 415 555 0100", "12800138000", "1380013800a", "+86138001380001"):
+        reply = flows.sms(bad)
+        assert reply.status == 422, bad
+        assert reply.json()["details"][0]["loc"] == ["body", "phone"]
+
+
+def test_password_login_and_unknown_phone_wrong_password_answer_alike(flows: Flows) -> None:
+    pair = flows.registered()
+    phone = pair["user"]["phone"]
+    ok = flows.login(phone)
+    assert ok.status == 200 and ok.json()["is_new_user"] is False
+    assert ok.json()["user"]["id"] == pair["user"]["id"]
+    wrong = flows.login(phone, "wrong password", ip="198.51.100.1")
+    unknown = flows.login(new_phone(), "wrong password", ip="198.51.100.2")
+    assert wrong.status == unknown.status == 401
+    a, b = wrong.json(), unknown.json()
+    assert a["code"] == b["code"] == "AUTH_INVALID_CREDENTIALS"
+    assert a["message"] == b["message"]
+    assert set(a) == set(b)
+
+
+def test_login_needs_a_password_or_a_code_and_the_password_wins(flows: Flows) -> None:
+    pair = flows.registered()
+    phone = pair["user"]["phone"]
+    reply = flows.call("auth-login", "POST", "/auth/login", body={"phone": phone})
+    assert reply.status == 422
+    code = flows.code_for(phone)
+    reply = flows.call(
+        "auth-login",
+        "POST",
+        "/auth/login",
+        body={"phone": phone, "password": "not the password", "code": code},
+    )
+    assert reply.json()["code"] == "AUTH_INVALID_CREDENTIALS"  # the password was judged
+    assert flows.code_login(phone, code).status == 200  # and the code was left unused
+
+
+def test_failed_logins_lock_password_login_but_not_code_login(flows: Flows) -> None:
+    pair = flows.registered()
+    phone = pair["user"]["phone"]
+    for i in range(5):
+        assert flows.login(phone, "wrong password", ip=f"198.51.100.{i}").status == 401
+    locked = flows.login(phone, ip="198.51.100.99")  # even the right password
+    assert (locked.status, locked.json()["code"]) == (429, "AUTH_TOO_MANY_ATTEMPTS")
+    assert int(locked.header("Retry-After")) > 0
+    assert flows.code_login(phone).status == 200
+
+
+def test_success_clears_the_failure_count(flows: Flows) -> None:
+    phone = flows.registered()["user"]["phone"]
+    for _ in range(4):
+        flows.login(phone, "wrong password")
+    assert flows.login(phone).status == 200
+    for _ in range(4):
+        flows.login(phone, "wrong password")
+    assert flows.login(phone).status == 200
+
+
+def test_failures_per_ip_are_capped(flows: Flows) -> None:
+    with settings_env(LOGIN_FAILURES_PER_IP_PER_HOUR="3"):
+        ip = "192.0.2.77"
+        for _ in range(3):
+            assert flows.login(new_phone(), "wrong password", ip=ip).status == 401
+        phone = flows.registered()["user"]["phone"]
+        reply = flows.login(phone, ip=ip)
+        assert (reply.status, reply.json()["code"]) == (429, "AUTH_TOO_MANY_ATTEMPTS")
+        assert flows.login(phone, ip="192.0.2.78").status == 200
+
+
+def test_code_login_of_a_new_phone_creates_the_account(flows: Flows) -> None:
+    phone = new_phone()
+    reply = flows.code_login(phone)
+    assert reply.status == 200 and reply.json()["is_new_user"] is True
+    row = _row(phone)
+    assert row and row["password_hash"] is None
+    # No password: password login is the same 401 as a wrong one.
+    assert flows.login(phone).json()["code"] == "AUTH_INVALID_CREDENTIALS"
+    again = flows.code_login(phone)
+    assert again.json()["is_new_user"] is False
+    assert again.json()["user"]["id"] == reply.json()["user"]["id"]
+
+
+def test_disabled_accounts_are_403_but_only_with_the_right_password(flows: Flows) -> None:
+    pair = flows.registered()
+    phone, user_id = pair["user"]["phone"], pair["user"]["id"]
+    admin = flows.admin_token()
+    reply = flows.call(
+        "admin-users-patch",
+        "PATCH",
+        f"/admin/users/{user_id}",
+        path_params={"id": user_id},
+        body={"disabled": True},
+        token=admin,
+    )
+    assert reply.status == 200
+    assert flows.login(phone).json()["code"] == "ACCOUNT_DISABLED"
+    assert flows.login(phone, "wrong password").json()["code"] == "AUTH_INVALID_CREDENTIALS"
+    assert flows.code_login(phone).json()["code"] == "ACCOUNT_DISABLED"
+    assert flows.refresh(pair["refresh_token"]).json()["code"] == "AUTH_REFRESH_INVALID"
+
+
+def test_admin_phones_hold_at_registration_and_at_login(flows: Flows) -> None:
+    pair = flows.registered("13700000001")
+    assert pair["user"]["role"] == "admin"
+    assert tokens.decode(pair["access_token"], "access")["role"] == "admin"
+    # Registered before being listed: admin from the next login on.
+    phone = new_phone()
+    assert flows.registered(phone)["user"]["role"] == "user"
+    with settings_env(ADMIN_PHONES=phone[3:]):
+        reply = flows.login(phone)
+    assert reply.json()["user"]["role"] == "admin"
+    me = flows.me(reply.json()["access_token"]).json()
+    assert me["role"] == "admin"
+
+
+def test_referrer_by_id_or_invite_code(flows: Flows) -> None:
+    referrer = flows.registered()["user"]
+    by_id = flows.registered(referrer_id=referrer["id"])["user"]
+    assert by_id["referrer_id"] == referrer["id"]
+    by_code = flows.registered(invite_code=referrer["invite_code"].lower())["user"]
+    assert by_code["referrer_id"] == referrer["id"]
+    both = flows.registered(referrer_id=referrer["id"], invite_code=referrer["invite_code"])
+    assert both["user"]["referrer_id"] == referrer["id"]
+
+
+def test_invalid_referrers_are_400_and_create_nothing(flows: Flows) -> None:
+    referrer = flows.registered()["user"]
+    other = flows.registered()["user"]
+    disabled = flows.registered()["user"]
+    admin = flows.admin_token()
+    flows.call(
+        "admin-users-patch",
+        "PATCH",
+        f"/admin/users/{disabled['id']}",
+        path_params={"id": disabled["id"]},
+        body={"disabled": True},
+        token=admin,
+    )
+    cases = [
+        {"referrer_id": "no-such-user"},
+        {"invite_code": "ZZZZZZZZ"},
+        {"referrer_id": referrer["id"], "invite_code": other["invite_code"]},
+        {"referrer_id": disabled["id"]},
+    ]
+    for extra in cases:
+        phone = new_phone()
+        code = flows.code_for(phone, "register")
+        reply = flows.register(phone, code=code, **extra)
+        assert (reply.status, reply.json()["code"]) == (400, "REFERRER_INVALID"), extra
+        assert _row(phone) is None
+        # The code was not spent on the refused attempt.
+        assert flows.register(phone, code=code).status == 201
