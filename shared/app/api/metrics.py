@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.http import Auth, Request, Response, Router
@@ -9,8 +11,23 @@ from app.http import Auth, Request, Response, Router
 router = Router(tags=("system",))
 
 
+def _refresh_pool_gauges() -> None:
+    # Between the pool monitor's 30 s ticks (and on instances that never run it) the gauges
+    # would be stale: read the pool now, if this process has opened one. Checking
+    # sys.modules keeps SQLAlchemy out of the metrics function's own cold start.
+    engine_module = sys.modules.get("app.db.engine")
+    if engine_module is None or not engine_module.get_engine.cache_info().currsize:
+        return
+    from app.db.pool import MeteredPool, publish_stats
+
+    pool = engine_module.get_engine().pool
+    if isinstance(pool, MeteredPool):
+        publish_stats(pool)
+
+
 @router.get(
     "/metrics", auth=Auth.PUBLIC, content_type=CONTENT_TYPE_LATEST, summary="Prometheus metrics"
 )
 def get_metrics(req: Request[None, None]) -> Response:
+    _refresh_pool_gauges()
     return Response(200, generate_latest(), {}, CONTENT_TYPE_LATEST)

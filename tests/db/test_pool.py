@@ -1,0 +1,302 @@
+"""The connection pool against the real MariaDB: the cap and the acquire timeout, SELECT 1
+checks, idle retirement, warming, failures that never show the password, /health and
+/metrics."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from app.config import get_settings
+from app.db import transaction
+from app.db.engine import build_engine, get_engine
+from app.db.pool import MeteredPool, PoolMonitor, reap_idle, warm
+from app.errors import AppError, ErrorCode
+from app.http import Auth, Request, Router, http_handler
+from app.observability.metrics import DB_POOL_TIMEOUTS
+from app.redis_client import get_redis
+from tests.support.apigw import call
+from tests.support.functions import handler as function_handler
+from tests.support.logs import capture_logs
+from tests.support.net import closed_port
+from tests.support.settings import settings_env
+
+DATABASE_URL = os.environ["DATABASE_URL"]
+DB_NAME = make_url(DATABASE_URL).database
+PASSWORD = "pw-that-must-never-be-logged-7f3a"
+
+router = Router(tags=("test",))
+
+
+@router.get("/db-ping", auth=Auth.PUBLIC)
+def db_ping(req: Request[None, None]) -> dict[str, Any]:
+    with transaction() as conn:
+        return {"one": conn.execute(text("SELECT 1")).scalar()}
+
+
+handler = http_handler(db_ping)
+
+
+@contextmanager
+def engine_under(**env: str) -> Iterator[Engine]:
+    """An engine built under these settings, disposed after."""
+    with settings_env(**env):
+        engine = build_engine(env.get("DATABASE_URL", DATABASE_URL))
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+
+
+@contextmanager
+def app_engine_under(**env: str) -> Iterator[Engine]:
+    """The instance's engine (the one transaction() uses) built under these settings."""
+    get_engine().dispose()
+    with settings_env(**env):
+        get_engine.cache_clear()
+        try:
+            yield get_engine()
+        finally:
+            get_engine().dispose()
+            get_engine.cache_clear()
+
+
+def pool_of(engine: Engine) -> MeteredPool:
+    assert isinstance(engine.pool, MeteredPool)
+    return engine.pool
+
+
+def selects_run(conn: Connection) -> int:
+    """SELECT statements this server session has run (SHOW STATUS is not one)."""
+    row = conn.exec_driver_sql("SHOW SESSION STATUS LIKE 'Com_select'").one()
+    return int(row[1])
+
+
+def server_thread(conn: Connection) -> int:
+    return int(conn.connection.dbapi_connection.thread_id())  # type: ignore[union-attr]
+
+
+# -- the cap and the acquire timeout --------------------------------------------------
+
+
+def test_exhausted_pool_is_503_not_a_hang() -> None:
+    with app_engine_under(DB_POOL_MAX="1", DB_POOL_ACQUIRE_TIMEOUT_S="0.3") as engine:
+        timeouts_before = DB_POOL_TIMEOUTS._value.get()
+        held = engine.connect()
+        outcome: list[BaseException | None] = []
+
+        def second_caller() -> None:
+            try:
+                with transaction() as conn:
+                    conn.execute(text("SELECT 1"))
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=second_caller)
+        thread.start()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "transaction() hung on an exhausted pool"
+        assert isinstance(outcome[0], AppError)
+        assert outcome[0].code is ErrorCode.SERVICE_UNAVAILABLE and outcome[0].status == 503
+
+        with capture_logs() as logs:
+            reply = call(handler, "GET", "/db-ping")
+        assert reply.status == 503
+        assert reply.json()["code"] == "SERVICE_UNAVAILABLE"
+        exhausted = logs.where(message="db pool exhausted")
+        assert exhausted and exhausted[0]["database"] == DB_NAME
+        assert exhausted[0]["host"] == "127.0.0.1"
+        assert DB_POOL_TIMEOUTS._value.get() == timeouts_before + 2
+        assert pool_of(engine).stats()["pending"] == 0
+
+        held.close()
+        assert call(handler, "GET", "/db-ping").json() == {"one": 1}
+        assert pool_of(engine).stats()["peak"] == 1
+
+
+# -- SELECT 1 checks ----------------------------------------------------------------------
+
+
+def test_select_1_on_every_new_connection_and_on_reuse_after_idle() -> None:
+    with engine_under(DB_POOL_PING_AFTER_IDLE_S="0.2", DB_POOL_IDLE_TIMEOUT_S="30") as engine:
+        first = engine.connect()  # the dialect's own first-connect queries land here
+        assert selects_run(first) >= 1
+
+        second = engine.connect()
+        thread_id = server_thread(second)
+        assert selects_run(second) == 1  # the check, and nothing else
+        second.close()
+
+        again = engine.connect()  # reused at once: no check
+        assert server_thread(again) == thread_id
+        assert selects_run(again) == 1
+        again.close()
+
+        time.sleep(0.35)
+        after_idle = engine.connect()  # reused after an idle spell: checked again
+        assert server_thread(after_idle) == thread_id
+        assert selects_run(after_idle) == 2
+        after_idle.close()
+        first.close()
+
+
+def test_connection_idle_past_the_timeout_is_replaced_on_checkout() -> None:
+    with engine_under(DB_POOL_IDLE_TIMEOUT_S="0.3", DB_POOL_MAX="2") as engine:
+        conn = engine.connect()
+        old_thread = server_thread(conn)
+        old_dbapi = conn.connection.dbapi_connection
+        conn.close()
+        time.sleep(0.5)
+
+        fresh = engine.connect()
+        assert server_thread(fresh) != old_thread
+        assert old_dbapi.open is False  # type: ignore[union-attr]
+        assert selects_run(fresh) == 1  # the new one was checked
+        fresh.close()
+        stats = pool_of(engine).stats()
+        assert stats["used"] == 0 and stats["free"] == 1
+
+
+def test_reap_idle_closes_idle_connections_down_to_the_minimum() -> None:
+    with engine_under(DB_POOL_MAX="5", DB_POOL_ACQUIRE_TIMEOUT_S="2") as engine:
+        pool = pool_of(engine)
+        conns = [engine.connect() for _ in range(4)]
+        dbapis = [c.connection.dbapi_connection for c in conns]
+        for c in conns:
+            c.close()
+        assert pool.checkedin() == 4
+
+        assert reap_idle(pool, keep=1, idle_timeout_s=60) == 0  # none idle long enough
+        time.sleep(0.3)
+        assert reap_idle(pool, keep=1, idle_timeout_s=0.2) == 3
+        assert pool.checkedin() == 1
+        assert sum(1 for d in dbapis if d.open) == 1  # type: ignore[union-attr]
+
+        # The pool can still open up to its max: the closed ones no longer count.
+        five = [engine.connect() for _ in range(5)]
+        assert pool.checkedout() == 5
+        for c in five:
+            c.close()
+
+
+def test_pool_monitor_reaps_logs_and_exports() -> None:
+    with engine_under(DB_POOL_MAX="4") as engine:
+        pool = pool_of(engine)
+        for c in [engine.connect() for _ in range(3)]:
+            c.close()
+        held = engine.connect()
+        time.sleep(0.2)
+        monitor = PoolMonitor(pool, keep=1, idle_timeout_s=0.1, interval=0.05)
+        with capture_logs() as logs:
+            stats = monitor.tick()
+        assert stats["used"] == 1 and stats["free"] == 1 and stats["pending"] == 0
+        line = logs.where(message="db pool")[0]
+        assert (line["used"], line["free"], line["pending"], line["closed_idle"]) == (1, 1, 0, 1)
+
+        metrics = call(function_handler("metrics"), "GET", "/metrics").body
+        # /metrics reads the instance's own pool, which is not this engine's; the monitor
+        # exported this one's numbers until then.
+        assert "db_pool_connections_used" in metrics
+        monitor.start()
+        time.sleep(0.2)
+        monitor.stop()
+        monitor.join(timeout=5)
+        assert not monitor.is_alive()
+        held.close()
+
+
+def test_warm_opens_db_pool_min_connections() -> None:
+    with engine_under(DB_POOL_MIN="3", DB_POOL_MAX="5") as engine:
+        pool = pool_of(engine)
+        assert pool.checkedin() == 0
+        warm(engine, get_settings().db_pool_min)
+        assert pool.checkedin() == 3 and pool.checkedout() == 0
+
+
+# -- unreachable databases -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"mysql+pymysql://root:{PASSWORD}@127.0.0.1:3306/{DB_NAME}",
+        f"mysql+pymysql://root:{PASSWORD}@127.0.0.1:{closed_port()}/{DB_NAME}",
+    ],
+    ids=["wrong-password", "dead-port"],
+)
+def test_connection_failure_is_503_and_logs_host_and_database_never_the_password(
+    url: str,
+) -> None:
+    with capture_logs() as logs, app_engine_under(DATABASE_URL=url):
+        with pytest.raises(AppError) as caught, transaction():
+            pass
+        assert caught.value.code is ErrorCode.SERVICE_UNAVAILABLE
+        reply = call(handler, "GET", "/db-ping")
+        health = call(function_handler("health"), "GET", "/health")
+
+    assert reply.status == 503 and reply.json()["code"] == "SERVICE_UNAVAILABLE"
+    assert health.status == 503
+    assert health.json()["status"] == "degraded"
+    assert health.json()["checks"]["db"] != "ok" and health.json()["checks"]["redis"] == "ok"
+
+    failures = logs.where(message="db connection failed")
+    assert failures
+    for line in failures:
+        assert line["host"] == "127.0.0.1" and line["database"] == DB_NAME
+        assert line["error"]
+    everything = logs.text + reply.body + health.body
+    assert PASSWORD not in everything
+
+
+def test_health_names_redis_when_redis_is_down() -> None:
+    with settings_env(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0"):
+        get_redis.cache_clear()
+        try:
+            reply = call(function_handler("health"), "GET", "/health")
+        finally:
+            get_redis.cache_clear()
+    assert reply.status == 503
+    body = reply.json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["db"] == "ok"
+    assert body["checks"]["redis"] not in ("", "ok")
+    # And healthy again once Redis answers.
+    assert call(function_handler("health"), "GET", "/health").status == 200
+
+
+# -- /metrics -----------------------------------------------------------------------------
+
+
+def test_metrics_expose_http_counters_histograms_and_live_pool_gauges() -> None:
+    with app_engine_under(DB_POOL_MAX="3"):
+        assert call(handler, "GET", "/db-ping").status == 200
+        held = get_engine().connect()
+        metrics = call(function_handler("metrics"), "GET", "/metrics")
+        held.close()
+        after = call(function_handler("metrics"), "GET", "/metrics").body
+
+    assert metrics.status == 200
+    assert metrics.header("Content-Type").startswith("text/plain")
+    text_ = metrics.body
+    assert (
+        'http_requests_total{function="test",method="GET",route="/db-ping",status="200"}' in text_
+    )
+    assert (
+        'http_request_duration_seconds_bucket{function="test",le="0.005",method="GET",'
+        'route="/db-ping"}' in text_
+    )
+    assert "db_pool_connections_used 1.0" in text_
+    assert "db_pool_connections_free" in text_
+    assert "db_pool_acquire_pending 0.0" in text_
+    assert "db_pool_acquire_timeouts_total" in text_
+    assert "db_pool_connections_used 0.0" in after
+    assert "db_pool_connections_free 1.0" in after

@@ -1,0 +1,125 @@
+"""APP_ENV=production refuses to start on any dev default, and says which; a fully
+configured production environment starts."""
+
+from __future__ import annotations
+
+import importlib.util
+import secrets
+from typing import Any
+
+import pytest
+
+from app.config import DEV_JWT_SECRET, ProductionMisconfigured, get_settings
+from app.http import http_handler
+from tests.support.functions import FUNCTIONS
+from tests.support.settings import settings_env
+
+# What an operator sets for production. A new dev default refused in production belongs in
+# DEV_DEFAULTS below, and the value that replaces it here.
+PRODUCTION_ENV: dict[str, str | None] = {
+    "APP_ENV": "production",
+    "JWT_SECRET": secrets.token_urlsafe(64),
+    "DATABASE_URL": "mysql+pymysql://app:pw@db.internal:3306/app",
+    "REDIS_URL": "redis://redis.internal:6379/0",
+    "SMS_PROVIDER": "tencent",
+    "SMS_SDK_APP_ID": "1400000000",
+    "SMS_SIGN_NAME": "Example",
+    "SMS_TEMPLATE_ID": "100001",
+    "WECHAT_API_BASE": "https://api.weixin.qq.com",
+    "QUEUE_BACKEND": "cmq",
+    "PIPELINE_ALLOWED_HOSTS": "ai.example.com",
+}
+
+# Each dev default: the variables that put it back, and the words the refusal must name.
+DEV_DEFAULTS: dict[str, tuple[dict[str, str | None], str]] = {
+    "unset jwt secret": ({"JWT_SECRET": None}, "JWT_SECRET"),
+    "built-in jwt secret": ({"JWT_SECRET": DEV_JWT_SECRET}, "JWT_SECRET"),
+    "short jwt secret": ({"JWT_SECRET": "s" * 63}, "JWT_SECRET"),
+    "sqlite": ({"DATABASE_URL": None}, "DATABASE_URL"),
+    "sqlite file": ({"DATABASE_URL": "sqlite:////tmp/x.db"}, "DATABASE_URL"),
+    "fakeredis": ({"REDIS_URL": None}, "REDIS_URL"),
+    "console sms": ({"SMS_PROVIDER": None}, "SMS_PROVIDER"),
+    "tencent sms without template": ({"SMS_TEMPLATE_ID": None}, "SMS_TEMPLATE_ID"),
+    "sandbox wechat": ({"WECHAT_API_BASE": None}, "WECHAT_API_BASE"),
+    "local queue": ({"QUEUE_BACKEND": None}, "QUEUE_BACKEND"),
+    "pipelines calling localhost": ({"PIPELINE_ALLOWED_HOSTS": None}, "PIPELINE_ALLOWED_HOSTS"),
+}
+
+
+def load_function(name: str) -> Any:
+    """Import a function's index.py afresh, as a new SCF instance would."""
+    spec = importlib.util.spec_from_file_location(
+        f"scf_fresh_{name}_{secrets.token_hex(4)}", FUNCTIONS / name / "index.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main_handler
+
+
+def test_a_fully_configured_production_environment_starts() -> None:
+    with settings_env(**PRODUCTION_ENV):
+        settings = get_settings()
+        assert settings.app_env == "production"
+        assert settings.production_problems() == []
+        assert callable(load_function("health"))
+
+
+@pytest.mark.parametrize("case", list(DEV_DEFAULTS))
+def test_each_dev_default_is_refused_and_named(case: str) -> None:
+    overrides, named = DEV_DEFAULTS[case]
+    with settings_env(**{**PRODUCTION_ENV, **overrides}):
+        with pytest.raises(ProductionMisconfigured) as refused:
+            get_settings()
+        assert named in str(refused.value)
+        # The secret itself never appears in the message.
+        secret = overrides.get("JWT_SECRET")
+        if secret:
+            assert secret not in str(refused.value)
+
+
+def test_every_dev_default_at_once_is_named_in_one_refusal() -> None:
+    everything_default = {key: None for key in PRODUCTION_ENV if key != "APP_ENV"}
+    with (
+        settings_env(**{**everything_default, "APP_ENV": "production"}),
+        pytest.raises(ProductionMisconfigured) as refused,
+    ):
+        get_settings()
+    message = str(refused.value)
+    for name in [
+        "JWT_SECRET",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "SMS_PROVIDER",
+        "WECHAT_API_BASE",
+        "QUEUE_BACKEND",
+        "PIPELINE_ALLOWED_HOSTS",
+    ]:
+        assert name in message, name
+
+
+def test_a_function_refuses_to_load_or_be_built_in_misconfigured_production() -> None:
+    with settings_env(**{**PRODUCTION_ENV, "REDIS_URL": None}):
+        with pytest.raises(ProductionMisconfigured, match="REDIS_URL"):
+            load_function("health")
+        from app.api.health import get_health
+
+        with pytest.raises(ProductionMisconfigured, match="REDIS_URL"):
+            http_handler(get_health)
+
+
+def test_local_mode_starts_on_the_embedded_default() -> None:
+    with settings_env(**dict.fromkeys(PRODUCTION_ENV)):
+        settings = get_settings()
+        assert settings.app_env == "local"
+        assert settings.is_sqlite and settings.redis_url == "memory://"
+        assert "JWT_SECRET is the built-in dev secret" in settings.production_problems()
+
+
+def test_settings_are_restored_after_each_block() -> None:
+    before = get_settings()
+    with settings_env(APP_ENV="production"):
+        pass
+    after = get_settings()
+    assert after.app_env == before.app_env == "test"
+    assert after.database_url == before.database_url

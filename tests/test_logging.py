@@ -1,0 +1,118 @@
+"""One JSON log line per invocation: function, route, status, duration_ms, request_id, and
+user_id when the caller signed in."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+from app.errors import AppError, ErrorCode
+from app.http import Auth, Request, Router, http_handler
+from app.identity.tokens import issue
+from tests.support.apigw import context, event
+from tests.support.functions import ROOT
+from tests.support.logs import capture_logs
+
+router = Router(tags=("test",))
+
+
+@router.get("/me/things", auth=Auth.USER)
+def my_things(req: Request[None, None]) -> dict[str, Any]:
+    req.extra_log["things"] = 3
+    return {"user": req.user.user_id}
+
+
+@router.get("/things/{thing_id}", auth=Auth.PUBLIC)
+def get_thing(req: Request[None, None]) -> dict[str, Any]:
+    if req.path_params["thing_id"] == "missing":
+        raise AppError(ErrorCode.NOT_FOUND)
+    return {}
+
+
+handler = http_handler(my_things, get_thing)
+FIELDS = {"function", "route", "status", "duration_ms", "request_id"}
+
+
+def invoke(
+    evt: dict[str, Any], function: str = "things-get"
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    with capture_logs() as logs:
+        result = handler(evt, context(function))
+    return result, logs.where(message="invocation")
+
+
+def test_one_line_with_the_invocation_fields() -> None:
+    evt = event("GET", "/things/t1", path_params={"thing_id": "t1"})
+    result, lines = invoke(evt)
+    assert len(lines) == 1
+    line = lines[0]
+    assert set(line) >= FIELDS
+    assert line["function"] == "things-get"
+    assert line["route"] == "/things/{thing_id}"  # the template, not the concrete path
+    assert line["status"] == 200 == result["statusCode"]
+    assert line["method"] == "GET"
+    assert isinstance(line["duration_ms"], (int, float)) and line["duration_ms"] >= 0
+    assert line["request_id"] == evt["requestContext"]["requestId"]
+    assert line["request_id"] == result["headers"]["X-Request-Id"]
+    assert line["level"] == "info"
+    assert "user_id" not in line
+
+
+def test_signed_in_caller_is_logged_by_user_id_and_never_by_token() -> None:
+    token, _ = issue("access", user_id="u-42", role="user", sid="s-1", phone="+8613800138000")
+    result, lines = invoke(event("GET", "/me/things", token=token), function="me-things")
+    assert result["statusCode"] == 200
+    assert len(lines) == 1
+    assert lines[0]["user_id"] == "u-42"
+    assert lines[0]["things"] == 3  # what the handler added to the line
+    assert token not in json.dumps(lines[0])
+
+
+def test_errors_are_logged_with_their_status() -> None:
+    _, lines = invoke(event("GET", "/things/missing", path_params={"thing_id": "missing"}))
+    assert [(line["status"], line["route"]) for line in lines] == [(404, "/things/{thing_id}")]
+
+    _, lines = invoke(event("GET", "/me/things", token="forged"))
+    assert [(line["status"], "user_id" in line) for line in lines] == [(401, False)]
+
+    _, lines = invoke(event("GET", "/nowhere"))
+    assert [(line["status"], line["route"]) for line in lines] == [(404, "unmatched")]
+
+
+def test_stdout_gets_exactly_one_json_line_per_invocation() -> None:
+    # A fresh interpreter, as an SCF instance: everything it prints must be JSON lines.
+    script = textwrap.dedent(
+        """
+        import importlib.util, json, sys
+        from tests.support.apigw import context, event
+        spec = importlib.util.spec_from_file_location("index", "functions/openapi/index.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        for _ in range(3):
+            module.main_handler(event("GET", "/openapi.json"), context("openapi"))
+        module.main_handler(event("GET", "/elsewhere"), context("openapi"))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'shared'}{os.pathsep}{ROOT}"}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(line["message"], line["status"]) for line in lines] == [
+        ("invocation", 200),
+        ("invocation", 200),
+        ("invocation", 200),
+        ("invocation", 404),
+    ]
+    assert all(line["function"] == "openapi" and set(line) >= FIELDS for line in lines)
+    assert len({line["request_id"] for line in lines}) == 4
