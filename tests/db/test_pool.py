@@ -300,3 +300,19 @@ def test_metrics_expose_http_counters_histograms_and_live_pool_gauges() -> None:
     assert "db_pool_acquire_timeouts_total" in text_
     assert "db_pool_connections_used 0.0" in after
     assert "db_pool_connections_free 1.0" in after
+
+
+def test_connection_lost_mid_transaction_is_503_and_the_pool_recovers() -> None:
+    with app_engine_under(DB_POOL_MAX="2") as engine:
+        killer = engine.connect()
+        with capture_logs() as logs, pytest.raises(AppError) as caught, transaction() as conn:
+            conn.execute(text("SELECT 1"))
+            # The server drops this connection (a restart, a failover, wait_timeout).
+            killer.exec_driver_sql(f"KILL CONNECTION {server_thread(conn)}")
+            conn.execute(text("SELECT 1"))
+        killer.close()
+        assert caught.value.code is ErrorCode.SERVICE_UNAVAILABLE
+        lost = logs.where(message="db connection lost")
+        assert lost and lost[0]["database"] == DB_NAME
+        # The dead connection was thrown away; the next request gets a working one.
+        assert call(handler, "GET", "/db-ping").json() == {"one": 1}

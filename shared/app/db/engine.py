@@ -88,8 +88,9 @@ def _describe(engine: Engine) -> dict[str, Any]:
 def transaction() -> Iterator[Connection]:
     """A connection inside one transaction: committed on success, rolled back on error.
 
-    An exhausted pool or an unreachable database is `503 SERVICE_UNAVAILABLE`, not a hang
-    and not a 500; the log names host and database, never the password.
+    An exhausted pool, an unreachable database or a connection lost mid-transaction is
+    `503 SERVICE_UNAVAILABLE`, not a hang and not a 500; the log names host and database,
+    never the password.
     """
     engine = get_engine()
     try:
@@ -102,5 +103,17 @@ def transaction() -> Iterator[Connection]:
             log, 40, "db connection failed", **_describe(engine), error=str(error.orig)
         )
         raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
-    with conn, conn.begin():
-        yield conn
+    with conn:
+        try:
+            with conn.begin():
+                yield conn
+        except exc.DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            # The server went away mid-transaction (restart, failover, wait_timeout): the
+            # pool has dropped the connection, and nothing was committed. A dependency
+            # failure, not a bug of ours.
+            applog.log_fields(
+                log, 40, "db connection lost", **_describe(engine), error=str(error.orig)
+            )
+            raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
