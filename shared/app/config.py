@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     pipeline_stall_s: int = Field(120, ge=0)
     task_max_runtime_s: int = Field(3600, ge=1)
     ws_push_url: str = ""
+    # COS: an empty endpoint means the region's own; the local cloud points it at its
+    # embedded S3-compatible store (moto) when unset.
+    cos_bucket: str = "ai-platform-local-1250000000"
+    cos_region: str = "ap-guangzhou"
+    cos_endpoint: str = ""
 
     @property
     def is_sqlite(self) -> bool:
@@ -113,6 +118,8 @@ class Settings(BaseSettings):
             problems.append("WECHAT_API_BASE is unset (sandbox WeChat login)")
         if self.queue_backend == "local":
             problems.append("QUEUE_BACKEND is local")
+        if self.cos_endpoint.split(":")[0] in {"127.0.0.1", "localhost"}:
+            problems.append("COS_ENDPOINT is the local cloud's embedded store")
         if {"127.0.0.1", "localhost"} & self.pipeline_hosts:
             problems.append("PIPELINE_ALLOWED_HOSTS lets pipelines call this machine")
         return problems

@@ -1,0 +1,82 @@
+"""Queue trigger events: `queue_handler(consume)` is the `main_handler` of a queue function.
+
+The CMQ / TDMQ-for-CMQ trigger sends `{"Records": [{"CMQ": {"msgId", "msgBody", ...}}]}`;
+`msgBody` is the JSON text that `app.queue.publish` sent. `consume(message)` is called once
+per record with the decoded dict. Delivery is at least once, so `consume` must be
+idempotent. An exception from `consume` propagates: the platform then delivers the message
+again, which is the retry. A body that is not a JSON object can never succeed, so it is
+logged and dropped rather than redelivered forever.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from app.observability import logging as applog
+
+log = applog.get_logger("app.events.queue")
+
+Consume = Callable[[dict[str, Any]], Any]
+
+
+def records(event: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The CMQ part of each record of a trigger event."""
+    out = []
+    for record in event.get("Records") or []:
+        if isinstance(record, Mapping) and isinstance(record.get("CMQ"), Mapping):
+            out.append(dict(record["CMQ"]))
+    return out
+
+
+def decode(body: Any) -> dict[str, Any] | None:
+    try:
+        message = json.loads(body) if isinstance(body, (str, bytes)) else None
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) else None
+
+
+def queue_handler(consume: Consume) -> Callable[[Mapping[str, Any], Any], dict[str, Any]]:
+    def main_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        from app.config import get_settings
+
+        applog.configure(get_settings().log_level)
+        context = context if isinstance(context, Mapping) else {}
+        function = str(context.get("function_name") or "")
+        handled = 0
+        for record in records(event):
+            fields: dict[str, Any] = {
+                "function": function,
+                "queue": record.get("topicName") or record.get("queueName") or "",
+                "msg_id": record.get("msgId"),
+                "request_id": str(context.get("request_id") or ""),
+            }
+            message = decode(record.get("msgBody"))
+            if message is None:
+                applog.log_fields(
+                    log,
+                    logging.ERROR,
+                    "queue message dropped",
+                    **fields,
+                    outcome="not a JSON object",
+                )
+                continue
+            started = time.perf_counter()
+            try:
+                consume(message)
+            except Exception:
+                fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+                log.exception(
+                    "queue message failed", extra={"fields": {**fields, "outcome": "failed"}}
+                )
+                raise
+            fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+            applog.log_fields(log, logging.INFO, "queue message", **fields, outcome="ok")
+            handled += 1
+        return {"handled": handled}
+
+    return main_handler

@@ -1,0 +1,83 @@
+"""Timer trigger events: `timer_handler(job)` is the `main_handler` of a timer function.
+
+The platform sends `{"Type": "Timer", "TriggerName", "Time": "...Z", "Message"}` on the
+trigger's 7-field cron. The job gets the parsed event and returns a report (a dict of what
+it did); the wrapper writes one JSON log line per run with that report, counts the run in
+`job_runs_total` and returns the report. A job that raises is logged and counted as failed,
+then re-raised so the platform records the invocation as failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from app.observability import logging as applog
+
+log = applog.get_logger("app.events.timer")
+
+
+@dataclass(frozen=True)
+class TimerEvent:
+    trigger_name: str
+    time: datetime  # when the platform fired the trigger, UTC
+    message: str  # the trigger's configured argument ("" when none)
+
+
+def parse(event: Mapping[str, Any]) -> TimerEvent:
+    raw_time = str(event.get("Time") or "")
+    try:
+        fired = datetime.fromisoformat(raw_time.replace("Z", "+00:00"))
+        if fired.tzinfo is None:
+            fired = fired.replace(tzinfo=timezone.utc)
+    except ValueError:
+        fired = datetime.now(timezone.utc)
+    message = event.get("Message")
+    return TimerEvent(
+        trigger_name=str(event.get("TriggerName") or ""),
+        time=fired.astimezone(timezone.utc),
+        message="" if message is None else str(message),
+    )
+
+
+Job = Callable[[TimerEvent], Mapping[str, Any]]
+
+
+def timer_handler(
+    job: Job, name: str | None = None
+) -> Callable[[Mapping[str, Any], Any], dict[str, Any]]:
+    """Wrap `job` as a timer function. `name` labels the log line and metric (defaults to
+    the job's function name with dashes), stable across stages and deployments."""
+    job_name = name or job.__name__.replace("_", "-")
+
+    def main_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        from app.config import get_settings
+        from app.observability.metrics import JOB_RUNS
+
+        applog.configure(get_settings().log_level)
+        context = context if isinstance(context, Mapping) else {}
+        parsed = parse(event)
+        started = time.perf_counter()
+        fields: dict[str, Any] = {
+            "function": str(context.get("function_name") or ""),
+            "job": job_name,
+            "trigger": parsed.trigger_name,
+            "request_id": str(context.get("request_id") or ""),
+        }
+        try:
+            report = dict(job(parsed))
+        except Exception:
+            JOB_RUNS.labels(job_name, "failed").inc()
+            fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+            log.exception("job failed", extra={"fields": {**fields, "outcome": "failed"}})
+            raise
+        JOB_RUNS.labels(job_name, "ok").inc()
+        fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        applog.log_fields(log, logging.INFO, "job run", **fields, outcome="ok", report=report)
+        return report
+
+    return main_handler

@@ -1,0 +1,77 @@
+"""Queue-triggered functions through the local cloud: at-least-once delivery with
+redelivery on failure, delayed delivery, messages that wait for their subscriber."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import requests
+
+from app.queue import publish
+from tests.local.conftest import MAX_ATTEMPTS
+
+QUEUE = "local-test-probe"
+
+
+def _deliveries(redis: Any, message_id: str) -> list[float]:
+    return [float(t) for t in redis.lrange(f"local-test:queue:{message_id}:deliveries", 0, -1)]
+
+
+def _wait_idle(cloud: Any) -> None:
+    reply = requests.get(cloud.url + "/_local/queues/idle", params={"timeout": 20}, timeout=30)
+    assert reply.json()["idle"] is True
+
+
+def test_a_failing_message_is_redelivered_until_it_succeeds(cloud: Any, redis_db: Any) -> None:
+    message_id = secrets.token_hex(6)
+    publish(QUEUE, {"id": message_id, "fail_times": 2})
+    _wait_idle(cloud)
+    assert len(_deliveries(redis_db, message_id)) == 3
+    assert redis_db.get(f"local-test:queue:{message_id}:done")
+
+
+def test_a_message_that_keeps_failing_is_dead_after_bounded_attempts(
+    cloud: Any, redis_db: Any
+) -> None:
+    message_id = secrets.token_hex(6)
+    publish(QUEUE, {"id": message_id, "fail_times": 99})
+    _wait_idle(cloud)
+    assert len(_deliveries(redis_db, message_id)) == MAX_ATTEMPTS
+    assert not redis_db.get(f"local-test:queue:{message_id}:done")
+    dead = [d for d in cloud.broker.dead if message_id in d.message.body]
+    assert len(dead) == 1
+    assert dead[0].attempt == MAX_ATTEMPTS
+
+
+def test_delay_holds_a_message_back(cloud: Any, redis_db: Any) -> None:
+    message_id = secrets.token_hex(6)
+    published = time.time()
+    reply = requests.post(
+        f"{cloud.url}/_local/queues/{QUEUE}/messages",
+        params={"delay_s": 1.0},
+        json={"id": message_id},
+        timeout=10,
+    )
+    assert reply.status_code == 200
+    assert reply.json()["msg_id"]
+    _wait_idle(cloud)
+    (delivered,) = _deliveries(redis_db, message_id)
+    assert delivered - published >= 0.95
+
+
+def test_a_message_published_before_the_subscription_is_delivered(
+    cloud: Any, redis_db: Any, early_message: str
+) -> None:
+    _wait_idle(cloud)
+    assert len(_deliveries(redis_db, early_message)) == 1
+    assert redis_db.get(f"local-test:queue:{early_message}:done")
+
+
+def test_every_message_of_a_burst_is_delivered(cloud: Any, redis_db: Any) -> None:
+    ids = [secrets.token_hex(6) for _ in range(50)]
+    for message_id in ids:
+        publish(QUEUE, {"id": message_id})
+    _wait_idle(cloud)
+    assert all(len(_deliveries(redis_db, m)) == 1 for m in ids)
