@@ -19,6 +19,9 @@ ROUTE_MODULES = (
     "app.api.users",
     "app.api.admin_users",
     "app.api.admin_quota",
+    "app.api.pipelines",
+    "app.api.tasks",
+    "app.api.admin_jobs",
 )
 
 

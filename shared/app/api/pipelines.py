@@ -1,0 +1,54 @@
+"""Pipeline routes: the public catalog and the admin's definition editor."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel
+
+from app.errors import AppError, ErrorCode
+from app.http import Auth, Request, Router
+from app.pipeline import catalog
+from app.pipeline.definition import PIPELINE_ID, PipelineDefinition
+
+router = Router(tags=("pipelines",))
+
+
+class PipelineSummary(BaseModel):
+    id: str
+    name: str
+    description: str
+    cost: int
+
+
+class PipelineList(BaseModel):
+    items: list[PipelineSummary]
+    next_cursor: str | None = None
+
+
+@router.get(
+    "/pipelines",
+    auth=Auth.PUBLIC,
+    response=PipelineList,
+    summary="Enabled pipelines and what each costs",
+)
+def list_pipelines(req: Request[None, None]) -> dict[str, Any]:
+    return {"items": catalog.public_list(), "next_cursor": None}
+
+
+@router.put(
+    "/admin/pipelines/{id}",
+    auth=Auth.ADMIN,
+    body=PipelineDefinition,
+    errors=(403, 422),
+    summary="Create or replace a pipeline definition",
+)
+def put_pipeline(req: Request[PipelineDefinition, None]) -> dict[str, Any]:
+    pipeline_id = req.path_params["id"]
+    if not re.fullmatch(PIPELINE_ID, pipeline_id):
+        raise AppError(
+            ErrorCode.VALIDATION_ERROR,
+            details=[{"loc": ["path", "id"], "msg": "1-64 of a-z, 0-9, _ and -"}],
+        )
+    return catalog.save(pipeline_id, req.body)

@@ -1,0 +1,131 @@
+"""Idempotency keys: the first answer to a keyed request, kept 24 h per user and scope.
+
+`claim` inserts the key inside the transaction that does the work, and `record` stores the
+answer in that same transaction, so a key exists exactly when its work committed. A
+concurrent duplicate's insert waits on the unique key until the first commits, then fails:
+`KeyTaken`, and the caller replays with `lookup`. When the first transaction rolls back
+(an error answer), nothing is kept and a retry with the key does the work afresh; only
+answers that changed something are replayed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from app.db import transaction
+from app.db.tables import idempotency_keys
+from app.db.types import utcnow
+from app.errors import AppError, ErrorCode
+
+TTL = timedelta(hours=24)
+MAX_KEY_LENGTH = 255
+
+
+class KeyTaken(Exception):
+    """Another request with this key committed first (or is about to)."""
+
+
+@dataclass(frozen=True)
+class Replay:
+    status_code: int
+    response: Any
+
+
+def request_hash(body: Any) -> str:
+    """The same JSON document gives the same hash whatever its key order or spacing."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_key(key: str) -> str:
+    key = key.strip()
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise AppError(
+            ErrorCode.VALIDATION_ERROR,
+            "The Idempotency-Key header is not valid.",
+            details=[{"loc": ["header", "Idempotency-Key"], "msg": "1-255 printable characters"}],
+        )
+    return key
+
+
+def _where(user_id: str, scope: str, key: str) -> Any:
+    c = idempotency_keys.c
+    return and_(c.user_id == user_id, c.scope == scope, c.key == key)
+
+
+def claim(conn: Connection, user_id: str, scope: str, key: str, digest: str) -> None:
+    now = utcnow()
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                idempotency_keys.insert().values(
+                    user_id=user_id,
+                    scope=scope,
+                    key=key,
+                    request_hash=digest,
+                    status_code=0,
+                    response={},
+                    created_at=now,
+                    expires_at=now + TTL,
+                )
+            )
+    except IntegrityError as exc:
+        raise KeyTaken(key) from exc
+
+
+def record(
+    conn: Connection,
+    user_id: str,
+    scope: str,
+    key: str,
+    status_code: int,
+    response: Any,
+    resource_id: str | None = None,
+) -> None:
+    conn.execute(
+        update(idempotency_keys)
+        .where(_where(user_id, scope, key))
+        .values(status_code=status_code, response=response, resource_id=resource_id)
+    )
+
+
+def lookup(user_id: str, scope: str, key: str, digest: str) -> Replay | None:
+    """The stored answer; None when the key expired (it is removed, so claim again).
+    A different body under the same key is `409 IDEMPOTENCY_KEY_MISMATCH`."""
+    with transaction() as conn:
+        row = conn.execute(select(idempotency_keys).where(_where(user_id, scope, key))).first()
+        if row is None:
+            return None
+        if row.expires_at <= utcnow():
+            conn.execute(
+                delete(idempotency_keys).where(
+                    _where(user_id, scope, key), idempotency_keys.c.expires_at <= utcnow()
+                )
+            )
+            return None
+        if row.request_hash != digest:
+            raise AppError(
+                ErrorCode.IDEMPOTENCY_KEY_MISMATCH,
+                "This Idempotency-Key was used with a different request body.",
+            )
+        return Replay(row.status_code, row.response)
+
+
+def purge_expired(limit: int = 1000) -> int:
+    with transaction() as conn:
+        keys = conn.execute(
+            select(idempotency_keys.c.user_id, idempotency_keys.c.scope, idempotency_keys.c.key)
+            .where(idempotency_keys.c.expires_at <= utcnow())
+            .limit(limit)
+        ).all()
+        for user_id, scope, key in keys:
+            conn.execute(delete(idempotency_keys).where(_where(user_id, scope, key)))
+        return len(keys)

@@ -1,0 +1,192 @@
+"""One unit of work against the outside: an `http` call with its retries, or a `sim` step.
+
+The rules of the contract: POST JSON with `Idempotency-Key`; timeouts, 5xx and 429 are
+retried with exponential backoff from 0.5 s (429/503 `Retry-After` honoured up to 60 s),
+other 4xx and non-JSON 2xx are not; a step is called at most `1 + retries` times in all,
+counted in its row so a re-queued or taken-over step keeps the count. Each call holds an
+upstream host slot; no free slot, or a wait longer than INLINE_WAIT_MAX_S, ends the
+invocation with `Requeue` instead of sleeping inside the function. Redirects are not
+followed: a redirect could lead off the allow-list.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from app.config import get_settings
+from app.pipeline import slots
+from app.pipeline.definition import HttpCall, SimCall
+from app.tasks.lifecycle import step_failed
+
+BACKOFF_BASE_S = 0.5
+RETRY_AFTER_MAX_S = 60.0
+INLINE_WAIT_MAX_S = 2.0
+SLOT_RETRY_S = 0.2
+SLOT_LEASE_MARGIN_S = 5.0
+# The worker function's timeout is 300 s: another call that might not fit hands over to a
+# fresh invocation instead.
+INVOCATION_BUDGET_S = 240.0
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    output: Any
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Requeue:
+    delay_s: float
+
+
+@dataclass(frozen=True)
+class Abandoned:
+    """The step stopped being ours (cancelled, or taken over): drop whatever we hold."""
+
+
+Outcome = Succeeded | Failed | Requeue | Abandoned
+# Called before each upstream call: counts it in the step's row; False = no longer ours.
+RecordAttempt = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class _Answer:
+    output: Any = None
+    ok: bool = False
+    retryable: bool = False
+    retry_after: float | None = None
+    message: str = ""
+
+
+_local = threading.local()
+
+
+def _session() -> Any:
+    session = getattr(_local, "session", None)
+    if session is None:
+        import requests
+
+        session = requests.Session()
+        _local.session = session
+    return session
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date), capped at 60 s."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError):
+            return None
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
+
+
+def _post(step: HttpCall, payload: dict[str, Any], key: str) -> _Answer:
+    import requests
+
+    try:
+        response = _session().post(
+            step.url,
+            json=payload,
+            headers={"Idempotency-Key": key},
+            timeout=step.timeout_s,
+            allow_redirects=False,
+        )
+    except requests.Timeout:
+        return _Answer(retryable=True, message="the upstream timed out")
+    except requests.RequestException:
+        return _Answer(retryable=True, message="the upstream could not be reached")
+    status = response.status_code
+    if 200 <= status < 300:
+        try:
+            return _Answer(output=response.json(), ok=True)
+        except ValueError:
+            return _Answer(message=f"the upstream answered {status} without a JSON body")
+    message = f"the upstream answered {status}"
+    if status == 429 or status >= 500:
+        wait = retry_after_s(response.headers.get("Retry-After")) if status in (429, 503) else None
+        return _Answer(retryable=True, retry_after=wait, message=message)
+    return _Answer(message=message)
+
+
+def run_http(
+    step: HttpCall,
+    payload: dict[str, Any],
+    key: str,
+    attempts_done: int,
+    record_attempt: RecordAttempt,
+) -> Outcome:
+    limit = 1 + step.retries
+    cap = get_settings().pipeline_host_concurrency
+    started = time.monotonic()
+    while True:
+        if attempts_done >= limit:  # the last call's worker died before settling the step
+            return Failed(step_failed(f"no answer after {attempts_done} calls"))
+        token = slots.acquire(step.host_key, cap, step.timeout_s + SLOT_LEASE_MARGIN_S)
+        if token is None:
+            return Requeue(SLOT_RETRY_S * (1 + random.random()))  # jitter spreads retries
+        try:
+            if not record_attempt():
+                return Abandoned()
+            attempts_done += 1
+            answer = _post(step, payload, key)
+        finally:
+            slots.release(step.host_key, token)
+        if answer.ok:
+            return Succeeded(answer.output)
+        if not answer.retryable or attempts_done >= limit:
+            tries = "once" if attempts_done == 1 else f"{attempts_done} times"
+            return Failed(step_failed(f"{answer.message} (called {tries})"))
+        if answer.retry_after is not None:
+            delay = answer.retry_after
+        else:
+            delay = BACKOFF_BASE_S * 2 ** (attempts_done - 1)
+        elapsed = time.monotonic() - started
+        if delay > INLINE_WAIT_MAX_S or elapsed + delay + step.timeout_s > INVOCATION_BUDGET_S:
+            return Requeue(delay)
+        time.sleep(delay)
+
+
+def run_sim(step: SimCall, payload: dict[str, Any], record_attempt: RecordAttempt) -> Outcome:
+    if not record_attempt():
+        return Abandoned()
+    time.sleep(step.duration_ms / 1000)
+    if step.fail:
+        return Failed(step_failed("the simulated step failed as configured"))
+    return Succeeded(
+        {
+            "simulated": True,
+            "step_id": payload["step_id"],
+            "branch": payload["branch"],
+            "input": payload["input"],
+        }
+    )
+
+
+def run(
+    step: HttpCall | SimCall,
+    payload: dict[str, Any],
+    key: str,
+    attempts_done: int,
+    record_attempt: RecordAttempt,
+) -> Outcome:
+    if isinstance(step, HttpCall):
+        return run_http(step, payload, key, attempts_done, record_attempt)
+    return run_sim(step, payload, record_attempt)

@@ -1,0 +1,156 @@
+"""The pipeline definition language of the API contract: `http`, `fork` and `sim` steps.
+
+Validation here is what `PUT /admin/pipelines/{id}` enforces (422 on any failure): step ids
+unique, a fork either `for_each` + `step` or `branches`, no fork inside a fork, every
+`http` host in PIPELINE_ALLOWED_HOSTS (matched by host name, case-insensitive). A task keeps
+the validated steps it was created with, so the engine reads them back with the same models.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from app.config import get_settings
+
+STEP_ID = r"^[A-Za-z0-9_-]{1,64}$"
+PIPELINE_ID = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+MAX_STEPS = 50
+MAX_BRANCHES = 1000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpCall(_Strict):
+    type: Literal["http"]
+    url: str = Field(max_length=2048)
+    timeout_s: float = Field(30, gt=0, le=300)
+    retries: int = Field(2, ge=0, le=10)
+
+    @field_validator("url")
+    @classmethod
+    def _allowed_url(cls, url: str, info: ValidationInfo) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http or https URL with a host")
+        try:
+            parts.port  # noqa: B018 - raises on a port out of range
+        except ValueError as exc:
+            raise ValueError("has an invalid port") from exc
+        stored = bool(info.context and info.context.get("stored"))
+        if not stored and parts.hostname.lower() not in get_settings().pipeline_hosts:
+            raise ValueError(f"host {parts.hostname!r} is not in PIPELINE_ALLOWED_HOSTS")
+        return url
+
+    @property
+    def host_key(self) -> str:
+        """`host:port`, the unit PIPELINE_HOST_CONCURRENCY counts."""
+        parts = urlsplit(self.url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return f"{(parts.hostname or '').lower()}:{port}"
+
+
+class SimCall(_Strict):
+    type: Literal["sim"]
+    duration_ms: int = Field(200, ge=0, le=60_000)
+    fail: bool = False
+
+
+BranchStep = Annotated[HttpCall | SimCall, Field(discriminator="type")]
+
+
+class HttpStep(HttpCall):
+    id: str = Field(pattern=STEP_ID)
+
+
+class SimStep(SimCall):
+    id: str = Field(pattern=STEP_ID)
+
+
+class ForkStep(_Strict):
+    id: str = Field(pattern=STEP_ID)
+    type: Literal["fork"]
+    for_each: str | None = Field(None, pattern=r"^input(\.[A-Za-z0-9_-]+)+$")
+    step: BranchStep | None = None
+    branches: list[BranchStep] | None = Field(None, min_length=1, max_length=MAX_BRANCHES)
+    min_success: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> ForkStep:
+        if self.branches is not None:
+            if self.for_each is not None or self.step is not None:
+                raise ValueError("a fork has either `branches` or `for_each` with `step`")
+            if self.min_success is not None and self.min_success > len(self.branches):
+                raise ValueError("min_success is larger than the number of branches")
+        elif self.for_each is None or self.step is None:
+            raise ValueError("a fork needs `branches`, or `for_each` together with `step`")
+        return self
+
+    def items(self, task_input: dict[str, Any]) -> list[Any]:
+        """The fork's work: one entry per branch (the item, or the branch's step)."""
+        if self.branches is not None:
+            return list(self.branches)
+        return resolve_items(self.for_each or "", task_input)
+
+    def branch_step(self, index: int) -> HttpCall | SimCall:
+        if self.branches is not None:
+            return self.branches[index]
+        assert self.step is not None
+        return self.step
+
+
+Step = Annotated[HttpStep | SimStep | ForkStep, Field(discriminator="type")]
+_STEPS: TypeAdapter[list[Step]] = TypeAdapter(list[Step])
+
+
+class PipelineDefinition(_Strict):
+    name: str = Field(min_length=1, max_length=100)
+    description: str = Field("", max_length=500)
+    cost: int = Field(ge=0, le=1_000_000)
+    enabled: bool = True
+    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> PipelineDefinition:
+        seen: set[str] = set()
+        for step in self.steps:
+            if step.id in seen:
+                raise ValueError(f"step id {step.id!r} is used twice")
+            seen.add(step.id)
+        return self
+
+
+def parse_steps(raw: Any) -> list[HttpStep | SimStep | ForkStep]:
+    """Steps stored with a task, read back. Hosts are not re-checked: the allow-list applied
+    when the pipeline was saved, and a task runs what it was created with."""
+    return _STEPS.validate_python(raw, context={"stored": True})
+
+
+class ItemsError(ValueError):
+    """The task input does not hold the list a `for_each` fork names."""
+
+
+def resolve_items(path: str, task_input: dict[str, Any]) -> list[Any]:
+    """`input.a.b` -> task_input["a"]["b"], which must be a list."""
+    value: Any = task_input
+    for part in path.split(".")[1:]:
+        if not isinstance(value, dict) or part not in value:
+            raise ItemsError(f"{path} is missing from the input")
+        value = value[part]
+    if not isinstance(value, list):
+        raise ItemsError(f"{path} must be a list")
+    if len(value) > MAX_BRANCHES:
+        raise ItemsError(f"{path} has more than {MAX_BRANCHES} items")
+    return value

@@ -1,0 +1,60 @@
+"""Upstream host slots: at most PIPELINE_HOST_CONCURRENCY calls to one `host:port` at once,
+across every task and every function instance.
+
+A slot is a member of a Redis sorted set per host, scored by when its lease ends. Taking
+one is a Lua script (drop expired leases, count, add) so two instances never both take the
+last slot; a worker that dies holding a slot frees it when the lease runs out. A caller
+that gets no slot does not wait: it re-queues its work with a delay.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from app.redis_client import get_redis
+
+KEY_PREFIX = "pipeline:slots:"
+
+_ACQUIRE = """
+local key, token = KEYS[1], ARGV[1]
+local now, lease_until, cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+if redis.call('ZCARD', key) < cap then
+  redis.call('ZADD', key, lease_until, token)
+  redis.call('PEXPIRE', key, 3600000)  -- an idle host's set goes away; leases are shorter
+  return 1
+end
+return 0
+"""
+
+_script: Any = None
+
+
+def _acquire_script() -> Any:
+    global _script
+    if _script is None:
+        _script = get_redis().register_script(_ACQUIRE)
+    return _script
+
+
+def acquire(host_key: str, cap: int, lease_s: float) -> str | None:
+    """A slot token for `host_key`, or None when all `cap` slots are taken."""
+    token = secrets.token_hex(8)
+    now_ms = time.time() * 1000
+    taken = _acquire_script()(
+        keys=[KEY_PREFIX + host_key], args=[token, now_ms, now_ms + lease_s * 1000, cap]
+    )
+    return token if int(taken) == 1 else None
+
+
+def release(host_key: str, token: str) -> None:
+    get_redis().zrem(KEY_PREFIX + host_key, token)
+
+
+def in_use(host_key: str) -> int:
+    key = KEY_PREFIX + host_key
+    redis = get_redis()
+    redis.zremrangebyscore(key, "-inf", time.time() * 1000)
+    return int(redis.zcard(key))

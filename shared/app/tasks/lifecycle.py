@@ -1,0 +1,150 @@
+"""Task status transitions, each one conditional UPDATE that settles the quota saga with it.
+
+queued -> running -> succeeded | failed, and any non-terminal status -> cancelled. The
+transition that moves the row is the only one that touches the reservation: `succeed`
+confirms, `fail` and `cancel` cancel, in the same transaction, so a task and its quota
+never disagree and a repeated call changes nothing. The hook runs after the commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
+
+from app.db import transaction
+from app.db.tables import task_steps, tasks
+from app.db.types import utcnow
+from app.errors import AppError, ErrorCode
+from app.tasks import hooks
+from app.tasks.views import load_view
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+ACTIVE = ("queued", "running")
+T = TypeVar("T")
+
+# MySQL's "deadlock found" and "lock wait timeout": the transaction was rolled back whole
+# and running it again is the documented remedy.
+_RETRYABLE = {1213, 1205}
+
+
+def is_lock_conflict(exc: BaseException) -> bool:
+    args: tuple[Any, ...] = tuple(getattr(getattr(exc, "orig", None), "args", ()) or ())
+    return isinstance(exc, OperationalError) and len(args) > 0 and args[0] in _RETRYABLE
+
+
+def retry_conflicts(work: Callable[[], T], attempts: int = 5) -> T:
+    for attempt in range(attempts):
+        try:
+            return work()
+        except OperationalError as exc:
+            if not is_lock_conflict(exc) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def step_failed(message: str) -> dict[str, str]:
+    return {"code": ErrorCode.PIPELINE_STEP_FAILED.value, "message": message}
+
+
+def _settle_quota(conn: Connection, task_id: str, cost: int, confirm: bool) -> None:
+    if cost <= 0:
+        return
+    from app.quota import service as quota
+
+    if confirm:
+        quota.confirm(task_id, conn=conn)
+    else:
+        quota.cancel(task_id, conn=conn)
+
+
+def _close_open_steps(conn: Connection, task_id: str, status: str) -> None:
+    now = utcnow()
+    conn.execute(
+        update(task_steps)
+        .where(task_steps.c.task_id == task_id, task_steps.c.status.in_(("pending", "running")))
+        .values(status=status, lease_until=None, finished_at=now, updated_at=now)
+    )
+
+
+def _announce(task_id: str) -> None:
+    with transaction() as conn:
+        view = load_view(conn, task_id)
+    if view is not None:
+        hooks.task_updated(view)
+
+
+def mark_running(task_id: str) -> bool:
+    now = utcnow()
+    with transaction() as conn:
+        moved = conn.execute(
+            update(tasks)
+            .where(tasks.c.id == task_id, tasks.c.status == "queued")
+            .values(status="running", updated_at=now)
+        ).rowcount
+    if moved:
+        _announce(task_id)
+    return bool(moved)
+
+
+def finish(task_id: str, *, output: Any = None, error: dict[str, Any] | None = None) -> bool:
+    """Succeed (no error) or fail the task; False when it had already ended."""
+
+    def work() -> bool:
+        now = utcnow()
+        status = "failed" if error is not None else "succeeded"
+        with transaction() as conn:
+            row = conn.execute(
+                select(tasks.c.status, tasks.c.cost).where(tasks.c.id == task_id).with_for_update()
+            ).first()
+            if row is None or row.status in TERMINAL:
+                return False
+            conn.execute(
+                update(tasks)
+                .where(tasks.c.id == task_id)
+                .values(status=status, output=output, error=error, updated_at=now, finished_at=now)
+            )
+            _close_open_steps(conn, task_id, "cancelled")
+            _settle_quota(conn, task_id, row.cost, confirm=error is None)
+        return True
+
+    moved = retry_conflicts(work)
+    if moved:
+        _announce(task_id)
+    return moved
+
+
+def cancel(task_id: str, user_id: str | None = None) -> dict[str, Any]:
+    """Cancel a task (of this user, when given) and refund it; the view after the change.
+    A terminal task is `409 TASK_NOT_CANCELLABLE`; an unknown one `404 NOT_FOUND`."""
+
+    def work() -> dict[str, Any]:
+        now = utcnow()
+        with transaction() as conn:
+            query = select(tasks.c.status, tasks.c.cost).where(tasks.c.id == task_id)
+            if user_id is not None:
+                query = query.where(tasks.c.user_id == user_id)
+            row = conn.execute(query.with_for_update()).first()
+            if row is None:
+                raise AppError(ErrorCode.NOT_FOUND, "Task not found.")
+            if row.status in TERMINAL:
+                raise AppError(
+                    ErrorCode.TASK_NOT_CANCELLABLE, f"The task has already {row.status}."
+                )
+            conn.execute(
+                update(tasks)
+                .where(tasks.c.id == task_id)
+                .values(status="cancelled", updated_at=now, finished_at=now)
+            )
+            _close_open_steps(conn, task_id, "cancelled")
+            _settle_quota(conn, task_id, row.cost, confirm=False)
+            view = load_view(conn, task_id)
+        assert view is not None
+        return view
+
+    view = retry_conflicts(work)
+    hooks.task_updated(view)
+    return view

@@ -1,0 +1,210 @@
+"""Task verbs for the API: create (reserve + insert in one transaction, then publish), read,
+list and cancel.
+
+`create` with an Idempotency-Key claims the key in the same transaction that reserves the
+quota and inserts the task, so the key, the charge and the task commit together or not at
+all; a duplicate waits on the key, then replays the stored first answer. The start message
+goes out after the commit: a crash in between leaves a queued task with no message, which
+the saga sweeper publishes again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import OperationalError
+
+from app import idempotency
+from app.db import transaction
+from app.db.tables import task_steps, tasks
+from app.db.types import new_id, utcnow
+from app.errors import AppError, ErrorCode
+from app.observability import logging as applog
+from app.pipeline import catalog
+from app.pipeline.definition import ForkStep, ItemsError, parse_steps
+from app.tasks import hooks, lifecycle
+from app.tasks.views import load_view, load_views
+
+log = applog.get_logger("app.tasks.service")
+IDEMPOTENCY_SCOPE = "tasks"
+_CREATE_ATTEMPTS = 5
+
+
+def _invalid_input(message: str) -> AppError:
+    return AppError(
+        ErrorCode.VALIDATION_ERROR,
+        "The task input does not fit the pipeline.",
+        details=[{"loc": ["body", "input"], "msg": message}],
+    )
+
+
+def _step_rows(task_id: str, steps: list[Any], task_input: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per step and one per fork branch, all pending; the fork's width is fixed
+    here, from the input, so the engine never has to guess it."""
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+
+    def row(position: int, branch: int, step_id: str, kind: str) -> dict[str, Any]:
+        return {
+            "id": new_id(),
+            "task_id": task_id,
+            "position": position,
+            "branch": branch,
+            "step_id": step_id,
+            "type": kind,
+            "status": "pending",
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    for position, step in enumerate(steps):
+        rows.append(row(position, -1, step.id, step.type))
+        if isinstance(step, ForkStep):
+            try:
+                width = len(step.items(task_input))
+            except ItemsError as exc:
+                raise _invalid_input(str(exc)) from exc
+            if step.min_success is not None and step.min_success > width:
+                raise _invalid_input(
+                    f"step {step.id!r} needs {step.min_success} branches to succeed, "
+                    f"the input gives {width}"
+                )
+            rows.extend(row(position, b, step.id, step.branch_step(b).type) for b in range(width))
+    return rows
+
+
+def _create_once(
+    user_id: str, pipeline_id: str, task_input: dict[str, Any], key: str | None, digest: str
+) -> dict[str, Any]:
+    with transaction() as conn:
+        pipeline = catalog.get_enabled(conn, pipeline_id)
+        if pipeline is None:
+            raise AppError(ErrorCode.PIPELINE_NOT_FOUND, "No such pipeline.")
+        task_id = new_id()
+        steps = parse_steps(pipeline["steps"])
+        rows = _step_rows(task_id, steps, task_input)
+        if key is not None:
+            idempotency.claim(conn, user_id, IDEMPOTENCY_SCOPE, key, digest)
+        cost = int(pipeline["cost"])
+        if cost > 0:
+            from app.quota import service as quota
+
+            quota.reserve(user_id, task_id, cost, conn=conn)
+        now = utcnow()
+        conn.execute(
+            tasks.insert().values(
+                id=task_id,
+                user_id=user_id,
+                pipeline_id=pipeline_id,
+                status="queued",
+                cost=cost,
+                input=task_input,
+                steps=pipeline["steps"],
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        conn.execute(task_steps.insert(), rows)
+        view = load_view(conn, task_id)
+        assert view is not None
+        if key is not None:
+            idempotency.record(conn, user_id, IDEMPOTENCY_SCOPE, key, 201, view, task_id)
+    return view
+
+
+def create(
+    user_id: str, pipeline_id: str, task_input: dict[str, Any], key: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    """(status, body): 201 and the new task, or the stored first answer for a known key."""
+    from app.pipeline import engine
+
+    if key is not None:
+        key = idempotency.check_key(key)
+    digest = idempotency.request_hash({"pipeline_id": pipeline_id, "input": task_input})
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            view = _create_once(user_id, pipeline_id, task_input, key, digest)
+        except idempotency.KeyTaken:
+            assert key is not None
+            replay = idempotency.lookup(user_id, IDEMPOTENCY_SCOPE, key, digest)
+            if replay is not None:
+                return replay.status_code, replay.response
+            continue  # the key had expired and is gone: claim it afresh
+        except OperationalError as exc:
+            # Waiters on one key can deadlock when its first holder rolls back.
+            if lifecycle.is_lock_conflict(exc) and attempt < _CREATE_ATTEMPTS - 1:
+                continue
+            raise
+        hooks.task_updated(view)
+        try:
+            engine.publish_step(view["id"], 0)
+        except Exception:  # noqa: BLE001 - the task is committed; the sweeper re-sends
+            log.warning("start message not sent", extra={"fields": {"task_id": view["id"]}})
+        return 201, view
+    raise AppError(ErrorCode.SERVICE_UNAVAILABLE)
+
+
+def get(user_id: str, task_id: str) -> dict[str, Any]:
+    with transaction() as conn:
+        row = (
+            conn.execute(select(tasks).where(tasks.c.id == task_id, tasks.c.user_id == user_id))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise AppError(ErrorCode.NOT_FOUND, "Task not found.")
+        return load_views(conn, [row])[0]
+
+
+def _encode_cursor(created_at: datetime, task_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), task_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, task_id = json.loads(raw)
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None or not isinstance(task_id, str):
+            raise ValueError(cursor)
+        return when, task_id
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise AppError(
+            ErrorCode.VALIDATION_ERROR,
+            details=[{"loc": ["query", "cursor"], "msg": "not a cursor this API gave out"}],
+        ) from exc
+
+
+def list_for(user_id: str, status: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
+    """The user's tasks, newest first: `{"items", "next_cursor"}`."""
+    query = select(tasks).where(tasks.c.user_id == user_id)
+    if status is not None:
+        query = query.where(tasks.c.status == status)
+    if cursor:
+        created, last_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                tasks.c.created_at < created,
+                and_(tasks.c.created_at == created, tasks.c.id < last_id),
+            )
+        )
+    query = query.order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit + 1)
+    with transaction() as conn:
+        rows = list(conn.execute(query).mappings())
+        items = load_views(conn, rows[:limit])
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = _encode_cursor(last["created_at"], last["id"])
+    return {"items": items, "next_cursor": next_cursor}
+
+
+def cancel(user_id: str, task_id: str) -> dict[str, Any]:
+    return lifecycle.cancel(task_id, user_id=user_id)

@@ -1,0 +1,162 @@
+"""Pipeline and task test support: users with quota and tokens, pipelines saved through the
+catalog, the pipeline-worker function subscribed to the process's local queue broker, and
+the route handlers driven with API Gateway events."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.apigw import Reply, call
+from tests.support.functions import handler
+from tests.support.quota import new_user
+
+QUEUE = "pipeline-tasks"
+
+
+def token_for(user_id: str, role: str = "user") -> str:
+    from app.identity.tokens import issue
+
+    token, _ = issue("access", user_id=user_id, role=role, sid=secrets.token_hex(8))
+    return token
+
+
+class Customer:
+    def __init__(self, quota: int) -> None:
+        self.id = new_user(quota)
+        self.token = token_for(self.id)
+
+    def create(
+        self, pipeline_id: str, task_input: dict[str, Any] | None = None, key: str | None = None
+    ) -> Reply:
+        headers = {"Idempotency-Key": key} if key else None
+        body = {"pipeline_id": pipeline_id, "input": task_input or {}}
+        return call(
+            handler("tasks-create"), "POST", "/tasks", body=body, token=self.token, headers=headers
+        )
+
+    def get(self, task_id: str) -> Reply:
+        return call(
+            handler("tasks-get"),
+            "GET",
+            f"/tasks/{task_id}",
+            token=self.token,
+            path_params={"id": task_id},
+        )
+
+    def cancel(self, task_id: str) -> Reply:
+        return call(
+            handler("tasks-cancel"),
+            "POST",
+            f"/tasks/{task_id}/cancel",
+            token=self.token,
+            path_params={"id": task_id},
+        )
+
+    def list(self, **query: Any) -> Reply:
+        return call(handler("tasks-list"), "GET", "/tasks", token=self.token, query=query)
+
+    def quota(self) -> tuple[int, int]:
+        from sqlalchemy import select
+
+        from app.db import transaction
+        from app.db.tables import users
+
+        with transaction() as conn:
+            row = conn.execute(
+                select(users.c.quota_balance, users.c.quota_reserved).where(users.c.id == self.id)
+            ).one()
+        return int(row[0]), int(row[1])
+
+    def wait(self, task_id: str, timeout: float = 20.0) -> dict[str, Any]:
+        """The task once it has ended (polling its own route)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            task = self.get(task_id).json()
+            if task["status"] in ("succeeded", "failed", "cancelled"):
+                return task
+            assert time.monotonic() < deadline, f"task still {task['status']}: {task}"
+            time.sleep(0.02)
+
+
+def save_pipeline(pipeline_id: str, definition: dict[str, Any]) -> None:
+    from app.pipeline import catalog
+    from app.pipeline.definition import PipelineDefinition
+
+    catalog.save(pipeline_id, PipelineDefinition.model_validate(definition))
+
+
+def new_pipeline(steps: list[dict[str, Any]], cost: int = 1) -> str:
+    pipeline_id = "p-" + secrets.token_hex(6)
+    save_pipeline(pipeline_id, {"name": pipeline_id, "cost": cost, "steps": steps})
+    return pipeline_id
+
+
+def cmq_event(message: Any) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "CMQ": {
+                    "type": "topic",
+                    "topicName": message.queue,
+                    "msgId": message.msg_id,
+                    "msgBody": message.body,
+                    "msgTag": "",
+                }
+            }
+        ]
+    }
+
+
+class Worker:
+    """The pipeline-worker function subscribed to the local broker, as the local cloud does."""
+
+    def __init__(self, workers: int = 16) -> None:
+        from app.queue.local import broker
+
+        self.broker = broker()
+        self.broker.workers = max(self.broker.workers, workers)
+        self.broker.backoff_s = 0.05
+        self.main = handler("pipeline-worker")
+        self.deliveries = 0
+
+    def consume(self, message: Any, attempt: int) -> None:
+        self.deliveries += 1
+        self.main(cmq_event(message), {"function_name": "pipeline-worker", "request_id": "t"})
+
+    def start(self) -> Worker:
+        self.broker.subscribe(QUEUE, "pipeline-worker", self.consume)
+        return self
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        assert self.broker.wait_idle(timeout), self.broker.stats()
+
+    def stop(self) -> None:
+        self.broker.wait_idle(30.0)
+        self.broker.unsubscribe(QUEUE, "pipeline-worker")
+
+
+@pytest.fixture
+def worker() -> Iterator[Worker]:
+    running = Worker().start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(autouse=True)
+def _drain_parked_messages() -> Iterator[None]:
+    """Messages a test published with no worker subscribed would reach the next test's
+    worker: hand them to a consumer that drops them."""
+    yield
+    from app.queue.local import broker
+
+    b = broker()
+    b.subscribe(QUEUE, "drain", lambda _message, _attempt: None)
+    b.wait_idle(30.0)
+    b.unsubscribe(QUEUE, "drain")
