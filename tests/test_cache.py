@@ -487,3 +487,21 @@ def test_redis_dying_during_a_failing_load_raises_the_loader_error(
     with capture_logs() as logs, pytest.raises(LookupError):
         Cache(client).get_or_set("k", failing_then_outage, 60)
     assert logs.where(message="cache unavailable", op="unlock")
+
+
+def test_the_embedded_default_fakeredis_runs_the_same_cache() -> None:
+    # `make run` with no configuration caches in fakeredis; its Lua must run our scripts.
+    memory = build_redis("memory://")
+    memory.flushall()
+    try:
+        local = Cache(memory)
+        load = Loader({"n": 1}, delay_s=0.2)
+        assert run_together(5, lambda: local.get_or_set("plans:list", load, 60)) == [{"n": 1}] * 5
+        assert load.calls == 1
+        assert json.loads(memory.get("cache:plans:list")) == {"n": 1}
+        assert local.get_or_set("ghost", Loader(None), 60) is None
+        assert memory.get("cache:ghost") is not None
+        assert local.invalidate_pattern("plans:*") == 1
+        assert local.invalidate("ghost") == 1
+    finally:
+        memory.flushall()

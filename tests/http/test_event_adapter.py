@@ -3,6 +3,7 @@ ids, CORS, and every kind of bad input ending as 422 VALIDATION_ERROR (never a 5
 
 from __future__ import annotations
 
+import base64
 import json
 from enum import Enum
 from typing import Any
@@ -10,11 +11,12 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field
 
-from app.http import Auth, Request, Router, http_handler
+from app.http import Auth, Request, Response, Router, http_handler
 from tests.support.apigw import call, context, event
 from tests.support.settings import settings_env
 
 router = Router(tags=("test",))
+PNG_BYTES = b"\x89PNG\r\n\x1a\n\x00\xff\xfe"
 
 
 class Colour(str, Enum):
@@ -62,7 +64,12 @@ def get_part(req: Request[None, None]) -> dict[str, Any]:
     return dict(req.path_params)
 
 
-handler = http_handler(create_item, list_items, echo, get_part)
+@router.get("/logo.png", auth=Auth.PUBLIC, content_type="image/png")
+def logo(req: Request[None, None]) -> Response:
+    return Response(200, PNG_BYTES, {}, "image/png")
+
+
+handler = http_handler(create_item, list_items, echo, get_part, logo)
 
 
 def assert_validation_error(reply: Any, *locs: list[Any]) -> list[dict[str, Any]]:
@@ -321,3 +328,13 @@ def test_no_cors_headers_for_other_origins_or_when_unconfigured() -> None:
     assert reply.header("Access-Control-Allow-Origin") is None
     plain = call(handler, "GET", "/echo", headers={"Origin": "https://app.example"})
     assert plain.header("Access-Control-Allow-Origin") is None
+
+
+def test_binary_response_bodies_go_out_base64_encoded() -> None:
+    result = handler(event("GET", "/logo.png"), context())
+    assert result["statusCode"] == 200
+    assert result["isBase64Encoded"] is True
+    assert base64.b64decode(result["body"]) == PNG_BYTES
+    assert result["headers"]["Content-Type"] == "image/png"
+    text = handler(event("GET", "/echo"), context())
+    assert text["isBase64Encoded"] is False
