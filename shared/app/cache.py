@@ -15,8 +15,9 @@
 - `invalidate(*keys)` and `invalidate_pattern(pattern)` drop values (`pattern` is a Redis
   glob over the same keys, matched with SCAN in batches and removed with UNLINK; never
   KEYS). Both return how many values were dropped. Call them after the change commits.
-- `Cache(redis, ...)` is the same service over a given client with its own timings; the
-  module functions use this instance's client (`app.redis_client.get_redis`).
+- `Cache(redis=None, *, lock_ttl_s=10, wait_s=2, poll_s=0.01, scan_batch=500)` is the same
+  service over a given client with its own timings; the module functions use one default
+  instance over this instance's client (`app.redis_client.get_redis()`, read per call).
 
 Keys are stored under `cache:<key>`; `redis_key(key)` gives the stored name.
 
