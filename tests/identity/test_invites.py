@@ -1,0 +1,115 @@
+"""The invite-code pool: concurrent claims, inline codes when empty, the refill job."""
+
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy import delete, func, select
+
+from app.db import transaction
+from app.db.tables import invite_codes
+from app.identity import invites
+from tests.identity.conftest import Flows
+from tests.support.functions import handler
+
+
+def _empty_pool() -> None:
+    with transaction() as conn:
+        conn.execute(delete(invite_codes).where(invite_codes.c.claimed_by.is_(None)))
+
+
+def test_codes_are_eight_unambiguous_characters() -> None:
+    codes = {invites.new_code() for _ in range(500)}
+    assert len(codes) == 500
+    assert all(len(c) == 8 and set(c) <= set(invites.ALPHABET) for c in codes)
+    assert not set("01ILO") & set(invites.ALPHABET)
+
+
+def test_refill_tops_the_pool_up_to_the_target() -> None:
+    _empty_pool()
+    report = invites.refill(target=250)
+    assert report == {"job": "invite-refill", "created": 250, "available": 250}
+    assert invites.refill(target=250) == {"job": "invite-refill", "created": 0, "available": 250}
+    assert invites.refill(target=260)["created"] == 10
+
+
+def test_twenty_concurrent_claims_empty_the_pool_without_a_duplicate() -> None:
+    _empty_pool()
+    invites.refill(target=20)
+    with transaction() as conn:
+        pool = set(
+            conn.execute(
+                select(invite_codes.c.code).where(invite_codes.c.claimed_by.is_(None))
+            ).scalars()
+        )
+    assert len(pool) == 20
+    barrier = threading.Barrier(20)
+    claimed: list[str | None] = [None] * 20
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        with transaction() as conn:
+            claimed[i] = invites.claim(conn, f"claimer-{i}")
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(claimed)) == 20
+    assert set(claimed) == pool  # every one from the pool, none generated inline
+    assert invites.available() == 0
+    with transaction() as conn:
+        owners = dict(
+            conn.execute(
+                select(invite_codes.c.code, invite_codes.c.claimed_by).where(
+                    invite_codes.c.code.in_(pool)
+                )
+            ).all()
+        )
+    assert sorted(owners.values()) == sorted(f"claimer-{i}" for i in range(20))
+
+
+def test_an_empty_pool_never_fails_a_registration(flows: Flows) -> None:
+    _empty_pool()
+    user = flows.registered()["user"]
+    assert user["invite_code"] and set(user["invite_code"]) <= set(invites.ALPHABET)
+    with transaction() as conn:
+        owner = conn.execute(
+            select(invite_codes.c.claimed_by).where(invite_codes.c.code == user["invite_code"])
+        ).scalar()
+    assert owner == user["id"]
+
+
+def test_a_failed_registration_gives_its_code_back() -> None:
+    _empty_pool()
+    invites.refill(target=1)
+    try:
+        with transaction() as conn:
+            invites.claim(conn, "doomed")
+            raise RuntimeError("the registration failed")
+    except RuntimeError:
+        pass
+    assert invites.available() == 1
+
+
+def test_the_timer_function_refills(flows: Flows) -> None:
+    from tests.support.settings import settings_env
+
+    _empty_pool()
+    with settings_env(INVITE_POOL_TARGET="30"):
+        event = {
+            "Type": "Timer",
+            "TriggerName": "invite-refill",
+            "Time": "2026-11-29T13:00:00Z",
+            "Message": "",
+        }
+        report = handler("invite-refill")(event, {"function_name": "invite-refill"})
+    assert report["job"] == "invite-refill" and report["created"] == 30
+    with transaction() as conn:
+        count = conn.execute(
+            select(func.count())
+            .select_from(invite_codes)
+            .where(invite_codes.c.claimed_by.is_(None))
+        ).scalar()
+    assert count == 30

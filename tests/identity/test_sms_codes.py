@@ -1,0 +1,107 @@
+"""POST /auth/sms-code: delivery through the fake Tencent Cloud SMS API, limits, storage."""
+
+from __future__ import annotations
+
+from app.redis_client import get_redis
+from tests.fakes.tencentcloud import FakeTencentCloud
+from tests.identity.conftest import Flows, new_ip, new_phone
+from tests.support.settings import settings_env
+
+
+def test_a_code_is_sent_through_sendsms_with_a_valid_tc3_signature(flows: Flows) -> None:
+    phone = new_phone()
+    refused_before = len(flows.tencent.refused)
+    reply = flows.sms(phone[3:], "register")
+    assert reply.status == 200, reply.body
+    assert reply.json() == {"cooldown_s": 60, "expires_in": 300}
+    sent = flows.tencent.calls_of("SendSms")[-1]
+    assert sent.service == "sms" and sent.version == "2021-01-11" and sent.region == "ap-guangzhou"
+    assert sent.params["PhoneNumberSet"] == [phone]
+    assert sent.params["SmsSdkAppId"] == "1400000001"
+    assert sent.params["SignName"] == "TestSign" and sent.params["TemplateId"] == "100001"
+    (code,) = sent.params["TemplateParamSet"]
+    assert len(code) == 6 and code.isdigit()
+    assert len(flows.tencent.refused) == refused_before
+
+
+def test_the_code_is_stored_only_as_a_hash(flows: Flows) -> None:
+    phone = new_phone()
+    code = flows.code_for(phone)
+    redis = get_redis()
+    stored = redis.hgetall(f"sms:code:login:{phone}")
+    assert set(stored) == {"h", "tries"} and code not in stored["h"]
+    assert 290 <= redis.ttl(f"sms:code:login:{phone}") <= 300
+    for key in redis.scan_iter("*"):
+        if redis.type(key) == "string":
+            assert code not in (redis.get(key) or "")
+
+
+def test_cooldown_per_phone(flows: Flows) -> None:
+    phone = new_phone()
+    assert flows.sms(phone).status == 200
+    again = flows.sms(phone, "register")  # the cooldown is the phone's, whatever the purpose
+    assert (again.status, again.json()["code"]) == (429, "SMS_RATE_LIMITED")
+    assert 55 <= int(again.header("Retry-After")) <= 60
+    assert flows.sms(new_phone()).status == 200
+
+
+def test_daily_limit_per_phone(flows: Flows) -> None:
+    with settings_env(SMS_PER_PHONE_PER_DAY="3"):
+        phone = new_phone()
+        for _ in range(3):
+            flows.code_for(phone)
+        get_redis().delete(f"sms:cooldown:{phone}")
+        reply = flows.sms(phone)
+    assert (reply.status, reply.json()["code"]) == (429, "SMS_RATE_LIMITED")
+
+
+def test_hourly_limit_per_ip(flows: Flows) -> None:
+    with settings_env(SMS_PER_IP_PER_HOUR="2"):
+        ip = new_ip()
+        assert flows.sms(new_phone(), ip=ip).status == 200
+        assert flows.sms(new_phone(), ip=ip).status == 200
+        reply = flows.sms(new_phone(), ip=ip)
+        assert (reply.status, reply.json()["code"]) == (429, "SMS_RATE_LIMITED")
+        assert flows.sms(new_phone(), ip=new_ip()).status == 200
+
+
+def test_a_failed_send_is_503_and_does_not_start_the_cooldown(flows: Flows) -> None:
+    reply = flows.sms("+8613000000000")  # the fake refuses this number
+    assert (reply.status, reply.json()["code"]) == (503, "SERVICE_UNAVAILABLE")
+    assert get_redis().exists("sms:cooldown:+8613000000000") == 0
+    assert get_redis().exists("sms:code:login:+8613000000000") == 0
+
+
+def test_a_wrong_secret_key_is_refused_by_the_signature_check(flows: Flows) -> None:
+    refused_before = len(flows.tencent.refused)
+    with settings_env(TENCENTCLOUD_SECRET_KEY="not-the-key"):
+        reply = flows.sms(new_phone())
+    assert reply.status == 503
+    assert flows.tencent.refused[refused_before:] == [
+        {"code": "AuthFailure.SignatureFailure", "action": "SendSms"}
+    ]
+
+
+def test_an_unknown_action_and_a_tampered_body_are_refused_by_the_fake() -> None:
+    import json
+
+    import requests
+
+    with FakeTencentCloud() as fake:
+        reply = requests.post(
+            f"http://{fake.endpoint}/",
+            data=json.dumps({}),
+            headers={"Content-Type": "application/json", "Authorization": "TC3-HMAC-SHA256 x"},
+            timeout=5,
+        ).json()
+    assert reply["Response"]["Error"]["Code"] == "AuthFailure.InvalidAuthorization"
+
+
+def test_console_delivery_prints_to_stderr_only(flows: Flows, capfd) -> None:
+    phone = new_phone()
+    with settings_env(SMS_PROVIDER="console"):
+        assert flows.sms(phone).status == 200
+    out, err = capfd.readouterr()
+    line = next(x for x in err.splitlines() if "[dev sms" in x)
+    code = line.rsplit(" ", 1)[-1]
+    assert len(code) == 6 and code not in out

@@ -1,0 +1,180 @@
+"""WeChat login against the fake jscode2session server, and the sandbox."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+
+from sqlalchemy import func, select
+
+from app.db import transaction
+from app.db.tables import users
+from tests.identity.conftest import Flows
+from tests.support.net import closed_port
+from tests.support.settings import settings_env
+
+
+def _code() -> str:
+    return "code-" + secrets.token_hex(8)
+
+
+def _openid() -> str:
+    return "o" + secrets.token_hex(12)
+
+
+def _rows(openid: str) -> list[dict]:
+    with transaction() as conn:
+        return [
+            dict(r)
+            for r in conn.execute(select(users).where(users.c.wechat_openid == openid)).mappings()
+        ]
+
+
+def test_first_login_creates_the_user_with_profile_and_unionid(flows: Flows) -> None:
+    code, openid = _code(), _openid()
+    flows.wechat.code(code, openid=openid, unionid="union-1")
+    reply = flows.wechat_login(code, nickname="Wei", avatar="https://img.example/a.png")
+    assert reply.status == 200, reply.body
+    data = reply.json()
+    assert data["is_new_user"] is True and data["user"]["phone"] is None
+    assert (
+        data["user"]["nickname"] == "Wei" and data["user"]["avatar"] == "https://img.example/a.png"
+    )
+    (row,) = _rows(openid)
+    assert row["wechat_unionid"] == "union-1"
+    sent = flows.wechat.requests[-1]
+    assert sent["appid"] == flows.wechat.appid and sent["js_code"] == code
+    assert sent["grant_type"] == "authorization_code"
+
+
+def test_next_login_finds_the_user_and_only_fills_empty_fields(flows: Flows) -> None:
+    openid = _openid()
+    first_code, second_code = _code(), _code()
+    flows.wechat.code(first_code, openid=openid)
+    flows.wechat.code(second_code, openid=openid, unionid="union-2")
+    first = flows.wechat_login(first_code, nickname="Old").json()
+    second = flows.wechat_login(second_code, nickname="New", avatar="https://img.example/b.png")
+    data = second.json()
+    assert data["is_new_user"] is False and data["user"]["id"] == first["user"]["id"]
+    assert data["user"]["nickname"] == "Old"
+    assert data["user"]["avatar"] == "https://img.example/b.png"
+    assert _rows(openid)[0]["wechat_unionid"] == "union-2"
+    me = flows.me(data["access_token"]).json()
+    assert me["avatar"] == "https://img.example/b.png"
+
+
+def test_errcodes_map_to_api_errors(flows: Flows) -> None:
+    cases = {
+        40029: (400, "WECHAT_CODE_INVALID"),
+        45011: (429, "WECHAT_RATE_LIMITED"),
+        40226: (403, "WECHAT_USER_BLOCKED"),
+        40013: (502, "WECHAT_UNAVAILABLE"),
+    }
+    for errcode, expected in cases.items():
+        code = _code()
+        flows.wechat.code(code, errcode=errcode)
+        reply = flows.wechat_login(code)
+        assert (reply.status, reply.json()["code"]) == expected, errcode
+    unknown = flows.wechat_login(_code())
+    assert (unknown.status, unknown.json()["code"]) == (400, "WECHAT_CODE_INVALID")
+
+
+def test_a_used_code_is_invalid(flows: Flows) -> None:
+    code = _code()
+    flows.wechat.code(code, openid=_openid())
+    assert flows.wechat_login(code).status == 200
+    reply = flows.wechat_login(code)
+    assert (reply.status, reply.json()["code"]) == (400, "WECHAT_CODE_INVALID")
+
+
+def test_busy_is_retried_once(flows: Flows) -> None:
+    code = _code()
+    flows.wechat.code(code, openid=_openid(), busy=1)
+    before = len(flows.wechat.requests)
+    assert flows.wechat_login(code).status == 200
+    assert len(flows.wechat.requests) - before == 2
+
+    code = _code()
+    flows.wechat.code(code, openid=_openid(), busy=2)
+    before = len(flows.wechat.requests)
+    reply = flows.wechat_login(code)
+    assert (reply.status, reply.json()["code"]) == (502, "WECHAT_UNAVAILABLE")
+    assert len(flows.wechat.requests) - before == 2
+
+
+def test_unreachable_wechat_is_502(flows: Flows) -> None:
+    with settings_env(WECHAT_API_BASE=f"http://127.0.0.1:{closed_port()}"):
+        reply = flows.wechat_login(_code())
+    assert (reply.status, reply.json()["code"]) == (502, "WECHAT_UNAVAILABLE")
+
+
+def test_an_unknown_invite_code_refuses_a_new_user_and_creates_nothing(flows: Flows) -> None:
+    code, openid = _code(), _openid()
+    flows.wechat.code(code, openid=openid)
+    reply = flows.wechat_login(code, invite_code="ZZZZZZZZ")
+    assert (reply.status, reply.json()["code"]) == (400, "REFERRER_INVALID")
+    assert _rows(openid) == []
+    referrer = flows.registered()["user"]
+    code = _code()
+    flows.wechat.code(code, openid=openid)
+    data = flows.wechat_login(code, invite_code=referrer["invite_code"]).json()
+    assert data["user"]["referrer_id"] == referrer["id"]
+
+
+def test_ten_concurrent_first_logins_make_one_user(flows: Flows) -> None:
+    openid = _openid()
+    codes = [_code() for _ in range(10)]
+    for code in codes:
+        flows.wechat.code(code, openid=openid)
+    barrier = threading.Barrier(10)
+    replies: list = [None] * 10
+
+    def login(i: int) -> None:
+        barrier.wait()
+        replies[i] = flows.wechat_login(codes[i])
+
+    threads = [threading.Thread(target=login, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.status == 200 for r in replies), [r.body for r in replies]
+    assert [r.json()["is_new_user"] for r in replies].count(True) == 1
+    assert len({r.json()["user"]["id"] for r in replies}) == 1
+    with transaction() as conn:
+        count = conn.execute(
+            select(func.count()).select_from(users).where(users.c.wechat_openid == openid)
+        ).scalar()
+    assert count == 1
+
+
+def test_the_sandbox_gives_a_stable_openid_per_code(flows: Flows) -> None:
+    with settings_env(WECHAT_API_BASE=""):
+        before = len(flows.wechat.requests)
+        code = _code()
+        first = flows.wechat_login(code).json()
+        again = flows.wechat_login(code).json()
+        other = flows.wechat_login(_code()).json()
+    assert len(flows.wechat.requests) == before
+    assert first["is_new_user"] is True and again["is_new_user"] is False
+    assert again["user"]["id"] == first["user"]["id"] != other["user"]["id"]
+
+
+def test_disabled_wechat_user_is_403(flows: Flows) -> None:
+    openid = _openid()
+    code = _code()
+    flows.wechat.code(code, openid=openid)
+    user_id = flows.wechat_login(code).json()["user"]["id"]
+    admin = flows.admin_token()
+    flows.call(
+        "admin-users-patch",
+        "PATCH",
+        f"/admin/users/{user_id}",
+        path_params={"id": user_id},
+        body={"disabled": True},
+        token=admin,
+    )
+    code = _code()
+    flows.wechat.code(code, openid=openid)
+    reply = flows.wechat_login(code)
+    assert (reply.status, reply.json()["code"]) == (403, "ACCOUNT_DISABLED")
