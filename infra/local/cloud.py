@@ -32,7 +32,7 @@ from infra.local import manifest as manifest_module
 from infra.local.functions import MainHandler, load_handler
 from infra.local.manifest import ManifestError, TimerSpec, WebSocketApi
 from infra.local.queues import consumer
-from infra.local.timers import TimerScheduler, now, timer_event
+from infra.local.timers import TimerScheduler, next_times, now, timer_event
 
 log = logging.getLogger("infra.local")
 T = TypeVar("T")
@@ -147,9 +147,8 @@ class LocalCloud:
         if trigger:
             timers = [t for t in timers if t.name == trigger]
         if not timers:
-            raise KeyError(
-                f"no timer trigger {trigger or ''} for function {function}".replace("  ", " ")
-            )
+            named = f" {trigger}" if trigger else ""
+            raise KeyError(f"no timer trigger{named} for function {function}")
         return self.invoke(function, timer_event(timers[0], now()))
 
     def _fire_scheduled(self, timer: TimerSpec, at: Any) -> None:
@@ -199,6 +198,11 @@ class LocalCloud:
 
     def _functions(self) -> None:
         missing = self.manifest.check()
+        for timer in self.manifest.timers:
+            try:
+                next_times(timer.cron, now())
+            except (ValueError, KeyError) as error:
+                missing.append(f"timer {timer.name}: {error}")
         if missing:
             raise ManifestError("; ".join(missing))
         for name, spec in self.manifest.functions.items():

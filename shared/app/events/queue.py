@@ -41,10 +41,12 @@ def decode(body: Any) -> dict[str, Any] | None:
 
 
 def queue_handler(consume: Consume) -> Callable[[Mapping[str, Any], Any], dict[str, Any]]:
-    def main_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
-        from app.config import get_settings
+    from app.config import get_settings
 
-        applog.configure(get_settings().log_level)
+    # Once per instance, when the function module is imported, as the HTTP adapter does.
+    applog.configure(get_settings().log_level)
+
+    def main_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         context = context if isinstance(context, Mapping) else {}
         function = str(context.get("function_name") or "")
         handled = 0

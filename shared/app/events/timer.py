@@ -44,6 +44,12 @@ def parse(event: Mapping[str, Any]) -> TimerEvent:
     )
 
 
+def _configure_logging() -> None:
+    from app.config import get_settings
+
+    applog.configure(get_settings().log_level)
+
+
 Job = Callable[[TimerEvent], Mapping[str, Any]]
 
 
@@ -53,12 +59,11 @@ def timer_handler(
     """Wrap `job` as a timer function. `name` labels the log line and metric (defaults to
     the job's function name with dashes), stable across stages and deployments."""
     job_name = name or job.__name__.replace("_", "-")
+    _configure_logging()
 
     def main_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
-        from app.config import get_settings
         from app.observability.metrics import JOB_RUNS
 
-        applog.configure(get_settings().log_level)
         context = context if isinstance(context, Mapping) else {}
         parsed = parse(event)
         started = time.perf_counter()
