@@ -75,3 +75,12 @@ def test_every_message_of_a_burst_is_delivered(cloud: Any, redis_db: Any) -> Non
         publish(QUEUE, {"id": message_id})
     _wait_idle(cloud)
     assert all(len(_deliveries(redis_db, m)) == 1 for m in ids)
+
+
+def test_parked_messages_can_be_dropped() -> None:
+    from app.queue.local import broker
+
+    publish("local-test-nobody", {"id": "a"})
+    publish("local-test-nobody", {"id": "b"}, delay_s=0)
+    assert broker().drop_parked("local-test-nobody") == 2
+    assert broker().drop_parked("local-test-nobody") == 0

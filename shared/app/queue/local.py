@@ -110,6 +110,13 @@ class Broker:
             if not subscribers:
                 self._subscribers.pop(queue, None)
 
+    def drop_parked(self, queue: str | None = None) -> int:
+        """Forget messages waiting for a subscriber (of `queue`, or of every queue), so a
+        test can start a consumer without the leftovers of earlier ones. Returns the count."""
+        with self._lock:
+            queues = [queue] if queue is not None else list(self._parked)
+            return sum(len(self._parked.pop(name, [])) for name in queues)
+
     # -- waiting ----------------------------------------------------------------------------
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
