@@ -1,0 +1,169 @@
+"""In-process latency of the identity handlers beside the primitives they contain.
+
+    PYTHONPATH=shared:. .venv/bin/python bench/identity.py [--calls 300] [--login-calls 30]
+
+Each handler is the function's own `main_handler` called with an API Gateway event, as SCF
+calls it: `POST /auth/login` (password), `POST /auth/refresh` (each call presents the token
+the previous one returned) and `GET /users/me` (a profile cache hit). Beside each: the
+median of the primitives it cannot avoid, measured in the same run: one bcrypt check at
+BCRYPT_COST, one Redis round trip (PING), one MariaDB round trip (SELECT 1 on a pooled
+connection). The ratio handler / primitives shows what our own code adds.
+
+Creates its own database on BENCH_DATABASE_SERVER (default mysql+pymysql://root@127.0.0.1:3306)
+and drops it at the end; Redis is BENCH_REDIS_URL (default redis://127.0.0.1:6379/13; its
+keys are the bench users' own and expire).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+SERVER = os.environ.get("BENCH_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
+DB_NAME = f"bench_identity_{secrets.token_hex(4)}"
+os.environ.update(
+    {
+        "APP_ENV": "test",
+        "DATABASE_URL": f"{SERVER.rstrip('/')}/{DB_NAME}",
+        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"),
+        "JWT_SECRET": secrets.token_urlsafe(64),
+        "DB_POOL_MIN": "0",
+        "DB_POOL_MAX": "4",
+        "LOG_LEVEL": "WARNING",
+        "SMS_PROVIDER": "console",
+    }
+)
+
+import bcrypt  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from app.config import get_settings  # noqa: E402
+from app.db import transaction  # noqa: E402
+from app.identity import passwords, users  # noqa: E402
+from app.redis_client import get_redis  # noqa: E402
+from tests.support.apigw import context, event  # noqa: E402
+from tests.support.functions import handler  # noqa: E402
+
+PASSWORD = "bench password 1"
+
+
+def median_ms(fn: Callable[[], Any], calls: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+def invoke(function: str, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    result = handler(function)(event(method, path, **kwargs), context(function))
+    if result["statusCode"] >= 400:
+        raise RuntimeError(f"{function}: {result['statusCode']} {result['body']}")
+    body: dict[str, Any] = json.loads(result["body"]) if result["body"] else {}
+    return body
+
+
+def run(calls: int, login_calls: int) -> None:
+    phone = "+86139" + f"{secrets.randbelow(10**8):08d}"
+    with transaction() as conn:
+        user = users.create(conn, phone=phone, password_hash=passwords.hash_password(PASSWORD))
+    login_body = {"phone": phone, "password": PASSWORD}
+    pair = invoke("auth-login", "POST", "/auth/login", body=login_body)
+    state = {"refresh": pair["refresh_token"]}
+    access = pair["access_token"]
+
+    def refresh() -> None:
+        body = {"refresh_token": state["refresh"]}
+        state["refresh"] = invoke("auth-refresh", "POST", "/auth/refresh", body=body)[
+            "refresh_token"
+        ]
+
+    settings = get_settings()
+    stored = passwords.hash_password(PASSWORD).encode()
+    redis = get_redis()
+    from app.db.engine import get_engine
+
+    engine = get_engine()
+
+    def db_round_trip() -> None:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    primitives = {
+        "bcrypt check": median_ms(lambda: bcrypt.checkpw(PASSWORD.encode(), stored), login_calls),
+        "Redis round trip": median_ms(redis.ping, calls),
+        "MariaDB round trip": median_ms(db_round_trip, calls),
+    }
+    handlers = {
+        "POST /auth/login (password)": (
+            median_ms(
+                lambda: invoke("auth-login", "POST", "/auth/login", body=login_body), login_calls
+            ),
+            ["bcrypt check"],
+        ),
+        "POST /auth/refresh": (median_ms(refresh, calls), ["Redis round trip"]),
+        "GET /users/me (cache hit)": (
+            median_ms(lambda: invoke("users-me-get", "GET", "/users/me", token=access), calls),
+            ["Redis round trip"],
+        ),
+    }
+    redis.delete(f"login:fail:phone:{phone}")
+    print(
+        f"BCRYPT_COST={settings.bcrypt_cost}, medians over {calls} calls "
+        f"({login_calls} for bcrypt and login)\n"
+    )
+    print(f"{'primitive':32} {'median ms':>10}")
+    for name, value in primitives.items():
+        print(f"{name:32} {value:10.3f}")
+    print()
+    print(f"{'handler':32} {'median ms':>10} {'contains':>22} {'ratio':>7} {'ours ms':>8}")
+    for name, (value, contained) in handlers.items():
+        base = sum(primitives[c] for c in contained)
+        print(
+            f"{name:32} {value:10.3f} {' + '.join(contained):>22} {value / base:7.2f} "
+            f"{value - base:8.3f}"
+        )
+    print(
+        "\nratio = handler median / contained primitive; 'ours ms' = the difference: "
+        "JWT work, pydantic, DB reads and the other Redis calls of the handler."
+    )
+    print(
+        f"(user {user['id']}; refresh and login also read the user row: "
+        f"{primitives['MariaDB round trip']:.3f} ms per round trip)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--login-calls", type=int, default=30)
+    args = parser.parse_args()
+    server = create_engine(SERVER.rstrip("/") + "/", isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE `{DB_NAME}` CHARACTER SET utf8mb4"))
+    try:
+        from app.db import migrate
+        from app.db.engine import get_engine
+
+        migrate.upgrade(get_engine())
+        run(args.calls, args.login_calls)
+    finally:
+        from app.db.engine import get_engine
+
+        get_engine().dispose()
+        with server.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{DB_NAME}`"))
+        server.dispose()
+
+
+if __name__ == "__main__":
+    main()
