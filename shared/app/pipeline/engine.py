@@ -396,6 +396,15 @@ def _advance_fork(
                         .values(heartbeat_at=now, updated_at=now)
                     )
                 to_dispatch = [b["branch"] for b in chosen]
+                if settle is None:
+                    # A redelivery or a fresh start: the messages of branches dispatched
+                    # earlier may have been lost with the worker that was to send them.
+                    # Sending them again is harmless, claiming is conditional.
+                    to_dispatch += [
+                        b["branch"]
+                        for b in branches
+                        if b["status"] == "pending" and b["dispatched_at"] is not None
+                    ]
     for index in to_dispatch:
         publish_branch(task_id, position, index)
     if joined or fork_terminal:

@@ -70,13 +70,12 @@ def _republish_stalled() -> int:
         )
         if not ids:
             return 0
-        last_progress: dict[str, datetime] = dict(
-            conn.execute(
-                select(task_steps.c.task_id, func.max(task_steps.c.updated_at))
-                .where(task_steps.c.task_id.in_(ids))
-                .group_by(task_steps.c.task_id)
-            ).tuples()
+        progress = conn.execute(
+            select(task_steps.c.task_id, func.max(task_steps.c.updated_at))
+            .where(task_steps.c.task_id.in_(ids))
+            .group_by(task_steps.c.task_id)
         )
+        last_progress: dict[str, datetime] = {row[0]: row[1] for row in progress}
     resumed = 0
     for task_id in ids:
         latest = last_progress.get(task_id)

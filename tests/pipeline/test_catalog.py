@@ -1,0 +1,179 @@
+"""PUT /admin/pipelines/{id} validation and GET /pipelines from the configuration cache."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.support.apigw import Reply, call
+from tests.support.functions import handler
+from tests.support.pipelines import token_for
+from tests.support.quota import new_user
+from tests.support.settings import settings_env
+
+
+def put(pipeline_id: str, body: Any, role: str = "admin") -> Reply:
+    token = token_for(new_user(role=role), role=role)
+    return call(
+        handler("admin-pipelines-put"),
+        "PUT",
+        f"/admin/pipelines/{pipeline_id}",
+        body=body,
+        token=token,
+        path_params={"id": pipeline_id},
+    )
+
+
+def listed() -> list[dict[str, Any]]:
+    reply = call(handler("pipelines-list"), "GET", "/pipelines")
+    assert reply.status == 200
+    return list(reply.json()["items"])
+
+
+def definition(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": "Poster",
+        "description": "draft, variants, pick",
+        "cost": 3,
+        "enabled": True,
+        "steps": [
+            {
+                "id": "draft",
+                "type": "http",
+                "url": "http://127.0.0.1:9/draft",
+                "timeout_s": 30,
+                "retries": 2,
+            },
+            {
+                "id": "variants",
+                "type": "fork",
+                "for_each": "input.prompts",
+                "step": {"type": "http", "url": "http://localhost:9/render"},
+                "min_success": 1,
+            },
+            {"id": "pick", "type": "sim", "duration_ms": 10},
+        ],
+    }
+    body.update(overrides)
+    return body
+
+
+def test_the_seeded_demo_pipeline_is_listed() -> None:
+    demo = next(p for p in listed() if p["id"] == "demo")
+    assert demo["cost"] == 1 and demo["name"] == "Demo"
+
+
+def test_put_saves_and_the_list_shows_it_at_once_then_hides_it_when_disabled() -> None:
+    before = listed()  # fills the cache
+    reply = put("poster", definition())
+    assert reply.status == 200, reply.body
+    saved = reply.json()
+    assert saved["id"] == "poster" and saved["steps"][1]["min_success"] == 1
+    assert saved["steps"][0]["retries"] == 2
+    now = listed()
+    assert {
+        "id": "poster",
+        "name": "Poster",
+        "description": "draft, variants, pick",
+        "cost": 3,
+    } in now
+    assert len(now) == len([p for p in before if p["id"] != "poster"]) + 1
+
+    assert put("poster", definition(enabled=False, cost=5)).status == 200
+    assert "poster" not in {p["id"] for p in listed()}
+
+
+def test_the_list_is_served_from_the_cache() -> None:
+    from app import cache
+    from app.pipeline.catalog import LIST_CACHE_KEY
+
+    cached = {"id": "from-cache", "name": "C", "description": "", "cost": 0}
+    cache.invalidate(LIST_CACHE_KEY)
+    cache.get_or_set(LIST_CACHE_KEY, lambda: [cached], 60)
+    assert listed() == [cached]  # not read from the database
+    assert put("poster3", definition()).status == 200  # invalidates
+    assert "poster3" in {p["id"] for p in listed()}
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (definition(steps=[{"id": "a", "type": "sim"}, {"id": "a", "type": "sim"}]), "used twice"),
+        (definition(steps=[{"id": "f", "type": "fork", "for_each": "input.x"}]), "fork"),
+        (
+            definition(
+                steps=[
+                    {
+                        "id": "f",
+                        "type": "fork",
+                        "branches": [{"type": "sim"}],
+                        "step": {"type": "sim"},
+                    }
+                ]
+            ),
+            "fork",
+        ),
+        (
+            definition(
+                steps=[{"id": "f", "type": "fork", "branches": [{"type": "sim"}], "min_success": 2}]
+            ),
+            "min_success",
+        ),
+        (
+            definition(
+                steps=[{"id": "f", "type": "fork", "for_each": "prompts", "step": {"type": "sim"}}]
+            ),
+            "for_each",
+        ),
+        (
+            definition(
+                steps=[
+                    {
+                        "id": "f",
+                        "type": "fork",
+                        "for_each": "input.p",
+                        "step": {"type": "fork", "for_each": "input.q"},
+                    }
+                ]
+            ),
+            "step",
+        ),
+        (
+            definition(steps=[{"id": "a", "type": "http", "url": "http://evil.example/x"}]),
+            "PIPELINE_ALLOWED_HOSTS",
+        ),
+        (
+            definition(
+                steps=[{"id": "a", "type": "http", "url": "http://127.0.0.1.evil.example/"}]
+            ),
+            "PIPELINE_ALLOWED_HOSTS",
+        ),
+        (definition(steps=[{"id": "a", "type": "http", "url": "ftp://127.0.0.1/x"}]), "http"),
+        (definition(steps=[{"id": "a", "type": "http", "url": "http://127.0.0.1:99999/"}]), "port"),
+        (definition(steps=[{"id": "a", "type": "teleport"}]), "type"),
+        (definition(steps=[{"id": "a", "type": "sim", "retires": 3}]), "retires"),
+        (definition(steps=[]), "steps"),
+        (definition(cost=-1), "cost"),
+        ({"name": "x"}, "cost"),
+    ],
+)
+def test_invalid_definitions_are_422_and_change_nothing(body: dict[str, Any], where: str) -> None:
+    reply = put("broken", body)
+    assert reply.status == 422, reply.body
+    assert reply.json()["code"] == "VALIDATION_ERROR"
+    assert where in reply.body
+    assert "broken" not in {p["id"] for p in listed()}
+
+
+def test_hosts_are_matched_by_name_from_the_setting() -> None:
+    with settings_env(PIPELINE_ALLOWED_HOSTS="ai.example, Render.Example"):
+        ok = definition(steps=[{"id": "a", "type": "http", "url": "https://RENDER.example:8443/x"}])
+        assert put("hosted", ok).status == 200
+        assert put("hosted", definition()).status == 422  # 127.0.0.1 is no longer allowed
+
+
+def test_a_bad_pipeline_id_is_422_and_non_admins_are_403() -> None:
+    assert put("Bad Id!", definition()).status == 422
+    reply = put("poster2", definition(), role="user")
+    assert reply.status == 403 and reply.json()["code"] == "FORBIDDEN"

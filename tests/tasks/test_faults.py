@@ -1,0 +1,332 @@
+"""Faults: lost messages, workers that die half way, every message delivered twice. After
+the sweeper, every task has ended, every reservation is settled, nothing charged twice.
+
+Faults are injected at the queue port (a backend that loses, fails or doubles messages),
+the boundary the platform owns; the engine itself runs unchanged."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from tests.fakes.upstream import Answer, FakeUpstream
+from tests.support.pipelines import Customer, Worker, new_pipeline
+from tests.support.settings import settings_env
+
+
+class FaultyQueue:
+    """Wraps the local backend: `lose(n)` drops the next n messages, `fail_when(pred)`
+    raises once for the first message matching, `double=True` sends each one twice."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.to_lose = 0
+        self.lost: list[dict[str, Any]] = []
+        self.fail_predicates: list[Any] = []
+        self.failed: list[dict[str, Any]] = []
+        self.double = False
+        self.sent: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def publish(self, queue: str, message: dict[str, Any], *, delay_s: float = 0) -> str:
+        with self._lock:
+            if self.to_lose:
+                self.to_lose -= 1
+                self.lost.append(message)
+                return "lost"
+            for predicate in self.fail_predicates:
+                if predicate(message):
+                    self.fail_predicates.remove(predicate)
+                    self.failed.append(message)
+                    raise ConnectionError("the queue went away")
+            self.sent.append(message)
+        msg_id = self.inner.publish(queue, message, delay_s=delay_s)
+        if self.double:
+            self.inner.publish(queue, message, delay_s=delay_s)
+        return str(msg_id)
+
+
+@pytest.fixture
+def faulty() -> Iterator[FaultyQueue]:
+    import app.queue as port
+    from app.queue.local import LocalBackend
+
+    wrapper = FaultyQueue(LocalBackend())
+    saved = port._backend
+    port._backend = wrapper
+    try:
+        yield wrapper
+    finally:
+        port._backend = saved
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as fake:
+        fake.script("/render", lambda c: Answer(200, {"r": c.body["input"]}, delay_s=0.03))
+        yield fake
+
+
+def sweep() -> dict[str, int]:
+    from app.tasks.sweeper import sweep as run
+
+    with settings_env(PIPELINE_STALL_S="0"):
+        return run()
+
+
+def pipeline_with_fork(upstream: FakeUpstream) -> str:
+    return new_pipeline(
+        [
+            {"id": "draft", "type": "http", "url": upstream.url("/draft")},
+            {
+                "id": "render",
+                "type": "fork",
+                "for_each": "input.prompts",
+                "step": {"type": "http", "url": upstream.url("/render")},
+            },
+            {"id": "pick", "type": "http", "url": upstream.url("/pick")},
+        ],
+        cost=2,
+    )
+
+
+def assert_each_call_once(upstream: FakeUpstream) -> None:
+    keys = Counter(c.headers["idempotency-key"] for c in upstream.calls)
+    assert keys and set(keys.values()) == {1}, keys
+
+
+def reservations() -> dict[str, str]:
+    from app.db import transaction
+    from app.db.tables import quota_transactions
+
+    with transaction() as conn:
+        rows = conn.execute(select(quota_transactions.c.task_id, quota_transactions.c.phase))
+        return {row[0]: row[1] for row in rows}
+
+
+def test_a_start_message_lost_after_the_commit_is_sent_again_by_the_sweeper(
+    worker: Worker, faulty: FaultyQueue, upstream: FakeUpstream
+) -> None:
+    pipeline = pipeline_with_fork(upstream)
+    user = Customer(quota=2)
+    faulty.to_lose = 1  # the process died between the commit and the publish
+
+    reply = user.create(pipeline, {"prompts": ["a", "b"]})
+    worker.wait_idle()
+
+    assert reply.status == 201
+    task_id = reply.json()["id"]
+    assert user.get(task_id).json()["status"] == "queued"
+    assert user.quota() == (0, 2)
+
+    assert sweep()["republished"] >= 1
+    task = user.wait(task_id)
+
+    assert task["status"] == "succeeded"
+    assert user.quota() == (0, 0)
+    assert reservations()[task_id] == "confirmed"
+    assert_each_call_once(upstream)
+
+
+def test_a_publish_that_raises_during_create_still_answers_201(
+    worker: Worker, faulty: FaultyQueue
+) -> None:
+    pipeline = new_pipeline([{"id": "a", "type": "sim", "duration_ms": 1}])
+    user = Customer(quota=1)
+    faulty.fail_predicates.append(lambda m: m["kind"] == "step")
+
+    reply = user.create(pipeline)
+
+    assert reply.status == 201
+    sweep()
+    assert user.wait(reply.json()["id"])["status"] == "succeeded"
+
+
+def test_a_worker_that_raises_between_a_branch_and_the_join_is_healed_by_redelivery(
+    worker: Worker, faulty: FaultyQueue, upstream: FakeUpstream
+) -> None:
+    pipeline = pipeline_with_fork(upstream)
+    user = Customer(quota=2)
+    # The worker that settles a branch dies sending the next branch's message, and the one
+    # that makes the JOIN dies sending the next step's message.
+    faulty.fail_predicates.append(lambda m: m["kind"] == "branch" and m["branch"] == 6)
+    faulty.fail_predicates.append(lambda m: m["kind"] == "step" and m["step"] == 2)
+
+    task = user.wait(user.create(pipeline, {"prompts": [f"p{i}" for i in range(8)]}).json()["id"])
+
+    assert len(faulty.failed) == 2
+    assert task["status"] == "succeeded"
+    assert [r["value"] for r in task["steps"][1]["output"]] == [{"r": f"p{i}"} for i in range(8)]
+    assert_each_call_once(upstream)
+    assert upstream.max_in_flight <= 5
+    assert user.quota() == (0, 0)
+
+
+def test_every_message_delivered_twice_does_each_thing_once(
+    worker: Worker, faulty: FaultyQueue, upstream: FakeUpstream
+) -> None:
+    faulty.double = True
+    pipeline = pipeline_with_fork(upstream)
+    failing = new_pipeline(
+        [
+            {
+                "id": "render",
+                "type": "fork",
+                "for_each": "input.prompts",
+                "step": {"type": "http", "url": upstream.url("/broken"), "retries": 0},
+            }
+        ],
+        cost=2,
+    )
+    upstream.script("/broken", lambda _c: Answer(400, {}))
+    user = Customer(quota=4)
+
+    ok = user.create(pipeline, {"prompts": [f"p{i}" for i in range(7)]}).json()["id"]
+    bad = user.create(failing, {"prompts": ["x", "y"]}).json()["id"]
+    tasks = [user.wait(ok), user.wait(bad)]
+    worker.wait_idle()
+    sweep()  # and the sweeper sending everything again changes nothing either
+    worker.wait_idle()
+
+    assert {m["kind"] for m in faulty.sent} == {"step", "branch"}
+    assert [t["status"] for t in tasks] == ["succeeded", "failed"]
+    assert_each_call_once(upstream)
+    assert upstream.max_in_flight <= 5
+    assert user.quota() == (2, 0)
+    phases = reservations()
+    assert (phases[ok], phases[bad]) == ("confirmed", "cancelled")
+    assert [user.get(t["id"]).json() for t in tasks] == tasks
+
+
+def test_a_worker_that_died_mid_call_is_taken_over_once_its_lease_ran_out(
+    worker: Worker, upstream: FakeUpstream
+) -> None:
+    from app.db import transaction
+    from app.db.tables import task_steps
+    from app.db.types import utcnow
+
+    pipeline = pipeline_with_fork(upstream)
+    user = Customer(quota=2)
+    gate = threading.Event()
+    upstream.script("/draft", lambda _c: Answer(200, {"d": 1}) if gate.wait(5) else Answer(500))
+
+    task_id = user.create(pipeline, {"prompts": ["a"]}).json()["id"]
+    while not upstream.calls_to("/draft"):
+        threading.Event().wait(0.01)
+    # The worker holding the draft step is now "dead": its lease has run out.
+    with transaction() as conn:
+        conn.execute(
+            update(task_steps)
+            .where(task_steps.c.task_id == task_id, task_steps.c.position == 0)
+            .values(lease_until=utcnow())
+        )
+    sweep()
+    gate.set()
+    task = user.wait(task_id)
+
+    assert task["status"] == "succeeded"
+    # Both callers reached the upstream, but the step settled once, by its new owner.
+    assert len(upstream.calls_to("/draft")) == 2
+    assert user.quota() == (0, 0)
+
+
+def test_the_sweeper_fails_and_refunds_tasks_past_their_max_runtime() -> None:
+    pipeline = new_pipeline([{"id": "a", "type": "sim", "duration_ms": 1}], cost=3)
+    user = Customer(quota=3)
+    task_id = user.create(pipeline).json()["id"]  # no worker: it stays queued
+
+    with settings_env(TASK_MAX_RUNTIME_S="1"):
+        from app.db import transaction
+        from app.db.tables import tasks
+        from app.db.types import utcnow
+
+        with transaction() as conn:
+            old = utcnow().replace(year=2020)
+            conn.execute(update(tasks).where(tasks.c.id == task_id).values(created_at=old))
+        report = sweep()
+
+    assert report["expired"] >= 1
+    task = user.get(task_id).json()
+    assert task["status"] == "failed"
+    assert task["error"]["code"] == "PIPELINE_STEP_FAILED"
+    assert "longer than 1 s" in task["error"]["message"]
+    assert user.quota() == (3, 0)
+
+
+def test_the_sweeper_settles_reservations_left_behind_by_ended_tasks() -> None:
+    from app.db import transaction
+    from app.db.tables import tasks
+
+    pipeline = new_pipeline([{"id": "a", "type": "sim", "duration_ms": 1}], cost=1)
+    user = Customer(quota=2)
+    won = user.create(pipeline).json()["id"]
+    lost = user.create(pipeline).json()["id"]
+    # As an older release could leave them: ended, reservation untouched.
+    with transaction() as conn:
+        conn.execute(update(tasks).where(tasks.c.id == won).values(status="succeeded"))
+        conn.execute(update(tasks).where(tasks.c.id == lost).values(status="failed"))
+
+    assert sweep()["settled"] == 2
+    assert reservations()[won] == "confirmed" and reservations()[lost] == "cancelled"
+    assert user.quota() == (1, 0)
+    assert sweep()["settled"] == 0
+
+
+def test_the_sweeper_runs_as_a_timer_function_and_as_an_admin_job() -> None:
+    from tests.support.apigw import call
+    from tests.support.functions import handler
+    from tests.support.pipelines import token_for
+    from tests.support.quota import new_user
+
+    report = handler("saga-sweeper")(
+        {"Type": "Timer", "TriggerName": "saga-sweeper", "Time": "2026-11-29T00:00:00Z"}, {}
+    )
+    assert set(report) == {"expired", "republished", "settled", "keys_purged"}
+
+    admin = token_for(new_user(role="admin"), role="admin")
+    run = handler("admin-jobs-run")
+    reply = call(
+        run, "POST", "/admin/jobs/saga-sweeper", token=admin, path_params={"name": "saga-sweeper"}
+    )
+    assert reply.status == 200
+    assert reply.json()["job"] == "saga-sweeper" and "settled" in reply.json()
+    unknown = call(run, "POST", "/admin/jobs/nope", token=admin, path_params={"name": "nope"})
+    assert unknown.status == 404 and unknown.json()["code"] == "NOT_FOUND"
+    user = token_for(new_user())
+    forbidden = call(
+        run, "POST", "/admin/jobs/saga-sweeper", token=user, path_params={"name": "saga-sweeper"}
+    )
+    assert forbidden.status == 403
+
+
+def test_expired_idempotency_keys_are_purged_and_the_key_works_again() -> None:
+    from app.db import transaction
+    from app.db.tables import idempotency_keys
+    from app.db.types import utcnow
+
+    pipeline = new_pipeline([{"id": "a", "type": "sim", "duration_ms": 1}], cost=1)
+    user = Customer(quota=3)
+    first = user.create(pipeline, key="old-key").json()["id"]
+    with transaction() as conn:
+        conn.execute(update(idempotency_keys).values(expires_at=utcnow()))
+    # Reuse after 24 h is a new request
+    second = user.create(pipeline, key="old-key")
+    assert second.status == 201 and second.json()["id"] != first
+    with transaction() as conn:
+        conn.execute(update(idempotency_keys).values(expires_at=utcnow()))
+    assert sweep()["keys_purged"] >= 1
+
+
+def test_a_malformed_message_is_dropped(worker: Worker) -> None:
+    from app.queue import publish
+
+    for message in ({"kind": "nope"}, {"kind": "step", "task_id": "x", "step": "0"}):
+        publish("pipeline-tasks", message)
+    publish("pipeline-tasks", {"kind": "step", "task_id": "unknown-task", "step": 0})
+    worker.wait_idle()
+    assert worker.broker.stats()["dead"] == 0
