@@ -82,19 +82,53 @@ def test_a_wrong_secret_key_is_refused_by_the_signature_check(flows: Flows) -> N
     ]
 
 
-def test_an_unknown_action_and_a_tampered_body_are_refused_by_the_fake() -> None:
+def test_the_fake_refuses_a_tampered_body_and_an_unknown_action() -> None:
     import json
+    import time
+    from datetime import datetime, timezone
 
     import requests
 
+    from tests.fakes.tencentcloud import tc3_signature
+
     with FakeTencentCloud() as fake:
-        reply = requests.post(
-            f"http://{fake.endpoint}/",
-            data=json.dumps({}),
-            headers={"Content-Type": "application/json", "Authorization": "TC3-HMAC-SHA256 x"},
-            timeout=5,
-        ).json()
-    assert reply["Response"]["Error"]["Code"] == "AuthFailure.InvalidAuthorization"
+        fake.on("SendSms", lambda params, call: {"SendStatusSet": []})
+
+        def post(action: str, signed_body: bytes, sent_body: bytes) -> str:
+            ts = str(int(time.time()))
+            date = datetime.fromtimestamp(int(ts), timezone.utc).strftime("%Y-%m-%d")
+            ct = "application/json"
+            sig = tc3_signature(
+                fake.secret_key,
+                service="sms",
+                date=date,
+                timestamp=ts,
+                content_type=ct,
+                host=fake.endpoint,
+                body=signed_body,
+            )
+            auth = (
+                f"TC3-HMAC-SHA256 Credential={fake.secret_id}/{date}/sms/tc3_request, "
+                f"SignedHeaders=content-type;host, Signature={sig}"
+            )
+            headers = {
+                "Content-Type": ct,
+                "Host": fake.endpoint,
+                "Authorization": auth,
+                "X-TC-Action": action,
+                "X-TC-Timestamp": ts,
+                "X-TC-Version": "2021-01-11",
+            }
+            reply = requests.post(
+                f"http://{fake.endpoint}/", data=sent_body, headers=headers, timeout=5
+            ).json()
+            return str(reply["Response"].get("Error", {}).get("Code", "ok"))
+
+        body = json.dumps({"PhoneNumberSet": ["+8613900000000"]}).encode()
+        assert post("SendSms", body, body) == "ok"
+        assert post("SendSms", body, body.replace(b"139", b"138")) == "AuthFailure.SignatureFailure"
+        assert post("NoSuchAction", body, body) == "InvalidAction"
+        assert [c.action for c in fake.calls] == ["SendSms"]
 
 
 def test_console_delivery_prints_to_stderr_only(flows: Flows, capfd) -> None:
