@@ -17,7 +17,7 @@ def _new_user(phone: str | None = None) -> str:
         return str(users_service.create(conn, phone=phone)["id"])
 
 
-def test_public_user_shape_and_fresh_quota_after_forget(clean_redis):
+def test_public_user_shape_and_fresh_role_after_forget(clean_redis):
     user_id = _new_user("+8613900000001")
     first = users_service.public_user(user_id)
     assert first.phone == "+8613900000001"
@@ -25,12 +25,22 @@ def test_public_user_shape_and_fresh_quota_after_forget(clean_redis):
     assert first.invite_code and len(first.invite_code) == 8
     assert first.created_at.endswith("Z")
 
-    # A change behind the cache's back is invisible until forget_cached...
+    # A change behind the cache's back is invisible until forget_cached... (role, not quota:
+    # quota only changes through the ledger, which forgets the cache itself)
     with transaction() as conn:
-        conn.execute(update(users).where(users.c.id == user_id).values(quota_balance=7))
-    assert users_service.public_user(user_id).quota.balance == 0
+        conn.execute(update(users).where(users.c.id == user_id).values(role="admin"))
+    assert users_service.public_user(user_id).role == "user"
     # ...and visible right after it.
     users_service.forget_cached(user_id)
+    assert users_service.public_user(user_id).role == "admin"
+
+
+def test_quota_changes_show_at_once(clean_redis):
+    from app.quota import service as quota
+
+    user_id = _new_user()
+    assert users_service.public_user(user_id).quota.balance == 0
+    quota.grant(user_id, 7, kind="admin", reason="test")
     assert users_service.public_user(user_id).quota.balance == 7
 
 
