@@ -126,29 +126,45 @@ def _post(step: HttpCall, payload: dict[str, Any], key: str) -> _Answer:
     return _Answer(message=message)
 
 
+def take_slot(step: HttpCall) -> str | None:
+    """A slot of the step's upstream host for one call, or None when all are taken."""
+    cap = get_settings().pipeline_host_concurrency
+    return slots.acquire(step.host_key, cap, step.timeout_s + SLOT_LEASE_MARGIN_S)
+
+
+def slot_retry_delay() -> float:
+    return SLOT_RETRY_S * (1 + random.random())  # jitter spreads the retries
+
+
 def run_http(
     step: HttpCall,
     payload: dict[str, Any],
     key: str,
     attempts_done: int,
     record_attempt: RecordAttempt,
+    first_slot: str | None = None,
 ) -> Outcome:
+    """`first_slot`: the engine already holds a slot and counted the first call with its
+    claim (one transaction fewer per call in the common case)."""
     limit = 1 + step.retries
-    cap = get_settings().pipeline_host_concurrency
     started = time.monotonic()
+    token = first_slot
     while True:
-        if attempts_done >= limit:  # the last call's worker died before settling the step
-            return Failed(step_failed(f"no answer after {attempts_done} calls"))
-        token = slots.acquire(step.host_key, cap, step.timeout_s + SLOT_LEASE_MARGIN_S)
-        if token is None:
-            return Requeue(SLOT_RETRY_S * (1 + random.random()))  # jitter spreads retries
         try:
-            if not record_attempt():
-                return Abandoned()
-            attempts_done += 1
+            if token is None:
+                if attempts_done >= limit:  # the last caller died before settling the step
+                    return Failed(step_failed(f"no answer after {attempts_done} calls"))
+                token = take_slot(step)
+                if token is None:
+                    return Requeue(slot_retry_delay())
+                if not record_attempt():
+                    return Abandoned()
+                attempts_done += 1
             answer = _post(step, payload, key)
         finally:
-            slots.release(step.host_key, token)
+            if token is not None:
+                slots.release(step.host_key, token)
+                token = None
         if answer.ok:
             return Succeeded(answer.output)
         if not answer.retryable or attempts_done >= limit:
@@ -164,9 +180,8 @@ def run_http(
         time.sleep(delay)
 
 
-def run_sim(step: SimCall, payload: dict[str, Any], record_attempt: RecordAttempt) -> Outcome:
-    if not record_attempt():
-        return Abandoned()
+def run_sim(step: SimCall, payload: dict[str, Any]) -> Outcome:
+    """The engine counted the attempt with its claim."""
     time.sleep(step.duration_ms / 1000)
     if step.fail:
         return Failed(step_failed("the simulated step failed as configured"))
@@ -178,15 +193,3 @@ def run_sim(step: SimCall, payload: dict[str, Any], record_attempt: RecordAttemp
             "input": payload["input"],
         }
     )
-
-
-def run(
-    step: HttpCall | SimCall,
-    payload: dict[str, Any],
-    key: str,
-    attempts_done: int,
-    record_attempt: RecordAttempt,
-) -> Outcome:
-    if isinstance(step, HttpCall):
-        return run_http(step, payload, key, attempts_done, record_attempt)
-    return run_sim(step, payload, record_attempt)

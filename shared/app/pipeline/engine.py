@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -77,34 +78,29 @@ def handle(message: dict[str, Any]) -> None:
         applog.log_fields(log, logging.ERROR, "pipeline message dropped", body=message)
         return
     assert isinstance(task_id, str) and isinstance(position, int) and isinstance(branch, int)
-    task = _load_task(task_id)
-    if task is None or task["status"] in lifecycle.TERMINAL:
-        return
-    if task["status"] == "queued":
-        lifecycle.mark_running(task_id)
-    steps = parse_steps(task["steps"])
-    if not 0 <= position < len(steps):
-        return
-    if kind == "step":
-        _run_step(task, steps, position)
-    else:
-        _run_branch(task, steps, position, branch)
-
-
-# -- rows ----------------------------------------------------------------------------------
-
-
-def _load_task(task_id: str) -> Row | None:
     with transaction() as conn:
-        return (
+        task = (
             conn.execute(
-                select(
-                    tasks.c.id, tasks.c.status, tasks.c.input, tasks.c.steps, tasks.c.cost
-                ).where(tasks.c.id == task_id)
+                select(tasks.c.id, tasks.c.status, tasks.c.input, tasks.c.steps).where(
+                    tasks.c.id == task_id
+                )
             )
             .mappings()
             .first()
         )
+        row = _step_row(conn, task_id, position, branch) if task is not None else None
+    if task is None or row is None or task["status"] in lifecycle.TERMINAL:
+        return
+    if task["status"] == "queued":
+        lifecycle.mark_running(task_id)
+    steps = parse_steps(task["steps"])
+    if kind == "step":
+        _run_step(task, steps, position, row)
+    else:
+        _run_branch(task, steps, position, row)
+
+
+# -- rows ----------------------------------------------------------------------------------
 
 
 def _step_row(conn: Connection, task_id: str, position: int, branch: int = -1) -> Row | None:
@@ -127,35 +123,49 @@ def _lease_s(step: HttpCall | SimCall) -> float:
     return step.duration_ms / 1000 + LEASE_MARGIN_S
 
 
-def _claim(row_id: str, lease_s: float) -> tuple[datetime, int] | None:
-    """Take the row for running: (our lease, attempts so far), or None when it is not ours."""
+@dataclass(frozen=True)
+class _Claim:
+    lease: datetime
+    attempts: int  # calls made so far, the one about to be made included when `counted`
+    counted: bool
+    previous: Any  # the previous step's output, the `previous` of the call
+
+
+def _claim(row: Row, lease_s: float, limit: int) -> _Claim | None:
+    """Take the row for running (pending, or running with no live lease) and count the
+    call about to be made, unless `limit` calls were made already; None when not ours."""
     now = utcnow()
     lease = now + timedelta(seconds=lease_s)
     c = task_steps.c
     with transaction() as conn:
-        moved = conn.execute(
+        current = conn.execute(
+            select(c.status, c.lease_until, c.attempts).where(c.id == row["id"]).with_for_update()
+        ).one()
+        free = current.lease_until is None or current.lease_until < now
+        if not (current.status == "pending" or (current.status == "running" and free)):
+            return None
+        counted = current.attempts < limit
+        conn.execute(
             update(task_steps)
-            .where(
-                c.id == row_id,
-                (c.status == "pending")
-                | ((c.status == "running") & (c.lease_until.is_(None) | (c.lease_until < now))),
-            )
+            .where(c.id == row["id"])
             .values(
                 status="running",
+                attempts=c.attempts + (1 if counted else 0),
                 lease_until=lease,
                 started_at=case((c.started_at.is_(None), now), else_=c.started_at),
                 heartbeat_at=now,
                 updated_at=now,
             )
-        ).rowcount
-        if not moved:
-            return None
-        attempts = conn.execute(select(c.attempts).where(c.id == row_id)).scalar_one()
-    return lease, int(attempts)
+        )
+        previous = None
+        if row["position"] > 0:
+            before = _step_row(conn, row["task_id"], row["position"] - 1)
+            previous = before["output"] if before is not None else None
+    return _Claim(lease, current.attempts + (1 if counted else 0), counted, previous)
 
 
 class _Attempts:
-    """Counts each upstream call in the row, fenced by the lease we hold."""
+    """Counts each further upstream call in the row, fenced by the lease we hold."""
 
     def __init__(self, row_id: str, lease: datetime, lease_s: float) -> None:
         self.row_id = row_id
@@ -183,43 +193,54 @@ class _Attempts:
         return and_(c.id == self.row_id, c.status == "running", c.lease_until == self.lease)
 
 
-def _payload(
-    conn: Connection, task: Row, position: int, step_id: str, branch: int | None, item: Any
-) -> dict[str, Any]:
-    previous = None
-    if position > 0:
-        row = _step_row(conn, task["id"], position - 1)
-        previous = row["output"] if row is not None else None
-    return {
+def _execute(
+    task: Row, row: Row, step: HttpCall | SimCall, step_id: str, item: Any
+) -> tuple[Any, _Attempts | None] | None:
+    """Claim the row and make the call: (outcome, attempts), or None when not ours to run.
+    An `http` call takes its host slot before the claim; with none free the row is left
+    as it is and the outcome is Requeue."""
+    from app.pipeline import calls, slots
+
+    token = None
+    if isinstance(step, HttpCall):
+        token = calls.take_slot(step)
+        if token is None:
+            return calls.Requeue(calls.slot_retry_delay()), None
+    lease_s = _lease_s(step)
+    # A sim step has no upstream to spare: one whose worker died simply runs again.
+    limit = 1 + step.retries if isinstance(step, HttpCall) else 1_000_000
+    try:
+        claim = _claim(row, lease_s, limit)
+    except BaseException:
+        if token is not None:
+            slots.release(step.host_key, token)  # type: ignore[union-attr]
+        raise
+    if token is not None and (claim is None or not claim.counted):
+        slots.release(step.host_key, token)  # type: ignore[union-attr]
+        token = None
+    if claim is None:
+        return None
+    branch = row["branch"] if row["branch"] >= 0 else None
+    payload = {
         "task_id": task["id"],
         "step_id": step_id,
         "branch": branch,
         "input": item,
-        "previous": previous,
+        "previous": claim.previous,
     }
-
-
-def _execute(
-    task: Row, position: int, row: Row, step: HttpCall | SimCall, step_id: str, item: Any
-) -> tuple[Any, _Attempts] | None:
-    """Claim the row and run the call; (outcome, attempts) or None when not ours to run."""
-    from app.pipeline import calls
-
-    lease_s = _lease_s(step)
-    claimed = _claim(row["id"], lease_s)
-    if claimed is None:
-        return None
-    lease, attempts_done = claimed
-    branch = row["branch"] if row["branch"] >= 0 else None
-    with transaction() as conn:
-        payload = _payload(conn, task, position, step_id, branch, item)
     key = f"{task['id']}:{step_id}:{'-' if branch is None else branch}"
-    attempts = _Attempts(row["id"], lease, lease_s)
-    return calls.run(step, payload, key, attempts_done, attempts), attempts
+    attempts = _Attempts(row["id"], claim.lease, lease_s)
+    if isinstance(step, HttpCall):
+        outcome = calls.run_http(step, payload, key, claim.attempts, attempts, token)
+    else:
+        outcome = calls.run_sim(step, payload)
+    return outcome, attempts
 
 
-def _park(attempts: _Attempts) -> None:
+def _park(attempts: _Attempts | None) -> None:
     """Give the row back for the re-queued message: pending if it was never called."""
+    if attempts is None:  # never claimed
+        return
     now = utcnow()
     c = task_steps.c
     with transaction() as conn:
@@ -245,28 +266,24 @@ def _settled_values(outcome: Any) -> dict[str, Any]:
 # -- plain steps ---------------------------------------------------------------------------
 
 
-def _run_step(task: Row, steps: list[Any], position: int) -> None:
+def _run_step(task: Row, steps: list[Any], position: int, row: Row) -> None:
     from app.pipeline.calls import Failed, Requeue, Succeeded
 
     step = steps[position]
-    with transaction() as conn:
-        row = _step_row(conn, task["id"], position)
-    if row is None:
-        return
     if row["status"] in STEP_TERMINAL:
         _after_step(task["id"], steps, position)
         return
     if isinstance(step, ForkStep):
         _start_fork(task, steps, position)
         return
-    result = _execute(task, position, row, step, step.id, task["input"])
+    result = _execute(task, row, step, step.id, task["input"])
     if result is None:
         return
     outcome, attempts = result
     if isinstance(outcome, Requeue):
         _park(attempts)
         publish_step(task["id"], position, outcome.delay_s)
-    elif isinstance(outcome, Succeeded | Failed):
+    elif isinstance(outcome, Succeeded | Failed) and attempts is not None:
         now = utcnow()
         with transaction() as conn:
             moved = conn.execute(
@@ -360,7 +377,7 @@ def _advance_fork(
         else:
             branches = (
                 conn.execute(
-                    select(c.id, c.branch, c.status, c.dispatched_at, c.output, c.error)
+                    select(c.id, c.branch, c.status, c.dispatched_at)
                     .where(c.task_id == task_id, c.position == position, c.branch >= 0)
                     .order_by(c.branch)
                 )
@@ -368,6 +385,16 @@ def _advance_fork(
                 .all()
             )
             if all(b["status"] in STEP_TERMINAL for b in branches):
+                # Results are read only here, once: the window never needs them.
+                branches = (
+                    conn.execute(
+                        select(c.branch, c.status, c.output, c.error)
+                        .where(c.task_id == task_id, c.position == position, c.branch >= 0)
+                        .order_by(c.branch)
+                    )
+                    .mappings()
+                    .all()
+                )
                 conn.execute(
                     update(task_steps)
                     .where(c.id == fork_row["id"], c.status == "running")
@@ -389,11 +416,6 @@ def _advance_fork(
                         update(task_steps)
                         .where(c.id.in_([b["id"] for b in chosen]), c.dispatched_at.is_(None))
                         .values(dispatched_at=now, updated_at=now)
-                    )
-                    conn.execute(
-                        update(task_steps)
-                        .where(c.id == fork_row["id"])
-                        .values(heartbeat_at=now, updated_at=now)
                     )
                 to_dispatch = [b["branch"] for b in chosen]
                 if settle is None:
@@ -429,29 +451,25 @@ def _join(fork: ForkStep, branches: Sequence[Row]) -> dict[str, Any]:
     return {"status": "failed", "output": results, "error": error}
 
 
-def _run_branch(task: Row, steps: list[Any], position: int, branch: int) -> None:
+def _run_branch(task: Row, steps: list[Any], position: int, row: Row) -> None:
     from app.pipeline.calls import Failed, Requeue, Succeeded
 
     fork = steps[position]
     if not isinstance(fork, ForkStep):
         return
-    with transaction() as conn:
-        row = _step_row(conn, task["id"], position, branch)
-    if row is None:
-        return
+    branch = row["branch"]
     if row["status"] in STEP_TERMINAL:
         _advance_fork(task["id"], steps, position)  # the join or the next dispatch may be due
         return
-    items = fork.items(task["input"]) if fork.branches is None else None
-    item = items[branch] if items is not None else task["input"]
-    result = _execute(task, position, row, fork.branch_step(branch), fork.id, item)
+    item = task["input"] if fork.branches is not None else fork.items(task["input"])[branch]
+    result = _execute(task, row, fork.branch_step(branch), fork.id, item)
     if result is None:
         return
     outcome, attempts = result
     if isinstance(outcome, Requeue):
         _park(attempts)
         publish_branch(task["id"], position, branch, outcome.delay_s)
-    elif isinstance(outcome, Succeeded | Failed):
+    elif isinstance(outcome, Succeeded | Failed) and attempts is not None:
         _advance_fork(task["id"], steps, position, (attempts, outcome))
 
 

@@ -1,0 +1,142 @@
+"""Fan-out makespan: a 100-branch fork at PIPELINE_MAX_CONCURRENCY=5 against an upstream
+that answers in 50 ms, against the ideal ceil(100/5) x 50 ms = 1.0 s.
+
+    PYTHONPATH=shared:. .venv/bin/python bench/fanout.py [--branches 100] [--rounds 3]
+
+Runs in-process through the local queue broker (app.queue.local) with the pipeline-worker
+function subscribed as the local cloud does it, on its own MariaDB database at
+BENCH_DATABASE_SERVER (default mysql+pymysql://root@127.0.0.1:3306, created, migrated and
+dropped) and Redis at BENCH_REDIS_URL (default in-process). The upstream is a threaded HTTP
+server on 127.0.0.1 that records how many calls were in flight.
+
+Two spans per round: the fork's own (its row's started_at to finished_at, i.e. first
+dispatch to JOIN) and the whole task (POST /tasks handler call to the queue going idle).
+The ratio to the ideal is printed for each (goal: fork at most 1.15x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import secrets
+import statistics
+import sys
+import time
+
+SERVER = os.environ.get("BENCH_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
+DB_NAME = f"bench_fanout_{secrets.token_hex(4)}"
+CAP = 5
+UPSTREAM_S = 0.05
+os.environ.update(
+    {
+        "APP_ENV": "test",
+        "DATABASE_URL": f"{SERVER.rstrip('/')}/{DB_NAME}",
+        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "memory://"),
+        "DB_POOL_MIN": "0",
+        "DB_POOL_MAX": "24",
+        "LOG_LEVEL": "WARNING",
+        "PIPELINE_MAX_CONCURRENCY": str(CAP),
+        "JWT_SECRET": secrets.token_urlsafe(64),
+    }
+)
+
+from sqlalchemy import create_engine, select, text  # noqa: E402
+
+from tests.fakes.upstream import Answer, FakeUpstream  # noqa: E402
+from tests.support.apigw import call  # noqa: E402
+from tests.support.functions import handler  # noqa: E402
+from tests.support.pipelines import Worker, new_pipeline, token_for  # noqa: E402
+from tests.support.quota import new_user  # noqa: E402
+
+
+def one_round(
+    worker: Worker, upstream: FakeUpstream, pipeline: str, token: str, n: int
+) -> tuple[float, float, int]:
+    from app.db import transaction
+    from app.db.tables import task_steps
+
+    upstream.reset_counts()
+    body = {"pipeline_id": pipeline, "input": {"prompts": [f"p{i}" for i in range(n)]}}
+    started = time.perf_counter()
+    reply = call(handler("tasks-create"), "POST", "/tasks", body=body, token=token)
+    assert reply.status == 201, reply.body
+    worker.wait_idle(120)
+    total = time.perf_counter() - started
+    task_id = reply.json()["id"]
+    with transaction() as conn:
+        fork = conn.execute(
+            select(task_steps.c.started_at, task_steps.c.finished_at, task_steps.c.status).where(
+                task_steps.c.task_id == task_id, task_steps.c.branch == -1
+            )
+        ).one()
+    assert fork.status == "succeeded", fork
+    return (fork.finished_at - fork.started_at).total_seconds(), total, upstream.max_in_flight
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--branches", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    server = create_engine(SERVER.rstrip("/") + "/", isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE `{DB_NAME}` CHARACTER SET utf8mb4"))
+    try:
+        from app.db import get_engine, migrate
+
+        migrate.upgrade(get_engine())
+        with FakeUpstream() as upstream:
+            upstream.script(
+                "/render", lambda c: Answer(200, {"r": c.body["input"]}, delay_s=UPSTREAM_S)
+            )
+            pipeline = new_pipeline(
+                [
+                    {
+                        "id": "render",
+                        "type": "fork",
+                        "for_each": "input.prompts",
+                        "step": {"type": "http", "url": upstream.url("/render")},
+                    }
+                ],
+                cost=1,
+            )
+            token = token_for(new_user(quota=args.rounds + 1))
+            worker = Worker().start()
+            try:
+                one_round(worker, upstream, pipeline, token, 10)  # warm pools and imports
+                rounds = [
+                    one_round(worker, upstream, pipeline, token, args.branches)
+                    for _ in range(args.rounds - 1)
+                ]
+            finally:
+                worker.stop()
+    finally:
+        from app.db import get_engine
+
+        get_engine().dispose()
+        with server.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{DB_NAME}`"))
+        server.dispose()
+
+    ideal = math.ceil(args.branches / CAP) * UPSTREAM_S
+    fork_span = statistics.median(r[0] for r in rounds)
+    task_span = statistics.median(r[1] for r in rounds)
+    peak = max(r[2] for r in rounds)
+    print(
+        f"{args.branches} branches, cap {CAP}, upstream {UPSTREAM_S * 1000:.0f} ms, "
+        f"median of {len(rounds)} rounds; peak in flight {peak}"
+    )
+    print(f"{'span':<28}{'seconds':>10}{'ideal':>10}{'ratio':>10}")
+    print(
+        f"{'fork (dispatch to JOIN)':<28}{fork_span:>10.3f}{ideal:>10.3f}{fork_span / ideal:>9.3f}x"
+    )
+    print(
+        f"{'task (POST to queue idle)':<28}{task_span:>10.3f}{ideal:>10.3f}{task_span / ideal:>9.3f}x"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
