@@ -37,20 +37,21 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Table, event, insert, select, update
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy import bindparam, event, insert, select, update
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from app.db import transaction
 from app.db.tables import quota_ledger, quota_transactions, users
-from app.db.types import new_id, utcnow
+from app.db.types import UtcDateTime, new_id, utcnow
 from app.errors import AppError, ErrorCode
 from app.observability import logging as applog
 from app.observability.metrics import QUOTA_GRANTS, QUOTA_SAGA
@@ -195,9 +196,8 @@ def _reserve(db: Connection, user_id: str, task_id: str, amount: int) -> Reserva
     now = utcnow()
     # The saga row goes in before the counters change, so a duplicate (a repeat, or a
     # tombstone) is found before anything in the caller's transaction has been touched.
-    if balance >= amount and _insert_ignore(
+    if balance >= amount and _insert_saga(
         db,
-        quota_transactions,
         id=new_id(),
         task_id=task_id,
         user_id=user_id,
@@ -285,9 +285,8 @@ def _settle_in(db: Connection, task_id: str, target: Phase) -> Settlement:
             )
             return Settlement(task_id, None, changed=False, amount=0, outcome="missing")
         now = utcnow()
-        if _insert_ignore(
+        if _insert_saga(
             db,
-            quota_transactions,
             id=new_id(),
             task_id=task_id,
             user_id=TOMBSTONE_USER,
@@ -312,11 +311,7 @@ def _settle_in(db: Connection, task_id: str, target: Phase) -> Settlement:
     user_id, amount = str(row.user_id), int(row.amount)
     balance, reserved = _lock_user(db, user_id)
     now = utcnow()
-    moved = db.execute(
-        update(quota_transactions)
-        .where(quota_transactions.c.task_id == task_id, quota_transactions.c.phase == "reserved")
-        .values(phase=target, updated_at=now)
-    ).rowcount
+    moved = db.execute(_SETTLE, {"settled_task": task_id, "target": target, "now": now}).rowcount
     if moved != 1:
         # Another call settled it while this one waited for the user lock.
         current = _saga_row(db, task_id)
@@ -429,37 +424,60 @@ def _unit(conn: Connection | None) -> Iterator[Connection]:
         yield own
 
 
+# Built once: each call then only binds values (the hot path runs these per task).
+_LOCK_USER = (
+    select(users.c.quota_balance, users.c.quota_reserved)
+    .where(users.c.id == bindparam("user_id"))
+    .with_for_update()
+)
+_SAGA_ROW = select(
+    quota_transactions.c.user_id, quota_transactions.c.amount, quota_transactions.c.phase
+).where(quota_transactions.c.task_id == bindparam("task_id"))
+_SET_COUNTERS = (
+    update(users)
+    .where(users.c.id == bindparam("user_id"))
+    .values(
+        quota_balance=bindparam("balance"),
+        quota_reserved=bindparam("reserved"),
+        updated_at=bindparam("now", type_=UtcDateTime()),
+    )
+)
+_SETTLE = (
+    update(quota_transactions)
+    .where(
+        quota_transactions.c.task_id == bindparam("settled_task"),
+        quota_transactions.c.phase == "reserved",
+    )
+    .values(phase=bindparam("target"), updated_at=bindparam("now", type_=UtcDateTime()))
+)
+_APPEND = insert(quota_ledger)
+_SAGA_INSERT_IGNORE = {
+    "sqlite": insert(quota_transactions).prefix_with("OR IGNORE"),
+    "mysql": insert(quota_transactions).prefix_with("IGNORE"),
+}
+
+
 def _lock_user(db: Connection, user_id: str) -> tuple[int, int]:
-    row = db.execute(
-        select(users.c.quota_balance, users.c.quota_reserved)
-        .where(users.c.id == user_id)
-        .with_for_update()
-    ).first()
+    row = db.execute(_LOCK_USER, {"user_id": user_id}).first()
     if row is None:
         raise AppError(ErrorCode.NOT_FOUND, "User not found.")
     return int(row.quota_balance), int(row.quota_reserved)
 
 
 def _saga_row(db: Connection, task_id: str) -> Row[Any] | None:
-    return db.execute(
-        select(
-            quota_transactions.c.user_id, quota_transactions.c.amount, quota_transactions.c.phase
-        ).where(quota_transactions.c.task_id == task_id)
-    ).first()
+    return db.execute(_SAGA_ROW, {"task_id": task_id}).first()
 
 
-def _insert_ignore(db: Connection, table: Table, **values: Any) -> bool:
-    """Insert unless a unique key is taken; True when the row went in. Waits for a
+def _insert_saga(db: Connection, **values: Any) -> bool:
+    """Insert the saga row unless the task has one; True when it went in. Waits for a
     conflicting insert of another open transaction to commit or roll back first."""
-    prefix = "OR IGNORE" if db.dialect.name == "sqlite" else "IGNORE"
-    return db.execute(insert(table).prefix_with(prefix).values(**values)).rowcount == 1
+    statement = _SAGA_INSERT_IGNORE["sqlite" if db.dialect.name == "sqlite" else "mysql"]
+    return db.execute(statement, values).rowcount == 1
 
 
 def _set_counters(db: Connection, user_id: str, balance: int, reserved: int, now: datetime) -> None:
     db.execute(
-        update(users)
-        .where(users.c.id == user_id)
-        .values(quota_balance=balance, quota_reserved=reserved, updated_at=now)
+        _SET_COUNTERS, {"user_id": user_id, "balance": balance, "reserved": reserved, "now": now}
     )
 
 
@@ -490,7 +508,7 @@ def _append(
         reason=reason,
         created_at=now,
     )
-    db.execute(insert(quota_ledger).values(**asdict(entry)))
+    db.execute(_APPEND, entry.__dict__)  # the columns, without asdict's deep copy
     return entry
 
 
@@ -529,6 +547,7 @@ def _check_grant(amount: int, kind: str, reason: str, ref: str | None) -> None:
 
 _PENDING_KEY = "app.quota.forget"
 _listen_lock = threading.Lock()
+_listening: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def _forget_after_commit(db: Connection, user_id: str) -> None:
@@ -538,9 +557,13 @@ def _forget_after_commit(db: Connection, user_id: str) -> None:
     rollback, when forgetting is merely unnecessary), for our transactions and the caller's.
     """
     db.info.setdefault(_PENDING_KEY, set()).add(user_id)
+    engine = db.engine
+    if engine in _listening:  # event.contains costs more than the rest of this call
+        return
     with _listen_lock:
-        if not event.contains(db.engine, "checkin", _forget_on_checkin):
-            event.listen(db.engine, "checkin", _forget_on_checkin)
+        if not event.contains(engine, "checkin", _forget_on_checkin):
+            event.listen(engine, "checkin", _forget_on_checkin)
+        _listening.add(engine)
 
 
 def _forget_on_checkin(_dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
