@@ -78,6 +78,9 @@ def handle(message: dict[str, Any]) -> None:
         applog.log_fields(log, logging.ERROR, "pipeline message dropped", body=message)
         return
     assert isinstance(task_id, str) and isinstance(position, int) and isinstance(branch, int)
+    # One transaction reads the task and its row and, when there is a call to make, claims
+    # the row: the common path of a message costs one commit before the call.
+    claim: _Claim | float | None = None
     with transaction() as conn:
         task = (
             conn.execute(
@@ -88,33 +91,62 @@ def handle(message: dict[str, Any]) -> None:
             .mappings()
             .first()
         )
-        row = _step_row(conn, task_id, position, branch) if task is not None else None
-    if task is None or row is None or task["status"] in lifecycle.TERMINAL:
-        return
+        if task is None or task["status"] in lifecycle.TERMINAL:
+            return
+        steps = parse_steps(task["steps"])
+        if not 0 <= position < len(steps):
+            return
+        row = _step_row(conn, task_id, position, branch, lock=True)
+        if row is None:
+            return
+        work = _work_of(steps[position], task["input"], branch)
+        if work is not None and row["status"] not in STEP_TERMINAL:
+            claim = _claim(conn, row, work[0])
     if task["status"] == "queued":
         lifecycle.mark_running(task_id)
-    steps = parse_steps(task["steps"])
-    if kind == "step":
-        _run_step(task, steps, position, row)
+    if row["status"] in STEP_TERMINAL:
+        if branch < 0:
+            _after_step(task_id, steps, position)
+        else:  # the JOIN or the next dispatch may still be due
+            _advance_fork(task_id, steps, position)
+    elif work is None:
+        if isinstance(steps[position], ForkStep) and branch < 0:
+            _start_fork(task_id, steps, position)
+    elif isinstance(claim, float):  # no free host slot: try again shortly
+        _publish_again(task_id, position, branch, claim)
+    elif claim is not None:
+        _run(task, steps, position, row, work, claim)
+
+
+def _publish_again(task_id: str, position: int, branch: int, delay_s: float) -> None:
+    if branch < 0:
+        publish_step(task_id, position, delay_s)
     else:
-        _run_branch(task, steps, position, row)
+        publish_branch(task_id, position, branch, delay_s)
+
+
+def _work_of(step: Any, task_input: Any, branch: int) -> tuple[HttpCall | SimCall, Any] | None:
+    """The call a message asks for and its `input`; None for a fork's own row."""
+    if isinstance(step, ForkStep):
+        if branch < 0 or branch >= len(step.items(task_input)):
+            return None
+        item = task_input if step.branches is not None else step.items(task_input)[branch]
+        return step.branch_step(branch), item
+    return (step, task_input) if branch < 0 else None
 
 
 # -- rows ----------------------------------------------------------------------------------
 
 
-def _step_row(conn: Connection, task_id: str, position: int, branch: int = -1) -> Row | None:
-    return (
-        conn.execute(
-            select(task_steps).where(
-                task_steps.c.task_id == task_id,
-                task_steps.c.position == position,
-                task_steps.c.branch == branch,
-            )
-        )
-        .mappings()
-        .first()
+def _step_row(
+    conn: Connection, task_id: str, position: int, branch: int = -1, *, lock: bool = False
+) -> Row | None:
+    query = select(task_steps).where(
+        task_steps.c.task_id == task_id,
+        task_steps.c.position == position,
+        task_steps.c.branch == branch,
     )
+    return conn.execute(query.with_for_update() if lock else query).mappings().first()
 
 
 def _lease_s(step: HttpCall | SimCall) -> float:
@@ -126,25 +158,36 @@ def _lease_s(step: HttpCall | SimCall) -> float:
 @dataclass(frozen=True)
 class _Claim:
     lease: datetime
+    lease_s: float
     attempts: int  # calls made so far, the one about to be made included when `counted`
     counted: bool
     previous: Any  # the previous step's output, the `previous` of the call
+    slot: str | None  # the host slot held for the counted call
 
 
-def _claim(row: Row, lease_s: float, limit: int) -> _Claim | None:
-    """Take the row for running (pending, or running with no live lease) and count the
-    call about to be made, unless `limit` calls were made already; None when not ours."""
+def _claim(conn: Connection, row: Row, step: HttpCall | SimCall) -> _Claim | float | None:
+    """Take the (locked) row for running when it is pending, or running with no live
+    lease, and count the call about to be made unless the step's calls are used up. An
+    `http` call takes its host slot first: with none free nothing changes and the answer
+    is the delay to re-queue with. None when the row is not ours."""
+    from app.pipeline import calls, slots
+
     now = utcnow()
+    free = row["lease_until"] is None or row["lease_until"] < now
+    if not (row["status"] == "pending" or (row["status"] == "running" and free)):
+        return None
+    # A sim step has no upstream to spare: one whose worker died simply runs again.
+    limit = 1 + step.retries if isinstance(step, HttpCall) else 1_000_000
+    counted = row["attempts"] < limit
+    slot = None
+    if counted and isinstance(step, HttpCall):
+        slot = calls.take_slot(step)
+        if slot is None:
+            return calls.slot_retry_delay()
+    lease_s = _lease_s(step)
     lease = now + timedelta(seconds=lease_s)
     c = task_steps.c
-    with transaction() as conn:
-        current = conn.execute(
-            select(c.status, c.lease_until, c.attempts).where(c.id == row["id"]).with_for_update()
-        ).one()
-        free = current.lease_until is None or current.lease_until < now
-        if not (current.status == "pending" or (current.status == "running" and free)):
-            return None
-        counted = current.attempts < limit
+    try:
         conn.execute(
             update(task_steps)
             .where(c.id == row["id"])
@@ -161,7 +204,12 @@ def _claim(row: Row, lease_s: float, limit: int) -> _Claim | None:
         if row["position"] > 0:
             before = _step_row(conn, row["task_id"], row["position"] - 1)
             previous = before["output"] if before is not None else None
-    return _Claim(lease, current.attempts + (1 if counted else 0), counted, previous)
+    except BaseException:
+        if slot is not None and isinstance(step, HttpCall):
+            slots.release(step.host_key, slot)
+        raise
+    attempts = row["attempts"] + (1 if counted else 0)
+    return _Claim(lease, lease_s, attempts, counted, previous, slot)
 
 
 class _Attempts:
@@ -193,33 +241,20 @@ class _Attempts:
         return and_(c.id == self.row_id, c.status == "running", c.lease_until == self.lease)
 
 
-def _execute(
-    task: Row, row: Row, step: HttpCall | SimCall, step_id: str, item: Any
-) -> tuple[Any, _Attempts | None] | None:
-    """Claim the row and make the call: (outcome, attempts), or None when not ours to run.
-    An `http` call takes its host slot before the claim; with none free the row is left
-    as it is and the outcome is Requeue."""
-    from app.pipeline import calls, slots
+def _run(
+    task: Row,
+    steps: list[Any],
+    position: int,
+    row: Row,
+    work: tuple[HttpCall | SimCall, Any],
+    claim: _Claim,
+) -> None:
+    """Make the claimed call, then settle the row (a branch settles under its fork's lock
+    and moves the window) or park it for a re-queued message."""
+    from app.pipeline import calls
 
-    token = None
-    if isinstance(step, HttpCall):
-        token = calls.take_slot(step)
-        if token is None:
-            return calls.Requeue(calls.slot_retry_delay()), None
-    lease_s = _lease_s(step)
-    # A sim step has no upstream to spare: one whose worker died simply runs again.
-    limit = 1 + step.retries if isinstance(step, HttpCall) else 1_000_000
-    try:
-        claim = _claim(row, lease_s, limit)
-    except BaseException:
-        if token is not None:
-            slots.release(step.host_key, token)  # type: ignore[union-attr]
-        raise
-    if token is not None and (claim is None or not claim.counted):
-        slots.release(step.host_key, token)  # type: ignore[union-attr]
-        token = None
-    if claim is None:
-        return None
+    step, item = work
+    step_id = steps[position].id
     branch = row["branch"] if row["branch"] >= 0 else None
     payload = {
         "task_id": task["id"],
@@ -229,18 +264,34 @@ def _execute(
         "previous": claim.previous,
     }
     key = f"{task['id']}:{step_id}:{'-' if branch is None else branch}"
-    attempts = _Attempts(row["id"], claim.lease, lease_s)
+    attempts = _Attempts(row["id"], claim.lease, claim.lease_s)
     if isinstance(step, HttpCall):
-        outcome = calls.run_http(step, payload, key, claim.attempts, attempts, token)
+        outcome = calls.run_http(step, payload, key, claim.attempts, attempts, claim.slot)
     else:
         outcome = calls.run_sim(step, payload)
-    return outcome, attempts
-
-
-def _park(attempts: _Attempts | None) -> None:
-    """Give the row back for the re-queued message: pending if it was never called."""
-    if attempts is None:  # never claimed
+    if isinstance(outcome, calls.Requeue):
+        _park(attempts)
+        _publish_again(task["id"], position, row["branch"], outcome.delay_s)
+    elif isinstance(outcome, calls.Abandoned):
         return
+    elif branch is not None:
+        _advance_fork(task["id"], steps, position, (attempts, outcome, branch))
+    else:
+        now = utcnow()
+        with transaction() as conn:
+            moved = conn.execute(
+                update(task_steps)
+                .where(attempts.owned())
+                .values(
+                    **_settled_values(outcome), lease_until=None, finished_at=now, updated_at=now
+                )
+            ).rowcount
+        if moved:
+            _after_step(task["id"], steps, position)
+
+
+def _park(attempts: _Attempts) -> None:
+    """Give the row back for the re-queued message: pending if it was never called."""
     now = utcnow()
     c = task_steps.c
     with transaction() as conn:
@@ -266,37 +317,6 @@ def _settled_values(outcome: Any) -> dict[str, Any]:
 # -- plain steps ---------------------------------------------------------------------------
 
 
-def _run_step(task: Row, steps: list[Any], position: int, row: Row) -> None:
-    from app.pipeline.calls import Failed, Requeue, Succeeded
-
-    step = steps[position]
-    if row["status"] in STEP_TERMINAL:
-        _after_step(task["id"], steps, position)
-        return
-    if isinstance(step, ForkStep):
-        _start_fork(task, steps, position)
-        return
-    result = _execute(task, row, step, step.id, task["input"])
-    if result is None:
-        return
-    outcome, attempts = result
-    if isinstance(outcome, Requeue):
-        _park(attempts)
-        publish_step(task["id"], position, outcome.delay_s)
-    elif isinstance(outcome, Succeeded | Failed) and attempts is not None:
-        now = utcnow()
-        with transaction() as conn:
-            moved = conn.execute(
-                update(task_steps)
-                .where(attempts.owned())
-                .values(
-                    **_settled_values(outcome), lease_until=None, finished_at=now, updated_at=now
-                )
-            ).rowcount
-        if moved:
-            _after_step(task["id"], steps, position)
-
-
 def _after_step(task_id: str, steps: list[Any], position: int) -> None:
     """What follows a settled step: the next step, or the end of the task."""
     with transaction() as conn:
@@ -317,120 +337,211 @@ def _after_step(task_id: str, steps: list[Any], position: int) -> None:
 # -- forks ---------------------------------------------------------------------------------
 
 
-def _start_fork(task: Row, steps: list[Any], position: int) -> None:
-    now = utcnow()
+def _start_fork(task_id: str, steps: list[Any], position: int) -> None:
+    """pending -> running, fixing the window's width in the fork row (its `attempts`
+    column), and dispatching the first branches. A repeat finds the fork running and
+    only heals (see `_heal_fork`)."""
     c = task_steps.c
-    with transaction() as conn:
-        conn.execute(
-            update(task_steps)
-            .where(
-                c.task_id == task["id"],
-                c.position == position,
-                c.branch == -1,
-                c.status == "pending",
+
+    def start() -> list[int] | None:
+        now = utcnow()
+        width = get_settings().pipeline_max_concurrency
+        with transaction() as conn:
+            moved = conn.execute(
+                update(task_steps)
+                .where(
+                    c.task_id == task_id,
+                    c.position == position,
+                    c.branch == -1,
+                    c.status == "pending",
+                )
+                .values(
+                    status="running",
+                    attempts=width,
+                    started_at=now,
+                    heartbeat_at=now,
+                    updated_at=now,
+                )
+            ).rowcount
+            if not moved:
+                return None
+            first = (
+                conn.execute(
+                    select(c.branch)
+                    .where(c.task_id == task_id, c.position == position, c.branch >= 0)
+                    .order_by(c.branch)
+                    .limit(width)
+                )
+                .scalars()
+                .all()
             )
-            .values(status="running", started_at=now, heartbeat_at=now, updated_at=now)
+            if first:
+                _dispatch(conn, task_id, position, list(first), now)
+        return list(first)
+
+    started = lifecycle.retry_conflicts(start)
+    if started is None:
+        _advance_fork(task_id, steps, position)
+        return
+    for index in started:
+        publish_branch(task_id, position, index)
+    if not started:  # a fork over no items: JOIN at once
+        _advance_fork(task_id, steps, position)
+
+
+def _dispatch(conn: Connection, task_id: str, position: int, branches: list[int], now: Any) -> None:
+    c = task_steps.c
+    conn.execute(
+        update(task_steps)
+        .where(
+            c.task_id == task_id,
+            c.position == position,
+            c.branch.in_(branches),
+            c.dispatched_at.is_(None),
         )
-    _advance_fork(task["id"], steps, position)
+        .values(dispatched_at=now, updated_at=now)
+    )
 
 
 def _advance_fork(
     task_id: str,
     steps: list[Any],
     position: int,
-    settle: tuple[_Attempts, Any] | None = None,
+    settle: tuple[_Attempts, Any, int] | None = None,
 ) -> None:
-    """Under the fork row's lock: record a branch's result (when given), then JOIN if every
-    branch settled, else fill the window. Publishes after the commit."""
-    fork: ForkStep = steps[position]
-    cap = get_settings().pipeline_max_concurrency
-    c = task_steps.c
-    to_dispatch: list[int] = []
-    joined = False
-    fork_terminal = False
-    with transaction() as conn:
-        fork_row = (
-            conn.execute(
-                select(c.id, c.status)
-                .where(c.task_id == task_id, c.position == position, c.branch == -1)
-                .with_for_update()
-            )
-            .mappings()
-            .first()
-        )
-        if fork_row is None:
-            return
-        now = utcnow()
-        if settle is not None:
-            attempts, outcome = settle
-            moved = conn.execute(
-                update(task_steps)
-                .where(attempts.owned())
-                .values(
-                    **_settled_values(outcome), lease_until=None, finished_at=now, updated_at=now
-                )
-            ).rowcount
-            if not moved:  # cancelled or taken over meanwhile: the result is discarded
-                return
-        if fork_row["status"] != "running":
-            fork_terminal = fork_row["status"] in STEP_TERMINAL
-        else:
-            branches = (
-                conn.execute(
-                    select(c.id, c.branch, c.status, c.dispatched_at)
-                    .where(c.task_id == task_id, c.position == position, c.branch >= 0)
-                    .order_by(c.branch)
-                )
-                .mappings()
-                .all()
-            )
-            if all(b["status"] in STEP_TERMINAL for b in branches):
-                # Results are read only here, once: the window never needs them.
-                branches = (
-                    conn.execute(
-                        select(c.branch, c.status, c.output, c.error)
-                        .where(c.task_id == task_id, c.position == position, c.branch >= 0)
-                        .order_by(c.branch)
-                    )
-                    .mappings()
-                    .all()
-                )
-                conn.execute(
-                    update(task_steps)
-                    .where(c.id == fork_row["id"], c.status == "running")
-                    .values(**_join(fork, branches), finished_at=now, updated_at=now)
-                )
-                joined = True
-            else:
-                in_window = sum(
-                    1
-                    for b in branches
-                    if b["dispatched_at"] is not None and b["status"] not in STEP_TERMINAL
-                )
-                waiting = [
-                    b for b in branches if b["status"] == "pending" and b["dispatched_at"] is None
-                ]
-                chosen = waiting[: max(cap - in_window, 0)]
-                if chosen:
-                    conn.execute(
-                        update(task_steps)
-                        .where(c.id.in_([b["id"] for b in chosen]), c.dispatched_at.is_(None))
-                        .values(dispatched_at=now, updated_at=now)
-                    )
-                to_dispatch = [b["branch"] for b in chosen]
-                if settle is None:
-                    # A redelivery or a fresh start: the messages of branches dispatched
-                    # earlier may have been lost with the worker that was to send them.
-                    # Sending them again is harmless, claiming is conditional.
-                    to_dispatch += [
-                        b["branch"]
-                        for b in branches
-                        if b["status"] == "pending" and b["dispatched_at"] is not None
-                    ]
+    """Record a settled branch and dispatch its successor, JOINing when it was the last;
+    without `settle`, heal the fork (see `_heal_fork`). Publishes after the commit."""
+    done: tuple[list[int], bool] | None
+    if settle is None:
+        done = lifecycle.retry_conflicts(lambda: _heal_fork(task_id, steps, position))
+    else:
+        done = lifecycle.retry_conflicts(lambda: _settle_branch(task_id, steps, position, settle))
+    if done is None:
+        return
+    to_dispatch, carry_on = done
     for index in to_dispatch:
         publish_branch(task_id, position, index)
-    if joined or fork_terminal:
+    if carry_on:
         _after_step(task_id, steps, position)
+
+
+def _settle_branch(
+    task_id: str, steps: list[Any], position: int, settle: tuple[_Attempts, Any, int]
+) -> tuple[list[int], bool] | None:
+    """The sliding window without a shared lock: branch i, settling, dispatches branch
+    i + width (the width the fork started with), so each branch has exactly one
+    dispatcher and at most `width` are ever dispatched and unsettled. Only a branch with
+    no successor takes the fork row's lock, to see whether it is the last: that settle
+    makes the JOIN. None when the result was not ours to record."""
+    attempts, outcome, branch = settle
+    c = task_steps.c
+    with transaction() as conn:
+        now = utcnow()
+        moved = conn.execute(
+            update(task_steps)
+            .where(attempts.owned())
+            .values(**_settled_values(outcome), lease_until=None, finished_at=now, updated_at=now)
+        ).rowcount
+        if not moved:  # cancelled or taken over meanwhile: the result is discarded
+            return None
+        width = conn.execute(
+            select(c.attempts).where(c.task_id == task_id, c.position == position, c.branch == -1)
+        ).scalar_one()
+        successor = branch + max(int(width), 1)
+        dispatched = conn.execute(
+            update(task_steps)
+            .where(
+                c.task_id == task_id,
+                c.position == position,
+                c.branch == successor,
+                c.dispatched_at.is_(None),
+            )
+            .values(dispatched_at=now, updated_at=now)
+        ).rowcount
+        if dispatched:
+            return [successor], False
+        joined = _join_if_done(conn, steps[position], task_id, position, now)
+    return [], joined
+
+
+def _join_if_done(conn: Connection, fork: ForkStep, task_id: str, position: int, now: Any) -> bool:
+    """Under the fork row's lock: when no branch is left unsettled, write the JOIN (the
+    fork row running -> succeeded/failed). True when this call made it."""
+    c = task_steps.c
+    fork_row = conn.execute(
+        select(c.id, c.status)
+        .where(c.task_id == task_id, c.position == position, c.branch == -1)
+        .with_for_update()
+    ).first()
+    if fork_row is None or fork_row.status != "running":
+        return False
+    unsettled = conn.execute(
+        select(c.branch)
+        .where(
+            c.task_id == task_id,
+            c.position == position,
+            c.branch >= 0,
+            c.status.in_(("pending", "running")),
+        )
+        .limit(1)
+    ).first()
+    if unsettled is not None:
+        return False
+    branches = (
+        conn.execute(
+            select(c.branch, c.status, c.output, c.error)
+            .where(c.task_id == task_id, c.position == position, c.branch >= 0)
+            .order_by(c.branch)
+        )
+        .mappings()
+        .all()
+    )
+    return bool(
+        conn.execute(
+            update(task_steps)
+            .where(c.id == fork_row.id, c.status == "running")
+            .values(**_join(fork, branches), finished_at=now, updated_at=now)
+        ).rowcount
+    )
+
+
+def _heal_fork(task_id: str, steps: list[Any], position: int) -> tuple[list[int], bool]:
+    """For a redelivered or re-published message: whatever a worker that died after its
+    commit left undone. Successors of settled branches that were never dispatched are
+    dispatched; dispatched branches never claimed are published again (their message may
+    be lost; claiming is conditional, so a duplicate is harmless); the JOIN is made if
+    due; and what follows an ended fork is carried on."""
+    c = task_steps.c
+    with transaction() as conn:
+        now = utcnow()
+        fork_row = conn.execute(
+            select(c.status, c.attempts)
+            .where(c.task_id == task_id, c.position == position, c.branch == -1)
+            .with_for_update()
+        ).first()
+        if fork_row is None:
+            return [], False
+        if fork_row.status != "running":
+            return [], fork_row.status in STEP_TERMINAL
+        width = max(int(fork_row.attempts), 1)
+        rows = conn.execute(
+            select(c.branch, c.status, c.dispatched_at)
+            .where(c.task_id == task_id, c.position == position, c.branch >= 0)
+            .order_by(c.branch)
+        ).all()
+        by_index = {r.branch: r for r in rows}
+        owed = [
+            r.branch + width if r.branch + width in by_index else None
+            for r in rows
+            if r.status in STEP_TERMINAL
+        ]
+        owed += [r.branch for r in rows if r.branch < width]
+        missing = sorted({b for b in owed if b is not None and by_index[b].dispatched_at is None})
+        if missing:
+            _dispatch(conn, task_id, position, missing, now)
+        resend = [r.branch for r in rows if r.status == "pending" and r.dispatched_at is not None]
+        joined = _join_if_done(conn, steps[position], task_id, position, now)
+    return sorted(set(missing) | set(resend)), joined
 
 
 def _join(fork: ForkStep, branches: Sequence[Row]) -> dict[str, Any]:
@@ -449,28 +560,6 @@ def _join(fork: ForkStep, branches: Sequence[Row]) -> dict[str, Any]:
         return {"status": "succeeded", "output": results, "error": None}
     error = step_failed(f"{succeeded} of {len(branches)} branches succeeded, {needed} needed")
     return {"status": "failed", "output": results, "error": error}
-
-
-def _run_branch(task: Row, steps: list[Any], position: int, row: Row) -> None:
-    from app.pipeline.calls import Failed, Requeue, Succeeded
-
-    fork = steps[position]
-    if not isinstance(fork, ForkStep):
-        return
-    branch = row["branch"]
-    if row["status"] in STEP_TERMINAL:
-        _advance_fork(task["id"], steps, position)  # the join or the next dispatch may be due
-        return
-    item = task["input"] if fork.branches is not None else fork.items(task["input"])[branch]
-    result = _execute(task, row, fork.branch_step(branch), fork.id, item)
-    if result is None:
-        return
-    outcome, attempts = result
-    if isinstance(outcome, Requeue):
-        _park(attempts)
-        publish_branch(task["id"], position, branch, outcome.delay_s)
-    elif isinstance(outcome, Succeeded | Failed) and attempts is not None:
-        _advance_fork(task["id"], steps, position, (attempts, outcome))
 
 
 # -- recovery ------------------------------------------------------------------------------
