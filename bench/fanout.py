@@ -6,8 +6,10 @@ that answers in 50 ms, against the ideal ceil(100/5) x 50 ms = 1.0 s.
 Runs in-process through the local queue broker (app.queue.local) with the pipeline-worker
 function subscribed as the local cloud does it, on its own MariaDB database at
 BENCH_DATABASE_SERVER (default mysql+pymysql://root@127.0.0.1:3306, created, migrated and
-dropped) and Redis at BENCH_REDIS_URL (default in-process). The upstream is a threaded HTTP
-server on 127.0.0.1 that records how many calls were in flight.
+dropped) and Redis at BENCH_REDIS_URL (default in-process). The upstream is the tests' fake
+(a threaded HTTP server on 127.0.0.1 that records how many calls were in flight), run in a
+child process as an outside host would be, so it does not share this process's GIL with
+the workers.
 
 Two spans per round: the fork's own (its row's started_at to finished_at, i.e. first
 dispatch to JOIN) and the whole task (POST /tasks handler call to the queue going idle).
@@ -26,7 +28,6 @@ import time
 
 SERVER = os.environ.get("BENCH_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
 DB_NAME = f"bench_fanout_{secrets.token_hex(4)}"
-CAP = 5
 UPSTREAM_S = 0.05
 os.environ.update(
     {
@@ -36,10 +37,12 @@ os.environ.update(
         "DB_POOL_MIN": "0",
         "DB_POOL_MAX": "24",
         "LOG_LEVEL": "WARNING",
-        "PIPELINE_MAX_CONCURRENCY": str(CAP),
         "JWT_SECRET": secrets.token_urlsafe(64),
     }
 )
+
+import multiprocessing  # noqa: E402
+from typing import Any  # noqa: E402
 
 from sqlalchemy import create_engine, select, text  # noqa: E402
 
@@ -50,13 +53,49 @@ from tests.support.pipelines import Worker, new_pipeline, token_for  # noqa: E40
 from tests.support.quota import new_user  # noqa: E402
 
 
+def serve_upstream(conn: Any) -> None:
+    """Child process: the fake upstream, answering /render in 50 ms. Commands on `conn`:
+    "reset" (clears the counts), "peak" (sends the most calls seen in flight), "stop"."""
+    with FakeUpstream() as upstream:
+        upstream.script(
+            "/render", lambda c: Answer(200, {"r": c.body["input"]}, delay_s=UPSTREAM_S)
+        )
+        conn.send(upstream.url("/render"))
+        while True:
+            command = conn.recv()
+            if command == "reset":
+                upstream.reset_counts()
+                conn.send(True)
+            elif command == "peak":
+                conn.send(upstream.max_in_flight)
+            else:
+                return
+
+
+class Upstream:
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=serve_upstream, args=(child,), daemon=True)
+        self.process.start()
+        self.url = str(self.conn.recv())
+
+    def ask(self, command: str) -> Any:
+        self.conn.send(command)
+        return self.conn.recv()
+
+    def stop(self) -> None:
+        self.conn.send("stop")
+        self.process.join(10)
+
+
 def one_round(
-    worker: Worker, upstream: FakeUpstream, pipeline: str, token: str, n: int
+    worker: Worker, upstream: Upstream, pipeline: str, token: str, n: int
 ) -> tuple[float, float, int]:
     from app.db import transaction
     from app.db.tables import task_steps
 
-    upstream.reset_counts()
+    upstream.ask("reset")
     body = {"pipeline_id": pipeline, "input": {"prompts": [f"p{i}" for i in range(n)]}}
     started = time.perf_counter()
     reply = call(handler("tasks-create"), "POST", "/tasks", body=body, token=token)
@@ -71,14 +110,16 @@ def one_round(
             )
         ).one()
     assert fork.status == "succeeded", fork
-    return (fork.finished_at - fork.started_at).total_seconds(), total, upstream.max_in_flight
+    return (fork.finished_at - fork.started_at).total_seconds(), total, upstream.ask("peak")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--branches", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cap", type=int, default=5)
     args = parser.parse_args()
+    os.environ["PIPELINE_MAX_CONCURRENCY"] = str(args.cap)
 
     server = create_engine(SERVER.rstrip("/") + "/", isolation_level="AUTOCOMMIT")
     with server.connect() as conn:
@@ -87,17 +128,15 @@ def main() -> int:
         from app.db import get_engine, migrate
 
         migrate.upgrade(get_engine())
-        with FakeUpstream() as upstream:
-            upstream.script(
-                "/render", lambda c: Answer(200, {"r": c.body["input"]}, delay_s=UPSTREAM_S)
-            )
+        upstream = Upstream()
+        try:
             pipeline = new_pipeline(
                 [
                     {
                         "id": "render",
                         "type": "fork",
                         "for_each": "input.prompts",
-                        "step": {"type": "http", "url": upstream.url("/render")},
+                        "step": {"type": "http", "url": upstream.url},
                     }
                 ],
                 cost=1,
@@ -112,6 +151,8 @@ def main() -> int:
                 ]
             finally:
                 worker.stop()
+        finally:
+            upstream.stop()
     finally:
         from app.db import get_engine
 
@@ -120,21 +161,17 @@ def main() -> int:
             conn.execute(text(f"DROP DATABASE IF EXISTS `{DB_NAME}`"))
         server.dispose()
 
-    ideal = math.ceil(args.branches / CAP) * UPSTREAM_S
+    ideal = math.ceil(args.branches / args.cap) * UPSTREAM_S
     fork_span = statistics.median(r[0] for r in rounds)
     task_span = statistics.median(r[1] for r in rounds)
     peak = max(r[2] for r in rounds)
     print(
-        f"{args.branches} branches, cap {CAP}, upstream {UPSTREAM_S * 1000:.0f} ms, "
+        f"{args.branches} branches, cap {args.cap}, upstream {UPSTREAM_S * 1000:.0f} ms, "
         f"median of {len(rounds)} rounds; peak in flight {peak}"
     )
     print(f"{'span':<28}{'seconds':>10}{'ideal':>10}{'ratio':>10}")
-    print(
-        f"{'fork (dispatch to JOIN)':<28}{fork_span:>10.3f}{ideal:>10.3f}{fork_span / ideal:>9.3f}x"
-    )
-    print(
-        f"{'task (POST to queue idle)':<28}{task_span:>10.3f}{ideal:>10.3f}{task_span / ideal:>9.3f}x"
-    )
+    for label, span in (("fork (dispatch to JOIN)", fork_span), ("task (POST to idle)", task_span)):
+        print(f"{label:<28}{span:>10.3f}{ideal:>10.3f}{span / ideal:>9.3f}x")
     return 0
 
 

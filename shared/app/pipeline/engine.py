@@ -8,11 +8,14 @@ re-published by the sweeper, never does a thing twice:
 - a step or branch runs only after claiming its row (pending, or running with no live
   lease); the lease value it set is its fencing token, so a worker whose row was taken
   over or cancelled meanwhile discards what it got;
-- a fork dispatches min(N, PIPELINE_MAX_CONCURRENCY) branches; each branch that settles
-  dispatches the next ones, in the same transaction that records its result, under the
-  fork row's lock (a sliding window across function instances);
-- the JOIN is the UPDATE that moves the fork row from running to succeeded/failed, made by
-  the settle that finds every branch settled: exactly once;
+- a fork fixes its window's width W = PIPELINE_MAX_CONCURRENCY when it starts (kept in
+  the fork row's `attempts` column) and dispatches branches 0..W-1; branch i, in the
+  transaction that records its result, dispatches branch i + W. Each branch has exactly
+  one dispatcher, so at most W are ever dispatched and unsettled, with no lock shared by
+  the window (a sliding window across function instances: the seed's p-limit);
+- the JOIN is the UPDATE that moves the fork row from running to succeeded/failed. Only a
+  settle with no successor takes the fork row's lock and looks for unsettled branches;
+  the one that finds none makes the JOIN: exactly once;
 - a message for work that already ended re-does only what follows it (publishing the next
   step, finishing the task), which is how a worker that died after its commit is healed.
 
@@ -23,6 +26,8 @@ leaves a row with no progress, which the saga sweeper finds and publishes again.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -56,8 +61,19 @@ def publish_step(task_id: str, position: int, delay_s: float = 0) -> None:
     queue.publish(get_settings().pipeline_queue, message, delay_s=delay_s)
 
 
-def publish_branch(task_id: str, position: int, branch: int, delay_s: float = 0) -> None:
-    message = {"kind": "branch", "task_id": task_id, "step": position, "branch": branch}
+def publish_branch(
+    task_id: str, position: int, branch: int, delay_s: float = 0, width: int | None = None
+) -> None:
+    """`width`, the fork's window width when the sender knows it, saves the receiver a
+    read; without it the fork row is asked."""
+    message: dict[str, Any] = {
+        "kind": "branch",
+        "task_id": task_id,
+        "step": position,
+        "branch": branch,
+    }
+    if width is not None:
+        message["width"] = width
     queue.publish(get_settings().pipeline_queue, message, delay_s=delay_s)
 
 
@@ -78,51 +94,102 @@ def handle(message: dict[str, Any]) -> None:
         applog.log_fields(log, logging.ERROR, "pipeline message dropped", body=message)
         return
     assert isinstance(task_id, str) and isinstance(position, int) and isinstance(branch, int)
-    # One transaction reads the task and its row and, when there is a call to make, claims
-    # the row: the common path of a message costs one commit before the call.
+    width = message.get("width")
+    width = width if isinstance(width, int) and width > 0 else None
+    # One transaction reads the row and, when there is a call to make, claims it: the
+    # common path of a message costs one commit before the call. A branch message reads
+    # the task's plan from this instance's memory when it can: it never changes, and a
+    # cancelled task's rows are cancelled too, which the claim sees.
     claim: _Claim | float | None = None
+    status: str | None = None
     with transaction() as conn:
-        task = (
-            conn.execute(
-                select(tasks.c.id, tasks.c.status, tasks.c.input, tasks.c.steps).where(
-                    tasks.c.id == task_id
+        plan = _plans.get(task_id) if kind == "branch" else None
+        if plan is None:
+            task = (
+                conn.execute(
+                    select(tasks.c.id, tasks.c.status, tasks.c.input, tasks.c.steps).where(
+                        tasks.c.id == task_id
+                    )
                 )
+                .mappings()
+                .first()
             )
-            .mappings()
-            .first()
-        )
-        if task is None or task["status"] in lifecycle.TERMINAL:
+            if task is None or task["status"] in lifecycle.TERMINAL:
+                return
+            status = task["status"]
+            plan = _plans.remember(task_id, task["input"], task["steps"])
+        if not 0 <= position < len(plan.steps):
             return
-        steps = parse_steps(task["steps"])
-        if not 0 <= position < len(steps):
-            return
-        row = _step_row(conn, task_id, position, branch, lock=True)
-        if row is None:
-            return
-        work = _work_of(steps[position], task["input"], branch)
-        if work is not None and row["status"] not in STEP_TERMINAL:
-            claim = _claim(conn, row, work[0])
-    if task["status"] == "queued":
+        work = _work_of(plan.steps[position], plan.input, branch)
+        row = None
+        if work is not None:
+            claim = _claim_pending(conn, task_id, position, branch, work[0])
+        if claim is None:  # not pending: look at the row and decide
+            row = _step_row(conn, task_id, position, branch, lock=True)
+            if row is None:
+                return
+            if work is not None and row["status"] not in STEP_TERMINAL:
+                claim = _claim(conn, row, work[0])
+    if status == "queued":
         lifecycle.mark_running(task_id)
-    if row["status"] in STEP_TERMINAL:
+    steps = plan.steps
+    if isinstance(claim, _Claim):
+        assert work is not None
+        _run(task_id, steps, position, branch, work, claim, width)
+    elif isinstance(claim, float):  # no free host slot: try again shortly
+        _publish_again(task_id, position, branch, claim, width)
+    elif row is None:
+        return
+    elif row["status"] in STEP_TERMINAL:
         if branch < 0:
             _after_step(task_id, steps, position)
         else:  # the JOIN or the next dispatch may still be due
             _advance_fork(task_id, steps, position)
-    elif work is None:
-        if isinstance(steps[position], ForkStep) and branch < 0:
-            _start_fork(task_id, steps, position)
-    elif isinstance(claim, float):  # no free host slot: try again shortly
-        _publish_again(task_id, position, branch, claim)
-    elif claim is not None:
-        _run(task, steps, position, row, work, claim)
+    elif work is None and isinstance(steps[position], ForkStep) and branch < 0:
+        _start_fork(task_id, steps, position)
 
 
-def _publish_again(task_id: str, position: int, branch: int, delay_s: float) -> None:
+@dataclass(frozen=True)
+class _Plan:
+    input: Any
+    steps: list[Any]
+
+
+class _Plans:
+    """Tasks' input and parsed steps, which never change after creation, kept per
+    instance (least recently used out first)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._items: OrderedDict[str, _Plan] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, task_id: str) -> _Plan | None:
+        with self._lock:
+            plan = self._items.get(task_id)
+            if plan is not None:
+                self._items.move_to_end(task_id)
+            return plan
+
+    def remember(self, task_id: str, task_input: Any, raw_steps: Any) -> _Plan:
+        plan = _Plan(task_input, parse_steps(raw_steps))
+        with self._lock:
+            self._items[task_id] = plan
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return plan
+
+
+_plans = _Plans()
+
+
+def _publish_again(
+    task_id: str, position: int, branch: int, delay_s: float, width: int | None = None
+) -> None:
     if branch < 0:
         publish_step(task_id, position, delay_s)
     else:
-        publish_branch(task_id, position, branch, delay_s)
+        publish_branch(task_id, position, branch, delay_s, width)
 
 
 def _work_of(step: Any, task_input: Any, branch: int) -> tuple[HttpCall | SimCall, Any] | None:
@@ -165,6 +232,64 @@ class _Claim:
     slot: str | None  # the host slot held for the counted call
 
 
+def _claim_pending(
+    conn: Connection, task_id: str, position: int, branch: int, step: HttpCall | SimCall
+) -> _Claim | float | None:
+    """The common case in one statement: a pending row (never called, so no attempts yet)
+    taken for running with its first call counted. An `http` call's host slot is taken
+    first; with none free the answer is the delay to re-queue with. None when the row
+    is not pending (the caller then locks it and decides)."""
+    from app.pipeline import calls, slots
+
+    slot = None
+    if isinstance(step, HttpCall):
+        slot = calls.take_slot(step)
+        if slot is None:
+            return calls.slot_retry_delay()
+    now = utcnow()
+    lease_s = _lease_s(step)
+    lease = now + timedelta(seconds=lease_s)
+    c = task_steps.c
+    try:
+        moved = conn.execute(
+            update(task_steps)
+            .where(
+                c.task_id == task_id,
+                c.position == position,
+                c.branch == branch,
+                c.status == "pending",
+                c.attempts == 0,
+            )
+            .values(
+                status="running",
+                attempts=1,
+                lease_until=lease,
+                started_at=now,
+                heartbeat_at=now,
+                updated_at=now,
+            )
+        ).rowcount
+        previous = _previous_output(conn, task_id, position) if moved else None
+    except BaseException:
+        if slot is not None and isinstance(step, HttpCall):
+            slots.release(step.host_key, slot)
+        raise
+    if not moved:
+        if slot is not None and isinstance(step, HttpCall):
+            slots.release(step.host_key, slot)
+        return None
+    return _Claim(lease, lease_s, 1, True, previous, slot)
+
+
+def _previous_output(conn: Connection, task_id: str, position: int) -> Any:
+    if position == 0:
+        return None
+    c = task_steps.c
+    return conn.execute(
+        select(c.output).where(c.task_id == task_id, c.position == position - 1, c.branch == -1)
+    ).scalar()
+
+
 def _claim(conn: Connection, row: Row, step: HttpCall | SimCall) -> _Claim | float | None:
     """Take the (locked) row for running when it is pending, or running with no live
     lease, and count the call about to be made unless the step's calls are used up. An
@@ -200,10 +325,7 @@ def _claim(conn: Connection, row: Row, step: HttpCall | SimCall) -> _Claim | flo
                 updated_at=now,
             )
         )
-        previous = None
-        if row["position"] > 0:
-            before = _step_row(conn, row["task_id"], row["position"] - 1)
-            previous = before["output"] if before is not None else None
+        previous = _previous_output(conn, row["task_id"], row["position"])
     except BaseException:
         if slot is not None and isinstance(step, HttpCall):
             slots.release(step.host_key, slot)
@@ -215,8 +337,10 @@ def _claim(conn: Connection, row: Row, step: HttpCall | SimCall) -> _Claim | flo
 class _Attempts:
     """Counts each further upstream call in the row, fenced by the lease we hold."""
 
-    def __init__(self, row_id: str, lease: datetime, lease_s: float) -> None:
-        self.row_id = row_id
+    def __init__(
+        self, task_id: str, position: int, branch: int, lease: datetime, lease_s: float
+    ) -> None:
+        self.key = (task_id, position, branch)
         self.lease = lease
         self.lease_s = lease_s
 
@@ -227,7 +351,7 @@ class _Attempts:
         with transaction() as conn:
             moved = conn.execute(
                 update(task_steps)
-                .where(c.id == self.row_id, c.status == "running", c.lease_until == self.lease)
+                .where(self.owned())
                 .values(
                     attempts=c.attempts + 1, lease_until=renewed, heartbeat_at=now, updated_at=now
                 )
@@ -238,16 +362,24 @@ class _Attempts:
 
     def owned(self) -> Any:
         c = task_steps.c
-        return and_(c.id == self.row_id, c.status == "running", c.lease_until == self.lease)
+        task_id, position, branch = self.key
+        return and_(
+            c.task_id == task_id,
+            c.position == position,
+            c.branch == branch,
+            c.status == "running",
+            c.lease_until == self.lease,
+        )
 
 
 def _run(
-    task: Row,
+    task_id: str,
     steps: list[Any],
     position: int,
-    row: Row,
+    row_branch: int,
     work: tuple[HttpCall | SimCall, Any],
     claim: _Claim,
+    width: int | None = None,
 ) -> None:
     """Make the claimed call, then settle the row (a branch settles under its fork's lock
     and moves the window) or park it for a re-queued message."""
@@ -255,27 +387,27 @@ def _run(
 
     step, item = work
     step_id = steps[position].id
-    branch = row["branch"] if row["branch"] >= 0 else None
+    branch = row_branch if row_branch >= 0 else None
     payload = {
-        "task_id": task["id"],
+        "task_id": task_id,
         "step_id": step_id,
         "branch": branch,
         "input": item,
         "previous": claim.previous,
     }
-    key = f"{task['id']}:{step_id}:{'-' if branch is None else branch}"
-    attempts = _Attempts(row["id"], claim.lease, claim.lease_s)
+    key = f"{task_id}:{step_id}:{'-' if branch is None else branch}"
+    attempts = _Attempts(task_id, position, row_branch, claim.lease, claim.lease_s)
     if isinstance(step, HttpCall):
         outcome = calls.run_http(step, payload, key, claim.attempts, attempts, claim.slot)
     else:
         outcome = calls.run_sim(step, payload)
     if isinstance(outcome, calls.Requeue):
         _park(attempts)
-        _publish_again(task["id"], position, row["branch"], outcome.delay_s)
+        _publish_again(task_id, position, row_branch, outcome.delay_s, width)
     elif isinstance(outcome, calls.Abandoned):
         return
     elif branch is not None:
-        _advance_fork(task["id"], steps, position, (attempts, outcome, branch))
+        _advance_fork(task_id, steps, position, (attempts, outcome, branch, width))
     else:
         now = utcnow()
         with transaction() as conn:
@@ -287,7 +419,7 @@ def _run(
                 )
             ).rowcount
         if moved:
-            _after_step(task["id"], steps, position)
+            _after_step(task_id, steps, position)
 
 
 def _park(attempts: _Attempts) -> None:
@@ -384,7 +516,7 @@ def _start_fork(task_id: str, steps: list[Any], position: int) -> None:
         _advance_fork(task_id, steps, position)
         return
     for index in started:
-        publish_branch(task_id, position, index)
+        publish_branch(task_id, position, index, width=get_settings().pipeline_max_concurrency)
     if not started:  # a fork over no items: JOIN at once
         _advance_fork(task_id, steps, position)
 
@@ -407,33 +539,33 @@ def _advance_fork(
     task_id: str,
     steps: list[Any],
     position: int,
-    settle: tuple[_Attempts, Any, int] | None = None,
+    settle: tuple[_Attempts, Any, int, int | None] | None = None,
 ) -> None:
     """Record a settled branch and dispatch its successor, JOINing when it was the last;
     without `settle`, heal the fork (see `_heal_fork`). Publishes after the commit."""
-    done: tuple[list[int], bool] | None
+    done: tuple[list[int], bool, int] | None
     if settle is None:
         done = lifecycle.retry_conflicts(lambda: _heal_fork(task_id, steps, position))
     else:
         done = lifecycle.retry_conflicts(lambda: _settle_branch(task_id, steps, position, settle))
     if done is None:
         return
-    to_dispatch, carry_on = done
+    to_dispatch, carry_on, width = done
     for index in to_dispatch:
-        publish_branch(task_id, position, index)
+        publish_branch(task_id, position, index, width=width)
     if carry_on:
         _after_step(task_id, steps, position)
 
 
 def _settle_branch(
-    task_id: str, steps: list[Any], position: int, settle: tuple[_Attempts, Any, int]
-) -> tuple[list[int], bool] | None:
+    task_id: str, steps: list[Any], position: int, settle: tuple[_Attempts, Any, int, int | None]
+) -> tuple[list[int], bool, int] | None:
     """The sliding window without a shared lock: branch i, settling, dispatches branch
     i + width (the width the fork started with), so each branch has exactly one
     dispatcher and at most `width` are ever dispatched and unsettled. Only a branch with
     no successor takes the fork row's lock, to see whether it is the last: that settle
     makes the JOIN. None when the result was not ours to record."""
-    attempts, outcome, branch = settle
+    attempts, outcome, branch, width = settle
     c = task_steps.c
     with transaction() as conn:
         now = utcnow()
@@ -444,9 +576,12 @@ def _settle_branch(
         ).rowcount
         if not moved:  # cancelled or taken over meanwhile: the result is discarded
             return None
-        width = conn.execute(
-            select(c.attempts).where(c.task_id == task_id, c.position == position, c.branch == -1)
-        ).scalar_one()
+        if width is None:
+            width = conn.execute(
+                select(c.attempts).where(
+                    c.task_id == task_id, c.position == position, c.branch == -1
+                )
+            ).scalar_one()
         successor = branch + max(int(width), 1)
         dispatched = conn.execute(
             update(task_steps)
@@ -459,9 +594,9 @@ def _settle_branch(
             .values(dispatched_at=now, updated_at=now)
         ).rowcount
         if dispatched:
-            return [successor], False
+            return [successor], False, width
         joined = _join_if_done(conn, steps[position], task_id, position, now)
-    return [], joined
+    return [], joined, int(width)
 
 
 def _join_if_done(conn: Connection, fork: ForkStep, task_id: str, position: int, now: Any) -> bool:
@@ -505,7 +640,7 @@ def _join_if_done(conn: Connection, fork: ForkStep, task_id: str, position: int,
     )
 
 
-def _heal_fork(task_id: str, steps: list[Any], position: int) -> tuple[list[int], bool]:
+def _heal_fork(task_id: str, steps: list[Any], position: int) -> tuple[list[int], bool, int]:
     """For a redelivered or re-published message: whatever a worker that died after its
     commit left undone. Successors of settled branches that were never dispatched are
     dispatched; dispatched branches never claimed are published again (their message may
@@ -520,10 +655,10 @@ def _heal_fork(task_id: str, steps: list[Any], position: int) -> tuple[list[int]
             .with_for_update()
         ).first()
         if fork_row is None:
-            return [], False
-        if fork_row.status != "running":
-            return [], fork_row.status in STEP_TERMINAL
+            return [], False, 1
         width = max(int(fork_row.attempts), 1)
+        if fork_row.status != "running":
+            return [], fork_row.status in STEP_TERMINAL, width
         rows = conn.execute(
             select(c.branch, c.status, c.dispatched_at)
             .where(c.task_id == task_id, c.position == position, c.branch >= 0)
@@ -541,7 +676,7 @@ def _heal_fork(task_id: str, steps: list[Any], position: int) -> tuple[list[int]
             _dispatch(conn, task_id, position, missing, now)
         resend = [r.branch for r in rows if r.status == "pending" and r.dispatched_at is not None]
         joined = _join_if_done(conn, steps[position], task_id, position, now)
-    return sorted(set(missing) | set(resend)), joined
+    return sorted(set(missing) | set(resend)), joined, width
 
 
 def _join(fork: ForkStep, branches: Sequence[Row]) -> dict[str, Any]:
