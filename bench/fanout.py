@@ -1,15 +1,19 @@
 """Fan-out makespan: a 100-branch fork at PIPELINE_MAX_CONCURRENCY=5 against an upstream
 that answers in 50 ms, against the ideal ceil(100/5) x 50 ms = 1.0 s.
 
-    PYTHONPATH=shared:. .venv/bin/python bench/fanout.py [--branches 100] [--rounds 3]
+    PYTHONPATH=shared:. .venv/bin/python bench/fanout.py [--branches 100] [--rounds 3] [--cap 5]
 
 Runs in-process through the local queue broker (app.queue.local) with the pipeline-worker
 function subscribed as the local cloud does it, on its own MariaDB database at
 BENCH_DATABASE_SERVER (default mysql+pymysql://root@127.0.0.1:3306, created, migrated and
-dropped) and Redis at BENCH_REDIS_URL (default in-process). The upstream is the tests' fake
-(a threaded HTTP server on 127.0.0.1 that records how many calls were in flight), run in a
-child process as an outside host would be, so it does not share this process's GIL with
-the workers.
+dropped) and Redis at BENCH_REDIS_URL (default redis://127.0.0.1:6379/5, the deployed
+kind; `memory://` measures with fakeredis, whose Lua then runs in this process). The
+upstream is the tests' fake (a threaded HTTP server on 127.0.0.1 that records how many
+calls were in flight), run in a child process as an outside host would be, so it does not
+share this process's GIL with the workers. The workers do share one GIL, unlike SCF
+instances: the five branches of a window finish together and queue for it, so this
+in-process figure is an upper bound of the deployed overhead. `--cap 1` shows the
+per-branch overhead with no such queueing.
 
 Two spans per round: the fork's own (its row's started_at to finished_at, i.e. first
 dispatch to JOIN) and the whole task (POST /tasks handler call to the queue going idle).
@@ -33,7 +37,7 @@ os.environ.update(
     {
         "APP_ENV": "test",
         "DATABASE_URL": f"{SERVER.rstrip('/')}/{DB_NAME}",
-        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "memory://"),
+        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5"),
         "DB_POOL_MIN": "0",
         "DB_POOL_MAX": "24",
         "LOG_LEVEL": "WARNING",
@@ -147,7 +151,7 @@ def main() -> int:
                 one_round(worker, upstream, pipeline, token, 10)  # warm pools and imports
                 rounds = [
                     one_round(worker, upstream, pipeline, token, args.branches)
-                    for _ in range(args.rounds - 1)
+                    for _ in range(args.rounds)
                 ]
             finally:
                 worker.stop()
