@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from app.config import get_settings
-from app.db.pool import MeteredPool, install_checks
+from app.db.pool import MeteredPool, install_checks, install_lazy_reset
 from app.errors import AppError, ErrorCode
 from app.observability import logging as applog
 
@@ -67,10 +67,13 @@ def build_engine(url: str | None = None) -> Engine:
             max_overflow=0,
             pool_timeout=settings.db_pool_acquire_timeout_s,
             pool_use_lifo=True,  # keep the warm connections busy so idle ones can retire
+            pool_reset_on_return=None,  # see pool.install_lazy_reset
             connect_args={"connect_timeout": 5, "charset": "utf8mb4"},
             isolation_level="READ COMMITTED",
         )
     install_checks(engine, settings.db_pool_idle_timeout_s, settings.db_pool_ping_after_idle_s)
+    if not url.startswith("sqlite"):
+        install_lazy_reset(engine)
     return engine
 
 

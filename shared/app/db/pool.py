@@ -14,8 +14,8 @@ import time
 from typing import Any
 
 from sqlalchemy import event, exc
-from sqlalchemy.engine import Engine
-from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, QueuePool
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, PoolResetState, QueuePool
 
 from app.observability import logging as applog
 from app.observability.metrics import (
@@ -117,6 +117,34 @@ def install_checks(engine: Engine, idle_timeout_s: float, ping_after_idle_s: flo
                 raise exc.DisconnectionError("SELECT 1 failed on reuse") from error
             finally:
                 cursor.close()
+
+
+def install_lazy_reset(engine: Engine) -> None:
+    """Roll back on check-in only when a transaction may still be open.
+
+    The pool's default reset sends ROLLBACK after every use, even after a COMMIT: one more
+    round trip per transaction, the most expensive part of a short one. The engine is built
+    with `pool_reset_on_return=None` and this tracks, per connection, whether SQLAlchemy
+    began a transaction it has not ended; anything unknown (raw DBAPI use) is rolled back.
+    """
+
+    def _opened(conn: Connection) -> None:
+        conn.connection.info["txn_open"] = True
+
+    def _closed(conn: Connection) -> None:
+        if not conn.invalidated:  # an invalidated connection is discarded, never reset
+            conn.connection.info["txn_open"] = False
+
+    event.listen(engine, "begin", _opened)
+    event.listen(engine, "commit", _closed)
+    event.listen(engine, "rollback", _closed)
+
+    @event.listens_for(engine, "reset")
+    def _reset(dbapi_conn: Any, record: ConnectionPoolEntry, state: PoolResetState) -> None:
+        if state.terminate_only or record is None:
+            return
+        if record.info.pop("txn_open", True):
+            dbapi_conn.rollback()
 
 
 def warm(engine: Engine, count: int) -> None:
