@@ -259,6 +259,8 @@ def _claim_pending(
                 c.branch == branch,
                 c.status == "pending",
                 c.attempts == 0,
+                # a branch runs only once its fork dispatched it: the window's guarantee
+                (c.branch < 0) | c.dispatched_at.is_not(None),
             )
             .values(
                 status="running",
@@ -300,6 +302,8 @@ def _claim(conn: Connection, row: Row, step: HttpCall | SimCall) -> _Claim | flo
     now = utcnow()
     free = row["lease_until"] is None or row["lease_until"] < now
     if not (row["status"] == "pending" or (row["status"] == "running" and free)):
+        return None
+    if row["branch"] >= 0 and row["dispatched_at"] is None:
         return None
     # A sim step has no upstream to spare: one whose worker died simply runs again.
     limit = 1 + step.retries if isinstance(step, HttpCall) else 1_000_000

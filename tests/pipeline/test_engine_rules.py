@@ -1,0 +1,163 @@
+"""Engine rules seen directly: host slot leases, the window against stray messages,
+cancel in the middle of a fork, and the Retry-After parser."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fakes.upstream import Answer, FakeUpstream
+from tests.support.pipelines import Customer, Worker, new_pipeline
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as fake:
+        yield fake
+
+
+def test_a_slot_whose_holder_died_is_free_again_when_its_lease_ends() -> None:
+    from app.pipeline import slots
+
+    host = "slots.example:80"
+    first = slots.acquire(host, cap=1, lease_s=0.2)
+    assert first is not None
+    assert slots.acquire(host, cap=1, lease_s=0.2) is None
+    assert slots.in_use(host) == 1
+    time.sleep(0.25)  # the holder never released: its lease ran out
+    second = slots.acquire(host, cap=1, lease_s=5)
+    assert second is not None
+    slots.release(host, second)
+    assert slots.in_use(host) == 0
+
+
+def test_concurrent_acquires_never_exceed_the_cap() -> None:
+    from app.pipeline import slots
+
+    host = "race.example:80"
+    won: list[str] = []
+    barrier = threading.Barrier(20)
+
+    def grab() -> None:
+        barrier.wait()
+        token = slots.acquire(host, cap=3, lease_s=5)
+        if token:
+            won.append(token)
+
+    threads = [threading.Thread(target=grab) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) == 3
+    for token in won:
+        slots.release(host, token)
+
+
+def test_a_message_for_a_branch_the_fork_never_dispatched_does_nothing(
+    worker: Worker, upstream: FakeUpstream
+) -> None:
+    from app.queue import publish
+
+    gate = threading.Event()
+    upstream.script("/r", lambda _c: Answer(200, {}) if gate.wait(5) else Answer(500))
+    pipeline = new_pipeline(
+        [
+            {
+                "id": "f",
+                "type": "fork",
+                "for_each": "input.items",
+                "step": {"type": "http", "url": upstream.url("/r")},
+            }
+        ]
+    )
+    user = Customer(quota=1)
+    task_id = user.create(pipeline, {"items": list(range(8))}).json()["id"]
+    while upstream.in_flight < 5:
+        time.sleep(0.01)
+
+    publish("pipeline-tasks", {"kind": "branch", "task_id": task_id, "step": 0, "branch": 7})
+    time.sleep(0.2)
+    assert upstream.max_in_flight == 5
+    gate.set()
+    assert user.wait(task_id)["status"] == "succeeded"
+    assert len(upstream.calls) == 8
+
+
+def test_cancel_in_the_middle_of_a_fork_discards_results_and_dispatches_no_more(
+    worker: Worker, upstream: FakeUpstream
+) -> None:
+    gate = threading.Event()
+    upstream.script("/r", lambda _c: Answer(200, {"late": True}) if gate.wait(5) else Answer(500))
+    pipeline = new_pipeline(
+        [
+            {
+                "id": "f",
+                "type": "fork",
+                "for_each": "input.items",
+                "step": {"type": "http", "url": upstream.url("/r")},
+            }
+        ],
+        cost=2,
+    )
+    user = Customer(quota=2)
+    task_id = user.create(pipeline, {"items": list(range(12))}).json()["id"]
+    while upstream.in_flight < 5:
+        time.sleep(0.01)
+
+    cancelled = user.cancel(task_id).json()
+    gate.set()
+    worker.wait_idle()
+
+    assert cancelled["status"] == "cancelled"
+    task = user.get(task_id).json()
+    assert task["status"] == "cancelled"
+    assert {b["status"] for b in task["steps"][0]["branches"]} == {"cancelled"}
+    assert all(b["output"] is None for b in task["steps"][0]["branches"])
+    assert len(upstream.calls) == 5
+    assert user.quota() == (2, 0)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("3", 3.0),
+        ("0", 0.0),
+        ("-4", 0.0),
+        ("120", 60.0),
+        ("soon", None),
+        (None, None),
+        ("nan", None),
+    ],
+)
+def test_retry_after_is_read_as_seconds_and_capped(
+    header: str | None, expected: float | None
+) -> None:
+    from app.pipeline.calls import retry_after_s
+
+    assert retry_after_s(header) == expected
+
+
+def test_retry_after_as_an_http_date() -> None:
+    from email.utils import formatdate
+
+    from app.pipeline.calls import retry_after_s
+
+    seconds = retry_after_s(formatdate(time.time() + 10, usegmt=True))
+    assert seconds is not None and 8 <= seconds <= 10
+
+
+def test_an_unreachable_upstream_is_retried_then_fails(worker: Worker) -> None:
+    from tests.support.net import closed_port
+
+    pipeline = new_pipeline(
+        [{"id": "a", "type": "http", "url": f"http://127.0.0.1:{closed_port()}/x", "retries": 1}]
+    )
+    user = Customer(quota=1)
+    task = user.wait(user.create(pipeline).json()["id"])
+    assert task["status"] == "failed"
+    assert "could not be reached (called 2 times)" in task["error"]["message"]
+    assert user.quota() == (1, 0)
