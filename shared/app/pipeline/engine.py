@@ -33,14 +33,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, select, update
+from sqlalchemy import JSON, and_, bindparam, case, select, update
 from sqlalchemy.engine import Connection
 
 from app import queue
 from app.config import get_settings
 from app.db import transaction
 from app.db.tables import task_steps, tasks
-from app.db.types import utcnow
+from app.db.types import UtcDateTime, utcnow
 from app.observability import logging as applog
 from app.pipeline.definition import ForkStep, HttpCall, SimCall, parse_steps
 from app.tasks import lifecycle
@@ -51,6 +51,55 @@ log = applog.get_logger("app.pipeline.engine")
 STEP_TERMINAL = ("succeeded", "failed", "cancelled")
 LEASE_MARGIN_S = 30.0
 Row = Mapping[Any, Any]
+
+# The statements every branch runs, built once: building them per call costs more than
+# the database round trip on a busy worker.
+_c = task_steps.c
+_NOW = bindparam("now", type_=UtcDateTime())
+_THIS_ROW = and_(
+    _c.task_id == bindparam("row_task"),
+    _c.position == bindparam("row_position"),
+    _c.branch == bindparam("row_branch"),
+)
+_CLAIM_PENDING = (
+    update(task_steps)
+    .where(
+        _THIS_ROW,
+        _c.status == "pending",
+        _c.attempts == 0,
+        # a branch runs only once its fork dispatched it: the window's guarantee
+        (_c.branch < 0) | _c.dispatched_at.is_not(None),
+    )
+    .values(
+        status="running",
+        attempts=1,
+        lease_until=bindparam("lease", type_=UtcDateTime()),
+        started_at=_NOW,
+        heartbeat_at=_NOW,
+        updated_at=_NOW,
+    )
+)
+_SETTLE = (
+    update(task_steps)
+    .where(
+        _THIS_ROW,
+        _c.status == "running",
+        _c.lease_until == bindparam("lease", type_=UtcDateTime()),
+    )
+    .values(
+        status=bindparam("settled"),
+        output=bindparam("output", type_=JSON(none_as_null=True)),
+        error=bindparam("error", type_=JSON(none_as_null=True)),
+        lease_until=None,
+        finished_at=_NOW,
+        updated_at=_NOW,
+    )
+)
+_DISPATCH = (
+    update(task_steps)
+    .where(_THIS_ROW, _c.dispatched_at.is_(None))
+    .values(dispatched_at=_NOW, updated_at=_NOW)
+)
 
 
 # -- messages ------------------------------------------------------------------------------
@@ -249,28 +298,9 @@ def _claim_pending(
     now = utcnow()
     lease_s = _lease_s(step)
     lease = now + timedelta(seconds=lease_s)
-    c = task_steps.c
     try:
-        moved = conn.execute(
-            update(task_steps)
-            .where(
-                c.task_id == task_id,
-                c.position == position,
-                c.branch == branch,
-                c.status == "pending",
-                c.attempts == 0,
-                # a branch runs only once its fork dispatched it: the window's guarantee
-                (c.branch < 0) | c.dispatched_at.is_not(None),
-            )
-            .values(
-                status="running",
-                attempts=1,
-                lease_until=lease,
-                started_at=now,
-                heartbeat_at=now,
-                updated_at=now,
-            )
-        ).rowcount
+        key = {"row_task": task_id, "row_position": position, "row_branch": branch}
+        moved = conn.execute(_CLAIM_PENDING, {**key, "lease": lease, "now": now}).rowcount
         previous = _previous_output(conn, task_id, position) if moved else None
     except BaseException:
         if slot is not None and isinstance(step, HttpCall):
@@ -573,10 +603,19 @@ def _settle_branch(
     c = task_steps.c
     with transaction() as conn:
         now = utcnow()
+        values = _settled_values(outcome)
         moved = conn.execute(
-            update(task_steps)
-            .where(attempts.owned())
-            .values(**_settled_values(outcome), lease_until=None, finished_at=now, updated_at=now)
+            _SETTLE,
+            {
+                "row_task": task_id,
+                "row_position": position,
+                "row_branch": branch,
+                "lease": attempts.lease,
+                "settled": values["status"],
+                "output": values["output"],
+                "error": values["error"],
+                "now": now,
+            },
         ).rowcount
         if not moved:  # cancelled or taken over meanwhile: the result is discarded
             return None
@@ -588,14 +627,8 @@ def _settle_branch(
             ).scalar_one()
         successor = branch + max(int(width), 1)
         dispatched = conn.execute(
-            update(task_steps)
-            .where(
-                c.task_id == task_id,
-                c.position == position,
-                c.branch == successor,
-                c.dispatched_at.is_(None),
-            )
-            .values(dispatched_at=now, updated_at=now)
+            _DISPATCH,
+            {"row_task": task_id, "row_position": position, "row_branch": successor, "now": now},
         ).rowcount
         if dispatched:
             return [successor], False, width
