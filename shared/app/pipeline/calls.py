@@ -77,6 +77,10 @@ def _session() -> Any:
         import requests
 
         session = requests.Session()
+        # Straight to the allow-listed host: no proxy or .netrc from the environment (a
+        # proxy would hide where the call goes; .netrc credentials must never reach an
+        # upstream). It also spares a scan of os.environ on every call.
+        session.trust_env = False
         _local.session = session
     return session
 
