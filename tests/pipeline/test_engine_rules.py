@@ -161,3 +161,17 @@ def test_an_unreachable_upstream_is_retried_then_fails(worker: Worker) -> None:
     assert task["status"] == "failed"
     assert "could not be reached (called 2 times)" in task["error"]["message"]
     assert user.quota() == (1, 0)
+
+
+def test_a_fork_over_no_items_joins_at_once(worker: Worker) -> None:
+    pipeline = new_pipeline(
+        [
+            {"id": "f", "type": "fork", "for_each": "input.items", "step": {"type": "sim"}},
+            {"id": "after", "type": "sim", "duration_ms": 1},
+        ]
+    )
+    user = Customer(quota=1)
+    task = user.wait(user.create(pipeline, {"items": []}).json()["id"])
+    assert task["status"] == "succeeded"
+    assert task["steps"][0]["output"] == [] and task["steps"][0]["branches"] == []
+    assert user.quota() == (0, 0)

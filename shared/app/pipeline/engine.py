@@ -206,9 +206,10 @@ class _Plan:
 
 class _Plans:
     """Tasks' input and parsed steps, which never change after creation, kept per
-    instance (least recently used out first)."""
+    instance (least recently used out first). Small: an SCF instance runs one message at
+    a time, so the hits come from the last few tasks, and an input may be large."""
 
-    def __init__(self, size: int = 256) -> None:
+    def __init__(self, size: int = 32) -> None:
         self.size = size
         self._items: OrderedDict[str, _Plan] = OrderedDict()
         self._lock = threading.Lock()
@@ -509,7 +510,7 @@ def _start_fork(task_id: str, steps: list[Any], position: int) -> None:
     only heals (see `_heal_fork`)."""
     c = task_steps.c
 
-    def start() -> list[int] | None:
+    def start() -> tuple[list[int], int] | None:
         now = utcnow()
         width = get_settings().pipeline_max_concurrency
         with transaction() as conn:
@@ -543,15 +544,16 @@ def _start_fork(task_id: str, steps: list[Any], position: int) -> None:
             )
             if first:
                 _dispatch(conn, task_id, position, list(first), now)
-        return list(first)
+        return list(first), width
 
     started = lifecycle.retry_conflicts(start)
     if started is None:
         _advance_fork(task_id, steps, position)
         return
-    for index in started:
-        publish_branch(task_id, position, index, width=get_settings().pipeline_max_concurrency)
-    if not started:  # a fork over no items: JOIN at once
+    first, width = started
+    for index in first:
+        publish_branch(task_id, position, index, width=width)
+    if not first:  # a fork over no items: JOIN at once
         _advance_fork(task_id, steps, position)
 
 
