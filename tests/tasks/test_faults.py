@@ -295,6 +295,14 @@ def test_the_sweeper_runs_as_a_timer_function_and_as_an_admin_job() -> None:
     )
     assert reply.status == 200
     assert reply.json()["job"] == "saga-sweeper" and "settled" in reply.json()
+    refill = call(
+        run,
+        "POST",
+        "/admin/jobs/invite-refill",
+        token=admin,
+        path_params={"name": "invite-refill"},
+    )
+    assert refill.status == 200 and refill.json()["job"] == "invite-refill"
     unknown = call(run, "POST", "/admin/jobs/nope", token=admin, path_params={"name": "nope"})
     assert unknown.status == 404 and unknown.json()["code"] == "NOT_FOUND"
     user = token_for(new_user())
