@@ -32,6 +32,13 @@ def fork_of(url: str, **extra: Any) -> list[dict[str, Any]]:
     ]
 
 
+def calls_counted(outcome: str) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value("pipeline_upstream_calls_total", {"outcome": outcome})
+    return value or 0.0
+
+
 def slow(call: Call) -> Answer:
     return Answer(200, {"image": call.body["input"]}, delay_s=0.15)
 
@@ -133,11 +140,13 @@ def test_a_failing_step_is_called_exactly_one_plus_retries_times(
         [{"id": "draft", "type": "http", "url": upstream.url("/flaky"), "retries": 2}], cost=1
     )
     user = Customer(quota=1)
+    retryable_before = calls_counted("retryable")
 
     task = user.wait(user.create(pipeline).json()["id"])
 
     assert task["status"] == "failed"
     assert len(upstream.calls_to("/flaky")) == 3
+    assert calls_counted("retryable") - retryable_before == 3
     assert "503" in task["error"]["message"]
     gaps = [b.started - a.started for a, b in zip(upstream.calls, upstream.calls[1:], strict=False)]
     assert gaps[0] >= 0.5 and gaps[1] >= 1.0  # exponential backoff from 0.5 s

@@ -30,3 +30,9 @@ QUOTA_SAGA = Counter(
     ["verb", "outcome"],
 )
 QUOTA_GRANTS = Counter("quota_grants_total", "Quota grants by kind and outcome.", ["kind", "outcome"])
+PIPELINE_CALLS = Counter(
+    "pipeline_upstream_calls_total",
+    "Calls to upstream AI hosts by outcome (ok, retryable, failed).",
+    ["outcome"],
+)
+TASKS_FINISHED = Counter("tasks_finished_total", "Tasks that ended, by status.", ["status"])

@@ -20,6 +20,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from app.config import get_settings
+from app.observability.metrics import PIPELINE_CALLS
 from app.pipeline import slots
 from app.pipeline.definition import HttpCall, SimCall
 from app.tasks.lifecycle import step_failed
@@ -165,6 +166,8 @@ def run_http(
                     return Abandoned()
                 attempts_done += 1
             answer = _post(step, payload, key)
+            outcome = "ok" if answer.ok else "retryable" if answer.retryable else "failed"
+            PIPELINE_CALLS.labels(outcome).inc()
         finally:
             if token is not None:
                 slots.release(step.host_key, token)

@@ -19,6 +19,7 @@ from app.db import transaction
 from app.db.tables import task_steps, tasks
 from app.db.types import utcnow
 from app.errors import AppError, ErrorCode
+from app.observability.metrics import TASKS_FINISHED
 from app.tasks import hooks
 from app.tasks.views import load_view
 
@@ -113,6 +114,7 @@ def finish(task_id: str, *, output: Any = None, error: dict[str, Any] | None = N
 
     moved = retry_conflicts(work)
     if moved:
+        TASKS_FINISHED.labels("failed" if error is not None else "succeeded").inc()
         _announce(task_id)
     return moved
 
@@ -146,5 +148,6 @@ def cancel(task_id: str, user_id: str | None = None) -> dict[str, Any]:
         return view
 
     view = retry_conflicts(work)
+    TASKS_FINISHED.labels("cancelled").inc()
     hooks.task_updated(view)
     return view
