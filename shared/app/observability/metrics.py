@@ -29,7 +29,9 @@ QUOTA_SAGA = Counter(
     "Quota saga calls by verb (reserve, confirm, cancel) and outcome.",
     ["verb", "outcome"],
 )
-QUOTA_GRANTS = Counter("quota_grants_total", "Quota grants by kind and outcome.", ["kind", "outcome"])
+QUOTA_GRANTS = Counter(
+    "quota_grants_total", "Quota grants by kind and outcome.", ["kind", "outcome"]
+)
 PIPELINE_CALLS = Counter(
     "pipeline_upstream_calls_total",
     "Calls to upstream AI hosts by outcome (ok, retryable, failed).",
