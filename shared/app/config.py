@@ -11,7 +11,7 @@ import functools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Known and public: tokens signed with it are worthless outside a laptop.
@@ -65,8 +65,19 @@ class Settings(BaseSettings):
     wechat_secret: SecretStr = SecretStr("")
     wechat_api_base: str = ""  # empty: the local sandbox
 
-    tencentcloud_secret_id: str = ""
-    tencentcloud_secret_key: SecretStr = SecretStr("")
+    # Explicit keys, or the temporary ones SCF injects for the function's run role
+    # (TENCENTCLOUD_SECRETID / _SECRETKEY / _SESSIONTOKEN).
+    tencentcloud_secret_id: str = Field(
+        "", validation_alias=AliasChoices("TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRETID")
+    )
+    tencentcloud_secret_key: SecretStr = Field(
+        SecretStr(""),
+        validation_alias=AliasChoices("TENCENTCLOUD_SECRET_KEY", "TENCENTCLOUD_SECRETKEY"),
+    )
+    tencentcloud_session_token: SecretStr = Field(
+        SecretStr(""),
+        validation_alias=AliasChoices("TENCENTCLOUD_SESSION_TOKEN", "TENCENTCLOUD_SESSIONTOKEN"),
+    )
     tencentcloud_region: str = "ap-guangzhou"
     tencentcloud_api_endpoint: str = ""
 

@@ -66,3 +66,22 @@ def test_the_port_picks_the_cmq_backend_from_settings(tdmq: FakeTencentCloud) ->
         assert type(port.backend()).__name__ == "CmqBackend"
     finally:
         port._backend = None
+
+
+def test_the_run_roles_temporary_keys_sign_with_their_session_token(
+    tdmq: FakeTencentCloud,
+) -> None:
+    from app.queue.cmq import CmqBackend
+
+    # SCF injects a run role's keys under these names; explicit keys are absent then.
+    role = {
+        "TENCENTCLOUD_SECRET_ID": None,
+        "TENCENTCLOUD_SECRET_KEY": None,
+        "TENCENTCLOUD_SECRETID": tdmq.secret_id,
+        "TENCENTCLOUD_SECRETKEY": tdmq.secret_key,
+        "TENCENTCLOUD_SESSIONTOKEN": "role-session-token",
+    }
+    with settings_env(**role):
+        assert CmqBackend().publish("pipeline-tasks", {"x": 1}) == "msg-1"
+    (call,) = tdmq.calls_of("SendCmqMsg")
+    assert call.headers.get("X-TC-Token") == "role-session-token"

@@ -34,29 +34,17 @@ def _print_console(phone: str, code: str) -> None:
 
 
 def _send_tencent(phone: str, code: str) -> None:
-    from tencentcloud.common import credential
     from tencentcloud.common.exception.tencent_cloud_sdk_exception import (
         TencentCloudSDKException,
     )
-    from tencentcloud.common.profile.client_profile import ClientProfile
-    from tencentcloud.common.profile.http_profile import HttpProfile
     from tencentcloud.sms.v20210111 import models, sms_client
+
+    from app import tencentcloud
 
     # The SDK logs whole request bodies at DEBUG, and this body carries the code.
     logging.getLogger("tencentcloud_sdk_common").setLevel(logging.INFO)
     settings = get_settings()
-    endpoint = settings.tencentcloud_api_endpoint
-    # The scheme is fixed when the profile is built: pass it there, not afterwards.
-    http = HttpProfile(
-        protocol="http" if endpoint else "https", endpoint=endpoint or None, reqTimeout=5
-    )
-    client = sms_client.SmsClient(
-        credential.Credential(
-            settings.tencentcloud_secret_id, settings.tencentcloud_secret_key.get_secret_value()
-        ),
-        settings.tencentcloud_region,
-        ClientProfile(httpProfile=http),
-    )
+    client = tencentcloud.client(sms_client.SmsClient)
     request = models.SendSmsRequest()
     request.PhoneNumberSet = [phone]
     request.SmsSdkAppId = settings.sms_sdk_app_id

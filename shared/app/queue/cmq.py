@@ -14,8 +14,6 @@ import math
 import threading
 from typing import Any
 
-from app.config import get_settings
-
 MAX_DELAY_S = 3600  # CMQ's own limit on DelaySeconds
 
 
@@ -31,27 +29,11 @@ class CmqBackend:
     def _get_client(self) -> Any:
         with self._lock:
             if self._client is None:
-                from tencentcloud.common import credential
-                from tencentcloud.common.profile.client_profile import ClientProfile
-                from tencentcloud.common.profile.http_profile import HttpProfile
                 from tencentcloud.tdmq.v20200217 import tdmq_client
 
-                settings = get_settings()
-                endpoint = settings.tencentcloud_api_endpoint
-                # The scheme is fixed when the profile is built: pass it there.
-                http = HttpProfile(
-                    protocol="http" if endpoint else "https",
-                    endpoint=endpoint or None,
-                    reqTimeout=5,
-                )
-                self._client = tdmq_client.TdmqClient(
-                    credential.Credential(
-                        settings.tencentcloud_secret_id,
-                        settings.tencentcloud_secret_key.get_secret_value(),
-                    ),
-                    settings.tencentcloud_region,
-                    ClientProfile(httpProfile=http),
-                )
+                from app import tencentcloud
+
+                self._client = tencentcloud.client(tdmq_client.TdmqClient)
             return self._client
 
     def publish(self, queue: str, message: dict[str, Any], *, delay_s: float = 0) -> str:
