@@ -150,6 +150,22 @@ def test_the_list_is_served_from_the_cache() -> None:
             "PIPELINE_ALLOWED_HOSTS",
         ),
         (definition(steps=[{"id": "a", "type": "http", "url": "ftp://127.0.0.1/x"}]), "http"),
+        # urlsplit and urllib3 (what requests connects with) read these hosts differently
+        *(
+            (definition(steps=[{"id": "a", "type": "http", "url": url}]), "url")
+            for url in (
+                "http://evil.example\\@127.0.0.1/",
+                "http://evil.example\\@localhost/",
+                "http://127.0.0.1:80\\@evil.example/",
+                "http://user@evil.example@localhost/",
+                "http://evil.example:80@localhost:80/",
+                "http://localhost#@evil.example/",
+                "http://evil.example%5C@localhost/",
+                "http://localhost\t.evil.example/",
+                "http://evil.example\x00@localhost/",
+                " http://localhost/",
+            )
+        ),
         (definition(steps=[{"id": "a", "type": "http", "url": "http://127.0.0.1:99999/"}]), "port"),
         (definition(steps=[{"id": "a", "type": "teleport"}]), "type"),
         (definition(steps=[{"id": "a", "type": "sim", "retires": 3}]), "retires"),
@@ -171,6 +187,21 @@ def test_hosts_are_matched_by_name_from_the_setting() -> None:
         ok = definition(steps=[{"id": "a", "type": "http", "url": "https://RENDER.example:8443/x"}])
         assert put("hosted", ok).status == 200
         assert put("hosted", definition()).status == 422  # 127.0.0.1 is no longer allowed
+
+
+def test_the_host_checked_is_the_host_called() -> None:
+    from urllib3.util import parse_url
+
+    from app.pipeline.definition import HttpCall
+
+    for url, key in (
+        ("http://LocalHost:9/x?a=b", "localhost:9"),
+        ("https://127.0.0.1/x", "127.0.0.1:443"),
+        ("http://127.0.0.1/x#frag", "127.0.0.1:80"),
+    ):
+        step = HttpCall.model_validate({"type": "http", "url": url})
+        assert step.host_key == key
+        assert parse_url(url).host == key.rsplit(":", 1)[0]
 
 
 def test_a_bad_pipeline_id_is_422_and_non_admins_are_403() -> None:

@@ -8,6 +8,7 @@ the validated steps it was created with, so the engine reads them back with the 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -42,24 +43,44 @@ class HttpCall(_Strict):
     @field_validator("url")
     @classmethod
     def _allowed_url(cls, url: str, info: ValidationInfo) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http or https URL with a host")
-        try:
-            parts.port  # noqa: B018 - raises on a port out of range
-        except ValueError as exc:
-            raise ValueError("has an invalid port") from exc
+        host, _port = _host_port(url)
         stored = bool(info.context and info.context.get("stored"))
-        if not stored and parts.hostname.lower() not in get_settings().pipeline_hosts:
-            raise ValueError(f"host {parts.hostname!r} is not in PIPELINE_ALLOWED_HOSTS")
+        if not stored and host not in get_settings().pipeline_hosts:
+            raise ValueError(f"host {host!r} is not in PIPELINE_ALLOWED_HOSTS")
         return url
 
     @property
     def host_key(self) -> str:
         """`host:port`, the unit PIPELINE_HOST_CONCURRENCY counts."""
-        parts = urlsplit(self.url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return f"{(parts.hostname or '').lower()}:{port}"
+        host, port = _host_port(self.url)
+        return f"{host}:{port}"
+
+
+@lru_cache(maxsize=256)  # the engine asks for every call's host_key
+def _host_port(url: str) -> tuple[str, int]:
+    """The host (lower case) and port the call really goes to.
+
+    The allow-list is checked on the host `requests` connects to, which urllib3's parser
+    finds; `urlsplit` must agree with it. Parsers disagree on backslashes, userinfo and
+    stray whitespace (`http://evil.example\\@localhost/` is localhost to one and
+    evil.example to the other), so such URLs are refused outright."""
+    from urllib3.exceptions import LocationParseError
+    from urllib3.util import parse_url
+
+    if not url.isascii() or not url.isprintable() or any(ch in url for ch in " \\@"):
+        raise ValueError("must not contain spaces, control characters, `\\` or `@`")
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+        parsed = parse_url(url)
+    except (ValueError, LocationParseError) as exc:
+        raise ValueError("has an invalid port or host") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http or https URL with a host")
+    host = (parsed.host or "").strip("[]").lower()
+    if parsed.scheme != parts.scheme or host != parts.hostname.lower() or parsed.port != port:
+        raise ValueError("has a host that does not parse the same way everywhere")
+    return host, port or (443 if parts.scheme == "https" else 80)
 
 
 class SimCall(_Strict):
