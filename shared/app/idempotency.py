@@ -1,9 +1,11 @@
 """Idempotency keys: the first answer to a keyed request, kept 24 h per user and scope.
 
-`claim` inserts the key inside the transaction that does the work, and `record` stores the
-answer in that same transaction, so a key exists exactly when its work committed. A
-concurrent duplicate's insert waits on the unique key until the first commits, then fails:
-`KeyTaken`, and the caller replays with `lookup`. When the first transaction rolls back
+A keyed request first asks `lookup`: a stored answer is replayed (or the body differs:
+409) before the request itself is judged. Otherwise `claim` inserts the key inside the
+transaction that does the work, and `record` stores the answer in that same transaction,
+so a key exists exactly when its work committed. A concurrent duplicate's insert waits on
+the unique key until the first commits, then inserts nothing: `KeyTaken`, and the caller
+replays with `lookup`. When the first transaction rolls back
 (an error answer), nothing is kept and a retry with the key does the work afresh; only
 answers that changed something are replayed.
 """
@@ -18,7 +20,6 @@ from typing import Any
 
 from sqlalchemy import and_, delete, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from app.db import transaction
 from app.db.tables import idempotency_keys
@@ -62,23 +63,29 @@ def _where(user_id: str, scope: str, key: str) -> Any:
 
 
 def claim(conn: Connection, user_id: str, scope: str, key: str, digest: str) -> None:
+    """Insert the key, or raise `KeyTaken` when a committed row holds it. No savepoint: a
+    duplicate that deadlocks while waiting has had its whole transaction rolled back, and
+    the lock conflict must reach the caller as it is (retry from the top), not as a failed
+    `ROLLBACK TO SAVEPOINT`."""
     now = utcnow()
-    try:
-        with conn.begin_nested():
-            conn.execute(
-                idempotency_keys.insert().values(
-                    user_id=user_id,
-                    scope=scope,
-                    key=key,
-                    request_hash=digest,
-                    status_code=0,
-                    response={},
-                    created_at=now,
-                    expires_at=now + TTL,
-                )
-            )
-    except IntegrityError as exc:
-        raise KeyTaken(key) from exc
+    inserted = conn.execute(
+        idempotency_keys.insert()
+        .prefix_with("IGNORE", dialect="mysql")
+        .prefix_with("IGNORE", dialect="mariadb")
+        .prefix_with("OR IGNORE", dialect="sqlite")
+        .values(
+            user_id=user_id,
+            scope=scope,
+            key=key,
+            request_hash=digest,
+            status_code=0,
+            response={},
+            created_at=now,
+            expires_at=now + TTL,
+        )
+    ).rowcount
+    if not inserted:
+        raise KeyTaken(key)
 
 
 def record(

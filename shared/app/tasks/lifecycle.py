@@ -33,8 +33,18 @@ _RETRYABLE = {1213, 1205}
 
 
 def is_lock_conflict(exc: BaseException) -> bool:
-    args: tuple[Any, ...] = tuple(getattr(getattr(exc, "orig", None), "args", ()) or ())
-    return isinstance(exc, OperationalError) and len(args) > 0 and args[0] in _RETRYABLE
+    """A deadlock or lock wait timeout anywhere in the chain: one that surfaced while
+    SQLAlchemy was cleaning up (a failed `ROLLBACK TO SAVEPOINT`) is still a transaction
+    the server rolled back whole."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        args: tuple[Any, ...] = tuple(getattr(getattr(current, "orig", None), "args", ()) or ())
+        if isinstance(current, OperationalError) and len(args) > 0 and args[0] in _RETRYABLE:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def retry_conflicts(work: Callable[[], T], attempts: int = 5) -> T:

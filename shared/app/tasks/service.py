@@ -1,9 +1,11 @@
 """Task verbs for the API: create (reserve + insert in one transaction, then publish), read,
 list and cancel.
 
-`create` with an Idempotency-Key claims the key in the same transaction that reserves the
-quota and inserts the task, so the key, the charge and the task commit together or not at
-all; a duplicate waits on the key, then replays the stored first answer. The start message
+`create` with an Idempotency-Key first replays a stored answer for the key (or answers 409
+for another body), before judging the request. Otherwise it claims the key in the same
+transaction that reserves the quota and inserts the task, so the key, the charge and the
+task commit together or not at all; a duplicate waits on the key, then replays the stored
+first answer. The start message
 goes out after the commit: a crash in between leaves a queued task with no message, which
 the saga sweeper publishes again.
 """
@@ -128,16 +130,19 @@ def create(
         key = idempotency.check_key(key)
     digest = idempotency.request_hash({"pipeline_id": pipeline_id, "input": task_input})
     for attempt in range(_CREATE_ATTEMPTS):
-        try:
-            view = _create_once(user_id, pipeline_id, task_input, key, digest)
-        except idempotency.KeyTaken:
-            assert key is not None
+        if key is not None:
+            # A known key is answered before the request is judged: its replay stands even
+            # if the pipeline was disabled since, and another body is 409 whatever it says.
             replay = idempotency.lookup(user_id, IDEMPOTENCY_SCOPE, key, digest)
             if replay is not None:
                 return replay.status_code, replay.response
-            continue  # the key had expired and is gone: claim it afresh
+        try:
+            view = _create_once(user_id, pipeline_id, task_input, key, digest)
+        except idempotency.KeyTaken:
+            continue  # committed meanwhile: the lookup above replays it (or it expired)
         except OperationalError as exc:
-            # Waiters on one key can deadlock when its first holder rolls back.
+            # Waiters on one key can deadlock when its first holder rolls back; the loser's
+            # transaction is gone whole, so it starts again from the lookup.
             if lifecycle.is_lock_conflict(exc) and attempt < _CREATE_ATTEMPTS - 1:
                 continue
             raise
