@@ -1,5 +1,5 @@
 """Idempotency-Key edge cases of POST /tasks: a replay is answered before the body is
-judged, and duplicates of a refused request never 500."""
+judged, keys are compared byte for byte, and duplicates of a refused request never 500."""
 
 from __future__ import annotations
 
@@ -35,6 +35,16 @@ def test_a_different_body_under_a_used_key_is_409_even_when_it_names_no_pipeline
     assert reply.json()["code"] == "IDEMPOTENCY_KEY_MISMATCH"
     reply = user.create(pipeline, {"a": 1, "b": [1] * 2000}, key="k-other")
     assert reply.json()["code"] == "IDEMPOTENCY_KEY_MISMATCH"
+
+
+def test_keys_differing_in_case_or_accents_are_different_keys() -> None:
+    pipeline = new_pipeline(QUICK, cost=1)
+    user = Customer(quota=5)
+    replies = [user.create(pipeline, {"x": 1}, key=key) for key in ("AbC", "abc", "abç")]
+    assert [r.status for r in replies] == [201, 201, 201], [r.body for r in replies]
+    assert len({r.json()["id"] for r in replies}) == 3
+    assert user.quota() == (2, 3)
+    assert user.create(pipeline, {"x": 1}, key="abc").json() == replies[1].json()
 
 
 def test_concurrent_duplicates_of_a_refused_request_are_all_refused_never_500() -> None:

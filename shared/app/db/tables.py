@@ -20,6 +20,7 @@ from sqlalchemy import (
     text,
     true,
 )
+from sqlalchemy.dialects import mysql
 
 from app.db.types import UtcDateTime
 
@@ -149,7 +150,12 @@ idempotency_keys = Table(
     metadata,
     Column("user_id", String(32), primary_key=True),
     Column("scope", String(32), primary_key=True),
-    Column("key", String(255), primary_key=True),
+    # compared byte for byte: `AbC` and `abc` are different keys
+    Column(
+        "key",
+        String(255).with_variant(mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql", "mariadb"),
+        primary_key=True,
+    ),
     Column("request_hash", String(64), nullable=False),
     Column("status_code", Integer, nullable=False),
     Column("response", JSON, nullable=False),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 from app.db.types import UtcDateTime
 
@@ -21,7 +22,14 @@ def upgrade() -> None:
         "idempotency_keys",
         sa.Column("user_id", sa.String(32), primary_key=True),
         sa.Column("scope", sa.String(32), primary_key=True),
-        sa.Column("key", sa.String(255), primary_key=True),
+        # compared byte for byte: `AbC` and `abc` are different keys (SQLite is binary)
+        sa.Column(
+            "key",
+            sa.String(255).with_variant(
+                mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql", "mariadb"
+            ),
+            primary_key=True,
+        ),
         sa.Column("request_hash", sa.String(64), nullable=False),
         sa.Column("status_code", sa.Integer, nullable=False),
         sa.Column("response", sa.JSON, nullable=False),
