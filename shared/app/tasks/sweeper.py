@@ -17,10 +17,10 @@ The counts go in the job's log line (the timer wrapper writes it) and in job_ite
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.config import get_settings
 from app.db import transaction
@@ -54,36 +54,29 @@ def _expire_overdue() -> int:
 
 
 def _republish_stalled() -> int:
+    """The stalled tasks are picked in SQL (no step row moved since the cutoff either), so
+    long-running live tasks never fill the batch and hide the stalled ones behind them."""
     from app.pipeline import engine
 
     cutoff = utcnow() - timedelta(seconds=get_settings().pipeline_stall_s)
+    moved_step = (
+        select(task_steps.c.id)
+        .where(task_steps.c.task_id == tasks.c.id, task_steps.c.updated_at > cutoff)
+        .exists()
+    )
     with transaction() as conn:
         ids = (
             conn.execute(
                 select(tasks.c.id)
                 .where(tasks.c.status.in_(lifecycle.ACTIVE), tasks.c.updated_at <= cutoff)
+                .where(~moved_step)
                 .order_by(tasks.c.updated_at)
                 .limit(BATCH)
             )
             .scalars()
             .all()
         )
-        if not ids:
-            return 0
-        progress = conn.execute(
-            select(task_steps.c.task_id, func.max(task_steps.c.updated_at))
-            .where(task_steps.c.task_id.in_(ids))
-            .group_by(task_steps.c.task_id)
-        )
-        last_progress: dict[str, datetime] = {row[0]: row[1] for row in progress}
-    resumed = 0
-    for task_id in ids:
-        latest = last_progress.get(task_id)
-        if latest is not None and latest > cutoff:
-            continue  # a step moved recently: the task is alive
-        if engine.resume(task_id, cutoff):
-            resumed += 1
-    return resumed
+    return sum(1 for task_id in ids if engine.resume(task_id, cutoff))
 
 
 def _settle_left_reserved() -> int:

@@ -1,0 +1,77 @@
+"""The saga sweeper finds a stalled task however many long-running live tasks there are."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import delete, insert
+
+from app.db import transaction
+from app.db.tables import task_steps, tasks
+from app.db.types import new_id, utcnow
+from app.tasks import sweeper
+from tests.support.pipelines import Worker
+from tests.support.settings import settings_env
+
+STEPS = [{"id": "s", "type": "sim", "duration_ms": 0}]
+
+
+def _task(status: str, updated: object, step_status: str, step_updated: object) -> tuple:
+    now = utcnow()
+    task_id = new_id()
+    task = {
+        "id": task_id,
+        "user_id": new_id(),
+        "pipeline_id": "p-sweeper",
+        "status": status,
+        "cost": 0,
+        "input": {},
+        "steps": STEPS,
+        "created_at": now,
+        "updated_at": updated,
+    }
+    step = {
+        "id": new_id(),
+        "task_id": task_id,
+        "position": 0,
+        "branch": -1,
+        "step_id": "s",
+        "type": "sim",
+        "status": step_status,
+        "attempts": 1 if step_status == "running" else 0,
+        "lease_until": now + timedelta(hours=1) if step_status == "running" else None,
+        "created_at": now,
+        "updated_at": step_updated,
+    }
+    return task, step
+
+
+def test_live_tasks_filling_a_batch_do_not_hide_a_stalled_one(worker: Worker) -> None:
+    now = utcnow()
+    # Long-running tasks: their task row is old, but a step moved a moment ago.
+    live = [
+        _task("running", now - timedelta(hours=1), "running", now) for _ in range(sweeper.BATCH)
+    ]
+    stalled_task, stalled_step = _task(
+        "queued", now - timedelta(minutes=10), "pending", now - timedelta(minutes=10)
+    )
+    ids = [t["id"] for t, _ in live] + [stalled_task["id"]]
+    with transaction() as conn:
+        conn.execute(insert(tasks), [t for t, _ in live] + [stalled_task])
+        conn.execute(insert(task_steps), [s for _, s in live] + [stalled_step])
+    try:
+        with settings_env(PIPELINE_STALL_S="60"):
+            report = sweeper.sweep()
+        assert report["republished"] >= 1, report
+        worker.wait_idle()
+        with transaction() as conn:
+            status = conn.execute(
+                tasks.select()
+                .with_only_columns(tasks.c.status)
+                .where(tasks.c.id == stalled_task["id"])
+            ).scalar_one()
+        assert status == "succeeded"
+    finally:
+        with transaction() as conn:
+            conn.execute(delete(task_steps).where(task_steps.c.task_id.in_(ids)))
+            conn.execute(delete(tasks).where(tasks.c.id.in_(ids)))
