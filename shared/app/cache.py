@@ -207,10 +207,12 @@ class Cache:
             return 0
         redis = self.redis
         try:
+            # Locks first: a load in flight can then no longer store what it read before
+            # the change, even between these two commands.
             pipe = redis.pipeline(transaction=False)
-            pipe.unlink(*[redis_key(k) for k in keys])
             pipe.unlink(*[LOCK_PREFIX + k for k in keys])
-            dropped, _ = pipe.execute()
+            pipe.unlink(*[redis_key(k) for k in keys])
+            _, dropped = pipe.execute()
         except RedisError as exc:
             self._warn(",".join(keys), "invalidate", exc, level=logging.ERROR)
             return 0

@@ -36,6 +36,7 @@ def _sqlite_engine(url: str, pool_max: int, acquire_timeout: float) -> Engine:
         max_overflow=0,
         pool_timeout=acquire_timeout,
         connect_args={"check_same_thread": False, "timeout": 30},
+        hide_parameters=True,
     )
 
     @event.listens_for(engine, "connect")
@@ -70,6 +71,8 @@ def build_engine(url: str | None = None) -> Engine:
             pool_reset_on_return=None,  # see pool.install_lazy_reset
             connect_args={"connect_timeout": 5, "charset": "utf8mb4"},
             isolation_level="READ COMMITTED",
+            # Statement errors are logged; their parameters may hold hashes or tokens.
+            hide_parameters=True,
         )
     install_checks(engine, settings.db_pool_idle_timeout_s, settings.db_pool_ping_after_idle_s)
     if not url.startswith("sqlite"):

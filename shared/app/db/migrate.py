@@ -39,7 +39,9 @@ def current_heads(engine: Engine) -> list[str]:
         return list(ScriptDirectory.from_config(_config(conn)).get_heads())
 
 
-def upgrade(engine: Engine | None = None, revision: str = "head") -> dict[str, Any]:
+def upgrade(
+    engine: Engine | None = None, revision: str = "head", *, lock_timeout_s: int = 120
+) -> dict[str, Any]:
     from alembic import command
     from alembic.runtime.migration import MigrationContext
 
@@ -49,8 +51,9 @@ def upgrade(engine: Engine | None = None, revision: str = "head") -> dict[str, A
         engine = get_engine()
     with engine.connect() as conn:
         locked = conn.dialect.name == "mysql"
-        if locked:
-            conn.execute(text("SELECT GET_LOCK('app_migrate', 120)"))
+        lock = text("SELECT GET_LOCK('app_migrate', :wait)")
+        if locked and conn.execute(lock, {"wait": lock_timeout_s}).scalar() != 1:
+            raise RuntimeError("another migration run holds the lock; try again later")
         try:
             before = MigrationContext.configure(conn).get_current_revision()
             conn.commit()

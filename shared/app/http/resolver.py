@@ -8,6 +8,7 @@ bug and ends as `500 INTERNAL_ERROR` with the request id, the stack trace in the
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import typing
 from collections.abc import Callable, Mapping
@@ -55,6 +56,15 @@ def _query_input(model: type[BaseModel], params: dict[str, list[str]]) -> dict[s
     return data
 
 
+def _dependency_down(exc: BaseException) -> bool:
+    """Redis unreachable or timing out. Checked through sys.modules so that functions which
+    never touch Redis never import it."""
+    redis_errors = sys.modules.get("redis.exceptions")
+    return redis_errors is not None and isinstance(
+        exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)
+    )
+
+
 class HttpApp:
     def __init__(self, routes: list[Route]) -> None:
         self.routes = routes
@@ -79,13 +89,29 @@ class HttpApp:
                 response = self._dispatch(route, request)
         except AppError as exc:
             response = Response.json(exc.envelope(request_id), exc.status, exc.headers)
-        except Exception:
-            log.exception("unhandled error", extra={"fields": {"request_id": request_id}})
-            response = Response.json(AppError(ErrorCode.INTERNAL_ERROR).envelope(request_id), 500)
+        except Exception as exc:
+            response = self._unexpected(exc, request_id)
         response.headers["X-Request-Id"] = request_id
         self._cors(request, response)
         self._observe(route, request, event, context, response, started)
         return integration_response(response)
+
+    @staticmethod
+    def _unexpected(exc: Exception, request_id: str) -> Response:
+        """A dependency that is down is 503, anything else a bug: 500, trace to the log."""
+        if _dependency_down(exc):
+            applog.log_fields(
+                log,
+                logging.ERROR,
+                "dependency unavailable",
+                request_id=request_id,
+                error=type(exc).__name__,
+            )
+            error = AppError(ErrorCode.SERVICE_UNAVAILABLE)
+        else:
+            log.exception("unhandled error", extra={"fields": {"request_id": request_id}})
+            error = AppError(ErrorCode.INTERNAL_ERROR)
+        return Response.json(error.envelope(request_id), error.status)
 
     def _match(self, request: Request[Any, Any]) -> Route:
         route, params, path_known = find_route(self.routes, request.method, request.path)

@@ -1,0 +1,35 @@
+"""What the engine and the migration runner must never do: leak parameters, run unlocked."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import exc, insert
+
+from app.db import migrate, transaction
+from app.db.engine import get_engine
+from app.db.tables import users
+from app.db.types import new_id, utcnow
+
+
+def test_a_failed_statement_does_not_carry_its_parameters() -> None:
+    user_id, now = new_id(), utcnow()
+    row = {"id": user_id, "created_at": now, "updated_at": now}
+    secret = "$2b$12$" + "s" * 53  # a password hash must never reach a log line
+    with transaction() as conn:
+        conn.execute(insert(users).values(**row))
+    with pytest.raises(exc.IntegrityError) as caught, transaction() as conn:
+        conn.execute(insert(users).values(**row, password_hash=secret))
+    assert secret not in str(caught.value)
+    assert "hidden due to hide_parameters" in str(caught.value)
+
+
+def test_migrations_refuse_to_run_without_the_lock() -> None:
+    engine = get_engine()
+    with engine.connect() as holder:
+        assert holder.exec_driver_sql("SELECT GET_LOCK('app_migrate', 0)").scalar() == 1
+        try:
+            with pytest.raises(RuntimeError, match="holds the lock"):
+                migrate.upgrade(engine, lock_timeout_s=1)
+        finally:
+            holder.exec_driver_sql("SELECT RELEASE_LOCK('app_migrate')")
+    assert migrate.upgrade(engine)["to"] == migrate.current_heads(engine)[0]

@@ -1,0 +1,56 @@
+"""A dependency that is down is 503 SERVICE_UNAVAILABLE, never a 500."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from app.http import Auth, Request, Router, http_handler
+from app.redis_client import get_redis
+from tests.support.apigw import call
+from tests.support.logs import capture_logs
+from tests.support.net import closed_port
+from tests.support.settings import settings_env
+
+router = Router()
+
+
+@router.get("/redis-read", auth=Auth.PUBLIC)
+def redis_read(req: Request[None, None]) -> dict[str, Any]:
+    return {"value": get_redis().get("anything")}
+
+
+@router.get("/bug", auth=Auth.PUBLIC)
+def bug(req: Request[None, None]) -> dict[str, Any]:
+    raise KeyError("not a dependency")
+
+
+handler = http_handler(redis_read, bug)
+
+
+@pytest.fixture
+def dead_redis() -> Iterator[None]:
+    with settings_env(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0"):
+        get_redis.cache_clear()
+        try:
+            yield
+        finally:
+            get_redis.cache_clear()
+
+
+def test_an_unreachable_redis_is_503(dead_redis: None) -> None:
+    with capture_logs() as logs:
+        reply = call(handler, "GET", "/redis-read")
+    assert reply.status == 503
+    assert reply.json()["code"] == "SERVICE_UNAVAILABLE"
+    assert reply.json()["request_id"] == reply.header("X-Request-Id")
+    assert logs.where(message="dependency unavailable")
+    assert not logs.where(message="unhandled error")
+
+
+def test_a_bug_is_still_500() -> None:
+    reply = call(handler, "GET", "/bug")
+    assert reply.status == 500
+    assert reply.json()["code"] == "INTERNAL_ERROR"
