@@ -89,7 +89,7 @@ class HttpApp:
                 response = self._dispatch(route, request)
         except AppError as exc:
             response = Response.json(exc.envelope(request_id), exc.status, exc.headers)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the last resort: every failure gets an answer
             response = self._unexpected(exc, request_id)
         response.headers["X-Request-Id"] = request_id
         self._cors(request, response)
