@@ -167,6 +167,13 @@ def test_the_list_is_served_from_the_cache() -> None:
             )
         ),
         (definition(steps=[{"id": "a", "type": "http", "url": "http://127.0.0.1:99999/"}]), "port"),
+        # a call longer than the worker function's own timeout could never be answered
+        (
+            definition(
+                steps=[{"id": "a", "type": "http", "url": "http://127.0.0.1/", "timeout_s": 121}]
+            ),
+            "timeout_s",
+        ),
         (definition(steps=[{"id": "a", "type": "teleport"}]), "type"),
         (definition(steps=[{"id": "a", "type": "sim", "retires": 3}]), "retires"),
         (definition(steps=[]), "steps"),

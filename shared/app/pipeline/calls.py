@@ -103,7 +103,7 @@ def retry_after_s(value: str | None) -> float | None:
     return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
 
 
-def _post(step: HttpCall, payload: dict[str, Any], key: str) -> _Answer:
+def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -> _Answer:
     import requests
 
     try:
@@ -111,7 +111,7 @@ def _post(step: HttpCall, payload: dict[str, Any], key: str) -> _Answer:
             step.url,
             json=payload,
             headers={"Idempotency-Key": key},
-            timeout=step.timeout_s,
+            timeout=timeout_s,
             allow_redirects=False,
         )
     except requests.Timeout:
@@ -165,7 +165,10 @@ def run_http(
                 if not record_attempt():
                     return Abandoned()
                 attempts_done += 1
-            answer = _post(step, payload, key)
+            # Never past the invocation's budget, the first call included: what is left
+            # of it bounds the call's timeout.
+            left = INVOCATION_BUDGET_S - (time.monotonic() - started)
+            answer = _post(step, payload, key, max(min(step.timeout_s, left), 0.1))
             outcome = "ok" if answer.ok else "retryable" if answer.retryable else "failed"
             PIPELINE_CALLS.labels(outcome).inc()
         finally:

@@ -28,6 +28,7 @@ STEP_ID = r"^[A-Za-z0-9_-]{1,64}$"
 PIPELINE_ID = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 MAX_STEPS = 50
 MAX_BRANCHES = 1000
+MAX_TIMEOUT_S = 120
 
 
 class _Strict(BaseModel):
@@ -37,7 +38,9 @@ class _Strict(BaseModel):
 class HttpCall(_Strict):
     type: Literal["http"]
     url: str = Field(max_length=2048)
-    timeout_s: float = Field(30, gt=0, le=300)
+    # The worker function itself times out at 300 s: one call must leave room for the
+    # invocation's other work and for a retry to hand over to a fresh invocation.
+    timeout_s: float = Field(30, gt=0, le=MAX_TIMEOUT_S)
     retries: int = Field(2, ge=0, le=10)
 
     @field_validator("url")
