@@ -163,3 +163,27 @@ def test_migrated_schema_matches_the_table_definitions(database: str) -> None:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         diffs = compare_metadata(context, metadata)
     assert diffs == [], diffs
+
+
+def test_every_table_compares_text_byte_for_byte(database: str) -> None:
+    """Ids, codes, keys and refs differ by case; a _ci collation would merge them."""
+    from sqlalchemy import text
+
+    from app.db.engine import get_engine
+
+    with get_engine().connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT TABLE_NAME, TABLE_COLLATION FROM information_schema.TABLES"
+                " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME <> 'alembic_version'"
+            )
+        ).all()
+        columns = conn.execute(
+            text(
+                "SELECT TABLE_NAME, COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS"
+                " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME <> 'alembic_version'"
+                " AND COLLATION_NAME IS NOT NULL AND COLLATION_NAME <> 'utf8mb4_bin'"
+            )
+        ).all()
+    assert rows and {collation for _, collation in rows} == {"utf8mb4_bin"}, rows
+    assert columns == []

@@ -172,3 +172,14 @@ def test_signup_quota_is_granted_through_the_ledger(monkeypatch: pytest.MonkeyPa
 
     assert counters(row["id"]) == (7, 0)
     assert [(e.kind, e.ref) for e in entries(row["id"])] == [("signup", f"signup:{row['id']}")]
+
+
+def test_refs_that_differ_only_in_case_are_different_grants() -> None:
+    user_id = new_user()
+    key = secrets.token_hex(4)
+    first = grant(user_id, 10, kind="admin", reason="r", ref=f"admin:Key-{key.upper()}")
+    second = grant(user_id, 10, kind="admin", reason="r", ref=f"admin:key-{key.lower()}")
+    assert first.applied and second.applied
+    with transaction() as conn:
+        balance = conn.execute(select(users.c.quota_balance).where(users.c.id == user_id)).scalar()
+    assert balance == 20
