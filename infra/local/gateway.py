@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from app.errors import AppError, ErrorCode
+from app.http.routing import compile_path
 from infra.local.manifest import ApiRoute
 
 if TYPE_CHECKING:
@@ -36,20 +37,9 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_PARAM = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
 _DEV_TIMER = re.compile(r"^/_local/timers/(?P<function>[^/]+)$")
 _DEV_PUBLISH = re.compile(r"^/_local/queues/(?P<queue>[^/]+)/messages$")
 JSON = "application/json; charset=utf-8"
-
-
-def compile_path(template: str) -> re.Pattern[str]:
-    parts, pos = [], 0
-    for param in _PARAM.finditer(template):
-        parts.append(re.escape(template[pos : param.start()]))
-        parts.append(f"(?P<{param.group(1)}>[^/]+)")
-        pos = param.end()
-    parts.append(re.escape(template[pos:]))
-    return re.compile("^" + "".join(parts) + "$")
 
 
 class RouteTable:

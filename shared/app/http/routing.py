@@ -45,7 +45,7 @@ class Route:
     _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_pattern", _compile(self.path))
+        object.__setattr__(self, "_pattern", compile_path(self.path))
 
     @property
     def is_static(self) -> bool:
@@ -60,7 +60,8 @@ class Route:
         return found.groupdict() if found else None
 
 
-def _compile(path: str) -> re.Pattern[str]:
+def compile_path(path: str) -> re.Pattern[str]:
+    """`/tasks/{id}` -> a regex whose named groups are the path parameters."""
     parts, pos = [], 0
     for param in _PARAM.finditer(path):
         parts.append(re.escape(path[pos : param.start()]))
