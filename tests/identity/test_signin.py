@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
+
 from sqlalchemy import select
 
 from app.db import transaction
@@ -179,6 +182,49 @@ def test_failed_logins_lock_password_login_but_not_code_login(flows: Flows) -> N
     assert (locked.status, locked.json()["code"]) == (429, "AUTH_TOO_MANY_ATTEMPTS")
     assert int(locked.header("Retry-After")) > 0
     assert flows.code_login(phone).status == 200
+
+
+def test_parallel_wrong_passwords_cannot_outrun_the_lock(flows: Flows) -> None:
+    phone = flows.registered()["user"]["phone"]
+    flows.login(new_phone(), "wrong password", ip="192.0.2.1")  # functions loaded first
+    guesses = 40
+    barrier = threading.Barrier(guesses)
+    answers: list[tuple[int, str]] = []
+
+    def guess(i: int) -> None:
+        barrier.wait()
+        reply = flows.login(phone, f"wrong password {i}", ip=f"198.18.{i}.1")
+        answers.append((reply.status, reply.json()["code"]))
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(guesses)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert Counter(answers) == {
+        (401, "AUTH_INVALID_CREDENTIALS"): 5,
+        (429, "AUTH_TOO_MANY_ATTEMPTS"): guesses - 5,
+    }
+    assert flows.login(phone).status == 429  # still locked for the right password
+    assert flows.code_login(phone).status == 200
+
+
+def test_an_unjudged_attempt_is_given_back(flows: Flows) -> None:
+    pair = flows.registered()
+    phone, user_id = pair["user"]["phone"], pair["user"]["id"]
+    admin = flows.admin_token()
+    reply = flows.call(
+        "admin-users-patch",
+        "PATCH",
+        f"/admin/users/{user_id}",
+        path_params={"id": user_id},
+        body={"disabled": True},
+        token=admin,
+    )
+    assert reply.status == 200
+    # The right password on a disabled account is not a failed guess.
+    for _ in range(6):
+        assert flows.login(phone).json()["code"] == "ACCOUNT_DISABLED"
 
 
 def test_success_clears_the_failure_count(flows: Flows) -> None:

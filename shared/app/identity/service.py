@@ -151,18 +151,23 @@ def login(body: LoginIn, ip: str) -> TokenPair:
 
 
 def login_password(phone: str, password: str, ip: str) -> TokenPair:
-    throttle.check(phone, ip)
-    with transaction() as conn:
-        row = users.find_by_phone(conn, phone)
-    # The bcrypt check runs for unknown phones too (against a dummy hash): same time, same answer.
-    right = passwords.verify(password, row["password_hash"] if row else None)
+    # Counted before the slow check, so parallel guesses cannot outrun the limit.
+    throttle.reserve(phone, ip)
+    try:
+        with transaction() as conn:
+            row = users.find_by_phone(conn, phone)
+        # Unknown phones get a bcrypt check too (against a dummy hash): same time, same answer.
+        right = passwords.verify(password, row["password_hash"] if row else None)
+    except Exception:
+        throttle.release(phone, ip)
+        raise
     if row is None or not right:
-        throttle.record_failure(phone, ip)
-        raise _invalid_credentials()
+        raise _invalid_credentials()  # the reserved attempt stays counted
     # Only a caller who knows the password learns that the account is disabled.
     if row["disabled"]:
+        throttle.release(phone, ip)
         raise _disabled()
-    throttle.record_success(phone)
+    throttle.succeeded(phone, ip)
     return _sign_in(_returning(row), is_new=False)
 
 

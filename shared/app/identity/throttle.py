@@ -1,9 +1,12 @@
-"""Failed password logins, counted per phone and per source IP.
+"""Password login attempts, counted per phone and per source IP.
 
-A phone with LOGIN_MAX_FAILURES failures inside LOGIN_LOCK_S is refused password login
-until that window passes; SMS code login is not counted here and stays open, so a
-stranger guessing passwords cannot lock the owner out. An IP with
-LOGIN_FAILURES_PER_IP_PER_HOUR failures is refused password login for the hour.
+An attempt is reserved before the password is checked, in one script that refuses when
+the phone already has LOGIN_MAX_FAILURES attempts inside LOGIN_LOCK_S or the IP has
+LOGIN_FAILURES_PER_IP_PER_HOUR inside the hour; so parallel guesses cannot all pass the
+check before any of them is counted. A failed attempt stays counted; a successful one
+resets the phone's count and gives the IP its attempt back, and an attempt that was never
+judged (an error, a disabled account) is given back to both. SMS code login is not counted
+here and stays open, so a stranger guessing passwords cannot lock the owner out.
 """
 
 from __future__ import annotations
@@ -14,13 +17,31 @@ from app.redis_client import get_redis
 
 _IP_WINDOW_S = 3600
 
-# KEYS: counter. ARGV: window. The window starts at the first failure.
-_COUNT = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+# KEYS: phone counter, IP counter. ARGV: phone limit, phone window, IP limit, IP window.
+# A window starts at its counter's first attempt.
+_RESERVE = """
+local phone = tonumber(redis.call('GET', KEYS[1]) or '0')
+if phone >= tonumber(ARGV[1]) then
+  return {'refused', redis.call('TTL', KEYS[1])}
 end
-return n
+local ip = tonumber(redis.call('GET', KEYS[2]) or '0')
+if ip >= tonumber(ARGV[3]) then
+  return {'refused', redis.call('TTL', KEYS[2])}
+end
+if redis.call('INCR', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2])) end
+if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4])) end
+return {'ok', 0}
+"""
+
+# KEYS: counters to give one attempt back to. A counter that expired meanwhile stays gone
+# (DECR would recreate it without a TTL).
+_GIVE_BACK = """
+for _, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') > 0 then
+    redis.call('DECR', key)
+  end
+end
+return 1
 """
 
 
@@ -40,27 +61,30 @@ def _too_many(retry_after: int) -> AppError:
     )
 
 
-def check(phone: str, ip: str) -> None:
-    """Raise AUTH_TOO_MANY_ATTEMPTS before a password is even checked."""
+def reserve(phone: str, ip: str) -> None:
+    """Count one attempt for the phone and the IP, or raise AUTH_TOO_MANY_ATTEMPTS."""
     settings = get_settings()
+    verdict, ttl = get_redis().eval(
+        _RESERVE,
+        2,
+        _phone_key(phone),
+        _ip_key(ip),
+        settings.login_max_failures,
+        settings.login_lock_s,
+        settings.login_failures_per_ip_per_hour,
+        _IP_WINDOW_S,
+    )
+    if verdict != "ok":
+        raise _too_many(int(ttl))
+
+
+def succeeded(phone: str, ip: str) -> None:
+    """The right password: the phone starts afresh and the IP gets its attempt back."""
     redis = get_redis()
-    pipe = redis.pipeline(transaction=False)
-    pipe.get(_phone_key(phone))
-    pipe.ttl(_phone_key(phone))
-    pipe.get(_ip_key(ip))
-    pipe.ttl(_ip_key(ip))
-    phone_count, phone_ttl, ip_count, ip_ttl = pipe.execute()
-    if int(phone_count or 0) >= settings.login_max_failures:
-        raise _too_many(int(phone_ttl))
-    if int(ip_count or 0) >= settings.login_failures_per_ip_per_hour:
-        raise _too_many(int(ip_ttl))
+    redis.delete(_phone_key(phone))
+    redis.eval(_GIVE_BACK, 1, _ip_key(ip))
 
 
-def record_failure(phone: str, ip: str) -> None:
-    redis = get_redis()
-    redis.eval(_COUNT, 1, _phone_key(phone), get_settings().login_lock_s)
-    redis.eval(_COUNT, 1, _ip_key(ip), _IP_WINDOW_S)
-
-
-def record_success(phone: str) -> None:
-    get_redis().delete(_phone_key(phone))
+def release(phone: str, ip: str) -> None:
+    """An attempt that was not a failure: both counters get it back."""
+    get_redis().eval(_GIVE_BACK, 2, _phone_key(phone), _ip_key(ip))
