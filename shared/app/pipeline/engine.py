@@ -332,6 +332,10 @@ def _claim(conn: Connection, row: Row, step: HttpCall | SimCall) -> _Claim | flo
 
     now = utcnow()
     free = row["lease_until"] is None or row["lease_until"] < now
+    if row["status"] == "running" and not free and row["heartbeat_at"] is None:
+        # parked (see `_park`): not before its lease ends; this message comes back then
+        left: float = (row["lease_until"] - now).total_seconds()
+        return max(left, 0.0) + 0.05
     if not (row["status"] == "pending" or (row["status"] == "running" and free)):
         return None
     if row["branch"] >= 0 and row["dispatched_at"] is None:
@@ -437,7 +441,7 @@ def _run(
     else:
         outcome = calls.run_sim(step, payload)
     if isinstance(outcome, calls.Requeue):
-        _park(attempts)
+        _park(attempts, outcome.delay_s)
         _publish_again(task_id, position, row_branch, outcome.delay_s, width)
     elif isinstance(outcome, calls.Abandoned):
         return
@@ -457,8 +461,11 @@ def _run(
             _after_step(task_id, steps, position)
 
 
-def _park(attempts: _Attempts) -> None:
-    """Give the row back for the re-queued message: pending if it was never called."""
+def _park(attempts: _Attempts, delay_s: float) -> None:
+    """Give the row back for the re-queued message: pending if it was never called, else
+    running with no worker (no heartbeat) and a lease that ends when the wait does, so no
+    duplicate message or sweeper re-publish calls the upstream before Retry-After ran out
+    (`_claim` hands such a message back to the queue for the time left)."""
     now = utcnow()
     c = task_steps.c
     with transaction() as conn:
@@ -467,7 +474,8 @@ def _park(attempts: _Attempts) -> None:
             .where(attempts.owned())
             .values(
                 status=case((c.attempts == 0, "pending"), else_="running"),
-                lease_until=None,
+                lease_until=now + timedelta(seconds=delay_s),
+                heartbeat_at=None,
                 updated_at=now,
             )
         )
