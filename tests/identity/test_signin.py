@@ -78,6 +78,29 @@ def test_register_twice_is_409_and_a_register_code_for_a_registered_phone_too(fl
     assert (reply.status, reply.json()["code"]) == (409, "PHONE_ALREADY_REGISTERED")
 
 
+def test_registered_phone_lookups_are_rate_limited_per_ip(flows: Flows) -> None:
+    registered = [flows.registered()["user"]["phone"] for _ in range(3)]
+    with settings_env(SMS_PER_IP_PER_HOUR="2"):
+        ip = "192.0.2.200"
+        for phone in registered[:2]:
+            assert flows.sms(phone, "register", ip=ip).json()["code"] == "PHONE_ALREADY_REGISTERED"
+        reply = flows.sms(registered[2], "register", ip=ip)
+        assert (reply.status, reply.json()["code"]) == (429, "SMS_RATE_LIMITED")
+        assert int(reply.header("Retry-After")) > 0
+
+        def register(phone: str, ip: str) -> tuple[int, str]:
+            body = {"phone": phone, "password": PASSWORD, "code": "123456"}
+            reply = flows.call("auth-register", "POST", "/auth/register", body=body, source_ip=ip)
+            return reply.status, reply.json()["code"]
+
+        ip = "192.0.2.201"
+        for phone in registered[:2]:
+            assert register(phone, ip) == (409, "PHONE_ALREADY_REGISTERED")
+        assert register(registered[2], ip) == (429, "SMS_RATE_LIMITED")
+        assert register(new_phone(), ip) == (429, "SMS_RATE_LIMITED")  # unregistered alike
+        assert register(registered[2], "192.0.2.202") == (409, "PHONE_ALREADY_REGISTERED")
+
+
 def test_wrong_used_and_cross_purpose_codes_are_refused(flows: Flows) -> None:
     phone = new_phone()
     code = flows.code_for(phone, "register")

@@ -36,11 +36,11 @@ def sms_code(req: Request[SmsCodeIn, None]) -> SmsCodeOut:
     body=RegisterIn,
     response=TokenPair,
     status=201,
-    errors=(400, 409, 422),
+    errors=(400, 409, 422, 429),
     summary="Register with phone, password and SMS code",
 )
 def register(req: Request[RegisterIn, None]) -> TokenPair:
-    pair = service.register(req.body)
+    pair = service.register(req.body, req.source_ip)
     req.extra_log["user_id"] = pair.user.id
     return pair
 

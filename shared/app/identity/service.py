@@ -99,13 +99,16 @@ def _returning(row: dict[str, Any], **changes: Any) -> dict[str, Any]:
 
 
 def send_code(phone: str, purpose: Purpose, ip: str) -> SmsCodeOut:
-    if purpose == "register" and users.phone_registered(phone):
-        raise AppError(ErrorCode.PHONE_ALREADY_REGISTERED, "This phone is already registered.")
+    if purpose == "register":
+        # Paid for before it is answered, so registered phones cannot be listed for free.
+        throttle.take_lookup(ip)
+        if users.phone_registered(phone):
+            raise AppError(ErrorCode.PHONE_ALREADY_REGISTERED, "This phone is already registered.")
     cooldown_s, expires_in = sms.send(phone, purpose, ip)
     return SmsCodeOut(cooldown_s=cooldown_s, expires_in=expires_in)
 
 
-def register(body: RegisterIn) -> TokenPair:
+def register(body: RegisterIn, ip: str) -> TokenPair:
     def referrer(conn: Any) -> str | None:
         return users.resolve_referrer(
             conn,
@@ -114,6 +117,7 @@ def register(body: RegisterIn) -> TokenPair:
             registering_phone=body.phone,
         )
 
+    throttle.take_lookup(ip)  # the 409 below tells whether the phone is registered
     with transaction() as conn:
         referrer(conn)
         if users.find_by_phone(conn, body.phone) is not None:

@@ -7,6 +7,10 @@ check before any of them is counted. A failed attempt stays counted; a successfu
 resets the phone's count and gives the IP its attempt back, and an attempt that was never
 judged (an error, a disabled account) is given back to both. SMS code login is not counted
 here and stays open, so a stranger guessing passwords cannot lock the owner out.
+
+Also the per-IP count of registered-phone lookups (a register code asked for, a
+registration tried): whether a phone is registered is answered at most SMS_PER_IP_PER_HOUR
+times an hour per IP, so the answer cannot be harvested for a list of numbers.
 """
 
 from __future__ import annotations
@@ -30,6 +34,15 @@ if ip >= tonumber(ARGV[3]) then
 end
 if redis.call('INCR', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2])) end
 if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4])) end
+return {'ok', 0}
+"""
+
+# KEYS: counter. ARGV: limit, window. Counts and says 'ok', or refuses with the TTL.
+_TAKE_ONE = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then
+  return {'refused', redis.call('TTL', KEYS[1])}
+end
+if redis.call('INCR', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2])) end
 return {'ok', 0}
 """
 
@@ -88,3 +101,20 @@ def succeeded(phone: str, ip: str) -> None:
 def release(phone: str, ip: str) -> None:
     """An attempt that was not a failure: both counters get it back."""
     get_redis().eval(_GIVE_BACK, 2, _phone_key(phone), _ip_key(ip))
+
+
+def _lookup_key(ip: str) -> str:
+    return f"lookup:phone:ip:{ip or 'unknown'}"
+
+
+def take_lookup(ip: str) -> None:
+    """Count one registered-phone lookup for the IP, or raise SMS_RATE_LIMITED."""
+    verdict, ttl = get_redis().eval(
+        _TAKE_ONE, 1, _lookup_key(ip), get_settings().sms_per_ip_per_hour, _IP_WINDOW_S
+    )
+    if verdict != "ok":
+        raise AppError(
+            ErrorCode.SMS_RATE_LIMITED,
+            "Too many requests from this network; try again later.",
+            headers={"Retry-After": str(max(int(ttl), 1))},
+        )
