@@ -12,17 +12,13 @@ the saga sweeper publishes again.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from app import idempotency
-from app.db import transaction
+from app.db import pages, transaction
 from app.db.tables import task_steps, tasks
 from app.db.types import new_id, utcnow
 from app.errors import AppError, ErrorCode
@@ -167,47 +163,15 @@ def get(user_id: str, task_id: str) -> dict[str, Any]:
         return load_views(conn, [row])[0]
 
 
-def _encode_cursor(created_at: datetime, task_id: str) -> str:
-    raw = json.dumps([created_at.isoformat(), task_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, task_id = json.loads(raw)
-        when = datetime.fromisoformat(created)
-        if when.tzinfo is None or not isinstance(task_id, str):
-            raise ValueError(cursor)
-        return when, task_id
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise AppError(
-            ErrorCode.VALIDATION_ERROR,
-            details=[{"loc": ["query", "cursor"], "msg": "not a cursor this API gave out"}],
-        ) from exc
-
-
 def list_for(user_id: str, status: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
     """The user's tasks, newest first: `{"items", "next_cursor"}`."""
     query = select(tasks).where(tasks.c.user_id == user_id)
     if status is not None:
         query = query.where(tasks.c.status == status)
-    if cursor:
-        created, last_id = _decode_cursor(cursor)
-        query = query.where(
-            or_(
-                tasks.c.created_at < created,
-                and_(tasks.c.created_at == created, tasks.c.id < last_id),
-            )
-        )
-    query = query.order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit + 1)
+    query = pages.newest_first(query, tasks.c.created_at, tasks.c.id, cursor=cursor, limit=limit)
     with transaction() as conn:
-        rows = list(conn.execute(query).mappings())
-        items = load_views(conn, rows[:limit])
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = _encode_cursor(last["created_at"], last["id"])
+        rows, next_cursor = pages.split(list(conn.execute(query).mappings()), limit)
+        items = load_views(conn, rows)
     return {"items": items, "next_cursor": next_cursor}
 
 

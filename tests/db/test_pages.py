@@ -1,0 +1,54 @@
+"""Cursors: what the API gave out round-trips; anything else is 422, never a 500."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from app.db import pages
+from app.db.types import new_id, utcnow
+from app.errors import AppError, ErrorCode
+from app.identity import tokens
+from tests.support.apigw import call
+from tests.support.functions import handler
+
+
+def _cursor(value: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+def test_a_cursor_round_trips() -> None:
+    row = {"created_at": utcnow(), "id": new_id()}
+    assert pages.decode(pages.encode(row)) == (row["created_at"], row["id"])
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not base64 !",
+        _cursor("just a string"),
+        _cursor(["2026-11-29T00:00:00", "x"]),  # naive
+        _cursor(["2026-11-29T00:00:00Z", 7]),  # id not a string
+        _cursor(["0001-01-01T00:00:00+14:00", "x"]),  # before year 1 in UTC
+        _cursor(["9999-12-31T23:59:59-14:00", "x"]),  # after year 9999 in UTC
+    ],
+)
+def test_anything_else_is_422(cursor: str) -> None:
+    with pytest.raises(AppError) as caught:
+        pages.decode(cursor)
+    assert caught.value.code is ErrorCode.VALIDATION_ERROR
+
+
+def test_a_crafted_cursor_on_get_tasks_is_422() -> None:
+    token, _ = tokens.issue("access", user_id=new_id(), role="user", sid="s")
+    reply = call(
+        handler("tasks-list"),
+        "GET",
+        "/tasks",
+        token=token,
+        query={"cursor": _cursor(["0001-01-01T00:00:00+14:00", "x"])},
+    )
+    assert reply.status == 422
+    assert reply.json()["details"][0]["loc"] == ["query", "cursor"]
