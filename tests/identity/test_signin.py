@@ -165,6 +165,21 @@ def test_bad_phones_are_422(flows: Flows) -> None:
         assert reply.json()["details"][0]["loc"] == ["body", "phone"]
 
 
+def test_only_ascii_digits_make_a_phone(flows: Flows) -> None:
+    digits = flows.registered()["user"]["phone"][3:]
+    fullwidth = str.maketrans("0123456789", "".join(chr(0xFF10 + d) for d in range(10)))
+    arabic_indic = str.maketrans("0123456789", "".join(chr(0x0660 + d) for d in range(10)))
+    # Each would be another spelling of the same phone, with counters of its own.
+    for bad in (
+        digits[:3] + digits[3:].translate(fullwidth),
+        digits[:3] + digits[3:].translate(arabic_indic),
+        digits[:-1] + digits[-1].translate(fullwidth),
+    ):
+        reply = flows.sms(bad)
+        assert (reply.status, reply.json()["code"]) == (422, "VALIDATION_ERROR"), bad
+        assert flows.login(bad).status == 422, bad
+
+
 def test_password_login_and_unknown_phone_wrong_password_answer_alike(flows: Flows) -> None:
     pair = flows.registered()
     phone = pair["user"]["phone"]

@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 
 # 11 digits, first 1, second 3-9 (every mainland mobile range), optional +86 / 86 prefix.
-_MAINLAND = re.compile(r"^(?:\+?86)?(1[3-9]\d{9})$")
+# ASCII digits only: `\d` would also take fullwidth and other scripts' digits, which would
+# make one phone many different strings (keys of counters, codes and rows).
+_MAINLAND = re.compile(r"(?:\+?86)?(1[3-9][0-9]{9})")
 _SEPARATORS = re.compile(r"[\s\-]")
 
 
 def normalize(raw: str) -> str | None:
     """`+8613800138000` for any accepted spelling, None for anything else."""
-    found = _MAINLAND.match(_SEPARATORS.sub("", raw or ""))
+    found = _MAINLAND.fullmatch(_SEPARATORS.sub("", raw or ""))
     return f"+86{found.group(1)}" if found else None
 
 
