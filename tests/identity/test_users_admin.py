@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 from tests.identity.conftest import Flows, new_phone
 
 
@@ -104,6 +107,17 @@ def test_admin_list_pages_with_a_cursor(flows: Flows) -> None:
         "admin-users-list", "GET", "/admin/users", query={"limit": "101"}, token=admin
     )
     assert over.status == 422
+
+
+def test_a_crafted_cursor_out_of_the_time_range_is_422(flows: Flows) -> None:
+    admin = flows.admin_token()
+    for created in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"):
+        cursor = base64.urlsafe_b64encode(json.dumps([created, "x"]).encode()).decode()
+        reply = flows.call(
+            "admin-users-list", "GET", "/admin/users", query={"cursor": cursor}, token=admin
+        )
+        assert (reply.status, reply.json()["code"]) == (422, "VALIDATION_ERROR"), created
+        assert reply.json()["details"][0]["loc"] == ["query", "cursor"]
 
 
 def test_admin_patch_role_and_disable(flows: Flows) -> None:

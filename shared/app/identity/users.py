@@ -9,19 +9,16 @@ derived from the cached expiry at read time, so it lapses on the second.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from app import cache
 from app.config import get_settings
-from app.db import transaction
+from app.db import pages, transaction
 from app.db.tables import users
 from app.db.types import iso, new_id, utcnow
 from app.errors import AppError, ErrorCode
@@ -290,41 +287,13 @@ def admin_patch(user_id: str, patch: AdminUserPatch) -> UserOut:
 # ---------------------------------------------------------------- admin listing
 
 
-def _encode_cursor(row: Mapping[str, Any]) -> str:
-    raw = json.dumps([iso(row["created_at"]), row["id"]]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, user_id = json.loads(raw)
-        when = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
-        if when.tzinfo is None or not isinstance(user_id, str):
-            raise ValueError("naive time or bad id")
-        return when, user_id
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise AppError(
-            ErrorCode.VALIDATION_ERROR,
-            details=[{"loc": ["query", "cursor"], "msg": "not a cursor this API returned"}],
-        ) from exc
-
-
 def admin_list(*, phone: str | None, limit: int, cursor: str | None) -> Page[UserOut]:
     """Newest first; `phone` matches exactly."""
-    query = select(users).order_by(users.c.created_at.desc(), users.c.id.desc()).limit(limit + 1)
+    query = select(users)
     if phone is not None:
         query = query.where(users.c.phone == phone)
-    if cursor:
-        created, last_id = _decode_cursor(cursor)
-        query = query.where(
-            or_(
-                users.c.created_at < created,
-                and_(users.c.created_at == created, users.c.id < last_id),
-            )
-        )
+    query = pages.newest_first(query, users.c.created_at, users.c.id, cursor=cursor, limit=limit)
     with transaction() as conn:
         rows = [dict(r) for r in conn.execute(query).mappings()]
-    page = rows[:limit]
-    next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
+    page, next_cursor = pages.split(rows, limit)
     return Page[UserOut](items=[user_out(r) for r in page], next_cursor=next_cursor)
