@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
+import bcrypt
+import pytest
 from sqlalchemy import select
 
 from app.db import transaction
@@ -263,6 +265,62 @@ def test_an_unjudged_attempt_is_given_back(flows: Flows) -> None:
     # The right password on a disabled account is not a failed guess.
     for _ in range(6):
         assert flows.login(phone).json()["code"] == "ACCOUNT_DISABLED"
+
+
+def test_an_unknown_phone_costs_one_bcrypt_check_and_no_hashing(
+    flows: Flows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashed: list[bytes] = []
+    checked: list[bytes] = []
+    hashpw, checkpw = bcrypt.hashpw, bcrypt.checkpw
+
+    def counting_hashpw(password: bytes, salt: bytes) -> bytes:
+        hashed.append(salt)
+        return hashpw(password, salt)
+
+    def counting_checkpw(password: bytes, hashed_password: bytes) -> bool:
+        checked.append(hashed_password)
+        return checkpw(password, hashed_password)
+
+    monkeypatch.setattr(bcrypt, "hashpw", counting_hashpw)
+    monkeypatch.setattr(bcrypt, "checkpw", counting_checkpw)
+    with settings_env(BCRYPT_COST="11"):  # a cost this process has not hashed at
+        reply = flows.login(new_phone(), "wrong password")
+    assert reply.json()["code"] == "AUTH_INVALID_CREDENTIALS"
+    assert hashed == []
+    assert len(checked) == 1 and checked[0].startswith(b"$2b$11$")
+
+
+def test_every_allowed_cost_has_its_dummy_hash() -> None:
+    from app.config import Settings
+    from app.identity import passwords
+
+    bounds = {type(m).__name__: m for m in Settings.model_fields["bcrypt_cost"].metadata}
+    allowed = range(bounds["Ge"].ge, bounds["Le"].le + 1)
+    assert sorted(passwords._DUMMY_HASHES) == list(allowed)
+    for cost, dummy in passwords._DUMMY_HASHES.items():
+        assert dummy.startswith(b"$2b$%02d$" % cost) and len(dummy) == 60
+
+
+def test_a_hash_of_another_cost_is_replaced_at_the_next_sign_in(flows: Flows) -> None:
+    phone = flows.registered()["user"]["phone"]
+
+    def stored_hash() -> str:
+        row = _row(phone)
+        assert row is not None
+        return str(row["password_hash"])
+
+    first = stored_hash()
+    assert first.startswith("$2b$10$")
+    with settings_env(BCRYPT_COST="11"):
+        assert flows.login(phone, "wrong password").status == 401
+        assert stored_hash() == first
+        assert flows.login(phone).status == 200
+        rehashed = stored_hash()
+        assert rehashed.startswith("$2b$11$")
+        assert bcrypt.checkpw(PASSWORD.encode(), rehashed.encode())
+        assert flows.login(phone).status == 200
+        assert stored_hash() == rehashed
 
 
 def test_success_clears_the_failure_count(flows: Flows) -> None:

@@ -172,7 +172,10 @@ def login_password(phone: str, password: str, ip: str) -> TokenPair:
         throttle.release(phone, ip)
         raise _disabled()
     throttle.succeeded(phone, ip)
-    return _sign_in(_returning(row), is_new=False)
+    changes: dict[str, Any] = {}
+    if passwords.needs_rehash(row["password_hash"]):
+        changes["password_hash"] = passwords.hash_password(password)
+    return _sign_in(_returning(row, **changes), is_new=False)
 
 
 def login_code(phone: str, code: str) -> TokenPair:
