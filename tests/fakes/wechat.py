@@ -3,7 +3,8 @@ scripted answers.
 
 `fake.code("c1", openid="o1", unionid="u1")` makes login code c1 valid once (a second use is
 40163, as WeChat answers); `fake.code("c2", errcode=40226)` scripts an error;
-`fake.code("c3", openid="o3", busy=1)` answers -1 (system busy) that many times first. An
+`fake.code("c3", openid="o3", busy=1)` answers -1 (system busy) that many times first;
+`fake.code("c4", reply=[])` answers that JSON value as it is, whatever its shape. An
 unknown code is 40029; a wrong appid or secret 40013 / 40125. Every request is recorded
 in `fake.requests` (its query parameters).
 """
@@ -27,6 +28,7 @@ class _Script:
     errcode: int = 0
     busy: int = 0
     used: bool = False
+    reply: Any = None
 
 
 class FakeWechat:
@@ -49,11 +51,12 @@ class FakeWechat:
         unionid: str | None = None,
         errcode: int = 0,
         busy: int = 0,
+        reply: Any = None,
     ) -> None:
         session_key = secrets.token_urlsafe(18)
         with self._lock:
             self.session_keys.append(session_key)
-            self.scripts[code] = _Script(openid, unionid, session_key, errcode, busy)
+            self.scripts[code] = _Script(openid, unionid, session_key, errcode, busy, reply=reply)
 
     @property
     def base_url(self) -> str:
@@ -67,7 +70,7 @@ class FakeWechat:
             "WECHAT_SECRET": self.secret,
         }
 
-    def _answer(self, query: dict[str, str]) -> dict[str, Any]:
+    def _answer(self, query: dict[str, str]) -> Any:
         with self._lock:
             self.requests.append(query)
             if query.get("appid") != self.appid:
@@ -79,6 +82,8 @@ class FakeWechat:
             script = self.scripts.get(query.get("js_code", ""))
             if script is None:
                 return {"errcode": 40029, "errmsg": "invalid code"}
+            if script.reply is not None:
+                return script.reply
             if script.busy > 0:
                 script.busy -= 1
                 return {"errcode": -1, "errmsg": "system error"}

@@ -63,6 +63,23 @@ def test_next_login_finds_the_user_and_only_fills_empty_fields(flows: Flows) -> 
     assert me["avatar"] == "https://img.example/b.png"
 
 
+def test_replies_of_an_unexpected_shape_are_502(flows: Flows) -> None:
+    for reply in (
+        [],
+        "ok",
+        7,
+        {"errcode": "x"},
+        {"errcode": 40163.0},
+        {"errcode": True},
+        {"errcode": 0, "openid": 12345},
+        {"openid": ["o1"]},
+    ):
+        code = _code()
+        flows.wechat.code(code, reply=reply)
+        answer = flows.wechat_login(code)
+        assert (answer.status, answer.json()["code"]) == (502, "WECHAT_UNAVAILABLE"), reply
+
+
 def test_errcodes_map_to_api_errors(flows: Flows) -> None:
     cases = {
         40029: (400, "WECHAT_CODE_INVALID"),

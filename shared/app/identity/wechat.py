@@ -51,6 +51,19 @@ def _sandbox(code: str) -> WechatIdentity:
     return WechatIdentity(openid=f"sandbox-{digest[:24]}", unionid=None)
 
 
+def _errcode(data: Any) -> int | None:
+    """The reply's errcode (0 when absent), or None when the reply is not the JSON object
+    WeChat sends, so that anything unexpected is WECHAT_UNAVAILABLE and never a 500."""
+    if not isinstance(data, dict):
+        return None
+    errcode = data.get("errcode")
+    if errcode is None:
+        return 0
+    if isinstance(errcode, int) and not isinstance(errcode, bool):
+        return errcode
+    return None
+
+
 def _jscode2session(code: str) -> WechatIdentity:
     import requests
 
@@ -65,17 +78,20 @@ def _jscode2session(code: str) -> WechatIdentity:
     for attempt in (1, 2):
         try:
             reply = requests.get(url, params=params, timeout=TIMEOUT_S)
-            data: dict[str, Any] = reply.json()
+            data: Any = reply.json()
         except (requests.RequestException, ValueError) as exc:
             applog.log_fields(log, 40, "jscode2session failed", error=type(exc).__name__)
             raise _unavailable() from None
-        errcode = int(data.get("errcode") or 0)
+        errcode = _errcode(data)
+        if errcode is None:
+            applog.log_fields(log, 40, "jscode2session reply unreadable", status=reply.status_code)
+            raise _unavailable()
         if errcode == -1 and attempt == 1:
             continue
-        if errcode == 0 and data.get("openid"):
-            unionid = data.get("unionid")
+        openid, unionid = data.get("openid"), data.get("unionid")
+        if errcode == 0 and isinstance(openid, str) and openid:
             return WechatIdentity(
-                openid=str(data["openid"]), unionid=str(unionid) if unionid else None
+                openid=openid, unionid=unionid if isinstance(unionid, str) and unionid else None
             )
         if errcode in _ERRORS:
             error, message = _ERRORS[errcode]
