@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app.db import transaction
+from app.db.engine import get_engine
 from app.db.tables import users
 from tests.identity.conftest import Flows
 from tests.support.net import closed_port
@@ -195,3 +197,51 @@ def test_disabled_wechat_user_is_403(flows: Flows) -> None:
     flows.wechat.code(code, openid=openid)
     reply = flows.wechat_login(code)
     assert (reply.status, reply.json()["code"]) == (403, "ACCOUNT_DISABLED")
+
+
+def _waiting_user_updates() -> int:
+    """UPDATEs of users running in this test database (here: waiting for the row lock)."""
+    query = text(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
+        " WHERE DB = DATABASE() AND ID <> CONNECTION_ID() AND INFO LIKE 'UPDATE users %'"
+    )
+    with transaction() as conn:
+        return int(conn.execute(query).scalar() or 0)
+
+
+def test_concurrent_logins_fill_an_empty_profile_once(flows: Flows) -> None:
+    openid = _openid()
+    first = _code()
+    flows.wechat.code(first, openid=openid)
+    user_id = flows.wechat_login(first).json()["user"]["id"]
+    logins = 10
+    codes = [_code() for _ in range(logins)]
+    for code in codes:
+        flows.wechat.code(code, openid=openid)
+    replies: list = [None] * logins
+
+    def login(i: int) -> None:
+        replies[i] = flows.wechat_login(
+            codes[i], nickname=f"Name {i}", avatar=f"https://img.example/{i}.png"
+        )
+
+    threads = [threading.Thread(target=login, args=(i,)) for i in range(logins)]
+    # Holding the row lock lets every login read the empty profile and then wait to write:
+    # the widest the race can be.
+    with get_engine().connect() as holder:
+        holder.execute(select(users.c.id).where(users.c.id == user_id).with_for_update())
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while _waiting_user_updates() < logins and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _waiting_user_updates() == logins
+        holder.commit()
+    for t in threads:
+        t.join()
+    assert all(r.status == 200 for r in replies), [r.body for r in replies]
+    (row,) = _rows(openid)
+    assert row["nickname"] and row["avatar"]
+    # The first fill holds: every login answers with the profile that was kept.
+    assert {r.json()["user"]["nickname"] for r in replies} == {row["nickname"]}
+    assert {r.json()["user"]["avatar"] for r in replies} == {row["avatar"]}

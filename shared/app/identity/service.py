@@ -76,20 +76,28 @@ def _create_or_find(
         return row, False
 
 
-def _returning(row: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    """Apply sign-in changes (admin phones, filled profile fields) to an existing user."""
+def _returning(
+    row: dict[str, Any], *, fill_empty: dict[str, str | None] | None = None, **changes: Any
+) -> dict[str, Any]:
+    """Apply sign-in changes to an existing user: admin phones, `changes` (set), and
+    `fill_empty` (profile fields set only where still empty)."""
     if row["disabled"]:
         raise _disabled()
     with transaction() as conn:
         updated = users.promote_if_admin_phone(conn, row)
-        fill = {k: v for k, v in changes.items() if v is not None and updated.get(k) != v}
-        if fill:
+        values = {k: v for k, v in changes.items() if v is not None and updated.get(k) != v}
+        if values:
             conn.execute(
                 update(users_table)
                 .where(users_table.c.id == row["id"])
-                .values(**fill, updated_at=utcnow())
+                .values(**values, updated_at=utcnow())
             )
-            updated = {**updated, **fill}
+            updated = {**updated, **values}
+        if users.fill_empty(conn, str(row["id"]), **(fill_empty or {})):
+            # A locking read sees what a concurrent sign-in may have filled first.
+            current = users.get(conn, str(row["id"]), for_update=True)
+            assert current is not None
+            updated = current
     if updated != row:
         users.forget_cached(str(row["id"]))
     return updated
@@ -215,12 +223,12 @@ def wechat_login(body: WechatLoginIn) -> TokenPair:
         row, is_new = _create_or_find(create, lambda c: users.find_by_openid(c, identity.openid))
         if is_new:
             return _sign_in(row, is_new=True)
-    fill: dict[str, Any] = {
+    fill = {
         "nickname": None if row["nickname"] else body.nickname,
         "avatar": None if row["avatar"] else body.avatar,
-        "wechat_unionid": identity.unionid,
     }
-    return _sign_in(_returning(row, **fill), is_new=False)
+    updated = _returning(row, fill_empty=fill, wechat_unionid=identity.unionid)
+    return _sign_in(updated, is_new=False)
 
 
 def refresh(token: str) -> TokenPair:

@@ -244,6 +244,22 @@ def promote_if_admin_phone(conn: Connection, row: dict[str, Any]) -> dict[str, A
     return row
 
 
+def fill_empty(conn: Connection, user_id: str, **fields: str | None) -> bool:
+    """Set each given field only where it is still NULL; True when any was given.
+
+    The condition is in the UPDATE, so the database decides: of concurrent sign-ins
+    filling the same field, the first one's value holds and the others change nothing.
+    """
+    given = {name: value for name, value in fields.items() if value is not None}
+    for name, value in given.items():
+        conn.execute(
+            update(users)
+            .where(users.c.id == user_id, users.c[name].is_(None))
+            .values({name: value, "updated_at": utcnow()})
+        )
+    return bool(given)
+
+
 # ---------------------------------------------------------------- changes
 
 
