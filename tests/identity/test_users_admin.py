@@ -169,3 +169,25 @@ def test_admin_routes_refuse_a_user_token(flows: Flows) -> None:
         token=token,
     )
     assert (patch.status, patch.json()["code"]) == (403, "FORBIDDEN")
+
+
+def test_the_cached_profile_is_dropped_even_when_ending_sessions_fails(flows: Flows) -> None:
+    from app.redis_client import get_redis
+
+    admin = flows.admin_token()
+    pair = flows.registered()
+    user_id = pair["user"]["id"]
+    assert flows.me(pair["access_token"]).json()["role"] == "user"  # now cached
+    # A session set Redis cannot read as a set: ending the sessions fails.
+    get_redis().set(f"sessions:{user_id}", "not a set")
+    reply = flows.call(
+        "admin-users-patch",
+        "PATCH",
+        f"/admin/users/{user_id}",
+        path_params={"id": user_id},
+        body={"role": "admin", "disabled": True},
+        token=admin,
+    )
+    assert (reply.status, reply.json()["code"]) == (500, "INTERNAL_ERROR")
+    # The change was committed; the profile shows it, not the cached one.
+    assert flows.me(pair["access_token"]).json()["role"] == "admin"

@@ -291,12 +291,14 @@ def admin_patch(user_id: str, patch: AdminUserPatch) -> UserOut:
             conn.execute(
                 update(users).where(users.c.id == user_id).values(**values, updated_at=utcnow())
             )
+    # The cache goes first: the change is committed, so a failure to end the sessions must
+    # not leave the old role or flag cached for an hour.
+    if values:
+        forget_cached(user_id)
     if patch.disabled:
         from app.identity import sessions
 
         sessions.end_all(user_id)
-    if values:
-        forget_cached(user_id)
     return public_user(user_id)
 
 
