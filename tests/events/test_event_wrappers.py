@@ -63,7 +63,7 @@ def test_a_queue_handler_consumes_each_record_and_drops_bodies_that_are_not_obje
     with capture_logs() as logs:
         result = handler(_cmq(json.dumps({"a": 1}), "not json", "[1, 2]", '{"b": 2}'), CONTEXT)
     assert consumed == [{"a": 1}, {"b": 2}]
-    assert result == {"handled": 2}
+    assert result == {"handled": 2, "released": 0}
     assert len(logs.where(message="queue message", outcome="ok")) == 2
     assert len(logs.where(message="queue message dropped")) == 2
 

@@ -50,6 +50,9 @@ class FaultyQueue:
             self.inner.publish(queue, message, delay_s=delay_s)
         return str(msg_id)
 
+    def release_due(self, topics: list[str] | None = None) -> int:
+        return int(self.inner.release_due(topics))
+
 
 @pytest.fixture
 def faulty() -> Iterator[FaultyQueue]:
@@ -286,7 +289,7 @@ def test_the_sweeper_runs_as_a_timer_function_and_as_an_admin_job() -> None:
     report = handler("saga-sweeper")(
         {"Type": "Timer", "TriggerName": "saga-sweeper", "Time": "2026-11-29T00:00:00Z"}, {}
     )
-    assert set(report) == {"expired", "republished", "settled", "keys_purged"}
+    assert set(report) == {"expired", "republished", "settled", "keys_purged", "released"}
 
     admin = token_for(new_user(role="admin"), role="admin")
     run = handler("admin-jobs-run")

@@ -5,7 +5,8 @@ The CMQ / TDMQ-for-CMQ trigger sends `{"Records": [{"CMQ": {"msgId", "msgBody", 
 per record with the decoded dict. Delivery is at least once, so `consume` must be
 idempotent. An exception from `consume` propagates: the platform then delivers the message
 again, which is the retry. A body that is not a JSON object can never succeed, so it is
-logged and dropped rather than redelivered forever.
+logged and dropped rather than redelivered forever. After its batch a queue function sends
+the delayed messages that have fallen due (see app.queue.cmq).
 """
 
 from __future__ import annotations
@@ -38,6 +39,19 @@ def decode(body: Any) -> dict[str, Any] | None:
     except ValueError:
         return None
     return message if isinstance(message, dict) else None
+
+
+def _release_due(function: str) -> int:
+    """Send delayed messages that fell due: the backend may have no native delays (CMQ
+    topics), and a busy queue function is the soonest chance. The batch itself succeeded,
+    so a failure here is logged, never raised; the sweeper tries again."""
+    from app import queue
+
+    try:
+        return queue.release_due()
+    except Exception:
+        log.exception("releasing delayed messages failed", extra={"fields": {"function": function}})
+        return 0
 
 
 def queue_handler(consume: Consume) -> Callable[[Mapping[str, Any], Any], dict[str, Any]]:
@@ -79,6 +93,6 @@ def queue_handler(consume: Consume) -> Callable[[Mapping[str, Any], Any], dict[s
             fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
             applog.log_fields(log, logging.INFO, "queue message", **fields, outcome="ok")
             handled += 1
-        return {"handled": handled}
+        return {"handled": handled, "released": _release_due(function)}
 
     return main_handler

@@ -268,3 +268,6 @@ class LocalBackend:
     def publish(self, queue: str, message: dict[str, Any], *, delay_s: float = 0) -> str:
         body = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
         return broker().publish(queue, body, delay_s=delay_s)
+
+    def release_due(self, topics: list[str] | None = None) -> int:
+        return 0  # the broker delays natively

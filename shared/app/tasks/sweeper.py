@@ -10,6 +10,8 @@ lost message or a dead worker left behind and finishes it.
    (succeeded -> confirm, otherwise cancel); a reservation whose task was never written
    is cancelled once it is older than TASK_MAX_RUNTIME_S.
 4. Idempotency keys past their 24 h are removed.
+5. Delayed queue messages that fell due are sent (app.queue.release_due), in case no queue
+   function ran to send them.
 
 The counts go in the job's log line (the timer wrapper writes it) and in job_items_total.
 """
@@ -109,7 +111,7 @@ def _settle_left_reserved() -> int:
 
 def sweep() -> dict[str, int]:
     """One pass; the counts of what it did."""
-    from app import idempotency
+    from app import idempotency, queue
     from app.observability.metrics import JOB_ITEMS
 
     report = {
@@ -117,6 +119,8 @@ def sweep() -> dict[str, int]:
         "republished": _republish_stalled(),
         "settled": _settle_left_reserved(),
         "keys_purged": idempotency.purge_expired(),
+        # Delayed messages of a backend without native delays, when no worker ran lately.
+        "released": queue.release_due(),
     }
     for kind, count in report.items():
         if count:
