@@ -79,6 +79,21 @@ _CLAIM_PENDING = (
         updated_at=_NOW,
     )
 )
+# Gives back, in the same transaction, a row `_CLAIM_PENDING` just took when its host has no
+# free slot. Its updated_at moves: the row is waiting for a slot, with a message that keeps
+# coming back for it, so the sweeper must not publish another.
+_UNCLAIM = (
+    update(task_steps)
+    .where(_THIS_ROW)
+    .values(
+        status="pending",
+        attempts=0,
+        lease_until=None,
+        started_at=None,
+        heartbeat_at=None,
+        updated_at=_NOW,
+    )
+)
 _SETTLE = (
     update(task_steps)
     .where(
@@ -286,31 +301,31 @@ def _claim_pending(
     conn: Connection, task_id: str, position: int, branch: int, step: HttpCall | SimCall
 ) -> _Claim | float | None:
     """The common case in one statement: a pending row (never called, so no attempts yet)
-    taken for running with its first call counted. An `http` call's host slot is taken
-    first; with none free the answer is the delay to re-queue with. None when the row
-    is not pending (the caller then locks it and decides)."""
+    taken for running with its first call counted. None when the row is not pending (the
+    caller then locks it and decides). An `http` call's host slot is taken only once the
+    row is ours, so a message for a row that is done or running never holds a slot, nor
+    waits for one; with none free the row is given back (still in this transaction) and
+    the answer is the delay to re-queue with."""
     from app.pipeline import calls, slots
 
+    now = utcnow()
+    lease_s = _lease_s(step)
+    lease = now + timedelta(seconds=lease_s)
+    key = {"row_task": task_id, "row_position": position, "row_branch": branch}
+    if not conn.execute(_CLAIM_PENDING, {**key, "lease": lease, "now": now}).rowcount:
+        return None
     slot = None
     if isinstance(step, HttpCall):
         slot = calls.take_slot(step)
         if slot is None:
+            conn.execute(_UNCLAIM, {**key, "now": now})
             return calls.slot_retry_delay()
-    now = utcnow()
-    lease_s = _lease_s(step)
-    lease = now + timedelta(seconds=lease_s)
     try:
-        key = {"row_task": task_id, "row_position": position, "row_branch": branch}
-        moved = conn.execute(_CLAIM_PENDING, {**key, "lease": lease, "now": now}).rowcount
-        previous = _previous_output(conn, task_id, position) if moved else None
+        previous = _previous_output(conn, task_id, position)
     except BaseException:
         if slot is not None and isinstance(step, HttpCall):
             slots.release(step.host_key, slot)
         raise
-    if not moved:
-        if slot is not None and isinstance(step, HttpCall):
-            slots.release(step.host_key, slot)
-        return None
     return _Claim(lease, lease_s, 1, True, previous, slot)
 
 
@@ -326,8 +341,10 @@ def _previous_output(conn: Connection, task_id: str, position: int) -> Any:
 def _claim(conn: Connection, row: Row, step: HttpCall | SimCall) -> _Claim | float | None:
     """Take the (locked) row for running when it is pending, or running with no live
     lease, and count the call about to be made unless the step's calls are used up. An
-    `http` call takes its host slot first: with none free nothing changes and the answer
-    is the delay to re-queue with. None when the row is not ours."""
+    `http` call takes its host slot once the row is known to be claimable: with none free
+    only the row's updated_at moves (it is waiting for a slot, with a message coming back
+    for it, so the sweeper leaves it be) and the answer is the delay to re-queue with.
+    None when the row is not ours."""
     from app.pipeline import calls, slots
 
     now = utcnow()
@@ -347,6 +364,9 @@ def _claim(conn: Connection, row: Row, step: HttpCall | SimCall) -> _Claim | flo
     if counted and isinstance(step, HttpCall):
         slot = calls.take_slot(step)
         if slot is None:
+            conn.execute(
+                update(task_steps).where(task_steps.c.id == row["id"]).values(updated_at=now)
+            )
             return calls.slot_retry_delay()
     lease_s = _lease_s(step)
     lease = now + timedelta(seconds=lease_s)
