@@ -9,6 +9,7 @@ how many were in flight at once, and answers as each path is scripted to.
 from __future__ import annotations
 
 import json
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,10 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     raw: bytes | None = None
+    # > 0: the body goes out one byte at a time this many seconds apart (each read is
+    # quick, the whole answer slow), and the call stays in flight until the caller hangs up
+    # or the last byte is sent.
+    trickle_s: float = 0.0
 
 
 Script = Callable[[Call], Answer]
@@ -69,7 +74,7 @@ class FakeUpstream:
             self.calls = []
             self.max_in_flight = 0
 
-    def _serve(self, path: str, headers: dict[str, str], raw: bytes) -> Answer:
+    def _serve(self, path: str, headers: dict[str, str], raw: bytes) -> tuple[Call, Answer]:
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
@@ -80,15 +85,20 @@ class FakeUpstream:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             script = self._scripts.get(path, echo)
+        answer = None
         try:
             answer = script(call)
             if answer.delay_s:
                 time.sleep(answer.delay_s)
-            return answer
+            return call, answer
         finally:
-            with self._lock:
-                self.in_flight -= 1
-                call.ended = time.monotonic()
+            if answer is None or not answer.trickle_s:
+                self._ended(call)
+
+    def _ended(self, call: Call) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            call.ended = time.monotonic()
 
     def start(self) -> FakeUpstream:
         upstream = self
@@ -106,7 +116,7 @@ class FakeUpstream:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                answer = upstream._serve(self.path, headers, raw)
+                call, answer = upstream._serve(self.path, headers, raw)
                 payload = answer.raw if answer.raw is not None else json.dumps(answer.body).encode()
                 try:
                     self.send_response(answer.status)
@@ -115,9 +125,24 @@ class FakeUpstream:
                     for key, value in answer.headers.items():
                         self.send_header(key, value)
                     self.end_headers()
-                    self.wfile.write(payload)
+                    if answer.trickle_s:
+                        self._trickle(payload, answer.trickle_s)
+                    else:
+                        self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):  # the caller timed out
                     pass
+                finally:
+                    if answer.trickle_s:
+                        upstream._ended(call)
+
+            def _trickle(self, payload: bytes, interval_s: float) -> None:
+                for index in range(len(payload)):
+                    self.wfile.write(payload[index : index + 1])
+                    self.wfile.flush()
+                    # readable while waiting = the caller hung up (nothing else comes)
+                    if select.select([self.connection], [], [], interval_s)[0]:
+                        self.close_connection = True
+                        return
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True

@@ -5,8 +5,10 @@ retried with exponential backoff from 0.5 s (429/503 `Retry-After` honoured up t
 other 4xx and non-JSON 2xx are not; a step is called at most `1 + retries` times in all,
 counted in its row so a re-queued or taken-over step keeps the count. Each call holds an
 upstream host slot; no free slot, or a wait longer than INLINE_WAIT_MAX_S, ends the
-invocation with `Requeue` instead of sleeping inside the function. Redirects are not
-followed: a redirect could lead off the allow-list.
+invocation with `Requeue` instead of sleeping inside the function. A call ends by its
+timeout in all (`app.pipeline.deadline`), not only per socket read, so it never outlives
+the lease of its slot (timeout + SLOT_LEASE_MARGIN_S). Redirects are not followed: a
+redirect could lead off the allow-list.
 """
 
 from __future__ import annotations
@@ -75,9 +77,9 @@ _local = threading.local()
 def _session() -> Any:
     session = getattr(_local, "session", None)
     if session is None:
-        import requests
+        from app.pipeline import deadline
 
-        session = requests.Session()
+        session = deadline.session()
         # Straight to the allow-listed host: no proxy or .netrc from the environment (a
         # proxy would hide where the call goes; .netrc credentials must never reach an
         # upstream). It also spares a scan of os.environ on every call.
@@ -106,18 +108,27 @@ def retry_after_s(value: str | None) -> float | None:
 def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -> _Answer:
     import requests
 
-    try:
-        response = _session().post(
-            step.url,
-            json=payload,
-            headers={"Idempotency-Key": key},
-            timeout=timeout_s,
-            allow_redirects=False,
-        )
-    except requests.Timeout:
-        return _Answer(retryable=True, message="the upstream timed out")
-    except requests.RequestException:
-        return _Answer(retryable=True, message="the upstream could not be reached")
+    from app.pipeline import deadline
+
+    timed_out = _Answer(retryable=True, message="the upstream timed out")
+    # `timeout` bounds each socket read; the watch bounds the whole call, body included.
+    with deadline.within(timeout_s) as watch:
+        try:
+            response = _session().post(
+                step.url,
+                json=payload,
+                headers={"Idempotency-Key": key},
+                timeout=timeout_s,
+                allow_redirects=False,
+            )
+        except requests.Timeout:
+            return timed_out
+        except requests.RequestException:
+            if watch.expired:
+                return timed_out
+            return _Answer(retryable=True, message="the upstream could not be reached")
+    if watch.expired:  # what was read may be cut short
+        return timed_out
     status = response.status_code
     if 200 <= status < 300:
         try:

@@ -1,0 +1,47 @@
+"""An `http` call ends by its timeout in all, not per socket read: an upstream trickling its
+answer cannot keep a call past the lease of its host slot, so PIPELINE_HOST_CONCURRENCY
+holds however slowly the answers come."""
+
+from __future__ import annotations
+
+import json
+
+from tests.fakes.upstream import Answer, FakeUpstream
+from tests.support.pipelines import Customer, Worker, new_pipeline
+from tests.support.settings import settings_env
+
+TIMEOUT_S = 0.5
+# One byte each 50 ms: every read is quick, the whole answer takes ~9 s, longer than the
+# slot's lease (the timeout + calls.SLOT_LEASE_MARGIN_S).
+BODY = json.dumps({"pad": "x" * 170}).encode()
+TRICKLE_S = 0.05
+
+
+def test_a_trickling_upstream_cannot_hold_a_call_past_its_slot(worker: Worker) -> None:
+    from app.pipeline import calls
+
+    assert len(BODY) * TRICKLE_S > TIMEOUT_S + calls.SLOT_LEASE_MARGIN_S + 2
+    with FakeUpstream() as upstream, settings_env(PIPELINE_HOST_CONCURRENCY="1"):
+        upstream.script("/slow", lambda _c: Answer(200, raw=BODY, trickle_s=TRICKLE_S))
+        pipeline = new_pipeline(
+            [
+                {
+                    "id": "a",
+                    "type": "http",
+                    "url": upstream.url("/slow"),
+                    "timeout_s": TIMEOUT_S,
+                    "retries": 0,
+                }
+            ]
+        )
+        user = Customer(quota=2)
+        first = user.create(pipeline).json()["id"]
+        second = user.create(pipeline).json()["id"]
+        tasks = [user.wait(first, timeout=40), user.wait(second, timeout=40)]
+        worker.wait_idle()
+
+    assert upstream.max_in_flight == 1
+    assert len(upstream.calls_to("/slow")) == 2
+    for task in tasks:
+        assert task["status"] == "failed", task
+        assert "timed out (called once)" in task["error"]["message"], task
