@@ -21,8 +21,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.server import LocalServer
 
 _AUTH = re.compile(
     r"^TC3-HMAC-SHA256 Credential=(?P<id>[^/]+)/(?P<date>\d{4}-\d{2}-\d{2})"
@@ -84,7 +86,7 @@ def tc3_signature(
     return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
 
 
-class FakeTencentCloud:
+class FakeTencentCloud(LocalServer):
     def __init__(
         self, secret_id: str = "AKIDfaketestkey000001", secret_key: str = "fake-secret-key"
     ) -> None:
@@ -94,8 +96,6 @@ class FakeTencentCloud:
         self.calls: list[Call] = []
         self.refused: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ set-up
 
@@ -104,8 +104,7 @@ class FakeTencentCloud:
 
     @property
     def endpoint(self) -> str:
-        assert self._server is not None, "start() first"
-        return f"127.0.0.1:{self._server.server_address[1]}"
+        return f"127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
         """Settings that point the app's Tencent Cloud clients here."""
@@ -119,7 +118,7 @@ class FakeTencentCloud:
         with self._lock:
             return [c for c in self.calls if c.action == action]
 
-    def start(self) -> FakeTencentCloud:
+    def handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
         class _Handler(BaseHTTPRequestHandler):
@@ -137,23 +136,7 @@ class FakeTencentCloud:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeTencentCloud:
-        return self.start()
-
-    def __exit__(self, *_exc: Any) -> None:
-        self.stop()
+        return _Handler
 
     # ------------------------------------------------------------ protocol
 

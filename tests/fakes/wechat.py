@@ -15,9 +15,11 @@ import json
 import secrets
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from tests.fakes.server import LocalServer
 
 
 @dataclass
@@ -31,7 +33,7 @@ class _Script:
     reply: Any = None
 
 
-class FakeWechat:
+class FakeWechat(LocalServer):
     def __init__(
         self, appid: str = "wx0123456789abcdef", secret: str = "fake-wechat-secret"
     ) -> None:
@@ -41,7 +43,6 @@ class FakeWechat:
         self.requests: list[dict[str, str]] = []
         self.session_keys: list[str] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
 
     def code(
         self,
@@ -60,8 +61,7 @@ class FakeWechat:
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None, "start() first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
         return {
@@ -97,7 +97,7 @@ class FakeWechat:
                 answer["unionid"] = script.unionid
             return answer
 
-    def start(self) -> FakeWechat:
+    def handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
         class _Handler(BaseHTTPRequestHandler):
@@ -119,19 +119,4 @@ class FakeWechat:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeWechat:
-        return self.start()
-
-    def __exit__(self, *_exc: Any) -> None:
-        self.stop()
+        return _Handler
