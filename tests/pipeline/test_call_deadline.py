@@ -45,3 +45,39 @@ def test_a_trickling_upstream_cannot_hold_a_call_past_its_slot(worker: Worker) -
     for task in tasks:
         assert task["status"] == "failed", task
         assert "timed out (called once)" in task["error"]["message"], task
+
+
+def test_a_short_deadline_is_kept_while_a_longer_one_is_watched() -> None:
+    """One watchdog serves every call of the process: a call with a short timeout, started
+    while another call's longer deadline is being waited for, still ends at its own."""
+    import threading
+
+    import requests
+
+    from app.pipeline import deadline
+
+    long_started = threading.Event()
+    outcomes: dict[str, bool] = {}
+
+    def long_call(url: str) -> None:
+        with deadline.within(60) as watch:
+            long_started.set()
+            deadline.session().post(url, json={}, timeout=60)
+        outcomes["long"] = watch.expired
+
+    with FakeUpstream() as upstream:
+        upstream.script("/steady", lambda _c: Answer(200, {"ok": True}, delay_s=1.0))
+        upstream.script("/slow", lambda _c: Answer(200, raw=BODY, trickle_s=TRICKLE_S))
+        other = threading.Thread(target=long_call, args=(upstream.url("/steady"),))
+        other.start()
+        assert long_started.wait(5)
+        with deadline.within(TIMEOUT_S) as watch:
+            try:
+                deadline.session().post(upstream.url("/slow"), json={}, timeout=5)
+                cut = False
+            except requests.RequestException:
+                cut = True
+        other.join(10)
+
+    assert watch.expired and cut
+    assert outcomes == {"long": False}

@@ -12,8 +12,11 @@ Imported by the call path only (it imports requests and urllib3).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -35,36 +38,85 @@ class Watch:
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
+        self.due = time.monotonic() + seconds
         self.expired = False
-        self._done = threading.Event()
+        self.done = False
         self._lock = threading.Lock()
         self._connections: list[HTTPConnection] = []
-        self._thread = threading.Thread(target=self._run, name="http-deadline", daemon=True)
 
     def start(self) -> None:
-        self._thread.start()
+        _watchdog.add(self)
 
     def stop(self) -> None:
-        self._done.set()
+        # No wake-up: the watchdog drops a stopped watch when it next looks at it.
+        self.done = True
 
     def attach(self, connection: HTTPConnection) -> None:
         with self._lock:
             self._connections.append(connection)
 
-    def _run(self) -> None:
-        if self._done.wait(self.seconds):
-            return
+    def expire(self) -> None:
+        """Past the deadline: shut down the connections opened so far (called again each
+        _RECHECK_S until the call gives up, for one still connecting at the deadline)."""
         with self._lock:
             self.expired = True
-        # Until the call gives up: a connection whose socket was still being opened at the
-        # deadline is shut down as soon as it has one.
+            connections = list(self._connections)
+        for connection in connections:
+            _shut(connection)
+
+
+class _Watchdog:
+    """One thread for every watch of the process, asleep until the earliest deadline.
+
+    A thread per call would cost two thread switches on every call (its start and its
+    wake-up at the end), which the calls of a busy worker then queue behind. Here a call
+    that ends in time wakes nobody: its watch is dropped when its deadline comes round.
+    Deadlines mostly arrive in order (similar timeouts), so adding a watch rarely wakes
+    the thread either."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._heap: list[tuple[float, int, Watch]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def add(self, watch: Watch) -> None:
+        with self._lock:
+            heap = self._heap
+            if len(heap) > 64 and len(heap) % 64 == 0:
+                # Stopped watches wait for their deadline in the heap: keep it to the live.
+                heap[:] = [entry for entry in heap if not entry[2].done]
+                heapq.heapify(heap)
+            earliest = heap[0][0] if heap else None
+            heapq.heappush(heap, (watch.due, next(self._seq), watch))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="http-deadline", daemon=True)
+                self._thread.start()
+            elif earliest is None or watch.due < earliest:
+                self._changed.notify()
+
+    def _run(self) -> None:
+        expiring: list[Watch] = []
         while True:
             with self._lock:
-                connections = list(self._connections)
-            for connection in connections:
-                _shut(connection)
-            if self._done.wait(_RECHECK_S):
-                return
+                now = time.monotonic()
+                while self._heap and (self._heap[0][2].done or self._heap[0][0] <= now):
+                    _, _, watch = heapq.heappop(self._heap)
+                    if not watch.done:
+                        expiring.append(watch)
+                if not expiring:
+                    wait = self._heap[0][0] - now if self._heap else None
+                    self._changed.wait(wait)
+                    continue
+            expiring = [watch for watch in expiring if not watch.done]
+            for watch in expiring:
+                watch.expire()
+            if expiring:
+                time.sleep(_RECHECK_S)
+
+
+_watchdog = _Watchdog()
 
 
 def _shut(connection: HTTPConnection) -> None:
