@@ -1,7 +1,7 @@
 # The two commands a newcomer needs are `make run` and `make test`; both install what they
 # need into .venv on first use.
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 export PYTHONPATH := shared:.

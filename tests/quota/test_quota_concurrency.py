@@ -7,6 +7,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as ResultTimeout  # not the builtin before 3.11
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -130,7 +131,7 @@ def test_a_cancel_racing_a_reserve_settles_the_reservation_it_waited_for() -> No
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The cancel sees no committed row, and its tombstone insert waits on the reserve's.
         pending = pool.submit(cancel, task)
-        with pytest.raises(TimeoutError):
+        with pytest.raises(ResultTimeout):
             pending.result(timeout=0.3)
         release.set()
         result = pending.result(timeout=10)
@@ -176,7 +177,7 @@ def test_the_same_ref_granted_to_two_users_at_once_applies_to_one() -> None:
     assert inserted.wait(timeout=10)
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(grant, second, 5, kind="purchase", reason="plan", ref=ref)
-        with pytest.raises(TimeoutError):
+        with pytest.raises(ResultTimeout):
             pending.result(timeout=0.3)
         release.set()
         with pytest.raises(AppError) as caught:
