@@ -14,8 +14,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.server import LocalServer
 
 
 @dataclass
@@ -47,23 +49,20 @@ def echo(call: Call) -> Answer:
     return Answer(200, {"echo": call.body.get("input"), "branch": call.body.get("branch")})
 
 
-class FakeUpstream:
+class FakeUpstream(LocalServer):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._scripts: dict[str, Script] = {}
         self.calls: list[Call] = []
         self.in_flight = 0
         self.max_in_flight = 0
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     def script(self, path: str, script: Script) -> None:
         with self._lock:
             self._scripts[path] = script
 
     def url(self, path: str) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
+        return f"http://127.0.0.1:{self.port}{path}"
 
     def calls_to(self, path: str) -> list[Call]:
         with self._lock:
@@ -100,7 +99,7 @@ class FakeUpstream:
             self.in_flight -= 1
             call.ended = time.monotonic()
 
-    def start(self) -> FakeUpstream:
+    def handler(self) -> type[BaseHTTPRequestHandler]:
         upstream = self
 
         class _Handler(BaseHTTPRequestHandler):
@@ -144,20 +143,4 @@ class FakeUpstream:
                         self.close_connection = True
                         return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeUpstream:
-        return self.start()
-
-    def __exit__(self, *_exc: Any) -> None:
-        self.stop()
+        return _Handler
