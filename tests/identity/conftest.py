@@ -135,6 +135,18 @@ class Flows:
         assert pair["user"]["role"] == "admin"
         return str(pair["access_token"])
 
+    def disable(self, user_id: str) -> None:
+        """A fresh admin disables the user through PATCH /admin/users/{id}."""
+        reply = self.call(
+            "admin-users-patch",
+            "PATCH",
+            f"/admin/users/{user_id}",
+            path_params={"id": user_id},
+            body={"disabled": True},
+            token=self.admin_token(),
+        )
+        assert reply.status == 200, reply.body
+
 
 @pytest.fixture
 def flows(tencent: FakeTencentCloud, wechat_api: FakeWechat) -> Flows:

@@ -252,16 +252,7 @@ def test_parallel_wrong_passwords_cannot_outrun_the_lock(flows: Flows) -> None:
 def test_an_unjudged_attempt_is_given_back(flows: Flows) -> None:
     pair = flows.registered()
     phone, user_id = pair["user"]["phone"], pair["user"]["id"]
-    admin = flows.admin_token()
-    reply = flows.call(
-        "admin-users-patch",
-        "PATCH",
-        f"/admin/users/{user_id}",
-        path_params={"id": user_id},
-        body={"disabled": True},
-        token=admin,
-    )
-    assert reply.status == 200
+    flows.disable(user_id)
     # The right password on a disabled account is not a failed guess.
     for _ in range(6):
         assert flows.login(phone).json()["code"] == "ACCOUNT_DISABLED"
@@ -360,16 +351,7 @@ def test_code_login_of_a_new_phone_creates_the_account(flows: Flows) -> None:
 def test_disabled_accounts_are_403_but_only_with_the_right_password(flows: Flows) -> None:
     pair = flows.registered()
     phone, user_id = pair["user"]["phone"], pair["user"]["id"]
-    admin = flows.admin_token()
-    reply = flows.call(
-        "admin-users-patch",
-        "PATCH",
-        f"/admin/users/{user_id}",
-        path_params={"id": user_id},
-        body={"disabled": True},
-        token=admin,
-    )
-    assert reply.status == 200
+    flows.disable(user_id)
     assert flows.login(phone).json()["code"] == "ACCOUNT_DISABLED"
     assert flows.login(phone, "wrong password").json()["code"] == "AUTH_INVALID_CREDENTIALS"
     assert flows.code_login(phone).json()["code"] == "ACCOUNT_DISABLED"
@@ -404,15 +386,7 @@ def test_invalid_referrers_are_400_and_create_nothing(flows: Flows) -> None:
     referrer = flows.registered()["user"]
     other = flows.registered()["user"]
     disabled = flows.registered()["user"]
-    admin = flows.admin_token()
-    flows.call(
-        "admin-users-patch",
-        "PATCH",
-        f"/admin/users/{disabled['id']}",
-        path_params={"id": disabled["id"]},
-        body={"disabled": True},
-        token=admin,
-    )
+    flows.disable(disabled["id"])
     cases = [
         {"referrer_id": "no-such-user"},
         {"invite_code": "ZZZZZZZZ"},

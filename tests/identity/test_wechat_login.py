@@ -184,15 +184,7 @@ def test_disabled_wechat_user_is_403(flows: Flows) -> None:
     code = _code()
     flows.wechat.code(code, openid=openid)
     user_id = flows.wechat_login(code).json()["user"]["id"]
-    admin = flows.admin_token()
-    flows.call(
-        "admin-users-patch",
-        "PATCH",
-        f"/admin/users/{user_id}",
-        path_params={"id": user_id},
-        body={"disabled": True},
-        token=admin,
-    )
+    flows.disable(user_id)
     code = _code()
     flows.wechat.code(code, openid=openid)
     reply = flows.wechat_login(code)
