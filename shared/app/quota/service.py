@@ -44,12 +44,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, event, insert, select, update
+from sqlalchemy import Table, bindparam, event, insert, select, update
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.dml import Insert
 
 from app.db import transaction
+from app.db.prepared import Prepared
 from app.db.tables import quota_ledger, quota_transactions, users
 from app.db.types import UtcDateTime, new_id, utcnow
 from app.errors import AppError, ErrorCode
@@ -231,7 +233,7 @@ def _reserve(db: Connection, user_id: str, task_id: str, amount: int) -> Reserva
     return _existing_reservation(existing, user_id, task_id, amount)
 
 
-def _existing_reservation(row: Row[Any], user_id: str, task_id: str, amount: int) -> Reservation:
+def _existing_reservation(row: _SagaRow, user_id: str, task_id: str, amount: int) -> Reservation:
     phase: Phase = row.phase
     if phase == "cancelled":
         applog.log_fields(
@@ -311,7 +313,7 @@ def _settle_in(db: Connection, task_id: str, target: Phase) -> Settlement:
     user_id, amount = str(row.user_id), int(row.amount)
     balance, reserved = _lock_user(db, user_id)
     now = utcnow()
-    moved = db.execute(_SETTLE, {"settled_task": task_id, "target": target, "now": now}).rowcount
+    moved = _SETTLE.run(db, {"settled_task": task_id, "target": target, "now": now}).rowcount
     if moved != 1:
         # Another call settled it while this one waited for the user lock.
         current = _saga_row(db, task_id)
@@ -424,16 +426,26 @@ def _unit(conn: Connection | None) -> Iterator[Connection]:
         yield own
 
 
-# Built once: each call then only binds values (the hot path runs these per task).
-_LOCK_USER = (
+# The saga's statements run per task under the user's row lock: compiled once and run on
+# the driver's cursor (app.db.prepared), each value bound by name.
+def _insert_into(table: Table) -> Insert:
+    """INSERT of every column the server does not fill, each bound by its name."""
+    return insert(table).values(
+        {c.name: bindparam(c.name, type_=c.type) for c in table.columns if c.server_default is None}
+    )
+
+
+_LOCK_USER = Prepared(
     select(users.c.quota_balance, users.c.quota_reserved)
     .where(users.c.id == bindparam("user_id"))
     .with_for_update()
 )
-_SAGA_ROW = select(
-    quota_transactions.c.user_id, quota_transactions.c.amount, quota_transactions.c.phase
-).where(quota_transactions.c.task_id == bindparam("task_id"))
-_SET_COUNTERS = (
+_SAGA_ROW = Prepared(
+    select(
+        quota_transactions.c.user_id, quota_transactions.c.amount, quota_transactions.c.phase
+    ).where(quota_transactions.c.task_id == bindparam("task_id"))
+)
+_SET_COUNTERS = Prepared(
     update(users)
     .where(users.c.id == bindparam("user_id"))
     .values(
@@ -442,7 +454,7 @@ _SET_COUNTERS = (
         updated_at=bindparam("now", type_=UtcDateTime()),
     )
 )
-_SETTLE = (
+_SETTLE = Prepared(
     update(quota_transactions)
     .where(
         quota_transactions.c.task_id == bindparam("settled_task"),
@@ -450,34 +462,43 @@ _SETTLE = (
     )
     .values(phase=bindparam("target"), updated_at=bindparam("now", type_=UtcDateTime()))
 )
-_APPEND = insert(quota_ledger)
+_APPEND = Prepared(_insert_into(quota_ledger))
+# INSERT IGNORE: a duplicate task_id (a repeat or a tombstone) is skipped, not an error.
 _SAGA_INSERT_IGNORE = {
-    "sqlite": insert(quota_transactions).prefix_with("OR IGNORE"),
-    "mysql": insert(quota_transactions).prefix_with("IGNORE"),
+    "sqlite": Prepared(_insert_into(quota_transactions).prefix_with("OR IGNORE")),
+    "mysql": Prepared(_insert_into(quota_transactions).prefix_with("IGNORE")),
 }
 
 
+@dataclass(frozen=True)
+class _SagaRow:
+    user_id: str
+    amount: int
+    phase: Phase
+
+
 def _lock_user(db: Connection, user_id: str) -> tuple[int, int]:
-    row = db.execute(_LOCK_USER, {"user_id": user_id}).first()
+    row = _LOCK_USER.run(db, {"user_id": user_id}).first()
     if row is None:
         raise AppError(ErrorCode.NOT_FOUND, "User not found.")
-    return int(row.quota_balance), int(row.quota_reserved)
+    return int(row[0]), int(row[1])
 
 
-def _saga_row(db: Connection, task_id: str) -> Row[Any] | None:
-    return db.execute(_SAGA_ROW, {"task_id": task_id}).first()
+def _saga_row(db: Connection, task_id: str) -> _SagaRow | None:
+    row = _SAGA_ROW.run(db, {"task_id": task_id}).first()
+    return None if row is None else _SagaRow(str(row[0]), int(row[1]), row[2])
 
 
 def _insert_saga(db: Connection, **values: Any) -> bool:
     """Insert the saga row unless the task has one; True when it went in. Waits for a
     conflicting insert of another open transaction to commit or roll back first."""
     statement = _SAGA_INSERT_IGNORE["sqlite" if db.dialect.name == "sqlite" else "mysql"]
-    return db.execute(statement, values).rowcount == 1
+    return statement.run(db, values).rowcount == 1
 
 
 def _set_counters(db: Connection, user_id: str, balance: int, reserved: int, now: datetime) -> None:
-    db.execute(
-        _SET_COUNTERS, {"user_id": user_id, "balance": balance, "reserved": reserved, "now": now}
+    _SET_COUNTERS.run(
+        db, {"user_id": user_id, "balance": balance, "reserved": reserved, "now": now}
     )
 
 
@@ -508,7 +529,7 @@ def _append(
         reason=reason,
         created_at=now,
     )
-    db.execute(_APPEND, entry.__dict__)  # the columns, without asdict's deep copy
+    _APPEND.run(db, entry.__dict__)  # the columns, without asdict's deep copy
     return entry
 
 
