@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakes.upstream import Answer, FakeUpstream
-from tests.support.pipelines import Customer, Worker, new_pipeline
+from tests.support.pipelines import Customer, Worker, new_fork, new_pipeline
 
 
 @pytest.fixture
@@ -31,6 +31,21 @@ def test_a_slot_whose_holder_died_is_free_again_when_its_lease_ends() -> None:
     second = slots.acquire(host, cap=1, lease_s=5)
     assert second is not None
     slots.release(host, second)
+    assert slots.in_use(host) == 0
+
+
+def test_a_slot_handed_on_is_renewed_only_while_still_held() -> None:
+    from app.pipeline import slots
+
+    host = "renew.example:80"
+    held = slots.acquire(host, cap=1, lease_s=0.2)
+    assert held is not None
+    assert slots.renew(host, held, lease_s=5)
+    time.sleep(0.25)  # past its first lease: still held, by the renewal
+    assert slots.acquire(host, cap=1, lease_s=5) is None
+    slots.release(host, held)
+    # Gone (released, or dropped once its lease ran out): renewing it adds nothing.
+    assert not slots.renew(host, held, lease_s=5)
     assert slots.in_use(host) == 0
 
 
@@ -64,16 +79,7 @@ def test_a_message_for_a_branch_the_fork_never_dispatched_does_nothing(
 
     gate = threading.Event()
     upstream.script("/r", lambda _c: Answer(200, {}) if gate.wait(5) else Answer(500))
-    pipeline = new_pipeline(
-        [
-            {
-                "id": "f",
-                "type": "fork",
-                "for_each": "input.items",
-                "step": {"type": "http", "url": upstream.url("/r")},
-            }
-        ]
-    )
+    pipeline = new_fork(upstream.url("/r"))
     user = Customer(quota=1)
     task_id = user.create(pipeline, {"items": list(range(8))}).json()["id"]
     while upstream.in_flight < 5:
@@ -92,17 +98,7 @@ def test_cancel_in_the_middle_of_a_fork_discards_results_and_dispatches_no_more(
 ) -> None:
     gate = threading.Event()
     upstream.script("/r", lambda _c: Answer(200, {"late": True}) if gate.wait(5) else Answer(500))
-    pipeline = new_pipeline(
-        [
-            {
-                "id": "f",
-                "type": "fork",
-                "for_each": "input.items",
-                "step": {"type": "http", "url": upstream.url("/r")},
-            }
-        ],
-        cost=2,
-    )
+    pipeline = new_fork(upstream.url("/r"), cost=2)
     user = Customer(quota=2)
     task_id = user.create(pipeline, {"items": list(range(12))}).json()["id"]
     while upstream.in_flight < 5:
@@ -118,6 +114,42 @@ def test_cancel_in_the_middle_of_a_fork_discards_results_and_dispatches_no_more(
     assert {b["status"] for b in task["steps"][0]["branches"]} == {"cancelled"}
     assert all(b["output"] is None for b in task["steps"][0]["branches"])
     assert len(upstream.calls) == 5
+    assert user.quota() == (2, 0)
+
+
+def test_a_branch_run_after_its_predecessor_in_the_same_invocation_stops_at_cancel(
+    worker: Worker, upstream: FakeUpstream
+) -> None:
+    from app.pipeline import slots
+
+    gate = threading.Event()
+    # The first window answers at once; the branches each settle claims for its own
+    # invocation to run next wait for the gate.
+    upstream.script(
+        "/r",
+        lambda c: Answer(200, {"late": True})
+        if c.body["branch"] < 5 or gate.wait(5)
+        else Answer(500),
+    )
+    pipeline = new_fork(upstream.url("/r"), cost=2)
+    user = Customer(quota=2)
+    task_id = user.create(pipeline, {"items": list(range(12))}).json()["id"]
+    while len(upstream.calls) < 10 or upstream.in_flight < 5:
+        time.sleep(0.01)
+
+    user.cancel(task_id)
+    gate.set()
+    worker.wait_idle()
+
+    # One step message and the first window's five: branches 5..9 ran in the invocations
+    # of 0..4, with no message of their own.
+    assert worker.deliveries == 6
+    branches = user.get(task_id).json()["steps"][0]["branches"]
+    assert [b["status"] for b in branches] == ["succeeded"] * 5 + ["cancelled"] * 7
+    assert all(b["output"] is None for b in branches[5:])
+    assert sorted(c.body["branch"] for c in upstream.calls) == list(range(10))
+    assert upstream.max_in_flight == 5
+    assert slots.in_use(f"127.0.0.1:{upstream.port}") == 0  # every slot handed on came back
     assert user.quota() == (2, 0)
 
 

@@ -96,6 +96,14 @@ def new_pipeline(steps: list[dict[str, Any]], cost: int = 1) -> str:
     return pipeline_id
 
 
+def new_fork(url: str, cost: int = 1, over: str = "items") -> str:
+    """A pipeline of one fork `f`: an `http` call to `url` for each item of `input.<over>`."""
+    step = {"type": "http", "url": url}
+    return new_pipeline(
+        [{"id": "f", "type": "fork", "for_each": f"input.{over}", "step": step}], cost=cost
+    )
+
+
 def cmq_event(message: Any) -> dict[str, Any]:
     return {
         "Records": [

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select, update
 
 from tests.fakes.upstream import Answer, FakeUpstream
-from tests.support.pipelines import Customer, Worker, new_pipeline
+from tests.support.pipelines import Customer, Worker, new_fork, new_pipeline
 from tests.support.settings import settings_env
 
 
@@ -155,9 +155,10 @@ def test_a_worker_that_raises_between_a_branch_and_the_join_is_healed_by_redeliv
 ) -> None:
     pipeline = pipeline_with_fork(upstream)
     user = Customer(quota=2)
-    # The worker that settles a branch dies sending the next branch's message, and the one
-    # that makes the JOIN dies sending the next step's message.
-    faulty.fail_predicates.append(lambda m: m["kind"] == "branch" and m["branch"] == 6)
+    # The worker that starts the fork dies sending the first window's messages (a settling
+    # branch claims its successor and runs it itself, so only the start sends branch
+    # messages), and the one that makes the JOIN dies sending the next step's message.
+    faulty.fail_predicates.append(lambda m: m["kind"] == "branch" and m["branch"] == 3)
     faulty.fail_predicates.append(lambda m: m["kind"] == "step" and m["step"] == 2)
 
     task = user.wait(user.create(pipeline, {"prompts": [f"p{i}" for i in range(8)]}).json()["id"])
@@ -235,6 +236,64 @@ def test_a_worker_that_died_mid_call_is_taken_over_once_its_lease_ran_out(
     assert task["status"] == "succeeded"
     # Both callers reached the upstream, but the step settled once, by its new owner.
     assert len(upstream.calls_to("/draft")) == 2
+    assert user.quota() == (0, 0)
+
+
+def test_an_invocation_that_died_after_claiming_the_next_branch_is_healed_by_the_sweeper(
+    worker: Worker, faulty: FaultyQueue, upstream: FakeUpstream
+) -> None:
+    from app.db import transaction
+    from app.db.tables import task_steps
+    from app.db.types import utcnow
+    from app.pipeline import slots
+
+    old_owner, new_owner = threading.Event(), threading.Event()
+    calls_of_p6: list[int] = []
+
+    def render(call: Any) -> Answer:
+        prompt = call.body["input"]
+        if prompt == "p6":
+            calls_of_p6.append(1)
+            # the first caller is "dead" meanwhile; the second one is held too, so that
+            # the first one's late answer comes while the row is someone else's
+            (old_owner if len(calls_of_p6) == 1 else new_owner).wait(5)
+        return Answer(200, {"r": prompt})
+
+    upstream.script("/render", render)
+    pipeline = new_fork(upstream.url("/render"), cost=2, over="prompts")
+    user = Customer(quota=2)
+    prompts = [f"p{i}" for i in range(12)]
+    task_id = user.create(pipeline, {"prompts": prompts}).json()["id"]
+    while len(upstream.calls) < 11:  # all but p11, which waits for p6 to settle
+        threading.Event().wait(0.01)
+    threading.Event().wait(0.2)  # every other branch settles
+
+    # Branch 6 was claimed by branch 1's settle, in the same commit, and has no message.
+    assert not [m for m in faulty.sent if m["kind"] == "branch" and m["branch"] == 6]
+    # The invocation running it is now "dead": its lease has run out.
+    with transaction() as conn:
+        conn.execute(
+            update(task_steps)
+            .where(task_steps.c.task_id == task_id, task_steps.c.branch == 6)
+            .values(lease_until=utcnow())
+        )
+    assert sweep()["republished"] >= 1
+    while len(calls_of_p6) < 2:  # taken over: called again by its new owner
+        threading.Event().wait(0.01)
+    old_owner.set()  # the first caller's answer comes late: it neither settles the
+    threading.Event().wait(0.3)  # branch nor claims branch 11 (the window stays 5)
+    assert "p11" not in [c.body["input"] for c in upstream.calls]
+    assert user.get(task_id).json()["steps"][0]["branches"][6]["status"] == "running"
+    new_owner.set()
+    task = user.wait(task_id)
+    worker.wait_idle()
+
+    assert task["status"] == "succeeded"
+    assert [r["value"] for r in task["output"]] == [{"r": p} for p in prompts]
+    assert sorted(c.body["input"] for c in upstream.calls) == sorted([*prompts, "p6"])
+    assert upstream.max_in_flight <= 6  # the dead caller's call, and the window
+    assert user.get(task_id).json() == task
+    assert slots.in_use(f"127.0.0.1:{upstream.port}") == 0
     assert user.quota() == (0, 0)
 
 

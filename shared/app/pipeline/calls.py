@@ -142,10 +142,21 @@ def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -
     return _Answer(message=message)
 
 
+def slot_lease_s(step: HttpCall) -> float:
+    """How long a slot of the step's host is leased for one call."""
+    return step.timeout_s + SLOT_LEASE_MARGIN_S
+
+
 def take_slot(step: HttpCall) -> str | None:
     """A slot of the step's upstream host for one call, or None when all are taken."""
     cap = get_settings().pipeline_host_concurrency
-    return slots.acquire(step.host_key, cap, step.timeout_s + SLOT_LEASE_MARGIN_S)
+    return slots.acquire(step.host_key, cap, slot_lease_s(step))
+
+
+def renew_slot(step: HttpCall, token: str) -> bool:
+    """A slot kept from the last call (see `run_http`'s `keep`), leased again for one
+    more call of `step`; False when it is gone."""
+    return slots.renew(step.host_key, token, slot_lease_s(step))
 
 
 def slot_retry_delay() -> float:
@@ -159,11 +170,18 @@ def run_http(
     attempts_done: int,
     record_attempt: RecordAttempt,
     first_slot: str | None = None,
+    ends_at: float | None = None,
+    keep: list[str] | None = None,
 ) -> Outcome:
     """`first_slot`: the engine already holds a slot and counted the first call with its
-    claim (one transaction fewer per call in the common case)."""
+    claim (one transaction fewer per call in the common case). `ends_at`: when the
+    invocation's budget runs out (time.monotonic()), INVOCATION_BUDGET_S from now unless
+    the caller knows better (an invocation that ran other branches before this one).
+    `keep`: the slot of the last call, when the step ends with an answer, goes there
+    instead of back to the host, for the caller's next call (which renews or frees it)."""
     limit = 1 + step.retries
-    started = time.monotonic()
+    if ends_at is None:
+        ends_at = time.monotonic() + INVOCATION_BUDGET_S
     token = first_slot
     while True:
         try:
@@ -178,10 +196,14 @@ def run_http(
                 attempts_done += 1
             # Never past the invocation's budget, the first call included: what is left
             # of it bounds the call's timeout.
-            left = INVOCATION_BUDGET_S - (time.monotonic() - started)
+            left = ends_at - time.monotonic()
             answer = _post(step, payload, key, max(min(step.timeout_s, left), 0.1))
             outcome = "ok" if answer.ok else "retryable" if answer.retryable else "failed"
             PIPELINE_CALLS.labels(outcome).inc()
+            ended = outcome != "retryable" or attempts_done >= limit
+            if keep is not None and token is not None and ended:
+                keep.append(token)
+                token = None
         finally:
             if token is not None:
                 slots.release(step.host_key, token)
@@ -195,8 +217,7 @@ def run_http(
             delay = answer.retry_after
         else:
             delay = BACKOFF_BASE_S * 2 ** (attempts_done - 1)
-        elapsed = time.monotonic() - started
-        if delay > INLINE_WAIT_MAX_S or elapsed + delay + step.timeout_s > INVOCATION_BUDGET_S:
+        if delay > INLINE_WAIT_MAX_S or time.monotonic() + delay + step.timeout_s > ends_at:
             return Requeue(delay)
         time.sleep(delay)
 

@@ -1,4 +1,5 @@
-"""The pipeline engine: one queue message runs one step or one fork branch.
+"""The pipeline engine: one queue message runs one step or one fork branch (and the
+branches that follow that one in its place of the fork's window, see below).
 
 Messages on PIPELINE_QUEUE: `{"kind": "step", "task_id", "step": position}` and
 `{"kind": "branch", "task_id", "step": position, "branch": index}`. All state lives in
@@ -13,6 +14,15 @@ re-published by the sweeper, never does a thing twice:
   transaction that records its result, dispatches branch i + W. Each branch has exactly
   one dispatcher, so at most W are ever dispatched and unsettled, with no lock shared by
   the window (a sliding window across function instances: the seed's p-limit);
+- the common case of that dispatch is one statement that records branch i's result and
+  claims branch i + W (running, with a fresh lease: its fencing token); the invocation
+  then runs i + W itself, with the host slot of i's call, looping while its budget
+  (INVOCATION_BUDGET_S) allows a whole call: no commit, no message and no new invocation
+  per branch. An invocation that dies after that commit leaves a running row whose lease
+  runs out, healed as a worker that died mid-call is (the sweeper publishes it again and
+  a new claim takes it over); a cancel or a takeover fails the loop's next settle, which
+  ends it. Without a free slot, or budget, i + W is only dispatched, and its message
+  published;
 - the JOIN is the UPDATE that moves the fork row from running to succeeded/failed. Only a
   settle with no successor takes the fork row's lock and looks for unsettled branches;
   the one that finds none makes the JOIN: exactly once;
@@ -27,9 +37,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,6 +50,7 @@ from sqlalchemy.engine import Connection
 from app import queue
 from app.config import get_settings
 from app.db import transaction
+from app.db.prepared import Prepared
 from app.db.tables import task_steps, tasks
 from app.db.types import UtcDateTime, utcnow
 from app.observability import logging as applog
@@ -53,7 +65,8 @@ LEASE_MARGIN_S = 30.0
 Row = Mapping[Any, Any]
 
 # The statements every branch runs, built once: building them per call costs more than
-# the database round trip on a busy worker.
+# the database round trip on a busy worker. They run on the driver's cursor, compiled once
+# per dialect (app.db.prepared): a branch's claim and settle are the window's critical path.
 _c = task_steps.c
 _NOW = bindparam("now", type_=UtcDateTime())
 _THIS_ROW = and_(
@@ -61,7 +74,7 @@ _THIS_ROW = and_(
     _c.position == bindparam("row_position"),
     _c.branch == bindparam("row_branch"),
 )
-_CLAIM_PENDING = (
+_CLAIM_PENDING = Prepared(
     update(task_steps)
     .where(
         _THIS_ROW,
@@ -82,7 +95,7 @@ _CLAIM_PENDING = (
 # Gives back, in the same transaction, a row `_CLAIM_PENDING` just took when its host has no
 # free slot. Its updated_at moves: the row is waiting for a slot, with a message that keeps
 # coming back for it, so the sweeper must not publish another.
-_UNCLAIM = (
+_UNCLAIM = Prepared(
     update(task_steps)
     .where(_THIS_ROW)
     .values(
@@ -94,7 +107,7 @@ _UNCLAIM = (
         updated_at=_NOW,
     )
 )
-_SETTLE = (
+_SETTLE = Prepared(
     update(task_steps)
     .where(
         _THIS_ROW,
@@ -110,11 +123,60 @@ _SETTLE = (
         updated_at=_NOW,
     )
 )
-_DISPATCH = (
+_DISPATCH = Prepared(
     update(task_steps)
     .where(_THIS_ROW, _c.dispatched_at.is_(None))
     .values(dispatched_at=_NOW, updated_at=_NOW)
 )
+# A settled branch's result and its successor's claim in one statement: the successor,
+# dispatched and taken for running, for the settling invocation to run it next. The
+# settle only while the lease is still ours; the successor only while never dispatched
+# (so it still has exactly one dispatcher), pending and never called. Both rows moved or
+# the transaction is rolled back.
+_SETTLED_ROW = _c.branch == bindparam("row_branch")
+
+
+def _either(settled: Any, successor: Any) -> Any:
+    return case((_SETTLED_ROW, settled), else_=successor)
+
+
+_SETTLE_AND_CLAIM = Prepared(
+    update(task_steps)
+    .where(
+        _c.task_id == bindparam("row_task"),
+        _c.position == bindparam("row_position"),
+        _c.branch.in_([bindparam("row_branch"), bindparam("next_branch")]),
+        (
+            _SETTLED_ROW
+            & (_c.status == "running")
+            & (_c.lease_until == bindparam("lease", type_=UtcDateTime()))
+        )
+        | (
+            (_c.branch == bindparam("next_branch"))
+            & (_c.status == "pending")
+            & (_c.attempts == 0)
+            & _c.dispatched_at.is_(None)
+        ),
+    )
+    .values(
+        status=_either(bindparam("settled"), "running"),
+        output=_either(bindparam("output", type_=JSON(none_as_null=True)), _c.output),
+        error=_either(bindparam("error", type_=JSON(none_as_null=True)), _c.error),
+        attempts=_either(_c.attempts, 1),
+        lease_until=_either(None, bindparam("next_lease", type_=UtcDateTime())),
+        dispatched_at=_either(_c.dispatched_at, _NOW),
+        started_at=_either(_c.started_at, _NOW),
+        heartbeat_at=_either(_c.heartbeat_at, _NOW),
+        finished_at=_either(_NOW, None),
+        updated_at=_NOW,
+    )
+)
+# An invocation runs the next branch itself only when its first call fits wholly in what
+# is left of the invocation's budget, with this much to spare for settling.
+CHAIN_MARGIN_S = 5.0
+# A slot handed from a branch to its successor is renewed once its lease has lost this
+# much (see `_slot_for`): one Redis round trip per second of calls instead of per call.
+SLOT_REUSE_S = 1.0
 
 
 # -- messages ------------------------------------------------------------------------------
@@ -157,6 +219,9 @@ def handle(message: dict[str, Any]) -> None:
     if not valid:  # can never succeed: redelivering it would only repeat this line
         applog.log_fields(log, logging.ERROR, "pipeline message dropped", body=message)
         return
+    from app.pipeline.calls import INVOCATION_BUDGET_S
+
+    ends_at = time.monotonic() + INVOCATION_BUDGET_S
     assert isinstance(task_id, str) and isinstance(position, int) and isinstance(branch, int)
     width = message.get("width")
     width = width if isinstance(width, int) and width > 0 else None
@@ -199,7 +264,7 @@ def handle(message: dict[str, Any]) -> None:
     steps = plan.steps
     if isinstance(claim, _Claim):
         assert work is not None
-        _run(task_id, steps, position, branch, work, claim, width)
+        _run(task_id, plan, position, branch, work, claim, width, ends_at)
     elif isinstance(claim, float):  # no free host slot: try again shortly
         _publish_again(task_id, position, branch, claim, width)
     elif row is None:
@@ -295,6 +360,7 @@ class _Claim:
     counted: bool
     previous: Any  # the previous step's output, the `previous` of the call
     slot: str | None  # the host slot held for the counted call
+    slot_until: float = 0.0  # when its lease ends at the earliest (epoch s); 0: not known
 
 
 def _claim_pending(
@@ -312,13 +378,13 @@ def _claim_pending(
     lease_s = _lease_s(step)
     lease = now + timedelta(seconds=lease_s)
     key = {"row_task": task_id, "row_position": position, "row_branch": branch}
-    if not conn.execute(_CLAIM_PENDING, {**key, "lease": lease, "now": now}).rowcount:
+    if not _CLAIM_PENDING.run(conn, {**key, "lease": lease, "now": now}).rowcount:
         return None
     slot = None
     if isinstance(step, HttpCall):
         slot = calls.take_slot(step)
         if slot is None:
-            conn.execute(_UNCLAIM, {**key, "now": now})
+            _UNCLAIM.run(conn, {**key, "now": now})
             return calls.slot_retry_delay()
     try:
         previous = _previous_output(conn, task_id, position)
@@ -431,54 +497,97 @@ class _Attempts:
         )
 
 
+@dataclass(frozen=True)
+class _Next:
+    """A successor branch that a settling branch claimed for its invocation to run next."""
+
+    branch: int
+    work: tuple[HttpCall | SimCall, Any]
+    claim: _Claim
+    width: int
+
+
 def _run(
     task_id: str,
-    steps: list[Any],
+    plan: _Plan,
     position: int,
     row_branch: int,
     work: tuple[HttpCall | SimCall, Any],
     claim: _Claim,
     width: int | None = None,
+    ends_at: float | None = None,
 ) -> None:
     """Make the claimed call, then settle the row (a branch settles under its fork's lock
-    and moves the window) or park it for a re-queued message."""
+    and moves the window) or park it for a re-queued message. A branch whose settle
+    claimed its successor runs that one next, in this invocation, while `ends_at` (the
+    invocation's budget, time.monotonic()) allows."""
     from app.pipeline import calls
 
-    step, item = work
+    steps = plan.steps
     step_id = steps[position].id
-    branch = row_branch if row_branch >= 0 else None
-    payload = {
-        "task_id": task_id,
-        "step_id": step_id,
-        "branch": branch,
-        "input": item,
-        "previous": claim.previous,
-    }
-    key = f"{task_id}:{step_id}:{'-' if branch is None else branch}"
-    attempts = _Attempts(task_id, position, row_branch, claim.lease, claim.lease_s)
-    if isinstance(step, HttpCall):
-        outcome = calls.run_http(step, payload, key, claim.attempts, attempts, claim.slot)
-    else:
-        outcome = calls.run_sim(step, payload)
-    if isinstance(outcome, calls.Requeue):
-        _park(attempts, outcome.delay_s)
-        _publish_again(task_id, position, row_branch, outcome.delay_s, width)
-    elif isinstance(outcome, calls.Abandoned):
-        return
-    elif branch is not None:
-        _advance_fork(task_id, steps, position, (attempts, outcome, branch, width))
-    else:
-        now = utcnow()
-        with transaction() as conn:
-            moved = conn.execute(
-                update(task_steps)
-                .where(attempts.owned())
-                .values(
-                    **_settled_values(outcome), lease_until=None, finished_at=now, updated_at=now
-                )
-            ).rowcount
-        if moved:
-            _after_step(task_id, steps, position)
+    if ends_at is None:
+        ends_at = time.monotonic() + calls.INVOCATION_BUDGET_S
+    while True:
+        step, item = work
+        branch = row_branch if row_branch >= 0 else None
+        payload = {
+            "task_id": task_id,
+            "step_id": step_id,
+            "branch": branch,
+            "input": item,
+            "previous": claim.previous,
+        }
+        key = f"{task_id}:{step_id}:{'-' if branch is None else branch}"
+        attempts = _Attempts(task_id, position, row_branch, claim.lease, claim.lease_s)
+        kept: list[str] = []  # a branch keeps its slot for the successor it may run next
+        if isinstance(step, HttpCall):
+            outcome = calls.run_http(
+                step,
+                payload,
+                key,
+                claim.attempts,
+                attempts,
+                claim.slot,
+                ends_at,
+                kept if branch is not None else None,
+            )
+        else:
+            outcome = calls.run_sim(step, payload)
+        if isinstance(outcome, calls.Requeue):
+            _park(attempts, outcome.delay_s)
+            _publish_again(task_id, position, row_branch, outcome.delay_s, width)
+            return
+        if isinstance(outcome, calls.Abandoned):
+            return
+        if branch is None:
+            now = utcnow()
+            with transaction() as conn:
+                moved = conn.execute(
+                    update(task_steps)
+                    .where(attempts.owned())
+                    .values(
+                        **_settled_values(outcome),
+                        lease_until=None,
+                        finished_at=now,
+                        updated_at=now,
+                    )
+                ).rowcount
+            if moved:
+                _after_step(task_id, steps, position)
+            return
+        spare = [
+            (step.host_key, token, claim.slot_until if token == claim.slot else 0.0)
+            for token in kept
+            if isinstance(step, HttpCall)
+        ]
+        settled = _Settled(
+            attempts, outcome, branch, width, claim.previous, plan.input, ends_at, spare
+        )
+        following = _advance_fork(task_id, steps, position, settled)
+        if following is None:
+            return
+        row_branch, work, claim = following.branch, following.work, following.claim
+        width = following.width
 
 
 def _park(attempts: _Attempts, delay_s: float) -> None:
@@ -599,71 +708,216 @@ def _dispatch(conn: Connection, task_id: str, position: int, branches: list[int]
     )
 
 
+@dataclass(frozen=True)
+class _Settled:
+    """A branch's call has ended: what `_settle_branch` records, and what it needs to
+    claim the successor for this invocation (`task_input`, `previous`: the fork's, shared
+    by its branches; `ends_at`: the invocation's budget; `spare`: see `_slot_for`)."""
+
+    attempts: _Attempts
+    outcome: Any
+    branch: int
+    width: int | None
+    previous: Any = None
+    task_input: Any = None
+    ends_at: float | None = None
+    # the slot (host, token, lease end) of the call that just ended, for the successor
+    spare: list[tuple[str, str, float]] = field(default_factory=list)
+
+
 def _advance_fork(
     task_id: str,
     steps: list[Any],
     position: int,
-    settle: tuple[_Attempts, Any, int, int | None] | None = None,
-) -> None:
+    settle: _Settled | None = None,
+) -> _Next | None:
     """Record a settled branch and dispatch its successor, JOINing when it was the last;
-    without `settle`, heal the fork (see `_heal_fork`). Publishes after the commit."""
-    done: tuple[list[int], bool, int] | None
+    without `settle`, heal the fork (see `_heal_fork`). Publishes after the commit. The
+    answer is the successor when the settle claimed it for this invocation to run."""
+    done: tuple[list[int], bool, int, _Next | None] | None
     if settle is None:
-        done = lifecycle.retry_conflicts(lambda: _heal_fork(task_id, steps, position))
+        done = lifecycle.retry_conflicts(lambda: (*_heal_fork(task_id, steps, position), None))
     else:
         done = lifecycle.retry_conflicts(lambda: _settle_branch(task_id, steps, position, settle))
     if done is None:
-        return
-    to_dispatch, carry_on, width = done
+        return None
+    to_dispatch, carry_on, width, following = done
     for index in to_dispatch:
         publish_branch(task_id, position, index, width=width)
     if carry_on:
         _after_step(task_id, steps, position)
+    return following
 
 
 def _settle_branch(
-    task_id: str, steps: list[Any], position: int, settle: tuple[_Attempts, Any, int, int | None]
-) -> tuple[list[int], bool, int] | None:
+    task_id: str, steps: list[Any], position: int, settle: _Settled
+) -> tuple[list[int], bool, int, _Next | None] | None:
     """The sliding window without a shared lock: branch i, settling, dispatches branch
     i + width (the width the fork started with), so each branch has exactly one
     dispatcher and at most `width` are ever dispatched and unsettled. Only a branch with
     no successor takes the fork row's lock, to see whether it is the last: that settle
-    makes the JOIN. None when the result was not ours to record."""
-    attempts, outcome, branch, width = settle
-    c = task_steps.c
-    with transaction() as conn:
-        now = utcnow()
-        values = _settled_values(outcome)
-        moved = conn.execute(
-            _SETTLE,
-            {
-                "row_task": task_id,
-                "row_position": position,
-                "row_branch": branch,
-                "lease": attempts.lease,
-                "settled": values["status"],
-                "output": values["output"],
-                "error": values["error"],
-                "now": now,
-            },
-        ).rowcount
-        if not moved:  # cancelled or taken over meanwhile: the result is discarded
-            return None
-        if width is None:
-            width = conn.execute(
-                select(c.attempts).where(
-                    c.task_id == task_id, c.position == position, c.branch == -1
+    makes the JOIN. None when the result was not ours to record.
+
+    When it can, the settle also claims the successor, with a host slot, for this
+    invocation to run next (see `_settle_and_claim`); otherwise the successor is only
+    dispatched, and its message published after the commit."""
+    from app.pipeline import slots
+
+    try:
+        try:
+            return _settle(task_id, steps, position, settle, chain=settle.ends_at is not None)
+        except _NotBoth:  # rolled back: record the result alone
+            return _settle(task_id, steps, position, settle, chain=False)
+    finally:
+        while settle.spare:  # not taken over by a successor: free before any publish
+            host_key, token, _until = settle.spare.pop()
+            slots.release(host_key, token)
+
+
+def _settle_params(
+    task_id: str, position: int, settle: _Settled, values: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """The parameters of `_SETTLE`, which `_SETTLE_AND_CLAIM` takes too."""
+    return {
+        "row_task": task_id,
+        "row_position": position,
+        "row_branch": settle.branch,
+        "lease": settle.attempts.lease,
+        "settled": values["status"],
+        "output": values["output"],
+        "error": values["error"],
+        "now": now,
+    }
+
+
+class _NotBoth(Exception):
+    """`_SETTLE_AND_CLAIM` moved one row of the two: the transaction must not commit."""
+
+
+def _settle(
+    task_id: str, steps: list[Any], position: int, settle: _Settled, *, chain: bool
+) -> tuple[list[int], bool, int, _Next | None] | None:
+    from app.pipeline import slots
+
+    held: list[tuple[str, str]] = []  # the successor's slot, given back if this fails
+    try:
+        with transaction() as conn:
+            now = utcnow()
+            width = settle.width
+            if width is None:
+                c = task_steps.c
+                width = conn.execute(
+                    select(c.attempts).where(
+                        c.task_id == task_id, c.position == position, c.branch == -1
+                    )
+                ).scalar_one()
+            width = max(int(width), 1)
+            successor = settle.branch + width
+            values = _settled_values(settle.outcome)
+            following = None
+            if chain:
+                following = _settle_and_claim(
+                    conn, task_id, steps, position, successor, width, settle, values, now, held
                 )
-            ).scalar_one()
-        successor = branch + max(int(width), 1)
-        dispatched = conn.execute(
-            _DISPATCH,
-            {"row_task": task_id, "row_position": position, "row_branch": successor, "now": now},
-        ).rowcount
-        if dispatched:
-            return [successor], False, width
-        joined = _join_if_done(conn, steps[position], task_id, position, now)
-    return [], joined, int(width)
+            if following is not None:
+                return [], False, width, following
+            params = _settle_params(task_id, position, settle, values, now)
+            if not _SETTLE.run(conn, params).rowcount:
+                return None  # cancelled or taken over meanwhile: the result is discarded
+            dispatched = _DISPATCH.run(
+                conn,
+                {
+                    "row_task": task_id,
+                    "row_position": position,
+                    "row_branch": successor,
+                    "now": now,
+                },
+            ).rowcount
+            if dispatched:
+                return [successor], False, width, None
+            joined = _join_if_done(conn, steps[position], task_id, position, now)
+        return [], joined, width, None
+    except BaseException:
+        for host_key, token in held:
+            slots.release(host_key, token)
+        raise
+
+
+def _settle_and_claim(
+    conn: Connection,
+    task_id: str,
+    steps: list[Any],
+    position: int,
+    successor: int,
+    width: int,
+    settle: _Settled,
+    values: dict[str, Any],
+    now: datetime,
+    held: list[tuple[str, str]],
+) -> _Next | None:
+    """Record the settle and claim the successor in one statement, for this invocation to
+    run it next: one commit, one statement and one queue hop fewer per branch. Only for a
+    successor that exists, whose first call fits in what is left of the invocation's
+    budget and that has a host slot (the settling call's, handed on, or a free one; taken
+    before the statement and given back when it changes nothing). The successor's lease
+    is its fencing token as after any claim: an invocation that dies after this commit
+    leaves a running row whose lease runs out, which the sweeper publishes again, as for
+    a worker that died mid-call. None when nothing was written: the caller then settles
+    alone; `_NotBoth` when only one row moved (the settle was not ours, or the successor
+    not claimable)."""
+    from app.pipeline import slots
+
+    if settle.ends_at is None:
+        return None
+    work = _work_of(steps[position], settle.task_input, successor)
+    if work is None:
+        return None
+    step = work[0]
+    first_call_s = step.timeout_s if isinstance(step, HttpCall) else step.duration_ms / 1000
+    if time.monotonic() + first_call_s + CHAIN_MARGIN_S > settle.ends_at:
+        return None
+    slot, slot_until = None, 0.0
+    if isinstance(step, HttpCall):
+        slot, slot_until = _slot_for(step, settle.spare)
+        if slot is None:
+            return None
+        held.append((step.host_key, slot))  # given back by the caller unless both moved
+    lease_s = _lease_s(step)
+    lease = now + timedelta(seconds=lease_s)
+    params = _settle_params(task_id, position, settle, values, now)
+    params.update(next_branch=successor, next_lease=lease)
+    moved = _SETTLE_AND_CLAIM.run(conn, params).rowcount
+    if moved == 1:
+        raise _NotBoth()
+    if not moved:
+        while held:
+            slots.release(*held.pop())
+        return None
+    claim = _Claim(lease, lease_s, 1, True, settle.previous, slot, slot_until)
+    return _Next(successor, work, claim, width)
+
+
+def _slot_for(step: HttpCall, spare: list[tuple[str, str, float]]) -> tuple[str | None, float]:
+    """A host slot for the successor's call, and when its lease ends at the earliest.
+    The settling branch's slot changes hands inside this invocation, never free in
+    between, when its host is the same: as it is while its lease has lost less than
+    SLOT_REUSE_S (so a call still starts with at least its timeout plus
+    SLOT_LEASE_MARGIN_S - SLOT_REUSE_S of lease ahead), else renewed. Otherwise a fresh
+    slot; None when the host has none free."""
+    from app.pipeline import calls, slots
+
+    lease_s = calls.slot_lease_s(step)
+    while spare:
+        host_key, token, until = spare.pop()
+        if host_key == step.host_key:
+            now = time.time()
+            if until - now >= lease_s - SLOT_REUSE_S:
+                return token, until
+            if calls.renew_slot(step, token):
+                return token, now + lease_s
+        slots.release(host_key, token)
+    now = time.time()
+    return calls.take_slot(step), now + lease_s
 
 
 def _join_if_done(conn: Connection, fork: ForkStep, task_id: str, position: int, now: Any) -> bool:

@@ -49,6 +49,15 @@ def acquire(host_key: str, cap: int, lease_s: float) -> str | None:
     return token if int(taken) == 1 else None
 
 
+def renew(host_key: str, token: str, lease_s: float) -> bool:
+    """Extend a held slot's lease to `lease_s` from now, for another call of its holder.
+    False when the slot is no longer held (its lease ran out and another caller dropped
+    it): the caller takes a fresh one. A slot still in the set is still counted, so
+    renewing it never goes over the cap."""
+    until_ms = (time.time() + lease_s) * 1000
+    return bool(get_redis().zadd(KEY_PREFIX + host_key, {token: until_ms}, xx=True, ch=True))
+
+
 def release(host_key: str, token: str) -> None:
     get_redis().zrem(KEY_PREFIX + host_key, token)
 
