@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import exc, insert
+from sqlalchemy import exc, insert, text
 
 from app.db import migrate, transaction
 from app.db.engine import get_engine
@@ -26,10 +26,12 @@ def test_a_failed_statement_does_not_carry_its_parameters() -> None:
 def test_migrations_refuse_to_run_without_the_lock() -> None:
     engine = get_engine()
     with engine.connect() as holder:
-        assert holder.exec_driver_sql("SELECT GET_LOCK('app_migrate', 0)").scalar() == 1
+        name = migrate.lock_name(engine)
+        assert name.startswith("app_migrate:test_")  # the database's own lock
+        assert holder.execute(text("SELECT GET_LOCK(:n, 0)"), {"n": name}).scalar() == 1
         try:
             with pytest.raises(RuntimeError, match="holds the lock"):
                 migrate.upgrade(engine, lock_timeout_s=1)
         finally:
-            holder.exec_driver_sql("SELECT RELEASE_LOCK('app_migrate')")
+            holder.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
     assert migrate.upgrade(engine)["to"] == migrate.current_heads(engine)[0]

@@ -39,6 +39,11 @@ def current_heads(engine: Engine) -> list[str]:
         return list(ScriptDirectory.from_config(_config(conn)).get_heads())
 
 
+def lock_name(engine: Engine) -> str:
+    """The named lock migration runs on this engine's database take (MySQL allows 64 chars)."""
+    return f"app_migrate:{engine.url.database or ''}"[:64]
+
+
 def upgrade(
     engine: Engine | None = None, revision: str = "head", *, lock_timeout_s: int = 120
 ) -> dict[str, Any]:
@@ -51,8 +56,11 @@ def upgrade(
         engine = get_engine()
     with engine.connect() as conn:
         locked = conn.dialect.name == "mysql"
-        lock = text("SELECT GET_LOCK('app_migrate', :wait)")
-        if locked and conn.execute(lock, {"wait": lock_timeout_s}).scalar() != 1:
+        # Named locks are server-wide: the name carries the database, so two databases on
+        # one server (stages, test runs) migrate independently.
+        name = lock_name(engine)
+        lock = text("SELECT GET_LOCK(:name, :wait)")
+        if locked and conn.execute(lock, {"name": name, "wait": lock_timeout_s}).scalar() != 1:
             raise RuntimeError("another migration run holds the lock; try again later")
         try:
             before = MigrationContext.configure(conn).get_current_revision()
@@ -62,7 +70,7 @@ def upgrade(
             after = MigrationContext.configure(conn).get_current_revision()
         finally:
             if locked:
-                conn.execute(text("SELECT RELEASE_LOCK('app_migrate')"))
+                conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
                 conn.commit()
     report = {"from": before, "to": after}
     applog.log_fields(log, 20, "migrations applied", **report)
