@@ -1,6 +1,8 @@
-"""Prepared statements (the saga's hot path) keep what Connection.execute guarantees: types
-bind through the column types, errors keep SQLAlchemy's classes with parameters hidden, a lost
-connection is 503 and never reused, the engine's cursor events fire, and SQLite works too."""
+"""Prepared statements and the driver transaction (the saga's hot path) keep what
+Connection.execute and transaction() guarantee: types bind through the column types, errors
+keep SQLAlchemy's classes with parameters hidden, a lost connection or an exhausted pool is
+503 and a dead connection is never reused, an error rolls back, the engine's cursor events
+fire, and SQLite works too."""
 
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ from sqlalchemy import bindparam, event, exc, insert, select, text, update
 
 from app.db import transaction
 from app.db.engine import build_engine, get_engine
-from app.db.prepared import Prepared
+from app.db.prepared import DriverTransaction, Prepared, driver_transaction
 from app.db.tables import users
 from app.db.types import UtcDateTime, new_id, utcnow
 from app.errors import AppError, ErrorCode
 from tests.support.logs import capture_logs
+from tests.support.settings import settings_env
 
 INSERT_USER = Prepared(
     insert(users).values(
@@ -122,3 +125,61 @@ def test_the_same_statement_runs_on_sqlite_too(tmp_path: Path) -> None:
         assert row is not None and row[:2] == (user_id, "male")
     finally:
         engine.dispose()
+
+
+# -- the driver transaction -------------------------------------------------------------
+
+
+def thread_of(unit: Any) -> int:
+    return int(unit.connection.dbapi_connection.thread_id())
+
+
+def test_a_driver_transaction_commits_on_success_and_rolls_back_on_error() -> None:
+    kept, dropped, now = new_id(), new_id(), utcnow()
+    with driver_transaction() as unit:
+        assert isinstance(unit, DriverTransaction)
+        INSERT_USER.run(unit, {"id": kept, "hash": None, "now": now})
+    with pytest.raises(RuntimeError), driver_transaction() as unit:
+        INSERT_USER.run(unit, {"id": dropped, "hash": None, "now": now})
+        raise RuntimeError("the work failed half way")
+    with transaction() as conn:
+        # The same pooled connection, handed out again, holds no open transaction.
+        assert conn.exec_driver_sql("SELECT @@in_transaction").scalar() == 0
+        assert USER.run(conn, {"id": kept}).first() is not None
+        assert USER.run(conn, {"id": dropped}).first() is None
+
+
+def test_a_driver_transaction_that_loses_its_connection_is_503_and_not_reused() -> None:
+    with get_engine().connect() as killer:
+        with (
+            capture_logs() as logs,
+            pytest.raises(AppError) as caught,
+            driver_transaction() as unit,
+        ):
+            lost = thread_of(unit)
+            killer.exec_driver_sql(f"KILL CONNECTION {lost}")
+            USER.run(unit, {"id": new_id()})
+        assert caught.value.code is ErrorCode.SERVICE_UNAVAILABLE
+        assert logs.where(message="db connection lost")
+        # Lost at the commit: the statements went through, the COMMIT did not.
+        user_id = new_id()
+        with pytest.raises(AppError) as at_commit, driver_transaction() as unit:
+            INSERT_USER.run(unit, {"id": user_id, "hash": None, "now": utcnow()})
+            killer.exec_driver_sql(f"KILL CONNECTION {thread_of(unit)}")
+        assert at_commit.value.code is ErrorCode.SERVICE_UNAVAILABLE
+    with driver_transaction() as unit:
+        assert thread_of(unit) != lost
+        assert USER.run(unit, {"id": user_id}).first() is None
+
+
+def test_a_driver_transaction_on_an_exhausted_pool_is_503() -> None:
+    get_engine().dispose()
+    with settings_env(DB_POOL_MAX="1", DB_POOL_ACQUIRE_TIMEOUT_S="0.2"):
+        get_engine.cache_clear()
+        try:
+            with get_engine().connect(), pytest.raises(AppError) as caught, driver_transaction():
+                pass
+            assert caught.value.code is ErrorCode.SERVICE_UNAVAILABLE
+        finally:
+            get_engine().dispose()
+            get_engine.cache_clear()

@@ -9,10 +9,10 @@ is also why `with_for_update()` compiling to nothing there is safe.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -23,6 +23,7 @@ from app.errors import AppError, ErrorCode
 from app.observability import logging as applog
 
 log = applog.get_logger("app.db")
+T = TypeVar("T")
 
 
 def _sqlite_engine(url: str, pool_max: int, acquire_timeout: float) -> Engine:
@@ -99,8 +100,16 @@ def transaction() -> Iterator[Connection]:
     never the password.
     """
     engine = get_engine()
+    conn = checked_out(engine, engine.connect)
+    with conn, unavailable_if_lost(engine), conn.begin():
+        yield conn
+
+
+def checked_out(engine: Engine, checkout: Callable[[], T]) -> T:
+    """`checkout()` (a connection from the pool), with an exhausted pool or an unreachable
+    database answered as 503."""
     try:
-        conn = engine.connect()
+        return checkout()
     except exc.TimeoutError as error:
         applog.log_fields(log, 30, "db pool exhausted", **_describe(engine))
         raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
@@ -109,17 +118,18 @@ def transaction() -> Iterator[Connection]:
             log, 40, "db connection failed", **_describe(engine), error=str(error.orig)
         )
         raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
-    with conn:
-        try:
-            with conn.begin():
-                yield conn
-        except exc.DBAPIError as error:
-            if not error.connection_invalidated:
-                raise
-            # The server went away mid-transaction (restart, failover, wait_timeout): the
-            # pool has dropped the connection, and nothing was committed. A dependency
-            # failure, not a bug of ours.
-            applog.log_fields(
-                log, 40, "db connection lost", **_describe(engine), error=str(error.orig)
-            )
-            raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
+
+
+@contextmanager
+def unavailable_if_lost(engine: Engine) -> Iterator[None]:
+    """A connection lost inside the block (its DBAPIError says it was invalidated) is 503."""
+    try:
+        yield
+    except exc.DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        # The server went away mid-transaction (restart, failover, wait_timeout): the pool
+        # has dropped the connection, and nothing was committed. A dependency failure, not
+        # a bug of ours.
+        applog.log_fields(log, 40, "db connection lost", **_describe(engine), error=str(error.orig))
+        raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error

@@ -119,6 +119,10 @@ def install_checks(engine: Engine, idle_timeout_s: float, ping_after_idle_s: flo
                 cursor.close()
 
 
+# The per-connection flag of install_lazy_reset: True while a transaction may be open.
+TXN_OPEN = "txn_open"
+
+
 def install_lazy_reset(engine: Engine) -> None:
     """Roll back on check-in only when a transaction may still be open.
 
@@ -129,11 +133,11 @@ def install_lazy_reset(engine: Engine) -> None:
     """
 
     def _opened(conn: Connection) -> None:
-        conn.connection.info["txn_open"] = True
+        conn.connection.info[TXN_OPEN] = True
 
     def _closed(conn: Connection) -> None:
         if not conn.invalidated:  # an invalidated connection is discarded, never reset
-            conn.connection.info["txn_open"] = False
+            conn.connection.info[TXN_OPEN] = False
 
     event.listen(engine, "begin", _opened)
     event.listen(engine, "commit", _closed)
@@ -143,7 +147,7 @@ def install_lazy_reset(engine: Engine) -> None:
     def _reset(dbapi_conn: Any, record: ConnectionPoolEntry, state: PoolResetState) -> None:
         if state.terminate_only or record is None:
             return
-        if record.info.pop("txn_open", True):
+        if record.info.pop(TXN_OPEN, True):
             dbapi_conn.rollback()
 
 

@@ -9,6 +9,12 @@ compiled for the connection's dialect on first use; each call binds values throu
 column types' own bind processors (so `UtcDateTime` still refuses a naive datetime) and runs
 on the DBAPI cursor of the caller's connection, inside the caller's transaction.
 
+`driver_transaction()` is the transaction for a unit of work made only of prepared
+statements: a pooled driver connection, committed on success and rolled back on error, with
+`app.db.transaction()`'s 503s, without the Core Connection around it (on MySQL; SQLite, whose
+`BEGIN IMMEDIATE` comes from the Core begin event, gets a Core transaction). A Core
+`Connection` is a `Unit` too, so the same code runs inside a caller's Core transaction.
+
 Errors keep SQLAlchemy's shape: a driver error becomes the `sqlalchemy.exc.DBAPIError`
 subclass `Connection.execute` would raise (`IntegrityError`, `OperationalError`, ...), with
 parameters hidden, and a lost connection is invalidated so that `app.db.transaction()`
@@ -20,13 +26,82 @@ Use it only where a benchmark shows the difference; everything else uses `conn.e
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import exc
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.expression import Executable
+
+from app.db.engine import checked_out, get_engine, transaction, unavailable_if_lost
+from app.db.pool import TXN_OPEN
+
+
+class Unit(Protocol):
+    """What prepared statements run on: a Core `Connection` or a `DriverTransaction`."""
+
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def dialect(self) -> Dialect: ...
+    @property
+    def connection(self) -> PoolProxiedConnection: ...
+    @property
+    def dispatch(self) -> Any: ...  # the engine's events
+    @property
+    def info(self) -> dict[Any, Any]: ...  # follows the driver connection through the pool
+    def invalidate(self, exception: BaseException | None = None) -> None: ...
+
+
+class DriverTransaction:
+    """A pooled driver connection inside one transaction (see `driver_transaction`)."""
+
+    __slots__ = ("connection", "dialect", "dispatch", "engine", "info", "invalidated")
+
+    def __init__(self, engine: Engine, connection: PoolProxiedConnection) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect
+        self.dispatch = engine.dispatch
+        self.connection = connection
+        self.info = connection.info
+        self.invalidated = False
+
+    def invalidate(self, exception: BaseException | None = None) -> None:
+        # The pool discards it and checks the proxy in: it must not be closed again.
+        self.invalidated = True
+        self.connection.invalidate(exception)
+
+
+@contextmanager
+def driver_transaction() -> Iterator[Unit]:
+    engine = get_engine()
+    if engine.dialect.name == "sqlite":
+        with transaction() as conn:
+            yield conn
+        return
+    unit = DriverTransaction(engine, checked_out(engine, engine.raw_connection))
+    # Until the commit, the pool's lazy reset rolls this connection back at check-in: that
+    # is the rollback on error (and a connection that fails it is discarded by the pool).
+    unit.info[TXN_OPEN] = True
+    try:
+        with unavailable_if_lost(engine):
+            yield unit
+            _commit(unit)
+        unit.info[TXN_OPEN] = False
+    finally:
+        if not unit.invalidated:
+            unit.connection.close()
+
+
+def _commit(unit: DriverTransaction) -> None:
+    dbapi_conn = unit.connection.dbapi_connection
+    try:
+        unit.connection.commit()
+    except unit.dialect.loaded_dbapi.Error as error:
+        raise _wrapped(unit, unit.dialect, "COMMIT", None, error, dbapi_conn, None) from error
 
 
 @dataclass(frozen=True)
@@ -58,7 +133,7 @@ class Prepared:
         self._compiled: dict[tuple[type[Dialect], str], _Compiled] = {}
         self._lock = threading.Lock()
 
-    def run(self, conn: Connection, params: Mapping[str, Any]) -> Outcome:
+    def run(self, conn: Unit, params: Mapping[str, Any]) -> Outcome:
         dialect = conn.dialect
         compiled = self._compiled.get((type(dialect), dialect.paramstyle)) or self._compile(dialect)
         if compiled.literals:
@@ -120,7 +195,7 @@ class Prepared:
 
 
 def _wrapped(
-    conn: Connection,
+    conn: Unit,
     dialect: Dialect,
     sql: str,
     values: Any,

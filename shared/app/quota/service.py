@@ -51,7 +51,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.dml import Insert
 
 from app.db import transaction
-from app.db.prepared import Prepared
+from app.db.prepared import Prepared, Unit, driver_transaction
 from app.db.tables import quota_ledger, quota_transactions, users
 from app.db.types import UtcDateTime, new_id, utcnow
 from app.errors import AppError, ErrorCode
@@ -181,8 +181,11 @@ def grant(
     """
     _check_grant(amount, kind, reason, ref)
     try:
-        with _unit(conn) as db:
-            result = _grant(db, user_id, amount, kind, reason, ref)
+        if conn is not None:
+            result = _grant(conn, user_id, amount, kind, reason, ref)
+        else:
+            with transaction() as own:  # Core: the grant also looks up its ref
+                result = _grant(own, user_id, amount, kind, reason, ref)
     except AppError:
         QUOTA_GRANTS.labels(kind=kind, outcome="refused").inc()
         raise
@@ -193,7 +196,7 @@ def grant(
 # -- the verbs, inside one transaction ---------------------------------------------------
 
 
-def _reserve(db: Connection, user_id: str, task_id: str, amount: int) -> Reservation:
+def _reserve(db: Unit, user_id: str, task_id: str, amount: int) -> Reservation:
     balance, reserved = _lock_user(db, user_id)
     now = utcnow()
     # The saga row goes in before the counters change, so a duplicate (a repeat, or a
@@ -278,7 +281,7 @@ def _settle(task_id: str, target: Phase, conn: Connection | None) -> Settlement:
     return result
 
 
-def _settle_in(db: Connection, task_id: str, target: Phase) -> Settlement:
+def _settle_in(db: Unit, task_id: str, target: Phase) -> Settlement:
     row = _saga_row(db, task_id)
     if row is None:
         if target == "confirmed":
@@ -417,12 +420,13 @@ def _ref_mismatch() -> AppError:
 
 
 @contextmanager
-def _unit(conn: Connection | None) -> Iterator[Connection]:
-    """The caller's transaction when given, else one of our own."""
+def _unit(conn: Connection | None) -> Iterator[Unit]:
+    """The caller's transaction when given, else one of our own on the driver connection
+    (the verbs run only prepared statements)."""
     if conn is not None:
         yield conn
         return
-    with transaction() as own:
+    with driver_transaction() as own:
         yield own
 
 
@@ -477,33 +481,33 @@ class _SagaRow:
     phase: Phase
 
 
-def _lock_user(db: Connection, user_id: str) -> tuple[int, int]:
+def _lock_user(db: Unit, user_id: str) -> tuple[int, int]:
     row = _LOCK_USER.run(db, {"user_id": user_id}).first()
     if row is None:
         raise AppError(ErrorCode.NOT_FOUND, "User not found.")
     return int(row[0]), int(row[1])
 
 
-def _saga_row(db: Connection, task_id: str) -> _SagaRow | None:
+def _saga_row(db: Unit, task_id: str) -> _SagaRow | None:
     row = _SAGA_ROW.run(db, {"task_id": task_id}).first()
     return None if row is None else _SagaRow(str(row[0]), int(row[1]), row[2])
 
 
-def _insert_saga(db: Connection, **values: Any) -> bool:
+def _insert_saga(db: Unit, **values: Any) -> bool:
     """Insert the saga row unless the task has one; True when it went in. Waits for a
     conflicting insert of another open transaction to commit or roll back first."""
     statement = _SAGA_INSERT_IGNORE["sqlite" if db.dialect.name == "sqlite" else "mysql"]
     return statement.run(db, values).rowcount == 1
 
 
-def _set_counters(db: Connection, user_id: str, balance: int, reserved: int, now: datetime) -> None:
+def _set_counters(db: Unit, user_id: str, balance: int, reserved: int, now: datetime) -> None:
     _SET_COUNTERS.run(
         db, {"user_id": user_id, "balance": balance, "reserved": reserved, "now": now}
     )
 
 
 def _append(
-    db: Connection,
+    db: Unit,
     *,
     user_id: str,
     kind: str,
@@ -571,7 +575,7 @@ _listen_lock = threading.Lock()
 _listening: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
-def _forget_after_commit(db: Connection, user_id: str) -> None:
+def _forget_after_commit(db: Unit, user_id: str) -> None:
     """Drop the user's cached profile once this connection's transaction has ended.
 
     A Core connection has no after-commit hook; pool check-in comes after the commit (or
