@@ -26,10 +26,10 @@ Use it only where a benchmark shows the difference; everything else uses `conn.e
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import exc
 from sqlalchemy.engine import Dialect, Engine
@@ -107,17 +107,16 @@ def _commit(unit: DriverTransaction) -> None:
 @dataclass(frozen=True)
 class _Compiled:
     sql: str
-    names: tuple[str, ...]  # parameter names, in order for a positional paramstyle
+    # (name, bind processor) per parameter, in order for a positional paramstyle
+    binds: tuple[tuple[str, Callable[[Any], Any] | None], ...]
     positional: bool  # qmark/format (SQLite) or pyformat (PyMySQL)
-    processors: tuple[Callable[[Any], Any] | None, ...]
     literals: dict[str, Any]  # values bound in the statement itself (`phase == 'reserved'`)
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What a statement returned: the rows (for a SELECT) and the affected row count."""
 
-    rows: list[tuple[Any, ...]]
+    rows: Sequence[tuple[Any, ...]]
     rowcount: int
 
     def first(self) -> tuple[Any, ...] | None:
@@ -138,13 +137,11 @@ class Prepared:
         compiled = self._compiled.get((type(dialect), dialect.paramstyle)) or self._compile(dialect)
         if compiled.literals:
             params = {**compiled.literals, **params}
-        bound = [
-            params[name] if process is None else process(params[name])
-            for name, process in zip(compiled.names, compiled.processors, strict=True)
-        ]
-        values: Any = (
-            bound if compiled.positional else dict(zip(compiled.names, bound, strict=True))
-        )
+        values: Any
+        if compiled.positional:
+            values = [params[n] if p is None else p(params[n]) for n, p in compiled.binds]
+        else:
+            values = {n: params[n] if p is None else p(params[n]) for n, p in compiled.binds}
         dbapi_conn = conn.connection.dbapi_connection
         if dbapi_conn is None:  # pragma: no cover - a closed or invalidated Connection
             raise exc.ResourceClosedError("This connection is closed")
@@ -153,16 +150,16 @@ class Prepared:
         try:
             # The engine's cursor events still fire (tracing instrumentation hooks them), with
             # no execution context; a listener's rewrite of the statement is honoured.
-            traced = bool(conn.dispatch.before_cursor_execute or conn.dispatch.after_cursor_execute)
+            events = conn.dispatch
+            traced = bool(events.before_cursor_execute or events.after_cursor_execute)
             if traced:
-                for before in conn.dispatch.before_cursor_execute:
+                for before in events.before_cursor_execute:
                     sql, values = before(conn, cursor, sql, values, None, False)
             cursor.execute(sql, values)
             if traced:
-                for after in conn.dispatch.after_cursor_execute:
+                for after in events.after_cursor_execute:
                     after(conn, cursor, sql, values, None, False)
-            rows = list(cursor.fetchall()) if cursor.description else []
-            return Outcome(rows, cursor.rowcount)
+            return Outcome(cursor.fetchall() if cursor.description else (), cursor.rowcount)
         except dialect.loaded_dbapi.Error as error:
             raise _wrapped(conn, dialect, sql, values, error, dbapi_conn, cursor) from error
         finally:
@@ -180,8 +177,8 @@ class Prepared:
             names = tuple(compiled.positiontup if compiled.positional else compiled.binds)
             if any(compiled.binds[name].expanding for name in names):
                 raise TypeError("IN lists are not supported; use conn.execute")
-            processors = tuple(
-                compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            binds = tuple(
+                (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
                 for name in names
             )
             literals = {
@@ -189,7 +186,7 @@ class Prepared:
                 for name in names
                 if not compiled.binds[name].required
             }
-            result = _Compiled(compiled.string, names, compiled.positional, processors, literals)
+            result = _Compiled(compiled.string, binds, compiled.positional, literals)
             self._compiled[key] = result
             return result
 
