@@ -50,7 +50,7 @@ from sqlalchemy.engine import Connection
 from app import queue
 from app.config import get_settings
 from app.db import transaction
-from app.db.prepared import Prepared
+from app.db.prepared import Prepared, driver_transaction
 from app.db.tables import task_steps, tasks
 from app.db.types import UtcDateTime, utcnow
 from app.observability import logging as applog
@@ -765,9 +765,12 @@ def _settle_branch(
 
     try:
         try:
-            return _settle(task_id, steps, position, settle, chain=settle.ends_at is not None)
+            following = _settle_and_claim(task_id, steps, position, settle)
         except _NotBoth:  # rolled back: record the result alone
-            return _settle(task_id, steps, position, settle, chain=False)
+            following = None
+        if following is not None:
+            return [], False, following.width, following
+        return _settle(task_id, steps, position, settle)
     finally:
         while settle.spare:  # not taken over by a successor: free before any publish
             host_key, token, _until = settle.spare.pop()
@@ -795,80 +798,54 @@ class _NotBoth(Exception):
 
 
 def _settle(
-    task_id: str, steps: list[Any], position: int, settle: _Settled, *, chain: bool
+    task_id: str, steps: list[Any], position: int, settle: _Settled
 ) -> tuple[list[int], bool, int, _Next | None] | None:
-    from app.pipeline import slots
-
-    held: list[tuple[str, str]] = []  # the successor's slot, given back if this fails
-    try:
-        with transaction() as conn:
-            now = utcnow()
-            width = settle.width
-            if width is None:
-                c = task_steps.c
-                width = conn.execute(
-                    select(c.attempts).where(
-                        c.task_id == task_id, c.position == position, c.branch == -1
-                    )
-                ).scalar_one()
-            width = max(int(width), 1)
-            successor = settle.branch + width
-            values = _settled_values(settle.outcome)
-            following = None
-            if chain:
-                following = _settle_and_claim(
-                    conn, task_id, steps, position, successor, width, settle, values, now, held
+    """The settle alone: record the result, then dispatch the successor or JOIN."""
+    with transaction() as conn:
+        now = utcnow()
+        width = settle.width
+        if width is None:
+            c = task_steps.c
+            width = conn.execute(
+                select(c.attempts).where(
+                    c.task_id == task_id, c.position == position, c.branch == -1
                 )
-            if following is not None:
-                return [], False, width, following
-            params = _settle_params(task_id, position, settle, values, now)
-            if not _SETTLE.run(conn, params).rowcount:
-                return None  # cancelled or taken over meanwhile: the result is discarded
-            dispatched = _DISPATCH.run(
-                conn,
-                {
-                    "row_task": task_id,
-                    "row_position": position,
-                    "row_branch": successor,
-                    "now": now,
-                },
-            ).rowcount
-            if dispatched:
-                return [successor], False, width, None
-            joined = _join_if_done(conn, steps[position], task_id, position, now)
-        return [], joined, width, None
-    except BaseException:
-        for host_key, token in held:
-            slots.release(host_key, token)
-        raise
+            ).scalar_one()
+        width = max(int(width), 1)
+        successor = settle.branch + width
+        values = _settled_values(settle.outcome)
+        params = _settle_params(task_id, position, settle, values, now)
+        if not _SETTLE.run(conn, params).rowcount:
+            return None  # cancelled or taken over meanwhile: the result is discarded
+        dispatched = _DISPATCH.run(
+            conn,
+            {"row_task": task_id, "row_position": position, "row_branch": successor, "now": now},
+        ).rowcount
+        if dispatched:
+            return [successor], False, width, None
+        joined = _join_if_done(conn, steps[position], task_id, position, now)
+    return [], joined, width, None
 
 
 def _settle_and_claim(
-    conn: Connection,
-    task_id: str,
-    steps: list[Any],
-    position: int,
-    successor: int,
-    width: int,
-    settle: _Settled,
-    values: dict[str, Any],
-    now: datetime,
-    held: list[tuple[str, str]],
+    task_id: str, steps: list[Any], position: int, settle: _Settled
 ) -> _Next | None:
-    """Record the settle and claim the successor in one statement, for this invocation to
-    run it next: one commit, one statement and one queue hop fewer per branch. Only for a
-    successor that exists, whose first call fits in what is left of the invocation's
-    budget and that has a host slot (the settling call's, handed on, or a free one; taken
-    before the statement and given back when it changes nothing). The successor's lease
-    is its fencing token as after any claim: an invocation that dies after this commit
-    leaves a running row whose lease runs out, which the sweeper publishes again, as for
-    a worker that died mid-call. None when nothing was written: the caller then settles
-    alone; `_NotBoth` when only one row moved (the settle was not ours, or the successor
-    not claimable)."""
+    """Record the settle and claim the successor in one statement and its commit, for
+    this invocation to run it next: one commit, one statement and one queue hop fewer per
+    branch. Only for a successor that exists, whose first call fits in what is left of
+    the invocation's budget and that has a host slot (the settling call's, handed on, or a
+    free one; taken before the statement and given back when it changes nothing). The
+    successor's lease is its fencing token as after any claim: an invocation that dies
+    after this commit leaves a running row whose lease runs out, which the sweeper
+    publishes again, as for a worker that died mid-call. None when nothing was written
+    (or the width is not known here): the caller then settles alone; `_NotBoth` when only
+    one row moved (the settle was not ours, or the successor not claimable)."""
     from app.pipeline import slots
 
-    if settle.ends_at is None:
+    if settle.ends_at is None or settle.width is None:
         return None
+    width = max(settle.width, 1)
+    successor = settle.branch + width
     work = _work_of(steps[position], settle.task_input, successor)
     if work is None:
         return None
@@ -881,17 +858,24 @@ def _settle_and_claim(
         slot, slot_until = _slot_for(step, settle.spare)
         if slot is None:
             return None
-        held.append((step.host_key, slot))  # given back by the caller unless both moved
-    lease_s = _lease_s(step)
-    lease = now + timedelta(seconds=lease_s)
-    params = _settle_params(task_id, position, settle, values, now)
-    params.update(next_branch=successor, next_lease=lease)
-    moved = _SETTLE_AND_CLAIM.run(conn, params).rowcount
-    if moved == 1:
-        raise _NotBoth()
-    if not moved:
-        while held:
-            slots.release(*held.pop())
+    claimed = False
+    try:
+        # Prepared statements only: a driver transaction, without the Core Connection.
+        with driver_transaction() as unit:
+            now = utcnow()
+            lease_s = _lease_s(step)
+            lease = now + timedelta(seconds=lease_s)
+            values = _settled_values(settle.outcome)
+            params = _settle_params(task_id, position, settle, values, now)
+            params.update(next_branch=successor, next_lease=lease)
+            moved = _SETTLE_AND_CLAIM.run(unit, params).rowcount
+            if moved == 1:
+                raise _NotBoth()
+        claimed = moved == 2
+    finally:
+        if not claimed and slot is not None and isinstance(step, HttpCall):
+            slots.release(step.host_key, slot)
+    if not claimed:
         return None
     claim = _Claim(lease, lease_s, 1, True, settle.previous, slot, slot_until)
     return _Next(successor, work, claim, width)
