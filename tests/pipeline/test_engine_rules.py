@@ -195,6 +195,21 @@ def test_an_unreachable_upstream_is_retried_then_fails(worker: Worker) -> None:
     assert user.quota() == (1, 0)
 
 
+def test_an_answer_that_is_not_json_fails_the_step_without_a_retry(
+    worker: Worker, upstream: FakeUpstream
+) -> None:
+    upstream.script("/x", lambda _c: Answer(200, raw=b"<html>oops</html>"))
+    pipeline = new_pipeline([{"id": "a", "type": "http", "url": upstream.url("/x"), "retries": 2}])
+    user = Customer(quota=1)
+    task = user.wait(user.create(pipeline, {"text": "hi"}).json()["id"])
+
+    assert task["status"] == "failed"
+    assert "answered 200 without a JSON body (called once)" in task["error"]["message"], task
+    (call,) = upstream.calls_to("/x")
+    assert call.headers["content-type"] == "application/json"
+    assert call.body["input"] == {"text": "hi"} and call.headers["idempotency-key"]
+
+
 def test_a_fork_over_no_items_joins_at_once(worker: Worker) -> None:
     pipeline = new_pipeline(
         [

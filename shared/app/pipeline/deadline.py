@@ -1,13 +1,13 @@
-"""A total deadline on an HTTP call made with `requests`.
+"""A total deadline on an HTTP call made with urllib3.
 
-The `timeout` of `requests` bounds each socket operation, not the call: an upstream that
-trickles its answer a few bytes at a time keeps a call going for as long as it likes, past
-the lease of the host slot the call holds. A session from `session()` records the
-connection each call uses; a call made inside `within(seconds)` has that connection shut
+urllib3's `timeout` bounds each socket operation, not the call: an upstream that trickles
+its answer a few bytes at a time keeps a call going for as long as it likes, past the lease
+of the host slot the call holds. The connections of a pool manager from `pool_manager()`
+record which call uses them; a call made inside `within(seconds)` has its connection shut
 down when the time is up, which ends the read in progress (or the next one) with an error,
 and `Watch.expired` tells the caller that this was why.
 
-Imported by the call path only (it imports requests and urllib3).
+Imported by the call path only (it imports urllib3).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-import requests
-from requests.adapters import HTTPAdapter
+import certifi
+from urllib3 import PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -168,11 +168,11 @@ class _HttpsPool(HTTPSConnectionPool):
     ConnectionCls = _HttpsConnection
 
 
-def session() -> requests.Session:
-    """A session whose calls `within` can bound."""
-    http = requests.Session()
-    for prefix in ("http://", "https://"):
-        adapter = HTTPAdapter()
-        adapter.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _HttpsPool}
-        http.mount(prefix, adapter)
-    return http
+def pool_manager() -> PoolManager:
+    """Keep-alive connections per host, whose calls `within` can bound. Nothing is retried
+    or redirected here: the caller counts attempts, and a redirect could leave the
+    allow-list. TLS is verified against certifi's CA bundle; no proxy or .netrc is read
+    from the environment (a proxy would hide where the call goes)."""
+    manager = PoolManager(retries=False, ca_certs=certifi.where())
+    manager.pool_classes_by_scheme = {"http": _Pool, "https": _HttpsPool}
+    return manager

@@ -63,7 +63,7 @@ class HttpCall(_Strict):
 def _host_port(url: str) -> tuple[str, int]:
     """The host (lower case) and port the call really goes to.
 
-    The allow-list is checked on the host `requests` connects to, which urllib3's parser
+    The allow-list is checked on the host the call connects to, which urllib3's parser
     finds; `urlsplit` must agree with it. Parsers disagree on backslashes, userinfo and
     stray whitespace (`http://evil.example\\@localhost/` is localhost to one and
     evil.example to the other), so such URLs are refused outright."""
