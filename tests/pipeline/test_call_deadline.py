@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.support.pipelines import Customer, Worker, new_pipeline
 from tests.support.settings import settings_env
@@ -17,12 +19,18 @@ BODY = json.dumps({"pad": "x" * 170}).encode()
 TRICKLE_S = 0.05
 
 
-def test_a_trickling_upstream_cannot_hold_a_call_past_its_slot(worker: Worker) -> None:
+# An answer that closes its connection (HTTP/1.0, or `Connection: close`) takes the socket
+# with it: http.client's connection forgets it while the body is still being read.
+@pytest.mark.parametrize("headers", [{}, {"Connection": "close"}], ids=["keep-alive", "close"])
+def test_a_trickling_upstream_cannot_hold_a_call_past_its_slot(
+    worker: Worker, headers: dict[str, str]
+) -> None:
     from app.pipeline import calls
 
     assert len(BODY) * TRICKLE_S > TIMEOUT_S + calls.SLOT_LEASE_MARGIN_S + 2
     with FakeUpstream() as upstream, settings_env(PIPELINE_HOST_CONCURRENCY="1"):
-        upstream.script("/slow", lambda _c: Answer(200, raw=BODY, trickle_s=TRICKLE_S))
+        answer = Answer(200, raw=BODY, trickle_s=TRICKLE_S, headers=headers)
+        upstream.script("/slow", lambda _c: answer)
         pipeline = new_pipeline(
             [
                 {

@@ -120,7 +120,9 @@ _watchdog = _Watchdog()
 
 
 def _shut(connection: HTTPConnection) -> None:
-    sock = connection.sock
+    # An answer that closes the connection (HTTP/1.0, `Connection: close`) takes the socket
+    # with it: http.client's connection forgets it while the body is still being read.
+    sock = connection.sock or getattr(connection, "answer_sock", None)
     if sock is None:
         return
     # The plain socket's shutdown, also under TLS: it wakes a blocked read in the calling
@@ -149,15 +151,20 @@ def _attach(connection: HTTPConnection) -> None:
 
 
 class _Connection(HTTPConnection):
+    answer_sock: Any = None  # the socket the current call's answer is read from
+
     def request(self, *args: Any, **kwargs: Any) -> None:
+        self.answer_sock = None
         _attach(self)
         super().request(*args, **kwargs)
 
+    def getresponse(self) -> Any:
+        self.answer_sock = self.sock
+        return super().getresponse()
 
-class _HttpsConnection(HTTPSConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _attach(self)
-        super().request(*args, **kwargs)
+
+class _HttpsConnection(_Connection, HTTPSConnection):
+    pass
 
 
 class _Pool(HTTPConnectionPool):
