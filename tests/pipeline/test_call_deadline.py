@@ -89,3 +89,35 @@ def test_a_short_deadline_is_kept_while_a_longer_one_is_watched() -> None:
 
     assert watch.expired and cut
     assert outcomes == {"long": False}
+
+
+def test_a_watch_stopped_before_it_expires_leaves_its_connection_alone() -> None:
+    """The watchdog picks a due watch up, then expires it: a call that ended in between may
+    already be reusing the keep-alive connection for its next call, which must not be cut."""
+    import socket
+
+    from app.pipeline import deadline
+
+    class Connection:
+        def __init__(self, sock: socket.socket) -> None:
+            self.sock = sock
+
+    ours, theirs = socket.socketpair()
+    try:
+        watch = deadline.Watch(60)
+        watch.attach(Connection(ours))  # type: ignore[arg-type]
+        watch.stop()
+        watch.expire()
+        assert not watch.expired
+        theirs.sendall(b"x")
+        assert ours.recv(1) == b"x"  # still open both ways
+        ours.sendall(b"y")
+        assert theirs.recv(1) == b"y"
+
+        cut = deadline.Watch(60)
+        cut.attach(Connection(ours))  # type: ignore[arg-type]
+        cut.expire()
+        assert cut.expired and ours.recv(1) == b""  # a live watch does shut it
+    finally:
+        ours.close()
+        theirs.close()

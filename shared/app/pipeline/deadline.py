@@ -48,8 +48,11 @@ class Watch:
         _watchdog.add(self)
 
     def stop(self) -> None:
-        # No wake-up: the watchdog drops a stopped watch when it next looks at it.
-        self.done = True
+        # No wake-up: the watchdog drops a stopped watch when it next looks at it. Under the
+        # lock: once this returns, an expire() in flight has finished and no later one shuts
+        # anything, so the thread's next call on the same keep-alive connection is safe.
+        with self._lock:
+            self.done = True
 
     def attach(self, connection: HTTPConnection) -> None:
         with self._lock:
@@ -59,10 +62,11 @@ class Watch:
         """Past the deadline: shut down the connections opened so far (called again each
         _RECHECK_S until the call gives up, for one still connecting at the deadline)."""
         with self._lock:
+            if self.done:  # the call ended after the watchdog picked this watch up
+                return
             self.expired = True
-            connections = list(self._connections)
-        for connection in connections:
-            _shut(connection)
+            for connection in self._connections:
+                _shut(connection)  # a shutdown(2) call: it never blocks
 
 
 class _Watchdog:
