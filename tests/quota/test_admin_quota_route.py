@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import select
 
 from app.db import transaction
-from app.db.tables import quota_ledger, users
+from app.db.tables import quota_ledger
 from app.db.types import new_id
 from app.identity.tokens import issue
 from tests.support.apigw import Reply, call
 from tests.support.functions import handler
-from tests.support.quota import new_user
+from tests.support.quota import counters, new_user
 
 
 def token(role: str = "admin") -> str:
@@ -30,14 +30,6 @@ def adjust(user_id: str, body: Any, *, role: str = "admin", **kwargs: Any) -> Re
         token=token(role) if role else None,
         **kwargs,
     )
-
-
-def counters(user_id: str) -> tuple[int, int]:
-    with transaction() as conn:
-        row = conn.execute(
-            select(users.c.quota_balance, users.c.quota_reserved).where(users.c.id == user_id)
-        ).one()
-    return row.quota_balance, row.quota_reserved
 
 
 def admin_entries(user_id: str) -> list[tuple[int, str, str | None]]:

@@ -15,22 +15,14 @@ import pytest
 from sqlalchemy import event, select
 
 from app.db import get_engine, transaction
-from app.db.tables import quota_ledger, quota_transactions, users
+from app.db.tables import quota_ledger, quota_transactions
 from app.db.types import new_id
 from app.errors import AppError, ErrorCode
 from app.quota import Reservation, Settlement, cancel, confirm, grant, reserve
-from tests.support.quota import new_user
+from tests.support.quota import counters, new_user
 
 T = TypeVar("T")
 COST = 3
-
-
-def counters(user_id: str) -> tuple[int, int]:
-    with transaction() as conn:
-        row = conn.execute(
-            select(users.c.quota_balance, users.c.quota_reserved).where(users.c.id == user_id)
-        ).one()
-    return row.quota_balance, row.quota_reserved
 
 
 def all_at_once(calls: list[Callable[[], T]], workers: int = 50) -> list[T | BaseException]:

@@ -14,15 +14,7 @@ from app.db.types import new_id
 from app.errors import AppError, ErrorCode
 from app.quota import grant, reserve
 from app.quota.service import QUOTA_MAX
-from tests.support.quota import new_user
-
-
-def counters(user_id: str) -> tuple[int, int]:
-    with transaction() as conn:
-        row = conn.execute(
-            select(users.c.quota_balance, users.c.quota_reserved).where(users.c.id == user_id)
-        ).one()
-    return row.quota_balance, row.quota_reserved
+from tests.support.quota import counters, new_user
 
 
 def entries(user_id: str) -> list[Any]:

@@ -9,19 +9,11 @@ import pytest
 from sqlalchemy import insert, select
 
 from app.db import transaction
-from app.db.tables import invite_codes, quota_ledger, quota_transactions, users
+from app.db.tables import invite_codes, quota_ledger, quota_transactions
 from app.db.types import new_id, utcnow
 from app.errors import AppError, ErrorCode
 from app.quota import ReservationRefused, cancel, confirm, reserve
-from tests.support.quota import new_user
-
-
-def counters(user_id: str) -> tuple[int, int]:
-    with transaction() as conn:
-        row = conn.execute(
-            select(users.c.quota_balance, users.c.quota_reserved).where(users.c.id == user_id)
-        ).one()
-    return row.quota_balance, row.quota_reserved
+from tests.support.quota import counters, new_user
 
 
 def saga(task_id: str) -> Any:

@@ -1,11 +1,11 @@
-"""Quota test support: users with a funded balance, and the ledger invariant as an
-assertion. Quota tests call `assert_ledger_consistent()` after every test."""
+"""Quota test support: users with a funded balance, their counters, and the ledger invariant
+as an assertion. Quota tests call `assert_ledger_consistent()` after every test."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from app.db import get_engine, transaction
 from app.db.tables import users
@@ -22,6 +22,15 @@ def new_user(quota: int = 0, *, role: str = "user") -> str:
     if quota:
         grant(user_id, quota, kind="admin", reason="test funding")
     return user_id
+
+
+def counters(user_id: str) -> tuple[int, int]:
+    """The user's (quota_balance, quota_reserved) as stored."""
+    with transaction() as conn:
+        row = conn.execute(
+            select(users.c.quota_balance, users.c.quota_reserved).where(users.c.id == user_id)
+        ).one()
+    return row.quota_balance, row.quota_reserved
 
 
 def assert_ledger_consistent(user_ids: Collection[str] | None = None) -> None:
