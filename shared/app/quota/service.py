@@ -468,10 +468,12 @@ _SETTLE = Prepared(
 )
 _APPEND = Prepared(_insert_into(quota_ledger))
 # INSERT IGNORE: a duplicate task_id (a repeat or a tombstone) is skipped, not an error.
-_SAGA_INSERT_IGNORE = {
-    "sqlite": Prepared(_insert_into(quota_transactions).prefix_with("OR IGNORE")),
-    "mysql": Prepared(_insert_into(quota_transactions).prefix_with("IGNORE")),
-}
+_SAGA_INSERT_IGNORE = Prepared(
+    _insert_into(quota_transactions)
+    .prefix_with("IGNORE", dialect="mysql")
+    .prefix_with("IGNORE", dialect="mariadb")
+    .prefix_with("OR IGNORE", dialect="sqlite")
+)
 
 
 @dataclass(frozen=True)
@@ -496,8 +498,7 @@ def _saga_row(db: Unit, task_id: str) -> _SagaRow | None:
 def _insert_saga(db: Unit, **values: Any) -> bool:
     """Insert the saga row unless the task has one; True when it went in. Waits for a
     conflicting insert of another open transaction to commit or roll back first."""
-    statement = _SAGA_INSERT_IGNORE["sqlite" if db.dialect.name == "sqlite" else "mysql"]
-    return statement.run(db, values).rowcount == 1
+    return _SAGA_INSERT_IGNORE.run(db, values).rowcount == 1
 
 
 def _set_counters(db: Unit, user_id: str, balance: int, reserved: int, now: datetime) -> None:
