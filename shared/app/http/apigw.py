@@ -46,7 +46,11 @@ def request_id_of(event: Mapping[str, Any], context: Mapping[str, Any] | None) -
     return str(ctx.get("requestId") or (context or {}).get("request_id") or secrets.token_hex(16))
 
 
-def parse_event(event: Mapping[str, Any], context: Mapping[str, Any] | None) -> Request[Any, Any]:
+def parse_event(
+    event: Mapping[str, Any], context: Mapping[str, Any] | None, request_id: str
+) -> Request[Any, Any]:
+    """The event as a Request with the id `request_id_of` gave it (read before parsing, so
+    that a request that fails to parse is answered under the same id)."""
     ctx = event.get("requestContext") or {}
     headers = Headers(event.get("headers"))
     source_ip = str(ctx.get("sourceIp") or headers.get("x-forwarded-for", "").split(",")[0].strip())
@@ -58,7 +62,7 @@ def parse_event(event: Mapping[str, Any], context: Mapping[str, Any] | None) -> 
         raw_body=b"",
         path_params={str(k): str(v) for k, v in (event.get("pathParameters") or {}).items()},
         source_ip=source_ip,
-        request_id=request_id_of(event, context),
+        request_id=request_id,
         function_name=str((context or {}).get("function_name") or ""),
     )
     request.raw_body = _body(event)
