@@ -4,19 +4,14 @@ cloud's loader, so tests and the local cloud import functions the same way)."""
 from __future__ import annotations
 
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from infra.local.functions import load_module
+from infra.local.functions import load_handler
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ROOT / "functions"
-TEST_FUNCTIONS = ROOT / "tests" / "functions"
 
 
-def load(name: str, folder: Path = FUNCTIONS) -> ModuleType:
-    return load_module(name, folder / name)
-
-
-def handler(name: str, folder: Path = FUNCTIONS) -> Any:
-    return load(name, folder).main_handler
+def handler(name: str) -> Any:
+    """functions/<name>/index.py's main_handler (an http_handler also carries `.routes`)."""
+    return load_handler(name, FUNCTIONS / name)
