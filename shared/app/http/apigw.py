@@ -54,44 +54,31 @@ def parse_event(
     ctx = event.get("requestContext") or {}
     headers = Headers(event.get("headers"))
     source_ip = str(ctx.get("sourceIp") or headers.get("x-forwarded-for", "").split(",")[0].strip())
-    request: Request[Any, Any] = Request(
+    return Request(
         method=str(event.get("httpMethod") or ctx.get("httpMethod") or "GET").upper(),
         path=str(event.get("path") or "/"),
         headers=headers,
         query_params=_query(event),
-        raw_body=b"",
+        raw_body=_body(event),
         path_params={str(k): str(v) for k, v in (event.get("pathParameters") or {}).items()},
         source_ip=source_ip,
         request_id=request_id,
         function_name=str((context or {}).get("function_name") or ""),
     )
-    request.raw_body = _body(event)
-    return request
 
 
 def integration_response(response: Response) -> dict[str, Any]:
     headers = dict(response.headers)
     if response.content_type:
         headers["Content-Type"] = response.content_type
-    body = response.body
-    if isinstance(body, bytes):
+    body, is_base64 = response.body, False
+    if isinstance(response.body, bytes):
         try:
-            return {
-                "isBase64Encoded": False,
-                "statusCode": response.status,
-                "headers": headers,
-                "body": body.decode("utf-8"),
-            }
+            body = response.body.decode("utf-8")
         except UnicodeDecodeError:
-            encoded = base64.b64encode(body).decode("ascii")
-            return {
-                "isBase64Encoded": True,
-                "statusCode": response.status,
-                "headers": headers,
-                "body": encoded,
-            }
+            body, is_base64 = base64.b64encode(response.body).decode("ascii"), True
     return {
-        "isBase64Encoded": False,
+        "isBase64Encoded": is_base64,
         "statusCode": response.status,
         "headers": headers,
         "body": body,
