@@ -263,10 +263,10 @@ def fill_empty(conn: Connection, user_id: str, **fields: str | None) -> bool:
 # ---------------------------------------------------------------- changes
 
 
-def update_profile(user_id: str, patch: ProfilePatch) -> UserOut:
-    values = {name: getattr(patch, name) for name in patch.model_fields_set}
+def _change(user_id: str, values: dict[str, Any], *, lock: bool = False) -> None:
+    """Write `values` (none: only check the user exists), then drop the cached profile."""
     with transaction() as conn:
-        if get(conn, user_id) is None:
+        if get(conn, user_id, for_update=lock) is None:
             raise AppError(ErrorCode.NOT_FOUND, "User not found.")
         if values:
             conn.execute(
@@ -274,6 +274,10 @@ def update_profile(user_id: str, patch: ProfilePatch) -> UserOut:
             )
     if values:
         forget_cached(user_id)
+
+
+def update_profile(user_id: str, patch: ProfilePatch) -> UserOut:
+    _change(user_id, {name: getattr(patch, name) for name in patch.model_fields_set})
     return public_user(user_id)
 
 
@@ -284,17 +288,9 @@ def admin_patch(user_id: str, patch: AdminUserPatch) -> UserOut:
         values["role"] = patch.role
     if patch.disabled is not None:
         values["disabled"] = patch.disabled
-    with transaction() as conn:
-        if get(conn, user_id, for_update=True) is None:
-            raise AppError(ErrorCode.NOT_FOUND, "User not found.")
-        if values:
-            conn.execute(
-                update(users).where(users.c.id == user_id).values(**values, updated_at=utcnow())
-            )
     # The cache goes first: the change is committed, so a failure to end the sessions must
     # not leave the old role or flag cached for an hour.
-    if values:
-        forget_cached(user_id)
+    _change(user_id, values, lock=True)
     if patch.disabled:
         from app.identity import sessions
 
