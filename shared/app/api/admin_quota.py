@@ -15,7 +15,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, St
 from app.errors import AppError, ErrorCode
 from app.http import Auth, Request, Router
 from app.identity.schemas import UserOut
-from app.quota.service import QUOTA_MAX
+from app.identity.users import public_user
+from app.quota.service import QUOTA_MAX, grant
 
 router = Router(tags=("admin",))
 
@@ -60,10 +61,6 @@ def _ref(key: str | None) -> str | None:
     summary="Add to or take from a user's quota balance (Idempotency-Key header optional)",
 )
 def adjust_quota(req: Request[QuotaAdjustIn, None]) -> UserOut:
-    # Services load on call: the OpenAPI function imports every route module.
-    from app.identity.users import public_user
-    from app.quota import grant
-
     user_id = req.path_params["id"]
     ref = _ref(req.headers.get("idempotency-key"))
     result = grant(user_id, req.body.delta, kind="admin", reason=req.body.reason, ref=ref)
