@@ -46,9 +46,7 @@ def request_id_of(event: Mapping[str, Any], context: Mapping[str, Any] | None) -
     return str(ctx.get("requestId") or (context or {}).get("request_id") or secrets.token_hex(16))
 
 
-def parse_event(
-    event: Mapping[str, Any], context: Mapping[str, Any] | None, request_id: str
-) -> Request[Any, Any]:
+def parse_event(event: Mapping[str, Any], request_id: str) -> Request[Any, Any]:
     """The event as a Request with the id `request_id_of` gave it (read before parsing, so
     that a request that fails to parse is answered under the same id)."""
     ctx = event.get("requestContext") or {}
@@ -63,7 +61,6 @@ def parse_event(
         path_params={str(k): str(v) for k, v in (event.get("pathParameters") or {}).items()},
         source_ip=source_ip,
         request_id=request_id,
-        function_name=str((context or {}).get("function_name") or ""),
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -52,16 +51,12 @@ class Request(Generic[B, Q]):
     path_params: dict[str, str]
     source_ip: str
     request_id: str
-    function_name: str = ""
     # Filled by the resolver from the route's declarations.
     body: B = None  # type: ignore[assignment]
     query: Q = None  # type: ignore[assignment]
     principal: Principal | None = None
     route_path: str = ""
     extra_log: dict[str, Any] = field(default_factory=dict)
-
-    def json(self) -> Any:
-        return json.loads(self.raw_body) if self.raw_body else None
 
     @property
     def user(self) -> Principal:

@@ -80,7 +80,7 @@ class HttpApp:
         route: Route | None = None
         request: Request[Any, Any] | None = None
         try:
-            request = parse_event(event, context, request_id)
+            request = parse_event(event, request_id)
             if request.method == "OPTIONS" and self.cors_origins:
                 response = Response(204)
             else:
