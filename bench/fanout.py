@@ -48,10 +48,11 @@ os.environ.update(
 import multiprocessing  # noqa: E402
 from typing import Any  # noqa: E402
 
-from sqlalchemy import create_engine, select, text  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 
 from tests.fakes.upstream import Answer, FakeUpstream  # noqa: E402
 from tests.support.apigw import call  # noqa: E402
+from tests.support.database import migrated_database  # noqa: E402
 from tests.support.functions import handler  # noqa: E402
 from tests.support.pipelines import Worker, new_pipeline, token_for  # noqa: E402
 from tests.support.quota import new_user  # noqa: E402
@@ -125,13 +126,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ["PIPELINE_MAX_CONCURRENCY"] = str(args.cap)
 
-    server = create_engine(SERVER.rstrip("/") + "/", isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE `{DB_NAME}` CHARACTER SET utf8mb4"))
-    try:
-        from app.db import get_engine, migrate
-
-        migrate.upgrade(get_engine())
+    with migrated_database(SERVER, DB_NAME):
         upstream = Upstream()
         try:
             pipeline = new_pipeline(
@@ -157,13 +152,6 @@ def main() -> int:
                 worker.stop()
         finally:
             upstream.stop()
-    finally:
-        from app.db import get_engine
-
-        get_engine().dispose()
-        with server.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{DB_NAME}`"))
-        server.dispose()
 
     ideal = math.ceil(args.branches / args.cap) * UPSTREAM_S
     fork_span = statistics.median(r[0] for r in rounds)

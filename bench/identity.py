@@ -41,13 +41,14 @@ os.environ.update(
 )
 
 import bcrypt  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
 from app.config import get_settings  # noqa: E402
 from app.db import transaction  # noqa: E402
 from app.identity import passwords, users  # noqa: E402
 from app.redis_client import get_redis  # noqa: E402
 from tests.support.apigw import context, event  # noqa: E402
+from tests.support.database import migrated_database  # noqa: E402
 from tests.support.functions import handler  # noqa: E402
 
 PASSWORD = "bench password 1"
@@ -147,22 +148,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--login-calls", type=int, default=30)
     args = parser.parse_args()
-    server = create_engine(SERVER.rstrip("/") + "/", isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE `{DB_NAME}` CHARACTER SET utf8mb4"))
-    try:
-        from app.db import migrate
-        from app.db.engine import get_engine
-
-        migrate.upgrade(get_engine())
+    with migrated_database(SERVER, DB_NAME):
         run(args.calls, args.login_calls)
-    finally:
-        from app.db.engine import get_engine
-
-        get_engine().dispose()
-        with server.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{DB_NAME}`"))
-        server.dispose()
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ import pymysql  # noqa: E402
 
 from app.db.types import new_id  # noqa: E402
 from app.identity.users import forget_cached  # noqa: E402
+from tests.support.database import migrated_database  # noqa: E402
 
 _server = urlsplit(SERVER.replace("mysql+pymysql", "mysql"))
 CONNECT: dict[str, Any] = {
@@ -199,19 +200,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
 
-    admin = pymysql.connect(autocommit=True, **CONNECT)
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{DB_NAME}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    try:
+    with migrated_database(SERVER, DB_NAME):
         from sqlalchemy import insert
 
         from app import quota
-        from app.db import get_engine, migrate, transaction
+        from app.db import transaction
         from app.db.tables import users
         from app.db.types import utcnow
         from app.quota.ledger import discrepancies
 
-        migrate.upgrade(get_engine())
         user_id = new_id()
         with transaction() as conn:
             conn.execute(insert(users).values(id=user_id, created_at=utcnow(), updated_at=utcnow()))
@@ -268,12 +265,7 @@ def main() -> int:
         with transaction() as conn:
             found = discrepancies(conn, [user_id])
         print("ledger consistent" if not found else f"LEDGER DISCREPANCIES: {found[:3]}")
-        get_engine().dispose()
         return 0 if not found else 1
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{DB_NAME}`")
-        admin.close()
 
 
 if __name__ == "__main__":

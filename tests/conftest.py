@@ -31,26 +31,10 @@ os.environ.update(
 
 @pytest.fixture(scope="session", autouse=True)
 def database() -> Iterator[str]:
-    from sqlalchemy import create_engine, text
+    from tests.support.database import migrated_database
 
-    server = create_engine(SERVER_URL.rstrip("/") + "/", isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(
-            text(f"CREATE DATABASE `{TEST_DB}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-        )
-    try:
-        from app.db import migrate
-        from app.db.engine import get_engine
-
-        migrate.upgrade(get_engine())
-        yield os.environ["DATABASE_URL"]
-    finally:
-        from app.db.engine import get_engine
-
-        get_engine().dispose()
-        with server.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{TEST_DB}`"))
-        server.dispose()
+    with migrated_database(SERVER_URL, TEST_DB) as url:
+        yield url
 
 
 @pytest.fixture(scope="session", autouse=True)

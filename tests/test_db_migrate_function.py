@@ -8,11 +8,12 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
 from app.observability import logging as applog
 from tests.support.apigw import context
+from tests.support.database import scratch_database
 from tests.support.functions import handler
 from tests.support.logs import capture_logs
 from tests.support.settings import settings_env
@@ -22,16 +23,9 @@ from tests.support.settings import settings_env
 def scratch_url() -> Iterator[str]:
     """A database of its own beside the test run's (tests/conftest.py), dropped after."""
     run_db = make_url(os.environ["DATABASE_URL"])
-    name = f"{run_db.database}_migrate"
-    server = create_engine(run_db.set(database=""), isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    try:
-        yield run_db.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        server.dispose()
+    server = run_db.set(database="").render_as_string(hide_password=False)
+    with scratch_database(server, f"{run_db.database}_migrate") as url:
+        yield url
 
 
 def test_db_migrate_upgrades_an_empty_database_then_finds_nothing_to_do(scratch_url: str) -> None:
