@@ -17,10 +17,10 @@ import redis as redis_lib
 
 from app import cache
 from app.cache import LOCK_PREFIX, Cache, redis_key
-from app.redis_client import build_redis, get_redis
+from app.redis_client import build_redis
 from tests.support.logs import capture_logs
 from tests.support.net import closed_port
-from tests.support.settings import settings_env
+from tests.support.settings import redis_down
 
 
 class Loader:
@@ -376,13 +376,9 @@ def test_refused_connection_degrades_to_the_loader(r: Any) -> None:
 
 
 def test_module_functions_degrade_when_redis_url_points_at_a_dead_port(r: Any) -> None:
-    with settings_env(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0"):
-        get_redis.cache_clear()
-        try:
-            assert cache.get_or_set("k", Loader([1, 2]), 60) == [1, 2]
-            assert cache.invalidate("k") == 0
-        finally:
-            get_redis.cache_clear()
+    with redis_down():
+        assert cache.get_or_set("k", Loader([1, 2]), 60) == [1, 2]
+        assert cache.invalidate("k") == 0
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from tests.support.apigw import context
 from tests.support.database import scratch_database
 from tests.support.functions import handler
 from tests.support.logs import capture_logs
-from tests.support.settings import settings_env
+from tests.support.settings import app_engine_under
 
 
 @pytest.fixture
@@ -29,23 +29,16 @@ def scratch_url() -> Iterator[str]:
 
 
 def test_db_migrate_upgrades_an_empty_database_then_finds_nothing_to_do(scratch_url: str) -> None:
-    from app.db.engine import get_engine
     from app.db.migrate import current_heads
 
     main_handler = handler("db-migrate")
     applog.configure()
-    get_engine().dispose()
-    with settings_env(DATABASE_URL=scratch_url):
-        get_engine.cache_clear()
-        try:
-            with capture_logs() as logs:
-                first = main_handler({}, context("db-migrate"))
-            second = main_handler({}, context("db-migrate"))
-            tables = set(inspect(get_engine()).get_table_names())
-            [head] = current_heads(get_engine())
-        finally:
-            get_engine().dispose()
-            get_engine.cache_clear()
+    with app_engine_under(DATABASE_URL=scratch_url) as engine:
+        with capture_logs() as logs:
+            first = main_handler({}, context("db-migrate"))
+        second = main_handler({}, context("db-migrate"))
+        tables = set(inspect(engine).get_table_names())
+        [head] = current_heads(engine)
 
     assert first == {"from": None, "to": head}
     assert second == {"from": head, "to": head}

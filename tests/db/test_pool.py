@@ -22,12 +22,11 @@ from app.db.pool import MeteredPool, PoolMonitor, reap_idle, warm
 from app.errors import AppError, ErrorCode
 from app.http import Auth, Request, Router, http_handler
 from app.observability.metrics import DB_POOL_TIMEOUTS
-from app.redis_client import get_redis
 from tests.support.apigw import call
 from tests.support.functions import handler as function_handler
 from tests.support.logs import capture_logs
 from tests.support.net import closed_port
-from tests.support.settings import settings_env
+from tests.support.settings import app_engine_under, redis_down, settings_env
 
 DATABASE_URL = os.environ["DATABASE_URL"]
 DB_NAME = make_url(DATABASE_URL).database
@@ -54,19 +53,6 @@ def engine_under(**env: str) -> Iterator[Engine]:
             yield engine
         finally:
             engine.dispose()
-
-
-@contextmanager
-def app_engine_under(**env: str) -> Iterator[Engine]:
-    """The instance's engine (the one transaction() uses) built under these settings."""
-    get_engine().dispose()
-    with settings_env(**env):
-        get_engine.cache_clear()
-        try:
-            yield get_engine()
-        finally:
-            get_engine().dispose()
-            get_engine.cache_clear()
 
 
 def pool_of(engine: Engine) -> MeteredPool:
@@ -258,12 +244,8 @@ def test_connection_failure_is_503_and_logs_host_and_database_never_the_password
 
 
 def test_health_names_redis_when_redis_is_down() -> None:
-    with settings_env(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0"):
-        get_redis.cache_clear()
-        try:
-            reply = call(function_handler("health"), "GET", "/health")
-        finally:
-            get_redis.cache_clear()
+    with redis_down():
+        reply = call(function_handler("health"), "GET", "/health")
     assert reply.status == 503
     body = reply.json()
     assert body["status"] == "degraded"

@@ -20,7 +20,7 @@ from app.db.tables import users
 from app.db.types import UtcDateTime, new_id, utcnow
 from app.errors import AppError, ErrorCode
 from tests.support.logs import capture_logs
-from tests.support.settings import settings_env
+from tests.support.settings import app_engine_under
 
 INSERT_USER = Prepared(
     insert(users).values(
@@ -173,13 +173,11 @@ def test_a_driver_transaction_that_loses_its_connection_is_503_and_not_reused() 
 
 
 def test_a_driver_transaction_on_an_exhausted_pool_is_503() -> None:
-    get_engine().dispose()
-    with settings_env(DB_POOL_MAX="1", DB_POOL_ACQUIRE_TIMEOUT_S="0.2"):
-        get_engine.cache_clear()
-        try:
-            with get_engine().connect(), pytest.raises(AppError) as caught, driver_transaction():
-                pass
-            assert caught.value.code is ErrorCode.SERVICE_UNAVAILABLE
-        finally:
-            get_engine().dispose()
-            get_engine.cache_clear()
+    with (
+        app_engine_under(DB_POOL_MAX="1", DB_POOL_ACQUIRE_TIMEOUT_S="0.2") as engine,
+        engine.connect(),
+        pytest.raises(AppError) as caught,
+        driver_transaction(),
+    ):
+        pass
+    assert caught.value.code is ErrorCode.SERVICE_UNAVAILABLE

@@ -11,8 +11,7 @@ from app.http import Auth, Request, Router, http_handler
 from app.redis_client import get_redis
 from tests.support.apigw import call
 from tests.support.logs import capture_logs
-from tests.support.net import closed_port
-from tests.support.settings import settings_env
+from tests.support.settings import redis_down
 
 router = Router()
 
@@ -32,12 +31,8 @@ handler = http_handler(redis_read, bug)
 
 @pytest.fixture
 def dead_redis() -> Iterator[None]:
-    with settings_env(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0"):
-        get_redis.cache_clear()
-        try:
-            yield
-        finally:
-            get_redis.cache_clear()
+    with redis_down():
+        yield
 
 
 def test_an_unreachable_redis_is_503(dead_redis: None) -> None:

@@ -261,19 +261,12 @@ def test_the_users_cached_profile_is_dropped_after_each_committed_change() -> No
 
 
 def test_a_cache_that_cannot_be_reached_does_not_fail_the_change() -> None:
-    from app.redis_client import get_redis
     from tests.support.logs import capture_logs
-    from tests.support.net import closed_port
-    from tests.support.settings import settings_env
+    from tests.support.settings import redis_down
 
     user, task = new_user(5), new_id()
-    with settings_env(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0"):
-        get_redis.cache_clear()
-        try:
-            with capture_logs() as logs:
-                reserve(user, task, 1)
-        finally:
-            get_redis.cache_clear()
+    with redis_down(), capture_logs() as logs:
+        reserve(user, task, 1)
 
     assert counters(user) == (4, 1)
     assert logs.where(message="cache unavailable", op="invalidate")

@@ -11,21 +11,15 @@ import pytest
 from app.db import get_engine, migrate
 from app.quota import cancel, confirm, reserve
 from tests.support.quota import assert_ledger_consistent, counters, new_user
-from tests.support.settings import settings_env
+from tests.support.settings import app_engine_under
 
 
 @pytest.fixture
 def on_sqlite(tmp_path: Path) -> Iterator[None]:
-    get_engine().dispose()
-    with settings_env(DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}"):
-        get_engine.cache_clear()
-        try:
-            migrate.upgrade(get_engine())
-            yield
-            assert_ledger_consistent()
-        finally:
-            get_engine().dispose()
-            get_engine.cache_clear()
+    with app_engine_under(DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}") as engine:
+        migrate.upgrade(engine)
+        yield
+        assert_ledger_consistent()
 
 
 def test_the_saga_runs_on_the_embedded_default(on_sqlite: None) -> None:

@@ -1,11 +1,13 @@
 """Run a block under other settings: environment variables changed, the settings cache
-cleared on the way in and on the way out."""
+cleared on the way in and on the way out; and the instance's engine or Redis client rebuilt
+under them (`app_engine_under`, `redis_down`)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 
 def _apply(env: Mapping[str, str | None]) -> None:
@@ -29,3 +31,33 @@ def settings_env(**env: str | None) -> Iterator[None]:
         yield
     finally:
         _apply(saved)
+
+
+@contextmanager
+def app_engine_under(**env: str) -> Iterator[Any]:
+    """The instance's engine (the one `transaction()` uses) built under these settings,
+    disposed after; the usual one is rebuilt on next use."""
+    from app.db.engine import get_engine
+
+    get_engine().dispose()
+    with settings_env(**env):
+        get_engine.cache_clear()
+        try:
+            yield get_engine()
+        finally:
+            get_engine().dispose()
+            get_engine.cache_clear()
+
+
+@contextmanager
+def redis_down() -> Iterator[None]:
+    """The instance's Redis client pointed at a port nobody listens on."""
+    from app.redis_client import get_redis
+    from tests.support.net import closed_port
+
+    with settings_env(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0"):
+        get_redis.cache_clear()
+        try:
+            yield
+        finally:
+            get_redis.cache_clear()
