@@ -401,3 +401,28 @@ def test_invalid_referrers_are_400_and_create_nothing(flows: Flows) -> None:
         assert _row(phone) is None
         # The code was not spent on the refused attempt.
         assert flows.register(phone, code=code).status == 201
+
+
+def test_each_sign_in_route_names_its_user_on_the_invocation_log_line(flows: Flows) -> None:
+    import secrets
+
+    from tests.support.functions import handler
+    from tests.support.logs import capture_logs
+
+    phone = new_phone()
+    wechat_code = "wx-" + secrets.token_hex(6)
+    flows.wechat.code(wechat_code, openid="o" + secrets.token_hex(10))
+    for name in ("auth-register", "auth-login", "auth-wechat-login", "auth-refresh"):
+        handler(name)  # built before the capture: building one configures the root logger
+    with capture_logs() as logs:
+        pairs = [
+            flows.register(phone).json(),
+            flows.login(phone).json(),
+            flows.code_login(phone).json(),
+            flows.wechat_login(wechat_code).json(),
+        ]
+        pairs.append(flows.refresh(pairs[1]["refresh_token"]).json())
+
+    # (registering and the code login each ask for an SMS code first: no user yet)
+    lines = [line for line in logs.where(message="invocation") if line["route"] != "/auth/sms-code"]
+    assert [line.get("user_id") for line in lines] == [p["user"]["id"] for p in pairs]
