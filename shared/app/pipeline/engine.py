@@ -560,18 +560,8 @@ def _run(
         if isinstance(outcome, calls.Abandoned):
             return
         if branch is None:
-            now = utcnow()
-            with transaction() as conn:
-                moved = conn.execute(
-                    update(task_steps)
-                    .where(attempts.owned())
-                    .values(
-                        **_settled_values(outcome),
-                        lease_until=None,
-                        finished_at=now,
-                        updated_at=now,
-                    )
-                ).rowcount
+            with driver_transaction() as unit:
+                moved = _SETTLE.run(unit, _settle_params(attempts, outcome, utcnow())).rowcount
             if moved:
                 _after_step(task_id, steps, position)
             return
@@ -777,15 +767,16 @@ def _settle_branch(
             slots.release(host_key, token)
 
 
-def _settle_params(
-    task_id: str, position: int, settle: _Settled, values: dict[str, Any], now: datetime
-) -> dict[str, Any]:
-    """The parameters of `_SETTLE`, which `_SETTLE_AND_CLAIM` takes too."""
+def _settle_params(attempts: _Attempts, outcome: Any, now: datetime) -> dict[str, Any]:
+    """The parameters of `_SETTLE`, which `_SETTLE_AND_CLAIM` takes too: the row's result,
+    recorded only while the lease `attempts` holds is still ours."""
+    task_id, position, branch = attempts.key
+    values = _settled_values(outcome)
     return {
         "row_task": task_id,
         "row_position": position,
-        "row_branch": settle.branch,
-        "lease": settle.attempts.lease,
+        "row_branch": branch,
+        "lease": attempts.lease,
         "settled": values["status"],
         "output": values["output"],
         "error": values["error"],
@@ -813,8 +804,7 @@ def _settle(
             ).scalar_one()
         width = max(int(width), 1)
         successor = settle.branch + width
-        values = _settled_values(settle.outcome)
-        params = _settle_params(task_id, position, settle, values, now)
+        params = _settle_params(settle.attempts, settle.outcome, now)
         if not _SETTLE.run(conn, params).rowcount:
             return None  # cancelled or taken over meanwhile: the result is discarded
         dispatched = _DISPATCH.run(
@@ -865,8 +855,7 @@ def _settle_and_claim(
             now = utcnow()
             lease_s = _lease_s(step)
             lease = now + timedelta(seconds=lease_s)
-            values = _settled_values(settle.outcome)
-            params = _settle_params(task_id, position, settle, values, now)
+            params = _settle_params(settle.attempts, settle.outcome, now)
             params.update(next_branch=successor, next_lease=lease)
             moved = _SETTLE_AND_CLAIM.run(unit, params).rowcount
             if moved == 1:
