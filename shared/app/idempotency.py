@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import and_, delete, select, tuple_, update
 from sqlalchemy.engine import Connection
 
 from app.db import transaction
@@ -127,12 +127,13 @@ def lookup(user_id: str, scope: str, key: str, digest: str) -> Replay | None:
 
 
 def purge_expired(limit: int = 1000) -> int:
+    """Remove up to `limit` expired keys, in one DELETE."""
+    c = idempotency_keys.c
+    row_key = tuple_(c.user_id, c.scope, c.key)
     with transaction() as conn:
         keys = conn.execute(
-            select(idempotency_keys.c.user_id, idempotency_keys.c.scope, idempotency_keys.c.key)
-            .where(idempotency_keys.c.expires_at <= utcnow())
-            .limit(limit)
+            select(c.user_id, c.scope, c.key).where(c.expires_at <= utcnow()).limit(limit)
         ).all()
-        for user_id, scope, key in keys:
-            conn.execute(delete(idempotency_keys).where(_where(user_id, scope, key)))
+        if keys:
+            conn.execute(delete(idempotency_keys).where(row_key.in_([tuple(k) for k in keys])))
         return len(keys)
