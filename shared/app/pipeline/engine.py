@@ -40,7 +40,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -514,8 +514,8 @@ def _run(
     row_branch: int,
     work: tuple[HttpCall | SimCall, Any],
     claim: _Claim,
-    width: int | None = None,
-    ends_at: float | None = None,
+    width: int | None,
+    ends_at: float,
 ) -> None:
     """Make the claimed call, then settle the row (a branch settles under its fork's lock
     and moves the window) or park it for a re-queued message. A branch whose settle
@@ -525,8 +525,6 @@ def _run(
 
     steps = plan.steps
     step_id = steps[position].id
-    if ends_at is None:
-        ends_at = time.monotonic() + calls.INVOCATION_BUDGET_S
     while True:
         step, item = work
         branch = row_branch if row_branch >= 0 else None
@@ -570,9 +568,7 @@ def _run(
             for token in kept
             if isinstance(step, HttpCall)
         ]
-        settled = _Settled(
-            attempts, outcome, branch, width, claim.previous, plan.input, ends_at, spare
-        )
+        settled = _Settled(attempts, outcome, width, claim.previous, plan.input, ends_at, spare)
         following = _advance_fork(task_id, steps, position, settled)
         if following is None:
             return
@@ -706,13 +702,16 @@ class _Settled:
 
     attempts: _Attempts
     outcome: Any
-    branch: int
     width: int | None
-    previous: Any = None
-    task_input: Any = None
-    ends_at: float | None = None
+    previous: Any
+    task_input: Any
+    ends_at: float
     # the slot (host, token, lease end) of the call that just ended, for the successor
-    spare: list[tuple[str, str, float]] = field(default_factory=list)
+    spare: list[tuple[str, str, float]]
+
+    @property
+    def branch(self) -> int:
+        return self.attempts.key[2]
 
 
 def _advance_fork(
@@ -832,7 +831,7 @@ def _settle_and_claim(
     one row moved (the settle was not ours, or the successor not claimable)."""
     from app.pipeline import slots
 
-    if settle.ends_at is None or settle.width is None:
+    if settle.width is None:
         return None
     width = max(settle.width, 1)
     successor = settle.branch + width
