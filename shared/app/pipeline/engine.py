@@ -372,7 +372,7 @@ def _claim_pending(
     row is ours, so a message for a row that is done or running never holds a slot, nor
     waits for one; with none free the row is given back (still in this transaction) and
     the answer is the delay to re-queue with."""
-    from app.pipeline import calls, slots
+    from app.pipeline import calls
 
     now = utcnow()
     lease_s = _lease_s(step)
@@ -389,10 +389,17 @@ def _claim_pending(
     try:
         previous = _previous_output(conn, task_id, position)
     except BaseException:
-        if slot is not None and isinstance(step, HttpCall):
-            slots.release(step.host_key, slot)
+        _release_slot(step, slot)
         raise
     return _Claim(lease, lease_s, 1, True, previous, slot)
+
+
+def _release_slot(step: HttpCall | SimCall, slot: str | None) -> None:
+    """Give back the host slot taken for a call that will not be made."""
+    if slot is not None and isinstance(step, HttpCall):
+        from app.pipeline import slots
+
+        slots.release(step.host_key, slot)
 
 
 def _previous_output(conn: Connection, task_id: str, position: int) -> Any:
@@ -411,7 +418,7 @@ def _claim(conn: Connection, row: Row, step: HttpCall | SimCall) -> _Claim | flo
     only the row's updated_at moves (it is waiting for a slot, with a message coming back
     for it, so the sweeper leaves it be) and the answer is the delay to re-queue with.
     None when the row is not ours."""
-    from app.pipeline import calls, slots
+    from app.pipeline import calls
 
     now = utcnow()
     free = row["lease_until"] is None or row["lease_until"] < now
@@ -452,8 +459,7 @@ def _claim(conn: Connection, row: Row, step: HttpCall | SimCall) -> _Claim | flo
         )
         previous = _previous_output(conn, row["task_id"], row["position"])
     except BaseException:
-        if slot is not None and isinstance(step, HttpCall):
-            slots.release(step.host_key, slot)
+        _release_slot(step, slot)
         raise
     attempts = row["attempts"] + (1 if counted else 0)
     return _Claim(lease, lease_s, attempts, counted, previous, slot)
@@ -829,8 +835,6 @@ def _settle_and_claim(
     publishes again, as for a worker that died mid-call. None when nothing was written
     (or the width is not known here): the caller then settles alone; `_NotBoth` when only
     one row moved (the settle was not ours, or the successor not claimable)."""
-    from app.pipeline import slots
-
     if settle.width is None:
         return None
     width = max(settle.width, 1)
@@ -861,8 +865,8 @@ def _settle_and_claim(
                 raise _NotBoth()
         claimed = moved == 2
     finally:
-        if not claimed and slot is not None and isinstance(step, HttpCall):
-            slots.release(step.host_key, slot)
+        if not claimed:
+            _release_slot(step, slot)
     if not claimed:
         return None
     claim = _Claim(lease, lease_s, 1, True, settle.previous, slot, slot_until)
