@@ -40,22 +40,14 @@ class Customer:
         )
 
     def get(self, task_id: str) -> Reply:
-        return call(
-            handler("tasks-get"),
-            "GET",
-            f"/tasks/{task_id}",
-            token=self.token,
-            path_params={"id": task_id},
-        )
+        return self._on_task("tasks-get", "GET", task_id)
 
     def cancel(self, task_id: str) -> Reply:
-        return call(
-            handler("tasks-cancel"),
-            "POST",
-            f"/tasks/{task_id}/cancel",
-            token=self.token,
-            path_params={"id": task_id},
-        )
+        return self._on_task("tasks-cancel", "POST", task_id, "/cancel")
+
+    def _on_task(self, function: str, method: str, task_id: str, suffix: str = "") -> Reply:
+        path = f"/tasks/{task_id}{suffix}"
+        return call(handler(function), method, path, token=self.token, path_params={"id": task_id})
 
     def list(self, **query: Any) -> Reply:
         return call(handler("tasks-list"), "GET", "/tasks", token=self.token, query=query)
