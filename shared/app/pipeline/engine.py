@@ -615,9 +615,18 @@ def _settled_values(outcome: Any) -> dict[str, Any]:
 
 def _after_step(task_id: str, steps: list[Any], position: int) -> None:
     """What follows a settled step: the next step, or the end of the task."""
-    with transaction() as conn:
-        row = _step_row(conn, task_id, position)
-        following = _step_row(conn, task_id, position + 1) if position + 1 < len(steps) else None
+    c = task_steps.c
+    with transaction() as conn:  # the step's row and the next step's, in one query
+        rows = {
+            r["position"]: r
+            for r in conn.execute(
+                select(task_steps).where(
+                    c.task_id == task_id, c.position.in_((position, position + 1)), c.branch == -1
+                )
+            ).mappings()
+        }
+    row = rows.get(position)
+    following = rows.get(position + 1) if position + 1 < len(steps) else None
     if row is None:
         return
     if row["status"] == "failed":
