@@ -89,6 +89,9 @@ def _announce(task_id: str) -> None:
 
 
 def mark_running(task_id: str) -> bool:
+    """queued -> running, announced with the view read in the same transaction: one
+    transaction, not two. It holds only the task row's lock, which only an ending task
+    waits for (`finish` reads its view after the commit: it holds the user's quota row)."""
     now = utcnow()
     with transaction() as conn:
         moved = conn.execute(
@@ -96,8 +99,9 @@ def mark_running(task_id: str) -> bool:
             .where(tasks.c.id == task_id, tasks.c.status == "queued")
             .values(status="running", updated_at=now)
         ).rowcount
-    if moved:
-        _announce(task_id)
+        view = load_view(conn, task_id) if moved else None
+    if view is not None:
+        hooks.task_updated(view)
     return bool(moved)
 
 
