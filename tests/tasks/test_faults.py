@@ -390,6 +390,11 @@ def test_expired_idempotency_keys_are_purged_and_the_key_works_again() -> None:
     with transaction() as conn:
         conn.execute(update(idempotency_keys).values(expires_at=utcnow()))
     assert sweep()["keys_purged"] >= 1
+    with transaction() as conn:
+        left = conn.execute(
+            select(idempotency_keys.c.user_id).where(idempotency_keys.c.user_id == user.id)
+        ).all()
+    assert left == []  # the expired row itself is gone
 
 
 def test_a_malformed_message_is_dropped(worker: Worker) -> None:
