@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.apigw import Reply, call
 from tests.support.functions import handler
-from tests.support.quota import new_user
+from tests.support.quota import counters, new_user
 
 QUEUE = "pipeline-tasks"
 
@@ -53,16 +53,7 @@ class Customer:
         return call(handler("tasks-list"), "GET", "/tasks", token=self.token, query=query)
 
     def quota(self) -> tuple[int, int]:
-        from sqlalchemy import select
-
-        from app.db import transaction
-        from app.db.tables import users
-
-        with transaction() as conn:
-            row = conn.execute(
-                select(users.c.quota_balance, users.c.quota_reserved).where(users.c.id == self.id)
-            ).one()
-        return int(row[0]), int(row[1])
+        return counters(self.id)
 
     def wait(self, task_id: str, timeout: float = 20.0) -> dict[str, Any]:
         """The task once it has ended (polling its own route)."""
