@@ -97,8 +97,8 @@ class Upstream:
 def one_round(
     worker: Worker, upstream: Upstream, pipeline: str, token: str, n: int
 ) -> tuple[float, float, int]:
-    from app.db import transaction
     from app.db.tables import task_steps
+    from app.db.transaction import transaction
 
     upstream.ask("reset")
     body = {"pipeline_id": pipeline, "input": {"prompts": [f"p{i}" for i in range(n)]}}

@@ -44,7 +44,7 @@ import bcrypt  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from app.config import get_settings  # noqa: E402
-from app.db import transaction  # noqa: E402
+from app.db.transaction import transaction  # noqa: E402
 from app.identity import passwords, users  # noqa: E402
 from app.redis_client import get_redis  # noqa: E402
 from tests.support.apigw import context, event  # noqa: E402

@@ -204,8 +204,8 @@ def main() -> int:
         from sqlalchemy import insert
 
         from app import quota
-        from app.db import transaction
         from app.db.tables import users
+        from app.db.transaction import transaction
         from app.db.types import utcnow
         from app.quota.ledger import discrepancies
 

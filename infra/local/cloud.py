@@ -185,16 +185,14 @@ class LocalCloud:
     def _database(self) -> None:
         from app.db import migrate
         from app.db.engine import get_engine
-        from app.db.pool import MeteredPool, PoolMonitor, warm
+        from app.db.pool import PoolMonitor, warm
 
         settings = get_settings()
         engine = get_engine()
         migrate.upgrade(engine)
         warm(engine, min(settings.db_pool_min, settings.db_pool_max))
-        pool = engine.pool
-        if isinstance(pool, MeteredPool):
-            self._monitor = PoolMonitor(pool, settings.db_pool_min, settings.db_pool_idle_timeout_s)
-            self._monitor.start()
+        self._monitor = PoolMonitor(engine, settings.db_pool_min, settings.db_pool_idle_timeout_s)
+        self._monitor.start()
 
     def _functions(self) -> None:
         missing = self.manifest.check()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from app.db import transaction
+from app.db.transaction import transaction
 from app.errors import AppError
 from app.redis_client import get_redis
 

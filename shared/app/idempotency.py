@@ -19,10 +19,9 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, select, tuple_, update
-from sqlalchemy.engine import Connection
 
-from app.db import transaction
 from app.db.tables import idempotency_keys
+from app.db.transaction import Transaction, transaction
 from app.db.types import utcnow
 from app.errors import AppError, ErrorCode
 
@@ -62,7 +61,7 @@ def _where(user_id: str, scope: str, key: str) -> Any:
     return and_(c.user_id == user_id, c.scope == scope, c.key == key)
 
 
-def claim(conn: Connection, user_id: str, scope: str, key: str, digest: str) -> None:
+def claim(conn: Transaction, user_id: str, scope: str, key: str, digest: str) -> None:
     """Insert the key, or raise `KeyTaken` when a committed row holds it. No savepoint: a
     duplicate that deadlocks while waiting has had its whole transaction rolled back, and
     the lock conflict must reach the caller as it is (retry from the top), not as a failed
@@ -89,7 +88,7 @@ def claim(conn: Connection, user_id: str, scope: str, key: str, digest: str) -> 
 
 
 def record(
-    conn: Connection,
+    conn: Transaction,
     user_id: str,
     scope: str,
     key: str,

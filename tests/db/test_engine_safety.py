@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import exc, insert, text
 
-from app.db import migrate, transaction
+from app.db import migrate
 from app.db.engine import get_engine
 from app.db.tables import users
+from app.db.transaction import transaction
 from app.db.types import new_id, utcnow
 
 

@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.pool import QueuePool
 
 from app.config import get_settings
-from app.db import transaction
 from app.db.engine import build_engine, get_engine
-from app.db.pool import MeteredPool, PoolMonitor, reap_idle, warm
+from app.db.pool import PoolMonitor, reap_idle, stats, warm
+from app.db.transaction import transaction
 from app.errors import AppError, ErrorCode
 from app.http import Auth, Request, Router, http_handler
 from app.observability.metrics import DB_POOL_TIMEOUTS
@@ -55,8 +56,8 @@ def engine_under(**env: str) -> Iterator[Engine]:
             engine.dispose()
 
 
-def pool_of(engine: Engine) -> MeteredPool:
-    assert isinstance(engine.pool, MeteredPool)
+def pool_of(engine: Engine) -> QueuePool:
+    assert isinstance(engine.pool, QueuePool)
     return engine.pool
 
 
@@ -102,11 +103,11 @@ def test_exhausted_pool_is_503_not_a_hang() -> None:
         assert exhausted and exhausted[0]["database"] == DB_NAME
         assert exhausted[0]["host"] == "127.0.0.1"
         assert DB_POOL_TIMEOUTS._value.get() == timeouts_before + 2
-        assert pool_of(engine).stats()["pending"] == 0
+        assert stats(engine)["pending"] == 0
 
         held.close()
         assert call(handler, "GET", "/db-ping").json() == {"one": 1}
-        assert pool_of(engine).stats()["peak"] == 1
+        assert stats(engine)["peak"] == 1
 
 
 # -- SELECT 1 checks ----------------------------------------------------------------------
@@ -148,8 +149,8 @@ def test_connection_idle_past_the_timeout_is_replaced_on_checkout() -> None:
         assert old_dbapi.open is False  # type: ignore[union-attr]
         assert selects_run(fresh) == 1  # the new one was checked
         fresh.close()
-        stats = pool_of(engine).stats()
-        assert stats["used"] == 0 and stats["free"] == 1
+        found = stats(engine)
+        assert found["used"] == 0 and found["free"] == 1
 
 
 def test_reap_idle_closes_idle_connections_down_to_the_minimum() -> None:
@@ -161,11 +162,14 @@ def test_reap_idle_closes_idle_connections_down_to_the_minimum() -> None:
             c.close()
         assert pool.checkedin() == 4
 
-        assert reap_idle(pool, keep=1, idle_timeout_s=60) == 0  # none idle long enough
+        assert reap_idle(engine, keep=1, idle_timeout_s=60) == 0  # none idle long enough
+        assert sum(1 for d in dbapis if d.open) == 4  # type: ignore[union-attr]
         time.sleep(0.3)
-        assert reap_idle(pool, keep=1, idle_timeout_s=0.2) == 3
-        assert pool.checkedin() == 1
+        assert reap_idle(engine, keep=1, idle_timeout_s=0.2) == 3
+        assert stats(engine)["free"] == 1
         assert sum(1 for d in dbapis if d.open) == 1  # type: ignore[union-attr]
+        # The one kept is still known as idle since before: reaped once it is old enough.
+        assert reap_idle(engine, keep=0, idle_timeout_s=0.2) == 1
 
         # The pool can still open up to its max: the closed ones no longer count.
         five = [engine.connect() for _ in range(5)]
@@ -176,15 +180,14 @@ def test_reap_idle_closes_idle_connections_down_to_the_minimum() -> None:
 
 def test_pool_monitor_reaps_logs_and_exports() -> None:
     with engine_under(DB_POOL_MAX="4") as engine:
-        pool = pool_of(engine)
         for c in [engine.connect() for _ in range(3)]:
             c.close()
         held = engine.connect()
         time.sleep(0.2)
-        monitor = PoolMonitor(pool, keep=1, idle_timeout_s=0.1, interval=0.05)
+        monitor = PoolMonitor(engine, keep=1, idle_timeout_s=0.1, interval=0.05)
         with capture_logs() as logs:
-            stats = monitor.tick()
-        assert stats["used"] == 1 and stats["free"] == 1 and stats["pending"] == 0
+            found = monitor.tick()
+        assert found["used"] == 1 and found["free"] == 1 and found["pending"] == 0
         line = logs.where(message="db pool")[0]
         assert (line["used"], line["free"], line["pending"], line["closed_idle"]) == (1, 1, 0, 1)
 

@@ -1,8 +1,8 @@
-"""Prepared statements and the driver transaction (the saga's hot path) keep what
-Connection.execute and transaction() guarantee: types bind through the column types, errors
-keep SQLAlchemy's classes with parameters hidden, a lost connection or an exhausted pool is
-503 and a dead connection is never reused, an error rolls back, the engine's cursor events
-fire, and SQLite works too."""
+"""Prepared statements (the saga's hot path) keep what Core's execute guarantees: types bind
+through the column types, errors keep SQLAlchemy's classes with parameters hidden, a lost
+connection is 503 and never reused, the engine's cursor events fire, and SQLite works too.
+A transaction made of prepared statements alone (no Core connection) commits, rolls back and
+fails like any other."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import bindparam, event, exc, insert, select, text, update
 
-from app.db import transaction
-from app.db.engine import build_engine, get_engine
-from app.db.prepared import DriverTransaction, Prepared, driver_transaction
+from app.db.engine import get_engine
+from app.db.prepared import Prepared
 from app.db.tables import users
+from app.db.transaction import transaction
 from app.db.types import UtcDateTime, new_id, utcnow
 from app.errors import AppError, ErrorCode
 from tests.support.logs import capture_logs
@@ -106,10 +106,9 @@ def test_the_engines_cursor_events_see_every_statement() -> None:
 
 
 def test_the_same_statement_runs_on_sqlite_too(tmp_path: Path) -> None:
-    engine = build_engine(f"sqlite:///{tmp_path / 'app.db'}")
-    try:
-        with engine.begin() as conn:
-            conn.execute(
+    with app_engine_under(DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}"):
+        with transaction() as tx:
+            tx.execute(
                 text(
                     "CREATE TABLE users (id VARCHAR(32) PRIMARY KEY, password_hash TEXT, "
                     "gender VARCHAR(8) NOT NULL DEFAULT 'unknown', created_at DATETIME, "
@@ -117,67 +116,82 @@ def test_the_same_statement_runs_on_sqlite_too(tmp_path: Path) -> None:
                 )
             )
         user_id, now = new_id(), utcnow()
-        with engine.begin() as conn:
-            INSERT_USER.run(conn, {"id": user_id, "hash": None, "now": now})
-            assert SET_GENDER_ONCE.run(conn, {"id": user_id, "gender": "male"}).rowcount == 1
-        with engine.begin() as conn:
-            row = USER.run(conn, {"id": user_id}).first()
+        with transaction() as tx:
+            INSERT_USER.run(tx, {"id": user_id, "hash": None, "now": now})
+            assert SET_GENDER_ONCE.run(tx, {"id": user_id, "gender": "male"}).rowcount == 1
+        with pytest.raises(RuntimeError), transaction() as tx:
+            SET_GENDER_ONCE.run(tx, {"id": user_id, "gender": "female"})
+            raise RuntimeError("rolled back")
+        with transaction() as tx:
+            row = USER.run(tx, {"id": user_id}).first()
         assert row is not None and row[:2] == (user_id, "male")
-    finally:
-        engine.dispose()
 
 
-# -- the driver transaction -------------------------------------------------------------
+# -- transactions of prepared statements alone ------------------------------------------
 
 
-def thread_of(unit: Any) -> int:
-    return int(unit.connection.dbapi_connection.thread_id())
+def thread_of(tx: Any) -> int:
+    return int(tx.connection.dbapi_connection.thread_id())
 
 
-def test_a_driver_transaction_commits_on_success_and_rolls_back_on_error() -> None:
+def in_transaction(tx: Any) -> int:
+    return int(tx.core().exec_driver_sql("SELECT @@in_transaction").scalar())
+
+
+def test_prepared_statements_alone_commit_on_success_and_roll_back_on_error() -> None:
     kept, dropped, now = new_id(), new_id(), utcnow()
-    with driver_transaction() as unit:
-        assert isinstance(unit, DriverTransaction)
-        INSERT_USER.run(unit, {"id": kept, "hash": None, "now": now})
-    with pytest.raises(RuntimeError), driver_transaction() as unit:
-        INSERT_USER.run(unit, {"id": dropped, "hash": None, "now": now})
+    with transaction() as tx:
+        INSERT_USER.run(tx, {"id": kept, "hash": None, "now": now})
+    with pytest.raises(RuntimeError), transaction() as tx:
+        INSERT_USER.run(tx, {"id": dropped, "hash": None, "now": now})
         raise RuntimeError("the work failed half way")
-    with transaction() as conn:
+    with transaction() as tx:
         # The same pooled connection, handed out again, holds no open transaction.
-        assert conn.exec_driver_sql("SELECT @@in_transaction").scalar() == 0
-        assert USER.run(conn, {"id": kept}).first() is not None
-        assert USER.run(conn, {"id": dropped}).first() is None
+        assert in_transaction(tx) == 0
+        assert USER.run(tx, {"id": kept}).first() is not None
+        assert USER.run(tx, {"id": dropped}).first() is None
 
 
-def test_a_driver_transaction_that_loses_its_connection_is_503_and_not_reused() -> None:
+def test_core_and_prepared_statements_share_one_transaction() -> None:
+    user_id, now = new_id(), utcnow()
+    with pytest.raises(RuntimeError), transaction() as tx:
+        INSERT_USER.run(tx, {"id": user_id, "hash": None, "now": now})
+        # Core, after a prepared statement, sees its uncommitted row: the same transaction.
+        assert tx.execute(select(users.c.id).where(users.c.id == user_id)).scalar() == user_id
+        raise RuntimeError("both roll back")
+    with transaction() as tx:
+        assert USER.run(tx, {"id": user_id}).first() is None
+
+
+def test_prepared_statements_that_lose_their_connection_are_503_and_not_reused() -> None:
     with get_engine().connect() as killer:
         with (
             capture_logs() as logs,
             pytest.raises(AppError) as caught,
-            driver_transaction() as unit,
+            transaction() as tx,
         ):
-            lost = thread_of(unit)
+            lost = thread_of(tx)
             killer.exec_driver_sql(f"KILL CONNECTION {lost}")
-            USER.run(unit, {"id": new_id()})
+            USER.run(tx, {"id": new_id()})
         assert caught.value.code is ErrorCode.SERVICE_UNAVAILABLE
         assert logs.where(message="db connection lost")
         # Lost at the commit: the statements went through, the COMMIT did not.
         user_id = new_id()
-        with pytest.raises(AppError) as at_commit, driver_transaction() as unit:
-            INSERT_USER.run(unit, {"id": user_id, "hash": None, "now": utcnow()})
-            killer.exec_driver_sql(f"KILL CONNECTION {thread_of(unit)}")
+        with pytest.raises(AppError) as at_commit, transaction() as tx:
+            INSERT_USER.run(tx, {"id": user_id, "hash": None, "now": utcnow()})
+            killer.exec_driver_sql(f"KILL CONNECTION {thread_of(tx)}")
         assert at_commit.value.code is ErrorCode.SERVICE_UNAVAILABLE
-    with driver_transaction() as unit:
-        assert thread_of(unit) != lost
-        assert USER.run(unit, {"id": user_id}).first() is None
+    with transaction() as tx:
+        assert thread_of(tx) != lost
+        assert USER.run(tx, {"id": user_id}).first() is None
 
 
-def test_a_driver_transaction_on_an_exhausted_pool_is_503() -> None:
+def test_a_transaction_on_an_exhausted_pool_is_503() -> None:
     with (
         app_engine_under(DB_POOL_MAX="1", DB_POOL_ACQUIRE_TIMEOUT_S="0.2") as engine,
         engine.connect(),
         pytest.raises(AppError) as caught,
-        driver_transaction(),
+        transaction(),
     ):
         pass
     assert caught.value.code is ErrorCode.SERVICE_UNAVAILABLE

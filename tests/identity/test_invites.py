@@ -6,8 +6,8 @@ import threading
 
 from sqlalchemy import delete, func, select
 
-from app.db import transaction
 from app.db.tables import invite_codes
+from app.db.transaction import transaction
 from app.identity import invites
 from tests.identity.conftest import Flows
 from tests.support.functions import handler

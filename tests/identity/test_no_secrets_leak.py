@@ -9,8 +9,8 @@ import secrets
 
 from sqlalchemy import select
 
-from app.db import transaction
 from app.db.tables import users
+from app.db.transaction import transaction
 from tests.identity.conftest import PASSWORD, Flows, new_phone
 from tests.support.functions import handler
 from tests.support.logs import capture_logs

@@ -9,8 +9,8 @@ import bcrypt
 import pytest
 from sqlalchemy import select
 
-from app.db import transaction
 from app.db.tables import invite_codes, users
+from app.db.transaction import transaction
 from app.identity import tokens
 from tests.identity.conftest import PASSWORD, Flows, new_phone
 from tests.support.settings import settings_env

@@ -7,8 +7,8 @@ import threading
 
 from sqlalchemy import select
 
-from app.db import transaction
 from app.db.tables import quota_ledger
+from app.db.transaction import transaction
 from app.quota import ledger
 from tests.identity.conftest import Flows
 from tests.support.settings import settings_env

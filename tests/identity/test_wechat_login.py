@@ -8,9 +8,9 @@ import time
 
 from sqlalchemy import func, select, text
 
-from app.db import transaction
 from app.db.engine import get_engine
 from app.db.tables import users
+from app.db.transaction import transaction
 from tests.identity.conftest import Flows
 from tests.support.net import closed_port
 from tests.support.settings import settings_env

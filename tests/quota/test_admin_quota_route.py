@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app.db import transaction
 from app.db.tables import quota_ledger
+from app.db.transaction import transaction
 from app.db.types import new_id
 from app.identity.tokens import issue
 from tests.support.apigw import Reply, call

@@ -14,8 +14,9 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import event, select
 
-from app.db import get_engine, transaction
+from app.db.engine import get_engine
 from app.db.tables import quota_ledger, quota_transactions
+from app.db.transaction import transaction
 from app.db.types import new_id
 from app.errors import AppError, ErrorCode
 from app.quota import Reservation, Settlement, cancel, confirm, grant, reserve
@@ -113,7 +114,7 @@ def test_a_cancel_racing_a_reserve_settles_the_reservation_it_waited_for() -> No
 
     def reserve_and_hold() -> None:
         with transaction() as conn:
-            reserve(user, task, 4, conn=conn)
+            reserve(user, task, 4, tx=conn)
             reserved.set()
             release.wait(timeout=10)
 
@@ -160,7 +161,7 @@ def test_the_same_ref_granted_to_two_users_at_once_applies_to_one() -> None:
 
     def grant_and_hold() -> None:
         with transaction() as conn:
-            grant(first, 5, kind="purchase", reason="plan", ref=ref, conn=conn)
+            grant(first, 5, kind="purchase", reason="plan", ref=ref, tx=conn)
             inserted.set()
             release.wait(timeout=10)
 
@@ -241,7 +242,7 @@ def test_a_callers_transaction_that_dies_between_reserve_and_its_own_insert() ->
     user, task = new_user(10), new_id()
 
     with crash_on("INSERT INTO invite_codes"), pytest.raises(Crash), transaction() as conn:
-        reserve(user, task, 4, conn=conn)
+        reserve(user, task, 4, tx=conn)
         from app.db.tables import invite_codes
         from app.db.types import utcnow
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app.db import transaction
 from app.db.tables import quota_ledger, users
+from app.db.transaction import transaction
 from app.db.types import new_id
 from app.errors import AppError, ErrorCode
 from app.quota import grant, reserve

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import delete, insert, update
 from sqlalchemy.engine import Connection
 
-from app.db import get_engine
+from app.db.engine import get_engine
 from app.db.tables import quota_ledger, quota_transactions, users
 from app.db.types import new_id, utcnow
 from app.quota import cancel, confirm, grant, reserve

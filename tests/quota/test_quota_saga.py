@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select
 
-from app.db import transaction
 from app.db.tables import invite_codes, quota_ledger, quota_transactions
+from app.db.transaction import transaction
 from app.db.types import new_id, utcnow
 from app.errors import AppError, ErrorCode
 from app.quota import ReservationRefused, cancel, confirm, reserve
@@ -232,10 +232,10 @@ def test_reserve_in_the_callers_transaction_commits_and_rolls_back_with_it() -> 
     code = new_id()[:16]
 
     with transaction() as conn:
-        reserve(user, kept, 2, conn=conn)
+        reserve(user, kept, 2, tx=conn)
         conn.execute(insert(invite_codes).values(code=code, created_at=utcnow()))
     with pytest.raises(RuntimeError), transaction() as conn:
-        reserve(user, dropped, 3, conn=conn)
+        reserve(user, dropped, 3, tx=conn)
         raise RuntimeError("the task insert failed")
 
     assert counters(user) == (8, 2)
@@ -251,7 +251,7 @@ def test_the_users_cached_profile_is_dropped_after_each_committed_change() -> No
     assert public_user(user).quota.balance == 10  # now cached
 
     with transaction() as conn:
-        reserve(user, task, 4, conn=conn)
+        reserve(user, task, 4, tx=conn)
         # Not yet committed: nothing to see, and the cache still serves the old value.
         assert public_user(user).quota.balance == 10
     assert public_user(user).quota.model_dump() == {"balance": 6, "reserved": 4}

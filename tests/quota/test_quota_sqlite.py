@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.db import get_engine, migrate
+from app.db import migrate
+from app.db.engine import get_engine
 from app.quota import cancel, confirm, reserve
 from tests.support.quota import assert_ledger_consistent, counters, new_user
 from tests.support.settings import app_engine_under

@@ -7,8 +7,8 @@ from collections.abc import Collection
 
 from sqlalchemy import insert, select
 
-from app.db import get_engine, transaction
 from app.db.tables import users
+from app.db.transaction import transaction
 from app.db.types import new_id, utcnow
 from app.quota import grant
 from app.quota.ledger import discrepancies
@@ -38,9 +38,6 @@ def assert_ledger_consistent(user_ids: Collection[str] | None = None) -> None:
 
     Reads one snapshot (REPEATABLE READ), so writers still running elsewhere cannot make the
     counters and the ledger disagree in the middle of the check."""
-    with get_engine().connect() as conn:
-        if conn.dialect.name != "sqlite":
-            conn = conn.execution_options(isolation_level="REPEATABLE READ")
-        with conn.begin():
-            found = discrepancies(conn, user_ids)
+    with transaction(isolation="REPEATABLE READ") as tx:
+        found = discrepancies(tx, user_ids)
     assert not found, "quota ledger inconsistent:\n" + "\n".join(str(item) for item in found)

@@ -104,8 +104,8 @@ def assert_each_call_once(upstream: FakeUpstream) -> None:
 
 
 def reservations() -> dict[str, str]:
-    from app.db import transaction
     from app.db.tables import quota_transactions
+    from app.db.transaction import transaction
 
     with transaction() as conn:
         rows = conn.execute(select(quota_transactions.c.task_id, quota_transactions.c.phase))
@@ -210,8 +210,8 @@ def test_every_message_delivered_twice_does_each_thing_once(
 def test_a_worker_that_died_mid_call_is_taken_over_once_its_lease_ran_out(
     worker: Worker, upstream: FakeUpstream
 ) -> None:
-    from app.db import transaction
     from app.db.tables import task_steps
+    from app.db.transaction import transaction
     from app.db.types import utcnow
 
     pipeline = pipeline_with_fork(upstream)
@@ -242,8 +242,8 @@ def test_a_worker_that_died_mid_call_is_taken_over_once_its_lease_ran_out(
 def test_an_invocation_that_died_after_claiming_the_next_branch_is_healed_by_the_sweeper(
     worker: Worker, faulty: FaultyQueue, upstream: FakeUpstream
 ) -> None:
-    from app.db import transaction
     from app.db.tables import task_steps
+    from app.db.transaction import transaction
     from app.db.types import utcnow
     from app.pipeline import slots
 
@@ -303,8 +303,8 @@ def test_the_sweeper_fails_and_refunds_tasks_past_their_max_runtime() -> None:
     task_id = user.create(pipeline).json()["id"]  # no worker: it stays queued
 
     with settings_env(TASK_MAX_RUNTIME_S="1"):
-        from app.db import transaction
         from app.db.tables import tasks
+        from app.db.transaction import transaction
         from app.db.types import utcnow
 
         with transaction() as conn:
@@ -321,8 +321,8 @@ def test_the_sweeper_fails_and_refunds_tasks_past_their_max_runtime() -> None:
 
 
 def test_the_sweeper_settles_reservations_left_behind_by_ended_tasks() -> None:
-    from app.db import transaction
     from app.db.tables import tasks
+    from app.db.transaction import transaction
 
     pipeline = new_pipeline([{"id": "a", "type": "sim", "duration_ms": 1}], cost=1)
     user = Customer(quota=2)
@@ -375,8 +375,8 @@ def test_the_sweeper_runs_as_a_timer_function_and_as_an_admin_job() -> None:
 
 
 def test_expired_idempotency_keys_are_purged_and_the_key_works_again() -> None:
-    from app.db import transaction
     from app.db.tables import idempotency_keys
+    from app.db.transaction import transaction
     from app.db.types import utcnow
 
     pipeline = new_pipeline([{"id": "a", "type": "sim", "duration_ms": 1}], cost=1)

@@ -37,8 +37,8 @@ def wait_for_end(cloud: Any, token: str, task_id: str) -> dict[str, Any]:
 
 
 def quota_of(cloud: Any, token: str) -> dict[str, int]:
-    from app.db import transaction
     from app.db.tables import users
+    from app.db.transaction import transaction
     from app.identity.tokens import decode
 
     user_id = decode(token, "access")["sub"]

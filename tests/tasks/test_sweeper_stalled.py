@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from sqlalchemy import delete, insert
 
-from app.db import transaction
 from app.db.tables import task_steps, tasks
+from app.db.transaction import transaction
 from app.db.types import new_id, utcnow
 from app.tasks import sweeper
 from tests.support.pipelines import Worker

@@ -18,11 +18,9 @@ def _refresh_pool_gauges() -> None:
     engine_module = sys.modules.get("app.db.engine")
     if engine_module is None or not engine_module.get_engine.cache_info().currsize:
         return
-    from app.db.pool import MeteredPool, publish_stats
+    from app.db.pool import publish_stats  # cold start: only once this process has an engine
 
-    pool = engine_module.get_engine().pool
-    if isinstance(pool, MeteredPool):
-        publish_stats(pool)
+    publish_stats(engine_module.get_engine())
 
 
 @router.get(

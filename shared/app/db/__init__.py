@@ -1,5 +1,3 @@
-"""The database: one engine per instance, one transaction helper, table definitions."""
-
-from app.db.engine import get_engine, transaction
-
-__all__ = ["get_engine", "transaction"]
+"""The database: one engine per instance (`engine`), the one transaction helper
+(`transaction`), statements compiled once for the hot paths (`prepared`), the pool, table
+definitions and migrations. Importing the package itself loads nothing."""

@@ -1,29 +1,23 @@
-"""One engine per instance and the one transaction helper.
+"""One engine per instance: MySQL/MariaDB through PyMySQL in every deployed environment,
+SQLite for the embedded default. Transactions are `app.db.transaction`'s.
 
-MySQL/MariaDB through PyMySQL in every deployed environment; SQLite for the embedded
-default. SQLite under a threaded server needs WAL, a busy timeout and `BEGIN IMMEDIATE`
-(the pysqlite recipe in SQLAlchemy's docs): writers then queue instead of failing, which
-is also why `with_for_update()` compiling to nothing there is safe.
+SQLite under a threaded server needs WAL, a busy timeout and `BEGIN IMMEDIATE` (the pysqlite
+recipe in SQLAlchemy's docs): writers then queue instead of failing, which is also why
+`with_for_update()` compiling to nothing there is safe.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import create_engine, event, exc
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.pool import QueuePool
 
 from app.config import get_settings
-from app.db.pool import MeteredPool, install_checks, install_lazy_reset
-from app.errors import AppError, ErrorCode
-from app.observability import logging as applog
-
-log = applog.get_logger("app.db")
-T = TypeVar("T")
+from app.db.pool import install_checks, install_lazy_reset
 
 
 def _sqlite_engine(url: str, pool_max: int, acquire_timeout: float) -> Engine:
@@ -32,7 +26,7 @@ def _sqlite_engine(url: str, pool_max: int, acquire_timeout: float) -> Engine:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         url,
-        poolclass=MeteredPool,
+        poolclass=QueuePool,
         pool_size=pool_max,
         max_overflow=0,
         pool_timeout=acquire_timeout,
@@ -64,7 +58,7 @@ def build_engine(url: str | None = None) -> Engine:
     else:
         engine = create_engine(
             url,
-            poolclass=MeteredPool,
+            poolclass=QueuePool,
             pool_size=settings.db_pool_max,
             max_overflow=0,
             pool_timeout=settings.db_pool_acquire_timeout_s,
@@ -84,52 +78,3 @@ def build_engine(url: str | None = None) -> Engine:
 @functools.lru_cache(maxsize=1)
 def get_engine() -> Engine:
     return build_engine()
-
-
-def _describe(engine: Engine) -> dict[str, Any]:
-    url = engine.url
-    return {"host": url.host, "port": url.port, "database": url.database}
-
-
-@contextmanager
-def transaction() -> Iterator[Connection]:
-    """A connection inside one transaction: committed on success, rolled back on error.
-
-    An exhausted pool, an unreachable database or a connection lost mid-transaction is
-    `503 SERVICE_UNAVAILABLE`, not a hang and not a 500; the log names host and database,
-    never the password.
-    """
-    engine = get_engine()
-    conn = checked_out(engine, engine.connect)
-    with conn, unavailable_if_lost(engine), conn.begin():
-        yield conn
-
-
-def checked_out(engine: Engine, checkout: Callable[[], T]) -> T:
-    """`checkout()` (a connection from the pool), with an exhausted pool or an unreachable
-    database answered as 503."""
-    try:
-        return checkout()
-    except exc.TimeoutError as error:
-        applog.log_fields(log, 30, "db pool exhausted", **_describe(engine))
-        raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
-    except exc.DBAPIError as error:
-        applog.log_fields(
-            log, 40, "db connection failed", **_describe(engine), error=str(error.orig)
-        )
-        raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
-
-
-@contextmanager
-def unavailable_if_lost(engine: Engine) -> Iterator[None]:
-    """A connection lost inside the block (its DBAPIError says it was invalidated) is 503."""
-    try:
-        yield
-    except exc.DBAPIError as error:
-        if not error.connection_invalidated:
-            raise
-        # The server went away mid-transaction (restart, failover, wait_timeout): the pool
-        # has dropped the connection, and nothing was committed. A dependency failure, not
-        # a bug of ours.
-        applog.log_fields(log, 40, "db connection lost", **_describe(engine), error=str(error.orig))
-        raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error

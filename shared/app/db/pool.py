@@ -1,21 +1,30 @@
-"""The connection pool: a capped QueuePool that checks connections, closes idle ones and
-reports used/free/pending.
+"""The connection pool: SQLAlchemy's QueuePool (the cap, no overflow, the acquire timeout),
+with connections checked, idle ones retired, and used/free/pending reported.
 
-SQLAlchemy's QueuePool gives the cap (pool_size=DB_POOL_MAX, no overflow) and the acquire
-timeout. On top of it: SELECT 1 on every new connection and on reuse after an idle spell,
-closing connections idle past DB_POOL_IDLE_TIMEOUT_S (on checkout everywhere, and by a
-reaper thread in long-running processes), opening DB_POOL_MIN ahead, and the gauges.
+On top of the QueuePool, through its public API and its events only: SELECT 1 on every new
+connection and on reuse after an idle spell; a connection idle past DB_POOL_IDLE_TIMEOUT_S
+is replaced on checkout everywhere, and closed by a reaper thread in long-running processes
+(`PoolMonitor`); DB_POOL_MIN connections opened ahead (`warm`); the gauges.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, PoolResetState, QueuePool
+from sqlalchemy.pool import (
+    ConnectionPoolEntry,
+    PoolProxiedConnection,
+    PoolResetState,
+    QueuePool,
+)
 
 from app.observability import logging as applog
 from app.observability.metrics import (
@@ -26,81 +35,128 @@ from app.observability.metrics import (
     DB_POOL_USED,
 )
 
+__all__ = ["DB_POOL_TIMEOUTS", "TXN_OPEN", "PoolMonitor", "PoolUse", "stats", "warm"]
+
 log = applog.get_logger("app.db.pool")
 
+# The per-connection flag of install_lazy_reset: True while a transaction may be open.
+TXN_OPEN = "txn_open"
+# When the connection last went back to the pool (time.monotonic()); None while in use.
+IDLE_SINCE = "idle_since"
 
-class MeteredPool(QueuePool):
-    """QueuePool that counts callers waiting for a connection and the peak in use."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._stats_lock = threading.Lock()
+class PoolUse:
+    """What the pool's own counters do not tell: callers waiting for a connection, the most
+    ever checked out at once, and how many driver connections are open. One per engine."""
+
+    _by_engine: weakref.WeakKeyDictionary[Engine, PoolUse] = weakref.WeakKeyDictionary()
+    _registry_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
         self.pending = 0
         self.peak = 0
+        self.open = 0
 
-    def _do_get(self) -> ConnectionPoolEntry:
-        with self._stats_lock:
+    @classmethod
+    def of(cls, engine: Engine) -> PoolUse:
+        found = cls._by_engine.get(engine)
+        if found is None:
+            with cls._registry_lock:
+                found = cls._by_engine.setdefault(engine, PoolUse())
+        return found
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        with self._lock:
             self.pending += 1
         try:
-            entry = super()._do_get()
-        except exc.TimeoutError:
-            DB_POOL_TIMEOUTS.inc()
-            raise
+            yield
         finally:
-            with self._stats_lock:
+            with self._lock:
                 self.pending -= 1
-        with self._stats_lock:
-            self.peak = max(self.peak, self.checkedout())
-        return entry
 
-    def recreate(self) -> MeteredPool:  # pragma: no cover - used by engine.dispose()
-        return MeteredPool(
-            self._creator,
-            pool_size=self._pool.maxsize,
-            max_overflow=self._max_overflow,
-            timeout=self._timeout,
-            recycle=self._recycle,
-            echo=self.echo,
-            pre_ping=self._pre_ping,
-            use_lifo=self._pool.use_lifo,
-            reset_on_return=self._reset_on_return,
-            _dispatch=self.dispatch,
-            dialect=self._dialect,
-        )
+    def saw_checkout(self, in_use: int) -> None:
+        with self._lock:
+            self.peak = max(self.peak, in_use)
 
-    def stats(self) -> dict[str, int]:
-        return {
-            "used": self.checkedout(),
-            "free": self.checkedin(),
-            "pending": self.pending,
-            "peak": self.peak,
-            "max": self.size(),
-        }
+    def opened(self, count: int) -> None:
+        with self._lock:
+            self.open += count
+
+
+def _queue_pool(engine: Engine) -> QueuePool:
+    pool = engine.pool
+    if not isinstance(pool, QueuePool):  # pragma: no cover - build_engine always makes one
+        raise TypeError(f"expected a QueuePool, got {type(pool).__name__}")
+    return pool
+
+
+def stats(engine: Engine) -> dict[str, int]:
+    """used, free (open and idle), pending, peak and max of the engine's pool."""
+    pool, use = _queue_pool(engine), PoolUse.of(engine)
+    used = pool.checkedout()
+    return {
+        "used": used,
+        "free": max(use.open - used, 0),
+        "pending": use.pending,
+        "peak": use.peak,
+        "max": pool.size(),
+    }
+
+
+def publish_stats(engine: Engine) -> dict[str, int]:
+    found = stats(engine)
+    DB_POOL_USED.set(found["used"])
+    DB_POOL_FREE.set(found["free"])
+    DB_POOL_PENDING.set(found["pending"])
+    DB_POOL_PEAK.set(found["peak"])
+    return found
+
+
+# -- checks -----------------------------------------------------------------------------
+
+_reaping = threading.local()  # set while the reaper holds connections to look at them
+
+
+def _select_1(dbapi_conn: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute("SELECT 1")
+        cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 def install_checks(engine: Engine, idle_timeout_s: float, ping_after_idle_s: float) -> None:
-    """SELECT 1 on connect and on reuse after idle; retire connections idle too long."""
+    """SELECT 1 on connect and on reuse after idle; retire connections idle too long; count
+    open connections and the peak in use."""
+    use = PoolUse.of(engine)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
-        cursor = dbapi_conn.cursor()
-        try:
-            cursor.execute("SELECT 1")
-            cursor.fetchall()
-        finally:
-            cursor.close()
-        record.info["idle_since"] = time.monotonic()
+        _select_1(dbapi_conn)
+        record.info[IDLE_SINCE] = time.monotonic()
+        use.opened(1)
+
+    @event.listens_for(engine, "close")
+    def _on_close(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
+        use.opened(-1)
 
     @event.listens_for(engine, "checkin")
     def _on_checkin(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
-        record.info["idle_since"] = time.monotonic()
+        if not getattr(_reaping, "active", False):
+            record.info[IDLE_SINCE] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
     def _on_checkout(
         dbapi_conn: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
     ) -> None:
-        idle_since = record.info.get("idle_since")
-        record.info["idle_since"] = None
+        if getattr(_reaping, "active", False):
+            return  # the reaper looks at the idle time itself and gives it back untouched
+        use.saw_checkout(_queue_pool(engine).checkedout())
+        idle_since = record.info.get(IDLE_SINCE)
+        record.info[IDLE_SINCE] = None
         if idle_since is None:
             return
         idle = time.monotonic() - idle_since
@@ -109,18 +165,10 @@ def install_checks(engine: Engine, idle_timeout_s: float, ping_after_idle_s: flo
             # server may have dropped it): have the pool open a fresh, checked one.
             raise exc.DisconnectionError("idle past DB_POOL_IDLE_TIMEOUT_S")
         if idle > ping_after_idle_s:
-            cursor = dbapi_conn.cursor()
             try:
-                cursor.execute("SELECT 1")
-                cursor.fetchall()
+                _select_1(dbapi_conn)
             except Exception as error:
                 raise exc.DisconnectionError("SELECT 1 failed on reuse") from error
-            finally:
-                cursor.close()
-
-
-# The per-connection flag of install_lazy_reset: True while a transaction may be open.
-TXN_OPEN = "txn_open"
 
 
 def install_lazy_reset(engine: Engine) -> None:
@@ -128,8 +176,9 @@ def install_lazy_reset(engine: Engine) -> None:
 
     The pool's default reset sends ROLLBACK after every use, even after a COMMIT: one more
     round trip per transaction, the most expensive part of a short one. The engine is built
-    with `pool_reset_on_return=None` and this tracks, per connection, whether SQLAlchemy
-    began a transaction it has not ended; anything unknown (raw DBAPI use) is rolled back.
+    with `pool_reset_on_return=None` and this tracks, per connection, whether a transaction
+    was begun and not ended (Core's events here, `app.db.transaction` for the driver path);
+    anything unknown (raw DBAPI use) is rolled back.
     """
 
     def _opened(conn: Connection) -> None:
@@ -151,6 +200,9 @@ def install_lazy_reset(engine: Engine) -> None:
             dbapi_conn.rollback()
 
 
+# -- warming and reaping ----------------------------------------------------------------
+
+
 def warm(engine: Engine, count: int) -> None:
     """Open `count` connections ahead, so the first requests do not pay for them."""
     held = []
@@ -162,37 +214,33 @@ def warm(engine: Engine, count: int) -> None:
             conn.close()
 
 
-def reap_idle(pool: MeteredPool, keep: int, idle_timeout_s: float) -> int:
-    """Close connections idle past the timeout, keeping at least `keep` open. Returns the count."""
+def reap_idle(engine: Engine, keep: int, idle_timeout_s: float) -> int:
+    """Close connections idle past the timeout, keeping at least `keep` idle ones open;
+    returns how many were closed. The idle connections are checked out for a moment (the
+    pool has no other public way to reach them) and either closed or given back with their
+    idle time unchanged."""
+    pool, use = _queue_pool(engine), PoolUse.of(engine)
+    held: list[PoolProxiedConnection] = []
     closed = 0
-    now = time.monotonic()
-    queue: Any = pool._pool  # sqlalchemy.util.queue.Queue of idle connections
-    with queue.mutex:
-        entries = list(queue.queue)
-    for entry in entries:
-        if pool.checkedin() <= keep:
-            break
-        idle_since = entry.info.get("idle_since") if entry.dbapi_connection is not None else None
-        if idle_since is None or now - idle_since <= idle_timeout_s:
-            continue
-        with queue.mutex:
-            try:
-                queue.queue.remove(entry)
-            except ValueError:
-                continue  # checked out meanwhile
-        pool._dec_overflow()
-        entry.close()
-        closed += 1
+    _reaping.active = True
+    try:
+        # Only while some are idle: an empty pool would open a new one, a full one wait.
+        while len(held) < use.open and pool.checkedin() > 0:
+            held.append(pool.connect())
+        now = time.monotonic()
+        idle = len(held)
+        for conn in held:
+            idle_since = conn.info.get(IDLE_SINCE)
+            stale = idle_since is not None and now - idle_since > idle_timeout_s
+            if stale and idle > keep:
+                idle -= 1
+                conn.invalidate()  # closes the driver connection and gives the slot back
+                closed += 1
+            else:
+                conn.close()
+    finally:
+        _reaping.active = False
     return closed
-
-
-def publish_stats(pool: MeteredPool) -> dict[str, int]:
-    stats = pool.stats()
-    DB_POOL_USED.set(stats["used"])
-    DB_POOL_FREE.set(stats["free"])
-    DB_POOL_PENDING.set(stats["pending"])
-    DB_POOL_PEAK.set(stats["peak"])
-    return stats
 
 
 class PoolMonitor(threading.Thread):
@@ -200,15 +248,13 @@ class PoolMonitor(threading.Thread):
     and export used/free/pending. SCF event instances never start it."""
 
     def __init__(
-        self, pool: MeteredPool, keep: int, idle_timeout_s: float, interval: float = 30.0
+        self, engine: Engine, keep: int, idle_timeout_s: float, interval: float = 30.0
     ) -> None:
         super().__init__(name="db-pool-monitor", daemon=True)
-        self.pool, self.keep, self.idle_timeout_s, self.interval = (
-            pool,
-            keep,
-            idle_timeout_s,
-            interval,
-        )
+        self.engine = engine
+        self.keep = keep
+        self.idle_timeout_s = idle_timeout_s
+        self.interval = interval
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -216,10 +262,10 @@ class PoolMonitor(threading.Thread):
             self.tick()
 
     def tick(self) -> dict[str, int]:
-        closed = reap_idle(self.pool, self.keep, self.idle_timeout_s)
-        stats = publish_stats(self.pool)
-        applog.log_fields(log, 20, "db pool", **stats, closed_idle=closed)
-        return stats
+        closed = reap_idle(self.engine, self.keep, self.idle_timeout_s)
+        found = publish_stats(self.engine)
+        applog.log_fields(log, logging.INFO, "db pool", **found, closed_idle=closed)
+        return found
 
     def stop(self) -> None:
         self._stop_event.set()

@@ -11,12 +11,11 @@ import secrets
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from app.config import get_settings
-from app.db import transaction
 from app.db.tables import invite_codes
+from app.db.transaction import Transaction, transaction
 from app.db.types import utcnow
 from app.observability import logging as applog
 
@@ -32,13 +31,13 @@ def new_code() -> str:
     return "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
 
 
-def _insert_inline(conn: Connection, user_id: str) -> str:
+def _insert_inline(conn: Transaction, user_id: str) -> str:
     # 31^8 codes: a collision is rare enough that a few tries always suffice; a savepoint
     # keeps a collision from aborting the caller's transaction.
     for _ in range(5):
         code = new_code()
         try:
-            with conn.begin_nested():
+            with conn.savepoint():
                 conn.execute(
                     insert(invite_codes).values(
                         code=code, claimed_by=user_id, claimed_at=utcnow(), created_at=utcnow()
@@ -50,7 +49,7 @@ def _insert_inline(conn: Connection, user_id: str) -> str:
     raise RuntimeError("could not generate a unique invite code")
 
 
-def claim(conn: Connection, user_id: str) -> str:
+def claim(conn: Transaction, user_id: str) -> str:
     """One code for `user_id`, in the caller's transaction (released if it rolls back)."""
     query = (
         select(invite_codes.c.code)

@@ -16,8 +16,8 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from app.config import get_settings
-from app.db import transaction
 from app.db.tables import users as users_table
+from app.db.transaction import transaction
 from app.db.types import utcnow
 from app.errors import AppError, ErrorCode
 from app.identity import passwords, sessions, sms, throttle, users, wechat

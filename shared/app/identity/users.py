@@ -14,12 +14,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.engine import Connection
 
-from app import cache
+from app import cache, profiles
 from app.config import get_settings
-from app.db import pages, transaction
+from app.db import pages
 from app.db.tables import users
+from app.db.transaction import Transaction, transaction
 from app.db.types import iso, new_id, utcnow
 from app.errors import AppError, ErrorCode
 from app.http.models import Page
@@ -35,7 +35,6 @@ from app.observability import logging as applog
 
 log = applog.get_logger("app.identity.users")
 
-PROFILE_TTL_S = 3600
 _CACHED_FIELDS = (
     "id",
     "phone",
@@ -89,10 +88,6 @@ def user_out(row: Mapping[str, Any]) -> UserOut:
     return _view(_profile_of(row))
 
 
-def _cache_key(user_id: str) -> str:
-    return f"user:profile:{user_id}"
-
-
 def _load_profile(user_id: str) -> dict[str, Any] | None:
     with transaction() as conn:
         row = get(conn, user_id)
@@ -101,7 +96,9 @@ def _load_profile(user_id: str) -> dict[str, Any] | None:
 
 def public_user(user_id: str) -> UserOut:
     """The API `User` of a user: cached for an hour, never older than its last change."""
-    profile = cache.get_or_set(_cache_key(user_id), lambda: _load_profile(user_id), PROFILE_TTL_S)
+    profile = cache.get_or_set(
+        profiles.key(user_id), lambda: _load_profile(user_id), profiles.TTL_S
+    )
     if profile is None:
         raise AppError(ErrorCode.NOT_FOUND, "User not found.")
     return _view(profile)
@@ -109,13 +106,13 @@ def public_user(user_id: str) -> UserOut:
 
 def forget_cached(user_id: str) -> None:
     """Drop the cached profile. Call after the change is committed."""
-    cache.invalidate(_cache_key(user_id))
+    profiles.forget(user_id)
 
 
 # ---------------------------------------------------------------- lookups
 
 
-def get(conn: Connection, user_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
+def get(conn: Transaction, user_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
     query = select(users).where(users.c.id == user_id)
     if for_update:
         query = query.with_for_update()
@@ -123,17 +120,17 @@ def get(conn: Connection, user_id: str, *, for_update: bool = False) -> dict[str
     return dict(row) if row else None
 
 
-def find_by_phone(conn: Connection, phone: str) -> dict[str, Any] | None:
+def find_by_phone(conn: Transaction, phone: str) -> dict[str, Any] | None:
     row = conn.execute(select(users).where(users.c.phone == phone)).mappings().first()
     return dict(row) if row else None
 
 
-def find_by_openid(conn: Connection, openid: str) -> dict[str, Any] | None:
+def find_by_openid(conn: Transaction, openid: str) -> dict[str, Any] | None:
     row = conn.execute(select(users).where(users.c.wechat_openid == openid)).mappings().first()
     return dict(row) if row else None
 
 
-def find_by_invite_code(conn: Connection, code: str) -> dict[str, Any] | None:
+def find_by_invite_code(conn: Transaction, code: str) -> dict[str, Any] | None:
     row = conn.execute(select(users).where(users.c.invite_code == code)).mappings().first()
     return dict(row) if row else None
 
@@ -147,7 +144,7 @@ def phone_registered(phone: str) -> bool:
 
 
 def resolve_referrer(
-    conn: Connection,
+    conn: Transaction,
     *,
     referrer_id: str | None,
     invite_code: str | None,
@@ -178,7 +175,7 @@ def is_admin_phone(phone: str | None) -> bool:
 
 
 def create(
-    conn: Connection,
+    conn: Transaction,
     *,
     phone: str | None = None,
     password_hash: str | None = None,
@@ -227,14 +224,14 @@ def create(
             kind="signup",
             reason="signup",
             ref=f"signup:{user_id}",
-            conn=conn,
+            tx=conn,
         )
     row = get(conn, user_id)
     assert row is not None
     return row
 
 
-def promote_if_admin_phone(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
+def promote_if_admin_phone(conn: Transaction, row: dict[str, Any]) -> dict[str, Any]:
     """ADMIN_PHONES holds at every sign-in: a listed phone gains the admin role."""
     if row["role"] != "admin" and is_admin_phone(row["phone"]):
         conn.execute(
@@ -244,7 +241,7 @@ def promote_if_admin_phone(conn: Connection, row: dict[str, Any]) -> dict[str, A
     return row
 
 
-def fill_empty(conn: Connection, user_id: str, **fields: str | None) -> bool:
+def fill_empty(conn: Transaction, user_id: str, **fields: str | None) -> bool:
     """Set each given field only where it is still NULL; True when any was given.
 
     The condition is in the UPDATE, so the database decides: of concurrent sign-ins

@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from app.db import transaction
 from app.db.tables import pipelines
+from app.db.transaction import Transaction, transaction
 from app.db.types import iso, utcnow
 from app.pipeline.definition import PipelineDefinition
 
@@ -32,7 +31,7 @@ def save(pipeline_id: str, definition: PipelineDefinition) -> dict[str, Any]:
         ).rowcount
         if not changed:
             try:
-                with conn.begin_nested():
+                with conn.savepoint():
                     conn.execute(
                         pipelines.insert().values(
                             id=pipeline_id, **values, created_at=now, updated_at=now
@@ -52,7 +51,7 @@ def save(pipeline_id: str, definition: PipelineDefinition) -> dict[str, Any]:
     return row
 
 
-def _load(conn: Connection, pipeline_id: str) -> dict[str, Any] | None:
+def _load(conn: Transaction, pipeline_id: str) -> dict[str, Any] | None:
     row = conn.execute(select(pipelines).where(pipelines.c.id == pipeline_id)).mappings().first()
     if row is None:
         return None
@@ -68,7 +67,7 @@ def _load(conn: Connection, pipeline_id: str) -> dict[str, Any] | None:
     }
 
 
-def get_enabled(conn: Connection, pipeline_id: str) -> dict[str, Any] | None:
+def get_enabled(conn: Transaction, pipeline_id: str) -> dict[str, Any] | None:
     """The pipeline a new task would run, or None when it is unknown or disabled."""
     row = _load(conn, pipeline_id)
     return row if row is not None and row["enabled"] else None

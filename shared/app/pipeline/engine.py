@@ -45,13 +45,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, and_, bindparam, case, select, update
-from sqlalchemy.engine import Connection
 
 from app import queue
 from app.config import get_settings
-from app.db import transaction
-from app.db.prepared import Prepared, driver_transaction
+from app.db.prepared import Prepared
 from app.db.tables import task_steps, tasks
+from app.db.transaction import Transaction, transaction
 from app.db.types import UtcDateTime, utcnow
 from app.observability import logging as applog
 from app.pipeline.definition import ForkStep, HttpCall, SimCall, parse_steps
@@ -336,7 +335,7 @@ def _work_of(step: Any, task_input: Any, branch: int) -> tuple[HttpCall | SimCal
 
 
 def _step_row(
-    conn: Connection, task_id: str, position: int, branch: int = -1, *, lock: bool = False
+    conn: Transaction, task_id: str, position: int, branch: int = -1, *, lock: bool = False
 ) -> Row | None:
     query = select(task_steps).where(
         task_steps.c.task_id == task_id,
@@ -364,7 +363,7 @@ class _Claim:
 
 
 def _claim_pending(
-    conn: Connection, task_id: str, position: int, branch: int, step: HttpCall | SimCall
+    conn: Transaction, task_id: str, position: int, branch: int, step: HttpCall | SimCall
 ) -> _Claim | float | None:
     """The common case in one statement: a pending row (never called, so no attempts yet)
     taken for running with its first call counted. None when the row is not pending (the
@@ -402,7 +401,7 @@ def _release_slot(step: HttpCall | SimCall, slot: str | None) -> None:
         slots.release(step.host_key, slot)
 
 
-def _previous_output(conn: Connection, task_id: str, position: int) -> Any:
+def _previous_output(conn: Transaction, task_id: str, position: int) -> Any:
     if position == 0:
         return None
     c = task_steps.c
@@ -411,7 +410,7 @@ def _previous_output(conn: Connection, task_id: str, position: int) -> Any:
     ).scalar()
 
 
-def _claim(conn: Connection, row: Row, step: HttpCall | SimCall) -> _Claim | float | None:
+def _claim(conn: Transaction, row: Row, step: HttpCall | SimCall) -> _Claim | float | None:
     """Take the (locked) row for running when it is pending, or running with no live
     lease, and count the call about to be made unless the step's calls are used up. An
     `http` call takes its host slot once the row is known to be claimable: with none free
@@ -564,7 +563,7 @@ def _run(
         if isinstance(outcome, calls.Abandoned):
             return
         if branch is None:
-            with driver_transaction() as unit:
+            with transaction() as unit:
                 moved = _SETTLE.run(unit, _settle_params(attempts, outcome, utcnow())).rowcount
             if moved:
                 _after_step(task_id, steps, position)
@@ -695,7 +694,9 @@ def _start_fork(task_id: str, steps: list[Any], position: int) -> None:
         _advance_fork(task_id, steps, position)
 
 
-def _dispatch(conn: Connection, task_id: str, position: int, branches: list[int], now: Any) -> None:
+def _dispatch(
+    conn: Transaction, task_id: str, position: int, branches: list[int], now: Any
+) -> None:
     c = task_steps.c
     conn.execute(
         update(task_steps)
@@ -863,7 +864,7 @@ def _settle_and_claim(
     claimed = False
     try:
         # Prepared statements only: a driver transaction, without the Core Connection.
-        with driver_transaction() as unit:
+        with transaction() as unit:
             now = utcnow()
             lease_s = _lease_s(step)
             lease = now + timedelta(seconds=lease_s)
@@ -905,7 +906,7 @@ def _slot_for(step: HttpCall, spare: list[tuple[str, str, float]]) -> tuple[str 
     return calls.take_slot(step), now + lease_s
 
 
-def _join_if_done(conn: Connection, fork: ForkStep, task_id: str, position: int, now: Any) -> bool:
+def _join_if_done(conn: Transaction, fork: ForkStep, task_id: str, position: int, now: Any) -> bool:
     """Under the fork row's lock: when no branch is left unsettled, write the JOIN (the
     fork row running -> succeeded/failed). True when this call made it."""
     c = task_steps.c

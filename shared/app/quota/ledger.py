@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.engine import Connection
 
 from app.db.tables import quota_ledger, quota_transactions, users
+from app.db.transaction import Transaction
 from app.quota.service import GRANT_KINDS, SAGA_KINDS, TOMBSTONE_USER
 
 # What each saga phase must have in the ledger: kind -> (balance delta, reserved delta) per
@@ -50,7 +50,7 @@ class Discrepancy:
         return f"{where}: {self.problem} (expected {self.expected!r}, found {self.actual!r})"
 
 
-def discrepancies(conn: Connection, user_ids: Collection[str] | None = None) -> list[Discrepancy]:
+def discrepancies(conn: Transaction, user_ids: Collection[str] | None = None) -> list[Discrepancy]:
     """Every way the ledger fails to explain the counters and the saga rows; [] when none.
 
     `user_ids=None` checks every user, every saga row (tombstones included) and every ledger
@@ -67,7 +67,7 @@ def discrepancies(conn: Connection, user_ids: Collection[str] | None = None) -> 
     return found
 
 
-def _counters(conn: Connection, only: list[str] | None) -> dict[str, tuple[int, int]]:
+def _counters(conn: Transaction, only: list[str] | None) -> dict[str, tuple[int, int]]:
     query = select(users.c.id, users.c.quota_balance, users.c.quota_reserved)
     if only is not None:
         query = query.where(users.c.id.in_(only))
@@ -77,7 +77,7 @@ def _counters(conn: Connection, only: list[str] | None) -> dict[str, tuple[int, 
 
 
 def _check_sums(
-    conn: Connection, only: list[str] | None, counters: dict[str, tuple[int, int]]
+    conn: Transaction, only: list[str] | None, counters: dict[str, tuple[int, int]]
 ) -> list[Discrepancy]:
     led = quota_ledger.c
     query = select(
@@ -126,7 +126,7 @@ def _check_sums(
 
 
 def _check_last_entries(
-    conn: Connection, only: list[str] | None, counters: dict[str, tuple[int, int]]
+    conn: Transaction, only: list[str] | None, counters: dict[str, tuple[int, int]]
 ) -> list[Discrepancy]:
     led = quota_ledger.c
     newest = select(led.user_id, func.max(led.created_at).label("at")).group_by(led.user_id)
@@ -159,7 +159,7 @@ def _check_last_entries(
 
 
 def _check_saga(
-    conn: Connection, only: list[str] | None, counters: dict[str, tuple[int, int]]
+    conn: Transaction, only: list[str] | None, counters: dict[str, tuple[int, int]]
 ) -> list[Discrepancy]:
     t, led = quota_transactions.c, quota_ledger.c
     rows_query = select(t.task_id, t.user_id, t.amount, t.phase)

@@ -26,33 +26,30 @@ row, always in that order, so calls for one user serialize and never deadlock ea
 Saga ledger entries carry `ref = saga:<kind>:<task_id>`; the unique index on `ref` refuses a
 second entry for the same step even if the logic above were ever wrong.
 
-With `conn=` a verb runs inside the caller's transaction (task creation reserves and inserts
+With `tx=` a verb runs inside the caller's transaction (task creation reserves and inserts
 the task atomically) and never commits or rolls back itself: the caller's commit publishes
 the change, and any exception out of a verb means the caller must roll back. The user's
-cached profile is dropped once the change is committed (for a caller's connection: when it
-goes back to the pool, which is after its commit).
+cached profile (`app.profiles`) is dropped after the commit, never after a rollback.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Table, bindparam, event, insert, select, update
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.dml import Insert
 
-from app.db import transaction
-from app.db.prepared import Prepared, Unit, driver_transaction
+from app import profiles
+from app.db.prepared import Prepared
 from app.db.tables import quota_ledger, quota_transactions, users
+from app.db.transaction import Transaction, transaction
 from app.db.types import UtcDateTime, new_id, utcnow
 from app.errors import AppError, ErrorCode
 from app.observability import logging as applog
@@ -125,7 +122,7 @@ class ReservationRefused(AppError):
 
 
 def reserve(
-    user_id: str, task_id: str, amount: int, *, conn: Connection | None = None
+    user_id: str, task_id: str, amount: int, *, tx: Transaction | None = None
 ) -> Reservation:
     """Move `amount` from the user's balance to reserved for `task_id`.
 
@@ -139,7 +136,7 @@ def reserve(
     if amount < 0:
         raise AppError(ErrorCode.VALIDATION_ERROR, "A reservation cannot be negative.")
     try:
-        with _unit(conn) as db:
+        with _unit(tx) as db:
             reservation = _reserve(db, user_id, task_id, amount)
     except AppError as error:
         outcome = "insufficient" if error.code is ErrorCode.QUOTA_INSUFFICIENT else "refused"
@@ -149,17 +146,17 @@ def reserve(
     return reservation
 
 
-def confirm(task_id: str, *, conn: Connection | None = None) -> Settlement:
+def confirm(task_id: str, *, tx: Transaction | None = None) -> Settlement:
     """The task succeeded: its reserved amount is spent. Idempotent; see the module doc."""
-    return _settle(task_id, "confirmed", conn)
+    return _settle(task_id, "confirmed", tx)
 
 
-def cancel(task_id: str, *, conn: Connection | None = None) -> Settlement:
+def cancel(task_id: str, *, tx: Transaction | None = None) -> Settlement:
     """The task failed or was cancelled: its reserved amount goes back to the balance.
 
     Idempotent; with no reservation for the task it writes the tombstone that refuses a
     late reserve."""
-    return _settle(task_id, "cancelled", conn)
+    return _settle(task_id, "cancelled", tx)
 
 
 def grant(
@@ -169,7 +166,7 @@ def grant(
     kind: GrantKind,
     reason: str,
     ref: str | None = None,
-    conn: Connection | None = None,
+    tx: Transaction | None = None,
 ) -> Grant:
     """Add `amount` to the user's balance (`admin` may also take away).
 
@@ -181,11 +178,8 @@ def grant(
     """
     _check_grant(amount, kind, reason, ref)
     try:
-        if conn is not None:
-            result = _grant(conn, user_id, amount, kind, reason, ref)
-        else:
-            with transaction() as own:  # Core: the grant also looks up its ref
-                result = _grant(own, user_id, amount, kind, reason, ref)
+        with _unit(tx) as db:
+            result = _grant(db, user_id, amount, kind, reason, ref)
     except AppError:
         QUOTA_GRANTS.labels(kind=kind, outcome="refused").inc()
         raise
@@ -196,7 +190,7 @@ def grant(
 # -- the verbs, inside one transaction ---------------------------------------------------
 
 
-def _reserve(db: Unit, user_id: str, task_id: str, amount: int) -> Reservation:
+def _reserve(db: Transaction, user_id: str, task_id: str, amount: int) -> Reservation:
     balance, reserved = _lock_user(db, user_id)
     now = utcnow()
     # The saga row goes in before the counters change, so a duplicate (a repeat, or a
@@ -224,7 +218,7 @@ def _reserve(db: Unit, user_id: str, task_id: str, amount: int) -> Reservation:
             ref=_saga_ref("reserve", task_id),
             now=now,
         )
-        _forget_after_commit(db, user_id)
+        db.after_commit(profiles.forgetter(user_id))
         return Reservation(task_id, user_id, amount, "reserved", created=True)
     existing = _saga_row(db, task_id)
     if existing is None:
@@ -272,16 +266,16 @@ def _existing_reservation(row: _SagaRow, user_id: str, task_id: str, amount: int
     return Reservation(task_id, user_id, amount, phase, created=False)
 
 
-def _settle(task_id: str, target: Phase, conn: Connection | None) -> Settlement:
+def _settle(task_id: str, target: Phase, tx: Transaction | None) -> Settlement:
     _check_id("task_id", task_id)
     verb = "confirm" if target == "confirmed" else "cancel"
-    with _unit(conn) as db:
+    with _unit(tx) as db:
         result = _settle_in(db, task_id, target)
     QUOTA_SAGA.labels(verb=verb, outcome=result.outcome).inc()
     return result
 
 
-def _settle_in(db: Unit, task_id: str, target: Phase) -> Settlement:
+def _settle_in(db: Transaction, task_id: str, target: Phase) -> Settlement:
     row = _saga_row(db, task_id)
     if row is None:
         if target == "confirmed":
@@ -338,7 +332,7 @@ def _settle_in(db: Unit, task_id: str, target: Phase) -> Settlement:
         ref=_saga_ref(kind, task_id),
         now=now,
     )
-    _forget_after_commit(db, user_id)
+    db.after_commit(profiles.forgetter(user_id))
     return Settlement(task_id, target, changed=True, amount=amount, outcome=target)
 
 
@@ -358,7 +352,7 @@ def _no_change(task_id: str, phase: Phase | None, target: Phase) -> Settlement:
 
 
 def _grant(
-    db: Connection, user_id: str, amount: int, kind: str, reason: str, ref: str | None
+    db: Transaction, user_id: str, amount: int, kind: str, reason: str, ref: str | None
 ) -> Grant:
     balance, reserved = _lock_user(db, user_id)
     if ref is not None:
@@ -392,7 +386,7 @@ def _grant(
     except IntegrityError as error:
         # The same ref was applied for another user meanwhile (that user's lock is not ours).
         raise _ref_mismatch() from error
-    _forget_after_commit(db, user_id)
+    db.after_commit(profiles.forgetter(user_id))
     return Grant(entry, applied=True)
 
 
@@ -420,13 +414,12 @@ def _ref_mismatch() -> AppError:
 
 
 @contextmanager
-def _unit(conn: Connection | None) -> Iterator[Unit]:
-    """The caller's transaction when given, else one of our own on the driver connection
-    (the verbs run only prepared statements)."""
-    if conn is not None:
-        yield conn
+def _unit(tx: Transaction | None) -> Iterator[Transaction]:
+    """The caller's transaction when given, else one of our own."""
+    if tx is not None:
+        yield tx
         return
-    with driver_transaction() as own:
+    with transaction() as own:
         yield own
 
 
@@ -483,32 +476,34 @@ class _SagaRow:
     phase: Phase
 
 
-def _lock_user(db: Unit, user_id: str) -> tuple[int, int]:
+def _lock_user(db: Transaction, user_id: str) -> tuple[int, int]:
     row = _LOCK_USER.run(db, {"user_id": user_id}).first()
     if row is None:
         raise AppError(ErrorCode.NOT_FOUND, "User not found.")
     return int(row[0]), int(row[1])
 
 
-def _saga_row(db: Unit, task_id: str) -> _SagaRow | None:
+def _saga_row(db: Transaction, task_id: str) -> _SagaRow | None:
     row = _SAGA_ROW.run(db, {"task_id": task_id}).first()
     return None if row is None else _SagaRow(str(row[0]), int(row[1]), row[2])
 
 
-def _insert_saga(db: Unit, **values: Any) -> bool:
+def _insert_saga(db: Transaction, **values: Any) -> bool:
     """Insert the saga row unless the task has one; True when it went in. Waits for a
     conflicting insert of another open transaction to commit or roll back first."""
     return _SAGA_INSERT_IGNORE.run(db, values).rowcount == 1
 
 
-def _set_counters(db: Unit, user_id: str, balance: int, reserved: int, now: datetime) -> None:
+def _set_counters(
+    db: Transaction, user_id: str, balance: int, reserved: int, now: datetime
+) -> None:
     _SET_COUNTERS.run(
         db, {"user_id": user_id, "balance": balance, "reserved": reserved, "now": now}
     )
 
 
 def _append(
-    db: Unit,
+    db: Transaction,
     *,
     user_id: str,
     kind: str,
@@ -567,50 +562,3 @@ def _check_grant(amount: int, kind: str, reason: str, ref: str | None) -> None:
         raise AppError(
             ErrorCode.VALIDATION_ERROR, f"The reference must be 1-{_REF_MAX} characters."
         )
-
-
-# -- the user cache, dropped after commit --------------------------------------------------
-
-_PENDING_KEY = "app.quota.forget"
-_listen_lock = threading.Lock()
-_listening: weakref.WeakSet[Engine] = weakref.WeakSet()
-
-
-def _forget_after_commit(db: Unit, user_id: str) -> None:
-    """Drop the user's cached profile once this connection's transaction has ended.
-
-    A Core connection has no after-commit hook; pool check-in comes after the commit (or
-    rollback, when forgetting is merely unnecessary), for our transactions and the caller's.
-    """
-    db.info.setdefault(_PENDING_KEY, set()).add(user_id)
-    engine = db.engine
-    if engine in _listening:  # event.contains costs more than the rest of this call
-        return
-    with _listen_lock:
-        if not event.contains(engine, "checkin", _forget_on_checkin):
-            event.listen(engine, "checkin", _forget_on_checkin)
-        _listening.add(engine)
-
-
-def _forget_on_checkin(_dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
-    pending = record.info.pop(_PENDING_KEY, None)
-    if pending:
-        forget(pending)
-
-
-def forget(user_ids: Iterable[str]) -> None:
-    """Drop cached profiles; a failure is logged, never raised (the change is committed)."""
-    # Imported here: identity's user module is heavier than a pipeline worker needs to load.
-    from app.identity.users import forget_cached
-
-    for user_id in user_ids:
-        try:
-            forget_cached(user_id)
-        except Exception as error:  # noqa: BLE001 - a stale cache entry must not fail a commit
-            applog.log_fields(
-                log,
-                logging.WARNING,
-                "user cache not dropped",
-                user_id=user_id,
-                error=type(error).__name__,
-            )

@@ -12,11 +12,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import select, update
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
-from app.db import transaction
 from app.db.tables import task_steps, tasks
+from app.db.transaction import Transaction, transaction
 from app.db.types import utcnow
 from app.errors import AppError, ErrorCode
 from app.observability.metrics import TASKS_FINISHED
@@ -61,18 +60,18 @@ def step_failed(message: str) -> dict[str, str]:
     return {"code": ErrorCode.PIPELINE_STEP_FAILED.value, "message": message}
 
 
-def _settle_quota(conn: Connection, task_id: str, cost: int, confirm: bool) -> None:
+def _settle_quota(conn: Transaction, task_id: str, cost: int, confirm: bool) -> None:
     if cost <= 0:
         return
     from app.quota import service as quota
 
     if confirm:
-        quota.confirm(task_id, conn=conn)
+        quota.confirm(task_id, tx=conn)
     else:
-        quota.cancel(task_id, conn=conn)
+        quota.cancel(task_id, tx=conn)
 
 
-def _close_open_steps(conn: Connection, task_id: str, status: str) -> None:
+def _close_open_steps(conn: Transaction, task_id: str, status: str) -> None:
     now = utcnow()
     conn.execute(
         update(task_steps)

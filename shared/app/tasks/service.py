@@ -18,8 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from app import idempotency
-from app.db import pages, transaction
+from app.db import pages
 from app.db.tables import task_steps, tasks
+from app.db.transaction import transaction
 from app.db.types import new_id, utcnow
 from app.errors import AppError, ErrorCode
 from app.observability import logging as applog
@@ -93,7 +94,7 @@ def _create_once(
         if cost > 0:
             from app.quota import service as quota
 
-            quota.reserve(user_id, task_id, cost, conn=conn)
+            quota.reserve(user_id, task_id, cost, tx=conn)
         now = utcnow()
         conn.execute(
             tasks.insert().values(

@@ -25,8 +25,8 @@ from typing import Any
 from sqlalchemy import select
 
 from app.config import get_settings
-from app.db import transaction
 from app.db.tables import quota_transactions, task_steps, tasks
+from app.db.transaction import transaction
 from app.db.types import utcnow
 from app.observability import logging as applog
 from app.tasks import lifecycle
@@ -103,9 +103,9 @@ def _settle_left_reserved() -> int:
     for task_id, status, _created in rows:
         with transaction() as conn:
             if status == "succeeded":
-                quota.confirm(task_id, conn=conn)
+                quota.confirm(task_id, tx=conn)
             else:
-                quota.cancel(task_id, conn=conn)
+                quota.cancel(task_id, tx=conn)
     return len(rows)
 
 

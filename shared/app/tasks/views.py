@@ -6,9 +6,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.engine import Connection
 
 from app.db.tables import task_steps, tasks
+from app.db.transaction import Transaction
 from app.db.types import iso
 
 
@@ -68,7 +68,7 @@ _STEP_COLUMNS = (
 )
 
 
-def load_views(conn: Connection, task_rows: Sequence[Mapping[Any, Any]]) -> list[dict[str, Any]]:
+def load_views(conn: Transaction, task_rows: Sequence[Mapping[Any, Any]]) -> list[dict[str, Any]]:
     """Views of these tasks with their steps, read in one query."""
     if not task_rows:
         return []
@@ -79,6 +79,6 @@ def load_views(conn: Connection, task_rows: Sequence[Mapping[Any, Any]]) -> list
     return [task_view(row, grouped[row["id"]]) for row in task_rows]
 
 
-def load_view(conn: Connection, task_id: str) -> dict[str, Any] | None:
+def load_view(conn: Transaction, task_id: str) -> dict[str, Any] | None:
     row = conn.execute(select(tasks).where(tasks.c.id == task_id)).mappings().first()
     return load_views(conn, [row])[0] if row is not None else None

@@ -1,0 +1,237 @@
+"""The one transaction helper: `with transaction() as tx:` is a unit of work on one pooled
+connection, committed when the block ends and rolled back when it raises.
+
+    with transaction() as tx:
+        tx.execute(update(users).where(...).values(...))   # a Core statement
+        LOCK_USER.run(tx, {"user_id": user_id})             # a prepared one (app.db.prepared)
+        tx.after_commit(lambda: cache.invalidate(key))      # runs once, after the commit
+
+- Statements: `tx.execute` runs Core statements; `Prepared.run(tx, ...)` runs a statement
+  compiled once per dialect on the driver's cursor (the saga's hot path). Both run on the
+  same connection, inside the same transaction. On MySQL the Core `Connection` is built only
+  when a Core statement runs, so a unit of work made only of prepared statements costs no
+  Core machinery at all; on SQLite it exists from the start, because `BEGIN IMMEDIATE`
+  comes from its begin event (app.db.engine).
+- Effects after commit: `tx.after_commit(effect)` registers a call that must follow the
+  commit (dropping a cached value, publishing a queue message, announcing a task change). It
+  runs once, after the commit and after the connection went back to the pool, in the order
+  registered; never when the transaction rolls back, nor when the savepoint it was
+  registered in (`tx.savepoint()`) rolls back. An effect that fails is logged and never
+  raised: the change it follows is committed.
+- Failures: an exhausted pool, an unreachable database or a connection lost mid-transaction
+  is `503 SERVICE_UNAVAILABLE`, not a hang and not a 500; the log names host and database,
+  never the password. A lost connection is discarded by the pool, never handed out again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import exc
+from sqlalchemy.engine import Connection, CursorResult, Dialect, Engine, RootTransaction
+from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.sql.expression import Executable
+
+from app.db.engine import get_engine
+from app.db.pool import TXN_OPEN, PoolUse
+from app.errors import AppError, ErrorCode
+from app.observability import logging as applog
+from app.observability.metrics import DB_POOL_TIMEOUTS
+
+log = applog.get_logger("app.db")
+Effect = Callable[[], object]
+
+
+class Transaction:
+    """One open transaction (see the module docstring). Made by `transaction()` only."""
+
+    __slots__ = ("_core", "_effects", "_root", "connection", "dialect", "engine", "invalidated")
+
+    def __init__(self, engine: Engine, connection: PoolProxiedConnection) -> None:
+        self.engine = engine
+        self.dialect: Dialect = engine.dialect
+        self.connection = connection  # the pooled driver connection every statement runs on
+        self.invalidated = False
+        self._core: Connection | None = None
+        self._root: RootTransaction | None = None
+        self._effects: list[Effect] = []
+
+    # -- statements ---------------------------------------------------------------------
+
+    def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+        """A Core statement (or a list of parameter sets, for an executemany)."""
+        return self.core().execute(statement, parameters)
+
+    def core(self) -> Connection:
+        """The Core connection over this transaction's driver connection, built on first use."""
+        if self._core is None:
+            self._core = Connection(self.engine, connection=self.connection)
+            self._root = self._core.begin()
+        return self._core
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested transaction: rolled back alone when the block raises, effects included."""
+        mark = len(self._effects)
+        try:
+            with self.core().begin_nested():
+                yield
+        except BaseException:
+            del self._effects[mark:]
+            raise
+
+    def invalidate(self, error: BaseException | None = None) -> None:
+        """The connection is broken: the pool closes it and never hands it out again."""
+        self.invalidated = True
+        if self._core is not None:
+            self._core.invalidate(error)
+        else:
+            self.connection.invalidate(error)
+
+    # -- effects --------------------------------------------------------------------------
+
+    def after_commit(self, effect: Effect) -> None:
+        """Run `effect()` once this transaction has committed; never if it rolls back."""
+        self._effects.append(effect)
+
+    # -- the end ------------------------------------------------------------------------
+
+    def _commit(self) -> None:
+        if self._root is not None:
+            self._root.commit()
+            return
+        try:
+            self.connection.commit()
+        except self.dialect.loaded_dbapi.Error as error:
+            raise driver_error(self, "COMMIT", None, error, None) from error
+        self.connection.info[TXN_OPEN] = False
+
+    def _rollback(self) -> None:
+        if self.invalidated:
+            return
+        if self._root is not None:
+            if self._root.is_active:
+                self._root.rollback()
+            return
+        # Left to the pool's reset at check-in (app.db.pool.install_lazy_reset): it rolls
+        # back a connection whose transaction is still open, and discards one that fails to.
+
+    def _close(self) -> None:
+        if self._core is not None:
+            self._core.close()
+        elif not self.invalidated:
+            self.connection.close()
+
+    def _run_effects(self) -> None:
+        for effect in self._effects:
+            try:
+                effect()
+            except Exception as error:  # noqa: BLE001 - the change is committed; log, carry on
+                applog.log_fields(
+                    log,
+                    logging.WARNING,
+                    "after-commit effect failed",
+                    effect=getattr(effect, "__qualname__", type(effect).__name__),
+                    error=type(error).__name__,
+                )
+        self._effects.clear()
+
+
+@contextmanager
+def transaction(*, isolation: str | None = None) -> Iterator[Transaction]:
+    """One unit of work (see the module docstring). `isolation` sets the level of this
+    transaction alone (e.g. "REPEATABLE READ" for a consistent read of several tables)."""
+    engine = get_engine()
+    tx = Transaction(engine, checked_out(engine))
+    committed = False
+    try:
+        with unavailable_if_lost(engine):
+            if engine.dialect.name == "sqlite":
+                tx.core()  # SQLite serialises writers: every transaction is a snapshot
+            elif isolation is not None:
+                _isolated(tx, isolation)
+            else:
+                tx.connection.info[TXN_OPEN] = True
+            yield tx
+            tx._commit()
+            committed = True
+    finally:
+        if not committed:
+            tx._rollback()
+        tx._close()
+    tx._run_effects()
+
+
+def _isolated(tx: Transaction, isolation: str) -> None:
+    # Set before the transaction begins; the pool puts the default back at check-in.
+    tx._core = Connection(tx.engine, connection=tx.connection).execution_options(
+        isolation_level=isolation
+    )
+    tx._root = tx._core.begin()
+
+
+def checked_out(engine: Engine) -> PoolProxiedConnection:
+    """A connection from the pool; an exhausted pool or an unreachable database is 503."""
+    try:
+        with PoolUse.of(engine).waiting():
+            return engine.raw_connection()
+    except exc.TimeoutError as error:
+        DB_POOL_TIMEOUTS.inc()
+        applog.log_fields(log, logging.WARNING, "db pool exhausted", **_describe(engine))
+        raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
+    except engine.dialect.loaded_dbapi.Error as error:
+        # The pool hands on the driver's own error (wrong password, refused, unknown host).
+        applog.log_fields(
+            log, logging.ERROR, "db connection failed", **_describe(engine), error=str(error)
+        )
+        raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
+
+
+@contextmanager
+def unavailable_if_lost(engine: Engine) -> Iterator[None]:
+    """A connection lost inside the block (its DBAPIError says it was invalidated) is 503."""
+    try:
+        yield
+    except exc.DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        # The server went away mid-transaction (restart, failover, wait_timeout): the pool
+        # has dropped the connection, and nothing was committed. A dependency failure, not
+        # a bug of ours.
+        applog.log_fields(
+            log,
+            logging.ERROR,
+            "db connection lost",
+            **_describe(engine),
+            error=str(error.orig),
+        )
+        raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
+
+
+def driver_error(
+    tx: Transaction, sql: str, values: Any, error: Exception, cursor: Any
+) -> BaseException:
+    """A driver's exception as the `sqlalchemy.exc.DBAPIError` subclass Core would raise
+    (`IntegrityError`, `OperationalError`, ...), parameters hidden; a lost connection is
+    invalidated first, so the block answers 503 and the pool never reuses it."""
+    dialect = tx.dialect
+    lost = dialect.is_disconnect(error, tx.connection.dbapi_connection, cursor)  # type: ignore[arg-type]
+    if lost:
+        tx.invalidate(error)
+    return exc.DBAPIError.instance(
+        sql,
+        values,
+        error,
+        dialect.loaded_dbapi.Error,
+        hide_parameters=True,
+        connection_invalidated=lost,
+        dialect=dialect,
+    )
+
+
+def _describe(engine: Engine) -> dict[str, Any]:
+    url = engine.url
+    return {"host": url.host, "port": url.port, "database": url.database}
