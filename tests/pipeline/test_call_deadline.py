@@ -62,7 +62,7 @@ def test_a_short_deadline_is_kept_while_a_longer_one_is_watched() -> None:
 
     from urllib3.exceptions import HTTPError
 
-    from app.pipeline import deadline
+    from app.outbound import deadline
 
     long_started = threading.Event()
     outcomes: dict[str, bool] = {}
@@ -96,7 +96,7 @@ def test_a_watch_stopped_before_it_expires_leaves_its_connection_alone() -> None
     already be reusing the keep-alive connection for its next call, which must not be cut."""
     import socket
 
-    from app.pipeline import deadline
+    from app.outbound import deadline
 
     class Connection:
         def __init__(self, sock: socket.socket) -> None:

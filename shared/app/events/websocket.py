@@ -71,21 +71,21 @@ class PushError(RuntimeError):
 
 
 def _post(payload: dict[str, Any], url: str | None, timeout_s: float) -> bool:
-    import requests
+    from app.outbound.client import CallFailed, call  # cold start: only a push calls out
 
     if url is None:
-        from app.config import get_settings
+        from app.config import get_settings  # cold start: settings only when a push is sent
 
         url = get_settings().ws_push_url
     if not url:
         raise PushError("WS_PUSH_URL is not set")
     try:
-        reply = requests.post(url, json=payload, timeout=timeout_s)
+        reply = call("POST", url, json_body=payload, timeout_s=timeout_s)
         answer = reply.json()
-    except (requests.RequestException, ValueError) as error:
+    except (CallFailed, ValueError) as error:
         raise PushError(f"reverse push failed: {type(error).__name__}") from error
     if not isinstance(answer, dict) or "errNo" not in answer:
-        raise PushError(f"reverse push answered {reply.status_code} without errNo")
+        raise PushError(f"reverse push answered {reply.status} without errNo")
     return bool(answer["errNo"] == 0)
 
 

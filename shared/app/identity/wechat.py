@@ -1,4 +1,4 @@
-"""WeChat mini-program login: `jscode2session` over `requests`, or a local sandbox.
+"""WeChat mini-program login: `jscode2session` through the outbound client, or a local sandbox.
 
 The session_key WeChat returns is dropped here: nothing in this system needs it, so it is
 never returned, logged or stored. Error codes map to the API's: 40029/40163 (bad or used
@@ -65,7 +65,7 @@ def _errcode(data: Any) -> int | None:
 
 
 def _jscode2session(code: str) -> WechatIdentity:
-    import requests
+    from app.outbound.client import CallFailed, call  # cold start: only WeChat sign-in calls out
 
     settings = get_settings()
     url = settings.wechat_api_base.rstrip("/") + "/sns/jscode2session"
@@ -77,14 +77,14 @@ def _jscode2session(code: str) -> WechatIdentity:
     }
     for attempt in (1, 2):
         try:
-            reply = requests.get(url, params=params, timeout=TIMEOUT_S)
+            reply = call("GET", url, params=params, timeout_s=TIMEOUT_S)
             data: Any = reply.json()
-        except (requests.RequestException, ValueError) as exc:
+        except (CallFailed, ValueError) as exc:
             applog.log_fields(log, 40, "jscode2session failed", error=type(exc).__name__)
             raise _unavailable() from None
         errcode = _errcode(data)
         if errcode is None:
-            applog.log_fields(log, 40, "jscode2session reply unreadable", status=reply.status_code)
+            applog.log_fields(log, 40, "jscode2session reply unreadable", status=reply.status)
             raise _unavailable()
         if errcode == -1 and attempt == 1:
             continue
@@ -96,8 +96,6 @@ def _jscode2session(code: str) -> WechatIdentity:
         if errcode in _ERRORS:
             error, message = _ERRORS[errcode]
             raise AppError(error, message)
-        applog.log_fields(
-            log, 40, "jscode2session refused", errcode=errcode, status=reply.status_code
-        )
+        applog.log_fields(log, 40, "jscode2session refused", errcode=errcode, status=reply.status)
         raise _unavailable()
     raise _unavailable()  # pragma: no cover - the loop always returns or raises

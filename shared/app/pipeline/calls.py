@@ -13,9 +13,7 @@ redirect could lead off the allow-list.
 
 from __future__ import annotations
 
-import json
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,18 +70,6 @@ class _Answer:
     message: str = ""
 
 
-_local = threading.local()
-
-
-def _pool() -> Any:
-    pool = getattr(_local, "pool", None)
-    if pool is None:
-        from app.pipeline import deadline
-
-        pool = _local.pool = deadline.pool_manager()
-    return pool
-
-
 def retry_after_s(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or HTTP date), capped at 60 s."""
     if not value:
@@ -102,51 +88,29 @@ def retry_after_s(value: str | None) -> float | None:
 
 
 def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -> _Answer:
-    # urllib3 itself, not requests on top of it: a millisecond less per call and a lighter
-    # import for the worker's cold start; the deadline hooks into its connections anyway.
-    from urllib3 import Timeout
-    from urllib3.exceptions import HTTPError, NewConnectionError
-    from urllib3.exceptions import TimeoutError as CallTimeout
-
-    from app.pipeline import deadline
+    from app.outbound.client import CallFailed, call  # cold start: only a worker calls out
 
     try:
-        body = json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
+        reply = call(
+            "POST",
+            step.url,
+            json_body=payload,
+            headers={"Idempotency-Key": key},
+            timeout_s=timeout_s,
+        )
     except ValueError:  # NaN or infinity in the input: no upstream could read it
         return _Answer(message="the step's input cannot be sent as JSON")
-    timed_out = _Answer(retryable=True, message="the upstream timed out")
-    # `timeout` bounds each socket operation; the watch bounds the whole call, body included.
-    with deadline.within(timeout_s) as watch:
+    except CallFailed as failed:
+        return _Answer(retryable=True, message=f"the upstream {failed}")
+    status = reply.status
+    if reply.ok:
         try:
-            response = _pool().request(
-                "POST",
-                step.url,
-                body=body,
-                headers={"Content-Type": "application/json", "Idempotency-Key": key},
-                timeout=Timeout(connect=timeout_s, read=timeout_s),
-                redirect=False,
-                retries=False,
-            )
-        except CallTimeout as error:
-            # A refused connection or an unknown host is a ConnectTimeoutError too.
-            if watch.expired or not isinstance(error, NewConnectionError):
-                return timed_out
-            return _Answer(retryable=True, message="the upstream could not be reached")
-        except (HTTPError, OSError):
-            if watch.expired:
-                return timed_out
-            return _Answer(retryable=True, message="the upstream could not be reached")
-    if watch.expired:  # what was read may be cut short
-        return timed_out
-    status = response.status
-    if 200 <= status < 300:
-        try:
-            return _Answer(output=json.loads(response.data), ok=True)
+            return _Answer(output=reply.json(), ok=True)
         except ValueError:
             return _Answer(message=f"the upstream answered {status} without a JSON body")
     message = f"the upstream answered {status}"
     if status == 429 or status >= 500:
-        wait = retry_after_s(response.headers.get("Retry-After")) if status in (429, 503) else None
+        wait = retry_after_s(reply.header("Retry-After")) if status in (429, 503) else None
         return _Answer(retryable=True, retry_after=wait, message=message)
     return _Answer(message=message)
 

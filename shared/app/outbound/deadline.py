@@ -1,4 +1,4 @@
-"""A total deadline on an HTTP call made with urllib3.
+"""A total deadline on an HTTP call made with urllib3 (the transport of `app.outbound.client`).
 
 urllib3's `timeout` bounds each socket operation, not the call: an upstream that trickles
 its answer a few bytes at a time keeps a call going for as long as it likes, past the lease
@@ -7,7 +7,7 @@ record which call uses them; a call made inside `within(seconds)` has its connec
 down when the time is up, which ends the read in progress (or the next one) with an error,
 and `Watch.expired` tells the caller that this was why.
 
-Imported by the call path only (it imports urllib3).
+Imported with the client only (it imports urllib3).
 """
 
 from __future__ import annotations

@@ -1,0 +1,115 @@
+"""The outbound HTTP client: one call, bounded by a total deadline, nothing done behind the
+caller's back.
+
+    reply = client.call("POST", url, json_body={...}, headers={...}, timeout_s=5)
+    reply.status, reply.header("Retry-After"), reply.json()
+
+- `timeout_s` bounds the whole call, connect and every byte of the answer included
+  (`app.outbound.deadline`), not each socket read: a server trickling its answer cannot hold
+  a caller past its budget.
+- Nothing is retried and no redirect is followed: callers count their own attempts (the
+  runner counts them in the step's row), and a redirect could lead off an allow-list.
+- TLS is verified against certifi's CA bundle; no proxy or .netrc is read from the
+  environment (a proxy would hide where the call goes).
+- No answer is `CallFailed` (`timed_out`: the deadline passed; otherwise the server could not
+  be reached or broke the connection). Any status is a `Reply`; the caller judges it.
+
+Connections are kept alive per host and per thread (one pool manager per thread).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from urllib3 import PoolManager, Timeout
+from urllib3.exceptions import HTTPError, NewConnectionError
+from urllib3.exceptions import TimeoutError as SocketTimeout
+
+from app.outbound import deadline
+
+JSON_TYPE = "application/json"
+
+
+class CallFailed(Exception):
+    """No answer came back. The message is safe to log: it names no URL parameter."""
+
+    def __init__(self, message: str, *, timed_out: bool) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: Mapping[str, str]  # case-insensitive, as urllib3 gives them
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    def json(self) -> Any:
+        """The body as JSON; ValueError when it is not JSON."""
+        return json.loads(self.body)
+
+
+_local = threading.local()
+
+
+def _pool() -> PoolManager:
+    pool: PoolManager | None = getattr(_local, "pool", None)
+    if pool is None:
+        pool = _local.pool = deadline.pool_manager()
+    return pool
+
+
+def call(
+    method: str,
+    url: str,
+    *,
+    timeout_s: float,
+    json_body: Any = None,
+    body: bytes | None = None,
+    params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Reply:
+    """One request, answered within `timeout_s` in all, or `CallFailed`. `json_body` is
+    sent compactly as JSON (NaN and infinities refused with ValueError before anything is
+    sent); `params` go into the query string."""
+    sent = dict(headers or {})
+    if json_body is not None:
+        body = json.dumps(json_body, allow_nan=False, separators=(",", ":")).encode()
+        sent.setdefault("Content-Type", JSON_TYPE)
+    if params:
+        url += ("&" if "?" in url else "?") + urlencode(params)
+    with deadline.within(timeout_s) as watch:
+        try:
+            response = _pool().request(
+                method,
+                url,
+                body=body,
+                headers=sent,
+                timeout=Timeout(connect=timeout_s, read=timeout_s),
+                redirect=False,
+                retries=False,
+            )
+        except SocketTimeout as error:
+            # A refused connection or an unknown host is a ConnectTimeoutError too.
+            if watch.expired or not isinstance(error, NewConnectionError):
+                raise CallFailed("timed out", timed_out=True) from None
+            raise CallFailed("could not be reached", timed_out=False) from None
+        except (HTTPError, OSError):
+            if watch.expired:
+                raise CallFailed("timed out", timed_out=True) from None
+            raise CallFailed("could not be reached", timed_out=False) from None
+    if watch.expired:  # what was read may be cut short
+        raise CallFailed("timed out", timed_out=True)
+    return Reply(response.status, response.headers, response.data)

@@ -1,0 +1,59 @@
+"""The outbound client: one request, answered or `CallFailed`, nothing done behind the
+caller's back (no redirect followed, nothing retried), a total deadline, JSON that an
+upstream could read."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from app.outbound.client import CallFailed, call
+from tests.fakes.upstream import Answer, FakeUpstream
+from tests.support.net import closed_port
+
+
+def test_an_answer_comes_back_whatever_its_status_with_headers_and_body() -> None:
+    with FakeUpstream() as up:
+        up.script("/busy", lambda _c: Answer(429, {"busy": True}, headers={"Retry-After": "3"}))
+        reply = call("POST", up.url("/busy"), json_body={"n": 1}, timeout_s=5)
+        sent = up.calls_to("/busy")[0]
+    assert (reply.status, reply.ok) == (429, False)
+    assert reply.header("retry-after") == "3"  # header names ignore case
+    assert reply.json() == {"busy": True}
+    assert sent.body == {"n": 1} and sent.headers["content-type"] == "application/json"
+
+
+def test_query_parameters_are_encoded_into_the_url() -> None:
+    with FakeUpstream() as up:
+        call("POST", up.url("/q"), params={"a": "1 2", "b": "&"}, body=b"{}", timeout_s=5)
+        assert [c.path for c in up.calls] == ["/q?a=1+2&b=%26"]
+
+
+def test_a_redirect_is_answered_not_followed() -> None:
+    with FakeUpstream() as up:
+        up.script("/moved", lambda _c: Answer(302, {}, headers={"Location": up.url("/other")}))
+        reply = call("POST", up.url("/moved"), json_body={}, timeout_s=5)
+        assert reply.status == 302
+        assert up.calls_to("/other") == []
+
+
+def test_no_answer_in_time_is_a_timeout_and_a_closed_port_is_unreachable() -> None:
+    with FakeUpstream() as up:
+        up.script("/slow", lambda _c: Answer(200, {}, delay_s=2))
+        started = time.monotonic()
+        with pytest.raises(CallFailed) as slow:
+            call("POST", up.url("/slow"), json_body={}, timeout_s=0.3)
+        assert time.monotonic() - started < 1.5
+    assert slow.value.timed_out
+    with pytest.raises(CallFailed) as refused:
+        call("POST", f"http://127.0.0.1:{closed_port()}/", json_body={}, timeout_s=2)
+    assert not refused.value.timed_out and str(refused.value) == "could not be reached"
+
+
+def test_nan_is_refused_before_anything_is_sent() -> None:
+    with FakeUpstream() as up:
+        with pytest.raises(ValueError):
+            call("POST", up.url("/x"), json_body={"score": math.nan}, timeout_s=5)
+        assert up.calls == []
