@@ -57,7 +57,7 @@ class Transaction:
         self.invalidated = False
         self._core: Connection | None = None
         self._root: RootTransaction | None = None
-        self._effects: list[Effect] = []
+        self._effects: list[tuple[Effect, dict[str, Any]]] = []
 
     # -- statements ---------------------------------------------------------------------
 
@@ -93,9 +93,10 @@ class Transaction:
 
     # -- effects --------------------------------------------------------------------------
 
-    def after_commit(self, effect: Effect) -> None:
-        """Run `effect()` once this transaction has committed; never if it rolls back."""
-        self._effects.append(effect)
+    def after_commit(self, effect: Effect, **fields: Any) -> None:
+        """Run `effect()` once this transaction has committed; never if it rolls back.
+        `fields` go on the log line if it fails (say what it was for: `task_id=...`)."""
+        self._effects.append((effect, fields))
 
     # -- the end ------------------------------------------------------------------------
 
@@ -126,7 +127,7 @@ class Transaction:
             self.connection.close()
 
     def _run_effects(self) -> None:
-        for effect in self._effects:
+        for effect, fields in self._effects:
             try:
                 effect()
             except Exception as error:  # noqa: BLE001 - the change is committed; log, carry on
@@ -136,6 +137,7 @@ class Transaction:
                     "after-commit effect failed",
                     effect=getattr(effect, "__qualname__", type(effect).__name__),
                     error=type(error).__name__,
+                    **fields,
                 )
         self._effects.clear()
 

@@ -48,6 +48,7 @@ from sqlalchemy import JSON, and_, bindparam, case, select, update
 
 from app import queue
 from app.config import get_settings
+from app.db.conflicts import retry_conflicts
 from app.db.prepared import Prepared
 from app.db.tables import task_steps, tasks
 from app.db.transaction import Transaction, transaction
@@ -683,7 +684,7 @@ def _start_fork(task_id: str, steps: list[Any], position: int) -> None:
                 _dispatch(conn, task_id, position, list(first), now)
         return list(first), width
 
-    started = lifecycle.retry_conflicts(start)
+    started = retry_conflicts(start)
     if started is None:
         _advance_fork(task_id, steps, position)
         return
@@ -741,9 +742,9 @@ def _advance_fork(
     answer is the successor when the settle claimed it for this invocation to run."""
     done: tuple[list[int], bool, int, _Next | None] | None
     if settle is None:
-        done = lifecycle.retry_conflicts(lambda: (*_heal_fork(task_id, steps, position), None))
+        done = retry_conflicts(lambda: (*_heal_fork(task_id, steps, position), None))
     else:
-        done = lifecycle.retry_conflicts(lambda: _settle_branch(task_id, steps, position, settle))
+        done = retry_conflicts(lambda: _settle_branch(task_id, steps, position, settle))
     if done is None:
         return None
     to_dispatch, carry_on, width, following = done

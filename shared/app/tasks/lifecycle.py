@@ -8,12 +8,11 @@ never disagree and a repeated call changes nothing. The hook runs after the comm
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import OperationalError
 
+from app.db.conflicts import retry_conflicts
 from app.db.tables import task_steps, tasks
 from app.db.transaction import Transaction, transaction
 from app.db.types import utcnow
@@ -24,36 +23,6 @@ from app.tasks.views import load_view
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 ACTIVE = ("queued", "running")
-T = TypeVar("T")
-
-# MySQL's "deadlock found" and "lock wait timeout": the transaction was rolled back whole
-# and running it again is the documented remedy.
-_RETRYABLE = {1213, 1205}
-
-
-def is_lock_conflict(exc: BaseException) -> bool:
-    """A deadlock or lock wait timeout anywhere in the chain: one that surfaced while
-    SQLAlchemy was cleaning up (a failed `ROLLBACK TO SAVEPOINT`) is still a transaction
-    the server rolled back whole."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        args: tuple[Any, ...] = tuple(getattr(getattr(current, "orig", None), "args", ()) or ())
-        if isinstance(current, OperationalError) and len(args) > 0 and args[0] in _RETRYABLE:
-            return True
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def retry_conflicts(work: Callable[[], T], attempts: int = 5) -> T:
-    for attempt in range(attempts):
-        try:
-            return work()
-        except OperationalError as exc:
-            if not is_lock_conflict(exc) or attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def step_failed(message: str) -> dict[str, str]:

@@ -19,13 +19,15 @@ from sqlalchemy.exc import OperationalError
 
 from app import idempotency
 from app.db import pages
+from app.db.conflicts import is_lock_conflict
 from app.db.tables import task_steps, tasks
 from app.db.transaction import transaction
 from app.db.types import new_id, utcnow
 from app.errors import AppError, ErrorCode
 from app.observability import logging as applog
-from app.pipeline import catalog
+from app.pipeline import catalog, messages
 from app.pipeline.definition import ForkStep, ItemsError, parse_steps
+from app.quota import service as quota
 from app.tasks import hooks, lifecycle
 from app.tasks.views import load_view, load_views
 
@@ -92,8 +94,6 @@ def _create_once(
             idempotency.claim(conn, user_id, IDEMPOTENCY_SCOPE, key, digest)
         cost = int(pipeline["cost"])
         if cost > 0:
-            from app.quota import service as quota
-
             quota.reserve(user_id, task_id, cost, tx=conn)
         now = utcnow()
         conn.execute(
@@ -114,6 +114,9 @@ def _create_once(
         assert view is not None
         if key is not None:
             idempotency.record(conn, user_id, IDEMPOTENCY_SCOPE, key, 201, view, task_id)
+        conn.after_commit(lambda: hooks.task_updated(view), task_id=task_id)
+        # A start message lost here leaves a queued task, which the sweeper starts again.
+        conn.after_commit(lambda: messages.publish_step(task_id, 0), task_id=task_id)
     return view
 
 
@@ -121,8 +124,6 @@ def create(
     user_id: str, pipeline_id: str, task_input: dict[str, Any], key: str | None = None
 ) -> tuple[int, dict[str, Any]]:
     """(status, body): 201 and the new task, or the stored first answer for a known key."""
-    from app.pipeline import engine
-
     if key is not None:
         key = idempotency.check_key(key)
     digest = idempotency.request_hash({"pipeline_id": pipeline_id, "input": task_input})
@@ -140,14 +141,9 @@ def create(
         except OperationalError as exc:
             # Waiters on one key can deadlock when its first holder rolls back; the loser's
             # transaction is gone whole, so it starts again from the lookup.
-            if lifecycle.is_lock_conflict(exc) and attempt < _CREATE_ATTEMPTS - 1:
+            if is_lock_conflict(exc) and attempt < _CREATE_ATTEMPTS - 1:
                 continue
             raise
-        hooks.task_updated(view)
-        try:
-            engine.publish_step(view["id"], 0)
-        except Exception:  # noqa: BLE001 - the task is committed; the sweeper re-sends
-            log.warning("start message not sent", extra={"fields": {"task_id": view["id"]}})
         return 201, view
     raise AppError(ErrorCode.SERVICE_UNAVAILABLE)
 
