@@ -43,8 +43,8 @@ os.environ.update(
 
 import pymysql  # noqa: E402
 
-from app.db.types import new_id  # noqa: E402
 from app.identity.users import forget_cached  # noqa: E402
+from app.ids import new_id  # noqa: E402
 from tests.support.database import migrated_database  # noqa: E402
 
 _server = urlsplit(SERVER.replace("mysql+pymysql", "mysql"))
@@ -204,9 +204,9 @@ def main() -> int:
         from sqlalchemy import insert
 
         from app import quota
+        from app.clock import utcnow
         from app.db.tables import users
         from app.db.transaction import transaction
-        from app.db.types import utcnow
         from app.quota.ledger import discrepancies
 
         user_id = new_id()

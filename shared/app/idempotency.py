@@ -20,9 +20,9 @@ from typing import Any
 
 from sqlalchemy import and_, delete, select, tuple_, update
 
+from app.clock import utcnow
 from app.db.tables import idempotency_keys
 from app.db.transaction import Transaction, transaction
-from app.db.types import utcnow
 from app.errors import AppError, ErrorCode
 
 TTL = timedelta(hours=24)

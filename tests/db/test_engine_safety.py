@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import exc, insert, text
 
+from app.clock import utcnow
 from app.db import migrate
 from app.db.engine import get_engine
 from app.db.tables import users
 from app.db.transaction import transaction
-from app.db.types import new_id, utcnow
+from app.ids import new_id
 
 
 def test_a_failed_statement_does_not_carry_its_parameters() -> None:

@@ -7,10 +7,11 @@ import json
 
 import pytest
 
+from app.clock import utcnow
 from app.db import pages
-from app.db.types import new_id, utcnow
 from app.errors import AppError, ErrorCode
 from app.identity import tokens
+from app.ids import new_id
 from tests.support.apigw import call
 from tests.support.functions import handler
 

@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 from sqlalchemy import bindparam, event, exc, insert, select, text, update
 
+from app.clock import utcnow
 from app.db.engine import get_engine
 from app.db.prepared import Prepared
 from app.db.tables import users
 from app.db.transaction import transaction
-from app.db.types import UtcDateTime, new_id, utcnow
+from app.db.types import UtcDateTime
 from app.errors import AppError, ErrorCode
+from app.ids import new_id
 from tests.support.logs import capture_logs
 from tests.support.settings import app_engine_under
 

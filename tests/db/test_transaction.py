@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select, text
 
+from app.clock import utcnow
 from app.db.engine import get_engine
 from app.db.pool import stats
 from app.db.tables import users
 from app.db.transaction import Transaction, transaction
-from app.db.types import new_id, utcnow
 from app.errors import AppError, ErrorCode
+from app.ids import new_id
 from tests.support.logs import capture_logs
 from tests.support.settings import app_engine_under
 

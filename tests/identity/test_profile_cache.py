@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
+from app.clock import utcnow
 from app.db.tables import users
 from app.db.transaction import transaction
-from app.db.types import utcnow
 from app.identity import users as users_service
 
 

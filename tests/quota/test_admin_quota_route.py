@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from app.db.tables import quota_ledger
 from app.db.transaction import transaction
-from app.db.types import new_id
 from app.identity.tokens import issue
+from app.ids import new_id
 from tests.support.apigw import Reply, call
 from tests.support.functions import handler
 from tests.support.quota import counters, new_user

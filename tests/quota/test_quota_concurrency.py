@@ -17,8 +17,8 @@ from sqlalchemy import event, select
 from app.db.engine import get_engine
 from app.db.tables import quota_ledger, quota_transactions
 from app.db.transaction import transaction
-from app.db.types import new_id
 from app.errors import AppError, ErrorCode
+from app.ids import new_id
 from app.quota import Reservation, Settlement, cancel, confirm, grant, reserve
 from tests.support.quota import counters, new_user
 
@@ -243,8 +243,8 @@ def test_a_callers_transaction_that_dies_between_reserve_and_its_own_insert() ->
 
     with crash_on("INSERT INTO invite_codes"), pytest.raises(Crash), transaction() as conn:
         reserve(user, task, 4, tx=conn)
+        from app.clock import utcnow
         from app.db.tables import invite_codes
-        from app.db.types import utcnow
 
         conn.execute(invite_codes.insert().values(code=new_id()[:16], created_at=utcnow()))
 

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from app.db.tables import quota_ledger, users
 from app.db.transaction import transaction
-from app.db.types import new_id
 from app.errors import AppError, ErrorCode
+from app.ids import new_id
 from app.quota import grant, reserve
 from app.quota.service import QUOTA_MAX
 from tests.support.quota import counters, new_user

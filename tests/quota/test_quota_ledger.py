@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import delete, insert, update
 from sqlalchemy.engine import Connection
 
+from app.clock import utcnow
 from app.db.engine import get_engine
 from app.db.tables import quota_ledger, quota_transactions, users
-from app.db.types import new_id, utcnow
+from app.ids import new_id
 from app.quota import cancel, confirm, grant, reserve
 from app.quota.ledger import Discrepancy, discrepancies
 from tests.support.quota import assert_ledger_consistent, new_user

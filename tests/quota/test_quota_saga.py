@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select
 
+from app.clock import utcnow
 from app.db.tables import invite_codes, quota_ledger, quota_transactions
 from app.db.transaction import transaction
-from app.db.types import new_id, utcnow
 from app.errors import AppError, ErrorCode
+from app.ids import new_id
 from app.quota import ReservationRefused, cancel, confirm, reserve
 from tests.support.quota import counters, new_user
 

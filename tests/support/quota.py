@@ -7,9 +7,10 @@ from collections.abc import Collection
 
 from sqlalchemy import insert, select
 
+from app.clock import utcnow
 from app.db.tables import users
 from app.db.transaction import transaction
-from app.db.types import new_id, utcnow
+from app.ids import new_id
 from app.quota import grant
 from app.quota.ledger import discrepancies
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.db.types import iso
+from app.clock import iso
 from app.errors import AppError, ErrorCode
 
 R = TypeVar("R", bound=Mapping[Any, Any])

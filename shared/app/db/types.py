@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime, timezone
 from typing import Any
 
@@ -10,6 +9,11 @@ from sqlalchemy import DateTime
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
+
+from app.clock import iso, utcnow
+from app.ids import new_id
+
+__all__ = ["UtcDateTime", "iso", "new_id", "utcnow"]
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -32,19 +36,3 @@ class UtcDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else value.replace(tzinfo=timezone.utc)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def iso(value: datetime | None) -> str | None:
-    """ISO 8601 UTC ending in Z, as the API speaks."""
-    if value is None:
-        return None
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def new_id() -> str:
-    """Random, URL-safe, never sequential: 22 characters from 128 bits."""
-    return secrets.token_urlsafe(16)

@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from app.clock import utcnow
 from app.config import get_settings
 from app.db.tables import invite_codes
 from app.db.transaction import Transaction, transaction
-from app.db.types import utcnow
 from app.observability import logging as applog
 
 log = applog.get_logger("app.identity.invites")

@@ -15,10 +15,10 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from app.clock import utcnow
 from app.config import get_settings
 from app.db.tables import users as users_table
 from app.db.transaction import transaction
-from app.db.types import utcnow
 from app.errors import AppError, ErrorCode
 from app.identity import passwords, sessions, sms, throttle, users, wechat
 from app.identity.principal import Principal

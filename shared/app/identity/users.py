@@ -16,11 +16,11 @@ from typing import Any
 from sqlalchemy import select, update
 
 from app import cache, profiles
+from app.clock import iso, utcnow
 from app.config import get_settings
 from app.db import pages
 from app.db.tables import users
 from app.db.transaction import Transaction, transaction
-from app.db.types import iso, new_id, utcnow
 from app.errors import AppError, ErrorCode
 from app.http.models import Page
 from app.identity import invites, phones
@@ -31,6 +31,7 @@ from app.identity.schemas import (
     QuotaOut,
     UserOut,
 )
+from app.ids import new_id
 from app.observability import logging as applog
 
 log = applog.get_logger("app.identity.users")

@@ -13,9 +13,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from app.clock import iso, utcnow
 from app.db.tables import pipelines
 from app.db.transaction import Transaction, transaction
-from app.db.types import iso, utcnow
 from app.pipeline.definition import PipelineDefinition
 
 LIST_CACHE_KEY = "config:pipelines"

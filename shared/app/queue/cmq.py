@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any
 
-from app.db.types import new_id
+from app.ids import new_id
 
 DELAYED_PREFIX = "queue:delayed:"
 RELEASE_BATCH = 100

@@ -47,11 +47,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.dml import Insert
 
 from app import profiles
+from app.clock import utcnow
 from app.db.prepared import Prepared
 from app.db.tables import quota_ledger, quota_transactions, users
 from app.db.transaction import Transaction, transaction
-from app.db.types import UtcDateTime, new_id, utcnow
+from app.db.types import UtcDateTime
 from app.errors import AppError, ErrorCode
+from app.ids import new_id
 from app.observability import logging as applog
 from app.observability.metrics import QUOTA_GRANTS, QUOTA_SAGA
 

@@ -18,12 +18,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from app import idempotency
+from app.clock import utcnow
 from app.db import pages
 from app.db.conflicts import is_lock_conflict
 from app.db.tables import task_steps, tasks
 from app.db.transaction import transaction
-from app.db.types import new_id, utcnow
 from app.errors import AppError, ErrorCode
+from app.ids import new_id
 from app.observability import logging as applog
 from app.pipeline import catalog, messages
 from app.pipeline.definition import ForkStep, ItemsError, parse_steps

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from app.clock import iso
 from app.db.tables import task_steps, tasks
 from app.db.transaction import Transaction
-from app.db.types import iso
 
 
 def _steps(rows: Iterable[Mapping[Any, Any]]) -> list[dict[str, Any]]:
