@@ -26,7 +26,6 @@ from app.db.transaction import Transaction, transaction
 from app.errors import AppError, ErrorCode
 
 TTL = timedelta(hours=24)
-MAX_KEY_LENGTH = 255
 
 
 class KeyTaken(Exception):
@@ -35,7 +34,8 @@ class KeyTaken(Exception):
 
 @dataclass(frozen=True)
 class Replay:
-    status_code: int
+    """What the first request with the key produced (its resource, as the API showed it)."""
+
     response: Any
 
 
@@ -43,17 +43,6 @@ def request_hash(body: Any) -> str:
     """The same JSON document gives the same hash whatever its key order or spacing."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def check_key(key: str) -> str:
-    key = key.strip()
-    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
-        raise AppError(
-            ErrorCode.VALIDATION_ERROR,
-            "The Idempotency-Key header is not valid.",
-            details=[{"loc": ["header", "Idempotency-Key"], "msg": "1-255 printable characters"}],
-        )
-    return key
 
 
 def _where(user_id: str, scope: str, key: str) -> Any:
@@ -77,7 +66,6 @@ def claim(conn: Transaction, user_id: str, scope: str, key: str, digest: str) ->
             scope=scope,
             key=key,
             request_hash=digest,
-            status_code=0,
             response={},
             created_at=now,
             expires_at=now + TTL,
@@ -92,14 +80,13 @@ def record(
     user_id: str,
     scope: str,
     key: str,
-    status_code: int,
     response: Any,
     resource_id: str | None = None,
 ) -> None:
     conn.execute(
         update(idempotency_keys)
         .where(_where(user_id, scope, key))
-        .values(status_code=status_code, response=response, resource_id=resource_id)
+        .values(response=response, resource_id=resource_id)
     )
 
 
@@ -122,7 +109,7 @@ def lookup(user_id: str, scope: str, key: str, digest: str) -> Replay | None:
                 ErrorCode.IDEMPOTENCY_KEY_MISMATCH,
                 "This Idempotency-Key was used with a different request body.",
             )
-        return Replay(row.status_code, row.response)
+        return Replay(row.response)
 
 
 def purge_expired(limit: int = 1000) -> int:

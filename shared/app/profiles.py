@@ -1,22 +1,65 @@
-"""The cached profile of each user (`user:profile:{id}`), the one thing several domains change.
+"""The cached profile of each user (`user:profile:{id}`, one hour) and the `User` it shows.
 
-Identity builds the `User` view from it and reads it on every signed-in request; quota
-changes the counters it shows, identity the role, state and profile fields, payments the
-membership. So the key and the way to drop the entry live here, below all of them: whoever
-commits a change of a user row drops the entry after the commit,
+Several domains change what a profile shows: identity the role, state and profile fields,
+quota the counters, payments the membership. So the profile lives here, below all of them:
+whoever commits a change of a user row drops the entry after the commit,
 
     tx.after_commit(profiles.forgetter(user_id))
 
-and `app.cache` never lets a load that started before the drop store what it read.
+and `app.cache` never lets a load that started before the drop store what it read, so
+`GET /users/me` shows current quota, role and membership without reading the database on a
+hit. Membership is derived from the cached expiry at read time, so it lapses on the second.
+The database is read only on a miss (and imported only then: a cache hit is the whole cold
+start of `GET /users/me`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
 
 from app import cache
+from app.clock import iso, utcnow
+from app.errors import AppError, ErrorCode
 
 TTL_S = 3600
+Gender = Literal["unknown", "male", "female"]
+Role = Literal["user", "admin"]
+_CACHED_FIELDS = (
+    "id",
+    "phone",
+    "nickname",
+    "avatar",
+    "gender",
+    "role",
+    "invite_code",
+    "referrer_id",
+    "quota_balance",
+    "quota_reserved",
+    "membership_expires_at",
+    "created_at",
+)
+
+
+@dataclass(frozen=True)
+class User:
+    """A user as clients see it. No field for a password hash, a code or a WeChat key."""
+
+    id: str
+    phone: str | None
+    nickname: str | None
+    avatar: str | None
+    gender: Gender
+    role: Role
+    invite_code: str | None
+    referrer_id: str | None
+    quota_balance: int
+    quota_reserved: int
+    # None once it has lapsed; `membership_plan_id` joins when orders record the plan.
+    membership_expires_at: str | None
+    created_at: str
 
 
 def key(user_id: str) -> str:
@@ -35,3 +78,55 @@ def forgetter(user_id: str) -> Callable[[], None]:
         forget(user_id)
 
     return forget_profile
+
+
+def of_row(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """The JSON-safe part of a `users` row that the profile keeps."""
+    data = {name: row[name] for name in _CACHED_FIELDS}
+    data["membership_expires_at"] = iso(row["membership_expires_at"])
+    data["created_at"] = iso(row["created_at"])
+    return data
+
+
+def user(profile: Mapping[str, Any]) -> User:
+    expires = profile["membership_expires_at"]
+    if expires and datetime.fromisoformat(expires.replace("Z", "+00:00")) <= utcnow():
+        expires = None
+    return User(
+        id=profile["id"],
+        phone=profile["phone"],
+        nickname=profile["nickname"],
+        avatar=profile["avatar"],
+        gender=profile["gender"] or "unknown",
+        role=profile["role"],
+        invite_code=profile["invite_code"],
+        referrer_id=profile["referrer_id"],
+        quota_balance=int(profile["quota_balance"]),
+        quota_reserved=int(profile["quota_reserved"]),
+        membership_expires_at=expires,
+        created_at=profile["created_at"],
+    )
+
+
+def user_of_row(row: Mapping[Any, Any]) -> User:
+    """The `User` of a row just read inside a transaction."""
+    return user(of_row(row))
+
+
+def cached(user_id: str) -> User:
+    """The user, from the cache when it holds the profile; `404 NOT_FOUND` for no user."""
+    profile = cache.get_or_set(key(user_id), lambda: _load(user_id), TTL_S)
+    if profile is None:
+        raise AppError(ErrorCode.NOT_FOUND, "User not found.")
+    return user(profile)
+
+
+def _load(user_id: str) -> dict[str, Any] | None:
+    from sqlalchemy import select  # cold start: the database only on a cache miss
+
+    from app.db.tables import users  # cold start: the database only on a cache miss
+    from app.db.transaction import transaction  # cold start: the database only on a miss
+
+    with transaction() as tx:
+        row = tx.execute(select(users).where(users.c.id == user_id)).mappings().first()
+    return None if row is None else of_row(row)

@@ -246,19 +246,28 @@ def test_reserve_in_the_callers_transaction_commits_and_rolls_back_with_it() -> 
 
 
 def test_the_users_cached_profile_is_dropped_after_each_committed_change() -> None:
-    from app.identity.users import public_user
+    from app.profiles import cached
 
-    user, task = new_user(10), new_id()
-    assert public_user(user).quota.balance == 10  # now cached
+    def quota_of(user: str) -> tuple[int, int]:
+        found = cached(user)
+        return found.quota_balance, found.quota_reserved
+
+    user, task, dropped = new_user(10), new_id(), new_id()
+    assert quota_of(user) == (10, 0)  # now cached
 
     with transaction() as conn:
         reserve(user, task, 4, tx=conn)
         # Not yet committed: nothing to see, and the cache still serves the old value.
-        assert public_user(user).quota.balance == 10
-    assert public_user(user).quota.model_dump() == {"balance": 6, "reserved": 4}
+        assert quota_of(user) == (10, 0)
+    assert quota_of(user) == (6, 4)
+
+    with pytest.raises(RuntimeError), transaction() as conn:
+        reserve(user, dropped, 1, tx=conn)
+        raise RuntimeError("rolled back")
+    assert quota_of(user) == (6, 4)
 
     confirm(task)
-    assert public_user(user).quota.model_dump() == {"balance": 6, "reserved": 0}
+    assert quota_of(user) == (6, 0)
 
 
 def test_a_cache_that_cannot_be_reached_does_not_fail_the_change() -> None:

@@ -8,48 +8,16 @@ same key is 409.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
-
-from app.errors import AppError, ErrorCode
+from app import profiles
+from app.api.schemas.quota import QuotaAdjustIn
+from app.api.schemas.users import UserOut, user_out
 from app.http import Auth, Request, Router
-from app.identity.schemas import UserOut
-from app.identity.users import public_user
-from app.quota.service import QUOTA_MAX, grant
+from app.quota.service import grant
 
 router = Router(tags=("admin",))
 
 REF_PREFIX = "admin:"
 KEY_MAX = 64 - len(REF_PREFIX)  # quota_ledger.ref is 64 characters
-
-
-def _nonzero(value: int) -> int:
-    if value == 0:
-        raise ValueError("must not be zero")
-    return value
-
-
-class QuotaAdjustIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    delta: Annotated[StrictInt, Field(ge=-QUOTA_MAX, le=QUOTA_MAX), AfterValidator(_nonzero)]
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-
-
-def _ref(key: str | None) -> str | None:
-    if key is None:
-        return None
-    key = key.strip()
-    if not key or len(key) > KEY_MAX or not key.isprintable():
-        raise AppError(
-            ErrorCode.VALIDATION_ERROR,
-            "The Idempotency-Key header is not valid.",
-            details=[
-                {"loc": ["header", "Idempotency-Key"], "msg": f"1-{KEY_MAX} printable characters"}
-            ],
-        )
-    return REF_PREFIX + key
 
 
 @router.post(
@@ -62,9 +30,10 @@ def _ref(key: str | None) -> str | None:
 )
 def adjust_quota(req: Request[QuotaAdjustIn, None]) -> UserOut:
     user_id = req.path_params["id"]
-    ref = _ref(req.headers.get("idempotency-key"))
+    key = req.idempotency_key(max_length=KEY_MAX)
+    ref = None if key is None else REF_PREFIX + key
     result = grant(user_id, req.body.delta, kind="admin", reason=req.body.reason, ref=ref)
     req.extra_log.update(
         target_user=user_id, delta=req.body.delta, applied=result.applied, ledger_id=result.entry.id
     )
-    return public_user(user_id)
+    return user_out(profiles.cached(user_id))

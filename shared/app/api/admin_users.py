@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from app.api.schemas.users import AdminUserPatch, AdminUsersQuery, UserOut, user_out
 from app.http import Auth, Request, Router
 from app.http.models import Page
 from app.identity import users
-from app.identity.schemas import AdminUserPatch, AdminUsersQuery, UserOut
 
 router = Router(tags=("admin",))
 
@@ -20,7 +20,8 @@ router = Router(tags=("admin",))
 )
 def list_users(req: Request[None, AdminUsersQuery]) -> Page[UserOut]:
     q = req.query
-    return users.admin_list(phone=q.phone, limit=q.limit, cursor=q.cursor)
+    page = users.admin_list(phone=q.phone, limit=q.limit, cursor=q.cursor)
+    return Page[UserOut](items=[user_out(u) for u in page.items], next_cursor=page.next_cursor)
 
 
 @router.patch(
@@ -32,4 +33,7 @@ def list_users(req: Request[None, AdminUsersQuery]) -> Page[UserOut]:
     summary="Change a user's role or disable the account (ends its sessions)",
 )
 def patch_user(req: Request[AdminUserPatch, None]) -> UserOut:
-    return users.admin_patch(req.path_params["id"], req.body)
+    body = req.body
+    return user_out(
+        users.admin_change(req.path_params["id"], role=body.role, disabled=body.disabled)
+    )

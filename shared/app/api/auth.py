@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.http import Auth, Request, Router
-from app.http.models import Empty
-from app.identity import service
-from app.identity.schemas import (
+from app.api.schemas.auth import (
     LoginIn,
     RefreshIn,
     RegisterIn,
@@ -16,14 +13,28 @@ from app.identity.schemas import (
     TokenPair,
     WechatLoginIn,
 )
+from app.api.schemas.users import user_out
+from app.config import get_settings
+from app.http import Auth, Request, Router
+from app.http.models import Empty
+from app.identity import service
+from app.identity.service import SignIn
 
 router = Router(tags=("auth",))
 
 
-def _signed_in(req: Request[Any, None], pair: TokenPair) -> TokenPair:
+def _signed_in(req: Request[Any, None], signed: SignIn) -> TokenPair:
     """The pair, with its user named on the invocation's log line (the route is public)."""
-    req.extra_log["user_id"] = pair.user.id
-    return pair
+    req.extra_log["user_id"] = signed.user.id
+    settings = get_settings()
+    return TokenPair(
+        access_token=signed.access_token,
+        refresh_token=signed.refresh_token,
+        expires_in=settings.access_token_ttl_s,
+        refresh_expires_in=settings.refresh_token_ttl_s,
+        user=user_out(signed.user),
+        is_new_user=signed.is_new_user,
+    )
 
 
 @router.post(
@@ -35,7 +46,8 @@ def _signed_in(req: Request[Any, None], pair: TokenPair) -> TokenPair:
     summary="Send an SMS verification code",
 )
 def sms_code(req: Request[SmsCodeIn, None]) -> SmsCodeOut:
-    return service.send_code(req.body.phone, req.body.purpose, req.source_ip)
+    sent = service.send_code(req.body.phone, req.body.purpose, req.source_ip)
+    return SmsCodeOut(cooldown_s=sent.cooldown_s, expires_in=sent.expires_in)
 
 
 @router.post(
@@ -48,7 +60,17 @@ def sms_code(req: Request[SmsCodeIn, None]) -> SmsCodeOut:
     summary="Register with phone, password and SMS code",
 )
 def register(req: Request[RegisterIn, None]) -> TokenPair:
-    return _signed_in(req, service.register(req.body, req.source_ip))
+    body = req.body
+    signed = service.register(
+        body.phone,
+        body.password,
+        body.code,
+        ip=req.source_ip,
+        referrer_id=body.referrer_id,
+        invite_code=body.invite_code,
+        nickname=body.nickname,
+    )
+    return _signed_in(req, signed)
 
 
 @router.post(
@@ -60,7 +82,9 @@ def register(req: Request[RegisterIn, None]) -> TokenPair:
     summary="Sign in with a password or an SMS code",
 )
 def login(req: Request[LoginIn, None]) -> TokenPair:
-    return _signed_in(req, service.login(req.body, req.source_ip))
+    body = req.body
+    signed = service.login(body.phone, password=body.password, code=body.code, ip=req.source_ip)
+    return _signed_in(req, signed)
 
 
 @router.post(
@@ -72,7 +96,11 @@ def login(req: Request[LoginIn, None]) -> TokenPair:
     summary="Sign in with a WeChat mini-program login code",
 )
 def wechat_login(req: Request[WechatLoginIn, None]) -> TokenPair:
-    return _signed_in(req, service.wechat_login(req.body))
+    body = req.body
+    signed = service.wechat_login(
+        body.code, nickname=body.nickname, avatar=body.avatar, invite_code=body.invite_code
+    )
+    return _signed_in(req, signed)
 
 
 @router.post(

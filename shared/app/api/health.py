@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import BaseModel
+from typing import Any
 
 from app import health
+from app.api.schemas.health import HealthOut
 from app.http import Auth, Request, Response, Router
 
 router = Router(tags=("system",))
-
-
-class HealthOut(BaseModel):
-    status: Literal["ok", "degraded"]
-    checks: dict[str, str]
 
 
 @router.get(

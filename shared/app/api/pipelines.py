@@ -5,26 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel
-
+from app.api.schemas.pipelines import PipelineList
 from app.errors import AppError, ErrorCode
 from app.http import Auth, Request, Router
 from app.pipeline import catalog
 from app.pipeline.definition import PIPELINE_ID, PipelineDefinition
 
 router = Router(tags=("pipelines",))
-
-
-class PipelineSummary(BaseModel):
-    id: str
-    name: str
-    description: str
-    cost: int
-
-
-class PipelineList(BaseModel):
-    items: list[PipelineSummary]
-    next_cursor: str | None = None
 
 
 @router.get(

@@ -2,66 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field
-
-from app.http import Auth, Request, Response, Router
-from app.http.models import Page, PageQuery
+from app.api.schemas.tasks import TaskIn, TaskListQuery, TaskOut
+from app.http import Auth, Request, Router
+from app.http.models import Page
 from app.tasks import service
 
 router = Router(tags=("tasks",))
 
-TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-StepStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
 
-
-class TaskIn(BaseModel):
-    pipeline_id: str = Field(min_length=1, max_length=64)
-    input: dict[str, Any] = Field(default_factory=dict)
-
-
-class TaskError(BaseModel):
-    code: str
-    message: str
-
-
-class BranchOut(BaseModel):
-    index: int
-    status: StepStatus
-    output: Any = None
-    error: TaskError | None = None
-
-
-class StepOut(BaseModel):
-    id: str
-    type: Literal["http", "fork", "sim"]
-    status: StepStatus
-    output: Any = None
-    error: TaskError | None = None
-    branches: list[BranchOut] | None = None
-
-
-class TaskOut(BaseModel):
-    id: str
-    pipeline_id: str
-    status: TaskStatus
-    cost: int
-    input: dict[str, Any]
-    output: Any = None
-    error: TaskError | None = None
-    steps: list[StepOut]
-    created_at: str
-    updated_at: str
-    finished_at: str | None = None
-
-
-class TaskListQuery(PageQuery):
-    status: TaskStatus | None = None
-
-
-def _out(view: dict[str, Any]) -> dict[str, Any]:
-    return TaskOut.model_validate(view).model_dump(mode="json")
+def _out(view: dict[str, Any]) -> TaskOut:
+    return TaskOut.model_validate(view)
 
 
 @router.post(
@@ -73,15 +25,12 @@ def _out(view: dict[str, Any]) -> dict[str, Any]:
     errors=(402, 404, 409, 422),
     summary="Start a pipeline run (Idempotency-Key header optional)",
 )
-def create_task(req: Request[TaskIn, None]) -> Response:
-    status, body = service.create(
-        req.user.user_id,
-        req.body.pipeline_id,
-        req.body.input,
-        req.headers.get("idempotency-key"),
+def create_task(req: Request[TaskIn, None]) -> TaskOut:
+    created = service.create(
+        req.user.user_id, req.body.pipeline_id, req.body.input, req.idempotency_key()
     )
-    req.extra_log["task_id"] = body.get("id")
-    return Response.json(_out(body) if status == 201 else body, status)
+    req.extra_log.update(task_id=created.task["id"], replayed=created.replayed)
+    return _out(created.task)
 
 
 @router.get(
@@ -91,10 +40,10 @@ def create_task(req: Request[TaskIn, None]) -> Response:
     response=Page[TaskOut],
     summary="List one's own tasks, newest first",
 )
-def list_tasks(req: Request[None, TaskListQuery]) -> dict[str, Any]:
+def list_tasks(req: Request[None, TaskListQuery]) -> Page[TaskOut]:
     q = req.query
     page = service.list_for(req.user.user_id, q.status, q.limit, q.cursor)
-    return {"items": [_out(v) for v in page["items"]], "next_cursor": page["next_cursor"]}
+    return Page[TaskOut](items=[_out(v) for v in page.items], next_cursor=page.next_cursor)
 
 
 @router.get(
@@ -104,7 +53,7 @@ def list_tasks(req: Request[None, TaskListQuery]) -> dict[str, Any]:
     errors=(404,),
     summary="One of one's own tasks, with its steps and branches",
 )
-def get_task(req: Request[None, None]) -> dict[str, Any]:
+def get_task(req: Request[None, None]) -> TaskOut:
     return _out(service.get(req.user.user_id, req.path_params["id"]))
 
 
@@ -115,5 +64,5 @@ def get_task(req: Request[None, None]) -> dict[str, Any]:
     errors=(404, 409),
     summary="Cancel a task and refund its quota",
 )
-def cancel_task(req: Request[None, None]) -> dict[str, Any]:
+def cancel_task(req: Request[None, None]) -> TaskOut:
     return _out(service.cancel(req.user.user_id, req.path_params["id"]))

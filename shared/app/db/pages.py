@@ -10,8 +10,9 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.sql.elements import ColumnElement
@@ -20,7 +21,16 @@ from app.clock import iso
 from app.errors import AppError, ErrorCode
 
 R = TypeVar("R", bound=Mapping[Any, Any])
+T = TypeVar("T")
 _INVALID = [{"loc": ["query", "cursor"], "msg": "not a cursor this API gave out"}]
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a list, newest first, and the cursor of the next (None on the last)."""
+
+    items: list[T]
+    next_cursor: str | None
 
 
 def encode(row: Mapping[Any, Any]) -> str:

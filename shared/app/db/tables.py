@@ -157,7 +157,6 @@ idempotency_keys = Table(
         primary_key=True,
     ),
     Column("request_hash", String(64), nullable=False),
-    Column("status_code", Integer, nullable=False),
     Column("response", JSON, nullable=False),
     Column("resource_id", String(32), nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),

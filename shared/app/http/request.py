@@ -6,6 +6,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from app.errors import AppError, ErrorCode
+
 if TYPE_CHECKING:
     from app.identity.principal import Principal
 
@@ -57,6 +59,26 @@ class Request(Generic[B, Q]):
     principal: Principal | None = None
     route_path: str = ""
     extra_log: dict[str, Any] = field(default_factory=dict)
+
+    def idempotency_key(self, *, max_length: int = 255) -> str | None:
+        """The `Idempotency-Key` header, trimmed; None when absent. Anything but 1 to
+        `max_length` printable characters is `422 VALIDATION_ERROR` naming the header."""
+        raw = self.headers.get("idempotency-key")
+        if raw is None:
+            return None
+        key = str(raw).strip()
+        if not key or len(key) > max_length or not key.isprintable():
+            raise AppError(
+                ErrorCode.VALIDATION_ERROR,
+                "The Idempotency-Key header is not valid.",
+                details=[
+                    {
+                        "loc": ["header", "Idempotency-Key"],
+                        "msg": f"1-{max_length} printable characters",
+                    }
+                ],
+            )
+        return key
 
     @property
     def user(self) -> Principal:

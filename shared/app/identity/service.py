@@ -1,35 +1,45 @@
 """The identity verbs behind the auth routes: send a code, register, sign in (password, code,
 WeChat), refresh, log out.
 
-Each verb takes validated input and returns the API shape; it raises AppError for anything
-the client can fix. The order of checks is deliberate: cheap refusals first, an SMS code
-is burnt only when everything else already holds, and unknown phone and wrong password
-take the same path to the same answer.
+Each verb takes validated, normalised values and returns a domain value (`SignIn`,
+`CodeSent`); it raises AppError for anything the client can fix. The order of checks is
+deliberate: cheap refusals first, an SMS code is burnt only when everything else already
+holds, and unknown phone and wrong password take the same path to the same answer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from app import profiles
 from app.clock import utcnow
-from app.config import get_settings
 from app.db.tables import users as users_table
 from app.db.transaction import transaction
 from app.errors import AppError, ErrorCode
 from app.identity import passwords, sessions, sms, throttle, users, wechat
 from app.identity.principal import Principal
-from app.identity.schemas import (
-    LoginIn,
-    Purpose,
-    RegisterIn,
-    SmsCodeOut,
-    TokenPair,
-    WechatLoginIn,
-)
+from app.profiles import User
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """A session begun (or refreshed): its tokens and the user as it is now."""
+
+    access_token: str
+    refresh_token: str
+    user: User
+    is_new_user: bool
+
+
+@dataclass(frozen=True)
+class CodeSent:
+    cooldown_s: int
+    expires_in: int
 
 
 def _invalid_credentials() -> AppError:
@@ -40,19 +50,11 @@ def _disabled() -> AppError:
     return AppError(ErrorCode.ACCOUNT_DISABLED, "This account has been disabled.")
 
 
-def _token_pair(pair: sessions.Pair, row: dict[str, Any], *, is_new: bool) -> TokenPair:
-    settings = get_settings()
-    return TokenPair(
-        access_token=pair.access_token,
-        refresh_token=pair.refresh_token,
-        expires_in=settings.access_token_ttl_s,
-        refresh_expires_in=settings.refresh_token_ttl_s,
-        user=users.user_out(row),
-        is_new_user=is_new,
-    )
+def _token_pair(pair: sessions.Pair, row: dict[str, Any], *, is_new: bool) -> SignIn:
+    return SignIn(pair.access_token, pair.refresh_token, profiles.user_of_row(row), is_new)
 
 
-def _sign_in(row: dict[str, Any], *, is_new: bool) -> TokenPair:
+def _sign_in(row: dict[str, Any], *, is_new: bool) -> SignIn:
     pair = sessions.start(str(row["id"]), role=str(row["role"]), phone=row["phone"])
     return _token_pair(pair, row, is_new=is_new)
 
@@ -98,51 +100,60 @@ def _returning(
             current = users.get(conn, str(row["id"]), for_update=True)
             assert current is not None
             updated = current
-    if updated != row:
-        users.forget_cached(str(row["id"]))
+        if updated != row:
+            conn.after_commit(profiles.forgetter(str(row["id"])), user_id=row["id"])
     return updated
 
 
 # ---------------------------------------------------------------- verbs
 
 
-def send_code(phone: str, purpose: Purpose, ip: str) -> SmsCodeOut:
+def send_code(phone: str, purpose: sms.Purpose, ip: str) -> CodeSent:
     if purpose == "register":
         # Paid for before it is answered, so registered phones cannot be listed for free.
         throttle.take_lookup(ip)
         if users.phone_registered(phone):
             raise AppError(ErrorCode.PHONE_ALREADY_REGISTERED, "This phone is already registered.")
     cooldown_s, expires_in = sms.send(phone, purpose, ip)
-    return SmsCodeOut(cooldown_s=cooldown_s, expires_in=expires_in)
+    return CodeSent(cooldown_s=cooldown_s, expires_in=expires_in)
 
 
-def register(body: RegisterIn, ip: str) -> TokenPair:
+def register(
+    phone: str,
+    password: str,
+    code: str,
+    *,
+    ip: str,
+    referrer_id: str | None = None,
+    invite_code: str | None = None,
+    nickname: str | None = None,
+) -> SignIn:
     def referrer(conn: Any) -> str | None:
         return users.resolve_referrer(
             conn,
-            referrer_id=body.referrer_id,
-            invite_code=body.invite_code,
-            registering_phone=body.phone,
+            referrer_id=referrer_id,
+            invite_code=invite_code,
+            registering_phone=phone,
         )
 
     throttle.take_lookup(ip)  # the 409 below tells whether the phone is registered
     with transaction() as conn:
         referrer(conn)
-        if users.find_by_phone(conn, body.phone) is not None:
+        if users.find_by_phone(conn, phone) is not None:
             raise AppError(ErrorCode.PHONE_ALREADY_REGISTERED, "This phone is already registered.")
-    sms.consume(body.phone, "register", body.code)
-    password_hash = passwords.hash_password(body.password)
+    sms.consume(phone, "register", code)
+    password_hash = passwords.hash_password(password)
     try:
         with transaction() as conn:
             row = users.create(
                 conn,
-                phone=body.phone,
+                phone=phone,
                 password_hash=password_hash,
-                nickname=body.nickname,
+                nickname=nickname,
                 referrer_id=referrer(conn),
             )
     except IntegrityError:
-        if users.phone_registered(body.phone):
+        if users.phone_registered(phone):
             raise AppError(
                 ErrorCode.PHONE_ALREADY_REGISTERED, "This phone is already registered."
             ) from None
@@ -150,11 +161,12 @@ def register(body: RegisterIn, ip: str) -> TokenPair:
     return _sign_in(row, is_new=True)
 
 
-def login(body: LoginIn, ip: str) -> TokenPair:
-    if body.password is not None:
-        return login_password(body.phone, body.password, ip)
-    if body.code is not None:
-        return login_code(body.phone, body.code)
+def login(phone: str, *, password: str | None, code: str | None, ip: str) -> SignIn:
+    """Password or code; the password wins when both are given."""
+    if password is not None:
+        return login_password(phone, password, ip)
+    if code is not None:
+        return login_code(phone, code)
     raise AppError(
         ErrorCode.VALIDATION_ERROR,
         "Send a password or an SMS code.",
@@ -162,7 +174,7 @@ def login(body: LoginIn, ip: str) -> TokenPair:
     )
 
 
-def login_password(phone: str, password: str, ip: str) -> TokenPair:
+def login_password(phone: str, password: str, ip: str) -> SignIn:
     # Counted before the slow check, so parallel guesses cannot outrun the limit.
     throttle.reserve(phone, ip)
     try:
@@ -186,7 +198,7 @@ def login_password(phone: str, password: str, ip: str) -> TokenPair:
     return _sign_in(_returning(row, **changes), is_new=False)
 
 
-def login_code(phone: str, code: str) -> TokenPair:
+def login_code(phone: str, code: str) -> SignIn:
     sms.consume(phone, "login", code)
     with transaction() as conn:
         row = users.find_by_phone(conn, phone)
@@ -201,8 +213,14 @@ def login_code(phone: str, code: str) -> TokenPair:
     return _sign_in(row, is_new=is_new)
 
 
-def wechat_login(body: WechatLoginIn) -> TokenPair:
-    identity = wechat.code_to_identity(body.code)
+def wechat_login(
+    code: str,
+    *,
+    nickname: str | None = None,
+    avatar: str | None = None,
+    invite_code: str | None = None,
+) -> SignIn:
+    identity = wechat.code_to_identity(code)
     # nickname/avatar only fill empty fields of an existing user.
     with transaction() as conn:
         row = users.find_by_openid(conn, identity.openid)
@@ -213,25 +231,23 @@ def wechat_login(body: WechatLoginIn) -> TokenPair:
                 conn,
                 openid=identity.openid,
                 unionid=identity.unionid,
-                nickname=body.nickname,
-                avatar=body.avatar,
-                referrer_id=users.resolve_referrer(
-                    conn, referrer_id=None, invite_code=body.invite_code
-                ),
+                nickname=nickname,
+                avatar=avatar,
+                referrer_id=users.resolve_referrer(conn, referrer_id=None, invite_code=invite_code),
             )
 
         row, is_new = _create_or_find(create, lambda c: users.find_by_openid(c, identity.openid))
         if is_new:
             return _sign_in(row, is_new=True)
     fill = {
-        "nickname": None if row["nickname"] else body.nickname,
-        "avatar": None if row["avatar"] else body.avatar,
+        "nickname": None if row["nickname"] else nickname,
+        "avatar": None if row["avatar"] else avatar,
     }
     updated = _returning(row, fill_empty=fill, wechat_unionid=identity.unionid)
     return _sign_in(updated, is_new=False)
 
 
-def refresh(token: str) -> TokenPair:
+def refresh(token: str) -> SignIn:
     claims = sessions.refresh_claims(token)
     with transaction() as conn:
         row = users.get(conn, str(claims["sub"]))

@@ -14,16 +14,17 @@ import hashlib
 import hmac
 import secrets
 from datetime import datetime, timedelta, timezone
+from typing import Literal
 
 from app.config import get_settings
 from app.errors import AppError, ErrorCode
 from app.identity import sms_delivery
-from app.identity.schemas import Purpose
 from app.observability import logging as applog
 from app.redis_client import get_redis
 
 log = applog.get_logger("app.identity.sms")
 
+Purpose = Literal["login", "register"]
 MAX_WRONG_TRIES = 5
 _CHINA = timezone(timedelta(hours=8))
 

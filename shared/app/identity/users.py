@@ -1,114 +1,26 @@
-"""Users: creation, lookup, the public `User` view and its cache, profile and admin changes.
+"""Users: creation, lookups, profile and admin changes of `users` rows.
 
-Owns the cached profile (`user:profile:{id}`, one hour). Every committed change of a user
-row is followed by `forget_cached` (here, and in quota and payments); `app.cache` never
-lets a load that started before an invalidation store its result, so `GET /users/me` shows
-current quota, role and membership without reading the database on a hit. Membership is
-derived from the cached expiry at read time, so it lapses on the second.
+The `User` clients see and its cache are `app.profiles`'; every change committed here drops
+the cached profile after its commit (`tx.after_commit(profiles.forgetter(user_id))`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
 
-from app import cache, profiles
-from app.clock import iso, utcnow
+from app import profiles
+from app.clock import utcnow
 from app.config import get_settings
 from app.db import pages
 from app.db.tables import users
 from app.db.transaction import Transaction, transaction
 from app.errors import AppError, ErrorCode
-from app.http.models import Page
-from app.identity import invites, phones
-from app.identity.schemas import (
-    AdminUserPatch,
-    MembershipOut,
-    ProfilePatch,
-    QuotaOut,
-    UserOut,
-)
+from app.identity import invites, phones, sessions
 from app.ids import new_id
-from app.observability import logging as applog
-
-log = applog.get_logger("app.identity.users")
-
-_CACHED_FIELDS = (
-    "id",
-    "phone",
-    "nickname",
-    "avatar",
-    "gender",
-    "role",
-    "invite_code",
-    "referrer_id",
-    "quota_balance",
-    "quota_reserved",
-    "membership_expires_at",
-    "created_at",
-)
-
-
-# ---------------------------------------------------------------- the public view
-
-
-def _profile_of(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON-safe part of a row the `User` view is built from."""
-    data = {name: row[name] for name in _CACHED_FIELDS}
-    data["membership_expires_at"] = iso(row["membership_expires_at"])
-    data["created_at"] = iso(row["created_at"])
-    return data
-
-
-def _view(profile: Mapping[str, Any]) -> UserOut:
-    expires = profile["membership_expires_at"]
-    membership = None
-    if expires and datetime.fromisoformat(expires.replace("Z", "+00:00")) > utcnow():
-        # plan_id joins this view when orders record which plan a membership came from.
-        membership = MembershipOut(plan_id=None, expires_at=expires)
-    return UserOut(
-        id=profile["id"],
-        phone=profile["phone"],
-        nickname=profile["nickname"],
-        avatar=profile["avatar"],
-        gender=profile["gender"] or "unknown",
-        role=profile["role"],
-        invite_code=profile["invite_code"],
-        referrer_id=profile["referrer_id"],
-        quota=QuotaOut(balance=profile["quota_balance"], reserved=profile["quota_reserved"]),
-        membership=membership,
-        created_at=profile["created_at"],
-    )
-
-
-def user_out(row: Mapping[str, Any]) -> UserOut:
-    """The `User` view of a row just read inside a transaction."""
-    return _view(_profile_of(row))
-
-
-def _load_profile(user_id: str) -> dict[str, Any] | None:
-    with transaction() as conn:
-        row = get(conn, user_id)
-    return None if row is None else _profile_of(row)
-
-
-def public_user(user_id: str) -> UserOut:
-    """The API `User` of a user: cached for an hour, never older than its last change."""
-    profile = cache.get_or_set(
-        profiles.key(user_id), lambda: _load_profile(user_id), profiles.TTL_S
-    )
-    if profile is None:
-        raise AppError(ErrorCode.NOT_FOUND, "User not found.")
-    return _view(profile)
-
-
-def forget_cached(user_id: str) -> None:
-    """Drop the cached profile. Call after the change is committed."""
-    profiles.forget(user_id)
-
+from app.profiles import User
+from app.quota.service import grant
 
 # ---------------------------------------------------------------- lookups
 
@@ -217,8 +129,6 @@ def create(
     )
     if settings.signup_quota > 0:
         # The ledger explains every balance, the starting one included.
-        from app.quota.service import grant
-
         grant(
             user_id,
             settings.signup_quota,
@@ -262,50 +172,56 @@ def fill_empty(conn: Transaction, user_id: str, **fields: str | None) -> bool:
 
 
 def _change(user_id: str, values: dict[str, Any], *, lock: bool = False) -> None:
-    """Write `values` (none: only check the user exists), then drop the cached profile."""
-    with transaction() as conn:
-        if get(conn, user_id, for_update=lock) is None:
+    """Write `values` (none: only check the user exists); the cached profile is dropped
+    after the commit."""
+    with transaction() as tx:
+        if get(tx, user_id, for_update=lock) is None:
             raise AppError(ErrorCode.NOT_FOUND, "User not found.")
         if values:
-            conn.execute(
+            tx.execute(
                 update(users).where(users.c.id == user_id).values(**values, updated_at=utcnow())
             )
-    if values:
-        forget_cached(user_id)
+            tx.after_commit(profiles.forgetter(user_id), user_id=user_id)
 
 
-def update_profile(user_id: str, patch: ProfilePatch) -> UserOut:
-    _change(user_id, {name: getattr(patch, name) for name in patch.model_fields_set})
-    return public_user(user_id)
+PROFILE_FIELDS = frozenset({"nickname", "avatar", "gender"})
 
 
-def admin_patch(user_id: str, patch: AdminUserPatch) -> UserOut:
+def update_profile(user_id: str, changes: dict[str, Any]) -> User:
+    """Set the given profile fields (nickname, avatar, gender; None clears the first two)."""
+    unknown = set(changes) - PROFILE_FIELDS
+    if unknown:
+        raise ValueError(f"not profile fields: {sorted(unknown)}")
+    _change(user_id, changes)
+    return profiles.cached(user_id)
+
+
+def admin_change(user_id: str, *, role: str | None = None, disabled: bool | None = None) -> User:
     """Role and disabled flag. Disabling ends every session; access tokens run out alone."""
     values: dict[str, Any] = {}
-    if patch.role is not None:
-        values["role"] = patch.role
-    if patch.disabled is not None:
-        values["disabled"] = patch.disabled
-    # The cache goes first: the change is committed, so a failure to end the sessions must
-    # not leave the old role or flag cached for an hour.
+    if role is not None:
+        values["role"] = role
+    if disabled is not None:
+        values["disabled"] = disabled
+    # The cached profile is dropped with the commit, before the sessions are ended: a failure
+    # to end them must not leave the old role or flag cached for an hour. Ending them is not
+    # an after-commit effect because its failure must reach the admin.
     _change(user_id, values, lock=True)
-    if patch.disabled:
-        from app.identity import sessions
-
+    if disabled:
         sessions.end_all(user_id)
-    return public_user(user_id)
+    return profiles.cached(user_id)
 
 
 # ---------------------------------------------------------------- admin listing
 
 
-def admin_list(*, phone: str | None, limit: int, cursor: str | None) -> Page[UserOut]:
+def admin_list(*, phone: str | None, limit: int, cursor: str | None) -> pages.Page[User]:
     """Newest first; `phone` matches exactly."""
     query = select(users)
     if phone is not None:
         query = query.where(users.c.phone == phone)
     query = pages.newest_first(query, users.c.created_at, users.c.id, cursor=cursor, limit=limit)
-    with transaction() as conn:
-        rows = [dict(r) for r in conn.execute(query).mappings()]
+    with transaction() as tx:
+        rows = [dict(r) for r in tx.execute(query).mappings()]
     page, next_cursor = pages.split(rows, limit)
-    return Page[UserOut](items=[user_out(r) for r in page], next_cursor=next_cursor)
+    return pages.Page([profiles.user_of_row(r) for r in page], next_cursor)

@@ -12,6 +12,7 @@ the saga sweeper publishes again.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -114,19 +115,26 @@ def _create_once(
         view = load_view(conn, task_id)
         assert view is not None
         if key is not None:
-            idempotency.record(conn, user_id, IDEMPOTENCY_SCOPE, key, 201, view, task_id)
+            idempotency.record(conn, user_id, IDEMPOTENCY_SCOPE, key, view, task_id)
         conn.after_commit(lambda: hooks.task_updated(view), task_id=task_id)
         # A start message lost here leaves a queued task, which the sweeper starts again.
         conn.after_commit(lambda: messages.publish_step(task_id, 0), task_id=task_id)
     return view
 
 
+@dataclass(frozen=True)
+class Created:
+    """The task a create made, or for a known key the one its first request made."""
+
+    task: dict[str, Any]
+    replayed: bool
+
+
 def create(
     user_id: str, pipeline_id: str, task_input: dict[str, Any], key: str | None = None
-) -> tuple[int, dict[str, Any]]:
-    """(status, body): 201 and the new task, or the stored first answer for a known key."""
-    if key is not None:
-        key = idempotency.check_key(key)
+) -> Created:
+    """A new task, charged and queued; with an Idempotency-Key (validated by the caller)
+    the first request's task for a known key."""
     digest = idempotency.request_hash({"pipeline_id": pipeline_id, "input": task_input})
     for attempt in range(_CREATE_ATTEMPTS):
         if key is not None:
@@ -134,7 +142,7 @@ def create(
             # if the pipeline was disabled since, and another body is 409 whatever it says.
             replay = idempotency.lookup(user_id, IDEMPOTENCY_SCOPE, key, digest)
             if replay is not None:
-                return replay.status_code, replay.response
+                return Created(replay.response, replayed=True)
         try:
             view = _create_once(user_id, pipeline_id, task_input, key, digest)
         except idempotency.KeyTaken:
@@ -145,7 +153,7 @@ def create(
             if is_lock_conflict(exc) and attempt < _CREATE_ATTEMPTS - 1:
                 continue
             raise
-        return 201, view
+        return Created(view, replayed=False)
     raise AppError(ErrorCode.SERVICE_UNAVAILABLE)
 
 
@@ -161,8 +169,10 @@ def get(user_id: str, task_id: str) -> dict[str, Any]:
         return load_views(conn, [row])[0]
 
 
-def list_for(user_id: str, status: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
-    """The user's tasks, newest first: `{"items", "next_cursor"}`."""
+def list_for(
+    user_id: str, status: str | None, limit: int, cursor: str | None
+) -> pages.Page[dict[str, Any]]:
+    """The user's tasks, newest first."""
     query = select(tasks).where(tasks.c.user_id == user_id)
     if status is not None:
         query = query.where(tasks.c.status == status)
@@ -170,7 +180,7 @@ def list_for(user_id: str, status: str | None, limit: int, cursor: str | None) -
     with transaction() as conn:
         rows, next_cursor = pages.split(list(conn.execute(query).mappings()), limit)
         items = load_views(conn, rows)
-    return {"items": items, "next_cursor": next_cursor}
+    return pages.Page(items, next_cursor)
 
 
 def cancel(user_id: str, task_id: str) -> dict[str, Any]:

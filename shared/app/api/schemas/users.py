@@ -1,4 +1,5 @@
-"""Request and response shapes of the identity routes (API.md `User`, `TokenPair`).
+"""The shapes of the user resource (API.md `User`): the profile, its changes, the admin's
+list and changes, and the fields the identity routes share (phones, passwords, nicknames).
 
 Input models do their own normalisation (phones, nicknames, passwords) so a bad value is a
 422 before any service runs. No response model has a field for a password hash, an SMS code
@@ -8,16 +9,19 @@ or a WeChat session_key, so none can leak through one.
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 from app.http.models import PageQuery
 from app.identity import phones
-
-Gender = Literal["unknown", "male", "female"]
-Role = Literal["user", "admin"]
-Purpose = Literal["login", "register"]
+from app.profiles import Gender, Role, User
 
 PASSWORD_MIN_BYTES = 8
 PASSWORD_MAX_BYTES = 72  # bcrypt ignores (5.x: refuses) anything past 72 bytes
@@ -75,7 +79,7 @@ SmsCode = Annotated[str, Field(min_length=1, max_length=16)]
 UserId = Annotated[str, Field(min_length=1, max_length=32)]
 
 
-class _In(BaseModel):
+class In(BaseModel):
     # Unknown fields are ignored, as clients of a fixed contract expect.
     model_config = ConfigDict(extra="ignore")
 
@@ -104,55 +108,7 @@ class UserOut(BaseModel):
     created_at: str
 
 
-class TokenPair(BaseModel):
-    access_token: str
-    refresh_token: str
-    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the scheme name
-    expires_in: int
-    refresh_expires_in: int
-    user: UserOut
-    is_new_user: bool
-
-
-class SmsCodeIn(_In):
-    phone: Phone
-    purpose: Purpose
-
-
-class SmsCodeOut(BaseModel):
-    cooldown_s: int
-    expires_in: int
-
-
-class RegisterIn(_In):
-    phone: Phone
-    password: Password
-    code: SmsCode
-    referrer_id: UserId | None = None
-    invite_code: InviteCode | None = None
-    nickname: Nickname | None = None
-
-
-class LoginIn(_In):
-    """Password or code; the password wins when both are sent."""
-
-    phone: Phone
-    password: Password | None = None
-    code: SmsCode | None = None
-
-
-class WechatLoginIn(_In):
-    code: Annotated[str, Field(min_length=1, max_length=128)]
-    nickname: Nickname | None = None
-    avatar: Avatar | None = None
-    invite_code: InviteCode | None = None
-
-
-class RefreshIn(_In):
-    refresh_token: Annotated[str, Field(min_length=1, max_length=4096)]
-
-
-class ProfilePatch(_In):
+class ProfilePatch(In):
     """Fields left out stay as they are; nickname or avatar sent as null clear the field."""
 
     nickname: Nickname | None = None
@@ -166,10 +122,29 @@ class ProfilePatch(_In):
         return self
 
 
-class AdminUserPatch(_In):
+class AdminUserPatch(In):
     role: Role | None = None
     disabled: bool | None = None
 
 
 class AdminUsersQuery(PageQuery):
     phone: Phone | None = None
+
+
+def user_out(user: User) -> UserOut:
+    membership = None
+    if user.membership_expires_at is not None:
+        membership = MembershipOut(plan_id=None, expires_at=user.membership_expires_at)
+    return UserOut(
+        id=user.id,
+        phone=user.phone,
+        nickname=user.nickname,
+        avatar=user.avatar,
+        gender=user.gender,
+        role=user.role,
+        invite_code=user.invite_code,
+        referrer_id=user.referrer_id,
+        quota=QuotaOut(balance=user.quota_balance, reserved=user.quota_reserved),
+        membership=membership,
+        created_at=user.created_at,
+    )

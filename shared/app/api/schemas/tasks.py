@@ -1,0 +1,57 @@
+"""The shapes of the task resource (API.md `Task`, `Step`): what a client sends to start a
+pipeline run and what it reads back."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from app.http.models import PageQuery
+
+TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+StepStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+
+
+class TaskIn(BaseModel):
+    pipeline_id: str = Field(min_length=1, max_length=64)
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskError(BaseModel):
+    code: str
+    message: str
+
+
+class BranchOut(BaseModel):
+    index: int
+    status: StepStatus
+    output: Any = None
+    error: TaskError | None = None
+
+
+class StepOut(BaseModel):
+    id: str
+    type: Literal["http", "fork", "sim"]
+    status: StepStatus
+    output: Any = None
+    error: TaskError | None = None
+    branches: list[BranchOut] | None = None
+
+
+class TaskOut(BaseModel):
+    id: str
+    pipeline_id: str
+    status: TaskStatus
+    cost: int
+    input: dict[str, Any]
+    output: Any = None
+    error: TaskError | None = None
+    steps: list[StepOut]
+    created_at: str
+    updated_at: str
+    finished_at: str | None = None
+
+
+class TaskListQuery(PageQuery):
+    status: TaskStatus | None = None
