@@ -44,6 +44,7 @@ from typing import Any, TypeVar, cast
 from redis.exceptions import RedisError
 
 from app.observability import logging as applog
+from app.redis_client import get_redis
 
 T = TypeVar("T")
 log = applog.get_logger("app.cache")
@@ -101,8 +102,6 @@ class Cache:
     @property
     def redis(self) -> Any:
         if self._redis is None:
-            from app.redis_client import get_redis
-
             return get_redis()
         return self._redis
 

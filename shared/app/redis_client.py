@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import redis
+
 from app.config import get_settings
 
 _fake_server: Any = None
@@ -17,14 +19,12 @@ _fake_server: Any = None
 
 def build_redis(url: str) -> Any:
     if url.startswith("memory://"):
-        import fakeredis
+        import fakeredis  # cold start: a dev-only package, for memory:// alone
 
         global _fake_server
         if _fake_server is None:
             _fake_server = fakeredis.FakeServer()
         return fakeredis.FakeRedis(server=_fake_server, decode_responses=True)
-    import redis
-
     return redis.Redis.from_url(
         url,
         decode_responses=True,

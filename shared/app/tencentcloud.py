@@ -16,9 +16,9 @@ REQUEST_TIMEOUT_S = 5
 
 def client(client_class: Any) -> Any:
     """An instance of a product's client class (e.g. `sms_client.SmsClient`)."""
-    from tencentcloud.common import credential
-    from tencentcloud.common.profile.client_profile import ClientProfile
-    from tencentcloud.common.profile.http_profile import HttpProfile
+    from tencentcloud.common import credential  # cold start: the SDK, when a client is built
+    from tencentcloud.common.profile.client_profile import ClientProfile  # cold start: same
+    from tencentcloud.common.profile.http_profile import HttpProfile  # cold start: same
 
     settings = get_settings()
     endpoint = settings.tencentcloud_api_endpoint

@@ -67,10 +67,10 @@ class Customer:
 
 
 def save_pipeline(pipeline_id: str, definition: dict[str, Any]) -> None:
-    from app.pipeline import catalog
+    from app.pipeline import store
     from app.pipeline.definition import PipelineDefinition
 
-    catalog.save(pipeline_id, PipelineDefinition.model_validate(definition))
+    store.save(pipeline_id, PipelineDefinition.model_validate(definition))
 
 
 def new_pipeline(steps: list[dict[str, Any]], cost: int = 1) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from app.errors import AppError, ErrorCode
 from app.http import Auth, Request, Router
 from app.observability import logging as applog
+from app.observability.metrics import JOB_RUNS
 
 log = applog.get_logger("app.api.admin_jobs")
 router = Router(tags=("admin",))
@@ -25,8 +26,6 @@ JOBS: dict[str, str] = {
 
 
 def run_job(name: str) -> dict[str, Any]:
-    from app.observability.metrics import JOB_RUNS
-
     target = JOBS.get(name)
     if target is None:
         raise AppError(ErrorCode.NOT_FOUND, f"No job named {name!r}.")

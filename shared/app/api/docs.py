@@ -9,6 +9,7 @@ from typing import Any
 
 from app.errors import AppError, ErrorCode
 from app.http import Auth, Request, Response, Router
+from app.http.response import dump_json
 
 router = Router(tags=("system",))
 TITLE = "AI content platform API"
@@ -43,16 +44,14 @@ window.ui = SwaggerUIBundle({{
 
 @functools.lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
-    from app.api import all_routes
-    from app.http import openapi
+    from app.api import all_routes  # cold start: every route module, on the first request
+    from app.http import openapi  # cold start: pydantic's schema generation, likewise
 
     return openapi.build(all_routes(), title=TITLE, version=VERSION)
 
 
 @functools.lru_cache(maxsize=1)
 def _json_document() -> str:
-    from app.http.response import dump_json
-
     return dump_json(openapi_document())
 
 
@@ -72,7 +71,7 @@ def get_docs(req: Request[None, None]) -> Response:
 
 
 def _asset_dir() -> Path:
-    import swagger_ui_bundle
+    import swagger_ui_bundle  # cold start: only asset requests read Swagger UI's files
 
     return Path(swagger_ui_bundle.swagger_ui_path)
 

@@ -7,21 +7,26 @@ from stepping on each other.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from app.config import get_settings
+from app.db.engine import get_engine
 from app.observability import logging as applog
 
 log = applog.get_logger("app.db.migrate")
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def _config(connection: Any) -> Any:
-    from alembic.config import Config
-
+def _config(connection: Any) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option(
@@ -33,8 +38,6 @@ def _config(connection: Any) -> Any:
 
 
 def current_heads(engine: Engine) -> list[str]:
-    from alembic.script import ScriptDirectory
-
     with engine.connect() as conn:
         return list(ScriptDirectory.from_config(_config(conn)).get_heads())
 
@@ -47,12 +50,7 @@ def lock_name(engine: Engine) -> str:
 def upgrade(
     engine: Engine | None = None, revision: str = "head", *, lock_timeout_s: int = 120
 ) -> dict[str, Any]:
-    from alembic import command
-    from alembic.runtime.migration import MigrationContext
-
     if engine is None:
-        from app.db.engine import get_engine
-
         engine = get_engine()
     with engine.connect() as conn:
         locked = conn.dialect.name == "mysql"
@@ -73,15 +71,13 @@ def upgrade(
                 conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
                 conn.commit()
     report = {"from": before, "to": after}
-    applog.log_fields(log, 20, "migrations applied", **report)
+    applog.log_fields(log, logging.INFO, "migrations applied", **report)
     return report
 
 
 def main_handler(event: Any, context: Any) -> dict[str, Any]:
     """SCF entry of the `db-migrate` function, invoked directly after a deploy (no trigger):
     applies pending migrations and returns and logs {"from", "to"}."""
-    from app.config import get_settings
-
     applog.configure(get_settings().log_level)
     return upgrade()
 

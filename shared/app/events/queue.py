@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from app import queue
+from app.config import get_settings
 from app.observability import logging as applog
 
 log = applog.get_logger("app.events.queue")
@@ -45,8 +47,6 @@ def _release_due(function: str) -> int:
     """Send delayed messages that fell due: the backend may have no native delays (CMQ
     topics), and a busy queue function is the soonest chance. The batch itself succeeded,
     so a failure here is logged, never raised; the sweeper tries again."""
-    from app import queue
-
     try:
         return queue.release_due()
     except Exception:
@@ -55,8 +55,6 @@ def _release_due(function: str) -> int:
 
 
 def queue_handler(consume: Consume) -> Callable[[Mapping[str, Any], Any], dict[str, Any]]:
-    from app.config import get_settings
-
     # Once per instance, when the function module is imported, as the HTTP adapter does.
     applog.configure(get_settings().log_level)
 

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from app.config import get_settings
 from app.observability import logging as applog
+from app.observability.metrics import JOB_RUNS
 
 log = applog.get_logger("app.events.timer")
 
@@ -44,12 +46,6 @@ def parse(event: Mapping[str, Any]) -> TimerEvent:
     )
 
 
-def _configure_logging() -> None:
-    from app.config import get_settings
-
-    applog.configure(get_settings().log_level)
-
-
 Job = Callable[[TimerEvent], Mapping[str, Any]]
 
 
@@ -59,11 +55,10 @@ def timer_handler(
     """Wrap `job` as a timer function. `name` labels the log line and metric (defaults to
     the job's function name with dashes), stable across stages and deployments."""
     job_name = name or job.__name__.replace("_", "-")
-    _configure_logging()
+    # Once per instance, when the function module is imported, as the HTTP adapter does.
+    applog.configure(get_settings().log_level)
 
     def main_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
-        from app.observability.metrics import JOB_RUNS
-
         context = context if isinstance(context, Mapping) else {}
         parsed = parse(event)
         started = time.perf_counter()

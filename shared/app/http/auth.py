@@ -23,8 +23,7 @@ def bearer_token(request: Request[Any, Any]) -> str:
 def authenticate(request: Request[Any, Any], level: Auth) -> Principal | None:
     if level in (Auth.PUBLIC, Auth.SIGNATURE):
         return None
-    # Imported here so public functions (health, docs) never load PyJWT at cold start.
-    from app.identity.tokens import principal_from_access
+    from app.identity.tokens import principal_from_access  # cold start: public routes skip JWT
 
     principal = principal_from_access(bearer_token(request))
     if level is Auth.ADMIN and not principal.is_admin:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from app import tencentcloud
 from app.config import get_settings
 
 
@@ -34,12 +35,8 @@ def _print_console(phone: str, code: str) -> None:
 
 
 def _send_tencent(phone: str, code: str) -> None:
-    from tencentcloud.common.exception.tencent_cloud_sdk_exception import (
-        TencentCloudSDKException,
-    )
-    from tencentcloud.sms.v20210111 import models, sms_client
-
-    from app import tencentcloud
+    from tencentcloud.common.exception import TencentCloudSDKException  # cold start: SDK
+    from tencentcloud.sms.v20210111 import models, sms_client  # cold start: the SDK, here only
 
     # The SDK logs whole request bodies at DEBUG, and this body carries the code.
     logging.getLogger("tencentcloud_sdk_common").setLevel(logging.INFO)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from app.config import get_settings
+
 
 class QueueBackend(Protocol):
     def publish(self, queue: str, message: dict[str, Any], *, delay_s: float = 0) -> str:
@@ -30,14 +32,12 @@ _backend: QueueBackend | None = None
 def backend() -> QueueBackend:
     global _backend
     if _backend is None:
-        from app.config import get_settings
-
         if get_settings().queue_backend == "cmq":
-            from app.queue.cmq import CmqBackend
+            from app.queue.cmq import CmqBackend  # cold start: only the configured backend
 
             _backend = CmqBackend()
         else:
-            from app.queue.local import LocalBackend
+            from app.queue.local import LocalBackend  # cold start: only the configured backend
 
             _backend = LocalBackend()
     return _backend

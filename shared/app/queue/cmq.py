@@ -21,7 +21,9 @@ import threading
 import time
 from typing import Any
 
+from app import tencentcloud
 from app.ids import new_id
+from app.redis_client import get_redis
 
 DELAYED_PREFIX = "queue:delayed:"
 RELEASE_BATCH = 100
@@ -50,9 +52,7 @@ class CmqBackend:
     def _get_client(self) -> Any:
         with self._lock:
             if self._client is None:
-                from tencentcloud.tdmq.v20200217 import tdmq_client
-
-                from app import tencentcloud
+                from tencentcloud.tdmq.v20200217 import tdmq_client  # cold start: SDK on use
 
                 self._client = tencentcloud.client(tdmq_client.TdmqClient)
             return self._client
@@ -63,10 +63,8 @@ class CmqBackend:
         return self._publish_now(queue, _encode(message))
 
     def _publish_now(self, topic: str, body: str) -> str:
-        from tencentcloud.common.exception.tencent_cloud_sdk_exception import (
-            TencentCloudSDKException,
-        )
-        from tencentcloud.tdmq.v20200217 import models
+        from tencentcloud.common.exception import TencentCloudSDKException  # cold start: SDK
+        from tencentcloud.tdmq.v20200217 import models  # cold start: the SDK, on first publish
 
         request = models.PublishCmqMsgRequest()
         request.TopicName = topic
@@ -83,8 +81,6 @@ class CmqBackend:
 
     @staticmethod
     def _park(topic: str, message: dict[str, Any], delay_s: float) -> str:
-        from app.redis_client import get_redis
-
         msg_id = new_id()
         due_ms = int((time.time() + delay_s) * 1000)
         member = _encode({"id": msg_id, "topic": topic, "body": message})
@@ -94,8 +90,6 @@ class CmqBackend:
     def release_due(self, topics: list[str] | None = None) -> int:
         """Publish every parked message that is due; returns how many were published. A
         message whose publish fails goes back, due at once, and the error is raised."""
-        from app.redis_client import get_redis
-
         redis = get_redis()
         if topics is None:
             topics = [key[len(DELAYED_PREFIX) :] for key in redis.scan_iter(DELAYED_PREFIX + "*")]

@@ -27,7 +27,7 @@ from app.db.transaction import transaction
 from app.errors import AppError, ErrorCode
 from app.ids import new_id
 from app.observability import logging as applog
-from app.pipeline import catalog, messages
+from app.pipeline import messages, store
 from app.pipeline.definition import ForkStep, ItemsError, parse_steps
 from app.quota import service as quota
 from app.tasks import hooks, lifecycle
@@ -86,7 +86,7 @@ def _create_once(
     user_id: str, pipeline_id: str, task_input: dict[str, Any], key: str | None, digest: str
 ) -> dict[str, Any]:
     with transaction() as conn:
-        pipeline = catalog.get_enabled(conn, pipeline_id)
+        pipeline = store.get_enabled(conn, pipeline_id)
         if pipeline is None:
             raise AppError(ErrorCode.PIPELINE_NOT_FOUND, "No such pipeline.")
         task_id = new_id()

@@ -1,0 +1,66 @@
+"""Pipeline definitions as stored: an admin's save (validated by the route's
+`PipelineDefinition`) and the read that starts a task. The read is never cached: a task is
+charged the cost it reads, so it must never be a stale one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.clock import iso, utcnow
+from app.db.tables import pipelines
+from app.db.transaction import Transaction, transaction
+from app.pipeline import catalog
+from app.pipeline.definition import PipelineDefinition
+
+
+def save(pipeline_id: str, definition: PipelineDefinition) -> dict[str, Any]:
+    """Create or replace; the cached public list is dropped after the commit."""
+    values = definition.model_dump(mode="json")
+    now = utcnow()
+    with transaction() as tx:
+        changed = tx.execute(
+            update(pipelines).where(pipelines.c.id == pipeline_id).values(**values, updated_at=now)
+        ).rowcount
+        if not changed:
+            try:
+                with tx.savepoint():
+                    tx.execute(
+                        pipelines.insert().values(
+                            id=pipeline_id, **values, created_at=now, updated_at=now
+                        )
+                    )
+            except IntegrityError:  # created by a concurrent PUT: ours is the later write
+                tx.execute(
+                    update(pipelines)
+                    .where(pipelines.c.id == pipeline_id)
+                    .values(**values, updated_at=now)
+                )
+        row = _load(tx, pipeline_id)
+        tx.after_commit(catalog.forget_public_list, pipeline_id=pipeline_id)
+    assert row is not None
+    return row
+
+
+def _load(tx: Transaction, pipeline_id: str) -> dict[str, Any] | None:
+    row = tx.execute(select(pipelines).where(pipelines.c.id == pipeline_id)).mappings().first()
+    if row is None:
+        return None
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "description": row["description"],
+        "cost": row["cost"],
+        "enabled": bool(row["enabled"]),
+        "steps": row["steps"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
+
+
+def get_enabled(tx: Transaction, pipeline_id: str) -> dict[str, Any] | None:
+    """The pipeline a new task would run, or None when it is unknown or disabled."""
+    row = _load(tx, pipeline_id)
+    return row if row is not None and row["enabled"] else None
