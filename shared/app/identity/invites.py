@@ -7,6 +7,7 @@ empty pool never fails a registration: the code is then generated inline.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Any
 
@@ -59,7 +60,7 @@ def claim(conn: Transaction, user_id: str) -> str:
     )
     code = conn.execute(query).scalar()
     if code is None:
-        applog.log_fields(log, 20, "invite pool empty, code generated inline")
+        applog.log_fields(log, logging.INFO, "invite pool empty, code generated inline")
         return _insert_inline(conn, user_id)
     conn.execute(
         update(invite_codes)
@@ -100,13 +101,13 @@ def refill(target: int | None = None) -> dict[str, Any]:
                 )
         except IntegrityError:
             # A code already exists: rare; the next round draws new ones.
-            applog.log_fields(log, 20, "invite refill batch collided, retrying")
+            applog.log_fields(log, logging.INFO, "invite refill batch collided, retrying")
             missing = goal - available()
             continue
         created += len(codes)
         missing -= len(codes)
     report = {"job": "invite-refill", "created": created, "available": available()}
-    applog.log_fields(log, 20, "invite refill", **report)
+    applog.log_fields(log, logging.INFO, "invite refill", **report)
     return report
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Literal
@@ -131,11 +132,13 @@ def send(phone: str, purpose: Purpose, ip: str) -> tuple[int, int]:
     except sms_delivery.DeliveryFailed as exc:
         # Nothing was sent: drop the code and the cooldown so the user can simply retry.
         redis.delete(key, f"sms:cooldown:{phone}")
-        applog.log_fields(log, 40, "sms not sent", phone=masked(phone), reason=exc.reason)
+        applog.log_fields(
+            log, logging.ERROR, "sms not sent", phone=masked(phone), reason=exc.reason
+        )
         raise AppError(
             ErrorCode.SERVICE_UNAVAILABLE, "The code could not be sent; try again shortly."
         ) from None
-    applog.log_fields(log, 20, "sms code sent", phone=masked(phone), purpose=purpose)
+    applog.log_fields(log, logging.INFO, "sms code sent", phone=masked(phone), purpose=purpose)
     return settings.sms_cooldown_s, settings.sms_code_ttl_s
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,11 +81,13 @@ def _jscode2session(code: str) -> WechatIdentity:
             reply = call("GET", url, params=params, timeout_s=TIMEOUT_S)
             data: Any = reply.json()
         except (CallFailed, ValueError) as exc:
-            applog.log_fields(log, 40, "jscode2session failed", error=type(exc).__name__)
+            applog.log_fields(log, logging.ERROR, "jscode2session failed", error=type(exc).__name__)
             raise _unavailable() from None
         errcode = _errcode(data)
         if errcode is None:
-            applog.log_fields(log, 40, "jscode2session reply unreadable", status=reply.status)
+            applog.log_fields(
+                log, logging.ERROR, "jscode2session reply unreadable", status=reply.status
+            )
             raise _unavailable()
         if errcode == -1 and attempt == 1:
             continue
@@ -96,6 +99,8 @@ def _jscode2session(code: str) -> WechatIdentity:
         if errcode in _ERRORS:
             error, message = _ERRORS[errcode]
             raise AppError(error, message)
-        applog.log_fields(log, 40, "jscode2session refused", errcode=errcode, status=reply.status)
+        applog.log_fields(
+            log, logging.ERROR, "jscode2session refused", errcode=errcode, status=reply.status
+        )
         raise _unavailable()
     raise _unavailable()  # pragma: no cover - the loop always returns or raises
