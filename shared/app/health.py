@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
-
-from app.db.transaction import transaction
 from app.errors import AppError
 from app.redis_client import get_redis
 
 
 def _check_db() -> str:
+    from sqlalchemy import text  # cold start: the database layer loads with the first check
+
+    from app.db.transaction import transaction  # cold start: as above
+
     try:
-        with transaction() as conn:
-            conn.execute(text("SELECT 1"))
+        with transaction() as tx:
+            tx.execute(text("SELECT 1"))
         return "ok"
     except AppError as exc:
         return exc.message

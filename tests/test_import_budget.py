@@ -1,0 +1,134 @@
+"""The import budget: which heavy packages each function loads when SCF imports its
+`index.py`, pinned per function (deterministic: what is imported, never how long it takes).
+
+A cold start is the import plus the first invocation; this pins the first half, so a
+change that drags a heavy package into a function's load shows up here, by name. A package
+a function needs only on some requests is imported by the code that needs it, with the
+reason on the line (`# cold start: ...`). When a change moves a package in or out of a
+function's load on purpose, update BUDGET; `bench/cold_start.py` measures what it costs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.functions import FUNCTIONS, ROOT
+
+HEAVY = (
+    "alembic",
+    "bcrypt",
+    "fakeredis",
+    "jwt",
+    "prometheus_client",
+    "pydantic",
+    "pydantic_settings",
+    "pymysql",
+    "redis",
+    "requests",
+    "sqlalchemy",
+    "swagger_ui_bundle",
+    "tencentcloud",
+    "urllib3",
+    "yaml",
+)
+
+# Every function loads pydantic (settings, models) and prometheus_client (the invocation
+# metrics); the rest is what each one's own work needs before its first request.
+BASE = {"prometheus_client", "pydantic"}
+SIGN_IN = BASE | {"bcrypt", "jwt", "redis", "sqlalchemy"}
+SIGNED_IN_DB = BASE | {"redis", "sqlalchemy"}
+BUDGET: dict[str, set[str]] = {
+    # no database layer at load: served from Redis or from the layer's own files
+    "health": BASE | {"redis"},
+    "openapi": BASE,
+    "docs": BASE,
+    "metrics": BASE,
+    "users-me-get": BASE | {"redis"},
+    "users-me-patch": BASE | {"redis"},
+    "pipelines-list": BASE | {"redis"},
+    "admin-pipelines-put": BASE | {"redis"},
+    "admin-jobs-run": BASE,
+    # sign-in: passwords, tokens, sessions, users
+    "auth-sms-code": SIGN_IN,
+    "auth-register": SIGN_IN,
+    "auth-login": SIGN_IN,
+    "auth-wechat-login": SIGN_IN,
+    "auth-refresh": SIGN_IN,
+    "auth-logout": SIGN_IN,
+    "auth-logout-all": SIGN_IN,
+    "admin-users-list": SIGN_IN,
+    "admin-users-patch": SIGN_IN,
+    "admin-users-quota": SIGNED_IN_DB,
+    "tasks-create": SIGNED_IN_DB,
+    "tasks-list": SIGNED_IN_DB,
+    "tasks-get": SIGNED_IN_DB,
+    "tasks-cancel": SIGNED_IN_DB,
+    # jobs and the worker
+    "pipeline-worker": BASE | {"sqlalchemy"},
+    "saga-sweeper": BASE | {"sqlalchemy"},
+    "invite-refill": BASE | {"sqlalchemy"},
+    "db-migrate": BASE | {"alembic", "sqlalchemy"},
+}
+
+# In a fresh interpreter, like an SCF instance: the function's folder and the layer only.
+CHILD = """
+import json, sys
+import index
+heavy = json.loads(sys.argv[1])
+print(json.dumps(sorted(name for name in heavy if name in sys.modules)))
+"""
+
+
+def loaded_at_import(function: str) -> set[str]:
+    folder = FUNCTIONS / function
+    env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
+    env["PYTHONPATH"] = f"{folder}{os.pathsep}{ROOT / 'shared'}"
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(HEAVY)],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert child.returncode == 0, child.stderr
+    return set(json.loads(child.stdout.strip().splitlines()[-1]))
+
+
+def test_every_function_has_a_budget() -> None:
+    assert sorted(BUDGET) == sorted(p.parent.name for p in FUNCTIONS.glob("*/index.py"))
+
+
+@pytest.mark.parametrize("function", sorted(BUDGET))
+def test_a_function_loads_only_its_budget(function: str) -> None:
+    loaded = loaded_at_import(function)
+    assert loaded == BUDGET[function], (
+        f"{function} loads {sorted(loaded - BUDGET[function])} beyond its budget and "
+        f"{sorted(BUDGET[function] - loaded)} less than pinned"
+    )
+
+
+def test_the_budget_catches_a_heavy_import() -> None:
+    """The check itself can fail: the same child, given a function that imports SQLAlchemy,
+    reports it."""
+    folder = FUNCTIONS / "users-me-get"
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": f"{folder}{os.pathsep}{ROOT / 'shared'}",
+    }
+    child = subprocess.run(
+        [sys.executable, "-c", "import sqlalchemy\n" + CHILD, json.dumps(HEAVY)],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert "sqlalchemy" in json.loads(child.stdout.strip().splitlines()[-1])
