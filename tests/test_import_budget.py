@@ -37,21 +37,21 @@ HEAVY = (
     "yaml",
 )
 
-# Every function loads pydantic (settings, models) and prometheus_client (the invocation
-# metrics); the rest is what each one's own work needs before its first request.
-BASE = {"prometheus_client", "pydantic"}
-SIGN_IN = BASE | {"bcrypt", "jwt", "redis", "sqlalchemy"}
-SIGNED_IN_DB = BASE | {"redis", "sqlalchemy"}
+# Every function loads pydantic (settings, models). Redis's client comes with the first
+# request (app.redis_client), prometheus_client only where metrics leave the process.
+BASE = {"pydantic"}
+SIGN_IN = BASE | {"bcrypt", "jwt", "sqlalchemy"}
+DB = BASE | {"sqlalchemy"}
 BUDGET: dict[str, set[str]] = {
     # no database layer at load: served from Redis or from the layer's own files
-    "health": BASE | {"redis"},
+    "health": BASE,
     "openapi": BASE,
     "docs": BASE,
-    "metrics": BASE,
-    "users-me-get": BASE | {"redis"},
-    "users-me-patch": BASE | {"redis"},
-    "pipelines-list": BASE | {"redis"},
-    "admin-pipelines-put": BASE | {"redis"},
+    "metrics": BASE | {"prometheus_client"},
+    "users-me-get": BASE,
+    "users-me-patch": BASE,
+    "pipelines-list": BASE,
+    "admin-pipelines-put": BASE,
     "admin-jobs-run": BASE,
     # sign-in: passwords, tokens, sessions, users
     "auth-sms-code": SIGN_IN,
@@ -63,16 +63,16 @@ BUDGET: dict[str, set[str]] = {
     "auth-logout-all": SIGN_IN,
     "admin-users-list": SIGN_IN,
     "admin-users-patch": SIGN_IN,
-    "admin-users-quota": SIGNED_IN_DB,
-    "tasks-create": SIGNED_IN_DB,
-    "tasks-list": SIGNED_IN_DB,
-    "tasks-get": SIGNED_IN_DB,
-    "tasks-cancel": SIGNED_IN_DB,
-    # jobs and the worker
-    "pipeline-worker": BASE | {"sqlalchemy"},
-    "saga-sweeper": BASE | {"sqlalchemy"},
-    "invite-refill": BASE | {"sqlalchemy"},
-    "db-migrate": BASE | {"alembic", "sqlalchemy"},
+    # the database
+    "admin-users-quota": DB,
+    "tasks-create": DB,
+    "tasks-list": DB,
+    "tasks-get": DB,
+    "tasks-cancel": DB,
+    "pipeline-worker": DB,
+    "saga-sweeper": DB,
+    "invite-refill": DB,
+    "db-migrate": DB | {"alembic"},
 }
 
 # In a fresh interpreter, like an SCF instance: the function's folder and the layer only.

@@ -38,13 +38,12 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
-from redis.exceptions import RedisError
-
 from app.observability import logging as applog
-from app.redis_client import get_redis
+from app.redis_client import get_redis, is_redis_error
 
 T = TypeVar("T")
 log = applog.get_logger("app.cache")
@@ -181,22 +180,18 @@ class Cache:
         except BaseException:
             self._release(redis, key, lock_key, token)
             raise
-        try:
+        with self._tolerated(key, "store"):
             if ttl > 0:
                 script = redis.register_script(_STORE_IF_LOCKED)
                 script(keys=[redis_key(key), lock_key], args=[token, encoded, int(ttl * 1000)])
             else:
                 self._release(redis, key, lock_key, token)
-        except RedisError as exc:
-            self._warn(key, "store", exc)
         return None if value is None else json.loads(encoded)
 
     def _release(self, redis: Any, key: str, lock_key: str, token: str) -> None:
-        try:
+        # A lock left behind expires by itself; waiters then load on their own.
+        with self._tolerated(key, "unlock"):
             redis.register_script(_RELEASE)(keys=[lock_key], args=[token])
-        except RedisError as exc:
-            # The lock expires by itself; waiters then load on their own.
-            self._warn(key, "unlock", exc)
 
     # -- invalidation -----------------------------------------------------------------
 
@@ -205,23 +200,21 @@ class Cache:
         if not keys:
             return 0
         redis = self.redis
-        try:
+        dropped = 0
+        with self._tolerated(",".join(keys), "invalidate", level=logging.ERROR):
             # Locks first: a load in flight can then no longer store what it read before
             # the change, even between these two commands.
             pipe = redis.pipeline(transaction=False)
             pipe.unlink(*[LOCK_PREFIX + k for k in keys])
             pipe.unlink(*[redis_key(k) for k in keys])
             _, dropped = pipe.execute()
-        except RedisError as exc:
-            self._warn(",".join(keys), "invalidate", exc, level=logging.ERROR)
-            return 0
         return int(dropped)
 
     def invalidate_pattern(self, pattern: str) -> int:
         """Drop every value whose key matches the glob `pattern` (and loads in flight)."""
         redis = self.redis
         dropped = 0
-        try:
+        with self._tolerated(pattern, "invalidate_pattern", level=logging.ERROR):
             for prefix in (PREFIX, LOCK_PREFIX):
                 cursor = 0
                 while True:
@@ -234,8 +227,6 @@ class Cache:
                             dropped += removed
                     if int(cursor) == 0:
                         break
-        except RedisError as exc:
-            self._warn(pattern, "invalidate_pattern", exc, level=logging.ERROR)
         return dropped
 
     # -- Redis failures ---------------------------------------------------------------
@@ -245,9 +236,21 @@ class Cache:
     ) -> Any:
         try:
             return fn(*args, **kwargs)
-        except RedisError as exc:
+        except Exception as exc:
+            if not is_redis_error(exc):
+                raise
             self._warn(key, op, exc)
             raise _Outage from exc
+
+    @contextmanager
+    def _tolerated(self, key: str, op: str, level: int = logging.WARNING) -> Iterator[None]:
+        """A Redis failure inside the block is logged and the block abandoned, never raised."""
+        try:
+            yield
+        except Exception as exc:
+            if not is_redis_error(exc):
+                raise
+            self._warn(key, op, exc, level)
 
     @staticmethod
     def _warn(key: str, op: str, exc: Exception, level: int = logging.WARNING) -> None:

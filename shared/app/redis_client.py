@@ -8,9 +8,8 @@ dependency and production refuses `memory://`, so it is imported only on that pa
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Any
-
-import redis
 
 from app.config import get_settings
 
@@ -25,6 +24,8 @@ def build_redis(url: str) -> Any:
         if _fake_server is None:
             _fake_server = fakeredis.FakeServer()
         return fakeredis.FakeRedis(server=_fake_server, decode_responses=True)
+    import redis  # cold start: redis-py loads with the first client, not with the function
+
     return redis.Redis.from_url(
         url,
         decode_responses=True,
@@ -38,3 +39,17 @@ def build_redis(url: str) -> Any:
 @functools.lru_cache(maxsize=1)
 def get_redis() -> Any:
     return build_redis(get_settings().redis_url)
+
+
+def is_redis_error(exc: BaseException) -> bool:
+    """Any error of redis-py (or fakeredis, which raises the same). Checked through
+    sys.modules: a process that has no client has not imported redis-py, and then no
+    exception can be one of its."""
+    errors = sys.modules.get("redis.exceptions")
+    return errors is not None and isinstance(exc, errors.RedisError)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Redis refused, dropped or timed out: a dependency down, not a bug of ours."""
+    errors = sys.modules.get("redis.exceptions")
+    return errors is not None and isinstance(exc, (errors.ConnectionError, errors.TimeoutError))

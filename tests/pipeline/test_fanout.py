@@ -33,10 +33,9 @@ def fork_of(url: str, **extra: Any) -> list[dict[str, Any]]:
 
 
 def calls_counted(outcome: str) -> float:
-    from prometheus_client import REGISTRY
+    from app.observability.metrics import PIPELINE_CALLS
 
-    value = REGISTRY.get_sample_value("pipeline_upstream_calls_total", {"outcome": outcome})
-    return value or 0.0
+    return PIPELINE_CALLS.value(outcome=outcome)
 
 
 def slow(call: Call) -> Answer:

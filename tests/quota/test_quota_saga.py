@@ -286,7 +286,7 @@ def test_metrics_count_each_outcome() -> None:
     from app.observability.metrics import QUOTA_SAGA
 
     def seen(verb: str, outcome: str) -> float:
-        return QUOTA_SAGA.labels(verb=verb, outcome=outcome)._value.get()
+        return QUOTA_SAGA.value(verb=verb, outcome=outcome)
 
     before = {
         key: seen(*key)

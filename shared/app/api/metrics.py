@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
 from app.http import Auth, Request, Response, Router
+from app.observability import exposition
 
 router = Router(tags=("system",))
 
@@ -24,8 +23,8 @@ def _refresh_pool_gauges() -> None:
 
 
 @router.get(
-    "/metrics", auth=Auth.PUBLIC, content_type=CONTENT_TYPE_LATEST, summary="Prometheus metrics"
+    "/metrics", auth=Auth.PUBLIC, content_type=exposition.CONTENT_TYPE, summary="Prometheus metrics"
 )
 def get_metrics(req: Request[None, None]) -> Response:
     _refresh_pool_gauges()
-    return Response(200, generate_latest(), {}, CONTENT_TYPE_LATEST)
+    return Response(200, exposition.latest(), {}, exposition.CONTENT_TYPE)

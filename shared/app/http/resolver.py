@@ -8,7 +8,6 @@ bug and ends as `500 INTERNAL_ERROR` with the request id, the stack trace in the
 from __future__ import annotations
 
 import logging
-import sys
 import time
 import typing
 from collections.abc import Callable, Mapping
@@ -25,6 +24,7 @@ from app.http.response import JSON_CONTENT_TYPE, Response, dump_json
 from app.http.routing import Route, find_route
 from app.observability import logging as applog
 from app.observability.metrics import HTTP_DURATION, HTTP_REQUESTS
+from app.redis_client import is_unreachable
 
 log = applog.get_logger("app.http")
 MainHandler = Callable[[Mapping[str, Any], Any], dict[str, Any]]
@@ -54,15 +54,6 @@ def _query_input(model: type[BaseModel], params: dict[str, list[str]]) -> dict[s
             values = params[key]
             data[key] = values if _is_list_field(info.annotation) else values[-1]
     return data
-
-
-def _dependency_down(exc: BaseException) -> bool:
-    """Redis unreachable or timing out. Checked through sys.modules so that functions which
-    never touch Redis never import it."""
-    redis_errors = sys.modules.get("redis.exceptions")
-    return redis_errors is not None and isinstance(
-        exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)
-    )
 
 
 class HttpApp:
@@ -98,7 +89,7 @@ class HttpApp:
     @staticmethod
     def _unexpected(exc: Exception, request_id: str) -> Response:
         """A dependency that is down is 503, anything else a bug: 500, trace to the log."""
-        if _dependency_down(exc):
+        if is_unreachable(exc):
             applog.log_fields(
                 log,
                 logging.ERROR,

@@ -1,10 +1,11 @@
-"""Prometheus metrics of this process. In the local cloud every function shares the
-process, so `/metrics` shows the whole system; on SCF each instance has its own registry
-(see README, "Observability")."""
+"""The metrics of this process, with their Prometheus names and labels. In the local cloud
+every function shares the process, so `/metrics` shows the whole system; on SCF each
+instance has its own (see README, "Observability"). Recording costs no import of
+prometheus_client (see `app.observability.instruments`)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from app.observability.instruments import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter(
     "http_requests_total",

@@ -1,0 +1,83 @@
+"""The instruments in Prometheus's text format, through prometheus_client: imported only by
+what sends metrics out of the process (`GET /metrics`), never on an invocation's way in.
+
+The instruments (`app.observability.instruments`) are collected by a prometheus_client
+collector registered on the library's default registry, beside its own process and
+platform collectors, so `generate_latest()` renders everything this process knows.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from app.observability.instruments import INSTRUMENTS, Counter, Distribution, Gauge, Histogram
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class InstrumentsCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        for instrument in list(INSTRUMENTS):
+            labelnames = list(instrument.labelnames)
+            family: Metric
+            if isinstance(instrument, Counter):
+                family = CounterMetricFamily(
+                    instrument.name.removesuffix("_total"),
+                    instrument.documentation,
+                    labels=labelnames,
+                )
+                for labels, number in instrument.series():
+                    family.add_metric(list(labels.values()), number.value)
+            elif isinstance(instrument, Gauge):
+                family = GaugeMetricFamily(
+                    instrument.name, instrument.documentation, labels=labelnames
+                )
+                for labels, number in instrument.series():
+                    family.add_metric(list(labels.values()), number.value)
+            elif isinstance(instrument, Histogram):
+                family = HistogramMetricFamily(
+                    instrument.name, instrument.documentation, labels=labelnames
+                )
+                for labels, dist in instrument.series():
+                    family.add_metric(list(labels.values()), _buckets(dist), dist.total)
+            else:  # pragma: no cover - every instrument type is listed above
+                continue
+            yield family
+
+
+def _buckets(dist: Distribution) -> list[tuple[str, float]]:
+    with dist.lock:
+        counts = list(dist.counts)
+    cumulated, running = [], 0
+    for bound, count in zip((*dist.bounds, float("inf")), counts, strict=True):
+        running += count
+        cumulated.append((_bound(bound), float(running)))
+    return cumulated
+
+
+def _bound(value: float) -> str:
+    return "+Inf" if value == float("inf") else repr(float(value))
+
+
+_registered = False
+_lock = threading.Lock()
+
+
+def latest() -> bytes:
+    """Everything this process knows, in the text format."""
+    global _registered
+    with _lock:
+        if not _registered:
+            REGISTRY.register(InstrumentsCollector())
+            _registered = True
+    return generate_latest(REGISTRY)
