@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 export PYTHONPATH := shared:.
 
-.PHONY: run test check migrate package deploy clean
+.PHONY: run test check migrate openapi package deploy clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ check: $(STAMP)
 
 migrate: $(STAMP)
 	$(BIN)/python -m app.db.migrate
+
+# shared/app/api/openapi.json from the route table (a test fails while it is out of date).
+openapi: $(STAMP)
+	$(BIN)/python -m app.api.docs
 
 # dist/layer/layer.zip (app/ + runtime wheels for CPython 3.10) and dist/functions/*.zip.
 package: $(STAMP)

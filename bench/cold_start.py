@@ -225,9 +225,7 @@ class Seeded:
     def new_task(self) -> str:
         from app.tasks import service
 
-        status, view = service.create(self.member["id"], "demo", {})
-        assert status == 201, view
-        return str(view["id"])
+        return str(service.create(self.member["id"], "demo", {}).task["id"])
 
     def settle_tasks(self) -> None:
         """Cancels every queued task, so the sweeper never finds stalled ones and does the
@@ -247,10 +245,10 @@ class Seeded:
         for task_id in active:
             lifecycle.cancel(task_id)
 
-    def forget_profile(self) -> None:
-        from app.identity import users
+    def cache_profile(self) -> None:
+        from app import profiles
 
-        users.forget_cached(self.member["id"])
+        profiles.cached(self.member["id"])
 
     def cache_catalog(self) -> None:
         from app.pipeline import catalog
@@ -285,7 +283,7 @@ PROBES: dict[str, Callable[[Seeded], Probe]] = {
         "POST", "/auth/logout-all", 204, {}, token=s.session(s.leaver).access_token
     ),
     "users-me-get": lambda s: Probe(
-        "GET", "/users/me", 200, token=s.member_token, before=s.forget_profile
+        "GET", "/users/me", 200, token=s.member_token, before=s.cache_profile
     ),
     "users-me-patch": lambda s: Probe(
         "PATCH", "/users/me", 200, {"nickname": "Bench"}, token=s.member_token

@@ -46,6 +46,14 @@ def assert_refs_resolve(doc: dict[str, Any]) -> None:
         assert ref.rsplit("/", 1)[1] in schemas, f"dangling {ref}"
 
 
+def test_the_served_document_is_what_the_route_table_gives_now() -> None:
+    from app.api import docs
+
+    assert docs.DOCUMENT.read_text(encoding="utf-8") == docs.render(docs.build_document()), (
+        "shared/app/api/openapi.json is out of date: run `make openapi`"
+    )
+
+
 def test_the_served_document_is_valid_openapi(document: dict[str, Any]) -> None:
     assert document["openapi"].startswith("3.")
     validate(document)

@@ -1,15 +1,21 @@
 """GET /openapi.json and GET /docs: the OpenAPI document and Swagger UI, served from the
-layer (swagger-ui-bundle's files), so the docs work with no network."""
+layer (swagger-ui-bundle's files), so the docs work with no network.
+
+The document is built from the route table and its pydantic models (`build_document`) and
+kept in the layer as `openapi.json`, written by `make openapi`; a test fails while the file
+differs from what the route table gives, so it cannot drift. Serving the file means the
+`openapi` function never loads the route modules and the services behind them.
+"""
 
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 from typing import Any
 
 from app.errors import AppError, ErrorCode
 from app.http import Auth, Request, Response, Router
-from app.http.response import dump_json
 
 router = Router(tags=("system",))
 TITLE = "AI content platform API"
@@ -42,17 +48,26 @@ window.ui = SwaggerUIBundle({{
 """
 
 
-@functools.lru_cache(maxsize=1)
-def openapi_document() -> dict[str, Any]:
-    from app.api import all_routes  # cold start: every route module, on the first request
+DOCUMENT = Path(__file__).with_name("openapi.json")
+
+
+def build_document() -> dict[str, Any]:
+    """The document as the route table gives it now (`make openapi` writes it to DOCUMENT)."""
+    from app.api import all_routes  # cold start: every route module, for the build only
     from app.http import openapi  # cold start: pydantic's schema generation, likewise
 
     return openapi.build(all_routes(), title=TITLE, version=VERSION)
 
 
+def render(document: dict[str, Any]) -> str:
+    """The document as DOCUMENT holds it: indented and key-sorted, so a change reads well in
+    a diff."""
+    return json.dumps(document, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+
+
 @functools.lru_cache(maxsize=1)
-def _json_document() -> str:
-    return dump_json(openapi_document())
+def _served() -> bytes:
+    return DOCUMENT.read_bytes()
 
 
 @router.get(
@@ -62,7 +77,7 @@ def _json_document() -> str:
     summary="This OpenAPI document",
 )
 def get_openapi(req: Request[None, None]) -> Response:
-    return Response(200, _json_document(), {}, "application/json; charset=utf-8")
+    return Response(200, _served(), {}, "application/json; charset=utf-8")
 
 
 @router.get("/docs", auth=Auth.PUBLIC, content_type="text/html", summary="Swagger UI")
@@ -90,3 +105,8 @@ def get_docs_asset(req: Request[None, None]) -> Response:
     body = (_asset_dir() / name).read_bytes()
     headers = {"Cache-Control": "public, max-age=86400"}
     return Response(200, body, headers, _ASSETS[name])
+
+
+if __name__ == "__main__":  # `make openapi`
+    DOCUMENT.write_text(render(build_document()), encoding="utf-8")
+    print(f"wrote {DOCUMENT}")
