@@ -25,7 +25,7 @@ TRICKLE_S = 0.05
 def test_a_trickling_upstream_cannot_hold_a_call_past_its_slot(
     worker: Worker, headers: dict[str, str]
 ) -> None:
-    from app.pipeline import calls
+    from app.runner import calls
 
     assert len(BODY) * TRICKLE_S > TIMEOUT_S + calls.SLOT_LEASE_MARGIN_S + 2
     with FakeUpstream() as upstream, settings_env(PIPELINE_HOST_CONCURRENCY="1"):

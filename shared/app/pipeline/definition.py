@@ -3,7 +3,7 @@
 Validation here is what `PUT /admin/pipelines/{id}` enforces (422 on any failure): step ids
 unique, a fork either `for_each` + `step` or `branches`, no fork inside a fork, every
 `http` host in PIPELINE_ALLOWED_HOSTS (matched by host name, case-insensitive). A task keeps
-the validated steps it was created with, so the engine reads them back with the same models.
+the validated steps it was created with, so the runner reads them back with the same models.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class HttpCall(_Strict):
         return f"{host}:{port}"
 
 
-@lru_cache(maxsize=256)  # the engine asks for every call's host_key
+@lru_cache(maxsize=256)  # the runner asks for every call's host_key
 def _host_port(url: str) -> tuple[str, int]:
     """The host (lower case) and port the call really goes to.
 

@@ -5,7 +5,7 @@ lost message or a dead worker left behind and finishes it.
    so refunded.
 2. Tasks with no progress for PIPELINE_STALL_S (neither the task row nor any of its step
    rows changed) get their pending work published again; redelivery is harmless because
-   every engine transition is conditional.
+   every runner transition is conditional.
 3. Reservations still `reserved` whose task has ended are settled as the task ended
    (succeeded -> confirm, otherwise cancel); a reservation whose task was never written
    is cancelled once it is older than TASK_MAX_RUNTIME_S.
@@ -31,7 +31,7 @@ from app.db.types import utcnow
 from app.observability import logging as applog
 from app.tasks import lifecycle
 
-log = applog.get_logger("app.tasks.sweeper")
+log = applog.get_logger("app.runner.sweeper")
 JOB = "saga-sweeper"
 BATCH = 500
 
@@ -58,7 +58,7 @@ def _expire_overdue() -> int:
 def _republish_stalled() -> int:
     """The stalled tasks are picked in SQL (no step row moved since the cutoff either), so
     long-running live tasks never fill the batch and hide the stalled ones behind them."""
-    from app.pipeline import engine
+    from app.runner import worker
 
     cutoff = utcnow() - timedelta(seconds=get_settings().pipeline_stall_s)
     moved_step = (
@@ -78,7 +78,7 @@ def _republish_stalled() -> int:
             .scalars()
             .all()
         )
-    return sum(1 for task_id in ids if engine.resume(task_id, cutoff))
+    return sum(1 for task_id in ids if worker.resume(task_id, cutoff))
 
 
 def _settle_left_reserved() -> int:

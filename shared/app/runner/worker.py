@@ -1,4 +1,4 @@
-"""The pipeline engine: one queue message runs one step or one fork branch (and the
+"""The pipeline worker: one queue message runs one step or one fork branch (and the
 branches that follow that one in its place of the fork's window, see below).
 
 Messages on PIPELINE_QUEUE: `{"kind": "step", "task_id", "step": position}` and
@@ -46,7 +46,6 @@ from typing import Any
 
 from sqlalchemy import JSON, and_, bindparam, case, select, update
 
-from app import queue
 from app.config import get_settings
 from app.db.conflicts import retry_conflicts
 from app.db.prepared import Prepared
@@ -55,10 +54,11 @@ from app.db.transaction import Transaction, transaction
 from app.db.types import UtcDateTime, utcnow
 from app.observability import logging as applog
 from app.pipeline.definition import ForkStep, HttpCall, SimCall, parse_steps
+from app.pipeline.messages import publish_branch, publish_step
 from app.tasks import lifecycle
 from app.tasks.lifecycle import step_failed
 
-log = applog.get_logger("app.pipeline.engine")
+log = applog.get_logger("app.runner.worker")
 
 STEP_TERMINAL = ("succeeded", "failed", "cancelled")
 LEASE_MARGIN_S = 30.0
@@ -179,30 +179,6 @@ CHAIN_MARGIN_S = 5.0
 SLOT_REUSE_S = 1.0
 
 
-# -- messages ------------------------------------------------------------------------------
-
-
-def publish_step(task_id: str, position: int, delay_s: float = 0) -> None:
-    message = {"kind": "step", "task_id": task_id, "step": position}
-    queue.publish(get_settings().pipeline_queue, message, delay_s=delay_s)
-
-
-def publish_branch(
-    task_id: str, position: int, branch: int, delay_s: float = 0, width: int | None = None
-) -> None:
-    """`width`, the fork's window width when the sender knows it, saves the receiver a
-    read; without it the fork row is asked."""
-    message: dict[str, Any] = {
-        "kind": "branch",
-        "task_id": task_id,
-        "step": position,
-        "branch": branch,
-    }
-    if width is not None:
-        message["width"] = width
-    queue.publish(get_settings().pipeline_queue, message, delay_s=delay_s)
-
-
 def handle(message: dict[str, Any]) -> None:
     """The pipeline-worker's consumer. Raising makes the platform deliver it again."""
     kind = message.get("kind")
@@ -219,7 +195,7 @@ def handle(message: dict[str, Any]) -> None:
     if not valid:  # can never succeed: redelivering it would only repeat this line
         applog.log_fields(log, logging.ERROR, "pipeline message dropped", body=message)
         return
-    from app.pipeline.calls import INVOCATION_BUDGET_S
+    from app.runner.calls import INVOCATION_BUDGET_S
 
     ends_at = time.monotonic() + INVOCATION_BUDGET_S
     assert isinstance(task_id, str) and isinstance(position, int) and isinstance(branch, int)
@@ -372,7 +348,7 @@ def _claim_pending(
     row is ours, so a message for a row that is done or running never holds a slot, nor
     waits for one; with none free the row is given back (still in this transaction) and
     the answer is the delay to re-queue with."""
-    from app.pipeline import calls
+    from app.runner import calls
 
     now = utcnow()
     lease_s = _lease_s(step)
@@ -397,7 +373,7 @@ def _claim_pending(
 def _release_slot(step: HttpCall | SimCall, slot: str | None) -> None:
     """Give back the host slot taken for a call that will not be made."""
     if slot is not None and isinstance(step, HttpCall):
-        from app.pipeline import slots
+        from app.runner import slots
 
         slots.release(step.host_key, slot)
 
@@ -418,7 +394,7 @@ def _claim(conn: Transaction, row: Row, step: HttpCall | SimCall) -> _Claim | fl
     only the row's updated_at moves (it is waiting for a slot, with a message coming back
     for it, so the sweeper leaves it be) and the answer is the delay to re-queue with.
     None when the row is not ours."""
-    from app.pipeline import calls
+    from app.runner import calls
 
     now = utcnow()
     free = row["lease_until"] is None or row["lease_until"] < now
@@ -527,7 +503,7 @@ def _run(
     and moves the window) or park it for a re-queued message. A branch whose settle
     claimed its successor runs that one next, in this invocation, while `ends_at` (the
     invocation's budget, time.monotonic()) allows."""
-    from app.pipeline import calls
+    from app.runner import calls
 
     steps = plan.steps
     step_id = steps[position].id
@@ -603,7 +579,7 @@ def _park(attempts: _Attempts, delay_s: float) -> None:
 
 
 def _settled_values(outcome: Any) -> dict[str, Any]:
-    from app.pipeline.calls import Succeeded
+    from app.runner.calls import Succeeded
 
     if isinstance(outcome, Succeeded):
         return {"status": "succeeded", "output": outcome.output, "error": None}
@@ -767,7 +743,7 @@ def _settle_branch(
     When it can, the settle also claims the successor, with a host slot, for this
     invocation to run next (see `_settle_and_claim`); otherwise the successor is only
     dispatched, and its message published after the commit."""
-    from app.pipeline import slots
+    from app.runner import slots
 
     try:
         try:
@@ -891,7 +867,7 @@ def _slot_for(step: HttpCall, spare: list[tuple[str, str, float]]) -> tuple[str 
     SLOT_REUSE_S (so a call still starts with at least its timeout plus
     SLOT_LEASE_MARGIN_S - SLOT_REUSE_S of lease ahead), else renewed. Otherwise a fresh
     slot; None when the host has none free."""
-    from app.pipeline import calls, slots
+    from app.runner import calls, slots
 
     lease_s = calls.slot_lease_s(step)
     while spare:

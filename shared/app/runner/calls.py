@@ -22,8 +22,8 @@ from typing import Any
 
 from app.config import get_settings
 from app.observability.metrics import PIPELINE_CALLS
-from app.pipeline import slots
 from app.pipeline.definition import HttpCall, SimCall
+from app.runner import slots
 from app.tasks.lifecycle import step_failed
 
 BACKOFF_BASE_S = 0.5
@@ -146,7 +146,7 @@ def run_http(
     ends_at: float | None = None,
     keep: list[str] | None = None,
 ) -> Outcome:
-    """`first_slot`: the engine already holds a slot and counted the first call with its
+    """`first_slot`: the runner already holds a slot and counted the first call with its
     claim (one transaction fewer per call in the common case). `ends_at`: when the
     invocation's budget runs out (time.monotonic()), INVOCATION_BUDGET_S from now unless
     the caller knows better (an invocation that ran other branches before this one).
@@ -196,7 +196,7 @@ def run_http(
 
 
 def run_sim(step: SimCall, payload: dict[str, Any]) -> Outcome:
-    """The engine counted the attempt with its claim."""
+    """The runner counted the attempt with its claim."""
     time.sleep(step.duration_ms / 1000)
     if step.fail:
         return Failed(step_failed("the simulated step failed as configured"))
