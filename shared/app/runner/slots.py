@@ -5,6 +5,9 @@ A slot is a member of a Redis sorted set per host, scored by when its lease ends
 one is a Lua script (drop expired leases, count, add) so two instances never both take the
 last slot; a worker that dies holding a slot frees it when the lease runs out. A caller
 that gets no slot does not wait: it re-queues its work with a delay.
+
+Owns: the slot sets and their Lua script. Never knows about tasks or rows: a slot is a
+token and a lease, nothing more.
 """
 
 from __future__ import annotations

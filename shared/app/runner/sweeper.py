@@ -14,6 +14,10 @@ lost message or a dead worker left behind and finishes it.
    function ran to send them.
 
 The counts go in the job's log line (the timer wrapper writes it) and in job_items_total.
+
+Owns: the sweep and what it decides on its own (expiry, left-over reservations, expired
+keys). Never moves a step row: a stalled task is resumed by publishing its work again
+(`app.runner.recovery`), for the worker's conditional transitions to decide.
 """
 
 from __future__ import annotations
@@ -24,11 +28,15 @@ from typing import Any
 
 from sqlalchemy import select
 
+from app import idempotency, queue
 from app.config import get_settings
 from app.db.tables import quota_transactions, task_steps, tasks
 from app.db.transaction import transaction
 from app.db.types import utcnow
 from app.observability import logging as applog
+from app.observability.metrics import JOB_ITEMS
+from app.quota import service as quota
+from app.runner.recovery import resume
 from app.tasks import lifecycle
 
 log = applog.get_logger("app.runner.sweeper")
@@ -58,8 +66,6 @@ def _expire_overdue() -> int:
 def _republish_stalled() -> int:
     """The stalled tasks are picked in SQL (no step row moved since the cutoff either), so
     long-running live tasks never fill the batch and hide the stalled ones behind them."""
-    from app.runner import worker
-
     cutoff = utcnow() - timedelta(seconds=get_settings().pipeline_stall_s)
     moved_step = (
         select(task_steps.c.id)
@@ -78,7 +84,7 @@ def _republish_stalled() -> int:
             .scalars()
             .all()
         )
-    return sum(1 for task_id in ids if worker.resume(task_id, cutoff))
+    return sum(1 for task_id in ids if resume(task_id, cutoff))
 
 
 def _settle_left_reserved() -> int:
@@ -98,8 +104,6 @@ def _settle_left_reserved() -> int:
         ).all()
     if not rows:
         return 0
-    from app.quota import service as quota
-
     for task_id, status, _created in rows:
         with transaction() as conn:
             if status == "succeeded":
@@ -111,9 +115,6 @@ def _settle_left_reserved() -> int:
 
 def sweep() -> dict[str, int]:
     """One pass; the counts of what it did."""
-    from app import idempotency, queue
-    from app.observability.metrics import JOB_ITEMS
-
     report = {
         "expired": _expire_overdue(),
         "republished": _republish_stalled(),
