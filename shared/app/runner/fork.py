@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,8 +39,9 @@ from app.db.tables import task_steps
 from app.db.transaction import Transaction, transaction
 from app.db.types import utcnow
 from app.pipeline.definition import ForkStep, HttpCall
-from app.pipeline.messages import publish_branch
+from app.pipeline.messages import Work
 from app.runner import calls, rows
+from app.runner.outbox import committing
 from app.runner.plans import Call, call_of
 from app.runner.rows import STEP_TERMINAL, Attempts, Claim, Row
 from app.tasks.lifecycle import step_failed
@@ -88,10 +89,9 @@ class Settled:
 
 @dataclass(frozen=True)
 class Advance:
-    """What a start, a settle or a heal of the fork did for its caller."""
+    """What a start, a settle or a heal of the fork leaves to its caller. The messages of
+    the branches it dispatched went out after its commit."""
 
-    dispatched: list[int] = field(default_factory=list)  # branches whose messages are due
-    width: int | None = None  # the window's width, when known
     fork_ended: bool = False  # the fork row is terminal: what follows it is due
     following: Next | None = None  # the successor claimed for this invocation to run
 
@@ -101,10 +101,11 @@ def start(task_id: str, fork: ForkStep, position: int) -> Advance:
     column), and dispatching the first branches. A repeat finds the fork running and
     only heals (see `heal`)."""
 
-    def begin() -> Advance | None:
+    def begin() -> list[int] | None:
         now = utcnow()
         width = get_settings().pipeline_max_concurrency
-        with transaction() as tx:
+        with committing() as out:
+            tx = out.tx
             moved = tx.execute(
                 update(task_steps)
                 .where(
@@ -135,37 +136,26 @@ def start(task_id: str, fork: ForkStep, position: int) -> Advance:
             )
             if first:
                 rows.dispatch(tx, task_id, position, list(first), now)
-        return Advance(list(first), width)
+            for index in first:
+                out.publish(Work(task_id, position, index, width))
+        return list(first)
 
-    started = retry_conflicts(begin)
-    if started is None:
+    first = retry_conflicts(begin)
+    if not first:  # already started, or a fork over no items (JOIN at once): heal
         return heal(task_id, fork, position)
-    _publish(task_id, position, started)
-    if not started.dispatched:  # a fork over no items: JOIN at once
-        return heal(task_id, fork, position)
-    return started
+    return Advance()
 
 
 def settle(task_id: str, fork: ForkStep, position: int, settled: Settled) -> Advance:
     """Record a settled branch and dispatch its successor, JOINing when it was the last.
-    Publishes after the commit. `following` is the successor when the settle claimed it
-    for this invocation to run."""
-    advance = retry_conflicts(lambda: _settle_branch(task_id, fork, position, settled))
-    _publish(task_id, position, advance)
-    return advance
+    `following` is the successor when the settle claimed it for this invocation to run."""
+    return retry_conflicts(lambda: _settle_branch(task_id, fork, position, settled))
 
 
 def heal(task_id: str, fork: ForkStep, position: int) -> Advance:
     """For a redelivered or re-published message: whatever a worker that died after its
-    commit left undone (see `_heal`). Publishes after the commit."""
-    advance = retry_conflicts(lambda: _heal(task_id, fork, position))
-    _publish(task_id, position, advance)
-    return advance
-
-
-def _publish(task_id: str, position: int, advance: Advance) -> None:
-    for index in advance.dispatched:
-        publish_branch(task_id, position, index, width=advance.width)
+    commit left undone (see `_heal`)."""
+    return retry_conflicts(lambda: _heal(task_id, fork, position))
 
 
 def _settle_branch(task_id: str, fork: ForkStep, position: int, settled: Settled) -> Advance:
@@ -179,16 +169,15 @@ def _settle_branch(task_id: str, fork: ForkStep, position: int, settled: Settled
     invocation to run next (see `_settle_and_claim`); otherwise the successor is only
     dispatched, and its message published after the commit."""
     try:
-        try:
-            following = _settle_and_claim(task_id, fork, position, settled)
-        except _NotBoth:  # rolled back: record the result alone
-            following = None
-        if following is not None:
-            return Advance(width=following.width, following=following)
-        return _settle(task_id, fork, position, settled)
+        following = _settle_and_claim(task_id, fork, position, settled)
+    except _NotBoth:  # rolled back: record the result alone
+        following = None
     finally:
-        while settled.spare:  # not taken over by a successor: free before any publish
+        while settled.spare:  # not handed to a successor: free before any publish
             settled.spare.pop().release()
+    if following is not None:
+        return Advance(following=following)
+    return _settle(task_id, fork, position, settled)
 
 
 class _NotBoth(Exception):
@@ -198,7 +187,8 @@ class _NotBoth(Exception):
 def _settle(task_id: str, fork: ForkStep, position: int, settled: Settled) -> Advance:
     """The settle alone: record the result, then dispatch the successor or JOIN. Nothing to
     do when the result was not ours to record (cancelled or taken over meanwhile)."""
-    with transaction() as tx:
+    with committing() as out:
+        tx = out.tx
         now = utcnow()
         width = settled.width
         if width is None:
@@ -212,9 +202,10 @@ def _settle(task_id: str, fork: ForkStep, position: int, settled: Settled) -> Ad
         if not rows.settle(tx, settled.attempts, settled.result, now):
             return Advance()
         if rows.dispatch_one(tx, task_id, position, successor, now):
-            return Advance([successor], width)
+            out.publish(Work(task_id, position, successor, width))
+            return Advance()
         joined = _join_if_done(tx, fork, task_id, position, now)
-    return Advance(width=width, fork_ended=joined)
+    return Advance(fork_ended=joined)
 
 
 def _settle_and_claim(task_id: str, fork: ForkStep, position: int, settled: Settled) -> Next | None:
@@ -334,7 +325,8 @@ def _heal(task_id: str, fork: ForkStep, position: int) -> Advance:
     dispatched branches never claimed are published again (their message may be lost;
     claiming is conditional, so a duplicate is harmless); the JOIN is made if due; and an
     ended fork says so, for what follows it to be carried on."""
-    with transaction() as tx:
+    with committing() as out:
+        tx = out.tx
         now = utcnow()
         fork_row = tx.execute(
             select(_c.status, _c.attempts)
@@ -345,7 +337,7 @@ def _heal(task_id: str, fork: ForkStep, position: int) -> Advance:
             return Advance()
         width = max(int(fork_row.attempts), 1)
         if fork_row.status != "running":
-            return Advance(width=width, fork_ended=fork_row.status in STEP_TERMINAL)
+            return Advance(fork_ended=fork_row.status in STEP_TERMINAL)
         branch_rows = tx.execute(
             select(_c.branch, _c.status, _c.dispatched_at)
             .where(_c.task_id == task_id, _c.position == position, _c.branch >= 0)
@@ -364,8 +356,10 @@ def _heal(task_id: str, fork: ForkStep, position: int) -> Advance:
         resend = [
             r.branch for r in branch_rows if r.status == "pending" and r.dispatched_at is not None
         ]
+        for index in sorted(set(missing) | set(resend)):
+            out.publish(Work(task_id, position, index, width))
         joined = _join_if_done(tx, fork, task_id, position, now)
-    return Advance(sorted(set(missing) | set(resend)), width, joined)
+    return Advance(fork_ended=joined)
 
 
 def _join(fork: ForkStep, branches: Sequence[Row]) -> dict[str, Any]:

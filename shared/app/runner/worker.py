@@ -27,6 +27,7 @@ from app.pipeline import messages
 from app.pipeline.definition import ForkStep, HttpCall, Step
 from app.pipeline.messages import Work
 from app.runner import calls, fork, rows
+from app.runner.outbox import committing
 from app.runner.plans import Call, Plan, call_of, plans
 from app.runner.rows import STEP_TERMINAL, Claim, RetryLater, Row
 from app.tasks import lifecycle
@@ -48,7 +49,8 @@ def handle(message: dict[str, Any]) -> None:
     call: Call | None = None
     row: Row | None = None
     status: str | None = None
-    with transaction() as tx:
+    with committing() as out:
+        tx = out.tx
         plan = plans.get(task_id) if work.is_branch else None
         if plan is None:
             task = (
@@ -75,15 +77,17 @@ def handle(message: dict[str, Any]) -> None:
                 return
             if call is not None and row["status"] not in STEP_TERMINAL:
                 claim = rows.claim(tx, row, call.step)
+        if isinstance(claim, RetryLater):
+            # Goes out at this commit, before a queued task is marked running below: it is
+            # delayed, and marking running is conditional, so which comes first is moot.
+            out.publish(work, claim.delay_s)
     if status == "queued":
         lifecycle.mark_running(task_id)
     step = plan.steps[position]
     if isinstance(claim, Claim):
         assert call is not None
         _run(plan, work, call, claim, ends_at)
-    elif isinstance(claim, RetryLater):
-        messages.publish(work, claim.delay_s)
-    elif row is None:
+    elif isinstance(claim, RetryLater) or row is None:
         return
     elif row["status"] in STEP_TERMINAL:
         if branch < 0:
@@ -127,9 +131,9 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
         else:
             outcome = calls.run_sim(call.step, payload)
         if isinstance(outcome, calls.Requeue):
-            with transaction() as tx:
-                rows.park(tx, attempts, outcome.delay_s)
-            messages.publish(Work(task_id, position, row_branch, width), outcome.delay_s)
+            with committing() as out:
+                rows.park(out.tx, attempts, outcome.delay_s)
+                out.publish(Work(task_id, position, row_branch, width), outcome.delay_s)
             return
         if isinstance(outcome, calls.Abandoned):
             return
@@ -166,24 +170,26 @@ def _carry_on(
 def _after_step(task_id: str, steps: list[Step], position: int) -> None:
     """What follows a settled step: the next step, or the end of the task."""
     c = task_steps.c
-    with transaction() as tx:  # the step's row and the next step's, in one query
+    with committing() as out:  # the step's row and the next step's, in one query
         found = {
             r["position"]: r
-            for r in tx.execute(
+            for r in out.tx.execute(
                 select(task_steps).where(
                     c.task_id == task_id, c.position.in_((position, position + 1)), c.branch == -1
                 )
             ).mappings()
         }
-    row = found.get(position)
-    following = found.get(position + 1) if position + 1 < len(steps) else None
-    if row is None:
-        return
+        row = found.get(position)
+        following = found.get(position + 1) if position + 1 < len(steps) else None
+        if row is None:
+            return
+        if row["status"] == "succeeded" and following is not None:
+            if following["status"] == "pending":
+                out.publish(Work(task_id, position + 1))
+            return
+    # The end of the task is a transition of its own (`lifecycle`), with its own commit.
     if row["status"] == "failed":
         message = (row["error"] or {}).get("message") or "it failed"
         lifecycle.finish(task_id, error=step_failed(f"step {row['step_id']!r} failed: {message}"))
     elif row["status"] == "succeeded":
-        if following is None:
-            lifecycle.finish(task_id, output=row["output"])
-        elif following["status"] == "pending":
-            messages.publish_step(task_id, position + 1)
+        lifecycle.finish(task_id, output=row["output"])
