@@ -67,8 +67,8 @@ def _host_port(url: str) -> tuple[str, int]:
     finds; `urlsplit` must agree with it. Parsers disagree on backslashes, userinfo and
     stray whitespace (`http://evil.example\\@localhost/` is localhost to one and
     evil.example to the other), so such URLs are refused outright."""
-    from urllib3.exceptions import LocationParseError
-    from urllib3.util import parse_url
+    from urllib3.exceptions import LocationParseError  # cold start: only URL checks need it
+    from urllib3.util import parse_url  # cold start: only URL checks need it
 
     if not url.isascii() or not url.isprintable() or any(ch in url for ch in " \\@"):
         raise ValueError("must not contain spaces, control characters, `\\` or `@`")

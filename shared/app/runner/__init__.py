@@ -15,8 +15,9 @@ message delivered twice, or re-published by the sweeper, never does a thing twic
 - a message for work that already ended re-does only what follows it, which is how a
   worker that died after its commit is healed (`worker`, `fork`).
 
-Messages are published after the commit that makes them valid. A message lost in between
-leaves a row with no progress, which the sweeper finds and publishes again (`recovery`).
+Messages are published after the commit that makes them valid (`outbox`). A message lost
+in between leaves a row with no progress, which the sweeper finds and publishes again
+(`recovery`).
 
 The modules, each importing only those below it:
 
@@ -28,6 +29,7 @@ The modules, each importing only those below it:
     plans      a task's steps and input, kept per instance; the call each row makes
     calls      one upstream call with its retries, or a sim step; a call's host slot
     slots      the host slots themselves, in Redis
+    outbox     the messages a transaction makes valid, published after its commit
 
 This package may import `app.tasks` and `app.pipeline`; they never import it.
 """
