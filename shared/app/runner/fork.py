@@ -78,8 +78,8 @@ class Settled:
     previous: Any
     task_input: Any
     ends_at: float
-    # The slot of the call that just ended, handed to the successor (`_slot_for` takes it
-    # out) or released once the settle is done.
+    # The slot of the call that just ended: handed to the successor (`_slot_for` takes it
+    # out), or else released before the settle alone, so it is free before any message.
     spare: list[calls.HeldSlot]
 
     @property
