@@ -18,6 +18,8 @@ from typing import Any
 
 from app.redis_client import get_redis
 
+# Part of the deployed state, whatever the module is called: instances of two releases,
+# side by side during a deploy, must count the same slots or a host gets twice its cap.
 KEY_PREFIX = "pipeline:slots:"
 
 _ACQUIRE = """
