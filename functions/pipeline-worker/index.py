@@ -1,4 +1,4 @@
 from app.events.queue import queue_handler
-from app.pipeline.engine import handle
+from app.runner.worker import handle
 
 main_handler = queue_handler(handle)

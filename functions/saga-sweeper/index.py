@@ -1,4 +1,4 @@
 from app.events.timer import timer_handler
-from app.tasks.sweeper import run_timer
+from app.runner.sweeper import run_timer
 
 main_handler = timer_handler(run_timer, "saga-sweeper")

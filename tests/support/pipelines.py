@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.apigw import Reply, call
 from tests.support.functions import handler
-from tests.support.quota import counters, new_user
+from tests.support.quota import assert_ledger_consistent, counters, new_user
 
 QUEUE = "pipeline-tasks"
 
@@ -151,3 +151,11 @@ def _drain_parked_messages() -> Iterator[None]:
     b.subscribe(QUEUE, "drain", lambda _message, _attempt: None)
     b.wait_idle(30.0)
     b.unsubscribe(QUEUE, "drain")
+
+
+@pytest.fixture(autouse=True)
+def _ledger_invariant(clean_redis: Any) -> Iterator[None]:
+    """Each test starts with an empty Redis and ends with the ledger explaining every
+    user's quota exactly."""
+    yield
+    assert_ledger_consistent()

@@ -2,7 +2,7 @@
 the sweeper, every task has ended, every reservation is settled, nothing charged twice.
 
 Faults are injected at the queue port (a backend that loses, fails or doubles messages),
-the boundary the platform owns; the engine itself runs unchanged."""
+the boundary the platform owns; the runner itself runs unchanged."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from app.runner import slots
+from app.runner.sweeper import sweep as run_sweep
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.support.pipelines import Customer, Worker, new_fork, new_pipeline
 from tests.support.settings import settings_env
@@ -76,10 +78,8 @@ def upstream() -> Iterator[FakeUpstream]:
 
 
 def sweep() -> dict[str, int]:
-    from app.tasks.sweeper import sweep as run
-
     with settings_env(PIPELINE_STALL_S="0"):
-        return run()
+        return run_sweep()
 
 
 def pipeline_with_fork(upstream: FakeUpstream) -> str:
@@ -245,7 +245,6 @@ def test_an_invocation_that_died_after_claiming_the_next_branch_is_healed_by_the
     from app.db.tables import task_steps
     from app.db.transaction import transaction
     from app.db.types import utcnow
-    from app.pipeline import slots
 
     old_owner, new_owner = threading.Event(), threading.Event()
     calls_of_p6: list[int] = []

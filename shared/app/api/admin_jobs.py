@@ -20,7 +20,7 @@ log = applog.get_logger("app.api.admin_jobs")
 router = Router(tags=("admin",))
 
 JOBS: dict[str, str] = {
-    "saga-sweeper": "app.tasks.sweeper:sweep",
+    "saga-sweeper": "app.runner.sweeper:sweep",
     "invite-refill": "app.identity.invites:refill_job",
 }
 

@@ -1,1 +1,3 @@
-"""Tasks: runs of a pipeline that cost quota, their lifecycle, the API's views and the sweeper."""
+"""Tasks: runs of a pipeline that cost quota, their lifecycle and the API's views. The
+runner (`app.runner`) moves them and may import this package; this package never imports
+it."""

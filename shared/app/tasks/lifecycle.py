@@ -3,7 +3,10 @@
 queued -> running -> succeeded | failed, and any non-terminal status -> cancelled. The
 transition that moves the row is the only one that touches the reservation: `succeed`
 confirms, `fail` and `cancel` cancel, in the same transaction, so a task and its quota
-never disagree and a repeated call changes nothing. The hook runs after the commit.
+never disagree and a repeated call changes nothing. The hook (`app.tasks.hooks`) is an
+effect of the transition's transaction (`tx.after_commit`): it runs once the change is
+committed, never after a rollback, and a hook that fails is logged without undoing or
+failing the transition.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from app.db.transaction import Transaction, transaction
 from app.db.types import utcnow
 from app.errors import AppError, ErrorCode
 from app.observability.metrics import TASKS_FINISHED
+from app.quota import service as quota
 from app.tasks import hooks
 from app.tasks.views import load_view
 
@@ -32,8 +36,6 @@ def step_failed(message: str) -> dict[str, str]:
 def _settle_quota(conn: Transaction, task_id: str, cost: int, confirm: bool) -> None:
     if cost <= 0:
         return
-    from app.quota import service as quota
-
     if confirm:
         quota.confirm(task_id, tx=conn)
     else:
@@ -68,8 +70,8 @@ def mark_running(task_id: str) -> bool:
             .values(status="running", updated_at=now)
         ).rowcount
         view = load_view(conn, task_id) if moved else None
-    if view is not None:
-        hooks.task_updated(view)
+        if view is not None:
+            conn.after_commit(lambda: hooks.task_updated(view), task_id=task_id)
     return bool(moved)
 
 
@@ -92,13 +94,13 @@ def finish(task_id: str, *, output: Any = None, error: dict[str, Any] | None = N
             )
             _close_open_steps(conn, task_id, "cancelled")
             _settle_quota(conn, task_id, row.cost, confirm=error is None)
+            conn.after_commit(TASKS_FINISHED.labels(status).inc, task_id=task_id)
+            # Read after the commit, in a transaction of its own: this one holds the
+            # user's quota row, which every task of that user waits for.
+            conn.after_commit(lambda: _announce(task_id), task_id=task_id)
         return True
 
-    moved = retry_conflicts(work)
-    if moved:
-        TASKS_FINISHED.labels("failed" if error is not None else "succeeded").inc()
-        _announce(task_id)
-    return moved
+    return retry_conflicts(work)
 
 
 def cancel(task_id: str, user_id: str | None = None) -> dict[str, Any]:
@@ -126,10 +128,9 @@ def cancel(task_id: str, user_id: str | None = None) -> dict[str, Any]:
             _close_open_steps(conn, task_id, "cancelled")
             _settle_quota(conn, task_id, row.cost, confirm=False)
             view = load_view(conn, task_id)
-        assert view is not None
+            assert view is not None
+            conn.after_commit(TASKS_FINISHED.labels("cancelled").inc, task_id=task_id)
+            conn.after_commit(lambda: hooks.task_updated(view), task_id=task_id)
         return view
 
-    view = retry_conflicts(work)
-    TASKS_FINISHED.labels("cancelled").inc()
-    hooks.task_updated(view)
-    return view
+    return retry_conflicts(work)

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from app.runner import calls
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.support.pipelines import Customer, Worker, new_pipeline
 from tests.support.settings import settings_env
@@ -25,8 +26,6 @@ TRICKLE_S = 0.05
 def test_a_trickling_upstream_cannot_hold_a_call_past_its_slot(
     worker: Worker, headers: dict[str, str]
 ) -> None:
-    from app.pipeline import calls
-
     assert len(BODY) * TRICKLE_S > TIMEOUT_S + calls.SLOT_LEASE_MARGIN_S + 2
     with FakeUpstream() as upstream, settings_env(PIPELINE_HOST_CONCURRENCY="1"):
         answer = Answer(200, raw=BODY, trickle_s=TRICKLE_S, headers=headers)

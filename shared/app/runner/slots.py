@@ -5,6 +5,9 @@ A slot is a member of a Redis sorted set per host, scored by when its lease ends
 one is a Lua script (drop expired leases, count, add) so two instances never both take the
 last slot; a worker that dies holding a slot frees it when the lease runs out. A caller
 that gets no slot does not wait: it re-queues its work with a delay.
+
+Owns: the slot sets and their Lua script. Never knows about tasks or rows: a slot is a
+token and a lease, nothing more.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import Any
 
 from app.redis_client import get_redis
 
+# Part of the deployed state, whatever the module is called: instances of two releases,
+# side by side during a deploy, must count the same slots or a host gets twice its cap.
 KEY_PREFIX = "pipeline:slots:"
 
 _ACQUIRE = """

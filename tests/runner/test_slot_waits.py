@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from app.pipeline import messages
+from app.runner.sweeper import sweep
 from tests.fakes.upstream import Answer, Call, FakeUpstream
 from tests.support.pipelines import QUEUE, Customer, Worker, new_pipeline
 from tests.support.settings import settings_env
@@ -73,8 +75,6 @@ def _wait_for(condition: Any, timeout: float = 10.0) -> None:
 def test_messages_for_done_or_running_branches_are_dropped_with_no_slot_free(
     worker: Worker, spy: Spy
 ) -> None:
-    from app.pipeline import engine
-
     gate = threading.Event()
 
     def answer(call: Call) -> Answer:
@@ -93,8 +93,8 @@ def test_messages_for_done_or_running_branches_are_dropped_with_no_slot_free(
         _wait_for(lambda: upstream.in_flight == 1 and len(upstream.calls_to("/r")) == 2)
         before = (spy.count(task_id, 0), spy.count(task_id, 1))
 
-        engine.publish_branch(task_id, 0, 0)  # a duplicate of a settled branch
-        engine.publish_branch(task_id, 0, 1)  # a duplicate of the running branch
+        messages.publish_branch(task_id, 0, 0)  # a duplicate of a settled branch
+        messages.publish_branch(task_id, 0, 1)  # a duplicate of the running branch
         time.sleep(1.2)  # several slot retries' worth of time
         after = (spy.count(task_id, 0), spy.count(task_id, 1))
 
@@ -110,8 +110,6 @@ def test_messages_for_done_or_running_branches_are_dropped_with_no_slot_free(
 def test_branches_waiting_for_a_slot_are_not_republished_by_the_sweeper(
     worker: Worker, spy: Spy
 ) -> None:
-    from app.tasks.sweeper import sweep
-
     gate = threading.Event()
     with (
         FakeUpstream() as upstream,

@@ -1,4 +1,5 @@
-"""One unit of work against the outside: an `http` call with its retries, or a `sim` step.
+"""One unit of work against the outside: an `http` call with its retries, or a `sim` step,
+and the upstream host slots the calls hold.
 
 The rules of the contract: POST JSON with `Idempotency-Key`; timeouts, 5xx and 429 are
 retried with exponential backoff from 0.5 s (429/503 `Retry-After` honoured up to 60 s),
@@ -6,9 +7,13 @@ other 4xx and non-JSON 2xx are not; a step is called at most `1 + retries` times
 counted in its row so a re-queued or taken-over step keeps the count. Each call holds an
 upstream host slot; no free slot, or a wait longer than INLINE_WAIT_MAX_S, ends the
 invocation with `Requeue` instead of sleeping inside the function. A call ends by its
-timeout in all (`app.pipeline.deadline`), not only per socket read, so it never outlives
+timeout in all (`app.outbound.deadline`), not only per socket read, so it never outlives
 the lease of its slot (timeout + SLOT_LEASE_MARGIN_S). Redirects are not followed: a
 redirect could lead off the allow-list.
+
+Owns: the call and its retries, the outcomes (`Outcome`), and taking, renewing and giving
+back a call's host slot. Never touches a step row: each further call is counted through the
+`RecordAttempt` the caller hands over, which fences it with the row's lease.
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ from typing import Any
 
 from app.config import get_settings
 from app.observability.metrics import PIPELINE_CALLS
-from app.pipeline import slots
 from app.pipeline.definition import HttpCall, SimCall
+from app.runner import slots
 from app.tasks.lifecycle import step_failed
 
 BACKOFF_BASE_S = 0.5
@@ -57,6 +62,7 @@ class Abandoned:
 
 
 Outcome = Succeeded | Failed | Requeue | Abandoned
+Result = Succeeded | Failed  # an outcome a row records
 # Called before each upstream call: counts it in the step's row; False = no longer ours.
 RecordAttempt = Callable[[], bool]
 
@@ -132,8 +138,28 @@ def renew_slot(step: HttpCall, token: str) -> bool:
     return slots.renew(step.host_key, token, slot_lease_s(step))
 
 
+def release_slot(step: HttpCall | SimCall, token: str | None) -> None:
+    """Give back the host slot taken for a call that will not be made."""
+    if token is not None and isinstance(step, HttpCall):
+        slots.release(step.host_key, token)
+
+
 def slot_retry_delay() -> float:
     return SLOT_RETRY_S * (1 + random.random())  # jitter spreads the retries
+
+
+@dataclass(frozen=True)
+class HeldSlot:
+    """A host slot kept from a call that ended (see `run_http`'s `keep`), for the next call
+    of the same invocation; `until`, when its lease ends at the earliest (epoch s; 0 when
+    not known)."""
+
+    host_key: str
+    token: str
+    until: float = 0.0
+
+    def release(self) -> None:
+        slots.release(self.host_key, self.token)
 
 
 def run_http(
@@ -146,7 +172,7 @@ def run_http(
     ends_at: float | None = None,
     keep: list[str] | None = None,
 ) -> Outcome:
-    """`first_slot`: the engine already holds a slot and counted the first call with its
+    """`first_slot`: the runner already holds a slot and counted the first call with its
     claim (one transaction fewer per call in the common case). `ends_at`: when the
     invocation's budget runs out (time.monotonic()), INVOCATION_BUDGET_S from now unless
     the caller knows better (an invocation that ran other branches before this one).
@@ -196,7 +222,7 @@ def run_http(
 
 
 def run_sim(step: SimCall, payload: dict[str, Any]) -> Outcome:
-    """The engine counted the attempt with its claim."""
+    """The runner counted the attempt with its claim."""
     time.sleep(step.duration_ms / 1000)
     if step.fail:
         return Failed(step_failed("the simulated step failed as configured"))

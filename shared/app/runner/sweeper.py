@@ -5,7 +5,7 @@ lost message or a dead worker left behind and finishes it.
    so refunded.
 2. Tasks with no progress for PIPELINE_STALL_S (neither the task row nor any of its step
    rows changed) get their pending work published again; redelivery is harmless because
-   every engine transition is conditional.
+   every runner transition is conditional.
 3. Reservations still `reserved` whose task has ended are settled as the task ended
    (succeeded -> confirm, otherwise cancel); a reservation whose task was never written
    is cancelled once it is older than TASK_MAX_RUNTIME_S.
@@ -14,6 +14,10 @@ lost message or a dead worker left behind and finishes it.
    function ran to send them.
 
 The counts go in the job's log line (the timer wrapper writes it) and in job_items_total.
+
+Owns: the sweep and what it decides on its own (expiry, left-over reservations, expired
+keys). Never moves a step row: a stalled task is resumed by publishing its work again
+(`app.runner.recovery`), for the worker's conditional transitions to decide.
 """
 
 from __future__ import annotations
@@ -24,14 +28,18 @@ from typing import Any
 
 from sqlalchemy import select
 
+from app import idempotency, queue
 from app.config import get_settings
 from app.db.tables import quota_transactions, task_steps, tasks
 from app.db.transaction import transaction
 from app.db.types import utcnow
 from app.observability import logging as applog
+from app.observability.metrics import JOB_ITEMS
+from app.quota import service as quota
+from app.runner.recovery import resume
 from app.tasks import lifecycle
 
-log = applog.get_logger("app.tasks.sweeper")
+log = applog.get_logger("app.runner.sweeper")
 JOB = "saga-sweeper"
 BATCH = 500
 
@@ -58,8 +66,6 @@ def _expire_overdue() -> int:
 def _republish_stalled() -> int:
     """The stalled tasks are picked in SQL (no step row moved since the cutoff either), so
     long-running live tasks never fill the batch and hide the stalled ones behind them."""
-    from app.pipeline import engine
-
     cutoff = utcnow() - timedelta(seconds=get_settings().pipeline_stall_s)
     moved_step = (
         select(task_steps.c.id)
@@ -78,7 +84,7 @@ def _republish_stalled() -> int:
             .scalars()
             .all()
         )
-    return sum(1 for task_id in ids if engine.resume(task_id, cutoff))
+    return sum(1 for task_id in ids if resume(task_id, cutoff))
 
 
 def _settle_left_reserved() -> int:
@@ -98,8 +104,6 @@ def _settle_left_reserved() -> int:
         ).all()
     if not rows:
         return 0
-    from app.quota import service as quota
-
     for task_id, status, _created in rows:
         with transaction() as conn:
             if status == "succeeded":
@@ -111,9 +115,6 @@ def _settle_left_reserved() -> int:
 
 def sweep() -> dict[str, int]:
     """One pass; the counts of what it did."""
-    from app import idempotency, queue
-    from app.observability.metrics import JOB_ITEMS
-
     report = {
         "expired": _expire_overdue(),
         "republished": _republish_stalled(),

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import time
 
+from app.pipeline import messages
+from app.runner.sweeper import sweep
 from tests.fakes.upstream import Answer, Call, FakeUpstream
 from tests.support.pipelines import Customer, Worker, new_pipeline
 from tests.support.settings import settings_env
 
 
 def test_a_duplicate_message_or_the_sweeper_waits_for_retry_after(worker: Worker) -> None:
-    from app.pipeline import engine
-    from app.tasks.sweeper import sweep
-
     def answer(call: Call) -> Answer:
         first = len(upstream.calls_to("/busy")) == 1
         return Answer(429, headers={"Retry-After": "3"}) if first else Answer(200, {"ok": 1})
@@ -28,7 +27,7 @@ def test_a_duplicate_message_or_the_sweeper_waits_for_retry_after(worker: Worker
             time.sleep(0.01)
         time.sleep(0.3)  # the worker parks the step for the re-queued message
 
-        engine.publish_step(task_id, 0)  # a duplicate delivery
+        messages.publish_step(task_id, 0)  # a duplicate delivery
         with settings_env(PIPELINE_STALL_S="0"):
             sweep()
         task = user.wait(task_id)

@@ -1,4 +1,4 @@
-"""Engine rules seen directly: host slot leases, the window against stray messages,
+"""Runner rules seen directly: host slot leases, the window against stray messages,
 cancel in the middle of a fork, and the Retry-After parser."""
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from app.runner import slots
+from app.runner.calls import retry_after_s
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.support.pipelines import Customer, Worker, new_fork, new_pipeline
 
@@ -20,8 +22,6 @@ def upstream() -> Iterator[FakeUpstream]:
 
 
 def test_a_slot_whose_holder_died_is_free_again_when_its_lease_ends() -> None:
-    from app.pipeline import slots
-
     host = "slots.example:80"
     first = slots.acquire(host, cap=1, lease_s=0.2)
     assert first is not None
@@ -35,8 +35,6 @@ def test_a_slot_whose_holder_died_is_free_again_when_its_lease_ends() -> None:
 
 
 def test_a_slot_handed_on_is_renewed_only_while_still_held() -> None:
-    from app.pipeline import slots
-
     host = "renew.example:80"
     held = slots.acquire(host, cap=1, lease_s=0.2)
     assert held is not None
@@ -50,8 +48,6 @@ def test_a_slot_handed_on_is_renewed_only_while_still_held() -> None:
 
 
 def test_concurrent_acquires_never_exceed_the_cap() -> None:
-    from app.pipeline import slots
-
     host = "race.example:80"
     won: list[str] = []
     barrier = threading.Barrier(20)
@@ -120,8 +116,6 @@ def test_cancel_in_the_middle_of_a_fork_discards_results_and_dispatches_no_more(
 def test_a_branch_run_after_its_predecessor_in_the_same_invocation_stops_at_cancel(
     worker: Worker, upstream: FakeUpstream
 ) -> None:
-    from app.pipeline import slots
-
     gate = threading.Event()
     # The first window answers at once; the branches each settle claims for its own
     # invocation to run next wait for the gate.
@@ -168,15 +162,11 @@ def test_a_branch_run_after_its_predecessor_in_the_same_invocation_stops_at_canc
 def test_retry_after_is_read_as_seconds_and_capped(
     header: str | None, expected: float | None
 ) -> None:
-    from app.pipeline.calls import retry_after_s
-
     assert retry_after_s(header) == expected
 
 
 def test_retry_after_as_an_http_date() -> None:
     from email.utils import formatdate
-
-    from app.pipeline.calls import retry_after_s
 
     seconds = retry_after_s(formatdate(time.time() + 10, usegmt=True))
     assert seconds is not None and 8 <= seconds <= 10

@@ -9,7 +9,7 @@ from sqlalchemy import delete, insert
 from app.db.tables import task_steps, tasks
 from app.db.transaction import transaction
 from app.db.types import new_id, utcnow
-from app.tasks import sweeper
+from app.runner import sweeper
 from tests.support.pipelines import Worker
 from tests.support.settings import settings_env
 

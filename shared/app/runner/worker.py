@@ -1,0 +1,195 @@
+"""The pipeline-worker's consumer: one queue message in, its row claimed, its call made and
+its result settled, then what follows: the fork's next branch, run in this invocation while
+its budget (INVOCATION_BUDGET_S) allows a whole call; the next step's message; the end of
+the task.
+
+A message for work that already ended re-does only what follows it (the next step's
+message, the end of the task, the fork's dispatches and JOIN), which is how a worker that
+died after its commit is healed.
+
+Owns: the run loop of one invocation and what follows a settled step. Never writes a step
+row itself (`app.runner.rows` and `app.runner.fork` do, each write fenced by the claim's
+lease), and never sleeps waiting for a slot or a Retry-After: such work goes back to the
+queue with a delay.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import select
+
+from app.db.tables import task_steps, tasks
+from app.db.transaction import transaction
+from app.db.types import utcnow
+from app.pipeline import messages
+from app.pipeline.definition import ForkStep, HttpCall, Step
+from app.pipeline.messages import Work
+from app.runner import calls, fork, rows
+from app.runner.outbox import committing
+from app.runner.plans import Call, Plan, call_of, plans
+from app.runner.rows import STEP_TERMINAL, Claim, RetryLater, Row
+from app.tasks import lifecycle
+from app.tasks.lifecycle import step_failed
+
+
+def handle(message: dict[str, Any]) -> None:
+    """The pipeline-worker's consumer. Raising makes the platform deliver it again."""
+    work = messages.parse(message)
+    if work is None:  # can never succeed: redelivering it would only repeat that
+        return
+    ends_at = time.monotonic() + calls.INVOCATION_BUDGET_S
+    task_id, position, branch = work.task_id, work.position, work.branch
+    # One transaction reads the row and, when there is a call to make, claims it: the
+    # common path of a message costs one commit before the call. A branch message reads
+    # the task's plan from this instance's memory when it can: it never changes, and a
+    # cancelled task's rows are cancelled too, which the claim sees.
+    claim: Claim | RetryLater | None = None
+    call: Call | None = None
+    row: Row | None = None
+    status: str | None = None
+    with committing() as out:
+        tx = out.tx
+        plan = plans.get(task_id) if work.is_branch else None
+        if plan is None:
+            task = (
+                tx.execute(
+                    select(tasks.c.id, tasks.c.status, tasks.c.input, tasks.c.steps).where(
+                        tasks.c.id == task_id
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if task is None or task["status"] in lifecycle.TERMINAL:
+                return
+            status = task["status"]
+            plan = plans.remember(task_id, task["input"], task["steps"])
+        if not 0 <= position < len(plan.steps):
+            return
+        call = call_of(plan.steps[position], plan.input, branch)
+        if call is not None:
+            claim = rows.claim_pending(tx, task_id, position, branch, call.step)
+        if claim is None:  # not pending: look at the row and decide
+            row = rows.step_row(tx, task_id, position, branch, lock=True)
+            if row is None:
+                return
+            if call is not None and row["status"] not in STEP_TERMINAL:
+                claim = rows.claim(tx, row, call.step)
+        if isinstance(claim, RetryLater):
+            # Goes out at this commit, before a queued task is marked running below: it is
+            # delayed, and marking running is conditional, so which comes first is moot.
+            out.publish(work, claim.delay_s)
+    if status == "queued":
+        lifecycle.mark_running(task_id)
+    step = plan.steps[position]
+    if isinstance(claim, Claim):
+        assert call is not None
+        _run(plan, work, call, claim, ends_at)
+    elif isinstance(claim, RetryLater) or row is None:
+        return
+    elif row["status"] in STEP_TERMINAL:
+        if branch < 0:
+            _after_step(task_id, plan.steps, position)
+        elif isinstance(step, ForkStep):  # the JOIN or the next dispatch may still be due
+            _carry_on(task_id, plan.steps, position, fork.heal(task_id, step, position))
+    elif call is None and isinstance(step, ForkStep) and branch < 0:
+        _carry_on(task_id, plan.steps, position, fork.start(task_id, step, position))
+
+
+def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> None:
+    """Make the claimed call, then settle the row (a branch settles with its fork's window,
+    see `fork.settle`) or park it for a re-queued message. A branch whose settle claimed
+    its successor runs that one next, in this invocation, while `ends_at` (the
+    invocation's budget, time.monotonic()) allows."""
+    task_id, position, row_branch, width = work.task_id, work.position, work.branch, work.width
+    step = plan.steps[position]
+    while True:
+        branch = row_branch if row_branch >= 0 else None
+        payload = {
+            "task_id": task_id,
+            "step_id": step.id,
+            "branch": branch,
+            "input": call.input,
+            "previous": claim.previous,
+        }
+        key = f"{task_id}:{step.id}:{'-' if branch is None else branch}"
+        attempts = rows.Attempts(task_id, position, row_branch, claim.lease, claim.lease_s)
+        kept: list[str] = []  # a branch keeps its slot for the successor it may run next
+        if isinstance(call.step, HttpCall):
+            outcome = calls.run_http(
+                call.step,
+                payload,
+                key,
+                claim.attempts,
+                attempts,
+                claim.slot,
+                ends_at,
+                kept if branch is not None else None,
+            )
+        else:
+            outcome = calls.run_sim(call.step, payload)
+        if isinstance(outcome, calls.Requeue):
+            with committing() as out:
+                rows.park(out.tx, attempts, outcome.delay_s)
+                out.publish(Work(task_id, position, row_branch, width), outcome.delay_s)
+            return
+        if isinstance(outcome, calls.Abandoned):
+            return
+        if not isinstance(step, ForkStep):
+            with transaction() as tx:
+                recorded = rows.settle(tx, attempts, outcome, utcnow())
+            if recorded:
+                _after_step(task_id, plan.steps, position)
+            return
+        spare: list[calls.HeldSlot] = []
+        if isinstance(call.step, HttpCall):
+            for token in kept:
+                until = claim.slot_until if token == claim.slot else 0.0
+                spare.append(calls.HeldSlot(call.step.host_key, token, until))
+        settled = fork.Settled(attempts, outcome, width, claim.previous, plan.input, ends_at, spare)
+        advance = fork.settle(task_id, step, position, settled)
+        following = _carry_on(task_id, plan.steps, position, advance)
+        if following is None:
+            return
+        row_branch, width = following.branch, following.width
+        call, claim = following.call, following.claim
+
+
+def _carry_on(
+    task_id: str, steps: list[Step], position: int, advance: fork.Advance
+) -> fork.Next | None:
+    """After the fork moved: what follows it once it has ended; the successor claimed for
+    this invocation to run, if any."""
+    if advance.fork_ended:
+        _after_step(task_id, steps, position)
+    return advance.following
+
+
+def _after_step(task_id: str, steps: list[Step], position: int) -> None:
+    """What follows a settled step: the next step, or the end of the task."""
+    c = task_steps.c
+    with committing() as out:  # the step's row and the next step's, in one query
+        found = {
+            r["position"]: r
+            for r in out.tx.execute(
+                select(task_steps).where(
+                    c.task_id == task_id, c.position.in_((position, position + 1)), c.branch == -1
+                )
+            ).mappings()
+        }
+        row = found.get(position)
+        following = found.get(position + 1) if position + 1 < len(steps) else None
+        if row is None:
+            return
+        if row["status"] == "succeeded" and following is not None:
+            if following["status"] == "pending":
+                out.publish(Work(task_id, position + 1))
+            return
+    # The end of the task is a transition of its own (`lifecycle`), with its own commit.
+    if row["status"] == "failed":
+        message = (row["error"] or {}).get("message") or "it failed"
+        lifecycle.finish(task_id, error=step_failed(f"step {row['step_id']!r} failed: {message}"))
+    elif row["status"] == "succeeded":
+        lifecycle.finish(task_id, output=row["output"])

@@ -1,0 +1,7 @@
+from __future__ import annotations
+
+from tests.support.pipelines import (  # noqa: F401 - fixtures
+    _drain_parked_messages,
+    _ledger_invariant,
+    worker,
+)
