@@ -8,7 +8,7 @@ mysql+pymysql://root@127.0.0.1:3306), migrates it, and drops it at the end. Each
 `--rounds` pairs of `--seconds` slices, raw and ours back to back (which goes first
 alternates); the table shows the mean reserve+confirm pairs per second of each side and the
 median of the pairs' ours/raw (goal: at least 0.8). Both drop the user's
-cached profile after each commit, as every quota change must (app.identity.users.forget_cached,
+cached profile after each commit, as every quota change must (app.profiles.forget,
 Redis at BENCH_REDIS_URL, default redis://127.0.0.1:6379/6, the deployed kind: fakeredis
 would add the same CPU to both sides and flatter the ratio); ours also counts metrics.
 """
@@ -43,8 +43,8 @@ os.environ.update(
 
 import pymysql  # noqa: E402
 
-from app.identity.users import forget_cached  # noqa: E402
 from app.ids import new_id  # noqa: E402
+from app.profiles import forget as forget_cached  # noqa: E402
 from tests.support.database import migrated_database  # noqa: E402
 
 _server = urlsplit(SERVER.replace("mysql+pymysql", "mysql"))

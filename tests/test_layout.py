@@ -15,8 +15,7 @@ import yaml
 
 from tests.support.functions import FUNCTIONS, ROOT, handler
 
-APP = ROOT / "shared" / "app"
-MIGRATIONS = APP / "db" / "migrations" / "versions"
+MIGRATIONS = ROOT / "shared" / "app" / "db" / "migrations" / "versions"
 MIGRATION_FILE = re.compile(r"^(\d{14})_[a-z0-9_]+\.py$")
 MAX_INDEX_LINES = 8
 
@@ -188,33 +187,3 @@ def test_every_table_compares_text_byte_for_byte(database: str) -> None:
         ).all()
     assert rows and {collation for _, collation in rows} == {"utf8mb4_bin"}, rows
     assert columns == []
-
-
-def _imported(node: ast.AST) -> list[str]:
-    if isinstance(node, ast.Import):
-        return [alias.name for alias in node.names]
-    if isinstance(node, ast.ImportFrom) and node.module:
-        return [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
-    return []
-
-
-@pytest.mark.parametrize("package", ["tasks", "pipeline"])
-def test_the_packages_below_the_runner_never_import_it(package: str) -> None:
-    for path in sorted((APP / package).rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            found = [n for n in _imported(node) if n == "app.runner" or n.startswith("app.runner.")]
-            assert not found, f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', 0)} {found}"
-
-
-def test_an_import_inside_a_runner_function_says_why() -> None:
-    """Only for cold start or a cycle that cannot be broken, named on the import's line."""
-    for path in sorted((APP / "runner").glob("*.py")):
-        lines = path.read_text().splitlines()
-        for function in ast.walk(ast.parse("\n".join(lines))):
-            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
-                continue
-            for node in ast.walk(function):
-                if isinstance(node, ast.Import | ast.ImportFrom):
-                    line = lines[node.lineno - 1]
-                    where = f"{path.relative_to(ROOT)}:{node.lineno}"
-                    assert "# cold start:" in line or "# cycle:" in line, where

@@ -12,6 +12,7 @@ import json
 import select
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -56,6 +57,8 @@ class FakeUpstream(LocalServer):
         self.calls: list[Call] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self._in_flight_to: Counter[str] = Counter()
+        self._max_in_flight_to: Counter[str] = Counter()
 
     def script(self, path: str, script: Script) -> None:
         with self._lock:
@@ -63,6 +66,11 @@ class FakeUpstream(LocalServer):
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+    def max_in_flight_to(self, path: str) -> int:
+        """The most calls to `path` that were in flight at once."""
+        with self._lock:
+            return self._max_in_flight_to[path]
 
     def calls_to(self, path: str) -> list[Call]:
         with self._lock:
@@ -72,6 +80,7 @@ class FakeUpstream(LocalServer):
         with self._lock:
             self.calls = []
             self.max_in_flight = 0
+            self._max_in_flight_to.clear()
 
     def _serve(self, path: str, headers: dict[str, str], raw: bytes) -> tuple[Call, Answer]:
         try:
@@ -83,6 +92,10 @@ class FakeUpstream(LocalServer):
             self.calls.append(call)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self._in_flight_to[path] += 1
+            self._max_in_flight_to[path] = max(
+                self._max_in_flight_to[path], self._in_flight_to[path]
+            )
             script = self._scripts.get(path, echo)
         answer = None
         try:
@@ -97,6 +110,7 @@ class FakeUpstream(LocalServer):
     def _ended(self, call: Call) -> None:
         with self._lock:
             self.in_flight -= 1
+            self._in_flight_to[call.path] -= 1
             call.ended = time.monotonic()
 
     def handler(self) -> type[BaseHTTPRequestHandler]:

@@ -200,7 +200,9 @@ def test_every_message_delivered_twice_does_each_thing_once(
     assert {m["kind"] for m in faulty.sent} == {"step", "branch"}
     assert [t["status"] for t in tasks] == ["succeeded", "failed"]
     assert_each_call_once(upstream)
-    assert upstream.max_in_flight <= 5
+    # The fork's window, however often its messages came: the other paths' calls (the
+    # draft, the failing task's branches) may overlap with it.
+    assert upstream.max_in_flight_to("/render") <= 5
     assert user.quota() == (2, 0)
     phases = reservations()
     assert (phases[ok], phases[bad]) == ("confirmed", "cancelled")

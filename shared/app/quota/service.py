@@ -38,28 +38,24 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
-from sqlalchemy import Table, bindparam, insert, select, update
-from sqlalchemy.engine import Row
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql.dml import Insert
 
 from app import profiles
 from app.clock import utcnow
-from app.db.prepared import Prepared
-from app.db.tables import quota_ledger, quota_transactions, users
+from app.db.tables import quota_ledger
 from app.db.transaction import Transaction, transaction
-from app.db.types import UtcDateTime
 from app.errors import AppError, ErrorCode
 from app.ids import new_id
 from app.observability import logging as applog
 from app.observability.metrics import QUOTA_GRANTS, QUOTA_SAGA
+from app.quota import rows
+from app.quota.rows import LedgerEntry, Phase
 
 log = applog.get_logger("app.quota")
 
-Phase = Literal["reserved", "confirmed", "cancelled"]
 GrantKind = Literal["signup", "purchase", "admin"]
 GRANT_KINDS: tuple[str, ...] = ("signup", "purchase", "admin")
 SAGA_KINDS: tuple[str, ...] = ("reserve", "confirm", "cancel")
@@ -90,21 +86,6 @@ class Settlement:
     # confirmed | cancelled (this call settled it), tombstone, repeat (already in the phase
     # asked for), conflict (already in the other phase), missing (confirm of no row)
     outcome: str
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    id: str
-    user_id: str
-    kind: str
-    balance_delta: int
-    reserved_delta: int
-    balance_after: int
-    reserved_after: int
-    task_id: str | None
-    ref: str | None
-    reason: str | None
-    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -193,11 +174,11 @@ def grant(
 
 
 def _reserve(db: Transaction, user_id: str, task_id: str, amount: int) -> Reservation:
-    balance, reserved = _lock_user(db, user_id)
+    balance, reserved = rows.lock_user(db, user_id)
     now = utcnow()
     # The saga row goes in before the counters change, so a duplicate (a repeat, or a
     # tombstone) is found before anything in the caller's transaction has been touched.
-    if balance >= amount and _insert_saga(
+    if balance >= amount and rows.insert_saga(
         db,
         id=new_id(),
         task_id=task_id,
@@ -207,8 +188,8 @@ def _reserve(db: Transaction, user_id: str, task_id: str, amount: int) -> Reserv
         created_at=now,
         updated_at=now,
     ):
-        _set_counters(db, user_id, balance - amount, reserved + amount, now)
-        _append(
+        rows.set_counters(db, user_id, balance - amount, reserved + amount, now)
+        rows.append(
             db,
             user_id=user_id,
             kind="reserve",
@@ -222,7 +203,7 @@ def _reserve(db: Transaction, user_id: str, task_id: str, amount: int) -> Reserv
         )
         db.after_commit(profiles.forgetter(user_id))
         return Reservation(task_id, user_id, amount, "reserved", created=True)
-    existing = _saga_row(db, task_id)
+    existing = rows.saga_row(db, task_id)
     if existing is None:
         raise AppError(
             ErrorCode.QUOTA_INSUFFICIENT,
@@ -232,7 +213,9 @@ def _reserve(db: Transaction, user_id: str, task_id: str, amount: int) -> Reserv
     return _existing_reservation(existing, user_id, task_id, amount)
 
 
-def _existing_reservation(row: _SagaRow, user_id: str, task_id: str, amount: int) -> Reservation:
+def _existing_reservation(
+    row: rows.SagaRow, user_id: str, task_id: str, amount: int
+) -> Reservation:
     phase: Phase = row.phase
     if phase == "cancelled":
         applog.log_fields(
@@ -278,7 +261,7 @@ def _settle(task_id: str, target: Phase, tx: Transaction | None) -> Settlement:
 
 
 def _settle_in(db: Transaction, task_id: str, target: Phase) -> Settlement:
-    row = _saga_row(db, task_id)
+    row = rows.saga_row(db, task_id)
     if row is None:
         if target == "confirmed":
             applog.log_fields(
@@ -286,7 +269,7 @@ def _settle_in(db: Transaction, task_id: str, target: Phase) -> Settlement:
             )
             return Settlement(task_id, None, changed=False, amount=0, outcome="missing")
         now = utcnow()
-        if _insert_saga(
+        if rows.insert_saga(
             db,
             id=new_id(),
             task_id=task_id,
@@ -304,25 +287,25 @@ def _settle_in(db: Transaction, task_id: str, target: Phase) -> Settlement:
             )
             return Settlement(task_id, "cancelled", changed=True, amount=0, outcome="tombstone")
         # A reserve committed between the read and the insert: settle that reservation.
-        row = _saga_row(db, task_id)
+        row = rows.saga_row(db, task_id)
         if row is None:  # pragma: no cover - saga rows are never deleted
             raise RuntimeError(f"saga row of task {task_id} vanished")
     if row.phase != "reserved":
         return _no_change(task_id, row.phase, target)
     user_id, amount = str(row.user_id), int(row.amount)
-    balance, reserved = _lock_user(db, user_id)
+    balance, reserved = rows.lock_user(db, user_id)
     now = utcnow()
-    moved = _SETTLE.run(db, {"settled_task": task_id, "target": target, "now": now}).rowcount
+    moved = rows.SETTLE.run(db, {"settled_task": task_id, "target": target, "now": now}).rowcount
     if moved != 1:
         # Another call settled it while this one waited for the user lock.
-        current = _saga_row(db, task_id)
+        current = rows.saga_row(db, task_id)
         return _no_change(task_id, current.phase if current else None, target)
     if target == "confirmed":
         kind, balance_delta = "confirm", 0
     else:
         kind, balance_delta = "cancel", amount
-    _set_counters(db, user_id, balance + balance_delta, reserved - amount, now)
-    _append(
+    rows.set_counters(db, user_id, balance + balance_delta, reserved - amount, now)
+    rows.append(
         db,
         user_id=user_id,
         kind=kind,
@@ -356,11 +339,13 @@ def _no_change(task_id: str, phase: Phase | None, target: Phase) -> Settlement:
 def _grant(
     db: Transaction, user_id: str, amount: int, kind: str, reason: str, ref: str | None
 ) -> Grant:
-    balance, reserved = _lock_user(db, user_id)
+    balance, reserved = rows.lock_user(db, user_id)
     if ref is not None:
         found = db.execute(select(quota_ledger).where(quota_ledger.c.ref == ref)).first()
         if found is not None:
-            return Grant(_same_grant(_entry(found), user_id, amount, kind, reason), applied=False)
+            return Grant(
+                _same_grant(rows.entry(found), user_id, amount, kind, reason), applied=False
+            )
     after = balance + amount
     if after < 0:
         raise AppError(
@@ -370,9 +355,9 @@ def _grant(
     if after > QUOTA_MAX:
         raise AppError(ErrorCode.VALIDATION_ERROR, f"The balance cannot exceed {QUOTA_MAX}.")
     now = utcnow()
-    _set_counters(db, user_id, after, reserved, now)
+    rows.set_counters(db, user_id, after, reserved, now)
     try:
-        entry = _append(
+        entry = rows.append(
             db,
             user_id=user_id,
             kind=kind,
@@ -423,120 +408,6 @@ def _unit(tx: Transaction | None) -> Iterator[Transaction]:
         return
     with transaction() as own:
         yield own
-
-
-# The saga's statements run per task under the user's row lock: compiled once and run on
-# the driver's cursor (app.db.prepared), each value bound by name.
-def _insert_into(table: Table) -> Insert:
-    """INSERT of every column the server does not fill, each bound by its name."""
-    return insert(table).values(
-        {c.name: bindparam(c.name, type_=c.type) for c in table.columns if c.server_default is None}
-    )
-
-
-_LOCK_USER = Prepared(
-    select(users.c.quota_balance, users.c.quota_reserved)
-    .where(users.c.id == bindparam("user_id"))
-    .with_for_update()
-)
-_SAGA_ROW = Prepared(
-    select(
-        quota_transactions.c.user_id, quota_transactions.c.amount, quota_transactions.c.phase
-    ).where(quota_transactions.c.task_id == bindparam("task_id"))
-)
-_SET_COUNTERS = Prepared(
-    update(users)
-    .where(users.c.id == bindparam("user_id"))
-    .values(
-        quota_balance=bindparam("balance"),
-        quota_reserved=bindparam("reserved"),
-        updated_at=bindparam("now", type_=UtcDateTime()),
-    )
-)
-_SETTLE = Prepared(
-    update(quota_transactions)
-    .where(
-        quota_transactions.c.task_id == bindparam("settled_task"),
-        quota_transactions.c.phase == "reserved",
-    )
-    .values(phase=bindparam("target"), updated_at=bindparam("now", type_=UtcDateTime()))
-)
-_APPEND = Prepared(_insert_into(quota_ledger))
-# INSERT IGNORE: a duplicate task_id (a repeat or a tombstone) is skipped, not an error.
-_SAGA_INSERT_IGNORE = Prepared(
-    _insert_into(quota_transactions)
-    .prefix_with("IGNORE", dialect="mysql")
-    .prefix_with("IGNORE", dialect="mariadb")
-    .prefix_with("OR IGNORE", dialect="sqlite")
-)
-
-
-@dataclass(frozen=True)
-class _SagaRow:
-    user_id: str
-    amount: int
-    phase: Phase
-
-
-def _lock_user(db: Transaction, user_id: str) -> tuple[int, int]:
-    row = _LOCK_USER.run(db, {"user_id": user_id}).first()
-    if row is None:
-        raise AppError(ErrorCode.NOT_FOUND, "User not found.")
-    return int(row[0]), int(row[1])
-
-
-def _saga_row(db: Transaction, task_id: str) -> _SagaRow | None:
-    row = _SAGA_ROW.run(db, {"task_id": task_id}).first()
-    return None if row is None else _SagaRow(str(row[0]), int(row[1]), row[2])
-
-
-def _insert_saga(db: Transaction, **values: Any) -> bool:
-    """Insert the saga row unless the task has one; True when it went in. Waits for a
-    conflicting insert of another open transaction to commit or roll back first."""
-    return _SAGA_INSERT_IGNORE.run(db, values).rowcount == 1
-
-
-def _set_counters(
-    db: Transaction, user_id: str, balance: int, reserved: int, now: datetime
-) -> None:
-    _SET_COUNTERS.run(
-        db, {"user_id": user_id, "balance": balance, "reserved": reserved, "now": now}
-    )
-
-
-def _append(
-    db: Transaction,
-    *,
-    user_id: str,
-    kind: str,
-    balance_delta: int,
-    reserved_delta: int,
-    balance_after: int,
-    reserved_after: int,
-    task_id: str | None,
-    ref: str | None,
-    now: datetime,
-    reason: str | None = None,
-) -> LedgerEntry:
-    entry = LedgerEntry(
-        id=new_id(),
-        user_id=user_id,
-        kind=kind,
-        balance_delta=balance_delta,
-        reserved_delta=reserved_delta,
-        balance_after=balance_after,
-        reserved_after=reserved_after,
-        task_id=task_id,
-        ref=ref,
-        reason=reason,
-        created_at=now,
-    )
-    _APPEND.run(db, entry.__dict__)  # the columns, without asdict's deep copy
-    return entry
-
-
-def _entry(row: Row[Any]) -> LedgerEntry:
-    return LedgerEntry(**{name: getattr(row, name) for name in LedgerEntry.__dataclass_fields__})
 
 
 def _saga_ref(kind: str, task_id: str) -> str:
