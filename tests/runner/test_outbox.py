@@ -11,9 +11,10 @@ import pytest
 from sqlalchemy import insert, select
 
 import app.queue as port
+from app.clock import utcnow
 from app.db.tables import users
 from app.db.transaction import transaction
-from app.db.types import new_id, utcnow
+from app.ids import new_id
 from app.pipeline.messages import Work
 from app.runner.outbox import committing
 

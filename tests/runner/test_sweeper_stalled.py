@@ -6,9 +6,10 @@ from datetime import timedelta
 
 from sqlalchemy import delete, insert
 
+from app.clock import utcnow
 from app.db.tables import task_steps, tasks
 from app.db.transaction import transaction
-from app.db.types import new_id, utcnow
+from app.ids import new_id
 from app.runner import sweeper
 from tests.support.pipelines import Worker
 from tests.support.settings import settings_env

@@ -212,9 +212,9 @@ def test_every_message_delivered_twice_does_each_thing_once(
 def test_a_worker_that_died_mid_call_is_taken_over_once_its_lease_ran_out(
     worker: Worker, upstream: FakeUpstream
 ) -> None:
+    from app.clock import utcnow
     from app.db.tables import task_steps
     from app.db.transaction import transaction
-    from app.db.types import utcnow
 
     pipeline = pipeline_with_fork(upstream)
     user = Customer(quota=2)
@@ -244,9 +244,9 @@ def test_a_worker_that_died_mid_call_is_taken_over_once_its_lease_ran_out(
 def test_an_invocation_that_died_after_claiming_the_next_branch_is_healed_by_the_sweeper(
     worker: Worker, faulty: FaultyQueue, upstream: FakeUpstream
 ) -> None:
+    from app.clock import utcnow
     from app.db.tables import task_steps
     from app.db.transaction import transaction
-    from app.db.types import utcnow
 
     old_owner, new_owner = threading.Event(), threading.Event()
     calls_of_p6: list[int] = []
@@ -304,9 +304,9 @@ def test_the_sweeper_fails_and_refunds_tasks_past_their_max_runtime() -> None:
     task_id = user.create(pipeline).json()["id"]  # no worker: it stays queued
 
     with settings_env(TASK_MAX_RUNTIME_S="1"):
+        from app.clock import utcnow
         from app.db.tables import tasks
         from app.db.transaction import transaction
-        from app.db.types import utcnow
 
         with transaction() as conn:
             old = utcnow().replace(year=2020)
@@ -376,9 +376,9 @@ def test_the_sweeper_runs_as_a_timer_function_and_as_an_admin_job() -> None:
 
 
 def test_expired_idempotency_keys_are_purged_and_the_key_works_again() -> None:
+    from app.clock import utcnow
     from app.db.tables import idempotency_keys
     from app.db.transaction import transaction
-    from app.db.types import utcnow
 
     pipeline = new_pipeline([{"id": "a", "type": "sim", "duration_ms": 1}], cost=1)
     user = Customer(quota=3)

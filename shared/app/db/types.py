@@ -10,11 +10,6 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-from app.clock import iso, utcnow
-from app.ids import new_id
-
-__all__ = ["UtcDateTime", "iso", "new_id", "utcnow"]
-
 
 class UtcDateTime(TypeDecorator[datetime]):
     """Stored as naive UTC with microseconds (MySQL DATETIME(6)), read back timezone-aware."""

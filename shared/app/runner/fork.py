@@ -33,11 +33,11 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from app.clock import utcnow
 from app.config import get_settings
 from app.db.conflicts import retry_conflicts
 from app.db.tables import task_steps
 from app.db.transaction import Transaction, transaction
-from app.db.types import utcnow
 from app.pipeline.definition import ForkStep, HttpCall
 from app.pipeline.messages import Work
 from app.runner import calls, rows

@@ -12,8 +12,8 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from app.clock import utcnow
 from app.db.tables import task_steps
-from app.db.types import utcnow
 from app.pipeline.messages import Work
 from app.runner.outbox import committing
 

@@ -28,10 +28,11 @@ from typing import Any
 from sqlalchemy import JSON, and_, bindparam, case, select, update
 from sqlalchemy.sql import ColumnElement
 
+from app.clock import utcnow
 from app.db.prepared import Prepared
 from app.db.tables import task_steps
 from app.db.transaction import Transaction, transaction
-from app.db.types import UtcDateTime, utcnow
+from app.db.types import UtcDateTime
 from app.pipeline.definition import HttpCall, SimCall
 from app.runner import calls
 

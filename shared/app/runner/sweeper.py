@@ -29,10 +29,10 @@ from typing import Any
 from sqlalchemy import select
 
 from app import idempotency, queue
+from app.clock import utcnow
 from app.config import get_settings
 from app.db.tables import quota_transactions, task_steps, tasks
 from app.db.transaction import transaction
-from app.db.types import utcnow
 from app.observability import logging as applog
 from app.observability.metrics import JOB_ITEMS
 from app.quota import service as quota

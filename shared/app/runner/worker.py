@@ -20,9 +20,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from app.clock import utcnow
 from app.db.tables import task_steps, tasks
 from app.db.transaction import transaction
-from app.db.types import utcnow
 from app.pipeline import messages
 from app.pipeline.definition import ForkStep, HttpCall, Step
 from app.pipeline.messages import Work

@@ -15,10 +15,10 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from app.clock import utcnow
 from app.db.conflicts import retry_conflicts
 from app.db.tables import task_steps, tasks
 from app.db.transaction import Transaction, transaction
-from app.db.types import utcnow
 from app.errors import AppError, ErrorCode
 from app.observability.metrics import TASKS_FINISHED
 from app.quota import service as quota
