@@ -27,7 +27,7 @@ REASON = re.compile(r"#\s*(cold start|cycle):\s*\S")
 
 def lint_imports(shared: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(LINT_IMPORTS), "--no-cache", str(ROOT / "pyproject.toml")],
+        [str(LINT_IMPORTS), "--no-cache", "--config", str(ROOT / "pyproject.toml")],
         cwd=ROOT,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(shared)},
         capture_output=True,
