@@ -256,7 +256,8 @@ class Seeded:
         catalog.public_list()
 
 
-# Each HTTP function's first request, made afresh for every run (fresh phones, sessions,
+# Each HTTP function's first request (for a function that serves several routes, its most
+# common one), made afresh for every run (fresh phones, sessions,
 # codes and tasks where a request uses one up).
 PROBES: dict[str, Callable[[Seeded], Probe]] = {
     "health": lambda s: Probe("GET", "/health", 200),
@@ -282,25 +283,14 @@ PROBES: dict[str, Callable[[Seeded], Probe]] = {
     "auth-logout-all": lambda s: Probe(
         "POST", "/auth/logout-all", 204, {}, token=s.session(s.leaver).access_token
     ),
-    "users-me-get": lambda s: Probe(
+    "users-me": lambda s: Probe(
         "GET", "/users/me", 200, token=s.member_token, before=s.cache_profile
-    ),
-    "users-me-patch": lambda s: Probe(
-        "PATCH", "/users/me", 200, {"nickname": "Bench"}, token=s.member_token
     ),
     "admin-users-list": lambda s: Probe(
         "GET", "/admin/users", 200, token=s.admin_token, query={"limit": "20"}
     ),
-    "admin-users-patch": lambda s: Probe(
+    "admin-users-id": lambda s: Probe(
         "PATCH", f"/admin/users/{s.target['id']}", 200, {"role": "admin"}, token=s.admin_token
-    ),
-    "admin-users-quota": lambda s: Probe(
-        "POST",
-        f"/admin/users/{s.target['id']}/quota",
-        200,
-        {"delta": 10, "reason": "bench top-up"},
-        token=s.admin_token,
-        headers={"Idempotency-Key": secrets.token_hex(8)},
     ),
     "admin-pipelines-put": lambda s: Probe(
         "PUT", "/admin/pipelines/bench", 200, PIPELINE, token=s.admin_token
@@ -309,16 +299,10 @@ PROBES: dict[str, Callable[[Seeded], Probe]] = {
         "POST", "/admin/jobs/saga-sweeper", 200, token=s.admin_token, before=s.settle_tasks
     ),
     "pipelines-list": lambda s: Probe("GET", "/pipelines", 200, before=s.cache_catalog),
-    "tasks-create": lambda s: Probe(
+    "tasks": lambda s: Probe(
         "POST", "/tasks", 201, {"pipeline_id": "demo", "input": {}}, token=s.member_token
     ),
-    "tasks-list": lambda s: Probe(
-        "GET", "/tasks", 200, token=s.member_token, query={"limit": "20"}
-    ),
-    "tasks-get": lambda s: Probe("GET", f"/tasks/{s.finished_task}", 200, token=s.member_token),
-    "tasks-cancel": lambda s: Probe(
-        "POST", f"/tasks/{s.new_task()}/cancel", 200, token=s.member_token
-    ),
+    "tasks-id": lambda s: Probe("GET", f"/tasks/{s.finished_task}", 200, token=s.member_token),
 }
 
 # ------------------------------------------------------------------------ the events
@@ -332,7 +316,7 @@ def _client_ip() -> str:
 
 def function_event(probe: Probe) -> dict[str, Any]:
     """The platform's event for a function: the one place that knows its shape."""
-    from tests.support.apigw import event
+    from tests.support.function_url import event
 
     return event(
         probe.method,
@@ -422,7 +406,7 @@ class Target:
 def run_child(
     target: Target, event: dict[str, Any], settings: dict[str, str], out: Path
 ) -> dict[str, Any]:
-    from tests.support.apigw import context
+    from tests.support.function_url import context
 
     env = {k: v for k, v in os.environ.items() if k in _KEEP}
     env.update(settings, PYTHONPATH=target.pythonpath)

@@ -51,8 +51,8 @@ from typing import Any  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
 from tests.fakes.upstream import Answer, FakeUpstream  # noqa: E402
-from tests.support.apigw import call  # noqa: E402
 from tests.support.database import migrated_database  # noqa: E402
+from tests.support.function_url import call  # noqa: E402
 from tests.support.functions import handler  # noqa: E402
 from tests.support.pipelines import Worker, new_pipeline, token_for  # noqa: E402
 from tests.support.quota import new_user  # noqa: E402
@@ -103,7 +103,7 @@ def one_round(
     upstream.ask("reset")
     body = {"pipeline_id": pipeline, "input": {"prompts": [f"p{i}" for i in range(n)]}}
     started = time.perf_counter()
-    reply = call(handler("tasks-create"), "POST", "/tasks", body=body, token=token)
+    reply = call(handler("tasks"), "POST", "/tasks", body=body, token=token)
     assert reply.status == 201, reply.body
     worker.wait_idle(120)
     total = time.perf_counter() - started

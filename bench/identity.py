@@ -47,8 +47,8 @@ from app.config import get_settings  # noqa: E402
 from app.db.transaction import transaction  # noqa: E402
 from app.identity import passwords, users  # noqa: E402
 from app.redis_client import get_redis  # noqa: E402
-from tests.support.apigw import context, event  # noqa: E402
 from tests.support.database import migrated_database  # noqa: E402
+from tests.support.function_url import context, event  # noqa: E402
 from tests.support.functions import handler  # noqa: E402
 
 PASSWORD = "bench password 1"
@@ -113,7 +113,7 @@ def run(calls: int, login_calls: int) -> None:
         ),
         "POST /auth/refresh": (median_ms(refresh, calls), ["Redis round trip"]),
         "GET /users/me (cache hit)": (
-            median_ms(lambda: invoke("users-me-get", "GET", "/users/me", token=access), calls),
+            median_ms(lambda: invoke("users-me", "GET", "/users/me", token=access), calls),
             ["Redis round trip"],
         ),
     }

@@ -26,7 +26,7 @@ PRODUCTION_ENV: dict[str, str | None] = {
     "SMS_SIGN_NAME": "Example",
     "SMS_TEMPLATE_ID": "100001",
     "WECHAT_API_BASE": "https://api.weixin.qq.com",
-    "QUEUE_BACKEND": "cmq",
+    "QUEUE_BACKEND": "scf",
     "PIPELINE_ALLOWED_HOSTS": "ai.example.com",
 }
 

@@ -12,8 +12,8 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
 from app.observability import logging as applog
-from tests.support.apigw import context
 from tests.support.database import scratch_database
+from tests.support.function_url import context
 from tests.support.functions import handler
 from tests.support.logs import capture_logs
 from tests.support.settings import app_engine_under

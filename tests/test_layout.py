@@ -1,6 +1,7 @@
 """The deploy truth agrees with the code: serverless.yml, the function folders, the route
-table, the migrations and the migrated schema. Written against whatever is declared, so
-it keeps holding as functions, routes and migrations are added."""
+table, the custom domain's path mapping, the contract's routes, the migrations and the
+migrated schema. Written against whatever is declared, so it keeps holding as functions,
+routes and migrations are added."""
 
 from __future__ import annotations
 
@@ -8,38 +9,21 @@ import ast
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
+from infra import manifest, routes
+from infra.manifest import Manifest
 from tests.support.functions import FUNCTIONS, ROOT, handler
 
 MIGRATIONS = ROOT / "shared" / "app" / "db" / "migrations" / "versions"
 MIGRATION_FILE = re.compile(r"^(\d{14})_[a-z0-9_]+\.py$")
 MAX_INDEX_LINES = 8
+API_MD = ROOT.parent / "shared" / "API.md"
 
 
-def _config() -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "serverless.yml").read_text())
-
-
-def _declared() -> dict[str, Any]:
-    return _config()["inputs"]["functions"]
-
-
-def _triggers() -> list[dict[str, Any]]:
-    return _config()["inputs"].get("triggers") or []
-
-
-def _apis() -> list[dict[str, Any]]:
-    apis: list[dict[str, Any]] = []
-    for trigger in _triggers():
-        if trigger.get("type") == "apigw":
-            default = trigger.get("function")
-            for api in trigger["parameters"].get("apis") or []:
-                apis.append({**api, "function": api.get("function", default)})
-    return apis
+def _manifest() -> Manifest:
+    return manifest.load()
 
 
 def _folders() -> set[str]:
@@ -50,24 +34,30 @@ def _key(method: str, path: str) -> tuple[str, str]:
     return method.upper(), path
 
 
+def _api_md_routes() -> list[tuple[str, str]]:
+    """Every `METHOD /path` row of the contract's route table that the code has built."""
+    text = API_MD.read_text()
+    rows = re.findall(r"^\| (GET|POST|PUT|PATCH|DELETE) (/\S*) \|", text, flags=re.M)
+    return [(method, path) for method, path in rows]
+
+
 def test_every_function_folder_is_declared_and_every_declared_function_has_its_folder() -> None:
-    declared = _declared()
+    declared = _manifest().functions
     assert set(declared) == _folders()
     for name, spec in declared.items():
-        assert spec["src"].rstrip("/") == f"./{name}", name
-        assert spec["handler"] == "index.main_handler", name
-        assert spec.get("layers"), f"{name} does not use the layer"
+        assert spec.directory == FUNCTIONS / name, name
+        assert spec.handler == "index.main_handler", name
 
 
 def test_function_names_are_kebab_case() -> None:
-    for name in _declared():
+    for name in _manifest().functions:
         assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", name), name
 
 
 @pytest.mark.parametrize("name", sorted(_folders()))
 def test_index_is_a_thin_entrypoint(name: str) -> None:
     source = (FUNCTIONS / name / "index.py").read_text()
-    lines = [line for line in source.splitlines() if line.strip()]
+    lines = [line for line in source.splitlines() if line.strip() and not line.startswith("#")]
     assert len(lines) <= MAX_INDEX_LINES, f"{name}/index.py: {len(lines)} lines"
     tree = ast.parse(source)
     logic = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
@@ -82,48 +72,54 @@ def test_index_is_a_thin_entrypoint(name: str) -> None:
     assert callable(handler(name))
 
 
-def test_every_apigw_entry_is_a_route_of_the_table_and_of_its_function() -> None:
+def test_every_route_of_the_table_is_served_by_exactly_one_http_function() -> None:
     from app.api import all_routes
 
-    declared = _declared()
     table = Counter(_key(r.method, r.path) for r in all_routes())
     assert all(count == 1 for count in table.values()), "a route is declared twice in the table"
-    entries = [(_key(api["method"], api["path"]), api["function"]) for api in _apis()]
-    exposed = Counter(key for key, _ in entries)
-
-    for key, count in exposed.items():
-        assert count == 1, f"{key} has {count} API Gateway entries"
-        assert key in table, f"{key} is in serverless.yml but no route module declares it"
-    for key in table:
-        assert key in exposed, f"route {key} has no API Gateway entry in serverless.yml"
-
-    by_function: dict[str, set[tuple[str, str]]] = {}
-    for key, function in entries:
-        assert function in declared, f"{key} points to undeclared function {function!r}"
-        by_function.setdefault(function, set()).add(key)
-    for function, keys in by_function.items():
-        served = {_key(r.method, r.path) for r in handler(function).routes}
-        assert served == keys, f"{function} serves {sorted(served)}, API Gateway: {sorted(keys)}"
-
-
-def test_http_functions_are_all_exposed() -> None:
-    exposed = {api["function"] for api in _apis()}
-    for name in _declared():
-        if hasattr(handler(name), "routes"):
-            assert name in exposed, f"{name} serves HTTP routes but no API Gateway entry names it"
-
-
-def test_timer_and_queue_triggers_point_to_declared_functions() -> None:
-    declared = _declared()
-    for trigger in _triggers():
-        kind = trigger.get("type")
-        if kind == "apigw":
+    served: Counter[tuple[str, str]] = Counter()
+    for spec in _manifest().functions.values():
+        routes_of = getattr(handler(spec.name), "routes", None)
+        if routes_of is None:
+            assert not spec.http, f"{spec.name} has a Function URL but serves no HTTP"
             continue
-        assert kind in ("timer", "cmq"), f"unknown trigger type {kind!r}"
-        assert trigger.get("function") in declared, trigger
-        if kind == "timer":
-            cron = str(trigger["parameters"]["cronExpression"])
-            assert len(cron.split()) == 7, f"{cron!r} is not a 7-field SCF cron"
+        assert spec.http, f"{spec.name} serves HTTP routes but has no Function URL"
+        for route in routes_of:
+            key = _key(route.method, route.path)
+            assert key in table, f"{spec.name} serves {key}, which no route module declares"
+            served[key] += 1
+    for key in table:
+        assert served[key] == 1, f"route {key} is served by {served[key]} functions"
+
+
+def test_every_route_of_the_contract_reaches_its_function_through_the_domain() -> None:
+    """The path mapping the local cloud serves and the deployer writes: every route of
+    API.md that the code has built reaches the one function that serves it, the more
+    specific pattern winning, and an unknown path reaches the catch-all."""
+    if not API_MD.is_file():
+        pytest.skip(f"the contract is not beside the repository ({API_MD})")
+    loaded = _manifest()
+    handlers = {spec.name: handler(spec.name) for spec in loaded.http_functions}
+    mappings = routes.mapping_of_handlers(handlers)
+    serving = {
+        _key(route.method, route.path): name
+        for name, found in handlers.items()
+        for route in found.routes
+    }
+    contract = _api_md_routes()
+    assert len(contract) > 20
+    built = [key for key in contract if key in serving]
+    assert len(built) >= 20, "most of the contract's routes are built"
+    for method, path in built:
+        concrete = re.sub(r"\{[^}]+\}", "x1", path)
+        assert routes.resolve(mappings, concrete) == serving[(method, path)], (method, path)
+    assert routes.resolve(mappings, "/no/such/path") == "fallback"
+    assert [m.function for m in mappings].count("fallback") == 1
+
+
+def test_timers_are_7_field_crons_of_declared_functions() -> None:
+    for timer in _manifest().timers:
+        assert len(timer.cron.split()) == 7, f"{timer.cron!r} is not a 7-field SCF cron"
 
 
 def test_migrations_form_one_linear_chain_named_by_their_timestamp() -> None:

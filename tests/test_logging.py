@@ -13,7 +13,7 @@ from typing import Any
 from app.errors import AppError, ErrorCode
 from app.http import Auth, Request, Router, http_handler
 from app.identity.tokens import issue
-from tests.support.apigw import context, event
+from tests.support.function_url import context, event
 from tests.support.functions import ROOT
 from tests.support.logs import capture_logs
 
@@ -38,16 +38,16 @@ FIELDS = {"function", "route", "status", "duration_ms", "request_id"}
 
 
 def invoke(
-    evt: dict[str, Any], function: str = "things-get"
+    evt: dict[str, Any], function: str = "things-get", request_id: str | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     with capture_logs() as logs:
-        result = handler(evt, context(function))
+        result = handler(evt, context(function, request_id))
     return result, logs.where(message="invocation")
 
 
 def test_one_line_with_the_invocation_fields() -> None:
-    evt = event("GET", "/things/t1", path_params={"thing_id": "t1"})
-    result, lines = invoke(evt)
+    evt = event("GET", "/things/t1")
+    result, lines = invoke(evt, request_id="req-1")
     assert len(lines) == 1
     line = lines[0]
     assert set(line) >= FIELDS
@@ -56,7 +56,7 @@ def test_one_line_with_the_invocation_fields() -> None:
     assert line["status"] == 200 == result["statusCode"]
     assert line["method"] == "GET"
     assert isinstance(line["duration_ms"], (int, float)) and line["duration_ms"] >= 0
-    assert line["request_id"] == evt["requestContext"]["requestId"]
+    assert line["request_id"] == "req-1"
     assert line["request_id"] == result["headers"]["X-Request-Id"]
     assert line["level"] == "info"
     assert "user_id" not in line
@@ -73,7 +73,7 @@ def test_signed_in_caller_is_logged_by_user_id_and_never_by_token() -> None:
 
 
 def test_errors_are_logged_with_their_status() -> None:
-    _, lines = invoke(event("GET", "/things/missing", path_params={"thing_id": "missing"}))
+    _, lines = invoke(event("GET", "/things/missing"))
     assert [(line["status"], line["route"]) for line in lines] == [(404, "/things/{thing_id}")]
 
     _, lines = invoke(event("GET", "/me/things", token="forged"))
@@ -88,7 +88,7 @@ def test_stdout_gets_exactly_one_json_line_per_invocation() -> None:
     script = textwrap.dedent(
         """
         import importlib.util, json, sys
-        from tests.support.apigw import context, event
+        from tests.support.function_url import context, event
         spec = importlib.util.spec_from_file_location("index", "functions/openapi/index.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)

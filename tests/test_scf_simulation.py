@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from infra.package import build_function, build_layer
-from tests.support.apigw import context, event
+from tests.support.function_url import context, event
 
 pytestmark = pytest.mark.slow
 
@@ -135,6 +135,5 @@ def test_openapi_and_docs_answer_from_the_unpacked_zips(scf: dict[str, Any]) -> 
         "docs",
         "GET",
         "/docs/swagger-ui-bundle.js",
-        path_params={"asset": "swagger-ui-bundle.js"},
     )
     assert asset["statusCode"] == 200, asset

@@ -1,4 +1,4 @@
-from tests.support.apigw import call
+from tests.support.function_url import call
 from tests.support.functions import handler
 
 

@@ -1,12 +1,15 @@
 """The local cloud as one object: `LocalCloud(configs).start()` in tests, `run_forever()`
 behind `python -m infra.local`.
 
-Start order: bind the port (so the reverse-push URL is known), fill in the embedded
-default (WS_PUSH_URL, and moto's S3 app for COS when COS_ENDPOINT is unset), run the
-migrations, open DB_POOL_MIN connections and start the pool monitor, load every function as
-SCF would, subscribe the queue functions, start the timers, then serve HTTP and WebSocket
-with uvicorn. Functions run on a thread pool, so many requests run at once, unlike SCF
-where an instance handles one: the pool settings of this process are the seed's 10/100.
+Start order: bind the port, fill in the embedded default (moto's S3 app for COS when
+COS_ENDPOINT is unset), run the migrations, open DB_POOL_MIN connections and start the pool
+monitor, load every function as SCF would, derive the custom domain's path mapping from the
+routes the HTTP functions serve (infra.routes), subscribe the asynchronously invoked
+functions to their queues, start the timers, then serve HTTP with uvicorn. Functions run on
+a thread pool, so many requests run at once, unlike SCF where an instance handles one: the
+pool settings of this process are the seed's 10/100. Asynchronous invocations run
+`async_concurrency` at once (LOCAL_ASYNC_CONCURRENCY, default 32), as that many instances of
+the worker would.
 """
 
 from __future__ import annotations
@@ -28,21 +31,38 @@ from typing import Any, TypeVar
 from app.config import get_settings
 from app.observability import logging as applog
 from app.queue.local import Broker, broker
-from infra.local import manifest as manifest_module
-from infra.local.functions import MainHandler, load_handler
-from infra.local.manifest import ManifestError, TimerSpec, WebSocketApi
+from infra import manifest as manifest_module
+from infra import routes
+from infra.functions import MainHandler, load_handler
+from infra.local.gateway import Gateway
 from infra.local.queues import consumer
 from infra.local.timers import TimerScheduler, next_times, now, timer_event
+from infra.manifest import Manifest, ManifestError, TimerSpec
 
 log = logging.getLogger("infra.local")
 T = TypeVar("T")
 
 
 def configs_from_env() -> list[Path]:
-    """LOCAL_CLOUD_CONFIGS (paths separated by os.pathsep) or the repository's two files."""
+    """LOCAL_CLOUD_CONFIGS (paths separated by os.pathsep) or the repository's serverless.yml."""
     raw = os.environ.get("LOCAL_CLOUD_CONFIGS", "")
     paths = [Path(p) for p in raw.split(os.pathsep) if p.strip()]
-    return paths or list(manifest_module.DEFAULT_CONFIGS)
+    return paths or [manifest_module.DEFAULT_CONFIG]
+
+
+def load_manifests(paths: Iterable[Path]) -> Manifest:
+    """The files' functions together (a later file's function replaces an earlier one of
+    the same name): how tests serve their probes beside the real functions."""
+    merged: Manifest | None = None
+    for path in paths:
+        loaded = manifest_module.load(path)
+        if merged is None:
+            merged = loaded
+        else:
+            merged.functions.update(loaded.functions)
+    if merged is None:
+        raise ManifestError("no serverless.yml to serve")
+    return merged
 
 
 def _broken(name: str, error: Exception) -> MainHandler:
@@ -55,11 +75,6 @@ def _broken(name: str, error: Exception) -> MainHandler:
     return main_handler
 
 
-class _RefusalIsNotAnError(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != "ASGI callable returned without completing handshake."
-
-
 class LocalCloud:
     def __init__(
         self,
@@ -68,22 +83,24 @@ class LocalCloud:
         host: str = "127.0.0.1",
         port: int | None = None,
         http_workers: int = 64,
-        queue_workers: int = 8,
+        async_concurrency: int | None = None,
         queue_max_attempts: int = 5,
         queue_backoff_s: float = 0.5,
         timers: bool = True,
     ) -> None:
         self.configs = [Path(p) for p in configs] if configs is not None else configs_from_env()
-        self.manifest = manifest_module.load(self.configs)
+        self.manifest = load_manifests(self.configs)
         self.host = host
         self.port = get_settings().port if port is None else port
         self.http_workers = http_workers
-        self.queue_workers = queue_workers
+        self.async_concurrency = async_concurrency or int(
+            os.environ.get("LOCAL_ASYNC_CONCURRENCY") or 32
+        )
         self.queue_max_attempts = queue_max_attempts
         self.queue_backoff_s = queue_backoff_s
         self.timers_enabled = timers
         self.handlers: dict[str, MainHandler] = {}
-        self.websockets: dict[str, WebSocketApi] = {}
+        self.mappings: list[routes.PathMapping] = []
         self.broker: Broker = broker()
         self.cos: Any = None
         self._socket: socket.socket | None = None
@@ -101,17 +118,9 @@ class LocalCloud:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}"
-
-    @property
-    def push_url(self) -> str:
-        return f"{self.url}/_local/ws/push"
-
     # -- invoking functions -----------------------------------------------------------------
 
-    def invoke(self, function: str, event: dict[str, Any], request_id: str | None = None) -> Any:
+    def invoke(self, function: str, event: Any, request_id: str | None = None) -> Any:
         """Call a function's main_handler with an event and an SCF-like context dict."""
         handler = self.handlers[function]
         request_id = request_id or secrets.token_hex(16)
@@ -143,6 +152,8 @@ class LocalCloud:
     def fire_timer(self, function: str, trigger: str | None = None) -> Any:
         """Fire one timer trigger of `function` now (the first one unless `trigger` names
         another) and return what the function returned."""
+        if function not in self.manifest.functions:
+            raise KeyError(f"no function {function}")
         timers = [t for t in self.manifest.timers if t.function == function]
         if trigger:
             timers = [t for t in timers if t.name == trigger]
@@ -150,6 +161,20 @@ class LocalCloud:
             named = f" {trigger}" if trigger else ""
             raise KeyError(f"no timer trigger{named} for function {function}")
         return self.invoke(function, timer_event(timers[0], now()))
+
+    def server_sockets(self) -> list[Any]:
+        """The sockets of the connections the HTTP server holds open (tests read their
+        options)."""
+        if self._server is None:
+            return []
+        connections = list(self._server.server_state.connections)
+        found = [getattr(c, "transport", None) for c in connections]
+        return [t.get_extra_info("socket") for t in found if t is not None]
+
+    def queue_idle(self, timeout: float) -> dict[str, Any]:
+        """Wait until every due message has been handled; the broker's counts."""
+        idle = self.broker.wait_idle(timeout)
+        return {"idle": idle, **self.broker.stats()}
 
     def _fire_scheduled(self, timer: TimerSpec, at: Any) -> None:
         # A failure is logged by invoke; the next tick still comes.
@@ -164,14 +189,16 @@ class LocalCloud:
             self._env_set.append(name)
 
     def _bind(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY on accepted connections only
+        # for a socket that says it is TCP; without it every keep-alive answer after the first
+        # waits ~40 ms for Nagle and the client's delayed ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self._socket = sock
         self.port = sock.getsockname()[1]
 
     def _embedded_default(self) -> None:
-        self._set_env("WS_PUSH_URL", self.push_url)
         if not os.environ.get("COS_ENDPOINT"):
             from infra.local.embedded import EmbeddedCos
 
@@ -195,7 +222,7 @@ class LocalCloud:
         self._monitor.start()
 
     def _functions(self) -> None:
-        missing = self.manifest.check()
+        missing = []
         for timer in self.manifest.timers:
             try:
                 next_times(timer.cron, now())
@@ -209,41 +236,34 @@ class LocalCloud:
             except Exception as error:  # one broken function, as on SCF
                 log.exception("function failed to load", extra={"fields": {"function": name}})
                 self.handlers[name] = _broken(name, error)
-        for path, api in self.manifest.websockets.items():
-            names = [n for n in (api.register, api.transport, api.cleanup) if n]
-            absent = [n for n in names if n not in self.handlers]
-            if absent:
-                log.warning(
-                    "websocket api disabled: functions not declared",
-                    extra={"fields": {"path": path, "functions": absent}},
-                )
-                continue
-            self.websockets[path] = api
+        self.mappings = routes.mapping_of_handlers(
+            {
+                spec.name: self.handlers[spec.name]
+                for spec in self.manifest.http_functions
+                if hasattr(self.handlers[spec.name], "routes")
+            }
+        )
 
     def _queues(self) -> None:
-        self.broker.workers = self.queue_workers
+        self.broker.workers = self.async_concurrency
         self.broker.max_attempts = self.queue_max_attempts
         self.broker.backoff_s = self.queue_backoff_s
-        for spec in self.manifest.queues:
-            self.broker.subscribe(spec.queue, spec.function, consumer(spec, self.invoke))
+        for spec in self.manifest.functions.values():
+            if spec.asynchronous is not None:
+                self.broker.subscribe(spec.name, spec.name, consumer(spec.name, self.invoke))
 
     def _server_config(self) -> Any:
         import uvicorn
 
-        from infra.local.gateway import Gateway
-
-        # uvicorn's sans-io WebSocket protocol logs a refused handshake (an HTTP denial
-        # response, which is how register refuses) as an error; it is the expected answer.
-        uvicorn_log = logging.getLogger("uvicorn.error")
-        if not any(isinstance(f, _RefusalIsNotAnError) for f in uvicorn_log.filters):
-            uvicorn_log.addFilter(_RefusalIsNotAnError())
-
         config = uvicorn.Config(
-            Gateway(self),
+            Gateway(self, self.mappings),
             lifespan="off",
             log_config=None,
             access_log=False,
-            ws="websockets-sansio",
+            # The client is the socket's peer: X-Forwarded-For is a header anyone can send
+            # (uvicorn would believe it from 127.0.0.1, which every local client is).
+            proxy_headers=False,
+            ws="none",  # no WebSocket served here yet
             timeout_graceful_shutdown=3,
         )
         return uvicorn.Server(config)
@@ -288,8 +308,9 @@ class LocalCloud:
         if self._scheduler is not None:
             self._scheduler.stop()
             self._scheduler = None
-        for spec in self.manifest.queues:
-            self.broker.unsubscribe(spec.queue, spec.function)
+        for spec in self.manifest.functions.values():
+            if spec.asynchronous is not None:
+                self.broker.unsubscribe(spec.name, spec.name)
         if self._monitor is not None:
             self._monitor.stop()
             self._monitor = None
@@ -315,10 +336,10 @@ class LocalCloud:
         self.stop()
 
     def summary(self) -> str:
-        ws = ", ".join(f"websocket {p}" for p in self.websockets) or "no websocket"
+        asynchronous = [s.name for s in self.manifest.functions.values() if s.asynchronous]
         return (
-            f"{len(self.manifest.routes)} routes, {len(self.manifest.timers)} timers, "
-            f"{len(self.manifest.queues)} queue subscriptions, {ws}"
+            f"{len(self.mappings)} paths, {len(self.manifest.timers)} timers, "
+            f"{len(asynchronous)} asynchronous functions ({self.async_concurrency} at once)"
         )
 
     def run_forever(self) -> None:

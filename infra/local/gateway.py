@@ -1,15 +1,17 @@
-"""The API Gateway of the local cloud, as a plain ASGI app.
+"""The custom domain and Function URLs of the local cloud, as a plain ASGI app.
 
-HTTP: match the request against the apigw routes of serverless.yml, build the event Tencent
-API Gateway sends an event function (the full `queryString`, repeated keys as lists;
-non-UTF-8 bodies base64 with `isBase64Encoded`; `pathParameters` from the route template;
-a new `requestContext.requestId`; the client as `sourceIp`), call the function's
-`main_handler` on the thread pool and turn its integration response back into HTTP. An
-unknown path is `404 NOT_FOUND`, a known path with another method `405 METHOD_NOT_ALLOWED`,
-both in the error envelope with `X-Request-Id`, as the deployed gateway is configured.
+HTTP: the path picks the function through the same mapping the custom domain gets
+(`infra.routes`: exact pattern, else the longest `/x/*`, else `/*`), the request becomes the
+event a Function URL sends an event function (`httpMethod`, the whole `path`, lower-case
+`headers`, `queryString` with repeated names as lists, `body` as text) with the client's
+address in `x-scf-remote-addr` (the socket's peer: nothing the client sends is taken for
+it), the function's `main_handler` runs on the thread pool and its answer (`statusCode`,
+`headers`, `body`) goes back as HTTP. Method routing, 404 and 405 are the functions' own, as
+behind the real domain; a function that crashes, or answers something that is not a
+payload, is a 502 from the platform.
 
-Dev-only endpoints under `/_local/` (never routed on SCF): fire a timer, publish to or
-wait on the queue, and the WebSocket API's reverse-push URL.
+Dev-only endpoints under `/_local/` (never routed on SCF): fire a timer, publish to or wait
+on the queue.
 """
 
 from __future__ import annotations
@@ -21,15 +23,12 @@ import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from app.errors import AppError, ErrorCode
-from app.http.routing import compile_path
-from infra.local.manifest import ApiRoute
-
-if TYPE_CHECKING:
-    from infra.local.cloud import LocalCloud
+from infra import routes
+from infra.routes import PathMapping
 
 log = logging.getLogger("infra.local.gateway")
 
@@ -40,26 +39,19 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 _DEV_TIMER = re.compile(r"^/_local/timers/(?P<function>[^/]+)$")
 _DEV_PUBLISH = re.compile(r"^/_local/queues/(?P<queue>[^/]+)/messages$")
 JSON = "application/json; charset=utf-8"
+CLIENT_ADDRESS = "x-scf-remote-addr"
 
 
-class RouteTable:
-    """apigw routes; static paths win over templated ones, as on API Gateway."""
+class Platform(Protocol):
+    """What the gateway needs of the local cloud."""
 
-    def __init__(self, routes: list[ApiRoute]) -> None:
-        ordered = sorted(routes, key=lambda r: "{" in r.path)
-        self._routes = [(route, compile_path(route.path)) for route in ordered]
+    async def call(self, function: str, event: dict[str, Any], request_id: str) -> Any: ...
 
-    def match(self, method: str, path: str) -> tuple[ApiRoute | None, dict[str, str], bool]:
-        """(route, path parameters, whether the path is known for some method)."""
-        known = False
-        for route, pattern in self._routes:
-            found = pattern.match(path)
-            if found is None:
-                continue
-            known = True
-            if route.method in (method, "ANY"):
-                return route, found.groupdict(), True
-        return None, {}, known
+    async def run_in_pool(self, fn: Callable[..., Any], *args: Any) -> Any: ...
+
+    def fire_timer(self, function: str, trigger: str | None = None) -> Any: ...
+
+    def queue_idle(self, timeout: float) -> dict[str, Any]: ...
 
 
 def query_string(raw: bytes) -> dict[str, Any]:
@@ -82,41 +74,15 @@ def header_dict(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return headers
 
 
-def request_context(path: str, method: str, request_id: str, source_ip: str) -> dict[str, Any]:
-    return {
-        "serviceId": "service-local",
-        "path": path,
-        "httpMethod": method,
-        "requestId": request_id,
-        "identity": {},
-        "sourceIp": source_ip,
-        "stage": "release",
-    }
-
-
-def api_event(
-    route: ApiRoute,
-    params: dict[str, str],
-    scope: Scope,
-    body: bytes,
-    request_id: str,
-) -> dict[str, Any]:
-    method = scope["method"].upper()
+def function_url_event(scope: Scope, body: bytes) -> dict[str, Any]:
     headers = header_dict(scope.get("headers") or [])
-    headers["x-api-requestid"] = request_id
-    source_ip = (scope.get("client") or ("127.0.0.1", 0))[0]
+    headers[CLIENT_ADDRESS] = (scope.get("client") or ("127.0.0.1", 0))[0]
     event: dict[str, Any] = {
-        "httpMethod": method,
+        "httpMethod": scope["method"].upper(),
         "path": scope["path"],
         "headers": headers,
         "queryString": query_string(scope.get("query_string") or b""),
-        # Holds only the parameters configured on the API; the local routes configure none.
-        "queryStringParameters": {},
-        "pathParameters": params,
-        "headerParameters": {},
-        "stageVariables": {"stage": "release"},
-        "requestContext": request_context(route.path, method, request_id, source_ip),
-        "isBase64Encoded": False,
+        "body": "",
     }
     if body:
         try:
@@ -129,21 +95,22 @@ def api_event(
 
 def error_reply(
     code: ErrorCode, request_id: str, message: str | None = None
-) -> tuple[int, dict[str, str], bytes]:
+) -> tuple[int, list[tuple[str, str]], bytes]:
     body = json.dumps(AppError(code, message).envelope(request_id)).encode()
-    return code.status, {"Content-Type": JSON, "X-Request-Id": request_id}, body
+    return code.status, [("Content-Type", JSON), ("X-Request-Id", request_id)], body
 
 
-def integration_reply(
-    result: Any, request_id: str
-) -> tuple[int, dict[str, str] | list[tuple[str, str]], bytes]:
-    """An integration response back into status, headers and body."""
+def platform_error(request_id: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    """What the platform answers for a function that failed: 502, not one of our codes."""
+    body = json.dumps({"error": "function error", "request_id": request_id}).encode()
+    return 502, [("Content-Type", JSON), ("X-Request-Id", request_id)], body
+
+
+def http_reply(result: Any, request_id: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    """A function's answer back into status, headers and body."""
     if not isinstance(result, Mapping) or not isinstance(result.get("statusCode"), int):
-        log.error(
-            "function returned no integration response",
-            extra={"fields": {"request_id": request_id}},
-        )
-        return error_reply(ErrorCode.INTERNAL_ERROR, request_id)
+        log.error("function answered no payload", extra={"fields": {"request_id": request_id}})
+        return platform_error(request_id)
     raw_body = result.get("body")
     if raw_body is None:
         body = b""
@@ -152,15 +119,13 @@ def integration_reply(
             body = base64.b64decode(raw_body)
         except (binascii.Error, ValueError, TypeError):
             log.error("function returned bad base64", extra={"fields": {"request_id": request_id}})
-            return error_reply(ErrorCode.INTERNAL_ERROR, request_id)
+            return platform_error(request_id)
     else:
         body = (raw_body if isinstance(raw_body, str) else json.dumps(raw_body)).encode("utf-8")
     headers: list[tuple[str, str]] = []
     for name, value in (result.get("headers") or {}).items():
         for item in value if isinstance(value, list) else [value]:
             headers.append((str(name), str(item)))
-    if not any(name.lower() == "x-request-id" for name, _ in headers):
-        headers.append(("X-Request-Id", request_id))
     return int(result["statusCode"]), headers, body
 
 
@@ -200,20 +165,15 @@ async def respond_json(send: Send, status: int, value: Any, request_id: str | No
 
 
 class Gateway:
-    """The ASGI app: HTTP routes, dev endpoints and the WebSocket API."""
+    """The ASGI app: the domain's path mapping to the functions, and the dev endpoints."""
 
-    def __init__(self, cloud: LocalCloud) -> None:
-        from infra.local.websocket import WebSocketGateway
-
-        self.cloud = cloud
-        self.routes = RouteTable(cloud.manifest.routes)
-        self.websockets = WebSocketGateway(cloud)
+    def __init__(self, platform: Platform, mappings: list[PathMapping]) -> None:
+        self.platform = platform
+        self.mappings = mappings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self.http(scope, receive, send)
-        elif scope["type"] == "websocket":
-            await self.websockets.serve(scope, receive, send)
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = secrets.token_hex(16)
@@ -222,18 +182,16 @@ class Gateway:
         if path.startswith("/_local/"):
             await self.dev(scope, path, method, body, send, request_id)
             return
-        route, params, known = self.routes.match(method, path)
-        if route is None:
-            code = ErrorCode.METHOD_NOT_ALLOWED if known else ErrorCode.NOT_FOUND
-            await respond(send, *error_reply(code, request_id))
+        function = routes.resolve(self.mappings, path)
+        if function is None:  # no function: the domain itself answers
+            await respond(send, *error_reply(ErrorCode.NOT_FOUND, request_id))
             return
-        event = api_event(route, params, scope, body, request_id)
         try:
-            result = await self.cloud.call(route.function, event, request_id)
-        except Exception:  # noqa: BLE001 - the function crashed: the gateway answers
-            await respond(send, *error_reply(ErrorCode.INTERNAL_ERROR, request_id))
+            result = await self.platform.call(function, function_url_event(scope, body), request_id)
+        except Exception:  # noqa: BLE001 - the function crashed: the platform answers
+            await respond(send, *platform_error(request_id))
             return
-        await respond(send, *integration_reply(result, request_id))
+        await respond(send, *http_reply(result, request_id))
 
     async def dev(
         self, scope: Scope, path: str, method: str, body: bytes, send: Send, request_id: str
@@ -242,13 +200,10 @@ class Gateway:
         timer = _DEV_TIMER.match(path)
         publish = _DEV_PUBLISH.match(path)
         try:
-            if method == "POST" and path == "/_local/ws/push":
-                status, answer = await self.websockets.push(body)
-                await respond_json(send, status, answer)
-            elif method == "POST" and timer:
+            if method == "POST" and timer:
                 trigger = query.get("trigger")
-                result = await self.cloud.run_in_pool(
-                    self.cloud.fire_timer, timer["function"], str(trigger) if trigger else None
+                result = await self.platform.run_in_pool(
+                    self.platform.fire_timer, timer["function"], str(trigger) if trigger else None
                 )
                 await respond_json(send, 200, result, request_id)
             elif method == "POST" and publish:
@@ -260,10 +215,8 @@ class Gateway:
                 await respond_json(send, 200, {"msg_id": msg_id}, request_id)
             elif method == "GET" and path == "/_local/queues/idle":
                 timeout = float(query.get("timeout") or 10)
-                idle = await self.cloud.run_in_pool(self.cloud.broker.wait_idle, timeout)
-                await respond_json(
-                    send, 200, {"idle": idle, **self.cloud.broker.stats()}, request_id
-                )
+                stats = await self.platform.run_in_pool(self.platform.queue_idle, timeout)
+                await respond_json(send, 200, stats, request_id)
             else:
                 await respond(send, *error_reply(ErrorCode.NOT_FOUND, request_id))
         except KeyError as error:

@@ -16,7 +16,7 @@ from typing import Any
 
 from croniter import croniter
 
-from infra.local.manifest import TimerSpec
+from infra.manifest import TimerSpec
 
 log = logging.getLogger("infra.local.timers")
 

@@ -86,15 +86,16 @@ class Settings(BaseModel):
     tencentcloud_region: str = "ap-guangzhou"
     tencentcloud_api_endpoint: str = ""
 
-    queue_backend: Literal["local", "cmq"] = "local"
-    pipeline_queue: str = "pipeline-tasks"
+    queue_backend: Literal["local", "scf"] = "local"
+    # The function the runner's messages invoke: its deployed name on SCF.
+    pipeline_queue: str = "pipeline-worker"
+    scf_namespace: str = "default"
     pipeline_max_concurrency: int = Field(5, ge=1, le=100)
     pipeline_host_concurrency: int = Field(20, ge=1)
     pipeline_allowed_hosts: str = "127.0.0.1,localhost"
     # Work with no progress for this long is published again by the saga sweeper.
     pipeline_stall_s: int = Field(120, ge=0)
     task_max_runtime_s: int = Field(3600, ge=1)
-    ws_push_url: str = ""
     # COS: an empty endpoint means the region's own; the local cloud points it at its
     # embedded S3-compatible store (moto) when unset.
     cos_bucket: str = "ai-platform-local-1250000000"

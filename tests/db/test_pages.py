@@ -12,7 +12,7 @@ from app.db import pages
 from app.errors import AppError, ErrorCode
 from app.identity import tokens
 from app.ids import new_id
-from tests.support.apigw import call
+from tests.support.function_url import call
 from tests.support.functions import handler
 
 
@@ -45,7 +45,7 @@ def test_anything_else_is_422(cursor: str) -> None:
 def test_a_crafted_cursor_on_get_tasks_is_422() -> None:
     token, _ = tokens.issue("access", user_id=new_id(), role="user", sid="s")
     reply = call(
-        handler("tasks-list"),
+        handler("tasks"),
         "GET",
         "/tasks",
         token=token,

@@ -23,7 +23,7 @@ from app.db.transaction import transaction
 from app.errors import AppError, ErrorCode
 from app.http import Auth, Request, Router, http_handler
 from app.observability.metrics import DB_POOL_TIMEOUTS
-from tests.support.apigw import call
+from tests.support.function_url import call
 from tests.support.functions import handler as function_handler
 from tests.support.logs import capture_logs
 from tests.support.net import closed_port

@@ -9,7 +9,7 @@ import pytest
 
 from app.http import Auth, Request, Router, http_handler
 from app.redis_client import get_redis
-from tests.support.apigw import call
+from tests.support.function_url import call
 from tests.support.logs import capture_logs
 from tests.support.settings import redis_down
 

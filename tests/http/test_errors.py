@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from app.errors import AppError, ErrorCode
 from app.http import Auth, Request, Router, http_handler
-from tests.support.apigw import call, context, event
+from tests.support.function_url import call, context, event
 from tests.support.logs import capture_logs
 
 router = Router(tags=("test",))
@@ -188,9 +188,10 @@ def test_admin_route_with_a_user_token_is_403() -> None:
 @pytest.mark.parametrize("path", ["/boom", "/bad-response"])
 def test_unexpected_exception_is_500_without_internals_and_logged_with_trace(path: str) -> None:
     evt = event("GET", path)
-    request_id = evt["requestContext"]["requestId"]
+    ctx = context("things-boom")
+    request_id = ctx["request_id"]
     with capture_logs() as logs:
-        result = handler(evt, context("things-boom"))
+        result = handler(evt, ctx)
 
     assert result["statusCode"] == 500
     assert result["headers"]["X-Request-Id"] == request_id

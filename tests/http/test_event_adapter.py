@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from app.http import Auth, Request, Response, Router, http_handler
-from tests.support.apigw import call, context, event
+from tests.support.function_url import call, context, event
 from tests.support.settings import settings_env
 
 router = Router(tags=("test",))
@@ -209,25 +209,6 @@ def test_single_value_for_a_list_field_is_a_list_of_one() -> None:
     assert reply.json()["tag"] == ["solo"]
 
 
-def test_parameters_missing_from_query_string_parameters_are_still_read() -> None:
-    # API Gateway fills queryStringParameters only with the parameters configured on the
-    # API; queryString carries the whole query.
-    evt = event("GET", "/items", query={"q": "poster", "colour": "blue", "limit": "3"})
-    evt["queryStringParameters"] = {"limit": "3"}
-    result = handler(evt, context())
-    assert result["statusCode"] == 200
-    body = json.loads(result["body"])
-    assert (body["q"], body["colour"], body["limit"]) == ("poster", "blue", 3)
-
-
-def test_only_query_string_parameters_still_work() -> None:
-    evt = event("GET", "/items")
-    evt["queryString"] = {}
-    evt["queryStringParameters"] = {"limit": "9"}
-    result = handler(evt, context())
-    assert json.loads(result["body"])["limit"] == 9
-
-
 def test_unknown_parameters_are_ignored_by_the_model_but_kept_raw() -> None:
     reply = call(handler, "GET", "/items", query={"utm_source": "x", "limit": "2"})
     assert reply.status == 200
@@ -253,43 +234,37 @@ def test_bad_query_values_are_422(query: dict[str, str], loc: list[str]) -> None
 # -- path parameters ---------------------------------------------------------------------
 
 
-def test_path_parameters_from_the_event() -> None:
-    reply = call(handler, "GET", "/items/i1/parts/p2", path_params={"item_id": "i1", "part": "p2"})
+def test_path_parameters_come_from_the_routes_template() -> None:
+    reply = call(handler, "GET", "/items/i1/parts/p2")
     assert reply.status == 200
     assert reply.json() == {"item_id": "i1", "part": "p2"}
-
-
-def test_path_parameters_from_the_template_when_the_event_has_none() -> None:
-    evt = event("GET", "/items/abc/parts/wheel")
-    evt.pop("pathParameters")
-    result = handler(evt, context())
-    assert result["statusCode"] == 200
-    assert json.loads(result["body"]) == {"item_id": "abc", "part": "wheel"}
 
 
 # -- request ids -------------------------------------------------------------------------
 
 
-def test_request_id_is_the_gateway_request_id() -> None:
-    evt = event("GET", "/echo")
-    result = handler(evt, context())
-    request_id = evt["requestContext"]["requestId"]
-    assert result["headers"]["X-Request-Id"] == request_id
-    assert json.loads(result["body"])["request_id"] == request_id
+def test_request_id_is_the_invocations() -> None:
+    result = handler(event("GET", "/echo"), context(request_id="req-7"))
+    assert result["headers"]["X-Request-Id"] == "req-7"
+    assert json.loads(result["body"])["request_id"] == "req-7"
 
 
-def test_error_body_request_id_is_the_header_and_the_gateway_id() -> None:
-    evt = event("POST", "/items", raw_body="{")
-    result = handler(evt, context())
+def test_error_body_request_id_is_the_header_and_the_invocations() -> None:
+    result = handler(event("POST", "/items", raw_body="{"), context(request_id="req-8"))
     assert result["statusCode"] == 422
-    request_id = evt["requestContext"]["requestId"]
-    assert result["headers"]["X-Request-Id"] == request_id
-    assert json.loads(result["body"])["request_id"] == request_id
+    assert result["headers"]["X-Request-Id"] == "req-8"
+    assert json.loads(result["body"])["request_id"] == "req-8"
 
 
-def test_without_a_gateway_request_id_one_is_made_and_used_consistently() -> None:
+def test_the_client_address_is_the_platforms_header_never_a_forwarded_one() -> None:
+    evt = event("GET", "/echo", source_ip="203.0.113.5", headers={"X-Forwarded-For": "10.0.0.1"})
+    assert json.loads(handler(evt, context())["body"])["source_ip"] == "203.0.113.5"
+    evt["headers"].pop("x-scf-remote-addr")
+    assert json.loads(handler(evt, context())["body"])["source_ip"] == ""
+
+
+def test_without_a_request_id_one_is_made_and_used_consistently() -> None:
     evt = event("POST", "/items", raw_body="{")
-    evt["requestContext"].pop("requestId")
     ctx = context()
     ctx.pop("request_id")
     result = handler(evt, ctx)
@@ -337,4 +312,4 @@ def test_binary_response_bodies_go_out_base64_encoded() -> None:
     assert base64.b64decode(result["body"]) == PNG_BYTES
     assert result["headers"]["Content-Type"] == "image/png"
     text = handler(event("GET", "/echo"), context())
-    assert text["isBase64Encoded"] is False
+    assert "isBase64Encoded" not in text and text["body"].startswith("{")

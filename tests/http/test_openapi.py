@@ -16,7 +16,7 @@ from app.api import all_routes
 from app.http import Auth, Request, Router
 from app.http import openapi as openapi_builder
 from app.http.models import Page
-from tests.support.apigw import call
+from tests.support.function_url import call
 from tests.support.functions import handler
 
 
@@ -242,7 +242,7 @@ def test_docs_page_loads_only_relative_assets() -> None:
     ],
 )
 def test_docs_assets_are_served_from_the_layer(asset: str, content_type: str, marker: str) -> None:
-    reply = call(handler("docs"), "GET", f"/docs/{asset}", path_params={"asset": asset})
+    reply = call(handler("docs"), "GET", f"/docs/{asset}")
     assert reply.status == 200
     assert reply.header("Content-Type").startswith(content_type)
     assert marker in reply.body
@@ -251,7 +251,7 @@ def test_docs_assets_are_served_from_the_layer(asset: str, content_type: str, ma
 
 @pytest.mark.parametrize("asset", ["index.html", "..%2Fswagger-ui.css", "nope.js"])
 def test_unknown_docs_asset_is_404(asset: str) -> None:
-    reply = call(handler("docs"), "GET", f"/docs/{asset}", path_params={"asset": asset})
+    reply = call(handler("docs"), "GET", f"/docs/{asset}")
     assert reply.status == 404
     assert reply.json()["code"] == "NOT_FOUND"
 

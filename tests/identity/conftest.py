@@ -12,7 +12,7 @@ import pytest
 
 from tests.fakes.tencentcloud import FakeTencentCloud, sms_handler
 from tests.fakes.wechat import FakeWechat
-from tests.support.apigw import Reply, call
+from tests.support.function_url import Reply, call
 from tests.support.functions import handler
 from tests.support.settings import settings_env
 
@@ -125,7 +125,7 @@ class Flows:
         return self.call("auth-refresh", "POST", "/auth/refresh", body=body)
 
     def me(self, token: str) -> Reply:
-        return self.call("users-me-get", "GET", "/users/me", token=token)
+        return self.call("users-me", "GET", "/users/me", token=token)
 
     def admin_token(self) -> str:
         """A signed-in admin (a fresh phone listed in ADMIN_PHONES for this call)."""
@@ -138,10 +138,9 @@ class Flows:
     def disable(self, user_id: str) -> None:
         """A fresh admin disables the user through PATCH /admin/users/{id}."""
         reply = self.call(
-            "admin-users-patch",
+            "admin-users-id",
             "PATCH",
             f"/admin/users/{user_id}",
-            path_params={"id": user_id},
             body={"disabled": True},
             token=self.admin_token(),
         )

@@ -28,7 +28,7 @@ def test_secrets_appear_in_no_log_line_and_no_response(flows: Flows, capfd) -> N
         "auth-sms-code",
         "auth-wechat-login",
         "auth-refresh",
-        "users-me-get",
+        "users-me",
     ):
         handler(name)
     with capture_logs(logging.DEBUG) as logs:

@@ -115,10 +115,9 @@ def test_a_role_change_shows_in_the_next_refresh(flows: Flows) -> None:
     user_id = pair["user"]["id"]
     admin = flows.admin_token()
     flows.call(
-        "admin-users-patch",
+        "admin-users-id",
         "PATCH",
         f"/admin/users/{user_id}",
-        path_params={"id": user_id},
         body={"role": "admin"},
         token=admin,
     )

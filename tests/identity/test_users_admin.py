@@ -9,7 +9,7 @@ from tests.identity.conftest import Flows, new_phone
 
 
 def _patch_me(flows: Flows, token: str, body: dict):
-    return flows.call("users-me-patch", "PATCH", "/users/me", body=body, token=token)
+    return flows.call("users-me", "PATCH", "/users/me", body=body, token=token)
 
 
 def test_get_me_is_the_user_of_the_token(flows: Flows) -> None:
@@ -127,10 +127,9 @@ def test_admin_patch_role_and_disable(flows: Flows) -> None:
 
     def patch(body: dict):
         return flows.call(
-            "admin-users-patch",
+            "admin-users-id",
             "PATCH",
             f"/admin/users/{user_id}",
-            path_params={"id": user_id},
             body=body,
             token=admin,
         )
@@ -145,10 +144,9 @@ def test_admin_patch_role_and_disable(flows: Flows) -> None:
     assert patch({"disabled": False}).status == 200
     assert flows.login(pair["user"]["phone"]).status == 200
     missing = flows.call(
-        "admin-users-patch",
+        "admin-users-id",
         "PATCH",
         "/admin/users/nobody",
-        path_params={"id": "nobody"},
         body={"role": "user"},
         token=admin,
     )
@@ -161,10 +159,9 @@ def test_admin_routes_refuse_a_user_token(flows: Flows) -> None:
     assert (listing.status, listing.json()["code"]) == (403, "FORBIDDEN")
     user_id = new_phone()
     patch = flows.call(
-        "admin-users-patch",
+        "admin-users-id",
         "PATCH",
         f"/admin/users/{user_id}",
-        path_params={"id": user_id},
         body={"role": "admin"},
         token=token,
     )
@@ -181,10 +178,9 @@ def test_the_cached_profile_is_dropped_even_when_ending_sessions_fails(flows: Fl
     # A session set Redis cannot read as a set: ending the sessions fails.
     get_redis().set(f"sessions:{user_id}", "not a set")
     reply = flows.call(
-        "admin-users-patch",
+        "admin-users-id",
         "PATCH",
         f"/admin/users/{user_id}",
-        path_params={"id": user_id},
         body={"role": "admin", "disabled": True},
         token=admin,
     )

@@ -20,7 +20,7 @@ def early_message() -> str:
     from app.queue import publish
 
     message_id = "early-" + secrets.token_hex(4)
-    publish("local-test-probe", {"id": message_id})
+    publish("queue-probe", {"id": message_id})
     return message_id
 
 

@@ -1,4 +1,5 @@
-"""Reading the deploy files: what the local cloud would serve, and the mistakes it refuses."""
+"""Reading serverless.yml: the functions, their configuration and triggers as the deployer
+and the local cloud see them, and the mistakes it refuses."""
 
 from __future__ import annotations
 
@@ -6,69 +7,73 @@ from pathlib import Path
 
 import pytest
 
-from infra.local import manifest
+from infra import manifest
+from infra.local.cloud import load_manifests
 from tests.support.local_cloud import TEST_CONFIGS
 
 
-def _write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / name
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "serverless.yml"
     path.write_text(text)
     return path
 
 
-def test_the_repository_files_declare_every_function_their_triggers_name() -> None:
-    loaded = manifest.load(TEST_CONFIGS)
-    assert loaded.check() == []
-    assert loaded.functions["health"].directory == manifest.ROOT / "functions" / "health"
-    assert manifest.ApiRoute("/health", "GET", "health") in loaded.routes
-    # The test file's WebSocket API replaces the deployed one on the same path.
-    assert loaded.websockets["/ws"].register == "ws-probe-register"
+def test_the_repository_file_and_the_test_probes_read_as_one() -> None:
+    loaded = load_manifests(TEST_CONFIGS)
+    health = loaded.functions["health"]
+    assert health.directory == manifest.ROOT / "functions" / "health"
+    assert health.http and health.runtime == "Python3.10" and health.timeout_s == 10
+    assert health.environment["APP_ENV"] == "production"
+    worker = loaded.functions["pipeline-worker"]
+    assert worker.asynchronous == manifest.AsyncSpec(retries=2, ttl_s=21600)
+    assert worker.timeout_s == 300 and not worker.http
+    assert loaded.functions["db-migrate"].invoke_after_deploy
+    # Locally a function is named as it is; the queue it consumes has its name.
+    assert worker.environment["PIPELINE_QUEUE"] == "pipeline-worker"
+    probe = loaded.functions["timer-probe"]
+    assert probe.directory == manifest.ROOT / "tests" / "functions" / "timer-probe"
     timer = next(t for t in loaded.timers if t.name == "probe-disabled")
     assert (timer.function, timer.argument, timer.enabled) == (
         "timer-probe",
         "never-scheduled",
         False,
     )
-    assert manifest.QueueSpec("local-test-probe", "queue-probe") in loaded.queues
 
 
-def test_a_trigger_naming_an_undeclared_function_is_reported(tmp_path: Path) -> None:
+def test_the_deployers_variables_name_functions_as_deployed_and_refuse_what_is_missing(
+    tmp_path: Path,
+) -> None:
     path = _write(
         tmp_path,
-        "serverless.yml",
         """
-component: multi-scf
-inputs:
-  src: ./fns
-  functions:
-    a: {handler: index.main_handler}
-  triggers:
-    - type: cmq
-      function: ghost
-      parameters: {name: q}
-    - type: apigw
-      function: a
-      parameters:
-        apis:
-          - {path: /a}
+app: shop
+stage: ${env:STAGE}
+defaults:
+  environment:
+    QUEUE: ${function:worker}
+    SECRET: ${env:SECRET}
+functions:
+  worker: {async: {retries: 1, ttl_s: 60}}
 """,
     )
-    loaded = manifest.load([path])
-    assert loaded.functions["a"].directory == tmp_path / "fns" / "a"
-    assert loaded.routes == [manifest.ApiRoute("/a", "ANY", "a")]
-    assert loaded.check() == ["cmq q: function 'ghost' is not declared"]
+    strict = manifest.Variables({"STAGE": "prod", "SECRET": "s"}, strict=True, deployed_names=True)
+    loaded = manifest.load(path, strict)
+    assert loaded.functions["worker"].environment == {"QUEUE": "shop-prod-worker", "SECRET": "s"}
+    with pytest.raises(manifest.ManifestError, match="not set: SECRET, STAGE"):
+        manifest.load(path, manifest.Variables({}, strict=True, deployed_names=True))
+    lenient = manifest.load(path, manifest.Variables({}))
+    assert lenient.functions["worker"].environment == {"QUEUE": "worker", "SECRET": ""}
 
 
 @pytest.mark.parametrize(
     "text",
     [
-        "component: scf\ninputs: {}\n",
         "- not a mapping\n",
-        "component: multi-scf\ninputs:\n  triggers:\n    - {type: timer, function: a}\n",
-        "component: multi-scf\ninputs:\n  triggers:\n    - {type: cmq, function: a}\n",
-        "component: apigateway\ninputs:\n  endpoints:\n    - {path: /ws, protocol: WEBSOCKET}\n",
+        "app: a\nfunctions:\n  Bad_Name: {http: true}\n",
+        "app: a\nfunctions:\n  t:\n    timers:\n      - {name: x}\n",
     ],
+    ids=["not-a-mapping", "bad-name", "timer-without-cron"],
 )
-def test_files_the_local_cloud_cannot_serve_are_refused(tmp_path: Path, text: str) -> None:
-    with pytest.raises(manifest.ManifestError):
-        manifest.load([_write(tmp_path, "bad.yml", text)])
+def test_files_that_cannot_be_served_are_refused(tmp_path: Path, text: str) -> None:
+    with pytest.raises((manifest.ManifestError, KeyError)):
+        manifest.load(_write(tmp_path, text))

@@ -12,7 +12,7 @@ import requests
 from app.queue import publish
 from tests.local.conftest import MAX_ATTEMPTS
 
-QUEUE = "local-test-probe"
+QUEUE = "queue-probe"
 
 
 def _deliveries(redis: Any, message_id: str) -> list[float]:

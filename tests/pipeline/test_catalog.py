@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.apigw import Reply, call
+from tests.support.function_url import Reply, call
 from tests.support.functions import handler
 from tests.support.pipelines import token_for
 from tests.support.quota import new_user
@@ -21,7 +21,6 @@ def put(pipeline_id: str, body: Any, role: str = "admin") -> Reply:
         f"/admin/pipelines/{pipeline_id}",
         body=body,
         token=token,
-        path_params={"id": pipeline_id},
     )
 
 

@@ -11,7 +11,7 @@ from app.db.tables import quota_ledger
 from app.db.transaction import transaction
 from app.identity.tokens import issue
 from app.ids import new_id
-from tests.support.apigw import Reply, call
+from tests.support.function_url import Reply, call
 from tests.support.functions import handler
 from tests.support.quota import counters, new_user
 
@@ -22,11 +22,10 @@ def token(role: str = "admin") -> str:
 
 def adjust(user_id: str, body: Any, *, role: str = "admin", **kwargs: Any) -> Reply:
     return call(
-        handler("admin-users-quota"),
+        handler("admin-users-id"),
         "POST",
         f"/admin/users/{user_id}/quota",
         body=body,
-        path_params={"id": user_id},
         token=token(role) if role else None,
         **kwargs,
     )

@@ -81,7 +81,7 @@ def test_a_message_for_a_branch_the_fork_never_dispatched_does_nothing(
     while upstream.in_flight < 5:
         time.sleep(0.01)
 
-    publish("pipeline-tasks", {"kind": "branch", "task_id": task_id, "step": 0, "branch": 7})
+    publish("pipeline-worker", {"kind": "branch", "task_id": task_id, "step": 0, "branch": 7})
     time.sleep(0.2)
     assert upstream.max_in_flight == 5
     gate.set()

@@ -21,12 +21,7 @@ import requests
 
 from tests.support.functions import ROOT
 
-TEST_CONFIGS = (
-    ROOT / "serverless.yml",
-    ROOT / "infra" / "websocket" / "serverless.yml",
-    ROOT / "tests" / "functions" / "serverless.yml",
-    ROOT / "tests" / "functions" / "websocket.yml",
-)
+TEST_CONFIGS = (ROOT / "serverless.yml", ROOT / "tests" / "functions" / "serverless.yml")
 PYTHONPATH = f"{ROOT / 'shared'}{os.pathsep}{ROOT}"
 _READY = re.compile(r"^local cloud ready: (http://127\.0\.0\.1:\d+)")
 

@@ -4,6 +4,7 @@ the route handlers driven with API Gateway events."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Iterator
@@ -11,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from tests.support.apigw import Reply, call
+from tests.support.function_url import Reply, call
 from tests.support.functions import handler
 from tests.support.quota import assert_ledger_consistent, counters, new_user
 
-QUEUE = "pipeline-tasks"
+QUEUE = "pipeline-worker"
 
 
 def token_for(user_id: str, role: str = "user") -> str:
@@ -36,21 +37,21 @@ class Customer:
         headers = {"Idempotency-Key": key} if key else None
         body = {"pipeline_id": pipeline_id, "input": task_input or {}}
         return call(
-            handler("tasks-create"), "POST", "/tasks", body=body, token=self.token, headers=headers
+            handler("tasks"), "POST", "/tasks", body=body, token=self.token, headers=headers
         )
 
     def get(self, task_id: str) -> Reply:
-        return self._on_task("tasks-get", "GET", task_id)
+        return self._on_task("tasks-id", "GET", task_id)
 
     def cancel(self, task_id: str) -> Reply:
-        return self._on_task("tasks-cancel", "POST", task_id, "/cancel")
+        return self._on_task("tasks-id", "POST", task_id, "/cancel")
 
     def _on_task(self, function: str, method: str, task_id: str, suffix: str = "") -> Reply:
         path = f"/tasks/{task_id}{suffix}"
-        return call(handler(function), method, path, token=self.token, path_params={"id": task_id})
+        return call(handler(function), method, path, token=self.token)
 
     def list(self, **query: Any) -> Reply:
-        return call(handler("tasks-list"), "GET", "/tasks", token=self.token, query=query)
+        return call(handler("tasks"), "GET", "/tasks", token=self.token, query=query)
 
     def quota(self) -> tuple[int, int]:
         return counters(self.id)
@@ -87,22 +88,6 @@ def new_fork(url: str, cost: int = 1, over: str = "items") -> str:
     )
 
 
-def cmq_event(message: Any) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "CMQ": {
-                    "type": "topic",
-                    "topicName": message.queue,
-                    "msgId": message.msg_id,
-                    "msgBody": message.body,
-                    "msgTag": "",
-                }
-            }
-        ]
-    }
-
-
 class Worker:
     """The pipeline-worker function subscribed to the local broker, as the local cloud does."""
 
@@ -117,7 +102,7 @@ class Worker:
 
     def consume(self, message: Any, attempt: int) -> None:
         self.deliveries += 1
-        self.main(cmq_event(message), {"function_name": "pipeline-worker", "request_id": "t"})
+        self.main(json.loads(message.body), {"function_name": "pipeline-worker", "request_id": "t"})
 
     def start(self) -> Worker:
         self.broker.subscribe(QUEUE, "pipeline-worker", self.consume)

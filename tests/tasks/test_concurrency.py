@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from tests.support.apigw import Reply
+from tests.support.function_url import Reply
 from tests.support.pipelines import Customer, new_pipeline
 
 

@@ -341,7 +341,7 @@ def test_the_sweeper_settles_reservations_left_behind_by_ended_tasks() -> None:
 
 
 def test_the_sweeper_runs_as_a_timer_function_and_as_an_admin_job() -> None:
-    from tests.support.apigw import call
+    from tests.support.function_url import call
     from tests.support.functions import handler
     from tests.support.pipelines import token_for
     from tests.support.quota import new_user
@@ -353,9 +353,7 @@ def test_the_sweeper_runs_as_a_timer_function_and_as_an_admin_job() -> None:
 
     admin = token_for(new_user(role="admin"), role="admin")
     run = handler("admin-jobs-run")
-    reply = call(
-        run, "POST", "/admin/jobs/saga-sweeper", token=admin, path_params={"name": "saga-sweeper"}
-    )
+    reply = call(run, "POST", "/admin/jobs/saga-sweeper", token=admin)
     assert reply.status == 200
     assert reply.json()["job"] == "saga-sweeper" and "settled" in reply.json()
     refill = call(
@@ -363,15 +361,12 @@ def test_the_sweeper_runs_as_a_timer_function_and_as_an_admin_job() -> None:
         "POST",
         "/admin/jobs/invite-refill",
         token=admin,
-        path_params={"name": "invite-refill"},
     )
     assert refill.status == 200 and refill.json()["job"] == "invite-refill"
-    unknown = call(run, "POST", "/admin/jobs/nope", token=admin, path_params={"name": "nope"})
+    unknown = call(run, "POST", "/admin/jobs/nope", token=admin)
     assert unknown.status == 404 and unknown.json()["code"] == "NOT_FOUND"
     user = token_for(new_user())
-    forbidden = call(
-        run, "POST", "/admin/jobs/saga-sweeper", token=user, path_params={"name": "saga-sweeper"}
-    )
+    forbidden = call(run, "POST", "/admin/jobs/saga-sweeper", token=user)
     assert forbidden.status == 403
 
 
@@ -403,7 +398,7 @@ def test_a_malformed_message_is_dropped(worker: Worker) -> None:
 
     dead_before = worker.broker.stats()["dead"]
     for message in ({"kind": "nope"}, {"kind": "step", "task_id": "x", "step": "0"}):
-        publish("pipeline-tasks", message)
-    publish("pipeline-tasks", {"kind": "step", "task_id": "unknown-task", "step": 0})
+        publish("pipeline-worker", message)
+    publish("pipeline-worker", {"kind": "step", "task_id": "unknown-task", "step": 0})
     worker.wait_idle()
     assert worker.broker.stats()["dead"] == dead_before  # dropped, not failed

@@ -1,12 +1,13 @@
-"""Queue trigger events: `queue_handler(consume)` is the `main_handler` of a queue function.
+"""Asynchronous invocations: `queue_handler(consume)` is the `main_handler` of a function the
+queue port publishes to (app.queue).
 
-The CMQ / TDMQ-for-CMQ trigger sends `{"Records": [{"CMQ": {"msgId", "msgBody", ...}}]}`;
-`msgBody` is the JSON text that `app.queue.publish` sent. `consume(message)` is called once
-per record with the decoded dict. Delivery is at least once, so `consume` must be
-idempotent. An exception from `consume` propagates: the platform then delivers the message
-again, which is the retry. A body that is not a JSON object can never succeed, so it is
-logged and dropped rather than redelivered forever. After its batch a queue function sends
-the delayed messages that have fallen due (see app.queue.cmq).
+A message is published as an SCF async invocation (`Invoke`, `InvocationType=Event`) whose
+event is the message itself: a JSON object. `consume(message)` is called with it. Delivery is
+at least once, so `consume` must be idempotent. An exception from `consume` propagates: the
+platform then invokes the function again under its async retry policy, which is the retry.
+An event that is not a JSON object can never succeed, so it is logged and dropped rather
+than retried. After the message, the function sends the delayed messages that have fallen
+due (app.queue: the platform has no delayed invocation).
 """
 
 from __future__ import annotations
@@ -26,27 +27,20 @@ log = applog.get_logger("app.events.queue")
 Consume = Callable[[dict[str, Any]], Any]
 
 
-def records(event: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The CMQ part of each record of a trigger event."""
-    out = []
-    for record in event.get("Records") or []:
-        if isinstance(record, Mapping) and isinstance(record.get("CMQ"), Mapping):
-            out.append(dict(record["CMQ"]))
-    return out
-
-
-def decode(body: Any) -> dict[str, Any] | None:
-    try:
-        message = json.loads(body) if isinstance(body, (str, bytes)) else None
-    except ValueError:
-        return None
-    return message if isinstance(message, dict) else None
+def decode(event: Any) -> dict[str, Any] | None:
+    """The message of an invocation: the event object (or JSON text of one)."""
+    if isinstance(event, (str, bytes)):
+        try:
+            event = json.loads(event)
+        except ValueError:
+            return None
+    return dict(event) if isinstance(event, Mapping) else None
 
 
 def _release_due(function: str) -> int:
-    """Send delayed messages that fell due: the backend may have no native delays (CMQ
-    topics), and a busy queue function is the soonest chance. The batch itself succeeded,
-    so a failure here is logged, never raised; the sweeper tries again."""
+    """Send delayed messages that fell due: the platform has no delayed invocation, and a
+    busy worker is the soonest chance. The message itself was handled, so a failure here is
+    logged, never raised; the sweeper tries again."""
     try:
         return queue.release_due()
     except Exception:
@@ -54,43 +48,32 @@ def _release_due(function: str) -> int:
         return 0
 
 
-def queue_handler(consume: Consume) -> Callable[[Mapping[str, Any], Any], dict[str, Any]]:
+def queue_handler(consume: Consume) -> Callable[[Any, Any], dict[str, Any]]:
     # Once per instance, when the function module is imported, as the HTTP adapter does.
     applog.configure(get_settings().log_level)
 
-    def main_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+    def main_handler(event: Any, context: Any = None) -> dict[str, Any]:
         context = context if isinstance(context, Mapping) else {}
         function = str(context.get("function_name") or "")
-        handled = 0
-        for record in records(event):
-            fields: dict[str, Any] = {
-                "function": function,
-                "queue": record.get("topicName") or record.get("queueName") or "",
-                "msg_id": record.get("msgId"),
-                "request_id": str(context.get("request_id") or ""),
-            }
-            message = decode(record.get("msgBody"))
-            if message is None:
-                applog.log_fields(
-                    log,
-                    logging.ERROR,
-                    "queue message dropped",
-                    **fields,
-                    outcome="not a JSON object",
-                )
-                continue
-            started = time.perf_counter()
-            try:
-                consume(message)
-            except Exception:
-                fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
-                log.exception(
-                    "queue message failed", extra={"fields": {**fields, "outcome": "failed"}}
-                )
-                raise
+        fields: dict[str, Any] = {
+            "function": function,
+            "request_id": str(context.get("request_id") or ""),
+        }
+        message = decode(event)
+        if message is None:
+            applog.log_fields(
+                log, logging.ERROR, "queue message dropped", **fields, outcome="not a JSON object"
+            )
+            return {"handled": 0, "released": _release_due(function)}
+        started = time.perf_counter()
+        try:
+            consume(message)
+        except Exception:
             fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
-            applog.log_fields(log, logging.INFO, "queue message", **fields, outcome="ok")
-            handled += 1
-        return {"handled": handled, "released": _release_due(function)}
+            log.exception("queue message failed", extra={"fields": {**fields, "outcome": "failed"}})
+            raise
+        fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        applog.log_fields(log, logging.INFO, "queue message", **fields, outcome="ok")
+        return {"handled": 1, "released": _release_due(function)}
 
     return main_handler

@@ -1,4 +1,4 @@
-"""HTTP over Tencent API Gateway: routes, requests, responses, the event adapter."""
+"""HTTP through SCF Function URLs: routes, requests, responses, the event adapter."""
 
 from app.http.request import Request
 from app.http.resolver import http_handler

@@ -16,7 +16,7 @@ Q = TypeVar("Q")
 
 
 class Headers(Mapping[str, str]):
-    """Case-insensitive, read-only. API Gateway passes header names in whatever case it got."""
+    """Case-insensitive, read-only: header names compare in any case."""
 
     __slots__ = ("_items",)
 

@@ -1,4 +1,4 @@
-"""Event in, integration response out: match, authenticate, validate, call, render.
+"""Event in, answer out: match, authenticate, validate, call, render.
 
 `http_handler(route, ...)` builds an SCF `main_handler` for one function. Everything a
 client can send that is wrong ends as a 4xx with the error envelope; anything else is a
@@ -17,8 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 from app.config import get_settings
 from app.errors import AppError, ErrorCode
-from app.http.apigw import integration_response, parse_event, request_id_of
 from app.http.auth import authenticate
+from app.http.event import answer, parse_event, request_id_of
 from app.http.request import Request
 from app.http.response import JSON_CONTENT_TYPE, Response, dump_json
 from app.http.routing import Route, find_route
@@ -46,7 +46,7 @@ def _is_list_field(annotation: Any) -> bool:
 
 def _query_input(model: type[BaseModel], params: dict[str, list[str]]) -> dict[str, Any]:
     # A scalar parameter sent twice takes its last value, as most frameworks do; parameters
-    # the model does not name are ignored (API Gateway may add its own).
+    # the model does not name are ignored.
     data: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         key = info.alias or name
@@ -67,7 +67,7 @@ class HttpApp:
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         started = time.perf_counter()
         context = context if isinstance(context, Mapping) else {}
-        request_id = request_id_of(event, context)
+        request_id = request_id_of(context)
         route: Route | None = None
         request: Request[Any, Any] | None = None
         try:
@@ -84,7 +84,7 @@ class HttpApp:
         response.headers["X-Request-Id"] = request_id
         self._cors(request, response)
         self._observe(route, request, event, context, response, started)
-        return integration_response(response)
+        return answer(response)
 
     @staticmethod
     def _unexpected(exc: Exception, request_id: str) -> Response:
@@ -109,8 +109,7 @@ class HttpApp:
             if path_known:
                 raise AppError(ErrorCode.METHOD_NOT_ALLOWED)
             raise AppError(ErrorCode.NOT_FOUND)
-        # API Gateway already parsed the path; trust its values, fill from the template.
-        request.path_params = {**params, **request.path_params}
+        request.path_params = params
         request.route_path = route.path
         return route
 

@@ -38,4 +38,9 @@ PIPELINE_CALLS = Counter(
     "Calls to upstream AI hosts by outcome (ok, retryable, failed).",
     ["outcome"],
 )
+QUEUE_PUBLISHES = Counter(
+    "queue_publishes_total",
+    "Messages published to a queue (SCF: Invoke calls, 100/s per account), by outcome.",
+    ["queue", "outcome"],
+)
 TASKS_FINISHED = Counter("tasks_finished_total", "Tasks that ended, by status.", ["status"])

@@ -1,12 +1,17 @@
-"""The local queue backend: an in-process broker with the delivery rules of TDMQ for CMQ.
+"""The local queue backend: an in-process broker with the delivery rules of SCF's
+asynchronous invocation.
 
 `LocalBackend.publish` hands a message to the process's `Broker`; the local cloud subscribes
-each `cmq`-triggered function to its queue. What the broker guarantees, like the real queue:
+each asynchronously invoked function to the queue of its name. What the broker guarantees,
+like the platform:
 - at least once: a consumer that raises gets the message again after a backoff, up to
-  `max_attempts` deliveries; then the message is logged as dead and kept in `dead`;
-- `delay_s` holds a message back before its first delivery;
+  `max_attempts` deliveries (the function's async retries); then the message is logged as
+  dead and kept in `dead`;
+- `workers` deliveries run at once, as several instances of the function would;
+- `delay_s` holds a message back before its first delivery (which SCF cannot do: its
+  backend parks such messages in Redis instead);
 - a message published while nobody subscribes to its queue waits for the first subscriber;
-- every subscriber of a queue gets its own copy (the topic-subscription model of the trigger).
+- every subscriber of a queue gets its own copy.
 
 Delivery is driven by condition variables, never by polling sleeps, so a hop through the
 queue costs a thread wake-up. The broker lives in the process: it is the local cloud's, and
@@ -269,5 +274,5 @@ class LocalBackend:
         body = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
         return broker().publish(queue, body, delay_s=delay_s)
 
-    def release_due(self, topics: list[str] | None = None) -> int:
+    def release_due(self, queues: list[str] | None = None) -> int:
         return 0  # the broker delays natively

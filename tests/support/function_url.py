@@ -1,4 +1,4 @@
-"""Tencent API Gateway events for tests, and a small view of integration responses."""
+"""SCF Function URL events for tests, and a small view of the answers functions give."""
 
 from __future__ import annotations
 
@@ -17,19 +17,19 @@ def event(
     raw_body: str | bytes | None = None,
     headers: dict[str, str] | None = None,
     query: dict[str, Any] | None = None,
-    path_params: dict[str, str] | None = None,
     base64_body: bool = False,
     source_ip: str = "203.0.113.9",
     token: str | None = None,
 ) -> dict[str, Any]:
-    """An event shaped like the one API Gateway sends an event function."""
-    hdrs = {"Host": "service-test.gz.apigw.tencentcs.com", "User-Agent": "pytest"}
+    """An event shaped like the one a Function URL sends an event function: lower-case
+    header names, the client's address in `x-scf-remote-addr`."""
+    hdrs = {"host": "api.example.com", "user-agent": "pytest", "x-scf-remote-addr": source_ip}
     if body is not None:
         raw_body = json.dumps(body)
-        hdrs["Content-Type"] = "application/json"
+        hdrs["content-type"] = "application/json"
     if token:
-        hdrs["Authorization"] = f"Bearer {token}"
-    hdrs.update(headers or {})
+        hdrs["authorization"] = f"Bearer {token}"
+    hdrs.update({key.lower(): value for key, value in (headers or {}).items()})
     payload: str | None
     if raw_body is None:
         payload = None
@@ -38,32 +38,21 @@ def event(
         payload = base64.b64encode(data).decode()
     else:
         payload = raw_body.decode() if isinstance(raw_body, bytes) else raw_body
-    return {
+    found: dict[str, Any] = {
         "httpMethod": method,
         "path": path,
         "headers": hdrs,
         "queryString": query or {},
-        "queryStringParameters": {},
-        "pathParameters": path_params or {},
-        "headerParameters": {},
-        "stageVariables": {"stage": "release"},
         "body": payload,
-        "isBase64Encoded": base64_body,
-        "requestContext": {
-            "serviceId": "service-test",
-            "path": path,
-            "httpMethod": method,
-            "requestId": secrets.token_hex(16),
-            "identity": {},
-            "sourceIp": source_ip,
-            "stage": "release",
-        },
     }
+    if base64_body:
+        found["isBase64Encoded"] = True
+    return found
 
 
-def context(function_name: str = "test") -> dict[str, Any]:
+def context(function_name: str = "test", request_id: str | None = None) -> dict[str, Any]:
     return {
-        "request_id": secrets.token_hex(16),
+        "request_id": request_id or secrets.token_hex(16),
         "function_name": function_name,
         "memory_limit_in_mb": 256,
         "time_limit_in_ms": 10000,
@@ -86,10 +75,13 @@ class Reply:
         return None
 
 
-def call(handler: Any, method: str, path: str, **kwargs: Any) -> Reply:
-    """Invoke a main_handler with an API Gateway event and read its integration response."""
-    result = handler(event(method, path, **kwargs), context())
+def reply_of(result: dict[str, Any]) -> Reply:
     body = result["body"]
     if result.get("isBase64Encoded"):
         body = base64.b64decode(body).decode("latin-1")
     return Reply(result["statusCode"], result["headers"], body)
+
+
+def call(handler: Any, method: str, path: str, **kwargs: Any) -> Reply:
+    """Invoke a main_handler with a Function URL event and read its answer."""
+    return reply_of(handler(event(method, path, **kwargs), context()))

@@ -1,0 +1,89 @@
+"""SCF Function URL event <-> Request / answer: the only place that knows the event's shape.
+A new front door would be a new module like this one, not a new router.
+
+The event an event function gets from its Function URL (or from the custom domain in front
+of it): `httpMethod`, `path` (the whole path: the domain routes by path and passes it
+through), `headers` (lower-case names), `queryString` (`{name: value}`, a list for a name
+given more than once) and `body` (a string). The client's address is the
+`x-scf-remote-addr` header, which the platform sets; nothing the client sends
+(`X-Forwarded-For`, ...) is taken for it. The request id is the invocation's, from the
+context. Path parameters come from our own routing.
+
+The answer is SCF's standard payload, `{"statusCode", "headers", "body"}`, with the body as
+text; a body that is not UTF-8 is sent base64 with `isBase64Encoded: true`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from app.errors import AppError, ErrorCode
+from app.http.request import Headers, Request
+from app.http.response import Response
+
+CLIENT_ADDRESS = "x-scf-remote-addr"
+
+
+def _query(event: Mapping[str, Any]) -> dict[str, list[str]]:
+    query: dict[str, list[str]] = {}
+    for key, value in (event.get("queryString") or {}).items():
+        values = value if isinstance(value, list) else [value]
+        query[str(key)] = ["" if v is None else str(v) for v in values]
+    return query
+
+
+def _body(event: Mapping[str, Any]) -> bytes:
+    body = event.get("body")
+    if body is None or body == "":
+        return b""
+    # Not in the documented event; handled in case a binary body ever arrives this way.
+    if event.get("isBase64Encoded"):
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError, TypeError) as exc:
+            raise AppError(
+                ErrorCode.VALIDATION_ERROR,
+                "The body is not valid base64.",
+                details=[{"loc": ["body"], "msg": "invalid base64"}],
+            ) from exc
+    return body.encode("utf-8") if isinstance(body, str) else bytes(body)
+
+
+def request_id_of(context: Mapping[str, Any]) -> str:
+    return str(context.get("request_id") or secrets.token_hex(16))
+
+
+def parse_event(event: Mapping[str, Any], request_id: str) -> Request[Any, Any]:
+    """The event as a Request with the id `request_id_of` gave it (read before parsing, so
+    that a request that fails to parse is answered under the same id)."""
+    headers = Headers(event.get("headers"))
+    return Request(
+        method=str(event.get("httpMethod") or "GET").upper(),
+        path=str(event.get("path") or "/"),
+        headers=headers,
+        query_params=_query(event),
+        raw_body=_body(event),
+        path_params={},
+        source_ip=str(headers.get(CLIENT_ADDRESS) or ""),
+        request_id=request_id,
+    )
+
+
+def answer(response: Response) -> dict[str, Any]:
+    headers = dict(response.headers)
+    if response.content_type:
+        headers["Content-Type"] = response.content_type
+    payload: dict[str, Any] = {"statusCode": response.status, "headers": headers}
+    if isinstance(response.body, str):
+        payload["body"] = response.body
+        return payload
+    try:
+        payload["body"] = response.body.decode("utf-8")
+    except UnicodeDecodeError:
+        payload["isBase64Encoded"] = True
+        payload["body"] = base64.b64encode(response.body).decode("ascii")
+    return payload

@@ -1,0 +1,137 @@
+"""The queue port's `scf` backend: SCF asynchronous invocation. A message to a queue is an
+`Invoke` of the function of that name with `InvocationType=Event`, the message itself as the
+event (`ClientContext`), through `tencentcloud-sdk-python-scf` (imported on first publish,
+never at cold start) and the run role's temporary keys (app.tencentcloud).
+
+What the platform gives: at least once, retried under the function's async retry policy
+(the deployer sets `RetryNum` and `MsgTTL` from serverless.yml); no usable dead-letter queue
+(it is CMQ-based), so the sweeper finds lost work. What it does not: delays, so a delayed
+message waits in Redis (a sorted set per queue, scored by due time) and is invoked when due
+by `release_due`, which every queue function calls after its message and the sweeper every
+minute: a delay is a lower bound, kept to within the next worker invocation or at worst the
+sweeper's minute. A message claimed from the set but lost before its invoke is lost like any
+undelivered one: the sweeper finds the stalled work.
+
+Limits: an event is at most 128 KB (refused here before the call); the account's Invoke API
+takes 100 requests per second, shared by every function: a refusal for the rate is retried
+twice after a short pause, then raised like any failure (each publish is counted in
+`queue_publishes_total` by outcome). TENCENTCLOUD_API_ENDPOINT points the client at a test
+endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from typing import Any
+
+from app import tencentcloud
+from app.config import get_settings
+from app.ids import new_id
+from app.observability.metrics import QUEUE_PUBLISHES
+from app.redis_client import get_redis
+
+DELAYED_PREFIX = "queue:delayed:"
+RELEASE_BATCH = 100
+MAX_EVENT_BYTES = 128 * 1024
+RATE_LIMITED = ("RequestLimitExceeded", "LimitExceeded")
+RATE_RETRIES = 2
+
+# Atomically take up to ARGV[2] members due by ARGV[1] (ms): no two callers invoke one.
+_CLAIM_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
+return due
+"""
+
+
+class PublishFailed(RuntimeError):
+    """The invoke was refused or could not be made; the message was not sent."""
+
+
+def _encode(message: dict[str, Any]) -> str:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
+
+class ScfBackend:
+    def __init__(self) -> None:
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def _get_client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                from tencentcloud.scf.v20180416 import scf_client  # cold start: SDK on use
+
+                self._client = tencentcloud.client(scf_client.ScfClient)
+            return self._client
+
+    def publish(self, queue: str, message: dict[str, Any], *, delay_s: float = 0) -> str:
+        if delay_s > 0:
+            return self._park(queue, message, delay_s)
+        return self._invoke(queue, _encode(message))
+
+    def _invoke(self, function: str, body: str) -> str:
+        from tencentcloud.common.exception import TencentCloudSDKException  # cold start: SDK
+        from tencentcloud.scf.v20180416 import models  # cold start: the SDK, on first publish
+
+        if len(body.encode()) > MAX_EVENT_BYTES:
+            QUEUE_PUBLISHES.labels(queue=function, outcome="too_large").inc()
+            raise PublishFailed(f"a message to {function} is over {MAX_EVENT_BYTES} bytes")
+        request = models.InvokeRequest()
+        request.FunctionName = function
+        request.InvocationType = "Event"
+        request.ClientContext = body
+        request.Namespace = get_settings().scf_namespace
+        for attempt in range(RATE_RETRIES + 1):
+            try:
+                response = self._get_client().Invoke(request)
+            except TencentCloudSDKException as exc:
+                code = str(exc.get_code() or "")
+                if code.startswith(RATE_LIMITED) and attempt < RATE_RETRIES:
+                    QUEUE_PUBLISHES.labels(queue=function, outcome="rate_limited").inc()
+                    time.sleep(0.1 * (attempt + 1) * (1 + random.random()))
+                    continue
+                QUEUE_PUBLISHES.labels(queue=function, outcome="refused").inc()
+                raise PublishFailed(f"Invoke of {function} failed: {code}") from None
+            except Exception as exc:  # noqa: BLE001 - network errors surface as many types
+                QUEUE_PUBLISHES.labels(queue=function, outcome="failed").inc()
+                raise PublishFailed(f"Invoke of {function} failed: {type(exc).__name__}") from None
+            QUEUE_PUBLISHES.labels(queue=function, outcome="sent").inc()
+            result = getattr(response, "Result", None)
+            return str(getattr(result, "FunctionRequestId", "") or response.RequestId or "")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _park(queue: str, message: dict[str, Any], delay_s: float) -> str:
+        msg_id = new_id()
+        due_ms = int((time.time() + delay_s) * 1000)
+        member = _encode({"id": msg_id, "queue": queue, "body": message})
+        get_redis().zadd(DELAYED_PREFIX + queue, {member: due_ms})
+        return msg_id
+
+    def release_due(self, queues: list[str] | None = None) -> int:
+        """Invoke every parked message that is due; returns how many were sent. A message
+        whose invoke fails goes back, due at once, and the error is raised."""
+        redis = get_redis()
+        if queues is None:
+            queues = [key[len(DELAYED_PREFIX) :] for key in redis.scan_iter(DELAYED_PREFIX + "*")]
+        claim = redis.register_script(_CLAIM_DUE)
+        sent = 0
+        for queue in queues:
+            key = DELAYED_PREFIX + queue
+            while True:
+                now_ms = int(time.time() * 1000)
+                due = claim(keys=[key], args=[now_ms, RELEASE_BATCH])
+                for index, member in enumerate(due):
+                    try:
+                        self._invoke(queue, _encode(json.loads(member)["body"]))
+                    except PublishFailed:
+                        redis.zadd(key, dict.fromkeys(due[index:], now_ms))
+                        raise
+                    sent += 1
+                if len(due) < RELEASE_BATCH:
+                    break
+        return sent

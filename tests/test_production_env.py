@@ -1,0 +1,99 @@
+"""Every function loads in production with only what serverless.yml gives it: its declared
+environment (the deployer's `${env:...}` values filled with valid stand-ins) and what SCF
+itself sets, in a fresh interpreter as an instance would start. A variable a function needs
+and nobody declares stops it at load (APP_ENV=production refuses every dev default), so it
+shows up here, by name, before a deploy does."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+
+import pytest
+
+from infra import manifest
+from tests.support.functions import ROOT
+
+# What an operator puts in the deployer's environment: valid, and nothing real.
+DEPLOYER_ENV = {
+    "STAGE": "prod",
+    "API_DOMAIN": "api.example.com",
+    "API_CERTIFICATE_ID": "cert-1",
+    "SCF_ROLE": "ai-platform-run",
+    "VPC_ID": "vpc-1",
+    "SUBNET_ID": "subnet-1",
+    "DATABASE_URL": "mysql+pymysql://app:pw@10.0.0.5:3306/app",
+    "REDIS_URL": "redis://10.0.0.6:6379/0",
+    "JWT_SECRET": secrets.token_urlsafe(64),
+    "PIPELINE_ALLOWED_HOSTS": "ai.example.com",
+    "ADMIN_PHONES": "13800138000",
+    "SMS_SDK_APP_ID": "1400000000",
+    "SMS_SIGN_NAME": "Example",
+    "SMS_TEMPLATE_ID": "100001",
+    "WECHAT_APPID": "wx0000000000000000",
+    "WECHAT_SECRET": secrets.token_hex(16),
+    "COS_BUCKET": "ai-platform-1250000000",
+    "COS_REGION": "ap-guangzhou",
+}
+# What SCF sets in every instance of a function with a run role.
+PLATFORM_ENV = {
+    "TENCENTCLOUD_REGION": "ap-guangzhou",
+    "TENCENTCLOUD_SECRETID": "AKIDrole",
+    "TENCENTCLOUD_SECRETKEY": "role-key",
+    "TENCENTCLOUD_SESSIONTOKEN": "role-token",
+    "SCF_RUNTIME": "Python3.10",
+}
+
+CHILD = """
+import index
+assert callable(index.main_handler)
+"""
+
+DEPLOYED = manifest.load(
+    manifest.DEFAULT_CONFIG,
+    manifest.Variables(DEPLOYER_ENV, strict=True, deployed_names=True),
+)
+
+
+def test_the_declared_environment_fits_in_scfs_4_kb() -> None:
+    for spec in DEPLOYED.functions.values():
+        size = sum(len(k) + len(v) for k, v in spec.environment.items())
+        assert size < 4096, f"{spec.name}: {size} bytes of environment"
+        assert not [k for k in spec.environment if k.startswith(("TENCENTCLOUD_", "QCLOUD_"))]
+
+
+def start(spec: manifest.FunctionSpec, environment: dict[str, str]) -> str | None:
+    """Import the function as an instance would, with exactly `environment` and what SCF
+    sets; None when it loads, else what it printed."""
+    env = {
+        **environment,
+        **PLATFORM_ENV,
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": f"{spec.directory}{os.pathsep}{ROOT / 'shared'}",
+    }
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD],
+        cwd=spec.directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    return None if child.returncode == 0 else child.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYED.functions))
+def test_a_function_loads_in_production_with_only_its_declared_variables(name: str) -> None:
+    failure = start(DEPLOYED.functions[name], DEPLOYED.functions[name].environment)
+    assert failure is None, f"{name} does not load in production:\n{failure}"
+
+
+def test_a_missing_variable_stops_the_function_at_load() -> None:
+    """The check itself fails when it should: without the SMS template, a sign-in
+    function refuses to start and says why."""
+    spec = DEPLOYED.functions["auth-login"]
+    failure = start(spec, {k: v for k, v in spec.environment.items() if k != "SMS_TEMPLATE_ID"})
+    assert failure is not None and "SMS_TEMPLATE_ID" in failure
