@@ -245,12 +245,16 @@ class LocalCloud:
         )
 
     def _queues(self) -> None:
-        self.broker.workers = self.async_concurrency
         self.broker.max_attempts = self.queue_max_attempts
         self.broker.backoff_s = self.queue_backoff_s
         for spec in self.manifest.functions.values():
             if spec.asynchronous is not None:
-                self.broker.subscribe(spec.name, spec.name, consumer(spec.name, self.invoke))
+                self.broker.subscribe(
+                    spec.name,
+                    spec.name,
+                    consumer(spec.name, self.invoke),
+                    concurrency=self.async_concurrency,
+                )
 
     def _server_config(self) -> Any:
         import uvicorn

@@ -139,3 +139,24 @@ def test_console_delivery_prints_to_stderr_only(flows: Flows, capfd) -> None:
     line = next(x for x in err.splitlines() if "[dev sms" in x)
     code = line.rsplit(" ", 1)[-1]
     assert len(code) == 6 and code not in out
+
+
+def test_a_console_code_is_one_write_so_concurrent_lines_never_interleave(monkeypatch) -> None:
+    import sys
+
+    from app.identity import sms_delivery
+
+    writes: list[str] = []
+
+    class Stream:
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(sys, "stderr", Stream())
+    with settings_env(SMS_PROVIDER="console"):
+        sms_delivery.deliver("+8613800000000", "123456")
+    assert writes == ["[dev sms, not for production] +8613800000000 code 123456\n"]

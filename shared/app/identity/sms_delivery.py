@@ -31,7 +31,10 @@ def deliver(phone: str, code: str) -> None:
 
 
 def _print_console(phone: str, code: str) -> None:
-    print(f"[dev sms, not for production] {phone} code {code}", file=sys.stderr, flush=True)
+    # One write per line: print() writes the text and its newline separately, so lines of
+    # concurrent sends interleave.
+    sys.stderr.write(f"[dev sms, not for production] {phone} code {code}\n")
+    sys.stderr.flush()
 
 
 def _send_tencent(phone: str, code: str) -> None:

@@ -7,7 +7,8 @@ like the platform:
 - at least once: a consumer that raises gets the message again after a backoff, up to
   `max_attempts` deliveries (the function's async retries); then the message is logged as
   dead and kept in `dead`;
-- `workers` deliveries run at once, as several instances of the function would;
+- a subscription runs at most its `concurrency` deliveries at once (the instances SCF would
+  run of the function), and the broker at most `workers` in all;
 - `delay_s` holds a message back before its first delivery (which SCF cannot do: its
   backend parks such messages in Redis instead);
 - a message published while nobody subscribes to its queue waits for the first subscriber;
@@ -81,6 +82,8 @@ class Broker:
         self._delayed: list[tuple[float, int, Delivery | Message]] = []
         self._parked: dict[str, list[Message]] = {}
         self._subscribers: dict[str, dict[str, Consumer]] = {}
+        self._limits: dict[tuple[str, str], int] = {}  # (queue, subscription) -> at once
+        self._running: dict[tuple[str, str], int] = {}
         self._in_flight = 0
         self._seq = itertools.count()
         self._threads: list[threading.Thread] = []
@@ -99,10 +102,17 @@ class Broker:
                 self._fan_out(message)
         return message.msg_id
 
-    def subscribe(self, queue: str, name: str, consumer: Consumer) -> None:
-        """Deliver `queue` to `consumer` under the subscription `name` (one per function)."""
+    def subscribe(
+        self, queue: str, name: str, consumer: Consumer, *, concurrency: int | None = None
+    ) -> None:
+        """Deliver `queue` to `consumer` under the subscription `name` (one per function),
+        at most `concurrency` deliveries at once (no limit of its own when None)."""
         with self._lock:
             self._subscribers.setdefault(queue, {})[name] = consumer
+            if concurrency is None:
+                self._limits.pop((queue, name), None)
+            else:
+                self._limits[(queue, name)] = max(concurrency, 1)
             for message in self._parked.pop(queue, []):
                 self._ready.append(Delivery(message, name))
             self._ensure_workers()
@@ -188,7 +198,8 @@ class Broker:
 
     def _ensure_workers(self) -> None:
         self._threads = [t for t in self._threads if t.is_alive()]
-        while len(self._threads) < self.workers:
+        wanted = max(self.workers, sum(self._limits.values()))
+        while len(self._threads) < wanted:
             thread = threading.Thread(
                 target=self._work_loop, name=f"local-queue-{len(self._threads)}", daemon=True
             )
@@ -199,14 +210,20 @@ class Broker:
         with self._lock:
             while not self._stopping:
                 wait_s = self._release_due(time.monotonic())
-                while self._ready:
+                # Each ready delivery looked at once: one whose subscription is running all
+                # it may goes to the back and waits for a running one to end.
+                for _ in range(len(self._ready)):
                     delivery = self._ready.popleft()
-                    consumer = self._subscribers.get(delivery.message.queue, {}).get(
-                        delivery.subscriber
-                    )
+                    key = (delivery.message.queue, delivery.subscriber)
+                    consumer = self._subscribers.get(key[0], {}).get(key[1])
                     if consumer is None:  # unsubscribed meanwhile: wait for the next one
                         self._parked.setdefault(delivery.message.queue, []).append(delivery.message)
                         continue
+                    limit = self._limits.get(key)
+                    if limit is not None and self._running.get(key, 0) >= limit:
+                        self._ready.append(delivery)
+                        continue
+                    self._running[key] = self._running.get(key, 0) + 1
                     self._in_flight += 1
                     delivery.attempt += 1
                     return delivery, consumer
@@ -227,8 +244,11 @@ class Broker:
                 self._failed(delivery, error)
             finally:
                 with self._lock:
+                    key = (delivery.message.queue, delivery.subscriber)
+                    self._running[key] -= 1
                     self._in_flight -= 1
                     self.delivered += 1
+                    self._work.notify()  # a delivery held back by the limit may go now
                     if not self._ready and not self._in_flight and not self._delayed:
                         self._idle.notify_all()
 
