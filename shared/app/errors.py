@@ -49,6 +49,9 @@ class ErrorCode(str, Enum):
     METHOD_NOT_ALLOWED = ("METHOD_NOT_ALLOWED", 405)
     SERVICE_UNAVAILABLE = ("SERVICE_UNAVAILABLE", 503)
     INTERNAL_ERROR = ("INTERNAL_ERROR", 500)
+    AUTH_SESSION_ENDED = ("AUTH_SESSION_ENDED", 401)
+    PAYLOAD_TOO_LARGE = ("PAYLOAD_TOO_LARGE", 413)
+    UPLOAD_INVALID = ("UPLOAD_INVALID", 422)
     # Carried in task data, never as an HTTP status of its own.
     PIPELINE_STEP_FAILED = ("PIPELINE_STEP_FAILED", 500)
 
@@ -63,6 +66,8 @@ _DEFAULT_MESSAGES = {
     ErrorCode.METHOD_NOT_ALLOWED: "This method is not allowed on this path.",
     ErrorCode.SERVICE_UNAVAILABLE: "The service is busy; try again shortly.",
     ErrorCode.INTERNAL_ERROR: "Something went wrong on our side.",
+    ErrorCode.AUTH_SESSION_ENDED: "This session has ended; sign in again.",
+    ErrorCode.PAYLOAD_TOO_LARGE: "The body is too large.",
 }
 
 

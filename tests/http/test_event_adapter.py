@@ -1,5 +1,6 @@
-"""The API Gateway event adapter: bodies, headers, query strings, path parameters, request
-ids, CORS, and every kind of bad input ending as 422 VALIDATION_ERROR (never a 500)."""
+"""The Function URL event adapter: bodies, headers, query strings, path parameters, request
+ids, CORS, and every kind of bad input ending as a 4xx in the error envelope (422, or 413 for
+a body too large), never a 500."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from app.http import Auth, Request, Response, Router, http_handler
-from tests.support.function_url import call, context, event
+from tests.support.function_url import Reply, call, context, event
 from tests.support.settings import settings_env
 
 router = Router(tags=("test",))
@@ -62,6 +63,11 @@ def echo(req: Request[None, None]) -> dict[str, Any]:
 @router.get("/items/{item_id}/parts/{part}", auth=Auth.PUBLIC)
 def get_part(req: Request[None, None]) -> dict[str, Any]:
     return dict(req.path_params)
+
+
+@router.get("/me", auth=Auth.USER)
+def me(req: Request[None, None]) -> dict[str, Any]:
+    return {"user": req.user.user_id}
 
 
 @router.get("/logo.png", auth=Auth.PUBLIC, content_type="image/png")
@@ -150,29 +156,35 @@ def test_missing_body_is_422_not_500() -> None:
     assert_validation_error(reply, ["body", "name"])
 
 
-def test_oversize_body_is_422() -> None:
+def assert_too_large(reply: Reply, limit: int) -> None:
+    assert reply.status == 413, reply.body
+    body = reply.json()
+    assert body["code"] == "PAYLOAD_TOO_LARGE"
+    assert body["details"] == [{"loc": ["body"], "msg": f"at most {limit} bytes"}]
+
+
+def test_an_oversize_body_is_413_before_anything_else_is_looked_at() -> None:
     with settings_env(MAX_BODY_BYTES="64"):
-        small = http_handler(create_item)
+        small = http_handler(create_item, me)
     body = {"name": "pen", "count": 1, "colour": "red", "pad": "x" * 100}
-    reply = call(small, "POST", "/items", body=body)
-    details = assert_validation_error(reply, ["body"])
-    assert "64" in details[0]["msg"]
+    assert_too_large(call(small, "POST", "/items", body=body), 64)
+    # Not even the credentials (none here) or the path (unknown here) are judged first.
+    assert_too_large(call(small, "GET", "/me", raw_body="x" * 65), 64)
+    assert_too_large(call(small, "POST", "/nowhere", raw_body="x" * 65), 64)
     # Just under the limit still passes.
     assert call(small, "POST", "/items", body={"name": "p", "count": 1}).status == 201
 
 
-def test_oversize_base64_body_is_422() -> None:
+def test_an_oversize_base64_body_is_413_by_its_decoded_size() -> None:
     with settings_env(MAX_BODY_BYTES="64"):
         small = http_handler(create_item)
     raw = json.dumps({"name": "pen", "count": 1, "pad": "x" * 200})
-    reply = call(small, "POST", "/items", raw_body=raw, base64_body=True)
-    assert_validation_error(reply, ["body"])
+    assert_too_large(call(small, "POST", "/items", raw_body=raw, base64_body=True), 64)
 
 
 def test_default_body_limit_is_one_mebibyte() -> None:
     raw = json.dumps({"name": "pen", "count": 1, "pad": "x" * (1024 * 1024)})
-    reply = call(handler, "POST", "/items", raw_body=raw)
-    assert_validation_error(reply, ["body"])
+    assert_too_large(call(handler, "POST", "/items", raw_body=raw), 1024 * 1024)
 
 
 # -- headers -----------------------------------------------------------------------------

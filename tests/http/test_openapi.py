@@ -168,7 +168,7 @@ def test_body_response_and_errors_are_described(widget_doc: dict[str, Any]) -> N
         "name",
         "colour",
     ]
-    assert set(op["responses"]) == {"201", "401", "409", "422"}
+    assert set(op["responses"]) == {"201", "401", "409", "413", "422"}
     error_ref = op["responses"]["409"]["content"]["application/json"]["schema"]["$ref"]
     assert error_ref.endswith("/ErrorBody")
 

@@ -185,19 +185,32 @@ def test_an_unreachable_upstream_is_retried_then_fails(worker: Worker) -> None:
     assert user.quota() == (1, 0)
 
 
-def test_an_answer_that_is_not_json_fails_the_step_without_a_retry(
-    worker: Worker, upstream: FakeUpstream
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (b"<html>oops</html>", "not valid JSON"),
+        (b'{"score": NaN}', "NaN is not a number JSON can carry"),
+        (b'{"score": -Infinity}', "-Infinity is not a number JSON can carry"),
+        (b"[" * 20 + b"]" * 20, "nested 20 deep, at most 16 allowed"),
+    ],
+    ids=["html", "nan", "infinity", "too-deep"],
+)
+def test_an_answer_that_cannot_be_stored_is_a_failed_attempt_retried_like_a_5xx(
+    worker: Worker, upstream: FakeUpstream, raw: bytes, why: str
 ) -> None:
-    upstream.script("/x", lambda _c: Answer(200, raw=b"<html>oops</html>"))
+    upstream.script("/x", lambda _c: Answer(200, raw=raw))
     pipeline = new_pipeline([{"id": "a", "type": "http", "url": upstream.url("/x"), "retries": 2}])
     user = Customer(quota=1)
     task = user.wait(user.create(pipeline, {"text": "hi"}).json()["id"])
 
+    # Failed and refunded by the runner itself, not left running for the sweeper.
     assert task["status"] == "failed"
-    assert "answered 200 without a JSON body (called once)" in task["error"]["message"], task
-    (call,) = upstream.calls_to("/x")
-    assert call.headers["content-type"] == "application/json"
-    assert call.body["input"] == {"text": "hi"} and call.headers["idempotency-key"]
+    assert f"answered 200: {why} (called 3 times)" in task["error"]["message"], task
+    assert user.quota() == (1, 0)
+    calls = upstream.calls_to("/x")
+    assert len(calls) == 3
+    assert calls[0].headers["content-type"] == "application/json"
+    assert calls[0].body["input"] == {"text": "hi"} and calls[0].headers["idempotency-key"]
 
 
 def test_a_fork_over_no_items_joins_at_once(worker: Worker) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
 
@@ -32,4 +32,6 @@ class PageQuery(BaseModel):
 
 
 class Empty(BaseModel):
-    """A body of `{}` (or none)."""
+    """A body of `{}` (or none); any field in it is `422`."""
+
+    model_config = ConfigDict(extra="forbid")

@@ -20,6 +20,7 @@ _ERROR_TEXT = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    413: "The body is too large",
     422: "Validation error",
     429: "Rate limited",
     502: "An upstream provider failed",
@@ -108,6 +109,8 @@ def _operation(
     codes = set(route.errors)
     if route.body is not None or route.query is not None:
         codes.add(422)
+    if route.body is not None:
+        codes.add(413)
     if route.auth in (Auth.USER, Auth.ADMIN):
         codes.add(401)
     if route.auth is Auth.ADMIN:

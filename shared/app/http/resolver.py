@@ -72,6 +72,11 @@ class HttpApp:
         request: Request[Any, Any] | None = None
         try:
             request = parse_event(event, request_id)
+            if len(request.raw_body) > self.max_body:  # before anything else is looked at
+                raise AppError(
+                    ErrorCode.PAYLOAD_TOO_LARGE,
+                    details=[{"loc": ["body"], "msg": f"at most {self.max_body} bytes"}],
+                )
             if request.method == "OPTIONS" and self.cors_origins:
                 response = Response(204)
             else:
@@ -129,12 +134,6 @@ class HttpApp:
         return self._render(route, route.handler(request))
 
     def _parse_body(self, model: type[BaseModel], raw: bytes) -> BaseModel:
-        if len(raw) > self.max_body:
-            raise AppError(
-                ErrorCode.VALIDATION_ERROR,
-                "The body is too large.",
-                details=[{"loc": ["body"], "msg": f"at most {self.max_body} bytes"}],
-            )
         try:
             return model.model_validate_json(raw or b"{}")
         except ValidationError as exc:

@@ -1,9 +1,11 @@
 """One unit of work against the outside: an `http` call with its retries, or a `sim` step,
 and the upstream host slots the calls hold.
 
-The rules of the contract: POST JSON with `Idempotency-Key`; timeouts, 5xx and 429 are
-retried with exponential backoff from 0.5 s (429/503 `Retry-After` honoured up to 60 s),
-other 4xx and non-JSON 2xx are not; a step is called at most `1 + retries` times in all,
+The rules of the contract: POST JSON with `Idempotency-Key`; timeouts, 5xx, 429 and a 2xx
+whose body is not JSON the system can store (`app.json_values`: not JSON, NaN or Infinity,
+too deep, too large) are retried with exponential backoff from 0.5 s (429/503
+`Retry-After` honoured up to 60 s), other 4xx are not; a step is called at most
+`1 + retries` times in all,
 counted in its row so a re-queued or taken-over step keeps the count. Each call holds an
 upstream host slot; no free slot, or a wait longer than INLINE_WAIT_MAX_S, ends the
 invocation with `Requeue` instead of sleeping inside the function. A call ends by its
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from app import json_values
 from app.config import get_settings
 from app.observability.metrics import PIPELINE_CALLS
 from app.pipeline.definition import HttpCall, SimCall
@@ -111,9 +114,12 @@ def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -
     status = reply.status
     if reply.ok:
         try:
-            return _Answer(output=reply.json(), ok=True)
-        except ValueError:
-            return _Answer(message=f"the upstream answered {status} without a JSON body")
+            output = json_values.decode(reply.body, max_bytes=json_values.STEP_OUTPUT_MAX_BYTES)
+        except json_values.Refused as refused:
+            # Nothing that could not be stored becomes an output; the upstream may answer
+            # better next time, so it is a failed attempt like a 5xx.
+            return _Answer(retryable=True, message=f"the upstream answered {status}: {refused}")
+        return _Answer(output=output, ok=True)
     message = f"the upstream answered {status}"
     if status == 429 or status >= 500:
         wait = retry_after_s(reply.header("Retry-After")) if status in (429, 503) else None

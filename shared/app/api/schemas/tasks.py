@@ -3,19 +3,33 @@ pipeline run and what it reads back."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from app import json_values
 from app.http.models import PageQuery
+
+
+def _storable(value: dict[str, Any]) -> dict[str, Any]:
+    try:
+        json_values.check(value, max_bytes=json_values.TASK_INPUT_MAX_BYTES)
+    except json_values.Refused as refused:
+        raise ValueError(str(refused)) from None
+    return value
+
+
+TaskInput = Annotated[dict[str, Any], AfterValidator(_storable)]
 
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 StepStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
 
 
 class TaskIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # `input` itself is free-form
+
     pipeline_id: str = Field(min_length=1, max_length=64)
-    input: dict[str, Any] = Field(default_factory=dict)
+    input: TaskInput = Field(default_factory=dict)
 
 
 class TaskError(BaseModel):

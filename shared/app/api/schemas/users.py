@@ -80,8 +80,10 @@ UserId = Annotated[str, Field(min_length=1, max_length=32)]
 
 
 class In(BaseModel):
-    # Unknown fields are ignored, as clients of a fixed contract expect.
-    model_config = ConfigDict(extra="ignore")
+    """A request body: a field the contract does not define is `422`, naming it (a typo
+    must not pass for an omission)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class QuotaOut(BaseModel):

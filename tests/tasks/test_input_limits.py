@@ -1,0 +1,83 @@
+"""Task input that the database could not store is refused at the door: at most 64 KiB as
+compact JSON, 16 deep, finite numbers only; `422 VALIDATION_ERROR` naming the input, nothing
+charged, no task. What is accepted runs to the end on MariaDB (whose JSON columns refuse
+NaN and anything nested past 32) as on SQLite (which would store anything)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app import json_values
+from tests.support.function_url import call
+from tests.support.functions import handler
+from tests.support.pipelines import Customer, Worker, new_pipeline
+from tests.support.settings import app_engine_under
+
+SIM = [{"id": "echo", "type": "sim", "duration_ms": 0}]
+
+
+def nested(levels: int) -> dict[str, Any]:
+    """An input object `levels` deep (the object itself is level 1)."""
+    value: Any = 1
+    for _ in range(levels - 1):
+        value = [value]
+    return {"v": value} if levels > 1 else {"v": 1}
+
+
+def post_raw(user: Customer, text: str) -> Any:
+    return call(handler("tasks"), "POST", "/tasks", raw_body=text, token=user.token)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('{"pipeline_id": "%s", "input": {"a": NaN}}', "NaN"),
+        ('{"pipeline_id": "%s", "input": {"a": [Infinity]}}', "Infinity"),
+        (json.dumps({"pipeline_id": "%s", "input": nested(17)}), "17 deep"),
+        (json.dumps({"pipeline_id": "%s", "input": {"t": "x" * (64 * 1024)}}), "bytes"),
+    ],
+    ids=["nan", "infinity", "17-deep", "over-64-kib"],
+)
+def test_input_the_database_cannot_store_is_422_and_nothing_is_charged(text: str, why: str) -> None:
+    pipeline = new_pipeline(SIM, cost=1)
+    user = Customer(quota=1)
+    reply = post_raw(user, text % pipeline)
+    assert reply.status == 422, reply.body
+    body = reply.json()
+    assert body["code"] == "VALIDATION_ERROR"
+    assert body["details"][0]["loc"][:2] == ["body", "input"]
+    assert user.quota() == (1, 0)
+    assert user.list().json()["items"] == []
+
+
+def test_the_deepest_and_largest_input_allowed_runs_to_the_end(worker: Worker) -> None:
+    pipeline = new_pipeline(SIM, cost=1)
+    user = Customer(quota=2)
+    deepest = user.create(pipeline, nested(16))
+    assert deepest.status == 201, deepest.body
+    largest = {"t": "x" * (json_values.TASK_INPUT_MAX_BYTES - len('{"t":""}'))}
+    assert len(json_values.encode(largest)) == json_values.TASK_INPUT_MAX_BYTES
+    biggest = user.create(pipeline, largest)
+    assert biggest.status == 201, biggest.body
+    # The sim step wraps the input one level deeper in its output: stored all the same.
+    for reply in (deepest, biggest):
+        assert user.wait(reply.json()["id"])["status"] == "succeeded"
+    assert user.quota() == (0, 0)
+
+
+def test_sqlite_refuses_what_mariadb_refuses(tmp_path: Path) -> None:
+    from app.db import migrate
+
+    with app_engine_under(DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}") as engine:
+        migrate.upgrade(engine)
+        pipeline = new_pipeline(SIM, cost=0)
+        user = Customer(quota=0)
+        nan = '{"pipeline_id": "' + pipeline + '", "input": {"a": NaN}}'
+        assert post_raw(user, nan).status == 422
+        deep = json.dumps({"pipeline_id": pipeline, "input": nested(17)})
+        assert post_raw(user, deep).status == 422
+        assert user.create(pipeline, nested(16)).status == 201
