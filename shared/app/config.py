@@ -93,6 +93,7 @@ class Settings(BaseModel):
     pipeline_max_concurrency: int = Field(5, ge=1, le=100)
     pipeline_host_concurrency: int = Field(20, ge=1)
     pipeline_allowed_hosts: str = "127.0.0.1,localhost"
+    pipeline_max_branches: int = Field(100, ge=1, le=1000)
     # Work with no progress for this long is published again by the saga sweeper.
     pipeline_stall_s: int = Field(120, ge=0)
     task_max_runtime_s: int = Field(3600, ge=1)

@@ -50,7 +50,9 @@ def depth(value: Any) -> int:
 def encode(value: Any) -> bytes:
     """Compact UTF-8 JSON; a NaN or an infinity is `Refused`."""
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        return json.dumps(
+            value, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        ).encode()
     except ValueError as error:
         raise Refused("NaN and Infinity are not allowed") from error
 

@@ -214,3 +214,14 @@ def test_a_bad_pipeline_id_is_422_and_non_admins_are_403() -> None:
     assert put("Bad Id!", definition()).status == 422
     reply = put("poster2", definition(), role="user")
     assert reply.status == 403 and reply.json()["code"] == "FORBIDDEN"
+
+
+def test_a_fork_with_more_branches_than_pipeline_max_branches_is_422() -> None:
+    sim = {"type": "sim", "duration_ms": 0}
+    fork = {"id": "f", "type": "fork", "branches": [sim] * 100, "cost_per_branch": 1}
+    assert put("p-max-branches", definition(steps=[fork])).status == 200
+    reply = put("p-max-branches", definition(steps=[{**fork, "branches": [sim] * 101}]))
+    assert reply.status == 422
+    assert "PIPELINE_MAX_BRANCHES" in str(reply.json()["details"])
+    negative = put("p-max-branches", definition(steps=[{**fork, "cost_per_branch": -1}]))
+    assert negative.status == 422

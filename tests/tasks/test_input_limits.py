@@ -81,3 +81,35 @@ def test_sqlite_refuses_what_mariadb_refuses(tmp_path: Path) -> None:
         deep = json.dumps({"pipeline_id": pipeline, "input": nested(17)})
         assert post_raw(user, deep).status == 422
         assert user.create(pipeline, nested(16)).status == 201
+
+
+def test_a_task_costs_the_pipelines_cost_plus_each_forks_price_per_branch() -> None:
+    fork = {
+        "id": "f",
+        "type": "fork",
+        "for_each": "input.items",
+        "step": {"type": "sim", "duration_ms": 0},
+        "cost_per_branch": 2,
+    }
+    pipeline = new_pipeline([*SIM, fork, {**fork, "id": "g", "cost_per_branch": 1}], cost=3)
+    user = Customer(quota=3 + 2 * 7 + 1 * 7)
+    reply = user.create(pipeline, {"items": list(range(7))})
+    assert reply.status == 201, reply.body
+    assert reply.json()["cost"] == 24
+    assert user.quota() == (0, 24)
+    # One branch more than the balance pays for: refused, nothing charged.
+    poorer = Customer(quota=23)
+    refused = poorer.create(pipeline, {"items": list(range(7))})
+    assert (refused.status, refused.json()["code"]) == (402, "QUOTA_INSUFFICIENT")
+    assert poorer.quota() == (23, 0)
+
+
+def test_a_fork_over_pipeline_max_branches_is_422_at_post_tasks() -> None:
+    step = {"type": "sim", "duration_ms": 0}
+    pipeline = new_pipeline([{"id": "f", "type": "fork", "for_each": "input.items", "step": step}])
+    user = Customer(quota=1)
+    assert user.create(pipeline, {"items": list(range(100))}).status == 201
+    reply = user.create(pipeline, {"items": list(range(101))})
+    assert reply.status == 422
+    assert reply.json()["details"][0]["loc"] == ["body", "input"]
+    assert "PIPELINE_MAX_BRANCHES" in reply.json()["details"][0]["msg"]

@@ -27,7 +27,9 @@ from app.config import get_settings
 STEP_ID = r"^[A-Za-z0-9_-]{1,64}$"
 PIPELINE_ID = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 MAX_STEPS = 50
+# Stored steps are read back with whatever limit held when they were saved, up to this.
 MAX_BRANCHES = 1000
+MAX_COST = 1_000_000
 MAX_TIMEOUT_S = 120
 
 
@@ -110,6 +112,19 @@ class ForkStep(_Strict):
     step: BranchStep | None = None
     branches: list[BranchStep] | None = Field(None, min_length=1, max_length=MAX_BRANCHES)
     min_success: int | None = Field(None, ge=0)
+    # Each branch is upstream work: a task pays this per branch, on top of the pipeline's cost.
+    cost_per_branch: int = Field(0, ge=0, le=MAX_COST)
+
+    @field_validator("branches")
+    @classmethod
+    def _not_too_many(
+        cls, branches: list[HttpCall | SimCall] | None, info: ValidationInfo
+    ) -> list[HttpCall | SimCall] | None:
+        stored = bool(info.context and info.context.get("stored"))
+        limit = get_settings().pipeline_max_branches
+        if branches is not None and not stored and len(branches) > limit:
+            raise ValueError(f"more than PIPELINE_MAX_BRANCHES ({limit}) branches")
+        return branches
 
     @model_validator(mode="after")
     def _one_shape(self) -> ForkStep:
@@ -142,7 +157,7 @@ _STEPS: TypeAdapter[list[Step]] = TypeAdapter(list[Step])
 class PipelineDefinition(_Strict):
     name: str = Field(min_length=1, max_length=100)
     description: str = Field("", max_length=500)
-    cost: int = Field(ge=0, le=1_000_000)
+    cost: int = Field(ge=0, le=MAX_COST)
     enabled: bool = True
     steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
 
@@ -175,6 +190,7 @@ def resolve_items(path: str, task_input: dict[str, Any]) -> list[Any]:
         value = value[part]
     if not isinstance(value, list):
         raise ItemsError(f"{path} must be a list")
-    if len(value) > MAX_BRANCHES:
-        raise ItemsError(f"{path} has more than {MAX_BRANCHES} items")
+    limit = get_settings().pipeline_max_branches
+    if len(value) > limit:
+        raise ItemsError(f"{path} has {len(value)} items, at most {limit} (PIPELINE_MAX_BRANCHES)")
     return value

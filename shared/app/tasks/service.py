@@ -28,10 +28,11 @@ from app.errors import AppError, ErrorCode
 from app.ids import new_id
 from app.observability import logging as applog
 from app.pipeline import messages, store
-from app.pipeline.definition import ForkStep, ItemsError, parse_steps
+from app.pipeline.definition import ForkStep, ItemsError, Step, parse_steps
 from app.quota import service as quota
+from app.quota.service import QUOTA_MAX
 from app.tasks import hooks, lifecycle
-from app.tasks.views import load_view, load_views
+from app.tasks.views import load_view, load_views, task_view
 
 log = applog.get_logger("app.tasks.service")
 IDEMPOTENCY_SCOPE = "tasks"
@@ -46,11 +47,21 @@ def _invalid_input(message: str) -> AppError:
     )
 
 
-def _step_rows(task_id: str, steps: list[Any], task_input: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per step and one per fork branch, all pending; the fork's width is fixed
-    here, from the input, so the engine never has to guess it."""
+@dataclass(frozen=True)
+class _Plan:
+    """What a new task will run: a row per step and per fork branch, and its cost."""
+
+    rows: list[dict[str, Any]]
+    cost: int
+
+
+def _plan(task_id: str, pipeline_cost: int, steps: list[Step], task_input: dict[str, Any]) -> _Plan:
+    """One row per step and one per fork branch, all pending, and the cost: the pipeline's
+    plus each fork's `cost_per_branch` times its branches. A fork's width is fixed here, from
+    the input, so the runner never has to guess it."""
     now = utcnow()
     rows: list[dict[str, Any]] = []
+    cost = pipeline_cost
 
     def row(position: int, branch: int, step_id: str, kind: str) -> dict[str, Any]:
         return {
@@ -79,7 +90,10 @@ def _step_rows(task_id: str, steps: list[Any], task_input: dict[str, Any]) -> li
                     f"the input gives {width}"
                 )
             rows.extend(row(position, b, step.id, step.branch_step(b).type) for b in range(width))
-    return rows
+            cost += step.cost_per_branch * width
+    if cost > QUOTA_MAX:
+        raise _invalid_input(f"the task would cost {cost}, more than any balance can hold")
+    return _Plan(rows, cost)
 
 
 def _create_once(
@@ -91,10 +105,10 @@ def _create_once(
             raise AppError(ErrorCode.PIPELINE_NOT_FOUND, "No such pipeline.")
         task_id = new_id()
         steps = parse_steps(pipeline["steps"])
-        rows = _step_rows(task_id, steps, task_input)
+        plan = _plan(task_id, int(pipeline["cost"]), steps, task_input)
         if key is not None:
             idempotency.claim(conn, user_id, IDEMPOTENCY_SCOPE, key, digest)
-        cost = int(pipeline["cost"])
+        cost = plan.cost
         if cost > 0:
             quota.reserve(user_id, task_id, cost, tx=conn)
         now = utcnow()
@@ -111,7 +125,7 @@ def _create_once(
                 updated_at=now,
             )
         )
-        conn.execute(task_steps.insert(), rows)
+        conn.execute(task_steps.insert(), plan.rows)
         view = load_view(conn, task_id)
         assert view is not None
         if key is not None:
@@ -179,7 +193,7 @@ def list_for(
     query = pages.newest_first(query, tasks.c.created_at, tasks.c.id, cursor=cursor, limit=limit)
     with transaction() as conn:
         rows, next_cursor = pages.split(list(conn.execute(query).mappings()), limit)
-        items = load_views(conn, rows)
+        items = [task_view(row, None) for row in rows]
     return pages.Page(items, next_cursor)
 
 

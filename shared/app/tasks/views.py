@@ -39,7 +39,10 @@ def _steps(rows: Iterable[Mapping[Any, Any]]) -> list[dict[str, Any]]:
     return steps
 
 
-def task_view(task: Mapping[Any, Any], step_rows: Iterable[Mapping[Any, Any]]) -> dict[str, Any]:
+def task_view(
+    task: Mapping[Any, Any], step_rows: Iterable[Mapping[Any, Any]] | None
+) -> dict[str, Any]:
+    """The task as the API shows it; `step_rows` None for a list item (no steps)."""
     return {
         "id": task["id"],
         "user_id": task["user_id"],
@@ -49,7 +52,7 @@ def task_view(task: Mapping[Any, Any], step_rows: Iterable[Mapping[Any, Any]]) -
         "input": task["input"],
         "output": task["output"],
         "error": task["error"],
-        "steps": _steps(step_rows),
+        "steps": None if step_rows is None else _steps(step_rows),
         "created_at": iso(task["created_at"]),
         "updated_at": iso(task["updated_at"]),
         "finished_at": iso(task["finished_at"]),

@@ -61,7 +61,7 @@ class TaskOut(BaseModel):
     input: dict[str, Any]
     output: Any = None
     error: TaskError | None = None
-    steps: list[StepOut]
+    steps: list[StepOut] | None  # null in list items: GET /tasks/{id} has them
     created_at: str
     updated_at: str
     finished_at: str | None = None
