@@ -6,7 +6,8 @@ per record with the decoded dict. Delivery is at least once, so `consume` must b
 idempotent. An exception from `consume` propagates: the platform then delivers the message
 again, which is the retry. A body that is not a JSON object can never succeed, so it is
 logged and dropped rather than redelivered forever. After its batch a queue function sends
-the delayed messages that have fallen due (see app.queue.cmq).
+the delayed messages that have fallen due (see app.queue.cmq). Each record's log line
+carries the counters its `consume` moved.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from app import queue
 from app.config import get_settings
 from app.observability import logging as applog
+from app.observability.instruments import Tally
 
 log = applog.get_logger("app.events.queue")
 
@@ -80,16 +82,18 @@ def queue_handler(consume: Consume) -> Callable[[Mapping[str, Any], Any], dict[s
                 )
                 continue
             started = time.perf_counter()
+            tally = Tally()
             try:
-                consume(message)
+                with tally:
+                    consume(message)
             except Exception:
+                fields.update(tally.fields(), outcome="failed")
                 fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
-                log.exception(
-                    "queue message failed", extra={"fields": {**fields, "outcome": "failed"}}
-                )
+                log.exception("queue message failed", extra={"fields": fields})
                 raise
+            fields.update(tally.fields(), outcome="ok")
             fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
-            applog.log_fields(log, logging.INFO, "queue message", **fields, outcome="ok")
+            applog.log_fields(log, logging.INFO, "queue message", **fields)
             handled += 1
         return {"handled": handled, "released": _release_due(function)}
 

@@ -2,9 +2,10 @@
 
 The platform sends `{"Type": "Timer", "TriggerName", "Time": "...Z", "Message"}` on the
 trigger's 7-field cron. The job gets the parsed event and returns a report (a dict of what
-it did); the wrapper writes one JSON log line per run with that report, counts the run in
-`job_runs_total` and returns the report. A job that raises is logged and counted as failed,
-then re-raised so the platform records the invocation as failed.
+it did); the wrapper writes one JSON log line per run with that report and the counters the
+run moved, counts the run in `job_runs_total` and returns the report. A job that raises is
+logged and counted as failed, then re-raised so the platform records the invocation as
+failed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from app.config import get_settings
 from app.observability import logging as applog
+from app.observability.instruments import Tally
 from app.observability.metrics import JOB_RUNS
 
 log = applog.get_logger("app.events.timer")
@@ -68,16 +70,20 @@ def timer_handler(
             "trigger": parsed.trigger_name,
             "request_id": str(context.get("request_id") or ""),
         }
+        tally = Tally()
         try:
-            report = dict(job(parsed))
+            with tally:
+                report = dict(job(parsed))
         except Exception:
             JOB_RUNS.labels(job_name, "failed").inc()
+            fields.update(tally.fields(), outcome="failed")
             fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
-            log.exception("job failed", extra={"fields": {**fields, "outcome": "failed"}})
+            log.exception("job failed", extra={"fields": fields})
             raise
         JOB_RUNS.labels(job_name, "ok").inc()
+        fields.update(tally.fields(), outcome="ok", report=report)
         fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
-        applog.log_fields(log, logging.INFO, "job run", **fields, outcome="ok", report=report)
+        applog.log_fields(log, logging.INFO, "job run", **fields)
         return report
 
     return main_handler

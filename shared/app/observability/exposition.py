@@ -42,8 +42,8 @@ class InstrumentsCollector(Collector):
                 family = GaugeMetricFamily(
                     instrument.name, instrument.documentation, labels=labelnames
                 )
-                for labels, number in instrument.series():
-                    family.add_metric(list(labels.values()), number.value)
+                for labels, level in instrument.series():
+                    family.add_metric(list(labels.values()), level.value)
             elif isinstance(instrument, Histogram):
                 family = HistogramMetricFamily(
                     instrument.name, instrument.documentation, labels=labelnames
