@@ -7,7 +7,8 @@ idempotent. An exception from `consume` propagates: the platform then delivers t
 again, which is the retry. A body that is not a JSON object can never succeed, so it is
 logged and dropped rather than redelivered forever. After its batch a queue function sends
 the delayed messages that have fallen due (see app.queue.cmq). Each record's log line
-carries the counters its `consume` moved.
+carries the counters its `consume` moved; after the batch, raised or not, the instance's
+metrics push follows when one is due.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from app import queue
 from app.config import get_settings
 from app.observability import logging as applog
 from app.observability.instruments import Tally
+from app.observability.push import pusher_for
 
 log = applog.get_logger("app.events.queue")
 
@@ -58,11 +60,21 @@ def _release_due(function: str) -> int:
 
 def queue_handler(consume: Consume) -> Callable[[Mapping[str, Any], Any], dict[str, Any]]:
     # Once per instance, when the function module is imported, as the HTTP adapter does.
-    applog.configure(get_settings().log_level)
+    settings = get_settings()
+    applog.configure(settings.log_level)
+    pusher = pusher_for(*settings.metrics_push)
 
     def main_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         context = context if isinstance(context, Mapping) else {}
         function = str(context.get("function_name") or "")
+        try:
+            return batch(event, context, function)
+        finally:
+            pusher.after_invocation(function)
+
+    def batch(
+        event: Mapping[str, Any], context: Mapping[str, Any], function: str
+    ) -> dict[str, Any]:
         handled = 0
         for record in records(event):
             fields: dict[str, Any] = {

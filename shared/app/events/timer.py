@@ -5,7 +5,7 @@ trigger's 7-field cron. The job gets the parsed event and returns a report (a di
 it did); the wrapper writes one JSON log line per run with that report and the counters the
 run moved, counts the run in `job_runs_total` and returns the report. A job that raises is
 logged and counted as failed, then re-raised so the platform records the invocation as
-failed.
+failed. Either way the instance's metrics push follows when one is due.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from app.config import get_settings
 from app.observability import logging as applog
 from app.observability.instruments import Tally
 from app.observability.metrics import JOB_RUNS
+from app.observability.push import pusher_for
 
 log = applog.get_logger("app.events.timer")
 
@@ -58,18 +59,12 @@ def timer_handler(
     the job's function name with dashes), stable across stages and deployments."""
     job_name = name or job.__name__.replace("_", "-")
     # Once per instance, when the function module is imported, as the HTTP adapter does.
-    applog.configure(get_settings().log_level)
+    settings = get_settings()
+    applog.configure(settings.log_level)
+    pusher = pusher_for(*settings.metrics_push)
 
-    def main_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
-        context = context if isinstance(context, Mapping) else {}
-        parsed = parse(event)
+    def run(parsed: TimerEvent, fields: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
-        fields: dict[str, Any] = {
-            "function": str(context.get("function_name") or ""),
-            "job": job_name,
-            "trigger": parsed.trigger_name,
-            "request_id": str(context.get("request_id") or ""),
-        }
         tally = Tally()
         try:
             with tally:
@@ -85,5 +80,20 @@ def timer_handler(
         fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
         applog.log_fields(log, logging.INFO, "job run", **fields)
         return report
+
+    def main_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        context = context if isinstance(context, Mapping) else {}
+        parsed = parse(event)
+        function = str(context.get("function_name") or "")
+        fields: dict[str, Any] = {
+            "function": function,
+            "job": job_name,
+            "trigger": parsed.trigger_name,
+            "request_id": str(context.get("request_id") or ""),
+        }
+        try:
+            return run(parsed, fields)
+        finally:
+            pusher.after_invocation(function)
 
     return main_handler

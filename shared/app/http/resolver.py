@@ -5,7 +5,8 @@ client can send that is wrong ends as a 4xx with the error envelope; anything el
 bug and ends as `500 INTERNAL_ERROR` with the request id, the stack trace in the log only.
 
 Each invocation ends with one log line: its RED numbers and the counters it moved (a
-`Tally` is open around the work).
+`Tally` is open around the work), then, once the answer is built, the instance's metrics
+push when one is due (`app.observability.push`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from app.http.routing import Route, find_route
 from app.observability import logging as applog
 from app.observability.instruments import Tally
 from app.observability.metrics import HTTP_DURATION, HTTP_REQUESTS
+from app.observability.push import pusher_for
 from app.redis_client import is_unreachable
 
 log = applog.get_logger("app.http")
@@ -67,6 +69,7 @@ class HttpApp:
         applog.configure(settings.log_level)
         self.cors_origins = settings.cors_origins
         self.max_body = settings.max_body_bytes
+        self.pusher = pusher_for(*settings.metrics_push)
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         started = time.perf_counter()
@@ -90,7 +93,9 @@ class HttpApp:
         self._cors(request, response)
         function = str(context.get("function_name") or "")
         self._observe(route, request, event, function, response, started, tally)
-        return integration_response(response)
+        answer = integration_response(response)
+        self.pusher.after_invocation(function)
+        return answer
 
     @staticmethod
     def _unexpected(exc: Exception, request_id: str) -> Response:
