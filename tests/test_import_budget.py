@@ -11,13 +11,10 @@ function's load on purpose, update BUDGET; `bench/cold_start.py` measures what i
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.support.functions import FUNCTIONS, ROOT
+from tests.support.functions import FUNCTIONS, in_fresh_instance
 
 HEAVY = (
     "alembic",
@@ -81,21 +78,8 @@ print(json.dumps(sorted(name for name in heavy if name in sys.modules)))
 """
 
 
-def loaded_at_import(function: str) -> set[str]:
-    folder = FUNCTIONS / function
-    env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
-    env["PYTHONPATH"] = f"{folder}{os.pathsep}{ROOT / 'shared'}"
-    child = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps(HEAVY)],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert child.returncode == 0, child.stderr
-    return set(json.loads(child.stdout.strip().splitlines()[-1]))
+def loaded_at_import(function: str, script: str = CHILD) -> set[str]:
+    return set(json.loads(in_fresh_instance(function, script, json.dumps(HEAVY))))
 
 
 def test_every_function_has_a_budget() -> None:
@@ -114,18 +98,4 @@ def test_a_function_loads_only_its_budget(function: str) -> None:
 def test_the_budget_catches_a_heavy_import() -> None:
     """The check itself can fail: the same child, given a function that imports SQLAlchemy,
     reports it."""
-    folder = FUNCTIONS / "users-me"
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": f"{folder}{os.pathsep}{ROOT / 'shared'}",
-    }
-    child = subprocess.run(
-        [sys.executable, "-c", "import sqlalchemy\n" + CHILD, json.dumps(HEAVY)],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    assert "sqlalchemy" in json.loads(child.stdout.strip().splitlines()[-1])
+    assert "sqlalchemy" in loaded_at_import("users-me", "import sqlalchemy\n" + CHILD)

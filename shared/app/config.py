@@ -102,6 +102,13 @@ class Settings(BaseModel):
     cos_bucket: str = "ai-platform-local-1250000000"
     cos_region: str = "ap-guangzhou"
     cos_endpoint: str = ""
+    # Metrics pushed to a Pushgateway (app.observability.push): unset, nothing is pushed. The
+    # URL may carry basic-auth credentials (Tencent Managed Prometheus: APPID and token). At
+    # most one push per interval per instance; an invocation waits for one at most the
+    # timeout.
+    metrics_pushgateway_url: SecretStr = SecretStr("")
+    metrics_push_interval_s: float = Field(10, gt=0)
+    metrics_push_timeout_s: float = Field(0.5, gt=0, le=5)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -123,6 +130,15 @@ class Settings(BaseModel):
     def pipeline_hosts(self) -> frozenset[str]:
         return frozenset(
             h.strip().lower() for h in self.pipeline_allowed_hosts.split(",") if h.strip()
+        )
+
+    @property
+    def metrics_push(self) -> tuple[str, float, float]:
+        """URL, interval and wait of the metrics push, as `push.pusher_for` takes them."""
+        return (
+            self.metrics_pushgateway_url.get_secret_value(),
+            self.metrics_push_interval_s,
+            self.metrics_push_timeout_s,
         )
 
     @property

@@ -1,8 +1,13 @@
 """Load a function's index.py the way SCF does, each under its own module name (the local
-cloud's loader, so tests and the local cloud import functions the same way)."""
+cloud's loader, so tests and the local cloud import functions the same way), or run code in
+a fresh interpreter set up as a new SCF instance of a function."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,3 +20,23 @@ FUNCTIONS = ROOT / "functions"
 def handler(name: str) -> Any:
     """functions/<name>/index.py's main_handler (an http_handler also carries `.routes`)."""
     return load_handler(name, FUNCTIONS / name)
+
+
+def in_fresh_instance(function: str, script: str, *args: str, env: Mapping[str, str] = {}) -> str:
+    """The last line `script` prints, run with `args` in a fresh interpreter as SCF starts an
+    instance: in the function's folder, with only the folder and the layer on the path and
+    a bare environment (plus `env`). A script that fails fails the test."""
+    folder = FUNCTIONS / function
+    child_env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
+    child_env.update(env, PYTHONPATH=f"{folder}{os.pathsep}{ROOT / 'shared'}")
+    child = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=folder,
+        env=child_env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert child.returncode == 0, child.stderr
+    return child.stdout.strip().splitlines()[-1]

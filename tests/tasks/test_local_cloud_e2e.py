@@ -1,4 +1,4 @@
-"""End to end through the local cloud over HTTP: the task is created by the tasks-create
+"""End to end through the local cloud over HTTP: the task is created by the tasks
 function, its messages go through the local queue to the pipeline-worker function, and the
 quota is settled as the task ends."""
 

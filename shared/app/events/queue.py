@@ -7,7 +7,9 @@ at least once, so `consume` must be idempotent. An exception from `consume` prop
 platform then invokes the function again under its async retry policy, which is the retry.
 An event that is not a JSON object can never succeed, so it is logged and dropped rather
 than retried. After the message, the function sends the delayed messages that have fallen
-due (app.queue: the platform has no delayed invocation).
+due (app.queue: the platform has no delayed invocation). The invocation's log line carries
+the counters its `consume` moved; after it, raised or not, the instance's metrics push
+follows when one is due.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any
 from app import queue
 from app.config import get_settings
 from app.observability import logging as applog
+from app.observability.instruments import Tally
+from app.observability.push import pusher_for
 
 log = applog.get_logger("app.events.queue")
 
@@ -50,11 +54,19 @@ def _release_due(function: str) -> int:
 
 def queue_handler(consume: Consume) -> Callable[[Any, Any], dict[str, Any]]:
     # Once per instance, when the function module is imported, as the HTTP adapter does.
-    applog.configure(get_settings().log_level)
+    settings = get_settings()
+    applog.configure(settings.log_level)
+    pusher = pusher_for(*settings.metrics_push)
 
     def main_handler(event: Any, context: Any = None) -> dict[str, Any]:
         context = context if isinstance(context, Mapping) else {}
         function = str(context.get("function_name") or "")
+        try:
+            return invocation(event, context, function)
+        finally:
+            pusher.after_invocation(function)
+
+    def invocation(event: Any, context: Mapping[str, Any], function: str) -> dict[str, Any]:
         fields: dict[str, Any] = {
             "function": function,
             "request_id": str(context.get("request_id") or ""),
@@ -66,14 +78,18 @@ def queue_handler(consume: Consume) -> Callable[[Any, Any], dict[str, Any]]:
             )
             return {"handled": 0, "released": _release_due(function)}
         started = time.perf_counter()
+        tally = Tally()
         try:
-            consume(message)
+            with tally:
+                consume(message)
         except Exception:
+            fields.update(tally.fields(), outcome="failed")
             fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
-            log.exception("queue message failed", extra={"fields": {**fields, "outcome": "failed"}})
+            log.exception("queue message failed", extra={"fields": fields})
             raise
+        fields.update(tally.fields(), outcome="ok")
         fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
-        applog.log_fields(log, logging.INFO, "queue message", **fields, outcome="ok")
+        applog.log_fields(log, logging.INFO, "queue message", **fields)
         return {"handled": 1, "released": _release_due(function)}
 
     return main_handler

@@ -2,9 +2,10 @@
 
 The platform sends `{"Type": "Timer", "TriggerName", "Time": "...Z", "Message"}` on the
 trigger's 7-field cron. The job gets the parsed event and returns a report (a dict of what
-it did); the wrapper writes one JSON log line per run with that report, counts the run in
-`job_runs_total` and returns the report. A job that raises is logged and counted as failed,
-then re-raised so the platform records the invocation as failed.
+it did); the wrapper writes one JSON log line per run with that report and the counters the
+run moved, counts the run in `job_runs_total` and returns the report. A job that raises is
+logged and counted as failed, then re-raised so the platform records the invocation as
+failed. Either way the instance's metrics push follows when one is due.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Any
 
 from app.config import get_settings
 from app.observability import logging as applog
+from app.observability.instruments import Tally
 from app.observability.metrics import JOB_RUNS
+from app.observability.push import pusher_for
 
 log = applog.get_logger("app.events.timer")
 
@@ -56,28 +59,41 @@ def timer_handler(
     the job's function name with dashes), stable across stages and deployments."""
     job_name = name or job.__name__.replace("_", "-")
     # Once per instance, when the function module is imported, as the HTTP adapter does.
-    applog.configure(get_settings().log_level)
+    settings = get_settings()
+    applog.configure(settings.log_level)
+    pusher = pusher_for(*settings.metrics_push)
+
+    def run(parsed: TimerEvent, fields: dict[str, Any]) -> dict[str, Any]:
+        started = time.perf_counter()
+        tally = Tally()
+        try:
+            with tally:
+                report = dict(job(parsed))
+        except Exception:
+            JOB_RUNS.labels(job_name, "failed").inc()
+            fields.update(tally.fields(), outcome="failed")
+            fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+            log.exception("job failed", extra={"fields": fields})
+            raise
+        JOB_RUNS.labels(job_name, "ok").inc()
+        fields.update(tally.fields(), outcome="ok", report=report)
+        fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        applog.log_fields(log, logging.INFO, "job run", **fields)
+        return report
 
     def main_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         context = context if isinstance(context, Mapping) else {}
         parsed = parse(event)
-        started = time.perf_counter()
+        function = str(context.get("function_name") or "")
         fields: dict[str, Any] = {
-            "function": str(context.get("function_name") or ""),
+            "function": function,
             "job": job_name,
             "trigger": parsed.trigger_name,
             "request_id": str(context.get("request_id") or ""),
         }
         try:
-            report = dict(job(parsed))
-        except Exception:
-            JOB_RUNS.labels(job_name, "failed").inc()
-            fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
-            log.exception("job failed", extra={"fields": {**fields, "outcome": "failed"}})
-            raise
-        JOB_RUNS.labels(job_name, "ok").inc()
-        fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
-        applog.log_fields(log, logging.INFO, "job run", **fields, outcome="ok", report=report)
-        return report
+            return run(parsed, fields)
+        finally:
+            pusher.after_invocation(function)
 
     return main_handler

@@ -3,6 +3,10 @@
 `http_handler(route, ...)` builds an SCF `main_handler` for one function. Everything a
 client can send that is wrong ends as a 4xx with the error envelope; anything else is a
 bug and ends as `500 INTERNAL_ERROR` with the request id, the stack trace in the log only.
+
+Each invocation ends with one log line: its RED numbers and the counters it moved (a
+`Tally` is open around the work), then, once the answer is built, the instance's metrics
+push when one is due (`app.observability.push`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from app.http.request import Request
 from app.http.response import JSON_CONTENT_TYPE, Response, dump_json
 from app.http.routing import Route, find_route
 from app.observability import logging as applog
+from app.observability.instruments import Tally
 from app.observability.metrics import HTTP_DURATION, HTTP_REQUESTS
+from app.observability.push import pusher_for
 from app.redis_client import is_unreachable
 
 log = applog.get_logger("app.http")
@@ -63,6 +69,7 @@ class HttpApp:
         applog.configure(settings.log_level)
         self.cors_origins = settings.cors_origins
         self.max_body = settings.max_body_bytes
+        self.pusher = pusher_for(*settings.metrics_push)
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         started = time.perf_counter()
@@ -70,26 +77,30 @@ class HttpApp:
         request_id = request_id_of(context)
         route: Route | None = None
         request: Request[Any, Any] | None = None
-        try:
-            request = parse_event(event, request_id)
-            if len(request.raw_body) > self.max_body:  # before anything else is looked at
-                raise AppError(
-                    ErrorCode.PAYLOAD_TOO_LARGE,
-                    details=[{"loc": ["body"], "msg": f"at most {self.max_body} bytes"}],
-                )
-            if request.method == "OPTIONS" and self.cors_origins:
-                response = Response(204)
-            else:
-                route = self._match(request)
-                response = self._dispatch(route, request)
-        except AppError as exc:
-            response = Response.json(exc.envelope(request_id), exc.status, exc.headers)
-        except Exception as exc:  # noqa: BLE001 - the last resort: every failure gets an answer
-            response = self._unexpected(exc, request_id)
+        with Tally() as tally:
+            try:
+                request = parse_event(event, request_id)
+                if len(request.raw_body) > self.max_body:  # before anything else is looked at
+                    raise AppError(
+                        ErrorCode.PAYLOAD_TOO_LARGE,
+                        details=[{"loc": ["body"], "msg": f"at most {self.max_body} bytes"}],
+                    )
+                if request.method == "OPTIONS" and self.cors_origins:
+                    response = Response(204)
+                else:
+                    route = self._match(request)
+                    response = self._dispatch(route, request)
+            except AppError as exc:
+                response = Response.json(exc.envelope(request_id), exc.status, exc.headers)
+            except Exception as exc:  # noqa: BLE001 - the last resort: every failure gets an answer
+                response = self._unexpected(exc, request_id)
         response.headers["X-Request-Id"] = request_id
         self._cors(request, response)
-        self._observe(route, request, event, context, response, started)
-        return answer(response)
+        function = str(context.get("function_name") or "")
+        self._observe(route, request, event, function, response, started, tally)
+        payload = answer(response)
+        self.pusher.after_invocation(function)
+        return payload
 
     @staticmethod
     def _unexpected(exc: Exception, request_id: str) -> Response:
@@ -179,12 +190,14 @@ class HttpApp:
         route: Route | None,
         request: Request[Any, Any] | None,
         event: Mapping[str, Any],
-        context: Mapping[str, Any],
+        function: str,
         response: Response,
         started: float,
+        tally: Tally,
     ) -> None:
+        """The RED numbers (recorded after the tally closed: the line states them itself) and
+        the invocation's log line, with the counters it moved."""
         elapsed = time.perf_counter() - started
-        function = str(context.get("function_name") or "")
         method = request.method if request else str(event.get("httpMethod") or "")
         route_path = route.path if route else "unmatched"
         HTTP_REQUESTS.labels(function, method, route_path, str(response.status)).inc()
@@ -201,6 +214,7 @@ class HttpApp:
             if request.principal is not None:
                 fields["user_id"] = request.principal.user_id
             fields.update(request.extra_log)
+        fields.update(tally.fields())
         level = logging.ERROR if response.status >= 500 else logging.INFO
         applog.log_fields(log, level, "invocation", **fields)
 

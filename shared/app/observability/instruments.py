@@ -6,11 +6,18 @@ FastAPI app's whole import to load, is imported only where the numbers leave the
 (`app.observability.exposition`: `/metrics` and the push). The names and label sets are
 Prometheus's; the types follow prometheus_client's API (`.labels(...).inc()`, `.observe()`,
 `.set()`), so the exposition is the library's own text format.
+
+A counter also tells the invocation that moved it: while an adapter holds a `Tally` open
+around an invocation, every increment made in that invocation's context is added to the
+tally too, under the field its log line gives it, so each invocation's line says what it
+did without any service passing numbers around.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextvars
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +27,9 @@ DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 S = TypeVar("S")
 # Every instrument of the process, in the order made: what the exposition walks.
 INSTRUMENTS: list[_Instrument[Any]] = []
+# In a log field's name a label value keeps letters, digits, `_` and `-`; anything else becomes
+# `_` (CLS field names refuse `*\",`, and dots separate the parts).
+_UNSAFE_IN_FIELD = re.compile(r"[^A-Za-z0-9_-]")
 
 
 class _Instrument(Generic[S]):
@@ -33,14 +43,16 @@ class _Instrument(Generic[S]):
         self._series: dict[tuple[str, ...], S] = {}
         INSTRUMENTS.append(self)
 
-    def _new(self) -> S:
+    def _new(self, values: tuple[str, ...]) -> S:
         raise NotImplementedError
 
     def _child(self, values: tuple[str, ...]) -> S:
         found = self._series.get(values)
         if found is None:
             with self._lock:
-                found = self._series.setdefault(values, self._new())
+                found = self._series.get(values)
+                if found is None:
+                    found = self._series[values] = self._new(values)
         return found
 
     def _values(self, args: tuple[object, ...], kwargs: dict[str, object]) -> tuple[str, ...]:
@@ -79,17 +91,83 @@ class _Number:
             self.value = float(value)
 
 
-class Counter(_Instrument[_Number]):
-    """Only goes up. `name` ends in `_total`, as exposed."""
+class Tally:
+    """The counters one invocation moved, and by how much: what its log line reports.
 
-    kind = "counter"
+    `with Tally() as tally:` around the invocation; while it is open, each counter increment
+    made in this context (the invocation's thread, or code run in a copy of its context) is
+    added here too. `fields()` gives one entry per series moved, named
+    `metrics.<metric>[.<label value>...]` (label values in the metric's label order), because
+    SCF turns only the first level of a JSON log line into CLS fields. Gauges and histograms
+    are not tallied: they hold state and durations, which the line states itself.
+    """
 
-    def _new(self) -> _Number:
-        return _Number()
+    __slots__ = ("_amounts", "_lock", "_token")
+
+    def __init__(self) -> None:
+        self._amounts: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._token: contextvars.Token[Tally | None] | None = None
+
+    def __enter__(self) -> Tally:
+        self._token = _TALLY.set(self)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._token is not None:
+            _TALLY.reset(self._token)
+            self._token = None
+
+    def add(self, field_name: str, amount: float) -> None:
+        # A lock, not bare dict arithmetic: a copied context may share the tally across
+        # threads, and `get` then `set` is not atomic.
+        with self._lock:
+            self._amounts[field_name] = self._amounts.get(field_name, 0.0) + amount
+
+    def fields(self) -> dict[str, float]:
+        """Each series moved, by its field name; whole numbers as integers."""
+        with self._lock:
+            moved = list(self._amounts.items())
+        return {name: int(amount) if amount.is_integer() else amount for name, amount in moved}
+
+
+# The tally of the invocation running in this context, if an adapter opened one.
+_TALLY: contextvars.ContextVar[Tally | None] = contextvars.ContextVar("tally", default=None)
+
+
+def field_name(metric: str, values: Sequence[str]) -> str:
+    """The log field a series is tallied under: `metrics.quota_saga_total.reserve.reserved`."""
+    return ".".join(("metrics", metric, *(_UNSAFE_IN_FIELD.sub("_", v) or "_" for v in values)))
+
+
+class _Count(_Number):
+    """One counter series: counts for the process, and for the invocation's tally."""
+
+    __slots__ = ("field_name",)
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.field_name = name
 
     def inc(self, amount: float = 1.0) -> None:
         if amount < 0:
             raise ValueError("a counter only goes up")
+        with self._lock:
+            self.value += amount
+        tally = _TALLY.get()
+        if tally is not None:
+            tally.add(self.field_name, amount)
+
+
+class Counter(_Instrument[_Count]):
+    """Only goes up. `name` ends in `_total`, as exposed."""
+
+    kind = "counter"
+
+    def _new(self, values: tuple[str, ...]) -> _Count:
+        return _Count(field_name(self.name, values))
+
+    def inc(self, amount: float = 1.0) -> None:
         self._child(()).inc(amount)
 
     def value(self, **labels: object) -> float:
@@ -99,7 +177,7 @@ class Counter(_Instrument[_Number]):
 class Gauge(_Instrument[_Number]):
     kind = "gauge"
 
-    def _new(self) -> _Number:
+    def _new(self, values: tuple[str, ...]) -> _Number:
         return _Number()
 
     def set(self, value: float) -> None:
@@ -143,5 +221,5 @@ class Histogram(_Instrument[Distribution]):
         self.bounds = tuple(sorted(buckets))
         super().__init__(name, documentation, labelnames)
 
-    def _new(self) -> Distribution:
+    def _new(self, values: tuple[str, ...]) -> Distribution:
         return Distribution(self.bounds)

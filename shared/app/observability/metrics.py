@@ -1,7 +1,11 @@
 """The metrics of this process, with their Prometheus names and labels. In the local cloud
 every function shares the process, so `/metrics` shows the whole system; on SCF each
-instance has its own (see README, "Observability"). Recording costs no import of
-prometheus_client (see `app.observability.instruments`)."""
+instance has its own and pushes it (see README, "Observability"). Recording costs no import
+of prometheus_client (see `app.observability.instruments`).
+
+The last group is declared ahead of the code that records it (payments, COS cleanup), so
+that the dashboard (infra/grafana/dashboard.json, which may only name metrics exported
+here) already has their panels and that work records into these names and labels."""
 
 from __future__ import annotations
 
@@ -44,3 +48,24 @@ QUEUE_PUBLISHES = Counter(
     ["queue", "outcome"],
 )
 TASKS_FINISHED = Counter("tasks_finished_total", "Tasks that ended, by status.", ["status"])
+
+# Recorded by the payments work (orders and the notify endpoints; not built yet).
+PAYMENT_NOTIFICATIONS = Counter(
+    "payments_notifications_total",
+    "Payment notifications by provider (wechat, alipay) and outcome: accepted (an order paid),"
+    " repeat (already applied), ignored (a non-paid state), rejected (bad signature, unknown"
+    " order, mismatched amount or merchant, stale timestamp).",
+    ["provider", "outcome"],
+)
+ORDERS = Counter(
+    "orders_total",
+    "Orders reaching a status (pending when created, paid, closed), by channel (wechat, alipay).",
+    ["channel", "status"],
+)
+# Recorded by the storage work (the cos-cleanup job; not built yet).
+COS_CLEANUP_DELETED_OBJECTS = Counter(
+    "cos_cleanup_deleted_objects_total", "Orphan objects the COS cleanup deleted."
+)
+COS_CLEANUP_DELETED_BYTES = Counter(
+    "cos_cleanup_deleted_bytes_total", "Bytes of the orphan objects the COS cleanup deleted."
+)
