@@ -19,6 +19,7 @@ from tests.support.settings import settings_env
 PRODUCTION_ENV: dict[str, str | None] = {
     "APP_ENV": "production",
     "JWT_SECRET": secrets.token_urlsafe(64),
+    "METRICS_TOKEN": secrets.token_hex(32),
     "DATABASE_URL": "mysql+pymysql://app:pw@db.internal:3306/app",
     "REDIS_URL": "redis://redis.internal:6379/0",
     "SMS_PROVIDER": "tencent",
@@ -43,6 +44,47 @@ DEV_DEFAULTS: dict[str, tuple[dict[str, str | None], str]] = {
     "sandbox wechat": ({"WECHAT_API_BASE": None}, "WECHAT_API_BASE"),
     "local queue": ({"QUEUE_BACKEND": None}, "QUEUE_BACKEND"),
     "pipelines calling localhost": ({"PIPELINE_ALLOWED_HOSTS": None}, "PIPELINE_ALLOWED_HOSTS"),
+    # Each one below was accepted before: a secret or an allow-list can be long enough and
+    # well formed, and still be weak or point inside.
+    "jwt secret of one letter": ({"JWT_SECRET": "a" * 64}, "JWT_SECRET is too predictable"),
+    "jwt secret repeating a pattern": (
+        {"JWT_SECRET": "Tr0ub4dor&3-" * 6},
+        "JWT_SECRET is too predictable",
+    ),
+    "jwt secret walking the keyboard": (
+        {"JWT_SECRET": "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"},
+        "JWT_SECRET is too predictable",
+    ),
+    "allow-list with the metadata service": (
+        {"PIPELINE_ALLOWED_HOSTS": "ai.example.com,169.254.169.254"},
+        "169.254.169.254",
+    ),
+    "allow-list with a private address": (
+        {"PIPELINE_ALLOWED_HOSTS": "ai.example.com,10.0.0.1"},
+        "10.0.0.1",
+    ),
+    "allow-list with a private address and a port": (
+        {"PIPELINE_ALLOWED_HOSTS": "ai.example.com,192.168.1.20:8080"},
+        "192.168.1.20",
+    ),
+    "allow-list with loopback ipv6": ({"PIPELINE_ALLOWED_HOSTS": "[::1]:443"}, "::1"),
+    "allow-list with mapped loopback": (
+        {"PIPELINE_ALLOWED_HOSTS": "::ffff:127.0.0.1"},
+        "127.0.0.1",
+    ),
+    "allow-list with the metadata name": (
+        {"PIPELINE_ALLOWED_HOSTS": "metadata.tencentyun.com"},
+        "metadata.tencentyun.com",
+    ),
+    "allow-list with a single-label name": ({"PIPELINE_ALLOWED_HOSTS": "intranet"}, "intranet"),
+    "plain http wechat": ({"WECHAT_API_BASE": "http://api.weixin.qq.com"}, "WECHAT_API_BASE"),
+    "cos test endpoint": ({"COS_ENDPOINT": "cos.example.com:80"}, "COS_ENDPOINT"),
+    "cloud api test endpoint": (
+        {"TENCENTCLOUD_API_ENDPOINT": "api.example.com:80"},
+        "TENCENTCLOUD_API_ENDPOINT",
+    ),
+    "open metrics": ({"METRICS_TOKEN": None}, "METRICS_TOKEN"),
+    "predictable metrics token": ({"METRICS_TOKEN": "metrics" * 4}, "METRICS_TOKEN"),
 }
 
 

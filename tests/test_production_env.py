@@ -27,6 +27,7 @@ DEPLOYER_ENV = {
     "DATABASE_URL": "mysql+pymysql://app:pw@10.0.0.5:3306/app",
     "REDIS_URL": "redis://10.0.0.6:6379/0",
     "JWT_SECRET": secrets.token_urlsafe(64),
+    "METRICS_TOKEN": secrets.token_hex(32),
     "PIPELINE_ALLOWED_HOSTS": "ai.example.com",
     "ADMIN_PHONES": "13800138000",
     "SMS_SDK_APP_ID": "1400000000",

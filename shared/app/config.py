@@ -12,15 +12,23 @@ nothing here uses). The defaults are the embedded default that `make run` starts
 from __future__ import annotations
 
 import functools
+import math
 import os
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 # Known and public: tokens signed with it are worthless outside a laptop.
 DEV_JWT_SECRET = "dev-only-jwt-secret-" + "x" * 44
+# The least `secret_bits` production takes: a signing key must withstand offline guessing;
+# the metrics token guards read-only numbers and is checked online.
+JWT_SECRET_MIN_BITS = 128
+METRICS_TOKEN_MIN_BITS = 64
 LOCAL_DIR = Path(".local")
 
 
@@ -31,6 +39,73 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "tencentcloud_secret_key": ("TENCENTCLOUD_SECRET_KEY", "TENCENTCLOUD_SECRETKEY"),
     "tencentcloud_session_token": ("TENCENTCLOUD_SESSION_TOKEN", "TENCENTCLOUD_SESSIONTOKEN"),
 }
+
+
+# Names that reach the cloud's metadata service or this machine whatever the DNS says.
+INTERNAL_NAMES = frozenset({"localhost", "metadata.tencentyun.com", "metadata.google.internal"})
+
+
+def secret_bits(secret: str) -> float:
+    """A cautious estimate of a secret's entropy in bits: its characters' Shannon entropy
+    times its length, scaled down by how much of it repeats (the share of 4-character runs
+    seen before) and how much of it steps through neighbouring characters (`aaaa`, `abcd`).
+    Random secrets score near their true strength (`openssl rand -hex 32`: about 240);
+    `"a" * 64` and a keyboard walk score next to nothing."""
+    n = len(secret)
+    if n < 4:
+        return 0.0
+    shannon = -sum(c / n * math.log2(c / n) for c in Counter(secret).values())
+    runs = [secret[i : i + 4] for i in range(n - 3)]
+    fresh = len(set(runs)) / len(runs)
+    steps = sum(abs(ord(a) - ord(b)) <= 1 for a, b in pairwise(secret)) / (n - 1)
+    return shannon * n * fresh * (1 - steps)
+
+
+@dataclass(frozen=True)
+class AllowedHost:
+    """One PIPELINE_ALLOWED_HOSTS entry: `host` or `host:port` (`[v6]:port` for IPv6)."""
+
+    host: str  # lower case, IPv6 without brackets
+    port: int | None  # None: any port of the host
+
+    def allows(self, host: str, port: int) -> bool:
+        return host == self.host and self.port in (None, port)
+
+    @property
+    def is_internal(self) -> bool:
+        """Whether the entry names an address outside the public internet: a private,
+        loopback, link-local (metadata) or other non-public IP, a name that always points
+        inside, or a name without a dot (resolved through the search domains inside)."""
+        from app import addresses  # cold start: only the production check judges entries
+
+        address = addresses.parse(self.host)
+        if address is not None:
+            return not addresses.is_public(address)
+        name = self.host.rstrip(".")
+        return name in INTERNAL_NAMES or name.endswith(".localhost") or "." not in name
+
+
+def parse_allowed_hosts(text: str) -> frozenset[AllowedHost]:
+    """The entries of a comma separated allow-list; ValueError naming a malformed one."""
+    entries = set()
+    for raw in text.split(","):
+        entry = raw.strip().lower()
+        if not entry:
+            continue
+        host, port = entry, None
+        if entry.startswith("["):  # [v6] or [v6]:port
+            host, bracket, rest = entry[1:].partition("]")
+            if not bracket or (rest and not rest.startswith(":")):
+                raise ValueError(f"{raw.strip()!r} is not a host or host:port")
+            port = rest[1:] if rest else None
+        elif entry.count(":") == 1:
+            host, port = entry.split(":")
+        if not host or any(ch in host for ch in "/@ ?#\\"):
+            raise ValueError(f"{raw.strip()!r} is not a host or host:port")
+        if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"{raw.strip()!r} has an invalid port")
+        entries.add(AllowedHost(host, int(port) if port is not None else None))
+    return frozenset(entries)
 
 
 class Settings(BaseModel):
@@ -109,6 +184,14 @@ class Settings(BaseModel):
     metrics_pushgateway_url: SecretStr = SecretStr("")
     metrics_push_interval_s: float = Field(10, gt=0)
     metrics_push_timeout_s: float = Field(0.5, gt=0, le=5)
+    # Bearer token GET /metrics requires; unset, it is open (production refuses that).
+    metrics_token: SecretStr = SecretStr("")
+
+    @field_validator("pipeline_allowed_hosts")
+    @classmethod
+    def _allow_list_parses(cls, value: str) -> str:
+        parse_allowed_hosts(value)
+        return value
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -123,14 +206,20 @@ class Settings(BaseModel):
         return cls.model_validate(values)
 
     @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
-    @property
-    def pipeline_hosts(self) -> frozenset[str]:
-        return frozenset(
-            h.strip().lower() for h in self.pipeline_allowed_hosts.split(",") if h.strip()
-        )
+    @functools.cached_property
+    def pipeline_allow_list(self) -> frozenset[AllowedHost]:
+        return parse_allowed_hosts(self.pipeline_allowed_hosts)
+
+    def allows_upstream(self, host: str, port: int) -> bool:
+        """Whether PIPELINE_ALLOWED_HOSTS lets a pipeline call `host` (lower case) on `port`."""
+        return any(entry.allows(host, port) for entry in self.pipeline_allow_list)
 
     @property
     def metrics_push(self) -> tuple[str, float, float]:
@@ -148,10 +237,18 @@ class Settings(BaseModel):
     def production_problems(self) -> list[str]:
         """The dev defaults still in effect, each named so the operator knows what to set."""
         problems = []
-        if self.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
+        jwt_secret = self.jwt_secret.get_secret_value()
+        if jwt_secret == DEV_JWT_SECRET:
             problems.append("JWT_SECRET is the built-in dev secret")
-        elif len(self.jwt_secret.get_secret_value()) < 64:
+        elif len(jwt_secret) < 64:
             problems.append("JWT_SECRET is shorter than 64 characters")
+        elif secret_bits(jwt_secret) < JWT_SECRET_MIN_BITS:
+            problems.append("JWT_SECRET is too predictable (use `openssl rand -base64 48`)")
+        metrics_token = self.metrics_token.get_secret_value()
+        if not metrics_token:
+            problems.append("METRICS_TOKEN is unset (GET /metrics would be public)")
+        elif secret_bits(metrics_token) < METRICS_TOKEN_MIN_BITS:
+            problems.append("METRICS_TOKEN is too predictable (use `openssl rand -hex 32`)")
         if self.is_sqlite:
             problems.append("DATABASE_URL is SQLite")
         if self.redis_url.startswith("memory://"):
@@ -162,12 +259,21 @@ class Settings(BaseModel):
             problems.append("SMS_SDK_APP_ID, SMS_SIGN_NAME and SMS_TEMPLATE_ID must all be set")
         if not self.wechat_api_base:
             problems.append("WECHAT_API_BASE is unset (sandbox WeChat login)")
+        elif not self.wechat_api_base.startswith("https://"):
+            problems.append("WECHAT_API_BASE is not an https:// URL")
         if self.queue_backend == "local":
             problems.append("QUEUE_BACKEND is local")
-        if self.cos_endpoint.split(":")[0] in {"127.0.0.1", "localhost"}:
-            problems.append("COS_ENDPOINT is the local cloud's embedded store")
-        if {"127.0.0.1", "localhost"} & self.pipeline_hosts:
-            problems.append("PIPELINE_ALLOWED_HOSTS lets pipelines call this machine")
+        # Both are plain-http stand-ins for the providers' own hosts, for tests.
+        if self.cos_endpoint:
+            problems.append("COS_ENDPOINT is set (plain http, for tests only)")
+        if self.tencentcloud_api_endpoint:
+            problems.append("TENCENTCLOUD_API_ENDPOINT is set (plain http, for tests only)")
+        internal = sorted(entry.host for entry in self.pipeline_allow_list if entry.is_internal)
+        if internal:
+            problems.append(
+                "PIPELINE_ALLOWED_HOSTS lets pipelines call addresses that are not public: "
+                + ", ".join(internal)
+            )
         return problems
 
 

@@ -81,6 +81,10 @@ def test_secured_routes_declare_the_bearer_scheme(document: dict[str, Any]) -> N
         if route.auth in (Auth.USER, Auth.ADMIN):
             assert op["security"] == [{"bearer": []}], route.path
             assert "401" in op["responses"]
+        elif route.auth is Auth.METRICS:
+            # METRICS_TOKEN, or nothing while it is unset.
+            assert op["security"] == [{"metricsToken": []}, {}], route.path
+            assert "401" in op["responses"]
         else:
             assert "security" not in op, route.path
 

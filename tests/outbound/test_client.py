@@ -17,7 +17,7 @@ from tests.support.net import closed_port
 def test_an_answer_comes_back_whatever_its_status_with_headers_and_body() -> None:
     with FakeUpstream() as up:
         up.script("/busy", lambda _c: Answer(429, {"busy": True}, headers={"Retry-After": "3"}))
-        reply = call("POST", up.url("/busy"), json_body={"n": 1}, timeout_s=5)
+        reply = call("POST", up.url("/busy"), json_body={"n": 1}, timeout_s=5, public_only=False)
         sent = up.calls_to("/busy")[0]
     assert (reply.status, reply.ok) == (429, False)
     assert reply.header("retry-after") == "3"  # header names ignore case
@@ -27,14 +27,21 @@ def test_an_answer_comes_back_whatever_its_status_with_headers_and_body() -> Non
 
 def test_query_parameters_are_encoded_into_the_url() -> None:
     with FakeUpstream() as up:
-        call("POST", up.url("/q"), params={"a": "1 2", "b": "&"}, body=b"{}", timeout_s=5)
+        call(
+            "POST",
+            up.url("/q"),
+            params={"a": "1 2", "b": "&"},
+            body=b"{}",
+            timeout_s=5,
+            public_only=False,
+        )
         assert [c.path for c in up.calls] == ["/q?a=1+2&b=%26"]
 
 
 def test_a_redirect_is_answered_not_followed() -> None:
     with FakeUpstream() as up:
         up.script("/moved", lambda _c: Answer(302, {}, headers={"Location": up.url("/other")}))
-        reply = call("POST", up.url("/moved"), json_body={}, timeout_s=5)
+        reply = call("POST", up.url("/moved"), json_body={}, timeout_s=5, public_only=False)
         assert reply.status == 302
         assert up.calls_to("/other") == []
 
@@ -44,16 +51,24 @@ def test_no_answer_in_time_is_a_timeout_and_a_closed_port_is_unreachable() -> No
         up.script("/slow", lambda _c: Answer(200, {}, delay_s=2))
         started = time.monotonic()
         with pytest.raises(CallFailed) as slow:
-            call("POST", up.url("/slow"), json_body={}, timeout_s=0.3)
+            call("POST", up.url("/slow"), json_body={}, timeout_s=0.3, public_only=False)
         assert time.monotonic() - started < 1.5
     assert slow.value.timed_out
     with pytest.raises(CallFailed) as refused:
-        call("POST", f"http://127.0.0.1:{closed_port()}/", json_body={}, timeout_s=2)
+        call(
+            "POST",
+            f"http://127.0.0.1:{closed_port()}/",
+            json_body={},
+            timeout_s=2,
+            public_only=False,
+        )
     assert not refused.value.timed_out and str(refused.value) == "could not be reached"
 
 
 def test_nan_is_refused_before_anything_is_sent() -> None:
     with FakeUpstream() as up:
         with pytest.raises(ValueError):
-            call("POST", up.url("/x"), json_body={"score": math.nan}, timeout_s=5)
+            call(
+                "POST", up.url("/x"), json_body={"score": math.nan}, timeout_s=5, public_only=False
+            )
         assert up.calls == []

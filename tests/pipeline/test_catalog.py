@@ -195,6 +195,33 @@ def test_hosts_are_matched_by_name_from_the_setting() -> None:
         assert put("hosted", definition()).status == 422  # 127.0.0.1 is no longer allowed
 
 
+def test_an_entry_with_a_port_allows_that_port_only() -> None:
+    def http_to(url: str) -> dict[str, Any]:
+        return definition(steps=[{"id": "a", "type": "http", "url": url}])
+
+    with settings_env(PIPELINE_ALLOWED_HOSTS="ai.example:8443, [2001:db8::7]:443, any.example"):
+        assert put("ported", http_to("https://ai.example:8443/x")).status == 200
+        for refused in ("https://ai.example/x", "http://ai.example:8444/x"):
+            reply = put("ported", http_to(refused))
+            assert reply.status == 422 and "PIPELINE_ALLOWED_HOSTS" in reply.body, refused
+        assert put("ported", http_to("https://[2001:db8::7]/x")).status == 200
+        assert put("ported", http_to("http://[2001:db8::7]/x")).status == 422
+        assert put("ported", http_to("http://any.example:1234/x")).status == 200
+
+
+@pytest.mark.parametrize("entry", ["ai.example:0", "ai.example:http", "ai.example/x", "[::1"])
+def test_a_malformed_allow_list_entry_stops_the_settings_from_loading(entry: str) -> None:
+    from pydantic import ValidationError
+
+    from app.config import get_settings
+
+    with (
+        settings_env(PIPELINE_ALLOWED_HOSTS=f"ok.example,{entry}"),
+        pytest.raises(ValidationError, match="pipeline_allowed_hosts"),
+    ):
+        get_settings()
+
+
 def test_the_host_checked_is_the_host_called() -> None:
     from urllib3.util import parse_url
 

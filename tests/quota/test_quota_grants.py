@@ -12,7 +12,7 @@ from app.db.tables import quota_ledger, users
 from app.db.transaction import transaction
 from app.errors import AppError, ErrorCode
 from app.ids import new_id
-from app.quota import grant, reserve
+from app.quota import cancel, grant, reserve
 from app.quota.service import QUOTA_MAX
 from tests.support.quota import counters, new_user
 
@@ -109,6 +109,23 @@ def test_a_balance_cannot_grow_past_the_column() -> None:
         grant(user, QUOTA_MAX - 9, kind="admin", reason="too much")
     assert caught.value.code is ErrorCode.VALIDATION_ERROR
     assert grant(user, QUOTA_MAX - 10, kind="admin", reason="all of it").applied
+    assert counters(user) == (QUOTA_MAX, 0)
+
+
+def test_balance_and_reserved_together_stay_within_the_column() -> None:
+    # Granting up to the column's range with quota still reserved used to succeed; the
+    # cancel that returns the reservation then overflowed the balance (a 500) and the task
+    # could never settle.
+    user = new_user(1)
+    task = new_id()
+    reserve(user, task, 1)
+    with pytest.raises(AppError) as caught:
+        grant(user, QUOTA_MAX, kind="admin", reason="everything")
+    assert caught.value.code is ErrorCode.VALIDATION_ERROR
+    assert str(QUOTA_MAX) in caught.value.message
+    assert counters(user) == (0, 1)
+    assert grant(user, QUOTA_MAX - 1, kind="purchase", reason="all", ref=f"o:{task}").applied
+    assert cancel(task).changed
     assert counters(user) == (QUOTA_MAX, 0)
 
 

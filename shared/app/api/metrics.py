@@ -1,4 +1,5 @@
-"""GET /metrics: this process's Prometheus registry in the text format."""
+"""GET /metrics: this process's Prometheus registry in the text format, for the bearer of
+METRICS_TOKEN when it is set."""
 
 from __future__ import annotations
 
@@ -23,7 +24,10 @@ def _refresh_pool_gauges() -> None:
 
 
 @router.get(
-    "/metrics", auth=Auth.PUBLIC, content_type=exposition.CONTENT_TYPE, summary="Prometheus metrics"
+    "/metrics",
+    auth=Auth.METRICS,
+    content_type=exposition.CONTENT_TYPE,
+    summary="Prometheus metrics",
 )
 def get_metrics(req: Request[None, None]) -> Response:
     _refresh_pool_gauges()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
+from app.config import get_settings
 from app.errors import AppError, ErrorCode
 from app.http.request import Request
 from app.http.routing import Auth
@@ -20,8 +22,17 @@ def bearer_token(request: Request[Any, Any]) -> str:
     return token.strip()
 
 
+def _metrics_token(request: Request[Any, Any]) -> None:
+    expected = get_settings().metrics_token.get_secret_value()
+    if expected and not hmac.compare_digest(bearer_token(request).encode(), expected.encode()):
+        raise AppError(ErrorCode.AUTH_TOKEN_INVALID)
+
+
 def authenticate(request: Request[Any, Any], level: Auth) -> Principal | None:
     if level in (Auth.PUBLIC, Auth.SIGNATURE):
+        return None
+    if level is Auth.METRICS:
+        _metrics_token(request)
         return None
     from app.identity.tokens import principal_from_access  # cold start: public routes skip JWT
 

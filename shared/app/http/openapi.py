@@ -60,7 +60,12 @@ def build(routes: list[Route], *, title: str, version: str) -> dict[str, Any]:
         "components": {
             "schemas": schemas,
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "metricsToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "METRICS_TOKEN; the route is open while it is unset",
+                },
             },
         },
     }
@@ -95,6 +100,8 @@ def _operation(
         }
     if route.auth in (Auth.USER, Auth.ADMIN):
         op["security"] = [{"bearer": []}]
+    elif route.auth is Auth.METRICS:
+        op["security"] = [{"metricsToken": []}, {}]
 
     success: dict[str, Any] = {"description": route.summary or "OK"}
     response_model = _model_of(route.response)
@@ -111,7 +118,7 @@ def _operation(
         codes.add(422)
     if route.body is not None:
         codes.add(413)
-    if route.auth in (Auth.USER, Auth.ADMIN):
+    if route.auth in (Auth.USER, Auth.ADMIN, Auth.METRICS):
         codes.add(401)
     if route.auth is Auth.ADMIN:
         codes.add(403)

@@ -21,6 +21,8 @@ class Auth(str, Enum):
     ADMIN = "admin"
     # Public at the HTTP level; the handler verifies a provider's signature itself.
     SIGNATURE = "signature"
+    # The bearer METRICS_TOKEN when it is set (production requires it); open when unset.
+    METRICS = "metrics"
 
 
 _PARAM = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")

@@ -78,7 +78,9 @@ def _jscode2session(code: str) -> WechatIdentity:
     }
     for attempt in (1, 2):
         try:
-            reply = call("GET", url, params=params, timeout_s=TIMEOUT_S)
+            reply = call(
+                "GET", url, params=params, timeout_s=TIMEOUT_S, public_only=settings.is_production
+            )
             data: Any = reply.json()
         except (CallFailed, ValueError) as exc:
             applog.log_fields(log, logging.ERROR, "jscode2session failed", error=type(exc).__name__)

@@ -11,6 +11,10 @@ caller's back.
   runner counts them in the step's row), and a redirect could lead off an allow-list.
 - TLS is verified against certifi's CA bundle; no proxy or .netrc is read from the
   environment (a proxy would hide where the call goes).
+- The client resolves the host itself and connects to the address it resolved (TLS still
+  checks the certificate against the host name). With `public_only` (production) it refuses
+  a name with any address outside the public internet (`app.outbound.addresses`) before
+  connecting: `DestinationRefused`. There is no second lookup a rebinding DNS could answer.
 - No answer is `CallFailed` (`timed_out`: the deadline passed; otherwise the server could not
   be reached or broke the connection). Any status is a `Reply`; the caller judges it.
 
@@ -27,9 +31,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from urllib3 import PoolManager, Timeout
-from urllib3.exceptions import HTTPError, NewConnectionError
+from urllib3.exceptions import HTTPError, LocationParseError, NewConnectionError
 from urllib3.exceptions import TimeoutError as SocketTimeout
+from urllib3.util import parse_url
 
+from app import addresses
 from app.outbound import deadline
 
 JSON_TYPE = "application/json"
@@ -41,6 +47,14 @@ class CallFailed(Exception):
     def __init__(self, message: str, *, timed_out: bool) -> None:
         super().__init__(message)
         self.timed_out = timed_out
+
+
+class DestinationRefused(CallFailed):
+    """The host resolves to an address a production call may not reach; nothing was sent.
+    Asking again gives the same answer until its DNS changes."""
+
+    def __init__(self) -> None:
+        super().__init__("resolves to an address that is not public", timed_out=False)
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,7 @@ def call(
     url: str,
     *,
     timeout_s: float,
+    public_only: bool,
     json_body: Any = None,
     body: bytes | None = None,
     params: Mapping[str, str] | None = None,
@@ -83,24 +98,42 @@ def call(
 ) -> Reply:
     """One request, answered within `timeout_s` in all, or `CallFailed`. `json_body` is
     sent compactly as JSON (NaN and infinities refused with ValueError before anything is
-    sent); `params` go into the query string."""
+    sent); `params` go into the query string. `public_only`: refuse a host that resolves to
+    anything but public addresses (`DestinationRefused`)."""
     sent = dict(headers or {})
     if json_body is not None:
         body = json.dumps(json_body, allow_nan=False, separators=(",", ":")).encode()
         sent.setdefault("Content-Type", JSON_TYPE)
     if params:
         url += ("&" if "?" in url else "?") + urlencode(params)
+    try:
+        target = parse_url(url)
+    except LocationParseError:
+        raise CallFailed("has an invalid URL", timed_out=False) from None
+    if target.scheme not in ("http", "https") or not target.host:
+        raise CallFailed("has an invalid URL", timed_out=False)
+    host = target.host.strip("[]")
+    port = target.port or (443 if target.scheme == "https" else 80)
+    # The request names the host, whichever address it goes to.
+    sent.setdefault("Host", target.netloc or host)
+    # TLS: the name for SNI and the certificate, not the address connected to.
+    tls = {"server_hostname": host, "assert_hostname": host} if target.scheme == "https" else None
     with deadline.within(timeout_s) as watch:
         try:
-            response = _pool().request(
+            address = addresses.resolve(host, port, public_only=public_only)
+            pool = _pool().connection_from_host(address, port, target.scheme, pool_kwargs=tls)
+            response = pool.urlopen(
                 method,
-                url,
+                target.request_uri,
                 body=body,
                 headers=sent,
                 timeout=Timeout(connect=timeout_s, read=timeout_s),
                 redirect=False,
                 retries=False,
+                assert_same_host=False,
             )
+        except addresses.NotPublic:
+            raise DestinationRefused() from None
         except SocketTimeout as error:
             # A refused connection or an unknown host is a ConnectTimeoutError too.
             if watch.expired or not isinstance(error, NewConnectionError):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ import certifi
 from urllib3 import PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util import create_urllib3_context
 
 # After the deadline, how often connections not yet connected when it passed are looked at
 # again (a connect in progress ends within the connect timeout).
@@ -43,6 +45,7 @@ class Watch:
         self.done = False
         self._lock = threading.Lock()
         self._connections: list[HTTPConnection] = []
+        self._handshakes: list[ssl.SSLSocket] = []
 
     def start(self) -> None:
         _watchdog.add(self)
@@ -56,7 +59,12 @@ class Watch:
 
     def attach(self, connection: HTTPConnection) -> None:
         with self._lock:
-            self._connections.append(connection)
+            if connection not in self._connections:
+                self._connections.append(connection)
+
+    def attach_handshake(self, sock: ssl.SSLSocket) -> None:
+        with self._lock:
+            self._handshakes.append(sock)
 
     def expire(self) -> None:
         """Past the deadline: shut down the connections opened so far (called again each
@@ -66,7 +74,9 @@ class Watch:
                 return
             self.expired = True
             for connection in self._connections:
-                _shut(connection)  # a shutdown(2) call: it never blocks
+                _shut(connection.sock or getattr(connection, "answer_sock", None))
+            for sock in self._handshakes:
+                _shut(sock)
 
 
 class _Watchdog:
@@ -123,10 +133,11 @@ class _Watchdog:
 _watchdog = _Watchdog()
 
 
-def _shut(connection: HTTPConnection) -> None:
-    # An answer that closes the connection (HTTP/1.0, `Connection: close`) takes the socket
-    # with it: http.client's connection forgets it while the body is still being read.
-    sock = connection.sock or getattr(connection, "answer_sock", None)
+def _shut(sock: socket.socket | None) -> None:
+    """A shutdown(2) call: it never blocks. A connection's socket, or the socket its answer
+    is read from: an answer that closes the connection (HTTP/1.0, `Connection: close`)
+    takes the socket with it, and http.client's connection forgets it while the body is
+    still being read."""
     if sock is None:
         return
     # The plain socket's shutdown, also under TLS: it wakes a blocked read in the calling
@@ -152,6 +163,19 @@ def _attach(connection: HTTPConnection) -> None:
     watch: Watch | None = getattr(_local, "watch", None)
     if watch is not None:
         watch.attach(connection)
+
+
+class _WatchedTlsSocket(ssl.SSLSocket):
+    """The sockets the pools' TLS context makes (`SSLContext.sslsocket_class`). An HTTPS
+    pool connects, TLS handshake included, before it sends the request, and the handshake
+    runs on a socket the connection does not hold yet: it is handed to the call's watch
+    first, so a server dribbling its handshake cannot hold the call past the deadline."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        watch: Watch | None = getattr(_local, "watch", None)
+        if watch is not None:
+            watch.attach_handshake(self)
+        super().do_handshake(block)
 
 
 class _Connection(HTTPConnection):
@@ -184,6 +208,9 @@ def pool_manager() -> PoolManager:
     or redirected here: the caller counts attempts, and a redirect could leave the
     allow-list. TLS is verified against certifi's CA bundle; no proxy or .netrc is read
     from the environment (a proxy would hide where the call goes)."""
-    manager = PoolManager(retries=False, ca_certs=certifi.where())
+    context = create_urllib3_context()
+    context.load_verify_locations(certifi.where())
+    context.sslsocket_class = _WatchedTlsSocket
+    manager = PoolManager(retries=False, ssl_context=context)
     manager.pool_classes_by_scheme = {"http": _Pool, "https": _HttpsPool}
     return manager

@@ -2,7 +2,8 @@
 
 Validation here is what `PUT /admin/pipelines/{id}` enforces (422 on any failure): step ids
 unique, a fork either `for_each` + `step` or `branches`, no fork inside a fork, every
-`http` host in PIPELINE_ALLOWED_HOSTS (matched by host name, case-insensitive). A task keeps
+`http` host in PIPELINE_ALLOWED_HOSTS (matched by host name, case-insensitive, and by port
+when the entry gives one). A task keeps
 the validated steps it was created with, so the engine reads them back with the same models.
 """
 
@@ -48,10 +49,10 @@ class HttpCall(_Strict):
     @field_validator("url")
     @classmethod
     def _allowed_url(cls, url: str, info: ValidationInfo) -> str:
-        host, _port = _host_port(url)
+        host, port = _host_port(url)
         stored = bool(info.context and info.context.get("stored"))
-        if not stored and host not in get_settings().pipeline_hosts:
-            raise ValueError(f"host {host!r} is not in PIPELINE_ALLOWED_HOSTS")
+        if not stored and not get_settings().allows_upstream(host, port):
+            raise ValueError(f"{host}:{port} is not in PIPELINE_ALLOWED_HOSTS")
         return url
 
     @property

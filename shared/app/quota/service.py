@@ -156,8 +156,8 @@ def grant(
     `ref` names what paid for it (an order, an admin request's Idempotency-Key): a grant whose
     ref is already in the ledger is a no-op returning that entry, so a duplicate payment
     notification never grants twice; the same ref with another user, kind, amount or reason
-    is `409 IDEMPOTENCY_KEY_MISMATCH`. A balance that would go below zero (or past the
-    column's range) is `422 VALIDATION_ERROR`.
+    is `409 IDEMPOTENCY_KEY_MISMATCH`. A balance that would go below zero, or past the
+    column's range together with what is reserved (QUOTA_MAX), is `422 VALIDATION_ERROR`.
     """
     _check_grant(amount, kind, reason, ref)
     try:
@@ -352,8 +352,14 @@ def _grant(
             ErrorCode.VALIDATION_ERROR,
             f"This would take the balance below zero: it is {balance}, the change is {amount}.",
         )
-    if after > QUOTA_MAX:
-        raise AppError(ErrorCode.VALIDATION_ERROR, f"The balance cannot exceed {QUOTA_MAX}.")
+    # Reserved quota comes back to the balance on cancel: the two together must fit the
+    # column, or that cancel could not be written and the task could never settle.
+    if after + reserved > QUOTA_MAX:
+        raise AppError(
+            ErrorCode.VALIDATION_ERROR,
+            f"The balance and the reserved quota together cannot exceed {QUOTA_MAX}: they "
+            f"are {balance} and {reserved}, the change is {amount}.",
+        )
     now = utcnow()
     rows.set_counters(db, user_id, after, reserved, now)
     try:

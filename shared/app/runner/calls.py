@@ -97,7 +97,11 @@ def retry_after_s(value: str | None) -> float | None:
 
 
 def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -> _Answer:
-    from app.outbound.client import CallFailed, call  # cold start: only a worker calls out
+    from app.outbound.client import (  # cold start: only a worker calls out
+        CallFailed,
+        DestinationRefused,
+        call,
+    )
 
     try:
         reply = call(
@@ -106,9 +110,12 @@ def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -
             json_body=payload,
             headers={"Idempotency-Key": key},
             timeout_s=timeout_s,
+            public_only=get_settings().is_production,
         )
     except ValueError:  # NaN or infinity in the input: no upstream could read it
         return _Answer(message="the step's input cannot be sent as JSON")
+    except DestinationRefused as refused:  # the same answer until its DNS changes
+        return _Answer(message=f"the upstream {refused}")
     except CallFailed as failed:
         return _Answer(retryable=True, message=f"the upstream {failed}")
     status = reply.status

@@ -1,0 +1,65 @@
+"""Which addresses a production call may reach: public unicast only.
+
+A name on an allow-list says nothing about where it points: its DNS can be changed to a
+private range, the cloud's metadata service (169.254.0.0/16) or this machine. So the
+client resolves a name itself, refuses it unless every address it resolves to is public,
+and connects to the address it checked: no second lookup for a rebinding DNS to answer
+differently (`app.outbound.client`). The production settings check judges the addresses
+written in an allow-list the same way (`app.config`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits (NAT64 well-known prefix):
+# the IPv4 address inside is the one judged.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+class NotPublic(Exception):
+    """The name resolves to an address outside the public internet, or to nothing."""
+
+
+def is_public(address: IpAddress) -> bool:
+    """A global unicast address, judged on the IPv4 address an IPv6 one carries (mapped,
+    6to4, Teredo, NAT64): private, loopback, link-local (the metadata service), shared
+    (100.64.0.0/10), multicast, reserved and unspecified addresses are not."""
+    if isinstance(address, ipaddress.IPv6Address):
+        carried = address.ipv4_mapped or address.sixtofour
+        if carried is None and address.teredo is not None:
+            carried = address.teredo[1]
+        if carried is None and address in _NAT64:
+            carried = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if carried is not None:
+            return is_public(carried)
+    return address.is_global and not address.is_multicast
+
+
+def parse(text: str) -> IpAddress | None:
+    """`text` as an IP address (brackets and an IPv6 zone dropped), None for a name."""
+    try:
+        return ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def resolve(host: str, port: int, *, public_only: bool) -> str:
+    """One address of `host` to connect to, IPv4 first. With `public_only`, NotPublic unless
+    every address the name has is public: a name that answers with a public and a private
+    address is refused, whichever the connection would have used. OSError when the name
+    does not resolve."""
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = [(family, str(sockaddr[0])) for family, _, _, _, sockaddr in found]
+    if not addresses:
+        raise OSError(f"{host} has no address")
+    if public_only:
+        for _family, text in addresses:
+            address = parse(text)
+            if address is None or not is_public(address):
+                raise NotPublic("resolves to an address that is not public")
+    addresses.sort(key=lambda entry: entry[0] != socket.AF_INET)
+    return addresses[0][1]
