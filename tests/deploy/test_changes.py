@@ -239,3 +239,26 @@ def test_changes_made_by_hand_are_put_back(deployed: Account) -> None:
         ("UpdateCustomDomain", ""),
     ]
     assert deployed.deploy("plan").last == f"plan: 0 to create, 0 to update, {RESOURCES} unchanged"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda data: data["defaults"]["environment"].update(TENCENTCLOUD_REGION="x"),
+            "health: SCF reserves TENCENTCLOUD_REGION",
+        ),
+        (
+            lambda data: data["defaults"]["environment"].update(NOTES="x" * 4000),
+            "over SCF's 4096",
+        ),
+        (lambda data: data["domain"].update(certificate_id=""), "HTTPS needs a certificate"),
+    ],
+)
+def test_what_scf_would_refuse_halfway_stops_the_deploy_before_any_call(
+    account: Account, edit: Any, message: str
+) -> None:
+    result = account.deploy("apply", config=account.edited_config(edit))
+    assert result.code == 2
+    assert result.last.startswith("deploy: ") and message in result.last
+    assert account.cloud.calls == [] and account.cloud.refused == []
