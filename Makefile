@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 export PYTHONPATH := shared:.
 
-.PHONY: run test check migrate openapi package deploy clean
+.PHONY: run test check migrate openapi package plan deploy clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,9 +37,13 @@ openapi: $(STAMP)
 package: $(STAMP)
 	$(BIN)/python -m infra.package
 
-# Layer, then functions, then db-migrate; needs `scf` and the variables in README "Deploy".
+# Reconcile the account with serverless.yml (the variables: README "Deploy"), then run
+# db-migrate; `make plan` shows what that would change and writes nothing.
 deploy: package
-	bash infra/deploy.sh
+	$(BIN)/python -m infra.deploy apply
+
+plan: package
+	$(BIN)/python -m infra.deploy plan
 
 clean:
 	rm -rf dist .local .pytest_cache .mypy_cache .ruff_cache .coverage

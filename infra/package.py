@@ -1,11 +1,12 @@
-"""Build what `scf deploy` uploads: the layer zip and one zip per function.
+"""Build what the deployer (infra/deploy) uploads: the layer zip and one zip per function.
 
 `dist/layer/layer.zip` holds `app/` (shared/app) and every runtime requirement
 (requirements.txt) unpacked from manylinux x86_64 wheels for CPython 3.10, SCF's newest
 Python runtime, all at the zip root: SCF unpacks a layer to /opt and puts /opt on
-PYTHONPATH. The same tree is left unpacked in `dist/layer/content/` for the layer
-component to upload. `dist/functions/<name>.zip` holds one function folder's files at
-its root (/var/user on SCF).
+PYTHONPATH. The same tree is left unpacked in `dist/layer/content/`, to look into.
+`dist/functions/<name>.zip` holds one function folder's files at its root (/var/user on
+SCF). Both are byte-identical when rebuilt from the same inputs: the deployer compares
+them by their sha256.
 
 Wheels are cached under `.local/wheels/<hash of requirements.txt and Python version>/`, so
 a rerun with unchanged requirements needs no network. Packages published only as source

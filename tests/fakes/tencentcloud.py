@@ -6,7 +6,9 @@ app does this when TENCENTCLOUD_API_ENDPOINT is set). Register what an action an
 `fake.on("SendSms", fn)`; `fn(params, call)` returns the `Response` body (RequestId is added)
 or raises `TencentCloudError(code, message)`. Every request that reached a handler is in
 `fake.calls`; every request refused before one (bad signature, unknown key, stale
-timestamp, unknown action) is in `fake.refused`.
+timestamp, unknown action, a request its product's validator refused) is in `fake.refused`.
+`fake.validate_with("scf", fn)` has `fn(action, params)` check every request to that product
+before it is dispatched (tests/fakes/api_schema.py checks them against the official schema).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class Call:
 
 
 Handler = Callable[[dict[str, Any], Call], dict[str, Any]]
+Validator = Callable[[str, dict[str, Any]], None]
 
 
 def tc3_signature(
@@ -93,6 +96,7 @@ class FakeTencentCloud(LocalServer):
         self.secret_id = secret_id
         self.secret_key = secret_key
         self.handlers: dict[str, Handler] = {}
+        self.validators: dict[str, Validator] = {}
         self.calls: list[Call] = []
         self.refused: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -101,6 +105,11 @@ class FakeTencentCloud(LocalServer):
 
     def on(self, action: str, handler: Handler) -> None:
         self.handlers[action] = handler
+
+    def validate_with(self, service: str, validator: Validator) -> None:
+        """Check every request to `service` with `validator(action, params)`, which raises
+        TencentCloudError for one the product would refuse."""
+        self.validators[service] = validator
 
     @property
     def endpoint(self) -> str:
@@ -182,13 +191,19 @@ class FakeTencentCloud(LocalServer):
         if not hmac.compare_digest(expected, found["sig"]):
             return self._error("AuthFailure.SignatureFailure", "signature mismatch", headers)
         action = headers.get("X-TC-Action", "")
-        handler = self.handlers.get(action)
-        if handler is None:
-            return self._error("InvalidAction", f"action {action} not found", headers)
         try:
             params = json.loads(body or b"{}")
         except ValueError:
             return self._error("InvalidParameter", "body is not JSON", headers)
+        validator = self.validators.get(found["service"])
+        if validator is not None:
+            try:
+                validator(action, params)
+            except TencentCloudError as exc:
+                return self._error(exc.code, exc.message, headers)
+        handler = self.handlers.get(action)
+        if handler is None:
+            return self._error("InvalidAction", f"action {action} not found", headers)
         call = Call(
             action=action,
             service=found["service"],

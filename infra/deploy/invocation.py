@@ -1,0 +1,187 @@
+"""How each function is invoked: its Function URL, its timers, its async retry policy, and
+the synchronous invocation that follows every deploy (db-migrate).
+
+- Function URL: an `http` trigger on every `http: true` function, AuthType NONE (the API's
+  JWT does the rest), reachable from the internet (the custom domain fronts it); found by
+  its type, whatever SCF named it; updated in place (`UpdateTrigger`) when its auth, network
+  or enabled state differ; removed from a function that is no longer `http: true`.
+- Timers: one `timer` trigger per `timers:` entry, by name; compared on cron (SCF answers
+  `{"cron": ...}` for the cron it was given), enabled state (OPEN/CLOSE in, 1/0 out) and
+  argument; a changed one is replaced (deleted, then created: SCF's older tooling never
+  updates timers in place); one the file no longer declares is removed. Trigger types the
+  file cannot declare (cos, cls, ckafka) are left alone.
+- Async config: `UpdateFunctionEventInvokeConfig` when `GetFunctionEventInvokeConfig`'s
+  first RetryNum or MsgTTL differ, and always on a function this deploy creates.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TextIO
+
+from infra.deploy.context import Context
+from infra.deploy.plan import compare
+from infra.deploy.scf import ScfApi
+from infra.deploy.target import QUALIFIER, FunctionTarget, Target
+
+URL_TRIGGER = "function-url"
+URL_DESC: dict[str, Any] = {
+    "AuthType": "NONE",
+    "NetConfig": {"EnableIntranet": False, "EnableExtranet": True},
+}
+
+
+class InvokeFailed(RuntimeError):
+    pass
+
+
+def _desc(trigger: dict[str, Any]) -> dict[str, Any]:
+    raw = trigger.get("TriggerDesc") or ""
+    try:
+        found = json.loads(raw)
+    except ValueError:
+        return {"cron": raw}  # a timer's cron as it was sent
+    return found if isinstance(found, dict) else {}
+
+
+def _url_state(trigger: dict[str, Any] | None) -> tuple[Any, ...]:
+    desc = _desc(trigger) if trigger else URL_DESC
+    net = desc.get("NetConfig") or {}
+    enabled = True if trigger is None else str(trigger.get("Enable")) in ("1", "OPEN")
+    return desc.get("AuthType"), net.get("EnableExtranet"), net.get("EnableIntranet"), enabled
+
+
+def function_url(ctx: Context, fn: FunctionTarget, triggers: list[dict[str, Any]]) -> str | None:
+    """Reconcile the function's URL; the qualifier it serves (None: the function has none)."""
+    urls = [t for t in triggers if t.get("Type") == "http"]
+    what = f"function-url {fn.name}"
+    base = {"FunctionName": fn.name, "Namespace": ctx.namespace, "Type": "http"}
+    if not fn.spec.http:
+        for url in urls:
+            if ctx.plan.remove(what):
+                ctx.api.write(
+                    "DeleteTrigger",
+                    **base,
+                    TriggerName=url["TriggerName"],
+                    Qualifier=url.get("Qualifier") or QUALIFIER,
+                )
+        return None
+    if not urls:
+        if ctx.plan.create(what, "auth NONE, internet"):
+            ctx.api.write(
+                "CreateTrigger",
+                **base,
+                TriggerName=URL_TRIGGER,
+                TriggerDesc=json.dumps(URL_DESC),
+                Qualifier=QUALIFIER,
+                Enable="OPEN",
+            )
+        return QUALIFIER
+    url = urls[0]
+    qualifier = str(url.get("Qualifier") or QUALIFIER)
+    names = ("auth", "internet", "intranet", "enabled")
+    old, new = _url_state(url), _url_state(None)
+    if ctx.plan.update(what, compare(names, old, new)):
+        ctx.api.write(
+            "UpdateTrigger",
+            **base,
+            TriggerName=url["TriggerName"],
+            TriggerDesc=json.dumps(URL_DESC),
+            Qualifier=qualifier,
+            Enable="OPEN",
+        )
+    return qualifier
+
+
+def timers(ctx: Context, fn: FunctionTarget, triggers: list[dict[str, Any]]) -> None:
+    existing = {t["TriggerName"]: t for t in triggers if t.get("Type") == "timer"}
+    base = {"FunctionName": fn.name, "Namespace": ctx.namespace, "Type": "timer"}
+
+    def delete(trigger: dict[str, Any]) -> None:
+        ctx.api.write(
+            "DeleteTrigger",
+            **base,
+            TriggerName=trigger["TriggerName"],
+            Qualifier=trigger.get("Qualifier") or QUALIFIER,
+        )
+
+    for timer in fn.spec.timers:
+        what = f"timer {fn.name}/{timer.name}"
+        wanted = (timer.cron, timer.enabled, timer.argument or None)
+        params: dict[str, Any] = {
+            "TriggerName": timer.name,
+            "TriggerDesc": timer.cron,
+            "Qualifier": QUALIFIER,
+            "Enable": "OPEN" if timer.enabled else "CLOSE",
+        }
+        if timer.argument:
+            params["CustomArgument"] = timer.argument
+        have = existing.pop(timer.name, None)
+        if have is None:
+            if ctx.plan.create(what, f"{timer.cron}{'' if timer.enabled else ', disabled'}"):
+                ctx.api.write("CreateTrigger", **base, **params)
+            continue
+        old = (
+            _desc(have).get("cron"),
+            str(have.get("Enable")) in ("1", "OPEN"),
+            have.get("CustomArgument") or None,
+        )
+        changed = compare(("cron", "enabled", "argument"), old, wanted)
+        if ctx.plan.update(what, changed):
+            delete(have)
+            ctx.api.write("CreateTrigger", **base, **params)
+    for name, have in sorted(existing.items()):
+        if ctx.plan.remove(f"timer {fn.name}/{name}"):
+            delete(have)
+
+
+def async_config(ctx: Context, fn: FunctionTarget, existed: bool) -> None:
+    policy = fn.spec.asynchronous
+    if policy is None:
+        return
+    what = f"async-config {fn.name}"
+    params = {
+        "FunctionName": fn.name,
+        "Namespace": ctx.namespace,
+        "AsyncTriggerConfig": {
+            "RetryConfig": [{"RetryNum": policy.retries}],
+            "MsgTTL": policy.ttl_s,
+        },
+    }
+    if not existed:
+        if ctx.plan.create(what, f"retries {policy.retries}, ttl {policy.ttl_s} s"):
+            ctx.api.write("UpdateFunctionEventInvokeConfig", **params)
+        return
+    answer = ctx.api.read(
+        "GetFunctionEventInvokeConfig",
+        FunctionName=fn.name,
+        Namespace=ctx.namespace,
+        Qualifier=QUALIFIER,
+    )
+    config = answer.get("AsyncTriggerConfig") or {}
+    retries = [r.get("RetryNum") for r in config.get("RetryConfig") or []]
+    old = (retries[0] if retries else None, config.get("MsgTTL"))
+    changed = compare(("retries", "ttl_s"), old, (policy.retries, policy.ttl_s))
+    if ctx.plan.update(what, changed):
+        ctx.api.write("UpdateFunctionEventInvokeConfig", **params)
+
+
+def invoke_after_deploy(api: ScfApi, target: Target, out: TextIO) -> None:
+    """Invoke each `invoke_after_deploy` function synchronously and print its answer;
+    InvokeFailed with the function's error message when it raised."""
+    for fn in target.functions:
+        if not fn.spec.invoke_after_deploy:
+            continue
+        answer = api.write(
+            "Invoke",
+            FunctionName=fn.name,
+            Namespace=api.namespace,
+            Qualifier=QUALIFIER,
+            InvocationType="RequestResponse",
+            ClientContext="{}",
+        )
+        result = answer.get("Result") or {}
+        # InvokeResult is unmaintained (DEPLOY-NOTES section 4): the error message decides.
+        if result.get("ErrMsg"):
+            raise InvokeFailed(f"{fn.name} failed: {result['ErrMsg']}")
+        print(f"invoke {fn.name}: {result.get('RetMsg')}", file=out, flush=True)

@@ -1,0 +1,105 @@
+"""The record of a deploy: what changes, one line each, and the counts of the last line.
+
+The same walk over the account makes the plan and the apply (infra.deploy.reconcile); only
+the apply sends the writes. Each resource is counted once: created, updated (a removal of
+a trigger the file no longer declares counts as an update of the account), or unchanged.
+Lines: `+ create <what> (<detail>)`, `~ update <what> <field>: <old> -> <new>` (environment
+values masked), `- remove <what>`; a change SCF cannot make is a blocker (`! ...`), and a
+plan with one stops the apply before any write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TextIO
+
+MASK = "***"
+NONE = "(none)"
+
+
+@dataclass(frozen=True)
+class Diff:
+    field: str
+    old: object
+    new: object
+    secret: bool = False
+
+    def _show(self, value: object) -> str:
+        if value is None:
+            return NONE
+        return MASK if self.secret else str(value)
+
+    def render(self) -> str:
+        return f"{self.field}: {self._show(self.old)} -> {self._show(self.new)}"
+
+
+def diffs(fields: Sequence[tuple[str, object, object]]) -> list[Diff]:
+    """The fields whose old value (second) differs from the new one (third)."""
+    return [Diff(name, old, new) for name, old, new in fields if old != new]
+
+
+def compare(names: Sequence[str], old: Sequence[object], new: Sequence[object]) -> list[Diff]:
+    """`diffs` of fields given as three parallel sequences."""
+    return diffs(list(zip(names, old, new, strict=True)))
+
+
+class Plan:
+    def __init__(self, out: TextIO | None, *, dry_run: bool) -> None:
+        self.out = out
+        self.dry_run = dry_run
+        self.changes: list[list[str]] = []  # in order; in an apply, each is begun, then sent
+        self.blocked: list[str] = []
+        self.created = self.updated = self.unchanged_count = 0
+
+    def _print(self, line: str) -> None:
+        if self.out is not None:
+            print(line, file=self.out, flush=True)
+
+    def _change(self, lines: list[str]) -> bool:
+        self.changes.append(lines)
+        for line in lines:
+            self._print(line)
+        return not self.dry_run
+
+    def create(self, what: str, detail: str = "") -> bool:
+        """Record a creation; True when it is to be made now (an apply)."""
+        self.created += 1
+        return self._change([f"+ create {what}" + (f" ({detail})" if detail else "")])
+
+    def update(self, what: str, changed: Sequence[Diff]) -> bool:
+        """Record an update with its changed fields, or the resource as unchanged when there
+        are none; True when the update is to be made now."""
+        if not changed:
+            self.unchanged()
+            return False
+        self.updated += 1
+        return self._change([f"~ update {what} {diff.render()}" for diff in changed])
+
+    def remove(self, what: str) -> bool:
+        self.updated += 1
+        return self._change([f"- remove {what}"])
+
+    def unchanged(self) -> None:
+        self.unchanged_count += 1
+
+    def block(self, message: str) -> None:
+        self.blocked.append(message)
+        self._print(f"! {message}")
+
+    def note(self, line: str) -> None:
+        self._print(f"> {line}")
+
+    def summary(self) -> str:
+        if self.dry_run:
+            counts = f"{self.created} to create, {self.updated} to update"
+            return f"plan: {counts}, {self.unchanged_count} unchanged"
+        counts = f"{self.created} created, {self.updated} updated"
+        return f"apply: {counts}, {self.unchanged_count} unchanged"
+
+    def done(self) -> list[str]:
+        """In an apply stopped by a failure: the lines of the changes made before it."""
+        return [line for change in self.changes[:-1] for line in change]
+
+    def failed(self) -> list[str]:
+        return self.changes[-1] if self.changes else []

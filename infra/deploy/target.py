@@ -1,0 +1,107 @@
+"""What the account should hold, from serverless.yml and the packages `make package` built:
+the layer's zip, each function with its deployed name and zip, and the custom domain's path
+mapping (infra.routes over the routes each HTTP function's handler serves). Checked here,
+before any call, for what SCF would refuse halfway through a deploy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra import routes
+from infra.deploy.settings import ConfigurationError, Deployment
+from infra.functions import load_handler
+from infra.manifest import FunctionSpec, Manifest
+from infra.package import LAYER_NAME
+
+# SCF sets these itself (the region, the run role's keys), and all of a function's variables
+# together must fit in 4 KB (DESIGN.md section 3).
+RESERVED_PREFIXES = ("TENCENTCLOUD_", "QCLOUD_")
+ENVIRONMENT_LIMIT_BYTES = 4096
+# What SCF serves the paths and runs the code of: no version is ever published.
+QUALIFIER = "$LATEST"
+
+
+def hash_note(label: str, sha256: str) -> str:
+    """How a package's hash is kept in a description SCF stores with what it holds (letters,
+    digits and spaces: a function's Description allows little more)."""
+    return f"{label} sha256 {sha256}"
+
+
+def noted_hash(label: str, description: str | None) -> str | None:
+    found = re.search(hash_note(label, "([0-9a-f]{64})"), description or "")
+    return found[1] if found else None
+
+
+@dataclass(frozen=True)
+class Package:
+    path: Path
+    sha256: str
+    size: int
+
+    @classmethod
+    def of(cls, path: Path) -> Package:
+        if not path.is_file():
+            raise ConfigurationError(f"{path}: missing; run `make package` first")
+        data = path.read_bytes()
+        return cls(path, hashlib.sha256(data).hexdigest(), len(data))
+
+
+@dataclass(frozen=True)
+class FunctionTarget:
+    spec: FunctionSpec
+    name: str  # as deployed: <app>-<stage>-<name>
+    package: Package
+
+
+@dataclass(frozen=True)
+class Target:
+    manifest: Manifest
+    layer: Package
+    runtimes: tuple[str, ...]  # the layer's CompatibleRuntimes: every function's runtime
+    functions: tuple[FunctionTarget, ...]
+    mappings: tuple[routes.PathMapping, ...]  # the domain's paths, by function as declared
+
+    def deployed(self, name: str) -> str:
+        return next(fn.name for fn in self.functions if fn.spec.name == name)
+
+
+def _check_environment(spec: FunctionSpec) -> None:
+    reserved = sorted(k for k in spec.environment if k.startswith(RESERVED_PREFIXES))
+    if reserved:
+        raise ConfigurationError(f"{spec.name}: SCF reserves {', '.join(reserved)}")
+    empty = sorted(k for k, v in spec.environment.items() if not v)
+    if empty:
+        raise ConfigurationError(f"{spec.name}: SCF refuses empty values: {', '.join(empty)}")
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in spec.environment.items())
+    if size > ENVIRONMENT_LIMIT_BYTES:
+        raise ConfigurationError(
+            f"{spec.name}: its variables take {size} bytes, over SCF's {ENVIRONMENT_LIMIT_BYTES}"
+        )
+
+
+def build(deployment: Deployment, dist: Path) -> Target:
+    manifest = deployment.manifest
+    domain = manifest.domain
+    if domain is not None and "HTTPS" in domain.protocol and not domain.certificate_id:
+        raise ConfigurationError(f"domain {domain.name}: {domain.protocol} needs a certificate")
+    functions = []
+    for spec in manifest.functions.values():
+        _check_environment(spec)
+        package = Package.of(dist / "functions" / f"{spec.name}.zip")
+        name = deployment.variables.function_name(spec.name)
+        functions.append(FunctionTarget(spec, name, package))
+    handlers = {
+        spec.name: load_handler(spec.name, spec.directory, spec.handler)
+        for spec in manifest.http_functions
+    }
+    return Target(
+        manifest=manifest,
+        layer=Package.of(dist / "layer" / LAYER_NAME),
+        runtimes=tuple(sorted({spec.runtime for spec in manifest.functions.values()})),
+        functions=tuple(functions),
+        mappings=tuple(routes.mapping_of_handlers(handlers)),
+    )

@@ -1,0 +1,265 @@
+"""A deployed account, then one change to serverless.yml or to a package: the plan names it
+and only it, and the apply writes only what it names. And the ways a deploy stops: a
+variable missing (before any call), an API error (with its code, and what was done before
+it), a change SCF cannot make (before any write), db-migrate raising."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.deploy.plan import MASK
+from infra.manifest import load
+from tests.deploy.conftest import PREFIX, Account, write_layer
+
+FUNCTIONS = list(load().functions)
+RESOURCES = 49
+
+
+@pytest.fixture
+def deployed(account: Account) -> Iterator[Account]:
+    result = account.deploy("apply")
+    assert result.code == 0, result.output
+    account.cloud.calls.clear()
+    yield account
+    assert account.cloud.refused == []
+
+
+def _writes(account: Account) -> list[tuple[str, str]]:
+    return [(c.action, c.params.get("FunctionName", "")) for c in account.scf.writes()]
+
+
+def test_a_memory_change_updates_that_function_only(deployed: Account) -> None:
+    def edit(data: dict[str, Any]) -> None:
+        data["functions"]["users-me"] = {"http": True, "memory": 512}
+
+    config = deployed.edited_config(edit)
+    plan = deployed.deploy("plan", config=config)
+    assert plan.code == 0, plan.output
+    assert plan.lines[0] == f"~ update function {PREFIX}users-me memory: 256 -> 512"
+    assert plan.last == f"plan: 0 to create, 1 to update, {RESOURCES - 1} unchanged"
+    assert _writes(deployed) == []
+
+    apply = deployed.deploy("apply", config=config)
+    assert apply.code == 0, apply.output
+    assert _writes(deployed) == [("UpdateFunctionConfiguration", PREFIX + "users-me")]
+    (call,) = deployed.scf.writes()
+    assert call.params["MemorySize"] == 512
+    assert deployed.scf.functions[PREFIX + "users-me"]["MemorySize"] == 512
+    assert deployed.deploy("plan", config=config).last.startswith("plan: 0 to create, 0 to update")
+
+
+def test_a_changed_timer_is_replaced_and_a_dropped_one_removed(deployed: Account) -> None:
+    def edit(data: dict[str, Any]) -> None:
+        data["functions"]["saga-sweeper"]["timers"][0]["cron"] = "0 */5 * * * * *"
+        data["functions"]["invite-refill"].pop("timers")
+
+    config = deployed.edited_config(edit)
+    plan = deployed.deploy("plan", config=config)
+    cron = "cron: 0 */1 * * * * * -> 0 */5 * * * * *"
+    assert plan.lines[:2] == [
+        f"~ update timer {PREFIX}saga-sweeper/saga-sweeper {cron}",
+        f"- remove timer {PREFIX}invite-refill/invite-refill",
+    ]
+    assert plan.last == f"plan: 0 to create, 2 to update, {RESOURCES - 2} unchanged"
+
+    assert deployed.deploy("apply", config=config).code == 0
+    assert _writes(deployed) == [
+        ("DeleteTrigger", PREFIX + "saga-sweeper"),
+        ("CreateTrigger", PREFIX + "saga-sweeper"),
+        ("DeleteTrigger", PREFIX + "invite-refill"),
+    ]
+    (timer,) = deployed.scf.triggers[PREFIX + "saga-sweeper"]
+    assert timer["TriggerDesc"] == '{"cron": "0 */5 * * * * *"}'
+    assert deployed.scf.triggers[PREFIX + "invite-refill"] == []
+
+
+def test_new_layer_content_is_a_new_version_every_function_moves_to(
+    deployed: Account, tmp_path: Path
+) -> None:
+    dist = tmp_path / "dist"
+    shutil.copytree(deployed.dist, dist)
+    write_layer(dist / "layer" / "layer.zip", marker="2")
+
+    plan = deployed.deploy("plan", dist=dist)
+    assert plan.lines[0].startswith("+ create layer ai-platform-app (content sha256 ")
+    assert (
+        f"~ update function {PREFIX}health layers: ai-platform-app:1 -> ai-platform-app:(new)"
+        in (plan.lines)
+    )
+    assert plan.last == f"plan: 1 to create, {len(FUNCTIONS)} to update, {RESOURCES - 25} unchanged"
+
+    assert deployed.deploy("apply", dist=dist).code == 0
+    actions = [action for action, _ in _writes(deployed)]
+    assert actions == ["PublishLayerVersion"] + ["UpdateFunctionConfiguration"] * len(FUNCTIONS)
+    for call in deployed.scf.writes()[1:]:
+        assert call.params["Layers"] == [{"LayerName": "ai-platform-app", "LayerVersion": 2}]
+    assert len(deployed.objects()) == 2
+
+    # The first content again: its version is found by its hash, nothing is published.
+    deployed.cloud.calls.clear()
+    again = deployed.deploy("apply")
+    assert again.code == 0, again.output
+    assert [action for action, _ in _writes(deployed)] == ["UpdateFunctionConfiguration"] * len(
+        FUNCTIONS
+    )
+    assert deployed.scf.writes()[0].params["Layers"][0]["LayerVersion"] == 1
+
+
+def test_new_code_in_one_function_updates_its_code_and_description(
+    deployed: Account, tmp_path: Path
+) -> None:
+    dist = tmp_path / "dist"
+    shutil.copytree(deployed.dist, dist)
+    (dist / "functions" / "health.zip").write_bytes((dist / "functions" / "docs.zip").read_bytes())
+
+    plan = deployed.deploy("plan", dist=dist)
+    assert plan.lines[0].startswith(f"~ update function {PREFIX}health code: ")
+    assert deployed.deploy("apply", dist=dist).code == 0
+    assert _writes(deployed) == [
+        ("UpdateFunctionCode", PREFIX + "health"),
+        ("UpdateFunctionConfiguration", PREFIX + "health"),
+    ]
+    assert deployed.deploy("plan", dist=dist).last.endswith(f"{RESOURCES} unchanged")
+
+
+def test_a_changed_secret_is_masked_in_the_plan(deployed: Account) -> None:
+    environ = {**deployed.environ, "JWT_SECRET": "rotated-" + secrets.token_urlsafe(64)}
+    plan = deployed.deploy("plan", environ=environ)
+    line = f"~ update function {PREFIX}health environment.JWT_SECRET: {MASK} -> {MASK}"
+    assert line in plan.lines
+    assert "rotated-" not in plan.output and deployed.environ["JWT_SECRET"] not in plan.output
+    assert plan.last == f"plan: 0 to create, {len(FUNCTIONS)} to update, {RESOURCES - 24} unchanged"
+
+
+def test_a_runtime_change_stops_the_apply_before_any_write(deployed: Account) -> None:
+    def edit(data: dict[str, Any]) -> None:
+        data["functions"]["users-me"] = {"http": True, "runtime": "Python3.9", "memory": 512}
+        data["functions"]["health"]["memory"] = 512
+
+    config = deployed.edited_config(edit)
+    plan = deployed.deploy("plan", config=config)
+    assert plan.code == 2
+    assert f"! function {PREFIX}users-me runtime: Python3.10 -> Python3.9: SCF cannot" in (
+        plan.output
+    )
+    apply = deployed.deploy("apply", config=config)
+    assert apply.code == 2
+    assert apply.last == "apply: stopped before any write"
+    assert _writes(deployed) == []
+
+
+def test_a_missing_variable_stops_before_any_call_naming_every_one(account: Account) -> None:
+    environ = dict(account.environ)
+    for name in ("JWT_SECRET", "VPC_ID", "TENCENTCLOUD_REGION"):
+        environ.pop(name)
+    environ["API_DOMAIN"] = ""
+
+    for command in ("plan", "apply"):
+        result = account.deploy(command, environ=environ)
+        assert result.code == 2
+        assert result.lines == [
+            "deploy: not set: API_DOMAIN, JWT_SECRET, TENCENTCLOUD_REGION, VPC_ID"
+        ]
+    assert account.cloud.calls == [] and account.cloud.refused == []
+    assert account.objects() == []
+
+
+def test_an_api_error_stops_the_apply_with_its_code_and_what_was_done(account: Account) -> None:
+    account.scf.fail_next("CreateTrigger", "LimitExceeded.Trigger", "too many triggers")
+
+    failed = account.deploy("apply")
+    assert failed.code == 1
+    assert failed.lines[-5:] == [
+        "error: CreateTrigger: LimitExceeded.Trigger: too many triggers",
+        "done before the failure (2 changes):",
+        "  + create layer ai-platform-app" + failed.lines[0].split("ai-platform-app", 1)[1],
+        f"  + create function {PREFIX}health (Python3.10, 256 MB, 10 s, layer ai-platform-app:1)",
+        f"not done: + create function-url {PREFIX}health (auth NONE, internet)",
+    ]
+    assert [c.action for c in account.scf.calls()].count("Invoke") == 0
+
+    # What was done stays done: the next apply makes the rest.
+    account.cloud.calls.clear()
+    resumed = account.deploy("apply")
+    assert resumed.code == 0, resumed.output
+    assert f"apply: {RESOURCES - 2} created, 0 updated, 2 unchanged" in resumed.lines
+    assert ("PublishLayerVersion", "") not in _writes(account)
+
+
+def test_db_migrate_raising_fails_the_deploy_with_its_message(account: Account) -> None:
+    def refuse(*_args: Any) -> Any:
+        raise RuntimeError("another migration run holds the lock; try again later")
+
+    account.scf.run_with(PREFIX + "db-migrate", refuse)
+    result = account.deploy("apply")
+    assert result.code == 1
+    assert result.last == (
+        f"error: {PREFIX}db-migrate failed: another migration run holds the lock; "
+        "try again later (the deploy itself was applied)"
+    )
+
+
+def test_changes_made_by_hand_are_put_back(deployed: Account) -> None:
+    scf = deployed.scf
+    domain = scf.domains["api.example.com"]
+    domain["EndpointsConfig"] = [
+        e for e in domain["EndpointsConfig"] if e["PathMatch"] != "/users/me"
+    ]
+    (url,) = scf.triggers[PREFIX + "users-me"]
+    url["Enable"] = 0
+    scf.async_configs[PREFIX + "pipeline-worker"] = {
+        "RetryConfig": [{"RetryNum": 0}],
+        "MsgTTL": 600,
+    }
+    scf.functions[PREFIX + "health"]["Environment"]["Variables"].append(
+        {"Key": "DEBUG", "Value": "1"}
+    )
+
+    plan = deployed.deploy("plan")
+    users_me = f"default/{PREFIX}users-me:$LATEST"
+    assert plan.lines[:-2] == [
+        f"~ update function {PREFIX}health environment.DEBUG: {MASK} -> (none)",
+        f"~ update function-url {PREFIX}users-me enabled: False -> True",
+        f"~ update async-config {PREFIX}pipeline-worker retries: 0 -> 2",
+        f"~ update async-config {PREFIX}pipeline-worker ttl_s: 600 -> 21600",
+        f"~ update domain api.example.com path /users/me: (none) -> {users_me}",
+    ]
+    assert plan.last == f"plan: 0 to create, 4 to update, {RESOURCES - 4} unchanged"
+
+    assert deployed.deploy("apply").code == 0
+    assert _writes(deployed) == [
+        ("UpdateFunctionConfiguration", PREFIX + "health"),
+        ("UpdateTrigger", PREFIX + "users-me"),
+        ("UpdateFunctionEventInvokeConfig", PREFIX + "pipeline-worker"),
+        ("UpdateCustomDomain", ""),
+    ]
+    assert deployed.deploy("plan").last == f"plan: 0 to create, 0 to update, {RESOURCES} unchanged"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda data: data["defaults"]["environment"].update(TENCENTCLOUD_REGION="x"),
+            "health: SCF reserves TENCENTCLOUD_REGION",
+        ),
+        (
+            lambda data: data["defaults"]["environment"].update(NOTES="x" * 4000),
+            "over SCF's 4096",
+        ),
+        (lambda data: data["domain"].update(certificate_id=""), "HTTPS needs a certificate"),
+    ],
+)
+def test_what_scf_would_refuse_halfway_stops_the_deploy_before_any_call(
+    account: Account, edit: Any, message: str
+) -> None:
+    result = account.deploy("apply", config=account.edited_config(edit))
+    assert result.code == 2
+    assert result.last.startswith("deploy: ") and message in result.last
+    assert account.cloud.calls == [] and account.cloud.refused == []

@@ -1,0 +1,190 @@
+"""`python -m infra.deploy plan|apply` end to end, against an empty account (the fake SCF,
+which checks every request against the official schema, and moto's S3 app as COS): a plan
+writes nothing; an apply creates the layer, the functions, their Function URLs, timers and
+async config and the custom domain with infra.routes' mapping, then runs db-migrate; after
+it, a plan finds nothing to do and an apply writes nothing."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections import Counter
+from typing import Any
+
+from infra import routes
+from infra.manifest import load
+from tests.deploy.conftest import PREFIX, Account
+from tests.support.functions import handler
+
+MANIFEST = load()
+FUNCTIONS = list(MANIFEST.functions)
+HTTP = [spec.name for spec in MANIFEST.http_functions]
+TIMERS = [(timer.function, timer.name, timer.cron) for timer in MANIFEST.timers]
+# The layer, each function, each Function URL, timer and async config, and the domain.
+RESOURCES = 1 + len(FUNCTIONS) + len(HTTP) + len(TIMERS) + 1 + 1
+
+
+def _head() -> str:
+    from app.db.engine import get_engine
+    from app.db.migrate import current_heads
+
+    [head] = current_heads(get_engine())
+    return head
+
+
+def test_a_plan_of_an_empty_account_creates_everything_and_writes_nothing(
+    account: Account,
+) -> None:
+    result = account.deploy("plan")
+
+    assert result.code == 0, result.output
+    assert result.last == f"plan: {RESOURCES} to create, 0 to update, 0 unchanged"
+    assert "+ create layer ai-platform-app (content sha256 " in result.output
+    for name in FUNCTIONS:
+        assert f"+ create function {PREFIX}{name} (Python3.10, " in result.output
+    assert f"> invoke {PREFIX}db-migrate after apply" in result.lines
+    assert account.scf.writes() == []
+    assert [c.action for c in account.scf.calls() if c.action == "Invoke"] == []
+    assert account.objects() == []
+    assert account.cloud.refused == []
+
+
+def test_apply_builds_the_account_and_a_second_apply_writes_nothing(account: Account) -> None:
+    result = account.deploy("apply")
+
+    assert result.code == 0, result.output
+    assert f"apply: {RESOURCES} created, 0 updated, 0 unchanged" in result.lines
+    assert account.cloud.refused == []
+    calls = Counter(call.action for call in account.scf.writes())
+    assert calls == {
+        "PublishLayerVersion": 1,
+        "CreateFunction": len(FUNCTIONS),
+        "CreateTrigger": len(HTTP) + len(TIMERS),
+        "UpdateFunctionEventInvokeConfig": 1,
+        "CreateCustomDomain": 1,
+    }
+    _check_layer(account)
+    _check_functions(account)
+    _check_triggers(account)
+    _check_domain(account)
+    head = _head()
+    assert result.last == f'invoke {PREFIX}db-migrate: {{"from": "{head}", "to": "{head}"}}'
+
+    writes = len(account.scf.writes())
+    again = account.deploy("plan")
+    assert again.code == 0, again.output
+    assert again.last == f"plan: 0 to create, 0 to update, {RESOURCES} unchanged"
+    assert again.lines[:-1] == [f"> invoke {PREFIX}db-migrate after apply"]
+
+    second = account.deploy("apply")
+    assert second.code == 0, second.output
+    assert second.lines[0] == f"apply: 0 created, 0 updated, {RESOURCES} unchanged"
+    assert len(account.scf.writes()) == writes
+    assert len(account.objects()) == 1  # the layer's zip, uploaded once
+    invokes = [c for c in account.scf.calls() if c.action == "Invoke"]
+    assert [c.params["InvocationType"] for c in invokes] == ["RequestResponse"] * 2
+    assert account.cloud.refused == []
+
+
+def _only(account: Account, action: str) -> dict[str, Any]:
+    (call,) = [c for c in account.scf.writes() if c.action == action]
+    return call.params
+
+
+def _check_layer(account: Account) -> None:
+    publish = _only(account, "PublishLayerVersion")
+    layer = (account.dist / "layer" / "layer.zip").read_bytes()
+    sha = hashlib.sha256(layer).hexdigest()
+    key = f"packages/layer/ai-platform-app/{sha}.zip"
+    assert publish["LayerName"] == "ai-platform-app"
+    assert publish["CompatibleRuntimes"] == ["Python3.10"]
+    assert publish["Content"] == {
+        "CosBucketName": account.bucket.rsplit("-", 1)[0],
+        "CosObjectName": "/" + key,
+        "CosBucketRegion": "ap-guangzhou",
+    }
+    assert publish["Description"].endswith(f"content sha256 {sha}")
+    assert account.objects() == [key]
+
+
+def _check_functions(account: Account) -> None:
+    created = {
+        c.params["FunctionName"]: c.params
+        for c in account.scf.writes()
+        if c.action == "CreateFunction"
+    }
+    assert set(created) == {PREFIX + name for name in FUNCTIONS}
+    for name, spec in MANIFEST.functions.items():
+        params = created[PREFIX + name]
+        code = (account.dist / "functions" / f"{name}.zip").read_bytes()
+        assert base64.b64decode(params["Code"]["ZipFile"]) == code
+        assert params["Runtime"] == "Python3.10" and params["Handler"] == "index.main_handler"
+        assert (params["MemorySize"], params["Timeout"]) == (spec.memory_mb, spec.timeout_s)
+        assert params["Layers"] == [{"LayerName": "ai-platform-app", "LayerVersion": 1}]
+        assert params["VpcConfig"] == {"VpcId": "vpc-1a2b3c", "SubnetId": "subnet-4d5e6f"}
+        assert params["Role"] == "ai-platform-run"
+        env = {v["Key"]: v["Value"] for v in params["Environment"]["Variables"]}
+        assert env["PIPELINE_QUEUE"] == PREFIX + "pipeline-worker"
+        assert env["APP_ENV"] == "production"
+    assert created[PREFIX + "pipeline-worker"]["Timeout"] == 300
+    config = _only(account, "UpdateFunctionEventInvokeConfig")
+    assert config == {
+        "FunctionName": PREFIX + "pipeline-worker",
+        "Namespace": "default",
+        "AsyncTriggerConfig": {"RetryConfig": [{"RetryNum": 2}], "MsgTTL": 21600},
+    }
+
+
+def _check_triggers(account: Account) -> None:
+    triggers = [c.params for c in account.scf.writes() if c.action == "CreateTrigger"]
+    urls = [t for t in triggers if t["Type"] == "http"]
+    assert sorted(t["FunctionName"] for t in urls) == sorted(PREFIX + name for name in HTTP)
+    for url in urls:
+        desc = json.loads(url["TriggerDesc"])
+        assert desc["AuthType"] == "NONE" and desc["NetConfig"]["EnableExtranet"] is True
+        assert url["Qualifier"] == "$LATEST"
+    timers = sorted(
+        (t["FunctionName"], t["TriggerName"], t["TriggerDesc"], t["Enable"])
+        for t in triggers
+        if t["Type"] == "timer"
+    )
+    assert timers == sorted((PREFIX + fn, name, cron, "OPEN") for fn, name, cron in TIMERS)
+
+
+def _check_domain(account: Account) -> None:
+    domain = _only(account, "CreateCustomDomain")
+    assert domain["Domain"] == "api.example.com"
+    assert domain["Protocol"] == "HTTPS"
+    assert domain["CertConfig"] == {"CertificateId": "cert-abc123"}
+    expected = routes.mapping_of_handlers({name: handler(name) for name in HTTP})
+    sent = [
+        routes.PathMapping(e["PathMatch"], e["FunctionName"].removeprefix(PREFIX))
+        for e in domain["EndpointsConfig"]
+    ]
+    assert sorted(sent) == expected
+    assert {(e["Namespace"], e["Qualifier"]) for e in domain["EndpointsConfig"]} == {
+        ("default", "$LATEST")
+    }
+    for name in HTTP:  # every route reaches its function through the domain
+        for route in handler(name).routes:
+            concrete = route.path.replace("{", "x").replace("}", "")
+            assert routes.resolve(sent, concrete) == name, route.path
+
+
+def test_function_code_too_large_to_send_inline_goes_through_cos(
+    account: Account, monkeypatch: Any
+) -> None:
+    from infra.deploy import functions
+
+    monkeypatch.setattr(functions, "INLINE_LIMIT_BYTES", 0)
+    assert account.deploy("apply").code == 0
+    created = [c.params for c in account.scf.writes() if c.action == "CreateFunction"]
+    assert len(created) == len(FUNCTIONS)
+    for params in created:
+        name = params["FunctionName"].removeprefix(PREFIX)
+        sha = hashlib.sha256((account.dist / "functions" / f"{name}.zip").read_bytes()).hexdigest()
+        assert params["CodeSource"] == "Cos"
+        assert params["Code"]["CosObjectName"] == f"/packages/functions/{PREFIX}{name}/{sha}.zip"
+    assert len(account.objects()) == 1 + len(FUNCTIONS)
+    assert account.deploy("plan").last.endswith(f"{RESOURCES} unchanged")

@@ -1,0 +1,314 @@
+"""A fake of SCF's state behind FakeTencentCloud: functions (Creating, then Active a moment
+later; Updating after each update), layers and their versions (Publishing, then Active),
+triggers, async invoke configs, custom domains, and Invoke.
+
+Every request is first checked against the official schema (tests/fakes/api_schema.py), then
+against what the API documents of its values: memory steps, timeouts, runtimes, the
+Description's characters, non-empty environment values, reserved variable names and their
+4 KB, 7-field crons, a function that refuses changes until Active, a COS object that must
+exist where `Code` names it (looked up in the moto-served COS, the bucket given without its
+`-<appid>` as SCF takes it). What the fake assumes beyond the documents: a custom domain's
+path may only point at a function that has a Function URL on that qualifier.
+
+`scf.run_with(name, fn)` makes a RequestResponse Invoke of function `name` call
+`fn(event, context, environment)` (the function's deployed environment), and answer what it
+returns, or its exception as the function's error. `scf.writes()` lists every call that
+changed something; `scf.fail_next(action, code)` refuses the next call of `action`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import re
+import secrets
+import threading
+import time
+import zipfile
+from collections.abc import Callable
+from typing import Any
+from xml.etree import ElementTree
+
+import requests
+
+from tests.fakes import api_schema
+from tests.fakes.scf_routing import RoutingActions
+from tests.fakes.tencentcloud import Call, FakeTencentCloud, TencentCloudError
+
+SCHEMA = api_schema.load("scf", "v20180416")
+WRITES = ("Create", "Update", "Publish", "Delete", "Put", "Copy", "Terminate")
+RUNTIMES = {"Python2.7", "Python3.6", "Python3.7", "Python3.9", "Python3.10", "Nodejs16.13"}
+DEFAULT_ASYNC = {"RetryConfig": [{"RetryNum": 2}], "MsgTTL": 21600}
+_DESCRIPTION = re.compile(r"^[A-Za-z0-9 ,.\n\u4e00-\u9fff]*$")
+_LAYER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,62}[A-Za-z0-9]$")
+Runner = Callable[[Any, dict[str, Any], dict[str, str]], Any]
+
+
+def _error(code: str, message: str) -> TencentCloudError:
+    return TencentCloudError(code, message)
+
+
+def _public(state: dict[str, Any]) -> dict[str, Any]:
+    """A record as the API shows it: without the fake's own `_` keys."""
+    return {k: v for k, v in state.items() if not k.startswith("_")}
+
+
+def _child(node: ElementTree.Element, tag: str) -> str | None:
+    return next((c.text for c in node if c.tag.endswith(tag)), None)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+class FakeScf(RoutingActions):
+    def __init__(
+        self,
+        cloud: FakeTencentCloud,
+        *,
+        appid: str = "1250000000",
+        cos_endpoint: str | None = None,
+        settle_s: float = 0.2,
+    ) -> None:
+        self.cloud, self.appid = cloud, appid
+        self.cos_endpoint, self.settle_s = cos_endpoint, settle_s
+        self.functions: dict[str, dict[str, Any]] = {}
+        self.triggers: dict[str, list[dict[str, Any]]] = {}
+        self.async_configs: dict[str, dict[str, Any]] = {}
+        self.layers: dict[str, list[dict[str, Any]]] = {}
+        self.domains: dict[str, dict[str, Any]] = {}
+        self.runners: dict[str, Runner] = {}
+        self._failures: dict[str, TencentCloudError] = {}
+        self._lock = threading.RLock()
+        cloud.validate_with("scf", SCHEMA.validate)
+        for action in SCHEMA.actions:
+            handler = getattr(self, f"_{action}", None)
+            if handler is not None:
+                cloud.on(action, self._guarded(action, handler))
+
+    # ------------------------------------------------------------ for tests
+
+    def run_with(self, name: str, runner: Runner) -> None:
+        self.runners[name] = runner
+
+    def fail_next(self, action: str, code: str, message: str = "refused") -> None:
+        self._failures[action] = _error(code, message)
+
+    def calls(self) -> list[Call]:
+        return [c for c in self.cloud.calls if c.service == "scf"]
+
+    def writes(self) -> list[Call]:
+        return [c for c in self.calls() if c.action.startswith(WRITES)]
+
+    def _guarded(
+        self, action: str, handler: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> Callable[[dict[str, Any], Call], dict[str, Any]]:
+        def answer(params: dict[str, Any], _call: Call) -> dict[str, Any]:
+            failure = self._failures.pop(action, None)
+            if failure is not None:
+                raise failure
+            with self._lock:
+                return handler(params)
+
+        return answer
+
+    # ------------------------------------------------------------ functions
+
+    def _function(self, params: dict[str, Any], *, active: bool = False) -> dict[str, Any]:
+        if params.get("Namespace", "default") != "default":
+            raise _error("ResourceNotFound.Namespace", f"namespace {params['Namespace']}")
+        fn = self.functions.get(params["FunctionName"])
+        if fn is None:
+            raise _error("ResourceNotFound.Function", f"function {params['FunctionName']}")
+        if fn["Status"] in ("Creating", "Updating") and time.monotonic() >= fn["_ready_at"]:
+            fn["Status"] = "Active"
+        if active and fn["Status"] != "Active":
+            raise _error(
+                "FailedOperation.FunctionStatusError", f"function is {fn['Status']}, not Active"
+            )
+        return fn
+
+    def _busy(self, fn: dict[str, Any], status: str) -> None:
+        fn.update(Status=status, ModTime=_now(), _ready_at=time.monotonic() + self.settle_s)
+
+    def _code(self, code: dict[str, Any]) -> int:
+        """The code's size, once its zip or COS object is found."""
+        if code.get("ZipFile"):
+            try:
+                data = base64.b64decode(code["ZipFile"], validate=True)
+            except binascii.Error as error:
+                raise _error("InvalidParameterValue.ZipFile", "not base64") from error
+            if not zipfile.is_zipfile(io.BytesIO(data)):
+                raise _error("InvalidParameterValue.ZipFile", "not a zip file")
+            return len(data)
+        bucket, key = code.get("CosBucketName"), code.get("CosObjectName") or ""
+        if not bucket or not key.startswith("/"):
+            raise _error("InvalidParameterValue.Code", "give ZipFile, or CosBucketName and /key")
+        if re.search(r"-\d{6,}$", bucket):
+            raise _error("InvalidParameterValue.CosBucketName", "the bucket without -appid")
+        if self.cos_endpoint is None:
+            return 0
+        # moto refuses an anonymous HEAD of a private object, but lists the bucket.
+        url = f"http://{self.cos_endpoint}/{bucket}-{self.appid}"
+        listing = requests.get(url, params={"prefix": key[1:]}, timeout=10)
+        for entry in ElementTree.fromstring(listing.content).iter():
+            if entry.tag.endswith("Contents") and _child(entry, "Key") == key[1:]:
+                return int(_child(entry, "Size") or 0)
+        raise _error("ResourceNotFound.CosObject", f"{bucket}{key} ({listing.status_code})")
+
+    def _configure(self, fn: dict[str, Any], params: dict[str, Any]) -> None:
+        if "Description" in params and not _DESCRIPTION.match(params["Description"]):
+            raise _error("InvalidParameterValue.Description", params["Description"])
+        memory = params.get("MemorySize", fn.get("MemorySize", 128))
+        if memory != 64 and not (128 <= memory <= 3072 and memory % 128 == 0):
+            raise _error("InvalidParameterValue.MemorySize", str(memory))
+        if not 1 <= params.get("Timeout", fn.get("Timeout", 3)) <= 900:
+            raise _error("InvalidParameterValue.Timeout", str(params["Timeout"]))
+        variables = (params.get("Environment") or {}).get("Variables") or []
+        for variable in variables:
+            key, value = variable.get("Key") or "", variable.get("Value") or ""
+            if not key or not value or key.startswith(("TENCENTCLOUD_", "QCLOUD_")):
+                raise _error("InvalidParameterValue.Environment", f"variable {key!r}")
+        if sum(len(v["Key"]) + len(v["Value"]) for v in variables) > 4096:
+            raise _error("InvalidParameterValue.Environment", "over 4 KB")
+        layers = []
+        for ref in params.get("Layers") or []:
+            version = self._layer_version(ref["LayerName"], ref["LayerVersion"])
+            if version["Status"] != "Active":
+                raise _error("FailedOperation.LayerVersionStatus", f"layer is {version['Status']}")
+            layers.append(_public(version))
+        if "Layers" in params:
+            fn["Layers"] = layers
+        for key in ("Description", "MemorySize", "Timeout", "Environment", "VpcConfig", "Role"):
+            if key in params:
+                fn[key] = params[key]
+
+    def _CreateFunction(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["FunctionName"]
+        if name in self.functions:
+            raise _error("ResourceInUse.FunctionName", name)
+        if params.get("Runtime", "Python2.7") not in RUNTIMES:
+            raise _error("InvalidParameterValue.Runtime", params["Runtime"])
+        if not params.get("Handler"):
+            raise _error("InvalidParameterValue.Handler", "a handler is required")
+        fn: dict[str, Any] = {
+            "FunctionName": name,
+            "Namespace": params.get("Namespace", "default"),
+            "Runtime": params.get("Runtime", "Python2.7"),
+            "Handler": params["Handler"],
+            "Type": params.get("Type", "Event"),
+            "MemorySize": 128,
+            "Timeout": 3,
+            "Description": "",
+            "Environment": {"Variables": []},
+            "VpcConfig": {"VpcId": "", "SubnetId": ""},
+            "Role": "",
+            "Layers": [],
+            "AddTime": _now(),
+        }
+        fn["CodeSize"] = self._code(params["Code"])
+        self._configure(fn, params)
+        self._busy(fn, "Creating")
+        self.functions[name] = fn
+        self.triggers[name] = []
+        return {}
+
+    def _GetFunction(self, params: dict[str, Any]) -> dict[str, Any]:
+        fn = self._function(params)
+        triggers = self.triggers[fn["FunctionName"]]
+        latest = {"Qualifier": "$LATEST", "FunctionVersion": "$LATEST"}
+        return {**_public(fn), **latest, "Triggers": triggers}
+
+    def _UpdateFunctionCode(self, params: dict[str, Any]) -> dict[str, Any]:
+        fn = self._function(params, active=True)
+        code = params.get("Code") or {
+            k: params[k] for k in ("ZipFile", "CosBucketName", "CosObjectName") if k in params
+        }
+        fn["CodeSize"] = self._code(code)
+        fn["Handler"] = params.get("Handler", fn["Handler"])
+        self._busy(fn, "Updating")
+        return {}
+
+    def _UpdateFunctionConfiguration(self, params: dict[str, Any]) -> dict[str, Any]:
+        fn = self._function(params, active=True)
+        if params.get("Runtime", fn["Runtime"]) != fn["Runtime"]:
+            raise _error("InvalidParameterValue.Runtime", "the runtime is set at creation")
+        self._configure(fn, params)
+        self._busy(fn, "Updating")
+        return {}
+
+    def _GetFunctionEventInvokeConfig(self, params: dict[str, Any]) -> dict[str, Any]:
+        fn = self._function(params)
+        return {"AsyncTriggerConfig": self.async_configs.get(fn["FunctionName"], DEFAULT_ASYNC)}
+
+    def _UpdateFunctionEventInvokeConfig(self, params: dict[str, Any]) -> dict[str, Any]:
+        fn = self._function(params, active=True)
+        config = params["AsyncTriggerConfig"]
+        retries = [r["RetryNum"] for r in config["RetryConfig"]]
+        if not retries or min(retries) < 0 or not 60 <= config["MsgTTL"] <= 21600:
+            raise _error("InvalidParameterValue.AsyncTriggerConfig", json.dumps(config))
+        self.async_configs[fn["FunctionName"]] = config
+        return {}
+
+    def _Invoke(self, params: dict[str, Any]) -> dict[str, Any]:
+        fn = self._function(params, active=True)
+        request_id = secrets.token_hex(16)
+        if params.get("InvocationType", "RequestResponse") == "Event":
+            return {"Result": {"FunctionRequestId": request_id}}
+        runner = self.runners.get(fn["FunctionName"])
+        environment = {v["Key"]: v["Value"] for v in fn["Environment"]["Variables"]}
+        event = json.loads(params.get("ClientContext") or "{}")
+        context = {"request_id": request_id, "function_name": fn["FunctionName"]}
+        result = {"FunctionRequestId": request_id, "Log": "", "Duration": 1.0, "MemUsage": 0}
+        try:
+            answer = runner(event, context, environment) if runner else None
+        except Exception as error:
+            return {"Result": {**result, "RetMsg": "", "ErrMsg": str(error), "InvokeResult": -1}}
+        return {"Result": {**result, "RetMsg": json.dumps(answer), "ErrMsg": "", "InvokeResult": 0}}
+
+    # ------------------------------------------------------------ layers
+
+    def _layer_version(self, name: str, number: int) -> dict[str, Any]:
+        for version in self.layers.get(name, []):
+            if version["LayerVersion"] == number:
+                if version["Status"] == "Publishing" and time.monotonic() >= version["_ready_at"]:
+                    version["Status"] = "Active"
+                return version
+        raise _error("ResourceNotFound.LayerVersion", f"{name} version {number}")
+
+    def _PublishLayerVersion(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params["LayerName"]
+        if not _LAYER_NAME.match(name):
+            raise _error("InvalidParameterValue.LayerName", name)
+        unknown = set(params["CompatibleRuntimes"]) - RUNTIMES
+        if not params["CompatibleRuntimes"] or unknown:
+            raise _error("InvalidParameterValue.CompatibleRuntimes", str(sorted(unknown)))
+        self._code(params["Content"])
+        versions = self.layers.setdefault(name, [])
+        version = {
+            "LayerName": name,
+            "LayerVersion": len(versions) + 1,
+            "CompatibleRuntimes": params["CompatibleRuntimes"],
+            "Description": params.get("Description", ""),
+            "LicenseInfo": "",
+            "AddTime": _now(),
+            "Status": "Publishing",
+            "Stamp": "default",
+            "_ready_at": time.monotonic() + self.settle_s,
+        }
+        versions.append(version)
+        return {"LayerVersion": version["LayerVersion"]}
+
+    def _ListLayerVersions(self, params: dict[str, Any]) -> dict[str, Any]:
+        if params["LayerName"] not in self.layers:
+            raise _error("ResourceNotFound.Layer", params["LayerName"])
+        versions = [
+            self._layer_version(params["LayerName"], v["LayerVersion"])
+            for v in self.layers[params["LayerName"]]
+        ]
+        return {"LayerVersions": [_public(version) for version in versions][::-1]}
+
+    def _GetLayerVersion(self, params: dict[str, Any]) -> dict[str, Any]:
+        return _public(self._layer_version(params["LayerName"], params["LayerVersion"]))
