@@ -3,7 +3,8 @@ the custom domain. The one reader of the file, for the deployer (`infra.deploy`)
 local cloud (`infra.local`) alike.
 
 `${env:NAME}` and `${function:NAME}` in values are resolved by the `Variables` given to
-`load`: the deployer's are strict (a missing variable stops the deploy, naming every one
+`load` (a value that is only `${env:NAME?}` is optional: its key is left out while NAME is
+unset): the deployer's are strict (a missing variable stops the deploy, naming every one
 missing) and name functions as deployed (`<app>-<stage>-<name>`); the local cloud's leave
 what it does not know empty and name functions as they are locally.
 """
@@ -22,7 +23,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "serverless.yml"
 FUNCTIONS_DIR = ROOT / "functions"
-_VARIABLE = re.compile(r"\$\{(env|function):([A-Za-z0-9_\-]+)\}")
+_VARIABLE = re.compile(r"\$\{(env|function):([A-Za-z0-9_\-]+)(\??)\}")
+# A whole value `${env:NAME?}`: the key is left out where NAME is unset or empty (SCF
+# refuses an empty environment value).
+_OPTIONAL = re.compile(r"^\$\{env:([A-Za-z0-9_\-]+)\?\}$")
 _FUNCTION_NAME = re.compile(r"^[a-z][a-z0-9\-]{0,40}[a-z0-9]$")
 
 
@@ -116,9 +120,15 @@ class Variables:
     def function_name(self, name: str) -> str:
         return f"{self.app}-{self.stage}-{name}" if self.deployed_names else name
 
+    def _left_out(self, value: Any) -> bool:
+        optional = _OPTIONAL.match(value) if isinstance(value, str) else None
+        return optional is not None and not self.environ.get(optional.group(1))
+
     def resolve(self, value: Any) -> Any:
         if isinstance(value, dict):
-            return {key: self.resolve(item) for key, item in value.items()}
+            return {
+                key: self.resolve(item) for key, item in value.items() if not self._left_out(item)
+            }
         if isinstance(value, list):
             return [self.resolve(item) for item in value]
         if not isinstance(value, str):
@@ -129,7 +139,8 @@ class Variables:
             if kind == "function":
                 return self.function_name(name)
             if name not in self.environ or (self.strict and not self.environ[name]):
-                self.missing.add(name)
+                if not found.group(3):  # optional: nothing is missing
+                    self.missing.add(name)
                 return ""
             return self.environ[name]
 

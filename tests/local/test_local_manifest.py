@@ -65,6 +65,28 @@ functions:
     assert lenient.functions["worker"].environment == {"QUEUE": "worker", "SECRET": ""}
 
 
+def test_an_optional_variable_is_left_out_while_unset(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        """
+app: shop
+stage: prod
+defaults:
+  environment:
+    PUSH: ${env:PUSH?}
+    SECRET: ${env:SECRET}
+functions:
+  api: {http: true}
+""",
+    )
+    for unset in ({}, {"PUSH": ""}):
+        variables = manifest.Variables({"SECRET": "s", **unset}, strict=True)
+        assert manifest.load(path, variables).functions["api"].environment == {"SECRET": "s"}
+    variables = manifest.Variables({"SECRET": "s", "PUSH": "http://gw:9091"}, strict=True)
+    environment = manifest.load(path, variables).functions["api"].environment
+    assert environment == {"PUSH": "http://gw:9091", "SECRET": "s"}
+
+
 @pytest.mark.parametrize(
     "text",
     [
