@@ -168,7 +168,7 @@ def test_ten_concurrent_first_logins_make_one_user(flows: Flows) -> None:
 
 
 def test_the_sandbox_gives_a_stable_openid_per_code(flows: Flows) -> None:
-    with settings_env(WECHAT_API_BASE=""):
+    with settings_env(WECHAT_API_BASE="", APP_ENV="local"):
         before = len(flows.wechat.requests)
         code = _code()
         first = flows.wechat_login(code).json()
@@ -237,3 +237,20 @@ def test_concurrent_logins_fill_an_empty_profile_once(flows: Flows) -> None:
     # The first fill holds: every login answers with the profile that was kept.
     assert {r.json()["user"]["nickname"] for r in replies} == {row["nickname"]}
     assert {r.json()["user"]["avatar"] for r in replies} == {row["avatar"]}
+
+
+def test_without_wechat_settings_only_a_laptop_gets_the_sandbox(flows: Flows) -> None:
+    # A staging deploy without WECHAT_API_BASE used to sign in anyone with any code, each
+    # new code a new account holding SIGNUP_QUOTA.
+    def sandboxed() -> int:
+        with transaction() as conn:
+            query = select(func.count()).select_from(users)
+            return int(conn.execute(query.where(users.c.wechat_openid.like("sandbox-%"))).scalar())
+
+    before = sandboxed()
+    with settings_env(WECHAT_API_BASE="", APP_ENV="test", SIGNUP_QUOTA="5"):
+        calls = len(flows.wechat.requests)
+        reply = flows.wechat_login(_code())
+    assert (reply.status, reply.json()["code"]) == (502, "WECHAT_UNAVAILABLE")
+    assert len(flows.wechat.requests) == calls
+    assert sandboxed() == before

@@ -1,4 +1,5 @@
-"""WeChat mini-program login: `jscode2session` through the outbound client, or a local sandbox.
+"""WeChat mini-program login: `jscode2session` through the outbound client, or, with
+`APP_ENV=local` only, a sandbox.
 
 The session_key WeChat returns is dropped here: nothing in this system needs it, so it is
 never returned, logged or stored. Error codes map to the API's: 40029/40163 (bad or used
@@ -41,9 +42,14 @@ def _unavailable() -> AppError:
 
 def code_to_identity(code: str) -> WechatIdentity:
     settings = get_settings()
-    if not settings.wechat_api_base and settings.app_env != "production":
+    if settings.wechat_api_base:
+        return _jscode2session(code)
+    # The sandbox signs anyone in with any code, and each new code is a new account with
+    # SIGNUP_QUOTA: a laptop only. A deployed stage without WeChat settings has no login.
+    if settings.app_env == "local":
         return _sandbox(code)
-    return _jscode2session(code)
+    applog.log_fields(log, logging.ERROR, "WeChat login is not configured (WECHAT_API_BASE)")
+    raise _unavailable()
 
 
 def _sandbox(code: str) -> WechatIdentity:
