@@ -1,6 +1,7 @@
 """A fork branch's successor run in the same invocation (chained): the host slot it is
 handed is checked after the claim commits, so a commit that stalled past the slot's lease
-never lets it call over PIPELINE_HOST_CONCURRENCY.
+never lets it call over PIPELINE_HOST_CONCURRENCY; and a call is counted only when it is
+made, so a step that keeps failing is called exactly 1 + retries times however it ran.
 
 The stall is real: a second transaction holds the successor's row lock, so the settling
 branch's settle-and-claim statement waits in MariaDB while its slot's lease (the call's
@@ -176,3 +177,44 @@ def test_a_slot_lost_while_the_handover_stalled_is_never_called_with(worker: Wor
     second = upstream.calls_to("/r")[1]
     assert second.started >= upstream.calls_to("/other")[0].ended
     assert slots.in_use(other.host) == 0
+
+
+def _busy(_call: Call) -> Answer:
+    return Answer(503, {"error": "busy"})
+
+
+@pytest.mark.parametrize(
+    "waits_for_a_slot",
+    [False, pytest.param(True, marks=pytest.mark.slow)],
+    ids=["slot-handed-on", "waits-for-a-slot"],
+)
+def test_a_chained_successor_that_keeps_failing_is_called_exactly_one_plus_retries_times(
+    worker: Worker, waits_for_a_slot: bool
+) -> None:
+    with (
+        FakeUpstream() as upstream,
+        settings_env(PIPELINE_HOST_CONCURRENCY="1", PIPELINE_MAX_CONCURRENCY="1"),
+    ):
+        if waits_for_a_slot:
+            other = OtherCaller(upstream)
+            lock = stalled_handover(upstream, _busy)
+        else:
+            upstream.script("/r", lambda c: _busy(c) if c.body["branch"] else Answer(200, {}))
+        user = Customer(quota=1)
+        task_id = user.create(_fork(upstream.url("/r"), retries=2), {"items": [0, 1]}).json()["id"]
+        if waits_for_a_slot:
+            stall(upstream, lock, other)
+            time.sleep(0.5)  # the successor, claimed, finds the host full
+            other.end()
+        task = user.wait(task_id)
+        worker.wait_idle()
+
+    successor_calls = [c for c in upstream.calls_to("/r") if c.body["branch"] == 1]
+    branch = task["steps"][0]["branches"][1]
+    assert len(successor_calls) == 3  # 1 + retries
+    assert branch["status"] == "failed"
+    assert "answered 503 (called 3 times)" in branch["error"]["message"], branch
+    assert upstream.max_in_flight == 1
+    if not waits_for_a_slot:
+        # the fork's message and branch 0's: branch 1 ran in branch 0's invocation
+        assert worker.deliveries == 2

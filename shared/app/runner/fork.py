@@ -261,9 +261,13 @@ def _settle_and_claim(
     if not claimed:
         return None
     if isinstance(step, HttpCall) and slot is not None:
-        slot, slot_until = _slot_after_commit(step, slot, slot_until)
+        successor_row = Attempts(task_id, position, successor, lease, lease_s)
+        try:
+            slot, slot_until = _slot_after_commit(step, slot, slot_until)
+        except BaseException:  # the slot could not be checked: no call, so no count either
+            retry_conflicts(lambda: _requeue(successor_row, width))
+            raise
         if slot is None:
-            successor_row = Attempts(task_id, position, successor, lease, lease_s)
             retry_conflicts(lambda: _requeue(successor_row, width))
             return Advance()
     claim = Claim(lease, lease_s, 1, True, settled.previous, slot, slot_until)
@@ -321,11 +325,13 @@ def _fresh_slot(step: HttpCall) -> tuple[str | None, float]:
 
 def _requeue(attempts: Attempts, width: int) -> None:
     """A claimed successor with no slot to call with goes back to the queue as any work
-    without a slot does: its row parked, its message published with a slot retry's delay."""
+    without a slot does: pending again with its claim's count of the call it did not make
+    taken back (`rows.unclaim`), so it still gets 1 + retries calls, and its message
+    published with a slot retry's delay."""
     delay_s = calls.slot_retry_delay()
     with committing() as out:
-        rows.park(out.tx, attempts, delay_s)
-        out.publish(Work(attempts.task_id, attempts.position, attempts.branch, width), delay_s)
+        if rows.unclaim(out.tx, attempts):
+            out.publish(Work(attempts.task_id, attempts.position, attempts.branch, width), delay_s)
 
 
 def _join_if_done(
