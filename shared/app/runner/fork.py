@@ -12,7 +12,9 @@ branch i + W, with a fresh lease as its fencing token, for the settling invocati
 next with the host slot of i's call (`Next`): no commit, no message and no new invocation
 per branch. An invocation that dies after that commit leaves a running row whose lease runs
 out, healed as a worker that died mid-call is. Without a free slot, or budget, i + W is only
-dispatched, and its message published.
+dispatched, and its message published. The slot is looked at again once that commit is
+done, for a commit that stalled can outlast its lease: a slot lost, with no other free,
+sends i + W back to the queue as any work without a slot.
 
 The JOIN is the UPDATE that moves the fork row from running to succeeded/failed. Only a
 settle with no successor takes the fork row's lock and looks for unsettled branches; the
@@ -50,7 +52,7 @@ from app.tasks.lifecycle import step_failed
 # is left of the invocation's budget, with this much to spare for settling.
 CHAIN_MARGIN_S = 5.0
 # A slot handed from a branch to its successor is renewed once its lease has lost this
-# much (see `_slot_for`): one Redis round trip per second of calls instead of per call.
+# much (see `_still_held`): one Redis round trip per second of calls instead of per call.
 SLOT_REUSE_S = 1.0
 
 _c = task_steps.c
@@ -169,14 +171,14 @@ def _settle_branch(task_id: str, fork: ForkStep, position: int, settled: Settled
     invocation to run next (see `_settle_and_claim`); otherwise the successor is only
     dispatched, and its message published after the commit."""
     try:
-        following = _settle_and_claim(task_id, fork, position, settled)
+        advance = _settle_and_claim(task_id, fork, position, settled)
     except _NotBoth:  # rolled back: record the result alone
-        following = None
+        advance = None
     finally:
         while settled.spare:  # not handed to a successor: free before any publish
             settled.spare.pop().release()
-    if following is not None:
-        return Advance(following=following)
+    if advance is not None:
+        return advance
     return _settle(task_id, fork, position, settled)
 
 
@@ -208,17 +210,22 @@ def _settle(task_id: str, fork: ForkStep, position: int, settled: Settled) -> Ad
     return Advance(fork_ended=joined)
 
 
-def _settle_and_claim(task_id: str, fork: ForkStep, position: int, settled: Settled) -> Next | None:
+def _settle_and_claim(
+    task_id: str, fork: ForkStep, position: int, settled: Settled
+) -> Advance | None:
     """Record the settle and claim the successor in one statement and its commit, for
     this invocation to run it next: one commit, one statement and one queue hop fewer per
     branch. Only for a successor that exists, whose first call fits in what is left of
     the invocation's budget and that has a host slot (the settling call's, handed on, or a
     free one; taken before the statement and given back when it changes nothing). The
-    successor's lease is its fencing token as after any claim: an invocation that dies
-    after this commit leaves a running row whose lease runs out, which the sweeper
-    publishes again, as for a worker that died mid-call. None when nothing was written
-    (or the width is not known here): the caller then settles alone; `_NotBoth` when only
-    one row moved (the settle was not ours, or the successor not claimable)."""
+    slot is checked again once the claim has committed (`_slot_after_commit`): without
+    one then, the successor goes back to the queue (`_requeue`) and the Advance has no
+    `following`. The successor's lease is its fencing token as after any claim: an
+    invocation that dies after this commit leaves a running row whose lease runs out,
+    which the sweeper publishes again, as for a worker that died mid-call. None when
+    nothing was written (or the width is not known here): the caller then settles alone;
+    `_NotBoth` when only one row moved (the settle was not ours, or the successor not
+    claimable)."""
     if settled.width is None:
         return None
     width = max(settled.width, 1)
@@ -253,29 +260,78 @@ def _settle_and_claim(task_id: str, fork: ForkStep, position: int, settled: Sett
             calls.release_slot(step, slot)
     if not claimed:
         return None
+    if isinstance(step, HttpCall) and slot is not None:
+        successor_row = Attempts(task_id, position, successor, lease, lease_s)
+        try:
+            slot, slot_until = _slot_after_commit(step, slot, slot_until)
+        except BaseException:  # the slot could not be checked: no call, so no count either
+            retry_conflicts(lambda: _requeue(successor_row, width))
+            raise
+        if slot is None:
+            retry_conflicts(lambda: _requeue(successor_row, width))
+            return Advance()
     claim = Claim(lease, lease_s, 1, True, settled.previous, slot, slot_until)
-    return Next(successor, call, claim, width)
+    return Advance(following=Next(successor, call, claim, width))
 
 
 def _slot_for(step: HttpCall, spare: list[calls.HeldSlot]) -> tuple[str | None, float]:
     """A host slot for the successor's call, and when its lease ends at the earliest.
     The settling branch's slot changes hands inside this invocation, never free in
-    between, when its host is the same: as it is while its lease has lost less than
-    SLOT_REUSE_S (so a call still starts with at least its timeout plus
-    SLOT_LEASE_MARGIN_S - SLOT_REUSE_S of lease ahead), else renewed. Otherwise a fresh
-    slot; None when the host has none free."""
-    lease_s = calls.slot_lease_s(step)
+    between, when its host is the same (see `_still_held`). Otherwise a fresh slot; None
+    when the host has none free. Checked again after the claim's commit
+    (`_slot_after_commit`)."""
     while spare:
         held = spare.pop()
         if held.host_key == step.host_key:
-            now = time.time()
-            if held.until - now >= lease_s - SLOT_REUSE_S:
-                return held.token, held.until
-            if calls.renew_slot(step, held.token):
-                return held.token, now + lease_s
+            token, until = _still_held(step, held.token, held.until)
+            if token is not None:
+                return token, until
         held.release()
+    return _fresh_slot(step)
+
+
+def _slot_after_commit(step: HttpCall, token: str, until: float) -> tuple[str | None, float]:
+    """The successor's slot once its claim has committed. The commit may have stalled (a
+    lock wait, a slow flush, a failover) past the slot's lease, and a slot whose lease ran
+    out is anyone's to take: calling with it could put one call more on the host than
+    PIPELINE_HOST_CONCURRENCY. So the slot is kept only while still held (`_still_held`),
+    else a fresh one is taken; None when the host has none free. Checked here rather
+    than in an `after_commit` effect: the answer decides whether the call is made."""
+    token_held, until = _still_held(step, token, until)
+    if token_held is not None:
+        return token_held, until
+    return _fresh_slot(step)
+
+
+def _still_held(step: HttpCall, token: str, until: float) -> tuple[str | None, float]:
+    """A held slot for one more call of `step`, and when its lease ends at the earliest:
+    as it is while its lease has lost less than SLOT_REUSE_S (so a call still starts with
+    at least its timeout plus SLOT_LEASE_MARGIN_S - SLOT_REUSE_S of lease ahead), else
+    renewed; (None, 0.0) when the renewal finds it gone (its lease ran out and another
+    caller dropped it)."""
+    lease_s = calls.slot_lease_s(step)
     now = time.time()
-    return calls.take_slot(step), now + lease_s
+    if until - now >= lease_s - SLOT_REUSE_S:
+        return token, until
+    if calls.renew_slot(step, token):
+        return token, now + lease_s
+    return None, 0.0
+
+
+def _fresh_slot(step: HttpCall) -> tuple[str | None, float]:
+    until = time.time() + calls.slot_lease_s(step)  # read before the lease is set: earliest
+    return calls.take_slot(step), until
+
+
+def _requeue(attempts: Attempts, width: int) -> None:
+    """A claimed successor with no slot to call with goes back to the queue as any work
+    without a slot does: pending again with its claim's count of the call it did not make
+    taken back (`rows.unclaim`), so it still gets 1 + retries calls, and its message
+    published with a slot retry's delay."""
+    delay_s = calls.slot_retry_delay()
+    with committing() as out:
+        if rows.unclaim(out.tx, attempts):
+            out.publish(Work(attempts.task_id, attempts.position, attempts.branch, width), delay_s)
 
 
 def _join_if_done(

@@ -65,12 +65,19 @@ _CLAIM_PENDING = Prepared(
         updated_at=_NOW,
     )
 )
-# Gives back, in the same transaction, a row `_CLAIM_PENDING` just took when its host has no
-# free slot. Its updated_at moves: the row is waiting for a slot, with a message that keeps
-# coming back for it, so the sweeper must not publish another.
+# Gives back a row claimed from pending with its first call counted when that call is not
+# made (no slot): pending and never called again, so the call it counted is not counted.
+# In the claim's transaction (`_CLAIM_PENDING`), or in one of its own after a chained claim
+# (`unclaim`), hence fenced by the claim's lease. Its updated_at moves: the row is waiting
+# for a slot, with a message that keeps coming back for it, so the sweeper must not
+# publish another.
 _UNCLAIM = Prepared(
     update(task_steps)
-    .where(_THIS_ROW)
+    .where(
+        _THIS_ROW,
+        _c.status == "running",
+        _c.lease_until == bindparam("lease", type_=UtcDateTime()),
+    )
     .values(
         status="pending",
         attempts=0,
@@ -204,7 +211,7 @@ def claim_pending(
     if isinstance(step, HttpCall):
         slot = calls.take_slot(step)
         if slot is None:
-            _UNCLAIM.run(tx, {**key, "now": now})
+            _UNCLAIM.run(tx, {**key, "lease": lease, "now": now})
             return RetryLater(calls.slot_retry_delay())
     try:
         previous = previous_output(tx, task_id, position)
@@ -308,6 +315,16 @@ class Attempts:
         )
 
 
+def unclaim(tx: Transaction, attempts: Attempts) -> bool:
+    """Give back a row claimed from pending with its first call counted (a chained
+    successor, see `settle_and_claim`) when that call is not made: pending again and never
+    called, so every call of the step is still to come. False when the row was no longer
+    ours (cancelled meanwhile)."""
+    key = {"row_task": attempts.task_id, "row_position": attempts.position}
+    params = {**key, "row_branch": attempts.branch, "lease": attempts.lease, "now": utcnow()}
+    return bool(_UNCLAIM.run(tx, params).rowcount)
+
+
 def park(tx: Transaction, attempts: Attempts, delay_s: float) -> None:
     """Give the row back for a re-queued message: pending if it was never called, else
     running with no worker (no heartbeat) and a lease that ends when the wait does, so no
@@ -361,7 +378,10 @@ def settle_and_claim(
     now: datetime,
 ) -> int:
     """Record a branch's result and claim branch `successor` of its fork with `lease`, in
-    one statement; how many of the two rows moved (the caller rolls back unless both)."""
+    one statement; how many of the two rows moved (the caller rolls back unless both). The
+    successor's first call is counted with its claim, as `claim_pending` counts it, for
+    the caller holds its slot; a call that is not made after all is given back with
+    `unclaim`."""
     params = _settle_params(attempts, result, now)
     params.update(next_branch=successor, next_lease=lease)
     return _SETTLE_AND_CLAIM.run(tx, params).rowcount

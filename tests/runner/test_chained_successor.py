@@ -1,0 +1,220 @@
+"""A fork branch's successor run in the same invocation (chained): the host slot it is
+handed is checked after the claim commits, so a commit that stalled past the slot's lease
+never lets it call over PIPELINE_HOST_CONCURRENCY; and a call is counted only when it is
+made, so a step that keeps failing is called exactly 1 + retries times however it ran.
+
+The stall is real: a second transaction holds the successor's row lock, so the settling
+branch's settle-and-claim statement waits in MariaDB while its slot's lease (the call's
+timeout + calls.SLOT_LEASE_MARGIN_S) runs out in Redis and another caller takes the slot."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from app.db.tables import task_steps
+from app.db.transaction import transaction
+from app.runner import slots
+from tests.fakes.upstream import Answer, Call, FakeUpstream
+from tests.support.pipelines import Customer, Worker, new_pipeline
+from tests.support.settings import settings_env
+
+# A slot's lease is the call's timeout + calls.SLOT_LEASE_MARGIN_S: a short timeout keeps
+# the stalls short.
+TIMEOUT_S = 0.5
+
+
+def _wait_for(condition: Callable[[], Any], timeout: float = 20.0, every: float = 0.01) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(every)
+
+
+def _fork(url: str, retries: int) -> str:
+    step = {"type": "http", "url": url, "timeout_s": TIMEOUT_S, "retries": retries}
+    return new_pipeline([{"id": "f", "type": "fork", "for_each": "input.items", "step": step}])
+
+
+class RowLock:
+    """Branch `branch` of a task's fork locked by a transaction of its own, from `take`
+    until `release`: a statement that touches the row waits for it meanwhile."""
+
+    def __init__(self, branch: int) -> None:
+        self.branch = branch
+        self._locked, self._done = threading.Event(), threading.Event()
+        self._holder: threading.Thread | None = None
+
+    def take(self, task_id: str) -> None:
+        self._holder = threading.Thread(target=self._hold, args=(task_id,))
+        self._holder.start()
+        assert self._locked.wait(10)
+
+    def _hold(self, task_id: str) -> None:
+        c = task_steps.c
+        with transaction() as tx:
+            tx.execute(
+                select(c.id)
+                .where(c.task_id == task_id, c.position == 0, c.branch == self.branch)
+                .with_for_update()
+            )
+            self._locked.set()
+            self._done.wait(60)
+
+    def release(self) -> None:
+        self._done.set()
+        if self._holder is not None:
+            self._holder.join()
+
+
+_LOCK_WAITS = text(
+    "SELECT COUNT(*) FROM information_schema.INNODB_TRX t"
+    " JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id"
+    " WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()"
+)
+
+
+def _lock_waits() -> int:
+    """Transactions on this run's database waiting for a lock. InnoDB refreshes INNODB_TRX
+    only when it was not read for 0.1 s: poll it more slowly than that, or it never
+    changes."""
+    with transaction() as tx:
+        return int(tx.execute(_LOCK_WAITS).scalar_one())
+
+
+class OtherCaller:
+    """Another instance's call to the same host: it takes the host's only slot (free once
+    the stalled holder's lease ran out) and holds a call in flight until `end`."""
+
+    def __init__(self, upstream: FakeUpstream) -> None:
+        self.host = f"127.0.0.1:{upstream.port}"
+        self.port = upstream.port
+        self.hold = threading.Event()
+        upstream.script("/other", self._answer)
+        self.token: str | None = None
+        self._thread = threading.Thread(target=self._call)
+
+    def _answer(self, _call: Call) -> Answer:
+        return Answer(200, {}) if self.hold.wait(30) else Answer(500)
+
+    def _call(self) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            connection.request("POST", "/other", body=b"{}")
+            connection.getresponse().read()
+        finally:
+            connection.close()
+
+    def start(self) -> None:
+        self.token = slots.acquire(self.host, cap=1, lease_s=60)
+        assert self.token is not None, "the stalled holder's slot was not free"
+        self._thread.start()
+
+    def end(self) -> None:
+        self.hold.set()
+        self._thread.join()
+        assert self.token is not None
+        slots.release(self.host, self.token)
+
+
+def stalled_handover(upstream: FakeUpstream, then: Callable[[Call], Answer]) -> RowLock:
+    """Scripts `/r`: branch 0 answers once branch 1's row is locked, so its settle, which
+    claims branch 1 and hands it branch 0's slot, waits for that lock (see `stall`);
+    branch 1 answers with `then`."""
+    lock = RowLock(1)
+
+    def answer(call: Call) -> Answer:
+        if call.body["branch"] == 0:
+            lock.take(call.body["task_id"])
+            return Answer(200, {"first": True})
+        return then(call)
+
+    upstream.script("/r", answer)
+    return lock
+
+
+def stall(upstream: FakeUpstream, lock: RowLock, other: OtherCaller) -> None:
+    """Keep the settle waiting until the slot it hands on has run out of lease and `other`
+    took the host's only slot and has a call in flight; then let it commit."""
+    try:
+        _wait_for(lambda: _lock_waits() > 0, every=0.2)  # branch 0 answered; its settle waits
+        assert len(upstream.calls_to("/r")) == 1
+        _wait_for(lambda: slots.in_use(other.host) == 0)  # the handed-on slot's lease ran out
+        other.start()
+        _wait_for(lambda: upstream.in_flight == 1)
+    finally:
+        lock.release()
+
+
+@pytest.mark.slow  # the stall outlasts a slot's lease: about 6 s
+def test_a_slot_lost_while_the_handover_stalled_is_never_called_with(worker: Worker) -> None:
+    with (
+        FakeUpstream() as upstream,
+        settings_env(PIPELINE_HOST_CONCURRENCY="1", PIPELINE_MAX_CONCURRENCY="1"),
+    ):
+        lock = stalled_handover(upstream, lambda _c: Answer(200, {"second": True}))
+        other = OtherCaller(upstream)
+        user = Customer(quota=1)
+        task_id = user.create(_fork(upstream.url("/r"), retries=2), {"items": [0, 1]}).json()["id"]
+
+        stall(upstream, lock, other)
+        time.sleep(1.0)  # the successor, now claimed, finds the host full: several retries
+        calls_while_full = len(upstream.calls_to("/r"))
+        other.end()
+        task = user.wait(task_id)
+        worker.wait_idle()
+
+    assert upstream.max_in_flight == 1  # never two calls on the host's one slot
+    assert calls_while_full == 1
+    assert task["status"] == "succeeded", task
+    assert len(upstream.calls_to("/r")) == 2
+    second = upstream.calls_to("/r")[1]
+    assert second.started >= upstream.calls_to("/other")[0].ended
+    assert slots.in_use(other.host) == 0
+
+
+def _busy(_call: Call) -> Answer:
+    return Answer(503, {"error": "busy"})
+
+
+@pytest.mark.parametrize(
+    "waits_for_a_slot",
+    [False, pytest.param(True, marks=pytest.mark.slow)],
+    ids=["slot-handed-on", "waits-for-a-slot"],
+)
+def test_a_chained_successor_that_keeps_failing_is_called_exactly_one_plus_retries_times(
+    worker: Worker, waits_for_a_slot: bool
+) -> None:
+    with (
+        FakeUpstream() as upstream,
+        settings_env(PIPELINE_HOST_CONCURRENCY="1", PIPELINE_MAX_CONCURRENCY="1"),
+    ):
+        if waits_for_a_slot:
+            other = OtherCaller(upstream)
+            lock = stalled_handover(upstream, _busy)
+        else:
+            upstream.script("/r", lambda c: _busy(c) if c.body["branch"] else Answer(200, {}))
+        user = Customer(quota=1)
+        task_id = user.create(_fork(upstream.url("/r"), retries=2), {"items": [0, 1]}).json()["id"]
+        if waits_for_a_slot:
+            stall(upstream, lock, other)
+            time.sleep(0.5)  # the successor, claimed, finds the host full
+            other.end()
+        task = user.wait(task_id)
+        worker.wait_idle()
+
+    successor_calls = [c for c in upstream.calls_to("/r") if c.body["branch"] == 1]
+    branch = task["steps"][0]["branches"][1]
+    assert len(successor_calls) == 3  # 1 + retries
+    assert branch["status"] == "failed"
+    assert "answered 503 (called 3 times)" in branch["error"]["message"], branch
+    assert upstream.max_in_flight == 1
+    if not waits_for_a_slot:
+        # the fork's message and branch 0's: branch 1 ran in branch 0's invocation
+        assert worker.deliveries == 2
