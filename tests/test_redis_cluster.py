@@ -1,9 +1,13 @@
 """The Redis client on a Redis Cluster: REDIS_URL's cluster schemes, the cluster the tests
-start (tests/support/redis_cluster.py), hash tags, and the errors that mean "unreachable"."""
+start (tests/support/redis_cluster.py), hash tags, the errors that mean "unreachable", and
+a check that every Redis script of shared/app runs on the cluster in some test."""
 
 from __future__ import annotations
 
+import ast
 import shutil
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,9 +16,76 @@ from redis import exceptions
 
 from app.config import Settings
 from app.redis_client import get_redis, is_redis_error, is_unreachable, tag
+from tests import test_cache as cache_tests
+from tests import test_cache_on_cluster
+from tests.identity import test_on_cluster as identity_on_cluster
+from tests.identity import test_refresh_sessions as sessions_tests
+from tests.identity import test_signin as signin_tests
+from tests.identity import test_sms_codes as sms_tests
+from tests.runner import test_runner_rules as runner_rules
+from tests.runner import test_slots_on_cluster
 from tests.support.apigw import call
 from tests.support.functions import handler
 from tests.support.redis_cluster import running_cluster
+
+APP = Path(__file__).resolve().parents[1] / "shared" / "app"
+
+# Every Lua script of shared/app, and a test of a FLOWS (or SLOT_RULES) list of the
+# `*_on_cluster` modules that runs it on the cluster.
+ON_CLUSTER: dict[str, Callable[..., None]] = {
+    "app.identity.sessions._START": sessions_tests.test_each_device_has_its_own_session,
+    "app.identity.sessions._ROTATE": (
+        sessions_tests.test_a_retired_token_after_the_grace_window_ends_the_session
+    ),
+    "app.identity.sessions._END_ALL": sessions_tests.test_logout_all_ends_every_session,
+    "app.identity.sms._TAKE_PHONE": sms_tests.test_cooldown_per_phone,
+    "app.identity.sms._GIVE_BACK_PHONE": (
+        sms_tests.test_a_refusal_by_the_ip_leaves_the_phone_limits_untaken
+    ),
+    "app.identity.sms._CONSUME": signin_tests.test_a_code_is_burnt_after_five_wrong_tries,
+    "app.identity.counters._TAKE": signin_tests.test_failures_per_ip_are_capped,
+    "app.identity.counters._GIVE_BACK": signin_tests.test_an_unjudged_attempt_is_given_back,
+    "app.cache._STORE_IF_LOCKED": cache_tests.test_miss_loads_and_stores_then_hit_does_not_load,
+    "app.cache._RELEASE": cache_tests.test_loader_exception_reaches_the_caller_and_stores_nothing,
+    "app.runner.slots._ACQUIRE": runner_rules.test_concurrent_acquires_never_exceed_the_cap,
+}
+# Scripts not run on the cluster, and why.
+NOT_ON_CLUSTER = {
+    "app.queue.cmq._CLAIM_DUE": "one key per call; app.queue's backend is being replaced, "
+    "and the scripts of its replacement belong in ON_CLUSTER",
+}
+
+
+def _scripts() -> set[str]:
+    """`module.NAME` of every string constant holding `redis.call(` in shared/app (or
+    `module:line` for one that is not a module-level assignment)."""
+    found = set()
+    for path in APP.rglob("*.py"):
+        module = ".".join(("app", *path.relative_to(APP).with_suffix("").parts))
+        tree = ast.parse(path.read_text())
+        named = {
+            id(node.value): f"{module}.{node.targets[0].id}"
+            for node in tree.body
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and "redis.call(" in str(node.value):
+                found.add(named.get(id(node), f"{module}:{node.lineno}"))
+    return found
+
+
+def test_every_script_runs_on_the_cluster() -> None:
+    assert _scripts() == set(ON_CLUSTER) | set(NOT_ON_CLUSTER), (
+        "a Redis script was added or removed: run it on the cluster (shared/app/README.md, "
+        '"Redis keys") and list it in ON_CLUSTER'
+    )
+    on_cluster = [
+        *identity_on_cluster.FLOWS,
+        *test_cache_on_cluster.FLOWS,
+        *test_slots_on_cluster.SLOT_RULES,
+    ]
+    for script, test in ON_CLUSTER.items():
+        assert test in on_cluster, f"{script}: {test.__name__} does not run on the cluster"
 
 
 def test_the_cluster_has_three_primaries_serving_every_slot(redis_cluster: Any) -> None:

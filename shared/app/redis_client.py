@@ -5,7 +5,9 @@
   given the address of any of its nodes (or of the endpoint that leads to them); the client
   reads the slot map from it and sends each command to the node that owns its keys. A
   cluster has database 0 only, and refuses a script or a multi-key command whose keys are
-  in different slots; `tag` names the part of a key that decides its slot.
+  in different slots; `tag` names the part of a key that decides its slot. Every multi-key
+  operation of this code keeps its keys in one slot (shared/app/README.md, "Redis keys"),
+  so the same code runs on both.
 - `memory://` gives fakeredis (with Lua, through lupa) on one in-process server, shared by
   every client of the process: the embedded default of the local cloud. fakeredis is a dev
   dependency and production refuses `memory://`, so it is imported only on that path.
