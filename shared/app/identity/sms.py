@@ -16,7 +16,10 @@ of parallel requests (each counter is checked and counted in one step), and the 
 names the first limit reached in the order cooldown, day, IP. What changed: between the two
 steps a request that the IP will refuse holds the phone's cooldown for a moment, and a
 request for that phone meanwhile is told to wait; if the instance dies between the steps,
-the phone keeps that cooldown and count, so the limits err on the strict side.
+the phone keeps that cooldown and count, so the limits err on the strict side. Before the
+tags the phone's keys were `sms:cooldown:<phone>` and `sms:day:<phone>:<day>`: with the
+release that tagged them every phone's cooldown and day count started afresh, once (and
+while two releases ran side by side, each counted on its own).
 """
 
 from __future__ import annotations
