@@ -51,3 +51,22 @@ def redis_db() -> Iterator[Any]:
 def clean_redis(redis_db: Any) -> Any:
     redis_db.flushdb()
     return redis_db
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Any]:
+    """A real three-node Redis Cluster, started once for the run (tests.support.redis_cluster)."""
+    from tests.support.redis_cluster import running_cluster
+
+    with running_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def on_cluster(redis_cluster: Any) -> Iterator[Any]:
+    """The instance's Redis client (`get_redis()`) on the cluster, emptied first."""
+    from tests.support.settings import redis_at
+
+    redis_cluster.flush()
+    with redis_at(redis_cluster.url):
+        yield redis_cluster

@@ -16,7 +16,7 @@ import pytest
 import redis as redis_lib
 
 from app import cache
-from app.cache import LOCK_PREFIX, Cache, redis_key
+from app.cache import LOCK_PREFIX, Cache, lock_key, redis_key
 from app.redis_client import build_redis
 from tests.support.logs import capture_logs
 from tests.support.net import closed_port
@@ -55,13 +55,23 @@ def test_miss_loads_and_stores_then_hit_does_not_load(r: Any) -> None:
     assert load.calls == 1
     assert json.loads(r.get("cache:user:u1")) == {"id": "u1", "quota": {"balance": 3}}
     assert 3_590_000 < r.pttl("cache:user:u1") <= 3_600_000
-    assert not r.exists(LOCK_PREFIX + "user:u1")
+    assert not r.exists(lock_key("user:u1"))
 
 
 def test_keys_are_namespaced(r: Any) -> None:
     cache.get_or_set("plans", Loader([1]), 60)
     assert redis_key("plans") == "cache:plans"
     assert r.exists("cache:plans") and not r.exists("plans")
+    # The lock's hash tag is the value's name: one cluster slot for both.
+    assert lock_key("plans") == "cache-lock:{cache:plans}"
+
+
+def test_a_key_with_braces_is_refused(r: Any) -> None:
+    # Its value's name would carry a hash tag other than the lock's.
+    with pytest.raises(ValueError, match="hash tag"):
+        cache.get_or_set("user:{u1}", Loader(1), 60)
+    with pytest.raises(ValueError, match="hash tag"):
+        cache.invalidate("a}b")
 
 
 def test_value_expires_after_its_ttl(r: Any) -> None:
@@ -127,7 +137,7 @@ def test_negative_ttl_zero_remembers_nothing(r: Any) -> None:
     cache.get_or_set("ghost", load, 60, negative_ttl_s=0)
     cache.get_or_set("ghost", load, 60, negative_ttl_s=0)
     assert load.calls == 2
-    assert not r.exists("cache:ghost") and not r.exists(LOCK_PREFIX + "ghost")
+    assert not r.exists("cache:ghost") and not r.exists(lock_key("ghost"))
 
 
 # -- failures of the loader ------------------------------------------------------------
@@ -141,14 +151,14 @@ def test_loader_exception_reaches_the_caller_and_stores_nothing(r: Any) -> None:
         cache.get_or_set("k", failing, 60)
     assert not r.exists("cache:k")
     # The lock went with the failure: the next caller loads at once, without waiting.
-    assert not r.exists(LOCK_PREFIX + "k")
+    assert not r.exists(lock_key("k"))
     assert cache.get_or_set("k", Loader(5), 60) == 5
 
 
 def test_value_json_cannot_encode_is_a_type_error(r: Any) -> None:
     with pytest.raises(TypeError):
         cache.get_or_set("k", Loader({"when": object()}), 60)
-    assert not r.exists("cache:k") and not r.exists(LOCK_PREFIX + "k")
+    assert not r.exists("cache:k") and not r.exists(lock_key("k"))
 
 
 # -- invalidation ------------------------------------------------------------------------
@@ -253,7 +263,7 @@ def test_twenty_concurrent_misses_run_the_loader_once(r: Any) -> None:
     results = run_together(20, lambda: cache.get_or_set("plans:list", load, 60))
     assert load.calls == 1
     assert results == [{"plans": [1, 2, 3]}] * 20
-    assert not r.exists(LOCK_PREFIX + "plans:list")
+    assert not r.exists(lock_key("plans:list"))
 
 
 def test_twenty_concurrent_misses_of_a_missing_row_run_the_loader_once(r: Any) -> None:
@@ -289,13 +299,13 @@ def test_stampede_across_separate_clients(r: Any) -> None:
 
 def test_waiters_load_themselves_when_the_holder_takes_too_long(r: Any) -> None:
     # A holder that died keeps its lock until the lock expires; callers do not wait for it.
-    r.set(LOCK_PREFIX + "stuck", "someone-else", px=10_000)
+    r.set(lock_key("stuck"), "someone-else", px=10_000)
     load = Loader("mine")
     assert Cache(wait_s=0.1).get_or_set("stuck", load, 60) == "mine"
     assert load.calls == 1
     # Not the holder: it does not store.
     assert not r.exists("cache:stuck")
-    r.delete(LOCK_PREFIX + "stuck")
+    r.delete(lock_key("stuck"))
     Cache().get_or_set("stuck", load, 60)
     assert json.loads(r.get("cache:stuck")) == "mine"
 
@@ -337,7 +347,8 @@ class RacingRedis(redis_lib.Redis):
         ):
             self._raced = True
             other = redis_lib.Redis(connection_pool=self.connection_pool)
-            other.set(redis_key(str(name)[len(LOCK_PREFIX) :]), json.dumps("theirs"), ex=60)
+            # The lock's hash tag is the value's stored name.
+            other.set(str(name)[len(LOCK_PREFIX) + 1 : -1], json.dumps("theirs"), ex=60)
         return super().set(name, value, *args, **kwargs)
 
 
@@ -350,7 +361,7 @@ def test_a_value_stored_between_miss_and_lock_is_used(r: Any) -> None:
         load = Loader("mine")
         assert Cache(client).get_or_set("race", load, 60) == "theirs"
         assert load.calls == 0
-        assert not r.exists(LOCK_PREFIX + "race")
+        assert not r.exists(lock_key("race"))
     finally:
         client.close()
 

@@ -19,21 +19,33 @@
   service over a given client with its own timings; the module functions use one default
   instance over this instance's client (`app.redis_client.get_redis()`, read per call).
 
-Keys are stored under `cache:<key>`; `redis_key(key)` gives the stored name.
+Keys are stored under `cache:<key>`; `redis_key(key)` gives the stored name. A key holds no
+braces (a ValueError), so Redis hashes that name whole, and the lock of its loads,
+`cache-lock:{cache:<key>}` (`lock_key(key)`), carries it as its hash tag: the value and its
+lock share a Redis Cluster slot, as the script that stores under the lock needs, and the
+value keeps the name earlier releases read and invalidate.
 
 Stampede protection: on a miss, one caller per key (across processes) takes a short lock
-(`SET cache-lock:<key> <token> NX PX`) and runs the loader; the others poll for its value
+(`SET cache-lock:{cache:<key>} <token> NX PX`) and runs the loader; the others poll for its value
 for up to `wait_s`, then run the loader themselves rather than fail, without storing what
 they loaded. Only the lock holder stores, and only while the lock is still its own, so an
 invalidation (which also drops the lock) cannot be overwritten by a load that started
 before the change: that load's result goes to its caller and nowhere else.
 
-A Redis outage (refused connection, timeout, any Redis error) never reaches the caller: the
-call logs a warning, stops talking to Redis, and returns what the loader returns.
+Invalidation drops each key's lock, then its value, one key per command (a lock and its
+value share a slot, two keys need not), so it runs alike on one Redis and on a cluster. A
+pattern is matched with SCAN, which on a cluster visits every primary in turn (redis-py's
+`scan_iter`): the cost grows with all the keys of the cluster, not with the matches, so a
+pattern is for rare, broad drops and a known key is dropped by name.
+
+A Redis outage (refused connection, timeout, any Redis error, a cluster that cannot be
+reached) never reaches the caller: the call logs a warning, stops talking to Redis, and
+returns what the loader returns.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import secrets
@@ -43,7 +55,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
 from app.observability import logging as applog
-from app.redis_client import get_redis, is_redis_error
+from app.redis_client import get_redis, is_redis_error, tag
 
 T = TypeVar("T")
 log = applog.get_logger("app.cache")
@@ -76,6 +88,11 @@ return 0
 def redis_key(key: str) -> str:
     """The Redis key a cached value of `key` is stored under."""
     return PREFIX + key
+
+
+def lock_key(key: str) -> str:
+    """The Redis key of the lock on loads of `key`: in its value's slot."""
+    return LOCK_PREFIX + tag(redis_key(key))
 
 
 class _Outage(Exception):
@@ -116,10 +133,10 @@ class Cache:
     ) -> T | None:
         if ttl_s <= 0:
             raise ValueError("ttl_s must be positive")
-        redis = self.redis
-        lock_key = LOCK_PREFIX + key
+        lock = lock_key(key)
         token = secrets.token_hex(8)
         try:
+            redis = self._redis_call(key, "connect", lambda: self.redis)
             found, value = self._read(redis, key)
             if found:
                 return cast("T | None", value)
@@ -127,15 +144,15 @@ class Cache:
             pause = self.poll_s
             while True:
                 if self._redis_call(
-                    key, "lock", redis.set, lock_key, token, nx=True, px=self.lock_ttl_ms
+                    key, "lock", redis.set, lock, token, nx=True, px=self.lock_ttl_ms
                 ):
                     # The holder before us may have stored the value since we last looked.
                     found, value = self._read(redis, key)
                     if found:
-                        self._release(redis, key, lock_key, token)
+                        self._release(redis, key, lock, token)
                         return cast("T | None", value)
                     return self._load_and_store(
-                        redis, key, loader, ttl_s, negative_ttl_s, lock_key, token
+                        redis, key, loader, ttl_s, negative_ttl_s, lock, token
                     )
                 if time.monotonic() >= deadline:
                     break
@@ -168,7 +185,7 @@ class Cache:
         loader: Callable[[], T | None],
         ttl_s: float,
         negative_ttl_s: float,
-        lock_key: str,
+        lock: str,
         token: str,
     ) -> T | None:
         try:
@@ -178,20 +195,20 @@ class Cache:
             else:
                 encoded, ttl = _encode(value), ttl_s
         except BaseException:
-            self._release(redis, key, lock_key, token)
+            self._release(redis, key, lock, token)
             raise
         with self._tolerated(key, "store"):
             if ttl > 0:
                 script = redis.register_script(_STORE_IF_LOCKED)
-                script(keys=[redis_key(key), lock_key], args=[token, encoded, int(ttl * 1000)])
+                script(keys=[redis_key(key), lock], args=[token, encoded, int(ttl * 1000)])
             else:
-                self._release(redis, key, lock_key, token)
+                self._release(redis, key, lock, token)
         return None if value is None else json.loads(encoded)
 
-    def _release(self, redis: Any, key: str, lock_key: str, token: str) -> None:
+    def _release(self, redis: Any, key: str, lock: str, token: str) -> None:
         # A lock left behind expires by itself; waiters then load on their own.
         with self._tolerated(key, "unlock"):
-            redis.register_script(_RELEASE)(keys=[lock_key], args=[token])
+            redis.register_script(_RELEASE)(keys=[lock], args=[token])
 
     # -- invalidation -----------------------------------------------------------------
 
@@ -199,34 +216,26 @@ class Cache:
         """Drop the values of these keys (and any load of them in flight)."""
         if not keys:
             return 0
-        redis = self.redis
         dropped = 0
         with self._tolerated(",".join(keys), "invalidate", level=logging.ERROR):
-            # Locks first: a load in flight can then no longer store what it read before
-            # the change, even between these two commands.
-            pipe = redis.pipeline(transaction=False)
-            pipe.unlink(*[LOCK_PREFIX + k for k in keys])
-            pipe.unlink(*[redis_key(k) for k in keys])
-            _, dropped = pipe.execute()
-        return int(dropped)
+            # Each lock before its value: a load in flight can then no longer store what it
+            # read before the change, even between the two commands.
+            names = [name for k in keys for name in (lock_key(k), redis_key(k))]
+            dropped = sum(_unlink_each(self.redis, names)[1::2])
+        return dropped
 
     def invalidate_pattern(self, pattern: str) -> int:
         """Drop every value whose key matches the glob `pattern` (and loads in flight)."""
-        redis = self.redis
         dropped = 0
         with self._tolerated(pattern, "invalidate_pattern", level=logging.ERROR):
-            for prefix in (PREFIX, LOCK_PREFIX):
-                cursor = 0
-                while True:
-                    cursor, found = redis.scan(
-                        cursor, match=prefix + pattern, count=self.scan_batch
-                    )
-                    if found:
-                        removed = int(redis.unlink(*found))
-                        if prefix == PREFIX:
-                            dropped += removed
-                    if int(cursor) == 0:
-                        break
+            redis = self.redis
+            # Locks first, as in invalidate.
+            for match in (LOCK_PREFIX + tag(PREFIX + pattern), PREFIX + pattern):
+                found = redis.scan_iter(match=match, count=self.scan_batch)
+                while batch := list(itertools.islice(found, self.scan_batch)):
+                    removed = sum(_unlink_each(redis, batch))
+                    if match.startswith(PREFIX):
+                        dropped += removed
         return dropped
 
     # -- Redis failures ---------------------------------------------------------------
@@ -255,6 +264,15 @@ class Cache:
     @staticmethod
     def _warn(key: str, op: str, exc: Exception, level: int = logging.WARNING) -> None:
         applog.log_fields(log, level, "cache unavailable", key=key, op=op, error=type(exc).__name__)
+
+
+def _unlink_each(redis: Any, names: list[str]) -> list[int]:
+    """UNLINK each name in turn, one key per command (so any two may be in different
+    cluster slots), in one round trip to each node; how many existed, name by name."""
+    pipe = redis.pipeline(transaction=False)
+    for name in names:
+        pipe.unlink(name)
+    return [int(n) for n in pipe.execute()]
 
 
 def _encode(value: Any) -> str:

@@ -116,6 +116,8 @@ class Settings(BaseModel):
     log_level: str = "INFO"
 
     database_url: str = f"sqlite:///{LOCAL_DIR}/app.db"
+    # redis:// or rediss:// (one server), redis+cluster:// or rediss+cluster:// (a Redis
+    # Cluster, through any of its nodes), memory:// (fakeredis); see app.redis_client.
     redis_url: str = "memory://"
 
     db_pool_min: int = Field(10, ge=0)
@@ -204,6 +206,16 @@ class Settings(BaseModel):
                     values[name] = environ[variable]
                     break
         return cls.model_validate(values)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _cluster_has_database_zero_only(cls, url: str) -> str:
+        scheme, _, address = url.partition("://")
+        if scheme.endswith("+cluster"):
+            database = address.partition("?")[0].partition("/")[2]
+            if database not in ("", "0"):
+                raise ValueError("a Redis Cluster has database 0 only")
+        return url
 
     @property
     def is_production(self) -> bool:

@@ -88,10 +88,11 @@ class Flows:
 
     def code_for(self, phone: str, purpose: str = "login") -> str:
         """A fresh code, as if the cooldown had passed (its own tests are in test_sms)."""
+        from app.identity import sms
         from app.identity.phones import normalize
         from app.redis_client import get_redis
 
-        get_redis().delete(f"sms:cooldown:{normalize(phone)}")
+        get_redis().delete(sms.cooldown_key(normalize(phone)))
         reply = self.sms(phone, purpose)
         assert reply.status == 200, reply.body
         return self.last_code(phone)

@@ -8,6 +8,7 @@ from typing import Any
 
 import requests
 
+from app.identity import sms
 from app.redis_client import get_redis
 from tests.identity.conftest import PASSWORD, Flows, new_phone
 from tests.support.local_cloud import local_cloud
@@ -28,7 +29,7 @@ def test_a_user_journey_through_the_local_cloud(flows: Flows) -> None:
             return reply
 
         def code_for(phone: str, purpose: str) -> str:
-            get_redis().delete(f"sms:cooldown:{phone}")  # as if the minute had passed
+            get_redis().delete(sms.cooldown_key(phone))  # as if the minute had passed
             reply = api("POST", "/auth/sms-code", json={"phone": phone, "purpose": purpose})
             assert reply.status_code == 200, reply.text
             return flows.last_code(phone)

@@ -42,7 +42,7 @@ def test_a_retired_token_after_the_grace_window_ends_the_session(flows: Flows) -
     second = flows.refresh(first["refresh_token"]).json()
     # The grace window passes.
     jti = tokens.decode(first["refresh_token"], "refresh")["jti"]
-    assert get_redis().delete(f"refresh:grace:{user_id}:{sid}:{jti}") == 1
+    assert get_redis().delete(sessions.grace_key(user_id, sid, jti)) == 1
     reused = flows.refresh(first["refresh_token"])
     assert (reused.status, reused.json()["code"]) == (401, "AUTH_REFRESH_REUSED")
     # The whole session is gone: the newest token no longer refreshes either.
@@ -55,7 +55,7 @@ def test_grace_window_is_thirty_seconds(flows: Flows) -> None:
     first = flows.registered()
     flows.refresh(first["refresh_token"])
     claims = tokens.decode(first["refresh_token"], "refresh")
-    ttl = get_redis().ttl(f"refresh:grace:{claims['sub']}:{claims['sid']}:{claims['jti']}")
+    ttl = get_redis().ttl(sessions.grace_key(claims["sub"], claims["sid"], claims["jti"]))
     assert 25 <= ttl <= 30
     session_ttl = get_redis().ttl(sessions.session_key(claims["sub"], claims["sid"]))
     assert 604800 - 10 <= session_ttl <= 604800

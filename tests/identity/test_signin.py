@@ -335,6 +335,17 @@ def test_failures_per_ip_are_capped(flows: Flows) -> None:
         assert flows.login(phone, ip="192.0.2.78").status == 200
 
 
+def test_a_refusal_by_the_ip_gives_the_phone_its_attempt_back(flows: Flows) -> None:
+    # The phone's attempt is taken first, and given back when the IP refuses.
+    with settings_env(LOGIN_FAILURES_PER_IP_PER_HOUR="1", LOGIN_MAX_FAILURES="1"):
+        ip = "192.0.2.79"
+        assert flows.login(new_phone(), "wrong password", ip=ip).status == 401
+        phone = flows.registered()["user"]["phone"]
+        refused = flows.login(phone, ip=ip)
+        assert (refused.status, refused.json()["code"]) == (429, "AUTH_TOO_MANY_ATTEMPTS")
+        assert flows.login(phone, ip="192.0.2.80").status == 200
+
+
 def test_code_login_of_a_new_phone_creates_the_account(flows: Flows) -> None:
     phone = new_phone()
     reply = flows.code_login(phone)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.identity import sms
 from app.redis_client import get_redis
 from tests.fakes.tencentcloud import FakeTencentCloud
 from tests.identity.conftest import Flows, new_ip, new_phone
@@ -50,7 +51,7 @@ def test_daily_limit_per_phone(flows: Flows) -> None:
         phone = new_phone()
         for _ in range(3):
             flows.code_for(phone)
-        get_redis().delete(f"sms:cooldown:{phone}")
+        get_redis().delete(sms.cooldown_key(phone))
         reply = flows.sms(phone)
     assert (reply.status, reply.json()["code"]) == (429, "SMS_RATE_LIMITED")
 
@@ -65,10 +66,22 @@ def test_hourly_limit_per_ip(flows: Flows) -> None:
         assert flows.sms(new_phone(), ip=new_ip()).status == 200
 
 
+def test_a_refusal_by_the_ip_leaves_the_phone_limits_untaken(flows: Flows) -> None:
+    # The phone's cooldown and day count are taken first, and given back when the IP refuses.
+    with settings_env(SMS_PER_IP_PER_HOUR="1", SMS_PER_PHONE_PER_DAY="1"):
+        ip, phone = new_ip(), new_phone()
+        assert flows.sms(new_phone(), ip=ip).status == 200
+        refused = flows.sms(phone, ip=ip)
+        assert (refused.status, refused.json()["code"]) == (429, "SMS_RATE_LIMITED")
+        assert "network" in refused.json()["message"]
+        assert get_redis().exists(sms.cooldown_key(phone)) == 0
+        assert flows.sms(phone, ip=new_ip()).status == 200  # no cooldown, a whole day left
+
+
 def test_a_failed_send_is_503_and_does_not_start_the_cooldown(flows: Flows) -> None:
     reply = flows.sms("+8613000000000")  # the fake refuses this number
     assert (reply.status, reply.json()["code"]) == (503, "SERVICE_UNAVAILABLE")
-    assert get_redis().exists("sms:cooldown:+8613000000000") == 0
+    assert get_redis().exists(sms.cooldown_key("+8613000000000")) == 0
     assert get_redis().exists("sms:code:login:+8613000000000") == 0
 
 

@@ -169,6 +169,7 @@ def test_admin_routes_refuse_a_user_token(flows: Flows) -> None:
 
 
 def test_the_cached_profile_is_dropped_even_when_ending_sessions_fails(flows: Flows) -> None:
+    from app.identity import sessions
     from app.redis_client import get_redis
 
     admin = flows.admin_token()
@@ -176,7 +177,7 @@ def test_the_cached_profile_is_dropped_even_when_ending_sessions_fails(flows: Fl
     user_id = pair["user"]["id"]
     assert flows.me(pair["access_token"]).json()["role"] == "user"  # now cached
     # A session set Redis cannot read as a set: ending the sessions fails.
-    get_redis().set(f"sessions:{user_id}", "not a set")
+    get_redis().set(sessions.set_key(user_id), "not a set")
     reply = flows.call(
         "admin-users-id",
         "PATCH",

@@ -9,41 +9,19 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from app.queue import scf
-from tests.fakes.tencentcloud import Call, FakeTencentCloud, TencentCloudError
+from tests.fakes.tencentcloud import Call, FakeTencentCloud
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.support.functions import handler
 from tests.support.pipelines import Customer, new_fork
 from tests.support.settings import settings_env
 
 WORKER = "ai-platform-test-pipeline-worker"
-
-
-@pytest.fixture
-def cloud(clean_redis: Any) -> Iterator[FakeTencentCloud]:
-    state: dict[str, Any] = {"refuse": None}
-
-    def invoke(params: dict[str, Any], _call: Call) -> dict[str, Any]:
-        if params["FunctionName"] == "missing":
-            raise TencentCloudError("ResourceNotFound.Function", "no such function")
-        if state["refuse"]:
-            code = state["refuse"].pop(0)
-            if not state["refuse"]:
-                state["refuse"] = None
-            raise TencentCloudError(code, "refused")
-        return {"Result": {"FunctionRequestId": f"req-{len(fake.calls)}"}}
-
-    with FakeTencentCloud() as fake:
-        fake.on("Invoke", invoke)
-        fake.state = state  # type: ignore[attr-defined]
-        with settings_env(QUEUE_BACKEND="scf", SCF_NAMESPACE="prod", **fake.env()):
-            yield fake
 
 
 def test_publish_is_a_signed_asynchronous_invoke_of_the_queues_function(

@@ -1,6 +1,6 @@
 """Run a block under other settings: environment variables changed, the settings cache
 cleared on the way in and on the way out; and the instance's engine or Redis client rebuilt
-under them (`app_engine_under`, `redis_down`)."""
+under them (`app_engine_under`, `redis_at`, `redis_down`)."""
 
 from __future__ import annotations
 
@@ -50,14 +50,25 @@ def app_engine_under(**env: str) -> Iterator[Any]:
 
 
 @contextmanager
-def redis_down() -> Iterator[None]:
-    """The instance's Redis client pointed at a port nobody listens on."""
+def redis_at(url: str) -> Iterator[None]:
+    """The instance's Redis client rebuilt for REDIS_URL=`url`, closed after; the usual one
+    is rebuilt on next use."""
     from app.redis_client import get_redis
-    from tests.support.net import closed_port
 
-    with settings_env(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0"):
+    with settings_env(REDIS_URL=url):
         get_redis.cache_clear()
         try:
             yield
         finally:
+            if get_redis.cache_info().currsize:
+                get_redis().close()
             get_redis.cache_clear()
+
+
+@contextmanager
+def redis_down() -> Iterator[None]:
+    """The instance's Redis client pointed at a port nobody listens on."""
+    from tests.support.net import closed_port
+
+    with redis_at(f"redis://127.0.0.1:{closed_port()}/0"):
+        yield

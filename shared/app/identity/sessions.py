@@ -1,11 +1,17 @@
 """Refresh sessions, one per signed-in device, and their rotation.
 
-Redis holds `refresh:{user}:{sid}` -> the session's current refresh jti (TTL = refresh
-lifetime) and `sessions:{user}`, the set of the user's sids. Rotation is one Lua script, so
+Redis holds `refresh:{<user>}:<sid>` -> the session's current refresh jti (TTL = refresh
+lifetime) and `sessions:{<user>}`, the set of the user's sids. Rotation is one Lua script, so
 of any number of concurrent refreshes of one token exactly one mints the next pair; the
 others, for `REFRESH_GRACE_S`, receive that same pair (stored at
-`refresh:grace:{user}:{sid}:{old jti}`; its tokens are never logged). A retired token
+`refresh:grace:{<user>}:<sid>:<old jti>`; its tokens are never logged). A retired token
 after the grace window is reuse: the session is ended (Auth0's reuse detection).
+
+Every key of a user carries the user id as its hash tag (`{<user>}`), so the scripts below,
+which touch a user's sessions, grace keys and set together, run whole on one Redis Cluster
+node, as on a single Redis. The names before the tags were `refresh:<user>:<sid>`,
+`refresh:grace:<user>:<sid>:<jti>` and `sessions:<user>`: sessions stored under them are
+not read, so each user signs in once more after the release that tagged them.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any
 from app.config import get_settings
 from app.errors import AppError, ErrorCode
 from app.identity import tokens
-from app.redis_client import get_redis
+from app.redis_client import get_redis, tag
 
 REFRESH_GRACE_S = 30
 
@@ -44,7 +50,8 @@ redis.call('SREM', KEYS[3], ARGV[6])
 return {'reused'}
 """
 
-# KEYS: the user's session set. ARGV: key prefix of the user's sessions.
+# KEYS: the user's session set. ARGV: key prefix of the user's sessions (the session keys
+# it names carry the set's hash tag, so they are in its slot).
 _END_ALL = """
 local sids = redis.call('SMEMBERS', KEYS[1])
 for _, sid in ipairs(sids) do
@@ -76,19 +83,19 @@ class Pair:
 
 
 def _prefix(user_id: str) -> str:
-    return f"refresh:{user_id}:"
+    return f"refresh:{tag(user_id)}:"
 
 
 def session_key(user_id: str, sid: str) -> str:
     return _prefix(user_id) + sid
 
 
-def _set_key(user_id: str) -> str:
-    return f"sessions:{user_id}"
+def set_key(user_id: str) -> str:
+    return f"sessions:{tag(user_id)}"
 
 
-def _grace_key(user_id: str, sid: str, jti: str) -> str:
-    return f"refresh:grace:{user_id}:{sid}:{jti}"
+def grace_key(user_id: str, sid: str, jti: str) -> str:
+    return f"refresh:grace:{tag(user_id)}:{sid}:{jti}"
 
 
 def new_sid() -> str:
@@ -110,7 +117,7 @@ def start(user_id: str, *, role: str, phone: str | None) -> Pair:
         _START,
         2,
         session_key(user_id, sid),
-        _set_key(user_id),
+        set_key(user_id),
         jti,
         ttl,
         sid,
@@ -136,8 +143,8 @@ def rotate(claims: dict[str, Any], *, role: str, phone: str | None) -> Pair:
         _ROTATE,
         3,
         session_key(user_id, sid),
-        _grace_key(user_id, sid, jti),
-        _set_key(user_id),
+        grace_key(user_id, sid, jti),
+        set_key(user_id),
         jti,
         new_jti,
         get_settings().refresh_token_ttl_s,
@@ -166,17 +173,17 @@ def is_live(user_id: str, sid: str) -> bool:
 def end(user_id: str, sid: str) -> None:
     redis = get_redis()
     redis.delete(session_key(user_id, sid))
-    redis.srem(_set_key(user_id), sid)
+    redis.srem(set_key(user_id), sid)
 
 
 def end_all(user_id: str) -> int:
     """End every session of the user; returns how many there were."""
-    return int(get_redis().eval(_END_ALL, 1, _set_key(user_id), _prefix(user_id)))
+    return int(get_redis().eval(_END_ALL, 1, set_key(user_id), _prefix(user_id)))
 
 
 def active(user_id: str) -> set[str]:
     """The sids of the user's live sessions."""
     redis = get_redis()
     return {
-        sid for sid in redis.smembers(_set_key(user_id)) if redis.exists(session_key(user_id, sid))
+        sid for sid in redis.smembers(set_key(user_id)) if redis.exists(session_key(user_id, sid))
     }

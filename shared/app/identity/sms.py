@@ -1,11 +1,25 @@
 """SMS verification codes: issue, rate-limit, verify once.
 
 A code is 6 digits from `secrets`, kept in Redis only as an HMAC (keyed with the JWT
-secret, bound to phone and purpose) for SMS_CODE_TTL_S, at `sms:code:{purpose}:{phone}`.
-It is single use and burnt after MAX_WRONG_TRIES wrong guesses. Cooldown per phone,
-a daily count per phone (China day) and an hourly count per source IP are checked and
-taken in one script. The code itself goes to the delivery adapter and nowhere else: never
-into a log line, a response or an exception message.
+secret, bound to phone and purpose) for SMS_CODE_TTL_S, at `sms:code:<purpose>:<phone>`.
+It is single use and burnt after MAX_WRONG_TRIES wrong guesses. The code itself goes to the
+delivery adapter and nowhere else: never into a log line, a response or an exception message.
+
+Before a code is sent, three limits are checked and counted: a cooldown per phone, a daily
+count per phone (China day) and an hourly count per source IP. A phone and an IP are
+different entities whose keys cannot honestly share a Redis Cluster slot, so this is two
+steps: first the phone's cooldown and day count, checked and taken in one script (both keys
+carry the phone as hash tag: `sms:cooldown:{<phone>}`, `sms:day:{<phone>}:<day>`), then
+the IP's count (`app.identity.counters`). When the IP refuses, the phone's take is given
+back. What holds, as when one script took all three: no limit is ever passed, by any number
+of parallel requests (each counter is checked and counted in one step), and the refusal
+names the first limit reached in the order cooldown, day, IP. What changed: between the two
+steps a request that the IP will refuse holds the phone's cooldown for a moment, and a
+request for that phone meanwhile is told to wait; if the instance dies between the steps,
+the phone keeps that cooldown and count, so the limits err on the strict side. Before the
+tags the phone's keys were `sms:cooldown:<phone>` and `sms:day:<phone>:<day>`: with the
+release that tagged them every phone's cooldown and day count started afresh, once (and
+while two releases ran side by side, each counted on its own).
 """
 
 from __future__ import annotations
@@ -19,9 +33,9 @@ from typing import Literal
 
 from app.config import get_settings
 from app.errors import AppError, ErrorCode
-from app.identity import sms_delivery
+from app.identity import counters, sms_delivery
 from app.observability import logging as applog
-from app.redis_client import get_redis
+from app.redis_client import get_redis, tag
 
 log = applog.get_logger("app.identity.sms")
 
@@ -29,8 +43,9 @@ Purpose = Literal["login", "register"]
 MAX_WRONG_TRIES = 5
 _CHINA = timezone(timedelta(hours=8))
 
-# KEYS: cooldown, day counter, ip counter. ARGV: cooldown s, per day, per ip, day ttl, ip ttl.
-_TAKE = """
+# KEYS: cooldown, day counter (one phone's, so one slot). ARGV: cooldown s, per day, day
+# ttl, a token that marks this take's cooldown.
+_TAKE_PHONE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {'cooldown', redis.call('TTL', KEYS[1])}
 end
@@ -38,14 +53,21 @@ local day = tonumber(redis.call('GET', KEYS[2]) or '0')
 if day >= tonumber(ARGV[2]) then
   return {'day', redis.call('TTL', KEYS[2])}
 end
-local ip = tonumber(redis.call('GET', KEYS[3]) or '0')
-if ip >= tonumber(ARGV[3]) then
-  return {'ip', redis.call('TTL', KEYS[3])}
-end
-redis.call('SET', KEYS[1], '1', 'EX', tonumber(ARGV[1]))
-if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4])) end
-if redis.call('INCR', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5])) end
+redis.call('SET', KEYS[1], ARGV[4], 'EX', tonumber(ARGV[1]))
+if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3])) end
 return {'ok', 0}
+"""
+
+# KEYS: cooldown, day counter. ARGV: the take's token. Its cooldown (if still its own) and
+# its count, given back; a day counter that expired meanwhile stays gone.
+_GIVE_BACK_PHONE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then
+  redis.call('DECR', KEYS[2])
+end
+return 1
 """
 
 # KEYS: code key. ARGV: digest of the guess, wrong tries allowed. 1 = right (and burnt).
@@ -75,6 +97,10 @@ def _code_key(phone: str, purpose: str) -> str:
     return f"sms:code:{purpose}:{phone}"
 
 
+def cooldown_key(phone: str) -> str:
+    return f"sms:cooldown:{tag(phone)}"
+
+
 def _digest(phone: str, purpose: str, code: str) -> str:
     secret = get_settings().jwt_secret.get_secret_value().encode()
     return hmac.new(secret, f"{purpose}:{phone}:{code}".encode(), hashlib.sha256).hexdigest()
@@ -92,21 +118,24 @@ def masked(phone: str) -> str:
 def _take_quota(phone: str, ip: str) -> None:
     settings = get_settings()
     now = datetime.now(_CHINA)
-    keys = (
-        f"sms:cooldown:{phone}",
-        f"sms:day:{phone}:{now:%Y%m%d}",
-        f"sms:ip:{ip or 'unknown'}:{now:%Y%m%d%H}",
-    )
+    phone_keys = (cooldown_key(phone), f"sms:day:{tag(phone)}:{now:%Y%m%d}")
+    token = secrets.token_hex(8)
     verdict, ttl = get_redis().eval(
-        _TAKE,
-        3,
-        *keys,
+        _TAKE_PHONE,
+        2,
+        *phone_keys,
         settings.sms_cooldown_s,
         settings.sms_per_phone_per_day,
-        settings.sms_per_ip_per_hour,
         2 * 86400,
-        3600,
+        token,
     )
+    if verdict == "ok":
+        ttl = counters.take(
+            f"sms:ip:{ip or 'unknown'}:{now:%Y%m%d%H}", settings.sms_per_ip_per_hour, 3600
+        )
+        if ttl:
+            verdict = "ip"
+            get_redis().eval(_GIVE_BACK_PHONE, 2, *phone_keys, token)
     if verdict != "ok":
         raise AppError(
             ErrorCode.SMS_RATE_LIMITED,
@@ -130,8 +159,10 @@ def send(phone: str, purpose: Purpose, ip: str) -> tuple[int, int]:
     try:
         sms_delivery.deliver(phone, code)
     except sms_delivery.DeliveryFailed as exc:
-        # Nothing was sent: drop the code and the cooldown so the user can simply retry.
-        redis.delete(key, f"sms:cooldown:{phone}")
+        # Nothing was sent: drop the code and the cooldown so the user can simply retry
+        # (two commands: the code's key has no tag, and is the same in every release).
+        redis.delete(key)
+        redis.delete(cooldown_key(phone))
         applog.log_fields(
             log, logging.ERROR, "sms not sent", phone=masked(phone), reason=exc.reason
         )

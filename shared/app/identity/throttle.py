@@ -1,12 +1,21 @@
 """Password login attempts, counted per phone and per source IP.
 
-An attempt is reserved before the password is checked, in one script that refuses when
-the phone already has LOGIN_MAX_FAILURES attempts inside LOGIN_LOCK_S or the IP has
+An attempt is reserved before the password is checked, and refused when the phone already
+has LOGIN_MAX_FAILURES attempts inside LOGIN_LOCK_S or the IP has
 LOGIN_FAILURES_PER_IP_PER_HOUR inside the hour; so parallel guesses cannot all pass the
 check before any of them is counted. A failed attempt stays counted; a successful one
 resets the phone's count and gives the IP its attempt back, and an attempt that was never
 judged (an error, a disabled account) is given back to both. SMS code login is not counted
 here and stays open, so a stranger guessing passwords cannot lock the owner out.
+
+The phone's counter and the IP's are different entities, in different Redis Cluster slots,
+so a reservation takes them one after the other (`app.identity.counters`): the phone's,
+then the IP's, giving the phone's back when the IP refuses. What holds, as when one script
+took both: each counter is checked and counted in one step, so no number of parallel
+guesses gets past either limit, and a refusal's Retry-After is the phone's when both are
+full. What changed: between the two steps an attempt that the IP will refuse holds one of
+the phone's attempts for a moment (a parallel attempt on that phone may be refused
+meanwhile), and if the instance dies between them the phone keeps it: strict, never lax.
 
 Also the per-IP count of registered-phone lookups (a register code asked for, a
 registration tried): whether a phone is registered is answered at most SMS_PER_IP_PER_HOUR
@@ -17,45 +26,10 @@ from __future__ import annotations
 
 from app.config import get_settings
 from app.errors import AppError, ErrorCode
+from app.identity import counters
 from app.redis_client import get_redis
 
 _IP_WINDOW_S = 3600
-
-# KEYS: phone counter, IP counter. ARGV: phone limit, phone window, IP limit, IP window.
-# A window starts at its counter's first attempt.
-_RESERVE = """
-local phone = tonumber(redis.call('GET', KEYS[1]) or '0')
-if phone >= tonumber(ARGV[1]) then
-  return {'refused', redis.call('TTL', KEYS[1])}
-end
-local ip = tonumber(redis.call('GET', KEYS[2]) or '0')
-if ip >= tonumber(ARGV[3]) then
-  return {'refused', redis.call('TTL', KEYS[2])}
-end
-if redis.call('INCR', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2])) end
-if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4])) end
-return {'ok', 0}
-"""
-
-# KEYS: counter. ARGV: limit, window. Counts and says 'ok', or refuses with the TTL.
-_TAKE_ONE = """
-if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then
-  return {'refused', redis.call('TTL', KEYS[1])}
-end
-if redis.call('INCR', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2])) end
-return {'ok', 0}
-"""
-
-# KEYS: counters to give one attempt back to. A counter that expired meanwhile stays gone
-# (DECR would recreate it without a TTL).
-_GIVE_BACK = """
-for _, key in ipairs(KEYS) do
-  if tonumber(redis.call('GET', key) or '0') > 0 then
-    redis.call('DECR', key)
-  end
-end
-return 1
-"""
 
 
 def _phone_key(phone: str) -> str:
@@ -77,30 +51,25 @@ def _too_many(retry_after: int) -> AppError:
 def reserve(phone: str, ip: str) -> None:
     """Count one attempt for the phone and the IP, or raise AUTH_TOO_MANY_ATTEMPTS."""
     settings = get_settings()
-    verdict, ttl = get_redis().eval(
-        _RESERVE,
-        2,
-        _phone_key(phone),
-        _ip_key(ip),
-        settings.login_max_failures,
-        settings.login_lock_s,
-        settings.login_failures_per_ip_per_hour,
-        _IP_WINDOW_S,
-    )
-    if verdict != "ok":
-        raise _too_many(int(ttl))
+    wait = counters.take(_phone_key(phone), settings.login_max_failures, settings.login_lock_s)
+    if wait:
+        raise _too_many(wait)
+    wait = counters.take(_ip_key(ip), settings.login_failures_per_ip_per_hour, _IP_WINDOW_S)
+    if wait:
+        counters.give_back(_phone_key(phone))
+        raise _too_many(wait)
 
 
 def succeeded(phone: str, ip: str) -> None:
     """The right password: the phone starts afresh and the IP gets its attempt back."""
-    redis = get_redis()
-    redis.delete(_phone_key(phone))
-    redis.eval(_GIVE_BACK, 1, _ip_key(ip))
+    get_redis().delete(_phone_key(phone))
+    counters.give_back(_ip_key(ip))
 
 
 def release(phone: str, ip: str) -> None:
     """An attempt that was not a failure: both counters get it back."""
-    get_redis().eval(_GIVE_BACK, 2, _phone_key(phone), _ip_key(ip))
+    counters.give_back(_phone_key(phone))
+    counters.give_back(_ip_key(ip))
 
 
 def _lookup_key(ip: str) -> str:
@@ -109,12 +78,10 @@ def _lookup_key(ip: str) -> str:
 
 def take_lookup(ip: str) -> None:
     """Count one registered-phone lookup for the IP, or raise SMS_RATE_LIMITED."""
-    verdict, ttl = get_redis().eval(
-        _TAKE_ONE, 1, _lookup_key(ip), get_settings().sms_per_ip_per_hour, _IP_WINDOW_S
-    )
-    if verdict != "ok":
+    wait = counters.take(_lookup_key(ip), get_settings().sms_per_ip_per_hour, _IP_WINDOW_S)
+    if wait:
         raise AppError(
             ErrorCode.SMS_RATE_LIMITED,
             "Too many requests from this network; try again later.",
-            headers={"Retry-After": str(max(int(ttl), 1))},
+            headers={"Retry-After": str(wait)},
         )

@@ -6,6 +6,9 @@ one is a Lua script (drop expired leases, count, add) so two instances never bot
 last slot; a worker that dies holding a slot frees it when the lease runs out. A caller
 that gets no slot does not wait: it re-queues its work with a delay.
 
+Each operation touches one host's set alone, so on a Redis Cluster the key needs no hash
+tag: the set lives in whichever slot its name hashes to, and the script runs there.
+
 Owns: the slot sets and their Lua script. Never knows about tasks or rows: a slot is a
 token and a lease, nothing more.
 """
@@ -14,7 +17,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
 
 from app.redis_client import get_redis
 
@@ -34,21 +36,14 @@ end
 return 0
 """
 
-_script: Any = None
-
-
-def _acquire_script() -> Any:
-    global _script
-    if _script is None:
-        _script = get_redis().register_script(_ACQUIRE)
-    return _script
-
 
 def acquire(host_key: str, cap: int, lease_s: float) -> str | None:
     """A slot token for `host_key`, or None when all `cap` slots are taken."""
     token = secrets.token_hex(8)
     now_ms = time.time() * 1000
-    taken = _acquire_script()(
+    # Registered on the client of this call: a script object keeps the client it was
+    # registered on, and the instance's client is rebuilt when its settings change.
+    taken = get_redis().register_script(_ACQUIRE)(
         keys=[KEY_PREFIX + host_key], args=[token, now_ms, now_ms + lease_s * 1000, cap]
     )
     return token if int(taken) == 1 else None

@@ -1,0 +1,41 @@
+"""Counters over a window in Redis, taken before the action they limit: the sign-in rate
+limits of `sms` and `throttle`.
+
+A counter is one key, and each call touches one counter, so two counters of one limit may
+live in different Redis Cluster slots (a phone's and an IP's). `take` checks and counts in
+one script: parallel callers can never count past the limit, and a refused call counts
+nothing. A counter's window starts at its first count (its TTL). `give_back` returns one
+count, never below zero, and never recreates a counter that expired meanwhile (DECR would,
+without a TTL).
+"""
+
+from __future__ import annotations
+
+from app.redis_client import get_redis
+
+# KEYS: counter. ARGV: limit, window s. Counts and says 0, or refuses with the TTL.
+_TAKE = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then
+  return math.max(redis.call('TTL', KEYS[1]), 1)
+end
+if redis.call('INCR', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2])) end
+return 0
+"""
+
+# KEYS: counter.
+_GIVE_BACK = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
+  redis.call('DECR', KEYS[1])
+end
+return 1
+"""
+
+
+def take(key: str, limit: int, window_s: int) -> int:
+    """Count one against `limit`: 0 when counted; when the counter is already at its limit,
+    the seconds until its window ends (at least 1), and nothing counted."""
+    return int(get_redis().eval(_TAKE, 1, key, limit, window_s))
+
+
+def give_back(key: str) -> None:
+    get_redis().eval(_GIVE_BACK, 1, key)
