@@ -12,10 +12,11 @@ from typing import Any
 
 from app.errors import AppError, ErrorCode
 from app.http import Auth, Request, Router, http_handler
-from app.identity.tokens import issue
 from tests.support.function_url import context, event
 from tests.support.functions import ROOT
 from tests.support.logs import capture_logs
+from tests.support.pipelines import token_for
+from tests.support.quota import new_user
 
 router = Router(tags=("test",))
 
@@ -63,11 +64,12 @@ def test_one_line_with_the_invocation_fields() -> None:
 
 
 def test_signed_in_caller_is_logged_by_user_id_and_never_by_token() -> None:
-    token, _ = issue("access", user_id="u-42", role="user", sid="s-1", phone="+8613800138000")
+    user_id = new_user()
+    token = token_for(user_id)
     result, lines = invoke(event("GET", "/me/things", token=token), function="me-things")
     assert result["statusCode"] == 200
     assert len(lines) == 1
-    assert lines[0]["user_id"] == "u-42"
+    assert lines[0]["user_id"] == user_id
     assert lines[0]["things"] == 3  # what the handler added to the line
     assert token not in json.dumps(lines[0])
 

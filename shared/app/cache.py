@@ -12,6 +12,8 @@
   go through JSON both ways, so a hit and a miss return the same thing (tuples come back as
   lists, dict keys as strings); a value JSON cannot encode is a TypeError. An exception
   from the loader reaches the caller and nothing is stored.
+- `hold(key)` inside a change's transaction, then `invalidate(key)` after its commit: for
+  a change that a stale value must never hide (who may do what); see `Cache.hold`.
 - `invalidate(*keys)` and `invalidate_pattern(pattern)` drop values (`pattern` is a Redis
   glob over the same keys, matched with SCAN in batches and removed with UNLINK; never
   KEYS). Both return how many values were dropped. Call them after the change commits.
@@ -52,6 +54,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from app.observability import logging as applog
@@ -167,16 +170,8 @@ class Cache:
         return _round_trip(loader())
 
     def _read(self, redis: Any, key: str) -> tuple[bool, Any]:
-        raw = self._redis_call(key, "get", redis.get, redis_key(key))
-        if raw is None:
-            return False, None
-        if raw == _MISS:
-            return True, None
-        try:
-            return True, json.loads(raw)
-        except ValueError:
-            applog.log_fields(log, logging.WARNING, "cache value unreadable", key=key)
-            return False, None
+        found = stored(key, self._redis_call(key, "get", redis.get, redis_key(key)))
+        return (False, None) if found is None else (True, found.value)
 
     def _load_and_store(
         self,
@@ -209,6 +204,24 @@ class Cache:
         # A lock left behind expires by itself; waiters then load on their own.
         with self._tolerated(key, "unlock"):
             redis.register_script(_RELEASE)(keys=[lock], args=[token])
+
+    # -- changes that a stale value must not undo -----------------------------------------
+
+    def hold(self, key: str) -> None:
+        """Call inside the transaction of a change, just before it commits, and
+        `invalidate(key)` after the commit (`tx.after_commit`).
+
+        Takes the lock on loads of `key` for the change, over any load's, and drops the
+        value, in one round trip. While the lock stands, loads of `key` read the database
+        and store nothing; a load that began before the hold cannot store either (the lock
+        is no longer its own). So no value read before the commit is stored after it, even
+        when the invalidation after the commit never reaches Redis: the lock then runs out
+        (`lock_ttl_s`) on an empty key. A Redis failure is raised, so that the transaction
+        rolls back and the change is refused rather than left for a stale value to hide."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(lock_key(key), "held:" + secrets.token_hex(8), px=self.lock_ttl_ms)
+        pipe.unlink(redis_key(key))
+        pipe.execute()
 
     # -- invalidation -----------------------------------------------------------------
 
@@ -266,6 +279,27 @@ class Cache:
         applog.log_fields(log, level, "cache unavailable", key=key, op=op, error=type(exc).__name__)
 
 
+@dataclass(frozen=True)
+class Found:
+    """A cached value (None: a remembered miss)."""
+
+    value: Any
+
+
+def stored(key: str, raw: str | None) -> Found | None:
+    """What a GET of `redis_key(key)` returned, read as the cache stores it: None when
+    nothing usable is cached. For a caller that reads the value in a pipeline of its own."""
+    if raw is None:
+        return None
+    if raw == _MISS:
+        return Found(None)
+    try:
+        return Found(json.loads(raw))
+    except ValueError:
+        applog.log_fields(log, logging.WARNING, "cache value unreadable", key=key)
+        return None
+
+
 def _unlink_each(redis: Any, names: list[str]) -> list[int]:
     """UNLINK each name in turn, one key per command (so any two may be in different
     cluster slots), in one round trip to each node; how many existed, name by name."""
@@ -300,6 +334,11 @@ def get_or_set(
 def invalidate(*keys: str) -> int:
     """Drop the cached values of `keys`. Returns how many there were."""
     return _default.invalidate(*keys)
+
+
+def hold(key: str) -> None:
+    """Keep a value read before a change from being stored after it (`Cache.hold`)."""
+    _default.hold(key)
 
 
 def invalidate_pattern(pattern: str) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import and_, delete, select, tuple_, update
 
 from app.clock import utcnow
+from app.db.statements import ignoring_duplicates
 from app.db.tables import idempotency_keys
 from app.db.transaction import Transaction, transaction
 from app.errors import AppError, ErrorCode
@@ -57,11 +58,7 @@ def claim(conn: Transaction, user_id: str, scope: str, key: str, digest: str) ->
     `ROLLBACK TO SAVEPOINT`."""
     now = utcnow()
     inserted = conn.execute(
-        idempotency_keys.insert()
-        .prefix_with("IGNORE", dialect="mysql")
-        .prefix_with("IGNORE", dialect="mariadb")
-        .prefix_with("OR IGNORE", dialect="sqlite")
-        .values(
+        ignoring_duplicates(idempotency_keys.insert()).values(
             user_id=user_id,
             scope=scope,
             key=key,

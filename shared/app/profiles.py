@@ -1,4 +1,4 @@
-"""The cached profile of each user (`user:profile:{id}`, one hour) and the `User` it shows.
+"""The cached profile of each user (`user:profile:v2:<id>`, one hour) and the `User` it shows.
 
 Several domains change what a profile shows: identity the role, state and profile fields,
 quota the counters, payments the membership. So the profile lives here, below all of them:
@@ -11,6 +11,15 @@ and `app.cache` never lets a load that started before the drop store what it rea
 hit. Membership is derived from the cached expiry at read time, so it lapses on the second.
 The database is read only on a miss (and imported only then: a cache hit is the whole cold
 start of `GET /users/me`).
+
+The profile is also what every request is authorized by (`app.identity.access`): its role
+and whether the account is disabled. A change of either must show at the next request and
+never be hidden by a stale entry, so it holds the entry across its commit instead,
+
+    profiles.hold(tx, user_id)      # last thing before the commit; refused if Redis fails
+
+(`app.cache.Cache.hold`). The entry's name carries `v2` since it holds `disabled`: entries of
+the earlier shape, without it, are never read.
 """
 
 from __future__ import annotations
@@ -18,11 +27,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from app import cache
 from app.clock import iso, utcnow
 from app.errors import AppError, ErrorCode
+
+if TYPE_CHECKING:
+    from app.db.transaction import Transaction
 
 TTL_S = 3600
 Gender = Literal["unknown", "male", "female"]
@@ -40,6 +52,7 @@ _CACHED_FIELDS = (
     "quota_reserved",
     "membership_expires_at",
     "created_at",
+    "disabled",
 )
 
 
@@ -63,7 +76,7 @@ class User:
 
 
 def key(user_id: str) -> str:
-    return f"user:profile:{user_id}"
+    return f"user:profile:v2:{user_id}"
 
 
 def forget(user_id: str) -> None:
@@ -80,11 +93,21 @@ def forgetter(user_id: str) -> Callable[[], None]:
     return forget_profile
 
 
+def hold(tx: Transaction, user_id: str) -> None:
+    """For a change of the user's role or state: hold the cached profile across `tx`'s
+    commit and drop it after, so the next request is authorized by the change even if
+    Redis fails once the commit is made. Raises when Redis cannot answer now: the
+    transaction then rolls back and the change is refused (`503`), never made and hidden."""
+    cache.hold(key(user_id))
+    tx.after_commit(forgetter(user_id), user_id=user_id)
+
+
 def of_row(row: Mapping[Any, Any]) -> dict[str, Any]:
     """The JSON-safe part of a `users` row that the profile keeps."""
     data = {name: row[name] for name in _CACHED_FIELDS}
     data["membership_expires_at"] = iso(row["membership_expires_at"])
     data["created_at"] = iso(row["created_at"])
+    data["disabled"] = bool(row["disabled"])
     return data
 
 
@@ -115,10 +138,15 @@ def user_of_row(row: Mapping[Any, Any]) -> User:
 
 def cached(user_id: str) -> User:
     """The user, from the cache when it holds the profile; `404 NOT_FOUND` for no user."""
-    profile = cache.get_or_set(key(user_id), lambda: _load(user_id), TTL_S)
+    profile = load(user_id)
     if profile is None:
         raise AppError(ErrorCode.NOT_FOUND, "User not found.")
     return user(profile)
+
+
+def load(user_id: str) -> dict[str, Any] | None:
+    """The user's profile through the cache (loaded and stored on a miss); None: no user."""
+    return cache.get_or_set(key(user_id), lambda: _load(user_id), TTL_S)
 
 
 def _load(user_id: str) -> dict[str, Any] | None:

@@ -10,10 +10,11 @@ import pytest
 from app.clock import utcnow
 from app.db import pages
 from app.errors import AppError, ErrorCode
-from app.identity import tokens
 from app.ids import new_id
 from tests.support.function_url import call
 from tests.support.functions import handler
+from tests.support.pipelines import token_for
+from tests.support.quota import new_user
 
 
 def _cursor(value: object) -> str:
@@ -43,7 +44,7 @@ def test_anything_else_is_422(cursor: str) -> None:
 
 
 def test_a_crafted_cursor_on_get_tasks_is_422() -> None:
-    token, _ = tokens.issue("access", user_id=new_id(), role="user", sid="s")
+    token = token_for(new_user())
     reply = call(
         handler("tasks"),
         "GET",

@@ -13,6 +13,8 @@ from app.errors import AppError, ErrorCode
 from app.http import Auth, Request, Router, http_handler
 from tests.support.function_url import call, context, event
 from tests.support.logs import capture_logs
+from tests.support.pipelines import token_for
+from tests.support.quota import new_user
 
 router = Router(tags=("test",))
 SECRET_TEXT = "db password is hunter2-secret"
@@ -147,9 +149,7 @@ def test_app_error_headers_reach_the_response() -> None:
 
 
 def test_validation_error_envelope() -> None:
-    from app.identity.tokens import issue
-
-    token, _ = issue("access", user_id="u1", role="user", sid="s1")
+    token = token_for(new_user())
     reply = call(handler, "POST", "/things", body={"size": "big"}, token=token)
     body = assert_envelope(reply, 422, "VALIDATION_ERROR")
     assert body["details"] == [{"loc": ["body", "size"], "msg": body["details"][0]["msg"]}]
@@ -180,11 +180,12 @@ def test_user_route_without_a_token_is_401_auth_required() -> None:
 
 
 def test_admin_route_with_a_user_token_is_403() -> None:
-    from app.identity.tokens import issue
-
-    token, _ = issue("access", user_id="u1", role="user", sid="s1")
+    token = token_for(new_user())
     assert_envelope(call(handler, "GET", "/admin/things", token=token), 403, "FORBIDDEN")
-    admin, _ = issue("access", user_id="u2", role="admin", sid="s2")
+    # The role is the user's, not the token's: a token claiming admin for a user is a user's.
+    claiming = token_for(new_user(), role="admin")
+    assert_envelope(call(handler, "GET", "/admin/things", token=claiming), 403, "FORBIDDEN")
+    admin = token_for(new_user(role="admin"))
     assert call(handler, "GET", "/admin/things", token=admin).status == 200
 
 

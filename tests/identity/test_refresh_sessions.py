@@ -86,8 +86,10 @@ def test_logout_ends_only_this_session(flows: Flows) -> None:
     assert reply.status == 204 and reply.body == ""
     assert flows.refresh(a["refresh_token"]).json()["code"] == "AUTH_REFRESH_INVALID"
     assert flows.refresh(b["refresh_token"]).status == 200
-    # Access tokens are stateless: still good until they expire.
-    assert flows.me(a["access_token"]).status == 200
+    # The ended session's access token is refused at once; the other device carries on.
+    reply = flows.me(a["access_token"])
+    assert (reply.status, reply.json()["code"]) == (401, "AUTH_SESSION_ENDED")
+    assert flows.me(b["access_token"]).status == 200
 
 
 def test_logout_all_ends_every_session(flows: Flows) -> None:

@@ -18,6 +18,8 @@ from app.http import Auth, http_handler
 from app.http.routing import Route
 from app.identity import tokens
 from tests.support.function_url import call
+from tests.support.pipelines import token_for
+from tests.support.quota import new_user
 
 PROTECTED = [r for r in all_routes() if r.auth in (Auth.USER, Auth.ADMIN)]
 ADMIN = [r for r in PROTECTED if r.auth is Auth.ADMIN]
@@ -122,14 +124,19 @@ def test_forged_and_expired_tokens_are_401(route: Route, forgery: str) -> None:
 
 @pytest.mark.parametrize("route", ADMIN, ids=_id)
 def test_admin_routes_refuse_a_user_token(route: Route) -> None:
-    token, _ = tokens.issue("access", user_id="u-route-walk", role="user", sid="s1")
-    reply = _call(route, token=token)
-    assert (reply.status, reply.json()["code"]) == (403, "FORBIDDEN")
+    # Even one that claims the admin role: the role is the user's, read at each request.
+    for claimed in ("user", "admin"):
+        reply = _call(route, token=token_for(new_user(), role=claimed))
+        assert (reply.status, reply.json()["code"]) == (403, "FORBIDDEN"), claimed
 
 
 def test_the_tokens_of_the_walk_are_otherwise_accepted(clean_redis: Any) -> None:
-    """The control: the same claims, honestly signed, get past authentication."""
+    """The control: the same claims, honestly signed for a user's live session, get past
+    authentication."""
     from app.api.users import get_me
 
-    reply = call(http_handler(get_me), "GET", "/users/me", token=_signed(_claims()))
-    assert (reply.status, reply.json()["code"]) == (404, "NOT_FOUND")  # no such user, but in
+    user_id = new_user()
+    live = tokens.decode(token_for(user_id), "access")
+    claims = _claims(sub=user_id, sid=live["sid"])
+    reply = call(http_handler(get_me), "GET", "/users/me", token=_signed(claims))
+    assert reply.status == 200 and reply.json()["id"] == user_id

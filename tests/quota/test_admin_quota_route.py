@@ -9,15 +9,15 @@ from sqlalchemy import select
 
 from app.db.tables import quota_ledger
 from app.db.transaction import transaction
-from app.identity.tokens import issue
 from app.ids import new_id
 from tests.support.function_url import Reply, call
 from tests.support.functions import handler
+from tests.support.pipelines import token_for
 from tests.support.quota import counters, new_user
 
 
 def token(role: str = "admin") -> str:
-    return issue("access", user_id=new_id(), role=role, sid="s")[0]
+    return token_for(new_user(role=role))
 
 
 def adjust(user_id: str, body: Any, *, role: str = "admin", **kwargs: Any) -> Reply:

@@ -349,7 +349,14 @@ def test_the_sweeper_runs_as_a_timer_function_and_as_an_admin_job() -> None:
     report = handler("saga-sweeper")(
         {"Type": "Timer", "TriggerName": "saga-sweeper", "Time": "2026-11-29T00:00:00Z"}, {}
     )
-    assert set(report) == {"expired", "republished", "settled", "keys_purged", "released"}
+    assert set(report) == {
+        "expired",
+        "republished",
+        "settled",
+        "keys_purged",
+        "ended_sessions_purged",
+        "released",
+    }
 
     admin = token_for(new_user(role="admin"), role="admin")
     run = handler("admin-jobs-run")

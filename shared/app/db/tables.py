@@ -48,6 +48,17 @@ users = Table(
     Column("quota_reserved", Integer, nullable=False, server_default=text("0")),
 )
 
+# Sessions ended (logout, logout-all, refresh reuse, disabling) while their access tokens
+# may still be presented: the database's answer when Redis, which holds the live sessions,
+# cannot answer (app.identity.sessions).
+ended_sessions = Table(
+    "ended_sessions",
+    metadata,
+    Column("sid", String(32), primary_key=True),
+    Column("user_id", String(32), nullable=False),
+    Column("ended_at", UtcDateTime(), nullable=False, index=True),
+)
+
 invite_codes = Table(
     "invite_codes",
     metadata,

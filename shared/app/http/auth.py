@@ -34,9 +34,9 @@ def authenticate(request: Request[Any, Any], level: Auth) -> Principal | None:
     if level is Auth.METRICS:
         _metrics_token(request)
         return None
-    from app.identity.tokens import principal_from_access  # cold start: public routes skip JWT
+    from app.identity.access import authorize  # cold start: public routes skip JWT
 
-    principal = principal_from_access(bearer_token(request))
+    principal = authorize(bearer_token(request))
     if level is Auth.ADMIN and not principal.is_admin:
         raise AppError(ErrorCode.FORBIDDEN)
     return principal

@@ -100,7 +100,9 @@ def _returning(
             current = users.get(conn, str(row["id"]), for_update=True)
             assert current is not None
             updated = current
-        if updated != row:
+        if updated["role"] != row["role"]:
+            profiles.hold(conn, str(row["id"]))
+        elif updated != row:
             conn.after_commit(profiles.forgetter(str(row["id"])), user_id=row["id"])
     return updated
 

@@ -58,7 +58,7 @@ for _, sid in ipairs(sids) do
   redis.call('DEL', ARGV[1] .. sid)
 end
 redis.call('DEL', KEYS[1])
-return #sids
+return sids
 """
 
 # KEYS: new session key, the user's session set. ARGV: jti, ttl, sid, key prefix.
@@ -159,6 +159,9 @@ def rotate(claims: dict[str, Any], *, role: str, phone: str | None) -> Pair:
         earlier = json.loads(outcome[1])
         return Pair(earlier["access_token"], earlier["refresh_token"])
     if verdict == "reused":
+        from app.identity import ended  # cold start: only a reuse loads the database layer
+
+        ended.record(user_id, [sid])
         raise AppError(
             ErrorCode.AUTH_REFRESH_REUSED,
             "This refresh token was already used; the session has been ended.",
@@ -170,15 +173,27 @@ def is_live(user_id: str, sid: str) -> bool:
     return bool(get_redis().exists(session_key(user_id, sid)))
 
 
+# Ending a session: Redis first, then the database. Redis is what requests are authorized
+# by while it answers, so a failure there refuses the change (503) with nothing ended; the
+# database's copy (app.identity.ended) is what answers while Redis cannot.
+
+
 def end(user_id: str, sid: str) -> None:
+    from app.identity import ended  # cold start: only an ending loads the database layer
+
     redis = get_redis()
     redis.delete(session_key(user_id, sid))
     redis.srem(set_key(user_id), sid)
+    ended.record(user_id, [sid])
 
 
 def end_all(user_id: str) -> int:
     """End every session of the user; returns how many there were."""
-    return int(get_redis().eval(_END_ALL, 1, set_key(user_id), _prefix(user_id)))
+    from app.identity import ended  # cold start: only an ending loads the database layer
+
+    sids = [str(sid) for sid in get_redis().eval(_END_ALL, 1, set_key(user_id), _prefix(user_id))]
+    ended.record(user_id, sids)
+    return len(sids)
 
 
 def active(user_id: str) -> set[str]:

@@ -1,8 +1,9 @@
 """JWT access and refresh tokens: HS256 pinned, never the algorithm a token names.
 
 Claims: sub (user id), phone, role, sid (session), jti, typ (access|refresh), iss, aud,
-iat, exp. Access tokens are checked statelessly; refresh tokens are also checked against
-the session store (app.identity.sessions).
+iat, exp. The role and phone are for the client's display: a request is authorized by the
+session's liveness and the user's current role and state (app.identity.access), and a
+refresh token is also checked against the session store (app.identity.sessions).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import jwt
 
 from app.config import get_settings
 from app.errors import AppError, ErrorCode
-from app.identity.principal import Principal
 
 ALGORITHM = "HS256"
 TokenType = Literal["access", "refresh"]
@@ -79,13 +79,3 @@ def decode(token: str, typ: TokenType) -> dict[str, Any]:
     if claims.get("typ") != typ:
         raise AppError(ErrorCode.AUTH_TOKEN_INVALID)
     return claims
-
-
-def principal_from_access(token: str) -> Principal:
-    claims = decode(token, "access")
-    return Principal(
-        user_id=str(claims["sub"]),
-        role=str(claims.get("role") or "user"),
-        sid=str(claims["sid"]),
-        phone=claims.get("phone"),
-    )

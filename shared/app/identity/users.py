@@ -171,9 +171,14 @@ def fill_empty(conn: Transaction, user_id: str, **fields: str | None) -> bool:
 # ---------------------------------------------------------------- changes
 
 
+# What requests are authorized by: a change of these holds the cached profile across its
+# commit (profiles.hold), so no stale entry can hide it.
+ACCESS_FIELDS = frozenset({"role", "disabled"})
+
+
 def _change(user_id: str, values: dict[str, Any], *, lock: bool = False) -> None:
     """Write `values` (none: only check the user exists); the cached profile is dropped
-    after the commit."""
+    after the commit, and held across it for a change of role or state."""
     with transaction() as tx:
         if get(tx, user_id, for_update=lock) is None:
             raise AppError(ErrorCode.NOT_FOUND, "User not found.")
@@ -181,7 +186,10 @@ def _change(user_id: str, values: dict[str, Any], *, lock: bool = False) -> None
             tx.execute(
                 update(users).where(users.c.id == user_id).values(**values, updated_at=utcnow())
             )
-            tx.after_commit(profiles.forgetter(user_id), user_id=user_id)
+            if ACCESS_FIELDS & values.keys():
+                profiles.hold(tx, user_id)
+            else:
+                tx.after_commit(profiles.forgetter(user_id), user_id=user_id)
 
 
 PROFILE_FIELDS = frozenset({"nickname", "avatar", "gender"})
@@ -203,9 +211,9 @@ def admin_change(user_id: str, *, role: str | None = None, disabled: bool | None
         values["role"] = role
     if disabled is not None:
         values["disabled"] = disabled
-    # The cached profile is dropped with the commit, before the sessions are ended: a failure
-    # to end them must not leave the old role or flag cached for an hour. Ending them is not
-    # an after-commit effect because its failure must reach the admin.
+    # The change shows at the user's next request whatever happens next (the profile is held
+    # across the commit). Ending the sessions is not an after-commit effect because its
+    # failure must reach the admin; a disabled account is refused meanwhile all the same.
     _change(user_id, values, lock=True)
     if disabled:
         sessions.end_all(user_id)

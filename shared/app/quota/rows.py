@@ -14,6 +14,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.sql.dml import Insert
 
 from app.db.prepared import Prepared
+from app.db.statements import ignoring_duplicates
 from app.db.tables import quota_ledger, quota_transactions, users
 from app.db.transaction import Transaction
 from app.db.types import UtcDateTime
@@ -76,12 +77,7 @@ SETTLE = Prepared(
 )
 _APPEND = Prepared(_insert_into(quota_ledger))
 # INSERT IGNORE: a duplicate task_id (a repeat or a tombstone) is skipped, not an error.
-_SAGA_INSERT_IGNORE = Prepared(
-    _insert_into(quota_transactions)
-    .prefix_with("IGNORE", dialect="mysql")
-    .prefix_with("IGNORE", dialect="mariadb")
-    .prefix_with("OR IGNORE", dialect="sqlite")
-)
+_SAGA_INSERT_IGNORE = Prepared(ignoring_duplicates(_insert_into(quota_transactions)))
 
 
 @dataclass(frozen=True)

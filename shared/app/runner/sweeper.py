@@ -9,14 +9,15 @@ lost message or a dead worker left behind and finishes it.
 3. Reservations still `reserved` whose task has ended are settled as the task ended
    (succeeded -> confirm, otherwise cancel); a reservation whose task was never written
    is cancelled once it is older than TASK_MAX_RUNTIME_S.
-4. Idempotency keys past their 24 h are removed.
+4. Idempotency keys past their 24 h are removed, and ended sessions whose access tokens
+   have all expired (`app.identity.ended`).
 5. Delayed queue messages that fell due are sent (app.queue.release_due), in case no queue
    function ran to send them.
 
 The counts go in the job's log line (the timer wrapper writes it) and in job_items_total.
 
 Owns: the sweep and what it decides on its own (expiry, left-over reservations, expired
-keys). Never moves a step row: a stalled task is resumed by publishing its work again
+keys and sessions). Never moves a step row: a stalled task is resumed by publishing its work again
 (`app.runner.recovery`), for the worker's conditional transitions to decide.
 """
 
@@ -33,6 +34,7 @@ from app.clock import utcnow
 from app.config import get_settings
 from app.db.tables import quota_transactions, task_steps, tasks
 from app.db.transaction import transaction
+from app.identity import ended
 from app.observability import logging as applog
 from app.observability.metrics import JOB_ITEMS
 from app.quota import service as quota
@@ -120,6 +122,7 @@ def sweep() -> dict[str, int]:
         "republished": _republish_stalled(),
         "settled": _settle_left_reserved(),
         "keys_purged": idempotency.purge_expired(),
+        "ended_sessions_purged": ended.purge(),
         # Delayed messages of a backend without native delays, when no worker ran lately.
         "released": queue.release_due(),
     }
