@@ -143,6 +143,8 @@ class Settings(BaseModel):
     sms_cooldown_s: int = Field(60, ge=1)
     sms_per_phone_per_day: int = Field(10, ge=1)
     sms_per_ip_per_hour: int = Field(30, ge=1)
+    # Codes sent per clock hour across all phones: the cap on what SMS pumping can cost.
+    sms_global_per_hour: int = Field(1000, ge=1)
     sms_code_ttl_s: int = Field(300, ge=60)
 
     login_max_failures: int = Field(5, ge=1)
@@ -154,7 +156,8 @@ class Settings(BaseModel):
     invite_pool_target: int = Field(500, ge=0)
     wechat_appid: str = ""
     wechat_secret: SecretStr = SecretStr("")
-    wechat_api_base: str = ""  # empty: the local sandbox
+    wechat_api_base: str = ""  # empty: the local sandbox (APP_ENV=local only)
+    wechat_login_per_ip_per_hour: int = Field(60, ge=1)
 
     # See ENV_NAMES.
     tencentcloud_secret_id: str = ""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from datetime import datetime, timedelta, timezone
+
 from app.identity import sms
 from app.redis_client import get_redis
 from tests.fakes.tencentcloud import FakeTencentCloud
@@ -44,6 +47,31 @@ def test_cooldown_per_phone(flows: Flows) -> None:
     assert (again.status, again.json()["code"]) == (429, "SMS_RATE_LIMITED")
     assert 55 <= int(again.header("Retry-After")) <= 60
     assert flows.sms(new_phone()).status == 200
+
+
+def test_retry_after_is_rounded_up_so_waiting_that_long_is_enough(flows: Flows) -> None:
+    phone = new_phone()
+    assert flows.sms(phone).status == 200
+    time.sleep(0.6)  # about 59.4 s of the cooldown are left: 60 to wait, never 59
+    again = flows.sms(phone)
+    assert int(again.header("Retry-After")) == 60
+
+
+def test_the_hourly_budget_across_all_phones_and_networks(flows: Flows) -> None:
+    now = datetime.now(timezone(timedelta(hours=8)))
+    get_redis().delete(sms.budget_key(now))
+    with settings_env(SMS_GLOBAL_PER_HOUR="3"):
+        for _ in range(3):
+            assert flows.sms(new_phone(), ip=new_ip()).status == 200
+        phone, ip = new_phone(), new_ip()
+        refused = flows.sms(phone, ip=ip)
+        assert (refused.status, refused.json()["code"]) == (429, "SMS_RATE_LIMITED")
+        assert "being sent" in refused.json()["message"]
+        rest_of_hour = 3600 - (now.minute * 60 + now.second)
+        assert 1 <= int(refused.header("Retry-After")) <= rest_of_hour
+        # Nothing of the refused request was kept: its phone and IP are untouched.
+        assert get_redis().exists(sms.cooldown_key(phone)) == 0
+    assert flows.sms(phone, ip=ip).status == 200
 
 
 def test_daily_limit_per_phone(flows: Flows) -> None:

@@ -11,7 +11,8 @@ from sqlalchemy import func, select, text
 from app.db.engine import get_engine
 from app.db.tables import users
 from app.db.transaction import transaction
-from tests.identity.conftest import Flows
+from tests.identity.conftest import Flows, new_ip
+from tests.support.function_url import Reply
 from tests.support.net import closed_port
 from tests.support.settings import settings_env
 
@@ -254,3 +255,22 @@ def test_without_wechat_settings_only_a_laptop_gets_the_sandbox(flows: Flows) ->
     assert (reply.status, reply.json()["code"]) == (502, "WECHAT_UNAVAILABLE")
     assert len(flows.wechat.requests) == calls
     assert sandboxed() == before
+
+
+def test_wechat_sign_ins_are_limited_per_ip(flows: Flows) -> None:
+    def sign_in(ip: str) -> Reply:
+        code = _code()
+        flows.wechat.code(code, openid=_openid())
+        return flows.call(
+            "auth-wechat-login", "POST", "/auth/wechat-login", body={"code": code}, source_ip=ip
+        )
+
+    with settings_env(WECHAT_LOGIN_PER_IP_PER_HOUR="2"):
+        ip = new_ip()
+        calls = len(flows.wechat.requests)
+        assert [sign_in(ip).status for _ in range(2)] == [200, 200]
+        refused = sign_in(ip)
+        assert (refused.status, refused.json()["code"]) == (429, "RATE_LIMITED")
+        assert int(refused.header("Retry-After")) > 0
+        assert len(flows.wechat.requests) == calls + 2  # the refused one never reached WeChat
+        assert sign_in(new_ip()).status == 200

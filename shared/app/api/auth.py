@@ -65,7 +65,6 @@ def register(req: Request[RegisterIn, None]) -> TokenPair:
         body.phone,
         body.password,
         body.code,
-        ip=req.source_ip,
         referrer_id=body.referrer_id,
         invite_code=body.invite_code,
         nickname=body.nickname,
@@ -98,7 +97,11 @@ def login(req: Request[LoginIn, None]) -> TokenPair:
 def wechat_login(req: Request[WechatLoginIn, None]) -> TokenPair:
     body = req.body
     signed = service.wechat_login(
-        body.code, nickname=body.nickname, avatar=body.avatar, invite_code=body.invite_code
+        body.code,
+        ip=req.source_ip,
+        nickname=body.nickname,
+        avatar=body.avatar,
+        invite_code=body.invite_code,
     )
     return _signed_in(req, signed)
 

@@ -7,16 +7,21 @@ one script: parallel callers can never count past the limit, and a refused call 
 nothing. A counter's window starts at its first count (its TTL). `give_back` returns one
 count, never below zero, and never recreates a counter that expired meanwhile (DECR would,
 without a TTL).
+
+A refusal's wait is the window's rest rounded up to the second (`wait_s`): a client that
+waits as long as Retry-After says is not refused again by the same window.
 """
 
 from __future__ import annotations
 
+import math
+
 from app.redis_client import get_redis
 
-# KEYS: counter. ARGV: limit, window s. Counts and says 0, or refuses with the TTL.
+# KEYS: counter. ARGV: limit, window s. Counts and says 0, or refuses with the PTTL (ms).
 _TAKE = """
 if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then
-  return math.max(redis.call('TTL', KEYS[1]), 1)
+  return math.max(redis.call('PTTL', KEYS[1]), 1)
 end
 if redis.call('INCR', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2])) end
 return 0
@@ -31,10 +36,16 @@ return 1
 """
 
 
+def wait_s(pttl_ms: int) -> int:
+    """Whole seconds until a window with `pttl_ms` left ends, rounded up: at least 1."""
+    return max(math.ceil(pttl_ms / 1000), 1)
+
+
 def take(key: str, limit: int, window_s: int) -> int:
     """Count one against `limit`: 0 when counted; when the counter is already at its limit,
-    the seconds until its window ends (at least 1), and nothing counted."""
-    return int(get_redis().eval(_TAKE, 1, key, limit, window_s))
+    the seconds until its window ends (rounded up, at least 1), and nothing counted."""
+    refused_ms = int(get_redis().eval(_TAKE, 1, key, limit, window_s))
+    return wait_s(refused_ms) if refused_ms else 0
 
 
 def give_back(key: str) -> None:

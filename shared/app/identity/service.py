@@ -125,7 +125,6 @@ def register(
     password: str,
     code: str,
     *,
-    ip: str,
     referrer_id: str | None = None,
     invite_code: str | None = None,
     nickname: str | None = None,
@@ -138,12 +137,16 @@ def register(
             registering_phone=phone,
         )
 
-    throttle.take_lookup(ip)  # the 409 below tells whether the phone is registered
     with transaction() as conn:
         referrer(conn)
+    # The code before the phone: without this phone's register code, registered and
+    # unregistered phones get the same answer here (400 SMS_CODE_INVALID), so registration
+    # cannot be probed through this route. A register code is only sent to a phone that was
+    # not registered then, so a 409 below is a race its owner lost.
+    sms.consume(phone, "register", code)
+    with transaction() as conn:
         if users.find_by_phone(conn, phone) is not None:
             raise AppError(ErrorCode.PHONE_ALREADY_REGISTERED, "This phone is already registered.")
-    sms.consume(phone, "register", code)
     password_hash = passwords.hash_password(password)
     try:
         with transaction() as conn:
@@ -218,10 +221,12 @@ def login_code(phone: str, code: str) -> SignIn:
 def wechat_login(
     code: str,
     *,
+    ip: str,
     nickname: str | None = None,
     avatar: str | None = None,
     invite_code: str | None = None,
 ) -> SignIn:
+    throttle.take_wechat_login(ip)
     identity = wechat.code_to_identity(code)
     # nickname/avatar only fill empty fields of an existing user.
     with transaction() as conn:

@@ -5,15 +5,18 @@ secret, bound to phone and purpose) for SMS_CODE_TTL_S, at `sms:code:<purpose>:<
 It is single use and burnt after MAX_WRONG_TRIES wrong guesses. The code itself goes to the
 delivery adapter and nowhere else: never into a log line, a response or an exception message.
 
-Before a code is sent, three limits are checked and counted: a cooldown per phone, a daily
-count per phone (China day) and an hourly count per source IP. A phone and an IP are
-different entities whose keys cannot honestly share a Redis Cluster slot, so this is two
+Before a code is sent, four limits are checked and counted: a cooldown per phone, a daily
+count per phone (China day), an hourly count per source IP, and an hourly budget across
+every phone and IP (SMS_GLOBAL_PER_HOUR: what an attacker spreading requests over many
+numbers and addresses could otherwise spend on SMS). A phone, an IP and the budget are
+different entities whose keys cannot honestly share a Redis Cluster slot, so this is three
 steps: first the phone's cooldown and day count, checked and taken in one script (both keys
 carry the phone as hash tag: `sms:cooldown:{<phone>}`, `sms:day:{<phone>}:<day>`), then
-the IP's count (`app.identity.counters`). When the IP refuses, the phone's take is given
-back. What holds, as when one script took all three: no limit is ever passed, by any number
+the IP's count and then the budget's (`app.identity.counters`; hourly counters are named
+for their clock hour and end with it). A later step's refusal gives back what the earlier
+steps took. What holds, as when one script took all three: no limit is ever passed, by any number
 of parallel requests (each counter is checked and counted in one step), and the refusal
-names the first limit reached in the order cooldown, day, IP. What changed: between the two
+names the first limit reached in the order cooldown, day, IP, budget. What changed: between the two
 steps a request that the IP will refuse holds the phone's cooldown for a moment, and a
 request for that phone meanwhile is told to wait; if the instance dies between the steps,
 the phone keeps that cooldown and count, so the limits err on the strict side. Before the
@@ -47,11 +50,11 @@ _CHINA = timezone(timedelta(hours=8))
 # ttl, a token that marks this take's cooldown.
 _TAKE_PHONE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  return {'cooldown', redis.call('TTL', KEYS[1])}
+  return {'cooldown', redis.call('PTTL', KEYS[1])}
 end
 local day = tonumber(redis.call('GET', KEYS[2]) or '0')
 if day >= tonumber(ARGV[2]) then
-  return {'day', redis.call('TTL', KEYS[2])}
+  return {'day', redis.call('PTTL', KEYS[2])}
 end
 redis.call('SET', KEYS[1], ARGV[4], 'EX', tonumber(ARGV[1]))
 if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3])) end
@@ -90,6 +93,7 @@ _LIMIT_MESSAGES = {
     "cooldown": "Wait before asking for another code.",
     "day": "Too many codes for this phone today.",
     "ip": "Too many codes requested from this network; try again later.",
+    "global": "Too many codes are being sent; try again later.",
 }
 
 
@@ -119,8 +123,9 @@ def _take_quota(phone: str, ip: str) -> None:
     settings = get_settings()
     now = datetime.now(_CHINA)
     phone_keys = (cooldown_key(phone), f"sms:day:{tag(phone)}:{now:%Y%m%d}")
+    ip_key = f"sms:ip:{ip or 'unknown'}:{now:%Y%m%d%H}"
     token = secrets.token_hex(8)
-    verdict, ttl = get_redis().eval(
+    verdict, pttl_ms = get_redis().eval(
         _TAKE_PHONE,
         2,
         *phone_keys,
@@ -129,19 +134,39 @@ def _take_quota(phone: str, ip: str) -> None:
         2 * 86400,
         token,
     )
+    wait = counters.wait_s(int(pttl_ms))
     if verdict == "ok":
-        ttl = counters.take(
-            f"sms:ip:{ip or 'unknown'}:{now:%Y%m%d%H}", settings.sms_per_ip_per_hour, 3600
-        )
-        if ttl:
+        wait = counters.take(ip_key, settings.sms_per_ip_per_hour, _rest_of_hour(now))
+        if wait:
             verdict = "ip"
+        else:
+            # Every phone and IP within its limits can still pump messages by the thousand
+            # across numbers: the account's budget is the last word.
+            wait = counters.take(budget_key(now), settings.sms_global_per_hour, _rest_of_hour(now))
+            if wait:
+                verdict = "global"
+                counters.give_back(ip_key)
+        if wait:
             get_redis().eval(_GIVE_BACK_PHONE, 2, *phone_keys, token)
     if verdict != "ok":
+        if verdict == "global":
+            applog.log_fields(log, logging.WARNING, "sms global budget reached")
         raise AppError(
             ErrorCode.SMS_RATE_LIMITED,
             _LIMIT_MESSAGES[verdict],
-            headers={"Retry-After": str(max(int(ttl), 1))},
+            headers={"Retry-After": str(wait)},
         )
+
+
+def budget_key(now: datetime) -> str:
+    """The hourly budget's counter: named for its clock hour (China time)."""
+    return f"sms:global:{now:%Y%m%d%H}"
+
+
+def _rest_of_hour(now: datetime) -> int:
+    """Seconds to the end of the clock hour an hourly counter is named for: its window, so
+    that a refusal's Retry-After is when the next hour's counter takes over."""
+    return 3600 - (now.minute * 60 + now.second)
 
 
 def send(phone: str, purpose: Purpose, ip: str) -> tuple[int, int]:

@@ -17,9 +17,13 @@ full. What changed: between the two steps an attempt that the IP will refuse hol
 the phone's attempts for a moment (a parallel attempt on that phone may be refused
 meanwhile), and if the instance dies between them the phone keeps it: strict, never lax.
 
-Also the per-IP count of registered-phone lookups (a register code asked for, a
-registration tried): whether a phone is registered is answered at most SMS_PER_IP_PER_HOUR
-times an hour per IP, so the answer cannot be harvested for a list of numbers.
+Also the per-IP count of WeChat sign-ins (WECHAT_LOGIN_PER_IP_PER_HOUR): each is a call to
+WeChat, and a new code can be a new account.
+
+Also the per-IP count of registered-phone lookups (a register code asked for, which the
+contract answers with 409 for a registered phone): that answer is given at most
+SMS_PER_IP_PER_HOUR times an hour per IP, so it cannot be harvested for a list of numbers.
+Registration itself says nothing about a phone to a caller without its code.
 """
 
 from __future__ import annotations
@@ -83,5 +87,21 @@ def take_lookup(ip: str) -> None:
         raise AppError(
             ErrorCode.SMS_RATE_LIMITED,
             "Too many requests from this network; try again later.",
+            headers={"Retry-After": str(wait)},
+        )
+
+
+def _wechat_key(ip: str) -> str:
+    return f"wechat:login:ip:{ip or 'unknown'}"
+
+
+def take_wechat_login(ip: str) -> None:
+    """Count one WeChat sign-in for the IP, or raise RATE_LIMITED."""
+    limit = get_settings().wechat_login_per_ip_per_hour
+    wait = counters.take(_wechat_key(ip), limit, _IP_WINDOW_S)
+    if wait:
+        raise AppError(
+            ErrorCode.RATE_LIMITED,
+            "Too many WeChat sign-ins from this network; try again later.",
             headers={"Retry-After": str(wait)},
         )
