@@ -48,13 +48,16 @@ def depth(value: Any) -> int:
 
 
 def encode(value: Any) -> bytes:
-    """Compact UTF-8 JSON; a NaN or an infinity is `Refused`."""
+    """Compact UTF-8 JSON; a NaN, an infinity or text that is not Unicode (a lone
+    surrogate, which JSON's `\\ud800` escapes can carry) is `Refused`."""
     try:
-        return json.dumps(
-            value, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-        ).encode()
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError as error:
         raise Refused("NaN and Infinity are not allowed") from error
+    try:
+        return text.encode()
+    except UnicodeEncodeError as error:
+        raise Refused("text that is not valid Unicode (a lone surrogate)") from error
 
 
 def check(value: Any, *, max_bytes: int, max_depth: int = MAX_DEPTH) -> None:

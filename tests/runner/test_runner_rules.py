@@ -192,8 +192,9 @@ def test_an_unreachable_upstream_is_retried_then_fails(worker: Worker) -> None:
         (b'{"score": NaN}', "NaN is not a number JSON can carry"),
         (b'{"score": -Infinity}', "-Infinity is not a number JSON can carry"),
         (b"[" * 20 + b"]" * 20, "nested 20 deep, at most 16 allowed"),
+        (b'{"text": "\\ud800"}', "text that is not valid Unicode (a lone surrogate)"),
     ],
-    ids=["html", "nan", "infinity", "too-deep"],
+    ids=["html", "nan", "infinity", "too-deep", "lone-surrogate"],
 )
 def test_an_answer_that_cannot_be_stored_is_a_failed_attempt_retried_like_a_5xx(
     worker: Worker, upstream: FakeUpstream, raw: bytes, why: str

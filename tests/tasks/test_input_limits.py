@@ -54,6 +54,17 @@ def test_input_the_database_cannot_store_is_422_and_nothing_is_charged(text: str
     assert user.list().json()["items"] == []
 
 
+def test_text_that_is_not_unicode_is_422_and_nothing_is_charged() -> None:
+    # JSON's escapes can carry a lone surrogate, which no UTF-8 column can store: the body
+    # is refused as it is read.
+    pipeline = new_pipeline(SIM, cost=1)
+    user = Customer(quota=1)
+    reply = post_raw(user, '{"pipeline_id": "' + pipeline + '", "input": {"t": "\\ud800"}}')
+    assert (reply.status, reply.json()["code"]) == (422, "VALIDATION_ERROR"), reply.body
+    assert user.quota() == (1, 0)
+    assert user.list().json()["items"] == []
+
+
 def test_the_deepest_and_largest_input_allowed_runs_to_the_end(worker: Worker) -> None:
     pipeline = new_pipeline(SIM, cost=1)
     user = Customer(quota=2)

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from app import idempotency
+from app import idempotency, json_values
 from app.clock import utcnow
 from app.db import pages
 from app.db.conflicts import is_lock_conflict
@@ -36,6 +36,11 @@ from app.tasks.views import load_view, load_views, task_view
 
 log = applog.get_logger("app.tasks.service")
 IDEMPOTENCY_SCOPE = "tasks"
+# A synchronous SCF answer stops at 6 MB. A page of `GET /tasks` ends early once its items
+# pass this many bytes of JSON (its next_cursor goes on from there), so the answer stays
+# under the limit whatever the tasks hold; one item is at most 64 KiB of input and 1 MiB of
+# output, so a page always holds at least four.
+PAGE_MAX_BYTES = 5 * 1024 * 1024
 _CREATE_ATTEMPTS = 5
 
 
@@ -186,14 +191,19 @@ def get(user_id: str, task_id: str) -> dict[str, Any]:
 def list_for(
     user_id: str, status: str | None, limit: int, cursor: str | None
 ) -> pages.Page[dict[str, Any]]:
-    """The user's tasks, newest first."""
+    """The user's tasks, newest first; a page ends early past PAGE_MAX_BYTES."""
     query = select(tasks).where(tasks.c.user_id == user_id)
     if status is not None:
         query = query.where(tasks.c.status == status)
     query = pages.newest_first(query, tasks.c.created_at, tasks.c.id, cursor=cursor, limit=limit)
     with transaction() as conn:
         rows, next_cursor = pages.split(list(conn.execute(query).mappings()), limit)
-        items = [task_view(row, None) for row in rows]
+    items = [task_view(row, None) for row in rows]
+    size = 0
+    for kept, item in enumerate(items):
+        size += len(json_values.encode(item)) + 1
+        if kept and size > PAGE_MAX_BYTES:
+            return pages.Page(items[:kept], pages.encode(rows[kept - 1]))
     return pages.Page(items, next_cursor)
 
 
