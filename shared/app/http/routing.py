@@ -135,3 +135,8 @@ def find_route(
         if candidate.method == method:
             return candidate, params, True
     return None, {}, path_known
+
+
+def allowed_methods(routes: list[Route], path: str) -> list[str]:
+    """The methods some route serves on this path (a 405's `Allow` header)."""
+    return sorted({route.method for route in routes if route.match(path) is not None})
