@@ -171,6 +171,12 @@ def test_known_path_with_wrong_method_is_405() -> None:
     assert "details" not in body
 
 
+def test_a_405_names_the_methods_the_path_has() -> None:
+    # RFC 9110 requires the header; /things is served by POST only, /things/{id} by GET.
+    assert call(handler, "GET", "/things").header("Allow") == "POST"
+    assert call(handler, "TRACE", "/things/t1").header("Allow") == "GET"
+
+
 def test_user_route_without_a_token_is_401_auth_required() -> None:
     assert_envelope(call(handler, "POST", "/things"), 401, "AUTH_REQUIRED")
     reply = call(handler, "POST", "/things", headers={"Authorization": "Basic abc"})

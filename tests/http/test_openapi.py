@@ -205,6 +205,73 @@ def test_query_models_with_one_name_each_describe_their_own_fields(
     assert status_values(second) == ["pending", "paid"]
 
 
+def test_a_body_is_required_only_where_its_model_has_required_fields(
+    document: dict[str, Any],
+) -> None:
+    # A body left out is read as `{}`: fine for a patch or an empty body, a 422 otherwise.
+    paths = document["paths"]
+    assert paths["/tasks"]["post"]["requestBody"]["required"] is True
+    assert paths["/auth/login"]["post"]["requestBody"]["required"] is True
+    for path, method in [
+        ("/users/me", "patch"),
+        ("/admin/users/{id}", "patch"),
+        ("/auth/logout", "post"),
+        ("/auth/logout-all", "post"),
+    ]:
+        assert paths[path][method]["requestBody"]["required"] is False, path
+
+
+def test_the_idempotency_key_header_is_described_where_it_is_honoured(
+    document: dict[str, Any],
+) -> None:
+    from app.api import admin_quota, tasks
+
+    def header(path: str, method: str) -> list[dict[str, Any]]:
+        params = document["paths"][path][method]["parameters"]
+        return [p for p in params if p["in"] == "header"]
+
+    for path, longest in [
+        ("/tasks", tasks.IDEMPOTENCY_KEY_MAX),
+        ("/admin/users/{id}/quota", admin_quota.KEY_MAX),
+    ]:
+        assert header(path, "post") == [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "minLength": 1, "maxLength": longest},
+            }
+        ]
+    assert header("/tasks", "get") == []
+
+
+def test_a_json_answer_without_a_model_is_described_as_an_object(
+    document: dict[str, Any],
+) -> None:
+    ok = document["paths"]["/openapi.json"]["get"]["responses"]["200"]
+    assert ok["content"] == {"application/json": {"schema": {"type": "object"}}}
+    docs_page = document["paths"]["/docs"]["get"]["responses"]["200"]
+    assert docs_page["content"] == {"text/html": {"schema": {"type": "string"}}}
+
+
+def test_phones_passwords_and_avatars_are_described_as_the_validators_accept_them(
+    document: dict[str, Any],
+) -> None:
+    from app.api.schemas.users import AVATAR_URL, PHONE_SPELLING
+
+    schemas = document["components"]["schemas"]
+    phone = schemas["RegisterIn"]["properties"]["phone"]
+    password = schemas["RegisterIn"]["properties"]["password"]
+    avatar = schemas["WechatLoginIn"]["properties"]["avatar"]["anyOf"][0]
+    assert phone["pattern"] == PHONE_SPELLING
+    assert (password["minLength"], password["maxLength"]) == (8, 72)
+    assert (avatar["pattern"], avatar["maxLength"]) == (AVATAR_URL, 512)
+    for spelling in ("13800138000", "+8613800138000"):
+        assert re.fullmatch(PHONE_SPELLING, spelling)
+    assert re.fullmatch(AVATAR_URL, "https://cdn.example/a.png")
+    assert not re.fullmatch(AVATAR_URL, "https://cdn.example/a b.png")
+
+
 def test_list_responses_use_the_page_envelope(widget_doc: dict[str, Any]) -> None:
     ok = widget_doc["paths"]["/widgets"]["get"]["responses"]["200"]
     ref = ok["content"]["application/json"]["schema"]["$ref"]

@@ -83,6 +83,7 @@ def test_unknown_paths_wrong_methods_and_shared_functions_answer_as_the_api_says
         body = reply.json()
         assert body["code"] == code
         assert body["request_id"] == reply.headers["X-Request-Id"]
+    assert requests.delete(cloud.url + "/tasks", timeout=10).headers["Allow"] == "GET, POST"
 
 
 def test_a_crashing_function_is_the_platforms_502_without_internals(cloud: Any) -> None:

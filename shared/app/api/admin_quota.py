@@ -26,6 +26,7 @@ KEY_MAX = 64 - len(REF_PREFIX)  # quota_ledger.ref is 64 characters
     body=QuotaAdjustIn,
     response=UserOut,
     errors=(401, 403, 404, 409, 422),
+    idempotency_key=KEY_MAX,
     summary="Add to or take from a user's quota balance (Idempotency-Key header optional)",
 )
 def adjust_quota(req: Request[QuotaAdjustIn, None]) -> UserOut:

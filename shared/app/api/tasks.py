@@ -10,6 +10,7 @@ from app.http.models import Page
 from app.tasks import service
 
 router = Router(tags=("tasks",))
+IDEMPOTENCY_KEY_MAX = 255  # idempotency_keys.key is 255 characters
 
 
 def _out(view: dict[str, Any]) -> TaskOut:
@@ -23,12 +24,12 @@ def _out(view: dict[str, Any]) -> TaskOut:
     response=TaskOut,
     status=201,
     errors=(402, 404, 409, 422),
+    idempotency_key=IDEMPOTENCY_KEY_MAX,
     summary="Start a pipeline run (Idempotency-Key header optional)",
 )
 def create_task(req: Request[TaskIn, None]) -> TaskOut:
-    created = service.create(
-        req.user.user_id, req.body.pipeline_id, req.body.input, req.idempotency_key()
-    )
+    key = req.idempotency_key(max_length=IDEMPOTENCY_KEY_MAX)
+    created = service.create(req.user.user_id, req.body.pipeline_id, req.body.input, key)
     req.extra_log.update(task_id=created.task["id"], replayed=created.replayed)
     return _out(created.task)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,6 +24,10 @@ from app.errors import AppError, ErrorCode
 R = TypeVar("R", bound=Mapping[Any, Any])
 T = TypeVar("T")
 _INVALID = [{"loc": ["query", "cursor"], "msg": "not a cursor this API gave out"}]
+# The ids this API gives out (app.ids: URL-safe) and its id columns hold (32 characters).
+# Anything else matches no row, and some of it cannot even be sent: JSON can spell a lone
+# surrogate (`\ud800`), which is not UTF-8.
+_ROW_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,7 @@ def decode(cursor: str) -> tuple[datetime, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, row_id = json.loads(raw)
         when = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
-        if when.tzinfo is None or not isinstance(row_id, str):
+        if when.tzinfo is None or not isinstance(row_id, str) or not _ROW_ID.fullmatch(row_id):
             raise ValueError("naive time or bad id")
         # Converting here, not at bind time, keeps an out-of-range time a client error.
         return when.astimezone(timezone.utc), row_id

@@ -32,6 +32,13 @@ def _model_of(value: Any) -> type[BaseModel] | None:
     return value if isinstance(value, type) and issubclass(value, BaseModel) else None
 
 
+def _component(ref: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    """The schema a `$ref` names. Looked up by the name the schema generator gave it: models
+    (and enums) sharing a class name across modules get qualified names, and refs with them."""
+    found: dict[str, Any] = schemas[ref["$ref"].rsplit("/", 1)[1]]
+    return found
+
+
 def build(routes: list[Route], *, title: str, version: str) -> dict[str, Any]:
     wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorBody, "serialization")]
     for route in routes:
@@ -84,19 +91,27 @@ def _operation(
         ],
     }
     if route.query is not None:
-        # Look the model up by the name the schema generator gave it: models (and enums)
-        # sharing a class name across modules get qualified names, and their refs with them.
-        query_ref = refs[(route.query, "validation")]["$ref"]
-        query_schema = schemas[query_ref.rsplit("/", 1)[1]]
+        query_schema = _component(refs[(route.query, "validation")], schemas)
         required = set(query_schema.get("required", []))
         for name, prop in query_schema.get("properties", {}).items():
             op["parameters"].append(
                 {"name": name, "in": "query", "required": name in required, "schema": prop}
             )
+    if route.idempotency_key is not None:
+        op["parameters"].append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "minLength": 1, "maxLength": route.idempotency_key},
+            }
+        )
     if route.body is not None:
+        body_ref = refs[(route.body, "validation")]
         op["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": refs[(route.body, "validation")]}},
+            # A body left out is read as `{}`: only a model with required fields needs one.
+            "required": bool(_component(body_ref, schemas).get("required")),
+            "content": {"application/json": {"schema": body_ref}},
         }
     if route.auth in (Auth.USER, Auth.ADMIN):
         op["security"] = [{"bearer": []}]
@@ -110,7 +125,9 @@ def _operation(
             "application/json": {"schema": refs[(response_model, "serialization")]}
         }
     elif route.content_type:
-        success["content"] = {route.content_type.split(";")[0]: {"schema": {"type": "string"}}}
+        media_type = route.content_type.split(";")[0]
+        raw = {"type": "object"} if media_type == "application/json" else {"type": "string"}
+        success["content"] = {media_type: {"schema": raw}}
     responses: dict[str, Any] = {str(route.status): success}
 
     codes = set(route.errors)

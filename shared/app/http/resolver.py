@@ -25,7 +25,7 @@ from app.http.auth import authenticate
 from app.http.event import answer, parse_event, request_id_of
 from app.http.request import Request
 from app.http.response import JSON_CONTENT_TYPE, Response, dump_json
-from app.http.routing import Route, find_route
+from app.http.routing import Route, allowed_methods, find_route
 from app.observability import logging as applog
 from app.observability.instruments import Tally
 from app.observability.metrics import HTTP_DURATION, HTTP_REQUESTS
@@ -123,7 +123,9 @@ class HttpApp:
         route, params, path_known = find_route(self.routes, request.method, request.path)
         if route is None:
             if path_known:
-                raise AppError(ErrorCode.METHOD_NOT_ALLOWED)
+                # RFC 9110: a 405 names the methods the resource does support.
+                allow = ", ".join(allowed_methods(self.routes, request.path))
+                raise AppError(ErrorCode.METHOD_NOT_ALLOWED, headers={"Allow": allow})
             raise AppError(ErrorCode.NOT_FOUND)
         request.path_params = params
         request.route_path = route.path

@@ -43,6 +43,9 @@ class Route:
     # Extra responses for the OpenAPI document: status -> description.
     errors: tuple[int, ...] = ()
     content_type: str | None = None  # non-JSON success body (text/html, text/plain ...)
+    # The route honours an `Idempotency-Key` header of at most this many characters (the
+    # handler reads it with `Request.idempotency_key`); the document describes the header.
+    idempotency_key: int | None = None
     include_in_schema: bool = True
     _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
@@ -135,3 +138,8 @@ def find_route(
         if candidate.method == method:
             return candidate, params, True
     return None, {}, path_known
+
+
+def allowed_methods(routes: list[Route], path: str) -> list[str]:
+    """The methods some route serves on this path (a 405's `Allow` header)."""
+    return sorted({route.method for route in routes if route.match(path) is not None})

@@ -70,10 +70,36 @@ def _invite_code(value: str) -> str:
     return code
 
 
-Phone = Annotated[str, Field(max_length=32), AfterValidator(_phone)]
-Password = Annotated[str, Field(max_length=256), AfterValidator(_password)]
+# The `max_length` of a field is a cheap bound checked before its validator; the document
+# describes what the validator accepts (`json_schema_extra`), so generated clients and
+# fuzzers send values that reach the services. Phones: the contract's two spellings (spaces
+# and dashes between the digits are accepted too). Passwords: 8-72 bytes of UTF-8, which
+# JSON Schema can only bound in characters.
+PHONE_SPELLING = r"^(\+86)?1[3-9][0-9]{9}$"
+AVATAR_URL = r"^https://[^\s\x00-\x1f\x7f-\x9f]+$"
+Phone = Annotated[
+    str,
+    Field(max_length=32, json_schema_extra={"pattern": PHONE_SPELLING}),
+    AfterValidator(_phone),
+]
+Password = Annotated[
+    str,
+    Field(
+        max_length=256,
+        json_schema_extra={
+            "minLength": PASSWORD_MIN_BYTES,
+            "maxLength": PASSWORD_MAX_BYTES,
+            "description": "8 to 72 bytes as UTF-8",
+        },
+    ),
+    AfterValidator(_password),
+]
 Nickname = Annotated[str, Field(max_length=256), AfterValidator(_nickname)]
-Avatar = Annotated[str, Field(max_length=2048), AfterValidator(_avatar)]
+Avatar = Annotated[
+    str,
+    Field(max_length=2048, json_schema_extra={"maxLength": 512, "pattern": AVATAR_URL}),
+    AfterValidator(_avatar),
+]
 InviteCode = Annotated[str, Field(max_length=64), AfterValidator(_invite_code)]
 SmsCode = Annotated[str, Field(min_length=1, max_length=16)]
 UserId = Annotated[str, Field(min_length=1, max_length=32)]
