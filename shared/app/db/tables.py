@@ -15,6 +15,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     false,
     text,
@@ -57,6 +58,19 @@ ended_sessions = Table(
     Column("sid", String(32), primary_key=True),
     Column("user_id", String(32), nullable=False),
     Column("ended_at", UtcDateTime(), nullable=False, index=True),
+)
+
+# Secrets an admin stores for pipelines (and `secret:NAME` references in settings): one
+# envelope per row, sealed with the name as context (app.vault, app.crypto).
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("envelope", Text, nullable=False),
+    Column("key_id", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 invite_codes = Table(
