@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 export PYTHONPATH := shared:.
 
-.PHONY: run test check migrate openapi package plan deploy clean
+.PHONY: run test check migrate openapi encrypt secret-put package plan deploy clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ migrate: $(STAMP)
 # shared/app/api/openapi.json from the route table (a test fails while it is out of date).
 openapi: $(STAMP)
 	$(BIN)/python -m app.api.docs
+
+# Seal a secret read on stdin (README "Secrets and KMS"): `make -s encrypt NAME=JWT_SECRET`
+# prints one envelope line for that variable and nothing else; `make -s secret-put NAME=X`
+# stores it in the secrets table through DATABASE_URL, for a variable to hold secret:X.
+encrypt: $(STAMP)
+	@$(BIN)/python -m infra.seal encrypt "$(NAME)"
+
+secret-put: $(STAMP)
+	@$(BIN)/python -m infra.seal put "$(NAME)"
 
 # dist/layer/layer.zip (app/ + runtime wheels for CPython 3.10) and dist/functions/*.zip.
 package: $(STAMP)

@@ -29,6 +29,8 @@ PRODUCTION_ENV: dict[str, str | None] = {
     "WECHAT_API_BASE": "https://api.weixin.qq.com",
     "QUEUE_BACKEND": "scf",
     "PIPELINE_ALLOWED_HOSTS": "ai.example.com",
+    "CRYPTO_PROVIDER": "kms",
+    "KMS_KEY_ID": "2c9e58e6-9f1a-11ef-8e65-52540089bc41",
 }
 
 # Each dev default: the variables that put it back, and the words the refusal must name.
@@ -83,6 +85,13 @@ DEV_DEFAULTS: dict[str, tuple[dict[str, str | None], str]] = {
         {"TENCENTCLOUD_API_ENDPOINT": "api.example.com:80"},
         "TENCENTCLOUD_API_ENDPOINT",
     ),
+    "local crypto provider": ({"CRYPTO_PROVIDER": None}, "CRYPTO_PROVIDER is local"),
+    "explicit local crypto provider": ({"CRYPTO_PROVIDER": "local"}, "CRYPTO_PROVIDER"),
+    "kms without a key": ({"KMS_KEY_ID": None}, "KMS_KEY_ID is unset"),
+    "local master key beside kms": (
+        {"LOCAL_MASTER_KEY": "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA="},
+        "LOCAL_MASTER_KEY is set",
+    ),
     "open metrics": ({"METRICS_TOKEN": None}, "METRICS_TOKEN"),
     "predictable metrics token": ({"METRICS_TOKEN": "metrics" * 4}, "METRICS_TOKEN"),
 }
@@ -115,9 +124,10 @@ def test_each_dev_default_is_refused_and_named(case: str) -> None:
             get_settings()
         assert named in str(refused.value)
         # The secret itself never appears in the message.
-        secret = overrides.get("JWT_SECRET")
-        if secret:
-            assert secret not in str(refused.value)
+        for variable in ("JWT_SECRET", "LOCAL_MASTER_KEY"):
+            secret = overrides.get(variable)
+            if secret:
+                assert secret not in str(refused.value)
 
 
 def test_every_dev_default_at_once_is_named_in_one_refusal() -> None:
@@ -136,6 +146,7 @@ def test_every_dev_default_at_once_is_named_in_one_refusal() -> None:
         "WECHAT_API_BASE",
         "QUEUE_BACKEND",
         "PIPELINE_ALLOWED_HOSTS",
+        "CRYPTO_PROVIDER",
     ]:
         assert name in message, name
 

@@ -10,15 +10,22 @@ function's load on purpose, update BUDGET; `bench/cold_start.py` measures what i
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 
 import pytest
 
+from app.config import Settings
+from app.crypto import envelopes, providers
+from tests.fakes.kms import FakeKms
+from tests.fakes.tencentcloud import FakeTencentCloud
 from tests.support.functions import FUNCTIONS, in_fresh_instance
 
 HEAVY = (
     "alembic",
     "bcrypt",
+    "cryptography",
     "fakeredis",
     "jwt",
     "prometheus_client",
@@ -36,8 +43,11 @@ HEAVY = (
 
 # Every function loads pydantic (settings, models). Redis's client comes with the first
 # request (app.redis_client), prometheus_client only where metrics leave the process.
+# `cryptography` and the KMS SDK (`tencentcloud`) only when a setting holds an envelope.
 BASE = {"pydantic"}
 SIGN_IN = BASE | {"bcrypt", "jwt", "sqlalchemy"}
+# Tokens and users, no passwords (bcrypt came to them only through PyJWT's `cryptography`).
+ADMIN_USERS = BASE | {"jwt", "sqlalchemy"}
 DB = BASE | {"sqlalchemy"}
 BUDGET: dict[str, set[str]] = {
     # no database layer at load: served from Redis or from the layer's own files
@@ -58,8 +68,8 @@ BUDGET: dict[str, set[str]] = {
     "auth-refresh": SIGN_IN,
     "auth-logout": SIGN_IN,
     "auth-logout-all": SIGN_IN,
-    "admin-users-list": SIGN_IN,
-    "admin-users-id": SIGN_IN,
+    "admin-users-list": ADMIN_USERS,
+    "admin-users-id": ADMIN_USERS,
     # the database
     "tasks": DB,
     "tasks-id": DB,
@@ -78,8 +88,10 @@ print(json.dumps(sorted(name for name in heavy if name in sys.modules)))
 """
 
 
-def loaded_at_import(function: str, script: str = CHILD) -> set[str]:
-    return set(json.loads(in_fresh_instance(function, script, json.dumps(HEAVY))))
+def loaded_at_import(
+    function: str, script: str = CHILD, env: dict[str, str] | None = None
+) -> set[str]:
+    return set(json.loads(in_fresh_instance(function, script, json.dumps(HEAVY), env=env or {})))
 
 
 def test_every_function_has_a_budget() -> None:
@@ -99,3 +111,21 @@ def test_the_budget_catches_a_heavy_import() -> None:
     """The check itself can fail: the same child, given a function that imports SQLAlchemy,
     reports it."""
     assert "sqlalchemy" in loaded_at_import("users-me", "import sqlalchemy\n" + CHILD)
+
+
+def test_an_envelope_in_the_settings_is_what_loads_the_crypto_library_and_kms() -> None:
+    """A function without envelopes loads neither (above); the same function whose
+    JWT_SECRET is an envelope loads `cryptography` to open it, and the KMS SDK only when
+    KMS holds its data key."""
+    master_key = base64.b64encode(secrets.token_bytes(32)).decode()
+    local = {"LOCAL_MASTER_KEY": master_key}
+    with FakeTencentCloud() as cloud:
+        kms = FakeKms(cloud)
+        remote = kms.env(kms.create_key())
+        for env in (local, remote):
+            keys = providers.from_settings(Settings.from_environ(env, resolve=False))
+            env["JWT_SECRET"] = envelopes.seal(
+                secrets.token_urlsafe(48).encode(), "JWT_SECRET", keys
+            )
+        assert loaded_at_import("users-me", env=local) == BASE | {"cryptography"}
+        assert loaded_at_import("users-me", env=remote) >= BASE | {"cryptography", "tencentcloud"}

@@ -13,7 +13,11 @@ import sys
 
 import pytest
 
+from app.config import SEALABLE, Settings
+from app.crypto import envelopes, providers
 from infra import manifest
+from tests.fakes.kms import FakeKms
+from tests.fakes.tencentcloud import FakeTencentCloud
 from tests.support.functions import ROOT
 
 # What an operator puts in the deployer's environment: valid, and nothing real.
@@ -37,6 +41,7 @@ DEPLOYER_ENV = {
     "WECHAT_SECRET": secrets.token_hex(16),
     "COS_BUCKET": "ai-platform-1250000000",
     "COS_REGION": "ap-guangzhou",
+    "KMS_KEY_ID": "2c9e58e6-9f1a-11ef-8e65-52540089bc41",
 }
 # What SCF sets in every instance of a function with a run role.
 PLATFORM_ENV = {
@@ -63,6 +68,28 @@ def test_the_declared_environment_fits_in_scfs_4_kb() -> None:
         size = sum(len(k) + len(v) for k, v in spec.environment.items())
         assert size < 4096, f"{spec.name}: {size} bytes of environment"
         assert not [k for k in spec.environment if k.startswith(("TENCENTCLOUD_", "QCLOUD_"))]
+
+
+def test_the_declared_environment_fits_with_every_secret_as_a_kms_envelope() -> None:
+    """The worst case the README allows: every key variable a function declares (and the
+    optional Pushgateway URL) holds a KMS envelope, whose data-key blob is the size of KMS's
+    own (tests/fakes/kms.py)."""
+    with FakeTencentCloud() as cloud:
+        kms = FakeKms(cloud)
+        keys = providers.from_settings(
+            Settings.from_environ(kms.env(kms.create_key()), resolve=False)
+        )
+        env = {**DEPLOYER_ENV, "METRICS_PUSHGATEWAY_URL": "http://1250000000:t0ken@10.0.0.9:9091"}
+        sealed = {name.upper() for name in SEALABLE} & set(env)
+        assert {"DATABASE_URL", "JWT_SECRET", "WECHAT_SECRET"} <= sealed
+        for name in sealed:
+            env[name] = envelopes.seal(env[name].encode(), name, keys)
+    deployed = manifest.load(
+        manifest.DEFAULT_CONFIG, manifest.Variables(env, strict=True, deployed_names=True)
+    )
+    for spec in deployed.functions.values():
+        size = sum(len(k) + len(v) for k, v in spec.environment.items())
+        assert size < 4096, f"{spec.name}: {size} bytes of environment"
 
 
 def start(spec: manifest.FunctionSpec, environment: dict[str, str]) -> str | None:

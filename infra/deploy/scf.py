@@ -19,12 +19,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tencentcloud.common import credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
-from tencentcloud.common.profile.client_profile import ClientProfile
-from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.scf.v20180416.scf_client import ScfClient
 
+from app import cloud_clients
 from infra.deploy.settings import Settings
 
 WAIT_S = 300.0
@@ -57,18 +55,14 @@ class ScfApi:
 
     def _client(self, timeout_s: int) -> ScfClient:
         if timeout_s not in self._clients:
-            endpoint = self._settings.api_endpoint
-            http = HttpProfile(
-                protocol="http" if endpoint else "https", endpoint=endpoint, reqTimeout=timeout_s
+            access = cloud_clients.CloudAccess(
+                secret_id=self._settings.secret_id,
+                secret_key=self._settings.secret_key,
+                session_token=self._settings.session_token or "",
+                region=self._settings.region,
+                endpoint=self._settings.api_endpoint or "",
             )
-            cred = credential.Credential(
-                self._settings.secret_id,
-                self._settings.secret_key,
-                self._settings.session_token,
-            )
-            self._clients[timeout_s] = ScfClient(
-                cred, self._settings.region, ClientProfile(httpProfile=http)
-            )
+            self._clients[timeout_s] = cloud_clients.build(ScfClient, access, timeout_s)
         return self._clients[timeout_s]
 
     def _call(self, action: str, params: dict[str, Any], timeout_s: int) -> dict[str, Any]:

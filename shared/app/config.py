@@ -7,6 +7,12 @@ fields read from other or several names. Values are validated and converted by p
 nothing here uses). The defaults are the embedded default that `make run` starts on;
 `APP_ENV=production` refuses to start while any of them is still in effect (see
 `production_problems`).
+
+A key or secret variable (`SEALABLE`) may hold an envelope (`enc:v1:...`, from
+`make -s encrypt`) or a reference to a stored secret (`secret:NAME`) instead of its value:
+`from_environ` resolves them (app.crypto.resolution) before the settings exist, so nothing
+ever sees the sealed text, and a value that does not resolve stops the instance at load
+(`UnresolvedSecret`, naming the variable and the reason, never the value).
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from app.crypto import is_sealed
 
 # Known and public: tokens signed with it are worthless outside a laptop.
 DEV_JWT_SECRET = "dev-only-jwt-secret-" + "x" * 44
@@ -39,6 +47,22 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "tencentcloud_secret_key": ("TENCENTCLOUD_SECRET_KEY", "TENCENTCLOUD_SECRETKEY"),
     "tencentcloud_session_token": ("TENCENTCLOUD_SESSION_TOKEN", "TENCENTCLOUD_SESSIONTOKEN"),
 }
+
+# The fields whose variables may hold an envelope or a `secret:` reference: every key or
+# secret the settings hold. The payment keys (WECHATPAY_PRIVATE_KEY, WECHATPAY_APIV3_KEY,
+# ALIPAY_PRIVATE_KEY, ...) join here with their fields. Not LOCAL_MASTER_KEY (it opens the
+# others) nor the run role's session token (SCF sets it).
+SEALABLE = frozenset(
+    {
+        "database_url",
+        "redis_url",
+        "jwt_secret",
+        "wechat_secret",
+        "tencentcloud_secret_key",
+        "metrics_token",
+        "metrics_pushgateway_url",
+    }
+)
 
 
 # Names that reach the cloud's metadata service or this machine whatever the DNS says.
@@ -191,6 +215,12 @@ class Settings(BaseModel):
     metrics_push_timeout_s: float = Field(0.5, gt=0, le=5)
     # Bearer token GET /metrics requires; unset, it is open (production refuses that).
     metrics_token: SecretStr = SecretStr("")
+    # Envelope encryption (app.crypto): what new envelopes are sealed under. `kms`: the KMS
+    # key KMS_KEY_ID; `local`: LOCAL_MASTER_KEY, 32 bytes in base64, for laptops and tests
+    # (production refuses it).
+    crypto_provider: Literal["kms", "local"] = "local"
+    kms_key_id: str = ""
+    local_master_key: SecretStr = SecretStr("")
 
     @field_validator("pipeline_allowed_hosts")
     @classmethod
@@ -199,16 +229,47 @@ class Settings(BaseModel):
         return value
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+    def from_environ(
+        cls, environ: Mapping[str, str] = os.environ, *, resolve: bool = True
+    ) -> Settings:
         """The settings the variables in `environ` give; a bad value is a ValidationError
-        naming the field."""
-        values: dict[str, str] = {}
+        naming the field. With `resolve`, envelopes and references in SEALABLE variables
+        are replaced by their values; one that does not resolve is UnresolvedSecret."""
+        read: dict[str, tuple[str, str]] = {}  # field -> (variable, value)
         for name in cls.model_fields:
             for variable in ENV_NAMES.get(name, (name.upper(),)):
                 if variable in environ:
-                    values[name] = environ[variable]
+                    read[name] = (variable, environ[variable])
                     break
-        return cls.model_validate(values)
+        values = {name: value for name, (_, value) in read.items()}
+        settings = cls.model_validate(values)
+        sealed = {v: value for name, (v, value) in read.items() if _sealed(name, value)}
+        if not resolve or not sealed:
+            return settings
+        return settings._resolved(values, {v: name for name, (v, _) in read.items()}, sealed)
+
+    def _resolved(
+        self, values: dict[str, str], field_of: dict[str, str], sealed: dict[str, str]
+    ) -> Settings:
+        """These settings with the sealed variables' values in their place."""
+        from app.crypto import resolution  # cold start: only when a variable is sealed
+
+        cloud_key = self.tencentcloud_secret_key.get_secret_value()
+        if self.crypto_provider == "kms" and is_sealed(cloud_key):
+            variable = next(v for v, name in field_of.items() if name == "tencentcloud_secret_key")
+            raise UnresolvedSecret(
+                f"refusing to start: {variable}: cannot be sealed with CRYPTO_PROVIDER=kms "
+                "(KMS is called with it)"
+            )
+        try:
+            opened = resolution.resolve(sealed, self, self.database_url)
+        except resolution.Unresolved as error:
+            raise UnresolvedSecret(f"refusing to start: {error}") from None
+        resolved = {**values, **{field_of[v]: value for v, value in opened.items()}}
+        try:
+            return type(self).model_validate(resolved)
+        except ValidationError as error:
+            raise UnresolvedSecret(f"refusing to start: {without_values(error)}") from None
 
     @field_validator("redis_url")
     @classmethod
@@ -283,6 +344,12 @@ class Settings(BaseModel):
             problems.append("COS_ENDPOINT is set (plain http, for tests only)")
         if self.tencentcloud_api_endpoint:
             problems.append("TENCENTCLOUD_API_ENDPOINT is set (plain http, for tests only)")
+        if self.crypto_provider == "local":
+            problems.append("CRYPTO_PROVIDER is local (its master key sits beside the secrets)")
+        elif not self.kms_key_id:
+            problems.append("KMS_KEY_ID is unset (CRYPTO_PROVIDER=kms seals under it)")
+        if self.local_master_key.get_secret_value():
+            problems.append("LOCAL_MASTER_KEY is set (local envelopes are for laptops and tests)")
         internal = sorted(entry.host for entry in self.pipeline_allow_list if entry.is_internal)
         if internal:
             problems.append(
@@ -294,6 +361,24 @@ class Settings(BaseModel):
 
 class ProductionMisconfigured(RuntimeError):
     pass
+
+
+class UnresolvedSecret(ProductionMisconfigured):
+    """A variable's envelope or reference does not resolve: the instance does not start.
+    The message names each such variable and why, never a value."""
+
+
+def _sealed(field: str, value: str) -> bool:
+    return field in SEALABLE and is_sealed(value)
+
+
+def without_values(error: ValidationError) -> str:
+    """What pydantic refused, by variable, without the values: its own message quotes
+    them, and an opened secret was sealed for a reason."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+        for e in error.errors(include_input=False, include_url=False)
+    )
 
 
 @functools.lru_cache(maxsize=1)

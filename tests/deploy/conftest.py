@@ -74,6 +74,7 @@ def deploy_environment(fake: FakeTencentCloud, cos: EmbeddedCos, bucket: str) ->
         "WECHAT_SECRET": "wechat-secret",
         "COS_BUCKET": f"data-{APPID}",
         "COS_REGION": "ap-guangzhou",
+        "KMS_KEY_ID": "2c9e58e6-9f1a-11ef-8e65-52540089bc41",
     }
 
 

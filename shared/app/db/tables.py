@@ -60,19 +60,6 @@ ended_sessions = Table(
     Column("ended_at", UtcDateTime(), nullable=False, index=True),
 )
 
-# Secrets an admin stores for pipelines (and `secret:NAME` references in settings): one
-# envelope per row, sealed with the name as context (app.vault, app.crypto).
-secrets = Table(
-    "secrets",
-    metadata,
-    Column("name", String(64), primary_key=True),
-    Column("envelope", Text, nullable=False),
-    Column("key_id", String(128), nullable=False),
-    Column("version", Integer, nullable=False),
-    Column("created_at", UtcDateTime(), nullable=False),
-    Column("updated_at", UtcDateTime(), nullable=False),
-)
-
 invite_codes = Table(
     "invite_codes",
     metadata,
@@ -187,4 +174,21 @@ idempotency_keys = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False),
     Index("ix_idempotency_keys_expires", "expires_at"),
+)
+
+# Secrets stored sealed (app.crypto.envelopes), one data key per row, context = name: what a
+# `secret:NAME` setting reads (app.crypto.resolution) and what pipelines send upstream.
+secrets = Table(
+    "secrets",
+    metadata,
+    Column(
+        "name",
+        String(64).with_variant(mysql.VARCHAR(64, collation="utf8mb4_bin"), "mysql", "mariadb"),
+        primary_key=True,
+    ),
+    Column("envelope", Text, nullable=False),
+    Column("key_id", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )

@@ -9,13 +9,26 @@ refresh token is also checked against the session store (app.identity.sessions).
 from __future__ import annotations
 
 import secrets
+import sys
 import time
 from typing import Any, Literal
 
-import jwt
-
 from app.config import get_settings
 from app.errors import AppError, ErrorCode
+
+# PyJWT imports `cryptography` as it loads, when it is installed, for RSA, EC and EdDSA
+# keys. The layer ships it for envelopes (app.crypto) and HS256 needs none of it: hidden
+# while PyJWT loads, it stays off every sign-in function's cold start (~15 ms) unless an
+# envelope needs it. tests/test_import_budget.py sees it if it comes back.
+_cryptography = sys.modules.get("cryptography")
+sys.modules["cryptography"] = None  # type: ignore[assignment]
+try:
+    import jwt
+finally:
+    if _cryptography is None:
+        del sys.modules["cryptography"]
+    else:
+        sys.modules["cryptography"] = _cryptography
 
 ALGORITHM = "HS256"
 TokenType = Literal["access", "refresh"]

@@ -1,6 +1,7 @@
-"""Secrets stored encrypted: one envelope per row, sealed with a data key of its own and the
-secret's name as context (`PUT /admin/secrets/{name}`, `make -s secret-put`). `version` grows
-with each update, so an instance that keeps a value sees when it changed.
+"""Secrets stored sealed: one envelope per name (`enc:v1:...`, its own data key, opened with
+the name as its context), the key it is sealed under, and a version that counts its
+updates. Read by `secret:NAME` settings and by pipelines; written by `PUT /admin/secrets`
+and `make -s secret-put`.
 
 Revision ID: 20261205190000
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 from app.db.types import UtcDateTime
 
@@ -21,7 +23,13 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "secrets",
-        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column(
+            "name",
+            sa.String(64).with_variant(
+                mysql.VARCHAR(64, collation="utf8mb4_bin"), "mysql", "mariadb"
+            ),
+            primary_key=True,
+        ),
         sa.Column("envelope", sa.Text(), nullable=False),
         sa.Column("key_id", sa.String(128), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),

@@ -1,0 +1,179 @@
+"""Seal a secret read on stdin, for an operator (README "Secrets and KMS"):
+
+- `python -m infra.seal encrypt NAME` (`make -s encrypt NAME=...`) prints one line on
+  stdout, an envelope bound to the variable NAME, and nothing else;
+- `python -m infra.seal put NAME` (`make -s secret-put NAME=...`) stores the value sealed
+  in the `secrets` row NAME through DATABASE_URL (an envelope there is opened first), for
+  a variable to name as `secret:NAME`: how PEM keys reach production before any admin
+  exists.
+
+One trailing newline of the input is dropped. The provider and key are the settings'
+(CRYPTO_PROVIDER, KMS_KEY_ID or LOCAL_MASTER_KEY, the Tencent Cloud credentials); nothing
+else in the environment is resolved. Every error goes to stderr, in words, never with the
+value, and exits 1 (through make, 2: make's own status for a failed command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import BinaryIO, TextIO
+
+from pydantic import ValidationError
+from sqlalchemy import create_engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
+
+from app.clock import utcnow
+from app.config import Settings, without_values
+from app.crypto import envelopes, is_sealed, providers, resolution
+from app.crypto.errors import EnvelopeError
+from app.db.tables import secrets
+
+MAX_SECRET_BYTES = 4096
+# Past this an envelope takes much of the 4 KB SCF gives all of a function's variables.
+LONG_ENVELOPE_CHARS = 2048
+
+
+class Refused(Exception):
+    """What the operator is told on stderr; the command exits 1."""
+
+
+def read_value(stdin: BinaryIO, limit: int | None = None) -> bytes:
+    """stdin without one trailing newline (\\n or \\r\\n); Refused when empty or too long."""
+    value = stdin.read()
+    if value.endswith(b"\n"):
+        value = value[:-2] if value.endswith(b"\r\n") else value[:-1]
+    if not value:
+        raise Refused("nothing on stdin: give the secret as input (< file, or a pipe)")
+    if limit is not None and len(value) > limit:
+        raise Refused(f"the value is {len(value)} bytes; a secret holds at most {limit}")
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refused("the value is not UTF-8 text (settings hold text)") from None
+    return value
+
+
+def check_name(name: str, what: str) -> None:
+    if not name:
+        raise Refused(f"NAME is required: the {what}, e.g. NAME=JWT_SECRET")
+    if not resolution.SECRET_NAME.fullmatch(name):
+        raise Refused(f"NAME={name!r}: a {what} name is [A-Z][A-Z0-9_]{{0,63}}")
+
+
+def crypto_settings() -> Settings:
+    """The settings as the environment spells them, envelopes left sealed."""
+    try:
+        return Settings.from_environ(resolve=False)
+    except ValidationError as error:
+        raise Refused(f"settings: {without_values(error)}") from None
+
+
+def encrypt(name: str, stdin: BinaryIO, stdout: TextIO, stderr: TextIO) -> None:
+    check_name(name, "variable")
+    value = read_value(stdin)
+    settings = crypto_settings()
+    envelope = envelopes.seal(value, name, providers.from_settings(settings))
+    stdout.write(envelope + "\n")
+    key = envelopes.key_id_of(envelope)
+    stderr.write(f"sealed for {name} with {settings.crypto_provider} key {key}\n")
+    if len(envelope) > LONG_ENVELOPE_CHARS:
+        stderr.write(
+            f"note: {len(envelope)} characters of the 4 KB SCF gives all of a function's "
+            f"variables; `make -s secret-put NAME={name}` stores it instead, and the "
+            f"variable then holds secret:{name}\n"
+        )
+
+
+def put(name: str, stdin: BinaryIO, stderr: TextIO) -> None:
+    check_name(name, "secret")
+    value = read_value(stdin, MAX_SECRET_BYTES)
+    settings = crypto_settings()
+    url = settings.database_url
+    if is_sealed(url):
+        try:
+            url = resolution.resolve({"DATABASE_URL": url}, settings, url)["DATABASE_URL"]
+        except resolution.Unresolved as error:
+            raise Refused(str(error)) from None
+    envelope = envelopes.seal(value, name, providers.from_settings(settings))
+    key_id = envelopes.key_id_of(envelope)
+    version = store(url, name, envelope, key_id)
+    stderr.write(
+        f"stored secret {name} (version {version}, {settings.crypto_provider} key {key_id}); "
+        f"a variable names it as secret:{name}\n"
+    )
+
+
+def store(url: str, name: str, envelope: str, key_id: str) -> int:
+    """Insert or replace the row, on a connection of its own; the row's version after."""
+    now = utcnow()
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        for _ in range(2):  # a concurrent first insert of the same name: update it instead
+            try:
+                with engine.begin() as connection:
+                    changed = connection.execute(
+                        update(secrets)
+                        .where(secrets.c.name == name)
+                        .values(
+                            envelope=envelope,
+                            key_id=key_id,
+                            version=secrets.c.version + 1,
+                            updated_at=now,
+                        )
+                    ).rowcount
+                    if not changed:
+                        connection.execute(
+                            insert(secrets).values(
+                                name=name,
+                                envelope=envelope,
+                                key_id=key_id,
+                                version=1,
+                                created_at=now,
+                                updated_at=now,
+                            )
+                        )
+                    query = select(func.max(secrets.c.version)).where(secrets.c.name == name)
+                    return int(connection.execute(query).scalar_one())
+            except IntegrityError:
+                continue
+        raise Refused(f"secret {name} changed under us twice: run it again")
+    except SQLAlchemyError as error:
+        described = resolution.describe_database_error(error)
+        raise Refused(
+            f"the secrets table could not be written ({described}); is the database "
+            "migrated (make migrate)?"
+        ) from None
+    finally:
+        engine.dispose()
+
+
+def main(
+    argv: list[str] | None = None,
+    stdin: BinaryIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.seal", description=__doc__)
+    parser.add_argument("command", choices=("encrypt", "put"))
+    parser.add_argument("name", nargs="?", default="")
+    args = parser.parse_args(argv)
+    stdin = stdin or sys.stdin.buffer
+    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
+    try:
+        if args.command == "encrypt":
+            encrypt(args.name, stdin, stdout, stderr)
+        else:
+            put(args.name, stdin, stderr)
+    except Refused as error:
+        stderr.write(f"{args.command}: {error}\n")
+        return 1
+    except EnvelopeError as error:
+        stderr.write(f"{args.command}: {error}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

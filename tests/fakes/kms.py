@@ -1,0 +1,174 @@
+"""A fake Tencent Cloud KMS (2019-01-18) on the TC3-checking FakeTencentCloud: GenerateDataKey,
+Decrypt and Encrypt, every request first checked against KMS's official schema
+(tests/fakes/schemas/kms).
+
+- Keys are created with `create_key()` (a CMK id, as KMS gives them) and refused by id when
+  unknown (`ResourceUnavailable.CmkNotFound`) or disabled with `disable(key_id)`
+  (`ResourceUnavailable.CmkDisabled`), KMS's own codes
+  (tencentcloud.kms.v20190118.errorcodes).
+- A CiphertextBlob is opaque and self-contained, shaped and sized like KMS's own (three
+  base64 parts joined by `-k-`, 210 characters for a 32-byte data key, as in KMS's API
+  examples): the key id, a nonce, and the data key sealed under the fake's root key with the
+  key id and the encryption context as associated data, then a 20-byte check. Decrypt finds
+  the key from the blob, as KMS does, and refuses a blob that is not one
+  (`InvalidParameterValue.InvalidCiphertext`) or one asked for under another
+  EncryptionContext, or altered (`FailedOperation.DecryptError`).
+- `count(action)` is how many requests of that action reached the fake.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import threading
+import uuid
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from tests.fakes import api_schema
+from tests.fakes.tencentcloud import Call, FakeTencentCloud, TencentCloudError
+
+SCHEMA = api_schema.load("kms", "v20190118")
+SEPARATOR = "-k-"
+KEY_ID_BYTES = 64
+CHECK_BYTES = 20
+MAX_CONTEXT_CHARS = 1024
+MAX_ENCRYPT_BYTES = 4096
+KEY_SPECS = {"AES_128": 16, "AES_256": 32}
+
+
+class FakeKms:
+    def __init__(self, cloud: FakeTencentCloud) -> None:
+        self.cloud = cloud
+        self.keys: dict[str, bool] = {}  # key id -> enabled
+        self._root = AESGCM(AESGCM.generate_key(bit_length=256))
+        self._check_key = os.urandom(32)
+        self._lock = threading.Lock()
+        cloud.validate_with("kms", SCHEMA.validate)
+        cloud.on("GenerateDataKey", self._generate_data_key)
+        cloud.on("Decrypt", self._decrypt)
+        cloud.on("Encrypt", self._encrypt)
+
+    # ------------------------------------------------------------ set-up
+
+    def create_key(self) -> str:
+        key_id = str(uuid.uuid4())
+        with self._lock:
+            self.keys[key_id] = True
+        return key_id
+
+    def disable(self, key_id: str) -> None:
+        with self._lock:
+            self.keys[key_id] = False
+
+    def count(self, action: str) -> int:
+        return len(self.cloud.calls_of(action))
+
+    def env(self, key_id: str) -> dict[str, str]:
+        """Settings that seal under `key_id` of this fake."""
+        return {
+            **self.cloud.env(),
+            "CRYPTO_PROVIDER": "kms",
+            "KMS_KEY_ID": key_id,
+            "TENCENTCLOUD_REGION": "ap-guangzhou",
+        }
+
+    # ------------------------------------------------------------ actions
+
+    def _generate_data_key(self, params: dict[str, Any], _call: Call) -> dict[str, Any]:
+        key_id = self._usable(params["KeyId"])
+        if "NumberOfBytes" in params:
+            size = params["NumberOfBytes"]
+            if not 1 <= size <= 1024:
+                raise TencentCloudError("InvalidParameterValue", "NumberOfBytes is 1 to 1024")
+        elif params.get("KeySpec") in KEY_SPECS:
+            size = KEY_SPECS[params["KeySpec"]]
+        else:
+            raise TencentCloudError("InvalidParameterValue", "KeySpec is AES_128 or AES_256")
+        plaintext = os.urandom(size)
+        return {
+            "KeyId": key_id,
+            "Plaintext": base64.b64encode(plaintext).decode(),
+            "CiphertextBlob": self._seal(key_id, plaintext, params.get("EncryptionContext")),
+        }
+
+    def _encrypt(self, params: dict[str, Any], _call: Call) -> dict[str, Any]:
+        key_id = self._usable(params["KeyId"])
+        try:
+            plaintext = base64.b64decode(params["Plaintext"], validate=True)
+        except (binascii.Error, ValueError):
+            raise TencentCloudError(
+                "InvalidParameterValue.InvalidPlaintext", "not base64"
+            ) from None
+        if len(plaintext) > MAX_ENCRYPT_BYTES:
+            raise TencentCloudError("InvalidParameterValue.InvalidPlaintext", "over 4096 bytes")
+        blob = self._seal(key_id, plaintext, params.get("EncryptionContext"))
+        return {"KeyId": key_id, "CiphertextBlob": blob}
+
+    def _decrypt(self, params: dict[str, Any], _call: Call) -> dict[str, Any]:
+        try:
+            head, nonce, sealed = (
+                base64.b64decode(part, validate=True)
+                for part in params["CiphertextBlob"].split(SEPARATOR)
+            )
+            key_id = head.rstrip(b"\0").decode()
+        except (binascii.Error, ValueError):
+            raise TencentCloudError(
+                "InvalidParameterValue.InvalidCiphertext", "the ciphertext is malformed"
+            ) from None
+        if len(head) != KEY_ID_BYTES or len(nonce) != 16:
+            raise TencentCloudError(
+                "InvalidParameterValue.InvalidCiphertext", "the ciphertext is malformed"
+            )
+        self._usable(key_id)
+        context = _context(params.get("EncryptionContext"))
+        sealed, check = sealed[:-CHECK_BYTES], sealed[-CHECK_BYTES:]
+        try:
+            if not hmac.compare_digest(check, self._check(head, nonce, sealed)):
+                raise InvalidTag
+            plaintext = self._root.decrypt(nonce[:12], sealed, head + context)
+        except InvalidTag:
+            raise TencentCloudError("FailedOperation.DecryptError", "decrypt failed") from None
+        return {"KeyId": key_id, "Plaintext": base64.b64encode(plaintext).decode()}
+
+    # ------------------------------------------------------------ helpers
+
+    def _usable(self, key_id: str) -> str:
+        with self._lock:
+            enabled = self.keys.get(key_id)
+        if enabled is None:
+            raise TencentCloudError("ResourceUnavailable.CmkNotFound", f"{key_id} not found")
+        if not enabled:
+            raise TencentCloudError("ResourceUnavailable.CmkDisabled", f"{key_id} is disabled")
+        return key_id
+
+    def _seal(self, key_id: str, plaintext: bytes, encryption_context: str | None) -> str:
+        head = key_id.encode().ljust(KEY_ID_BYTES, b"\0")
+        nonce = os.urandom(16)
+        sealed = self._root.encrypt(nonce[:12], plaintext, head + _context(encryption_context))
+        sealed += self._check(head, nonce, sealed)
+        return SEPARATOR.join(base64.b64encode(part).decode() for part in (head, nonce, sealed))
+
+    def _check(self, head: bytes, nonce: bytes, sealed: bytes) -> bytes:
+        return hmac.new(self._check_key, head + nonce + sealed, hashlib.sha1).digest()
+
+
+def _context(text: str | None) -> bytes:
+    """The EncryptionContext as KMS compares it: the key-value pairs, not their spelling."""
+    if not text:
+        return b""
+    try:
+        pairs = json.loads(text)
+    except ValueError:
+        pairs = None
+    if len(text) > MAX_CONTEXT_CHARS or not isinstance(pairs, dict):
+        raise TencentCloudError(
+            "InvalidParameterValue", "EncryptionContext is a JSON object of at most 1024 chars"
+        )
+    return json.dumps(pairs, sort_keys=True, separators=(",", ":")).encode()
