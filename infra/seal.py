@@ -20,15 +20,14 @@ import sys
 from typing import BinaryIO, TextIO
 
 from pydantic import ValidationError
-from sqlalchemy import create_engine, func, insert, select, update
+from sqlalchemy import create_engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from app.clock import utcnow
 from app.config import Settings, without_values
 from app.crypto import envelopes, is_sealed, providers, resolution
 from app.crypto.errors import EnvelopeError
-from app.db.tables import secrets
+from app.vault import store as store_rows
 
 MAX_SECRET_BYTES = 4096
 # Past this an envelope takes much of the 4 KB SCF gives all of a function's variables.
@@ -98,44 +97,21 @@ def put(name: str, stdin: BinaryIO, stderr: TextIO) -> None:
             raise Refused(str(error)) from None
     envelope = envelopes.seal(value, name, providers.from_settings(settings))
     key_id = envelopes.key_id_of(envelope)
-    version = store(url, name, envelope, key_id)
+    version = store(url, name, envelope)
     stderr.write(
         f"stored secret {name} (version {version}, {settings.crypto_provider} key {key_id}); "
         f"a variable names it as secret:{name}\n"
     )
 
 
-def store(url: str, name: str, envelope: str, key_id: str) -> int:
+def store(url: str, name: str, envelope: str) -> int:
     """Insert or replace the row, on a connection of its own; the row's version after."""
-    now = utcnow()
     engine = create_engine(url, poolclass=NullPool)
     try:
         for _ in range(2):  # a concurrent first insert of the same name: update it instead
             try:
                 with engine.begin() as connection:
-                    changed = connection.execute(
-                        update(secrets)
-                        .where(secrets.c.name == name)
-                        .values(
-                            envelope=envelope,
-                            key_id=key_id,
-                            version=secrets.c.version + 1,
-                            updated_at=now,
-                        )
-                    ).rowcount
-                    if not changed:
-                        connection.execute(
-                            insert(secrets).values(
-                                name=name,
-                                envelope=envelope,
-                                key_id=key_id,
-                                version=1,
-                                created_at=now,
-                                updated_at=now,
-                            )
-                        )
-                    query = select(func.max(secrets.c.version)).where(secrets.c.name == name)
-                    return int(connection.execute(query).scalar_one())
+                    return store_rows.write_row(connection, name, envelope)
             except IntegrityError:
                 continue
         raise Refused(f"secret {name} changed under us twice: run it again")

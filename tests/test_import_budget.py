@@ -59,6 +59,8 @@ BUDGET: dict[str, set[str]] = {
     "pipelines-list": BASE,
     "admin-pipelines-put": BASE,
     "admin-jobs-run": BASE,
+    "admin-secrets-list": BASE,
+    "admin-secrets-name": BASE,
     "fallback": BASE,
     # sign-in: passwords, tokens, sessions, users
     "auth-sms-code": SIGN_IN,

@@ -25,14 +25,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from app.crypto import is_sealed
 
 # Known and public: tokens signed with it are worthless outside a laptop.
 DEV_JWT_SECRET = "dev-only-jwt-secret-" + "x" * 44
+# Known and public too: what is sealed under it on a laptop is sealed for the laptop only.
+DEV_LOCAL_MASTER_KEY = "ZGV2LW9ubHktbG9jYWwtbWFzdGVyLWtleS0zMmJ5dGU="
 # The least `secret_bits` production takes: a signing key must withstand offline guessing;
 # the metrics token guards read-only numbers and is checked online.
 JWT_SECRET_MIN_BITS = 128
@@ -183,6 +193,7 @@ class Settings(BaseModel):
     wechat_api_base: str = ""  # empty: the local sandbox (APP_ENV=local only)
     wechat_login_per_ip_per_hour: int = Field(60, ge=1)
 
+
     # See ENV_NAMES.
     tencentcloud_secret_id: str = ""
     tencentcloud_secret_key: SecretStr = SecretStr("")
@@ -220,7 +231,20 @@ class Settings(BaseModel):
     # (production refuses it).
     crypto_provider: Literal["kms", "local"] = "local"
     kms_key_id: str = ""
+    # Unset on a laptop (APP_ENV=local), the public DEV_LOCAL_MASTER_KEY: `make run` can
+    # store secrets with nothing configured, and what it seals is worthless elsewhere.
     local_master_key: SecretStr = SecretStr("")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _laptop_master_key(cls, values: Any) -> Any:
+        if (
+            isinstance(values, dict)
+            and values.get("app_env", "local") == "local"
+            and not values.get("local_master_key")
+        ):
+            return {**values, "local_master_key": DEV_LOCAL_MASTER_KEY}
+        return values
 
     @field_validator("pipeline_allowed_hosts")
     @classmethod

@@ -11,6 +11,7 @@ import secrets
 
 import pytest
 
+from app.config import Settings
 from app.crypto import envelopes
 from app.crypto import kms as kms_provider
 from app.crypto.envelopes import EnvelopeError
@@ -81,9 +82,21 @@ def test_an_envelope_of_another_master_key_is_an_unknown_key(local_env: dict[str
     other = keys_for({**local_env, "LOCAL_MASTER_KEY": new_master_key()})
     with pytest.raises(EnvelopeError, match=r"unknown key local-[0-9a-f]{16}"):
         envelopes.open(envelope, "JWT_SECRET", other)
-    without = keys_for({"CRYPTO_PROVIDER": "local"})
+    # Outside a laptop nothing stands in for an unset master key.
+    without = keys_for({"CRYPTO_PROVIDER": "local", "APP_ENV": "test"})
     with pytest.raises(EnvelopeError, match="LOCAL_MASTER_KEY is unset"):
         envelopes.open(envelope, "JWT_SECRET", without)
+
+
+def test_a_laptop_seals_under_the_public_dev_master_key_when_none_is_set() -> None:
+    from app.config import DEV_LOCAL_MASTER_KEY
+
+    laptop = Settings.from_environ({}, resolve=False)
+    assert laptop.local_master_key.get_secret_value() == DEV_LOCAL_MASTER_KEY
+    sealed = envelopes.seal(b"x", "JWT_SECRET", keys_for({}))
+    assert envelopes.open(sealed, "JWT_SECRET", keys_for({})) == b"x"
+    staging = Settings.from_environ({"APP_ENV": "test"}, resolve=False)
+    assert staging.local_master_key.get_secret_value() == ""
 
 
 @pytest.mark.parametrize("text", ["", "short", "not base64 at all!", "A" * 43 + "%"])

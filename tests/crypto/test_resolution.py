@@ -35,7 +35,7 @@ def sealed(env: dict[str, str], value: str, name: str) -> str:
 
 def put_secret(env: dict[str, str], name: str, value: str, context: str | None = None) -> None:
     envelope = sealed(env, value, context or name)
-    seal.store(DATABASE_URL, name, envelope, envelopes.key_id_of(envelope))
+    seal.store(DATABASE_URL, name, envelope)
 
 
 @pytest.fixture

@@ -84,7 +84,7 @@ def test_encrypt_says_what_kms_lacks_or_refuses(kms: FakeKms, kms_env: dict[str,
     refused = make("encrypt", "JWT_SECRET", b"v", {**kms_env, "KMS_KEY_ID": disabled})
     assert (refused.returncode, refused.stdout) == (FAILED, b"")
     assert "ResourceUnavailable.CmkDisabled" in refused.stderr.decode()
-    no_keys = make("encrypt", "JWT_SECRET", b"v", {"CRYPTO_PROVIDER": "local"})
+    no_keys = make("encrypt", "JWT_SECRET", b"v", {"CRYPTO_PROVIDER": "local", "APP_ENV": "test"})
     assert "LOCAL_MASTER_KEY is unset" in no_keys.stderr.decode()
     wrong = make("encrypt", "JWT_SECRET", b"v", {"CRYPTO_PROVIDER": "vault"})
     assert (wrong.returncode, wrong.stdout) == (FAILED, b"")

@@ -37,7 +37,7 @@ def test_a_cursor_round_trips() -> None:
         _cursor(["9999-12-31T23:59:59-14:00", "x"]),  # after year 9999 in UTC
         _cursor(["2026-11-29T00:00:00Z", "\ud800"]),  # a lone surrogate: not even UTF-8
         _cursor(["2026-11-29T00:00:00Z", "é" * 3]),  # no id this API gives out
-        _cursor(["2026-11-29T00:00:00Z", "a" * 33]),  # longer than any id column
+        _cursor(["2026-11-29T00:00:00Z", "a" * 65]),  # longer than any key a list pages over
         _cursor(["2026-11-29T00:00:00Z", ""]),
     ],
 )

@@ -18,6 +18,7 @@ ROUTE_MODULES = (
     "app.api.auth",
     "app.api.users",
     "app.api.admin_users",
+    "app.api.admin_secrets",
     "app.api.admin_quota",
     "app.api.pipelines",
     "app.api.tasks",

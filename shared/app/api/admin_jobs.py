@@ -22,6 +22,7 @@ router = Router(tags=("admin",))
 JOBS: dict[str, str] = {
     "saga-sweeper": "app.runner.sweeper:sweep",
     "invite-refill": "app.identity.invites:refill_job",
+    "secrets-rekey": "app.vault.store:rekey",
 }
 
 

@@ -24,10 +24,11 @@ from app.errors import AppError, ErrorCode
 R = TypeVar("R", bound=Mapping[Any, Any])
 T = TypeVar("T")
 _INVALID = [{"loc": ["query", "cursor"], "msg": "not a cursor this API gave out"}]
-# The ids this API gives out (app.ids: URL-safe) and its id columns hold (32 characters).
-# Anything else matches no row, and some of it cannot even be sent: JSON can spell a lone
-# surrogate (`\ud800`), which is not UTF-8.
-_ROW_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+# The keys this API's lists page over: ids it gives out (app.ids: URL-safe, 32 characters)
+# and names its clients choose within these (secrets: up to 64). Anything else matches no
+# row, and some of it cannot even be sent: JSON can spell a lone surrogate (`\ud800`), which
+# is not UTF-8.
+_ROW_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ the validated steps it was created with, so the engine reads them back with the 
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -23,9 +24,17 @@ from pydantic import (
     model_validator,
 )
 
+from app import vault
 from app.config import get_settings
 
 STEP_ID = r"^[A-Za-z0-9_-]{1,64}$"
+MAX_HEADERS = 20
+MAX_HEADER_VALUE = 8192
+# What the runner sets itself, or what would change how the request is framed.
+RESERVED_HEADERS = frozenset(
+    {"idempotency-key", "content-type", "content-length", "host", "transfer-encoding", "connection"}
+)
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
 PIPELINE_ID = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 MAX_STEPS = 50
 # Stored steps are read back with whatever limit held when they were saved, up to this.
@@ -45,6 +54,23 @@ class HttpCall(_Strict):
     # invocation's other work and for a retry to hand over to a fresh invocation.
     timeout_s: float = Field(30, gt=0, le=MAX_TIMEOUT_S)
     retries: int = Field(2, ge=0, le=10)
+    # Sent with the call; `{{secrets.NAME}}` in a value is filled at call time (app.vault).
+    headers: dict[str, str] | None = Field(None, max_length=MAX_HEADERS)
+
+    @field_validator("headers")
+    @classmethod
+    def _sendable_headers(cls, headers: dict[str, str] | None) -> dict[str, str] | None:
+        for name, value in (headers or {}).items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a header name")
+            if name.lower() in RESERVED_HEADERS:
+                raise ValueError(f"{name} is set by the runner and cannot be given")
+            if len(value) > MAX_HEADER_VALUE or not value.isprintable():
+                raise ValueError(f"the value of {name} is not one line of printable text")
+            for reference in vault.referenced([value]):
+                if not vault.NAME.fullmatch(reference):
+                    raise ValueError(f"{{{{secrets.{reference}}}}} names no possible secret")
+        return headers
 
     @field_validator("url")
     @classmethod
@@ -161,6 +187,21 @@ class PipelineDefinition(_Strict):
     cost: int = Field(ge=0, le=MAX_COST)
     enabled: bool = True
     steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
+
+    def secret_names(self) -> set[str]:
+        """The secrets the steps' headers name (`{{secrets.NAME}}`)."""
+        calls: list[HttpCall | SimCall] = []
+        for step in self.steps:
+            if isinstance(step, ForkStep):
+                calls += [step.step] if step.step is not None else list(step.branches or [])
+            else:
+                calls.append(step)
+        return vault.referenced(
+            value
+            for call in calls
+            if isinstance(call, HttpCall)
+            for value in (call.headers or {}).values()
+        )
 
     @model_validator(mode="after")
     def _unique_ids(self) -> PipelineDefinition:

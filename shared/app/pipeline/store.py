@@ -12,12 +12,24 @@ from sqlalchemy.exc import IntegrityError
 from app.clock import iso, utcnow
 from app.db.tables import pipelines
 from app.db.transaction import Transaction, transaction
+from app.errors import AppError, ErrorCode
 from app.pipeline import catalog
 from app.pipeline.definition import PipelineDefinition
+from app.vault import store as vault_store
 
 
 def save(pipeline_id: str, definition: PipelineDefinition) -> dict[str, Any]:
-    """Create or replace; the cached public list is dropped after the commit."""
+    """Create or replace; the cached public list is dropped after the commit. A header that
+    names a secret nobody stored is `422 VALIDATION_ERROR`."""
+    unknown = vault_store.missing(definition.secret_names())
+    if unknown:
+        raise AppError(
+            ErrorCode.VALIDATION_ERROR,
+            details=[
+                {"loc": ["body", "steps"], "msg": f"no secret is stored as {name}"}
+                for name in sorted(unknown)
+            ],
+        )
     values = definition.model_dump(mode="json")
     now = utcnow()
     with transaction() as tx:

@@ -33,6 +33,7 @@ from app.observability.metrics import PIPELINE_CALLS
 from app.pipeline.definition import HttpCall, SimCall
 from app.runner import slots
 from app.tasks.lifecycle import step_failed
+from app.vault import store as vault_store
 
 BACKOFF_BASE_S = 0.5
 RETRY_AFTER_MAX_S = 60.0
@@ -103,12 +104,18 @@ def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -
         call,
     )
 
+    headers = {"Idempotency-Key": key}
+    if step.headers:
+        try:
+            headers = {**vault_store.fill(step.headers), **headers}
+        except vault_store.Unavailable as gone:  # its message names the secret, not a value
+            return _Answer(message=str(gone))
     try:
         reply = call(
             "POST",
             step.url,
             json_body=payload,
-            headers={"Idempotency-Key": key},
+            headers=headers,
             timeout_s=timeout_s,
             public_only=get_settings().is_production,
         )

@@ -1,0 +1,208 @@
+"""Secrets an admin stores for pipelines: `PUT /admin/secrets/{name}` keeps only an envelope,
+`GET /admin/secrets` answers names and times, an `http` step's `{{secrets.NAME}}` reaches
+the upstream filled in, and the value appears nowhere else: not in a response, a stored
+step, a task's steps or a log line."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from app.crypto import envelopes
+from app.db.tables import secrets as secrets_table
+from app.db.transaction import transaction
+from tests.fakes.upstream import Answer, FakeUpstream
+from tests.support.function_url import Reply, call
+from tests.support.functions import handler
+from tests.support.logs import capture_logs
+from tests.support.pipelines import Customer, Worker, token_for
+from tests.support.quota import new_user
+
+
+def admin() -> str:
+    return token_for(new_user(role="admin"))
+
+
+def put_secret(name: str, value: Any, token: str | None = None) -> Reply:
+    return call(
+        handler("admin-secrets-name"),
+        "PUT",
+        f"/admin/secrets/{name}",
+        body={"value": value},
+        token=token or admin(),
+    )
+
+
+def listed(token: str | None = None, **query: Any) -> Reply:
+    return call(
+        handler("admin-secrets-list"), "GET", "/admin/secrets", token=token or admin(), query=query
+    )
+
+
+def put_pipeline(pipeline_id: str, steps: list[dict[str, Any]]) -> Reply:
+    body = {"name": pipeline_id, "cost": 1, "steps": steps}
+    return call(
+        handler("admin-pipelines-put"),
+        "PUT",
+        f"/admin/pipelines/{pipeline_id}",
+        body=body,
+        token=admin(),
+    )
+
+
+def reference(name: str) -> str:
+    return "Bearer {{secrets." + name + "}}"
+
+
+def new_name() -> str:
+    return "K_" + secrets.token_hex(6).upper()
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as fake:
+        fake.script("/render", lambda _c: Answer(200, {"ok": True}))
+        yield fake
+
+
+def test_a_stored_secret_is_an_envelope_and_only_its_name_comes_back() -> None:
+    name, value = new_name(), "sk-" + secrets.token_urlsafe(24)
+    reply = put_secret(name, value)
+    assert (reply.status, reply.body) == (204, "")
+    with transaction() as tx:
+        row = tx.execute(select(secrets_table).where(secrets_table.c.name == name)).one()
+    assert envelopes.is_envelope(row.envelope) and value not in row.envelope
+    assert row.version == 1
+
+    page = listed(limit=100)
+    assert page.status == 200 and value not in page.body
+    (item,) = [i for i in page.json()["items"] if i["name"] == name]
+    assert set(item) == {"name", "updated_at"}
+
+    assert put_secret(name, value + "2").status == 204
+    with transaction() as tx:
+        again = tx.execute(select(secrets_table).where(secrets_table.c.name == name)).one()
+    assert again.version == 2 and again.envelope != row.envelope
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "where"),
+    [
+        ("lower", "v", "name"),
+        ("1ABC", "v", "name"),
+        ("A" * 65, "v", "name"),
+        ("OK_NAME", "", "value"),
+        ("OK_NAME", "x" * 4097, "value"),
+        ("OK_NAME", "\u00e9" * 2049, "value"),  # 4098 bytes of UTF-8
+        ("OK_NAME", 42, "value"),
+    ],
+)
+def test_a_bad_name_or_value_is_422_and_stores_nothing(name: str, value: Any, where: str) -> None:
+    reply = put_secret(name, value)
+    assert (reply.status, reply.json()["code"]) == (422, "VALIDATION_ERROR"), reply.body
+    assert where in json.dumps(reply.json()["details"])
+    with transaction() as tx:
+        assert tx.execute(select(secrets_table).where(secrets_table.c.name == name)).first() is None
+
+
+def test_a_user_is_403_on_both_routes() -> None:
+    user = token_for(new_user())
+    assert put_secret("USER_TRY", "v", token=user).json()["code"] == "FORBIDDEN"
+    assert listed(token=user).json()["code"] == "FORBIDDEN"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer {{secrets.NEVER_STORED_X}}"},
+        {"X-Key": "{{secrets.lower_case}}"},
+        {"Idempotency-Key": "mine"},
+        {"content-type": "text/plain"},
+        {"CONTENT-LENGTH": "3"},
+        {"Host": "elsewhere.example"},
+        {"Bad Header": "v"},
+        {"X-Multi": "a\r\nInjected: b"},
+    ],
+)
+def test_a_pipeline_with_a_header_it_may_not_send_is_422(headers: dict[str, str]) -> None:
+    step = {"id": "a", "type": "http", "url": "http://127.0.0.1:9/x", "headers": headers}
+    reply = put_pipeline("p-" + secrets.token_hex(4), [step])
+    assert (reply.status, reply.json()["code"]) == (422, "VALIDATION_ERROR"), reply.body
+
+
+def test_the_upstream_gets_the_value_and_nothing_else_ever_holds_it(
+    worker: Worker, upstream: FakeUpstream
+) -> None:
+    name, first, second = (
+        new_name(),
+        "sk-" + secrets.token_urlsafe(24),
+        "sk-" + secrets.token_urlsafe(24),
+    )
+    assert put_secret(name, first).status == 204
+    pipeline = "p-" + secrets.token_hex(4)
+    step = {
+        "id": "a",
+        "type": "http",
+        "url": upstream.url("/render"),
+        "headers": {"Authorization": reference(name), "X-Plain": "visible"},
+    }
+    fork = {"id": "f", "type": "fork", "branches": [{k: v for k, v in step.items() if k != "id"}]}
+    assert put_pipeline(pipeline, [step, fork]).status == 200
+    user = Customer(quota=2)
+
+    with capture_logs() as logs:
+        created = user.create(pipeline, {"text": "hi"})
+        task = user.wait(created.json()["id"])
+        assert task["status"] == "succeeded", task
+        assert put_secret(name, second).status == 204
+        later = user.wait(user.create(pipeline, {"text": "again"}).json()["id"])
+
+    sent = [c.headers["authorization"] for c in upstream.calls_to("/render")]
+    assert sent == [f"Bearer {first}"] * 2 + [f"Bearer {second}"] * 2  # the next task, the new
+    assert all(c.headers["x-plain"] == "visible" for c in upstream.calls_to("/render"))
+
+    seen = [created.body, json.dumps(task), json.dumps(later), user.list().body]
+    seen.append(logs.text)
+    with transaction() as tx:
+        for table in ("tasks", "task_steps", "pipelines", "idempotency_keys"):
+            seen += [str(tuple(row)) for row in tx.execute(text(f"SELECT * FROM {table}"))]
+    for value in (first, second):
+        assert not [where for where in seen if value in where]
+
+
+def test_a_secret_that_cannot_be_had_fails_the_step_naming_it_only(
+    worker: Worker, upstream: FakeUpstream
+) -> None:
+    name = new_name()
+    assert put_secret(name, "sk-gone").status == 204
+    pipeline = "p-" + secrets.token_hex(4)
+    step = {
+        "id": "a",
+        "type": "http",
+        "url": upstream.url("/render"),
+        "retries": 0,
+        "headers": {"Authorization": reference(name)},
+    }
+    assert put_pipeline(pipeline, [step]).status == 200
+    other = new_name()
+    assert put_secret(other, "sk-other").status == 204
+    with transaction() as tx:  # another secret's envelope copied over it: it does not open
+        moved = tx.execute(
+            select(secrets_table.c.envelope).where(secrets_table.c.name == other)
+        ).scalar_one()
+        tx.execute(
+            secrets_table.update()
+            .where(secrets_table.c.name == name)
+            .values(envelope=moved, version=secrets_table.c.version + 1)
+        )
+    user = Customer(quota=1)
+    task = user.wait(user.create(pipeline, {}).json()["id"])
+    assert task["status"] == "failed"
+    assert f"secret {name} is not available" in task["error"]["message"]
+    assert upstream.calls_to("/render") == []
+    assert user.quota() == (1, 0)

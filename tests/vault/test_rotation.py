@@ -1,0 +1,94 @@
+"""Rotation: with KMS_KEY_ID naming a new key, the `secrets-rekey` job seals every stored
+secret again under it; pipelines keep sending the right values, also once the old key is
+disabled at KMS."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+
+from app.db.tables import secrets as secrets_table
+from app.db.transaction import transaction
+from tests.fakes.kms import FakeKms
+from tests.fakes.tencentcloud import FakeTencentCloud
+from tests.fakes.upstream import Answer, FakeUpstream
+from tests.support.function_url import call
+from tests.support.functions import handler
+from tests.support.pipelines import Customer, Worker
+from tests.support.settings import settings_env
+from tests.vault.test_admin_secrets import admin, new_name, put_pipeline, put_secret, reference
+
+
+@pytest.fixture
+def kms() -> Iterator[FakeKms]:
+    with FakeTencentCloud() as cloud:
+        yield FakeKms(cloud)
+
+
+def rows(names: list[str]) -> dict[str, tuple[str, int]]:
+    with transaction() as tx:
+        found = tx.execute(
+            select(secrets_table.c.name, secrets_table.c.key_id, secrets_table.c.version).where(
+                secrets_table.c.name.in_(names)
+            )
+        )
+        return {r.name: (r.key_id, r.version) for r in found}
+
+
+def rekey() -> dict[str, object]:
+    reply = call(handler("admin-jobs-run"), "POST", "/admin/jobs/secrets-rekey", token=admin())
+    assert reply.status == 200, reply.body
+    return dict(reply.json())
+
+
+def test_rekey_moves_every_secret_to_the_new_key_and_calls_keep_their_values(
+    kms: FakeKms, worker: Worker
+) -> None:
+    old_key, new_key = kms.create_key(), kms.create_key()
+    names = [new_name(), new_name()]
+    values = {name: f"sk-{name.lower()}" for name in names}
+    with FakeUpstream() as upstream, settings_env(**kms.env(old_key)):
+        upstream.script("/render", lambda _c: Answer(200, {"ok": True}))
+        for name, value in values.items():
+            assert put_secret(name, value).status == 204
+        headers = {"Authorization": reference(names[0]), "X-Second": reference(names[1])}
+        step = {"id": "a", "type": "http", "url": upstream.url("/render"), "headers": headers}
+        pipeline = "p-rekey-" + names[0].lower()
+        assert put_pipeline(pipeline, [step]).status == 200
+        user = Customer(quota=2)
+        assert user.wait(user.create(pipeline, {}).json()["id"])["status"] == "succeeded"
+        before = rows(names)
+        assert {key for key, _ in before.values()} == {old_key}
+
+        with settings_env(KMS_KEY_ID=new_key):
+            assert rekey()["rekeyed"] >= 2
+            after = rows(names)
+            assert {key for key, _ in after.values()} == {new_key}
+            assert all(after[n][1] == before[n][1] + 1 for n in names)
+            assert rekey()["rekeyed"] == 0  # nothing left under another key
+            kms.disable(old_key)
+            assert user.wait(user.create(pipeline, {}).json()["id"])["status"] == "succeeded"
+
+    sent = [(c.headers["authorization"], c.headers["x-second"]) for c in upstream.calls]
+    expected = (f"Bearer {values[names[0]]}", f"Bearer {values[names[1]]}")
+    assert sent == [expected, expected]
+
+
+def test_a_secret_that_does_not_open_is_left_as_it_is_and_counted(
+    kms: FakeKms, caplog: pytest.LogCaptureFixture
+) -> None:
+    old_key, new_key = kms.create_key(), kms.create_key()
+    name = new_name()
+    with settings_env(**kms.env(old_key)):
+        assert put_secret(name, "sk-lost-with-its-key").status == 204
+    before = rows([name])
+    kms.disable(old_key)
+    with settings_env(**kms.env(new_key)):
+        report = rekey()
+    assert report["unreadable"] >= 1
+    assert rows([name]) == before
+    lines = [r.getMessage() + str(r.__dict__) for r in caplog.records]
+    assert any("secret not rekeyed" in line and name in line for line in lines)
+    assert not any("sk-lost-with-its-key" in line for line in lines)
