@@ -59,8 +59,8 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
 }
 
 # The fields whose variables may hold an envelope or a `secret:` reference: every key or
-# secret the settings hold. The payment keys (WECHATPAY_PRIVATE_KEY, WECHATPAY_APIV3_KEY,
-# ALIPAY_PRIVATE_KEY, ...) join here with their fields. Not LOCAL_MASTER_KEY (it opens the
+# secret the settings hold, and the providers' public keys (PEM, too long to fit SCF's
+# 4 KB of variables otherwise). Not LOCAL_MASTER_KEY (it opens the
 # others) nor the run role's session token (SCF sets it).
 SEALABLE = frozenset(
     {
@@ -71,6 +71,11 @@ SEALABLE = frozenset(
         "tencentcloud_secret_key",
         "metrics_token",
         "metrics_pushgateway_url",
+        "wechatpay_private_key",
+        "wechatpay_apiv3_key",
+        "wechatpay_public_key",
+        "alipay_private_key",
+        "alipay_public_key",
     }
 )
 
@@ -193,6 +198,25 @@ class Settings(BaseModel):
     wechat_api_base: str = ""  # empty: the local sandbox (APP_ENV=local only)
     wechat_login_per_ip_per_hour: int = Field(60, ge=1)
 
+    # Payments (app.payments). A channel is configured when its API base or gateway is set;
+    # unset on a laptop (APP_ENV=local), the local cloud's sandbox stands in for it with
+    # keys of its own. Keys are PEM text (PKCS#1 or PKCS#8), an envelope or a secret:
+    # reference; the public keys too, since all of a function's variables share 4 KB.
+    wechatpay_mchid: str = ""
+    wechatpay_appid: str = ""
+    wechatpay_private_key: SecretStr = SecretStr("")
+    wechatpay_cert_serial: str = ""
+    wechatpay_apiv3_key: SecretStr = SecretStr("")
+    wechatpay_public_key: SecretStr = SecretStr("")
+    wechatpay_public_key_id: str = ""
+    wechatpay_api_base: str = ""
+    wechatpay_notify_url: str = ""
+    alipay_appid: str = ""
+    alipay_private_key: SecretStr = SecretStr("")
+    alipay_public_key: SecretStr = SecretStr("")
+    alipay_gateway: str = ""
+    alipay_notify_url: str = ""
+    order_expiry_s: int = Field(1800, ge=60, le=7200)
 
     # See ENV_NAMES.
     tencentcloud_secret_id: str = ""

@@ -1,0 +1,96 @@
+"""The port a payment provider's adapter implements, and what crosses it.
+
+An adapter speaks one provider's protocol through that provider's SDK: it creates a
+payable code for a charge, queries and closes a trade, and turns a notification into a
+`Report` only after checking everything the provider's rules ask of the message itself
+(the signature over the raw body with the configured platform key, WeChat Pay's
+5-minute timestamp window, the decryption, our merchant and app id). What depends on the
+stored order (it exists, the amount matches) is checked by `app.payments.notifications`.
+
+Every adapter raises only `Rejected` (a notification that must change nothing) and
+`ProviderError` (the provider could not be reached or answered something unusable); an
+SDK's own exceptions never leave the adapter, nor does any key, signature or decrypted
+resource appear in an exception's text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+Channel = Literal["wechat", "alipay"]
+CHANNELS: tuple[Channel, ...] = ("wechat", "alipay")
+
+# What the provider says of a trade: `paid` (WeChat SUCCESS, Alipay TRADE_SUCCESS or
+# TRADE_FINISHED), `unpaid` (not paid yet: NOTPAY, USERPAYING, WAIT_BUYER_PAY, or a trade
+# the provider does not know yet), `closed` (it will never be paid: CLOSED, REVOKED,
+# PAYERROR, TRADE_CLOSED), `refunded` (paid, then refunded: REFUND).
+TradeState = Literal["paid", "unpaid", "closed", "refunded"]
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What an order asks the provider for: `order_id` is the provider's out_trade_no."""
+
+    order_id: str
+    amount_fen: int
+    description: str
+    expires_at: datetime  # aware, UTC; the provider's time_expire / timeout_express
+
+
+@dataclass(frozen=True)
+class Report:
+    """A trade as the provider reports it, in a verified notification or a query answer."""
+
+    order_id: str  # out_trade_no
+    state: TradeState
+    amount_fen: int | None  # what was (or is to be) paid; None when the provider omits it
+    currency: str  # "CNY"
+    provider_trade_id: str | None  # transaction_id / trade_no
+    paid_at: datetime | None  # aware, UTC, when state is "paid" and the provider says
+
+
+class Rejected(Exception):
+    """A notification that is not genuine or not ours: it changes nothing.
+
+    `status` is what WeChat Pay is answered (401 for a signature that does not verify, 400
+    for anything else); Alipay is always answered `fail`. The message is for the log line
+    and never holds a key, a signature or the decrypted resource."""
+
+    def __init__(self, reason: str, status: Literal[400, 401] = 400) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class ProviderError(Exception):
+    """The provider could not be reached, or answered with an error or something we
+    cannot use. The message names what failed (an error code, a status), never a key."""
+
+
+class Gateway(Protocol):
+    """One provider. Built from the settings by `app.payments.providers.gateway(channel)`."""
+
+    channel: Channel
+
+    def create(self, charge: Charge) -> str:
+        """The payable code: WeChat Native's `code_url`, Alipay precreate's `qr_code`."""
+        ...
+
+    def query(self, order_id: str) -> Report:
+        """The trade's state at the provider (query by out_trade_no). A trade the provider
+        does not know is `unpaid`."""
+        ...
+
+    def close(self, order_id: str) -> None:
+        """Close the trade so it can no longer be paid. Closing a trade the provider does not
+        know, or one already closed, succeeds. A trade that was paid meanwhile raises
+        `ProviderError`; the caller queries it and pays the order."""
+        ...
+
+    def verify(self, headers: dict[str, str], body: bytes) -> Report:
+        """The notification's report, once it is proven genuine and ours. `headers` have
+        lower-case names; `body` is the raw request body (JSON for WeChat Pay, a form for
+        Alipay). Raises `Rejected`."""
+        ...
