@@ -1,0 +1,1 @@
+"""Simulators of the payment providers, for the local cloud and the tests' fakes."""
