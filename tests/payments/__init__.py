@@ -1,0 +1,1 @@
+"""Payments: the providers' adapters against their protocol fakes."""
