@@ -14,19 +14,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, select, tuple_, update
+from sqlalchemy.exc import OperationalError
 
 from app.clock import utcnow
+from app.db.conflicts import is_lock_conflict
 from app.db.statements import ignoring_duplicates
 from app.db.tables import idempotency_keys
 from app.db.transaction import Transaction, transaction
 from app.errors import AppError, ErrorCode
 
 TTL = timedelta(hours=24)
+# A keyed create goes round this many times at most (a key taken meanwhile, a deadlock).
+ATTEMPTS = 5
 
 
 class KeyTaken(Exception):
@@ -38,6 +43,42 @@ class Replay:
     """What the first request with the key produced (its resource, as the API showed it)."""
 
     response: Any
+
+
+@dataclass(frozen=True)
+class Answered:
+    """What a keyed create answers: the resource it made, or for a known key the one its
+    first request made (`replayed`)."""
+
+    response: Any
+    replayed: bool
+
+
+def create_once(
+    user_id: str, scope: str, key: str | None, digest: str, create: Callable[[], Any]
+) -> Answered:
+    """Run `create()` (which claims and records the key in its own transaction when `key`
+    is given) unless a stored answer for the key replays first; a key another request
+    committed meanwhile (`KeyTaken`) or a deadlock among waiters on it goes round again,
+    from the lookup. `409 IDEMPOTENCY_KEY_MISMATCH` for the key with another body."""
+    for attempt in range(ATTEMPTS):
+        if key is not None:
+            # A known key is answered before the request is judged: its replay stands even
+            # if what it names changed since, and another body is 409 whatever it says.
+            replay = lookup(user_id, scope, key, digest)
+            if replay is not None:
+                return Answered(replay.response, replayed=True)
+        try:
+            return Answered(create(), replayed=False)
+        except KeyTaken:
+            continue  # committed meanwhile: the lookup replays it (or it expired)
+        except OperationalError as exc:
+            # Waiters on one key can deadlock when its first holder rolls back; the loser's
+            # transaction is gone whole, so it starts again from the lookup.
+            if is_lock_conflict(exc) and attempt < ATTEMPTS - 1:
+                continue
+            raise
+    raise AppError(ErrorCode.SERVICE_UNAVAILABLE)
 
 
 def request_hash(body: Any) -> str:

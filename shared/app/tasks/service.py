@@ -16,12 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
 
 from app import idempotency, json_values
 from app.clock import utcnow
 from app.db import pages
-from app.db.conflicts import is_lock_conflict
 from app.db.tables import task_steps, tasks
 from app.db.transaction import transaction
 from app.errors import AppError, ErrorCode
@@ -41,7 +39,6 @@ IDEMPOTENCY_SCOPE = "tasks"
 # under the limit whatever the tasks hold; one item is at most 64 KiB of input and 1 MiB of
 # output, so a page always holds at least four.
 PAGE_MAX_BYTES = 5 * 1024 * 1024
-_CREATE_ATTEMPTS = 5
 
 
 def _invalid_input(message: str) -> AppError:
@@ -155,25 +152,14 @@ def create(
     """A new task, charged and queued; with an Idempotency-Key (validated by the caller)
     the first request's task for a known key."""
     digest = idempotency.request_hash({"pipeline_id": pipeline_id, "input": task_input})
-    for attempt in range(_CREATE_ATTEMPTS):
-        if key is not None:
-            # A known key is answered before the request is judged: its replay stands even
-            # if the pipeline was disabled since, and another body is 409 whatever it says.
-            replay = idempotency.lookup(user_id, IDEMPOTENCY_SCOPE, key, digest)
-            if replay is not None:
-                return Created(replay.response, replayed=True)
-        try:
-            view = _create_once(user_id, pipeline_id, task_input, key, digest)
-        except idempotency.KeyTaken:
-            continue  # committed meanwhile: the lookup above replays it (or it expired)
-        except OperationalError as exc:
-            # Waiters on one key can deadlock when its first holder rolls back; the loser's
-            # transaction is gone whole, so it starts again from the lookup.
-            if is_lock_conflict(exc) and attempt < _CREATE_ATTEMPTS - 1:
-                continue
-            raise
-        return Created(view, replayed=False)
-    raise AppError(ErrorCode.SERVICE_UNAVAILABLE)
+    answered = idempotency.create_once(
+        user_id,
+        IDEMPOTENCY_SCOPE,
+        key,
+        digest,
+        lambda: _create_once(user_id, pipeline_id, task_input, key, digest),
+    )
+    return Created(answered.response, replayed=answered.replayed)
 
 
 def get(user_id: str, task_id: str) -> dict[str, Any]:
