@@ -12,6 +12,7 @@ import pytest
 from app.config import DEV_JWT_SECRET, ProductionMisconfigured, get_settings
 from app.http import http_handler
 from tests.support.functions import FUNCTIONS
+from tests.support.payments import PRODUCTION_PAYMENT_ENV
 from tests.support.settings import settings_env
 
 # What an operator sets for production. A new dev default refused in production belongs in
@@ -31,6 +32,7 @@ PRODUCTION_ENV: dict[str, str | None] = {
     "PIPELINE_ALLOWED_HOSTS": "ai.example.com",
     "CRYPTO_PROVIDER": "kms",
     "KMS_KEY_ID": "2c9e58e6-9f1a-11ef-8e65-52540089bc41",
+    **PRODUCTION_PAYMENT_ENV,
 }
 
 # Each dev default: the variables that put it back, and the words the refusal must name.
@@ -91,6 +93,26 @@ DEV_DEFAULTS: dict[str, tuple[dict[str, str | None], str]] = {
     "local master key beside kms": (
         {"LOCAL_MASTER_KEY": "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA="},
         "LOCAL_MASTER_KEY is set",
+    ),
+    "wechat pay sandbox": (
+        {"WECHATPAY_API_BASE": "http://127.0.0.1:9100"},
+        "WECHATPAY_API_BASE is not an https:// URL",
+    ),
+    "alipay sandbox": (
+        {"ALIPAY_GATEWAY": "http://127.0.0.1:9200/gateway.do"},
+        "ALIPAY_GATEWAY is not an https:// URL",
+    ),
+    "wechat pay without its apiv3 key": (
+        {"WECHATPAY_APIV3_KEY": None},
+        "WECHATPAY_API_BASE is set but WECHATPAY_APIV3_KEY not",
+    ),
+    "alipay without keys": (
+        {"ALIPAY_PRIVATE_KEY": None, "ALIPAY_PUBLIC_KEY": None},
+        "ALIPAY_GATEWAY is set but ALIPAY_PRIVATE_KEY, ALIPAY_PUBLIC_KEY not",
+    ),
+    "plain http notify url": (
+        {"WECHATPAY_NOTIFY_URL": "http://api.example.com/payments/wechat/notify"},
+        "WECHATPAY_API_BASE's notify URL is not an https:// URL",
     ),
     "open metrics": ({"METRICS_TOKEN": None}, "METRICS_TOKEN"),
     "predictable metrics token": ({"METRICS_TOKEN": "metrics" * 4}, "METRICS_TOKEN"),

@@ -23,7 +23,10 @@ from tests.fakes.tencentcloud import FakeTencentCloud
 from tests.support.functions import FUNCTIONS, in_fresh_instance
 
 HEAVY = (
+    "Cryptodome",
+    "OpenSSL",
     "alembic",
+    "alipay",
     "bcrypt",
     "cryptography",
     "fakeredis",
@@ -38,12 +41,14 @@ HEAVY = (
     "swagger_ui_bundle",
     "tencentcloud",
     "urllib3",
+    "wechatpayv3",
     "yaml",
 )
 
 # Every function loads pydantic (settings, models). Redis's client comes with the first
 # request (app.redis_client), prometheus_client only where metrics leave the process.
 # `cryptography` and the KMS SDK (`tencentcloud`) only when a setting holds an envelope.
+# The payment SDKs (wechatpayv3, alipay and what it signs with) only when a channel is used.
 BASE = {"pydantic"}
 SIGN_IN = BASE | {"bcrypt", "jwt", "sqlalchemy"}
 # Tokens and users, no passwords (bcrypt came to them only through PyJWT's `cryptography`).
@@ -61,6 +66,8 @@ BUDGET: dict[str, set[str]] = {
     "admin-jobs-run": BASE,
     "admin-secrets-list": BASE,
     "admin-secrets-name": BASE,
+    "plans-list": BASE,
+    "admin-plans-put": BASE,
     "fallback": BASE,
     # sign-in: passwords, tokens, sessions, users
     "auth-sms-code": SIGN_IN,
@@ -78,6 +85,11 @@ BUDGET: dict[str, set[str]] = {
     "pipeline-worker": DB,
     "saga-sweeper": DB,
     "invite-refill": DB,
+    "orders": DB,
+    "orders-id": DB,
+    "payments-wechat-notify": DB,
+    "payments-alipay-notify": DB,
+    "order-reconcile": DB,
     "db-migrate": DB | {"alembic"},
 }
 

@@ -19,6 +19,7 @@ from infra import manifest
 from tests.fakes.kms import FakeKms
 from tests.fakes.tencentcloud import FakeTencentCloud
 from tests.support.functions import ROOT
+from tests.support.payments import PRODUCTION_PAYMENT_ENV
 
 # What an operator puts in the deployer's environment: valid, and nothing real.
 DEPLOYER_ENV = {
@@ -42,7 +43,15 @@ DEPLOYER_ENV = {
     "COS_BUCKET": "ai-platform-1250000000",
     "COS_REGION": "ap-guangzhou",
     "KMS_KEY_ID": "2c9e58e6-9f1a-11ef-8e65-52540089bc41",
+    **PRODUCTION_PAYMENT_ENV,
 }
+# The PEM keys travel as references to the secrets table (README "Secrets and KMS").
+PEM_KEYS = (
+    "WECHATPAY_PRIVATE_KEY",
+    "WECHATPAY_PUBLIC_KEY",
+    "ALIPAY_PRIVATE_KEY",
+    "ALIPAY_PUBLIC_KEY",
+)
 # What SCF sets in every instance of a function with a run role.
 PLATFORM_ENV = {
     "TENCENTCLOUD_REGION": "ap-guangzhou",
@@ -80,8 +89,9 @@ def test_the_declared_environment_fits_with_every_secret_as_a_kms_envelope() -> 
             Settings.from_environ(kms.env(kms.create_key()), resolve=False)
         )
         env = {**DEPLOYER_ENV, "METRICS_PUSHGATEWAY_URL": "http://1250000000:t0ken@10.0.0.9:9091"}
-        sealed = {name.upper() for name in SEALABLE} & set(env)
-        assert {"DATABASE_URL", "JWT_SECRET", "WECHAT_SECRET"} <= sealed
+        env.update({name: f"secret:{name}" for name in PEM_KEYS})
+        sealed = ({name.upper() for name in SEALABLE} & set(env)) - set(PEM_KEYS)
+        assert {"DATABASE_URL", "JWT_SECRET", "WECHAT_SECRET", "WECHATPAY_APIV3_KEY"} <= sealed
         for name in sealed:
             env[name] = envelopes.seal(env[name].encode(), name, keys)
     deployed = manifest.load(

@@ -2,9 +2,11 @@
 behind `python -m infra.local`.
 
 Start order: bind the port, fill in the embedded default (moto's S3 app for COS when
-COS_ENDPOINT is unset), run the migrations, open DB_POOL_MIN connections and start the pool
-monitor, load every function as SCF would, derive the custom domain's path mapping from the
-routes the HTTP functions serve (infra.routes), subscribe the asynchronously invoked
+COS_ENDPOINT is unset; with APP_ENV=local the payment sandbox for each channel not
+configured, infra.local.sandbox), run the migrations (and, for the sandbox, a plan to
+buy), open DB_POOL_MIN connections and start the pool monitor, load every function as
+SCF would, derive the custom domain's path mapping from the routes the HTTP functions serve
+(infra.routes), subscribe the asynchronously invoked
 functions to their queues, start the timers, then serve HTTP with uvicorn. Functions run on
 a thread pool, so many requests run at once, unlike SCF where an instance handles one: the
 pool settings of this process are the seed's 10/100. Asynchronous invocations run
@@ -75,6 +77,22 @@ def _broken(name: str, error: Exception) -> MainHandler:
     return main_handler
 
 
+SANDBOX_PLAN = "sandbox-month"
+
+
+def _sandbox_plan() -> None:
+    """A plan to buy from the payment sandbox, made when the database has none."""
+    from app.db.tables import plans as plans_table
+    from app.db.transaction import transaction
+    from app.payments import plans
+
+    with transaction() as tx:
+        if tx.execute(plans_table.select().limit(1)).first() is not None:
+            return
+    fields = plans.PlanFields("Sandbox month", 990, 30, 100, True)
+    plans.save(SANDBOX_PLAN, fields)
+
+
 class LocalCloud:
     def __init__(
         self,
@@ -103,6 +121,7 @@ class LocalCloud:
         self.mappings: list[routes.PathMapping] = []
         self.broker: Broker = broker()
         self.cos: Any = None
+        self.payments: Any = None  # the payment sandbox (infra.local.sandbox), when it runs
         self._socket: socket.socket | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -204,6 +223,12 @@ class LocalCloud:
 
             self.cos = EmbeddedCos(self.host).start()
             self._set_env("COS_ENDPOINT", self.cos.endpoint)
+        if os.environ.get("APP_ENV", "local") == "local":
+            from infra.local.sandbox.server import PaymentSandbox
+
+            self.payments = PaymentSandbox(os.environ, self.url, self.host)
+            for name, value in self.payments.env.items():
+                self._set_env(name, value)
         get_settings.cache_clear()  # the settings object must see what was just filled in
         settings = get_settings()
         if self.cos is not None:
@@ -218,6 +243,8 @@ class LocalCloud:
         engine = get_engine()
         migrate.upgrade(engine)
         warm(engine, min(settings.db_pool_min, settings.db_pool_max))
+        if self.payments is not None and self.payments.servers:
+            _sandbox_plan()
         self._monitor = PoolMonitor(engine, settings.db_pool_min, settings.db_pool_idle_timeout_s)
         self._monitor.start()
 
@@ -321,6 +348,9 @@ class LocalCloud:
         if self.cos is not None:
             self.cos.stop()
             self.cos = None
+        if self.payments is not None:
+            self.payments.stop()
+            self.payments = None
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None

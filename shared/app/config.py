@@ -385,6 +385,7 @@ class Settings(BaseModel):
             problems.append("WECHAT_API_BASE is unset (sandbox WeChat login)")
         elif not self.wechat_api_base.startswith("https://"):
             problems.append("WECHAT_API_BASE is not an https:// URL")
+        problems.extend(self._payment_problems())
         if self.queue_backend == "local":
             problems.append("QUEUE_BACKEND is local")
         # Both are plain-http stand-ins for the providers' own hosts, for tests.
@@ -404,6 +405,47 @@ class Settings(BaseModel):
                 "PIPELINE_ALLOWED_HOSTS lets pipelines call addresses that are not public: "
                 + ", ".join(internal)
             )
+        return problems
+
+    def _payment_problems(self) -> list[str]:
+        """A channel that is on (its API base or gateway set) must be whole and on https:
+        the sandbox's plain-http stand-ins and a half-configured merchant are refused."""
+        problems = []
+        channels = {
+            "WECHATPAY_API_BASE": (
+                self.wechatpay_api_base,
+                {
+                    "WECHATPAY_MCHID": self.wechatpay_mchid,
+                    "WECHATPAY_APPID": self.wechatpay_appid,
+                    "WECHATPAY_PRIVATE_KEY": self.wechatpay_private_key.get_secret_value(),
+                    "WECHATPAY_CERT_SERIAL": self.wechatpay_cert_serial,
+                    "WECHATPAY_APIV3_KEY": self.wechatpay_apiv3_key.get_secret_value(),
+                    "WECHATPAY_PUBLIC_KEY": self.wechatpay_public_key.get_secret_value(),
+                    "WECHATPAY_PUBLIC_KEY_ID": self.wechatpay_public_key_id,
+                    "WECHATPAY_NOTIFY_URL": self.wechatpay_notify_url,
+                },
+            ),
+            "ALIPAY_GATEWAY": (
+                self.alipay_gateway,
+                {
+                    "ALIPAY_APPID": self.alipay_appid,
+                    "ALIPAY_PRIVATE_KEY": self.alipay_private_key.get_secret_value(),
+                    "ALIPAY_PUBLIC_KEY": self.alipay_public_key.get_secret_value(),
+                    "ALIPAY_NOTIFY_URL": self.alipay_notify_url,
+                },
+            ),
+        }
+        for base_name, (base, needed) in channels.items():
+            if not base:
+                continue
+            if not base.startswith("https://"):
+                problems.append(f"{base_name} is not an https:// URL")
+            unset = sorted(name for name, value in needed.items() if not value)
+            if unset:
+                problems.append(f"{base_name} is set but {', '.join(unset)} not")
+            notify = next(value for name, value in needed.items() if name.endswith("NOTIFY_URL"))
+            if notify and not notify.startswith("https://"):
+                problems.append(f"{base_name}'s notify URL is not an https:// URL")
         return problems
 
 

@@ -51,6 +51,7 @@ _CACHED_FIELDS = (
     "quota_balance",
     "quota_reserved",
     "membership_expires_at",
+    "membership_plan_id",
     "created_at",
     "disabled",
 )
@@ -70,8 +71,9 @@ class User:
     referrer_id: str | None
     quota_balance: int
     quota_reserved: int
-    # None once it has lapsed; `membership_plan_id` joins when orders record the plan.
+    # Both None once it has lapsed.
     membership_expires_at: str | None
+    membership_plan_id: str | None
     created_at: str
 
 
@@ -113,8 +115,10 @@ def of_row(row: Mapping[Any, Any]) -> dict[str, Any]:
 
 def user(profile: Mapping[str, Any]) -> User:
     expires = profile["membership_expires_at"]
+    # Profiles cached before memberships had a plan have no entry for it.
+    plan_id = profile.get("membership_plan_id")
     if expires and datetime.fromisoformat(expires.replace("Z", "+00:00")) <= utcnow():
-        expires = None
+        expires = plan_id = None
     return User(
         id=profile["id"],
         phone=profile["phone"],
@@ -127,6 +131,7 @@ def user(profile: Mapping[str, Any]) -> User:
         quota_balance=int(profile["quota_balance"]),
         quota_reserved=int(profile["quota_reserved"]),
         membership_expires_at=expires,
+        membership_plan_id=plan_id if expires else None,
         created_at=profile["created_at"],
     )
 

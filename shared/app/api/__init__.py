@@ -22,6 +22,9 @@ ROUTE_MODULES = (
     "app.api.admin_quota",
     "app.api.pipelines",
     "app.api.tasks",
+    "app.api.plans",
+    "app.api.orders",
+    "app.api.payment_notify",
     "app.api.admin_jobs",
 )
 

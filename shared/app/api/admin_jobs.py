@@ -23,6 +23,7 @@ JOBS: dict[str, str] = {
     "saga-sweeper": "app.runner.sweeper:sweep",
     "invite-refill": "app.identity.invites:refill_job",
     "secrets-rekey": "app.vault.store:rekey",
+    "order-reconcile": "app.payments.reconcile:run",
 }
 
 

@@ -36,6 +36,8 @@ users = Table(
     Column("invite_code", String(16), unique=True, nullable=True),
     Column("referrer_id", String(32), nullable=True, index=True),
     Column("membership_expires_at", UtcDateTime(), nullable=True),
+    # The plan of the latest purchase that extended the membership.
+    Column("membership_plan_id", String(64), nullable=True),
     Column("disabled", Boolean, nullable=False, server_default=false()),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
@@ -191,4 +193,45 @@ secrets = Table(
     Column("version", Integer, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# What memberships are sold as (PUT /admin/plans/{id}, GET /plans).
+plans = Table(
+    "plans",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("price_fen", Integer, nullable=False),
+    Column("duration_days", Integer, nullable=False),
+    Column("quota", Integer, nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# One purchase. The plan's price, duration, quota and name are copied at purchase time, so
+# an edit of the plan never changes what an order costs or grants. `checked_at` is the last
+# time the provider was asked about it (at most once per 10 s, whoever asks).
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(32), nullable=False),
+    Column("plan_id", String(64), nullable=False),
+    Column("plan_name", String(100), nullable=False),
+    Column("channel", String(8), nullable=False),
+    Column("amount_fen", Integer, nullable=False),
+    Column("duration_days", Integer, nullable=False),
+    Column("quota", Integer, nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("code", String(512), nullable=False),
+    Column("provider_trade_id", String(64), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("paid_at", UtcDateTime(), nullable=True),
+    Column("closed_at", UtcDateTime(), nullable=True),
+    Column("checked_at", UtcDateTime(), nullable=True),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ix_orders_user_created", "user_id", "created_at"),
+    Index("ix_orders_status_created", "status", "created_at"),
 )

@@ -3,7 +3,7 @@ every function shares the process, so `/metrics` shows the whole system; on SCF 
 instance has its own and pushes it (see README, "Observability"). Recording costs no import
 of prometheus_client (see `app.observability.instruments`).
 
-The last group is declared ahead of the code that records it (payments, COS cleanup), so
+The last group is declared ahead of the code that records it (COS cleanup), so
 that the dashboard (infra/grafana/dashboard.json, which may only name metrics exported
 here) already has their panels and that work records into these names and labels."""
 
@@ -49,7 +49,7 @@ QUEUE_PUBLISHES = Counter(
 )
 TASKS_FINISHED = Counter("tasks_finished_total", "Tasks that ended, by status.", ["status"])
 
-# Recorded by the payments work (orders and the notify endpoints; not built yet).
+# Payments (app.payments): notifications, orders and the calls made to the providers.
 PAYMENT_NOTIFICATIONS = Counter(
     "payments_notifications_total",
     "Payment notifications by provider (wechat, alipay) and outcome: accepted (an order paid),"
@@ -61,6 +61,12 @@ ORDERS = Counter(
     "orders_total",
     "Orders reaching a status (pending when created, paid, closed), by channel (wechat, alipay).",
     ["channel", "status"],
+)
+PAYMENT_PROVIDER_CALLS = Counter(
+    "payments_provider_calls_total",
+    "Calls to the payment providers by channel, call (create, query, close) and outcome"
+    " (ok, error).",
+    ["channel", "call", "outcome"],
 )
 # Recorded by the storage work (the cos-cleanup job; not built yet).
 COS_CLEANUP_DELETED_OBJECTS = Counter(

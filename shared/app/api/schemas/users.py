@@ -162,7 +162,9 @@ class AdminUsersQuery(PageQuery):
 def user_out(user: User) -> UserOut:
     membership = None
     if user.membership_expires_at is not None:
-        membership = MembershipOut(plan_id=None, expires_at=user.membership_expires_at)
+        membership = MembershipOut(
+            plan_id=user.membership_plan_id, expires_at=user.membership_expires_at
+        )
     return UserOut(
         id=user.id,
         phone=user.phone,

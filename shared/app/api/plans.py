@@ -1,0 +1,52 @@
+"""Plan routes: the public price list and the admin's plan editor."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from app.api.schemas.payments import AdminPlanOut, PlanIn, PlanList
+from app.errors import AppError, ErrorCode
+from app.http import Auth, Request, Router
+from app.payments import plans
+
+router = Router(tags=("payments",))
+
+
+@router.get(
+    "/plans",
+    auth=Auth.PUBLIC,
+    response=PlanList,
+    summary="The plans on sale, cheapest first",
+)
+def list_plans(req: Request[None, None]) -> dict[str, Any]:
+    return {"items": plans.public_list(), "next_cursor": None}
+
+
+@router.put(
+    "/admin/plans/{id}",
+    auth=Auth.ADMIN,
+    body=PlanIn,
+    response=AdminPlanOut,
+    errors=(401, 403, 422),
+    summary="Create or replace a plan (a disabled plan is not sold)",
+)
+def put_plan(req: Request[PlanIn, None]) -> AdminPlanOut:
+    plan_id = req.path_params["id"]
+    if not re.fullmatch(plans.PLAN_ID, plan_id):
+        raise AppError(
+            ErrorCode.VALIDATION_ERROR,
+            details=[{"loc": ["path", "id"], "msg": "1-64 of a-z, 0-9, _ and -"}],
+        )
+    body = req.body
+    plan = plans.save(
+        plan_id,
+        plans.PlanFields(
+            name=body.name,
+            price_fen=body.price_fen,
+            duration_days=body.duration_days,
+            quota=body.quota,
+            enabled=body.enabled,
+        ),
+    )
+    return AdminPlanOut.model_validate(plan, from_attributes=True)

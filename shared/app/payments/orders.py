@@ -1,0 +1,184 @@
+"""Orders: buying a plan (`POST /orders`) and reading one's own (`GET /orders/{id}`).
+
+A purchase asks the provider first and writes the order after: the provider's trade is
+made with a fresh order id as its out_trade_no, the plan's price at that moment, and the
+order's expiry as its own; only when the provider has answered with a payable code is the
+order inserted (with the Idempotency-Key, in one transaction). So a provider failure
+(`502 PAYMENT_PROVIDER_ERROR`) leaves no order behind, and a trade whose order was never
+written (a duplicate that lost the key, a database failure) is closed at the provider
+and was never shown to anyone, so nobody can pay it.
+
+An order id is 32 hex digits: both providers accept it as out_trade_no (Alipay takes only
+letters, digits and underscores).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from app import idempotency
+from app.clock import iso, utcnow
+from app.config import get_settings
+from app.db.tables import orders
+from app.db.transaction import transaction
+from app.errors import AppError, ErrorCode
+from app.observability import logging as applog
+from app.observability.metrics import ORDERS, PAYMENT_PROVIDER_CALLS
+from app.payments import plans, providers, reconcile
+from app.payments.gateway import Channel, Charge, ProviderError
+
+log = applog.get_logger("app.payments.orders")
+IDEMPOTENCY_SCOPE = "orders"
+
+
+def new_order_id() -> str:
+    return secrets.token_hex(16)
+
+
+@dataclass(frozen=True)
+class Created:
+    """The order a purchase made, or for a known key the one its first request made."""
+
+    order: dict[str, Any]
+    replayed: bool
+
+
+def view(row: Any) -> dict[str, Any]:
+    """An order as clients see it: the code of its own channel, the other one null."""
+    channel = row["channel"]
+    return {
+        "id": row["id"],
+        "plan_id": row["plan_id"],
+        "channel": channel,
+        "amount_fen": int(row["amount_fen"]),
+        "status": row["status"],
+        "code_url": row["code"] if channel == "wechat" else None,
+        "qr_code": row["code"] if channel == "alipay" else None,
+        "created_at": iso(row["created_at"]),
+        "paid_at": iso(row["paid_at"]),
+        "expires_at": iso(row["expires_at"]),
+    }
+
+
+def provider_error(channel: Channel) -> AppError:
+    return AppError(
+        ErrorCode.PAYMENT_PROVIDER_ERROR,
+        f"The payment provider ({channel}) could not be reached; try again.",
+    )
+
+
+def create(user_id: str, plan_id: str, channel: Channel, key: str | None = None) -> Created:
+    """A pending order for the plan, payable through `channel`; with an Idempotency-Key
+    (validated by the caller) the first request's order for a known key."""
+    digest = idempotency.request_hash({"plan_id": plan_id, "channel": channel})
+    answered = idempotency.create_once(
+        user_id,
+        IDEMPOTENCY_SCOPE,
+        key,
+        digest,
+        lambda: _create_once(user_id, plan_id, channel, key, digest),
+    )
+    return Created(answered.response, replayed=answered.replayed)
+
+
+def _create_once(
+    user_id: str, plan_id: str, channel: Channel, key: str | None, digest: str
+) -> dict[str, Any]:
+    with transaction() as tx:
+        plan = plans.get(tx, plan_id)
+    if plan is None or not plan.enabled:
+        raise AppError(ErrorCode.PLAN_NOT_FOUND, "No such plan.")
+    order_id = new_order_id()
+    now = utcnow()
+    charge = Charge(
+        order_id=order_id,
+        amount_fen=plan.price_fen,
+        description=plan.name,
+        expires_at=now + timedelta(seconds=get_settings().order_expiry_s),
+    )
+    code = _ask_provider(channel, charge)
+    row = {
+        "id": order_id,
+        "user_id": user_id,
+        "plan_id": plan.id,
+        "plan_name": plan.name,
+        "channel": channel,
+        "amount_fen": plan.price_fen,
+        "duration_days": plan.duration_days,
+        "quota": plan.quota,
+        "status": "pending",
+        "code": code,
+        "created_at": now,
+        "expires_at": charge.expires_at,
+        "updated_at": now,
+    }
+    try:
+        with transaction() as tx:
+            if key is not None:
+                idempotency.claim(tx, user_id, IDEMPOTENCY_SCOPE, key, digest)
+            tx.execute(orders.insert().values(**row))
+            shown = view({**row, "paid_at": None})
+            if key is not None:
+                idempotency.record(tx, user_id, IDEMPOTENCY_SCOPE, key, shown, order_id)
+            tx.after_commit(lambda: ORDERS.labels(channel, "pending").inc(), order_id=order_id)
+    except BaseException:
+        # The key was taken meanwhile, a deadlock, the database: the trade has no order.
+        _abandon(channel, order_id)
+        raise
+    return shown
+
+
+def get(user_id: str, order_id: str) -> dict[str, Any]:
+    """One of the user's orders (another user's is `404`). A pending one old enough is
+    checked with the provider first (`app.payments.reconcile`)."""
+    with transaction() as tx:
+        row = (
+            tx.execute(select(orders).where(orders.c.id == order_id, orders.c.user_id == user_id))
+            .mappings()
+            .first()
+        )
+    if row is None:
+        raise AppError(ErrorCode.NOT_FOUND, "Order not found.")
+    if row["status"] == "pending":
+        row = reconcile.on_read(row)
+    return view(row)
+
+
+def _ask_provider(channel: Channel, charge: Charge) -> str:
+    try:
+        code = providers.gateway(channel).create(charge)
+    except ProviderError as error:
+        PAYMENT_PROVIDER_CALLS.labels(channel, "create", "error").inc()
+        applog.log_fields(
+            log,
+            logging.ERROR,
+            "payment provider refused an order",
+            order_id=charge.order_id,
+            channel=channel,
+            error=str(error),
+        )
+        raise provider_error(channel) from None
+    PAYMENT_PROVIDER_CALLS.labels(channel, "create", "ok").inc()
+    return code
+
+
+def _abandon(channel: Channel, order_id: str) -> None:
+    """Close a trade whose order was not written (best effort: unshown, nobody can pay it,
+    and the provider expires it at the order's expiry in any case)."""
+    try:
+        providers.gateway(channel).close(order_id)
+    except ProviderError as error:
+        applog.log_fields(
+            log,
+            logging.WARNING,
+            "an unwritten order's trade could not be closed",
+            order_id=order_id,
+            channel=channel,
+            error=str(error),
+        )

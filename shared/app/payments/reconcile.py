@@ -1,0 +1,194 @@
+"""Reconciliation: a notification can be lost, so orders are also settled by asking.
+
+- The read path (`GET /orders/{id}`): a pending order older than RECHECK_S asks the
+  provider's query API and applies a paid answer exactly as a notification would.
+- The `order-reconcile` job (a timer every minute, and `POST /admin/jobs/order-reconcile`):
+  the same for every pending order older than JOB_MIN_AGE_S, and every pending order past
+  its `expires_at` is closed with the provider's close API (one the provider says was paid
+  meanwhile is queried and paid instead).
+
+Whoever asks, the provider hears about one order at most once per RECHECK_S: a conditional
+update of the order's `checked_at` is the claim, so concurrent readers and the job on other
+instances never ask twice. A provider that cannot be reached changes nothing; the next read
+or run asks again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+
+from app.clock import utcnow
+from app.db.tables import orders
+from app.db.transaction import transaction
+from app.observability import logging as applog
+from app.observability.metrics import ORDERS, PAYMENT_PROVIDER_CALLS
+from app.payments import providers, settlement
+from app.payments.gateway import Channel, ProviderError, Report
+
+log = applog.get_logger("app.payments.reconcile")
+RECHECK_S = 10
+JOB_MIN_AGE_S = 60
+JOB_BATCH = 200
+
+
+@dataclass
+class Counts:
+    checked: int = 0  # provider queries made
+    paid: int = 0
+    closed: int = 0
+
+
+def on_read(order: Any) -> Any:
+    """The order as it stands once the provider was asked, when it was due; else as given."""
+    now = utcnow()
+    if now - order["created_at"] < timedelta(seconds=RECHECK_S):
+        return order
+    counts = Counts()
+    if not _claim(order["id"]):
+        return order
+    _query_and_apply(order, counts, via="read")
+    return _reload(order["id"]) or order
+
+
+def run() -> dict[str, int]:
+    """The job: settle what the provider says was paid, close what expired."""
+    now = utcnow()
+    counts = Counts()
+    with transaction() as tx:
+        due = list(
+            tx.execute(
+                select(orders)
+                .where(
+                    orders.c.status == "pending",
+                    or_(
+                        orders.c.created_at <= now - timedelta(seconds=JOB_MIN_AGE_S),
+                        orders.c.expires_at <= now,
+                    ),
+                )
+                .order_by(orders.c.created_at)
+                .limit(JOB_BATCH)
+            ).mappings()
+        )
+    for order in due:
+        if not _claim(order["id"]):
+            continue
+        if order["expires_at"] <= now:
+            _close(order, counts)
+        else:
+            _query_and_apply(order, counts, via="job")
+    return {"checked": counts.checked, "paid": counts.paid, "closed": counts.closed}
+
+
+def run_timer(_event: Any = None) -> dict[str, int]:
+    """The timer function's job: the timer wrapper logs and counts the run."""
+    return run()
+
+
+def _claim(order_id: str) -> bool:
+    """Take this order's turn to ask the provider; False when it was asked < RECHECK_S ago
+    (or it is no longer pending)."""
+    now = utcnow()
+    with transaction() as tx:
+        return bool(
+            tx.execute(
+                update(orders)
+                .where(
+                    orders.c.id == order_id,
+                    orders.c.status == "pending",
+                    or_(
+                        orders.c.checked_at.is_(None),
+                        orders.c.checked_at <= now - timedelta(seconds=RECHECK_S),
+                    ),
+                )
+                .values(checked_at=now)
+            ).rowcount
+        )
+
+
+def _query_and_apply(order: Any, counts: Counts, *, via: str) -> None:
+    channel: Channel = order["channel"]
+    try:
+        report = providers.gateway(channel).query(order["id"])
+    except ProviderError as error:
+        _provider_failed(order, "query", error)
+        return
+    PAYMENT_PROVIDER_CALLS.labels(channel, "query", "ok").inc()
+    counts.checked += 1
+    _apply(order, report, counts, via=via)
+
+
+def _apply(order: Any, report: Report, counts: Counts, *, via: str) -> None:
+    channel: Channel = order["channel"]
+    if report.order_id != order["id"]:
+        _discrepancy(order, via, f"the provider answered for order {report.order_id}")
+    elif report.state == "paid":
+        settled = settlement.apply(order["id"], channel, report, via=via)
+        if settled.outcome == "paid":
+            counts.paid += 1
+        elif settled.outcome == "mismatch":
+            _discrepancy(order, via, settled.reason)
+    elif report.state in ("closed", "refunded") and _mark_closed(order):
+        # The provider will never take this payment: the order can no longer be paid.
+        counts.closed += 1
+
+
+def _close(order: Any, counts: Counts) -> None:
+    channel: Channel = order["channel"]
+    try:
+        providers.gateway(channel).close(order["id"])
+    except ProviderError as error:
+        # Paid at the last moment, or the provider is down: ask what it says.
+        _provider_failed(order, "close", error)
+        _query_and_apply(order, counts, via="job")
+        return
+    PAYMENT_PROVIDER_CALLS.labels(channel, "close", "ok").inc()
+    if _mark_closed(order):
+        counts.closed += 1
+
+
+def _mark_closed(order: Any) -> bool:
+    now = utcnow()
+    with transaction() as tx:
+        changed = tx.execute(
+            update(orders)
+            .where(orders.c.id == order["id"], orders.c.status == "pending")
+            .values(status="closed", closed_at=now, updated_at=now)
+        ).rowcount
+        if changed:
+            channel = order["channel"]
+            tx.after_commit(lambda: ORDERS.labels(channel, "closed").inc(), order_id=order["id"])
+    return bool(changed)
+
+
+def _reload(order_id: str) -> Any:
+    with transaction() as tx:
+        return tx.execute(select(orders).where(orders.c.id == order_id)).mappings().first()
+
+
+def _provider_failed(order: Any, call: str, error: ProviderError) -> None:
+    PAYMENT_PROVIDER_CALLS.labels(order["channel"], call, "error").inc()
+    applog.log_fields(
+        log,
+        logging.WARNING,
+        f"payment provider {call} failed",
+        order_id=order["id"],
+        channel=order["channel"],
+        error=str(error),
+    )
+
+
+def _discrepancy(order: Any, via: str, reason: str) -> None:
+    applog.log_fields(
+        log,
+        logging.ERROR,
+        "provider's report does not match the order",
+        order_id=order["id"],
+        channel=order["channel"],
+        via=via,
+        reason=reason,
+    )

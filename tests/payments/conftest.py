@@ -1,0 +1,26 @@
+"""Payments tests run against the providers' fakes (real HTTP, our SDK calls signed and
+checked, their answers and notifications signed), with the ledger invariant checked after
+every test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fakes.alipay import FakeAlipay
+from tests.fakes.wechatpay import FakeWechatPay
+from tests.support.pipelines import _drain_parked_messages, _ledger_invariant  # noqa: F401
+from tests.support.settings import settings_env
+
+
+@pytest.fixture
+def wechatpay() -> Iterator[FakeWechatPay]:
+    with FakeWechatPay() as fake, settings_env(**fake.settings()):
+        yield fake
+
+
+@pytest.fixture
+def alipay() -> Iterator[FakeAlipay]:
+    with FakeAlipay() as fake, settings_env(**fake.settings()):
+        yield fake

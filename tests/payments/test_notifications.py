@@ -1,0 +1,283 @@
+"""The notify webhooks: a genuine notification pays its order once (membership and quota in
+one transaction), however often and however concurrently it arrives; every forged or
+mismatched variant is rejected and changes nothing; non-paid states are acknowledged."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from app.db.tables import orders, quota_ledger, users
+from app.db.transaction import transaction
+from tests.fakes.alipay import FakeAlipay
+from tests.fakes.wechatpay import FakeWechatPay
+from tests.support.function_url import Reply
+from tests.support.logs import capture_logs
+from tests.support.payments import (
+    Buyer,
+    alipay_notify,
+    new_plan,
+    order_row,
+    wechat_notify,
+)
+from tests.support.quota import counters
+
+OK = {"code": "SUCCESS", "message": "OK"}
+
+
+def grants(order_id: str) -> int:
+    with transaction() as tx:
+        return len(
+            tx.execute(select(quota_ledger).where(quota_ledger.c.ref == f"order:{order_id}")).all()
+        )
+
+
+def state(buyer: Buyer, order_id: str) -> tuple[Any, ...]:
+    """Everything a notification may change."""
+    row = order_row(order_id)
+    return (
+        row["status"],
+        row["paid_at"],
+        counters(buyer.user_id),
+        buyer.membership(),
+        grants(order_id),
+    )
+
+
+def wechat_order(buyer: Buyer, plan: str) -> str:
+    reply = buyer.order(plan, "wechat")
+    assert reply.status == 201, reply.body
+    return str(reply.json()["id"])
+
+
+def alipay_order(buyer: Buyer, plan: str) -> str:
+    reply = buyer.order(plan, "alipay")
+    assert reply.status == 201, reply.body
+    return str(reply.json()["id"])
+
+
+def test_a_genuine_wechat_notification_sent_six_times_at_once_grants_once(
+    wechatpay: FakeWechatPay,
+) -> None:
+    plan = new_plan(price_fen=2990, duration_days=30, quota=300)
+    buyer = Buyer()
+    order_id = wechat_order(buyer, plan)
+    genuine = wechatpay.pay(order_id)
+    replies: list[Reply] = []
+    start = threading.Barrier(6)
+
+    def deliver() -> None:
+        start.wait()
+        replies.append(wechat_notify(genuine.lower_headers, genuine.body))
+
+    threads = [threading.Thread(target=deliver) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [(r.status, r.json()) for r in replies] == [(200, OK)] * 6
+    row = order_row(order_id)
+    assert row["status"] == "paid" and row["provider_trade_id"]
+    assert counters(buyer.user_id) == (300, 0)
+    assert grants(order_id) == 1
+    expires, plan_id = buyer.membership()
+    assert plan_id == plan
+    assert abs(expires - (datetime.now(timezone.utc) + timedelta(days=30))).total_seconds() < 60
+    me = buyer.me()
+    assert me["membership"]["plan_id"] == plan and me["quota"] == {"balance": 300, "reserved": 0}
+    assert buyer.get(order_id).json()["status"] == "paid"
+    # and once more, a day later: acknowledged, nothing changes
+    before = state(buyer, order_id)
+    again = wechat_notify(genuine.lower_headers, genuine.body)
+    assert (again.status, again.json()) == (200, OK)
+    assert state(buyer, order_id) == before
+
+
+def test_a_genuine_alipay_notification_sent_six_times_at_once_grants_once(
+    alipay: FakeAlipay,
+) -> None:
+    plan = new_plan(price_fen=1990, quota=50)
+    buyer = Buyer()
+    order_id = alipay_order(buyer, plan)
+    alipay.sim.scan(order_id)
+    genuine = alipay.sim.pay(order_id)
+    replies: list[Reply] = []
+    start = threading.Barrier(6)
+
+    def deliver() -> None:
+        start.wait()
+        replies.append(alipay_notify(genuine.body))
+
+    threads = [threading.Thread(target=deliver) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [(r.status, r.body) for r in replies] == [(200, "success")] * 6
+    assert (replies[0].header("content-type") or "").startswith("text/plain")
+    assert order_row(order_id)["status"] == "paid"
+    assert counters(buyer.user_id) == (50, 0) and grants(order_id) == 1
+
+
+def test_membership_extends_from_the_later_of_now_and_its_expiry(
+    wechatpay: FakeWechatPay,
+) -> None:
+    plan = new_plan(duration_days=30, quota=0)
+    buyer = Buyer()
+    for _ in range(2):
+        order_id = wechat_order(buyer, plan)
+        n = wechatpay.pay(order_id)
+        assert wechat_notify(n.lower_headers, n.body).status == 200
+    expires, _ = buyer.membership()
+    assert abs(expires - (datetime.now(timezone.utc) + timedelta(days=60))).total_seconds() < 60
+    assert counters(buyer.user_id) == (0, 0)  # a plan of no quota grants none
+    # a lapsed membership starts again from now
+    with transaction() as tx:
+        tx.execute(
+            update(users)
+            .where(users.c.id == buyer.user_id)
+            .values(membership_expires_at=datetime.now(timezone.utc) - timedelta(days=400))
+        )
+    order_id = wechat_order(buyer, plan)
+    n = wechatpay.pay(order_id)
+    assert wechat_notify(n.lower_headers, n.body).status == 200
+    expires, _ = buyer.membership()
+    assert abs(expires - (datetime.now(timezone.utc) + timedelta(days=30))).total_seconds() < 60
+
+
+WECHAT_FORGERIES: dict[str, tuple[Callable[[FakeWechatPay, str], Any], int]] = {
+    "tampered body": (lambda f, o: f.tampered(o), 401),
+    "signed with another key": (lambda f, o: f.signed_with_other_key(o), 401),
+    "another apiv3 key": (lambda f, o: f.other_apiv3_key(o), 401),
+    "timestamp 6 minutes old": (lambda f, o: f.timestamp_off(o, -360), 400),
+    "timestamp 6 minutes ahead": (lambda f, o: f.timestamp_off(o, 360), 400),
+    "unknown serial": (lambda f, o: f.unknown_serial(o), 401),
+    "another merchant": (lambda f, o: f.other_mchid(o), 400),
+    "another app": (lambda f, o: f.other_appid(o), 400),
+    "another amount": (lambda f, o: f.other_amount(o, 1), 400),
+    "unknown order": (lambda f, o: f.unknown_order(), 400),
+}
+
+
+@pytest.mark.parametrize("case", list(WECHAT_FORGERIES))
+def test_every_forged_wechat_notification_is_rejected_and_changes_nothing(
+    wechatpay: FakeWechatPay, case: str
+) -> None:
+    forge, status = WECHAT_FORGERIES[case]
+    buyer = Buyer()
+    order_id = wechat_order(buyer, new_plan(quota=10))
+    before = state(buyer, order_id)
+    forged = forge(wechatpay, order_id)
+    with capture_logs() as logs:
+        reply = wechat_notify(forged.lower_headers, forged.body)
+    assert reply.status == status, reply.body
+    assert reply.json()["code"] == "FAIL" and reply.json()["message"]
+    assert state(buyer, order_id) == before
+    line = next(r for r in logs.lines if r["message"] == "payment notification")
+    assert line["outcome"] == "rejected" and line["reason"]
+    text = logs.text + reply.body
+    for secret in (forged.headers["Wechatpay-Signature"], wechatpay.sim.apiv3_key):
+        assert secret not in text
+
+
+ALIPAY_FORGERIES: dict[str, Callable[[FakeAlipay, str], Any]] = {
+    "tampered": lambda f, o: f.tampered(o),
+    "another key": lambda f, o: f.wrong_key(o),
+    "another app": lambda f, o: f.wrong_app_id(o),
+    "another amount": lambda f, o: f.wrong_amount(o),
+    "unknown order": lambda f, o: f.unknown_order(o),
+    "unsigned": lambda f, o: f.unsigned(o),
+}
+
+
+@pytest.mark.parametrize("case", list(ALIPAY_FORGERIES))
+def test_every_forged_alipay_notification_is_rejected_and_changes_nothing(
+    alipay: FakeAlipay, case: str
+) -> None:
+    buyer = Buyer()
+    order_id = alipay_order(buyer, new_plan(quota=10))
+    alipay.sim.scan(order_id)
+    before = state(buyer, order_id)
+    forged = ALIPAY_FORGERIES[case](alipay, order_id)
+    reply = alipay_notify(forged.body)
+    assert (reply.status, reply.body) == (200, "fail")
+    assert state(buyer, order_id) == before
+
+
+def test_a_notification_for_the_other_channels_order_is_rejected(
+    wechatpay: FakeWechatPay, alipay: FakeAlipay
+) -> None:
+    buyer = Buyer()
+    plan = new_plan()
+    order_id = alipay_order(buyer, plan)
+    before = state(buyer, order_id)
+    forged = wechatpay.sim.notification(order_id, amount_fen=order_row(order_id)["amount_fen"])
+    reply = wechat_notify(forged.lower_headers, forged.body)
+    assert reply.status == 400 and state(buyer, order_id) == before
+
+
+@pytest.mark.parametrize("trade_state", ["NOTPAY", "CLOSED", "USERPAYING"])
+def test_wechat_non_paid_states_are_acknowledged_and_change_nothing(
+    wechatpay: FakeWechatPay, trade_state: str
+) -> None:
+    buyer = Buyer()
+    order_id = wechat_order(buyer, new_plan())
+    before = state(buyer, order_id)
+    n = wechatpay.sim.notification(
+        order_id, event_type="TRANSACTION.CLOSED", trade_state=trade_state
+    )
+    reply = wechat_notify(n.lower_headers, n.body)
+    assert (reply.status, reply.json()) == (200, OK)
+    assert state(buyer, order_id) == before
+
+
+@pytest.mark.parametrize("status", ["WAIT_BUYER_PAY", "TRADE_CLOSED"])
+def test_alipay_non_paid_states_are_acknowledged_and_change_nothing(
+    alipay: FakeAlipay, status: str
+) -> None:
+    buyer = Buyer()
+    order_id = alipay_order(buyer, new_plan())
+    alipay.sim.scan(order_id)
+    before = state(buyer, order_id)
+    n = alipay.sim.notification(order_id, trade_status=status)
+    assert alipay_notify(n.body).body == "success"
+    assert state(buyer, order_id) == before
+
+
+def test_an_order_closed_here_but_paid_at_the_provider_is_paid_and_said_loudly(
+    wechatpay: FakeWechatPay,
+) -> None:
+    buyer = Buyer()
+    order_id = wechat_order(buyer, new_plan(quota=7))
+    genuine = wechatpay.pay(order_id)
+    with transaction() as tx:
+        tx.execute(update(orders).where(orders.c.id == order_id).values(status="closed"))
+    with capture_logs() as logs:
+        reply = wechat_notify(genuine.lower_headers, genuine.body)
+    assert reply.status == 200
+    assert order_row(order_id)["status"] == "paid" and counters(buyer.user_id) == (7, 0)
+    loud = [r for r in logs.lines if r["message"] == "order paid after it was closed"]
+    assert loud and loud[0]["level"] == "error" and loud[0]["order_id"] == order_id
+
+
+def test_one_log_line_per_notification_and_no_secret_in_it(wechatpay: FakeWechatPay) -> None:
+    buyer = Buyer()
+    order_id = wechat_order(buyer, new_plan())
+    genuine = wechatpay.pay(order_id)
+    with capture_logs() as logs:
+        wechat_notify(genuine.lower_headers, genuine.body)
+    lines = [r for r in logs.lines if r["message"] == "payment notification"]
+    assert len(lines) == 1
+    assert lines[0]["order_id"] == order_id and lines[0]["outcome"] == "accepted"
+    assert lines[0]["channel"] == "wechat"
+    for secret in (
+        genuine.headers["Wechatpay-Signature"],
+        wechatpay.sim.apiv3_key,
+        genuine.body.decode(),
+    ):
+        assert secret not in logs.text

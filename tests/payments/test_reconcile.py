@@ -1,0 +1,128 @@
+"""Reconciliation: a lost notification is settled by `GET /orders/{id}` and by the
+`order-reconcile` job, the provider is asked about an order at most once per 10 s whoever
+asks, and an expired order is closed at the provider."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.fakes.alipay import FakeAlipay
+from tests.fakes.wechatpay import FakeWechatPay
+from tests.support.function_url import call
+from tests.support.functions import handler
+from tests.support.logs import capture_logs
+from tests.support.payments import Buyer, admin_token, age_order, new_plan, order_row
+from tests.support.quota import counters
+
+
+def queries(fake: FakeWechatPay, order_id: str) -> int:
+    return sum(
+        1 for r in fake.requests if r.method == "GET" and f"/out-trade-no/{order_id}" in r.path
+    )
+
+
+def run_job() -> dict[str, Any]:
+    reply = call(
+        handler("admin-jobs-run"), "POST", "/admin/jobs/order-reconcile", token=admin_token()
+    )
+    assert reply.status == 200, reply.body
+    report = dict(reply.json())
+    assert report.pop("job") == "order-reconcile"
+    return report
+
+
+def test_a_lost_notification_is_settled_by_reading_the_order(wechatpay: FakeWechatPay) -> None:
+    buyer = Buyer()
+    order_id = buyer.order(new_plan(quota=20), "wechat").json()["id"]
+    wechatpay.pay(order_id)  # paid; the notification never arrives
+    assert buyer.get(order_id).json()["status"] == "pending"  # too young to ask
+    assert queries(wechatpay, order_id) == 0
+    age_order(order_id, 11)
+    order = buyer.get(order_id).json()
+    assert order["status"] == "paid" and order["paid_at"]
+    assert counters(buyer.user_id) == (20, 0)
+    assert queries(wechatpay, order_id) == 1
+
+
+def test_the_provider_is_asked_at_most_once_per_ten_seconds(wechatpay: FakeWechatPay) -> None:
+    buyer = Buyer()
+    order_id = buyer.order(new_plan(), "wechat").json()["id"]
+    age_order(order_id, 11)
+    for _ in range(3):
+        assert buyer.get(order_id).json()["status"] == "pending"
+    assert run_job()["checked"] == 0  # the read just asked: the job waits its turn
+    assert queries(wechatpay, order_id) == 1
+    age_order(order_id, 61)  # the last check is 10 s behind too
+    assert buyer.get(order_id).json()["status"] == "pending"
+    assert queries(wechatpay, order_id) == 2
+
+
+def test_a_provider_that_is_down_leaves_the_order_as_it_was(wechatpay: FakeWechatPay) -> None:
+    buyer = Buyer()
+    order_id = buyer.order(new_plan(), "wechat").json()["id"]
+    age_order(order_id, 11)
+    wechatpay.down()
+    with capture_logs() as logs:
+        reply = buyer.get(order_id)
+    assert reply.status == 200 and reply.json()["status"] == "pending"
+    assert logs.where(message="payment provider query failed", order_id=order_id)
+
+
+def test_the_job_pays_what_was_paid_and_closes_what_expired(wechatpay: FakeWechatPay) -> None:
+    buyer = Buyer()
+    plan = new_plan(quota=5)
+    paid = buyer.order(plan, "wechat").json()["id"]
+    unpaid = buyer.order(plan, "wechat").json()["id"]
+    expired = buyer.order(plan, "wechat").json()["id"]
+    young = buyer.order(plan, "wechat").json()["id"]
+    wechatpay.pay(paid)
+    wechatpay.pay(young)  # paid, but younger than 60 s: the job leaves it to the notification
+    for order_id in (paid, unpaid):
+        age_order(order_id, 61)
+    age_order(expired, 1801)
+    report = run_job()
+    assert report["checked"] >= 2 and report["paid"] >= 1 and report["closed"] >= 1
+    assert order_row(paid)["status"] == "paid"
+    assert order_row(unpaid)["status"] == "pending"
+    assert order_row(young)["status"] == "pending"
+    assert order_row(expired)["status"] == "closed"
+    assert wechatpay.sim.trades[expired].state == "CLOSED"
+    assert counters(buyer.user_id) == (5, 0)
+    assert buyer.get(expired).json()["status"] == "closed"
+
+
+def test_an_expired_order_paid_at_the_last_moment_is_paid_not_closed(
+    wechatpay: FakeWechatPay,
+) -> None:
+    buyer = Buyer()
+    order_id = buyer.order(new_plan(quota=3), "wechat").json()["id"]
+    wechatpay.pay(order_id)
+    age_order(order_id, 1801)
+    report = run_job()
+    assert report["paid"] >= 1
+    assert order_row(order_id)["status"] == "paid"
+    assert counters(buyer.user_id) == (3, 0)
+
+
+def test_the_job_settles_alipay_orders_too(alipay: FakeAlipay) -> None:
+    buyer = Buyer()
+    plan = new_plan(quota=4)
+    paid = buyer.order(plan, "alipay").json()["id"]
+    expired = buyer.order(plan, "alipay").json()["id"]
+    alipay.sim.scan(paid)
+    alipay.sim.pay(paid)
+    age_order(paid, 61)
+    age_order(expired, 1801)
+    run_job()
+    assert order_row(paid)["status"] == "paid"
+    assert order_row(expired)["status"] == "closed"
+    assert counters(buyer.user_id) == (4, 0)
+
+
+def test_the_timer_runs_the_same_job(wechatpay: FakeWechatPay) -> None:
+    buyer = Buyer()
+    order_id = buyer.order(new_plan(), "wechat").json()["id"]
+    age_order(order_id, 1801)
+    answer = handler("order-reconcile")({"Type": "Timer", "TriggerName": "order-reconcile"}, {})
+    assert answer["closed"] >= 1
+    assert order_row(order_id)["status"] == "closed"
