@@ -241,6 +241,15 @@ class Settings(BaseModel):
     cos_bucket: str = "ai-platform-local-1250000000"
     cos_region: str = "ap-guangzhou"
     cos_endpoint: str = ""
+    # Storage (app.storage): outputs larger than this many bytes of JSON go to COS; client
+    # uploads up to UPLOAD_MAX_BYTES; what the backend writes lives RESULT_RETENTION_DAYS.
+    storage_inline_max_bytes: int = Field(16384, ge=1024, le=1_048_576)
+    upload_max_bytes: int = Field(10_485_760, ge=1, le=5 * 1024**3)
+    result_retention_days: int = Field(30, ge=1, le=3650)
+    # cos-cleanup: orphans younger than this are left (a task may be about to name them);
+    # the price its savings are estimated with.
+    cos_orphan_grace_s: int = Field(3600, ge=0)
+    cos_price_cny_per_gb_month: float = Field(0.118, ge=0)
     # Metrics pushed to a Pushgateway (app.observability.push): unset, nothing is pushed. The
     # URL may carry basic-auth credentials (Tencent Managed Prometheus: APPID and token). At
     # most one push per interval per instance; an invocation waits for one at most the
