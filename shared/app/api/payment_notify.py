@@ -3,6 +3,7 @@ answered in each provider's own words (app.payments.notifications does the work)
 
 from __future__ import annotations
 
+from app.api.schemas.payments import WechatNotifyAnswer
 from app.http import Auth, Request, Response, Router
 from app.payments import notifications
 
@@ -12,7 +13,9 @@ router = Router(tags=("payments",))
 @router.post(
     "/payments/wechat/notify",
     auth=Auth.SIGNATURE,
+    response=WechatNotifyAnswer,
     errors=(400, 401),
+    error_response=WechatNotifyAnswer,
     summary="WeChat Pay v3 notification (signed, resource encrypted with the APIv3 key)",
 )
 def wechat_notify(req: Request[None, None]) -> Response:

@@ -46,6 +46,7 @@ def build(routes: list[Route], *, title: str, version: str) -> dict[str, Any]:
             (route.body, "validation"),
             (route.query, "validation"),
             (_model_of(route.response), "serialization"),
+            (_model_of(route.error_response), "serialization"),
         ):
             if model is not None and (model, mode) not in wanted:
                 wanted.append((model, mode))  # type: ignore[arg-type]
@@ -139,10 +140,14 @@ def _operation(
         codes.add(401)
     if route.auth is Auth.ADMIN:
         codes.add(403)
+    own_errors = _model_of(route.error_response)
     for code in sorted(codes):
+        schema = error_ref
+        if own_errors is not None and code in route.errors:
+            schema = refs[(own_errors, "serialization")]
         responses[str(code)] = {
             "description": _ERROR_TEXT.get(code, "Error"),
-            "content": {"application/json": {"schema": error_ref}},
+            "content": {"application/json": {"schema": schema}},
         }
     op["responses"] = responses
     return op

@@ -43,6 +43,9 @@ class Route:
     # Extra responses for the OpenAPI document: status -> description.
     errors: tuple[int, ...] = ()
     content_type: str | None = None  # non-JSON success body (text/html, text/plain ...)
+    # The shape of the `errors` answers when they are not the API's envelope: a provider's
+    # webhook answers in the provider's own words (the document describes them so).
+    error_response: Any = None
     # The route honours an `Idempotency-Key` header of at most this many characters (the
     # handler reads it with `Request.idempotency_key`); the document describes the header.
     idempotency_key: int | None = None

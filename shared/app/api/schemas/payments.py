@@ -62,3 +62,10 @@ class OrderOut(BaseModel):
     created_at: str
     paid_at: str | None
     expires_at: str
+
+
+class WechatNotifyAnswer(BaseModel):
+    """What WeChat Pay is answered: SUCCESS (200), or FAIL with why (400, 401)."""
+
+    code: Literal["SUCCESS", "FAIL"]
+    message: str
