@@ -24,6 +24,7 @@ JOBS: dict[str, str] = {
     "invite-refill": "app.identity.invites:refill_job",
     "secrets-rekey": "app.vault.store:rekey",
     "order-reconcile": "app.payments.reconcile:run",
+    "cos-cleanup": "app.storage.cleanup:run",
 }
 
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Index,
     Integer,
     MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -234,4 +237,44 @@ orders = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
     Index("ix_orders_user_created", "user_id", "created_at"),
     Index("ix_orders_status_created", "status", "created_at"),
+)
+
+# The uploads a task's input names (`uploads/{user}/{id}`), one row per task and key, written
+# with the task: what cos-cleanup asks, by key, to tell a named upload from an orphan.
+task_uploads = Table(
+    "task_uploads",
+    metadata,
+    Column("task_id", String(32), nullable=False),
+    Column(
+        "key",
+        String(255).with_variant(mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql", "mariadb"),
+        nullable=False,
+    ),
+    PrimaryKeyConstraint("task_id", "key"),
+    Index("ix_task_uploads_key", "key"),
+)
+
+# One run of a bulk maintenance job (cos-cleanup): written when it starts, its counts updated
+# as each batch completes, closed `ok` or `failed` (with the error) when it ends. A row left
+# `running` is a run that died; its counts are what it had done by its last batch.
+maintenance_runs = Table(
+    "maintenance_runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("job", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime(), nullable=True),
+    Column("scanned", BigInteger, nullable=False, server_default=text("0")),
+    Column("deleted", BigInteger, nullable=False, server_default=text("0")),
+    Column("deleted_bytes", BigInteger, nullable=False, server_default=text("0")),
+    Column("failed", BigInteger, nullable=False, server_default=text("0")),
+    Column(
+        "saved_cny_per_month",
+        Numeric(18, 6, asdecimal=False),
+        nullable=False,
+        server_default=text("0"),
+    ),
+    Column("error", String(500), nullable=True),
+    Index("ix_maintenance_runs_job_started", "job", "started_at"),
 )

@@ -1,0 +1,506 @@
+"""A fake Tencent Cloud COS: a real HTTP server on 127.0.0.1 that checks every request's COS
+signature as COS does, then hands it to moto's S3 app (served in this process on a side
+port, as ../shared/SDK-NOTES.md says) and relays the answer in COS's shape.
+
+- The signature (`q-sign-algorithm=sha1&q-ak=...&q-sign-time=...&q-key-time=...&q-header-list=...
+  &q-url-param-list=...&q-signature=...`), from the `Authorization` header or from a
+  presigned URL's query, is recomputed with the secret key over the method, the key's path,
+  the listed parameters and headers (each name lower-cased, names and values URL-encoded
+  with `-_.~` kept), as qcloud_cos/cos_auth.py builds it: a mismatch, a listed header or
+  parameter that is missing, another SecretId or algorithm is 403 `SignatureDoesNotMatch`
+  (`InvalidAccessKeyId` for an unknown SecretId); a request outside its q-sign-time or
+  q-key-time is 403 `AccessDenied` "Request has expired"; no signature at all is 403
+  `AccessDenied`. So a presigned PUT sent with another Content-Type or Content-Length is
+  refused. With `session_token=`, every request must also carry that token
+  (`x-cos-security-token`, a header or a presigned URL's parameter).
+- The signed `host` is compared without a port: the SDK signs `urlparse(url).hostname`,
+  and COS is never reached on a port of its own.
+- Requests name the bucket in `Host` (`<bucket>.cos.<region>.myqcloud.com`, what the SDK
+  sends to COS_ENDPOINT) or, for presigned URLs, in the path (`/<bucket>/<key>`).
+- Answers carry `x-cos-request-id` and `Server: tencent-cos`; COS signs no answer, and
+  neither does the fake. XML answers lose moto's S3 namespace, as COS writes none; errors
+  are COS's `<Error>` with Code, Message, Resource, RequestId and TraceId.
+- `count("DeleteObjects")`: requests of that operation that arrived (refused, failed and
+  retried ones included); `requests` lists each with its answer's status.
+- Failures on demand: `fail_next(op, status=500, times=1)`; `fail_after(op, n)` lets `n`
+  more requests of `op` through, then fails every one until `heal()`; `refuse_keys(keys)`
+  makes DeleteObjects answer those keys with a per-key `<Error>` and keep them.
+- `advance(seconds)` moves the fake's clock (an expired presigned URL without waiting).
+- `plant(key, data, last_modified=)` writes an object straight into moto's backend in this
+  process, then sets the `last_modified` of moto's `FakeKey` (moto stamps it at write and
+  has no way to choose it over HTTP); `keys(prefix)` and `data(key)` read the backend.
+- `settings()`: COS_ENDPOINT, COS_BUCKET, COS_REGION and TENCENTCLOUD_SECRET_ID/KEY (and
+  TENCENTCLOUD_SESSION_TOKEN when set) that point the adapter at it. The bucket, unique
+  per fake, is created at start and removed at stop; `reset()` empties it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import http.client
+import re
+import secrets
+import threading
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from xml.etree import ElementTree
+
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from tests.fakes.server import LocalServer
+
+REGION = "ap-guangzhou"
+SIGN_FIELDS = (
+    "q-sign-algorithm",
+    "q-ak",
+    "q-sign-time",
+    "q-key-time",
+    "q-header-list",
+    "q-url-param-list",
+    "q-signature",
+)
+_S3_NAMESPACE = re.compile(rb' xmlns="http://s3\.amazonaws\.com/doc/2006-03-01/?"')
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "server", "date"}
+
+
+def _enc(text: str) -> str:
+    return quote(text.encode(), safe="-_.~")
+
+
+def cos_signature(
+    secret_key: str,
+    *,
+    method: str,
+    path: str,
+    params: Mapping[str, str],
+    headers: Mapping[str, str],
+    sign_time: str,
+    key_time: str,
+) -> str:
+    """COS's request signature (XML API, "sha1"): `path` is the key's path as a plain string
+    (`/` for the bucket), `params` and `headers` only those that are signed."""
+    pairs = {_enc(k).lower(): _enc(v) for k, v in params.items()}
+    fields = {_enc(k).lower(): _enc(v) for k, v in headers.items()}
+    http_string = "{}\n{}\n{}\n{}\n".format(
+        method.lower(),
+        path,
+        "&".join(f"{k}={v}" for k, v in sorted(pairs.items())),
+        "&".join(f"{k}={v}" for k, v in sorted(fields.items())),
+    )
+    sign_key = hmac.new(secret_key.encode(), key_time.encode(), hashlib.sha1).hexdigest()
+    digest = hashlib.sha1(http_string.encode()).hexdigest()
+    string_to_sign = f"sha1\n{sign_time}\n{digest}\n"
+    return hmac.new(sign_key.encode(), string_to_sign.encode(), hashlib.sha1).hexdigest()
+
+
+def operation(method: str, key: str, query: Mapping[str, str]) -> str:
+    """COS's name for the request (the API's action names)."""
+    if key:
+        names = {"GET": "Get", "PUT": "Put", "HEAD": "Head", "DELETE": "Delete", "POST": "Post"}
+        return f"{names.get(method, method)}Object"
+    if "lifecycle" in query:
+        verb = {"GET": "Get", "PUT": "Put", "DELETE": "Delete"}.get(method, method)
+        return f"{verb}BucketLifecycle"
+    if "delete" in query and method == "POST":
+        return "DeleteObjects"
+    names = {"GET": "ListObjects", "PUT": "PutBucket", "HEAD": "HeadBucket"}
+    return names.get(method, f"{method}Bucket")
+
+
+@dataclass(frozen=True)
+class Received:
+    operation: str
+    status: int
+    code: str  # the error code answered, "" for a success
+
+
+@dataclass
+class _Failure:
+    status: int
+    code: str
+    after: int  # requests still let through before this failure starts
+    times: int | None  # failures left; None: until heal()
+
+
+class _QuietMoto(WSGIRequestHandler):
+    def log(self, type: str, message: str, *args: Any) -> None:
+        return
+
+
+class CosRefusal(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(code)
+        self.status, self.code, self.message = status, code, message
+
+
+class FakeCos(LocalServer):
+    def __init__(
+        self,
+        *,
+        bucket: str | None = None,
+        secret_id: str | None = None,
+        secret_key: str | None = None,
+        session_token: str | None = None,
+    ) -> None:
+        self.bucket = bucket or f"ai-platform-test-{secrets.token_hex(4)}-1250000000"
+        self.secret_id = secret_id or "AKID" + secrets.token_hex(16)
+        self.secret_key = secret_key or secrets.token_urlsafe(24)
+        self.session_token = session_token
+        self.requests: list[Received] = []
+        self._counts: Counter[str] = Counter()
+        self._failures: dict[str, list[_Failure]] = {}
+        self._refused_keys: dict[str, str] = {}
+        self._offset_s = 0.0
+        self._lock = threading.Lock()
+        self._moto: Any = None
+
+    # ------------------------------------------------------------ life
+
+    def start(self) -> FakeCos:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from moto.moto_server.werkzeug_app import create_backend_app
+
+            app = create_backend_app("s3")
+        self._moto = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietMoto)
+        threading.Thread(target=self._moto.serve_forever, name="fake-cos-moto", daemon=True).start()
+        connection = http.client.HTTPConnection("127.0.0.1", self._moto.server_port, timeout=10)
+        connection.request("PUT", f"/{self.bucket}")
+        assert connection.getresponse().status == 200, "moto did not create the bucket"
+        connection.close()
+        super().start()
+        return self
+
+    def stop(self) -> None:
+        super().stop()
+        if self._moto is not None:
+            backend = self._backend()
+            for key in list(backend.get_bucket(self.bucket).keys):
+                backend.delete_object(self.bucket, key)
+            backend.delete_bucket(self.bucket)
+            self._moto.shutdown()
+            self._moto.server_close()
+            self._moto = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def settings(self) -> dict[str, str]:
+        env = {
+            "COS_ENDPOINT": self.endpoint,
+            "COS_BUCKET": self.bucket,
+            "COS_REGION": REGION,
+            "TENCENTCLOUD_SECRET_ID": self.secret_id,
+            "TENCENTCLOUD_SECRET_KEY": self.secret_key,
+        }
+        if self.session_token:
+            env["TENCENTCLOUD_SESSION_TOKEN"] = self.session_token
+        return env
+
+    # ------------------------------------------------------------ knobs
+
+    def count(self, op: str) -> int:
+        with self._lock:
+            return self._counts[op]
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def reset(self) -> None:
+        """An empty bucket without lifecycle; no counts, failures or refused keys."""
+        backend = self._backend()
+        for key in list(backend.get_bucket(self.bucket).keys):
+            backend.delete_object(self.bucket, key)
+        backend.delete_bucket_lifecycle(self.bucket)
+        with self._lock:
+            self.requests.clear()
+            self._counts.clear()
+            self._failures.clear()
+            self._refused_keys.clear()
+            self._offset_s = 0.0
+
+    def fail_next(self, op: str, status: int = 500, *, times: int = 1, code: str = "") -> None:
+        self._add_failure(op, _Failure(status, code or _default_code(status), 0, times))
+
+    def fail_after(self, op: str, successes: int, status: int = 500, *, code: str = "") -> None:
+        """`successes` more requests of `op` are served; every one after fails until heal()."""
+        self._add_failure(op, _Failure(status, code or _default_code(status), successes, None))
+
+    def heal(self) -> None:
+        with self._lock:
+            self._failures.clear()
+
+    def refuse_keys(self, keys: Iterable[str], code: str = "AccessDenied") -> None:
+        with self._lock:
+            self._refused_keys.update(dict.fromkeys(keys, code))
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._offset_s += seconds
+
+    def now(self) -> float:
+        return time.time() + self._offset_s
+
+    # ------------------------------------------------------------ the bucket's content
+
+    def plant(self, key: str, data: bytes = b"", last_modified: datetime | None = None) -> None:
+        stored = self._backend().put_object(self.bucket, key, data)
+        if last_modified is not None:
+            # moto keeps naive UTC datetimes
+            stored.last_modified = last_modified.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def keys(self, prefix: str = "") -> list[str]:
+        return sorted(
+            k for k in self._backend().get_bucket(self.bucket).keys if k.startswith(prefix)
+        )
+
+    def data(self, key: str) -> bytes | None:
+        stored = self._backend().get_bucket(self.bucket).keys.get(key)
+        return None if stored is None else bytes(stored.value)
+
+    def lifecycle_rules(self) -> list[dict[str, Any]]:
+        """The rules as moto holds them: ID, prefix, status, expiration and abort days."""
+        rules = self._backend().get_bucket(self.bucket).rules
+        return [
+            {
+                "ID": rule.id,
+                "Prefix": rule.filter.prefix if rule.filter is not None else rule.prefix,
+                "Status": rule.status,
+                "ExpirationDays": rule.expiration_days,
+                "AbortDays": rule.aimu_days,
+            }
+            for rule in rules
+        ]
+
+    def _backend(self) -> Any:
+        from moto.s3.models import s3_backends
+
+        partition, account = s3_backends.bucket_accounts[self.bucket]
+        return s3_backends[account][partition]
+
+    # ------------------------------------------------------------ serving
+
+    def _add_failure(self, op: str, failure: _Failure) -> None:
+        with self._lock:
+            self._failures.setdefault(op, []).append(failure)
+
+    def _injected(self, op: str) -> _Failure | None:
+        with self._lock:
+            for failure in self._failures.get(op, []):
+                if failure.after > 0:
+                    failure.after -= 1
+                    return None
+                if failure.times is not None:
+                    failure.times -= 1
+                    if failure.times <= 0:
+                        self._failures[op].remove(failure)
+                return failure
+        return None
+
+    def _record(self, op: str, status: int, code: str = "") -> None:
+        with self._lock:
+            self._counts[op] += 1
+            self.requests.append(Received(op, status, code))
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_GET(self) -> None:
+                fake._serve(self)
+
+            do_PUT = do_POST = do_DELETE = do_HEAD = do_GET
+
+        return Handler
+
+    def _serve(self, request: BaseHTTPRequestHandler) -> None:
+        body = request.rfile.read(int(request.headers.get("Content-Length") or 0))
+        host = request.headers.get("Host", "")
+        split = urlsplit(request.path)
+        query = dict(parse_qsl(split.query, keep_blank_values=True))
+        if host.endswith(".myqcloud.com"):
+            bucket, raw_key = host.split(".", 1)[0], split.path.lstrip("/")
+        else:
+            bucket, _, raw_key = split.path.lstrip("/").partition("/")
+        key = unquote(raw_key)
+        op = operation(request.command, key, query)
+        resource = f"{bucket}.cos.{REGION}.myqcloud.com/{key}"
+        try:
+            if bucket != self.bucket:
+                raise CosRefusal(404, "NoSuchBucket", "The specified bucket does not exist.")
+            self._authenticate(request, key, query)
+            failure = self._injected(op)
+            if failure is not None:
+                raise CosRefusal(failure.status, failure.code, "Injected by the test.")
+        except CosRefusal as refusal:
+            self._record(op, refusal.status, refusal.code)
+            self._error(request, refusal, resource)
+            return
+        status, headers, answer = self._forward(request, op, body)
+        self._record(op, status)
+        self._send(request, status, headers, answer)
+
+    def _authenticate(
+        self, request: BaseHTTPRequestHandler, key: str, query: Mapping[str, str]
+    ) -> None:
+        authorization = request.headers.get("Authorization", "")
+        if authorization.startswith("q-sign-algorithm="):
+            fields = dict(part.split("=", 1) for part in authorization.split("&") if "=" in part)
+        elif "q-sign-algorithm" in query:
+            fields = {name: query[name] for name in SIGN_FIELDS if name in query}
+        else:
+            raise CosRefusal(403, "AccessDenied", "Access Denied.")
+        mismatch = CosRefusal(
+            403, "SignatureDoesNotMatch", "The Signature you specified does not match."
+        )
+        if any(name not in fields for name in SIGN_FIELDS) or fields["q-sign-algorithm"] != "sha1":
+            raise mismatch
+        if fields["q-ak"] != self.secret_id:
+            raise CosRefusal(403, "InvalidAccessKeyId", "The SecretId is not known.")
+        now = self.now()
+        for window in (fields["q-sign-time"], fields["q-key-time"]):
+            try:
+                start, end = (int(t) for t in window.split(";"))
+            except ValueError:
+                raise mismatch from None
+            if not start <= now <= end:
+                raise CosRefusal(403, "AccessDenied", "Request has expired")
+        lower = {name.lower(): value for name, value in request.headers.items()}
+        headers: dict[str, str] = {}
+        for name in filter(None, fields["q-header-list"].split(";")):
+            value = lower.get(unquote(name))
+            if value is None:
+                raise mismatch
+            if name == "host":
+                value = re.sub(r":\d+$", "", value)
+            headers[name] = value
+        params: dict[str, str] = {}
+        lower_query = {name.lower(): value for name, value in query.items()}
+        for name in filter(None, fields["q-url-param-list"].split(";")):
+            if unquote(name) not in lower_query:
+                raise mismatch
+            params[name] = lower_query[unquote(name)]
+        expected = cos_signature(
+            self.secret_key,
+            method=request.command,
+            path="/" + key,
+            params=params,
+            headers=headers,
+            sign_time=fields["q-sign-time"],
+            key_time=fields["q-key-time"],
+        )
+        if not hmac.compare_digest(expected, fields["q-signature"]):
+            raise mismatch
+        if self.session_token is not None:
+            token = lower.get("x-cos-security-token") or query.get("x-cos-security-token")
+            if token != self.session_token:
+                raise CosRefusal(403, "InvalidAccessKeyId", "The security token is invalid.")
+
+    def _forward(
+        self, request: BaseHTTPRequestHandler, op: str, body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        headers = {
+            name: value
+            for name, value in request.headers.items()
+            if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length"
+        }
+        # Checked here already; moto only wants to see that the request is not anonymous.
+        headers.setdefault("Authorization", "q-sign-algorithm=sha1")
+        refused: dict[str, str] = {}
+        if op == "DeleteObjects" and self._refused_keys:
+            body, refused = self._without_refused(body)
+            headers = {k: v for k, v in headers.items() if k.lower() != "content-md5"}
+            headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
+        assert self._moto is not None
+        connection = http.client.HTTPConnection("127.0.0.1", self._moto.server_port, timeout=30)
+        try:
+            connection.request(request.command, request.path, body=body, headers=headers)
+            reply = connection.getresponse()
+            answer = reply.read()
+            status = reply.status
+            reply_headers = [
+                (name, value)
+                for name, value in reply.getheaders()
+                if name.lower() not in _HOP_BY_HOP and not name.lower().startswith("x-amz")
+            ]
+        finally:
+            connection.close()
+        answer = _S3_NAMESPACE.sub(b"", answer)
+        if refused:
+            answer = _with_key_errors(answer, refused)
+        return status, reply_headers, answer
+
+    def _without_refused(self, body: bytes) -> tuple[bytes, dict[str, str]]:
+        root = ElementTree.fromstring(body)
+        refused: dict[str, str] = {}
+        with self._lock:
+            for element in list(root.findall("Object")):
+                key = element.findtext("Key") or ""
+                if key in self._refused_keys:
+                    refused[key] = self._refused_keys[key]
+                    root.remove(element)
+        return ElementTree.tostring(root), refused
+
+    def _error(self, request: BaseHTTPRequestHandler, refusal: CosRefusal, resource: str) -> None:
+        request_id = secrets.token_hex(12)
+        body = (
+            "<?xml version='1.0' encoding='utf-8' ?>\n<Error>\n"
+            f"\t<Code>{refusal.code}</Code>\n\t<Message>{refusal.message}</Message>\n"
+            f"\t<Resource>{resource}</Resource>\n\t<RequestId>{request_id}</RequestId>\n"
+            f"\t<TraceId>{secrets.token_hex(16)}</TraceId>\n</Error>"
+        ).encode()
+        headers = [("Content-Type", "application/xml"), ("x-cos-request-id", request_id)]
+        self._send(request, refusal.status, headers, body)
+
+    @staticmethod
+    def _send(
+        request: BaseHTTPRequestHandler,
+        status: int,
+        headers: list[tuple[str, str]],
+        body: bytes,
+    ) -> None:
+        request.send_response(status)
+        request.send_header("Server", "tencent-cos")
+        names = {name.lower() for name, _ in headers}
+        if "x-cos-request-id" not in names:
+            request.send_header("x-cos-request-id", secrets.token_hex(12))
+        for name, value in headers:
+            if request.command == "HEAD" or name.lower() != "content-length":
+                request.send_header(name, value)
+        if request.command != "HEAD":
+            request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        if request.command != "HEAD":
+            request.wfile.write(body)
+
+
+def _default_code(status: int) -> str:
+    return {500: "InternalError", 503: "ServiceUnavailable", 403: "AccessDenied"}.get(
+        status, "InternalError"
+    )
+
+
+def _with_key_errors(answer: bytes, refused: Mapping[str, str]) -> bytes:
+    root = ElementTree.fromstring(answer)
+    for key, code in refused.items():
+        error = ElementTree.SubElement(root, "Error")
+        ElementTree.SubElement(error, "Key").text = key
+        ElementTree.SubElement(error, "Code").text = code
+        ElementTree.SubElement(error, "Message").text = "Access Denied."
+    return b"<?xml version='1.0' encoding='utf-8' ?>\n" + ElementTree.tostring(root)

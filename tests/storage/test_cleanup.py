@@ -1,0 +1,315 @@
+"""cos-cleanup against FakeCos with planted objects and real task rows: what it deletes and
+what it never touches, full batches of 1000 counted at the fake, the lifecycle merged and
+written only when it changed, and a run stopped half way by COS that leaves a truthful
+report and row and is finished by the next run without deleting anything twice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, insert, select
+
+from app.api.admin_jobs import run_job
+from app.clock import utcnow
+from app.db.tables import maintenance_runs, task_uploads, tasks
+from app.db.transaction import transaction
+from app.ids import new_id
+from app.observability.metrics import COS_CLEANUP_DELETED_BYTES, COS_CLEANUP_DELETED_OBJECTS
+from app.storage import cleanup
+from app.storage.cleanup import CleanupBusy, CleanupInterrupted
+from app.storage.objects import task_prefix, upload_key
+from app.storage.store import store
+from app.tasks import lifecycle
+from tests.fakes.cos import FakeCos
+from tests.support.functions import handler
+
+OLD = utcnow() - timedelta(hours=2)  # past COS_ORPHAN_GRACE_S (3600)
+FRESH = utcnow() - timedelta(minutes=10)
+
+
+def new_task(status: str, upload_keys: tuple[str, ...] = ()) -> str:
+    task_id, now = new_id(), utcnow()
+    with transaction() as tx:
+        tx.execute(
+            insert(tasks).values(
+                id=task_id,
+                user_id=new_id(),
+                pipeline_id="p-cleanup",
+                status=status,
+                cost=1,
+                input={"image": upload_keys[0]} if upload_keys else {},
+                steps=[],
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        for key in upload_keys:
+            tx.execute(insert(task_uploads).values(task_id=task_id, key=key))
+    return task_id
+
+
+def runs_after(seen: set[str]) -> list[dict[str, Any]]:
+    with transaction() as tx:
+        rows = tx.execute(
+            select(maintenance_runs).where(maintenance_runs.c.job == cleanup.JOB)
+        ).mappings()
+        return [dict(row) for row in rows if row["id"] not in seen]
+
+
+def run_ids() -> set[str]:
+    return {str(row["id"]) for row in runs_after(set())}
+
+
+@pytest.fixture(autouse=True)
+def _no_live_run() -> Iterator[None]:
+    yield
+    with transaction() as tx:
+        tx.execute(
+            delete(maintenance_runs).where(
+                maintenance_runs.c.job == cleanup.JOB, maintenance_runs.c.status == "running"
+            )
+        )
+
+
+def test_orphans_past_the_grace_go_and_nothing_else(cos: FakeCos) -> None:
+    named = upload_key("u1", "named")
+    ids = {status: new_task(status) for status in ("queued", "running", "succeeded")}
+    failed, cancelled = new_task("failed"), new_task("cancelled")
+    new_task("succeeded", (named,))
+    missing = new_id()
+    kept = [
+        *(f"{task_prefix(task_id)}out.json" for task_id in ids.values()),
+        named,
+        upload_key("u1", "fresh"),  # planted FRESH below
+        f"{task_prefix(failed)}fresh.json",  # planted FRESH below
+        "uploads/u1/x/not-an-upload-key",
+        "tasks/not-under-a-task",
+        "logs/2026/app.log",
+        "packages/app/abc.zip",
+    ]
+    gone = {
+        f"{task_prefix(failed)}out.json": 100,
+        f"{task_prefix(cancelled)}a/b.json": 200,
+        f"{task_prefix(missing)}out.json": 8 * 2**20,
+        upload_key("u2", "orphan"): 400,
+    }
+    for key in kept:
+        cos.plant(key, b"k" * 10, last_modified=FRESH if "fresh" in key else OLD)
+    for key, size in gone.items():
+        cos.plant(key, b"g" * size, last_modified=OLD)
+    deleted_before = COS_CLEANUP_DELETED_OBJECTS.value()
+    bytes_before = COS_CLEANUP_DELETED_BYTES.value()
+    seen = run_ids()
+
+    report = cleanup.run()
+
+    assert sorted(cos.keys()) == sorted(kept)
+    under_ours = [k for k in kept + list(gone) if k.startswith(("tasks/", "uploads/"))]
+    assert report == {
+        "scanned": len(under_ours),
+        "deleted": 4,
+        "deleted_bytes": 8 * 2**20 + 700,
+        "failed": 0,
+        "saved_cny_per_month": 0.000922,  # 8 MiB at 0.118 CNY per GiB and month
+    }
+    assert cos.count("DeleteObjects") == 1
+    (row,) = runs_after(seen)
+    assert row["status"] == "ok" and row["error"] is None and row["finished_at"] is not None
+    assert {k: row[k] for k in report} == report
+    assert COS_CLEANUP_DELETED_OBJECTS.value() - deleted_before == 4
+    assert COS_CLEANUP_DELETED_BYTES.value() - bytes_before == 8 * 2**20 + 700
+
+
+def test_2500_orphans_go_in_exactly_3_delete_requests(cos: FakeCos) -> None:
+    task_ids = [new_id() for _ in range(3)]  # no such tasks
+    for i in range(1500):
+        cos.plant(f"{task_prefix(task_ids[i % 3])}{i:05d}.json", b"x" * 3, last_modified=OLD)
+    for i in range(1000):
+        cos.plant(upload_key(f"user{i % 7}", f"{i:05d}"), b"y" * 5, last_modified=OLD)
+
+    report = cleanup.run()
+
+    assert report["scanned"] == 2500 and report["deleted"] == 2500 and report["failed"] == 0
+    assert report["deleted_bytes"] == 1500 * 3 + 1000 * 5
+    assert cos.keys() == []
+    assert cos.count("DeleteObjects") == 3
+    # one page per 1000 listed, and at most one empty page per prefix beyond that
+    assert 3 <= cos.count("ListObjects") <= 5
+
+
+def test_lifecycle_merged_with_a_foreign_rule_and_not_rewritten_unchanged(cos: FakeCos) -> None:
+    foreign = {
+        "ID": "logs-7-days",
+        "Filter": {"Prefix": "logs/"},
+        "Status": "Enabled",
+        "Expiration": {"Days": 7},
+    }
+    changed_by_hand = {**cleanup.our_rules(30)[0], "Expiration": {"Days": 5}}
+    store().put_lifecycle([foreign, changed_by_hand])
+    puts = cos.count("PutBucketLifecycle")
+
+    cleanup.run()
+
+    rules = {rule["ID"]: rule for rule in cos.lifecycle_rules()}
+    assert rules == {
+        "logs-7-days": {
+            "ID": "logs-7-days",
+            "Prefix": "logs/",
+            "Status": "Enabled",
+            "ExpirationDays": "7",
+            "AbortDays": None,
+        },
+        "ai-platform-tasks": {
+            "ID": "ai-platform-tasks",
+            "Prefix": "tasks/",
+            "Status": "Enabled",
+            "ExpirationDays": "30",
+            "AbortDays": "1",
+        },
+        "ai-platform-uploads": {
+            "ID": "ai-platform-uploads",
+            "Prefix": "uploads/",
+            "Status": "Enabled",
+            "ExpirationDays": "30",
+            "AbortDays": "1",
+        },
+    }
+    assert cos.count("PutBucketLifecycle") == puts + 1
+
+    cleanup.run()
+    cleanup.run()
+    assert cos.count("PutBucketLifecycle") == puts + 1
+    assert cos.count("GetBucketLifecycle") == 3
+
+
+def test_a_bucket_without_rules_gets_ours_once(cos: FakeCos) -> None:
+    cleanup.run()
+    assert {r["ID"] for r in cos.lifecycle_rules()} == {"ai-platform-tasks", "ai-platform-uploads"}
+    cleanup.run()
+    assert cos.count("PutBucketLifecycle") == 1
+
+
+def test_a_rerun_deletes_nothing(cos: FakeCos) -> None:
+    for _ in range(5):
+        cos.plant(f"{task_prefix(new_id())}out.json", b"z", last_modified=OLD)
+    assert cleanup.run()["deleted"] == 5
+    deletes = cos.count("DeleteObjects")
+    again = cleanup.run()
+    assert again["deleted"] == 0 and again["deleted_bytes"] == 0 and again["scanned"] == 0
+    assert cos.count("DeleteObjects") == deletes
+
+
+def test_a_key_cos_refuses_to_delete_is_counted_and_stays(cos: FakeCos) -> None:
+    refused = f"{task_prefix(new_id())}out.json"
+    cos.plant(refused, b"r" * 7, last_modified=OLD)
+    cos.plant(upload_key("u9", "gone"), b"g" * 3, last_modified=OLD)
+    cos.refuse_keys([refused])
+    report = cleanup.run()
+    assert (report["deleted"], report["deleted_bytes"], report["failed"]) == (1, 3, 1)
+    assert cos.keys() == [refused]
+
+
+def test_a_cos_error_half_way_leaves_a_truthful_report_and_row(cos: FakeCos) -> None:
+    for i in range(2500):
+        cos.plant(f"{task_prefix(new_id())}{i}.json", b"q" * 2, last_modified=OLD)
+    cos.fail_after("DeleteObjects", 1)  # the first batch goes, the second fails (and its retry)
+    seen = run_ids()
+
+    with pytest.raises(CleanupInterrupted) as stopped:
+        cleanup.run()
+
+    # the listing stopped at the page whose batch failed: 2 pages of 1000 were scanned
+    assert stopped.value.report == {
+        "scanned": 2000,
+        "deleted": 1000,
+        "deleted_bytes": 2000,
+        "failed": 0,
+        "saved_cny_per_month": round(2000 / 2**30 * 0.118, 6),
+    }
+    assert "COS DeleteObjects failed: 500 InternalError" in str(stopped.value)
+    assert cos.secret_key not in str(stopped.value)
+    (row,) = runs_after(seen)
+    assert row["status"] == "failed" and row["finished_at"] is not None
+    assert row["error"] == "COS DeleteObjects failed: 500 InternalError"
+    assert {k: row[k] for k in stopped.value.report} == stopped.value.report
+    assert len(cos.keys()) == 1500
+    assert cos.count("DeleteObjects") == 3  # 1 served, 1 failed and its retry
+
+    cos.heal()
+    report = cleanup.run()
+    assert (report["scanned"], report["deleted"], report["deleted_bytes"]) == (1500, 1500, 3000)
+    assert cos.keys() == []
+    assert cos.count("DeleteObjects") == 5  # the rest: 1000 and 500, nothing sent twice
+
+
+def test_a_dead_run_is_closed_and_a_live_one_blocks_another(cos: FakeCos) -> None:
+    dead, live = new_id(), new_id()
+    long_ago = utcnow() - timedelta(seconds=cleanup.STALE_RUN_S + 60)
+    with transaction() as tx:
+        tx.execute(
+            insert(maintenance_runs).values(
+                id=dead, job=cleanup.JOB, status="running", started_at=long_ago, deleted=7
+            )
+        )
+    cleanup.run()
+    (row,) = (r for r in runs_after(set()) if r["id"] == dead)
+    assert row["status"] == "failed" and row["deleted"] == 7
+    assert row["error"] == "stopped before its end"
+
+    with transaction() as tx:
+        tx.execute(
+            insert(maintenance_runs).values(
+                id=live, job=cleanup.JOB, status="running", started_at=utcnow()
+            )
+        )
+    seen = run_ids()
+    with pytest.raises(CleanupBusy):
+        cleanup.run()
+    assert runs_after(seen) == []
+
+
+def test_purge_deletes_a_task_and_a_user_in_full_batches(cos: FakeCos) -> None:
+    task_id = new_task("succeeded")
+    for i in range(1200):
+        cos.plant(f"{task_prefix(task_id)}{i:04d}.json", b"p")
+    for i in range(300):
+        cos.plant(upload_key("leaving", f"{i:04d}"), b"pp")
+    cos.plant(upload_key("staying", "a"), b"s")
+    cos.plant(f"{task_prefix(new_id())}out.json", b"s")
+
+    counts = cleanup.purge([task_prefix(task_id), "uploads/leaving/"])
+
+    assert (counts.deleted, counts.deleted_bytes, counts.failed) == (1500, 1800, 0)
+    assert len(cos.keys()) == 2
+    assert cos.count("DeleteObjects") == 2
+    assert cleanup.purge_task(task_id).deleted == 0
+
+
+@pytest.mark.parametrize("target", ["tasks/", "uploads/", "logs/", "tasks/x", "", "uploads//"])
+def test_purge_refuses_what_is_not_ours(cos: FakeCos, target: str) -> None:
+    with pytest.raises(ValueError, match="not a prefix or key of ours"):
+        cleanup.purge([target])
+    assert cos.count("DeleteObjects") == 0
+
+
+def test_the_statuses_it_deletes_for_are_the_ended_unsuccessful_ones() -> None:
+    assert set(cleanup.DEAD_TASK_STATUSES) == set(lifecycle.TERMINAL) - {"succeeded"}
+
+
+def test_the_timer_and_the_admin_job_run_it(cos: FakeCos) -> None:
+    cos.plant(f"{task_prefix(new_id())}out.json", b"t" * 9, last_modified=OLD)
+    fired = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event = {"Type": "Timer", "TriggerName": "cos-cleanup", "Time": fired, "Message": ""}
+    report = handler("cos-cleanup")(event, {"function_name": "cos-cleanup"})
+    assert report["deleted"] == 1 and report["deleted_bytes"] == 9
+    assert run_job("cos-cleanup") == {
+        "job": "cos-cleanup",
+        "scanned": 0,
+        "deleted": 0,
+        "deleted_bytes": 0,
+        "failed": 0,
+        "saved_cny_per_month": 0.0,
+    }

@@ -1,0 +1,314 @@
+"""The COS adapter through cos-python-sdk-v5 against FakeCos, which verifies every signature:
+objects, paged listings, batch deletes, lifecycle, presigned URLs used by a client that has
+no credentials, and failures turned into StorageError without a secret in the text."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import requests
+
+from app.config import get_settings
+from app.storage import cos as adapter
+from app.storage.objects import KeyFailure, StorageError
+from app.storage.store import store
+from tests.fakes.cos import FakeCos
+from tests.support.net import closed_port
+from tests.support.settings import settings_env
+
+
+def bucket() -> adapter.CosStore:
+    return adapter.from_settings(get_settings())
+
+
+def assert_no_secret(error: BaseException, fake: FakeCos) -> None:
+    text = f"{error} {error!r}"
+    assert fake.secret_key not in text
+    assert "q-signature" not in text and "q-sign-time" not in text
+    if fake.session_token:
+        assert fake.session_token not in text
+
+
+# ------------------------------------------------------------ objects
+
+
+def test_put_then_head_gives_the_size_and_time(cos: FakeCos) -> None:
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    bucket().put("tasks/t1/out.json", b'{"a": 1}', "application/json")
+    info = bucket().head("tasks/t1/out.json")
+    assert info is not None
+    assert info.size_bytes == 8
+    assert before <= info.last_modified <= datetime.now(timezone.utc)
+    assert cos.data("tasks/t1/out.json") == b'{"a": 1}'
+    assert bucket().head("tasks/t1/missing.json") is None
+    assert cos.count("PutObject") == 1 and cos.count("HeadObject") == 2
+
+
+def test_store_is_built_once_for_the_settings(cos: FakeCos) -> None:
+    first = store()
+    assert store() is first
+    assert cos.secret_key not in repr(first)
+    with settings_env(COS_BUCKET="another-1250000000"):
+        assert store() is not first
+
+
+# ------------------------------------------------------------ listing
+
+
+def test_listing_pages_with_the_marker_cos_gives(cos: FakeCos) -> None:
+    old = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    for i in range(7):
+        cos.plant(f"tasks/t{i}/out.json", b"x" * i, last_modified=old + timedelta(hours=i))
+    cos.plant("uploads/u1/a", b"upload")
+    pages = []
+    marker = None
+    while True:
+        page = bucket().listing("tasks/", marker, max_keys=3)
+        pages.append(page.objects)
+        marker = page.next_marker
+        if marker is None:
+            break
+    assert [len(objects) for objects in pages] == [3, 3, 1]
+    listed = [o for objects in pages for o in objects]
+    assert [o.key for o in listed] == [f"tasks/t{i}/out.json" for i in range(7)]
+    assert [o.size_bytes for o in listed] == list(range(7))
+    assert [o.last_modified for o in listed] == [old + timedelta(hours=i) for i in range(7)]
+    assert cos.count("ListObjects") == 3
+
+
+# ------------------------------------------------------------ deleting
+
+
+def test_delete_is_one_request_with_each_key_accounted_for(cos: FakeCos) -> None:
+    keys = [f"tasks/t/{i}" for i in range(5)]
+    for key in keys:
+        cos.plant(key, b"1")
+    cos.refuse_keys(["tasks/t/3"], code="AccessDenied")
+    result = bucket().delete(keys)
+    assert sorted(result.deleted) == ["tasks/t/0", "tasks/t/1", "tasks/t/2", "tasks/t/4"]
+    assert result.failed == [KeyFailure("tasks/t/3", "AccessDenied")]
+    assert cos.keys("tasks/") == ["tasks/t/3"]
+    assert cos.count("DeleteObjects") == 1
+
+
+def test_delete_refuses_more_than_one_batch_and_sends_nothing_for_none(cos: FakeCos) -> None:
+    assert bucket().delete([]).deleted == []
+    with pytest.raises(ValueError, match="at most 1000"):
+        bucket().delete([f"k{i}" for i in range(1001)])
+    assert cos.count("DeleteObjects") == 0
+
+
+def test_a_full_batch_of_1000_goes_in_one_request(cos: FakeCos) -> None:
+    keys = [f"uploads/u/{i:04d}" for i in range(1000)]
+    for key in keys:
+        cos.plant(key, b"12")
+    result = bucket().delete(keys)
+    assert len(result.deleted) == 1000 and result.failed == []
+    assert cos.keys("uploads/") == []
+    assert cos.count("DeleteObjects") == 1
+
+
+# ------------------------------------------------------------ lifecycle
+
+
+def test_lifecycle_round_trip(cos: FakeCos) -> None:
+    assert bucket().lifecycle() == []
+    rules = [
+        {
+            "ID": "ai-platform-tasks",
+            "Filter": {"Prefix": "tasks/"},
+            "Status": "Enabled",
+            "Expiration": {"Days": 30},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+        },
+        {
+            "ID": "logs",
+            "Filter": {"Prefix": "logs/"},
+            "Status": "Enabled",
+            "Expiration": {"Days": 7},
+        },
+    ]
+    bucket().put_lifecycle(rules)
+    read = bucket().lifecycle()
+    assert [rule["ID"] for rule in read] == ["ai-platform-tasks", "logs"]
+    assert read[0]["Filter"] == {"Prefix": "tasks/"}
+    assert read[0]["Expiration"] == {"Days": "30"}
+    assert read[0]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": "1"}
+    assert [r["Prefix"] for r in cos.lifecycle_rules()] == ["tasks/", "logs/"]
+    bucket().put_lifecycle([])
+    assert bucket().lifecycle() == []
+
+
+# ------------------------------------------------------------ presigned URLs
+
+
+def test_a_presigned_put_with_its_headers_uploads_and_a_presigned_get_reads(cos: FakeCos) -> None:
+    data = b"\x89PNG fake image bytes"
+    upload = bucket().presign_put("uploads/u1/abc", "image/png", len(data), 900)
+    assert upload.method == "PUT"
+    assert upload.headers == {"Content-Type": "image/png", "Content-Length": str(len(data))}
+    assert cos.secret_key not in upload.url
+    now = datetime.now(timezone.utc)
+    assert now + timedelta(seconds=890) < upload.expires_at <= now + timedelta(seconds=900)
+    reply = requests.put(upload.url, data=data, headers=upload.headers, timeout=10)
+    assert reply.status_code == 200, reply.text
+    assert cos.data("uploads/u1/abc") == data
+
+    download = bucket().presign_get("uploads/u1/abc", 3600)
+    assert download.method == "GET" and download.headers == {}
+    reply = requests.get(download.url, timeout=10)
+    assert reply.status_code == 200 and reply.content == data
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [("image/jpeg", b"12345"), ("image/png", b"123456"), ("image/png", b"1234")],
+    ids=["another-type", "larger", "smaller"],
+)
+def test_a_presigned_put_refuses_another_type_or_size(
+    cos: FakeCos, content_type: str, body: bytes
+) -> None:
+    upload = bucket().presign_put("uploads/u1/abc", "image/png", 5, 900)
+    reply = requests.put(upload.url, data=body, headers={"Content-Type": content_type}, timeout=10)
+    assert reply.status_code == 403
+    assert "<Code>SignatureDoesNotMatch</Code>" in reply.text
+    assert cos.data("uploads/u1/abc") is None
+    # the same URL with its own headers still works: the refusal was the headers'
+    ok = requests.put(upload.url, data=b"12345", headers=upload.headers, timeout=10)
+    assert ok.status_code == 200
+
+
+def test_a_presigned_url_is_refused_once_expired_or_altered(cos: FakeCos) -> None:
+    cos.plant("tasks/t1/out.json", b"{}")
+    download = bucket().presign_get("tasks/t1/out.json", 60)
+    assert requests.get(download.url, timeout=10).status_code == 200
+    other_key = download.url.replace("tasks/t1/out.json", "tasks/t2/out.json")
+    assert requests.get(other_key, timeout=10).status_code == 403
+    cos.advance(61)
+    reply = requests.get(download.url, timeout=10)
+    assert reply.status_code == 403
+    assert "<Code>AccessDenied</Code>" in reply.text and "expired" in reply.text
+
+
+def test_requests_signed_with_another_key_are_refused(cos: FakeCos) -> None:
+    with (
+        settings_env(TENCENTCLOUD_SECRET_KEY="not-the-key"),
+        pytest.raises(StorageError) as refused,
+    ):
+        bucket().put("tasks/t1/out.json", b"{}", "application/json")
+    assert str(refused.value) == "COS PutObject failed: 403 SignatureDoesNotMatch"
+    assert "not-the-key" not in str(refused.value)
+    assert cos.data("tasks/t1/out.json") is None
+
+
+def test_a_session_token_is_sent_and_signed_into_presigned_urls() -> None:
+    with FakeCos(session_token="tok-" + "z" * 40) as fake, settings_env(**fake.settings()):
+        bucket().put("tasks/t1/out.json", b"{}", "application/json")
+        url = bucket().presign_get("tasks/t1/out.json", 60).url
+        assert requests.get(url, timeout=10).content == b"{}"
+        without_token = settings_env(TENCENTCLOUD_SESSION_TOKEN=None)
+        with without_token, pytest.raises(StorageError, match="403 InvalidAccessKeyId") as refused:
+            bucket().listing("tasks/")
+        assert_no_secret(refused.value, fake)
+
+
+# ------------------------------------------------------------ failures
+
+
+def test_a_5xx_is_retried_once_then_a_storage_error(cos: FakeCos) -> None:
+    cos.fail_next("PutObject", 500, times=2)
+    with pytest.raises(StorageError) as failed:
+        bucket().put("tasks/t1/out.json", b"{}", "application/json")
+    assert str(failed.value) == "COS PutObject failed: 500 InternalError"
+    assert failed.value.__cause__ is None and failed.value.__suppress_context__
+    assert_no_secret(failed.value, cos)
+    assert cos.count("PutObject") == 2
+
+    cos.fail_next("ListObjects", 503)
+    assert bucket().listing("tasks/").objects == []  # the retry went through
+    assert cos.count("ListObjects") == 2
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: s.put("tasks/t1/x", b"1", "text/plain"),
+        lambda s: s.head("tasks/t1/x"),
+        lambda s: s.listing("tasks/"),
+        lambda s: s.delete(["tasks/t1/x"]),
+        lambda s: s.lifecycle(),
+        lambda s: s.put_lifecycle([{"ID": "x", "Status": "Enabled"}]),
+    ],
+    ids=["put", "head", "listing", "delete", "lifecycle", "put_lifecycle"],
+)
+def test_every_operation_fails_as_a_storage_error_naming_it(
+    cos: FakeCos, call: Callable[[adapter.CosStore], object]
+) -> None:
+    for op in ("PutObject", "HeadObject", "ListObjects", "DeleteObjects"):
+        cos.fail_after(op, 0, 503)
+    cos.fail_after("GetBucketLifecycle", 0, 500)
+    cos.fail_after("PutBucketLifecycle", 0, 500)
+    with pytest.raises(StorageError, match=r"^COS \w+ failed: 50[03] \w+$") as failed:
+        call(bucket())
+    assert "tasks/t1/x" not in str(failed.value)
+    assert_no_secret(failed.value, cos)
+
+
+def test_connection_refused_is_a_storage_error(cos: FakeCos) -> None:
+    with settings_env(COS_ENDPOINT=f"127.0.0.1:{closed_port()}"):
+        started = time.monotonic()
+        with pytest.raises(StorageError, match=r"^COS ListObjects failed: connection refused$"):
+            bucket().listing("tasks/")
+    assert time.monotonic() - started < 5
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(2)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+def test_a_silent_store_times_out(
+    cos: FakeCos, silent_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(adapter, "TIMEOUT_S", 0.5)
+    with settings_env(COS_ENDPOINT=f"127.0.0.1:{silent_port}"):
+        started = time.monotonic()
+        with pytest.raises(StorageError, match=r"^COS HeadObject failed: timed out after 0.5 s$"):
+            bucket().head("tasks/t1/x")
+    # two attempts of 0.5 s and the SDK's 1 s pause between them
+    assert time.monotonic() - started < 4
+
+
+def test_unconfigured_credentials_are_a_storage_error(cos: FakeCos) -> None:
+    unset = settings_env(TENCENTCLOUD_SECRET_ID=None, TENCENTCLOUD_SECRET_KEY=None)
+    with unset, pytest.raises(StorageError, match="not configured"):
+        bucket()
