@@ -10,8 +10,10 @@ them by their sha256.
 
 Wheels are cached under `.local/wheels/<hash of requirements.txt and Python version>/`, so
 a rerun with unchanged requirements needs no network. Packages published only as source
-archives are built into wheels first (`pip wheel --no-deps`); they must be pure Python,
-since a wheel built here would not match SCF's platform.
+archives are built into wheels first (`pip wheel --no-deps`), with no C compiler
+(`CC=false`): one whose C extension is optional (crcmod, which the COS SDK imports) builds
+its pure-Python form, and one that needs a compiler fails here rather than on SCF, since a
+wheel compiled here would not match SCF's platform.
 
     python -m infra.package [--python-version 3.10]
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -63,17 +66,28 @@ def cache_dir(requirements: Path, python_version: str) -> Path:
     return ROOT / ".local" / "wheels" / digest.hexdigest()[:16]
 
 
-def _pip(*args: str) -> subprocess.CompletedProcess[str]:
+def _pip(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "pip", *args]
-    return subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    environ = None if env is None else {**os.environ, **env}
+    return subprocess.run(  # noqa: S603
+        command, capture_output=True, text=True, check=False, env=environ
+    )
 
 
 def _is_pure(wheel: Path) -> bool:
     return wheel.name.endswith("-none-any.whl")
 
 
+# No compiler: a C extension that is optional is left out (and pip's cache, which may hold
+# a wheel compiled earlier, is not used).
+_NO_COMPILER = {"CC": "false", "CXX": "false", "LDSHARED": "false"}
+
+
 def _build_source_only(requirement: str, built: Path) -> None:
-    result = _pip("wheel", "--no-deps", "--no-binary", ":all:", "-q", "-w", str(built), requirement)
+    result = _pip(
+        "wheel", "--no-deps", "--no-binary", ":all:", "--no-cache-dir", "-q",
+        "-w", str(built), requirement, env=_NO_COMPILER,
+    )  # fmt: skip
     if result.returncode != 0:
         raise SystemExit(f"pip wheel {requirement} failed:\n{result.stderr}")
     impure = [w.name for w in built.glob("*.whl") if not _is_pure(w)]

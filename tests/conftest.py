@@ -1,5 +1,6 @@
 """Test run set-up: a database of its own on the real MariaDB, a Redis database of its
-own, migrations applied once. Environment first, before anything imports app.config."""
+own, a COS bucket of its own (FakeCos), migrations applied once. Environment first, before
+anything imports app.config."""
 
 from __future__ import annotations
 
@@ -45,6 +46,19 @@ def redis_db() -> Iterator[Any]:
     client.flushdb()
     yield client
     client.flushdb()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cos_bucket() -> Iterator[Any]:
+    """The run's COS bucket (FakeCos: COS's API checking signatures, moto behind it), in the
+    environment like the database: any test's large output or upload lands there."""
+    from app.config import get_settings
+    from tests.fakes.cos import FakeCos
+
+    with FakeCos() as fake:
+        os.environ.update(fake.settings())
+        get_settings.cache_clear()
+        yield fake
 
 
 @pytest.fixture

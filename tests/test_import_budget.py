@@ -83,6 +83,8 @@ BUDGET: dict[str, set[str]] = {
     # the database
     "tasks": DB,
     "tasks-id": DB,
+    # the bucket's SDK only when an upload is signed
+    "uploads": BASE,
     "pipeline-worker": DB,
     "saga-sweeper": DB,
     "cos-cleanup": DB,

@@ -223,6 +223,9 @@ class LocalCloud:
 
             self.cos = EmbeddedCos(self.host).start()
             self._set_env("COS_ENDPOINT", self.cos.endpoint)
+            # The COS SDK signs every request; the embedded store reads no signature.
+            self._set_env("TENCENTCLOUD_SECRET_ID", "local")
+            self._set_env("TENCENTCLOUD_SECRET_KEY", "local")
         if os.environ.get("APP_ENV", "local") == "local":
             from infra.local.sandbox.server import PaymentSandbox
 

@@ -51,9 +51,29 @@ class EmbeddedCos:
         return self
 
     def create_bucket(self, bucket: str) -> None:
+        import json
+
         import requests
 
         reply = requests.put(f"http://{self.endpoint}/{bucket}", timeout=10)
+        reply.raise_for_status()
+        # moto does not check COS's signatures, so a presigned GET reaches it as an anonymous
+        # request, which it refuses on a private bucket: on a laptop anyone may read, as the
+        # holder of a presigned URL could.
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "s3:GetObject",
+                    "Resource": f"arn:aws:s3:::{bucket}/*",
+                }
+            ],
+        }
+        reply = requests.put(
+            f"http://{self.endpoint}/{bucket}?policy", data=json.dumps(policy), timeout=10
+        )
         reply.raise_for_status()
 
     def stop(self) -> None:

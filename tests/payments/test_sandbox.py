@@ -6,26 +6,18 @@ code as in production and grants the membership and the quota."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.support.local_cloud import local_cloud_process, wait_for
+from tests.support.local_cloud import embedded_default_env, local_cloud_process, wait_for
 
 
 @pytest.mark.parametrize("channel", ["wechat", "alipay"])
 def test_a_plan_is_bought_in_the_sandbox_through_the_pay_page(tmp_path: Path, channel: str) -> None:
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PORT": "0",
-        "APP_ENV": "local",
-        "LOG_LEVEL": "WARNING",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
-        "REDIS_URL": "memory://",
-    }
+    env = embedded_default_env(tmp_path)
     with local_cloud_process(env) as cloud:
         http = requests.Session()
         login = http.post(f"{cloud.url}/auth/wechat-login", json={"code": "buyer"}, timeout=30)

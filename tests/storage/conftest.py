@@ -9,17 +9,17 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakes.cos import FakeCos
+from tests.support.pipelines import (  # noqa: F401 - fixtures
+    _drain_parked_messages,
+    _ledger_invariant,
+    worker,
+)
 from tests.support.settings import settings_env
 
 
-@pytest.fixture(scope="session")
-def cos_server() -> Iterator[FakeCos]:
-    with FakeCos() as fake:
-        yield fake
-
-
 @pytest.fixture
-def cos(cos_server: FakeCos) -> Iterator[FakeCos]:
-    cos_server.reset()
-    with settings_env(**cos_server.settings()):
-        yield cos_server
+def cos(cos_bucket: FakeCos) -> Iterator[FakeCos]:
+    """The run's bucket (tests/conftest.py), emptied, with its settings in force."""
+    cos_bucket.reset()
+    with settings_env(**cos_bucket.settings()):
+        yield cos_bucket

@@ -60,6 +60,20 @@ class CloudProcess:
         return self.process.returncode
 
 
+def embedded_default_env(directory: Path, **more: str) -> dict[str, str]:
+    """What `make run` runs on with nothing configured: APP_ENV=local, a fresh SQLite file in
+    `directory`, in-process Redis; the local cloud fills in the rest (COS, payments)."""
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "PORT": "0",
+        "APP_ENV": "local",
+        "LOG_LEVEL": "WARNING",
+        "DATABASE_URL": f"sqlite:///{directory / 'app.db'}",
+        "REDIS_URL": "memory://",
+        **more,
+    }
+
+
 @contextmanager
 def local_cloud_process(
     env: dict[str, str],

@@ -22,6 +22,7 @@ ROUTE_MODULES = (
     "app.api.admin_quota",
     "app.api.pipelines",
     "app.api.tasks",
+    "app.api.uploads",
     "app.api.plans",
     "app.api.orders",
     "app.api.payment_notify",

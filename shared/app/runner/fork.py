@@ -46,6 +46,7 @@ from app.runner import calls, rows
 from app.runner.outbox import committing
 from app.runner.plans import Call, call_of
 from app.runner.rows import STEP_TERMINAL, Attempts, Claim, Row
+from app.storage import outputs
 from app.tasks.lifecycle import step_failed
 
 # An invocation runs the next branch itself only when its first call fits wholly in what
@@ -367,11 +368,16 @@ def _join_if_done(
         .mappings()
         .all()
     )
+    joined = _join(fork, branches)
+    # A hundred branch values of up to STORAGE_INLINE_MAX_BYTES each would make one large
+    # row: the fork's results go to COS like any large output (a failure to write rolls
+    # this back, and the message's redelivery or the sweeper joins again).
+    joined["output"] = outputs.keep(task_id, f"{fork.id}.-", joined["output"])
     return bool(
         tx.execute(
             update(task_steps)
             .where(_c.id == fork_row.id, _c.status == "running")
-            .values(**_join(fork, branches), finished_at=now, updated_at=now)
+            .values(**joined, finished_at=now, updated_at=now)
         ).rowcount
     )
 

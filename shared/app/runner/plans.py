@@ -18,6 +18,7 @@ from app.pipeline.definition import ForkStep, HttpCall, SimCall, Step, parse_ste
 
 @dataclass(frozen=True)
 class Plan:
+    user_id: str  # the task's owner: whose uploads its input may name
     input: Any
     steps: list[Step]
 
@@ -39,8 +40,8 @@ class Plans:
                 self._items.move_to_end(task_id)
             return plan
 
-    def remember(self, task_id: str, task_input: Any, raw_steps: Any) -> Plan:
-        plan = Plan(task_input, parse_steps(raw_steps))
+    def remember(self, task_id: str, user_id: str, task_input: Any, raw_steps: Any) -> Plan:
+        plan = Plan(user_id, task_input, parse_steps(raw_steps))
         with self._lock:
             self._items[task_id] = plan
             while len(self._items) > self.size:

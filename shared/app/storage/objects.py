@@ -10,7 +10,7 @@ presigned URL's signature.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -51,7 +51,7 @@ class Listing:
 class Presigned:
     """A URL a client or an upstream uses without credentials, with exactly these headers."""
 
-    url: str
+    url: str = field(repr=False)  # carries the signature
     method: str
     headers: dict[str, str]
     expires_at: datetime  # aware, UTC

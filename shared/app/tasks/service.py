@@ -20,7 +20,7 @@ from sqlalchemy import select
 from app import idempotency, json_values
 from app.clock import utcnow
 from app.db import pages
-from app.db.tables import task_steps, tasks
+from app.db.tables import task_steps, task_uploads, tasks
 from app.db.transaction import transaction
 from app.errors import AppError, ErrorCode
 from app.ids import new_id
@@ -29,16 +29,19 @@ from app.pipeline import messages, store
 from app.pipeline.definition import ForkStep, ItemsError, Step, parse_steps
 from app.quota import service as quota
 from app.quota.service import QUOTA_MAX
+from app.storage import uploads
 from app.tasks import hooks, lifecycle
 from app.tasks.views import load_view, load_views, task_view
 
 log = applog.get_logger("app.tasks.service")
 IDEMPOTENCY_SCOPE = "tasks"
 # A synchronous SCF answer stops at 6 MB. A page of `GET /tasks` ends early once its items
-# pass this many bytes of JSON (its next_cursor goes on from there), so the answer stays
-# under the limit whatever the tasks hold; one item is at most 64 KiB of input and 1 MiB of
-# output, so a page always holds at least four.
-PAGE_MAX_BYTES = 5 * 1024 * 1024
+# pass this many bytes of JSON (its next_cursor goes on from there). One item is at most
+# 64 KiB of input and an output of STORAGE_INLINE_MAX_BYTES (16 KiB; a larger one is a
+# StoredOutput of about 300 bytes), about 81 KiB with the rest, so an answer is at most
+# 4 MiB and one item: 4.3 MB. (Tasks from before outputs went to COS may hold up to 1 MiB
+# of output: 5.2 MB.)
+PAGE_MAX_BYTES = 4 * 1024 * 1024
 
 
 def _invalid_input(message: str) -> AppError:
@@ -101,6 +104,8 @@ def _plan(task_id: str, pipeline_cost: int, steps: list[Step], task_input: dict[
 def _create_once(
     user_id: str, pipeline_id: str, task_input: dict[str, Any], key: str | None, digest: str
 ) -> dict[str, Any]:
+    # Before the transaction: a HEAD per upload key the input names, at the bucket.
+    upload_keys = uploads.check(user_id, task_input)
     with transaction() as conn:
         pipeline = store.get_enabled(conn, pipeline_id)
         if pipeline is None:
@@ -128,6 +133,10 @@ def _create_once(
             )
         )
         conn.execute(task_steps.insert(), plan.rows)
+        if upload_keys:
+            conn.execute(
+                task_uploads.insert(), [{"task_id": task_id, "key": k} for k in upload_keys]
+            )
         view = load_view(conn, task_id)
         assert view is not None
         if key is not None:

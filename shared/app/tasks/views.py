@@ -1,4 +1,5 @@
-"""Tasks as the API shows them: the Task and Step shapes of the contract."""
+"""Tasks as the API shows them: the Task and Step shapes of the contract, an output kept in
+COS shown as a StoredOutput with a fresh presigned GET (app.storage.outputs)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from sqlalchemy import select
 from app.clock import iso
 from app.db.tables import task_steps, tasks
 from app.db.transaction import Transaction
+from app.storage import outputs
 
 
-def _steps(rows: Iterable[Mapping[Any, Any]]) -> list[dict[str, Any]]:
+def _steps(task_id: str, rows: Iterable[Mapping[Any, Any]]) -> list[dict[str, Any]]:
     steps: list[dict[str, Any]] = []
     by_position: dict[int, dict[str, Any]] = {}
     for row in sorted(rows, key=lambda r: (r["position"], r["branch"])):
@@ -21,7 +23,7 @@ def _steps(rows: Iterable[Mapping[Any, Any]]) -> list[dict[str, Any]]:
                 "id": row["step_id"],
                 "type": row["type"],
                 "status": row["status"],
-                "output": row["output"],
+                "output": outputs.render(task_id, row["output"]),
                 "error": row["error"],
                 "branches": [] if row["type"] == "fork" else None,
             }
@@ -32,7 +34,7 @@ def _steps(rows: Iterable[Mapping[Any, Any]]) -> list[dict[str, Any]]:
                 {
                     "index": row["branch"],
                     "status": row["status"],
-                    "output": row["output"],
+                    "output": outputs.render(task_id, row["output"]),
                     "error": row["error"],
                 }
             )
@@ -50,9 +52,9 @@ def task_view(
         "status": task["status"],
         "cost": task["cost"],
         "input": task["input"],
-        "output": task["output"],
+        "output": outputs.render(task["id"], task["output"]),
         "error": task["error"],
-        "steps": None if step_rows is None else _steps(step_rows),
+        "steps": None if step_rows is None else _steps(task["id"], step_rows),
         "created_at": iso(task["created_at"]),
         "updated_at": iso(task["updated_at"]),
         "finished_at": iso(task["finished_at"]),

@@ -1,0 +1,79 @@
+"""Outputs kept out of the database.
+
+A step's, a branch's or a fork's output whose compact JSON is larger than
+STORAGE_INLINE_MAX_BYTES is written to `tasks/{task_id}/{name}.json` before its row
+settles, and the row holds only a reference, `{"stored": true, "key", "size_bytes"}`. The
+key is the row's own (step id and branch), so a retry or a duplicate message writes the
+same object again rather than a second one: whatever settles, one object counts.
+
+Every view renders a reference as the API's `StoredOutput` (`{"stored": true, "url",
+"size_bytes", "expires_at"}`, the URL a presigned GET valid URL_TTL_S from that read), and
+so does the `previous` an upstream call receives. Only a reference under the task's own
+prefix is one: an upstream that answers something shaped like a reference to another
+task's object gets its answer shown as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app import json_values
+from app.clock import iso
+from app.config import get_settings
+from app.storage.objects import task_prefix
+
+URL_TTL_S = 3600
+_REFERENCE_FIELDS = {"stored", "key", "size_bytes"}
+
+
+def keep(task_id: str, name: str, value: Any) -> Any:
+    """`value`, or a reference to the object it was written to when it is too large to
+    keep inline. `name` is the row's (e.g. `draft.-`, `variants.3`)."""
+    data = json_values.encode(value)
+    if len(data) <= get_settings().storage_inline_max_bytes:
+        return value
+    from app.storage.store import store  # cold start: the bucket only for a large output
+
+    key = f"{task_prefix(task_id)}{name}.json"
+    store().put(key, data, "application/json")
+    return {"stored": True, "key": key, "size_bytes": len(data)}
+
+
+def is_reference(task_id: str, value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and value.keys() == _REFERENCE_FIELDS
+        and value["stored"] is True
+        and isinstance(value["key"], str)
+        and value["key"].startswith(task_prefix(task_id))
+        and isinstance(value["size_bytes"], int)
+    )
+
+
+def render(task_id: str, value: Any) -> Any:
+    """`value` with the task's references (itself, or a fork's results' values) shown as
+    StoredOutput."""
+    if is_reference(task_id, value):
+        return _shown(value)
+    if isinstance(value, list) and any(
+        isinstance(item, dict) and is_reference(task_id, item.get("value")) for item in value
+    ):
+        return [
+            {**item, "value": _shown(item["value"])}
+            if isinstance(item, dict) and is_reference(task_id, item.get("value"))
+            else item
+            for item in value
+        ]
+    return value
+
+
+def _shown(reference: dict[str, Any]) -> dict[str, Any]:
+    from app.storage.store import store  # cold start: the bucket only for a stored output
+
+    signed = store().presign_get(reference["key"], URL_TTL_S)
+    return {
+        "stored": True,
+        "url": signed.url,
+        "size_bytes": reference["size_bytes"],
+        "expires_at": iso(signed.expires_at),
+    }

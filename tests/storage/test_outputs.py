@@ -1,0 +1,96 @@
+"""Outputs kept out of the database: an answer larger than STORAGE_INLINE_MAX_BYTES is
+written to `tasks/{task_id}/...` before its row settles, every view shows it as
+StoredOutput whose URL returns the exact JSON, the next call's `previous` carries it, and a
+duplicate message writes nothing again."""
+
+from __future__ import annotations
+
+import json
+
+import requests
+from sqlalchemy import select
+
+from app.db.tables import task_steps
+from app.db.transaction import transaction
+from app.pipeline import messages
+from app.storage.store import store
+from tests.fakes.cos import FakeCos
+from tests.fakes.upstream import Answer, FakeUpstream
+from tests.support.pipelines import Customer, Worker, new_fork, new_pipeline
+
+BIG = {"image": "A" * 20_000, "caption": "说明"}
+
+
+def objects(task_id: str) -> list[str]:
+    return sorted(o.key for o in store().listing(f"tasks/{task_id}/").objects)
+
+
+def test_a_large_answer_is_stored_and_shown_as_stored_output(cos: FakeCos, worker: Worker) -> None:
+    customer = Customer(quota=5)
+    with FakeUpstream() as upstream:
+        upstream.script("/draw", lambda _c: Answer(200, BIG))
+        upstream.script("/small", lambda _c: Answer(200, {"ok": True}))
+        pipeline = new_pipeline(
+            [
+                {"id": "draw", "type": "http", "url": upstream.url("/draw")},
+                {"id": "after", "type": "http", "url": upstream.url("/small")},
+            ]
+        )
+        task = customer.wait(customer.create(pipeline, {}).json()["id"])
+        [after] = upstream.calls_to("/small")
+    assert task["status"] == "succeeded"
+    exact = json.dumps(BIG, ensure_ascii=False, separators=(",", ":")).encode()
+    draw = task["steps"][0]["output"]
+    assert draw["stored"] is True and draw["size_bytes"] == len(exact)
+    assert set(draw) == {"stored", "url", "size_bytes", "expires_at"}
+    assert requests.get(draw["url"], timeout=10).content == exact
+    # the next step's call carries the same StoredOutput shape, with a working URL
+    previous = after.body["previous"]
+    assert previous["stored"] is True and requests.get(previous["url"], timeout=10).content == exact
+    assert task["steps"][1]["output"] == {"ok": True} and task["output"] == {"ok": True}
+    # the row holds only the reference
+    with transaction() as tx:
+        row = tx.execute(
+            select(task_steps.c.output).where(
+                task_steps.c.task_id == task["id"], task_steps.c.step_id == "draw"
+            )
+        ).scalar_one()
+    assert row == {
+        "stored": True,
+        "key": f"tasks/{task['id']}/draw.-.json",
+        "size_bytes": len(exact),
+    }
+    assert objects(task["id"]) == [f"tasks/{task['id']}/draw.-.json"]
+    # a duplicate message for the settled step writes nothing again
+    puts = cos.count("PutObject")
+    messages.publish_step(task["id"], 0)
+    worker.wait_idle()
+    assert cos.count("PutObject") == puts and objects(task["id"]) == [
+        f"tasks/{task['id']}/draw.-.json"
+    ]
+
+
+def test_small_answers_stay_inline(cos: FakeCos, worker: Worker) -> None:
+    customer = Customer(quota=5)
+    with FakeUpstream() as upstream:
+        upstream.script("/small", lambda _c: Answer(200, {"ok": True}))
+        pipeline = new_pipeline([{"id": "s", "type": "http", "url": upstream.url("/small")}])
+        task = customer.wait(customer.create(pipeline, {}).json()["id"])
+    assert task["output"] == {"ok": True} and objects(task["id"]) == []
+
+
+def test_large_branches_and_a_large_fork_are_stored(cos: FakeCos, worker: Worker) -> None:
+    customer = Customer(quota=5)
+    with FakeUpstream() as upstream:
+        upstream.script("/render", lambda c: Answer(200, {"n": c.body["branch"], **BIG}))
+        pipeline = new_fork(upstream.url("/render"))
+        task = customer.wait(customer.create(pipeline, {"items": [1, 2, 3]}).json()["id"])
+    assert task["status"] == "succeeded"
+    fork = task["steps"][0]
+    assert all(b["output"]["stored"] is True for b in fork["branches"])
+    # the fork's results hold the branches' references: small enough to stay inline
+    assert [r["status"] for r in fork["output"]] == ["fulfilled"] * 3
+    for index, result in enumerate(fork["output"]):
+        got = requests.get(result["value"]["url"], timeout=10).json()
+        assert got["n"] == index
+    assert objects(task["id"]) == [f"tasks/{task['id']}/f.{i}.json" for i in range(3)]

@@ -1,0 +1,102 @@
+"""Client uploads: `POST /uploads` gives a presigned PUT whose signature covers the declared
+type and size (the store refuses any other), `POST /tasks` accepts only the owner's
+uploaded keys, and the upstream receives a working presigned GET in the key's place."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+import requests
+
+from app.storage.store import store
+from tests.fakes.cos import FakeCos
+from tests.fakes.upstream import Answer, FakeUpstream
+from tests.support.function_url import Reply, call
+from tests.support.functions import handler
+from tests.support.pipelines import Customer, Worker, new_pipeline
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 120
+
+
+def upload(token: str, body: dict[str, Any]) -> Reply:
+    return call(handler("uploads"), "POST", "/uploads", body=body, token=token)
+
+
+def uploaded(customer: Customer, data: bytes = PNG, content_type: str = "image/png") -> str:
+    reply = upload(customer.token, {"content_type": content_type, "size_bytes": len(data)})
+    assert reply.status == 201, reply.body
+    made = reply.json()
+    put = requests.put(made["url"], data=data, headers=made["headers"], timeout=10)
+    assert put.status_code == 200, put.text
+    return str(made["key"])
+
+
+def test_a_presigned_put_takes_exactly_the_declared_file(cos: FakeCos) -> None:
+    customer = Customer(quota=0)
+    reply = upload(customer.token, {"content_type": "image/png", "size_bytes": len(PNG)})
+    assert reply.status == 201, reply.body
+    made = reply.json()
+    assert made["key"].startswith(f"uploads/{customer.id}/") and made["method"] == "PUT"
+    assert made["headers"] == {"Content-Type": "image/png", "Content-Length": str(len(PNG))}
+    expires = datetime.fromisoformat(made["expires_at"].replace("Z", "+00:00"))
+    left = expires - datetime.now(timezone.utc)
+    assert timedelta(minutes=14) < left <= timedelta(minutes=15)
+    other_type = {**made["headers"], "Content-Type": "image/jpeg"}
+    refused = requests.put(made["url"], data=PNG, headers=other_type, timeout=10)
+    assert refused.status_code == 403
+    bigger = requests.put(
+        made["url"], data=PNG + b"!", headers={"Content-Type": "image/png"}, timeout=10
+    )
+    assert bigger.status_code == 403
+    assert store().head(made["key"]) is None
+    put = requests.put(made["url"], data=PNG, headers=made["headers"], timeout=10)
+    assert put.status_code == 200
+    found = store().head(made["key"])
+    assert found is not None and found.size_bytes == len(PNG)
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        ({"content_type": "image/gif", "size_bytes": 10}, "UPLOAD_INVALID", "content_type"),
+        ({"content_type": "image/png", "size_bytes": 0}, "UPLOAD_INVALID", "size_bytes"),
+        ({"content_type": "image/png", "size_bytes": 10_485_761}, "UPLOAD_INVALID", "size_bytes"),
+        ({"content_type": "image/png"}, "VALIDATION_ERROR", "size_bytes"),
+        ({"content_type": "image/png", "size_bytes": "10"}, "VALIDATION_ERROR", "size_bytes"),
+        ({"content_type": 5, "size_bytes": 10}, "VALIDATION_ERROR", "content_type"),
+    ],
+)
+def test_bad_uploads_are_refused(cos: FakeCos, body: dict[str, Any], code: str, field: str) -> None:
+    reply = upload(Customer(quota=0).token, body)
+    assert reply.status == 422 and reply.json()["code"] == code, reply.body
+    assert reply.json()["details"][0]["loc"] == ["body", field]
+
+
+def test_uploads_need_a_user() -> None:
+    body = {"content_type": "image/png", "size_bytes": 1}
+    assert call(handler("uploads"), "POST", "/uploads", body=body).status == 401
+
+
+def test_a_task_names_only_its_owners_uploaded_keys(cos: FakeCos, worker: Worker) -> None:
+    owner, other = Customer(quota=5), Customer(quota=5)
+    key = uploaded(owner)
+    with FakeUpstream() as upstream:
+        upstream.script("/see", lambda _c: Answer(200, {"ok": True}))
+        pipeline = new_pipeline([{"id": "see", "type": "http", "url": upstream.url("/see")}])
+        refused = other.create(pipeline, {"image": key})
+        assert refused.status == 422 and refused.json()["code"] == "UPLOAD_INVALID", refused.body
+        assert other.quota() == (5, 0)
+        never = owner.create(pipeline, {"image": f"uploads/{owner.id}/never-uploaded"})
+        assert never.status == 422 and never.json()["code"] == "UPLOAD_INVALID"
+        created = owner.create(pipeline, {"pages": [{"image": key}], "note": "plain text"})
+        assert created.status == 201, created.body
+        task = owner.wait(created.json()["id"])
+        assert task["status"] == "succeeded"
+        assert task["input"] == {"pages": [{"image": key}], "note": "plain text"}
+        [sent] = upstream.calls_to("/see")
+    url = sent.body["input"]["pages"][0]["image"]
+    assert url.startswith("http") and key in url
+    fetched = requests.get(url, timeout=10)
+    assert fetched.status_code == 200 and fetched.content == PNG
