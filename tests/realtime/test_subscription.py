@@ -18,6 +18,7 @@ from app.realtime.subscription import Outcome
 from tests.fakes.wechat import FakeWechat
 from tests.realtime.conftest import User, open_client
 from tests.support.local_cloud import wait_for
+from tests.support.logs import capture_logs
 from tests.support.settings import settings_env
 
 TEMPLATE = "tmpl-task-ended"
@@ -95,12 +96,16 @@ def test_a_refused_subscription_is_not_an_error(wechat: FakeWechat) -> None:
 
 def test_the_token_is_cached_and_a_rejected_one_is_replaced_once(wechat: FakeWechat) -> None:
     user = wechat_user("openid-t")
-    assert subscription.notify_if_away(ended(user)) is Outcome.SENT
-    assert subscription.notify_if_away(ended(user)) is Outcome.SENT
-    assert len(wechat.tokens) == 1  # the second send reused the cached token
+    with capture_logs() as logs:
+        assert subscription.notify_if_away(ended(user)) is Outcome.SENT
+        assert subscription.notify_if_away(ended(user)) is Outcome.SENT
+        assert len(wechat.tokens) == 1  # the second send reused the cached token
 
-    wechat.expire_tokens()
-    assert subscription.notify_if_away(ended(user, "failed")) is Outcome.SENT
+        wechat.expire_tokens()
+        assert subscription.notify_if_away(ended(user, "failed")) is Outcome.SENT
+    assert len(logs.where(message="subscription message", outcome="sent")) == 3
+    for secret in (*wechat.tokens, wechat.secret):
+        assert secret not in logs.text
     assert [s["errcode"] for s in wechat.sends] == [0, 0, 42001, 0]
     assert len(wechat.tokens) == 2
     assert wechat.sent[-1]["data"]["phrase2"] == {"value": "失败"}

@@ -117,6 +117,13 @@ def test_an_acknowledgement_never_moves_back_or_past_what_was_sent(cloud: Any) -
     later.close()
 
 
+def test_a_websocket_to_an_event_functions_path_is_refused(cloud: Any) -> None:
+    user = User.new()
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"ws://{cloud.host}:{cloud.port}/tasks?token={user.token}", open_timeout=10)
+    assert refused.value.response.status_code == 403
+
+
 def test_ping_is_answered(cloud: Any) -> None:
     client = open_client(cloud, User.new().token)
     assert client.ping() == {"type": "pong"}
