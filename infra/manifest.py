@@ -52,6 +52,18 @@ class AsyncSpec:
 
 
 @dataclass(frozen=True)
+class WebSpec:
+    """A web function: SCF runs its `scf_bootstrap`, which serves HTTP on port 9000, instead
+    of calling a handler with events. The custom domain sends `path` to it (its one path: a
+    web function has no route table). With `websocket_idle_timeout_s` it is a WebSocket
+    server (ProtocolType WS), one instance per connection, closed by the platform after that
+    many idle seconds; SCF cannot turn WebSocket off again."""
+
+    path: str
+    websocket_idle_timeout_s: int | None = None
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     name: str
     directory: Path
@@ -60,7 +72,8 @@ class FunctionSpec:
     timeout_s: int
     environment: dict[str, str]
     handler: str = "index.main_handler"
-    http: bool = False  # a Function URL, and paths on the custom domain
+    http: bool = False  # an event function with a Function URL, and its routes' paths
+    web: WebSpec | None = None  # a web function (a Function URL, and its path)
     timers: tuple[TimerSpec, ...] = ()
     asynchronous: AsyncSpec | None = None  # invoked asynchronously: the runner's queue
     invoke_after_deploy: bool = False
@@ -98,6 +111,11 @@ class Manifest:
     @property
     def http_functions(self) -> list[FunctionSpec]:
         return [spec for spec in self.functions.values() if spec.http]
+
+    @property
+    def web_paths(self) -> dict[str, str]:
+        """Each web function's path on the custom domain: path -> function."""
+        return {spec.web.path: spec.name for spec in self.functions.values() if spec.web}
 
 
 class Variables:
@@ -185,6 +203,9 @@ def _function(
     if raw.get("async"):
         asynchronous = AsyncSpec(int(raw["async"]["retries"]), int(raw["async"]["ttl_s"]))
     vpc = merged.get("vpc") or {}
+    web = _web(name, raw.get("web"), int(merged.get("timeout") or 3))
+    if web is not None and raw.get("http"):
+        raise ManifestError(f"function {name!r}: `http` (an event function) or `web`, not both")
     return FunctionSpec(
         name=name,
         directory=functions_dir / name,
@@ -192,8 +213,9 @@ def _function(
         memory_mb=int(merged.get("memory") or 128),
         timeout_s=int(merged.get("timeout") or 3),
         environment=environment,
-        handler=str(raw.get("handler") or "index.main_handler"),
+        handler=str(raw.get("handler") or ("index.app" if web else "index.main_handler")),
         http=bool(raw.get("http")),
+        web=web,
         timers=timers,
         asynchronous=asynchronous,
         invoke_after_deploy=bool(raw.get("invoke_after_deploy")),
@@ -201,6 +223,29 @@ def _function(
         vpc_id=_text(vpc.get("vpc_id")),
         subnet_id=_text(vpc.get("subnet_id")),
     )
+
+
+# What SCF's WSParams.IdleTimeOut accepts (tccli's schema, 1-1800 s).
+IDLE_TIMEOUT_RANGE_S = (1, 1800)
+
+
+def _web(name: str, raw: Any, timeout_s: int) -> WebSpec | None:
+    if not raw:
+        return None
+    path = str(raw.get("path") or "")
+    if not re.fullmatch(r"(/[A-Za-z0-9_\-]+)+", path):
+        raise ManifestError(f"function {name!r}: web.path {path!r} is not a static path")
+    websocket = raw.get("websocket")
+    idle = None
+    if websocket:
+        idle = int(websocket.get("idle_timeout_s") or 15)
+        low, high = IDLE_TIMEOUT_RANGE_S
+        if not low <= idle <= min(high, timeout_s):
+            raise ManifestError(
+                f"function {name!r}: websocket.idle_timeout_s {idle} must be {low}-{high} s "
+                f"and at most the function's timeout ({timeout_s} s)"
+            )
+    return WebSpec(path, idle)
 
 
 def load(

@@ -5,8 +5,9 @@
 Python runtime, all at the zip root: SCF unpacks a layer to /opt and puts /opt on
 PYTHONPATH. The same tree is left unpacked in `dist/layer/content/`, to look into.
 `dist/functions/<name>.zip` holds one function folder's files at its root (/var/user on
-SCF). Both are byte-identical when rebuilt from the same inputs: the deployer compares
-them by their sha256.
+SCF), an executable file (a web function's `scf_bootstrap`) with mode 755. Both are
+byte-identical when rebuilt from the same inputs: the deployer compares them by their
+sha256.
 
 Wheels are cached under `.local/wheels/<hash of requirements.txt and Python version>/`, so
 a rerun with unchanged requirements needs no network. Packages published only as source
@@ -267,7 +268,9 @@ def build_function(
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
         for rel, path in _tree(functions_dir / name):
             data = path.read_bytes()
-            archive.writestr(_zip_info(rel, 0o644), data)
+            # A web function's scf_bootstrap is run as a program: it keeps its execute bits.
+            mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
+            archive.writestr(_zip_info(rel, mode), data)
             files, total = files + 1, total + len(data)
     return Artifact(target, files, total)
 

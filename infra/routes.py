@@ -5,7 +5,8 @@ function each. A route's path becomes one such pattern: a static path itself
 (`/users/me`), a templated one its static head and `/*` (`/tasks/{id}/cancel` ->
 `/tasks/*`). Routes whose patterns are the same must be served by one function, which routes
 by method and path inside; a function serving no route at all takes `/*`, what no other
-pattern claims (the API's 404).
+pattern claims (the API's 404). A web function (serverless.yml `web:`) has no route table:
+it claims the one path it declares (`/ws`), which no route may share.
 
 A path reaches the function of its exact pattern, else of the longest `/x/*` whose `/x/`
 begins it, else of `/*`: the more specific pattern wins. The local cloud serves exactly this
@@ -40,9 +41,12 @@ def pattern_of(route_path: str) -> str:
     return route_path
 
 
-def domain_mapping(routes_by_function: Mapping[str, Sequence[Any]]) -> list[PathMapping]:
-    """One mapping per pattern, from each function's routes (objects with a `.path`)."""
-    owner: dict[str, str] = {}
+def domain_mapping(
+    routes_by_function: Mapping[str, Sequence[Any]], web_paths: Mapping[str, str] | None = None
+) -> list[PathMapping]:
+    """One mapping per pattern, from each function's routes (objects with a `.path`), and
+    each web function's own path (`web_paths`: path -> function; it has no route table)."""
+    owner: dict[str, str] = dict(web_paths or {})
     catch_all: list[str] = []
     for function, routes in sorted(routes_by_function.items()):
         if not routes:
@@ -75,7 +79,11 @@ def resolve(mappings: Iterable[PathMapping], path: str) -> str | None:
     return None if best is None else best[1]
 
 
-def mapping_of_handlers(handlers: Mapping[str, Any]) -> list[PathMapping]:
+def mapping_of_handlers(
+    handlers: Mapping[str, Any], web_paths: Mapping[str, str] | None = None
+) -> list[PathMapping]:
     """The mapping of loaded HTTP functions (`main_handler`s made by `http_handler`, which
-    carry their `routes`)."""
-    return domain_mapping({name: list(handler.routes) for name, handler in handlers.items()})
+    carry their `routes`) and of the web functions' paths."""
+    return domain_mapping(
+        {name: list(handler.routes) for name, handler in handlers.items()}, web_paths
+    )

@@ -95,6 +95,8 @@ BUDGET: dict[str, set[str]] = {
     "payments-alipay-notify": DB,
     "order-reconcile": DB,
     "db-migrate": DB | {"alembic"},
+    # the WebSocket web function: the handshake's token check; Redis with the first connection
+    "ws": BASE | {"jwt"},
 }
 
 # In a fresh interpreter, like an SCF instance: the function's folder and the layer only.

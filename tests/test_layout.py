@@ -46,7 +46,7 @@ def test_every_function_folder_is_declared_and_every_declared_function_has_its_f
     assert set(declared) == _folders()
     for name, spec in declared.items():
         assert spec.directory == FUNCTIONS / name, name
-        assert spec.handler == "index.main_handler", name
+        assert spec.handler == ("index.app" if spec.web else "index.main_handler"), name
 
 
 def test_function_names_are_kebab_case() -> None:
@@ -68,8 +68,28 @@ def test_index_is_a_thin_entrypoint(name: str) -> None:
             bound |= {t.id for t in node.targets if isinstance(t, ast.Name)}
         elif isinstance(node, ast.ImportFrom | ast.Import):
             bound |= {alias.asname or alias.name for alias in node.names}
-    assert "main_handler" in bound, f"{name}/index.py does not define main_handler"
-    assert callable(handler(name))
+    entry = "app" if _manifest().functions[name].web else "main_handler"
+    assert entry in bound, f"{name}/index.py does not define {entry}"
+    assert callable(handler(name, f"index.{entry}"))
+
+
+def test_a_web_function_starts_its_app_on_port_9000_from_an_executable_scf_bootstrap() -> None:
+    """SCF starts a web function by running `scf_bootstrap` (mode 755), which must serve on
+    0.0.0.0:9000 with the runtime's Python named by its absolute path; WebSocket on, the
+    idle timeout is within the time limit, and the server closes before that limit."""
+    web = [spec for spec in _manifest().functions.values() if spec.web]
+    assert web, "the ws function is a web function"
+    for spec in web:
+        assert spec.web is not None
+        bootstrap = spec.directory / "scf_bootstrap"
+        text = bootstrap.read_text()
+        assert text.startswith("#!/bin/bash\n") and bootstrap.stat().st_mode & 0o755 == 0o755
+        assert "index:app" in text and "--host 0.0.0.0 --port 9000" in text
+        assert re.search(r"exec /var/lang/python310/bin/python3 ", text), spec.runtime
+        assert spec.runtime == "Python3.10"
+        if spec.web.websocket_idle_timeout_s is not None:
+            assert spec.web.websocket_idle_timeout_s <= spec.timeout_s
+            assert float(spec.environment["WS_MAX_CONNECTION_S"]) < spec.timeout_s
 
 
 def test_every_route_of_the_table_is_served_by_exactly_one_http_function() -> None:
@@ -79,6 +99,9 @@ def test_every_route_of_the_table_is_served_by_exactly_one_http_function() -> No
     assert all(count == 1 for count in table.values()), "a route is declared twice in the table"
     served: Counter[tuple[str, str]] = Counter()
     for spec in _manifest().functions.values():
+        if spec.web:
+            assert not spec.http, f"{spec.name} is a web function: it serves no route table"
+            continue
         routes_of = getattr(handler(spec.name), "routes", None)
         if routes_of is None:
             assert not spec.http, f"{spec.name} has a Function URL but serves no HTTP"
@@ -100,7 +123,7 @@ def test_every_route_of_the_contract_reaches_its_function_through_the_domain() -
         pytest.skip(f"the contract is not beside the repository ({API_MD})")
     loaded = _manifest()
     handlers = {spec.name: handler(spec.name) for spec in loaded.http_functions}
-    mappings = routes.mapping_of_handlers(handlers)
+    mappings = routes.mapping_of_handlers(handlers, loaded.web_paths)
     serving = {
         _key(route.method, route.path): name
         for name, found in handlers.items()
@@ -113,6 +136,7 @@ def test_every_route_of_the_contract_reaches_its_function_through_the_domain() -
     for method, path in built:
         concrete = re.sub(r"\{[^}]+\}", "x1", path)
         assert routes.resolve(mappings, concrete) == serving[(method, path)], (method, path)
+    assert routes.resolve(mappings, "/ws") == "ws"
     assert routes.resolve(mappings, "/no/such/path") == "fallback"
     assert [m.function for m in mappings].count("fallback") == 1
 

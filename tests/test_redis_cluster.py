@@ -24,6 +24,8 @@ from tests.identity import test_signin as signin_tests
 from tests.identity import test_sms_codes as sms_tests
 from tests.queue import test_scf_backend as scf_tests
 from tests.queue import test_scf_on_cluster
+from tests.realtime import test_on_cluster as realtime_on_cluster
+from tests.realtime import test_websocket as websocket_tests
 from tests.runner import test_runner_rules as runner_rules
 from tests.runner import test_slots_on_cluster
 from tests.support.function_url import call
@@ -51,6 +53,9 @@ ON_CLUSTER: dict[str, Callable[..., None]] = {
     "app.cache._RELEASE": cache_tests.test_loader_exception_reaches_the_caller_and_stores_nothing,
     "app.runner.slots._ACQUIRE": runner_rules.test_concurrent_acquires_never_exceed_the_cap,
     "app.queue.scf._CLAIM_DUE": scf_tests.test_a_delayed_message_waits_in_redis_until_due,
+    "app.realtime.acks._ADVANCE": (
+        websocket_tests.test_an_acknowledgement_never_moves_back_or_past_what_was_sent
+    ),
 }
 # Scripts not run on the cluster, and why.
 NOT_ON_CLUSTER: dict[str, str] = {}
@@ -84,6 +89,7 @@ def test_every_script_runs_on_the_cluster() -> None:
         *test_cache_on_cluster.FLOWS,
         *test_slots_on_cluster.SLOT_RULES,
         *test_scf_on_cluster.FLOWS,
+        *realtime_on_cluster.FLOWS,
     ]
     for script, test in ON_CLUSTER.items():
         assert test in on_cluster, f"{script}: {test.__name__} does not run on the cluster"

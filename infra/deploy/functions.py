@@ -3,9 +3,15 @@
 
 What is compared: the code (the sha256 of its zip, kept in the function's Description as
 `code sha256 <hex>`, since SCF reports no hash of the code it holds), the handler, memory,
-timeout, run role, VPC and subnet, the layer version, and every environment variable (the
-plan masks their values). A different runtime is a blocker: SCF cannot change a function's
-runtime (`UpdateFunctionConfiguration` documents it as set at creation).
+timeout, run role, VPC and subnet, the layer version, every environment variable (the
+plan masks their values), and a WebSocket web function's idle timeout
+(`ProtocolParams.WSParams.IdleTimeOut`). A different runtime or kind is a blocker: SCF
+cannot change a function's runtime (`UpdateFunctionConfiguration` documents it as set at
+creation), nor its type (Event or HTTP, a web function) or protocol (WebSocket, once on,
+stays on), which only `CreateFunction` takes.
+
+A web function (serverless.yml `web:`) is created with `Type: HTTP` and no handler (SCF
+runs its `scf_bootstrap`), with WebSocket `ProtocolType: WS` and its idle timeout.
 
 How: `CreateFunction`; `UpdateFunctionCode` (with the handler) when the code or handler
 differ; `UpdateFunctionConfiguration` with the whole managed configuration when anything
@@ -35,7 +41,8 @@ class Config:
     """What the deployer manages of a function, in comparable form."""
 
     runtime: str
-    handler: str
+    kind: str  # `Event`, `HTTP` (a web function) or `HTTP WS` (with WebSocket on)
+    handler: str  # empty for a web function: SCF runs its scf_bootstrap
     memory: int
     timeout: int
     role: str
@@ -43,6 +50,7 @@ class Config:
     layers: tuple[str, ...]  # `<name>:<version>`
     environment: dict[str, str]
     code: str | None  # sha256 of the zip
+    idle_timeout: int | None = None  # a WebSocket web function's, in seconds
 
     def compare(self, new: Config) -> list[Diff]:
         short = (self.code or "")[:12] or None, (new.code or "")[:12] or None
@@ -55,6 +63,7 @@ class Config:
                 ("role", self.role or None, new.role or None),
                 ("vpc", self.vpc or None, new.vpc or None),
                 ("layers", ", ".join(self.layers) or None, ", ".join(new.layers) or None),
+                ("idle timeout", self.idle_timeout, new.idle_timeout),
             ]
         )
         for key in sorted(set(self.environment) | set(new.environment)):
@@ -64,11 +73,17 @@ class Config:
         return changed
 
 
+def _kind(function_type: str, protocol: str | None) -> str:
+    return f"{function_type} {protocol}" if protocol else function_type
+
+
 def desired(fn: FunctionTarget, layer: LayerRef) -> Config:
     spec = fn.spec
+    idle = spec.web.websocket_idle_timeout_s if spec.web else None
     return Config(
         runtime=spec.runtime,
-        handler=spec.handler,
+        kind=_kind("HTTP", "WS" if idle else None) if spec.web else "Event",
+        handler="" if spec.web else spec.handler,
         memory=spec.memory_mb,
         timeout=spec.timeout_s,
         role=spec.role,
@@ -76,15 +91,19 @@ def desired(fn: FunctionTarget, layer: LayerRef) -> Config:
         layers=(layer.render(),),
         environment=dict(spec.environment),
         code=fn.package.sha256,
+        idle_timeout=idle,
     )
 
 
 def current(answer: dict[str, Any]) -> Config:
     vpc = answer.get("VpcConfig") or {}
     variables = (answer.get("Environment") or {}).get("Variables") or []
+    web = answer.get("Type") == "HTTP"
+    idle = ((answer.get("ProtocolParams") or {}).get("WSParams") or {}).get("IdleTimeOut")
     return Config(
         runtime=str(answer.get("Runtime") or ""),
-        handler=str(answer.get("Handler") or ""),
+        kind=_kind(str(answer.get("Type") or "Event"), answer.get("ProtocolType") or None),
+        handler="" if web else str(answer.get("Handler") or ""),
         memory=int(answer.get("MemorySize") or 0),
         timeout=int(answer.get("Timeout") or 0),
         role=str(answer.get("Role") or ""),
@@ -99,6 +118,7 @@ def current(answer: dict[str, Any]) -> Config:
             if not str(v["Key"]).startswith(RESERVED_PREFIXES)
         },
         code=noted_hash("code", answer.get("Description")),
+        idle_timeout=int(idle) if idle is not None else None,
     )
 
 
@@ -116,7 +136,23 @@ def _configuration(fn: FunctionTarget, layer: LayerRef) -> dict[str, Any]:
         # Sent even when empty: that is how a role or VPC taken out of the file is removed.
         "Role": spec.role,
         "VpcConfig": {"VpcId": spec.vpc_id, "SubnetId": spec.subnet_id},
+        **_protocol_params(fn),
     }
+
+
+def _protocol_params(fn: FunctionTarget) -> dict[str, Any]:
+    idle = fn.spec.web.websocket_idle_timeout_s if fn.spec.web else None
+    return {} if idle is None else {"ProtocolParams": {"WSParams": {"IdleTimeOut": idle}}}
+
+
+def _kind_parameters(fn: FunctionTarget) -> dict[str, Any]:
+    """What `CreateFunction` alone takes: the type, the handler of an event function, the
+    protocol of a WebSocket web function."""
+    if fn.spec.web is None:
+        return {"Type": "Event", "Handler": fn.spec.handler}
+    if fn.spec.web.websocket_idle_timeout_s is None:
+        return {"Type": "HTTP"}
+    return {"Type": "HTTP", "ProtocolType": "WS"}
 
 
 def _code(ctx: Context, fn: FunctionTarget) -> tuple[str, dict[str, Any]]:
@@ -140,9 +176,8 @@ def reconcile(ctx: Context, fn: FunctionTarget, layer: LayerRef) -> bool:
                 "CreateFunction",
                 FunctionName=fn.name,
                 Namespace=ctx.namespace,
-                Type="Event",
                 Runtime=want.runtime,
-                Handler=want.handler,
+                **_kind_parameters(fn),
                 CodeSource=source,
                 Code=code,
                 **_configuration(fn, layer),
@@ -152,23 +187,25 @@ def reconcile(ctx: Context, fn: FunctionTarget, layer: LayerRef) -> bool:
     if not ctx.plan.dry_run and answer.get("Status") != "Active":
         ctx.api.wait_function(fn.name)  # an interrupted deploy may have left it Creating
     have = current(answer)
-    if have.runtime != want.runtime:
-        ctx.plan.block(
-            f"function {fn.name} runtime: {have.runtime} -> {want.runtime}: SCF cannot change a "
-            "function's runtime; delete the function, then deploy again"
-        )
-        return True
+    for what, old, new in (("runtime", have.runtime, want.runtime), ("kind", have.kind, want.kind)):
+        if old != new:
+            ctx.plan.block(
+                f"function {fn.name} {what}: {old} -> {new}: SCF cannot change a function's "
+                f"{what}; delete the function, then deploy again"
+            )
+            return True
     changed = have.compare(want)
     if not ctx.plan.update(f"function {fn.name}", changed):
         return True
     fields = {diff.field for diff in changed}
     if fields & {"code", "handler"}:
         source, code = _code(ctx, fn)
+        handler = {"Handler": want.handler} if want.handler else {}
         ctx.api.write(
             "UpdateFunctionCode",
             FunctionName=fn.name,
             Namespace=ctx.namespace,
-            Handler=want.handler,
+            **handler,
             CodeSource=source,
             **code,
         )

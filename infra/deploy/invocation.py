@@ -1,10 +1,11 @@
 """How each function is invoked: its Function URL, its timers, its async retry policy, and
 the synchronous invocation that follows every deploy (db-migrate).
 
-- Function URL: an `http` trigger on every `http: true` function, AuthType NONE (the API's
-  JWT does the rest), reachable from the internet (the custom domain fronts it); found by
-  its type, whatever SCF named it; updated in place (`UpdateTrigger`) when its auth, network
-  or enabled state differ; removed from a function that is no longer `http: true`.
+- Function URL: an `http` trigger on every `http: true` function and every web function
+  (`web:`; with WebSocket on, the URL speaks WSS), AuthType NONE (the API's JWT does the
+  rest), reachable from the internet (the custom domain fronts it); found by its type,
+  whatever SCF named it; updated in place (`UpdateTrigger`) when its auth, network or
+  enabled state differ; removed from a function that is neither any more.
 - Timers: one `timer` trigger per `timers:` entry, by name; compared on cron (SCF answers
   `{"cron": ...}` for the cron it was given), enabled state (OPEN/CLOSE in, 1/0 out) and
   argument; a changed one is replaced (deleted, then created: SCF's older tooling never
@@ -56,7 +57,7 @@ def function_url(ctx: Context, fn: FunctionTarget, triggers: list[dict[str, Any]
     urls = [t for t in triggers if t.get("Type") == "http"]
     what = f"function-url {fn.name}"
     base = {"FunctionName": fn.name, "Namespace": ctx.namespace, "Type": "http"}
-    if not fn.spec.http:
+    if not (fn.spec.http or fn.spec.web):
         for url in urls:
             if ctx.plan.remove(what):
                 ctx.api.write(

@@ -1,6 +1,7 @@
 """What the account should hold, from serverless.yml and the packages `make package` built:
 the layer's zip, each function with its deployed name and zip, and the custom domain's path
-mapping (infra.routes over the routes each HTTP function's handler serves). Checked here,
+mapping (infra.routes over the routes each HTTP function's handler serves and the web
+functions' paths). Checked here,
 before any call, for what SCF would refuse halfway through a deploy.
 """
 
@@ -103,5 +104,5 @@ def build(deployment: Deployment, dist: Path) -> Target:
         layer=Package.of(dist / "layer" / LAYER_NAME),
         runtimes=tuple(sorted({spec.runtime for spec in manifest.functions.values()})),
         functions=tuple(functions),
-        mappings=tuple(routes.mapping_of_handlers(handlers)),
+        mappings=tuple(routes.mapping_of_handlers(handlers, manifest.web_paths)),
     )

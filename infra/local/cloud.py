@@ -5,13 +5,14 @@ Start order: bind the port, fill in the embedded default (moto's S3 app for COS 
 COS_ENDPOINT is unset; with APP_ENV=local the payment sandbox for each channel not
 configured, infra.local.sandbox), run the migrations (and, for the sandbox, a plan to
 buy), open DB_POOL_MIN connections and start the pool monitor, load every function as
-SCF would, derive the custom domain's path mapping from the routes the HTTP functions serve
-(infra.routes), subscribe the asynchronously invoked
+SCF would, derive the custom domain's path mapping from the routes the HTTP functions serve and the
+web functions' paths (infra.routes), subscribe the asynchronously invoked
 functions to their queues, start the timers, then serve HTTP with uvicorn. Functions run on
 a thread pool, so many requests run at once, unlike SCF where an instance handles one: the
 pool settings of this process are the seed's 10/100. Asynchronous invocations run
 `async_concurrency` at once (LOCAL_ASYNC_CONCURRENCY, default 32), as that many instances of
-the worker would.
+the worker would. A web function's ASGI app (`/ws`) runs on the server's event loop, each
+connection as SCF's one instance per connection would run it.
 """
 
 from __future__ import annotations
@@ -195,6 +196,11 @@ class LocalCloud:
         idle = self.broker.wait_idle(timeout)
         return {"idle": idle, **self.broker.stats()}
 
+    def web_app(self, function: str) -> Any:
+        """The ASGI app of a web function (what its `scf_bootstrap` serves), else None."""
+        spec = self.manifest.functions.get(function)
+        return self.handlers.get(function) if spec is not None and spec.web else None
+
     def _fire_scheduled(self, timer: TimerSpec, at: Any) -> None:
         # A failure is logged by invoke; the next tick still comes.
         with contextlib.suppress(Exception):
@@ -271,7 +277,8 @@ class LocalCloud:
                 spec.name: self.handlers[spec.name]
                 for spec in self.manifest.http_functions
                 if hasattr(self.handlers[spec.name], "routes")
-            }
+            },
+            self.manifest.web_paths,
         )
 
     def _queues(self) -> None:
@@ -297,7 +304,7 @@ class LocalCloud:
             # The client is the socket's peer: X-Forwarded-For is a header anyone can send
             # (uvicorn would believe it from 127.0.0.1, which every local client is).
             proxy_headers=False,
-            ws="none",  # no WebSocket served here yet
+            ws="websockets-sansio",  # /ws, as scf_bootstrap serves it on SCF
             timeout_graceful_shutdown=3,
         )
         return uvicorn.Server(config)

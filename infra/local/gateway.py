@@ -10,6 +10,11 @@ it), the function's `main_handler` runs on the thread pool and its answer (`stat
 behind the real domain; a function that crashes, or answers something that is not a
 payload, is a 502 from the platform.
 
+WebSocket: a handshake whose path the mapping gives to a web function (serverless.yml
+`web:`, `/ws`) is handed to that function's ASGI app, the one its `scf_bootstrap` serves on
+SCF; any other WebSocket handshake is refused (403), as the domain refuses an upgrade to an
+event function.
+
 Dev-only endpoints under `/_local/` (never routed on SCF): fire a timer, publish to or wait
 on the queue.
 """
@@ -35,6 +40,7 @@ log = logging.getLogger("infra.local.gateway")
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _DEV_TIMER = re.compile(r"^/_local/timers/(?P<function>[^/]+)$")
 _DEV_PUBLISH = re.compile(r"^/_local/queues/(?P<queue>[^/]+)/messages$")
@@ -52,6 +58,8 @@ class Platform(Protocol):
     def fire_timer(self, function: str, trigger: str | None = None) -> Any: ...
 
     def queue_idle(self, timeout: float) -> dict[str, Any]: ...
+
+    def web_app(self, function: str) -> ASGIApp | None: ...
 
 
 def query_string(raw: bytes) -> dict[str, Any]:
@@ -174,6 +182,17 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self.http(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await self.websocket(scope, receive, send)
+
+    async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        function = routes.resolve(self.mappings, scope["path"])
+        app = None if function is None else self.platform.web_app(function)
+        if app is None:
+            await receive()  # the handshake's websocket.connect
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await app(scope, receive, send)
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = secrets.token_hex(16)

@@ -197,6 +197,11 @@ class Settings(BaseModel):
     wechat_secret: SecretStr = SecretStr("")
     wechat_api_base: str = ""  # empty: the local sandbox (APP_ENV=local only)
     wechat_login_per_ip_per_hour: int = Field(60, ge=1)
+    # Realtime (app.realtime): the subscription message template sent when a task ends and
+    # its user is not connected (unset: none is sent); how long the `ws` web function holds
+    # one connection before closing it for the client to reconnect, under its time limit.
+    wechat_subscribe_template_id: str = ""
+    ws_max_connection_s: float = Field(870, gt=0)
 
     # Payments (app.payments). A channel is configured when its API base or gateway is set;
     # unset on a laptop (APP_ENV=local), the local cloud's sandbox stands in for it with

@@ -54,6 +54,30 @@ def build_redis(url: str) -> Any:
     return redis.Redis.from_url(url, **_OPTIONS)
 
 
+def build_async_redis(url: str, **options: Any) -> Any:
+    """An asyncio client for `url` (redis-py's `redis.asyncio`, fakeredis's for memory://,
+    on the same in-process server as `build_redis`'s), for code that waits on Redis inside
+    an event loop: the `ws` web function blocks on a stream while it serves its socket.
+    `options` override the usual ones (a blocking read needs a longer socket timeout)."""
+    settings = {**_OPTIONS, **options}
+    if url.startswith("memory://"):
+        import fakeredis  # cold start: a dev-only package, for memory:// alone
+        from fakeredis import aioredis  # cold start: as above
+
+        global _fake_server
+        if _fake_server is None:
+            _fake_server = fakeredis.FakeServer()
+        return aioredis.FakeRedis(server=_fake_server, decode_responses=True)
+    scheme, _, address = url.partition("://")
+    if scheme in CLUSTER_SCHEMES:
+        from redis.asyncio.cluster import RedisCluster  # cold start: asyncio clients only
+
+        return RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme]}://{address}", **settings)
+    from redis import asyncio as aioredis_client  # cold start: asyncio clients only
+
+    return aioredis_client.Redis.from_url(url, **settings)
+
+
 def tag(entity: str) -> str:
     """`{entity}`, the hash tag of a key name. Redis Cluster hashes only the text between a
     key's first `{` and the next `}`, so keys that carry the same tag share a slot and one

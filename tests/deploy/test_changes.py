@@ -156,6 +156,38 @@ def test_a_runtime_change_stops_the_apply_before_any_write(deployed: Account) ->
     assert _writes(deployed) == []
 
 
+def test_an_idle_timeout_change_updates_the_web_function_in_place(deployed: Account) -> None:
+    def edit(data: dict[str, Any]) -> None:
+        data["functions"]["ws"]["web"]["websocket"]["idle_timeout_s"] = 300
+
+    config = deployed.edited_config(edit)
+    plan = deployed.deploy("plan", config=config)
+    assert plan.code == 0, plan.output
+    assert plan.lines[0] == f"~ update function {PREFIX}ws idle timeout: 120 -> 300"
+    assert plan.last == f"plan: 0 to create, 1 to update, {RESOURCES - 1} unchanged"
+
+    apply = deployed.deploy("apply", config=config)
+    assert apply.code == 0, apply.output
+    assert _writes(deployed) == [("UpdateFunctionConfiguration", PREFIX + "ws")]
+    (call,) = deployed.scf.writes()
+    assert call.params["ProtocolParams"] == {"WSParams": {"IdleTimeOut": 300}}
+    assert deployed.scf.functions[PREFIX + "ws"]["ProtocolParams"]["WSParams"] == {
+        "IdleTimeOut": 300
+    }
+    assert deployed.deploy("plan", config=config).last.endswith(f"{RESOURCES} unchanged")
+
+
+def test_a_web_function_cannot_become_an_event_function(deployed: Account) -> None:
+    def edit(data: dict[str, Any]) -> None:
+        data["functions"]["ws"].pop("web")
+        data["functions"]["ws"]["handler"] = "index.app"
+
+    plan = deployed.deploy("plan", config=deployed.edited_config(edit))
+    assert plan.code == 2
+    assert f"! function {PREFIX}ws kind: HTTP WS -> Event: SCF cannot change" in plan.output
+    assert _writes(deployed) == []
+
+
 def test_a_missing_variable_stops_before_any_call_naming_every_one(account: Account) -> None:
     environ = dict(account.environ)
     for name in ("JWT_SECRET", "VPC_ID", "TENCENTCLOUD_REGION"):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
+import zipfile
 from collections import Counter
 from typing import Any
 
@@ -20,9 +22,11 @@ from tests.support.functions import handler
 MANIFEST = load()
 FUNCTIONS = list(MANIFEST.functions)
 HTTP = [spec.name for spec in MANIFEST.http_functions]
+WEB = [spec.name for spec in MANIFEST.functions.values() if spec.web]
+URLS = HTTP + WEB  # the functions with a Function URL
 TIMERS = [(timer.function, timer.name, timer.cron) for timer in MANIFEST.timers]
 # The layer, each function, each Function URL, timer and async config, and the domain.
-RESOURCES = 1 + len(FUNCTIONS) + len(HTTP) + len(TIMERS) + 1 + 1
+RESOURCES = 1 + len(FUNCTIONS) + len(URLS) + len(TIMERS) + 1 + 1
 
 
 def _head() -> str:
@@ -60,7 +64,7 @@ def test_apply_builds_the_account_and_a_second_apply_writes_nothing(account: Acc
     assert calls == {
         "PublishLayerVersion": 1,
         "CreateFunction": len(FUNCTIONS),
-        "CreateTrigger": len(HTTP) + len(TIMERS),
+        "CreateTrigger": len(URLS) + len(TIMERS),
         "UpdateFunctionEventInvokeConfig": 1,
         "CreateCustomDomain": 1,
     }
@@ -119,7 +123,10 @@ def _check_functions(account: Account) -> None:
         params = created[PREFIX + name]
         code = (account.dist / "functions" / f"{name}.zip").read_bytes()
         assert base64.b64decode(params["Code"]["ZipFile"]) == code
-        assert params["Runtime"] == "Python3.10" and params["Handler"] == "index.main_handler"
+        assert params["Runtime"] == "Python3.10"
+        if spec.web is None:
+            assert (params["Type"], params["Handler"]) == ("Event", "index.main_handler")
+            assert "ProtocolType" not in params and "ProtocolParams" not in params
         assert (params["MemorySize"], params["Timeout"]) == (spec.memory_mb, spec.timeout_s)
         assert params["Layers"] == [{"LayerName": "ai-platform-app", "LayerVersion": 1}]
         assert params["VpcConfig"] == {"VpcId": "vpc-1a2b3c", "SubnetId": "subnet-4d5e6f"}
@@ -128,6 +135,16 @@ def _check_functions(account: Account) -> None:
         assert env["PIPELINE_QUEUE"] == PREFIX + "pipeline-worker"
         assert env["APP_ENV"] == "production"
     assert created[PREFIX + "pipeline-worker"]["Timeout"] == 300
+    ws = created[PREFIX + "ws"]
+    assert (ws["Type"], ws["ProtocolType"], "Handler" in ws) == ("HTTP", "WS", False)
+    assert ws["ProtocolParams"] == {"WSParams": {"IdleTimeOut": 120}}
+    assert ws["Timeout"] == 900 and ws["MemorySize"] == 128
+    with zipfile.ZipFile(io.BytesIO(base64.b64decode(ws["Code"]["ZipFile"]))) as code:
+        bootstrap = code.getinfo("scf_bootstrap")
+        assert (bootstrap.external_attr >> 16) & 0o777 == 0o755
+        assert {"index.py", "scf_bootstrap"} <= set(code.namelist())
+    answer = account.scf.functions[PREFIX + "ws"]
+    assert (answer["Type"], answer["ProtocolType"]) == ("HTTP", "WS")
     config = _only(account, "UpdateFunctionEventInvokeConfig")
     assert config == {
         "FunctionName": PREFIX + "pipeline-worker",
@@ -139,7 +156,7 @@ def _check_functions(account: Account) -> None:
 def _check_triggers(account: Account) -> None:
     triggers = [c.params for c in account.scf.writes() if c.action == "CreateTrigger"]
     urls = [t for t in triggers if t["Type"] == "http"]
-    assert sorted(t["FunctionName"] for t in urls) == sorted(PREFIX + name for name in HTTP)
+    assert sorted(t["FunctionName"] for t in urls) == sorted(PREFIX + name for name in URLS)
     for url in urls:
         desc = json.loads(url["TriggerDesc"])
         assert desc["AuthType"] == "NONE" and desc["NetConfig"]["EnableExtranet"] is True
@@ -157,7 +174,9 @@ def _check_domain(account: Account) -> None:
     assert domain["Domain"] == "api.example.com"
     assert domain["Protocol"] == "HTTPS"
     assert domain["CertConfig"] == {"CertificateId": "cert-abc123"}
-    expected = routes.mapping_of_handlers({name: handler(name) for name in HTTP})
+    expected = routes.mapping_of_handlers(
+        {name: handler(name) for name in HTTP}, MANIFEST.web_paths
+    )
     sent = [
         routes.PathMapping(e["PathMatch"], e["FunctionName"].removeprefix(PREFIX))
         for e in domain["EndpointsConfig"]
@@ -166,6 +185,7 @@ def _check_domain(account: Account) -> None:
     assert {(e["Namespace"], e["Qualifier"]) for e in domain["EndpointsConfig"]} == {
         ("default", "$LATEST")
     }
+    assert routes.resolve(sent, "/ws") == "ws"
     for name in HTTP:  # every route reaches its function through the domain
         for route in handler(name).routes:
             concrete = route.path.replace("{", "x").replace("}", "")

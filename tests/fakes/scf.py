@@ -3,7 +3,9 @@ later; Updating after each update), layers and their versions (Publishing, then 
 triggers, async invoke configs, custom domains, and Invoke.
 
 Every request is first checked against the official schema (tests/fakes/api_schema.py), then
-against what the API documents of its values: memory steps, timeouts, runtimes, the
+against what the API documents of its values: a function's type (Event, or HTTP for a web
+function, which alone may have no handler and may have ProtocolType WS, whose WSParams'
+IdleTimeOut is 1-1800 s and at most the timeout), memory steps, timeouts, runtimes, the
 Description's characters, non-empty environment values, reserved variable names and their
 4 KB, 7-field crons, a function that refuses changes until Active, a COS object that must
 exist where `Code` names it (looked up in the moto-served COS, the bucket given without its
@@ -173,6 +175,13 @@ class FakeScf(RoutingActions):
                 raise _error("InvalidParameterValue.Environment", f"variable {key!r}")
         if sum(len(v["Key"]) + len(v["Value"]) for v in variables) > 4096:
             raise _error("InvalidParameterValue.Environment", "over 4 KB")
+        if "ProtocolParams" in params:
+            if fn.get("ProtocolType") != "WS":
+                raise _error("InvalidParameter.ProtocolParams", "only for a WebSocket function")
+            idle = (params["ProtocolParams"].get("WSParams") or {}).get("IdleTimeOut")
+            timeout = params.get("Timeout", fn.get("Timeout", 3))
+            if not isinstance(idle, int) or not 1 <= idle <= 1800 or idle > timeout:
+                raise _error("InvalidParameterValue.IdleTimeOut", f"{idle} (timeout {timeout})")
         layers = []
         for ref in params.get("Layers") or []:
             version = self._layer_version(ref["LayerName"], ref["LayerVersion"])
@@ -181,7 +190,8 @@ class FakeScf(RoutingActions):
             layers.append(_public(version))
         if "Layers" in params:
             fn["Layers"] = layers
-        for key in ("Description", "MemorySize", "Timeout", "Environment", "VpcConfig", "Role"):
+        keys = ("Description", "MemorySize", "Timeout", "Environment", "VpcConfig", "Role")
+        for key in (*keys, "ProtocolParams"):
             if key in params:
                 fn[key] = params[key]
 
@@ -191,14 +201,21 @@ class FakeScf(RoutingActions):
             raise _error("ResourceInUse.FunctionName", name)
         if params.get("Runtime", "Python2.7") not in RUNTIMES:
             raise _error("InvalidParameterValue.Runtime", params["Runtime"])
-        if not params.get("Handler"):
+        kind = params.get("Type", "Event")
+        if kind not in ("Event", "HTTP"):
+            raise _error("InvalidParameterValue.Type", kind)
+        # A web function runs its scf_bootstrap; an event function needs its handler.
+        if kind == "Event" and not params.get("Handler"):
             raise _error("InvalidParameterValue.Handler", "a handler is required")
+        protocol = params.get("ProtocolType")
+        if protocol is not None and (kind != "HTTP" or protocol != "WS"):
+            raise _error("InvalidParameterValue.ProtocolType", f"{protocol} on {kind}")
         fn: dict[str, Any] = {
             "FunctionName": name,
             "Namespace": params.get("Namespace", "default"),
             "Runtime": params.get("Runtime", "Python2.7"),
-            "Handler": params["Handler"],
-            "Type": params.get("Type", "Event"),
+            "Handler": params.get("Handler", ""),
+            "Type": kind,
             "MemorySize": 128,
             "Timeout": 3,
             "Description": "",
@@ -208,6 +225,9 @@ class FakeScf(RoutingActions):
             "Layers": [],
             "AddTime": _now(),
         }
+        if protocol is not None:
+            fn["ProtocolType"] = protocol
+            fn["ProtocolParams"] = {"WSParams": {"IdleTimeOut": 15}}  # the API's default
         fn["CodeSize"] = self._code(params["Code"])
         self._configure(fn, params)
         self._busy(fn, "Creating")

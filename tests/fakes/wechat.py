@@ -1,5 +1,6 @@
-"""A fake WeChat API (`GET /sns/jscode2session`): a real HTTP server on 127.0.0.1 with
-scripted answers.
+"""A fake WeChat API: a real HTTP server on 127.0.0.1 with scripted answers, for login
+(`GET /sns/jscode2session`) and subscription messages (`GET /cgi-bin/token`,
+`POST /cgi-bin/message/subscribe/send`).
 
 `fake.code("c1", openid="o1", unionid="u1")` makes login code c1 valid once (a second use is
 40163, as WeChat answers); `fake.code("c2", errcode=40226)` scripts an error;
@@ -7,6 +8,13 @@ scripted answers.
 `fake.code("c4", reply=[])` answers that JSON value as it is, whatever its shape. An
 unknown code is 40029; a wrong appid or secret 40013 / 40125. Every request is recorded
 in `fake.requests` (its query parameters).
+
+Subscription messages: `cgi-bin/token` checks grant_type `client_credential`, the appid
+(40013) and the secret (40125) and issues a new access token each time (`fake.tokens`);
+`subscribe/send` takes only a token it issued and has not expired (40001 otherwise; 42001
+for one `fake.expire_tokens()` expired), checks the body (`touser`, `template_id`, `data`:
+47003) and accepts it into `fake.sent`, unless `fake.refuse(openid)` scripted 43101 for
+that user. Each send request is recorded in `fake.sends` (`{"token", "body", "errcode"}`).
 """
 
 from __future__ import annotations
@@ -42,7 +50,22 @@ class FakeWechat(LocalServer):
         self.scripts: dict[str, _Script] = {}
         self.requests: list[dict[str, str]] = []
         self.session_keys: list[str] = []
+        self.tokens: list[str] = []  # every access token issued, oldest first
+        self.expired: set[str] = set()
+        self.refused: set[str] = set()  # openids that hold no subscription
+        self.sent: list[dict[str, Any]] = []  # accepted subscription messages
+        self.sends: list[dict[str, Any]] = []  # every subscribe/send request
         self._lock = threading.Lock()
+
+    def expire_tokens(self) -> None:
+        """Every token issued so far is expired: 42001 from now on."""
+        with self._lock:
+            self.expired.update(self.tokens)
+
+    def refuse(self, openid: str) -> None:
+        """The user holds no subscription to the template: 43101."""
+        with self._lock:
+            self.refused.add(openid)
 
     def code(
         self,
@@ -97,6 +120,41 @@ class FakeWechat(LocalServer):
                 answer["unionid"] = script.unionid
             return answer
 
+    def _token(self, query: dict[str, str]) -> Any:
+        with self._lock:
+            if query.get("grant_type") != "client_credential":
+                return {"errcode": 40002, "errmsg": "invalid grant_type"}
+            if query.get("appid") != self.appid:
+                return {"errcode": 40013, "errmsg": "invalid appid"}
+            if query.get("secret") != self.secret:
+                return {"errcode": 40125, "errmsg": "invalid appsecret"}
+            token = secrets.token_urlsafe(48)
+            self.tokens.append(token)
+            return {"access_token": token, "expires_in": 7200}
+
+    def _send(self, query: dict[str, str], raw: bytes) -> Any:
+        token = query.get("access_token", "")
+        with self._lock:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = None
+            if token in self.expired:
+                errcode = 42001
+            elif token not in self.tokens:
+                errcode = 40001
+            elif not isinstance(body, dict) or not all(
+                body.get(k) for k in ("touser", "template_id", "data")
+            ):
+                errcode = 47003
+            elif body["touser"] in self.refused:
+                errcode = 43101
+            else:
+                errcode = 0
+                self.sent.append(body)
+            self.sends.append({"token": token, "body": body, "errcode": errcode})
+            return {"errcode": errcode, "errmsg": "ok" if errcode == 0 else "refused"}
+
     def handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
@@ -104,19 +162,37 @@ class FakeWechat(LocalServer):
             def log_message(self, *_args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:
-                url = urlparse(self.path)
-                if url.path != "/sns/jscode2session":
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-                data = json.dumps(fake._answer(query)).encode()
+            def _reply(self, answer: Any) -> None:
+                data = json.dumps(answer).encode()
                 self.send_response(200)
                 # WeChat really does answer JSON as text/plain.
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _not_found(self) -> None:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_GET(self) -> None:
+                url = urlparse(self.path)
+                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                if url.path == "/sns/jscode2session":
+                    self._reply(fake._answer(query))
+                elif url.path == "/cgi-bin/token":
+                    self._reply(fake._token(query))
+                else:
+                    self._not_found()
+
+            def do_POST(self) -> None:
+                url = urlparse(self.path)
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if url.path != "/cgi-bin/message/subscribe/send":
+                    self._not_found()
+                    return
+                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                self._reply(fake._send(query, raw))
 
         return _Handler

@@ -17,9 +17,10 @@ ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ROOT / "functions"
 
 
-def handler(name: str) -> Any:
-    """functions/<name>/index.py's main_handler (an http_handler also carries `.routes`)."""
-    return load_handler(name, FUNCTIONS / name)
+def handler(name: str, entry: str = "index.main_handler") -> Any:
+    """functions/<name>/index.py's main_handler (an http_handler also carries `.routes`),
+    or another `entry` (a web function's `index.app`)."""
+    return load_handler(name, FUNCTIONS / name, entry)
 
 
 def in_fresh_instance(function: str, script: str, *args: str, env: Mapping[str, str] = {}) -> str:

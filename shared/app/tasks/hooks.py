@@ -1,8 +1,9 @@
 """The one place a task's status change is announced.
 
 Every transition of a task's status (queued, running, succeeded, failed, cancelled) calls
-`task_updated` after its transaction committed, with the task as the API shows it. For now
-it writes a log line; realtime push hooks in here.
+`task_updated` after its transaction committed, with the task as the API shows it: a log
+line, then realtime (`app.realtime.announce`: the message on the owner's stream, the
+subscription message for a user who is away), which never raises.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 from typing import Any
 
 from app.observability import logging as applog
+from app.realtime import announce
 
 log = applog.get_logger("app.tasks.hooks")
 
@@ -24,3 +26,4 @@ def task_updated(task: dict[str, Any]) -> None:
         user_id=task.get("user_id"),
         status=task.get("status"),
     )
+    announce.task_updated(task)

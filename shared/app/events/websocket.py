@@ -1,0 +1,284 @@
+"""The `ws` web function: a plain ASGI app that serves one user's task updates over a
+WebSocket (API.md, "WebSocket"). On SCF, `scf_bootstrap` serves it with uvicorn on port
+9000, one connection per instance; the local cloud mounts the same app at `/ws`.
+
+The handshake (`/ws?token=<access token>`) is authorized as every request is
+(`app.identity.access`): a missing, bad or expired token, an ended session, a disabled or
+deleted user is refused with HTTP 401 and the API's error body, before any upgrade (503
+when neither Redis nor the database can tell). Then, for the connection's life:
+
+- updates: the user's stream (`app.realtime.streams`) is read from the acknowledged
+  position (or 24 h ago, whichever is later) with `XREAD BLOCK`, so what was not
+  acknowledged comes first, in order and with its ids, and each new message follows as it
+  is appended. Only the user's own stream is ever read.
+- from the client: `{"type": "ack", "id"}` moves the acknowledged position
+  (`app.realtime.acks`); `{"type": "ping"}` is answered `{"type": "pong"}`; anything else
+  is ignored.
+- presence (`app.realtime.presence`) is held while the connection is open, so a task that
+  ends now sends no WeChat subscription message.
+- the end: after WS_MAX_CONNECTION_S (set below the function's time limit, so the platform
+  never cuts the connection with its own 433) the server closes with 1012 (service
+  restart): reconnect. If Redis fails, 1013 (try again later). The platform's idle timeout
+  (455) closes a connection that carries nothing for that long: clients ping.
+
+Nothing else can push into this instance (SCF has no API for it): the instance pulls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from app.config import get_settings
+from app.errors import AppError, ErrorCode
+from app.identity import access
+from app.observability import logging as applog
+from app.realtime import acks, presence, streams
+from app.realtime.streams import StreamId, Update
+from app.redis_client import build_async_redis, is_redis_error
+
+log = applog.get_logger("app.events.websocket")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+BLOCK_MS = 10_000
+BATCH = 100
+# fakeredis (memory://, the embedded default) answers a blocking read at once when it has
+# nothing: wait this long before asking again, rather than spin.
+EMPTY_PAUSE_S = 0.02
+CLOSE_RECONNECT = 1012  # service restart: the client reconnects at once
+CLOSE_TRY_LATER = 1013  # Redis is unavailable: the client reconnects after a pause
+JSON_TYPE = b"application/json; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Closing:
+    code: int
+    reason: str
+
+
+def _token(scope: Scope) -> str:
+    query = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
+    values = query.get("token") or [""]
+    return str(values[-1])
+
+
+async def _refuse(scope: Scope, send: Send, error: AppError, status: int) -> None:
+    request_id = secrets.token_hex(16)
+    if "websocket.http.response" not in (scope.get("extensions") or {}):
+        await send({"type": "websocket.close", "code": 1008})  # the server answers 403
+        return
+    body = json.dumps(error.envelope(request_id)).encode()
+    headers = [(b"content-type", JSON_TYPE), (b"x-request-id", request_id.encode())]
+    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
+async def _authorize(scope: Scope, send: Send) -> str | None:
+    """The user id of the handshake's token, or None once the handshake has been refused."""
+    token = _token(scope)
+    if not token:
+        await _refuse(scope, send, AppError(ErrorCode.AUTH_REQUIRED, "No token."), 401)
+        return None
+    try:
+        principal = await asyncio.to_thread(access.authorize, token)
+    except AppError as error:
+        await _refuse(scope, send, error, 401)
+        return None
+    except Exception as exc:  # noqa: BLE001 - neither Redis nor the database could answer
+        applog.log_fields(log, logging.ERROR, "handshake not authorized", error=type(exc).__name__)
+        unavailable = AppError(ErrorCode.SERVICE_UNAVAILABLE, "Try again shortly.")
+        await _refuse(scope, send, unavailable, 503)
+        return None
+    return principal.user_id
+
+
+class Connection:
+    """One accepted connection of one user."""
+
+    def __init__(self, user_id: str, receive: Receive, send: Send) -> None:
+        self.user_id = user_id
+        self.id = secrets.token_hex(8)
+        self._receive = receive
+        self._send = send
+        self._sending = asyncio.Lock()
+        settings = get_settings()
+        self.max_s = settings.ws_max_connection_s
+        # A blocking read holds the socket for BLOCK_MS: the client's read timeout is longer.
+        self.redis = build_async_redis(settings.redis_url, socket_timeout=BLOCK_MS / 1000 + 5)
+
+    async def send_text(self, text: str) -> None:
+        async with self._sending:
+            await self._send({"type": "websocket.send", "text": text})
+
+    async def open(self) -> bool:
+        """Count the user as connected before the handshake completes, so that a task ending
+        once the client is connected never also sends a subscription message; False (and
+        the client closed) when Redis cannot take it."""
+        try:
+            await presence.enter(self.redis, self.user_id, self.id)
+        except Exception as exc:
+            await self.redis.aclose()
+            if not is_redis_error(exc):
+                raise
+            applog.log_fields(
+                log, logging.WARNING, "presence unavailable", error=type(exc).__name__
+            )
+            return False
+        return True
+
+    async def serve(self) -> None:
+        started = time.monotonic()
+        jobs = [
+            asyncio.ensure_future(self._forward()),
+            asyncio.ensure_future(self._listen()),
+            asyncio.ensure_future(self._stay_present()),
+            asyncio.ensure_future(self._time_limit()),
+        ]
+        closing: Closing | None = None
+        try:
+            done, _ = await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
+            closing = self._closing(done.pop())
+        finally:
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+            if closing is not None:
+                with contextlib.suppress(Exception):  # the client may already be gone
+                    await self._send(
+                        {"type": "websocket.close", "code": closing.code, "reason": closing.reason}
+                    )
+            with contextlib.suppress(Exception):
+                await presence.leave(self.redis, self.user_id, self.id)
+            await self.redis.aclose()
+            applog.log_fields(
+                log,
+                logging.INFO,
+                "connection closed",
+                user_id=self.user_id,
+                connection=self.id,
+                held_s=round(time.monotonic() - started, 3),
+                code=closing.code if closing else None,
+            )
+
+    def _closing(self, job: asyncio.Future[Any]) -> Closing | None:
+        """How the connection ends once `job` has: None when the client went away."""
+        error = job.exception()
+        if error is None:
+            result = job.result()
+            return result if isinstance(result, Closing) else None
+        if is_redis_error(error):
+            applog.log_fields(
+                log, logging.WARNING, "connection lost Redis", error=type(error).__name__
+            )
+            return Closing(CLOSE_TRY_LATER, "updates unavailable")
+        applog.log_fields(log, logging.ERROR, "connection failed", error=type(error).__name__)
+        return Closing(1011, "internal error")
+
+    async def _start(self) -> StreamId:
+        floor = streams.oldest_kept(int(time.time() * 1000))
+        acked = await acks.position(self.redis, self.user_id)
+        return max(floor, acked) if acked is not None else floor
+
+    async def _forward(self) -> None:
+        """Send every message after the acknowledged position, then each new one."""
+        key = streams.stream_key(self.user_id)
+        cursor = str(await self._start())
+        while True:
+            asked = time.monotonic()
+            reply = await self.redis.xread({key: cursor}, count=BATCH, block=BLOCK_MS)
+            if not reply:
+                if time.monotonic() - asked < BLOCK_MS / 2000:
+                    await asyncio.sleep(EMPTY_PAUSE_S)
+                continue
+            for _stream, entries in reply:
+                for entry_id, fields in entries:
+                    await self.send_text(Update.of_entry(entry_id, fields).frame())
+                    cursor = entry_id
+
+    async def _listen(self) -> None:
+        """The client's messages, until it goes away."""
+        while True:
+            message = await self._receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message["type"] != "websocket.receive":
+                continue
+            raw = message.get("text")
+            if raw is None and message.get("bytes") is not None:
+                raw = message["bytes"].decode("utf-8", "replace")
+            try:
+                parsed = json.loads(raw or "")
+            except ValueError:
+                continue
+            if not isinstance(parsed, dict):
+                continue
+            if parsed.get("type") == "ping":
+                await self.send_text('{"type":"pong"}')
+            elif parsed.get("type") == "ack" and isinstance(parsed.get("id"), str):
+                acked = StreamId.parse(parsed["id"])
+                if acked is not None:
+                    await acks.advance(self.redis, self.user_id, acked)
+
+    async def _stay_present(self) -> None:
+        while True:
+            await asyncio.sleep(presence.REFRESH_S)
+            await presence.enter(self.redis, self.user_id, self.id)
+
+    async def _time_limit(self) -> Closing:
+        await asyncio.sleep(self.max_s)
+        return Closing(CLOSE_RECONNECT, "connection time limit: reconnect")
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _not_a_websocket(send: Send) -> None:
+    body = b'{"error":"connect with a WebSocket"}'
+    headers = [
+        (b"content-type", JSON_TYPE),
+        (b"content-length", str(len(body)).encode()),
+        (b"upgrade", b"websocket"),
+    ]
+    await send({"type": "http.response.start", "status": 426, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    """The ASGI app."""
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+        return
+    if scope["type"] != "websocket":
+        await _not_a_websocket(send)
+        return
+    first = await receive()
+    if first["type"] != "websocket.connect":
+        return
+    user_id = await _authorize(scope, send)
+    if user_id is None:
+        return
+    connection = Connection(user_id, receive, send)
+    if not await connection.open():
+        unavailable = AppError(ErrorCode.SERVICE_UNAVAILABLE, "Updates are unavailable.")
+        await _refuse(scope, send, unavailable, 503)
+        return
+    await send({"type": "websocket.accept"})
+    await connection.serve()

@@ -1,0 +1,45 @@
+"""What follows each committed transition of a task, for realtime: from `running` on, a
+`task.updated` message on its owner's stream; when it succeeds or fails, the subscription
+message for a user who is away. Each part fails on its own, logged, and neither can fail
+or undo the transition (it has committed; `app.tasks.hooks` calls this after the commit)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from app.observability import logging as applog
+from app.realtime import streams, subscription
+
+log = applog.get_logger("app.realtime.announce")
+
+# A created task is answered to its creator by POST /tasks; the stream starts at `running`.
+NOT_PUSHED = frozenset({"queued"})
+
+
+def task_updated(view: dict[str, Any]) -> None:
+    user_id = str(view.get("user_id"))
+    if view.get("status") not in NOT_PUSHED:
+        try:
+            streams.append(user_id, view)
+        except Exception as exc:  # noqa: BLE001 - the push is lost; the task stands
+            applog.log_fields(
+                log,
+                logging.WARNING,
+                "task update not pushed",
+                task_id=view.get("id"),
+                user_id=user_id,
+                status=view.get("status"),
+                error=type(exc).__name__,
+            )
+    try:
+        subscription.notify_if_away(view)
+    except Exception as exc:  # noqa: BLE001 - as above: the message is lost, the task stands
+        applog.log_fields(
+            log,
+            logging.WARNING,
+            "subscription message not sent",
+            task_id=view.get("id"),
+            user_id=user_id,
+            error=type(exc).__name__,
+        )

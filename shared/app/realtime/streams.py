@@ -1,0 +1,91 @@
+"""Each user's stream of task updates: the outbox the `ws` web function reads.
+
+Key `realtime:stream:{<user>}` (a Redis Stream). Each entry is one `task.updated` message,
+its stream id the message id the client sees and acknowledges. Appended with
+`XADD ... MAXLEN ~ STREAM_MAX` (the cap per user, trimmed by whole macro nodes, so a
+stream may hold a little more) and `PEXPIRE` of 24 h after each append, so a user who
+stops receiving updates leaves nothing behind a day later. What is delivered is bounded by
+time as well: a reader starts no earlier than 24 h ago (`oldest_kept`), since ids are
+timestamps, so a message older than a day is never sent even while newer ones keep the key
+alive.
+
+Appending happens after the transition has committed: when Redis cannot take it, the
+message is lost (logged), and the task itself, `GET /tasks/{id}` and every later message
+are unaffected.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from app.redis_client import get_redis, tag
+
+MESSAGE_TYPE = "task.updated"
+STREAM_MAX = 1000
+KEEP_MS = 24 * 3600 * 1000
+# The task view's fields a message carries (API.md, "WebSocket").
+FIELDS = ("id", "status", "output", "error", "updated_at")
+_ID = re.compile(r"^(\d{1,19})-(\d{1,19})$")
+
+
+def stream_key(user_id: str) -> str:
+    return f"realtime:stream:{tag(user_id)}"
+
+
+@dataclass(frozen=True)
+class Update:
+    """One message as the client receives it."""
+
+    id: str
+    data: dict[str, Any]
+
+    def frame(self) -> str:
+        return json.dumps(
+            {"type": MESSAGE_TYPE, "id": self.id, "data": self.data},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def of_entry(cls, entry_id: str, fields: dict[str, str]) -> Update:
+        return cls(entry_id, json.loads(fields["data"]))
+
+
+def message_data(view: dict[str, Any]) -> dict[str, Any]:
+    return {name: view.get(name) for name in FIELDS}
+
+
+def append(user_id: str, view: dict[str, Any]) -> str:
+    """Add the task's update to its owner's stream; the message id. Raises what Redis
+    raises."""
+    data = json.dumps(message_data(view), ensure_ascii=False, separators=(",", ":"))
+    key = stream_key(user_id)
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.xadd(key, {"data": data}, maxlen=STREAM_MAX, approximate=True)
+    pipe.pexpire(key, KEEP_MS)
+    message_id, _ = pipe.execute()
+    return str(message_id)
+
+
+@dataclass(frozen=True, order=True)
+class StreamId:
+    """A stream id, ordered as Redis orders them."""
+
+    ms: int
+    seq: int
+
+    @classmethod
+    def parse(cls, text: str) -> StreamId | None:
+        found = _ID.match(text)
+        return None if found is None else cls(int(found[1]), int(found[2]))
+
+    def __str__(self) -> str:
+        return f"{self.ms}-{self.seq}"
+
+
+def oldest_kept(now_ms: int) -> StreamId:
+    """Where a reader starts at the earliest: every message newer than this is kept."""
+    return StreamId(max(now_ms - KEEP_MS, 0), 0)

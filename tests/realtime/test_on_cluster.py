@@ -1,0 +1,29 @@
+"""Realtime on a real three-node Redis Cluster (the `on_cluster` fixture): the local cloud's
+functions and its /ws connections with their Redis clients on the cluster, so the outbox,
+the acknowledgement script (its position and the stream under one user's tag), presence and
+the blocking read all run there.
+
+A new realtime flow that runs a Redis script or a multi-key command belongs in FLOWS
+(shared/app/README.md, "Redis keys").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.realtime import test_websocket as ws_tests
+
+FLOWS: list[Callable[[Any], None]] = [
+    ws_tests.test_a_user_sees_running_then_succeeded_of_its_own_task_and_nothing_of_anothers,
+    ws_tests.test_what_was_not_acknowledged_comes_again_in_order_with_the_same_ids,
+    ws_tests.test_an_acknowledgement_never_moves_back_or_past_what_was_sent,
+    ws_tests.test_two_connections_of_one_user_both_receive,
+]
+
+
+@pytest.mark.parametrize("flow", FLOWS, ids=[flow.__name__ for flow in FLOWS])
+def test_on_cluster(flow: Callable[[Any], None], cloud: Any, on_cluster: Any) -> None:
+    flow(cloud)

@@ -1,0 +1,119 @@
+"""WeChat subscription messages when a task ends and its user is away, through the WeChat
+fake (`cgi-bin/token` and `subscribe/send`, checking the app's credentials and the token):
+one message for a user with no connection, none for a user with one; 43101 is no error; a
+rejected token is replaced once; the token is fetched once and reused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from app.db.tables import users
+from app.db.transaction import transaction
+from app.realtime import subscription
+from app.realtime.subscription import Outcome
+from tests.fakes.wechat import FakeWechat
+from tests.realtime.conftest import User, open_client
+from tests.support.local_cloud import wait_for
+from tests.support.logs import capture_logs
+from tests.support.settings import settings_env
+
+TEMPLATE = "tmpl-task-ended"
+
+
+@pytest.fixture
+def wechat(fresh_redis: Any) -> Iterator[FakeWechat]:
+    with FakeWechat() as fake, settings_env(**fake.env(), WECHAT_SUBSCRIBE_TEMPLATE_ID=TEMPLATE):
+        yield fake
+
+
+def wechat_user(openid: str) -> User:
+    user = User.new()
+    with transaction() as tx:
+        tx.execute(update(users).where(users.c.id == user.id).values(wechat_openid=openid))
+    return user
+
+
+def ended(user: User, status: str = "succeeded") -> dict[str, Any]:
+    return {
+        "id": "task-1",
+        "user_id": user.id,
+        "status": status,
+        "updated_at": "2026-12-05T02:03:04Z",
+        "finished_at": "2026-12-05T02:03:04Z",
+    }
+
+
+def test_a_finished_task_of_a_user_with_no_connection_sends_one_message(
+    cloud: Any, wechat: FakeWechat
+) -> None:
+    user = wechat_user("openid-away")
+    task_id = user.create(cloud)
+    assert user.wait(cloud, task_id)["status"] == "succeeded"
+
+    assert wait_for(lambda: wechat.sent)  # the message follows the commit
+    assert len(wechat.sent) == 1
+    message = wechat.sent[0]
+    assert message["touser"] == "openid-away" and message["template_id"] == TEMPLATE
+    assert message["data"]["character_string1"] == {"value": task_id}
+    assert message["data"]["phrase2"] == {"value": "成功"}
+    assert message["page"] == f"pages/tasks/detail?id={task_id}"
+    assert len(wechat.tokens) == 1
+
+
+def test_a_user_with_a_connection_gets_no_message(cloud: Any, wechat: FakeWechat) -> None:
+    user = wechat_user("openid-here")
+    client = open_client(cloud, user.token)
+    task_id = user.create(cloud)
+    statuses = [m["data"]["status"] for m in client.until_ended(task_id)]
+    assert statuses == ["running", "succeeded"]
+    assert cloud.queue_idle(10)["idle"]  # the worker's invocation, its hook included, is over
+    client.close()
+    assert wechat.sends == []
+
+
+def test_a_user_without_wechat_or_a_deployment_without_a_template_gets_none(
+    wechat: FakeWechat,
+) -> None:
+    assert subscription.notify_if_away(ended(User.new())) is Outcome.SKIPPED
+    with settings_env(WECHAT_SUBSCRIBE_TEMPLATE_ID=None):
+        assert subscription.notify_if_away(ended(wechat_user("o-1"))) is Outcome.SKIPPED
+    assert subscription.notify_if_away({**ended(wechat_user("o-2")), "status": "running"}) is (
+        Outcome.SKIPPED
+    )
+    assert wechat.sends == []
+
+
+def test_a_refused_subscription_is_not_an_error(wechat: FakeWechat) -> None:
+    wechat.refuse("openid-unsubscribed")
+    user = wechat_user("openid-unsubscribed")
+    assert subscription.notify_if_away(ended(user, "failed")) is Outcome.REFUSED
+    assert [s["errcode"] for s in wechat.sends] == [43101]
+
+
+def test_the_token_is_cached_and_a_rejected_one_is_replaced_once(wechat: FakeWechat) -> None:
+    user = wechat_user("openid-t")
+    with capture_logs() as logs:
+        assert subscription.notify_if_away(ended(user)) is Outcome.SENT
+        assert subscription.notify_if_away(ended(user)) is Outcome.SENT
+        assert len(wechat.tokens) == 1  # the second send reused the cached token
+
+        wechat.expire_tokens()
+        assert subscription.notify_if_away(ended(user, "failed")) is Outcome.SENT
+    assert len(logs.where(message="subscription message", outcome="sent")) == 3
+    for secret in (*wechat.tokens, wechat.secret):
+        assert secret not in logs.text
+    assert [s["errcode"] for s in wechat.sends] == [0, 0, 42001, 0]
+    assert len(wechat.tokens) == 2
+    assert wechat.sent[-1]["data"]["phrase2"] == {"value": "失败"}
+    assert wechat.sent[-1]["data"]["time3"] == {"value": "2026-12-05 10:03"}
+
+
+def test_wrong_credentials_send_nothing_and_fail_no_transition(wechat: FakeWechat) -> None:
+    user = wechat_user("openid-w")
+    with settings_env(WECHAT_SECRET="not-the-secret"):
+        assert subscription.notify_if_away(ended(user)) is Outcome.FAILED
+    assert wechat.sends == [] and wechat.tokens == []

@@ -1,0 +1,164 @@
+"""The WebSocket contract (API.md, "WebSocket") with real clients against the local cloud,
+which serves /ws with the `ws` web function's own app: updates of one's own tasks only,
+the handshake refused with 401, replay of what was not acknowledged, ping, two connections
+of one user, and the close before the time limit."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from app.identity import sessions
+from app.identity import users as user_rows
+from app.identity.tokens import decode
+from app.realtime import streams
+from app.realtime.streams import StreamId
+from tests.realtime.conftest import User, open_client, ws_url
+from tests.support.settings import settings_env
+
+pytestmark = pytest.mark.usefixtures("fresh_redis")
+
+
+def _refused(cloud: Any, token: str) -> int:
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url(cloud, token), open_timeout=10)
+    return refused.value.response.status_code
+
+
+def test_a_user_sees_running_then_succeeded_of_its_own_task_and_nothing_of_anothers(
+    cloud: Any,
+) -> None:
+    alice, bob = User.new(), User.new()
+    watching, other = open_client(cloud, alice.token), open_client(cloud, bob.token)
+
+    task_id = alice.create(cloud)
+    seen = watching.until_ended(task_id)
+
+    assert [m["data"]["status"] for m in seen] == ["running", "succeeded"]
+    final = alice.task(cloud, task_id)
+    assert seen[-1]["data"] == {k: final[k] for k in streams.FIELDS}
+    assert StreamId.parse(seen[0]["id"]) < StreamId.parse(seen[1]["id"])  # type: ignore[operator]
+    assert other.silent_for(0.5)
+    assert other.ping() == {"type": "pong"}
+    assert other.received == [{"type": "pong"}]
+    watching.close()
+    other.close()
+
+
+def test_a_bad_expired_or_ended_token_or_a_disabled_user_is_refused_at_the_handshake(
+    cloud: Any,
+) -> None:
+    user = User.new()
+    assert _refused(cloud, "") == 401
+    assert _refused(cloud, "not-a-token") == 401
+    assert _refused(cloud, user.token[:-2] + "xx") == 401
+    with settings_env(ACCESS_TOKEN_TTL_S="1"):
+        short = sessions.start(user.id, role="user", phone=None).access_token
+    time.sleep(2.1)
+    assert _refused(cloud, short) == 401
+
+    ended = User.new()
+    sessions.end(ended.id, str(decode(ended.token, "access")["sid"]))
+    assert _refused(cloud, ended.token) == 401
+
+    disabled = User.new()
+    user_rows.admin_change(disabled.id, disabled=True)
+    assert _refused(cloud, disabled.token) == 401
+
+    open_client(cloud, user.token).close()  # the same user's live token is let in
+
+
+def test_what_was_not_acknowledged_comes_again_in_order_with_the_same_ids(cloud: Any) -> None:
+    user = User.new()
+    first = open_client(cloud, user.token)
+    task_id = user.create(cloud)
+    sent = first.until_ended(task_id)
+    first.close()
+
+    again = open_client(cloud, user.token)
+    replayed = again.updates(2)
+    assert replayed == sent
+    again.ack(replayed[0]["id"])
+    assert again.ping() == {"type": "pong"}  # the ack is read before the ping
+    again.close()
+
+    after_ack = open_client(cloud, user.token)
+    assert after_ack.updates(1) == sent[1:]
+    after_ack.ack(sent[1]["id"])
+    assert after_ack.ping() == {"type": "pong"}
+    after_ack.close()
+
+    nothing_left = open_client(cloud, user.token)
+    assert nothing_left.ping() == {"type": "pong"}
+    assert nothing_left.received == [{"type": "pong"}]
+    nothing_left.close()
+
+
+def test_an_acknowledgement_never_moves_back_or_past_what_was_sent(cloud: Any) -> None:
+    user = User.new()
+    client = open_client(cloud, user.token)
+    sent = client.until_ended(user.create(cloud))
+    client.ack(sent[1]["id"])
+    client.ack(sent[0]["id"])  # another connection's older ack: the position stays
+    newest = StreamId.parse(sent[1]["id"])
+    assert newest is not None
+    client.ack(f"{newest.ms + 60_000}-0")  # never sent: ignored
+    client.ack("not-an-id")
+    assert client.ping() == {"type": "pong"}
+    client.close()
+
+    later = open_client(cloud, user.token)
+    task_id = user.create(cloud)
+    assert [m["data"]["id"] for m in later.updates(2)] == [task_id, task_id]
+    later.close()
+
+
+def test_a_websocket_to_an_event_functions_path_is_refused(cloud: Any) -> None:
+    user = User.new()
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"ws://{cloud.host}:{cloud.port}/tasks?token={user.token}", open_timeout=10)
+    assert refused.value.response.status_code == 403
+
+
+def test_ping_is_answered(cloud: Any) -> None:
+    client = open_client(cloud, User.new().token)
+    assert client.ping() == {"type": "pong"}
+    client.send({"type": "something else"})  # ignored
+    client.socket.send("not json")
+    assert client.ping() == {"type": "pong"}
+    client.close()
+
+
+def test_two_connections_of_one_user_both_receive(cloud: Any) -> None:
+    user = User.new()
+    phone, laptop = open_client(cloud, user.token), open_client(cloud, user.token)
+    task_id = user.create(cloud)
+    on_phone, on_laptop = phone.until_ended(task_id), laptop.until_ended(task_id)
+    assert on_phone == on_laptop
+    assert [m["data"]["status"] for m in on_phone] == ["running", "succeeded"]
+    phone.close()
+    laptop.close()
+
+
+def test_the_server_closes_before_the_time_limit_with_a_code_to_reconnect_on(
+    cloud: Any,
+) -> None:
+    user = User.new()
+    with settings_env(WS_MAX_CONNECTION_S="0.5"):
+        client = open_client(cloud, user.token)
+    assert client.close_code() == 1012
+    assert open_client(cloud, user.token).ping() == {"type": "pong"}
+
+
+def test_a_message_is_the_stream_entry_and_its_id(cloud: Any, fresh_redis: Any) -> None:
+    user = User.new()
+    client = open_client(cloud, user.token)
+    sent = client.until_ended(user.create(cloud))
+    entries = fresh_redis.xrange(streams.stream_key(user.id))
+    assert [entry_id for entry_id, _ in entries] == [m["id"] for m in sent]
+    assert 0 < fresh_redis.pttl(streams.stream_key(user.id)) <= streams.KEEP_MS
+    client.close()
