@@ -79,3 +79,38 @@ def test_the_largest_tasks_page_within_the_answer_limit_and_every_one_is_reached
             break
     assert seen == made  # newest first, each once
     assert pages >= 3  # 12 tasks of over 1 MiB each cannot share one page
+
+
+def test_the_largest_page_of_tasks_run_today_stays_under_4_2_mb() -> None:
+    """Outputs larger than STORAGE_INLINE_MAX_BYTES live in COS now: an item is at most
+    64 KiB of input and 16 KiB of output, and a page stops before the item that would take
+    it past PAGE_MAX_BYTES: the bound the README states."""
+    user_id = new_user()
+    task_input = _largest(json_values.TASK_INPUT_MAX_BYTES)
+    output = _largest(16384)
+    now = utcnow()
+    with transaction() as tx:
+        tx.execute(
+            insert(tasks),
+            [
+                {
+                    "id": new_id(),
+                    "user_id": user_id,
+                    "pipeline_id": "p-large",
+                    "status": "succeeded",
+                    "cost": 1,
+                    "input": task_input,
+                    "output": output,
+                    "steps": [],
+                    "created_at": now - timedelta(seconds=n),
+                    "updated_at": now,
+                    "finished_at": now,
+                }
+                for n in range(100)
+            ],
+        )
+    reply = call(handler("tasks"), "GET", "/tasks", token=token_for(user_id), query={"limit": 100})
+    assert reply.status == 200
+    size = len(reply.body.encode())
+    assert PAGE_MAX_BYTES - 100 * 1024 < size <= PAGE_MAX_BYTES + 1024 < 4_200_000
+    assert len(json.loads(reply.body)["items"]) < 100

@@ -35,12 +35,12 @@ from app.tasks.views import load_view, load_views, task_view
 
 log = applog.get_logger("app.tasks.service")
 IDEMPOTENCY_SCOPE = "tasks"
-# A synchronous SCF answer stops at 6 MB. A page of `GET /tasks` ends early once its items
-# pass this many bytes of JSON (its next_cursor goes on from there). One item is at most
-# 64 KiB of input and an output of STORAGE_INLINE_MAX_BYTES (16 KiB; a larger one is a
-# StoredOutput of about 300 bytes), about 81 KiB with the rest, so an answer is at most
-# 4 MiB and one item: 4.3 MB. (Tasks from before outputs went to COS may hold up to 1 MiB
-# of output: 5.2 MB.)
+# A synchronous SCF answer stops at 6 MB. A page of `GET /tasks` stops before the item that
+# would take its items past this many bytes of JSON (its next_cursor goes on from there);
+# the first item always goes. One item is at most 64 KiB of input and an output of
+# STORAGE_INLINE_MAX_BYTES (16 KiB; a larger one is a StoredOutput of about 300 bytes), so
+# an answer is under 4.2 MB. (A task from before outputs went to COS may hold a 1 MiB
+# output: alone on its page, still far under.)
 PAGE_MAX_BYTES = 4 * 1024 * 1024
 
 
