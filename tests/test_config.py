@@ -19,6 +19,7 @@ from tests.support.settings import settings_env
 # DEV_DEFAULTS below, and the value that replaces it here.
 PRODUCTION_ENV: dict[str, str | None] = {
     "APP_ENV": "production",
+    "COS_ENDPOINT": None,  # the test run's bucket (FakeCos) is plain http
     "JWT_SECRET": secrets.token_urlsafe(64),
     "METRICS_TOKEN": secrets.token_hex(32),
     "DATABASE_URL": "mysql+pymysql://app:pw@db.internal:3306/app",

@@ -80,6 +80,19 @@ SEALABLE = frozenset(
 )
 
 
+# Each payment channel: the setting that turns it on, and what it then needs (its notify
+# URL last).
+_WECHATPAY = "mchid appid private_key cert_serial apiv3_key public_key public_key_id notify_url"
+PAYMENT_CHANNELS: dict[str, tuple[str, ...]] = {
+    "wechatpay_api_base": tuple(f"wechatpay_{name}" for name in _WECHATPAY.split()),
+    "alipay_gateway": (
+        "alipay_appid",
+        "alipay_private_key",
+        "alipay_public_key",
+        "alipay_notify_url",
+    ),
+}
+
 # Names that reach the cloud's metadata service or this machine whatever the DNS says.
 INTERNAL_NAMES = frozenset({"localhost", "metadata.tencentyun.com", "metadata.google.internal"})
 
@@ -425,42 +438,21 @@ class Settings(BaseModel):
         """A channel that is on (its API base or gateway set) must be whole and on https:
         the sandbox's plain-http stand-ins and a half-configured merchant are refused."""
         problems = []
-        channels = {
-            "WECHATPAY_API_BASE": (
-                self.wechatpay_api_base,
-                {
-                    "WECHATPAY_MCHID": self.wechatpay_mchid,
-                    "WECHATPAY_APPID": self.wechatpay_appid,
-                    "WECHATPAY_PRIVATE_KEY": self.wechatpay_private_key.get_secret_value(),
-                    "WECHATPAY_CERT_SERIAL": self.wechatpay_cert_serial,
-                    "WECHATPAY_APIV3_KEY": self.wechatpay_apiv3_key.get_secret_value(),
-                    "WECHATPAY_PUBLIC_KEY": self.wechatpay_public_key.get_secret_value(),
-                    "WECHATPAY_PUBLIC_KEY_ID": self.wechatpay_public_key_id,
-                    "WECHATPAY_NOTIFY_URL": self.wechatpay_notify_url,
-                },
-            ),
-            "ALIPAY_GATEWAY": (
-                self.alipay_gateway,
-                {
-                    "ALIPAY_APPID": self.alipay_appid,
-                    "ALIPAY_PRIVATE_KEY": self.alipay_private_key.get_secret_value(),
-                    "ALIPAY_PUBLIC_KEY": self.alipay_public_key.get_secret_value(),
-                    "ALIPAY_NOTIFY_URL": self.alipay_notify_url,
-                },
-            ),
-        }
-        for base_name, (base, needed) in channels.items():
-            if not base:
+        for base, fields in PAYMENT_CHANNELS.items():
+            if not getattr(self, base):
                 continue
-            if not base.startswith("https://"):
-                problems.append(f"{base_name} is not an https:// URL")
-            unset = sorted(name for name, value in needed.items() if not value)
-            if unset:
-                problems.append(f"{base_name} is set but {', '.join(unset)} not")
-            notify = next(value for name, value in needed.items() if name.endswith("NOTIFY_URL"))
-            if notify and not notify.startswith("https://"):
-                problems.append(f"{base_name}'s notify URL is not an https:// URL")
+            text = {name: _plain(getattr(self, name)) for name in fields}
+            if not getattr(self, base).startswith("https://"):
+                problems.append(f"{base.upper()} is not an https:// URL")
+            if unset := [name.upper() for name in fields if not text[name]]:
+                problems.append(f"{base.upper()} is set but {', '.join(unset)} not")
+            if (notify := text[fields[-1]]) and not notify.startswith("https://"):
+                problems.append(f"{base.upper()}'s notify URL is not an https:// URL")
         return problems
+
+
+def _plain(value: str | SecretStr) -> str:
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
 class ProductionMisconfigured(RuntimeError):
