@@ -63,7 +63,10 @@ PLATFORM_ENV = {
 
 CHILD = """
 import index
-assert callable(index.main_handler)
+from app.config import get_settings
+# An event function's handler, or a web function's ASGI app; and the settings it serves on.
+assert callable(getattr(index, "main_handler", None) or index.app)
+get_settings()
 """
 
 DEPLOYED = manifest.load(
