@@ -13,33 +13,20 @@ before the runs start, as it is on every run after the first, so no PUT is count
 Objects deleted per second is orphans / the job's wall time (the SQL decisions, listing,
 deleting and the maintenance_runs updates included; the fake and moto share the process).
 
-Creates its own database on BENCH_DATABASE_SERVER (default mysql+pymysql://root@127.0.0.1:3306)
-and drops it at the end; Redis is BENCH_REDIS_URL (default redis://127.0.0.1:6379/13).
+Runs on a database of its own and BENCH_REDIS_URL (bench/environment.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import os
-import secrets
 import statistics
 import time
 from datetime import timedelta
 
-SERVER = os.environ.get("BENCH_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
-DB_NAME = f"bench_cos_cleanup_{secrets.token_hex(4)}"
-os.environ.update(
-    {
-        "APP_ENV": "test",
-        "DATABASE_URL": f"{SERVER.rstrip('/')}/{DB_NAME}",
-        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"),
-        "JWT_SECRET": secrets.token_urlsafe(64),
-        "DB_POOL_MIN": "0",
-        "DB_POOL_MAX": "4",
-        "LOG_LEVEL": "WARNING",
-    }
-)
+from bench.environment import SERVER, prepare
+
+DB_NAME = prepare("cos_cleanup")
 
 from app.clock import utcnow  # noqa: E402
 from app.ids import new_id  # noqa: E402

@@ -9,36 +9,22 @@ median of the primitives it cannot avoid, measured in the same run: one bcrypt c
 BCRYPT_COST, one Redis round trip (PING), one MariaDB round trip (SELECT 1 on a pooled
 connection). The ratio handler / primitives shows what our own code adds.
 
-Creates its own database on BENCH_DATABASE_SERVER (default mysql+pymysql://root@127.0.0.1:3306)
-and drops it at the end; Redis is BENCH_REDIS_URL (default redis://127.0.0.1:6379/13; its
-keys are the bench users' own and expire).
+Runs on a database of its own and BENCH_REDIS_URL (bench/environment.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
-SERVER = os.environ.get("BENCH_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
-DB_NAME = f"bench_identity_{secrets.token_hex(4)}"
-os.environ.update(
-    {
-        "APP_ENV": "test",
-        "DATABASE_URL": f"{SERVER.rstrip('/')}/{DB_NAME}",
-        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"),
-        "JWT_SECRET": secrets.token_urlsafe(64),
-        "DB_POOL_MIN": "0",
-        "DB_POOL_MAX": "4",
-        "LOG_LEVEL": "WARNING",
-        "SMS_PROVIDER": "console",
-    }
-)
+from bench.environment import SERVER, prepare
+
+DB_NAME = prepare("identity", SMS_PROVIDER="console")
 
 import bcrypt  # noqa: E402
 from sqlalchemy import text  # noqa: E402

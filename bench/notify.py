@@ -15,8 +15,7 @@ membership extended, the quota granted through the ledger, the cached profile dr
 `repeat` (a notification already applied, as WeChat Pay's retries are: the order's row
 locked and found paid).
 
-Creates its own database on BENCH_DATABASE_SERVER (default mysql+pymysql://root@127.0.0.1:3306)
-and drops it at the end; Redis is BENCH_REDIS_URL (default redis://127.0.0.1:6379/13).
+Runs on a database of its own and BENCH_REDIS_URL (bench/environment.py).
 """
 
 from __future__ import annotations
@@ -24,25 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
-SERVER = os.environ.get("BENCH_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
-DB_NAME = f"bench_notify_{secrets.token_hex(4)}"
-os.environ.update(
-    {
-        "APP_ENV": "test",
-        "DATABASE_URL": f"{SERVER.rstrip('/')}/{DB_NAME}",
-        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"),
-        "JWT_SECRET": secrets.token_urlsafe(64),
-        "DB_POOL_MIN": "0",
-        "DB_POOL_MAX": "4",
-        "LOG_LEVEL": "WARNING",
-    }
-)
+from bench.environment import SERVER, prepare
+
+DB_NAME = prepare("notify")
 
 import pymysql  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402

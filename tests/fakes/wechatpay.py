@@ -30,12 +30,8 @@ from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from infra.local.sandbox.wechatpay import (
-    JSON_TYPE,
-    Notification,
-    SimAnswer,
-    WechatPaySim,
-)
+from infra.local.sandbox.answer import SimAnswer
+from infra.local.sandbox.wechatpay import JSON_TYPE, Notification, WechatPaySim
 from tests.fakes.server import LocalServer
 
 Outage = Literal["503", "reset", "stall"]

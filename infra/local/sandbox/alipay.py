@@ -38,6 +38,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from infra.local.sandbox.answer import SimAnswer
+
 GATEWAY_PATH = "/gateway.do"
 PAY_PATH = "/sandbox/pay/"
 BEIJING = timezone(timedelta(hours=8))
@@ -69,15 +71,6 @@ REQUIRED = {
 PRECREATE = "alipay.trade.precreate"
 QUERY = "alipay.trade.query"
 CLOSE = "alipay.trade.close"
-
-
-@dataclass(frozen=True)
-class SimAnswer:
-    """One HTTP answer, for whatever server serves the simulator."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
 
 
 @dataclass(frozen=True)

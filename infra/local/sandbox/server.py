@@ -19,19 +19,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 from infra.local.sandbox.alipay import AlipaySim
+from infra.local.sandbox.answer import SimAnswer
 from infra.local.sandbox.wechatpay import WechatPaySim
-
-
-class Answer(Protocol):
-    status: int
-    headers: dict[str, str]
-    body: bytes
 
 
 class Simulator(Protocol):
     def handle(
         self, method: str, path_with_query: str, headers: Mapping[str, str], body: bytes
-    ) -> Answer: ...
+    ) -> SimAnswer: ...
 
 
 class SimulatorServer:

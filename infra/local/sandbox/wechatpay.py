@@ -40,6 +40,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from infra.local.sandbox.answer import SimAnswer
+
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
 MAX_SKEW_S = 300  # WeChat Pay refuses a request whose signed timestamp is 5 minutes off
 CHINA = timezone(timedelta(hours=8))  # WeChat Pay speaks RFC 3339 times in +08:00
@@ -65,15 +67,6 @@ _STATE_DESC = {
     "REVOKED": "已撤销",
     "REFUND": "转入退款",
 }
-
-
-@dataclass(frozen=True)
-class SimAnswer:
-    """One HTTP answer: what a server writes back."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
 
 
 @dataclass(frozen=True)
