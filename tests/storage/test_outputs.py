@@ -94,3 +94,21 @@ def test_large_branches_and_a_large_fork_are_stored(cos: FakeCos, worker: Worker
         got = requests.get(result["value"]["url"], timeout=10).json()
         assert got["n"] == index
     assert objects(task["id"]) == [f"tasks/{task['id']}/f.{i}.json" for i in range(3)]
+
+
+def test_a_bucket_that_cannot_be_written_keeps_the_answer_inline(
+    cos: FakeCos, worker: Worker
+) -> None:
+    """The upstream's answer is paid for: it is never asked for again because COS failed."""
+    customer = Customer(quota=5)
+    cos.fail_next("PutObject", 500, times=2)  # the first put and the adapter's retry
+    with FakeUpstream() as upstream:
+        upstream.script("/draw", lambda _c: Answer(200, BIG))
+        pipeline = new_pipeline(
+            [{"id": "draw", "type": "http", "url": upstream.url("/draw"), "retries": 0}]
+        )
+        task = customer.wait(customer.create(pipeline, {}).json()["id"])
+        assert len(upstream.calls_to("/draw")) == 1
+    assert task["status"] == "succeeded"
+    assert task["output"] == BIG and task["steps"][0]["output"] == BIG
+    assert objects(task["id"]) == []

@@ -15,7 +15,6 @@ queue with a delay.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -24,7 +23,6 @@ from sqlalchemy import select
 from app.clock import utcnow
 from app.db.tables import task_steps, tasks
 from app.db.transaction import transaction
-from app.observability import logging as applog
 from app.pipeline import messages
 from app.pipeline.definition import ForkStep, HttpCall, Step
 from app.pipeline.messages import Work
@@ -33,13 +31,8 @@ from app.runner.outbox import committing
 from app.runner.plans import Call, Plan, call_of, plans
 from app.runner.rows import STEP_TERMINAL, Claim, RetryLater, Row
 from app.storage import outputs, uploads
-from app.storage.objects import StorageError
 from app.tasks import lifecycle
 from app.tasks.lifecycle import step_failed
-
-log = applog.get_logger("app.runner.worker")
-# How long before an answer that could not be stored in COS is asked for again.
-STORAGE_RETRY_S = 5.0
 
 
 def handle(message: dict[str, Any]) -> None:
@@ -140,10 +133,9 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
         else:
             outcome = calls.run_sim(call.step, payload)
         if isinstance(outcome, calls.Succeeded):
-            outcome = _kept(task_id, f"{step.id}.{'-' if branch is None else branch}", outcome)
+            name = f"{step.id}.{'-' if branch is None else branch}"
+            outcome = calls.Succeeded(outputs.keep(task_id, name, outcome.output))
         if isinstance(outcome, calls.Requeue):
-            for token in kept:  # an answer that could not be stored: its slot goes back
-                calls.release_slot(call.step, token)
             with committing() as out:
                 rows.park(out.tx, attempts, outcome.delay_s)
                 out.publish(Work(task_id, position, row_branch, width), outcome.delay_s)
@@ -168,19 +160,6 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
             return
         row_branch, width = following.branch, following.width
         call, claim = following.call, following.claim
-
-
-def _kept(task_id: str, name: str, outcome: calls.Succeeded) -> calls.Outcome:
-    """The outcome with a large output written to COS and only its reference kept; a
-    bucket that cannot be written makes it a call to make again later (the call's
-    Idempotency-Key lets the upstream answer it from its own record)."""
-    try:
-        return calls.Succeeded(outputs.keep(task_id, name, outcome.output))
-    except StorageError as error:
-        applog.log_fields(
-            log, logging.WARNING, "output not stored", task_id=task_id, row=name, error=str(error)
-        )
-        return calls.Requeue(STORAGE_RETRY_S)
 
 
 def _carry_on(

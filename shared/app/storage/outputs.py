@@ -15,12 +15,16 @@ task's object gets its answer shown as it is.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from app import json_values
 from app.clock import iso
 from app.config import get_settings
-from app.storage.objects import task_prefix
+from app.observability import logging as applog
+from app.storage.objects import StorageError, task_prefix
+
+log = applog.get_logger("app.storage.outputs")
 
 URL_TTL_S = 3600
 _REFERENCE_FIELDS = {"stored", "key", "size_bytes"}
@@ -28,14 +32,31 @@ _REFERENCE_FIELDS = {"stored", "key", "size_bytes"}
 
 def keep(task_id: str, name: str, value: Any) -> Any:
     """`value`, or a reference to the object it was written to when it is too large to
-    keep inline. `name` is the row's (e.g. `draft.-`, `variants.3`)."""
+    keep inline. `name` is the row's (e.g. `draft.-`, `variants.3`).
+
+    A bucket that cannot be written (after the adapter's own retry) leaves the value inline,
+    as outputs were kept before COS (at most STEP_OUTPUT_MAX_BYTES, which every answer is
+    held to): the upstream's answer is paid for and never asked for again, and the task goes
+    on. The log line says so; only that row's view is larger."""
     data = json_values.encode(value)
     if len(data) <= get_settings().storage_inline_max_bytes:
         return value
     from app.storage.store import store  # cold start: the bucket only for a large output
 
     key = f"{task_prefix(task_id)}{name}.json"
-    store().put(key, data, "application/json")
+    try:
+        store().put(key, data, "application/json")
+    except StorageError as error:
+        applog.log_fields(
+            log,
+            logging.WARNING,
+            "output kept inline: the bucket could not be written",
+            task_id=task_id,
+            row=name,
+            size_bytes=len(data),
+            error=str(error),
+        )
+        return value
     return {"stored": True, "key": key, "size_bytes": len(data)}
 
 
