@@ -12,6 +12,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from app.events.websocket import REAUTH_S
 from app.identity import sessions
 from app.identity import users as user_rows
 from app.identity.tokens import decode
@@ -70,6 +71,23 @@ def test_a_bad_expired_or_ended_token_or_a_disabled_user_is_refused_at_the_hands
     assert _refused(cloud, disabled.token) == 401
 
     open_client(cloud, user.token).close()  # the same user's live token is let in
+
+
+def test_an_open_connection_ends_when_its_session_does_or_its_user_is_disabled(
+    cloud: Any,
+) -> None:
+    """Revocation takes effect on a connection already open, within REAUTH_S."""
+    ended, disabled, kept = User.new(), User.new(), User.new()
+    clients = {
+        name: open_client(cloud, u.token)
+        for name, u in (("ended", ended), ("disabled", disabled), ("kept", kept))
+    }
+    sessions.end_all(ended.id)
+    user_rows.admin_change(disabled.id, disabled=True)
+    assert clients["ended"].close_code(timeout=REAUTH_S + 5) == 1008
+    assert clients["disabled"].close_code(timeout=REAUTH_S + 5) == 1008
+    assert clients["kept"].ping() == {"type": "pong"}  # a live session stays connected
+    clients["kept"].close()
 
 
 def test_what_was_not_acknowledged_comes_again_in_order_with_the_same_ids(cloud: Any) -> None:

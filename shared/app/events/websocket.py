@@ -16,6 +16,8 @@ when neither Redis nor the database can tell). Then, for the connection's life:
   is ignored.
 - presence (`app.realtime.presence`) is held while the connection is open, so a task that
   ends now sends no WeChat subscription message.
+- revocation: the token is authorized again every REAUTH_S (10 s); a logout, an ended
+  session, a disabled account or an expired token closes the connection with 1008.
 - the end: after WS_MAX_CONNECTION_S (set below the function's time limit, so the platform
   never cuts the connection with its own 433) the server closes with 1012 (service
   restart): reconnect. If Redis fails, 1013 (try again later). The platform's idle timeout
@@ -58,6 +60,10 @@ BATCH = 100
 EMPTY_PAUSE_S = 0.02
 CLOSE_RECONNECT = 1012  # service restart: the client reconnects at once
 CLOSE_TRY_LATER = 1013  # Redis is unavailable: the client reconnects after a pause
+CLOSE_NOT_ALLOWED = 1008  # the token no longer authorizes: sign in (or refresh) again
+# How often an open connection's token is authorized again, as a request would be: a
+# logout, a disabled account or an expired token ends the connection within this long.
+REAUTH_S = 10.0
 JSON_TYPE = b"application/json; charset=utf-8"
 
 
@@ -106,8 +112,9 @@ async def _authorize(scope: Scope, send: Send) -> str | None:
 class Connection:
     """One accepted connection of one user."""
 
-    def __init__(self, user_id: str, receive: Receive, send: Send) -> None:
+    def __init__(self, user_id: str, token: str, receive: Receive, send: Send) -> None:
         self.user_id = user_id
+        self.token = token
         self.id = secrets.token_hex(8)
         self._receive = receive
         self._send = send
@@ -143,6 +150,7 @@ class Connection:
             asyncio.ensure_future(self._forward()),
             asyncio.ensure_future(self._listen()),
             asyncio.ensure_future(self._stay_present()),
+            asyncio.ensure_future(self._still_authorized()),
             asyncio.ensure_future(self._time_limit()),
         ]
         closing: Closing | None = None
@@ -235,6 +243,20 @@ class Connection:
             await asyncio.sleep(presence.REFRESH_S)
             await presence.enter(self.redis, self.user_id, self.id)
 
+    async def _still_authorized(self) -> Closing:
+        """Revocation reaches an open connection too: the token is authorized again every
+        REAUTH_S; when Redis and the database cannot tell, the connection stays."""
+        while True:
+            await asyncio.sleep(REAUTH_S)
+            try:
+                await asyncio.to_thread(access.authorize, self.token)
+            except AppError as refused:
+                return Closing(CLOSE_NOT_ALLOWED, refused.code.value)
+            except Exception as exc:  # noqa: BLE001 - undecided: judged again next time
+                applog.log_fields(
+                    log, logging.WARNING, "connection not reauthorized", error=type(exc).__name__
+                )
+
     async def _time_limit(self) -> Closing:
         await asyncio.sleep(self.max_s)
         return Closing(CLOSE_RECONNECT, "connection time limit: reconnect")
@@ -275,7 +297,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     user_id = await _authorize(scope, send)
     if user_id is None:
         return
-    connection = Connection(user_id, receive, send)
+    connection = Connection(user_id, _token(scope), receive, send)
     if not await connection.open():
         unavailable = AppError(ErrorCode.SERVICE_UNAVAILABLE, "Updates are unavailable.")
         await _refuse(scope, send, unavailable, 503)
