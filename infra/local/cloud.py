@@ -305,6 +305,9 @@ class LocalCloud:
             # (uvicorn would believe it from 127.0.0.1, which every local client is).
             proxy_headers=False,
             ws="websockets-sansio",  # /ws, as scf_bootstrap serves it on SCF
+            # uvicorn's own INFO lines name each WebSocket's path with its query string,
+            # the access token included: warnings only, as scf_bootstrap runs it.
+            log_level="warning",
             timeout_graceful_shutdown=3,
         )
         return uvicorn.Server(config)

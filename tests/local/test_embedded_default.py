@@ -1,6 +1,6 @@
-"""Storage on `make run`'s embedded default (a fresh SQLite file, in-process Redis, moto's
-S3 app as COS): an upload through its presigned PUT, named by a task, and a large output
-served as StoredOutput whose URL answers the exact JSON."""
+"""`make run`'s embedded default (a fresh SQLite file, in-process Redis, moto's S3 app as
+COS): an upload through its presigned PUT, named by a task, and a large output served as
+StoredOutput whose URL answers the exact JSON; and no access token in its output."""
 
 from __future__ import annotations
 
@@ -55,3 +55,20 @@ def test_uploads_and_stored_outputs_work_on_the_embedded_default(tmp_path: Path)
         assert stored, task["steps"]
         fetched = http.get(stored[0]["url"], timeout=30)
         assert fetched.status_code == 200 and len(fetched.content) == stored[0]["size_bytes"]
+
+
+def test_make_run_writes_no_access_token_of_a_websocket_to_its_output(tmp_path: Path) -> None:
+    """uvicorn names a WebSocket's path with its query string at INFO: the local cloud, like
+    scf_bootstrap, keeps it to warnings, so `/ws?token=...` never reaches a log line."""
+    from websockets.sync.client import connect
+
+    with local_cloud_process(embedded_default_env(tmp_path, LOG_LEVEL="INFO")) as cloud:
+        login = requests.post(f"{cloud.url}/auth/wechat-login", json={"code": "ws"}, timeout=30)
+        token = login.json()["access_token"]
+        ws_url = cloud.url.replace("http://", "ws://") + f"/ws?token={token}"
+        with connect(ws_url, open_timeout=10) as ws:
+            ws.send('{"type": "ping"}')
+            assert "pong" in str(ws.recv(timeout=10))
+        output = "".join(cloud.output)
+    assert "invocation" in output  # the app's own INFO lines are there
+    assert token not in output
