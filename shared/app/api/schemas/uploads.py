@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 
 class UploadIn(BaseModel):
@@ -10,7 +10,7 @@ class UploadIn(BaseModel):
     # does not take is 422 UPLOAD_INVALID (app.storage.uploads).
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    content_type: str = Field(max_length=100)
+    content_type: str
     size_bytes: int
 
 
