@@ -6,6 +6,7 @@ duplicate message writes nothing again."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import requests
 from sqlalchemy import select
@@ -112,3 +113,30 @@ def test_a_bucket_that_cannot_be_written_keeps_the_answer_inline(
     assert task["status"] == "succeeded"
     assert task["output"] == BIG and task["steps"][0]["output"] == BIG
     assert objects(task["id"]) == []
+
+
+def test_fork_results_too_large_together_keep_each_value_behind_its_own_url(
+    cos: FakeCos, worker: Worker
+) -> None:
+    """Three branch answers of 10 KB fit inline one by one, not together: the fork's
+    results keep each value as a reference, and every one opens to its exact JSON (the
+    20 KB one was stored by its branch already)."""
+    customer = Customer(quota=5)
+    sizes = [10_000, 20_000, 10_000]
+
+    def answer(call: Any) -> Answer:
+        return Answer(200, {"n": call.body["branch"], "pad": "p" * sizes[call.body["branch"]]})
+
+    with FakeUpstream() as upstream:
+        upstream.script("/render", answer)
+        pipeline = new_fork(upstream.url("/render"))
+        task = customer.wait(customer.create(pipeline, {"items": [0, 1, 2]}).json()["id"])
+    assert task["status"] == "succeeded"
+    fork = task["steps"][0]
+    assert [b["output"].get("stored", False) for b in fork["branches"]] == [False, True, False]
+    for index, result in enumerate(fork["output"]):
+        assert result["status"] == "fulfilled" and result["value"]["stored"] is True
+        assert requests.get(result["value"]["url"], timeout=10).json()["n"] == index
+    # the task's output is the fork's: the same values behind fresh URLs
+    sizes_shown = [r["value"]["size_bytes"] for r in fork["output"]]
+    assert [r["value"]["size_bytes"] for r in task["output"]] == sizes_shown

@@ -370,9 +370,8 @@ def _join_if_done(
     )
     joined = _join(fork, branches)
     # A hundred branch values of up to STORAGE_INLINE_MAX_BYTES each would make one large
-    # row: the fork's results go to COS like any large output (a failure to write rolls
-    # this back, and the message's redelivery or the sweeper joins again).
-    joined["output"] = outputs.keep(task_id, f"{fork.id}.-", joined["output"])
+    # row: results that do not fit inline keep their values in COS (app.storage.outputs).
+    joined["output"] = outputs.keep_results(task_id, fork.id, joined["output"])
     return bool(
         tx.execute(
             update(task_steps)

@@ -30,16 +30,38 @@ URL_TTL_S = 3600
 _REFERENCE_FIELDS = {"stored", "key", "size_bytes"}
 
 
-def keep(task_id: str, name: str, value: Any) -> Any:
+# A fork's results that do not fit inline are kept as references, each value that is not
+# one yet written under its branch's own key, so that every value opens through its own
+# StoredOutput (a fork's stored JSON holding references would be of no use to its reader).
+# Values this small stay in place: a reference is about as large.
+RESULT_INLINE_BYTES = 256
+
+
+def keep_results(task_id: str, fork_id: str, results: list[Any]) -> Any:
+    """A fork's joined results (`{"status", "value"}` per branch, in branch order), kept
+    inline when they fit, else with their values as references."""
+    if len(json_values.encode(results)) <= get_settings().storage_inline_max_bytes:
+        return results
+    kept = [
+        {**item, "value": keep(task_id, f"{fork_id}.{index}", item["value"], RESULT_INLINE_BYTES)}
+        if item.get("status") == "fulfilled" and not is_reference(task_id, item.get("value"))
+        else item
+        for index, item in enumerate(results)
+    ]
+    return keep(task_id, f"{fork_id}.-", kept)
+
+
+def keep(task_id: str, name: str, value: Any, inline_max: int | None = None) -> Any:
     """`value`, or a reference to the object it was written to when it is too large to
-    keep inline. `name` is the row's (e.g. `draft.-`, `variants.3`).
+    keep inline (past `inline_max`, by default STORAGE_INLINE_MAX_BYTES). `name` is the
+    row's (e.g. `draft.-`, `variants.3`).
 
     A bucket that cannot be written (after the adapter's own retry) leaves the value inline,
     as outputs were kept before COS (at most STEP_OUTPUT_MAX_BYTES, which every answer is
     held to): the upstream's answer is paid for and never asked for again, and the task goes
     on. The log line says so; only that row's view is larger."""
     data = json_values.encode(value)
-    if len(data) <= get_settings().storage_inline_max_bytes:
+    if len(data) <= (inline_max or get_settings().storage_inline_max_bytes):
         return value
     from app.storage.store import store  # cold start: the bucket only for a large output
 
