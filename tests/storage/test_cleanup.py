@@ -5,6 +5,7 @@ report and row and is finished by the next run without deleting anything twice."
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -313,3 +314,31 @@ def test_the_timer_and_the_admin_job_run_it(cos: FakeCos) -> None:
         "failed": 0,
         "saved_cny_per_month": 0.0,
     }
+
+
+def test_two_runs_started_at_once_never_delete_or_count_twice(cos: FakeCos) -> None:
+    """The 03:00 timer and an admin's POST at the same moment: one runs, the other is
+    refused as busy, and what was deleted is counted once."""
+    task_id = new_id()  # no such task
+    for i in range(1200):
+        cos.plant(f"{task_prefix(task_id)}{i:05d}.json", b"z" * 4, last_modified=OLD)
+    start = threading.Barrier(2)
+    reports: list[dict[str, Any]] = []
+    refused: list[BaseException] = []
+
+    def one() -> None:
+        start.wait()
+        try:
+            reports.append(cleanup.run())
+        except CleanupBusy as error:
+            refused.append(error)
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(r["deleted"] for r in reports) == 1200
+    assert sum(r["deleted_bytes"] for r in reports) == 1200 * 4
+    assert len(reports) + len(refused) == 2 and len(reports) >= 1
+    assert cos.keys() == []

@@ -276,5 +276,8 @@ maintenance_runs = Table(
         server_default=text("0"),
     ),
     Column("error", String(500), nullable=True),
+    # The job's name while the run is live, NULL once it ended: unique, so two runs of one
+    # job never go at once.
+    Column("live_job", String(64), nullable=True, unique=True),
     Index("ix_maintenance_runs_job_started", "job", "started_at"),
 )

@@ -31,6 +31,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from app.clock import utcnow
 from app.config import get_settings
@@ -311,7 +312,7 @@ def _start() -> str:
                 maintenance_runs.c.status == "running",
                 maintenance_runs.c.started_at < now - timedelta(seconds=STALE_RUN_S),
             )
-            .values(status="failed", finished_at=now, error="stopped before its end")
+            .values(status="failed", finished_at=now, error="stopped before its end", live_job=None)
         )
         live = tx.execute(
             select(maintenance_runs.c.id)
@@ -320,9 +321,17 @@ def _start() -> str:
         ).first()
         if live is not None:
             raise CleanupBusy(f"{JOB} run {live[0]} is still running")
-        tx.execute(
-            insert(maintenance_runs).values(id=run_id, job=JOB, status="running", started_at=now)
-        )
+    try:
+        with transaction() as tx:
+            # `live_job` is unique: of two runs starting at once (the timer and an admin),
+            # the second's row does not go in.
+            tx.execute(
+                insert(maintenance_runs).values(
+                    id=run_id, job=JOB, status="running", started_at=now, live_job=JOB
+                )
+            )
+    except IntegrityError:
+        raise CleanupBusy(f"another {JOB} run has just started") from None
     return run_id
 
 
@@ -342,6 +351,7 @@ def _close(current: _Run, counts: Counts, price: float, status: str, error: str 
             .where(maintenance_runs.c.id == current.id)
             .values(
                 status=status,
+                live_job=None,
                 finished_at=utcnow(),
                 error=None if error is None else error[:500],
                 **_columns(current, counts, price),

@@ -32,6 +32,9 @@ def upgrade() -> None:
         sa.Column("failed", sa.BigInteger(), nullable=False, server_default="0"),
         sa.Column("saved_cny_per_month", sa.Numeric(18, 6), nullable=False, server_default="0"),
         sa.Column("error", sa.String(500), nullable=True),
+        # The job's name while the run is live, NULL once it ended: unique, so two runs of
+        # one job never go at once (NULLs do not collide).
+        sa.Column("live_job", sa.String(64), nullable=True, unique=True),
         mysql_collate="utf8mb4_bin",
     )
     op.create_index("ix_maintenance_runs_job_started", "maintenance_runs", ["job", "started_at"])
