@@ -50,7 +50,7 @@ def test_the_provider_is_asked_at_most_once_per_ten_seconds(wechatpay: FakeWecha
     age_order(order_id, 11)
     for _ in range(3):
         assert buyer.get(order_id).json()["status"] == "pending"
-    assert run_job()["checked"] == 0  # the read just asked: the job waits its turn
+    run_job()  # the read just asked: the job waits its turn for this order
     assert queries(wechatpay, order_id) == 1
     age_order(order_id, 61)  # the last check is 10 s behind too
     assert buyer.get(order_id).json()["status"] == "pending"
@@ -126,3 +126,25 @@ def test_the_timer_runs_the_same_job(wechatpay: FakeWechatPay) -> None:
     answer = handler("order-reconcile")({"Type": "Timer", "TriggerName": "order-reconcile"}, {})
     assert answer["closed"] >= 1
     assert order_row(order_id)["status"] == "closed"
+
+
+def test_an_expired_alipay_order_paid_at_the_last_moment_is_asked_about_once(
+    alipay: FakeAlipay,
+) -> None:
+    """Alipay refuses to close a paid trade with the same code as a closed one, so the
+    adapter queries to tell: the job pays with that answer instead of asking again."""
+    buyer = Buyer()
+    order_id = buyer.order(new_plan(quota=2), "alipay").json()["id"]
+    alipay.sim.scan(order_id)
+    alipay.sim.pay(order_id)
+    age_order(order_id, 1801)
+
+    def queries() -> int:  # of this order: the job also meets other tests' due orders
+        calls = alipay.gateway_calls("alipay.trade.query")
+        return sum(1 for c in calls if c.biz.get("out_trade_no") == order_id)
+
+    before = queries()
+    report = run_job()
+    assert report["paid"] >= 1 and order_row(order_id)["status"] == "paid"
+    assert queries() == before + 1
+    assert counters(buyer.user_id) == (2, 0)

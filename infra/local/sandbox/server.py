@@ -80,7 +80,11 @@ class PaymentSandbox:
             self.env["WECHATPAY_API_BASE"] = wechat.url
             self.env["WECHATPAY_NOTIFY_URL"] = f"{api_url}/payments/wechat/notify"
         if not environ.get("ALIPAY_GATEWAY"):
-            alipay = SimulatorServer(lambda url: AlipaySim(base_url=url), host)
+            try:
+                alipay = SimulatorServer(lambda url: AlipaySim(base_url=url), host)
+            except BaseException:
+                self.stop()  # the WeChat Pay simulator, if it started
+                raise
             self.servers.append(alipay)
             assert isinstance(alipay.simulator, AlipaySim)
             self.env.update(alipay.simulator.app_settings())

@@ -22,7 +22,15 @@ from urllib.parse import parse_qsl
 import alipay
 
 from app.config import Settings
-from app.payments.gateway import Channel, Charge, ProviderError, Rejected, Report, TradeState
+from app.payments.gateway import (
+    Channel,
+    Charge,
+    NotClosed,
+    ProviderError,
+    Rejected,
+    Report,
+    TradeState,
+)
 
 TIMEOUT_S = 5.0
 BEIJING = timezone(timedelta(hours=8))
@@ -174,10 +182,12 @@ class Alipay:
         if sub_code == TRADE_STATUS_ERROR:
             # Alipay closes only a trade waiting for payment: this one is closed already
             # (done) or paid (the caller queries it and pays the order).
-            state = self.query(order_id).state
-            if state == "closed":
+            report = self.query(order_id)
+            if report.state == "closed":
                 return
-            raise ProviderError(f"{api} refused: {TRADE_STATUS_ERROR} (the trade is {state})")
+            raise NotClosed(
+                f"{api} refused: {TRADE_STATUS_ERROR} (the trade is {report.state})", report
+            )
         raise ProviderError(f"{api} refused: {_codes(answer)}")
 
     def verify(self, headers: dict[str, str], body: bytes) -> Report:

@@ -69,6 +69,16 @@ class ProviderError(Exception):
     cannot use. The message names what failed (an error code, a status), never a key."""
 
 
+class NotClosed(ProviderError):
+    """A close the provider refused because the trade was paid (or otherwise moved on),
+    with the trade as the provider reported it when the adapter had to ask: the caller
+    applies that report rather than asking again."""
+
+    def __init__(self, message: str, report: Report | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 class Gateway(Protocol):
     """One provider. Built from the settings by `app.payments.providers.gateway(channel)`."""
 
@@ -86,7 +96,8 @@ class Gateway(Protocol):
     def close(self, order_id: str) -> None:
         """Close the trade so it can no longer be paid. Closing a trade the provider does not
         know, or one already closed, succeeds. A trade that was paid meanwhile raises
-        `ProviderError`; the caller queries it and pays the order."""
+        `NotClosed` (with the provider's report when the adapter had to query to tell);
+        the caller pays the order."""
         ...
 
     def verify(self, headers: dict[str, str], body: bytes) -> Report:

@@ -31,7 +31,15 @@ from wechatpayv3 import WeChatPay as _Sdk
 from wechatpayv3 import WeChatPayType
 
 from app.config import Settings
-from app.payments.gateway import Channel, Charge, ProviderError, Rejected, Report, TradeState
+from app.payments.gateway import (
+    Channel,
+    Charge,
+    NotClosed,
+    ProviderError,
+    Rejected,
+    Report,
+    TradeState,
+)
 
 TIMEOUT_S = 5
 MAX_SKEW_S = 300  # WeChat Pay's rule: a notification more than 5 minutes off is a replay
@@ -205,6 +213,8 @@ class WechatPay:
         answer = self._call("close", lambda: self._sdk.close(out_trade_no=order_id))
         if answer.status in (200, 204) or answer.code == "ORDER_NOT_EXIST":
             return
+        if answer.code == "ORDERPAID":
+            raise NotClosed("WeChat Pay close refused: ORDERPAID")
         raise self._failed("close", answer)
 
     def _call(self, what: str, call: Callable[[], tuple[int, Any]]) -> _Answer:
