@@ -64,6 +64,8 @@ CLOSE_NOT_ALLOWED = 1008  # the token no longer authorizes: sign in (or refresh)
 # How often an open connection's token is authorized again, as a request would be: a
 # logout, a disabled account or an expired token ends the connection within this long.
 REAUTH_S = 10.0
+# How long the end of a connection waits for its jobs and Redis to let go.
+CLEANUP_S = 2.0
 JSON_TYPE = b"application/json; charset=utf-8"
 
 
@@ -158,17 +160,25 @@ class Connection:
             done, _ = await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
             closing = self._closing(done.pop())
         finally:
-            for job in jobs:
-                job.cancel()
-            await asyncio.gather(*jobs, return_exceptions=True)
+            # The close goes first: a job cancelled in the middle of a blocking read may
+            # take a while to let go, and the client must not wait for it.
             if closing is not None:
                 with contextlib.suppress(Exception):  # the client may already be gone
-                    await self._send(
-                        {"type": "websocket.close", "code": closing.code, "reason": closing.reason}
-                    )
+                    async with self._sending:
+                        await self._send(
+                            {
+                                "type": "websocket.close",
+                                "code": closing.code,
+                                "reason": closing.reason,
+                            }
+                        )
+            for job in jobs:
+                job.cancel()
+            await asyncio.wait(jobs, timeout=CLEANUP_S)
             with contextlib.suppress(Exception):
-                await presence.leave(self.redis, self.user_id, self.id)
-            await self.redis.aclose()
+                await asyncio.wait_for(presence.leave(self.redis, self.user_id, self.id), CLEANUP_S)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.redis.aclose(), CLEANUP_S)
             applog.log_fields(
                 log,
                 logging.INFO,
