@@ -5,10 +5,12 @@ of one user, and the close before the time limit."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import pytest
+import requests
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -18,6 +20,7 @@ from app.identity import users as user_rows
 from app.identity.tokens import decode
 from app.realtime import streams
 from app.realtime.streams import StreamId
+from tests.fakes.upstream import Answer, FakeUpstream
 from tests.realtime.conftest import User, open_client, ws_url
 from tests.support.settings import settings_env
 
@@ -180,3 +183,29 @@ def test_a_message_is_the_stream_entry_and_its_id(cloud: Any, fresh_redis: Any) 
     assert [entry_id for entry_id, _ in entries] == [m["id"] for m in sent]
     assert 0 < fresh_redis.pttl(streams.stream_key(user.id)) <= streams.KEEP_MS
     client.close()
+
+
+def test_a_stored_output_is_presigned_when_sent_not_when_appended(
+    cloud: Any, fresh_redis: Any
+) -> None:
+    """The stream keeps a message a day and a presigned URL lives an hour: the entry keeps
+    the task's reference, and each send presigns it afresh."""
+    big = {"image": "B" * 20_000}
+    with FakeUpstream() as upstream:
+        upstream.script("/draw", lambda _c: Answer(200, big))
+        user = User.new()
+        client = open_client(cloud, user.token)
+        task_id = user.create(cloud, [{"id": "d", "type": "http", "url": upstream.url("/draw")}])
+        sent = client.until_ended(task_id)
+    shown = sent[-1]["data"]["output"]
+    assert shown["stored"] is True and requests.get(shown["url"], timeout=10).json() == big
+    [_, last] = fresh_redis.xrange(streams.stream_key(user.id))
+    kept = json.loads(last[1]["data"])["output"]
+    size = len(json.dumps(big, separators=(",", ":")))
+    assert kept == {"stored": True, "key": f"tasks/{task_id}/d.-.json", "size_bytes": size}
+    client.close()
+    again = open_client(cloud, user.token)  # nothing acknowledged: both come again
+    replayed = again.until_ended(task_id)
+    assert replayed[-1]["data"]["output"]["stored"] is True
+    assert requests.get(replayed[-1]["data"]["output"]["url"], timeout=10).json() == big
+    again.close()

@@ -10,6 +10,7 @@ from typing import Any
 
 from app.observability import logging as applog
 from app.realtime import streams, subscription
+from app.storage import outputs
 
 log = applog.get_logger("app.realtime.announce")
 
@@ -21,7 +22,7 @@ def task_updated(view: dict[str, Any]) -> None:
     user_id = str(view.get("user_id"))
     if view.get("status") not in NOT_PUSHED:
         try:
-            streams.append(user_id, view)
+            streams.append(user_id, _kept_form(view))
         except Exception as exc:  # noqa: BLE001 - the push is lost; the task stands
             applog.log_fields(
                 log,
@@ -43,3 +44,19 @@ def task_updated(view: dict[str, Any]) -> None:
             user_id=user_id,
             error=type(exc).__name__,
         )
+
+
+def _kept_form(view: dict[str, Any]) -> dict[str, Any]:
+    """The view with its output as the task row keeps it: a StoredOutput's URL is valid an
+    hour, the stream keeps a message a day, so the connection that sends the message
+    presigns it then (`app.events.websocket`). Read only when the view shows one."""
+    if not outputs.shows_stored(view.get("output")):
+        return view
+    from sqlalchemy import select  # cold start: only for an output kept in COS
+
+    from app.db.tables import tasks  # cold start: as above
+    from app.db.transaction import transaction  # cold start: as above
+
+    with transaction() as tx:
+        raw = tx.execute(select(tasks.c.output).where(tasks.c.id == view["id"])).scalar()
+    return {**view, "output": raw}

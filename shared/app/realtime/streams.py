@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.redis_client import get_redis, tag
+from app.storage import outputs
 
 MESSAGE_TYPE = "task.updated"
 STREAM_MAX = 1000
@@ -51,7 +52,12 @@ class Update:
 
     @classmethod
     def of_entry(cls, entry_id: str, fields: dict[str, str]) -> Update:
-        return cls(entry_id, json.loads(fields["data"]))
+        """The message of a stream entry, an output kept in COS shown as a StoredOutput
+        presigned now (the entry holds the task's reference to it)."""
+        data = json.loads(fields["data"])
+        if data.get("output") is not None and data.get("id"):
+            data["output"] = outputs.render(str(data["id"]), data["output"])
+        return cls(entry_id, data)
 
 
 def message_data(view: dict[str, Any]) -> dict[str, Any]:

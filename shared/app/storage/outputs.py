@@ -110,6 +110,19 @@ def render(task_id: str, value: Any) -> Any:
     return value
 
 
+def shows_stored(value: Any) -> bool:
+    """Whether a rendered value holds a StoredOutput (itself, or a fork result's value)."""
+
+    def shown(item: Any) -> bool:
+        return isinstance(item, dict) and item.get("stored") is True and "url" in item
+
+    if shown(value):
+        return True
+    return isinstance(value, list) and any(
+        isinstance(item, dict) and shown(item.get("value")) for item in value
+    )
+
+
 def _shown(reference: dict[str, Any]) -> dict[str, Any]:
     from app.storage.store import store  # cold start: the bucket only for a stored output
 
