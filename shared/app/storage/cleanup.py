@@ -281,6 +281,7 @@ def run_timer(_event: Any = None) -> dict[str, Any]:
 
 
 def _report(current: _Run, counts: Counts, price: float) -> dict[str, Any]:
+    """The run's counts: its report, and its maintenance_runs row's columns alike."""
     return {
         "scanned": current.scanned,
         "deleted": counts.deleted,
@@ -340,7 +341,7 @@ def _update(current: _Run, counts: Counts, price: float) -> None:
         tx.execute(
             update(maintenance_runs)
             .where(maintenance_runs.c.id == current.id)
-            .values(**_columns(current, counts, price))
+            .values(**_report(current, counts, price))
         )
 
 
@@ -354,19 +355,9 @@ def _close(current: _Run, counts: Counts, price: float, status: str, error: str 
                 live_job=None,
                 finished_at=utcnow(),
                 error=None if error is None else error[:500],
-                **_columns(current, counts, price),
+                **_report(current, counts, price),
             )
         )
-
-
-def _columns(current: _Run, counts: Counts, price: float) -> dict[str, Any]:
-    return {
-        "scanned": current.scanned,
-        "deleted": counts.deleted,
-        "deleted_bytes": counts.deleted_bytes,
-        "failed": counts.failed,
-        "saved_cny_per_month": saved_cny_per_month(counts.deleted_bytes, price),
-    }
 
 
 # ------------------------------------------------------------ deleting on purpose
