@@ -201,12 +201,7 @@ class FakeWechatPay(LocalServer):
                     )
                 else:
                     answer = fake._answer(self.command, self.path, headers, body)
-                self.send_response(answer.status)
-                for name, value in answer.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(answer.body)))
-                self.end_headers()
-                self.wfile.write(answer.body)
+                answer.write(self)
 
             do_GET = _serve
             do_POST = _serve

@@ -44,12 +44,7 @@ class SimulatorServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 answer = simulator[0].handle(self.command, self.path, dict(self.headers), body)
-                self.send_response(answer.status)
-                for name, value in answer.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(answer.body)))
-                self.end_headers()
-                self.wfile.write(answer.body)
+                answer.write(self)
 
             do_GET = do_POST = _serve
 
