@@ -18,25 +18,27 @@ spreads over all of them; one untimed run first fills the .pyc caches. Printed: 
 and each one's ratio to the anchor's median of the same measure.
 
 The first invocation is a realistic request of the function's route (`PROBES`), answered
-with the expected 2xx or the bench stops with the response. Children run with an SCF
-instance's settings pointed at local services: a scratch MariaDB database created and
-migrated here (dropped at the end), Redis database 13 (BENCH_REDIS_URL), and the project's
-protocol fakes of the Tencent Cloud API (SMS sends, TDMQ publishes) and the WeChat API,
-served from this process. What the requests need (users, sessions, tasks, SMS codes) is
-made here, through the app's own code, before each child starts.
+with the expected status (a 2xx; the fallback's 404) or the bench stops with the response.
+Children run with an SCF instance's settings pointed at local services: a scratch MariaDB
+database created and migrated here (dropped at the end), Redis database 13
+(BENCH_REDIS_URL), and the project's protocol fakes of the Tencent Cloud API (SMS sends,
+SCF asynchronous invocations), COS, the WeChat API, WeChat Pay and Alipay, served from this
+process. What the requests need (users, sessions, tasks, SMS codes, a plan, orders and
+their payments' notifications) is made here, through the app's own code and the fakes,
+before each child starts.
 
 Each side runs with its own packages only, each in a venv under .local/bench built with
 this interpreter on first use and rebuilt when its requirements or the Python change: the
 functions in `layer-venv` (requirements.txt, what the SCF layer ships; the project's .venv
-also holds the dev tools, and PyJWT there imports `cryptography`, which the layer lacks),
-the anchor in `anchor-venv` (the versions pinned below). The anchor is FastAPI with one
-route (GET /health returning a dict) wrapped in Mangum, sent an AWS API Gateway (REST, v1)
-proxy event.
+also holds the development tools and the tests' packages), the anchor in `anchor-venv`
+(the versions pinned below). The anchor is FastAPI with one route (GET /health returning a
+dict) wrapped in Mangum, sent an AWS API Gateway (REST, v1) proxy event.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import marshal
 import os
@@ -49,7 +51,10 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.payments.gateway import Channel
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS = ROOT / "functions"
@@ -139,6 +144,14 @@ def anchor_app() -> Path:
 
 PASSWORD = "bench password 1"
 ADMIN_PHONE = "+8613900000000"
+PLAN_ID = "bench-month"
+PLAN = {
+    "name": "Bench month",
+    "price_fen": 1990,
+    "duration_days": 30,
+    "quota": 100,
+    "enabled": True,
+}
 PIPELINE = {
     "name": "Bench",
     "description": "Written by bench/cold_start.py",
@@ -158,6 +171,8 @@ class Probe:
     token: str | None = None
     query: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    # A body sent as it is (a provider's notification), instead of `body` as JSON.
+    raw_body: bytes | None = None
     # Run in the parent just before the child: sets the state the request meets.
     before: Callable[[], object] | None = None
 
@@ -175,13 +190,17 @@ class Seeded:
     inside the methods: the settings must be in the environment before app.config loads).
     `tencent` and `wechat` are the protocol fakes the children talk to."""
 
-    def __init__(self, tencent: Any, wechat: Any) -> None:
+    def __init__(self, tencent: Any, wechat: Any, wechatpay: Any, alipay: Any) -> None:
         from app.db.transaction import transaction
         from app.identity import invites, passwords, users
+        from app.payments import plans
         from app.quota import grant
 
         self._tencent = tencent
         self._wechat = wechat
+        self._wechatpay = wechatpay
+        self._alipay = alipay
+        plans.save(PLAN_ID, plans.PlanFields(**PLAN))
         invites.refill_job()  # as the timer keeps it: new users take a code from the pool
         with transaction() as conn:
             self.member = users.create(
@@ -255,6 +274,24 @@ class Seeded:
 
         catalog.public_list()
 
+    def cache_plans(self) -> None:
+        from app.payments import plans
+
+        plans.public_list()
+
+    def new_order(self, channel: Channel) -> str:
+        """A pending order of the member's, its trade open at the channel's fake."""
+        from app.payments import orders
+
+        return str(orders.create(self.member["id"], PLAN_ID, channel).order["id"])
+
+    def wechatpay_paid(self) -> Any:
+        """The signed notification of a new order the member has just paid."""
+        return self._wechatpay.pay(self.new_order("wechat"))
+
+    def alipay_paid(self) -> Any:
+        return self._alipay.sim.pay(self.new_order("alipay"))
+
 
 # Each HTTP function's first request (for a function that serves several routes, its most
 # common one), made afresh for every run (fresh phones, sessions,
@@ -303,7 +340,52 @@ PROBES: dict[str, Callable[[Seeded], Probe]] = {
         "POST", "/tasks", 201, {"pipeline_id": "demo", "input": {}}, token=s.member_token
     ),
     "tasks-id": lambda s: Probe("GET", f"/tasks/{s.finished_task}", 200, token=s.member_token),
+    "uploads": lambda s: Probe(
+        "POST",
+        "/uploads",
+        201,
+        {"content_type": "image/png", "size_bytes": 300_000},
+        token=s.member_token,
+    ),
+    "plans-list": lambda s: Probe("GET", "/plans", 200, before=s.cache_plans),
+    "orders": lambda s: Probe(
+        "POST", "/orders", 201, {"plan_id": PLAN_ID, "channel": "wechat"}, token=s.member_token
+    ),
+    "orders-id": lambda s: Probe(
+        "GET", f"/orders/{s.new_order('wechat')}", 200, token=s.member_token
+    ),
+    "payments-wechat-notify": lambda s: _wechatpay_notification(s.wechatpay_paid()),
+    "payments-alipay-notify": lambda s: Probe(
+        "POST",
+        "/payments/alipay/notify",
+        200,
+        raw_body=s.alipay_paid().body,
+        headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+    ),
+    "admin-plans-put": lambda s: Probe(
+        "PUT", f"/admin/plans/{PLAN_ID}", 200, PLAN, token=s.admin_token
+    ),
+    "admin-secrets-name": lambda s: Probe(
+        "PUT",
+        "/admin/secrets/BENCH_TOKEN",
+        204,
+        {"value": secrets.token_urlsafe(32)},
+        token=s.admin_token,
+    ),
+    "admin-secrets-list": lambda s: Probe("GET", "/admin/secrets", 200, token=s.admin_token),
+    "fallback": lambda s: Probe("GET", "/nowhere", 404),
 }
+
+
+def _wechatpay_notification(notification: Any) -> Probe:
+    return Probe(
+        "POST",
+        "/payments/wechat/notify",
+        200,
+        raw_body=notification.body,
+        headers=notification.lower_headers,
+    )
+
 
 # ------------------------------------------------------------------------ the events
 
@@ -322,6 +404,7 @@ def function_event(probe: Probe) -> dict[str, Any]:
         probe.method,
         probe.path,
         body=probe.body,
+        raw_body=probe.raw_body,
         token=probe.token,
         query=probe.query,
         headers=probe.headers,
@@ -463,8 +546,10 @@ def http_functions() -> tuple[list[str], list[str]]:
     return http, other
 
 
-def instance_settings(db_name: str, tencent: Any, wechat: Any) -> dict[str, str]:
-    """An SCF instance's environment (serverless.yml), pointed at local services."""
+def instance_settings(db_name: str, *fakes: dict[str, str]) -> dict[str, str]:
+    """An SCF instance's environment (serverless.yml), pointed at local services and at the
+    protocol fakes whose settings are `fakes` (Tencent Cloud API, COS, WeChat, WeChat Pay,
+    Alipay)."""
     return {
         "APP_ENV": "test",
         "DATABASE_URL": f"{SERVER.rstrip('/')}/{db_name}",
@@ -476,13 +561,15 @@ def instance_settings(db_name: str, tencent: Any, wechat: Any) -> dict[str, str]
         "LOG_LEVEL": "WARNING",
         "BCRYPT_COST": "10",
         "ADMIN_PHONES": ADMIN_PHONE,
-        "QUEUE_BACKEND": "cmq",
+        "QUEUE_BACKEND": "scf",
+        "SCF_NAMESPACE": "bench",
         "SMS_PROVIDER": "tencent",
         "SMS_SDK_APP_ID": "1400000000",
         "SMS_SIGN_NAME": "Bench",
         "SMS_TEMPLATE_ID": "100000",
-        **tencent.env(),
-        **wechat.env(),
+        "CRYPTO_PROVIDER": "local",
+        "LOCAL_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        **{name: value for fake in fakes for name, value in fake.items()},
     }
 
 
@@ -554,21 +641,38 @@ def main(argv: list[str] | None = None) -> None:
         for name in names
     ]
 
+    from tests.fakes.alipay import FakeAlipay
+    from tests.fakes.cos import FakeCos
     from tests.fakes.tencentcloud import Call, FakeTencentCloud, sms_handler
     from tests.fakes.wechat import FakeWechat
+    from tests.fakes.wechatpay import FakeWechatPay
     from tests.support.database import migrated_database
 
-    def publish(params: dict[str, Any], _call: Call) -> dict[str, Any]:
-        return {"Result": True, "MsgId": secrets.token_hex(8)}
+    def invoke(params: dict[str, Any], _call: Call) -> dict[str, Any]:
+        return {"Result": {"FunctionRequestId": secrets.token_hex(16)}}
 
     db_name = f"bench_cold_start_{secrets.token_hex(4)}"
-    with FakeTencentCloud() as tencent, FakeWechat() as wechat:
+    with (
+        FakeTencentCloud() as tencent,
+        # One set of keys, as the run role's temporary keys sign both APIs on SCF.
+        FakeCos(secret_id=tencent.secret_id, secret_key=tencent.secret_key) as cos,
+        FakeWechat() as wechat,
+        FakeWechatPay() as wechatpay,
+        FakeAlipay() as alipay,
+    ):
         tencent.on("SendSms", sms_handler())
-        tencent.on("PublishCmqMsg", publish)
-        settings = instance_settings(db_name, tencent, wechat)
+        tencent.on("Invoke", invoke)  # the scf queue backend's publish
+        settings = instance_settings(
+            db_name,
+            tencent.env(),
+            cos.settings(),
+            wechat.env(),
+            wechatpay.settings(),
+            alipay.settings(),
+        )
         os.environ.update(settings)  # this process seeds under the same settings
         with migrated_database(SERVER, db_name), tempfile.TemporaryDirectory() as tmp:
-            seeded = Seeded(tencent, wechat)
+            seeded = Seeded(tencent, wechat, wechatpay, alipay)
             measure(targets, seeded, settings, args.runs, Path(tmp))
     results = report(targets, other, args.runs)
     if args.json:
