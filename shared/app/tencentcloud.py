@@ -1,4 +1,4 @@
-"""Clients of Tencent Cloud APIs (SMS, TDMQ, SCF ...) for the app, with the credentials,
+"""Clients of Tencent Cloud APIs (SMS, SCF) for the app, with the credentials,
 region and endpoint of the settings.
 
 Credentials are the explicit keys or the run role's temporary ones (with a session token);
