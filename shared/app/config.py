@@ -264,9 +264,11 @@ class Settings(BaseModel):
     storage_inline_max_bytes: int = Field(16384, ge=1024, le=1_048_576)
     upload_max_bytes: int = Field(10_485_760, ge=1, le=5 * 1024**3)
     result_retention_days: int = Field(30, ge=1, le=3650)
-    # cos-cleanup: orphans younger than this are left (a task may be about to name them);
+    # cos-cleanup: orphans younger than this are left (a task may be about to name them),
+    # so it is at least the presigned PUT's 15 minutes and the time to name the upload in a
+    # task (app.storage.uploads: a task may name one until 5 minutes before the grace ends);
     # the price its savings are estimated with.
-    cos_orphan_grace_s: int = Field(3600, ge=0)
+    cos_orphan_grace_s: int = Field(3600, ge=1800)
     cos_price_cny_per_gb_month: float = Field(0.118, ge=0)
     # Metrics pushed to a Pushgateway (app.observability.push): unset, nothing is pushed. The
     # URL may carry basic-auth credentials (Tencent Managed Prometheus: APPID and token). At

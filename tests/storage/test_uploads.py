@@ -9,8 +9,14 @@ from typing import Any
 
 import pytest
 import requests
+from pydantic import ValidationError
 
+from app.clock import utcnow
+from app.config import Settings, get_settings
+from app.ids import new_id
+from app.storage.objects import upload_key
 from app.storage.store import store
+from app.storage.uploads import NAMING_MARGIN_S
 from tests.fakes.cos import FakeCos
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.support.function_url import Reply, call
@@ -100,3 +106,32 @@ def test_a_task_names_only_its_owners_uploaded_keys(cos: FakeCos, worker: Worker
     assert url.startswith("http") and key in url
     fetched = requests.get(url, timeout=10)
     assert fetched.status_code == 200 and fetched.content == PNG
+
+
+def test_a_task_may_name_an_upload_only_until_shortly_before_cleanup_may_take_it(
+    cos: FakeCos, worker: Worker
+) -> None:
+    """cos-cleanup takes uploads no task names once they pass COS_ORPHAN_GRACE_S; naming
+    one closer to that than NAMING_MARGIN_S could lose it between the HEAD and the commit,
+    so it is refused as too old, and nothing is charged."""
+    owner = Customer(quota=5)
+    usable_s = get_settings().cos_orphan_grace_s - NAMING_MARGIN_S
+    young = upload_key(owner.id, new_id())
+    cos.plant(young, PNG, last_modified=utcnow() - timedelta(seconds=usable_s - 120))
+    old = upload_key(owner.id, new_id())
+    cos.plant(old, PNG, last_modified=utcnow() - timedelta(seconds=usable_s + 120))
+    pipeline = new_pipeline([{"id": "wait", "type": "sim", "duration_ms": 10}])
+    refused = owner.create(pipeline, {"images": [young, old]})
+    assert refused.status == 422, refused.body
+    assert refused.json()["code"] == "UPLOAD_INVALID"
+    assert old in refused.json()["message"] and "too old" in refused.json()["message"]
+    assert owner.quota() == (5, 0)
+    assert owner.list().json()["items"] == []
+    created = owner.create(pipeline, {"image": young})
+    assert created.status == 201, created.body
+    assert owner.wait(created.json()["id"])["status"] == "succeeded"
+
+
+def test_the_grace_leaves_time_to_upload_and_name_the_upload() -> None:
+    with pytest.raises(ValidationError, match="cos_orphan_grace_s"):
+        Settings.from_environ({"COS_ORPHAN_GRACE_S": "900"})

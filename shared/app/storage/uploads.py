@@ -4,17 +4,26 @@ names.
 `POST /uploads` answers a presigned PUT for `uploads/{user_id}/{id}` whose signature covers
 the declared Content-Type and Content-Length, valid PUT_TTL_S: the store refuses any other
 type or size. A task input may name the key as a whole string value anywhere in it;
-`POST /tasks` checks each one (the owner's own prefix, the object there), and the runner
-sends upstream a presigned GET in its place.
+`POST /tasks` checks each one (the owner's own prefix, the object there, young enough), and
+the runner sends upstream a presigned GET in its place.
+
+An upload no task names is deleted by cos-cleanup once it is older than COS_ORPHAN_GRACE_S,
+and cleanup decides that from the `task_uploads` rows committed when it lists. A task that
+named an upload just short of the grace could see it with HEAD, then lose it to a cleanup
+that ran before the task's row committed. So a task may name an upload only while it is
+younger than the grace by NAMING_MARGIN_S, far more than `POST /tasks` can take between its
+HEAD and its commit (its function's timeout is 10 s) and any clock skew between COS and the
+function: past that, the upload is refused as too old, whether cleanup has run yet or not.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from app.clock import iso
+from app.clock import iso, utcnow
 from app.config import get_settings
 from app.errors import AppError, ErrorCode
 from app.ids import new_id
@@ -22,6 +31,7 @@ from app.storage.objects import UPLOADS, StorageError, upload_key
 
 PUT_TTL_S = 15 * 60
 GET_TTL_S = 3600
+NAMING_MARGIN_S = 300
 CONTENT_TYPES = ("image/png", "image/jpeg", "image/webp", "application/pdf", "text/plain")
 
 
@@ -80,13 +90,21 @@ def check(user_id: str, task_input: Any) -> list[str]:
         rest = key[len(own) :]
         if not key.startswith(own) or not rest or "/" in rest:
             raise _input_invalid(key, "is not an upload of yours")
+    usable = timedelta(seconds=get_settings().cos_orphan_grace_s - NAMING_MARGIN_S)
     try:
         bucket = store()
-        missing = [key for key in keys if bucket.head(key) is None]
+        found = {key: bucket.head(key) for key in keys}
     except StorageError as error:
         raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
-    if missing:
-        raise _input_invalid(missing[0], "was never uploaded")
+    now = utcnow()
+    for key, info in found.items():
+        if info is None:
+            raise _input_invalid(key, "was never uploaded")
+        if now - info.last_modified >= usable:
+            minutes = usable.total_seconds() // 60
+            raise _input_invalid(
+                key, f"is too old to use (over {minutes:.0f} minutes); upload it again"
+            )
     return keys
 
 
