@@ -22,7 +22,6 @@ import math
 import os
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +36,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.allow_list import AllowedHost, parse_allowed_hosts
 from app.crypto import is_sealed
 
 # Known and public: tokens signed with it are worthless outside a laptop.
@@ -93,9 +93,6 @@ PAYMENT_CHANNELS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# Names that reach the cloud's metadata service or this machine whatever the DNS says.
-INTERNAL_NAMES = frozenset({"localhost", "metadata.tencentyun.com", "metadata.google.internal"})
-
 
 def secret_bits(secret: str) -> float:
     """A cautious estimate of a secret's entropy in bits: its characters' Shannon entropy
@@ -111,53 +108,6 @@ def secret_bits(secret: str) -> float:
     fresh = len(set(runs)) / len(runs)
     steps = sum(abs(ord(a) - ord(b)) <= 1 for a, b in pairwise(secret)) / (n - 1)
     return shannon * n * fresh * (1 - steps)
-
-
-@dataclass(frozen=True)
-class AllowedHost:
-    """One PIPELINE_ALLOWED_HOSTS entry: `host` or `host:port` (`[v6]:port` for IPv6)."""
-
-    host: str  # lower case, IPv6 without brackets
-    port: int | None  # None: any port of the host
-
-    def allows(self, host: str, port: int) -> bool:
-        return host == self.host and self.port in (None, port)
-
-    @property
-    def is_internal(self) -> bool:
-        """Whether the entry names an address outside the public internet: a private,
-        loopback, link-local (metadata) or other non-public IP, a name that always points
-        inside, or a name without a dot (resolved through the search domains inside)."""
-        from app import addresses  # cold start: only the production check judges entries
-
-        address = addresses.parse(self.host)
-        if address is not None:
-            return not addresses.is_public(address)
-        name = self.host.rstrip(".")
-        return name in INTERNAL_NAMES or name.endswith(".localhost") or "." not in name
-
-
-def parse_allowed_hosts(text: str) -> frozenset[AllowedHost]:
-    """The entries of a comma separated allow-list; ValueError naming a malformed one."""
-    entries = set()
-    for raw in text.split(","):
-        entry = raw.strip().lower()
-        if not entry:
-            continue
-        host, port = entry, None
-        if entry.startswith("["):  # [v6] or [v6]:port
-            host, bracket, rest = entry[1:].partition("]")
-            if not bracket or (rest and not rest.startswith(":")):
-                raise ValueError(f"{raw.strip()!r} is not a host or host:port")
-            port = rest[1:] if rest else None
-        elif entry.count(":") == 1:
-            host, port = entry.split(":")
-        if not host or any(ch in host for ch in "/@ ?#\\"):
-            raise ValueError(f"{raw.strip()!r} is not a host or host:port")
-        if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
-            raise ValueError(f"{raw.strip()!r} has an invalid port")
-        entries.add(AllowedHost(host, int(port) if port is not None else None))
-    return frozenset(entries)
 
 
 class Settings(BaseModel):
