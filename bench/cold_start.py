@@ -13,9 +13,12 @@ interpreter that measures itself:
   returns, that is the import plus the first invocation;
 - peak RSS: the child's peak resident memory after the first call (VmHWM, see CHILD).
 
-Targets take turns within each run (anchor, then every function), so drift on the machine
-spreads over all of them; one untimed run first fills the .pyc caches. Printed: medians,
-and each one's ratio to the anchor's median of the same measure.
+Targets take turns within each run (anchor, floor, then every function), so drift on the
+machine spreads over all of them; one untimed run first fills the .pyc caches. Printed:
+medians, and each one's ratio to the anchor's median of the same measure. The floor is an
+index.py that only imports the libraries a database function's first request needs (pydantic,
+SQLAlchemy and its MySQL dialect, PyMySQL, redis-py, PyJWT), in the layer's venv: what no
+function using them can start below.
 
 The first invocation is a realistic request of the function's route (`PROBES`), answered
 with the expected status (a 2xx; the fallback's 404) or the bench stops with the response.
@@ -98,6 +101,24 @@ def health() -> dict[str, str]:
 
 main_handler = Mangum(app, lifespan="off")
 """
+# What a function that reads the database cannot start without, measured beside it in the
+# layer's venv: the libraries this project chose for its requests (models and settings,
+# SQL, the MySQL driver, Redis, tokens), imported as a database function's first call
+# imports them, and a handler that does nothing.
+FLOOR_DIR = LOCAL / "floor-app"
+FLOOR_NAME = "library floor"
+FLOOR_APP = """\
+import jwt
+import pydantic
+import pymysql
+import redis
+import sqlalchemy
+import sqlalchemy.dialects.mysql.pymysql
+
+
+def main_handler(event, context):
+    return {"statusCode": 200, "body": ""}
+"""
 
 
 def venv_python(venv: Path, requirements: Sequence[str]) -> Path:
@@ -132,12 +153,13 @@ def layer_requirements() -> list[str]:
     return [line for line in lines if line]
 
 
-def anchor_app() -> Path:
-    ANCHOR_DIR.mkdir(parents=True, exist_ok=True)
-    index = ANCHOR_DIR / "index.py"
-    if not index.exists() or index.read_text() != ANCHOR_APP:
-        index.write_text(ANCHOR_APP)
-    return ANCHOR_DIR
+def app_dir(directory: Path, source: str) -> Path:
+    """`directory` holding `source` as its index.py."""
+    directory.mkdir(parents=True, exist_ok=True)
+    index = directory / "index.py"
+    if not index.exists() or index.read_text() != source:
+        index.write_text(source)
+    return directory
 
 
 # ------------------------------------------------------------------------ the requests
@@ -515,7 +537,7 @@ def measure(
     for run in range(runs + 1):
         print(f"run {run}/{runs}{' (warm-up)' if run == 0 else ''}", file=sys.stderr, flush=True)
         for target in targets:
-            if target.name == ANCHOR_NAME:
+            if target.name in (ANCHOR_NAME, FLOOR_NAME):
                 event, status, label = anchor_event(), 200, "GET /health"
             else:
                 probe = PROBES[target.name](seeded)
@@ -574,7 +596,7 @@ def instance_settings(db_name: str, *fakes: dict[str, str]) -> dict[str, str]:
 
 
 def report(targets: list[Target], skipped: list[str], runs: int) -> dict[str, Any]:
-    anchor, functions = targets[0], targets[1:]
+    anchor, floor, functions = targets[0], targets[1], targets[2:]
     measures = ("import_ms", "first_call_ms", "peak_rss_mb")
     base = {m: anchor.median(m) for m in measures}
     print(f"\nPython {sys.version.split()[0]}, medians of {runs} fresh interpreters per row")
@@ -590,7 +612,7 @@ def report(targets: list[Target], skipped: list[str], runs: int) -> dict[str, An
     print(header)
     print("-" * len(header))
     rows: dict[str, Any] = {}
-    for target in [*functions, anchor]:
+    for target in [*functions, floor, anchor]:
         row = {m: target.median(m) for m in measures}
         ratio = {m: row[m] / base[m] for m in measures}
         print(
@@ -613,6 +635,7 @@ def report(targets: list[Target], skipped: list[str], runs: int) -> dict[str, An
             "requirements": list(ANCHOR_REQUIREMENTS),
             **rows.pop(anchor.name),
         },
+        "floor": {"name": FLOOR_NAME, **rows.pop(floor.name)},
         "functions": rows,
         "not_measured": skipped,
     }
@@ -636,9 +659,13 @@ def main(argv: list[str] | None = None) -> None:
 
     anchor_python = venv_python(ANCHOR_VENV, ANCHOR_REQUIREMENTS)
     layer_python = venv_python(LAYER_VENV, layer_requirements())
-    targets = [Target(ANCHOR_NAME, anchor_python, anchor_app(), str(ANCHOR_DIR))] + [
-        Target(name, layer_python, FUNCTIONS / name, f"{FUNCTIONS / name}:{ROOT / 'shared'}")
-        for name in names
+    targets = [
+        Target(ANCHOR_NAME, anchor_python, app_dir(ANCHOR_DIR, ANCHOR_APP), str(ANCHOR_DIR)),
+        Target(FLOOR_NAME, layer_python, app_dir(FLOOR_DIR, FLOOR_APP), str(FLOOR_DIR)),
+        *(
+            Target(name, layer_python, FUNCTIONS / name, f"{FUNCTIONS / name}:{ROOT / 'shared'}")
+            for name in names
+        ),
     ]
 
     from tests.fakes.alipay import FakeAlipay
