@@ -427,6 +427,19 @@ def test_invalid_referrers_are_400_and_create_nothing(flows: Flows) -> None:
         assert flows.register(phone, code=code).status == 201
 
 
+def test_register_without_its_code_does_not_tell_whose_phone_an_invite_belongs_to(
+    flows: Flows,
+) -> None:
+    """An invite code is public: without the phone's register code, the inviter's own phone
+    and any other phone get the same answer."""
+    inviter = flows.registered()["user"]
+    answers = {}
+    for phone in (inviter["phone"], new_phone()):
+        reply = flows.register(phone, code="000000", invite_code=inviter["invite_code"])
+        answers[phone] = (reply.status, reply.json()["code"])
+    assert set(answers.values()) == {(400, "SMS_CODE_INVALID")}, answers
+
+
 def test_each_sign_in_route_names_its_user_on_the_invocation_log_line(flows: Flows) -> None:
     import secrets
 

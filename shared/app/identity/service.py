@@ -129,16 +129,19 @@ def register(
     invite_code: str | None = None,
     nickname: str | None = None,
 ) -> SignIn:
-    def referrer(conn: Any) -> str | None:
+    def referrer(conn: Any, registering_phone: str | None) -> str | None:
         return users.resolve_referrer(
             conn,
             referrer_id=referrer_id,
             invite_code=invite_code,
-            registering_phone=phone,
+            registering_phone=registering_phone,
         )
 
+    # The referrer is checked before the code is burnt, but not against the phone: an
+    # invite code is public, and "you cannot refer yourself" before the code would tell
+    # anyone whose phone a number is. That check waits for the code, like the phone's own.
     with transaction() as conn:
-        referrer(conn)
+        referrer(conn, None)
     # The code before the phone: without this phone's register code, registered and
     # unregistered phones get the same answer here (400 SMS_CODE_INVALID), so registration
     # cannot be probed through this route. A register code is only sent to a phone that was
@@ -155,7 +158,7 @@ def register(
                 phone=phone,
                 password_hash=password_hash,
                 nickname=nickname,
-                referrer_id=referrer(conn),
+                referrer_id=referrer(conn, phone),
             )
     except IntegrityError:
         if users.phone_registered(phone):
