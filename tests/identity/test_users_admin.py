@@ -139,9 +139,11 @@ def test_admin_patch_role_and_disable(flows: Flows) -> None:
     assert flows.me(pair["access_token"]).json()["role"] == "admin"  # cache invalidated
     assert patch({"role": "root"}).status == 422
     assert patch({"disabled": True}).status == 200
-    assert flows.refresh(pair["refresh_token"]).json()["code"] == "AUTH_REFRESH_INVALID"
+    assert flows.refresh(pair["refresh_token"]).json()["code"] == "ACCOUNT_DISABLED"
     assert flows.login(pair["user"]["phone"]).json()["code"] == "ACCOUNT_DISABLED"
     assert patch({"disabled": False}).status == 200
+    # enabling revives no session: the refresh token of the one disabling ended is 401
+    assert flows.refresh(pair["refresh_token"]).json()["code"] == "AUTH_REFRESH_INVALID"
     assert flows.login(pair["user"]["phone"]).status == 200
     missing = flows.call(
         "admin-users-id",

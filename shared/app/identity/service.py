@@ -265,13 +265,11 @@ def refresh(token: str) -> SignIn:
         sessions.end(str(claims["sub"]), str(claims["sid"]))
         raise AppError(ErrorCode.AUTH_REFRESH_INVALID, "The session has ended; sign in again.")
     if row["disabled"]:
-        # Disabling ends the sessions, so this is normally an ended one (401, as for any);
-        # a row disabled behind the service's back still gets its sessions ended here.
-        live = sessions.is_live(str(row["id"]), str(claims["sid"]))
+        # Every token of a disabled user is 403, as an access token is (the state before the
+        # session: disabling ended it). A row disabled behind the service's back still gets
+        # its sessions ended here.
         sessions.end_all(str(row["id"]))
-        if live:
-            raise _disabled()
-        raise AppError(ErrorCode.AUTH_REFRESH_INVALID, "The session has ended; sign in again.")
+        raise _disabled()
     # Role and phone come from the row, so a promotion or demotion shows at the next refresh.
     pair = sessions.rotate(claims, role=str(row["role"]), phone=row["phone"])
     return _token_pair(pair, row, is_new=False)
