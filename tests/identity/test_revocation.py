@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import bcrypt
 from sqlalchemy import select
 
 from app import cache, profiles
@@ -272,3 +273,27 @@ def test_users_me_reads_the_session_and_the_profile_and_nothing_else(
         f"EXISTS {sessions.session_key(user_id, sid)}",
         f"GET {cache.redis_key(profiles.key(user_id))}",
     ]
+
+
+def test_a_sign_in_overlapping_a_disable_leaves_no_session_to_revive(
+    flows: Flows, monkeypatch: Any
+) -> None:
+    """The admin disables the account while a password login is past its read of the user
+    row (here: during its bcrypt check) and before its session starts: the login is refused
+    and no session of the user is left for enabling the account to bring back."""
+    phone = new_phone()
+    user_id = flows.registered(phone)["user"]["id"]
+    check = bcrypt.checkpw
+    admin = flows.admin_token()
+
+    def disabled_meanwhile(password: bytes, hashed: bytes) -> bool:
+        right = check(password, hashed)
+        monkeypatch.setattr(bcrypt, "checkpw", check)
+        assert _patch(flows, user_id, admin, disabled=True).status == 200
+        return right
+
+    monkeypatch.setattr(bcrypt, "checkpw", disabled_meanwhile)
+    login = flows.login(phone)
+    assert (login.status, login.json()["code"]) == (403, "ACCOUNT_DISABLED")
+    assert _patch(flows, user_id, admin, disabled=False).status == 200
+    assert sessions.active(user_id) == set()

@@ -55,7 +55,18 @@ def _token_pair(pair: sessions.Pair, row: dict[str, Any], *, is_new: bool) -> Si
 
 
 def _sign_in(row: dict[str, Any], *, is_new: bool) -> SignIn:
-    pair = sessions.start(str(row["id"]), role=str(row["role"]), phone=row["phone"])
+    user_id = str(row["id"])
+    pair = sessions.start(user_id, role=str(row["role"]), phone=row["phone"])
+    # Disabling commits the flag, then ends the sessions it finds. A sign-in that read the
+    # row before that commit could start its session after the ending, and the session would
+    # come back to life when the account is enabled again. Reading the flag once more after
+    # the start closes the window: either this read sees it, or the ending comes after this
+    # session began and ends it.
+    with transaction() as conn:
+        now = users.get(conn, user_id)
+    if now is None or now["disabled"]:
+        sessions.end(user_id, pair.sid)
+        raise _disabled()
     return _token_pair(pair, row, is_new=is_new)
 
 

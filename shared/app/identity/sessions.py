@@ -80,6 +80,7 @@ return 1
 class Pair:
     access_token: str
     refresh_token: str
+    sid: str  # the session both belong to
 
 
 def _prefix(user_id: str) -> str:
@@ -105,7 +106,7 @@ def new_sid() -> str:
 def _mint(user_id: str, role: str, phone: str | None, sid: str) -> tuple[Pair, str]:
     access, _ = tokens.issue("access", user_id=user_id, role=role, sid=sid, phone=phone)
     refresh, claims = tokens.issue("refresh", user_id=user_id, role=role, sid=sid, phone=phone)
-    return Pair(access, refresh), str(claims["jti"])
+    return Pair(access, refresh, sid), str(claims["jti"])
 
 
 def start(user_id: str, *, role: str, phone: str | None) -> Pair:
@@ -157,7 +158,7 @@ def rotate(claims: dict[str, Any], *, role: str, phone: str | None) -> Pair:
         return pair
     if verdict == "grace":
         earlier = json.loads(outcome[1])
-        return Pair(earlier["access_token"], earlier["refresh_token"])
+        return Pair(earlier["access_token"], earlier["refresh_token"], sid)
     if verdict == "reused":
         from app.identity import ended  # cold start: only a reuse loads the database layer
 
