@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
+import textwrap
 import threading
 import time
 
 from sqlalchemy import func, select, text
 
+from app.config import get_settings
 from app.db.engine import get_engine
 from app.db.tables import users
 from app.db.transaction import transaction
 from tests.identity.conftest import Flows, new_ip
-from tests.support.function_url import Reply
+from tests.support.function_url import Reply, context, event
+from tests.support.functions import fresh_instance
 from tests.support.net import closed_port
 from tests.support.settings import settings_env
 
@@ -274,3 +279,34 @@ def test_wechat_sign_ins_are_limited_per_ip(flows: Flows) -> None:
         assert int(refused.header("Retry-After")) > 0
         assert len(flows.wechat.requests) == calls + 2  # the refused one never reached WeChat
         assert sign_in(new_ip()).status == 200
+
+
+def test_at_log_level_debug_no_line_carries_the_app_secret_or_the_login_code(
+    flows: Flows,
+) -> None:
+    """jscode2session takes the app secret and the user's code in its query string, which
+    the HTTP library writes at DEBUG: an instance at LOG_LEVEL=DEBUG keeps the app's debug
+    lines and none of the libraries'."""
+    code = "wx-" + secrets.token_hex(8)
+    flows.wechat.code(code, openid="o" + secrets.token_hex(12))
+    script = textwrap.dedent(
+        """
+        import json, logging, sys
+        import index
+        logging.getLogger("app.check").debug("the app's own debug line")
+        answer = index.main_handler(json.loads(sys.argv[1]), json.loads(sys.argv[2]))
+        assert answer["statusCode"] == 200, answer
+        """
+    )
+    sent = event("POST", "/auth/wechat-login", body={"code": code})
+    child = fresh_instance(
+        "auth-wechat-login",
+        script,
+        json.dumps(sent),
+        json.dumps(context("auth-wechat-login")),
+        env={**os.environ, "LOG_LEVEL": "DEBUG"},
+    )
+    secret = get_settings().wechat_secret.get_secret_value()
+    output = child.stdout + child.stderr
+    assert "the app's own debug line" in output
+    assert secret not in output and code not in output

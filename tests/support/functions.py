@@ -23,10 +23,12 @@ def handler(name: str, entry: str = "index.main_handler") -> Any:
     return load_handler(name, FUNCTIONS / name, entry)
 
 
-def in_fresh_instance(function: str, script: str, *args: str, env: Mapping[str, str] = {}) -> str:
-    """The last line `script` prints, run with `args` in a fresh interpreter as SCF starts an
-    instance: in the function's folder, with only the folder and the layer on the path and
-    a bare environment (plus `env`). A script that fails fails the test."""
+def fresh_instance(
+    function: str, script: str, *args: str, env: Mapping[str, str] = {}
+) -> subprocess.CompletedProcess[str]:
+    """`script` run with `args` in a fresh interpreter as SCF starts an instance: in the
+    function's folder, with only the folder and the layer on the path and a bare environment
+    (plus `env`). A script that fails fails the test."""
     folder = FUNCTIONS / function
     child_env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
     child_env.update(env, PYTHONPATH=f"{folder}{os.pathsep}{ROOT / 'shared'}")
@@ -40,4 +42,9 @@ def in_fresh_instance(function: str, script: str, *args: str, env: Mapping[str, 
         timeout=60,
     )
     assert child.returncode == 0, child.stderr
-    return child.stdout.strip().splitlines()[-1]
+    return child
+
+
+def in_fresh_instance(function: str, script: str, *args: str, env: Mapping[str, str] = {}) -> str:
+    """The last line `script` prints in a fresh instance (`fresh_instance`)."""
+    return fresh_instance(function, script, *args, env=env).stdout.strip().splitlines()[-1]

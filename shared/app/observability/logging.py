@@ -39,11 +39,29 @@ def configure(level: str = "INFO") -> None:
     _configured = True
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
     # SCF's Python runtime installs its own handler on the root logger; replace it so each
     # line is one JSON object.
-    root.handlers = [handler]
+    logging.getLogger().handlers = [handler]
+    set_levels(level)
+
+
+# Libraries write their requests at DEBUG: URLs with their query strings (WeChat's
+# jscode2session takes the app secret there), headers and bodies. Whatever LOG_LEVEL says,
+# they speak from INFO up; only the app's own loggers go lower.
+LIBRARY_LEVEL = logging.INFO
+
+
+def set_levels(level: str) -> None:
+    """LOG_LEVEL for the app's loggers (`app.*`), and no lower than LIBRARY_LEVEL for
+    everything else."""
+    root = logging.getLogger()
     root.setLevel(level.upper())
+    app = logging.getLogger("app")
+    if root.level < LIBRARY_LEVEL:
+        app.setLevel(root.level)
+        root.setLevel(LIBRARY_LEVEL)
+    else:
+        app.setLevel(logging.NOTSET)
 
 
 def get_logger(name: str) -> logging.Logger:
