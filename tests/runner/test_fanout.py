@@ -4,6 +4,7 @@ global host cap, allSettled, min_success and the retry rules of `http` steps."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -252,3 +253,37 @@ def test_fork_branches_list_runs_each_step(worker: Worker, upstream: FakeUpstrea
     assert task["status"] == "succeeded"
     assert [r["status"] for r in task["output"]] == ["fulfilled", "fulfilled", "rejected"]
     assert upstream.calls_to("/a")[0].body["input"] == {"k": 1}
+
+
+def test_lowering_pipeline_max_branches_lets_a_running_fork_finish(
+    worker: Worker, upstream: FakeUpstream
+) -> None:
+    release = threading.Event()
+
+    def held(call: Call) -> Answer:
+        release.wait(10)
+        return Answer(200, {"image": call.body["input"]})
+
+    upstream.script("/render", held)
+    pipeline = new_pipeline(fork_of(upstream.url("/render")), cost=1)
+    user = Customer(quota=1)
+    prompts = [f"p{i}" for i in range(8)]
+    with settings_env(PIPELINE_MAX_BRANCHES="8"):
+        task_id = user.create(pipeline, {"prompts": prompts}).json()["id"]
+    deadline = time.monotonic() + 10
+    while not upstream.calls_to("/render"):
+        assert time.monotonic() < deadline, "no branch started"
+        time.sleep(0.01)
+
+    with settings_env(PIPELINE_MAX_BRANCHES="6"):
+        release.set()
+        task = user.wait(task_id)
+        # The limit still holds for a new task.
+        refused = Customer(quota=1).create(pipeline, {"prompts": prompts})
+
+    assert task["status"] == "succeeded", task
+    assert task["output"] == [{"status": "fulfilled", "value": {"image": p}} for p in prompts]
+    assert sorted(c.body["branch"] for c in upstream.calls_to("/render")) == list(range(8))
+    assert user.quota() == (0, 0)
+    assert refused.status == 422
+    assert "PIPELINE_MAX_BRANCHES" in refused.json()["details"][0]["msg"]

@@ -18,6 +18,7 @@ from app.storage.store import store
 from tests.fakes.cos import FakeCos
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.support.pipelines import Customer, Worker, new_fork, new_pipeline
+from tests.support.settings import settings_env
 
 BIG = {"image": "A" * 20_000, "caption": "说明"}
 
@@ -140,3 +141,64 @@ def test_fork_results_too_large_together_keep_each_value_behind_its_own_url(
     # the task's output is the fork's: the same values behind fresh URLs
     sizes_shown = [r["value"]["size_bytes"] for r in fork["output"]]
     assert [r["value"]["size_bytes"] for r in task["output"]] == sizes_shown
+
+
+def opened(value: Any) -> Any:
+    """A rendered value as its reader gets it: a StoredOutput is fetched from its URL."""
+    if isinstance(value, dict) and value.get("stored") is True:
+        assert set(value) == {"stored", "url", "size_bytes", "expires_at"}, value
+        return requests.get(value["url"], timeout=10).json()
+    return value
+
+
+def padded(branch: int, size: int) -> dict[str, Any]:
+    """An answer whose compact JSON is `size` bytes."""
+    bare = len(json.dumps({"n": branch, "pad": ""}, separators=(",", ":")))
+    return {"n": branch, "pad": "p" * (size - bare)}
+
+
+def test_fork_results_of_many_small_values_open_to_every_value(
+    cos: FakeCos, worker: Worker
+) -> None:
+    """One 20 KB answer (stored by its branch) and 70 of about 230 bytes: together too large
+    inline, and none of the small ones over RESULT_INLINE_BYTES. Every value reaches the
+    fork's readers (the task's view and the next step's `previous`) as itself or behind a
+    URL, never as a bare bucket key."""
+    customer = Customer(quota=5)
+    answers = [padded(0, 20_000)] + [padded(i, 230) for i in range(1, 71)]
+    with FakeUpstream() as upstream:
+        upstream.script("/render", lambda c: Answer(200, answers[c.body["branch"]]))
+        upstream.script("/after", lambda _c: Answer(200, {"ok": True}))
+        step = {"type": "http", "url": upstream.url("/render")}
+        pipeline = new_pipeline(
+            [
+                {"id": "f", "type": "fork", "for_each": "input.items", "step": step},
+                {"id": "after", "type": "http", "url": upstream.url("/after")},
+            ]
+        )
+        task = customer.wait(customer.create(pipeline, {"items": list(range(71))}).json()["id"])
+        [after] = upstream.calls_to("/after")
+    assert task["status"] == "succeeded", task
+    expected = [{"status": "fulfilled", "value": answer} for answer in answers]
+    for shown in (task["steps"][0]["output"], after.body["previous"]):
+        results = opened(shown)
+        assert [{**r, "value": opened(r["value"])} for r in results] == expected
+    # every value behind its own object (the first one its branch's), and nothing else
+    assert objects(task["id"]) == sorted(f"tasks/{task['id']}/f.{i}.json" for i in range(71))
+
+
+def test_fork_results_too_wide_even_as_references_are_one_object_of_the_values(
+    cos: FakeCos, worker: Worker
+) -> None:
+    """Twelve values, half over RESULT_INLINE_BYTES, under a 1 KiB inline limit that even
+    twelve references exceed: the list is written whole with the values in it, and no
+    object per value."""
+    customer = Customer(quota=5)
+    answers = [padded(i, 300 if i % 2 else 200) for i in range(12)]
+    with settings_env(STORAGE_INLINE_MAX_BYTES="1024"), FakeUpstream() as upstream:
+        upstream.script("/render", lambda c: Answer(200, answers[c.body["branch"]]))
+        pipeline = new_fork(upstream.url("/render"))
+        task = customer.wait(customer.create(pipeline, {"items": list(range(12))}).json()["id"])
+        assert task["status"] == "succeeded", task
+        assert opened(task["output"]) == [{"status": "fulfilled", "value": a} for a in answers]
+    assert objects(task["id"]) == [f"tasks/{task['id']}/f.-.json"]

@@ -94,8 +94,9 @@ def test_a_task_names_only_its_owners_uploaded_keys(cos: FakeCos, worker: Worker
         refused = other.create(pipeline, {"image": key})
         assert refused.status == 422 and refused.json()["code"] == "UPLOAD_INVALID", refused.body
         assert other.quota() == (5, 0)
-        never = owner.create(pipeline, {"image": f"uploads/{owner.id}/never-uploaded"})
+        never = owner.create(pipeline, {"image": upload_key(owner.id, new_id())})
         assert never.status == 422 and never.json()["code"] == "UPLOAD_INVALID"
+        assert "was never uploaded" in never.json()["message"]
         created = owner.create(pipeline, {"pages": [{"image": key}], "note": "plain text"})
         assert created.status == 201, created.body
         task = owner.wait(created.json()["id"])
@@ -106,6 +107,31 @@ def test_a_task_names_only_its_owners_uploaded_keys(cos: FakeCos, worker: Worker
     assert url.startswith("http") and key in url
     fetched = requests.get(url, timeout=10)
     assert fetched.status_code == 200 and fetched.content == PNG
+
+
+@pytest.mark.parametrize(
+    "rest",
+    [".", "..", "", "./x", "a" * 21, "a" * 23, "a" * 21 + "=", "a" * 21 + ".", "a" * 21 + "\n"],
+)
+def test_a_key_not_of_an_upload_ids_shape_is_refused_before_the_bucket(
+    cos: FakeCos, rest: str
+) -> None:
+    """Under the owner's own prefix, only what `POST /uploads` gives is an upload: `.` or
+    `..` would reach COS as another path than the one signed. Refused as not the user's,
+    nothing asked of the bucket, nothing charged."""
+    owner = Customer(quota=5)
+    pipeline = new_pipeline([{"id": "wait", "type": "sim", "duration_ms": 10}])
+    key = f"uploads/{owner.id}/{rest}"
+    asked = sum(cos.counts().values())
+    refused = owner.create(pipeline, {"image": key})
+    assert refused.status == 422, refused.body
+    assert refused.json()["code"] == "UPLOAD_INVALID"
+    assert refused.json()["details"] == [
+        {"loc": ["body", "input"], "msg": f"{key} is not an upload of yours"}
+    ]
+    assert sum(cos.counts().values()) == asked
+    assert owner.quota() == (5, 0)
+    assert owner.list().json()["items"] == []
 
 
 def test_a_task_may_name_an_upload_only_until_shortly_before_cleanup_may_take_it(

@@ -5,6 +5,11 @@ unique, a fork either `for_each` + `step` or `branches`, no fork inside a fork, 
 `http` host in PIPELINE_ALLOWED_HOSTS (matched by host name, case-insensitive, and by port
 when the entry gives one). A task keeps
 the validated steps it was created with, so the engine reads them back with the same models.
+
+PIPELINE_MAX_BRANCHES caps a `branches` fork when the pipeline is saved and a `for_each`
+fork's items when a task is created (`POST /tasks`). Neither is re-checked when a stored
+task is read back: its branch rows were made when it was created, and lowering the limit
+must not strand the branches already running.
 """
 
 from __future__ import annotations
@@ -164,11 +169,13 @@ class ForkStep(_Strict):
             raise ValueError("a fork needs `branches`, or `for_each` together with `step`")
         return self
 
-    def items(self, task_input: dict[str, Any]) -> list[Any]:
-        """The fork's work: one entry per branch (the item, or the branch's step)."""
+    def items(self, task_input: dict[str, Any], limit: int | None = None) -> list[Any]:
+        """The fork's work: one entry per branch (the item, or the branch's step). `limit`
+        caps a `for_each` list: a new task passes PIPELINE_MAX_BRANCHES, a stored task
+        passes nothing (it runs the width it was created with)."""
         if self.branches is not None:
             return list(self.branches)
-        return resolve_items(self.for_each or "", task_input)
+        return resolve_items(self.for_each or "", task_input, limit)
 
     def branch_step(self, index: int) -> HttpCall | SimCall:
         if self.branches is not None:
@@ -223,8 +230,9 @@ class ItemsError(ValueError):
     """The task input does not hold the list a `for_each` fork names."""
 
 
-def resolve_items(path: str, task_input: dict[str, Any]) -> list[Any]:
-    """`input.a.b` -> task_input["a"]["b"], which must be a list."""
+def resolve_items(path: str, task_input: dict[str, Any], limit: int | None = None) -> list[Any]:
+    """`input.a.b` -> task_input["a"]["b"], which must be a list (of at most `limit` items,
+    when one is given)."""
     value: Any = task_input
     for part in path.split(".")[1:]:
         if not isinstance(value, dict) or part not in value:
@@ -232,7 +240,6 @@ def resolve_items(path: str, task_input: dict[str, Any]) -> list[Any]:
         value = value[part]
     if not isinstance(value, list):
         raise ItemsError(f"{path} must be a list")
-    limit = get_settings().pipeline_max_branches
-    if len(value) > limit:
+    if limit is not None and len(value) > limit:
         raise ItemsError(f"{path} has {len(value)} items, at most {limit} (PIPELINE_MAX_BRANCHES)")
     return value

@@ -6,6 +6,18 @@ settles, and the row holds only a reference, `{"stored": true, "key", "size_byte
 key is the row's own (step id and branch), so a retry or a duplicate message writes the
 same object again rather than a second one: whatever settles, one object counts.
 
+A fork's results (`{"status", "value"}` per branch) that do not fit inline take the first
+of these shapes that does, decided before anything is written: (a) the fulfilled values
+larger than RESULT_INLINE_BYTES as references, each written under its branch's name
+(`{fork}.{index}`); (b) every fulfilled value as a reference; (c) the list written whole,
+as one object holding the values themselves (no object per value). Every value opens
+to its reader: inline, behind its own StoredOutput, or inside the one object. The one case
+a reader meets a bare key: in (c), a value its branch had already stored (larger than
+STORAGE_INLINE_MAX_BYTES on its own) stays that branch's `{"stored", "key", "size_bytes"}`
+inside the object; the branch's own `output` in the task's view is its StoredOutput.
+(c) takes a fork so wide that even its references do not fit, about a hundred
+branches at the default limit; inlining such values would mean fetching large objects back.
+
 Every view renders a reference as the API's `StoredOutput` (`{"stored": true, "url",
 "size_bytes", "expires_at"}`, the URL a presigned GET valid URL_TTL_S from that read), and
 so does the `previous` an upstream call receives. Only a reference under the task's own
@@ -30,42 +42,68 @@ URL_TTL_S = 3600
 _REFERENCE_FIELDS = {"stored", "key", "size_bytes"}
 
 
-# A fork's results that do not fit inline are kept as references, each value that is not
-# one yet written under its branch's own key, so that every value opens through its own
-# StoredOutput (a fork's stored JSON holding references would be of no use to its reader).
-# Values this small stay in place: a reference is about as large.
+# Fork results' values this small stay in place while referencing the larger ones is
+# enough (shape (a) above): a reference is about as large.
 RESULT_INLINE_BYTES = 256
 
 
 def keep_results(task_id: str, fork_id: str, results: list[Any]) -> Any:
-    """A fork's joined results (`{"status", "value"}` per branch, in branch order), kept
-    inline when they fit, else with their values as references."""
-    if len(json_values.encode(results)) <= get_settings().storage_inline_max_bytes:
+    """A fork's joined results (`{"status", "value"}` per branch, in branch order): inline
+    when they fit, else with fulfilled values as references (see the module docstring for
+    which), else written whole.
+
+    Decided from the results alone before anything is written, so a duplicate writes the
+    same objects and no others. A reference's size is known without writing it: its key is
+    the branch's and its size the value's."""
+    inline_max = get_settings().storage_inline_max_bytes
+    if len(json_values.encode(results)) <= inline_max:
         return results
-    kept = [
-        {**item, "value": keep(task_id, f"{fork_id}.{index}", item["value"], RESULT_INLINE_BYTES)}
-        if item.get("status") == "fulfilled" and not is_reference(task_id, item.get("value"))
-        else item
+    values = {
+        index: json_values.encode(item["value"])
         for index, item in enumerate(results)
-    ]
-    return keep(task_id, f"{fork_id}.-", kept)
+        if item.get("status") == "fulfilled" and not is_reference(task_id, item.get("value"))
+    }
+    large = {index for index, data in values.items() if len(data) > RESULT_INLINE_BYTES}
+    for moved in (large, set(values)):
+        planned = [
+            {**item, "value": _reference(_key(task_id, f"{fork_id}.{index}"), len(values[index]))}
+            if index in moved
+            else item
+            for index, item in enumerate(results)
+        ]
+        if len(json_values.encode(planned)) > inline_max:
+            continue
+        kept = list(results)
+        for index in sorted(moved):
+            reference = _put(task_id, f"{fork_id}.{index}", values[index])
+            if reference is not None:  # else the value stays inline, as keep() leaves it
+                kept[index] = {**results[index], "value": reference}
+        return kept
+    # The values stay in the one object, where its reader finds them.
+    return keep(task_id, f"{fork_id}.-", results)
 
 
-def keep(task_id: str, name: str, value: Any, inline_max: int | None = None) -> Any:
-    """`value`, or a reference to the object it was written to when it is too large to
-    keep inline (past `inline_max`, by default STORAGE_INLINE_MAX_BYTES). `name` is the
-    row's (e.g. `draft.-`, `variants.3`).
-
-    A bucket that cannot be written (after the adapter's own retry) leaves the value inline,
-    as outputs were kept before COS (at most STEP_OUTPUT_MAX_BYTES, which every answer is
-    held to): the upstream's answer is paid for and never asked for again, and the task goes
-    on. The log line says so; only that row's view is larger."""
+def keep(task_id: str, name: str, value: Any) -> Any:
+    """`value`, or a reference to the object it was written to when its JSON is larger than
+    STORAGE_INLINE_MAX_BYTES. `name` is the row's (e.g. `draft.-`, `variants.3`)."""
     data = json_values.encode(value)
-    if len(data) <= (inline_max or get_settings().storage_inline_max_bytes):
+    if len(data) <= get_settings().storage_inline_max_bytes:
         return value
+    reference = _put(task_id, name, data)
+    return value if reference is None else reference
+
+
+def _put(task_id: str, name: str, data: bytes) -> dict[str, Any] | None:
+    """The reference to `data` written under the row's name; None when the bucket cannot be
+    written (after the adapter's own retry).
+
+    The caller then leaves the value inline, as outputs were kept before COS (at most
+    STEP_OUTPUT_MAX_BYTES, which every answer is held to): the upstream's answer is paid
+    for and never asked for again, and the task goes on. The log line says so; only that
+    row's view is larger."""
     from app.storage.store import store  # cold start: the bucket only for a large output
 
-    key = f"{task_prefix(task_id)}{name}.json"
+    key = _key(task_id, name)
     try:
         store().put(key, data, "application/json")
     except StorageError as error:
@@ -78,8 +116,16 @@ def keep(task_id: str, name: str, value: Any, inline_max: int | None = None) -> 
             size_bytes=len(data),
             error=str(error),
         )
-        return value
-    return {"stored": True, "key": key, "size_bytes": len(data)}
+        return None
+    return _reference(key, len(data))
+
+
+def _key(task_id: str, name: str) -> str:
+    return f"{task_prefix(task_id)}{name}.json"
+
+
+def _reference(key: str, size_bytes: int) -> dict[str, Any]:
+    return {"stored": True, "key": key, "size_bytes": size_bytes}
 
 
 def is_reference(task_id: str, value: Any) -> bool:

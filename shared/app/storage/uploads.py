@@ -4,8 +4,9 @@ names.
 `POST /uploads` answers a presigned PUT for `uploads/{user_id}/{id}` whose signature covers
 the declared Content-Type and Content-Length, valid PUT_TTL_S: the store refuses any other
 type or size. A task input may name the key as a whole string value anywhere in it;
-`POST /tasks` checks each one (the owner's own prefix, the object there, young enough), and
-the runner sends upstream a presigned GET in its place.
+`POST /tasks` checks each one (the owner's prefix followed by an id of `create`'s shape and
+nothing else, the object there, young enough), and the runner sends upstream a presigned
+GET in its place.
 
 An upload no task names is deleted by cos-cleanup once it is older than COS_ORPHAN_GRACE_S,
 and cleanup decides that from the `task_uploads` rows committed when it lists. A task that
@@ -26,7 +27,7 @@ from typing import Any
 from app.clock import iso, utcnow
 from app.config import get_settings
 from app.errors import AppError, ErrorCode
-from app.ids import new_id
+from app.ids import is_id, new_id
 from app.storage.objects import UPLOADS, StorageError, upload_key
 
 PUT_TTL_S = 15 * 60
@@ -87,8 +88,9 @@ def check(user_id: str, task_input: Any) -> list[str]:
 
     own = f"{UPLOADS}{user_id}/"
     for key in keys:
-        rest = key[len(own) :]
-        if not key.startswith(own) or not rest or "/" in rest:
+        # Only the shape `create` gives: a key such as `{own}..` would reach the HEAD below,
+        # whose path the HTTP client normalises out of what was signed.
+        if not key.startswith(own) or not is_id(key[len(own) :]):
             raise _input_invalid(key, "is not an upload of yours")
     usable = timedelta(seconds=get_settings().cos_orphan_grace_s - NAMING_MARGIN_S)
     try:

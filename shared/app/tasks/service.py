@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from app import idempotency, json_values
 from app.clock import utcnow
+from app.config import get_settings
 from app.db import pages
 from app.db.tables import task_steps, task_uploads, tasks
 from app.db.transaction import transaction
@@ -67,6 +68,8 @@ def _plan(task_id: str, pipeline_cost: int, steps: list[Step], task_input: dict[
     now = utcnow()
     rows: list[dict[str, Any]] = []
     cost = pipeline_cost
+    # The only place a for_each fork's width meets the limit: the runner reads it back uncapped.
+    limit = get_settings().pipeline_max_branches
 
     def row(position: int, branch: int, step_id: str, kind: str) -> dict[str, Any]:
         return {
@@ -86,7 +89,7 @@ def _plan(task_id: str, pipeline_cost: int, steps: list[Step], task_input: dict[
         rows.append(row(position, -1, step.id, step.type))
         if isinstance(step, ForkStep):
             try:
-                width = len(step.items(task_input))
+                width = len(step.items(task_input, limit))
             except ItemsError as exc:
                 raise _invalid_input(str(exc)) from exc
             if step.min_success is not None and step.min_success > width:
