@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.quota import grant
+from app.quota.service import QUOTA_MAX
 from tests.fakes.alipay import FakeAlipay
 from tests.fakes.wechatpay import FakeWechatPay
 from tests.support.function_url import call
@@ -148,3 +150,47 @@ def test_an_expired_alipay_order_paid_at_the_last_moment_is_asked_about_once(
     assert report["paid"] >= 1 and order_row(order_id)["status"] == "paid"
     assert queries() == before + 1
     assert counters(buyer.user_id) == (2, 0)
+
+
+def test_an_order_past_the_quota_ceiling_is_paid_and_the_job_goes_on(
+    wechatpay: FakeWechatPay,
+) -> None:
+    buyer = Buyer()
+    grant(buyer.user_id, QUOTA_MAX - 2, kind="admin", reason="test funding")
+    plan = new_plan(quota=5)
+    overflowing = buyer.order(plan, "wechat").json()["id"]
+    expired = buyer.order(plan, "wechat").json()["id"]
+    wechatpay.pay(overflowing)  # paid; the notification never arrives
+    age_order(overflowing, 3600)  # the older: the job meets it first
+    age_order(expired, 1801)
+    report = run_job()
+    assert report["paid"] >= 1 and report["closed"] >= 1
+    assert order_row(overflowing)["status"] == "paid"
+    assert counters(buyer.user_id) == (QUOTA_MAX, 0)
+    assert order_row(expired)["status"] == "closed"
+    assert wechatpay.sim.trades[expired].state == "CLOSED"
+
+
+def test_an_order_that_fails_unexpectedly_does_not_stop_the_job(
+    wechatpay: FakeWechatPay,
+) -> None:
+    buyer = Buyer()
+    plan = new_plan(quota=5)
+    failing = buyer.order(plan, "wechat").json()["id"]
+    expired = buyer.order(plan, "wechat").json()["id"]
+    wechatpay.pay(failing)
+    # Garbage from the provider that nothing before the settlement refuses: a transaction_id
+    # longer than the column that stores it (WeChat Pay's have 28 digits).
+    wechatpay.sim.trades[failing].transaction_id = "4200" + "0" * 100
+    age_order(failing, 3600)  # the older: the job meets it first
+    age_order(expired, 1801)
+    with capture_logs() as logs:
+        report = run_job()
+    assert set(report) == {"checked", "paid", "closed"} and report["closed"] >= 1
+    assert order_row(expired)["status"] == "closed"
+    assert wechatpay.sim.trades[expired].state == "CLOSED"
+    assert order_row(failing)["status"] == "pending"
+    assert counters(buyer.user_id) == (0, 0)
+    failed = logs.where(message="order reconciliation failed", order_id=failing)
+    assert len(failed) == 1 and failed[0]["level"] == "error"
+    assert "Traceback" not in logs.text

@@ -10,7 +10,9 @@
 Whoever asks, the provider hears about one order at most once per RECHECK_S: a conditional
 update of the order's `checked_at` is the claim, so concurrent readers and the job on other
 instances never ask twice. A provider that cannot be reached changes nothing; the next read
-or run asks again.
+or run asks again. Nor does one order stop the job: anything else that fails for an order
+(its provider call, its settlement) is logged at ERROR with its id and the run goes on; its
+claim moved `checked_at`, so the run's next batch goes past it and a later run retries it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -91,12 +93,11 @@ def run() -> dict[str, int]:
         for order in due:
             if time.monotonic() >= ends_at:
                 break
+            # Outside the guard below: a claim that fails fails for every order (the
+            # database), and an order whose claim did not move would be picked again.
             if not _claim(order["id"]):
                 continue
-            if order["expires_at"] <= now:
-                _close(order, counts)
-            else:
-                _query_and_apply(order, counts, via="job")
+            _reconcile(order, counts, now)
     return {"checked": counts.checked, "paid": counts.paid, "closed": counts.closed}
 
 
@@ -123,6 +124,25 @@ def _claim(order_id: str) -> bool:
                 )
                 .values(checked_at=now)
             ).rowcount
+        )
+
+
+def _reconcile(order: Any, counts: Counts, now: datetime) -> None:
+    """A claimed order's turn: closed at the provider when past `expires_at` at `now`, else
+    asked about. An unexpected failure is this order's alone: logged, not raised."""
+    try:
+        if order["expires_at"] <= now:
+            _close(order, counts)
+        else:
+            _query_and_apply(order, counts, via="job")
+    except Exception as error:  # noqa: BLE001 - one order's failure must not stop the others
+        # The type only: an unknown exception's text may carry anything (SQL, parameters).
+        _log(
+            logging.ERROR,
+            "order reconciliation failed",
+            order,
+            via="job",
+            error=type(error).__name__,
         )
 
 
@@ -198,23 +218,12 @@ def _reload(order_id: str) -> Any:
 
 def _provider_failed(order: Any, call: str, error: ProviderError) -> None:
     PAYMENT_PROVIDER_CALLS.labels(order["channel"], call, "error").inc()
-    applog.log_fields(
-        log,
-        logging.WARNING,
-        f"payment provider {call} failed",
-        order_id=order["id"],
-        channel=order["channel"],
-        error=str(error),
-    )
+    _log(logging.WARNING, f"payment provider {call} failed", order, error=str(error))
 
 
 def _discrepancy(order: Any, via: str, reason: str) -> None:
-    applog.log_fields(
-        log,
-        logging.ERROR,
-        "provider's report does not match the order",
-        order_id=order["id"],
-        channel=order["channel"],
-        via=via,
-        reason=reason,
-    )
+    _log(logging.ERROR, "provider's report does not match the order", order, via=via, reason=reason)
+
+
+def _log(level: int, message: str, order: Any, **fields: Any) -> None:
+    applog.log_fields(log, level, message, order_id=order["id"], channel=order["channel"], **fields)
