@@ -302,6 +302,24 @@ def test_a_purchase_past_the_quota_ceiling_is_paid_with_the_quota_that_fits(
     assert state(buyer, order_id) == before
 
 
+def test_a_body_nested_too_deep_is_rejected_in_each_providers_words(
+    wechatpay: FakeWechatPay, alipay: FakeAlipay
+) -> None:
+    buyer = Buyer()
+    order_id = wechat_order(buyer, new_plan(quota=5))
+    before = state(buyer, order_id)
+    deep = b"[" * 200_000 + b"]" * 200_000
+    forged = wechatpay.signed_body(deep)
+    with capture_logs() as logs:
+        reply = wechat_notify(forged.lower_headers, forged.body)
+        form = alipay_notify(b"sign=x&fund_bill_list=" + deep)
+    assert reply.status == 400 and reply.json()["code"] == "FAIL"
+    assert (form.status, form.body) == (200, "fail")
+    assert state(buyer, order_id) == before
+    assert "Traceback" not in logs.text
+    assert [r["outcome"] for r in logs.where(message="payment notification")] == ["rejected"] * 2
+
+
 def test_one_log_line_per_notification_and_no_secret_in_it(wechatpay: FakeWechatPay) -> None:
     buyer = Buyer()
     order_id = wechat_order(buyer, new_plan())
