@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from app.quota import grant
 from app.quota.service import QUOTA_MAX
 from tests.fakes.alipay import FakeAlipay
@@ -93,15 +95,34 @@ def test_the_job_pays_what_was_paid_and_closes_what_expired(wechatpay: FakeWecha
     assert buyer.get(expired).json()["status"] == "closed"
 
 
-def test_an_expired_order_paid_at_the_last_moment_is_paid_not_closed(
+def test_an_expired_order_that_the_client_keeps_polling_is_closed(
     wechatpay: FakeWechatPay,
+) -> None:
+    buyer = Buyer()
+    order_id = buyer.order(new_plan(), "wechat").json()["id"]
+    age_order(order_id, 1801)
+    seen = []
+    for _ in range(3):  # a poll (taking the order's turn to ask), then the job, and again
+        seen.append(buyer.get(order_id).json()["status"])
+        run_job()
+        age_order(order_id, 11)
+    assert seen == ["closed"] * 3  # the poll itself closed it
+    assert order_row(order_id)["status"] == "closed"
+    assert wechatpay.sim.trades[order_id].state == "CLOSED"
+
+
+@pytest.mark.parametrize("path", ["job", "read"])
+def test_an_expired_order_paid_at_the_last_moment_is_paid_not_closed(
+    wechatpay: FakeWechatPay, path: str
 ) -> None:
     buyer = Buyer()
     order_id = buyer.order(new_plan(quota=3), "wechat").json()["id"]
     wechatpay.pay(order_id)
     age_order(order_id, 1801)
-    report = run_job()
-    assert report["paid"] >= 1
+    if path == "job":
+        assert run_job()["paid"] >= 1
+    else:  # the read closes an expired order as the job does: the refused close pays it
+        assert buyer.get(order_id).json()["status"] == "paid"
     assert order_row(order_id)["status"] == "paid"
     assert counters(buyer.user_id) == (3, 0)
 
