@@ -9,6 +9,10 @@ becomes a step's output (a failed attempt, retried like a 5xx). What the runner 
 a value it accepted adds at most two levels (a fork's `[{"status", "value": ...}]`), so
 every stored document stays well inside the database's limit.
 
+JSON from outside that is only read goes through `decode` too, so no nesting reaches a
+parser's recursion: WeChat Pay's notification bodies (one refused is not WeChat Pay's) and
+API answers (one refused is unusable).
+
 Depth counts objects and arrays only, the outermost one as 1: `{"a": [1]}` is 2 deep.
 """
 

@@ -9,7 +9,8 @@ server on 127.0.0.1, with the knobs a test needs that WeChat Pay never turns on 
 - `fake.down()` answers 503 to everything, `down("reset")` closes each connection without an
   answer, `down("stall")` answers nothing for `stall_s` seconds; `fake.up()` ends it.
 - `fake.answer_next(status, payload)`: the next request gets this answer (signed with the
-  platform key unless `signed=False`, or with `key`).
+  platform key unless `signed=False`, or with `key`); `answer_next_body(status, body)`
+  sends bytes as they are (JSON `json.dumps` cannot write), signed with the platform key.
 - Notifications: `fake.pay(no)` pays a trade and gives its genuine notification;
   `tampered`, `signed_with_other_key`, `other_apiv3_key`, `timestamp_off`, `unknown_serial`,
   `other_mchid`, `other_appid`, `other_amount`, `unknown_order`, `signed_body` build forged
@@ -107,6 +108,11 @@ class FakeWechatPay(LocalServer):
             answer = SimAnswer(status, {"Content-Type": JSON_TYPE}, body)
         with self._lock:
             self._scripted.append(answer)
+
+    def answer_next_body(self, status: int, body: bytes) -> None:
+        headers = {**self.sim.signature_headers(body), "Content-Type": JSON_TYPE}
+        with self._lock:
+            self._scripted.append(SimAnswer(status, headers, body))
 
     @property
     def other_key(self) -> rsa.RSAPrivateKey:

@@ -14,6 +14,8 @@ from sqlalchemy import select, update
 
 from app.db.tables import orders, quota_ledger, users
 from app.db.transaction import transaction
+from app.quota import grant
+from app.quota.service import QUOTA_MAX
 from tests.fakes.alipay import FakeAlipay
 from tests.fakes.wechatpay import FakeWechatPay
 from tests.support.function_url import Reply
@@ -263,6 +265,59 @@ def test_an_order_closed_here_but_paid_at_the_provider_is_paid_and_said_loudly(
     assert order_row(order_id)["status"] == "paid" and counters(buyer.user_id) == (7, 0)
     loud = [r for r in logs.lines if r["message"] == "order paid after it was closed"]
     assert loud and loud[0]["level"] == "error" and loud[0]["order_id"] == order_id
+
+
+def test_a_purchase_past_the_quota_ceiling_is_paid_with_the_quota_that_fits(
+    wechatpay: FakeWechatPay,
+) -> None:
+    """The money was taken: the order is paid and the membership extended even though the
+    plan's quota does not fit under the ceiling; the quota that fits is granted, once, and
+    an operator is told what was not."""
+    plan = new_plan(duration_days=30, quota=100)
+    buyer = Buyer()
+    grant(buyer.user_id, QUOTA_MAX - 30, kind="admin", reason="test funding")
+    order_id = wechat_order(buyer, plan)
+    genuine = wechatpay.pay(order_id)
+    with capture_logs() as logs:
+        reply = wechat_notify(genuine.lower_headers, genuine.body)
+    assert (reply.status, reply.json()) == (200, OK)
+    assert order_row(order_id)["status"] == "paid"
+    expires, plan_id = buyer.membership()
+    assert plan_id == plan
+    assert abs(expires - (datetime.now(timezone.utc) + timedelta(days=30))).total_seconds() < 60
+    assert counters(buyer.user_id) == (QUOTA_MAX, 0)
+    with transaction() as tx:
+        entries = tx.execute(
+            select(quota_ledger).where(quota_ledger.c.ref == f"order:{order_id}")
+        ).all()
+    assert [(e.kind, e.balance_delta) for e in entries] == [("purchase", 30)]
+    owed = logs.where(order_id=order_id, plan_quota=100, granted=30)
+    assert len(owed) == 1 and owed[0]["level"] == "error"
+    assert owed[0]["user_id"] == buyer.user_id
+    assert buyer.get(order_id).json()["status"] == "paid"
+    # a duplicate is acknowledged and grants nothing more
+    before = state(buyer, order_id)
+    again = wechat_notify(genuine.lower_headers, genuine.body)
+    assert (again.status, again.json()) == (200, OK)
+    assert state(buyer, order_id) == before
+
+
+def test_a_body_nested_too_deep_is_rejected_in_each_providers_words(
+    wechatpay: FakeWechatPay, alipay: FakeAlipay
+) -> None:
+    buyer = Buyer()
+    order_id = wechat_order(buyer, new_plan(quota=5))
+    before = state(buyer, order_id)
+    deep = b"[" * 200_000 + b"]" * 200_000
+    forged = wechatpay.signed_body(deep)
+    with capture_logs() as logs:
+        reply = wechat_notify(forged.lower_headers, forged.body)
+        form = alipay_notify(b"sign=x&fund_bill_list=" + deep)
+    assert reply.status == 400 and reply.json()["code"] == "FAIL"
+    assert (form.status, form.body) == (200, "fail")
+    assert state(buyer, order_id) == before
+    assert "Traceback" not in logs.text
+    assert [r["outcome"] for r in logs.where(message="payment notification")] == ["rejected"] * 2
 
 
 def test_one_log_line_per_notification_and_no_secret_in_it(wechatpay: FakeWechatPay) -> None:

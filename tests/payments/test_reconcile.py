@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from app.quota import grant
+from app.quota.service import QUOTA_MAX
 from tests.fakes.alipay import FakeAlipay
 from tests.fakes.wechatpay import FakeWechatPay
 from tests.support.function_url import call
@@ -91,15 +95,34 @@ def test_the_job_pays_what_was_paid_and_closes_what_expired(wechatpay: FakeWecha
     assert buyer.get(expired).json()["status"] == "closed"
 
 
-def test_an_expired_order_paid_at_the_last_moment_is_paid_not_closed(
+def test_an_expired_order_that_the_client_keeps_polling_is_closed(
     wechatpay: FakeWechatPay,
+) -> None:
+    buyer = Buyer()
+    order_id = buyer.order(new_plan(), "wechat").json()["id"]
+    age_order(order_id, 1801)
+    seen = []
+    for _ in range(3):  # a poll (taking the order's turn to ask), then the job, and again
+        seen.append(buyer.get(order_id).json()["status"])
+        run_job()
+        age_order(order_id, 11)
+    assert seen == ["closed"] * 3  # the poll itself closed it
+    assert order_row(order_id)["status"] == "closed"
+    assert wechatpay.sim.trades[order_id].state == "CLOSED"
+
+
+@pytest.mark.parametrize("path", ["job", "read"])
+def test_an_expired_order_paid_at_the_last_moment_is_paid_not_closed(
+    wechatpay: FakeWechatPay, path: str
 ) -> None:
     buyer = Buyer()
     order_id = buyer.order(new_plan(quota=3), "wechat").json()["id"]
     wechatpay.pay(order_id)
     age_order(order_id, 1801)
-    report = run_job()
-    assert report["paid"] >= 1
+    if path == "job":
+        assert run_job()["paid"] >= 1
+    else:  # the read closes an expired order as the job does: the refused close pays it
+        assert buyer.get(order_id).json()["status"] == "paid"
     assert order_row(order_id)["status"] == "paid"
     assert counters(buyer.user_id) == (3, 0)
 
@@ -148,3 +171,47 @@ def test_an_expired_alipay_order_paid_at_the_last_moment_is_asked_about_once(
     assert report["paid"] >= 1 and order_row(order_id)["status"] == "paid"
     assert queries() == before + 1
     assert counters(buyer.user_id) == (2, 0)
+
+
+def test_an_order_past_the_quota_ceiling_is_paid_and_the_job_goes_on(
+    wechatpay: FakeWechatPay,
+) -> None:
+    buyer = Buyer()
+    grant(buyer.user_id, QUOTA_MAX - 2, kind="admin", reason="test funding")
+    plan = new_plan(quota=5)
+    overflowing = buyer.order(plan, "wechat").json()["id"]
+    expired = buyer.order(plan, "wechat").json()["id"]
+    wechatpay.pay(overflowing)  # paid; the notification never arrives
+    age_order(overflowing, 3600)  # the older: the job meets it first
+    age_order(expired, 1801)
+    report = run_job()
+    assert report["paid"] >= 1 and report["closed"] >= 1
+    assert order_row(overflowing)["status"] == "paid"
+    assert counters(buyer.user_id) == (QUOTA_MAX, 0)
+    assert order_row(expired)["status"] == "closed"
+    assert wechatpay.sim.trades[expired].state == "CLOSED"
+
+
+def test_an_order_that_fails_unexpectedly_does_not_stop_the_job(
+    wechatpay: FakeWechatPay,
+) -> None:
+    buyer = Buyer()
+    plan = new_plan(quota=5)
+    failing = buyer.order(plan, "wechat").json()["id"]
+    expired = buyer.order(plan, "wechat").json()["id"]
+    wechatpay.pay(failing)
+    # Garbage from the provider that nothing before the settlement refuses: a transaction_id
+    # longer than the column that stores it (WeChat Pay's have 28 digits).
+    wechatpay.sim.trades[failing].transaction_id = "4200" + "0" * 100
+    age_order(failing, 3600)  # the older: the job meets it first
+    age_order(expired, 1801)
+    with capture_logs() as logs:
+        report = run_job()
+    assert set(report) == {"checked", "paid", "closed"} and report["closed"] >= 1
+    assert order_row(expired)["status"] == "closed"
+    assert wechatpay.sim.trades[expired].state == "CLOSED"
+    assert order_row(failing)["status"] == "pending"
+    assert counters(buyer.user_id) == (0, 0)
+    failed = logs.where(message="order reconciliation failed", order_id=failing)
+    assert len(failed) == 1 and failed[0]["level"] == "error"
+    assert "Traceback" not in logs.text

@@ -235,6 +235,15 @@ def test_a_query_answer_that_is_not_ours_or_not_usable_is_a_provider_error(
         pay.query("ord_A1b2C3d4E5f6")
 
 
+def test_a_query_answer_nested_too_deep_is_a_provider_error(
+    fake: FakeWechatPay, pay: wechatpay.WechatPay
+) -> None:
+    pay.create(charge())
+    fake.answer_next_body(200, DEEP)
+    with pytest.raises(ProviderError, match="without a usable body"):
+        pay.query("ord_A1b2C3d4E5f6")
+
+
 # ------------------------------------------------------------ close
 
 
@@ -345,6 +354,11 @@ def test_a_genuine_notification_reports_the_payment(
     assert len(fake.requests) == 1  # the create: verifying calls nobody
 
 
+# Nested past the parser's recursion limit (a RecursionError, not a ValueError, from
+# json.loads); well under the HTTP edge's 1 MiB, so it reaches the adapter.
+DEEP = b"[" * 200_000 + b"]" * 200_000
+DEEP_EVENT = b'{"resource_type": "encrypt-resource", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+
 FORGED: list[tuple[str, Callable[[FakeWechatPay], Notification], int, str]] = [
     ("tampered body", lambda f: f.tampered("ord_A1b2C3d4E5f6"), 401, "does not verify"),
     ("other key", lambda f: f.signed_with_other_key("ord_A1b2C3d4E5f6"), 401, "does not verify"),
@@ -356,6 +370,8 @@ FORGED: list[tuple[str, Callable[[FakeWechatPay], Notification], int, str]] = [
     ("other appid", lambda f: f.other_appid("ord_A1b2C3d4E5f6"), 400, "another appid"),
     ("not JSON", lambda f: f.signed_body(b"paid, honest"), 400, "not an encrypted"),
     ("not an event", lambda f: f.signed_body(b'{"resource": 1}'), 400, "not an encrypted"),
+    ("nested too deep", lambda f: f.signed_body(DEEP), 400, "not an encrypted"),
+    ("an event nested too deep", lambda f: f.signed_body(DEEP_EVENT), 400, "not an encrypted"),
     (
         "paid, not TRANSACTION.SUCCESS",
         lambda f: f.sim.notification("ord_A1b2C3d4E5f6", event_type="REFUND.SUCCESS"),

@@ -129,6 +129,36 @@ def test_balance_and_reserved_together_stay_within_the_column() -> None:
     assert counters(user) == (QUOTA_MAX, 0)
 
 
+def test_a_grant_up_to_the_ceiling_grants_what_fits_once() -> None:
+    user = new_user(QUOTA_MAX - 10)
+    task = new_id()
+    reserve(user, task, 4)  # reserved quota counts against the ceiling too
+    ref = f"order:{new_id()}"
+    first = grant(user, 25, kind="purchase", reason="plan", ref=ref, up_to_ceiling=True)
+    assert first.applied and first.entry.balance_delta == 10
+    assert counters(user) == (QUOTA_MAX - 4, 4)
+    again = grant(user, 25, kind="purchase", reason="plan", ref=ref, up_to_ceiling=True)
+    assert not again.applied and again.entry == first.entry
+    # nothing fits: what was granted (nothing) is recorded all the same, once
+    full = f"order:{new_id()}"
+    none = grant(user, 3, kind="purchase", reason="plan", ref=full, up_to_ceiling=True)
+    assert none.applied and none.entry.balance_delta == 0
+    assert not grant(user, 3, kind="purchase", reason="plan", ref=full, up_to_ceiling=True).applied
+    assert counters(user) == (QUOTA_MAX - 4, 4)
+    # the ref of a clamped grant is still refused for other terms, or without the flag
+    for other in (
+        {"amount": 9, "up_to_ceiling": True},  # less than what was granted
+        {"amount": 25, "reason": "another plan", "up_to_ceiling": True},
+        {"amount": 25},
+    ):
+        terms: dict[str, Any] = {"kind": "purchase", "reason": "plan", **other}
+        with pytest.raises(AppError) as caught:
+            grant(user, ref=ref, **terms)
+        assert caught.value.code is ErrorCode.IDEMPOTENCY_KEY_MISMATCH
+    assert cancel(task).changed
+    assert counters(user) == (QUOTA_MAX, 0)
+
+
 @pytest.mark.parametrize(
     ("amount", "kind", "reason", "ref"),
     [

@@ -1,16 +1,21 @@
 """Reconciliation: a notification can be lost, so orders are also settled by asking.
 
-- The read path (`GET /orders/{id}`): a pending order older than RECHECK_S asks the
-  provider's query API and applies a paid answer exactly as a notification would.
 - The `order-reconcile` job (a timer every minute, and `POST /admin/jobs/order-reconcile`):
-  the same for every pending order older than JOB_MIN_AGE_S, and every pending order past
-  its `expires_at` is closed with the provider's close API (one the provider says was paid
-  meanwhile is queried and paid instead).
+  every pending order older than JOB_MIN_AGE_S asks the provider's query API and applies a
+  paid answer exactly as a notification would, and every pending order past its
+  `expires_at` is closed with the provider's close API (one the provider says was paid
+  meanwhile is paid instead).
+- The read path (`GET /orders/{id}`): the same for the order read, once it is older than
+  RECHECK_S, through the job's own code. An expired one is closed by the read too: a
+  client polling it holds its claim, so the job would skip it for as long as the polling
+  lasts.
 
 Whoever asks, the provider hears about one order at most once per RECHECK_S: a conditional
 update of the order's `checked_at` is the claim, so concurrent readers and the job on other
 instances never ask twice. A provider that cannot be reached changes nothing; the next read
-or run asks again.
+or run asks again. Nor does one order stop the job: anything else that fails for an order
+(its provider call, its settlement) is logged at ERROR with its id and the run goes on; its
+claim moved `checked_at`, so the run's next batch goes past it and a later run retries it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -48,14 +53,14 @@ class Counts:
 
 
 def on_read(order: Any) -> Any:
-    """The order as it stands once the provider was asked, when it was due; else as given."""
+    """The order as it stands once its turn was taken (asked about, or closed when past
+    `expires_at`, as the job would), when it was due; else as given."""
     now = utcnow()
     if now - order["created_at"] < timedelta(seconds=RECHECK_S):
         return order
-    counts = Counts()
     if not _claim(order["id"]):
         return order
-    _query_and_apply(order, counts, via="read")
+    _reconcile(order, Counts(), now, via="read")
     return _reload(order["id"]) or order
 
 
@@ -91,12 +96,11 @@ def run() -> dict[str, int]:
         for order in due:
             if time.monotonic() >= ends_at:
                 break
+            # Outside the guard below: a claim that fails fails for every order (the
+            # database), and an order whose claim did not move would be picked again.
             if not _claim(order["id"]):
                 continue
-            if order["expires_at"] <= now:
-                _close(order, counts)
-            else:
-                _query_and_apply(order, counts, via="job")
+            _reconcile(order, counts, now, via="job")
     return {"checked": counts.checked, "paid": counts.paid, "closed": counts.closed}
 
 
@@ -123,6 +127,26 @@ def _claim(order_id: str) -> bool:
                 )
                 .values(checked_at=now)
             ).rowcount
+        )
+
+
+def _reconcile(order: Any, counts: Counts, now: datetime, *, via: str) -> None:
+    """A claimed order's turn: closed at the provider when past `expires_at` at `now`, else
+    asked about. An unexpected failure is this order's alone: logged, not raised (the job
+    goes on; a read answers the order as it stands)."""
+    try:
+        if order["expires_at"] <= now:
+            _close(order, counts, via=via)
+        else:
+            _query_and_apply(order, counts, via=via)
+    except Exception as error:  # noqa: BLE001 - one order's failure stops neither the job nor a read
+        # The type only: an unknown exception's text may carry anything (SQL, parameters).
+        _log(
+            logging.ERROR,
+            "order reconciliation failed",
+            order,
+            via=via,
+            error=type(error).__name__,
         )
 
 
@@ -153,7 +177,7 @@ def _apply(order: Any, report: Report, counts: Counts, *, via: str) -> None:
         counts.closed += 1
 
 
-def _close(order: Any, counts: Counts) -> None:
+def _close(order: Any, counts: Counts, *, via: str) -> None:
     channel: Channel = order["channel"]
     try:
         providers.gateway(channel).close(order["id"])
@@ -162,15 +186,15 @@ def _close(order: Any, counts: Counts) -> None:
         # it did (one question per order per claim).
         PAYMENT_PROVIDER_CALLS.labels(channel, "close", "ok").inc()
         if refused.report is None:
-            _query_and_apply(order, counts, via="job")
+            _query_and_apply(order, counts, via=via)
         else:
             counts.checked += 1
-            _apply(order, refused.report, counts, via="job")
+            _apply(order, refused.report, counts, via=via)
         return
     except ProviderError as error:
         # The provider is down, or answered something we cannot use: ask what it says.
         _provider_failed(order, "close", error)
-        _query_and_apply(order, counts, via="job")
+        _query_and_apply(order, counts, via=via)
         return
     PAYMENT_PROVIDER_CALLS.labels(channel, "close", "ok").inc()
     if _mark_closed(order):
@@ -198,23 +222,12 @@ def _reload(order_id: str) -> Any:
 
 def _provider_failed(order: Any, call: str, error: ProviderError) -> None:
     PAYMENT_PROVIDER_CALLS.labels(order["channel"], call, "error").inc()
-    applog.log_fields(
-        log,
-        logging.WARNING,
-        f"payment provider {call} failed",
-        order_id=order["id"],
-        channel=order["channel"],
-        error=str(error),
-    )
+    _log(logging.WARNING, f"payment provider {call} failed", order, error=str(error))
 
 
 def _discrepancy(order: Any, via: str, reason: str) -> None:
-    applog.log_fields(
-        log,
-        logging.ERROR,
-        "provider's report does not match the order",
-        order_id=order["id"],
-        channel=order["channel"],
-        via=via,
-        reason=reason,
-    )
+    _log(logging.ERROR, "provider's report does not match the order", order, via=via, reason=reason)
+
+
+def _log(level: int, message: str, order: Any, **fields: Any) -> None:
+    applog.log_fields(log, level, message, order_id=order["id"], channel=order["channel"], **fields)

@@ -7,6 +7,10 @@ later of now and its current expiry, and the plan's quota is granted through the
 ledger with `order:<id>` as its unique reference. A repeat, or a duplicate that waited on
 the lock, finds the order paid and changes nothing; so does a report whose amount,
 currency or channel is not the order's. The cached profile is dropped after the commit.
+
+The money was taken, so the quota ceiling never refuses a payment: a grant that would pass
+it grants what fits, the order is paid all the same, and an ERROR line (order, user, the
+plan's quota, what was granted) tells an operator what is owed.
 """
 
 from __future__ import annotations
@@ -81,17 +85,29 @@ def apply(order_id: str, channel: Channel, report: Report, *, via: str) -> Settl
             )
         )
         _extend_membership(tx, order, now)
+        granted = order["quota"]
         if order["quota"] > 0:
-            quota.grant(
+            granted = quota.grant(
                 order["user_id"],
                 order["quota"],
                 kind="purchase",
                 reason=f"plan {order['plan_id']}",
                 ref=f"order:{order_id}",
+                up_to_ceiling=True,
                 tx=tx,
-            )
+            ).entry.balance_delta
         tx.after_commit(profiles.forgetter(order["user_id"]), order_id=order_id)
         tx.after_commit(lambda: ORDERS.labels(channel, "paid").inc(), order_id=order_id)
+    if granted < order["quota"]:
+        applog.log_fields(
+            log,
+            logging.ERROR,
+            "order paid with less quota than its plan gives: the balance is at its ceiling",
+            order_id=order_id,
+            user_id=order["user_id"],
+            plan_quota=order["quota"],
+            granted=granted,
+        )
     if order["status"] == "closed":
         # The provider took the money for an order we had closed (its close crossed the
         # payment): it is paid, and someone should know it happened.

@@ -10,6 +10,10 @@ window on `Wechatpay-Timestamp` (the SDK does not look at it), and our mchid and
 every transaction. The SDK gets no logger: all it would log (at debug) is request headers
 carrying our signature, bodies and decrypted notifications.
 
+JSON from outside (a notification's body, an API answer) is read through the project's JSON
+policy (`app.json_values`: at most 16 deep, finite numbers), so a hostile nesting is refused
+like any other body that is not WeChat Pay's, never a RecursionError.
+
 Only `Rejected` and `ProviderError` leave this module, with messages naming what failed (an
 HTTP status, WeChat Pay's error code, the variable that does not load) and never a key, a
 signature or a decrypted resource.
@@ -17,7 +21,6 @@ signature or a decrypted resource.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from wechatpayv3 import WeChatPay as _Sdk
 from wechatpayv3 import WeChatPayType
 
+from app import json_values
 from app.config import Settings
 from app.payments.gateway import (
     Channel,
@@ -42,6 +46,9 @@ from app.payments.gateway import (
 )
 
 TIMEOUT_S = 5
+# WeChat Pay's notifications and answers are a few KiB; a request body is bounded at the HTTP
+# edge (1 MiB, 413) already. What protects the parser is the policy's depth limit.
+JSON_MAX_BYTES = 1024 * 1024
 MAX_SKEW_S = 300  # WeChat Pay's rule: a notification more than 5 minutes off is a replay
 DEFAULT_API_BASE = "https://api.mch.weixin.qq.com"
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
@@ -239,8 +246,8 @@ class WechatPay:
         data: Any = None
         if isinstance(content, str) and content:
             try:
-                data = json.loads(content)
-            except ValueError:
+                data = json_values.decode(content.encode(), max_bytes=JSON_MAX_BYTES)
+            except json_values.Refused:
                 data = None
         code = data.get("code") if isinstance(data, dict) else None
         return _Answer(int(status), data, code if isinstance(code, str) else None)
@@ -266,7 +273,7 @@ class WechatPay:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise Rejected("notification body is not UTF-8", 400) from None
-        if not _looks_like_an_event(text):
+        if not _looks_like_an_event(body):
             raise Rejected("notification body is not an encrypted WeChat Pay event", 400)
         sdk_headers = {
             name: headers[name] for name in (*SIGNATURE_HEADERS, "wechatpay-signature-type")
@@ -335,12 +342,13 @@ class WechatPay:
         )
 
 
-def _looks_like_an_event(text: str) -> bool:
+def _looks_like_an_event(body: bytes) -> bool:
     """Whether the body is an event with an AES-GCM resource, the only shape for which the
-    SDK's None means "does not verify" (it answers None for other shapes too)."""
+    SDK's None means "does not verify" (it answers None for other shapes too). Checked under
+    the JSON policy, before the SDK parses the body itself (with no depth limit)."""
     try:
-        event = json.loads(text)
-    except ValueError:
+        event = json_values.decode(body, max_bytes=JSON_MAX_BYTES)
+    except json_values.Refused:
         return False
     if not isinstance(event, dict):
         return False

@@ -149,6 +149,7 @@ def grant(
     kind: GrantKind,
     reason: str,
     ref: str | None = None,
+    up_to_ceiling: bool = False,
     tx: Transaction | None = None,
 ) -> Grant:
     """Add `amount` to the user's balance (`admin` may also take away).
@@ -158,11 +159,17 @@ def grant(
     notification never grants twice; the same ref with another user, kind, amount or reason
     is `409 IDEMPOTENCY_KEY_MISMATCH`. A balance that would go below zero, or past the
     column's range together with what is reserved (QUOTA_MAX), is `422 VALIDATION_ERROR`.
+
+    With `up_to_ceiling` a grant past QUOTA_MAX is not refused: it grants what fits (zero
+    when nothing does) and records that, so the entry's `balance_delta` is what was granted
+    (a paid order must be delivered; its caller tells an operator about the rest). A repeat
+    asking for at least what that entry granted returns it (the entry keeps what was
+    granted, not what was asked).
     """
     _check_grant(amount, kind, reason, ref)
     try:
         with _unit(tx) as db:
-            result = _grant(db, user_id, amount, kind, reason, ref)
+            result = _grant(db, user_id, amount, kind, reason, ref, up_to_ceiling)
     except AppError:
         QUOTA_GRANTS.labels(kind=kind, outcome="refused").inc()
         raise
@@ -337,15 +344,24 @@ def _no_change(task_id: str, phase: Phase | None, target: Phase) -> Settlement:
 
 
 def _grant(
-    db: Transaction, user_id: str, amount: int, kind: str, reason: str, ref: str | None
+    db: Transaction,
+    user_id: str,
+    amount: int,
+    kind: str,
+    reason: str,
+    ref: str | None,
+    up_to_ceiling: bool,
 ) -> Grant:
     balance, reserved = rows.lock_user(db, user_id)
     if ref is not None:
         found = db.execute(select(quota_ledger).where(quota_ledger.c.ref == ref)).first()
         if found is not None:
+            entry = rows.entry(found)
             return Grant(
-                _same_grant(rows.entry(found), user_id, amount, kind, reason), applied=False
+                _same_grant(entry, user_id, amount, kind, reason, up_to_ceiling), applied=False
             )
+    if up_to_ceiling:
+        amount = min(amount, max(0, QUOTA_MAX - balance - reserved))
     after = balance + amount
     if after < 0:
         raise AppError(
@@ -384,14 +400,12 @@ def _grant(
 
 
 def _same_grant(
-    entry: LedgerEntry, user_id: str, amount: int, kind: str, reason: str
+    entry: LedgerEntry, user_id: str, amount: int, kind: str, reason: str, up_to_ceiling: bool
 ) -> LedgerEntry:
-    if (entry.user_id, entry.kind, entry.balance_delta, entry.reason) != (
-        user_id,
-        kind,
-        amount,
-        reason,
-    ):
+    # A grant made up to the ceiling recorded what fitted, at most what was asked.
+    granted = entry.balance_delta
+    same_amount = granted == amount or (up_to_ceiling and 0 <= granted < amount)
+    if (entry.user_id, entry.kind, entry.reason) != (user_id, kind, reason) or not same_amount:
         raise _ref_mismatch()
     return entry
 
