@@ -96,6 +96,16 @@ def test_create_signs_a_native_order_and_returns_its_code_url(
     assert trade.time_expire == datetime(2036, 12, 5, 12, 0, tzinfo=timezone.utc)
 
 
+def test_a_long_description_is_cut_to_127_bytes_at_a_characters_edge(
+    fake: FakeWechatPay, pay: wechatpay.WechatPay
+) -> None:
+    name = "会员" * 50  # a plan name of 100 characters, 300 bytes
+    order = charge()
+    pay.create(Charge(order.order_id, order.amount_fen, name, order.expires_at))
+    sent = fake.requests[0].json["description"]
+    assert len(sent.encode()) <= 127 and name.startswith(sent) and len(sent) == 42
+
+
 def test_a_request_the_merchant_key_did_not_sign_is_refused(fake: FakeWechatPay) -> None:
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = other.private_bytes(

@@ -49,6 +49,8 @@ DELIVER_TIMEOUT_S = 5
 JSON_TYPE = "application/json; charset=utf-8"
 # WeChat's rule for out_trade_no: 6 to 32 of digits, letters, `_-|*`.
 OUT_TRADE_NO = re.compile(r"^[0-9A-Za-z_\-|*]{6,32}$")
+# `description` is string[1,127]; counted here in UTF-8 bytes, the stricter reading.
+DESCRIPTION_MAX_BYTES = 127
 TIME_EXPIRE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?[+-]\d{2}:\d{2}$")
 
 _AUTH_FIELD = re.compile(r'(\w+)="([^"]*)"')
@@ -300,6 +302,8 @@ class WechatPaySim:
             return self.error(400, "PARAM_ERROR", f"missing {', '.join(missing)}")
         if not isinstance(total, int) or isinstance(total, bool) or total <= 0:
             return self.error(400, "PARAM_ERROR", "amount.total is not a positive integer")
+        if not 1 <= len(data["description"].encode()) <= DESCRIPTION_MAX_BYTES:
+            return self.error(400, "PARAM_ERROR", "description is not 1-127 bytes")
         if isinstance(amount, dict) and amount.get("currency", "CNY") != "CNY":
             return self.error(400, "PARAM_ERROR", "amount.currency is not CNY")
         if data["mchid"] != self.mchid:

@@ -53,6 +53,9 @@ MAX_SKEW_S = 300  # WeChat Pay's rule: a notification more than 5 minutes off is
 DEFAULT_API_BASE = "https://api.mch.weixin.qq.com"
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
 CHINA = timezone(timedelta(hours=8))  # WeChat Pay reads and writes times in +08:00
+# An order's `description` is string[1,127]; kept to 127 UTF-8 bytes, the stricter reading,
+# so a plan name of up to 100 Chinese characters never makes its orders fail.
+DESCRIPTION_MAX_BYTES = 127
 SIGNATURE_HEADERS = (
     "wechatpay-signature",
     "wechatpay-timestamp",
@@ -190,7 +193,7 @@ class WechatPay:
         answer = self._call(
             "create",
             lambda: self._sdk.pay(
-                description=charge.description,
+                description=_description(charge.description),
                 out_trade_no=charge.order_id,
                 amount={"total": charge.amount_fen, "currency": "CNY"},
                 time_expire=expires_at.astimezone(CHINA).isoformat(timespec="seconds"),
@@ -340,6 +343,11 @@ class WechatPay:
             provider_trade_id=trade_id or None,
             paid_at=paid_at,
         )
+
+
+def _description(text: str) -> str:
+    """`text` cut to DESCRIPTION_MAX_BYTES at a character's edge."""
+    return text.encode()[:DESCRIPTION_MAX_BYTES].decode(errors="ignore")
 
 
 def _looks_like_an_event(body: bytes) -> bool:
