@@ -325,3 +325,40 @@ def test_binary_response_bodies_go_out_base64_encoded() -> None:
     assert result["headers"]["Content-Type"] == "image/png"
     text = handler(event("GET", "/echo"), context())
     assert "isBase64Encoded" not in text and text["body"].startswith("{")
+
+
+# -- text that is not Unicode ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["body", "path", "header", "query", "method"])
+def test_text_that_is_not_valid_unicode_is_422_wherever_it_is(where: str) -> None:
+    """The event is JSON, and a JSON escape can carry a lone surrogate that the driver and
+    the token library cannot encode: refused where the event is read, never a 500."""
+    lone = "\ud800"
+    evt = event("POST", "/items", body={"name": "pen", "count": 1})
+    if where == "body":
+        evt["body"] = '{"name": "pen' + lone + '", "count": 1}'
+    elif where == "path":
+        evt["path"] = "/items/" + lone
+    elif where == "header":
+        evt["headers"]["authorization"] = "Bearer " + lone
+    elif where == "query":
+        evt["queryString"] = {"q": lone}
+    else:
+        evt["httpMethod"] = "POST" + lone
+    result = handler(evt, context())
+    assert result["statusCode"] == 422, result
+    body = json.loads(result["body"])
+    assert body["code"] == "VALIDATION_ERROR"
+    assert body["details"] == [{"loc": [where], "msg": "not valid Unicode"}]
+
+
+def test_methods_the_api_does_not_use_count_together() -> None:
+    """A client can invent any number of methods; each label value would be a series kept
+    for the instance's life."""
+    from app.observability.metrics import HTTP_REQUESTS
+
+    for number in range(3):
+        assert handler(event(f"X{number}INVENTED", "/echo"), context())["statusCode"] == 405
+    methods = {labels["method"] for labels, _ in HTTP_REQUESTS.series()}
+    assert "OTHER" in methods and not any("INVENTED" in method for method in methods)

@@ -28,12 +28,36 @@ from app.http.response import Response
 CLIENT_ADDRESS = "x-scf-remote-addr"
 
 
+def _text(value: Any, where: str) -> str:
+    """`value` as text that encodes to UTF-8: the event is JSON, whose escapes can carry a
+    lone surrogate that nothing downstream (the driver, the token library) can encode."""
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise AppError(
+            ErrorCode.VALIDATION_ERROR,
+            "The request holds text that is not valid Unicode.",
+            details=[{"loc": [where], "msg": "not valid Unicode"}],
+        ) from exc
+    return text
+
+
 def _query(event: Mapping[str, Any]) -> dict[str, list[str]]:
     query: dict[str, list[str]] = {}
     for key, value in (event.get("queryString") or {}).items():
         values = value if isinstance(value, list) else [value]
-        query[str(key)] = ["" if v is None else str(v) for v in values]
+        query[_text(key, "query")] = ["" if v is None else _text(v, "query") for v in values]
     return query
+
+
+def _headers(event: Mapping[str, Any]) -> Headers:
+    raw = event.get("headers")
+    if isinstance(raw, Mapping):
+        for name, value in raw.items():
+            _text(name, "header")
+            _text(value, "header")
+    return Headers(raw)
 
 
 def _body(event: Mapping[str, Any]) -> bytes:
@@ -50,7 +74,7 @@ def _body(event: Mapping[str, Any]) -> bytes:
                 "The body is not valid base64.",
                 details=[{"loc": ["body"], "msg": "invalid base64"}],
             ) from exc
-    return body.encode("utf-8") if isinstance(body, str) else bytes(body)
+    return _text(body, "body").encode("utf-8") if isinstance(body, str) else bytes(body)
 
 
 def request_id_of(context: Mapping[str, Any]) -> str:
@@ -60,10 +84,10 @@ def request_id_of(context: Mapping[str, Any]) -> str:
 def parse_event(event: Mapping[str, Any], request_id: str) -> Request[Any, Any]:
     """The event as a Request with the id `request_id_of` gave it (read before parsing, so
     that a request that fails to parse is answered under the same id)."""
-    headers = Headers(event.get("headers"))
+    headers = _headers(event)
     return Request(
-        method=str(event.get("httpMethod") or "GET").upper(),
-        path=str(event.get("path") or "/"),
+        method=_text(event.get("httpMethod") or "GET", "method").upper(),
+        path=_text(event.get("path") or "/", "path"),
         headers=headers,
         query_params=_query(event),
         raw_body=_body(event),

@@ -33,6 +33,8 @@ from app.observability.push import pusher_for
 from app.redis_client import is_unreachable
 
 log = applog.get_logger("app.http")
+# The methods a request's metrics and log line name; any other is "OTHER".
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 MainHandler = Callable[[Mapping[str, Any], Any], dict[str, Any]]
 
 
@@ -200,7 +202,11 @@ class HttpApp:
         """The RED numbers (recorded after the tally closed: the line states them itself) and
         the invocation's log line, with the counters it moved."""
         elapsed = time.perf_counter() - started
-        method = request.method if request else str(event.get("httpMethod") or "")
+        method = request.method if request else str(event.get("httpMethod") or "").upper()
+        # A method is the client's to invent, and each label value is a series kept for the
+        # instance's life: those the API does not use count together.
+        if method not in METHODS:
+            method = "OTHER"
         route_path = route.path if route else "unmatched"
         HTTP_REQUESTS.labels(function, method, route_path, str(response.status)).inc()
         HTTP_DURATION.labels(function, method, route_path).observe(elapsed)
