@@ -14,6 +14,7 @@ import requests
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from app import cache, profiles
 from app.events.websocket import REAUTH_S
 from app.identity import sessions
 from app.identity import users as user_rows
@@ -22,7 +23,8 @@ from app.realtime import streams
 from app.realtime.streams import StreamId
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.realtime.conftest import User, open_client, ws_url
-from tests.support.settings import settings_env
+from tests.support.net import closed_port
+from tests.support.settings import app_engine_under, settings_env
 
 pytestmark = pytest.mark.usefixtures("fresh_redis")
 
@@ -150,7 +152,27 @@ def test_ping_is_answered(cloud: Any) -> None:
     assert client.ping() == {"type": "pong"}
     client.send({"type": "something else"})  # ignored
     client.socket.send("not json")
+    client.socket.send("[" * 100_000)  # nested past the parser's depth: ignored as well
     assert client.ping() == {"type": "pong"}
+    client.close()
+
+
+def test_a_database_that_cannot_answer_is_503_at_the_handshake_and_keeps_open_connections(
+    cloud: Any, fresh_redis: Any
+) -> None:
+    """The database layer says it is down with an AppError: that is not the token's fault,
+    so the handshake is 503 (not 401), and an open connection is not closed with 1008."""
+    kept, late = User.new(), User.new()
+    client = open_client(cloud, kept.token)
+    for user in (kept, late):  # their profiles must come from the database
+        fresh_redis.delete(cache.redis_key(profiles.key(user.id)))
+    with app_engine_under(DATABASE_URL=f"mysql+pymysql://root@127.0.0.1:{closed_port()}/x"):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(ws_url(cloud, late.token), open_timeout=10)
+        assert refused.value.response.status_code == 503
+        assert json.loads(refused.value.response.body)["code"] == "SERVICE_UNAVAILABLE"
+        time.sleep(REAUTH_S + 1)  # a reauthorization went by while the database was away
+        assert client.ping() == {"type": "pong"}
     client.close()
 
 

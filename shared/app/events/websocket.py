@@ -101,7 +101,10 @@ async def _authorize(scope: Scope, send: Send) -> str | None:
     try:
         principal = await asyncio.to_thread(access.authorize, token)
     except AppError as error:
-        await _refuse(scope, send, error, 401)
+        # The database layer says it is down with an AppError too: that is not the token's
+        # fault, and a client told 401 would sign its user out.
+        status = 503 if error.code is ErrorCode.SERVICE_UNAVAILABLE else 401
+        await _refuse(scope, send, error, status)
         return None
     except Exception as exc:  # noqa: BLE001 - neither Redis nor the database could answer
         applog.log_fields(log, logging.ERROR, "handshake not authorized", error=type(exc).__name__)
@@ -237,7 +240,7 @@ class Connection:
                 raw = message["bytes"].decode("utf-8", "replace")
             try:
                 parsed = json.loads(raw or "")
-            except ValueError:
+            except (ValueError, RecursionError):  # nested past the parser's depth: ignored too
                 continue
             if not isinstance(parsed, dict):
                 continue
@@ -261,7 +264,11 @@ class Connection:
             try:
                 await asyncio.to_thread(access.authorize, self.token)
             except AppError as refused:
-                return Closing(CLOSE_NOT_ALLOWED, refused.code.value)
+                if refused.code is not ErrorCode.SERVICE_UNAVAILABLE:
+                    return Closing(CLOSE_NOT_ALLOWED, refused.code.value)
+                applog.log_fields(
+                    log, logging.WARNING, "connection not reauthorized", error=refused.code.value
+                )
             except Exception as exc:  # noqa: BLE001 - undecided: judged again next time
                 applog.log_fields(
                     log, logging.WARNING, "connection not reauthorized", error=type(exc).__name__
@@ -301,6 +308,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "websocket":
         await _not_a_websocket(send)
         return
+    # uvicorn configures only its own loggers (`scf_bootstrap` runs it without a lifespan):
+    # the app's lines are JSON on stdout as every function's are. The first call wins.
+    applog.configure(get_settings().log_level)
     first = await receive()
     if first["type"] != "websocket.connect":
         return
