@@ -8,8 +8,9 @@ import secrets
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from app.config import DEV_JWT_SECRET, ProductionMisconfigured, get_settings
+from app.config import DEV_JWT_SECRET, ProductionMisconfigured, Settings, get_settings
 from app.http import http_handler
 from tests.support.functions import FUNCTIONS
 from tests.support.payments import PRODUCTION_PAYMENT_ENV
@@ -190,6 +191,23 @@ def test_local_mode_starts_on_the_embedded_default() -> None:
         assert settings.app_env == "local"
         assert settings.is_sqlite and settings.redis_url == "memory://"
         assert "JWT_SECRET is the built-in dev secret" in settings.production_problems()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field"),
+    [
+        ("REDIS_URL", "redis+cluster://:Hunter2pw@10.0.0.5:6379/1", "redis_url"),
+        ("DB_POOL_MAX", "Hunter2pw", "db_pool_max"),
+    ],
+)
+def test_a_settings_error_names_the_field_never_its_value(
+    variable: str, value: str, field: str
+) -> None:
+    # The error is logged at load: a plain REDIS_URL carries its password.
+    with pytest.raises(ValidationError) as refused:
+        Settings.from_environ({variable: value})
+    assert field in str(refused.value)
+    assert "Hunter2pw" not in str(refused.value)
 
 
 def test_settings_are_restored_after_each_block() -> None:
