@@ -83,6 +83,19 @@ DEV_DEFAULTS: dict[str, tuple[dict[str, str | None], str]] = {
         "metadata.tencentyun.com",
     ),
     "allow-list with a single-label name": ({"PIPELINE_ALLOWED_HOSTS": "intranet"}, "intranet"),
+    # What the C resolver reads as an internal IPv4 address, and IPv6 forms carrying one.
+    **{
+        f"allow-list with {entry}": ({"PIPELINE_ALLOWED_HOSTS": f"ai.example.com,{entry}"}, named)
+        for entry, named in [
+            ("127.1", "127.1"),
+            ("10.1:8080", "10.1"),
+            ("0177.0.0.1", "0177.0.0.1"),
+            ("169.254.169.254.", "169.254.169.254."),
+            ("[::a9fe:a9fe]", "::a9fe:a9fe"),
+            ("[::ffff:0:a9fe:a9fe]", "::ffff:0:a9fe:a9fe"),
+            ("[64:ff9b:1::a9fe:a9fe]", "64:ff9b:1::a9fe:a9fe"),
+        ]
+    },
     "plain http wechat": ({"WECHAT_API_BASE": "http://api.weixin.qq.com"}, "WECHAT_API_BASE"),
     "cos test endpoint": ({"COS_ENDPOINT": "cos.example.com:80"}, "COS_ENDPOINT"),
     "cloud api test endpoint": (
