@@ -4,15 +4,12 @@ disabled at KMS. While KMS cannot seal, a PUT is 503 and the job counts what it 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import select
 
 from app.db.tables import secrets as secrets_table
 from app.db.transaction import transaction
 from tests.fakes.kms import FakeKms
-from tests.fakes.tencentcloud import FakeTencentCloud
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.support.function_url import call
 from tests.support.functions import handler
@@ -20,12 +17,6 @@ from tests.support.logs import capture_logs
 from tests.support.pipelines import Customer, Worker
 from tests.support.settings import settings_env
 from tests.vault.test_admin_secrets import admin, new_name, put_pipeline, put_secret, reference
-
-
-@pytest.fixture
-def kms() -> Iterator[FakeKms]:
-    with FakeTencentCloud() as cloud:
-        yield FakeKms(cloud)
 
 
 def rows(names: list[str]) -> dict[str, tuple[str, int]]:
