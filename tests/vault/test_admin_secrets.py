@@ -65,6 +65,15 @@ def new_name() -> str:
     return "K_" + secrets.token_hex(6).upper()
 
 
+def sending(upstream: FakeUpstream, name: str, *, retries: int) -> str:
+    """A new pipeline of one step sending secret `name` as Authorization to /render."""
+    pipeline = "p-" + secrets.token_hex(4)
+    headers = {"Authorization": reference(name)}
+    step = {"id": "a", "type": "http", "url": upstream.url("/render"), "retries": retries}
+    assert put_pipeline(pipeline, [{**step, "headers": headers}]).status == 200
+    return pipeline
+
+
 @pytest.fixture
 def upstream() -> Iterator[FakeUpstream]:
     with FakeUpstream() as fake:
@@ -129,12 +138,38 @@ def test_a_user_is_403_on_both_routes() -> None:
         {"Host": "elsewhere.example"},
         {"Bad Header": "v"},
         {"X-Multi": "a\r\nInjected: b"},
+        {"X-Lang": "zh-\u4e2d\u6587"},  # beyond Latin-1: http.client cannot encode it
+        {"X-Emoji": "ok \U0001f600"},
     ],
 )
 def test_a_pipeline_with_a_header_it_may_not_send_is_422(headers: dict[str, str]) -> None:
     step = {"id": "a", "type": "http", "url": "http://127.0.0.1:9/x", "headers": headers}
     reply = put_pipeline("p-" + secrets.token_hex(4), [step])
     assert (reply.status, reply.json()["code"]) == (422, "VALIDATION_ERROR"), reply.body
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "sk-\u4e2d\u6587",  # beyond Latin-1
+        "line1\nline2",
+        "-----BEGIN PRIVATE KEY-----\r\nMIIE\r\n-----END PRIVATE KEY-----",
+    ],
+)
+def test_a_secret_no_header_can_carry_fails_its_step_naming_the_header(
+    worker: Worker, upstream: FakeUpstream, value: str
+) -> None:
+    name = new_name()
+    assert put_secret(name, value).status == 204  # a setting's PEM key is stored so, too
+    pipeline = sending(upstream, name, retries=2)
+    user = Customer(quota=1)
+    task = user.wait(user.create(pipeline, {"text": "hi"}).json()["id"])
+    assert task["status"] == "failed"
+    message = task["error"]["message"]
+    assert "the header Authorization cannot carry its secret's value (called once)" in message
+    assert value not in json.dumps(task) and "line1" not in json.dumps(task)
+    assert upstream.calls_to("/render") == []
+    assert user.quota() == (1, 0)
 
 
 def test_the_upstream_gets_the_value_and_nothing_else_ever_holds_it(
@@ -182,15 +217,7 @@ def test_a_secret_that_cannot_be_had_fails_the_step_naming_nothing_of_it(
 ) -> None:
     name = new_name()
     assert put_secret(name, "sk-gone").status == 204
-    pipeline = "p-" + secrets.token_hex(4)
-    step = {
-        "id": "a",
-        "type": "http",
-        "url": upstream.url("/render"),
-        "retries": 0,
-        "headers": {"Authorization": reference(name)},
-    }
-    assert put_pipeline(pipeline, [step]).status == 200
+    pipeline = sending(upstream, name, retries=0)
     other = new_name()
     assert put_secret(other, "sk-other").status == 204
     with transaction() as tx:  # another secret's envelope copied over it: it does not open
@@ -225,10 +252,7 @@ def run_while_kms_fails(
     with settings_env(**kms.env(key)):
         assert put_secret(name, value).status == 204
     with settings_env(**kms.env(kms.create_key())):
-        pipeline = "p-" + secrets.token_hex(4)
-        headers = {"Authorization": reference(name)}
-        step = {"id": "a", "type": "http", "url": upstream.url("/render"), "retries": retries}
-        assert put_pipeline(pipeline, [{**step, "headers": headers}]).status == 200
+        pipeline = sending(upstream, name, retries=retries)
         kms.fail_next("Decrypt", times=failures)
         user = Customer(quota=1)
         with capture_logs() as logs:

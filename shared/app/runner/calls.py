@@ -6,7 +6,8 @@ whose body is not JSON the system can store (`app.json_values`: not JSON, NaN or
 too deep, too large) are retried with exponential backoff from 0.5 s (429/503
 `Retry-After` honoured up to 60 s), and so is a secret of its headers that cannot be had
 now (KMS down: the step's error says only that a secret is not available, the log says
-which and why); other 4xx are not; a step is called at most
+which and why); other 4xx are not, nor is a header whose filled value no header can carry
+(CR, LF, beyond Latin-1: the step fails naming the header); a step is called at most
 `1 + retries` times in all,
 counted in its row so a re-queued or taken-over step keeps the count. Each call holds an
 upstream host slot; no free slot, or a wait longer than INLINE_WAIT_MAX_S, ends the
@@ -34,9 +35,10 @@ from app import json_values
 from app.config import get_settings
 from app.observability import logging as applog
 from app.observability.metrics import PIPELINE_CALLS
-from app.pipeline.definition import HttpCall, SimCall
+from app.pipeline.definition import HttpCall, SimCall, sendable_header_value
 from app.runner import slots
 from app.tasks.lifecycle import step_failed
+from app.vault import referenced
 from app.vault import store as vault_store
 
 BACKOFF_BASE_S = 0.5
@@ -128,6 +130,13 @@ def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -
                 reason=str(gone),
             )
             return _Answer(retryable=True, message=CREDENTIAL_UNAVAILABLE)
+        for header, value in headers.items():
+            # A stored secret may hold what no header can (a PEM key's newlines, text
+            # beyond Latin-1): the same answer every time, named by header, never by value.
+            if not sendable_header_value(value):
+                written = step.headers.get(header, "")
+                what = "its secret's value" if referenced([written]) else "its value"
+                return _Answer(message=f"the header {header} cannot carry {what}")
     try:
         reply = call(
             "POST",
