@@ -8,8 +8,9 @@ import secrets
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from app.config import DEV_JWT_SECRET, ProductionMisconfigured, get_settings
+from app.config import DEV_JWT_SECRET, ProductionMisconfigured, Settings, get_settings
 from app.http import http_handler
 from tests.support.functions import FUNCTIONS
 from tests.support.payments import PRODUCTION_PAYMENT_ENV
@@ -82,6 +83,19 @@ DEV_DEFAULTS: dict[str, tuple[dict[str, str | None], str]] = {
         "metadata.tencentyun.com",
     ),
     "allow-list with a single-label name": ({"PIPELINE_ALLOWED_HOSTS": "intranet"}, "intranet"),
+    # What the C resolver reads as an internal IPv4 address, and IPv6 forms carrying one.
+    **{
+        f"allow-list with {entry}": ({"PIPELINE_ALLOWED_HOSTS": f"ai.example.com,{entry}"}, named)
+        for entry, named in [
+            ("127.1", "127.1"),
+            ("10.1:8080", "10.1"),
+            ("0177.0.0.1", "0177.0.0.1"),
+            ("169.254.169.254.", "169.254.169.254."),
+            ("[::a9fe:a9fe]", "::a9fe:a9fe"),
+            ("[::ffff:0:a9fe:a9fe]", "::ffff:0:a9fe:a9fe"),
+            ("[64:ff9b:1::a9fe:a9fe]", "64:ff9b:1::a9fe:a9fe"),
+        ]
+    },
     "plain http wechat": ({"WECHAT_API_BASE": "http://api.weixin.qq.com"}, "WECHAT_API_BASE"),
     "cos test endpoint": ({"COS_ENDPOINT": "cos.example.com:80"}, "COS_ENDPOINT"),
     "cloud api test endpoint": (
@@ -190,6 +204,23 @@ def test_local_mode_starts_on_the_embedded_default() -> None:
         assert settings.app_env == "local"
         assert settings.is_sqlite and settings.redis_url == "memory://"
         assert "JWT_SECRET is the built-in dev secret" in settings.production_problems()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field"),
+    [
+        ("REDIS_URL", "redis+cluster://:Hunter2pw@10.0.0.5:6379/1", "redis_url"),
+        ("DB_POOL_MAX", "Hunter2pw", "db_pool_max"),
+    ],
+)
+def test_a_settings_error_names_the_field_never_its_value(
+    variable: str, value: str, field: str
+) -> None:
+    # The error is logged at load: a plain REDIS_URL carries its password.
+    with pytest.raises(ValidationError) as refused:
+        Settings.from_environ({variable: value})
+    assert field in str(refused.value)
+    assert "Hunter2pw" not in str(refused.value)
 
 
 def test_settings_are_restored_after_each_block() -> None:

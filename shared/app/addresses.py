@@ -15,9 +15,19 @@ import socket
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-# IPv6 prefixes that carry an IPv4 address in their last 32 bits (NAT64 well-known prefix):
-# the IPv4 address inside is the one judged.
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits: the IPv4 address inside
+# is the one judged. The NAT64 well-known prefix; IPv4-compatible (::/96, deprecated, but a
+# stack may still route it to the IPv4 address; :: and ::1 are judged as themselves); and
+# IPv4-translated (::ffff:0:a.b.c.d, the prefix ::ffff:0:0:0/96, SIIT).
+_CARRYING = (
+    ipaddress.ip_network("64:ff9b::/96"),
+    ipaddress.ip_network("::/96"),
+    ipaddress.ip_network("::ffff:0:0:0/96"),
+)
+_UNSPECIFIED_AND_LOOPBACK = (ipaddress.IPv6Address("::"), ipaddress.IPv6Address("::1"))
+# NAT64 for local use (RFC 8215): what it translates to is the operator's choice, so it
+# may lead anywhere inside; never public.
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
 
 
 class NotPublic(Exception):
@@ -26,13 +36,20 @@ class NotPublic(Exception):
 
 def is_public(address: IpAddress) -> bool:
     """A global unicast address, judged on the IPv4 address an IPv6 one carries (mapped,
-    6to4, Teredo, NAT64): private, loopback, link-local (the metadata service), shared
-    (100.64.0.0/10), multicast, reserved and unspecified addresses are not."""
+    IPv4-compatible, IPv4-translated, 6to4, Teredo, NAT64): private, loopback, link-local
+    (the metadata service), shared (100.64.0.0/10), multicast, reserved and unspecified
+    addresses are not, nor is local-use NAT64 (64:ff9b:1::/48)."""
     if isinstance(address, ipaddress.IPv6Address):
+        if address in _LOCAL_NAT64:
+            return False
         carried = address.ipv4_mapped or address.sixtofour
         if carried is None and address.teredo is not None:
             carried = address.teredo[1]
-        if carried is None and address in _NAT64:
+        if (
+            carried is None
+            and address not in _UNSPECIFIED_AND_LOOPBACK
+            and any(address in prefix for prefix in _CARRYING)
+        ):
             carried = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if carried is not None:
             return is_public(carried)

@@ -111,7 +111,9 @@ def secret_bits(secret: str) -> float:
 
 
 class Settings(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # A settings error is logged at load: it names the field, never its value (a plain
+    # REDIS_URL or DATABASE_URL carries a password).
+    model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
 
     app_env: Literal["local", "test", "production"] = "local"
     port: int = 8000

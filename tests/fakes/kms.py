@@ -13,6 +13,8 @@ Decrypt and Encrypt, every request first checked against KMS's official schema
   the key from the blob, as KMS does, and refuses a blob that is not one
   (`InvalidParameterValue.InvalidCiphertext`) or one asked for under another
   EncryptionContext, or altered (`FailedOperation.DecryptError`).
+- `fail_next(action, times)`: the next `times` requests of that action answer `InternalError`
+  (KMS having a bad moment), then the fake answers as before.
 - `count(action)` is how many requests of that action reached the fake.
 """
 
@@ -32,7 +34,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tests.fakes import api_schema
-from tests.fakes.tencentcloud import Call, FakeTencentCloud, TencentCloudError
+from tests.fakes.tencentcloud import Call, FakeTencentCloud, Handler, TencentCloudError
 
 SCHEMA = api_schema.load("kms", "v20190118")
 SEPARATOR = "-k-"
@@ -50,10 +52,13 @@ class FakeKms:
         self._root = AESGCM(AESGCM.generate_key(bit_length=256))
         self._check_key = os.urandom(32)
         self._lock = threading.Lock()
+        self._failing: dict[str, int] = {}  # action -> requests still to fail
         cloud.validate_with("kms", SCHEMA.validate)
-        cloud.on("GenerateDataKey", self._generate_data_key)
-        cloud.on("Decrypt", self._decrypt)
-        cloud.on("Encrypt", self._encrypt)
+        cloud.on(
+            "GenerateDataKey", self._unless_failing("GenerateDataKey", self._generate_data_key)
+        )
+        cloud.on("Decrypt", self._unless_failing("Decrypt", self._decrypt))
+        cloud.on("Encrypt", self._unless_failing("Encrypt", self._encrypt))
 
     # ------------------------------------------------------------ set-up
 
@@ -66,6 +71,10 @@ class FakeKms:
     def disable(self, key_id: str) -> None:
         with self._lock:
             self.keys[key_id] = False
+
+    def fail_next(self, action: str, times: int = 1) -> None:
+        with self._lock:
+            self._failing[action] = times
 
     def count(self, action: str) -> int:
         return len(self.cloud.calls_of(action))
@@ -138,6 +147,18 @@ class FakeKms:
         return {"KeyId": key_id, "Plaintext": base64.b64encode(plaintext).decode()}
 
     # ------------------------------------------------------------ helpers
+
+    def _unless_failing(self, action: str, handler: Handler) -> Handler:
+        def handle(params: dict[str, Any], call: Call) -> dict[str, Any]:
+            with self._lock:
+                failing = self._failing.get(action, 0)
+                if failing:
+                    self._failing[action] = failing - 1
+            if failing:
+                raise TencentCloudError("InternalError", "internal error, try again")
+            return handler(params, call)
+
+        return handle
 
     def _usable(self, key_id: str) -> str:
         with self._lock:

@@ -70,6 +70,13 @@ def resolver(monkeypatch: pytest.MonkeyPatch) -> Resolver:
         ("::ffff:127.0.0.1", False),  # IPv4-mapped
         ("64:ff9b::a9fe:a9fe", False),  # NAT64 of 169.254.169.254
         ("2002:a9fe:a9fe::1", False),  # 6to4 of 169.254.169.254
+        ("::a9fe:a9fe", False),  # IPv4-compatible 169.254.169.254
+        ("::ffff:0:a9fe:a9fe", False),  # IPv4-translated 169.254.169.254
+        ("::ffff:0:7f00:1", False),  # IPv4-translated 127.0.0.1
+        ("64:ff9b:1::a9fe:a9fe", False),  # local-use NAT64: leads wherever the operator set
+        ("64:ff9b:1::808:808", False),
+        ("::808:808", True),  # IPv4-compatible 8.8.8.8
+        ("::ffff:0:808:808", True),  # IPv4-translated 8.8.8.8
         ("8.8.8.8", True),
         ("2606:4700::1111", True),
         ("::ffff:8.8.8.8", True),

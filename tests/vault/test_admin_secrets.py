@@ -16,12 +16,14 @@ from sqlalchemy import select, text
 from app.crypto import envelopes
 from app.db.tables import secrets as secrets_table
 from app.db.transaction import transaction
+from tests.fakes.kms import FakeKms
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.support.function_url import Reply, call
 from tests.support.functions import handler
-from tests.support.logs import capture_logs
+from tests.support.logs import CapturedLogs, capture_logs
 from tests.support.pipelines import Customer, Worker, token_for
 from tests.support.quota import new_user
+from tests.support.settings import settings_env
 
 
 def admin() -> str:
@@ -61,6 +63,15 @@ def reference(name: str) -> str:
 
 def new_name() -> str:
     return "K_" + secrets.token_hex(6).upper()
+
+
+def sending(upstream: FakeUpstream, name: str, *, retries: int) -> str:
+    """A new pipeline of one step sending secret `name` as Authorization to /render."""
+    pipeline = "p-" + secrets.token_hex(4)
+    headers = {"Authorization": reference(name)}
+    step = {"id": "a", "type": "http", "url": upstream.url("/render"), "retries": retries}
+    assert put_pipeline(pipeline, [{**step, "headers": headers}]).status == 200
+    return pipeline
 
 
 @pytest.fixture
@@ -127,12 +138,38 @@ def test_a_user_is_403_on_both_routes() -> None:
         {"Host": "elsewhere.example"},
         {"Bad Header": "v"},
         {"X-Multi": "a\r\nInjected: b"},
+        {"X-Lang": "zh-\u4e2d\u6587"},  # beyond Latin-1: http.client cannot encode it
+        {"X-Emoji": "ok \U0001f600"},
     ],
 )
 def test_a_pipeline_with_a_header_it_may_not_send_is_422(headers: dict[str, str]) -> None:
     step = {"id": "a", "type": "http", "url": "http://127.0.0.1:9/x", "headers": headers}
     reply = put_pipeline("p-" + secrets.token_hex(4), [step])
     assert (reply.status, reply.json()["code"]) == (422, "VALIDATION_ERROR"), reply.body
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "sk-\u4e2d\u6587",  # beyond Latin-1
+        "line1\nline2",
+        "-----BEGIN PRIVATE KEY-----\r\nMIIE\r\n-----END PRIVATE KEY-----",
+    ],
+)
+def test_a_secret_no_header_can_carry_fails_its_step_naming_the_header(
+    worker: Worker, upstream: FakeUpstream, value: str
+) -> None:
+    name = new_name()
+    assert put_secret(name, value).status == 204  # a setting's PEM key is stored so, too
+    pipeline = sending(upstream, name, retries=2)
+    user = Customer(quota=1)
+    task = user.wait(user.create(pipeline, {"text": "hi"}).json()["id"])
+    assert task["status"] == "failed"
+    message = task["error"]["message"]
+    assert "the header Authorization cannot carry its secret's value (called once)" in message
+    assert value not in json.dumps(task) and "line1" not in json.dumps(task)
+    assert upstream.calls_to("/render") == []
+    assert user.quota() == (1, 0)
 
 
 def test_the_upstream_gets_the_value_and_nothing_else_ever_holds_it(
@@ -175,20 +212,12 @@ def test_the_upstream_gets_the_value_and_nothing_else_ever_holds_it(
         assert not [where for where in seen if value in where]
 
 
-def test_a_secret_that_cannot_be_had_fails_the_step_naming_it_only(
+def test_a_secret_that_cannot_be_had_fails_the_step_naming_nothing_of_it(
     worker: Worker, upstream: FakeUpstream
 ) -> None:
     name = new_name()
     assert put_secret(name, "sk-gone").status == 204
-    pipeline = "p-" + secrets.token_hex(4)
-    step = {
-        "id": "a",
-        "type": "http",
-        "url": upstream.url("/render"),
-        "retries": 0,
-        "headers": {"Authorization": reference(name)},
-    }
-    assert put_pipeline(pipeline, [step]).status == 200
+    pipeline = sending(upstream, name, retries=0)
     other = new_name()
     assert put_secret(other, "sk-other").status == 204
     with transaction() as tx:  # another secret's envelope copied over it: it does not open
@@ -201,8 +230,61 @@ def test_a_secret_that_cannot_be_had_fails_the_step_naming_it_only(
             .values(envelope=moved, version=secrets_table.c.version + 1)
         )
     user = Customer(quota=1)
-    task = user.wait(user.create(pipeline, {}).json()["id"])
+    with capture_logs() as logs:
+        task = user.wait(user.create(pipeline, {}).json()["id"])
     assert task["status"] == "failed"
-    assert f"secret {name} is not available" in task["error"]["message"]
+    assert "a secret the step sends is not available" in task["error"]["message"]
+    assert name not in json.dumps(task)  # which one, and why, is the operator's to read
+    (line,) = logs.where(message="step secret not available", secret=name)
+    assert "sealed for another name" in line["reason"]
+    assert "sk-gone" not in logs.text and "sk-other" not in logs.text
     assert upstream.calls_to("/render") == []
     assert user.quota() == (1, 0)
+
+
+def run_while_kms_fails(
+    kms: FakeKms, upstream: FakeUpstream, value: str, *, retries: int, failures: int
+) -> tuple[dict[str, Any], CapturedLogs, str, str]:
+    """A task whose step sends a secret stored under one key, run by an instance of other
+    settings (so it asks KMS for the data key) while KMS fails `failures` times: the task,
+    the logs, the secret's name and the key."""
+    key, name = kms.create_key(), new_name()
+    with settings_env(**kms.env(key)):
+        assert put_secret(name, value).status == 204
+    with settings_env(**kms.env(kms.create_key())):
+        pipeline = sending(upstream, name, retries=retries)
+        kms.fail_next("Decrypt", times=failures)
+        user = Customer(quota=1)
+        with capture_logs() as logs:
+            task = user.wait(user.create(pipeline, {}).json()["id"])
+        assert user.quota() == ((0, 0) if task["status"] == "succeeded" else (1, 0))
+    return task, logs, name, key
+
+
+def test_a_kms_that_fails_for_a_moment_is_retried_like_a_down_upstream(
+    kms: FakeKms, worker: Worker, upstream: FakeUpstream
+) -> None:
+    task, _logs, _name, _key = run_while_kms_fails(
+        kms, upstream, "sk-after-a-blip", retries=2, failures=1
+    )
+    assert task["status"] == "succeeded", task
+    assert kms.count("Decrypt") == 2
+    sent = [c.headers["authorization"] for c in upstream.calls_to("/render")]
+    assert sent == ["Bearer sk-after-a-blip"]
+
+
+def test_a_kms_down_past_the_retries_fails_the_step_with_a_plain_message(
+    kms: FakeKms, worker: Worker, upstream: FakeUpstream
+) -> None:
+    task, logs, name, key = run_while_kms_fails(
+        kms, upstream, "sk-never-sent", retries=1, failures=5
+    )
+    assert task["status"] == "failed"
+    message = task["error"]["message"]
+    assert "a secret the step sends is not available" in message, message
+    for detail in (name, key, "KMS", "InternalError"):
+        assert detail not in json.dumps(task)
+    assert kms.count("Decrypt") == 2  # once per call the step was allowed
+    assert len(logs.where(message="step secret not available", secret=name)) == 2
+    assert "sk-never-sent" not in logs.text
+    assert upstream.calls_to("/render") == []

@@ -1,10 +1,8 @@
 """Rotation: with KMS_KEY_ID naming a new key, the `secrets-rekey` job seals every stored
 secret again under it; pipelines keep sending the right values, also once the old key is
-disabled at KMS."""
+disabled at KMS. While KMS cannot seal, a PUT is 503 and the job counts what it left."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -12,19 +10,13 @@ from sqlalchemy import select
 from app.db.tables import secrets as secrets_table
 from app.db.transaction import transaction
 from tests.fakes.kms import FakeKms
-from tests.fakes.tencentcloud import FakeTencentCloud
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.support.function_url import call
 from tests.support.functions import handler
+from tests.support.logs import capture_logs
 from tests.support.pipelines import Customer, Worker
 from tests.support.settings import settings_env
 from tests.vault.test_admin_secrets import admin, new_name, put_pipeline, put_secret, reference
-
-
-@pytest.fixture
-def kms() -> Iterator[FakeKms]:
-    with FakeTencentCloud() as cloud:
-        yield FakeKms(cloud)
 
 
 def rows(names: list[str]) -> dict[str, tuple[str, int]]:
@@ -76,19 +68,52 @@ def test_rekey_moves_every_secret_to_the_new_key_and_calls_keep_their_values(
     assert sent == [expected, expected]
 
 
-def test_a_secret_that_does_not_open_is_left_as_it_is_and_counted(
-    kms: FakeKms, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("disabled", "counted"),
+    [
+        ("old", "unreadable"),  # the row does not open: the others still move
+        ("new", "unsealed"),  # nothing can be sealed: the job stops, leaving the rest
+    ],
+)
+def test_a_secret_the_job_cannot_move_is_left_as_it_is_and_counted(
+    kms: FakeKms, caplog: pytest.LogCaptureFixture, disabled: str, counted: str
 ) -> None:
     old_key, new_key = kms.create_key(), kms.create_key()
     name = new_name()
     with settings_env(**kms.env(old_key)):
         assert put_secret(name, "sk-lost-with-its-key").status == 204
     before = rows([name])
-    kms.disable(old_key)
+    kms.disable(old_key if disabled == "old" else new_key)
     with settings_env(**kms.env(new_key)):
         report = rekey()
-    assert report["unreadable"] >= 1
+    assert report[counted] >= 1
     assert rows([name]) == before
     lines = [r.getMessage() + str(r.__dict__) for r in caplog.records]
     assert any("secret not rekeyed" in line and name in line for line in lines)
     assert not any("sk-lost-with-its-key" in line for line in lines)
+
+
+@pytest.mark.parametrize("kms_state", ["refusing", "unreachable"])
+def test_a_secret_that_cannot_be_sealed_now_is_503_and_nothing_changes(
+    kms: FakeKms, kms_state: str
+) -> None:
+    key = kms.create_key()
+    name = new_name()
+    with settings_env(**kms.env(key)):
+        assert put_secret(name, "sk-first").status == 204
+    before = rows([name])
+    env = kms.env(key)
+    if kms_state == "refusing":
+        kms.disable(key)
+    else:  # nothing listens on the discard port
+        env["TENCENTCLOUD_API_ENDPOINT"] = "127.0.0.1:9"
+    fresh = new_name()
+    with settings_env(**env), capture_logs() as logs:
+        replaced = put_secret(name, "sk-second-value")
+        created = put_secret(fresh, "sk-second-value")
+    for reply in (replaced, created):
+        assert (reply.status, reply.json()["code"]) == (503, "SERVICE_UNAVAILABLE"), reply.body
+        assert "sk-second-value" not in reply.body and key not in reply.body
+    assert rows([name, fresh]) == before
+    assert logs.where(message="secret not stored", secret=fresh)
+    assert "sk-second-value" not in logs.text

@@ -15,7 +15,7 @@ router = Router(tags=("admin",))
     auth=Auth.ADMIN,
     body=SecretIn,
     status=204,
-    errors=(401, 403, 422),
+    errors=(401, 403, 422, 503),
     summary="Store a secret (encrypted; never returned)",
 )
 def put_secret(req: Request[SecretIn, None]) -> None:

@@ -48,6 +48,16 @@ MAX_COST = 1_000_000
 MAX_TIMEOUT_S = 120
 
 
+def sendable_header_value(value: str) -> bool:
+    """Whether an HTTP header can carry `value` as it is: Latin-1 (what http.client encodes
+    a header with), no control characters (CR and LF would end the header); tab allowed."""
+    try:
+        encoded = value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return not any((byte < 0x20 and byte != 0x09) or 0x7F <= byte < 0xA0 for byte in encoded)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -64,7 +74,12 @@ class HttpCall(_Strict):
 
     @field_validator("headers")
     @classmethod
-    def _sendable_headers(cls, headers: dict[str, str] | None) -> dict[str, str] | None:
+    def _sendable_headers(
+        cls, headers: dict[str, str] | None, info: ValidationInfo
+    ) -> dict[str, str] | None:
+        # Steps stored with a task before values had to be Latin-1 still read back: such a
+        # header fails its call, naming the header (app.runner.calls).
+        stored = bool(info.context and info.context.get("stored"))
         for name, value in (headers or {}).items():
             if not _HEADER_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a header name")
@@ -72,6 +87,8 @@ class HttpCall(_Strict):
                 raise ValueError(f"{name} is set by the runner and cannot be given")
             if len(value) > MAX_HEADER_VALUE or not value.isprintable():
                 raise ValueError(f"the value of {name} is not one line of printable text")
+            if not stored and not sendable_header_value(value):
+                raise ValueError(f"the value of {name} is not Latin-1 text a header can carry")
             for reference in vault.referenced([value]):
                 if not vault.NAME.fullmatch(reference):
                     raise ValueError(f"{{{{secrets.{reference}}}}} names no possible secret")

@@ -4,7 +4,10 @@ and the upstream host slots the calls hold.
 The rules of the contract: POST JSON with `Idempotency-Key`; timeouts, 5xx, 429 and a 2xx
 whose body is not JSON the system can store (`app.json_values`: not JSON, NaN or Infinity,
 too deep, too large) are retried with exponential backoff from 0.5 s (429/503
-`Retry-After` honoured up to 60 s), other 4xx are not; a step is called at most
+`Retry-After` honoured up to 60 s), and so is a secret of its headers that cannot be had
+now (KMS down: the step's error says only that a secret is not available, the log says
+which and why); other 4xx are not, nor is a header whose filled value no header can carry
+(CR, LF, beyond Latin-1: the step fails naming the header); a step is called at most
 `1 + retries` times in all,
 counted in its row so a re-queued or taken-over step keeps the count. Each call holds an
 upstream host slot; no free slot, or a wait longer than INLINE_WAIT_MAX_S, ends the
@@ -20,6 +23,7 @@ back a call's host slot. Never touches a step row: each further call is counted 
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -29,10 +33,12 @@ from typing import Any
 
 from app import json_values
 from app.config import get_settings
+from app.observability import logging as applog
 from app.observability.metrics import PIPELINE_CALLS
-from app.pipeline.definition import HttpCall, SimCall
+from app.pipeline.definition import HttpCall, SimCall, sendable_header_value
 from app.runner import slots
 from app.tasks.lifecycle import step_failed
+from app.vault import referenced
 from app.vault import store as vault_store
 
 BACKOFF_BASE_S = 0.5
@@ -43,6 +49,10 @@ SLOT_LEASE_MARGIN_S = 5.0
 # The worker function's timeout is 300 s: another call that might not fit hands over to a
 # fresh invocation instead.
 INVOCATION_BUDGET_S = 240.0
+# What a step's error says when a secret it sends cannot be had: the details go to the log.
+CREDENTIAL_UNAVAILABLE = "a secret the step sends is not available"
+
+log = applog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -108,8 +118,25 @@ def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -
     if step.headers:
         try:
             headers = {**vault_store.fill(step.headers), **headers}
-        except vault_store.Unavailable as gone:  # its message names the secret, not a value
-            return _Answer(message=str(gone))
+        except vault_store.Unavailable as gone:
+            # A secret that does not open now is a dependency that is down (KMS, most
+            # often): retried like a 5xx. Which secret and why (key ids, KMS's codes) is the
+            # operator's to read, never the customer's; the message names no value.
+            applog.log_fields(
+                log,
+                logging.WARNING,
+                "step secret not available",
+                secret=gone.name,
+                reason=str(gone),
+            )
+            return _Answer(retryable=True, message=CREDENTIAL_UNAVAILABLE)
+        for header, value in headers.items():
+            # A stored secret may hold what no header can (a PEM key's newlines, text
+            # beyond Latin-1): the same answer every time, named by header, never by value.
+            if not sendable_header_value(value):
+                written = step.headers.get(header, "")
+                what = "its secret's value" if referenced([written]) else "its value"
+                return _Answer(message=f"the header {header} cannot carry {what}")
     try:
         reply = call(
             "POST",

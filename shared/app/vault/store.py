@@ -65,7 +65,8 @@ def _invalid(where: list[str], why: str) -> AppError:
 
 def put(name: str, value: str) -> None:
     """Store `value` under `name` (created, or replaced with its version one higher);
-    `422 VALIDATION_ERROR` for a name or a value out of bounds."""
+    `422 VALIDATION_ERROR` for a name or a value out of bounds, `503 SERVICE_UNAVAILABLE`
+    when it cannot be sealed now (KMS unreachable or refusing)."""
     if not NAME.fullmatch(name):
         raise _invalid(["path", "name"], "A-Z first, then up to 63 of A-Z, 0-9 and _")
     try:
@@ -74,7 +75,13 @@ def put(name: str, value: str) -> None:
         raise _invalid(["body", "value"], "not valid Unicode text") from None
     if not 1 <= len(plain) <= MAX_VALUE_BYTES:
         raise _invalid(["body", "value"], f"1 to {MAX_VALUE_BYTES} bytes of UTF-8")
-    envelope = envelopes.seal(plain, name, _keys())
+    try:
+        envelope = envelopes.seal(plain, name, _keys())
+    except envelopes.EnvelopeError as error:  # KMS unreachable or refusing: nothing written
+        applog.log_fields(log, logging.ERROR, "secret not stored", secret=name, reason=str(error))
+        raise AppError(
+            ErrorCode.SERVICE_UNAVAILABLE, "The secret could not be encrypted; try again shortly."
+        ) from None
     for attempt in (1, 2):
         try:
             with transaction() as tx:
@@ -197,7 +204,10 @@ def fill(headers: Mapping[str, str]) -> dict[str, str]:
 def rekey() -> dict[str, Any]:
     """Seal every secret not under the current key again under it; the counts. A row
     that does not open (its key disabled or gone) is left as it is, logged by name and
-    counted as `unreadable`: the others still move, and the job can run again."""
+    counted as `unreadable`: the others still move, and the job can run again. When
+    sealing under the current key fails (KMS unreachable, or refusing that key), every
+    other row would fail alike: the job stops there, logs why, and counts that row and
+    those not tried as `unsealed`, left as they are for the next run."""
     keys = _keys()
     with transaction() as tx:
         stale = [
@@ -205,7 +215,7 @@ def rekey() -> dict[str, Any]:
             for r in tx.execute(select(secrets.c.name).where(secrets.c.key_id != keys.key_id))
         ]
     rekeyed = unreadable = 0
-    for name in stale:
+    for done, name in enumerate(stale):
         with transaction() as tx:
             row = tx.execute(
                 select(secrets.c.envelope).where(secrets.c.name == name).with_for_update()
@@ -218,7 +228,14 @@ def rekey() -> dict[str, Any]:
                     log, logging.ERROR, "secret not rekeyed", secret=name, reason=str(error)
                 )
                 continue
-            envelope = envelopes.seal(plain, name, keys)
+            try:
+                envelope = envelopes.seal(plain, name, keys)
+            except envelopes.EnvelopeError as error:
+                applog.log_fields(
+                    log, logging.ERROR, "secret not rekeyed", secret=name, reason=str(error)
+                )
+                unsealed = len(stale) - done
+                return {"rekeyed": rekeyed, "unreadable": unreadable, "unsealed": unsealed}
             # A new version, though the value is the same: every instance opens the new
             # envelope at its next use, so the old key can be retired once this has run.
             tx.execute(
@@ -227,4 +244,4 @@ def rekey() -> dict[str, Any]:
                 .values(envelope=envelope, key_id=keys.key_id, version=secrets.c.version + 1)
             )
             rekeyed += 1
-    return {"rekeyed": rekeyed, "unreadable": unreadable}
+    return {"rekeyed": rekeyed, "unreadable": unreadable, "unsealed": 0}
