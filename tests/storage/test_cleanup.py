@@ -25,7 +25,11 @@ from app.storage.objects import task_prefix, upload_key
 from app.storage.store import store
 from app.tasks import lifecycle
 from tests.fakes.cos import FakeCos
+from tests.support.function_url import Reply, call
 from tests.support.functions import handler
+from tests.support.pipelines import token_for
+from tests.support.quota import new_user
+from tests.support.settings import settings_env
 
 OLD = utcnow() - timedelta(hours=2)  # past COS_ORPHAN_GRACE_S (3600)
 FRESH = utcnow() - timedelta(minutes=10)
@@ -342,3 +346,41 @@ def test_two_runs_started_at_once_never_delete_or_count_twice(cos: FakeCos) -> N
     assert sum(r["deleted_bytes"] for r in reports) == 1200 * 4
     assert len(reports) + len(refused) == 2 and len(reports) >= 1
     assert cos.keys() == []
+
+
+def _admin_run() -> Reply:
+    admin = token_for(new_user(role="admin"), role="admin")
+    return call(handler("admin-jobs-run"), "POST", "/admin/jobs/cos-cleanup", token=admin)
+
+
+def test_an_admin_asking_while_a_run_is_live_or_cos_fails_is_answered_503(cos: FakeCos) -> None:
+    with transaction() as tx:
+        tx.execute(
+            insert(maintenance_runs).values(
+                id=new_id(),
+                job=cleanup.JOB,
+                status="running",
+                started_at=utcnow(),
+                live_job=cleanup.JOB,
+            )
+        )
+    busy = _admin_run()
+    assert (busy.status, busy.json()["code"]) == (503, "SERVICE_UNAVAILABLE"), busy.body
+    assert "try again once it has ended" in busy.json()["message"]
+    with transaction() as tx:
+        tx.execute(delete(maintenance_runs).where(maintenance_runs.c.status == "running"))
+    cos.plant(f"{task_prefix(new_id())}x.json", b"q", last_modified=OLD)
+    cos.fail_next("DeleteObjects", 503, times=5)
+    failed = _admin_run()
+    assert (failed.status, failed.json()["code"]) == (503, "SERVICE_UNAVAILABLE"), failed.body
+
+
+def test_a_run_whose_bucket_cannot_be_built_leaves_no_row_to_refuse_the_next(
+    cos: FakeCos,
+) -> None:
+    seen = run_ids()
+    with settings_env(TENCENTCLOUD_SECRET_ID="", TENCENTCLOUD_SECRET_KEY=""):
+        refused = _admin_run()
+    assert (refused.status, refused.json()["code"]) == (503, "SERVICE_UNAVAILABLE"), refused.body
+    assert runs_after(seen) == []
+    assert _admin_run().status == 200  # configured again: the next run goes

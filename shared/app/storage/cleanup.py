@@ -37,6 +37,7 @@ from app.clock import utcnow
 from app.config import get_settings
 from app.db.tables import maintenance_runs, task_uploads, tasks
 from app.db.transaction import transaction
+from app.errors import AppError, ErrorCode
 from app.ids import new_id
 from app.observability import logging as applog
 from app.observability.metrics import (
@@ -68,15 +69,23 @@ STALE_RUN_S = 900
 GIB = 2**30
 
 
-class CleanupBusy(Exception):
-    """Another cos-cleanup run is in progress (its row is `running` and recent)."""
+class CleanupBusy(AppError):
+    """Another cos-cleanup run is in progress (its row is `running` and recent): 503 to an
+    admin who asked for one meanwhile, who can try again once it has ended."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(ErrorCode.SERVICE_UNAVAILABLE, f"{why}; try again once it has ended.")
 
 
-class CleanupInterrupted(Exception):
-    """The run stopped on an error; `report` is what it had done, as its row says."""
+class CleanupInterrupted(AppError):
+    """The run stopped on an error (COS or the database failing half way): 503 to an admin;
+    `report` is what it had done, as its row says."""
 
     def __init__(self, report: dict[str, Any], cause: str) -> None:
-        super().__init__(f"{JOB} stopped: {cause}; done before it stopped: {report}")
+        super().__init__(
+            ErrorCode.SERVICE_UNAVAILABLE,
+            f"{JOB} stopped: {cause}; done before it stopped: {report}",
+        )
         self.report = report
 
 
@@ -236,8 +245,13 @@ def run() -> dict[str, Any]:
     what it had done) when COS or the database fails half way."""
     settings = get_settings()
     price = settings.cos_price_cny_per_gb_month
+    # The bucket before the run's row: a bucket that cannot be built (no credentials, a
+    # malformed endpoint) must not leave a `running` row that refuses the next run.
+    try:
+        bucket = store()
+    except StorageError as error:
+        raise AppError(ErrorCode.SERVICE_UNAVAILABLE, f"{JOB}: {error}") from error
     current = _Run(_start())
-    bucket = store()
 
     def progress(delta: Counts) -> None:
         COS_CLEANUP_DELETED_OBJECTS.inc(delta.deleted)
