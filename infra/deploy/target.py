@@ -51,6 +51,11 @@ class Package:
         return cls(path, hashlib.sha256(data).hexdigest(), len(data))
 
 
+# SCF's FunctionName, as deployed (`<app>-<stage>-<name>`): checked before any call, so a
+# long STAGE cannot stop an apply half way, at the first function whose name is too long.
+DEPLOYED_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,59}$")
+
+
 @dataclass(frozen=True)
 class FunctionTarget:
     spec: FunctionSpec
@@ -94,6 +99,11 @@ def build(deployment: Deployment, dist: Path) -> Target:
         _check_environment(spec)
         package = Package.of(dist / "functions" / f"{spec.name}.zip")
         name = deployment.variables.function_name(spec.name)
+        if not DEPLOYED_NAME.match(name):
+            raise ConfigurationError(
+                f"{spec.name}: SCF refuses the function name {name!r} (2-60 letters, digits,"
+                " - and _, starting with a letter): shorten STAGE or the name"
+            )
         functions.append(FunctionTarget(spec, name, package))
     handlers = {
         spec.name: load_handler(spec.name, spec.directory, spec.handler)

@@ -297,3 +297,15 @@ def test_what_scf_would_refuse_halfway_stops_the_deploy_before_any_call(
     assert result.code == 2
     assert result.last.startswith("deploy: ") and message in result.last
     assert account.cloud.calls == [] and account.cloud.refused == []
+
+
+def test_a_stage_that_makes_a_function_name_scf_refuses_stops_before_any_call(
+    account: Account,
+) -> None:
+    """`ai-platform-<STAGE>-payments-wechat-notify` past SCF's 60 characters: refused before
+    the first call, not at that function's CreateFunction with half the account built."""
+    environ = {**account.environ, "STAGE": "preview-feature-branch-1234"}
+    result = account.deploy("apply", environ=environ)
+    assert result.code == 2, result.output
+    assert "SCF refuses the function name" in result.output
+    assert account.cloud.calls == []

@@ -44,6 +44,8 @@ WRITES = ("Create", "Update", "Publish", "Delete", "Put", "Copy", "Terminate")
 RUNTIMES = {"Python2.7", "Python3.6", "Python3.7", "Python3.9", "Python3.10", "Nodejs16.13"}
 DEFAULT_ASYNC = {"RetryConfig": [{"RetryNum": 2}], "MsgTTL": 21600}
 _DESCRIPTION = re.compile(r"^[A-Za-z0-9 ,.\n\u4e00-\u9fff]*$")
+# The API's FunctionName: letters, digits, - and _, starting with a letter, 2-60 long.
+_FUNCTION_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,59}$")
 _LAYER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,62}[A-Za-z0-9]$")
 Runner = Callable[[Any, dict[str, Any], dict[str, str]], Any]
 
@@ -197,6 +199,8 @@ class FakeScf(RoutingActions):
 
     def _CreateFunction(self, params: dict[str, Any]) -> dict[str, Any]:
         name = params["FunctionName"]
+        if not _FUNCTION_NAME.match(name):
+            raise _error("InvalidParameterValue.FunctionName", name)
         if name in self.functions:
             raise _error("ResourceInUse.FunctionName", name)
         if params.get("Runtime", "Python2.7") not in RUNTIMES:
