@@ -307,12 +307,18 @@ class Seeded:
 
         return str(orders.create(self.member["id"], PLAN_ID, channel).order["id"])
 
-    def wechatpay_paid(self) -> Any:
-        """The signed notification of a new order the member has just paid."""
-        return self._wechatpay.pay(self.new_order("wechat"))
+    def wechatpay_notification(self) -> Probe:
+        """WeChat Pay's signed notification of a new order the member has just paid."""
+        paid = self._wechatpay.pay(self.new_order("wechat"))
+        return Probe(
+            "POST", "/payments/wechat/notify", 200, raw_body=paid.body, headers=paid.lower_headers
+        )
 
-    def alipay_paid(self) -> Any:
-        return self._alipay.sim.pay(self.new_order("alipay"))
+    def alipay_notification(self) -> Probe:
+        """Alipay's, likewise (a signed form)."""
+        paid = self._alipay.sim.pay(self.new_order("alipay"))
+        form = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+        return Probe("POST", "/payments/alipay/notify", 200, raw_body=paid.body, headers=form)
 
 
 # Each HTTP function's first request (for a function that serves several routes, its most
@@ -376,14 +382,8 @@ PROBES: dict[str, Callable[[Seeded], Probe]] = {
     "orders-id": lambda s: Probe(
         "GET", f"/orders/{s.new_order('wechat')}", 200, token=s.member_token
     ),
-    "payments-wechat-notify": lambda s: _wechatpay_notification(s.wechatpay_paid()),
-    "payments-alipay-notify": lambda s: Probe(
-        "POST",
-        "/payments/alipay/notify",
-        200,
-        raw_body=s.alipay_paid().body,
-        headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
-    ),
+    "payments-wechat-notify": lambda s: s.wechatpay_notification(),
+    "payments-alipay-notify": lambda s: s.alipay_notification(),
     "admin-plans-put": lambda s: Probe(
         "PUT", f"/admin/plans/{PLAN_ID}", 200, PLAN, token=s.admin_token
     ),
@@ -397,16 +397,6 @@ PROBES: dict[str, Callable[[Seeded], Probe]] = {
     "admin-secrets-list": lambda s: Probe("GET", "/admin/secrets", 200, token=s.admin_token),
     "fallback": lambda s: Probe("GET", "/nowhere", 404),
 }
-
-
-def _wechatpay_notification(notification: Any) -> Probe:
-    return Probe(
-        "POST",
-        "/payments/wechat/notify",
-        200,
-        raw_body=notification.body,
-        headers=notification.lower_headers,
-    )
 
 
 # ------------------------------------------------------------------------ the events
