@@ -64,6 +64,20 @@ def parse(text: str) -> IpAddress | None:
         return None
 
 
+def as_resolved(name: str) -> IpAddress | None:
+    """The address `name` is without any lookup, as the C resolver reads it: what `parse`
+    takes, and the IPv4 forms only inet_aton does (`127.1`, `0177.0.0.1`, `10.1`); one
+    trailing dot dropped. None for a name that needs DNS."""
+    name = name[:-1] if name.endswith(".") else name
+    address = parse(name)
+    if address is not None:
+        return address
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(name))
+    except (OSError, ValueError):
+        return None
+
+
 def resolve(host: str, port: int, *, public_only: bool) -> str:
     """One address of `host` to connect to, IPv4 first. With `public_only`, NotPublic unless
     every address the name has is public: a name that answers with a public and a private

@@ -31,20 +31,12 @@ class AllowedHost:
         A name the C resolver reads as an IPv4 address (`127.1`, `0177.0.0.1`, `10.1`:
         what inet_aton accepts) is judged as that address, and so is one with a trailing
         dot."""
-        import ipaddress  # cold start: only the production check judges entries
-        import socket  # cold start: only the production check judges entries
-
         from app import addresses  # cold start: only the production check judges entries
 
-        name = self.host[:-1] if self.host.endswith(".") else self.host
-        address = addresses.parse(name)
-        if address is None:
-            try:
-                address = ipaddress.IPv4Address(socket.inet_aton(name))
-            except (OSError, ValueError):
-                address = None
+        address = addresses.as_resolved(self.host)
         if address is not None:
             return not addresses.is_public(address)
+        name = self.host.rstrip(".")
         return name in INTERNAL_NAMES or name.endswith(".localhost") or "." not in name
 
 
