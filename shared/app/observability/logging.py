@@ -42,7 +42,7 @@ def configure(level: str = "INFO") -> None:
     # SCF's Python runtime installs its own handler on the root logger; replace it so each
     # line is one JSON object.
     logging.getLogger().handlers = [handler]
-    set_levels(level)
+    _set_levels(level)
 
 
 # Libraries write their requests at DEBUG: URLs with their query strings (WeChat's
@@ -51,7 +51,7 @@ def configure(level: str = "INFO") -> None:
 LIBRARY_LEVEL = logging.INFO
 
 
-def set_levels(level: str) -> None:
+def _set_levels(level: str) -> None:
     """LOG_LEVEL for the app's loggers (`app.*`), and no lower than LIBRARY_LEVEL for
     everything else."""
     root = logging.getLogger()

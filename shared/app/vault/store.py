@@ -214,7 +214,7 @@ def rekey() -> dict[str, Any]:
             r.name
             for r in tx.execute(select(secrets.c.name).where(secrets.c.key_id != keys.key_id))
         ]
-    rekeyed = unreadable = 0
+    rekeyed = unreadable = unsealed = 0
     for done, name in enumerate(stale):
         with transaction() as tx:
             row = tx.execute(
@@ -235,7 +235,7 @@ def rekey() -> dict[str, Any]:
                     log, logging.ERROR, "secret not rekeyed", secret=name, reason=str(error)
                 )
                 unsealed = len(stale) - done
-                return {"rekeyed": rekeyed, "unreadable": unreadable, "unsealed": unsealed}
+                break
             # A new version, though the value is the same: every instance opens the new
             # envelope at its next use, so the old key can be retired once this has run.
             tx.execute(
@@ -244,4 +244,4 @@ def rekey() -> dict[str, Any]:
                 .values(envelope=envelope, key_id=keys.key_id, version=secrets.c.version + 1)
             )
             rekeyed += 1
-    return {"rekeyed": rekeyed, "unreadable": unreadable, "unsealed": 0}
+    return {"rekeyed": rekeyed, "unreadable": unreadable, "unsealed": unsealed}
