@@ -32,11 +32,32 @@ from tests.support.quota import counters
 OK = {"code": "SUCCESS", "message": "OK"}
 
 
-def grants(order_id: str) -> int:
+def ledger(order_id: str) -> list[tuple[str, int]]:
+    """The order's ledger entries, as (kind, balance change)."""
     with transaction() as tx:
-        return len(
-            tx.execute(select(quota_ledger).where(quota_ledger.c.ref == f"order:{order_id}")).all()
-        )
+        rows = tx.execute(
+            select(quota_ledger.c.kind, quota_ledger.c.balance_delta).where(
+                quota_ledger.c.ref == f"order:{order_id}"
+            )
+        ).all()
+    return [(row.kind, row.balance_delta) for row in rows]
+
+
+def grants(order_id: str) -> int:
+    return len(ledger(order_id))
+
+
+def member_for_30_days(buyer: Buyer) -> bool:
+    """Whether the buyer's membership ends 30 days from now (within a minute)."""
+    expires, _ = buyer.membership()
+    return abs(expires - (datetime.now(timezone.utc) + timedelta(days=30))).total_seconds() < 60
+
+
+def redelivered_changes_nothing(buyer: Buyer, order_id: str, genuine: Any) -> bool:
+    """The same WeChat Pay notification once more: acknowledged, and nothing changes."""
+    before = state(buyer, order_id)
+    again = wechat_notify(genuine.lower_headers, genuine.body)
+    return (again.status, again.json()) == (200, OK) and state(buyer, order_id) == before
 
 
 def state(buyer: Buyer, order_id: str) -> tuple[Any, ...]:
@@ -87,17 +108,12 @@ def test_a_genuine_wechat_notification_sent_six_times_at_once_grants_once(
     assert row["status"] == "paid" and row["provider_trade_id"]
     assert counters(buyer.user_id) == (300, 0)
     assert grants(order_id) == 1
-    expires, plan_id = buyer.membership()
-    assert plan_id == plan
-    assert abs(expires - (datetime.now(timezone.utc) + timedelta(days=30))).total_seconds() < 60
+    assert buyer.membership()[1] == plan and member_for_30_days(buyer)
     me = buyer.me()
     assert me["membership"]["plan_id"] == plan and me["quota"] == {"balance": 300, "reserved": 0}
     assert buyer.get(order_id).json()["status"] == "paid"
     # and once more, a day later: acknowledged, nothing changes
-    before = state(buyer, order_id)
-    again = wechat_notify(genuine.lower_headers, genuine.body)
-    assert (again.status, again.json()) == (200, OK)
-    assert state(buyer, order_id) == before
+    assert redelivered_changes_nothing(buyer, order_id, genuine)
 
 
 def test_a_genuine_alipay_notification_sent_six_times_at_once_grants_once(
@@ -148,8 +164,7 @@ def test_membership_extends_from_the_later_of_now_and_its_expiry(
     order_id = wechat_order(buyer, plan)
     n = wechatpay.pay(order_id)
     assert wechat_notify(n.lower_headers, n.body).status == 200
-    expires, _ = buyer.membership()
-    assert abs(expires - (datetime.now(timezone.utc) + timedelta(days=30))).total_seconds() < 60
+    assert member_for_30_days(buyer)
 
 
 WECHAT_FORGERIES: dict[str, tuple[Callable[[FakeWechatPay, str], Any], int]] = {
@@ -282,24 +297,15 @@ def test_a_purchase_past_the_quota_ceiling_is_paid_with_the_quota_that_fits(
         reply = wechat_notify(genuine.lower_headers, genuine.body)
     assert (reply.status, reply.json()) == (200, OK)
     assert order_row(order_id)["status"] == "paid"
-    expires, plan_id = buyer.membership()
-    assert plan_id == plan
-    assert abs(expires - (datetime.now(timezone.utc) + timedelta(days=30))).total_seconds() < 60
+    assert buyer.membership()[1] == plan and member_for_30_days(buyer)
     assert counters(buyer.user_id) == (QUOTA_MAX, 0)
-    with transaction() as tx:
-        entries = tx.execute(
-            select(quota_ledger).where(quota_ledger.c.ref == f"order:{order_id}")
-        ).all()
-    assert [(e.kind, e.balance_delta) for e in entries] == [("purchase", 30)]
+    assert ledger(order_id) == [("purchase", 30)]
     owed = logs.where(order_id=order_id, plan_quota=100, granted=30)
     assert len(owed) == 1 and owed[0]["level"] == "error"
     assert owed[0]["user_id"] == buyer.user_id
     assert buyer.get(order_id).json()["status"] == "paid"
     # a duplicate is acknowledged and grants nothing more
-    before = state(buyer, order_id)
-    again = wechat_notify(genuine.lower_headers, genuine.body)
-    assert (again.status, again.json()) == (200, OK)
-    assert state(buyer, order_id) == before
+    assert redelivered_changes_nothing(buyer, order_id, genuine)
 
 
 def test_a_body_nested_too_deep_is_rejected_in_each_providers_words(
