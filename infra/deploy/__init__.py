@@ -2,10 +2,11 @@
 
     PYTHONPATH=shared:. python -m infra.deploy plan|apply
 
-`plan` prints what would change and writes nothing; `apply` makes those changes, then
-invokes the `invoke_after_deploy` functions. Modules, each owning one thing: settings (the
-environment and serverless.yml, checked before any call), target (what the account should
-hold), scf (the SCF API) and cos (code packages in COS), plan (the record of changes),
-reconcile (the walk), and one module per kind of resource: layer, functions, invocation
-(Function URLs, timers, async config, the post-deploy invoke), domain.
+`plan` prints what would change and writes nothing; `apply` makes those changes, invoking
+the `invoke_after_deploy` functions (db-migrate) before it deploys the others. Modules,
+each owning one thing: settings (the environment and serverless.yml, checked before any
+call), target (what the account should hold), scf (the SCF API) and cos (code packages in
+COS), plan (the record of changes), reconcile (the walk), and one module per kind of
+resource: layer, functions, invocation (Function URLs, timers, async config, db-migrate's
+invoke), domain.
 """

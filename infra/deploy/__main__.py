@@ -1,8 +1,8 @@
 """`python -m infra.deploy plan|apply [--config serverless.yml] [--dist dist]`.
 
-Exit status: 0 done (a plan: nothing blocks it); 1 an API call or the post-deploy invoke
-failed (what was done before is listed); 2 the deploy could not start or a plan has a
-change SCF cannot make (nothing was written).
+Exit status: 0 done (a plan: nothing blocks it); 1 an API call or db-migrate failed (what
+was done before is listed); 2 the deploy could not start or a plan has a change SCF cannot
+make (nothing was written).
 """
 
 from __future__ import annotations
@@ -36,13 +36,15 @@ def _failed(out: TextIO, plan: Plan, error: Exception) -> int:
     print(f"error: {error}", file=out)
     done = plan.done()
     if done:
-        print(f"done before the failure ({len(plan.changes) - 1} changes):", file=out)
-        for line in done:
+        print(f"done before the failure ({len(done)} changes):", file=out)
+        for line in (line for change in done for line in change):
             print(f"  {line}", file=out)
     else:
         print("nothing was changed before the failure", file=out)
     for line in plan.failed():
         print(f"not done: {line}", file=out)
+    if isinstance(error, invocation.InvokeFailed):
+        print("not done: the other functions and the domain (still as they were)", file=out)
     return 1
 
 
@@ -70,9 +72,6 @@ def main(
         print(f"error: {error}\nnothing was changed", file=out)
         return 1
     if args.command == "plan":
-        for fn in wanted.functions:
-            if fn.spec.invoke_after_deploy:
-                preview.note(f"invoke {fn.name} after apply")
         print(preview.summary(), file=out)
         return 2 if preview.blocked else 0
     if preview.blocked:
@@ -84,14 +83,9 @@ def main(
     plan = Plan(out, dry_run=False)
     try:
         reconcile.walk(Context(api, store, wanted, plan))
-    except ApiError as error:
+    except (ApiError, invocation.InvokeFailed) as error:
         return _failed(out, plan, error)
     print(plan.summary(), file=out, flush=True)
-    try:
-        invocation.invoke_after_deploy(api, wanted, out)
-    except (ApiError, invocation.InvokeFailed) as error:
-        print(f"error: {error} (the deploy itself was applied)", file=out)
-        return 1
     return 0
 
 

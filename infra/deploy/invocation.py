@@ -1,5 +1,5 @@
 """How each function is invoked: its Function URL, its timers, its async retry policy, and
-the synchronous invocation that follows every deploy (db-migrate).
+the synchronous invocation of db-migrate, before the other functions are deployed.
 
 - Function URL: an `http` trigger on every `http: true` function and every web function
   (`web:`; with WebSocket on, the URL speaks WSS), AuthType NONE (the API's JWT does the
@@ -18,12 +18,11 @@ the synchronous invocation that follows every deploy (db-migrate).
 from __future__ import annotations
 
 import json
-from typing import Any, TextIO
+from typing import Any
 
 from infra.deploy.context import Context
 from infra.deploy.plan import compare
-from infra.deploy.scf import ScfApi
-from infra.deploy.target import QUALIFIER, FunctionTarget, Target
+from infra.deploy.target import QUALIFIER, FunctionTarget
 
 URL_TRIGGER = "function-url"
 URL_DESC: dict[str, Any] = {
@@ -167,22 +166,22 @@ def async_config(ctx: Context, fn: FunctionTarget, existed: bool) -> None:
         ctx.api.write("UpdateFunctionEventInvokeConfig", **params)
 
 
-def invoke_after_deploy(api: ScfApi, target: Target, out: TextIO) -> None:
-    """Invoke each `invoke_after_deploy` function synchronously and print its answer;
+def invoke_after_deploy(ctx: Context, fn: FunctionTarget) -> None:
+    """Invoke the function synchronously and print its answer (a plan says it would);
     InvokeFailed with the function's error message when it raised."""
-    for fn in target.functions:
-        if not fn.spec.invoke_after_deploy:
-            continue
-        answer = api.write(
-            "Invoke",
-            FunctionName=fn.name,
-            Namespace=api.namespace,
-            Qualifier=QUALIFIER,
-            InvocationType="RequestResponse",
-            ClientContext="{}",
-        )
-        result = answer.get("Result") or {}
-        # InvokeResult is unmaintained (DEPLOY-NOTES section 4): the error message decides.
-        if result.get("ErrMsg"):
-            raise InvokeFailed(f"{fn.name} failed: {result['ErrMsg']}")
-        print(f"invoke {fn.name}: {result.get('RetMsg')}", file=out, flush=True)
+    if ctx.plan.dry_run:
+        ctx.plan.note(f"invoke {fn.name} before the other functions")
+        return
+    answer = ctx.api.write(
+        "Invoke",
+        FunctionName=fn.name,
+        Namespace=ctx.namespace,
+        Qualifier=QUALIFIER,
+        InvocationType="RequestResponse",
+        ClientContext="{}",
+    )
+    result = answer.get("Result") or {}
+    # InvokeResult is unmaintained (DEPLOY-NOTES section 4): the error message decides.
+    if result.get("ErrMsg"):
+        raise InvokeFailed(f"{fn.name} failed: {result['ErrMsg']}")
+    ctx.plan.answer(f"invoke {fn.name}: {result.get('RetMsg')}")

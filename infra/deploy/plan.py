@@ -49,6 +49,7 @@ class Plan:
         self.out = out
         self.dry_run = dry_run
         self.changes: list[list[str]] = []  # in order; in an apply, each is begun, then sent
+        self._made = 0  # how many of `changes`, from the first, are known to be made in full
         self.blocked: list[str] = []
         self.created = self.updated = self.unchanged_count = 0
 
@@ -57,6 +58,7 @@ class Plan:
             print(line, file=self.out, flush=True)
 
     def _change(self, lines: list[str]) -> bool:
+        self.settle()  # a step records its next change once its last one is made
         self.changes.append(lines)
         for line in lines:
             self._print(line)
@@ -90,6 +92,15 @@ class Plan:
     def note(self, line: str) -> None:
         self._print(f"> {line}")
 
+    def answer(self, line: str) -> None:
+        """A line that is no change: what an invoked function answered."""
+        self._print(line)
+
+    def settle(self) -> None:
+        """Every change recorded so far is made: the step of the walk that recorded the last
+        one has returned. Until then, a failure leaves that change not made, or not in full."""
+        self._made = len(self.changes)
+
     def summary(self) -> str:
         if self.dry_run:
             counts = f"{self.created} to create, {self.updated} to update"
@@ -97,9 +108,10 @@ class Plan:
         counts = f"{self.created} created, {self.updated} updated"
         return f"apply: {counts}, {self.unchanged_count} unchanged"
 
-    def done(self) -> list[str]:
-        """In an apply stopped by a failure: the lines of the changes made before it."""
-        return [line for change in self.changes[:-1] for line in change]
+    def done(self) -> list[list[str]]:
+        """In an apply stopped by a failure: the changes made before it, each as its lines."""
+        return self.changes[: self._made]
 
     def failed(self) -> list[str]:
-        return self.changes[-1] if self.changes else []
+        """The lines of the change the failure stopped (none when it came between changes)."""
+        return [line for change in self.changes[self._made :] for line in change]

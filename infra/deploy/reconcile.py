@@ -1,30 +1,59 @@
 """One walk over the account, resource by resource, in the order the account needs them:
-the layer, then each function (its code and configuration, its Function URL, its timers,
-its async config), then the custom domain that points at the URLs.
+the layer; each `invoke_after_deploy` function (db-migrate), which the apply then invokes;
+every other function (its code and configuration, its Function URL, its timers, its async
+config); then the custom domain that points at the URLs.
+
+So the schema is migrated before any function runs the code that needs it, and a migration
+that fails stops the deploy with every other function still on its previous version (a
+migration must therefore leave the schema usable by the code before it: add, and drop or
+rename only once no deployed code uses the old form).
 
 The plan and the apply are the same walk: each step reads what is there, records its
 change in the Plan, and sends the writes only in an apply. So a plan never writes, and an
 apply does exactly what its plan said (values made by the apply itself, such as the number
-of a new layer version, show as `(new)` in the plan).
+of a new layer version, show as `(new)` in the plan). Each step's changes are settled in the
+Plan when it returns, so a failure reports exactly what was made before it.
 """
 
 from __future__ import annotations
 
 from infra.deploy import domain, functions, invocation, layer
 from infra.deploy.context import Context
+from infra.deploy.layer import LayerRef
+from infra.deploy.target import FunctionTarget
 
 
 def walk(ctx: Context) -> None:
     layer_ref = layer.reconcile(ctx)
+    ctx.plan.settle()
+    first = [fn for fn in ctx.target.functions if fn.spec.invoke_after_deploy]
     qualifiers: dict[str, str] = {}
+    for fn in first:
+        _function(ctx, fn, layer_ref, qualifiers)
+    for fn in first:
+        invocation.invoke_after_deploy(ctx, fn)
     for fn in ctx.target.functions:
-        existed = functions.reconcile(ctx, fn, layer_ref)
-        # A function the plan would create has no triggers yet, and cannot be asked.
-        live = existed or not ctx.plan.dry_run
-        triggers = ctx.api.triggers(fn.name) if live else []
-        qualifier = invocation.function_url(ctx, fn, triggers)
-        if qualifier is not None:
-            qualifiers[fn.spec.name] = qualifier
-        invocation.timers(ctx, fn, triggers)
-        invocation.async_config(ctx, fn, existed)
+        if fn not in first:
+            _function(ctx, fn, layer_ref, qualifiers)
     domain.reconcile(ctx, qualifiers)
+    ctx.plan.settle()
+
+
+def _function(
+    ctx: Context, fn: FunctionTarget, layer_ref: LayerRef, qualifiers: dict[str, str]
+) -> None:
+    """The function itself, then how it is invoked; the qualifier its URL serves goes into
+    `qualifiers`."""
+    existed = functions.reconcile(ctx, fn, layer_ref)
+    ctx.plan.settle()
+    # A function the plan would create has no triggers yet, and cannot be asked.
+    live = existed or not ctx.plan.dry_run
+    triggers = ctx.api.triggers(fn.name) if live else []
+    qualifier = invocation.function_url(ctx, fn, triggers)
+    ctx.plan.settle()
+    if qualifier is not None:
+        qualifiers[fn.spec.name] = qualifier
+    invocation.timers(ctx, fn, triggers)
+    ctx.plan.settle()
+    invocation.async_config(ctx, fn, existed)
+    ctx.plan.settle()

@@ -94,6 +94,11 @@ class Result:
     def last(self) -> str:
         return self.lines[-1] if self.lines else ""
 
+    @property
+    def changes(self) -> list[str]:
+        """The lines that record a change (`+`, `~`, `-`, `!`), without the invoke's lines."""
+        return [line for line in self.lines if line[:2] in ("+ ", "~ ", "- ", "! ")]
+
 
 @dataclass
 class Account:

@@ -19,6 +19,7 @@ from tests.deploy.conftest import PREFIX, Account, write_layer
 from tests.deploy.test_deploy import RESOURCES
 
 FUNCTIONS = list(load().functions)
+LAYER_1 = "layer ai-platform-app:1"
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def test_a_memory_change_updates_that_function_only(deployed: Account) -> None:
     config = deployed.edited_config(edit)
     plan = deployed.deploy("plan", config=config)
     assert plan.code == 0, plan.output
-    assert plan.lines[0] == f"~ update function {PREFIX}users-me memory: 256 -> 512"
+    assert plan.changes == [f"~ update function {PREFIX}users-me memory: 256 -> 512"]
     assert plan.last == f"plan: 0 to create, 1 to update, {RESOURCES - 1} unchanged"
     assert _writes(deployed) == []
 
@@ -62,7 +63,7 @@ def test_a_changed_timer_is_replaced_and_a_dropped_one_removed(deployed: Account
     config = deployed.edited_config(edit)
     plan = deployed.deploy("plan", config=config)
     cron = "cron: 0 */1 * * * * * -> 0 */5 * * * * *"
-    assert plan.lines[:2] == [
+    assert plan.changes == [
         f"~ update timer {PREFIX}saga-sweeper/saga-sweeper {cron}",
         f"- remove timer {PREFIX}invite-refill/invite-refill",
     ]
@@ -87,7 +88,7 @@ def test_new_layer_content_is_a_new_version_every_function_moves_to(
     write_layer(dist / "layer" / "layer.zip", marker="2")
 
     plan = deployed.deploy("plan", dist=dist)
-    assert plan.lines[0].startswith("+ create layer ai-platform-app (content sha256 ")
+    assert plan.changes[0].startswith("+ create layer ai-platform-app (content sha256 ")
     assert (
         f"~ update function {PREFIX}health layers: ai-platform-app:1 -> ai-platform-app:(new)"
         in (plan.lines)
@@ -120,7 +121,8 @@ def test_new_code_in_one_function_updates_its_code_and_description(
     (dist / "functions" / "health.zip").write_bytes((dist / "functions" / "docs.zip").read_bytes())
 
     plan = deployed.deploy("plan", dist=dist)
-    assert plan.lines[0].startswith(f"~ update function {PREFIX}health code: ")
+    (change,) = plan.changes
+    assert change.startswith(f"~ update function {PREFIX}health code: ")
     assert deployed.deploy("apply", dist=dist).code == 0
     assert _writes(deployed) == [
         ("UpdateFunctionCode", PREFIX + "health"),
@@ -163,7 +165,7 @@ def test_an_idle_timeout_change_updates_the_web_function_in_place(deployed: Acco
     config = deployed.edited_config(edit)
     plan = deployed.deploy("plan", config=config)
     assert plan.code == 0, plan.output
-    assert plan.lines[0] == f"~ update function {PREFIX}ws idle timeout: 120 -> 300"
+    assert plan.changes == [f"~ update function {PREFIX}ws idle timeout: 120 -> 300"]
     assert plan.last == f"plan: 0 to create, 1 to update, {RESOURCES - 1} unchanged"
 
     apply = deployed.deploy("apply", config=config)
@@ -209,34 +211,83 @@ def test_an_api_error_stops_the_apply_with_its_code_and_what_was_done(account: A
 
     failed = account.deploy("apply")
     assert failed.code == 1
-    assert failed.lines[-5:] == [
+    assert failed.lines[-6:] == [
         "error: CreateTrigger: LimitExceeded.Trigger: too many triggers",
-        "done before the failure (2 changes):",
+        "done before the failure (3 changes):",
         "  + create layer ai-platform-app" + failed.lines[0].split("ai-platform-app", 1)[1],
-        f"  + create function {PREFIX}health (Python3.10, 256 MB, 10 s, layer ai-platform-app:1)",
+        f"  + create function {PREFIX}db-migrate (Python3.10, 256 MB, 300 s, {LAYER_1})",
+        f"  + create function {PREFIX}health (Python3.10, 256 MB, 10 s, {LAYER_1})",
         f"not done: + create function-url {PREFIX}health (auth NONE, internet)",
     ]
-    assert [c.action for c in account.scf.calls()].count("Invoke") == 0
+    assert [c.action for c in account.scf.calls()].count("Invoke") == 1
 
     # What was done stays done: the next apply makes the rest.
     account.cloud.calls.clear()
     resumed = account.deploy("apply")
     assert resumed.code == 0, resumed.output
-    assert f"apply: {RESOURCES - 2} created, 0 updated, 2 unchanged" in resumed.lines
+    assert f"apply: {RESOURCES - 3} created, 0 updated, 3 unchanged" in resumed.lines
     assert ("PublishLayerVersion", "") not in _writes(account)
 
 
-def test_db_migrate_raising_fails_the_deploy_with_its_message(account: Account) -> None:
+def test_a_failed_read_after_a_change_reports_that_change_done(account: Account) -> None:
+    account.scf.fail_next("ListTriggers", "InternalError", "try again")
+
+    failed = account.deploy("apply")
+    assert failed.code == 1
+    assert failed.lines[-4:] == [
+        "error: ListTriggers: InternalError: try again",
+        "done before the failure (2 changes):",
+        "  + create layer ai-platform-app" + failed.lines[0].split("ai-platform-app", 1)[1],
+        f"  + create function {PREFIX}db-migrate (Python3.10, 256 MB, 300 s, {LAYER_1})",
+    ]
+    assert PREFIX + "db-migrate" in account.scf.functions
+
+
+def test_db_migrate_runs_before_any_other_function_is_created(account: Account) -> None:
+    result = account.deploy("apply")
+    assert result.code == 0, result.output
+    actions = [(c.action, c.params.get("FunctionName", "")) for c in account.scf.calls()]
+    invoke = actions.index(("Invoke", PREFIX + "db-migrate"))
+    first_other = next(
+        i
+        for i, (action, name) in enumerate(actions)
+        if action == "CreateFunction" and name != PREFIX + "db-migrate"
+    )
+    assert actions.index(("CreateFunction", PREFIX + "db-migrate")) < invoke < first_other
+    head = result.lines.index(
+        f"+ create function {PREFIX}health (Python3.10, 256 MB, 10 s, {LAYER_1})"
+    )
+    assert result.lines[head - 1].startswith(f"invoke {PREFIX}db-migrate: ")
+
+
+def test_db_migrate_raising_stops_the_deploy_before_the_other_functions(
+    deployed: Account, tmp_path: Path
+) -> None:
     def refuse(*_args: Any) -> Any:
         raise RuntimeError("another migration run holds the lock; try again later")
 
-    account.scf.run_with(PREFIX + "db-migrate", refuse)
-    result = account.deploy("apply")
+    dist = tmp_path / "dist"
+    shutil.copytree(deployed.dist, dist)
+    write_layer(dist / "layer" / "layer.zip", marker="2")
+    deployed.scf.run_with(PREFIX + "db-migrate", refuse)
+
+    result = deployed.deploy("apply", dist=dist)
     assert result.code == 1
-    assert result.last == (
-        f"error: {PREFIX}db-migrate failed: another migration run holds the lock; "
-        "try again later (the deploy itself was applied)"
-    )
+    assert result.lines[-5:] == [
+        f"error: {PREFIX}db-migrate failed: another migration run holds the lock; try again later",
+        "done before the failure (2 changes):",
+        "  + create layer ai-platform-app" + result.lines[0].split("ai-platform-app", 1)[1],
+        f"  ~ update function {PREFIX}db-migrate layers: ai-platform-app:1 -> ai-platform-app:2",
+        "not done: the other functions and the domain (still as they were)",
+    ]
+    # Every other function still runs the layer its code was deployed with.
+    assert _writes(deployed) == [
+        ("PublishLayerVersion", ""),
+        ("UpdateFunctionConfiguration", PREFIX + "db-migrate"),
+    ]
+    for name in FUNCTIONS:
+        layers = deployed.scf.functions[PREFIX + name]["Layers"]
+        assert layers[0]["LayerVersion"] == (2 if name == "db-migrate" else 1)
 
 
 def test_changes_made_by_hand_are_put_back(deployed: Account) -> None:
@@ -257,7 +308,7 @@ def test_changes_made_by_hand_are_put_back(deployed: Account) -> None:
 
     plan = deployed.deploy("plan")
     users_me = f"default/{PREFIX}users-me:$LATEST"
-    assert plan.lines[:-2] == [
+    assert plan.changes == [
         f"~ update function {PREFIX}health environment.DEBUG: {MASK} -> (none)",
         f"~ update function-url {PREFIX}users-me enabled: False -> True",
         f"~ update async-config {PREFIX}pipeline-worker retries: 0 -> 2",

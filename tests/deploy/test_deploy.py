@@ -1,8 +1,9 @@
 """`python -m infra.deploy plan|apply` end to end, against an empty account (the fake SCF,
 which checks every request against the official schema, and moto's S3 app as COS): a plan
 writes nothing; an apply creates the layer, the functions, their Function URLs, timers and
-async config and the custom domain with infra.routes' mapping, then runs db-migrate; after
-it, a plan finds nothing to do and an apply writes nothing."""
+async config and the custom domain with infra.routes' mapping, running db-migrate once its
+function exists and before the others; after it, a plan finds nothing to do and an apply
+writes nothing."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def test_a_plan_of_an_empty_account_creates_everything_and_writes_nothing(
     assert "+ create layer ai-platform-app (content sha256 " in result.output
     for name in FUNCTIONS:
         assert f"+ create function {PREFIX}{name} (Python3.10, " in result.output
-    assert f"> invoke {PREFIX}db-migrate after apply" in result.lines
+    migrate = result.lines.index(f"> invoke {PREFIX}db-migrate before the other functions")
+    assert result.lines[migrate - 1].startswith(f"+ create function {PREFIX}db-migrate ")
     assert account.scf.writes() == []
     assert [c.action for c in account.scf.calls() if c.action == "Invoke"] == []
     assert account.objects() == []
@@ -58,7 +60,7 @@ def test_apply_builds_the_account_and_a_second_apply_writes_nothing(account: Acc
     result = account.deploy("apply")
 
     assert result.code == 0, result.output
-    assert f"apply: {RESOURCES} created, 0 updated, 0 unchanged" in result.lines
+    assert result.last == f"apply: {RESOURCES} created, 0 updated, 0 unchanged"
     assert account.cloud.refused == []
     calls = Counter(call.action for call in account.scf.writes())
     assert calls == {
@@ -73,17 +75,20 @@ def test_apply_builds_the_account_and_a_second_apply_writes_nothing(account: Acc
     _check_triggers(account)
     _check_domain(account)
     head = _head()
-    assert result.last == f'invoke {PREFIX}db-migrate: {{"from": "{head}", "to": "{head}"}}'
+    assert f'invoke {PREFIX}db-migrate: {{"from": "{head}", "to": "{head}"}}' in result.lines
 
     writes = len(account.scf.writes())
     again = account.deploy("plan")
     assert again.code == 0, again.output
     assert again.last == f"plan: 0 to create, 0 to update, {RESOURCES} unchanged"
-    assert again.lines[:-1] == [f"> invoke {PREFIX}db-migrate after apply"]
+    assert again.lines[:-1] == [f"> invoke {PREFIX}db-migrate before the other functions"]
 
     second = account.deploy("apply")
     assert second.code == 0, second.output
-    assert second.lines[0] == f"apply: 0 created, 0 updated, {RESOURCES} unchanged"
+    assert second.lines == [
+        f'invoke {PREFIX}db-migrate: {{"from": "{head}", "to": "{head}"}}',
+        f"apply: 0 created, 0 updated, {RESOURCES} unchanged",
+    ]
     assert len(account.scf.writes()) == writes
     assert len(account.objects()) == 1  # the layer's zip, uploaded once
     invokes = [c for c in account.scf.calls() if c.action == "Invoke"]
