@@ -3,12 +3,14 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The stamp is named by the requirements' content, so it has no prerequisites: a checkout or
+# a new worktree gives the files new times, and that alone must not reinstall into .venv.
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 export PYTHONPATH := shared:.
 
 .PHONY: run test check migrate openapi encrypt secret-put package plan deploy clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements-dev.txt

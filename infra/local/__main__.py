@@ -1,8 +1,7 @@
 """`python -m infra.local [--config FILE ...]`: run the local cloud until Ctrl-C.
 
-With no --config, LOCAL_CLOUD_CONFIGS or the repository's serverless.yml and
-infra/websocket/serverless.yml. PORT picks the port (0: any free one; the ready line says
-which).
+With no --config, LOCAL_CLOUD_CONFIGS or the repository's serverless.yml (the `ws` web
+function included). PORT picks the port (0: any free one; the ready line says which).
 """
 
 from __future__ import annotations
