@@ -52,6 +52,7 @@ from tests.support.database import migrated_database
 from tests.support.functions import ROOT
 from tests.support.local_cloud import local_cloud
 from tests.support.quota import assert_ledger_consistent
+from tests.support.sessions import is_live
 from tests.support.settings import app_engine_under
 
 SEED = 20261206
@@ -116,7 +117,7 @@ class Fuzz:
         for account in (self.user, self.admin):
             profiles.forget(account["id"])
         for name, account in (("user_token", self.user), ("admin_token", self.admin)):
-            live = getattr(self, name) and sessions.is_live(
+            live = getattr(self, name) and is_live(
                 account["id"], tokens.decode(getattr(self, name), "access")["sid"]
             )
             if not live:

@@ -7,6 +7,7 @@ import threading
 from app.identity import sessions, tokens
 from app.redis_client import get_redis
 from tests.identity.conftest import Flows
+from tests.support.sessions import is_live
 
 
 def _pair_of(reply) -> tuple[str, str]:
@@ -46,7 +47,7 @@ def test_a_retired_token_after_the_grace_window_ends_the_session(flows: Flows) -
     reused = flows.refresh(first["refresh_token"])
     assert (reused.status, reused.json()["code"]) == (401, "AUTH_REFRESH_REUSED")
     # The whole session is gone: the newest token no longer refreshes either.
-    assert not sessions.is_live(user_id, sid)
+    assert not is_live(user_id, sid)
     after = flows.refresh(second["refresh_token"])
     assert (after.status, after.json()["code"]) == (401, "AUTH_REFRESH_INVALID")
 

@@ -170,10 +170,6 @@ def rotate(claims: dict[str, Any], *, role: str, phone: str | None) -> Pair:
     raise AppError(ErrorCode.AUTH_REFRESH_INVALID, "The session has ended; sign in again.")
 
 
-def is_live(user_id: str, sid: str) -> bool:
-    return bool(get_redis().exists(session_key(user_id, sid)))
-
-
 # Ending a session: Redis first, then the database. Redis is what requests are authorized
 # by while it answers, so a failure there refuses the change (503) with nothing ended; the
 # database's copy (app.identity.ended) is what answers while Redis cannot.
