@@ -8,10 +8,8 @@ version instead, and the test says so."""
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -20,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from infra.package import build_function, build_layer
+from infra.package import build_function, build_layer, find_python
 from tests.support.function_url import context, event
 
 pytestmark = pytest.mark.slow
@@ -44,26 +42,9 @@ print(json.dumps({"result": result, "version": list(sys.version_info[:2]), "path
 SETTINGS = ("APP_ENV", "DATABASE_URL", "REDIS_URL", "JWT_SECRET", "LOG_LEVEL")
 
 
-def _python310() -> str | None:
-    candidates: list[str] = []
-    pyenv = shutil.which("pyenv")
-    if pyenv:
-        root = subprocess.run([pyenv, "root"], capture_output=True, text=True, check=False)
-        pattern = f"{root.stdout.strip()}/versions/3.10.*/bin/python3.10"
-        candidates += sorted(glob.glob(pattern), reverse=True)
-    on_path = shutil.which("python3.10")
-    if on_path:
-        candidates.append(on_path)
-    for candidate in candidates:
-        probe = [candidate, "-c", "import sys; assert sys.version_info[:2] == (3, 10)"]
-        if subprocess.run(probe, capture_output=True, check=False).returncode == 0:
-            return candidate
-    return None
-
-
 @pytest.fixture(scope="module")
 def scf(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    python = _python310()
+    python = find_python("3.10")
     version = "3.10"
     if python is None:
         python = sys.executable
@@ -106,13 +87,52 @@ def _invoke(scf: dict[str, Any], function: str, method: str, path: str, **kwargs
     return out["result"]
 
 
+# Runs in the target interpreter: every module under the layer has bytecode that interpreter
+# uses as it is (its magic, hash-checked, the hash of the source beside it), recording the
+# path SCF runs it from. Prints how many modules it checked.
+BYTECODE = """
+import importlib.util, marshal, pathlib, sys
+opt = pathlib.Path(sys.argv[1])
+tag = sys.implementation.cache_tag
+sources = sorted(opt.rglob("*.py"))
+for source in sources:
+    pyc = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+    data = pyc.read_bytes()
+    assert data[:4] == importlib.util.MAGIC_NUMBER, pyc
+    assert int.from_bytes(data[4:8], "little") == 0b11, pyc
+    assert data[8:16] == importlib.util.source_hash(source.read_bytes()), pyc
+    code = marshal.loads(data[16:])
+    assert code.co_filename == "/opt/" + source.relative_to(opt).as_posix(), code.co_filename
+print(len(sources))
+"""
+
+
 def test_layer_holds_app_and_wheels_for_the_target_python(scf: dict[str, Any]) -> None:
     opt: Path = scf["opt"]
     assert (opt / "app" / "__init__.py").is_file()
-    assert not list(opt.rglob("__pycache__"))
     tag = "cpython-" + scf["version"].replace(".", "")
     assert list((opt / "pydantic_core").glob(f"_pydantic_core.{tag}-*.so"))
     assert not list(opt.glob("swagger_ui_bundle/vendor/*/*.map"))
+
+
+def test_every_module_of_the_layer_ships_bytecode_the_runtime_uses(scf: dict[str, Any]) -> None:
+    opt: Path = scf["opt"]
+    checked = subprocess.run(
+        [scf["python"], "-I", "-S", "-B", "-c", BYTECODE, str(opt)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr[-4000:]
+    assert int(checked.stdout) == len(list(opt.rglob("*.py"))) > 1000
+    tag = "cpython-" + scf["version"].replace(".", "")
+    assert {pyc.name.split(".")[-2] for pyc in opt.rglob("*.pyc")} == {tag}
+
+
+def test_a_rebuild_elsewhere_is_byte_identical(scf: dict[str, Any]) -> None:
+    again = build_layer(scf["base"] / "again" / "layer", python_version=scf["version"])
+    assert again.path.read_bytes() == (scf["base"] / "dist" / "layer" / "layer.zip").read_bytes()
 
 
 def test_health_answers_200_from_the_unpacked_zips(scf: dict[str, Any]) -> None:
