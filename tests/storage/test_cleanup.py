@@ -15,12 +15,13 @@ from sqlalchemy import delete, insert, select
 
 from app.api.admin_jobs import run_job
 from app.clock import utcnow
+from app.db.runs import STALE_RUN_S, RunBusy
 from app.db.tables import maintenance_runs, task_uploads, tasks
 from app.db.transaction import transaction
 from app.ids import new_id
 from app.observability.metrics import COS_CLEANUP_DELETED_BYTES, COS_CLEANUP_DELETED_OBJECTS
 from app.storage import cleanup
-from app.storage.cleanup import CleanupBusy, CleanupInterrupted
+from app.storage.cleanup import CleanupInterrupted
 from app.storage.objects import task_prefix, upload_key
 from app.storage.store import store
 from app.tasks import lifecycle
@@ -29,6 +30,7 @@ from tests.support.function_url import Reply, call
 from tests.support.functions import handler
 from tests.support.pipelines import token_for
 from tests.support.quota import new_user
+from tests.support.runs import end_live_runs, plant_live_run
 from tests.support.settings import settings_env
 
 OLD = utcnow() - timedelta(hours=2)  # past COS_ORPHAN_GRACE_S (3600)
@@ -71,12 +73,7 @@ def run_ids() -> set[str]:
 @pytest.fixture(autouse=True)
 def _no_live_run() -> Iterator[None]:
     yield
-    with transaction() as tx:
-        tx.execute(
-            delete(maintenance_runs).where(
-                maintenance_runs.c.job == cleanup.JOB, maintenance_runs.c.status == "running"
-            )
-        )
+    end_live_runs(cleanup.JOB)
 
 
 def test_orphans_past_the_grace_go_and_nothing_else(cos: FakeCos) -> None:
@@ -252,7 +249,7 @@ def test_a_cos_error_half_way_leaves_a_truthful_report_and_row(cos: FakeCos) -> 
 
 def test_a_dead_run_is_closed_and_a_live_one_blocks_another(cos: FakeCos) -> None:
     dead, live = new_id(), new_id()
-    long_ago = utcnow() - timedelta(seconds=cleanup.STALE_RUN_S + 60)
+    long_ago = utcnow() - timedelta(seconds=STALE_RUN_S + 60)
     with transaction() as tx:
         tx.execute(
             insert(maintenance_runs).values(
@@ -271,7 +268,7 @@ def test_a_dead_run_is_closed_and_a_live_one_blocks_another(cos: FakeCos) -> Non
             )
         )
     seen = run_ids()
-    with pytest.raises(CleanupBusy):
+    with pytest.raises(RunBusy):
         cleanup.run()
     assert runs_after(seen) == []
 
@@ -334,7 +331,7 @@ def test_two_runs_started_at_once_never_delete_or_count_twice(cos: FakeCos) -> N
         start.wait()
         try:
             reports.append(cleanup.run())
-        except CleanupBusy as error:
+        except RunBusy as error:
             refused.append(error)
 
     threads = [threading.Thread(target=one) for _ in range(2)]
@@ -354,16 +351,7 @@ def _admin_run() -> Reply:
 
 
 def test_an_admin_asking_while_a_run_is_live_or_cos_fails_is_answered_503(cos: FakeCos) -> None:
-    with transaction() as tx:
-        tx.execute(
-            insert(maintenance_runs).values(
-                id=new_id(),
-                job=cleanup.JOB,
-                status="running",
-                started_at=utcnow(),
-                live_job=cleanup.JOB,
-            )
-        )
+    plant_live_run(cleanup.JOB)
     busy = _admin_run()
     assert (busy.status, busy.json()["code"]) == (503, "SERVICE_UNAVAILABLE"), busy.body
     assert "try again once it has ended" in busy.json()["message"]

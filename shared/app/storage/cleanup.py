@@ -14,10 +14,10 @@ A run:
 3. deletes them in full DeleteObjects batches of 1000 keys (the last holds the rest),
    counting per-key failures, which stay for the next run.
 
-Each run has a `maintenance_runs` row, written at its start and updated after every batch,
-so a run that dies half way leaves what it had deleted; a rerun lists only what is still
-there and so deletes nothing twice. A row still `running` after STALE_RUN_S is closed as
-failed by the next run; while a run is younger than that, another one does not start.
+Each run has a `maintenance_runs` row (app.db.runs), written at its start and updated after
+every batch, so a run that dies half way leaves what it had deleted; a rerun lists only what
+is still there and so deletes nothing twice. While a run is live another one does not start
+(RunBusy); a run dead for runs.STALE_RUN_S no longer counts as live.
 
 Owns: which objects are orphans, the lifecycle rules' content, the batch delete's counts.
 """
@@ -30,15 +30,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 
 from app.clock import utcnow
 from app.config import get_settings
-from app.db.tables import maintenance_runs, task_uploads, tasks
+from app.db import runs
+from app.db.tables import task_uploads, tasks
 from app.db.transaction import transaction
 from app.errors import AppError, ErrorCode
-from app.ids import new_id
 from app.observability import logging as applog
 from app.observability.metrics import (
     COS_CLEANUP_DELETED_BYTES,
@@ -64,17 +63,7 @@ ABORT_MULTIPART_DAYS = 1
 # The task statuses whose objects no one reads again: app.tasks.lifecycle's terminal ones but
 # succeeded (named here because storage sits below tasks in the layers; a test keeps them so).
 DEAD_TASK_STATUSES = ("failed", "cancelled")
-# Longer than the function's 600 s timeout: a row running for this long belongs to a dead run.
-STALE_RUN_S = 900
 GIB = 2**30
-
-
-class CleanupBusy(AppError):
-    """Another cos-cleanup run is in progress (its row is `running` and recent): 503 to an
-    admin who asked for one meanwhile, who can try again once it has ended."""
-
-    def __init__(self, why: str) -> None:
-        super().__init__(ErrorCode.SERVICE_UNAVAILABLE, f"{why}; try again once it has ended.")
 
 
 class CleanupInterrupted(AppError):
@@ -251,7 +240,7 @@ def run() -> dict[str, Any]:
         bucket = store()
     except StorageError as error:
         raise AppError(ErrorCode.SERVICE_UNAVAILABLE, f"{JOB}: {error}") from error
-    current = _Run(_start())
+    current = _Run(runs.start(JOB))
 
     def progress(delta: Counts) -> None:
         COS_CLEANUP_DELETED_OBJECTS.inc(delta.deleted)
@@ -315,63 +304,12 @@ def _count_items(report: dict[str, Any]) -> None:
             JOB_ITEMS.labels(JOB, kind).inc(report[kind])
 
 
-def _start() -> str:
-    """This run's row; a dead run's row closed first. CleanupBusy when a run is live."""
-    now = utcnow()
-    run_id = new_id()
-    with transaction() as tx:
-        tx.execute(
-            update(maintenance_runs)
-            .where(
-                maintenance_runs.c.job == JOB,
-                maintenance_runs.c.status == "running",
-                maintenance_runs.c.started_at < now - timedelta(seconds=STALE_RUN_S),
-            )
-            .values(status="failed", finished_at=now, error="stopped before its end", live_job=None)
-        )
-        live = tx.execute(
-            select(maintenance_runs.c.id)
-            .where(maintenance_runs.c.job == JOB, maintenance_runs.c.status == "running")
-            .limit(1)
-        ).first()
-        if live is not None:
-            raise CleanupBusy(f"{JOB} run {live[0]} is still running")
-    try:
-        with transaction() as tx:
-            # `live_job` is unique: of two runs starting at once (the timer and an admin),
-            # the second's row does not go in.
-            tx.execute(
-                insert(maintenance_runs).values(
-                    id=run_id, job=JOB, status="running", started_at=now, live_job=JOB
-                )
-            )
-    except IntegrityError:
-        raise CleanupBusy(f"another {JOB} run has just started") from None
-    return run_id
-
-
 def _update(current: _Run, counts: Counts, price: float) -> None:
-    with transaction() as tx:
-        tx.execute(
-            update(maintenance_runs)
-            .where(maintenance_runs.c.id == current.id)
-            .values(**_report(current, counts, price))
-        )
+    runs.update_counts(current.id, **_report(current, counts, price))
 
 
 def _close(current: _Run, counts: Counts, price: float, status: str, error: str | None) -> None:
-    with transaction() as tx:
-        tx.execute(
-            update(maintenance_runs)
-            .where(maintenance_runs.c.id == current.id)
-            .values(
-                status=status,
-                live_job=None,
-                finished_at=utcnow(),
-                error=None if error is None else error[:500],
-                **_report(current, counts, price),
-            )
-        )
+    runs.finish(current.id, status, error, **_report(current, counts, price))
 
 
 # ------------------------------------------------------------ deleting on purpose
