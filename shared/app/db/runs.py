@@ -13,6 +13,8 @@ Owns: the run rows and the one-at-a-time rule. Never decides what a job does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -39,10 +41,19 @@ class RunBusy(AppError):
         super().__init__(ErrorCode.SERVICE_UNAVAILABLE, f"{why}; try again once it has ended.")
 
 
-def start(job: str) -> str:
-    """This run's row id, `running`; a dead run's row closed first. RunBusy while another
-    run of `job` is live."""
+@dataclass(frozen=True)
+class Started:
+    id: str
+    carried: dict[str, Any]  # the `carry` columns as the job's last run left them
+
+
+def start(job: str, carry: Sequence[str] = ()) -> Started:
+    """This run's row, `running`; a dead run's row closed first. The `carry` columns are
+    copied from the job's last run (where it stopped) into this run's row, which keeps them
+    unless the run says otherwise when it finishes: a run that fails or dies leaves them to
+    the next as it found them. RunBusy while another run of `job` is live."""
     now = utcnow()
+    carried: dict[str, Any] = {}
     with transaction() as tx:
         tx.execute(
             update(maintenance_runs)
@@ -60,17 +71,30 @@ def start(job: str) -> str:
         ).first()
         if live is not None:
             raise RunBusy(f"{job} run {live[0]} is still running")
+        if carry:
+            # No run of the job is live now, so the newest row is its last ended run.
+            last = (
+                tx.execute(
+                    select(*(maintenance_runs.c[name] for name in carry))
+                    .where(maintenance_runs.c.job == job)
+                    .order_by(maintenance_runs.c.started_at.desc())
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
+            carried = {} if last is None else dict(last)
     run_id = new_id()
     try:
         with transaction() as tx:
             tx.execute(
                 insert(maintenance_runs).values(
-                    id=run_id, job=job, status="running", started_at=now, live_job=job
+                    id=run_id, job=job, status="running", started_at=now, live_job=job, **carried
                 )
             )
     except IntegrityError:
         raise RunBusy(f"another {job} run has just started") from None
-    return run_id
+    return Started(run_id, carried)
 
 
 def update_counts(run_id: str, **values: Any) -> None:

@@ -91,7 +91,7 @@ def refill(target: int | None = None) -> dict[str, Any]:
     """Top the pool of unclaimed codes up to `target` (INVITE_POOL_TARGET by default).
     RunBusy while another refill runs."""
     goal = get_settings().invite_pool_target if target is None else target
-    run_id = runs.start(JOB)
+    run_id = runs.start(JOB).id
     try:
         created = _top_up(goal)
     except Exception as error:
