@@ -25,6 +25,8 @@ port, as ../shared/SDK-NOTES.md says) and relays the answer in COS's shape.
 - Failures on demand: `fail_next(op, status=500, times=1)`; `fail_after(op, n)` lets `n`
   more requests of `op` through, then fails every one until `heal()`; `refuse_keys(keys)`
   makes DeleteObjects answer those keys with a per-key `<Error>` and keep them.
+- Slowness on demand: `slow_next(op, seconds, after=0)` lets `after` more requests of `op`
+  through at once, then answers the next one `seconds` late (a listing of a large bucket).
 - `advance(seconds)` moves the fake's clock (an expired presigned URL without waiting).
 - `plant(key, data, last_modified=)` writes an object straight into moto's backend in this
   process, then sets the `last_modified` of moto's `FakeKey` (moto stamps it at write and
@@ -131,6 +133,12 @@ class _Failure:
     times: int | None  # failures left; None: until heal()
 
 
+@dataclass
+class _Slowness:
+    seconds: float
+    after: int  # requests still answered at once before the slow one
+
+
 class _QuietMoto(WSGIRequestHandler):
     def log(self, type: str, message: str, *args: Any) -> None:
         return
@@ -158,6 +166,7 @@ class FakeCos(LocalServer):
         self.requests: list[Received] = []
         self._counts: Counter[str] = Counter()
         self._failures: dict[str, list[_Failure]] = {}
+        self._slowness: dict[str, list[_Slowness]] = {}
         self._refused_keys: dict[str, str] = {}
         self._offset_s = 0.0
         self._lock = threading.Lock()
@@ -227,6 +236,7 @@ class FakeCos(LocalServer):
             self.requests.clear()
             self._counts.clear()
             self._failures.clear()
+            self._slowness.clear()
             self._refused_keys.clear()
             self._offset_s = 0.0
 
@@ -236,6 +246,10 @@ class FakeCos(LocalServer):
     def fail_after(self, op: str, successes: int, status: int = 500, *, code: str = "") -> None:
         """`successes` more requests of `op` are served; every one after fails until heal()."""
         self._add_failure(op, _Failure(status, code or _default_code(status), successes, None))
+
+    def slow_next(self, op: str, seconds: float, *, after: int = 0) -> None:
+        with self._lock:
+            self._slowness.setdefault(op, []).append(_Slowness(seconds, after))
 
     def heal(self) -> None:
         with self._lock:
@@ -308,6 +322,16 @@ class FakeCos(LocalServer):
                 return failure
         return None
 
+    def _delay(self, op: str) -> float:
+        with self._lock:
+            for slowness in self._slowness.get(op, []):
+                if slowness.after > 0:
+                    slowness.after -= 1
+                    return 0.0
+                self._slowness[op].remove(slowness)
+                return slowness.seconds
+        return 0.0
+
     def _record(self, op: str, status: int, code: str = "") -> None:
         with self._lock:
             self._counts[op] += 1
@@ -348,6 +372,7 @@ class FakeCos(LocalServer):
             failure = self._injected(op)
             if failure is not None:
                 raise CosRefusal(failure.status, failure.code, "Injected by the test.")
+            time.sleep(self._delay(op))
         except CosRefusal as refusal:
             self._record(op, refusal.status, refusal.code)
             self._error(request, refusal, resource)

@@ -1,21 +1,38 @@
-"""The invite-code pool: concurrent claims, inline codes when empty, the refill job."""
+"""The invite-code pool: concurrent claims, inline codes when empty, the refill job (one
+run at a time: concurrent refills never overfill)."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from typing import Any
 
+import pytest
 from sqlalchemy import delete, func, select
 
+from app.db.runs import RunBusy
 from app.db.tables import invite_codes
 from app.db.transaction import transaction
 from app.identity import invites
 from tests.identity.conftest import Flows
+from tests.support.function_url import call
 from tests.support.functions import handler
+from tests.support.pipelines import token_for
+from tests.support.quota import new_user
+from tests.support.runs import end_live_runs, plant_live_run
+
+JOB = "invite-refill"
 
 
 def _empty_pool() -> None:
     with transaction() as conn:
         conn.execute(delete(invite_codes).where(invite_codes.c.claimed_by.is_(None)))
+
+
+@pytest.fixture(autouse=True)
+def _no_live_run() -> Iterator[None]:
+    yield
+    end_live_runs(JOB)
 
 
 def test_codes_are_eight_unambiguous_characters() -> None:
@@ -113,3 +130,42 @@ def test_the_timer_function_refills(flows: Flows) -> None:
             .where(invite_codes.c.claimed_by.is_(None))
         ).scalar()
     assert count == 30
+
+
+def test_concurrent_refills_end_with_exactly_the_target() -> None:
+    """The timer firing while an admin's run is live, or several at once: one run fills the
+    pool, the others are refused as busy (or find it full), and none inserts past the
+    target."""
+    _empty_pool()
+    runs = 8
+    start = threading.Barrier(runs)
+    reports: list[dict[str, Any]] = []
+    refused: list[RunBusy] = []
+
+    def one() -> None:
+        start.wait()
+        try:
+            reports.append(invites.refill(target=300))
+        except RunBusy as busy:
+            refused.append(busy)
+
+    threads = [threading.Thread(target=one) for _ in range(runs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert invites.available() == 300
+    assert sum(report["created"] for report in reports) == 300
+    assert len(reports) + len(refused) == runs and reports
+    assert invites.refill(target=300)["created"] == 0  # the job is free again
+
+
+def test_an_admin_asking_while_a_refill_is_live_is_answered_503() -> None:
+    _empty_pool()
+    plant_live_run(JOB)
+    admin = token_for(new_user(role="admin"), role="admin")
+    busy = call(handler("admin-jobs-run"), "POST", "/admin/jobs/invite-refill", token=admin)
+    assert busy.status == 503, busy.body
+    assert busy.json()["code"] == "SERVICE_UNAVAILABLE"
+    assert "try again once it has ended" in busy.json()["message"]
+    assert invites.available() == 0

@@ -11,24 +11,27 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 
 from app.api.admin_jobs import run_job
 from app.clock import utcnow
+from app.db.runs import STALE_RUN_S, RunBusy
 from app.db.tables import maintenance_runs, task_uploads, tasks
 from app.db.transaction import transaction
 from app.ids import new_id
 from app.observability.metrics import COS_CLEANUP_DELETED_BYTES, COS_CLEANUP_DELETED_OBJECTS
 from app.storage import cleanup
-from app.storage.cleanup import CleanupBusy, CleanupInterrupted
+from app.storage.cleanup import CleanupInterrupted
 from app.storage.objects import task_prefix, upload_key
 from app.storage.store import store
 from app.tasks import lifecycle
+from infra import manifest
 from tests.fakes.cos import FakeCos
 from tests.support.function_url import Reply, call
 from tests.support.functions import handler
 from tests.support.pipelines import token_for
 from tests.support.quota import new_user
+from tests.support.runs import end_live_runs, plant_live_run
 from tests.support.settings import settings_env
 
 OLD = utcnow() - timedelta(hours=2)  # past COS_ORPHAN_GRACE_S (3600)
@@ -71,12 +74,7 @@ def run_ids() -> set[str]:
 @pytest.fixture(autouse=True)
 def _no_live_run() -> Iterator[None]:
     yield
-    with transaction() as tx:
-        tx.execute(
-            delete(maintenance_runs).where(
-                maintenance_runs.c.job == cleanup.JOB, maintenance_runs.c.status == "running"
-            )
-        )
+    end_live_runs(cleanup.JOB)
 
 
 def test_orphans_past_the_grace_go_and_nothing_else(cos: FakeCos) -> None:
@@ -119,6 +117,7 @@ def test_orphans_past_the_grace_go_and_nothing_else(cos: FakeCos) -> None:
         "deleted_bytes": 8 * 2**20 + 700,
         "failed": 0,
         "saved_cny_per_month": 0.000922,  # 8 MiB at 0.118 CNY per GiB and month
+        "stopped_early": False,
     }
     assert cos.count("DeleteObjects") == 1
     (row,) = runs_after(seen)
@@ -233,6 +232,7 @@ def test_a_cos_error_half_way_leaves_a_truthful_report_and_row(cos: FakeCos) -> 
         "deleted_bytes": 2000,
         "failed": 0,
         "saved_cny_per_month": round(2000 / 2**30 * 0.118, 6),
+        "stopped_early": False,
     }
     assert "COS DeleteObjects failed: 500 InternalError" in str(stopped.value)
     assert cos.secret_key not in str(stopped.value)
@@ -252,7 +252,7 @@ def test_a_cos_error_half_way_leaves_a_truthful_report_and_row(cos: FakeCos) -> 
 
 def test_a_dead_run_is_closed_and_a_live_one_blocks_another(cos: FakeCos) -> None:
     dead, live = new_id(), new_id()
-    long_ago = utcnow() - timedelta(seconds=cleanup.STALE_RUN_S + 60)
+    long_ago = utcnow() - timedelta(seconds=STALE_RUN_S + 60)
     with transaction() as tx:
         tx.execute(
             insert(maintenance_runs).values(
@@ -271,7 +271,7 @@ def test_a_dead_run_is_closed_and_a_live_one_blocks_another(cos: FakeCos) -> Non
             )
         )
     seen = run_ids()
-    with pytest.raises(CleanupBusy):
+    with pytest.raises(RunBusy):
         cleanup.run()
     assert runs_after(seen) == []
 
@@ -317,6 +317,7 @@ def test_the_timer_and_the_admin_job_run_it(cos: FakeCos) -> None:
         "deleted_bytes": 0,
         "failed": 0,
         "saved_cny_per_month": 0.0,
+        "stopped_early": False,
     }
 
 
@@ -334,7 +335,7 @@ def test_two_runs_started_at_once_never_delete_or_count_twice(cos: FakeCos) -> N
         start.wait()
         try:
             reports.append(cleanup.run())
-        except CleanupBusy as error:
+        except RunBusy as error:
             refused.append(error)
 
     threads = [threading.Thread(target=one) for _ in range(2)]
@@ -354,16 +355,7 @@ def _admin_run() -> Reply:
 
 
 def test_an_admin_asking_while_a_run_is_live_or_cos_fails_is_answered_503(cos: FakeCos) -> None:
-    with transaction() as tx:
-        tx.execute(
-            insert(maintenance_runs).values(
-                id=new_id(),
-                job=cleanup.JOB,
-                status="running",
-                started_at=utcnow(),
-                live_job=cleanup.JOB,
-            )
-        )
+    plant_live_run(cleanup.JOB)
     busy = _admin_run()
     assert (busy.status, busy.json()["code"]) == (503, "SERVICE_UNAVAILABLE"), busy.body
     assert "try again once it has ended" in busy.json()["message"]
@@ -384,3 +376,121 @@ def test_a_run_whose_bucket_cannot_be_built_leaves_no_row_to_refuse_the_next(
     assert (refused.status, refused.json()["code"]) == (503, "SERVICE_UNAVAILABLE"), refused.body
     assert runs_after(seen) == []
     assert _admin_run().status == 200  # configured again: the next run goes
+
+
+def _plant_a_bucket_of_several_pages(cos: FakeCos) -> list[str]:
+    """2800 keys under tasks/ (2500 orphans of 5 missing tasks, 300 of a succeeded one) and
+    1501 under uploads/ (1500 orphans, 1 a task names): 3 and 2 listing pages. The keys
+    that stay."""
+    kept_task = new_task("succeeded")
+    named = upload_key("u-named", "kept")
+    new_task("succeeded", (named,))
+    missing = [new_id() for _ in range(5)]
+    for i in range(2500):
+        cos.plant(f"{task_prefix(missing[i % 5])}{i:05d}.json", b"o", last_modified=OLD)
+    kept = [f"{task_prefix(kept_task)}{i:05d}.json" for i in range(300)] + [named]
+    for key in kept:
+        cos.plant(key, b"k", last_modified=OLD)
+    for i in range(1500):
+        cos.plant(upload_key(f"user{i % 7}", f"{i:05d}"), b"u", last_modified=OLD)
+    return kept
+
+
+def _row(run_id: str) -> dict[str, Any]:
+    (row,) = (r for r in runs_after(set()) if r["id"] == run_id)
+    return row
+
+
+def test_a_run_out_of_its_budget_stops_cleanly_and_the_next_goes_on_where_it_stopped(
+    cos: FakeCos,
+) -> None:
+    """A bucket too large for one run: each run stops before the page it has no time for,
+    sends what it queued and ends `ok`, `stopped_early`; the next lists after the last key
+    it went through (under tasks/, then under uploads/), and the run that reaches the end
+    leaves the one after it to start over."""
+    kept = _plant_a_bucket_of_several_pages(cos)
+    tasks_keys, uploads_keys = cos.keys("tasks/"), cos.keys("uploads/")
+
+    def orphans_in(keys: list[str]) -> int:
+        return sum(1 for key in keys if key not in kept)
+
+    # Each slowed listing outlasts the budget: the run lists no page after it.
+    budget_s, slow_s = 2.0, 2.5
+    seen = run_ids()
+    cos.slow_next("ListObjects", slow_s, after=1)  # the 2nd page of tasks/
+    first = cleanup.run(budget_s=budget_s)
+    assert first == {
+        "scanned": 2000,
+        "deleted": orphans_in(tasks_keys[:2000]),
+        "deleted_bytes": orphans_in(tasks_keys[:2000]),
+        "failed": 0,
+        "saved_cny_per_month": saved(orphans_in(tasks_keys[:2000])),
+        "stopped_early": True,
+    }
+    (row,) = runs_after(seen)
+    assert (row["status"], row["error"], row["live_job"]) == ("ok", None, None)
+    assert row["finished_at"] is not None and row["stopped_early"] is True
+    assert row["resume_after"] == tasks_keys[1999]
+    assert {k: row[k] for k in first} == first
+    assert cos.keys("tasks/") == [k for k in tasks_keys[:2000] if k in kept] + tasks_keys[2000:]
+
+    seen = run_ids()
+    cos.slow_next("ListObjects", slow_s, after=1)  # its 2nd: the 1st page of uploads/
+    second = cleanup.run(budget_s=budget_s)
+    assert (second["scanned"], second["stopped_early"]) == (800 + 1000, True)
+    assert second["deleted"] == orphans_in(tasks_keys[2000:]) + orphans_in(uploads_keys[:1000])
+    (row,) = runs_after(seen)
+    assert row["status"] == "ok" and row["resume_after"] == uploads_keys[999]
+
+    seen = run_ids()
+    lists = cos.count("ListObjects")
+    third = cleanup.run(budget_s=budget_s)
+    assert (third["scanned"], third["stopped_early"]) == (501, False)
+    assert third["deleted"] == orphans_in(uploads_keys[1000:]) and third["failed"] == 0
+    assert cos.count("ListObjects") - lists == 1  # tasks/ is not listed again
+    (row,) = runs_after(seen)
+    assert (row["status"], row["stopped_early"], row["resume_after"]) == ("ok", False, None)
+    assert sorted(cos.keys()) == sorted(kept)
+    assert first["deleted"] + second["deleted"] + third["deleted"] == 2500 + 1500
+
+    fourth = cleanup.run()  # from the start again: only what stays is listed
+    assert (fourth["scanned"], fourth["deleted"], fourth["stopped_early"]) == (301, 0, False)
+
+
+def saved(deleted_bytes: int) -> float:
+    return round(deleted_bytes / 2**30 * 0.118, 6)
+
+
+def test_a_run_that_dies_or_fails_leaves_the_next_where_it_started(cos: FakeCos) -> None:
+    """Killed at its timeout (its row closed as dead by the next run) or stopped by COS, a
+    run may have queued deletes past where it started that never went: the next run goes
+    on from where the failed one started, not from where it had got to."""
+    with transaction() as tx:  # the dead run is the job's last, as it is once no run is live
+        tx.execute(delete(maintenance_runs).where(maintenance_runs.c.job == cleanup.JOB))
+    _plant_a_bucket_of_several_pages(cos)
+    tasks_keys = cos.keys("tasks/")
+    dead = plant_live_run(cleanup.JOB, started_at=utcnow() - timedelta(seconds=STALE_RUN_S + 60))
+    with transaction() as tx:
+        tx.execute(
+            update(maintenance_runs)
+            .where(maintenance_runs.c.id == dead)
+            .values(resume_after=tasks_keys[1499])
+        )
+    seen = run_ids()
+    cos.fail_next("ListObjects", 503, times=2)  # the first page and its retry
+
+    with pytest.raises(CleanupInterrupted):
+        cleanup.run()
+    assert _row(dead)["status"] == "failed"
+    (failed,) = runs_after(seen)
+    assert failed["status"] == "failed" and failed["resume_after"] == tasks_keys[1499]
+
+    report = cleanup.run()
+    assert report["scanned"] == 1300 + 1501 and report["stopped_early"] is False
+    assert cos.keys("tasks/")[:1500] == tasks_keys[:1500]  # before where it went on: untouched
+
+
+@pytest.mark.parametrize("function", ["cos-cleanup", "admin-jobs-run"])
+def test_a_run_ends_within_the_timeout_of_each_function_that_runs_it(function: str) -> None:
+    timeout_s = manifest.load().functions[function].timeout_s
+    assert timeout_s >= cleanup.RUN_BUDGET_S + cleanup.AFTER_LAST_CHECK_S

@@ -2,7 +2,9 @@
 
 The registry maps a job name to "module:function"; the module is imported only when its
 job runs, so this function's cold start stays small. Each job takes no arguments and
-returns a dict of counts; the answer is `{"job": name, ...counts}`.
+returns a dict of counts; the answer is `{"job": name, ...counts}`. A job of which another
+run is live (cos-cleanup, invite-refill: app.db.runs) answers 503 SERVICE_UNAVAILABLE, as
+does one a dependency stopped half way.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def run_job(name: str) -> dict[str, Any]:
 @router.post(
     "/admin/jobs/{name}",
     auth=Auth.ADMIN,
-    errors=(403, 404),
+    errors=(403, 404, 503),
     summary="Run a maintenance job now",
 )
 def run_admin_job(req: Request[None, None]) -> dict[str, Any]:

@@ -254,9 +254,11 @@ task_uploads = Table(
     Index("ix_task_uploads_key", "key"),
 )
 
-# One run of a bulk maintenance job (cos-cleanup): written when it starts, its counts updated
-# as each batch completes, closed `ok` or `failed` (with the error) when it ends. A row left
-# `running` is a run that died; its counts are what it had done by its last batch.
+# One run of a maintenance job (cos-cleanup, invite-refill; app.db.runs): written when it
+# starts, its counts updated as each batch completes, closed `ok` or `failed` (with the error)
+# when it ends. A row left `running` is a run that died; its counts are what it had done by
+# its last batch. A run that ran out of its time says so (`stopped_early`), and where the
+# next run goes on from (`resume_after`).
 maintenance_runs = Table(
     "maintenance_runs",
     metadata,
@@ -276,6 +278,10 @@ maintenance_runs = Table(
         server_default=text("0"),
     ),
     Column("error", String(500), nullable=True),
+    Column("stopped_early", Boolean, nullable=False, server_default=false()),
+    # The last key a run went through, for the next to list after (cos-cleanup); NULL: from
+    # the start. A run that fails or dies leaves the one it started from.
+    Column("resume_after", String(1024), nullable=True),
     # The job's name while the run is live, NULL once it ended: unique, so two runs of one
     # job never go at once.
     Column("live_job", String(64), nullable=True, unique=True),

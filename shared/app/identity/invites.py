@@ -3,6 +3,10 @@
 A claim takes one unclaimed row with `FOR UPDATE SKIP LOCKED` (MariaDB 10.6+, MySQL 8), so
 concurrent registrations each take a different code without waiting on one another. An
 empty pool never fails a registration: the code is then generated inline.
+
+A refill counts the pool, then inserts what is missing: two refills at once would both see
+it short and both insert. So a refill is a run of the `invite-refill` job (app.db.runs): one
+at a time, and one started while another is live is refused with RunBusy (503 to an admin).
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ from sqlalchemy.exc import IntegrityError
 
 from app.clock import utcnow
 from app.config import get_settings
+from app.db import runs
 from app.db.tables import invite_codes
 from app.db.transaction import Transaction, transaction
 from app.observability import logging as applog
 
 log = applog.get_logger("app.identity.invites")
+JOB = "invite-refill"
 
 # No 0/O, 1/I/L: codes are read aloud and typed from screenshots.
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -82,8 +88,25 @@ def available() -> int:
 
 
 def refill(target: int | None = None) -> dict[str, Any]:
-    """Top the pool of unclaimed codes up to `target` (INVITE_POOL_TARGET by default)."""
+    """Top the pool of unclaimed codes up to `target` (INVITE_POOL_TARGET by default).
+    RunBusy while another refill runs."""
     goal = get_settings().invite_pool_target if target is None else target
+    run_id = runs.start(JOB).id
+    try:
+        created = _top_up(goal)
+    except Exception as error:
+        # The type only, as the timer's log line has the rest: a database error's text may
+        # carry SQL and parameters.
+        runs.finish(run_id, "failed", type(error).__name__)
+        raise
+    runs.finish(run_id, "ok")
+    report = {"job": JOB, "created": created, "available": available()}
+    applog.log_fields(log, logging.INFO, "invite refill", **report)
+    return report
+
+
+def _top_up(goal: int) -> int:
+    """Codes inserted until `goal` are unclaimed; only while this run holds the job."""
     created = 0
     missing = goal - available()
     while missing > 0:
@@ -106,9 +129,7 @@ def refill(target: int | None = None) -> dict[str, Any]:
             continue
         created += len(codes)
         missing -= len(codes)
-    report = {"job": "invite-refill", "created": created, "available": available()}
-    applog.log_fields(log, logging.INFO, "invite refill", **report)
-    return report
+    return created
 
 
 def refill_job(*_args: Any, **_kwargs: Any) -> dict[str, Any]:

@@ -14,10 +14,19 @@ A run:
 3. deletes them in full DeleteObjects batches of 1000 keys (the last holds the rest),
    counting per-key failures, which stay for the next run.
 
-Each run has a `maintenance_runs` row, written at its start and updated after every batch,
-so a run that dies half way leaves what it had deleted; a rerun lists only what is still
-there and so deletes nothing twice. A row still `running` after STALE_RUN_S is closed as
-failed by the next run; while a run is younger than that, another one does not start.
+A run has RUN_BUDGET_S, checked before each listing page: once it is spent the run lists no
+further, sends what it had queued and ends `ok` with `stopped_early`, its row holding the
+last key it went through (`resume_after`). The next run lists after that key and the one
+that reaches the end starts the next from the beginning: keys are random ids, so a bucket
+too large for one run, listed from the start every time, would have the same first pages
+gone over again and again and its last ones (and all of uploads/) never.
+
+Each run has a `maintenance_runs` row (app.db.runs), written at its start and updated after
+every batch, so a run that dies half way leaves what it had deleted; a rerun lists only what
+is still there and so deletes nothing twice. A run that fails or dies leaves the row's
+`resume_after` as it found it: the next goes over its stretch again. While a run is live
+another one does not start (RunBusy); a run dead for runs.STALE_RUN_S no longer counts as
+live.
 
 Owns: which objects are orphans, the lifecycle rules' content, the batch delete's counts.
 """
@@ -25,20 +34,20 @@ Owns: which objects are orphans, the lifecycle rules' content, the batch delete'
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 
 from app.clock import utcnow
 from app.config import get_settings
-from app.db.tables import maintenance_runs, task_uploads, tasks
+from app.db import runs
+from app.db.tables import task_uploads, tasks
 from app.db.transaction import transaction
 from app.errors import AppError, ErrorCode
-from app.ids import new_id
 from app.observability import logging as applog
 from app.observability.metrics import (
     COS_CLEANUP_DELETED_BYTES,
@@ -64,17 +73,15 @@ ABORT_MULTIPART_DAYS = 1
 # The task statuses whose objects no one reads again: app.tasks.lifecycle's terminal ones but
 # succeeded (named here because storage sits below tasks in the layers; a test keeps them so).
 DEAD_TASK_STATUSES = ("failed", "cancelled")
-# Longer than the function's 600 s timeout: a row running for this long belongs to a dead run.
-STALE_RUN_S = 900
 GIB = 2**30
-
-
-class CleanupBusy(AppError):
-    """Another cos-cleanup run is in progress (its row is `running` and recent): 503 to an
-    admin who asked for one meanwhile, who can try again once it has ended."""
-
-    def __init__(self, why: str) -> None:
-        super().__init__(ErrorCode.SERVICE_UNAVAILABLE, f"{why}; try again once it has ended.")
+# What a run may still spend once its budget's last check passed: a page listed, its orphans
+# decided and a full batch sent, the rest sent, the row closed (a COS request takes up to
+# 21 s with its retry, app.storage.cos).
+AFTER_LAST_CHECK_S = 90
+# The cos-cleanup function, and admin-jobs-run that runs it on demand, have 600 s
+# (serverless.yml; a test keeps them at least this plus AFTER_LAST_CHECK_S): a run that is
+# not done by then stops listing, so it ends before the platform kills it.
+RUN_BUDGET_S = 480.0
 
 
 class CleanupInterrupted(AppError):
@@ -236,13 +243,21 @@ def orphans(objects: Sequence[ObjectInfo]) -> list[ObjectInfo]:
 @dataclass
 class _Run:
     id: str
+    # The last key of the last page decided and handed to the deleter: where the next run
+    # goes on from when this one stops for its budget (None: from the start).
+    position: str | None
     scanned: int = 0
+    stopped_early: bool = False
 
 
-def run() -> dict[str, Any]:
-    """One cleanup pass; the report `{"scanned", "deleted", "deleted_bytes", "failed",
-    "saved_cny_per_month"}`. Raises CleanupInterrupted (its row closed as failed, its report
-    what it had done) when COS or the database fails half way."""
+def run(budget_s: float = RUN_BUDGET_S) -> dict[str, Any]:
+    """One cleanup run, from where the last one stopped; the report `{"scanned", "deleted",
+    "deleted_bytes", "failed", "saved_cny_per_month", "stopped_early"}`. Once `budget_s`
+    is spent it lists no further page: it sends what it had queued and ends `ok` with
+    `stopped_early`, and the next run goes on after the last key it went through. Raises
+    CleanupInterrupted (its row closed as failed, its report what it had done) when COS or
+    the database fails half way."""
+    ends_at = time.monotonic() + budget_s
     settings = get_settings()
     price = settings.cos_price_cny_per_gb_month
     # The bucket before the run's row: a bucket that cannot be built (no credentials, a
@@ -251,42 +266,73 @@ def run() -> dict[str, Any]:
         bucket = store()
     except StorageError as error:
         raise AppError(ErrorCode.SERVICE_UNAVAILABLE, f"{JOB}: {error}") from error
-    current = _Run(_start())
+    started = runs.start(JOB, carry=("resume_after",))
+    current = _Run(started.id, position=started.carried.get("resume_after"))
 
     def progress(delta: Counts) -> None:
         COS_CLEANUP_DELETED_OBJECTS.inc(delta.deleted)
         COS_CLEANUP_DELETED_BYTES.inc(delta.deleted_bytes)
-        _update(current, deleter.counts, price)
+        runs.update_counts(current.id, **_report(current, deleter.counts, price))
 
     deleter = BatchDeleter(bucket, on_batch=progress)
     try:
         rewritten = ensure_lifecycle(bucket, settings.result_retention_days)
         cutoff = utcnow() - timedelta(seconds=settings.cos_orphan_grace_s)
-        for prefix in (TASKS, UPLOADS):
-            marker: str | None = None
-            while True:
-                page = bucket.listing(prefix, marker)
-                current.scanned += len(page.objects)
-                aged = [obj for obj in page.objects if obj.last_modified < cutoff]
-                for obj in orphans(aged):
-                    deleter.add(obj)
-                if page.next_marker is None:
-                    break
-                marker = page.next_marker
+        _sweep(bucket, deleter, current, cutoff, ends_at)
         deleter.close()
     except Exception as error:
         cause = str(error) if isinstance(error, StorageError) else type(error).__name__
         report = _report(current, deleter.counts, price)
-        _close(current, deleter.counts, price, "failed", cause)
+        # The row keeps the resume_after this run started from: what it queued past it may
+        # not have been sent, so the next run goes over that stretch again.
+        runs.finish(current.id, "failed", cause, **report)
         _count_items(report)
         raise CleanupInterrupted(report, cause) from error
     report = _report(current, deleter.counts, price)
-    _close(current, deleter.counts, price, "ok", None)
+    # A run that went through the whole listing leaves the next to start from the beginning.
+    resume_after = current.position if current.stopped_early else None
+    runs.finish(current.id, "ok", resume_after=resume_after, **report)
     _count_items(report)
     applog.log_fields(
-        log, logging.INFO, "cos cleanup", run_id=current.id, lifecycle_rewritten=rewritten, **report
+        log,
+        logging.INFO,
+        "cos cleanup",
+        run_id=current.id,
+        lifecycle_rewritten=rewritten,
+        resume_after=resume_after,
+        **report,
     )
     return report
+
+
+def _sweep(
+    bucket: ObjectStore, deleter: BatchDeleter, current: _Run, cutoff: datetime, ends_at: float
+) -> None:
+    """The orphans of `tasks/` and `uploads/`, page by page after `current.position`, into
+    the deleter; before each page, the budget: once `ends_at` has passed, no more pages."""
+    resume_after = current.position
+    for prefix in (TASKS, UPLOADS):
+        marker = resume_after
+        if resume_after is not None and not resume_after.startswith(prefix):
+            # The prefixes go in key order (COS's, UTF-8 bytes: str order): the last run
+            # went past this one, or never reached it.
+            if resume_after > prefix:
+                continue
+            marker = None
+        while True:
+            if time.monotonic() >= ends_at:
+                current.stopped_early = True
+                return
+            page = bucket.listing(prefix, marker)
+            current.scanned += len(page.objects)
+            aged = [obj for obj in page.objects if obj.last_modified < cutoff]
+            for obj in orphans(aged):
+                deleter.add(obj)
+            if page.objects:
+                current.position = page.objects[-1].key
+            if page.next_marker is None:
+                break
+            marker = page.next_marker
 
 
 def run_timer(_event: Any = None) -> dict[str, Any]:
@@ -302,6 +348,7 @@ def _report(current: _Run, counts: Counts, price: float) -> dict[str, Any]:
         "deleted_bytes": counts.deleted_bytes,
         "failed": counts.failed,
         "saved_cny_per_month": saved_cny_per_month(counts.deleted_bytes, price),
+        "stopped_early": current.stopped_early,
     }
 
 
@@ -313,65 +360,6 @@ def _count_items(report: dict[str, Any]) -> None:
     for kind in ("scanned", "deleted", "failed"):
         if report[kind]:
             JOB_ITEMS.labels(JOB, kind).inc(report[kind])
-
-
-def _start() -> str:
-    """This run's row; a dead run's row closed first. CleanupBusy when a run is live."""
-    now = utcnow()
-    run_id = new_id()
-    with transaction() as tx:
-        tx.execute(
-            update(maintenance_runs)
-            .where(
-                maintenance_runs.c.job == JOB,
-                maintenance_runs.c.status == "running",
-                maintenance_runs.c.started_at < now - timedelta(seconds=STALE_RUN_S),
-            )
-            .values(status="failed", finished_at=now, error="stopped before its end", live_job=None)
-        )
-        live = tx.execute(
-            select(maintenance_runs.c.id)
-            .where(maintenance_runs.c.job == JOB, maintenance_runs.c.status == "running")
-            .limit(1)
-        ).first()
-        if live is not None:
-            raise CleanupBusy(f"{JOB} run {live[0]} is still running")
-    try:
-        with transaction() as tx:
-            # `live_job` is unique: of two runs starting at once (the timer and an admin),
-            # the second's row does not go in.
-            tx.execute(
-                insert(maintenance_runs).values(
-                    id=run_id, job=JOB, status="running", started_at=now, live_job=JOB
-                )
-            )
-    except IntegrityError:
-        raise CleanupBusy(f"another {JOB} run has just started") from None
-    return run_id
-
-
-def _update(current: _Run, counts: Counts, price: float) -> None:
-    with transaction() as tx:
-        tx.execute(
-            update(maintenance_runs)
-            .where(maintenance_runs.c.id == current.id)
-            .values(**_report(current, counts, price))
-        )
-
-
-def _close(current: _Run, counts: Counts, price: float, status: str, error: str | None) -> None:
-    with transaction() as tx:
-        tx.execute(
-            update(maintenance_runs)
-            .where(maintenance_runs.c.id == current.id)
-            .values(
-                status=status,
-                live_job=None,
-                finished_at=utcnow(),
-                error=None if error is None else error[:500],
-                **_report(current, counts, price),
-            )
-        )
 
 
 # ------------------------------------------------------------ deleting on purpose
