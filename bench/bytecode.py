@@ -21,8 +21,8 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import stat
+import statistics
 import subprocess
 import sys
 import tempfile

@@ -5,17 +5,19 @@
 Python runtime, all at the zip root: SCF unpacks a layer to /opt and puts /opt on
 PYTHONPATH. The same tree is left unpacked in `dist/layer/content/`, to look into.
 
-The layer also ships every module's bytecode, compiled by a CPython of the target version:
-/opt is read-only on SCF, so without it every cold start compiles each module it imports
-from source, about 2.5 times the import of the same modules from bytecode (bench/bytecode.py).
-The bytecode is hash-checked (`checked-hash`): the runtime uses it only while it matches
-its source, whatever times the unpacked files carry, and its recorded paths are the ones
-SCF runs from (`/opt/...`). Compiled in one process with a fixed hash seed, it is the same
-bytes on every build.
 `dist/functions/<name>.zip` holds one function folder's files at its root (/var/user on
 SCF), an executable file (a web function's `scf_bootstrap`) with mode 755. Both are
 byte-identical when rebuilt from the same inputs: the deployer compares them by their
 sha256.
+
+The layer also ships every module's bytecode, compiled by a CPython of the target version.
+Everything but /tmp is read-only on SCF
+(https://cloud.tencent.com/document/product/583/33924), so without it every cold start
+compiles each module it imports from source: about 2.5 times the import of the same modules
+from bytecode (bench/bytecode.py). The bytecode is hash-checked (`checked-hash`): the
+runtime uses it only while it matches its source, whatever times the unpacked files carry.
+Its recorded paths are the ones SCF runs from (`/opt/...`), and compiled in one process with
+a fixed hash seed it is the same bytes on every build.
 
 Wheels are cached under `.local/wheels/<hash of requirements.txt and Python version>/`, so
 a rerun with unchanged requirements needs no network. Packages published only as source
