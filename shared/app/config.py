@@ -156,7 +156,8 @@ class Settings(BaseModel):
     login_failures_per_ip_per_hour: int = Field(100, ge=1)
     bcrypt_cost: int = Field(12, ge=10, le=16)
     admin_phones: str = ""  # comma separated, any accepted phone format
-    signup_quota: int = Field(0, ge=0)
+    # At most what a balance holds (app.quota.service.QUOTA_MAX): past it every sign-up fails.
+    signup_quota: int = Field(0, ge=0, le=2**31 - 1)
     invite_pool_target: int = Field(500, ge=0)
     wechat_appid: str = ""
     wechat_secret: SecretStr = SecretStr("")

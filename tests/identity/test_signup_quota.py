@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import threading
 
+import pytest
 from sqlalchemy import select
 
 from app.db.tables import quota_ledger
@@ -57,3 +58,21 @@ def test_concurrent_first_logins_grant_once(flows: Flows) -> None:
     user_id = replies[0].json()["user"]["id"]
     assert [e["kind"] for e in _entries(user_id)] == ["signup"]
     assert {r.json()["user"]["quota"]["balance"] for r in replies} == {3}
+
+
+def test_a_signup_quota_past_the_quota_ceiling_is_refused_at_load() -> None:
+    # Beyond what a balance can hold, every sign-up would be refused (422) instead.
+    from pydantic import ValidationError
+
+    from app.config import Settings
+
+    assert Settings.from_environ({"SIGNUP_QUOTA": str(2**31 - 1)}).signup_quota == 2**31 - 1
+    with pytest.raises(ValidationError) as refused:
+        Settings.from_environ({"SIGNUP_QUOTA": str(2**31)})
+    assert "signup_quota" in str(refused.value)
+
+
+def test_the_largest_signup_quota_is_granted_whole(flows: Flows) -> None:
+    with settings_env(SIGNUP_QUOTA=str(2**31 - 1)):
+        user = flows.registered()["user"]
+    assert user["quota"] == {"balance": 2**31 - 1, "reserved": 0}

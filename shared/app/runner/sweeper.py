@@ -2,7 +2,8 @@
 lost message or a dead worker left behind and finishes it.
 
 1. Tasks older than TASK_MAX_RUNTIME_S that are still queued or running are failed, and
-   so refunded.
+   so refunded; one whose last step had ended (its worker died before the task's own
+   commit) ends as that step says (`app.tasks.lifecycle`).
 2. Tasks with no progress for PIPELINE_STALL_S (neither the task row nor any of its step
    rows changed) get their pending work published again; redelivery is harmless because
    every runner transition is conditional.

@@ -32,7 +32,6 @@ from app.runner.plans import Call, Plan, call_of, plans
 from app.runner.rows import STEP_TERMINAL, Claim, RetryLater, Row
 from app.storage import outputs, uploads
 from app.tasks import lifecycle
-from app.tasks.lifecycle import step_failed
 
 
 def handle(message: dict[str, Any]) -> None:
@@ -194,7 +193,6 @@ def _after_step(task_id: str, steps: list[Step], position: int) -> None:
             return
     # The end of the task is a transition of its own (`lifecycle`), with its own commit.
     if row["status"] == "failed":
-        message = (row["error"] or {}).get("message") or "it failed"
-        lifecycle.finish(task_id, error=step_failed(f"step {row['step_id']!r} failed: {message}"))
+        lifecycle.finish(task_id, error=lifecycle.failed_step_error(row["step_id"], row["error"]))
     elif row["status"] == "succeeded":
         lifecycle.finish(task_id, output=row["output"])

@@ -3,14 +3,23 @@
 queued -> running -> succeeded | failed, and any non-terminal status -> cancelled. The
 transition that moves the row is the only one that touches the reservation: `succeed`
 confirms, `fail` and `cancel` cancel, in the same transaction, so a task and its quota
-never disagree and a repeated call changes nothing. The hook (`app.tasks.hooks`) is an
-effect of the transition's transaction (`tx.after_commit`): it runs once the change is
-committed, never after a rollback, and a hook that fails is logged without undoing or
-failing the transition.
+never disagree and a repeated call changes nothing.
+
+A task whose last step has ended is decided, though its end is a commit of its own after
+the step's: every transition reads that step's row under the task's lock (and the step's,
+so a result being committed is waited for), and a decided task ends as its last step says.
+A cancel or the sweeper's expiry in that gap ends the task succeeded or failed (the cancel
+answers 409 TASK_NOT_CANCELLABLE), never refunding work whose result is in its steps.
+
+The hook (`app.tasks.hooks`) is an effect of the transition's transaction
+(`tx.after_commit`): it runs once the change is committed, never after a rollback, and a
+hook that fails is logged without undoing or failing the transition.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
@@ -31,6 +40,56 @@ ACTIVE = ("queued", "running")
 
 def step_failed(message: str) -> dict[str, str]:
     return {"code": ErrorCode.PIPELINE_STEP_FAILED.value, "message": message}
+
+
+def failed_step_error(step_id: str, error: Mapping[str, Any] | None) -> dict[str, str]:
+    """The task's error when step `step_id` failed with `error`."""
+    message = (error or {}).get("message") or "it failed"
+    return step_failed(f"step {step_id!r} failed: {message}")
+
+
+@dataclass(frozen=True)
+class _Ending:
+    status: str  # succeeded | failed | cancelled
+    output: Any = None
+    error: dict[str, Any] | None = None
+
+
+def _decided(conn: Transaction, task_id: str) -> _Ending | None:
+    """How the task's last step ended, when it has: its ending is the task's. Locked, so a
+    worker's result for it that is being committed now is waited for and seen."""
+    c = task_steps.c
+    row = conn.execute(
+        select(c.step_id, c.status, c.output, c.error)
+        .where(c.task_id == task_id, c.branch == -1)
+        .order_by(c.position.desc())
+        .limit(1)
+        .with_for_update()
+    ).first()
+    if row is None or row.status not in ("succeeded", "failed"):
+        return None
+    if row.status == "succeeded":
+        return _Ending("succeeded", output=row.output)
+    return _Ending("failed", error=failed_step_error(row.step_id, row.error))
+
+
+def _end(conn: Transaction, task_id: str, cost: int, ending: _Ending) -> None:
+    """The task's row to its ending, its open steps cancelled, its quota settled."""
+    now = utcnow()
+    conn.execute(
+        update(tasks)
+        .where(tasks.c.id == task_id)
+        .values(
+            status=ending.status,
+            output=ending.output,
+            error=ending.error,
+            updated_at=now,
+            finished_at=now,
+        )
+    )
+    _close_open_steps(conn, task_id, "cancelled")
+    _settle_quota(conn, task_id, cost, confirm=ending.status == "succeeded")
+    conn.after_commit(TASKS_FINISHED.labels(ending.status).inc, task_id=task_id)
 
 
 def _settle_quota(conn: Transaction, task_id: str, cost: int, confirm: bool) -> None:
@@ -76,25 +135,18 @@ def mark_running(task_id: str) -> bool:
 
 
 def finish(task_id: str, *, output: Any = None, error: dict[str, Any] | None = None) -> bool:
-    """Succeed (no error) or fail the task; False when it had already ended."""
+    """Succeed (no error) or fail the task, unless its last step decided otherwise (see
+    the module doc); False when it had already ended."""
 
     def work() -> bool:
-        now = utcnow()
-        status = "failed" if error is not None else "succeeded"
         with transaction() as conn:
             row = conn.execute(
                 select(tasks.c.status, tasks.c.cost).where(tasks.c.id == task_id).with_for_update()
             ).first()
             if row is None or row.status in TERMINAL:
                 return False
-            conn.execute(
-                update(tasks)
-                .where(tasks.c.id == task_id)
-                .values(status=status, output=output, error=error, updated_at=now, finished_at=now)
-            )
-            _close_open_steps(conn, task_id, "cancelled")
-            _settle_quota(conn, task_id, row.cost, confirm=error is None)
-            conn.after_commit(TASKS_FINISHED.labels(status).inc, task_id=task_id)
+            asked = _Ending("failed" if error is not None else "succeeded", output, error)
+            _end(conn, task_id, row.cost, _decided(conn, task_id) or asked)
             # Read after the commit, in a transaction of its own: this one holds the
             # user's quota row, which every task of that user waits for.
             conn.after_commit(lambda: _announce(task_id), task_id=task_id)
@@ -105,10 +157,10 @@ def finish(task_id: str, *, output: Any = None, error: dict[str, Any] | None = N
 
 def cancel(task_id: str, user_id: str | None = None) -> dict[str, Any]:
     """Cancel a task (of this user, when given) and refund it; the view after the change.
-    A terminal task is `409 TASK_NOT_CANCELLABLE`; an unknown one `404 NOT_FOUND`."""
+    A terminal task is `409 TASK_NOT_CANCELLABLE`; so is one its last step decided, which
+    this call ends as that step says; an unknown one `404 NOT_FOUND`."""
 
     def work() -> dict[str, Any]:
-        now = utcnow()
         with transaction() as conn:
             query = select(tasks.c.status, tasks.c.cost).where(tasks.c.id == task_id)
             if user_id is not None:
@@ -120,17 +172,13 @@ def cancel(task_id: str, user_id: str | None = None) -> dict[str, Any]:
                 raise AppError(
                     ErrorCode.TASK_NOT_CANCELLABLE, f"The task has already {row.status}."
                 )
-            conn.execute(
-                update(tasks)
-                .where(tasks.c.id == task_id)
-                .values(status="cancelled", updated_at=now, finished_at=now)
-            )
-            _close_open_steps(conn, task_id, "cancelled")
-            _settle_quota(conn, task_id, row.cost, confirm=False)
+            _end(conn, task_id, row.cost, _decided(conn, task_id) or _Ending("cancelled"))
             view = load_view(conn, task_id)
             assert view is not None
-            conn.after_commit(TASKS_FINISHED.labels("cancelled").inc, task_id=task_id)
             conn.after_commit(lambda: hooks.task_updated(view), task_id=task_id)
         return view
 
-    return retry_conflicts(work)
+    view = retry_conflicts(work)
+    if view["status"] != "cancelled":  # decided by its last step, and ended so: committed
+        raise AppError(ErrorCode.TASK_NOT_CANCELLABLE, f"The task has already {view['status']}.")
+    return view
