@@ -12,11 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from app.runner import slots
 from app.runner.sweeper import sweep as run_sweep
 from tests.fakes.upstream import Answer, FakeUpstream
+from tests.support.logs import capture_logs
 from tests.support.pipelines import Customer, Worker, new_fork, new_pipeline
 from tests.support.settings import settings_env
 
@@ -356,6 +357,7 @@ def test_the_sweeper_runs_as_a_timer_function_and_as_an_admin_job() -> None:
         "keys_purged",
         "ended_sessions_purged",
         "released",
+        "failed",
     }
 
     admin = token_for(new_user(role="admin"), role="admin")
@@ -409,3 +411,39 @@ def test_a_malformed_message_is_dropped(worker: Worker) -> None:
     publish("pipeline-worker", {"kind": "step", "task_id": "unknown-task", "step": 0})
     worker.wait_idle()
     assert worker.broker.stats()["dead"] == dead_before  # dropped, not failed
+
+
+def test_a_task_the_sweeper_cannot_end_stops_neither_the_others_nor_later_stages() -> None:
+    from app.clock import utcnow
+    from app.db.tables import tasks
+    from app.db.transaction import transaction
+
+    pipeline = new_pipeline([{"id": "a", "type": "sim", "duration_ms": 1}], cost=1)
+    user = Customer(quota=2)
+    stuck, other = (user.create(pipeline).json()["id"] for _ in range(2))
+    old = utcnow().replace(year=2020)
+    with transaction() as conn:
+        conn.execute(update(tasks).where(tasks.c.id.in_([stuck, other])).values(created_at=old))
+        # The database refuses any change to one task's row, as a broken row would.
+        conn.execute(
+            text(
+                "CREATE TRIGGER refuse_stuck BEFORE UPDATE ON tasks FOR EACH ROW "
+                f"IF OLD.id = '{stuck}' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused'; "
+                "END IF"
+            )
+        )
+    try:
+        with settings_env(TASK_MAX_RUNTIME_S="1"), capture_logs() as logs:
+            report = sweep()
+    finally:
+        with transaction() as conn:
+            conn.execute(text("DROP TRIGGER refuse_stuck"))
+
+    assert report["expired"] == 1 and report["failed"] == 1
+    assert user.get(other).json()["status"] == "failed"
+    assert user.get(stuck).json()["status"] == "queued"
+    assert user.quota() == (1, 1)  # the other's cost refunded; the stuck one's still reserved
+    (failure,) = logs.where(message="sweep of a task failed")
+    assert (failure["level"], failure["task_id"], failure["stage"]) == ("error", stuck, "expire")
+    assert "refused" not in logs.text  # the database's message stays out of the log
+    assert logs.where(message="saga sweep")  # the pass went on to its end

@@ -16,6 +16,10 @@ lost message or a dead worker left behind and finishes it.
    function ran to send them.
 
 The counts go in the job's log line (the timer wrapper writes it) and in job_items_total.
+One task whose expiry, resumption or settlement fails (anything raised) is logged at ERROR
+with its id and counted as `failed`; the pass goes on with the others and with its later
+stages, so one task cannot stop the sweep of every other, nor the release of delayed
+messages. It is picked again by the next pass.
 
 Owns: the sweep and what it decides on its own (expiry, left-over reservations, expired
 keys and sessions). Never moves a step row: a stalled task is resumed by publishing its work again
@@ -25,6 +29,8 @@ keys and sessions). Never moves a step row: a stalled task is resumed by publish
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -47,7 +53,35 @@ JOB = "saga-sweeper"
 BATCH = 500
 
 
-def _expire_overdue() -> int:
+@dataclass
+class _Failures:
+    count: int = 0
+
+
+def _each(
+    stage: str, task_ids: Iterable[str], action: Callable[[str], bool | int], failed: _Failures
+) -> int:
+    """`action` on each task; how many it did something for (a true or non-zero answer).
+    One that raises is logged and counted in `failed`, and the others still have their turn."""
+    done = 0
+    for task_id in task_ids:
+        try:
+            done += bool(action(task_id))
+        except Exception as error:  # noqa: BLE001 - one task's failure stops no other's sweep
+            failed.count += 1
+            # The type only: an unknown exception's text may carry anything (SQL, parameters).
+            applog.log_fields(
+                log,
+                logging.ERROR,
+                "sweep of a task failed",
+                stage=stage,
+                task_id=task_id,
+                error=type(error).__name__,
+            )
+    return done
+
+
+def _expire_overdue(failed: _Failures) -> int:
     settings = get_settings()
     cutoff = utcnow() - timedelta(seconds=settings.task_max_runtime_s)
     with transaction() as conn:
@@ -60,13 +94,11 @@ def _expire_overdue() -> int:
             .scalars()
             .all()
         )
-    message = f"the task ran longer than {settings.task_max_runtime_s} s"
-    return sum(
-        1 for task_id in ids if lifecycle.finish(task_id, error=lifecycle.step_failed(message))
-    )
+    error = lifecycle.step_failed(f"the task ran longer than {settings.task_max_runtime_s} s")
+    return _each("expire", ids, lambda task_id: lifecycle.finish(task_id, error=error), failed)
 
 
-def _republish_stalled() -> int:
+def _republish_stalled(failed: _Failures) -> int:
     """The stalled tasks are picked in SQL (no step row moved since the cutoff either), so
     long-running live tasks never fill the batch and hide the stalled ones behind them."""
     cutoff = utcnow() - timedelta(seconds=get_settings().pipeline_stall_s)
@@ -87,10 +119,10 @@ def _republish_stalled() -> int:
             .scalars()
             .all()
         )
-    return sum(1 for task_id in ids if resume(task_id, cutoff))
+    return _each("republish", ids, lambda task_id: resume(task_id, cutoff), failed)
 
 
-def _settle_left_reserved() -> int:
+def _settle_left_reserved(failed: _Failures) -> int:
     settings = get_settings()
     orphan_cutoff = utcnow() - timedelta(seconds=settings.task_max_runtime_s)
     qt = quota_transactions.c
@@ -105,28 +137,32 @@ def _settle_left_reserved() -> int:
             )
             .limit(BATCH)
         ).all()
-    if not rows:
-        return 0
-    for task_id, status, _created in rows:
+    ended_as = {task_id: status for task_id, status, _created in rows}
+
+    def settle(task_id: str) -> bool:
         with transaction() as conn:
-            if status == "succeeded":
+            if ended_as[task_id] == "succeeded":
                 quota.confirm(task_id, tx=conn)
             else:
                 quota.cancel(task_id, tx=conn)
-    return len(rows)
+        return True
+
+    return _each("settle", ended_as, settle, failed)
 
 
 def sweep() -> dict[str, int]:
     """One pass; the counts of what it did."""
+    failed = _Failures()
     report = {
-        "expired": _expire_overdue(),
-        "republished": _republish_stalled(),
-        "settled": _settle_left_reserved(),
+        "expired": _expire_overdue(failed),
+        "republished": _republish_stalled(failed),
+        "settled": _settle_left_reserved(failed),
         "keys_purged": idempotency.purge_expired(),
         "ended_sessions_purged": ended.purge(),
         # Delayed messages of a backend without native delays, when no worker ran lately.
         "released": queue.release_due(),
     }
+    report["failed"] = failed.count
     for kind, count in report.items():
         if count:
             JOB_ITEMS.labels(JOB, kind).inc(count)
