@@ -342,3 +342,86 @@ def test_one_log_line_per_notification_and_no_secret_in_it(wechatpay: FakeWechat
         genuine.body.decode(),
     ):
         assert secret not in logs.text
+
+
+# WeChat Pay's transaction_id is 28 digits (string[1,32]), Alipay's trade_no 28 (string(64)):
+# the column holds 64 printable ASCII characters, and a report carrying more is refused.
+LONGEST_TRADE_ID = "4200" + "0" * 60
+UNRECORDABLE_TRADE_IDS = {
+    "longer than the column": LONGEST_TRADE_ID + "0",
+    "a lone surrogate": "4200\ud800",
+    "a space": "4200 0000",
+    "not ASCII": "4200\u00e9",  # é
+}
+
+
+def test_the_longest_trade_id_is_the_columns() -> None:
+    assert orders.c.provider_trade_id.type.length == len(LONGEST_TRADE_ID)
+
+
+@pytest.mark.parametrize("case", list(UNRECORDABLE_TRADE_IDS))
+def test_a_wechat_transaction_id_no_order_can_record_is_refused_and_said_loudly(
+    wechatpay: FakeWechatPay, case: str
+) -> None:
+    buyer = Buyer()
+    order_id = wechat_order(buyer, new_plan(quota=10))
+    wechatpay.pay(order_id)
+    before = state(buyer, order_id)
+    forged = wechatpay.sim.notification(
+        order_id, fields={"transaction_id": UNRECORDABLE_TRADE_IDS[case]}
+    )
+    with capture_logs() as logs:
+        reply = wechat_notify(forged.lower_headers, forged.body)
+    assert reply.status == 400, reply.body
+    assert reply.json()["code"] == "FAIL" and "transaction_id" in reply.json()["message"]
+    assert state(buyer, order_id) == before
+    (line,) = logs.where(message="payment notification")
+    assert (line["level"], line["outcome"]) == ("error", "rejected")
+    assert "transaction_id" in line["reason"]
+    # WeChat Pay sends it again, as it was: a genuine transaction_id pays the order
+    genuine = wechatpay.sim.notification(order_id)
+    assert wechat_notify(genuine.lower_headers, genuine.body).json() == OK
+    assert order_row(order_id)["status"] == "paid"
+
+
+def test_a_wechat_transaction_id_as_long_as_the_column_is_recorded(
+    wechatpay: FakeWechatPay,
+) -> None:
+    buyer = Buyer()
+    order_id = wechat_order(buyer, new_plan(quota=10))
+    wechatpay.pay(order_id)
+    n = wechatpay.sim.notification(order_id, fields={"transaction_id": LONGEST_TRADE_ID})
+    assert (wechat_notify(n.lower_headers, n.body).json()) == OK
+    assert order_row(order_id)["provider_trade_id"] == LONGEST_TRADE_ID
+
+
+@pytest.mark.parametrize("case", [c for c in UNRECORDABLE_TRADE_IDS if c != "a lone surrogate"])
+def test_an_alipay_trade_no_no_order_can_record_is_refused_and_said_loudly(
+    alipay: FakeAlipay, case: str
+) -> None:
+    buyer = Buyer()
+    order_id = alipay_order(buyer, new_plan(quota=10))
+    alipay.sim.scan(order_id)
+    alipay.sim.pay(order_id)
+    before = state(buyer, order_id)
+    forged = alipay.sim.notification(order_id, trade_no=UNRECORDABLE_TRADE_IDS[case])
+    with capture_logs() as logs:
+        reply = alipay_notify(forged.body)
+    assert (reply.status, reply.body) == (200, "fail")
+    assert state(buyer, order_id) == before
+    (line,) = logs.where(message="payment notification")
+    assert (line["level"], line["outcome"]) == ("error", "rejected")
+    assert "trade_no" in line["reason"]
+    # Alipay sends it again, as it was: a genuine trade_no pays the order
+    assert alipay_notify(alipay.sim.notification(order_id).body).body == "success"
+    assert order_row(order_id)["status"] == "paid"
+
+
+def test_an_alipay_trade_no_as_long_as_the_column_is_recorded(alipay: FakeAlipay) -> None:
+    buyer = Buyer()
+    order_id = alipay_order(buyer, new_plan(quota=10))
+    alipay.sim.scan(order_id)
+    alipay.sim.pay(order_id)
+    n = alipay.sim.notification(order_id, trade_no=LONGEST_TRADE_ID)
+    assert alipay_notify(n.body).body == "success"
+    assert order_row(order_id)["provider_trade_id"] == LONGEST_TRADE_ID

@@ -14,9 +14,10 @@ JSON from outside (a notification's body, an API answer) is read through the pro
 policy (`app.json_values`: at most 16 deep, finite numbers), so a hostile nesting is refused
 like any other body that is not WeChat Pay's, never a RecursionError.
 
-Only `Rejected` and `ProviderError` leave this module, with messages naming what failed (an
-HTTP status, WeChat Pay's error code, the variable that does not load) and never a key, a
-signature or a decrypted resource.
+Only `Rejected` and `ProviderError` (and their `Unusable` kinds, for a transaction WeChat
+Pay signed that carries a value we cannot take) leave this module, with messages naming
+what failed (an HTTP status, WeChat Pay's error code, the variable that does not load) and
+never a key, a signature or a decrypted resource.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from wechatpayv3 import WeChatPayType
 from app import json_values
 from app.config import Settings
 from app.payments.gateway import (
+    TRADE_ID,
+    TRADE_ID_MAX_CHARS,
     Channel,
     Charge,
     NotClosed,
@@ -43,6 +46,8 @@ from app.payments.gateway import (
     Rejected,
     Report,
     TradeState,
+    Unusable,
+    UnusableAnswer,
 )
 
 TIMEOUT_S = 5
@@ -84,9 +89,13 @@ class _Answer:
     code: str | None
 
 
+class _NotOurs(Exception):
+    """A transaction of another merchant or app: the reason, for a message."""
+
+
 class _Unusable(Exception):
-    """A transaction that is not what WeChat Pay sends, or not ours: the reason, for a
-    message."""
+    """A transaction of ours carrying a value that is not what WeChat Pay sends, or that an
+    order cannot record: the reason, for a message."""
 
 
 def from_settings(settings: Settings, *, clock: Callable[[], float] = time.time) -> WechatPay:
@@ -213,10 +222,12 @@ class WechatPay:
             raise self._failed("query", answer)
         try:
             report = self._report(answer.data)
+        except _NotOurs as other:
+            raise ProviderError(f"WeChat Pay query answered {other}") from None
         except _Unusable as unusable:
-            raise ProviderError(f"WeChat Pay query answered {unusable}") from None
+            raise UnusableAnswer(f"WeChat Pay query answered {unusable}") from None
         if report.order_id != order_id:
-            raise ProviderError("WeChat Pay query answered another out_trade_no")
+            raise UnusableAnswer("WeChat Pay query answered another out_trade_no")
         return report
 
     def close(self, order_id: str) -> None:
@@ -298,8 +309,10 @@ class WechatPay:
             raise Rejected("notification resource is not a transaction", 400)
         try:
             report = self._report(resource)
+        except _NotOurs as other:
+            raise Rejected(f"notification carries {other}", 400) from None
         except _Unusable as unusable:
-            raise Rejected(f"notification carries {unusable}", 400) from None
+            raise Unusable(f"notification carries {unusable}") from None
         event_type = event.get("event_type")
         if report.state == "paid" and event_type != "TRANSACTION.SUCCESS":
             raise Rejected("notification of a paid trade is not a TRANSACTION.SUCCESS event", 400)
@@ -309,11 +322,11 @@ class WechatPay:
 
     def _report(self, tx: dict[str, Any]) -> Report:
         """A transaction (query answer or decrypted notification) as a Report, once its
-        mchid and appid are ours; _Unusable otherwise."""
+        mchid and appid are ours (_NotOurs otherwise) and its values usable (_Unusable)."""
         if tx.get("mchid") != self.mchid:
-            raise _Unusable("another mchid")
+            raise _NotOurs("another mchid")
         if tx.get("appid") != self.appid:
-            raise _Unusable("another appid")
+            raise _NotOurs("another appid")
         order_id = tx.get("out_trade_no")
         if not isinstance(order_id, str) or not order_id:
             raise _Unusable("no out_trade_no")
@@ -332,6 +345,11 @@ class WechatPay:
         trade_id = tx.get("transaction_id")
         if trade_id is not None and not isinstance(trade_id, str):
             raise _Unusable("a transaction_id that is not a string")
+        if trade_id and not TRADE_ID.fullmatch(trade_id):
+            raise _Unusable(
+                f"a transaction_id an order cannot record (not 1-{TRADE_ID_MAX_CHARS} "
+                "printable ASCII characters)"
+            )
         paid_at = None
         if state == "paid" and tx.get("success_time") is not None:
             paid_at = _utc(tx["success_time"])
