@@ -359,26 +359,38 @@ def test_the_longest_trade_id_is_the_columns() -> None:
     assert orders.c.provider_trade_id.type.length == len(LONGEST_TRADE_ID)
 
 
-@pytest.mark.parametrize("case", list(UNRECORDABLE_TRADE_IDS))
-def test_a_wechat_transaction_id_no_order_can_record_is_refused_and_said_loudly(
+# What a genuine WeChat Pay notification may carry that no order can take: each field as
+# the case gives it, the rest as WeChat Pay sends it.
+WECHAT_UNUSABLE: dict[str, dict[str, Any]] = {
+    **{
+        f"transaction_id {case}": {"transaction_id": v}
+        for case, v in UNRECORDABLE_TRADE_IDS.items()
+    },
+    # Python reads both, but neither is a time in UTC (before year 1, after year 9999)
+    "success_time before year 1 in UTC": {"success_time": "0001-01-01T00:00:00+08:00"},
+    "success_time after year 9999 in UTC": {"success_time": "9999-12-31T23:59:59-08:00"},
+}
+
+
+@pytest.mark.parametrize("case", list(WECHAT_UNUSABLE))
+def test_a_wechat_notification_carrying_what_no_order_can_take_is_refused_and_said_loudly(
     wechatpay: FakeWechatPay, case: str
 ) -> None:
+    fields = WECHAT_UNUSABLE[case]
     buyer = Buyer()
     order_id = wechat_order(buyer, new_plan(quota=10))
     wechatpay.pay(order_id)
     before = state(buyer, order_id)
-    forged = wechatpay.sim.notification(
-        order_id, fields={"transaction_id": UNRECORDABLE_TRADE_IDS[case]}
-    )
+    forged = wechatpay.sim.notification(order_id, fields=fields)
     with capture_logs() as logs:
         reply = wechat_notify(forged.lower_headers, forged.body)
     assert reply.status == 400, reply.body
-    assert reply.json()["code"] == "FAIL" and "transaction_id" in reply.json()["message"]
+    named = next(iter(fields))
+    assert reply.json()["code"] == "FAIL" and named in reply.json()["message"]
     assert state(buyer, order_id) == before
     (line,) = logs.where(message="payment notification")
-    assert (line["level"], line["outcome"]) == ("error", "rejected")
-    assert "transaction_id" in line["reason"]
-    # WeChat Pay sends it again, as it was: a genuine transaction_id pays the order
+    assert (line["level"], line["outcome"]) == ("error", "rejected") and named in line["reason"]
+    # WeChat Pay sends it again, as it was: the genuine one pays the order
     genuine = wechatpay.sim.notification(order_id)
     assert wechat_notify(genuine.lower_headers, genuine.body).json() == OK
     assert order_row(order_id)["status"] == "paid"
@@ -425,3 +437,20 @@ def test_an_alipay_trade_no_as_long_as_the_column_is_recorded(alipay: FakeAlipay
     n = alipay.sim.notification(order_id, trade_no=LONGEST_TRADE_ID)
     assert alipay_notify(n.body).body == "success"
     assert order_row(order_id)["provider_trade_id"] == LONGEST_TRADE_ID
+
+
+def test_an_alipay_gmt_payment_that_is_no_time_in_utc_pays_the_order_now(
+    alipay: FakeAlipay,
+) -> None:
+    """Alipay's time dates a payment the rest of the notification proves: midnight of year 1
+    in Beijing (before year 1 in UTC) is read as no time, and the order is paid now."""
+    buyer = Buyer()
+    order_id = alipay_order(buyer, new_plan(quota=10))
+    alipay.sim.scan(order_id)
+    alipay.sim.pay(order_id)
+    n = alipay.sim.notification(order_id, gmt_payment="0001-01-01 00:00:00")
+    reply = alipay_notify(n.body)
+    assert (reply.status, reply.body) == (200, "success")
+    row = order_row(order_id)
+    assert row["status"] == "paid" and counters(buyer.user_id) == (10, 0)
+    assert abs((row["paid_at"] - datetime.now(timezone.utc)).total_seconds()) < 60

@@ -296,7 +296,10 @@ def beijing_time(text: object) -> datetime | None:
         moment = datetime.strptime(text, ALIPAY_TIME)
     except ValueError:
         return None
-    return moment.replace(tzinfo=BEIJING).astimezone(timezone.utc)
+    try:
+        return moment.replace(tzinfo=BEIJING).astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01 00:00:00: in UTC it falls before year 1
+        return None
 
 
 def _form(body: bytes) -> dict[str, str]:

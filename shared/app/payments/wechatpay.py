@@ -395,4 +395,7 @@ def _utc(value: Any) -> datetime:
         moment = None
     if moment is None or moment.tzinfo is None:
         raise _Unusable("a success_time that is not an RFC 3339 time")
-    return moment.astimezone(timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00:00+08:00: in UTC it falls before year 1
+        raise _Unusable("a success_time that is not a time in UTC") from None
