@@ -232,6 +232,7 @@ def test_query_maps_every_trade_state(
         ({"trade_state": "WHATEVER"}, "unknown trade_state"),
         ({"out_trade_no": "ord_Someone0else"}, "another out_trade_no"),
         ({"amount": {"total": "990"}}, "amount.total"),
+        ({"amount": {"total": 990, "currency": "人民币"}}, "currency"),
         ({"trade_state": "SUCCESS", "success_time": "yesterday"}, "success_time"),
         # times Python reads that have no UTC (before year 1, after year 9999)
         ({"trade_state": "SUCCESS", "success_time": "0001-01-01T00:00:00+08:00"}, "success_time"),

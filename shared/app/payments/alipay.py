@@ -52,6 +52,9 @@ STATES: dict[str, TradeState] = {
 # Yuan as Alipay writes amounts: digits, at most two decimals, nothing else (no sign,
 # exponent, NaN or spaces, all of which Decimal would take).
 YUAN = re.compile(r"(0|[1-9]\d{0,11})(\.\d{1,2})?")
+# Alipay's out_trade_no is string(64) (ours are 32 hex digits): one longer, or not printable
+# ASCII, is not one Alipay takes, and is never written whole into a log line.
+OUT_TRADE_NO = re.compile(r"[!-~]{1,64}")
 UNRECORDABLE_TRADE_NO = (
     f"a trade_no an order cannot record (not 1-{TRADE_ID_MAX_CHARS} printable ASCII characters)"
 )
@@ -220,6 +223,8 @@ class Alipay:
         order_id = fields.get("out_trade_no")
         if not order_id:
             raise Unusable("the notification has no out_trade_no")
+        if not OUT_TRADE_NO.fullmatch(order_id):
+            raise Unusable("the notification's out_trade_no is not 1-64 printable ASCII characters")
         state = STATES.get(fields.get("trade_status", ""))
         if state is None:
             raise Unusable("the notification has an unknown trade_status")

@@ -15,8 +15,10 @@ a value we cannot take is `Unusable` (a notification) or `UnusableAnswer` (an an
 refused alike, and logged at ERROR, since the provider may have taken money that no order
 will show until someone looks.
 
-A report's trade id is one an order can record (`TRADE_ID`), or the adapter refuses the
-message: the database never fails on it.
+What a report carries is what an order can record and take, or the adapter refuses the
+message: a trade id of `TRADE_ID`'s shape, an out_trade_no of the provider's shape, an
+ISO 4217 currency, a payment time that is a time in UTC. So nothing a provider sends fails
+at the database, nor is repeated whole in a log line or an answer.
 """
 
 from __future__ import annotations

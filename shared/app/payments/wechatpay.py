@@ -22,6 +22,7 @@ never a key, a signature or a decrypted resource.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,6 +62,11 @@ CHINA = timezone(timedelta(hours=8))  # WeChat Pay reads and writes times in +08
 # An order's `description` is string[1,127]; kept to 127 UTF-8 bytes, the stricter reading,
 # so a plan name of up to 100 Chinese characters never makes its orders fail.
 DESCRIPTION_MAX_BYTES = 127
+# WeChat Pay's out_trade_no (string[6,32] of digits, letters and `_-|*`): it takes no other
+# when an order is created, so a transaction naming another is not one it sends.
+OUT_TRADE_NO = re.compile(r"[0-9A-Za-z_\-|*]{6,32}")
+# An ISO 4217 code: WeChat Pay's currency ("CNY").
+CURRENCY = re.compile(r"[A-Z]{3}")
 SIGNATURE_HEADERS = (
     "wechatpay-signature",
     "wechatpay-timestamp",
@@ -330,6 +336,8 @@ class WechatPay:
         order_id = tx.get("out_trade_no")
         if not isinstance(order_id, str) or not order_id:
             raise _Unusable("no out_trade_no")
+        if not OUT_TRADE_NO.fullmatch(order_id):
+            raise _Unusable("an out_trade_no that is not 6-32 of [0-9A-Za-z_-|*]")
         state = _STATES.get(str(tx.get("trade_state")))
         if state is None:
             raise _Unusable("an unknown trade_state")
@@ -342,6 +350,9 @@ class WechatPay:
             raise _Unusable("an amount.total that is not an integer")
         # An unpaid trade's amount has only payer_currency.
         currency = amount.get("currency") or amount.get("payer_currency") or "CNY"
+        if not isinstance(currency, str) or not CURRENCY.fullmatch(currency):
+            # Not echoed: it would go into the log line and the answer to WeChat Pay.
+            raise _Unusable("a currency that is not an ISO 4217 code")
         trade_id = tx.get("transaction_id")
         if trade_id is not None and not isinstance(trade_id, str):
             raise _Unusable("a transaction_id that is not a string")
@@ -357,7 +368,7 @@ class WechatPay:
             order_id=order_id,
             state=state,
             amount_fen=total,
-            currency=str(currency),
+            currency=currency,
             provider_trade_id=trade_id or None,
             paid_at=paid_at,
         )
