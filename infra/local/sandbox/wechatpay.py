@@ -260,7 +260,7 @@ class WechatPaySim:
     ) -> SimAnswer:
         """An answer with `payload` as its JSON body (none when None), signed as WeChat Pay
         signs: over `timestamp\\nnonce\\nbody\\n` with the platform key (or `key`)."""
-        body = b"" if payload is None else json.dumps(payload, ensure_ascii=False).encode()
+        body = b"" if payload is None else _json_text(payload).encode()
         headers = self.signature_headers(body, key=key, serial=serial)
         headers["Request-ID"] = secrets.token_hex(16)
         if payload is not None:

@@ -24,6 +24,8 @@ import alipay
 
 from app.config import Settings
 from app.payments.gateway import (
+    PAYABLE_CODE,
+    PAYABLE_CODE_MAX_CHARS,
     TRADE_ID,
     TRADE_ID_MAX_CHARS,
     Channel,
@@ -151,6 +153,11 @@ class Alipay:
         qr_code = answer.get("qr_code")
         if not isinstance(qr_code, str) or not qr_code:
             raise ProviderError(f"{api} answered without a qr_code")
+        if not PAYABLE_CODE.fullmatch(qr_code):
+            raise UnusableAnswer(
+                f"{api} answered a qr_code an order cannot hold (not 1-{PAYABLE_CODE_MAX_CHARS} "
+                "printable ASCII characters)"
+            )
         if answer.get("out_trade_no", charge.order_id) != charge.order_id:
             raise ProviderError(f"{api} answered for another out_trade_no")
         return qr_code

@@ -15,10 +15,12 @@ a value we cannot take is `Unusable` (a notification) or `UnusableAnswer` (an an
 refused alike, and logged at ERROR, since the provider may have taken money that no order
 will show until someone looks.
 
-What a report carries is what an order can record and take, or the adapter refuses the
-message: a trade id of `TRADE_ID`'s shape, an out_trade_no of the provider's shape, an
-ISO 4217 currency, a payment time that is a time in UTC. So nothing a provider sends fails
-at the database, nor is repeated whole in a log line or an answer.
+The payable code `create` answers is one `orders.code` can hold (`PAYABLE_CODE`), or the
+adapter answers `ProviderError`. What a report carries is what an order can record and
+take, or the adapter refuses the message: a trade id of `TRADE_ID`'s shape, an
+out_trade_no of the provider's shape, an ISO 4217 currency, a payment time that is a time
+in UTC. So nothing a provider sends fails at the database, nor is repeated whole in a log
+line or an answer.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ CHANNELS: tuple[Channel, ...] = ("wechat", "alipay")
 # the provider does not know yet), `closed` (it will never be paid: CLOSED, REVOKED,
 # PAYERROR, TRADE_CLOSED), `refunded` (paid, then refunded: REFUND).
 TradeState = Literal["paid", "unpaid", "closed", "refunded"]
+
+# The payable code as `orders.code` (String(512)) holds it: both providers' are short
+# ASCII URLs (`weixin://wxpay/bizpayurl?pr=...`, `https://qr.alipay.com/...`).
+PAYABLE_CODE_MAX_CHARS = 512
+PAYABLE_CODE = re.compile(rf"[!-~]{{1,{PAYABLE_CODE_MAX_CHARS}}}")
 
 # The provider's trade id as `orders.provider_trade_id` (String(64)) records it. WeChat Pay
 # documents transaction_id as string[1,32] and Alipay trade_no as string(64), both digits:

@@ -38,6 +38,7 @@ from wechatpayv3 import WeChatPayType
 from app import json_values
 from app.config import Settings
 from app.payments.gateway import (
+    PAYABLE_CODE,
     TRADE_ID,
     TRADE_ID_MAX_CHARS,
     Channel,
@@ -216,7 +217,11 @@ class WechatPay:
             ),
         )
         code_url = answer.data.get("code_url") if isinstance(answer.data, dict) else None
-        if answer.status != 200 or not isinstance(code_url, str) or not code_url:
+        if (
+            answer.status != 200
+            or not isinstance(code_url, str)
+            or not PAYABLE_CODE.fullmatch(code_url)
+        ):
             raise self._failed("create", answer)
         return code_url
 
