@@ -248,6 +248,18 @@ def test_a_paid_trade_is_paid_at_alipay_s_time(fake: FakeAlipay, gateway: Alipay
     assert report.paid_at is not None and report.paid_at.utcoffset() == timedelta(0)
 
 
+def test_a_send_pay_date_that_is_no_time_in_utc_leaves_the_payment_undated(
+    fake: FakeAlipay, gateway: Alipay
+) -> None:
+    """Midnight of year 1 in Beijing is before year 1 in UTC: the payment the rest of the
+    answer proves is reported without its time (the settlement dates it now)."""
+    paid(fake, gateway)
+    answer = query_answer(send_pay_date="0001-01-01 00:00:00")
+    fake.answer_next(200, fake.sim.signed_answer(QUERY, answer))
+    report = gateway.query(ORDER)
+    assert (report.state, report.paid_at) == ("paid", None)
+
+
 def test_a_closed_trade_is_closed(fake: FakeAlipay, gateway: Alipay) -> None:
     gateway.create(charge())
     fake.sim.scan(ORDER)

@@ -4,6 +4,7 @@ mismatched variant is rejected and changes nothing; non-paid states are acknowle
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -342,3 +343,151 @@ def test_one_log_line_per_notification_and_no_secret_in_it(wechatpay: FakeWechat
         genuine.body.decode(),
     ):
         assert secret not in logs.text
+
+
+# WeChat Pay's transaction_id is 28 digits (string[1,32]), Alipay's trade_no 28 (string(64)):
+# the column holds 64 printable ASCII characters, and a report carrying more is refused.
+LONGEST_TRADE_ID = "4200" + "0" * 60
+UNRECORDABLE_TRADE_IDS = {
+    "longer than the column": LONGEST_TRADE_ID + "0",
+    "a lone surrogate": "4200\ud800",
+    "a space": "4200 0000",
+    "not ASCII": "4200\u00e9",  # é
+}
+
+
+def test_the_longest_trade_id_is_the_columns() -> None:
+    assert orders.c.provider_trade_id.type.length == len(LONGEST_TRADE_ID)
+
+
+# What a genuine WeChat Pay notification may carry that no order can take: each field as
+# the case gives it, the rest as WeChat Pay sends it.
+# What a genuine WeChat Pay notification may carry that no order can take: each field as
+# the case gives it (the rest as WeChat Pay sends it), and the word the refusal names.
+WECHAT_UNUSABLE: dict[str, tuple[dict[str, Any], str]] = {
+    **{
+        f"transaction_id {case}": ({"transaction_id": v}, "transaction_id")
+        for case, v in UNRECORDABLE_TRADE_IDS.items()
+    },
+    # Python reads both, but neither is a time in UTC (before year 1, after year 9999)
+    "success_time before year 1 in UTC": (
+        {"success_time": "0001-01-01T00:00:00+08:00"},
+        "success_time",
+    ),
+    "success_time after year 9999 in UTC": (
+        {"success_time": "9999-12-31T23:59:59-08:00"},
+        "success_time",
+    ),
+    # WeChat Pay's out_trade_no is 6-32 of [0-9A-Za-z_-|*]
+    "out_trade_no with a lone surrogate": ({"out_trade_no": "ord\ud800er0001"}, "out_trade_no"),
+    "out_trade_no of 33 characters": ({"out_trade_no": "o" * 33}, "out_trade_no"),
+    "currency with a lone surrogate": (
+        {"amount": {"total": 1990, "currency": "C\ud800Y"}},
+        "currency",
+    ),
+    "currency of 3000 letters": ({"amount": {"total": 1990, "currency": "C" * 3000}}, "currency"),
+}
+
+
+def text_in(fields: dict[str, Any]) -> list[str]:
+    """The text values of `fields`, an object's among them."""
+    nested = [v for value in fields.values() if isinstance(value, dict) for v in value.values()]
+    return [v for v in [*fields.values(), *nested] if isinstance(v, str)]
+
+
+@pytest.mark.parametrize("case", list(WECHAT_UNUSABLE))
+def test_a_wechat_notification_carrying_what_no_order_can_take_is_refused_and_said_loudly(
+    wechatpay: FakeWechatPay, case: str
+) -> None:
+    fields, named = WECHAT_UNUSABLE[case]
+    buyer = Buyer()
+    order_id = wechat_order(buyer, new_plan(price_fen=1990, quota=10))
+    wechatpay.pay(order_id)
+    before = state(buyer, order_id)
+    forged = wechatpay.sim.notification(order_id, fields=fields)
+    with capture_logs() as logs:
+        reply = wechat_notify(forged.lower_headers, forged.body)
+    assert reply.status == 400, reply.body
+    assert reply.json()["code"] == "FAIL" and named in reply.json()["message"]
+    assert state(buyer, order_id) == before
+    (line,) = logs.where(message="payment notification")
+    assert (line["level"], line["outcome"]) == ("error", "rejected") and named in line["reason"]
+    # what WeChat Pay sent is named, never repeated (a lone surrogate cannot even be written)
+    assert not any(value in reply.body + json.dumps(line) for value in text_in(fields))
+    # WeChat Pay sends it again, as it was: the genuine one pays the order
+    genuine = wechatpay.sim.notification(order_id)
+    assert wechat_notify(genuine.lower_headers, genuine.body).json() == OK
+    assert order_row(order_id)["status"] == "paid"
+
+
+def test_a_wechat_transaction_id_as_long_as_the_column_is_recorded(
+    wechatpay: FakeWechatPay,
+) -> None:
+    buyer = Buyer()
+    order_id = wechat_order(buyer, new_plan(quota=10))
+    wechatpay.pay(order_id)
+    n = wechatpay.sim.notification(order_id, fields={"transaction_id": LONGEST_TRADE_ID})
+    assert (wechat_notify(n.lower_headers, n.body).json()) == OK
+    assert order_row(order_id)["provider_trade_id"] == LONGEST_TRADE_ID
+
+
+# As WECHAT_UNUSABLE, for Alipay's form (which is UTF-8: it cannot carry a lone surrogate).
+ALIPAY_UNUSABLE: dict[str, tuple[dict[str, str], str]] = {
+    **{
+        f"trade_no {case}": ({"trade_no": v}, "trade_no")
+        for case, v in UNRECORDABLE_TRADE_IDS.items()
+        if case != "a lone surrogate"
+    },
+    # Alipay's out_trade_no is string(64)
+    "out_trade_no of 65 characters": ({"out_trade_no": "o" * 65}, "out_trade_no"),
+}
+
+
+@pytest.mark.parametrize("case", list(ALIPAY_UNUSABLE))
+def test_an_alipay_notification_carrying_what_no_order_can_take_is_refused_and_said_loudly(
+    alipay: FakeAlipay, case: str
+) -> None:
+    fields, named = ALIPAY_UNUSABLE[case]
+    buyer = Buyer()
+    order_id = alipay_order(buyer, new_plan(quota=10))
+    alipay.sim.scan(order_id)
+    alipay.sim.pay(order_id)
+    before = state(buyer, order_id)
+    forged = alipay.sim.notification(order_id, **fields)
+    with capture_logs() as logs:
+        reply = alipay_notify(forged.body)
+    assert (reply.status, reply.body) == (200, "fail")
+    assert state(buyer, order_id) == before
+    (line,) = logs.where(message="payment notification")
+    assert (line["level"], line["outcome"]) == ("error", "rejected") and named in line["reason"]
+    assert not any(value in logs.text for value in fields.values())
+    # Alipay sends it again, as it was: the genuine one pays the order
+    assert alipay_notify(alipay.sim.notification(order_id).body).body == "success"
+    assert order_row(order_id)["status"] == "paid"
+
+
+def test_an_alipay_trade_no_as_long_as_the_column_is_recorded(alipay: FakeAlipay) -> None:
+    buyer = Buyer()
+    order_id = alipay_order(buyer, new_plan(quota=10))
+    alipay.sim.scan(order_id)
+    alipay.sim.pay(order_id)
+    n = alipay.sim.notification(order_id, trade_no=LONGEST_TRADE_ID)
+    assert alipay_notify(n.body).body == "success"
+    assert order_row(order_id)["provider_trade_id"] == LONGEST_TRADE_ID
+
+
+def test_an_alipay_gmt_payment_that_is_no_time_in_utc_pays_the_order_now(
+    alipay: FakeAlipay,
+) -> None:
+    """Alipay's time dates a payment the rest of the notification proves: midnight of year 1
+    in Beijing (before year 1 in UTC) is read as no time, and the order is paid now."""
+    buyer = Buyer()
+    order_id = alipay_order(buyer, new_plan(quota=10))
+    alipay.sim.scan(order_id)
+    alipay.sim.pay(order_id)
+    n = alipay.sim.notification(order_id, gmt_payment="0001-01-01 00:00:00")
+    reply = alipay_notify(n.body)
+    assert (reply.status, reply.body) == (200, "success")
+    row = order_row(order_id)
+    assert row["status"] == "paid" and counters(buyer.user_id) == (10, 0)
+    assert abs((row["paid_at"] - datetime.now(timezone.utc)).total_seconds()) < 60

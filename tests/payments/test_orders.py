@@ -103,6 +103,49 @@ def test_a_provider_error_answer_leaves_no_order(alipay: FakeAlipay) -> None:
     assert orders_of(buyer.user_id) == 0
 
 
+# The orders.code column holds 512 characters; both providers' codes are short ASCII URLs.
+LONGEST_CODE = "weixin://wxpay/bizpayurl?pr=" + "x" * (512 - 28)
+UNHOLDABLE_CODES = {
+    "longer than the column": LONGEST_CODE + "x",
+    "a lone surrogate": "weixin://wxpay/bizpayurl?pr=\ud800",
+    "not ASCII": "weixin://wxpay/bizpayurl?pr=\u00e9",
+}
+
+
+def answer_the_next_order_with(
+    channel: str, code: str, wechatpay: FakeWechatPay, alipay: FakeAlipay
+) -> None:
+    """The provider's next answer to a create: success, with `code` as the payable code."""
+    if channel == "wechat":
+        wechatpay.answer_next(200, {"code_url": code})
+    else:
+        answer = {"code": "10000", "msg": "Success", "qr_code": code}
+        alipay.answer_next(200, alipay.sim.signed_answer("alipay.trade.precreate", answer))
+
+
+@pytest.mark.parametrize("case", list(UNHOLDABLE_CODES))
+@pytest.mark.parametrize("channel", ["wechat", "alipay"])
+def test_a_payable_code_no_order_can_hold_is_a_provider_error_and_leaves_no_order(
+    wechatpay: FakeWechatPay, alipay: FakeAlipay, channel: str, case: str
+) -> None:
+    buyer = Buyer()
+    answer_the_next_order_with(channel, UNHOLDABLE_CODES[case], wechatpay, alipay)
+    reply = buyer.order(new_plan(), channel)
+    assert reply.status == 502 and reply.json()["code"] == "PAYMENT_PROVIDER_ERROR"
+    assert orders_of(buyer.user_id) == 0
+
+
+@pytest.mark.parametrize("channel", ["wechat", "alipay"])
+def test_a_payable_code_as_long_as_the_column_is_held(
+    wechatpay: FakeWechatPay, alipay: FakeAlipay, channel: str
+) -> None:
+    assert orders.c.code.type.length == len(LONGEST_CODE)
+    answer_the_next_order_with(channel, LONGEST_CODE, wechatpay, alipay)
+    reply = Buyer().order(new_plan(), channel)
+    assert reply.status == 201, reply.body
+    assert order_row(reply.json()["id"])["code"] == LONGEST_CODE
+
+
 def test_a_channel_that_is_not_configured_is_a_provider_error() -> None:
     with settings_env(WECHATPAY_API_BASE=None, ALIPAY_GATEWAY=None):
         reply = Buyer().order(new_plan(), "alipay")

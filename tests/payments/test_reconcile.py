@@ -16,7 +16,7 @@ from tests.support.function_url import call
 from tests.support.functions import handler
 from tests.support.logs import capture_logs
 from tests.support.payments import Buyer, admin_token, age_order, new_plan, order_row
-from tests.support.quota import counters
+from tests.support.quota import counters, new_user
 
 
 def queries(fake: FakeWechatPay, order_id: str) -> int:
@@ -200,9 +200,9 @@ def test_an_order_that_fails_unexpectedly_does_not_stop_the_job(
     failing = buyer.order(plan, "wechat").json()["id"]
     expired = buyer.order(plan, "wechat").json()["id"]
     wechatpay.pay(failing)
-    # Garbage from the provider that nothing before the settlement refuses: a transaction_id
-    # longer than the column that stores it (WeChat Pay's have 28 digits).
-    wechatpay.sim.trades[failing].transaction_id = "4200" + "0" * 100
+    # Nothing a provider sends fails the settlement any more: the ledger already holding
+    # this order's reference for another user (409 IDEMPOTENCY_KEY_MISMATCH) does.
+    grant(new_user(), 1, kind="admin", reason="test collision", ref=f"order:{failing}")
     age_order(failing, 3600)  # the older: the job meets it first
     age_order(expired, 1801)
     with capture_logs() as logs:
@@ -215,3 +215,50 @@ def test_an_order_that_fails_unexpectedly_does_not_stop_the_job(
     failed = logs.where(message="order reconciliation failed", order_id=failing)
     assert len(failed) == 1 and failed[0]["level"] == "error"
     assert "Traceback" not in logs.text
+
+
+# What no order can record: longer than the provider_trade_id column (WeChat Pay's and
+# Alipay's have 28 digits).
+UNRECORDABLE_TRADE_ID = "4200" + "0" * 61
+
+
+def asked_and_refused_loudly(path: str, buyer: Buyer, order_id: str, field: str) -> bool:
+    """Whether, once the order is due and the job (or the buyer's read) asks about it, the
+    answer changed nothing (the read answers 200 pending) and one ERROR line says it
+    carries `field` we cannot take, with no unexpected failure."""
+    age_order(order_id, 61)
+    read_pending = True
+    with capture_logs() as logs:
+        if path == "job":
+            run_job()
+        else:
+            reply = buyer.get(order_id)
+            read_pending = (reply.status, reply.json()["status"]) == (200, "pending")
+    (line,) = logs.where(message="payment provider query failed", order_id=order_id)
+    unexpected = logs.where(message="order reconciliation failed", order_id=order_id)
+    unchanged = order_row(order_id)["status"] == "pending" and counters(buyer.user_id) == (0, 0)
+    loud = line["level"] == "error" and field in line["error"] and not unexpected
+    return read_pending and unchanged and loud
+
+
+@pytest.mark.parametrize("path", ["job", "read"])
+def test_a_wechat_answer_with_a_transaction_id_no_order_can_record_changes_nothing(
+    wechatpay: FakeWechatPay, path: str
+) -> None:
+    buyer = Buyer()
+    order_id = buyer.order(new_plan(quota=5), "wechat").json()["id"]
+    wechatpay.pay(order_id)  # paid; the notification never arrives
+    wechatpay.sim.trades[order_id].transaction_id = UNRECORDABLE_TRADE_ID
+    assert asked_and_refused_loudly(path, buyer, order_id, "transaction_id")
+
+
+@pytest.mark.parametrize("path", ["job", "read"])
+def test_an_alipay_answer_with_a_trade_no_no_order_can_record_changes_nothing(
+    alipay: FakeAlipay, path: str
+) -> None:
+    buyer = Buyer()
+    order_id = buyer.order(new_plan(quota=5), "alipay").json()["id"]
+    alipay.sim.scan(order_id)
+    alipay.sim.pay(order_id)
+    alipay.sim.trades[order_id].trade_no = UNRECORDABLE_TRADE_ID
+    assert asked_and_refused_loudly(path, buyer, order_id, "trade_no")

@@ -232,7 +232,11 @@ def test_query_maps_every_trade_state(
         ({"trade_state": "WHATEVER"}, "unknown trade_state"),
         ({"out_trade_no": "ord_Someone0else"}, "another out_trade_no"),
         ({"amount": {"total": "990"}}, "amount.total"),
+        ({"amount": {"total": 990, "currency": "人民币"}}, "currency"),
         ({"trade_state": "SUCCESS", "success_time": "yesterday"}, "success_time"),
+        # times Python reads that have no UTC (before year 1, after year 9999)
+        ({"trade_state": "SUCCESS", "success_time": "0001-01-01T00:00:00+08:00"}, "success_time"),
+        ({"trade_state": "SUCCESS", "success_time": "9999-12-31T23:59:59-08:00"}, "success_time"),
     ],
 )
 def test_a_query_answer_that_is_not_ours_or_not_usable_is_a_provider_error(

@@ -260,7 +260,7 @@ class WechatPaySim:
     ) -> SimAnswer:
         """An answer with `payload` as its JSON body (none when None), signed as WeChat Pay
         signs: over `timestamp\\nnonce\\nbody\\n` with the platform key (or `key`)."""
-        body = b"" if payload is None else json.dumps(payload, ensure_ascii=False).encode()
+        body = b"" if payload is None else _json_text(payload).encode()
         headers = self.signature_headers(body, key=key, serial=serial)
         headers["Request-ID"] = secrets.token_hex(16)
         if payload is not None:
@@ -415,10 +415,12 @@ class WechatPaySim:
         signing_key: rsa.RSAPrivateKey | None = None,
         serial: str | None = None,
         apiv3_key: str | None = None,
+        fields: Mapping[str, Any] | None = None,
     ) -> Notification:
         """A notification of the trade (a made-up paid one when the simulator does not know
         it), with any of its parts replaced: what it says (`event_type`, `trade_state`,
-        `amount_fen`, `mchid`, `appid`), when it is signed (`timestamp`), and the keys: a
+        `amount_fen`, `mchid`, `appid`, and any of the transaction's `fields`, for values
+        WeChat Pay never sends), when it is signed (`timestamp`), and the keys: a
         `signing_key` other than the platform's, a `serial` other than `public_key_id`, an
         `apiv3_key` other than the merchant's."""
         with self._lock:
@@ -439,9 +441,8 @@ class WechatPaySim:
             tx["amount"].update(total=amount_fen)
             if "payer_total" in tx["amount"]:
                 tx["amount"]["payer_total"] = amount_fen
-        resource = encrypt_resource(
-            apiv3_key or self.apiv3_key, json.dumps(tx, ensure_ascii=False), "transaction"
-        )
+        tx.update(fields or {})
+        resource = encrypt_resource(apiv3_key or self.apiv3_key, _json_text(tx), "transaction")
         now = datetime.fromtimestamp(int(self.clock()), timezone.utc)
         event = {
             "id": "EV-" + secrets.token_hex(16),
@@ -497,6 +498,17 @@ class WechatPaySim:
             outcome = f"The notification could not be delivered ({type(failed).__name__})."
         body = _trade_summary(trade) + f"<p>Paid.</p><p>{html.escape(outcome)}</p>"
         return _page(200, "Paid", body)
+
+
+def _json_text(value: Any) -> str:
+    """JSON as WeChat Pay writes it (UTF-8, not escaped); text UTF-8 cannot carry (a lone
+    surrogate a test puts in) escaped as `\\udXXX`, as any JSON writer may."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(value)
+    return text
 
 
 def _trade_summary(trade: Trade) -> str:

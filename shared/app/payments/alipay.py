@@ -6,7 +6,8 @@ Money crosses as integer fen and is written as yuan with exactly two decimals, t
 Decimal only. Alipay's times are Beijing time (UTC+8) without a zone; reports carry aware
 UTC. The SDK is imported here and nowhere else in `app`; none of its exceptions, and no key
 or sign, leaves this module: failures are `ProviderError` naming the API and Alipay's code,
-a notification that is not genuine or not ours is `Rejected`.
+a notification that is not genuine or not ours is `Rejected`; one Alipay signed that we
+cannot read or record is `Unusable` (an answer: `UnusableAnswer`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ import alipay
 
 from app.config import Settings
 from app.payments.gateway import (
+    PAYABLE_CODE,
+    PAYABLE_CODE_MAX_CHARS,
+    TRADE_ID,
+    TRADE_ID_MAX_CHARS,
     Channel,
     Charge,
     NotClosed,
@@ -30,6 +35,8 @@ from app.payments.gateway import (
     Rejected,
     Report,
     TradeState,
+    Unusable,
+    UnusableAnswer,
 )
 
 TIMEOUT_S = 5.0
@@ -47,6 +54,12 @@ STATES: dict[str, TradeState] = {
 # Yuan as Alipay writes amounts: digits, at most two decimals, nothing else (no sign,
 # exponent, NaN or spaces, all of which Decimal would take).
 YUAN = re.compile(r"(0|[1-9]\d{0,11})(\.\d{1,2})?")
+# Alipay's out_trade_no is string(64) (ours are 32 hex digits): one longer, or not printable
+# ASCII, is not one Alipay takes, and is never written whole into a log line.
+OUT_TRADE_NO = re.compile(r"[!-~]{1,64}")
+UNRECORDABLE_TRADE_NO = (
+    f"a trade_no an order cannot record (not 1-{TRADE_ID_MAX_CHARS} printable ASCII characters)"
+)
 # Provider text that may go into an exception message: short codes only.
 CODE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -140,6 +153,11 @@ class Alipay:
         qr_code = answer.get("qr_code")
         if not isinstance(qr_code, str) or not qr_code:
             raise ProviderError(f"{api} answered without a qr_code")
+        if not PAYABLE_CODE.fullmatch(qr_code):
+            raise UnusableAnswer(
+                f"{api} answered a qr_code an order cannot hold (not 1-{PAYABLE_CODE_MAX_CHARS} "
+                "printable ASCII characters)"
+            )
         if answer.get("out_trade_no", charge.order_id) != charge.order_id:
             raise ProviderError(f"{api} answered for another out_trade_no")
         return qr_code
@@ -153,21 +171,24 @@ class Alipay:
                 return Report(order_id, "unpaid", None, "CNY", None, None)
             raise ProviderError(f"{api} refused: {_codes(answer)}")
         if answer.get("out_trade_no", order_id) != order_id:
-            raise ProviderError(f"{api} answered for another out_trade_no")
+            raise UnusableAnswer(f"{api} answered for another out_trade_no")
         status = answer.get("trade_status")
         state = STATES.get(status) if isinstance(status, str) else None
         if state is None:
-            raise ProviderError(f"{api} answered an unknown trade_status {_code(status)}")
+            raise UnusableAnswer(f"{api} answered an unknown trade_status {_code(status)}")
         amount = fen(answer.get("total_amount"))
         if amount is None:
-            raise ProviderError(f"{api} answered an unreadable total_amount")
+            raise UnusableAnswer(f"{api} answered an unreadable total_amount")
         trade_no = answer.get("trade_no")
+        trade_no = trade_no if isinstance(trade_no, str) and trade_no else None
+        if trade_no is not None and not TRADE_ID.fullmatch(trade_no):
+            raise UnusableAnswer(f"{api} answered {UNRECORDABLE_TRADE_NO}")
         return Report(
             order_id=order_id,
             state=state,
             amount_fen=amount,
             currency="CNY",
-            provider_trade_id=trade_no if isinstance(trade_no, str) and trade_no else None,
+            provider_trade_id=trade_no,
             paid_at=beijing_time(answer.get("send_pay_date")) if state == "paid" else None,
         )
 
@@ -208,19 +229,24 @@ class Alipay:
             raise Rejected("the notification is for another app_id")
         order_id = fields.get("out_trade_no")
         if not order_id:
-            raise Rejected("the notification has no out_trade_no")
+            raise Unusable("the notification has no out_trade_no")
+        if not OUT_TRADE_NO.fullmatch(order_id):
+            raise Unusable("the notification's out_trade_no is not 1-64 printable ASCII characters")
         state = STATES.get(fields.get("trade_status", ""))
         if state is None:
-            raise Rejected("the notification has an unknown trade_status")
+            raise Unusable("the notification has an unknown trade_status")
         amount = fen(fields.get("total_amount"))
         if amount is None:
-            raise Rejected("the notification's total_amount is not an amount")
+            raise Unusable("the notification's total_amount is not an amount")
+        trade_no = fields.get("trade_no") or None
+        if trade_no is not None and not TRADE_ID.fullmatch(trade_no):
+            raise Unusable(f"the notification has {UNRECORDABLE_TRADE_NO}")
         return Report(
             order_id=order_id,
             state=state,
             amount_fen=amount,
             currency="CNY",
-            provider_trade_id=fields.get("trade_no") or None,
+            provider_trade_id=trade_no,
             paid_at=beijing_time(fields.get("gmt_payment")) if state == "paid" else None,
         )
 
@@ -282,7 +308,10 @@ def beijing_time(text: object) -> datetime | None:
         moment = datetime.strptime(text, ALIPAY_TIME)
     except ValueError:
         return None
-    return moment.replace(tzinfo=BEIJING).astimezone(timezone.utc)
+    try:
+        return moment.replace(tzinfo=BEIJING).astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01 00:00:00: in UTC it falls before year 1
+        return None
 
 
 def _form(body: bytes) -> dict[str, str]:

@@ -10,11 +10,22 @@ stored order (it exists, the amount matches) is checked by `app.payments.notific
 Every adapter raises only `Rejected` (a notification that must change nothing) and
 `ProviderError` (the provider could not be reached or answered something unusable); an
 SDK's own exceptions never leave the adapter, nor does any key, signature or decrypted
-resource appear in an exception's text.
+resource appear in an exception's text. A message the provider did sign but that carries
+a value we cannot take is `Unusable` (a notification) or `UnusableAnswer` (an answer):
+refused alike, and logged at ERROR, since the provider may have taken money that no order
+will show until someone looks.
+
+The payable code `create` answers is one `orders.code` can hold (`PAYABLE_CODE`), or the
+adapter answers `ProviderError`. What a report carries is what an order can record and
+take, or the adapter refuses the message: a trade id of `TRADE_ID`'s shape, an
+out_trade_no of the provider's shape, an ISO 4217 currency, a payment time that is a time
+in UTC. So nothing a provider sends fails at the database, nor is repeated whole in a log
+line or an answer.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
@@ -27,6 +38,18 @@ CHANNELS: tuple[Channel, ...] = ("wechat", "alipay")
 # the provider does not know yet), `closed` (it will never be paid: CLOSED, REVOKED,
 # PAYERROR, TRADE_CLOSED), `refunded` (paid, then refunded: REFUND).
 TradeState = Literal["paid", "unpaid", "closed", "refunded"]
+
+# The payable code as `orders.code` (String(512)) holds it: both providers' are short
+# ASCII URLs (`weixin://wxpay/bizpayurl?pr=...`, `https://qr.alipay.com/...`).
+PAYABLE_CODE_MAX_CHARS = 512
+PAYABLE_CODE = re.compile(rf"[!-~]{{1,{PAYABLE_CODE_MAX_CHARS}}}")
+
+# The provider's trade id as `orders.provider_trade_id` (String(64)) records it. WeChat Pay
+# documents transaction_id as string[1,32] and Alipay trade_no as string(64), both digits:
+# one longer than the column, or not printable ASCII, is not one they send. The column is
+# the bound, not WeChat Pay's 32: a longer id it can hold is no reason to refuse a payment.
+TRADE_ID_MAX_CHARS = 64
+TRADE_ID = re.compile(rf"[!-~]{{1,{TRADE_ID_MAX_CHARS}}}")
 
 
 @dataclass(frozen=True)
@@ -64,9 +87,23 @@ class Rejected(Exception):
         self.status = status
 
 
+class Unusable(Rejected):
+    """A notification proven the provider's (its signature verified) that carries a value
+    we cannot take (a trade id an order cannot record, a time that is no time): rejected
+    like any other, logged at ERROR."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, 400)
+
+
 class ProviderError(Exception):
     """The provider could not be reached, or answered with an error or something we
     cannot use. The message names what failed (an error code, a status), never a key."""
+
+
+class UnusableAnswer(ProviderError):
+    """An answer the provider signed that carries a value we cannot take, as `Unusable`
+    for a notification: logged at ERROR."""
 
 
 class NotClosed(ProviderError):

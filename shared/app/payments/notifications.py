@@ -8,7 +8,9 @@ transaction. Every other state is acknowledged and changes nothing. A rejection 
 nothing either.
 
 One log line per notification: channel, order id (when known), outcome and, for a
-rejection, the reason; never a key, a signature or the decrypted resource.
+rejection, the reason; never a key, a signature or the decrypted resource. It is at ERROR
+for a genuine notification carrying a value we cannot take (`Unusable`): the provider may
+have taken money that the order will not show until someone looks.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Literal
 from app.observability import logging as applog
 from app.observability.metrics import PAYMENT_NOTIFICATIONS
 from app.payments import providers, settlement
-from app.payments.gateway import Channel, ProviderError, Rejected
+from app.payments.gateway import Channel, ProviderError, Rejected, Unusable
 
 log = applog.get_logger("app.payments.notifications")
 
@@ -35,6 +37,8 @@ class Receipt:
     # What WeChat Pay is answered: 200, or 400 (bad input) / 401 (bad signature).
     status: Literal[200, 400, 401]
     reason: str = ""
+    # A genuine notification we could not take (`Unusable`): its line is at ERROR.
+    unusable: bool = False
 
     @property
     def acknowledged(self) -> bool:
@@ -47,7 +51,9 @@ def receive(channel: Channel, headers: dict[str, str], body: bytes) -> Receipt:
     fields = {"channel": channel, "order_id": order_id, "outcome": receipt.outcome}
     if receipt.reason:
         fields["reason"] = receipt.reason
-    level = logging.WARNING if receipt.outcome == "rejected" else logging.INFO
+    level = logging.INFO
+    if receipt.outcome == "rejected":
+        level = logging.ERROR if receipt.unusable else logging.WARNING
     applog.log_fields(log, level, "payment notification", **fields)
     return receipt
 
@@ -60,7 +66,8 @@ def _receive(channel: Channel, headers: dict[str, str], body: bytes) -> tuple[Re
     try:
         report = gateway.verify(headers, body)
     except Rejected as rejected:
-        return Receipt("rejected", rejected.status, rejected.reason), None
+        unusable = isinstance(rejected, Unusable)
+        return Receipt("rejected", rejected.status, rejected.reason, unusable), None
     order_id = report.order_id
     settled = settlement.apply(order_id, channel, report, via="notification")
     if settled.outcome == "paid":

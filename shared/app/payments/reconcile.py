@@ -16,6 +16,8 @@ instances never ask twice. A provider that cannot be reached changes nothing; th
 or run asks again. Nor does one order stop the job: anything else that fails for an order
 (its provider call, its settlement) is logged at ERROR with its id and the run goes on; its
 claim moved `checked_at`, so the run's next batch goes past it and a later run retries it.
+An answer the provider signed that carries a value we cannot take (`UnusableAnswer`)
+changes nothing and is logged at ERROR, each time it is asked again.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from app.db.transaction import transaction
 from app.observability import logging as applog
 from app.observability.metrics import ORDERS, PAYMENT_PROVIDER_CALLS
 from app.payments import providers, settlement
-from app.payments.gateway import Channel, NotClosed, ProviderError, Report
+from app.payments.gateway import Channel, NotClosed, ProviderError, Report, UnusableAnswer
 
 log = applog.get_logger("app.payments.reconcile")
 RECHECK_S = 10
@@ -222,7 +224,10 @@ def _reload(order_id: str) -> Any:
 
 def _provider_failed(order: Any, call: str, error: ProviderError) -> None:
     PAYMENT_PROVIDER_CALLS.labels(order["channel"], call, "error").inc()
-    _log(logging.WARNING, f"payment provider {call} failed", order, error=str(error))
+    # An answer the provider signed but we cannot take does not pass with time, as an
+    # outage does: the trade may be paid, and someone has to look.
+    level = logging.ERROR if isinstance(error, UnusableAnswer) else logging.WARNING
+    _log(level, f"payment provider {call} failed", order, error=str(error))
 
 
 def _discrepancy(order: Any, via: str, reason: str) -> None:

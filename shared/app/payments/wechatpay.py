@@ -14,13 +14,15 @@ JSON from outside (a notification's body, an API answer) is read through the pro
 policy (`app.json_values`: at most 16 deep, finite numbers), so a hostile nesting is refused
 like any other body that is not WeChat Pay's, never a RecursionError.
 
-Only `Rejected` and `ProviderError` leave this module, with messages naming what failed (an
-HTTP status, WeChat Pay's error code, the variable that does not load) and never a key, a
-signature or a decrypted resource.
+Only `Rejected` and `ProviderError` (and their `Unusable` kinds, for a transaction WeChat
+Pay signed that carries a value we cannot take) leave this module, with messages naming
+what failed (an HTTP status, WeChat Pay's error code, the variable that does not load) and
+never a key, a signature or a decrypted resource.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +38,9 @@ from wechatpayv3 import WeChatPayType
 from app import json_values
 from app.config import Settings
 from app.payments.gateway import (
+    PAYABLE_CODE,
+    TRADE_ID,
+    TRADE_ID_MAX_CHARS,
     Channel,
     Charge,
     NotClosed,
@@ -43,6 +48,8 @@ from app.payments.gateway import (
     Rejected,
     Report,
     TradeState,
+    Unusable,
+    UnusableAnswer,
 )
 
 TIMEOUT_S = 5
@@ -56,6 +63,11 @@ CHINA = timezone(timedelta(hours=8))  # WeChat Pay reads and writes times in +08
 # An order's `description` is string[1,127]; kept to 127 UTF-8 bytes, the stricter reading,
 # so a plan name of up to 100 Chinese characters never makes its orders fail.
 DESCRIPTION_MAX_BYTES = 127
+# WeChat Pay's out_trade_no (string[6,32] of digits, letters and `_-|*`): it takes no other
+# when an order is created, so a transaction naming another is not one it sends.
+OUT_TRADE_NO = re.compile(r"[0-9A-Za-z_\-|*]{6,32}")
+# An ISO 4217 code: WeChat Pay's currency ("CNY").
+CURRENCY = re.compile(r"[A-Z]{3}")
 SIGNATURE_HEADERS = (
     "wechatpay-signature",
     "wechatpay-timestamp",
@@ -84,9 +96,13 @@ class _Answer:
     code: str | None
 
 
+class _NotOurs(Exception):
+    """A transaction of another merchant or app: the reason, for a message."""
+
+
 class _Unusable(Exception):
-    """A transaction that is not what WeChat Pay sends, or not ours: the reason, for a
-    message."""
+    """A transaction of ours carrying a value that is not what WeChat Pay sends, or that an
+    order cannot record: the reason, for a message."""
 
 
 def from_settings(settings: Settings, *, clock: Callable[[], float] = time.time) -> WechatPay:
@@ -201,7 +217,11 @@ class WechatPay:
             ),
         )
         code_url = answer.data.get("code_url") if isinstance(answer.data, dict) else None
-        if answer.status != 200 or not isinstance(code_url, str) or not code_url:
+        if (
+            answer.status != 200
+            or not isinstance(code_url, str)
+            or not PAYABLE_CODE.fullmatch(code_url)
+        ):
             raise self._failed("create", answer)
         return code_url
 
@@ -213,10 +233,12 @@ class WechatPay:
             raise self._failed("query", answer)
         try:
             report = self._report(answer.data)
+        except _NotOurs as other:
+            raise ProviderError(f"WeChat Pay query answered {other}") from None
         except _Unusable as unusable:
-            raise ProviderError(f"WeChat Pay query answered {unusable}") from None
+            raise UnusableAnswer(f"WeChat Pay query answered {unusable}") from None
         if report.order_id != order_id:
-            raise ProviderError("WeChat Pay query answered another out_trade_no")
+            raise UnusableAnswer("WeChat Pay query answered another out_trade_no")
         return report
 
     def close(self, order_id: str) -> None:
@@ -298,8 +320,10 @@ class WechatPay:
             raise Rejected("notification resource is not a transaction", 400)
         try:
             report = self._report(resource)
+        except _NotOurs as other:
+            raise Rejected(f"notification carries {other}", 400) from None
         except _Unusable as unusable:
-            raise Rejected(f"notification carries {unusable}", 400) from None
+            raise Unusable(f"notification carries {unusable}") from None
         event_type = event.get("event_type")
         if report.state == "paid" and event_type != "TRANSACTION.SUCCESS":
             raise Rejected("notification of a paid trade is not a TRANSACTION.SUCCESS event", 400)
@@ -309,14 +333,16 @@ class WechatPay:
 
     def _report(self, tx: dict[str, Any]) -> Report:
         """A transaction (query answer or decrypted notification) as a Report, once its
-        mchid and appid are ours; _Unusable otherwise."""
+        mchid and appid are ours (_NotOurs otherwise) and its values usable (_Unusable)."""
         if tx.get("mchid") != self.mchid:
-            raise _Unusable("another mchid")
+            raise _NotOurs("another mchid")
         if tx.get("appid") != self.appid:
-            raise _Unusable("another appid")
+            raise _NotOurs("another appid")
         order_id = tx.get("out_trade_no")
         if not isinstance(order_id, str) or not order_id:
             raise _Unusable("no out_trade_no")
+        if not OUT_TRADE_NO.fullmatch(order_id):
+            raise _Unusable("an out_trade_no that is not 6-32 of [0-9A-Za-z_-|*]")
         state = _STATES.get(str(tx.get("trade_state")))
         if state is None:
             raise _Unusable("an unknown trade_state")
@@ -329,9 +355,17 @@ class WechatPay:
             raise _Unusable("an amount.total that is not an integer")
         # An unpaid trade's amount has only payer_currency.
         currency = amount.get("currency") or amount.get("payer_currency") or "CNY"
+        if not isinstance(currency, str) or not CURRENCY.fullmatch(currency):
+            # Not echoed: it would go into the log line and the answer to WeChat Pay.
+            raise _Unusable("a currency that is not an ISO 4217 code")
         trade_id = tx.get("transaction_id")
         if trade_id is not None and not isinstance(trade_id, str):
             raise _Unusable("a transaction_id that is not a string")
+        if trade_id and not TRADE_ID.fullmatch(trade_id):
+            raise _Unusable(
+                f"a transaction_id an order cannot record (not 1-{TRADE_ID_MAX_CHARS} "
+                "printable ASCII characters)"
+            )
         paid_at = None
         if state == "paid" and tx.get("success_time") is not None:
             paid_at = _utc(tx["success_time"])
@@ -339,7 +373,7 @@ class WechatPay:
             order_id=order_id,
             state=state,
             amount_fen=total,
-            currency=str(currency),
+            currency=currency,
             provider_trade_id=trade_id or None,
             paid_at=paid_at,
         )
@@ -377,4 +411,7 @@ def _utc(value: Any) -> datetime:
         moment = None
     if moment is None or moment.tzinfo is None:
         raise _Unusable("a success_time that is not an RFC 3339 time")
-    return moment.astimezone(timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00:00+08:00: in UTC it falls before year 1
+        raise _Unusable("a success_time that is not a time in UTC") from None
