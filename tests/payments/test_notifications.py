@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 
 from app.db.tables import orders, quota_ledger, users
 from app.db.transaction import transaction
+from app.payments.settlement import MEMBERSHIP_MAX
 from app.quota import grant
 from app.quota.service import QUOTA_MAX
 from tests.fakes.alipay import FakeAlipay
@@ -491,3 +492,29 @@ def test_an_alipay_gmt_payment_that_is_no_time_in_utc_pays_the_order_now(
     row = order_row(order_id)
     assert row["status"] == "paid" and counters(buyer.user_id) == (10, 0)
     assert abs((row["paid_at"] - datetime.now(timezone.utc)).total_seconds()) < 60
+
+
+def test_a_membership_stacked_to_the_end_of_the_calendar_is_paid_and_ends_there(
+    wechatpay: FakeWechatPay,
+) -> None:
+    plan = new_plan(duration_days=3660, quota=5)
+    buyer = Buyer()
+    with transaction() as tx:
+        tx.execute(
+            update(users)
+            .where(users.c.id == buyer.user_id)
+            .values(membership_expires_at=datetime(9995, 1, 1, tzinfo=timezone.utc))
+        )
+    order_id = wechat_order(buyer, plan)
+    genuine = wechatpay.pay(order_id)
+    with capture_logs() as logs:
+        reply = wechat_notify(genuine.lower_headers, genuine.body)
+    assert (reply.status, reply.json()) == (200, OK)
+    assert order_row(order_id)["status"] == "paid"
+    assert buyer.membership() == (MEMBERSHIP_MAX, plan)
+    assert counters(buyer.user_id) == (5, 0)
+    (told,) = logs.where(
+        order_id=order_id, message="membership extended to the latest time it can hold"
+    )
+    assert told["level"] == "error"
+    assert redelivered_changes_nothing(buyer, order_id, genuine)

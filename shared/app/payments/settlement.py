@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from sqlalchemy import select, update
@@ -32,6 +32,9 @@ from app.payments.gateway import Channel, Report
 from app.quota import service as quota
 
 log = applog.get_logger("app.payments.settlement")
+# The latest time a membership can end: the end of the calendar MariaDB's DATETIME and
+# Python's datetime share.
+MEMBERSHIP_MAX = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
 
 # paid: this call paid it; repeat: it was paid already; ignored: the report is of a state
 # other than paid; mismatch: the report is not this order's (amount, currency, channel);
@@ -128,12 +131,21 @@ def _extend_membership(tx: Transaction, order: Any, now: datetime) -> None:
         select(users.c.membership_expires_at).where(users.c.id == user_id).with_for_update()
     ).scalar()
     start = current if current is not None and current > now else now
+    days = timedelta(days=int(order["duration_days"]))
+    if MEMBERSHIP_MAX - start >= days:
+        end = start + days
+    else:
+        # Years of purchases stacked to the end of the calendar: the order is still paid.
+        end = MEMBERSHIP_MAX
+        applog.log_fields(
+            log,
+            logging.ERROR,
+            "membership extended to the latest time it can hold",
+            order_id=order["id"],
+            user_id=user_id,
+        )
     tx.execute(
         update(users)
         .where(users.c.id == user_id)
-        .values(
-            membership_expires_at=start + timedelta(days=int(order["duration_days"])),
-            membership_plan_id=order["plan_id"],
-            updated_at=now,
-        )
+        .values(membership_expires_at=end, membership_plan_id=order["plan_id"], updated_at=now)
     )
