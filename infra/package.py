@@ -268,11 +268,14 @@ def _compile(content: Path, python_version: str) -> list[Path]:
         capture_output=True, text=True, check=False,
         env={**os.environ, "PYTHONHASHSEED": "0"},  # sets and frozensets in a fixed order
     )  # fmt: skip
+    compiled = sorted(content.rglob("*.pyc"))
+    if not compiled:
+        raise SystemExit(f"compiling the layer with {python} failed:\n{result.stderr}")
     if result.returncode != 0:
-        raise SystemExit(
-            f"compiling the layer with {python} failed:\n{result.stdout}{result.stderr}"
-        )
-    return sorted(content.rglob("*.pyc"))
+        # As pip does when it installs: a file the target cannot compile (a template, code
+        # for another version) ships as it is; the runtime would refuse it only if imported.
+        print(f"not compiled, shipped as source:\n{result.stdout}", file=sys.stderr)
+    return compiled
 
 
 def build_layer(

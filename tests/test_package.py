@@ -1,0 +1,46 @@
+"""The layer's bytecode, on a layer of two small modules and no requirements (the whole
+layer, for SCF's Python, is tests/test_scf_simulation.py's): a module the target compiles
+ships its bytecode beside it; one it cannot compile ships as source, and the build says so,
+as pip does when it installs."""
+
+from __future__ import annotations
+
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from infra.package import build_layer
+
+VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
+TAG = sys.implementation.cache_tag
+
+
+def test_a_module_the_target_cannot_compile_ships_as_source(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "__init__.py").write_text("")
+    # A set of strings: CPython 3.10 writes its constant in the order of the strings' hashes,
+    # which only a fixed hash seed makes the same on every build.
+    (app / "good.py").write_text(f"def f(x):\n    return x in {set(map(str, range(20)))}\n")
+    (app / "template.py").write_text('print "{{ name }}"\n')  # not Python 3
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# none\n")
+
+    first = build_layer(tmp_path / "a", VERSION, requirements, app)
+    with zipfile.ZipFile(first.path) as archive:
+        names = set(archive.namelist())
+    assert names == {
+        "app/__init__.py",
+        "app/good.py",
+        "app/template.py",
+        f"app/__pycache__/__init__.{TAG}.pyc",
+        f"app/__pycache__/good.{TAG}.pyc",
+    }
+    assert "not compiled, shipped as source" in capsys.readouterr().err
+
+    again = build_layer(tmp_path / "b", VERSION, requirements, app)
+    assert again.path.read_bytes() == first.path.read_bytes()
