@@ -9,8 +9,11 @@
 
 One trailing newline of the input is dropped. The provider and key are the settings'
 (CRYPTO_PROVIDER, KMS_KEY_ID or LOCAL_MASTER_KEY, the Tencent Cloud credentials); nothing
-else in the environment is resolved. Every error goes to stderr, in words, never with the
-value, and exits 1 (through make, 2: make's own status for a failed command).
+else in the environment is resolved. Under the defaults (APP_ENV=local, nothing else set)
+that is the public laptop key, DEV_LOCAL_MASTER_KEY: both commands still seal, and warn on
+stderr that anyone can open what they sealed and production refuses it. Every error goes
+to stderr, in words, never with the value, and exits 1 (through make, 2: make's own status
+for a failed command).
 """
 
 from __future__ import annotations
@@ -24,14 +27,22 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from app.config import Settings, without_values
-from app.crypto import envelopes, is_sealed, providers, resolution
+from app.config import DEV_LOCAL_MASTER_KEY, Settings, without_values
+from app.crypto import envelopes, is_sealed, local, providers, resolution
 from app.crypto.errors import EnvelopeError
 from app.vault import store as store_rows
 
 MAX_SECRET_BYTES = 4096
 # Past this an envelope takes much of the 4 KB SCF gives all of a function's variables.
 LONG_ENVELOPE_CHARS = 2048
+# The id envelopes sealed under the public laptop key carry, however LOCAL_MASTER_KEY spells
+# that key (base64 or URL-safe, padded or not) and whether it was set or defaulted.
+PUBLIC_KEY_ID = local.key_id_for(local.parse_master_key(DEV_LOCAL_MASTER_KEY))
+PUBLIC_KEY_WARNING = (
+    "warning: sealed with the public development key (DEV_LOCAL_MASTER_KEY, what "
+    "LOCAL_MASTER_KEY defaults to under APP_ENV=local): anyone can open it and production "
+    "refuses it; for a deployment seal with CRYPTO_PROVIDER=kms and KMS_KEY_ID\n"
+)
 
 
 class Refused(Exception):
@@ -61,6 +72,11 @@ def check_name(name: str, what: str) -> None:
         raise Refused(f"NAME={name!r}: a {what} name is [A-Z][A-Z0-9_]{{0,63}}")
 
 
+def warn_if_public(key_id: str, stderr: TextIO) -> None:
+    if key_id == PUBLIC_KEY_ID:
+        stderr.write(PUBLIC_KEY_WARNING)
+
+
 def crypto_settings() -> Settings:
     """The settings as the environment spells them, envelopes left sealed."""
     try:
@@ -77,6 +93,7 @@ def encrypt(name: str, stdin: BinaryIO, stdout: TextIO, stderr: TextIO) -> None:
     stdout.write(envelope + "\n")
     key = envelopes.key_id_of(envelope)
     stderr.write(f"sealed for {name} with {settings.crypto_provider} key {key}\n")
+    warn_if_public(key, stderr)
     if len(envelope) > LONG_ENVELOPE_CHARS:
         stderr.write(
             f"note: {len(envelope)} characters of the 4 KB SCF gives all of a function's "
@@ -102,6 +119,7 @@ def put(name: str, stdin: BinaryIO, stderr: TextIO) -> None:
         f"stored secret {name} (version {version}, {settings.crypto_provider} key {key_id}); "
         f"a variable names it as secret:{name}\n"
     )
+    warn_if_public(key_id, stderr)
 
 
 def store(url: str, name: str, envelope: str) -> int:

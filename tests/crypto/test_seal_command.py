@@ -11,9 +11,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import delete, select
 
+from app.config import DEV_LOCAL_MASTER_KEY
 from app.crypto import envelopes
 from app.db.engine import get_engine
 from app.db.tables import secrets as secrets_table
+from infra import seal
 from tests.crypto.conftest import keys_for, make
 from tests.fakes.kms import FakeKms
 
@@ -37,6 +39,30 @@ def test_encrypt_prints_one_envelope_line_bound_to_the_name(
         assert f"sealed for WECHAT_SECRET with {env['CRYPTO_PROVIDER']} key {keys.key_id}" in (
             done.stderr.decode()
         )
+        assert "public development key" not in done.stderr.decode()
+
+
+def test_under_the_defaults_both_commands_warn_that_the_key_is_the_public_laptop_key() -> None:
+    """APP_ENV=local with no key set seals under DEV_LOCAL_MASTER_KEY: it still seals, and
+    says so on stderr; so does that key set by hand, however it is spelled."""
+    database = {"DATABASE_URL": os.environ["DATABASE_URL"]}
+    urlsafe = DEV_LOCAL_MASTER_KEY.replace("+", "-").replace("/", "_").rstrip("=")
+    for env in (database, {**database, "CRYPTO_PROVIDER": "local", "LOCAL_MASTER_KEY": urlsafe}):
+        done = make("encrypt", "JWT_SECRET", b"laptop-secret\n", env)
+        assert done.returncode == 0, done.stderr
+        envelope = done.stdout.decode()
+        assert envelope.count("\n") == 1  # stdout is still the envelope alone
+        laptop = {"APP_ENV": "local", "LOCAL_MASTER_KEY": DEV_LOCAL_MASTER_KEY}
+        assert envelopes.open(envelope.strip(), "JWT_SECRET", keys_for(laptop)) == b"laptop-secret"
+        warning = [line for line in done.stderr.decode().splitlines() if "warning" in line]
+        assert warning == [seal.PUBLIC_KEY_WARNING.strip()], done.stderr
+    try:
+        stored = make("secret-put", "LAPTOP_TOKEN", b"v\n", database)
+        assert stored.returncode == 0, stored.stderr
+        assert seal.PUBLIC_KEY_WARNING in stored.stderr.decode()
+    finally:
+        with get_engine().begin() as conn:
+            conn.execute(delete(secrets_table).where(secrets_table.c.name == "LAPTOP_TOKEN"))
 
 
 def test_a_pem_key_is_sealed_whole(kms_env: dict[str, str], tmp_path: os.PathLike[str]) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import pytest
 
 from tests.support.function_url import Reply, call
 from tests.support.functions import handler
+from tests.support.lists import BAD_QUERIES, cursor_of, every_page, get, refused
 from tests.support.pipelines import token_for
 from tests.support.quota import new_user
 from tests.support.settings import settings_env
@@ -25,9 +27,7 @@ def put(pipeline_id: str, body: Any, role: str = "admin") -> Reply:
 
 
 def listed() -> list[dict[str, Any]]:
-    reply = call(handler("pipelines-list"), "GET", "/pipelines")
-    assert reply.status == 200
-    return list(reply.json()["items"])
+    return every_page("pipelines-list", "/pipelines", 100)
 
 
 def definition(**overrides: Any) -> dict[str, Any]:
@@ -93,6 +93,56 @@ def test_the_list_is_served_from_the_cache() -> None:
     assert listed() == [cached]  # not read from the database
     assert put("poster3", definition()).status == 200  # invalidates
     assert "poster3" in {p["id"] for p in listed()}
+
+
+def some_pipelines(count: int) -> list[str]:
+    """`count` new pipelines, their ids mixing `_`, `-`, letters and digits."""
+    prefix = f"pg-{secrets.token_hex(4)}"
+    suffixes = ["b", "_a", "-a", "a", "0", "a_b", "ab", "a-b"]
+    ids = [f"{prefix}{suffixes[i % len(suffixes)]}{i}" for i in range(count)]
+    for pipeline_id in ids:
+        assert put(pipeline_id, definition()).status == 200
+    return ids
+
+
+def test_paging_lists_every_pipeline_once_by_id() -> None:
+    ours = some_pipelines(23)
+    for limit in (1, 4, 20, 100):
+        ids = [p["id"] for p in every_page("pipelines-list", "/pipelines", limit)]
+        assert ids == sorted(set(ids)) and set(ours) <= set(ids), limit
+
+
+def test_the_page_size_is_20_by_default_and_a_cursor_outlives_its_pipeline() -> None:
+    ours = some_pipelines(21)
+    page = get("pipelines-list", "/pipelines").json()
+    assert len(page["items"]) == 20 and page["next_cursor"] is not None
+    rest = get("pipelines-list", "/pipelines", cursor=page["next_cursor"], limit="100").json()
+    assert page["items"] + rest["items"] == listed()[:120]
+
+    assert put(ours[0], definition(enabled=False)).status == 200
+    after = get("pipelines-list", "/pipelines", cursor=cursor_of([ours[0]]), limit="100").json()
+    later = [p["id"] for p in listed() if p["id"] > ours[0]]
+    assert [p["id"] for p in after["items"]] == later[:100]
+
+
+def test_a_cached_list_out_of_order_is_paged_in_order() -> None:
+    """The pager orders what it pages: a list cached in another order (by an earlier
+    deploy's loader) still pages every item once."""
+    from app import cache
+    from app.pipeline.catalog import LIST_CACHE_KEY
+
+    cached = [{"id": i, "name": i, "description": "", "cost": 0} for i in ("c", "a_", "b", "a")]
+    cache.invalidate(LIST_CACHE_KEY)
+    cache.get_or_set(LIST_CACHE_KEY, lambda: cached, 60)
+    ids = ["a", "a_", "b", "c"]
+    assert [p["id"] for p in listed()] == ids
+    assert [p["id"] for p in every_page("pipelines-list", "/pipelines", 1)] == ids
+    cache.invalidate(LIST_CACHE_KEY)
+
+
+@pytest.mark.parametrize(("query", "parameter"), BAD_QUERIES)
+def test_bad_paging_parameters_are_422(query: dict[str, str], parameter: str) -> None:
+    assert refused(get("pipelines-list", "/pipelines", **query), parameter)
 
 
 @pytest.mark.parametrize(

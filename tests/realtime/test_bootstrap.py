@@ -14,18 +14,26 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from app import cache, profiles
+from app.events.handshake_log import UNCOMPLETED
 from tests.support.functions import FUNCTIONS, ROOT
+from tests.support.net import closed_port
 from tests.support.pipelines import token_for
 from tests.support.quota import new_user
+from tests.support.settings import settings_env
 
 FOLDER = FUNCTIONS / "ws"
+# The ws app behind handshakes it never makes (a bug's): one unanswered, one raising.
+PROBE = ROOT / "tests" / "functions" / "ws-probe"
 
 
 def _free_port() -> int:
@@ -54,15 +62,37 @@ class Served:
         out, _ = self.process.communicate(timeout=10)
         return out.decode()
 
+    def refused(self, path: str, token: str) -> int:
+        """The status a handshake at `path` with `token` is refused with."""
+        with pytest.raises(InvalidStatus) as refused:
+            connect(f"ws://127.0.0.1:{self.port}{path}?token={token}", open_timeout=10)
+        return refused.value.response.status_code
 
-@pytest.fixture
-def served(redis_db: Any) -> Iterator[Served]:
+
+def errors_in(output: str) -> list[str]:
+    """The lines logged at ERROR: uvicorn's own (its default format, `ERROR:    ...`) and
+    the app's JSON lines."""
+    found = [line for line in output.splitlines() if line.startswith("ERROR:")]
+    for line in output.splitlines():
+        if line.startswith("{") and json.loads(line)["level"] == "error":
+            found.append(line)
+    return found
+
+
+def app_lines(output: str, message: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    return [line for line in lines if line["message"] == message]
+
+
+@contextmanager
+def _serving(folder: Path, **env_overrides: str) -> Iterator[Served]:
+    """scf_bootstrap's server, run from `folder` (the function's, or a probe's)."""
     port = _free_port()
     env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
     env.update({k: os.environ[k] for k in ("APP_ENV", "DATABASE_URL", "REDIS_URL", "JWT_SECRET")})
-    env["PYTHONPATH"] = f"{FOLDER}{os.pathsep}{ROOT / 'shared'}"
+    env.update(env_overrides, PYTHONPATH=f"{folder}{os.pathsep}{ROOT / 'shared'}")
     server = subprocess.Popen(
-        _command(port), cwd=FOLDER, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        _command(port), cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
         deadline = time.monotonic() + 30
@@ -77,6 +107,12 @@ def served(redis_db: Any) -> Iterator[Served]:
         if server.poll() is None:
             server.terminate()
             server.wait(10)
+
+
+@pytest.fixture
+def served(redis_db: Any) -> Iterator[Served]:
+    with _serving(FOLDER) as server:
+        yield server
 
 
 def test_scf_bootstrap_serves_the_app_on_its_port(served: Served) -> None:
@@ -100,3 +136,46 @@ def test_the_apps_log_lines_are_json_on_stdout_as_every_functions_are(served: Se
     lines = [json.loads(line) for line in served.output().splitlines() if line.startswith("{")]
     closed = [line for line in lines if line["message"] == "connection closed"]
     assert closed and closed[0]["logger"] == "app.events.websocket", lines
+
+
+def test_a_refused_handshake_logs_no_error(served: Served) -> None:
+    """uvicorn 0.38 logs a handshake answered with an HTTP response as an ERROR
+    (Kludex/uvicorn#3138): the app's own refusals are kept out of it."""
+    assert served.refused("/", "not-a-token") == 401
+    with settings_env(ACCESS_TOKEN_TTL_S="1"):
+        expired = token_for(new_user())
+    time.sleep(2.1)
+    assert served.refused("/", expired) == 401
+    output = served.output()
+    assert errors_in(output) == [], output
+    refusals = app_lines(output, "handshake refused")
+    assert [(r["level"], r["status"]) for r in refusals] == [("info", 401)] * 2, output
+    assert [r["error"] for r in refusals] == ["AUTH_TOKEN_INVALID", "AUTH_TOKEN_EXPIRED"]
+
+
+def test_a_handshake_refused_while_the_database_is_down_logs_no_error(redis_db: Any) -> None:
+    user = new_user()
+    token = token_for(user)
+    redis_db.delete(cache.redis_key(profiles.key(user)))  # the profile must come from the database
+    down = f"mysql+pymysql://root@127.0.0.1:{closed_port()}/x"
+    with _serving(FOLDER, DATABASE_URL=down, DB_POOL_ACQUIRE_TIMEOUT_S="2") as server:
+        assert server.refused("/", token) == 503
+        output = server.output()
+    # The cause is an error where it is met; the refusal it leads to is not another one.
+    assert {json.loads(line)["logger"] for line in errors_in(output)} == {"app.db"}, output
+    refusals = app_lines(output, "handshake refused")
+    assert [(r["level"], r["status"]) for r in refusals] == [("warning", 503)], output
+
+
+def test_a_handshake_the_app_never_answers_or_crashes_in_is_still_an_error(
+    redis_db: Any,
+) -> None:
+    with _serving(PROBE) as server:
+        assert server.refused("/", "not-a-token") == 401  # the filter is in place
+        assert server.refused("/unanswered", "x") == 500
+        assert server.refused("/crash", "x") == 500
+        assert server.refused("/", "not-a-token") == 401
+        output = server.output()
+    errors = errors_in(output)
+    assert [line for line in errors if UNCOMPLETED in line] == [f"ERROR:    {UNCOMPLETED}"]
+    assert [line for line in errors if "Exception in ASGI application" in line], output

@@ -109,7 +109,7 @@ def test_a_failing_pipeline_refunds(cloud: Any) -> None:
 def test_the_demo_pipeline_runs_and_the_sweeper_job_answers(cloud: Any) -> None:
     admin = token_for(new_user(role="admin"), role="admin")
     token = token_for(new_user(quota=1))
-    pipelines = requests.get(f"{cloud.url}/pipelines", timeout=10).json()["items"]
+    pipelines = requests.get(f"{cloud.url}/pipelines?limit=100", timeout=10).json()["items"]
     assert "demo" in {p["id"] for p in pipelines}
     created = requests.post(
         f"{cloud.url}/tasks",

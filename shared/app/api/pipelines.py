@@ -8,6 +8,7 @@ from typing import Any
 from app.api.schemas.pipelines import PipelineList
 from app.errors import AppError, ErrorCode
 from app.http import Auth, Request, Router
+from app.http.models import PageQuery
 from app.pipeline import catalog
 from app.pipeline.definition import PIPELINE_ID, PipelineDefinition
 
@@ -17,11 +18,13 @@ router = Router(tags=("pipelines",))
 @router.get(
     "/pipelines",
     auth=Auth.PUBLIC,
+    query=PageQuery,
     response=PipelineList,
-    summary="Enabled pipelines and what each costs",
+    summary="Enabled pipelines and what each costs, by id",
 )
-def list_pipelines(req: Request[None, None]) -> dict[str, Any]:
-    return {"items": catalog.public_list(), "next_cursor": None}
+def list_pipelines(req: Request[None, PageQuery]) -> dict[str, Any]:
+    page = catalog.public_page(limit=req.query.limit, cursor=req.query.cursor)
+    return {"items": page.items, "next_cursor": page.next_cursor}
 
 
 @router.put(

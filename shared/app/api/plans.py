@@ -8,6 +8,7 @@ from typing import Any
 from app.api.schemas.payments import AdminPlanOut, PlanIn, PlanList
 from app.errors import AppError, ErrorCode
 from app.http import Auth, Request, Router
+from app.http.models import PageQuery
 from app.payments import plans
 
 router = Router(tags=("payments",))
@@ -16,11 +17,13 @@ router = Router(tags=("payments",))
 @router.get(
     "/plans",
     auth=Auth.PUBLIC,
+    query=PageQuery,
     response=PlanList,
-    summary="The plans on sale, cheapest first",
+    summary="The plans on sale, cheapest first (one price: by id)",
 )
-def list_plans(req: Request[None, None]) -> dict[str, Any]:
-    return {"items": plans.public_list(), "next_cursor": None}
+def list_plans(req: Request[None, PageQuery]) -> dict[str, Any]:
+    page = plans.public_page(limit=req.query.limit, cursor=req.query.cursor)
+    return {"items": page.items, "next_cursor": page.next_cursor}
 
 
 @router.put(

@@ -41,6 +41,7 @@ from urllib.parse import parse_qs
 
 from app.config import get_settings
 from app.errors import AppError, ErrorCode
+from app.events import handshake_log
 from app.identity import access
 from app.observability import logging as applog
 from app.realtime import acks, presence, streams
@@ -83,7 +84,20 @@ def _token(scope: Scope) -> str:
 
 async def _refuse(scope: Scope, send: Send, error: AppError, status: int) -> None:
     request_id = secrets.token_hex(16)
-    if "websocket.http.response" not in (scope.get("extensions") or {}):
+    # Logged here, and not again by uvicorn (app.events.handshake_log). A refusal is the
+    # answer the contract asks for, not a failure: a 503's cause (the database, Redis) is
+    # logged where it is met, so the refusal itself is a warning at most.
+    handshake_log.mark_refused()
+    with_body = "websocket.http.response" in (scope.get("extensions") or {})
+    applog.log_fields(
+        log,
+        logging.WARNING if status >= 500 else logging.INFO,
+        "handshake refused",
+        status=status if with_body else 403,
+        error=error.code.value,
+        request_id=request_id,
+    )
+    if not with_body:
         await send({"type": "websocket.close", "code": 1008})  # the server answers 403
         return
     body = json.dumps(error.envelope(request_id)).encode()
@@ -311,6 +325,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     # uvicorn configures only its own loggers (`scf_bootstrap` runs it without a lifespan):
     # the app's lines are JSON on stdout as every function's are. The first call wins.
     applog.configure(get_settings().log_level)
+    handshake_log.install()
     first = await receive()
     if first["type"] != "websocket.connect":
         return

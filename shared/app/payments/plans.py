@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app import cache
+from app.db import pages
 
 if TYPE_CHECKING:
     from app.db.transaction import Transaction
@@ -48,6 +49,11 @@ def public_list() -> list[dict[str, Any]]:
     """The enabled plans, `{"id", "name", "price_fen", "duration_days", "quota"}`, cheapest
     first."""
     return cache.get_or_set(LIST_CACHE_KEY, _load_public, CONFIG_TTL_S) or []
+
+
+def public_page(*, limit: int, cursor: str | None) -> pages.Page[dict[str, Any]]:
+    """One page of `public_list`: cheapest first, plans of one price by id."""
+    return pages.ascending(public_list(), by=("price_fen",), cursor=cursor, limit=limit)
 
 
 def save(plan_id: str, fields: PlanFields) -> Plan:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from app import cache
+from app.db import pages
 
 LIST_CACHE_KEY = "config:pipelines"
 CONFIG_TTL_S = 24 * 3600
@@ -20,6 +21,11 @@ def public_list() -> list[dict[str, Any]]:
     """The enabled pipelines, `{"id", "name", "description", "cost"}` each, by id."""
     items = cache.get_or_set(LIST_CACHE_KEY, _load_public, CONFIG_TTL_S)
     return items or []
+
+
+def public_page(*, limit: int, cursor: str | None) -> pages.Page[dict[str, Any]]:
+    """One page of `public_list`, by id."""
+    return pages.ascending(public_list(), cursor=cursor, limit=limit)
 
 
 def forget_public_list() -> None:
