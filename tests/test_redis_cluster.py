@@ -25,6 +25,7 @@ from tests.identity import test_sms_codes as sms_tests
 from tests.queue import test_scf_backend as scf_tests
 from tests.queue import test_scf_on_cluster
 from tests.realtime import test_on_cluster as realtime_on_cluster
+from tests.realtime import test_order as order_tests
 from tests.realtime import test_websocket as websocket_tests
 from tests.runner import test_runner_rules as runner_rules
 from tests.runner import test_slots_on_cluster
@@ -55,6 +56,9 @@ ON_CLUSTER: dict[str, Callable[..., None]] = {
     "app.queue.scf._CLAIM_DUE": scf_tests.test_a_delayed_message_waits_in_redis_until_due,
     "app.realtime.acks._ADVANCE": (
         websocket_tests.test_an_acknowledgement_never_moves_back_or_past_what_was_sent
+    ),
+    "app.realtime.streams._APPEND": (
+        order_tests.test_a_running_pushed_after_the_cancel_is_never_sent_after_it
     ),
 }
 # Scripts not run on the cluster, and why.

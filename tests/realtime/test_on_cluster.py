@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.realtime import test_order as order_tests
 from tests.realtime import test_websocket as ws_tests
 
 FLOWS: list[Callable[[Any], None]] = [
@@ -21,6 +22,7 @@ FLOWS: list[Callable[[Any], None]] = [
     ws_tests.test_what_was_not_acknowledged_comes_again_in_order_with_the_same_ids,
     ws_tests.test_an_acknowledgement_never_moves_back_or_past_what_was_sent,
     ws_tests.test_two_connections_of_one_user_both_receive,
+    order_tests.test_a_running_pushed_after_the_cancel_is_never_sent_after_it,
 ]
 
 

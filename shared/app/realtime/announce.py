@@ -1,5 +1,7 @@
 """What follows each committed transition of a task, for realtime: from `running` on, a
-`task.updated` message on its owner's stream; when it succeeds or fails, the subscription
+`task.updated` message on its owner's stream, unless one about a later state of the task
+is there already (its transition committed later, its effect ran sooner: this message
+would show the client a state the task has left); when it succeeds or fails, the subscription
 message for a user who is away. Each part fails on its own, logged, and neither can fail
 or undo the transition (it has committed; `app.tasks.hooks` calls this after the commit)."""
 
@@ -14,36 +16,37 @@ from app.storage import outputs
 
 log = applog.get_logger("app.realtime.announce")
 
-# A created task is answered to its creator by POST /tasks; the stream starts at `running`.
-NOT_PUSHED = frozenset({"queued"})
+# Where each pushed status stands in a task's life, which only goes forward: queued ->
+# running -> one ending, or queued -> cancelled. A message is never sent after one of a
+# later stage of its task (`streams.append`). A created task is answered to its creator by
+# POST /tasks: `queued` is not pushed, the stream starts at `running`.
+STAGE = {"running": 1, "succeeded": 2, "failed": 2, "cancelled": 2}
 
 
 def task_updated(view: dict[str, Any]) -> None:
-    user_id = str(view.get("user_id"))
-    if view.get("status") not in NOT_PUSHED:
+    stage = STAGE.get(str(view.get("status")))
+    if stage is not None:
         try:
-            streams.append(user_id, _kept_form(view))
+            if streams.append(str(view.get("user_id")), _kept_form(view), stage) is None:
+                _unsent(logging.INFO, "task update not pushed: a later one was", view)
         except Exception as exc:  # noqa: BLE001 - the push is lost; the task stands
-            applog.log_fields(
-                log,
-                logging.WARNING,
-                "task update not pushed",
-                task_id=view.get("id"),
-                user_id=user_id,
-                status=view.get("status"),
-                error=type(exc).__name__,
-            )
+            _unsent(logging.WARNING, "task update not pushed", view, error=type(exc).__name__)
     try:
         subscription.notify_if_away(view)
     except Exception as exc:  # noqa: BLE001 - as above: the message is lost, the task stands
-        applog.log_fields(
-            log,
-            logging.WARNING,
-            "subscription message not sent",
-            task_id=view.get("id"),
-            user_id=user_id,
-            error=type(exc).__name__,
-        )
+        _unsent(logging.WARNING, "subscription message not sent", view, error=type(exc).__name__)
+
+
+def _unsent(level: int, message: str, view: dict[str, Any], **fields: Any) -> None:
+    applog.log_fields(
+        log,
+        level,
+        message,
+        task_id=view.get("id"),
+        user_id=str(view.get("user_id")),
+        status=view.get("status"),
+        **fields,
+    )
 
 
 def _kept_form(view: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,17 @@ alive.
 Appending happens after the transition has committed: when Redis cannot take it, the
 message is lost (logged), and the task itself, `GET /tasks/{id}` and every later message
 are unaffected.
+
+One task's messages are in the order of its life. Two transitions of a task committed one
+after the other (the worker's `running` and a cancel, each in its own instance) append in
+their own time, so the later one's message can be ready first. Each message carries its
+task's stage (`announce.STAGE`: running, then an ending), and `_APPEND` adds it only when
+the stage is past the last one appended for that task (`realtime:stage:{<user>}:<task>`,
+kept 24 h, as the message it stands for): a message that comes after one about a later state of its
+task is dropped, never sent, so an ending is always a task's last message. The stage is
+the status's place in the task's life rather than `updated_at`, which each instance reads
+from its own clock (two instances' are not ordered), and a task passes each stage at most
+once.
 """
 
 from __future__ import annotations
@@ -30,6 +41,18 @@ KEEP_MS = 24 * 3600 * 1000
 # The task view's fields a message carries (API.md, "WebSocket").
 FIELDS = ("id", "status", "output", "error", "updated_at")
 _ID = re.compile(r"^(\d{1,19})-(\d{1,19})$")
+
+# KEYS[1] the stream, KEYS[2] the task's stage last appended; ARGV[1] the message's stage,
+# ARGV[2] its data, ARGV[3] STREAM_MAX, ARGV[4] KEEP_MS. The message id, or false when the
+# task's messages have reached this stage already.
+_APPEND = """
+local appended = redis.call('GET', KEYS[2])
+if appended and tonumber(appended) >= tonumber(ARGV[1]) then return false end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'data', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[4])
+return id
+"""
 
 
 def stream_key(user_id: str) -> str:
@@ -64,16 +87,20 @@ def message_data(view: dict[str, Any]) -> dict[str, Any]:
     return {name: view.get(name) for name in FIELDS}
 
 
-def append(user_id: str, view: dict[str, Any]) -> str:
-    """Add the task's update to its owner's stream; the message id. Raises what Redis
-    raises."""
+def stage_key(user_id: str, task_id: str) -> str:
+    return f"realtime:stage:{tag(user_id)}:{task_id}"
+
+
+def append(user_id: str, view: dict[str, Any], stage: int) -> str | None:
+    """Add the task's update, at `stage` of its life, to its owner's stream; the message
+    id, or None when a message about this stage of the task or a later one is there
+    already (nothing is added). Raises what Redis raises."""
     data = json.dumps(message_data(view), ensure_ascii=False, separators=(",", ":"))
-    key = stream_key(user_id)
-    pipe = get_redis().pipeline(transaction=False)
-    pipe.xadd(key, {"data": data}, maxlen=STREAM_MAX, approximate=True)
-    pipe.pexpire(key, KEEP_MS)
-    message_id, _ = pipe.execute()
-    return str(message_id)
+    keys = [stream_key(user_id), stage_key(user_id, str(view.get("id")))]
+    message_id = get_redis().register_script(_APPEND)(
+        keys=keys, args=[stage, data, STREAM_MAX, KEEP_MS]
+    )
+    return None if message_id is None else str(message_id)
 
 
 @dataclass(frozen=True, order=True)
