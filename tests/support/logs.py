@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from app.observability.logging import JsonFormatter
+from app.config import get_settings
+from app.observability.logging import JsonFormatter, configure
 
 
 class CapturedLogs:
@@ -31,6 +32,9 @@ class CapturedLogs:
 
 @contextmanager
 def capture_logs(level: int = logging.INFO) -> Iterator[CapturedLogs]:
+    # As the first function entry of the process would: its configure replaces the root's
+    # handlers, which would take this one away if it came later.
+    configure(get_settings().log_level)
     captured = CapturedLogs()
     handler = logging.StreamHandler(captured.stream)
     handler.setFormatter(JsonFormatter())
