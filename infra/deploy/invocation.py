@@ -59,7 +59,7 @@ def function_url(ctx: Context, fn: FunctionTarget, triggers: list[dict[str, Any]
     if not (fn.spec.http or fn.spec.web):
         for url in urls:
             if ctx.plan.remove(what):
-                ctx.api.write(
+                ctx.write(
                     "DeleteTrigger",
                     **base,
                     TriggerName=url["TriggerName"],
@@ -68,7 +68,7 @@ def function_url(ctx: Context, fn: FunctionTarget, triggers: list[dict[str, Any]
         return None
     if not urls:
         if ctx.plan.create(what, "auth NONE, internet"):
-            ctx.api.write(
+            ctx.write(
                 "CreateTrigger",
                 **base,
                 TriggerName=URL_TRIGGER,
@@ -82,7 +82,7 @@ def function_url(ctx: Context, fn: FunctionTarget, triggers: list[dict[str, Any]
     names = ("auth", "internet", "intranet", "enabled")
     old, new = _url_state(url), _url_state(None)
     if ctx.plan.update(what, compare(names, old, new)):
-        ctx.api.write(
+        ctx.write(
             "UpdateTrigger",
             **base,
             TriggerName=url["TriggerName"],
@@ -98,7 +98,7 @@ def timers(ctx: Context, fn: FunctionTarget, triggers: list[dict[str, Any]]) -> 
     base = {"FunctionName": fn.name, "Namespace": ctx.namespace, "Type": "timer"}
 
     def delete(trigger: dict[str, Any]) -> None:
-        ctx.api.write(
+        ctx.write(
             "DeleteTrigger",
             **base,
             TriggerName=trigger["TriggerName"],
@@ -119,7 +119,7 @@ def timers(ctx: Context, fn: FunctionTarget, triggers: list[dict[str, Any]]) -> 
         have = existing.pop(timer.name, None)
         if have is None:
             if ctx.plan.create(what, f"{timer.cron}{'' if timer.enabled else ', disabled'}"):
-                ctx.api.write("CreateTrigger", **base, **params)
+                ctx.write("CreateTrigger", **base, **params)
             continue
         old = (
             _desc(have).get("cron"),
@@ -129,7 +129,7 @@ def timers(ctx: Context, fn: FunctionTarget, triggers: list[dict[str, Any]]) -> 
         changed = compare(("cron", "enabled", "argument"), old, wanted)
         if ctx.plan.update(what, changed):
             delete(have)
-            ctx.api.write("CreateTrigger", **base, **params)
+            ctx.write("CreateTrigger", **base, **params)
     for name, have in sorted(existing.items()):
         if ctx.plan.remove(f"timer {fn.name}/{name}"):
             delete(have)
@@ -150,7 +150,7 @@ def async_config(ctx: Context, fn: FunctionTarget, existed: bool) -> None:
     }
     if not existed:
         if ctx.plan.create(what, f"retries {policy.retries}, ttl {policy.ttl_s} s"):
-            ctx.api.write("UpdateFunctionEventInvokeConfig", **params)
+            ctx.write("UpdateFunctionEventInvokeConfig", **params)
         return
     answer = ctx.api.read(
         "GetFunctionEventInvokeConfig",
@@ -163,7 +163,7 @@ def async_config(ctx: Context, fn: FunctionTarget, existed: bool) -> None:
     old = (retries[0] if retries else None, config.get("MsgTTL"))
     changed = compare(("retries", "ttl_s"), old, (policy.retries, policy.ttl_s))
     if ctx.plan.update(what, changed):
-        ctx.api.write("UpdateFunctionEventInvokeConfig", **params)
+        ctx.write("UpdateFunctionEventInvokeConfig", **params)
 
 
 def invoke_after_deploy(ctx: Context, fn: FunctionTarget) -> None:
