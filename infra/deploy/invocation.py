@@ -22,6 +22,7 @@ from typing import Any
 
 from infra.deploy.context import Context
 from infra.deploy.plan import compare
+from infra.deploy.scf import ApiError
 from infra.deploy.target import QUALIFIER, FunctionTarget
 
 URL_TRIGGER = "function-url"
@@ -168,18 +169,26 @@ def async_config(ctx: Context, fn: FunctionTarget, existed: bool) -> None:
 
 def invoke_after_deploy(ctx: Context, fn: FunctionTarget) -> None:
     """Invoke the function synchronously and print its answer (a plan says it would);
-    InvokeFailed with the function's error message when it raised."""
+    InvokeFailed with the function's error message when it raised, or the call's error when
+    the call itself failed."""
     if ctx.plan.dry_run:
         ctx.plan.note(f"invoke {fn.name} before the other functions")
         return
-    answer = ctx.api.write(
-        "Invoke",
-        FunctionName=fn.name,
-        Namespace=ctx.namespace,
-        Qualifier=QUALIFIER,
-        InvocationType="RequestResponse",
-        ClientContext="{}",
-    )
+    try:
+        answer = ctx.api.write(
+            "Invoke",
+            FunctionName=fn.name,
+            Namespace=ctx.namespace,
+            Qualifier=QUALIFIER,
+            InvocationType="RequestResponse",
+            ClientContext="{}",
+        )
+    except ApiError as error:
+        # SCF's own error, or no answer within the call's timeout: the function may have run
+        # (in part), or still be running. Either way no other function may change.
+        raise InvokeFailed(
+            f"{fn.name} gave no answer, so whether it ran is not known: {error}"
+        ) from error
     result = answer.get("Result") or {}
     # InvokeResult is unmaintained (DEPLOY-NOTES section 4): the error message decides.
     if result.get("ErrMsg"):

@@ -1,7 +1,7 @@
 """A deployed account, then one change to serverless.yml or to a package: the plan names it
 and only it, and the apply writes only what it names. And the ways a deploy stops: a
 variable missing (before any call), an API error (with its code, and what was done before
-it), a change SCF cannot make (before any write), db-migrate raising."""
+it), a change SCF cannot make (before any write), db-migrate raising or its call failing."""
 
 from __future__ import annotations
 
@@ -260,21 +260,36 @@ def test_db_migrate_runs_before_any_other_function_is_created(account: Account) 
     assert result.lines[head - 1].startswith(f"invoke {PREFIX}db-migrate: ")
 
 
-def test_db_migrate_raising_stops_the_deploy_before_the_other_functions(
-    deployed: Account, tmp_path: Path
-) -> None:
-    def refuse(*_args: Any) -> Any:
-        raise RuntimeError("another migration run holds the lock; try again later")
+def _refuse(*_args: Any) -> Any:
+    raise RuntimeError("another migration run holds the lock; try again later")
 
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        # The function raising: its message.
+        f"{PREFIX}db-migrate failed: another migration run holds the lock; try again later",
+        # The Invoke call itself failing (SCF's error, the request timing out): whether the
+        # migration ran is not known, and nothing else may change either.
+        f"{PREFIX}db-migrate gave no answer, so whether it ran is not known:"
+        " Invoke: InternalError: try again",
+    ],
+)
+def test_db_migrate_failing_stops_the_deploy_before_the_other_functions(
+    deployed: Account, tmp_path: Path, failure: str
+) -> None:
     dist = tmp_path / "dist"
     shutil.copytree(deployed.dist, dist)
     write_layer(dist / "layer" / "layer.zip", marker="2")
-    deployed.scf.run_with(PREFIX + "db-migrate", refuse)
+    if "no answer" in failure:
+        deployed.scf.fail_next("Invoke", "InternalError", "try again")
+    else:
+        deployed.scf.run_with(PREFIX + "db-migrate", _refuse)
 
     result = deployed.deploy("apply", dist=dist)
     assert result.code == 1
     assert result.lines[-5:] == [
-        f"error: {PREFIX}db-migrate failed: another migration run holds the lock; try again later",
+        f"error: {failure}",
         "done before the failure (2 changes):",
         "  + create layer ai-platform-app" + result.lines[0].split("ai-platform-app", 1)[1],
         f"  ~ update function {PREFIX}db-migrate layers: ai-platform-app:1 -> ai-platform-app:2",
@@ -429,4 +444,3 @@ def test_a_layer_published_whose_wait_fails_is_reported_begun(account: Account) 
     account.cloud.calls.clear()
     assert account.deploy("apply").code == 0
     assert ("PublishLayerVersion", "") not in _writes(account)
-
