@@ -253,6 +253,14 @@ def find_python(version: str) -> str | None:
     return None
 
 
+def _compile_environment() -> dict[str, str]:
+    """This process's variables but Python's own: PYTHONOPTIMIZE would write `.opt-N.pyc`,
+    PYTHONPYCACHEPREFIX put the bytecode outside the layer, and SCF's CPython reads neither;
+    a fixed hash seed writes sets and frozensets in the same order on every build."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    return {**kept, "PYTHONHASHSEED": "0"}
+
+
 def _compile(content: Path, python_version: str) -> list[Path]:
     """Compile every module under `content` with the target's CPython; the bytecode files."""
     python = find_python(python_version)
@@ -265,8 +273,7 @@ def _compile(content: Path, python_version: str) -> list[Path]:
     result = subprocess.run(  # noqa: S603
         [python, "-m", "compileall", "-q", "-d", "/opt", "--invalidation-mode", "checked-hash",
          str(content)],
-        capture_output=True, text=True, check=False,
-        env={**os.environ, "PYTHONHASHSEED": "0"},  # sets and frozensets in a fixed order
+        capture_output=True, text=True, check=False, env=_compile_environment(),
     )  # fmt: skip
     compiled = sorted(content.rglob("*.pyc"))
     if not compiled:

@@ -44,3 +44,23 @@ def test_a_module_the_target_cannot_compile_ships_as_source(
 
     again = build_layer(tmp_path / "b", VERSION, requirements, app)
     assert again.path.read_bytes() == first.path.read_bytes()
+
+
+def test_the_bytecode_is_what_scf_loads_whatever_python_variables_the_build_runs_under(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SCF's CPython runs without -O and reads each module's `__pycache__` beside it: bytecode
+    compiled under PYTHONOPTIMIZE (`.opt-1.pyc`) or written under PYTHONPYCACHEPREFIX would
+    never be loaded there."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "__init__.py").write_text("assert True\n")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# none\n")
+    monkeypatch.setenv("PYTHONOPTIMIZE", "2")
+    monkeypatch.setenv("PYTHONPYCACHEPREFIX", str(tmp_path / "prefix"))
+
+    layer = build_layer(tmp_path / "out", VERSION, requirements, app)
+    with zipfile.ZipFile(layer.path) as archive:
+        assert set(archive.namelist()) == {"app/__init__.py", f"app/__pycache__/__init__.{TAG}.pyc"}
+    assert not (tmp_path / "prefix").exists()
