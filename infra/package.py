@@ -235,9 +235,18 @@ def _layer_entries(wheels: Iterable[Path], app_dir: Path) -> Iterator[tuple[str,
                     yield target, archive.read(info), (info.external_attr >> 16) & 0o777
 
 
+def _cache_tag(version: str) -> str:
+    """The tag of the bytecode SCF's CPython of `version` reads (`cpython-310`)."""
+    return f"cpython-{version.replace('.', '')}"
+
+
 def find_python(version: str) -> str | None:
-    """A CPython of `version` (`3.10`) on this machine: this one, one on PATH, or pyenv's."""
-    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
+    """A CPython of `version` (`3.10`) on this machine: this one, one on PATH, or pyenv's.
+
+    Each is asked for its bytecode's tag, which names the files it writes: a stub or broken
+    shim that answers anything with success, or another implementation of the same version
+    (PyPy writes `pypy310`), would ship bytecode SCF's CPython never reads."""
+    if sys.implementation.cache_tag == _cache_tag(version):
         return sys.executable
     candidates = [shutil.which(f"python{version}")]
     pyenv = shutil.which("pyenv")
@@ -245,16 +254,17 @@ def find_python(version: str) -> str | None:
         root = subprocess.run([pyenv, "root"], capture_output=True, text=True, check=False)  # noqa: S603
         found = Path(root.stdout.strip()).glob(f"versions/{version}.*/bin/python{version}")
         candidates += sorted(map(str, found), reverse=True)
-    probe = f"import sys; assert sys.version_info[:2] == ({version.replace('.', ', ')})"
+    probe = "import sys; print(sys.implementation.cache_tag)"
     for candidate in filter(None, candidates):
-        answer = subprocess.run([candidate, "-c", probe], capture_output=True, check=False)  # noqa: S603
-        if answer.returncode == 0:
+        answer = subprocess.run(  # noqa: S603
+            [candidate, "-c", probe], capture_output=True, text=True, check=False
+        )
+        if answer.returncode == 0 and answer.stdout.strip() == _cache_tag(version):
             return candidate
     return None
 
 
-def _compile(content: Path, python_version: str) -> list[Path]:
-    """Compile every module under `content` with the target's CPython; the bytecode files."""
+def _find_compiler(python_version: str) -> str:
     python = find_python(python_version)
     if python is None:
         raise SystemExit(
@@ -262,11 +272,23 @@ def _compile(content: Path, python_version: str) -> list[Path]:
             f"runtime: install one (pyenv install {python_version}) or put python{python_version} "
             "on PATH"
         )
+    return python
+
+
+def _compile_environment() -> dict[str, str]:
+    """This process's variables but Python's own: PYTHONOPTIMIZE would write `.opt-N.pyc`,
+    PYTHONPYCACHEPREFIX put the bytecode outside the layer, and SCF's CPython reads neither;
+    a fixed hash seed writes sets and frozensets in the same order on every build."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    return {**kept, "PYTHONHASHSEED": "0"}
+
+
+def _compile(content: Path, python: str) -> list[Path]:
+    """Compile every module under `content` with the target's CPython; the bytecode files."""
     result = subprocess.run(  # noqa: S603
         [python, "-m", "compileall", "-q", "-d", "/opt", "--invalidation-mode", "checked-hash",
          str(content)],
-        capture_output=True, text=True, check=False,
-        env={**os.environ, "PYTHONHASHSEED": "0"},  # sets and frozensets in a fixed order
+        capture_output=True, text=True, check=False, env=_compile_environment(),
     )  # fmt: skip
     compiled = sorted(content.rglob("*.pyc"))
     if not compiled:
@@ -287,6 +309,7 @@ def build_layer(
     """Write the layer zip and its unpacked copy; the first file of a path wins (the
     tencentcloud namespace `__init__.py` comes in every tencentcloud-sdk wheel)."""
     out_dir = out_dir or ROOT / "dist" / "layer"
+    python = _find_compiler(python_version)  # before any download or file written
     wheels = fetch_wheels(requirements, python_version)
     content = out_dir / "content"
     shutil.rmtree(content, ignore_errors=True)
@@ -299,7 +322,7 @@ def build_layer(
         target = content / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
-    for pyc in _compile(content, python_version):
+    for pyc in _compile(content, python):
         modes[pyc.relative_to(content).as_posix()] = 0o644
     layer = out_dir / LAYER_NAME
     total = 0

@@ -5,13 +5,14 @@ as pip does when it installs."""
 
 from __future__ import annotations
 
+import os
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from infra.package import build_layer
+from infra.package import build_layer, find_python
 
 VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
 TAG = sys.implementation.cache_tag
@@ -44,3 +45,56 @@ def test_a_module_the_target_cannot_compile_ships_as_source(
 
     again = build_layer(tmp_path / "b", VERSION, requirements, app)
     assert again.path.read_bytes() == first.path.read_bytes()
+
+
+def test_the_bytecode_is_what_scf_loads_whatever_python_variables_the_build_runs_under(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SCF's CPython runs without -O and reads each module's `__pycache__` beside it: bytecode
+    compiled under PYTHONOPTIMIZE (`.opt-1.pyc`) or written under PYTHONPYCACHEPREFIX would
+    never be loaded there."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "__init__.py").write_text("assert True\n")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# none\n")
+    monkeypatch.setenv("PYTHONOPTIMIZE", "2")
+    monkeypatch.setenv("PYTHONPYCACHEPREFIX", str(tmp_path / "prefix"))
+
+    layer = build_layer(tmp_path / "out", VERSION, requirements, app)
+    with zipfile.ZipFile(layer.path) as archive:
+        assert set(archive.namelist()) == {"app/__init__.py", f"app/__pycache__/__init__.{TAG}.pyc"}
+    assert not (tmp_path / "prefix").exists()
+
+
+def _on_path(monkeypatch: pytest.MonkeyPatch, folder: Path, name: str, script: str) -> None:
+    folder.mkdir()
+    program = folder / name
+    program.write_text(f"#!/bin/sh\n{script}\n")
+    program.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+
+
+def test_a_program_named_for_the_version_that_is_no_cpython_of_it_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stub or broken shim that answers every command with success compiles nothing; an
+    interpreter of another implementation writes bytecode SCF's CPython never reads."""
+    _on_path(monkeypatch, tmp_path / "bin", "python3.98", "exit 0")
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))
+
+    assert find_python("3.98") is None
+
+
+def test_without_a_python_of_the_target_the_build_stops_before_it_downloads_or_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# none\n")
+
+    with pytest.raises(SystemExit) as stopped:
+        build_layer(tmp_path / "out", "3.98", requirements, tmp_path)
+    assert "no Python 3.98 here to compile the layer's bytecode" in str(stopped.value)
+    assert "pyenv install 3.98" in str(stopped.value)
+    assert not (tmp_path / "out").exists()

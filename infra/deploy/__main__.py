@@ -41,8 +41,9 @@ def _failed(out: TextIO, plan: Plan, error: Exception) -> int:
             print(f"  {line}", file=out)
     else:
         print("nothing was changed before the failure", file=out)
-    for line in plan.failed():
-        print(f"not done: {line}", file=out)
+    stopped = plan.failed()
+    for line in stopped.lines:
+        print(f"{'begun, not finished' if stopped.begun else 'not done'}: {line}", file=out)
     if isinstance(error, invocation.InvokeFailed):
         print("not done: the other functions and the domain (still as they were)", file=out)
     return 1

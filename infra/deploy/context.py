@@ -4,6 +4,7 @@ the account should hold, and the plan its changes are recorded in (and, in an ap
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from infra.deploy.cos import PackageStore
 from infra.deploy.plan import Plan
@@ -21,3 +22,10 @@ class Context:
     @property
     def namespace(self) -> str:
         return self.api.namespace
+
+    def write(self, action: str, **params: Any) -> dict[str, Any]:
+        """A write of the change being made: once SCF accepts it, a failure leaves the
+        change begun rather than not done."""
+        answer = self.api.write(action, **params)
+        self.plan.begun()
+        return answer

@@ -56,7 +56,7 @@ def reconcile(ctx: Context, qualifiers: dict[str, str]) -> None:
     answer = ctx.api.read_or_none("GetCustomDomain", Domain=domain.name)
     if answer is None:
         if ctx.plan.create(what, f"{domain.protocol}, {len(endpoints)} paths"):
-            ctx.api.write("CreateCustomDomain", **params)
+            ctx.write("CreateCustomDomain", **params)
         return
     certificate = (answer.get("CertConfig") or {}).get("CertificateId") or None
     changed = diffs(
@@ -70,4 +70,4 @@ def reconcile(ctx: Context, qualifiers: dict[str, str]) -> None:
         if old.get(path) != new.get(path):
             changed.append(Diff(f"path {path}", old.get(path), new.get(path)))
     if ctx.plan.update(what, changed):
-        ctx.api.write("UpdateCustomDomain", **params)
+        ctx.write("UpdateCustomDomain", **params)

@@ -32,6 +32,8 @@ from infra.deploy.layer import LayerRef
 from infra.deploy.plan import Diff, diffs
 from infra.deploy.target import RESERVED_PREFIXES, FunctionTarget, hash_note, noted_hash
 
+# What `UpdateFunctionCode` changes; every other field is `UpdateFunctionConfiguration`'s.
+_CODE_FIELDS = frozenset({"code", "handler"})
 # base64 grows a zip by 4/3: 6 MB of zip and the rest of the request stay under 10 MB.
 INLINE_LIMIT_BYTES = 6 * 1024 * 1024
 
@@ -172,7 +174,7 @@ def reconcile(ctx: Context, fn: FunctionTarget, layer: LayerRef) -> bool:
         detail = f"{want.runtime}, {want.memory} MB, {want.timeout} s, layer {layer.render()}"
         if ctx.plan.create(f"function {fn.name}", detail):
             source, code = _code(ctx, fn)
-            ctx.api.write(
+            ctx.write(
                 "CreateFunction",
                 FunctionName=fn.name,
                 Namespace=ctx.namespace,
@@ -194,14 +196,16 @@ def reconcile(ctx: Context, fn: FunctionTarget, layer: LayerRef) -> bool:
                 f"{what}; delete the function, then deploy again"
             )
             return True
-    changed = have.compare(want)
+    # The code's lines first: SCF takes the code in a call of its own, made first, so a
+    # failure of the configuration's call leaves them made and the rest not.
+    changed = sorted(have.compare(want), key=lambda diff: diff.field not in _CODE_FIELDS)
     if not ctx.plan.update(f"function {fn.name}", changed):
         return True
     fields = {diff.field for diff in changed}
-    if fields & {"code", "handler"}:
+    if fields & _CODE_FIELDS:
         source, code = _code(ctx, fn)
         handler = {"Handler": want.handler} if want.handler else {}
-        ctx.api.write(
+        ctx.write(
             "UpdateFunctionCode",
             FunctionName=fn.name,
             Namespace=ctx.namespace,
@@ -210,8 +214,10 @@ def reconcile(ctx: Context, fn: FunctionTarget, layer: LayerRef) -> bool:
             **code,
         )
         ctx.api.wait_function(fn.name)
+        if fields - _CODE_FIELDS:
+            ctx.plan.made_in_part(len(fields & _CODE_FIELDS))
     if fields - {"handler"}:
-        ctx.api.write(
+        ctx.write(
             "UpdateFunctionConfiguration",
             FunctionName=fn.name,
             Namespace=ctx.namespace,

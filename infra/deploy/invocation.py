@@ -22,6 +22,7 @@ from typing import Any
 
 from infra.deploy.context import Context
 from infra.deploy.plan import compare
+from infra.deploy.scf import ApiError
 from infra.deploy.target import QUALIFIER, FunctionTarget
 
 URL_TRIGGER = "function-url"
@@ -59,7 +60,7 @@ def function_url(ctx: Context, fn: FunctionTarget, triggers: list[dict[str, Any]
     if not (fn.spec.http or fn.spec.web):
         for url in urls:
             if ctx.plan.remove(what):
-                ctx.api.write(
+                ctx.write(
                     "DeleteTrigger",
                     **base,
                     TriggerName=url["TriggerName"],
@@ -68,7 +69,7 @@ def function_url(ctx: Context, fn: FunctionTarget, triggers: list[dict[str, Any]
         return None
     if not urls:
         if ctx.plan.create(what, "auth NONE, internet"):
-            ctx.api.write(
+            ctx.write(
                 "CreateTrigger",
                 **base,
                 TriggerName=URL_TRIGGER,
@@ -82,7 +83,7 @@ def function_url(ctx: Context, fn: FunctionTarget, triggers: list[dict[str, Any]
     names = ("auth", "internet", "intranet", "enabled")
     old, new = _url_state(url), _url_state(None)
     if ctx.plan.update(what, compare(names, old, new)):
-        ctx.api.write(
+        ctx.write(
             "UpdateTrigger",
             **base,
             TriggerName=url["TriggerName"],
@@ -98,7 +99,7 @@ def timers(ctx: Context, fn: FunctionTarget, triggers: list[dict[str, Any]]) -> 
     base = {"FunctionName": fn.name, "Namespace": ctx.namespace, "Type": "timer"}
 
     def delete(trigger: dict[str, Any]) -> None:
-        ctx.api.write(
+        ctx.write(
             "DeleteTrigger",
             **base,
             TriggerName=trigger["TriggerName"],
@@ -119,7 +120,7 @@ def timers(ctx: Context, fn: FunctionTarget, triggers: list[dict[str, Any]]) -> 
         have = existing.pop(timer.name, None)
         if have is None:
             if ctx.plan.create(what, f"{timer.cron}{'' if timer.enabled else ', disabled'}"):
-                ctx.api.write("CreateTrigger", **base, **params)
+                ctx.write("CreateTrigger", **base, **params)
             continue
         old = (
             _desc(have).get("cron"),
@@ -129,7 +130,7 @@ def timers(ctx: Context, fn: FunctionTarget, triggers: list[dict[str, Any]]) -> 
         changed = compare(("cron", "enabled", "argument"), old, wanted)
         if ctx.plan.update(what, changed):
             delete(have)
-            ctx.api.write("CreateTrigger", **base, **params)
+            ctx.write("CreateTrigger", **base, **params)
     for name, have in sorted(existing.items()):
         if ctx.plan.remove(f"timer {fn.name}/{name}"):
             delete(have)
@@ -150,7 +151,7 @@ def async_config(ctx: Context, fn: FunctionTarget, existed: bool) -> None:
     }
     if not existed:
         if ctx.plan.create(what, f"retries {policy.retries}, ttl {policy.ttl_s} s"):
-            ctx.api.write("UpdateFunctionEventInvokeConfig", **params)
+            ctx.write("UpdateFunctionEventInvokeConfig", **params)
         return
     answer = ctx.api.read(
         "GetFunctionEventInvokeConfig",
@@ -163,23 +164,31 @@ def async_config(ctx: Context, fn: FunctionTarget, existed: bool) -> None:
     old = (retries[0] if retries else None, config.get("MsgTTL"))
     changed = compare(("retries", "ttl_s"), old, (policy.retries, policy.ttl_s))
     if ctx.plan.update(what, changed):
-        ctx.api.write("UpdateFunctionEventInvokeConfig", **params)
+        ctx.write("UpdateFunctionEventInvokeConfig", **params)
 
 
 def invoke_after_deploy(ctx: Context, fn: FunctionTarget) -> None:
     """Invoke the function synchronously and print its answer (a plan says it would);
-    InvokeFailed with the function's error message when it raised."""
+    InvokeFailed with the function's error message when it raised, or the call's error when
+    the call itself failed."""
     if ctx.plan.dry_run:
         ctx.plan.note(f"invoke {fn.name} before the other functions")
         return
-    answer = ctx.api.write(
-        "Invoke",
-        FunctionName=fn.name,
-        Namespace=ctx.namespace,
-        Qualifier=QUALIFIER,
-        InvocationType="RequestResponse",
-        ClientContext="{}",
-    )
+    try:
+        answer = ctx.api.write(
+            "Invoke",
+            FunctionName=fn.name,
+            Namespace=ctx.namespace,
+            Qualifier=QUALIFIER,
+            InvocationType="RequestResponse",
+            ClientContext="{}",
+        )
+    except ApiError as error:
+        # SCF's own error, or no answer within the call's timeout: the function may have run
+        # (in part), or still be running. Either way no other function may change.
+        raise InvokeFailed(
+            f"{fn.name} gave no answer, so whether it ran is not known: {error}"
+        ) from error
     result = answer.get("Result") or {}
     # InvokeResult is unmaintained (DEPLOY-NOTES section 4): the error message decides.
     if result.get("ErrMsg"):

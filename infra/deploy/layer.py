@@ -55,7 +55,7 @@ def reconcile(ctx: Context) -> LayerRef:
     key = ctx.store.key(f"layer/{spec.name}", package.sha256)
     ctx.store.upload(key, package.path)
     description = ", ".join(filter(None, [spec.description, hash_note("content", package.sha256)]))
-    answer = ctx.api.write(
+    answer = ctx.write(
         "PublishLayerVersion",
         LayerName=spec.name,
         CompatibleRuntimes=list(runtimes),

@@ -44,12 +44,22 @@ def compare(names: Sequence[str], old: Sequence[object], new: Sequence[object]) 
     return diffs(list(zip(names, old, new, strict=True)))
 
 
+@dataclass(frozen=True)
+class Stopped:
+    """The change an apply's failure stopped: its lines, and whether SCF had accepted a write
+    of it (`begun`: it may be made in part, or in full but not seen through)."""
+
+    lines: list[str]
+    begun: bool
+
+
 class Plan:
     def __init__(self, out: TextIO | None, *, dry_run: bool) -> None:
         self.out = out
         self.dry_run = dry_run
         self.changes: list[list[str]] = []  # in order; in an apply, each is begun, then sent
         self._made = 0  # how many of `changes`, from the first, are known to be made in full
+        self._begun = False  # whether SCF has accepted a write of the change after those
         self.blocked: list[str] = []
         self.created = self.updated = self.unchanged_count = 0
 
@@ -100,6 +110,21 @@ class Plan:
         """Every change recorded so far is made: the step of the walk that recorded the last
         one has returned. Until then, a failure leaves that change not made, or not in full."""
         self._made = len(self.changes)
+        self._begun = False
+
+    def begun(self) -> None:
+        """SCF has accepted a write of the change being made: a failure from here on leaves
+        it begun (a function Creating, a timer deleted before its replacement), not untouched."""
+        if len(self.changes) > self._made:
+            self._begun = True
+
+    def made_in_part(self, count: int) -> None:
+        """The first `count` lines of the change being made are made (a function's new code,
+        sent apart from its configuration): from here on they are a change of their own."""
+        change = self.changes[-1]
+        self.changes[-1:] = [change[:count], change[count:]]
+        self._made = len(self.changes) - 1
+        self._begun = False
 
     def summary(self) -> str:
         if self.dry_run:
@@ -112,6 +137,7 @@ class Plan:
         """In an apply stopped by a failure: the changes made before it, each as its lines."""
         return self.changes[: self._made]
 
-    def failed(self) -> list[str]:
-        """The lines of the change the failure stopped (none when it came between changes)."""
-        return [line for change in self.changes[self._made :] for line in change]
+    def failed(self) -> Stopped:
+        """The change the failure stopped (no lines when it came between changes)."""
+        lines = [line for change in self.changes[self._made :] for line in change]
+        return Stopped(lines, self._begun)

@@ -12,7 +12,8 @@ The plan and the apply are the same walk: each step reads what is there, records
 change in the Plan, and sends the writes only in an apply. So a plan never writes, and an
 apply does exactly what its plan said (values made by the apply itself, such as the number
 of a new layer version, show as `(new)` in the plan). Each step's changes are settled in the
-Plan when it returns, so a failure reports exactly what was made before it.
+Plan when it returns, so a failure reports exactly what was made before it; a change SCF
+has accepted a write of (Context.write) is reported begun rather than not done.
 """
 
 from __future__ import annotations

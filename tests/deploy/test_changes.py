@@ -1,7 +1,7 @@
 """A deployed account, then one change to serverless.yml or to a package: the plan names it
 and only it, and the apply writes only what it names. And the ways a deploy stops: a
 variable missing (before any call), an API error (with its code, and what was done before
-it), a change SCF cannot make (before any write), db-migrate raising."""
+it), a change SCF cannot make (before any write), db-migrate raising or its call failing."""
 
 from __future__ import annotations
 
@@ -260,21 +260,36 @@ def test_db_migrate_runs_before_any_other_function_is_created(account: Account) 
     assert result.lines[head - 1].startswith(f"invoke {PREFIX}db-migrate: ")
 
 
-def test_db_migrate_raising_stops_the_deploy_before_the_other_functions(
-    deployed: Account, tmp_path: Path
-) -> None:
-    def refuse(*_args: Any) -> Any:
-        raise RuntimeError("another migration run holds the lock; try again later")
+def _refuse(*_args: Any) -> Any:
+    raise RuntimeError("another migration run holds the lock; try again later")
 
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        # The function raising: its message.
+        f"{PREFIX}db-migrate failed: another migration run holds the lock; try again later",
+        # The Invoke call itself failing (SCF's error, the request timing out): whether the
+        # migration ran is not known, and nothing else may change either.
+        f"{PREFIX}db-migrate gave no answer, so whether it ran is not known:"
+        " Invoke: InternalError: try again",
+    ],
+)
+def test_db_migrate_failing_stops_the_deploy_before_the_other_functions(
+    deployed: Account, tmp_path: Path, failure: str
+) -> None:
     dist = tmp_path / "dist"
     shutil.copytree(deployed.dist, dist)
     write_layer(dist / "layer" / "layer.zip", marker="2")
-    deployed.scf.run_with(PREFIX + "db-migrate", refuse)
+    if "no answer" in failure:
+        deployed.scf.fail_next("Invoke", "InternalError", "try again")
+    else:
+        deployed.scf.run_with(PREFIX + "db-migrate", _refuse)
 
     result = deployed.deploy("apply", dist=dist)
     assert result.code == 1
     assert result.lines[-5:] == [
-        f"error: {PREFIX}db-migrate failed: another migration run holds the lock; try again later",
+        f"error: {failure}",
         "done before the failure (2 changes):",
         "  + create layer ai-platform-app" + result.lines[0].split("ai-platform-app", 1)[1],
         f"  ~ update function {PREFIX}db-migrate layers: ai-platform-app:1 -> ai-platform-app:2",
@@ -360,3 +375,72 @@ def test_a_stage_that_makes_a_function_name_scf_refuses_stops_before_any_call(
     assert result.code == 2, result.output
     assert "SCF refuses the function name" in result.output
     assert account.cloud.calls == []
+
+
+def test_new_code_made_before_its_configuration_is_refused_is_reported_done(
+    deployed: Account, tmp_path: Path
+) -> None:
+    """SCF takes code and configuration in two calls: when the second is refused, the
+    function runs its new code, and the report says so rather than calling it not done."""
+
+    def edit(data: dict[str, Any]) -> None:
+        data["functions"]["health"]["memory"] = 512
+
+    dist = tmp_path / "dist"
+    shutil.copytree(deployed.dist, dist)
+    (dist / "functions" / "health.zip").write_bytes((dist / "functions" / "docs.zip").read_bytes())
+    deployed.scf.fail_next("UpdateFunctionConfiguration", "FailedOperation", "refused")
+
+    result = deployed.deploy("apply", dist=dist, config=deployed.edited_config(edit))
+    assert result.code == 1
+    health = f"~ update function {PREFIX}health"
+    (code,) = [line for line in result.lines if line.startswith(f"{health} code: ")]
+    assert result.lines[-4:] == [
+        "error: UpdateFunctionConfiguration: FailedOperation: refused",
+        "done before the failure (1 changes):",
+        f"  {code}",
+        f"not done: {health} memory: 256 -> 512",
+    ]
+    assert _writes(deployed) == [
+        ("UpdateFunctionCode", PREFIX + "health"),
+        ("UpdateFunctionConfiguration", PREFIX + "health"),
+    ]
+
+
+def test_a_timer_deleted_before_its_replacement_is_refused_is_reported_begun(
+    deployed: Account,
+) -> None:
+    def edit(data: dict[str, Any]) -> None:
+        data["functions"]["saga-sweeper"]["timers"][0]["cron"] = "0 */5 * * * * *"
+
+    deployed.scf.fail_next("CreateTrigger", "LimitExceeded.Trigger", "too many triggers")
+    result = deployed.deploy("apply", config=deployed.edited_config(edit))
+    assert result.code == 1
+    cron = "cron: 0 */1 * * * * * -> 0 */5 * * * * *"
+    assert result.lines[-3:] == [
+        "error: CreateTrigger: LimitExceeded.Trigger: too many triggers",
+        "nothing was changed before the failure",
+        f"begun, not finished: ~ update timer {PREFIX}saga-sweeper/saga-sweeper {cron}",
+    ]
+    assert deployed.scf.triggers[PREFIX + "saga-sweeper"] == []  # what "begun" warns of
+
+    assert deployed.deploy("apply", config=deployed.edited_config(edit)).code == 0
+    (timer,) = deployed.scf.triggers[PREFIX + "saga-sweeper"]
+    assert timer["TriggerDesc"] == '{"cron": "0 */5 * * * * *"}'
+
+
+def test_a_layer_published_whose_wait_fails_is_reported_begun(account: Account) -> None:
+    account.scf.fail_next("GetLayerVersion", "InternalError", "try again")
+
+    failed = account.deploy("apply")
+    assert failed.code == 1
+    assert failed.lines[-3:] == [
+        "error: GetLayerVersion: InternalError: try again",
+        "nothing was changed before the failure",
+        "begun, not finished: " + failed.lines[0],
+    ]
+    assert failed.lines[0].startswith("+ create layer ai-platform-app")
+    # SCF has the version: the next apply finds it by its content and publishes none.
+    account.cloud.calls.clear()
+    assert account.deploy("apply").code == 0
+    assert ("PublishLayerVersion", "") not in _writes(account)
