@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.clock import utcnow
@@ -31,6 +31,9 @@ from app.ids import new_id
 # row running for this long belongs to a dead run.
 STALE_RUN_S = 900
 DEAD_RUN_ERROR = "stopped before its end"
+# Ended runs are kept this long to look back on, then removed by the job's next start: a job
+# every 10 minutes would otherwise add 52,000 rows a year.
+KEEP_ENDED_DAYS = 30
 
 
 class RunBusy(AppError):
@@ -48,7 +51,8 @@ class Started:
 
 
 def start(job: str, carry: Sequence[str] = ()) -> Started:
-    """This run's row, `running`; a dead run's row closed first. The `carry` columns are
+    """This run's row, `running`; a dead run's row closed first, and the job's runs ended
+    more than KEEP_ENDED_DAYS ago removed. The `carry` columns are
     copied from the job's last run (where it stopped) into this run's row, which keeps them
     unless the run says otherwise when it finishes: a run that fails or dies leaves them to
     the next as it found them. RunBusy while another run of `job` is live."""
@@ -63,6 +67,13 @@ def start(job: str, carry: Sequence[str] = ()) -> Started:
                 maintenance_runs.c.started_at < now - timedelta(seconds=STALE_RUN_S),
             )
             .values(status="failed", finished_at=now, error=DEAD_RUN_ERROR, live_job=None)
+        )
+        tx.execute(
+            delete(maintenance_runs).where(
+                maintenance_runs.c.job == job,
+                maintenance_runs.c.status != "running",
+                maintenance_runs.c.started_at < now - timedelta(days=KEEP_ENDED_DAYS),
+            )
         )
         live = tx.execute(
             select(maintenance_runs.c.id)
