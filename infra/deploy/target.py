@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,27 @@ def _check_environment(spec: FunctionSpec) -> None:
         )
 
 
+_RUNTIME = re.compile(r"^Python(\d+)\.(\d+)$")
+_BYTECODE_TAG = re.compile(r"/__pycache__/[^/]+\.(cpython-\d+)\.pyc$")
+
+
+def _check_layer_bytecode(layer: Package, runtimes: tuple[str, ...]) -> None:
+    """The layer carries bytecode for every function's runtime (`make package` compiles it
+    with that CPython): a layer built for another Python would be published as this one's,
+    and every cold start would compile its modules from source (infra/package.py)."""
+    with zipfile.ZipFile(layer.path) as archive:
+        tags = {m.group(1) for m in map(_BYTECODE_TAG.search, archive.namelist()) if m}
+    for runtime in runtimes:
+        version = _RUNTIME.match(runtime)
+        wanted = f"cpython-{version.group(1)}{version.group(2)}" if version else None
+        if wanted is not None and wanted not in tags:
+            held = ", ".join(sorted(tags)) or "none"
+            raise ConfigurationError(
+                f"{layer.path}: no bytecode for {runtime} ({wanted}; it holds {held}): run "
+                f"`make package`, which compiles it with that Python"
+            )
+
+
 def build(deployment: Deployment, dist: Path) -> Target:
     manifest = deployment.manifest
     domain = manifest.domain
@@ -109,10 +131,13 @@ def build(deployment: Deployment, dist: Path) -> Target:
         spec.name: load_handler(spec.name, spec.directory, spec.handler)
         for spec in manifest.http_functions
     }
+    layer = Package.of(dist / "layer" / LAYER_NAME)
+    runtimes = tuple(sorted({spec.runtime for spec in manifest.functions.values()}))
+    _check_layer_bytecode(layer, runtimes)
     return Target(
         manifest=manifest,
-        layer=Package.of(dist / "layer" / LAYER_NAME),
-        runtimes=tuple(sorted({spec.runtime for spec in manifest.functions.values()})),
+        layer=layer,
+        runtimes=runtimes,
         functions=tuple(functions),
         mappings=tuple(routes.mapping_of_handlers(handlers, manifest.web_paths)),
     )

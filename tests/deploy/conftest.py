@@ -32,11 +32,16 @@ APPID = "1250000000"
 PREFIX = "ai-platform-test-"
 
 
-def write_layer(path: Path, marker: str = "1") -> None:
-    """A stand-in for the layer: `app/` at the zip's root, as the real one has it."""
+def write_layer(
+    path: Path, marker: str = "1", bytecode_tags: tuple[str, ...] = ("cpython-310",)
+) -> None:
+    """A stand-in for the layer: `app/` at the zip's root with its bytecode beside it, as
+    the real one has them."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("app/__init__.py", f"# stand-in layer {marker}\n")
+        for tag in bytecode_tags:
+            archive.writestr(f"app/__pycache__/__init__.{tag}.pyc", b"stand-in")
 
 
 @pytest.fixture(scope="session")

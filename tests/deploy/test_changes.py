@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -141,18 +142,23 @@ def test_a_changed_secret_is_masked_in_the_plan(deployed: Account) -> None:
     assert plan.last == f"plan: 0 to create, {len(FUNCTIONS)} to update, {unchanged} unchanged"
 
 
-def test_a_runtime_change_stops_the_apply_before_any_write(deployed: Account) -> None:
+def test_a_runtime_change_stops_the_apply_before_any_write(
+    deployed: Account, tmp_path: Path
+) -> None:
     def edit(data: dict[str, Any]) -> None:
         data["functions"]["users-me"] = {"http": True, "runtime": "Python3.9", "memory": 512}
         data["functions"]["health"]["memory"] = 512
 
     config = deployed.edited_config(edit)
-    plan = deployed.deploy("plan", config=config)
+    dist = tmp_path / "dist"  # a layer for both runtimes, as a package for both would be
+    shutil.copytree(deployed.dist, dist)
+    write_layer(dist / "layer" / "layer.zip", bytecode_tags=("cpython-310", "cpython-39"))
+    plan = deployed.deploy("plan", config=config, dist=dist)
     assert plan.code == 2
     assert f"! function {PREFIX}users-me runtime: Python3.10 -> Python3.9: SCF cannot" in (
         plan.output
     )
-    apply = deployed.deploy("apply", config=config)
+    apply = deployed.deploy("apply", config=config, dist=dist)
     assert apply.code == 2
     assert apply.last == "apply: stopped before any write"
     assert _writes(deployed) == []
@@ -444,3 +450,26 @@ def test_a_layer_published_whose_wait_fails_is_reported_begun(account: Account) 
     account.cloud.calls.clear()
     assert account.deploy("apply").code == 0
     assert ("PublishLayerVersion", "") not in _writes(account)
+
+
+@pytest.mark.parametrize(("tag", "held"), [("cpython-311", "cpython-311"), (None, "none")])
+def test_a_layer_without_bytecode_for_the_runtime_stops_the_deploy_before_any_call(
+    account: Account, tmp_path: Path, tag: str | None, held: str
+) -> None:
+    dist = tmp_path / "dist"
+    shutil.copytree(account.dist, dist)
+    layer = dist / "layer" / "layer.zip"
+    if tag is None:
+        with zipfile.ZipFile(layer, "w") as archive:
+            archive.writestr("app/__init__.py", "# no bytecode\n")
+    else:
+        write_layer(layer, bytecode_tags=(tag,))
+
+    for command in ("plan", "apply"):
+        result = account.deploy(command, dist=dist)
+        assert result.code == 2
+        assert result.last == (
+            f"deploy: {layer}: no bytecode for Python3.10 (cpython-310; it holds {held}): "
+            "run `make package`, which compiles it with that Python"
+        )
+    assert account.cloud.calls == [] and account.objects() == []
