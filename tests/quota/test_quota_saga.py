@@ -13,7 +13,7 @@ from app.db.tables import invite_codes, quota_ledger, quota_transactions
 from app.db.transaction import transaction
 from app.errors import AppError, ErrorCode
 from app.ids import new_id
-from app.quota import ReservationRefused, cancel, confirm, reserve
+from app.quota import ReservationRefused, cancel, confirm, grant, reserve
 from tests.support.quota import counters, new_user
 
 
@@ -302,3 +302,41 @@ def test_metrics_count_each_outcome() -> None:
     assert seen("reserve", "reserved") == before[("reserve", "reserved")] + 1
     assert seen("reserve", "insufficient") == before[("reserve", "insufficient")] + 1
     assert seen("confirm", "repeat") == before[("confirm", "repeat")] + 1
+
+
+class _CallerFailed(Exception):
+    pass
+
+
+def test_a_verb_in_the_callers_transaction_counts_at_its_commit_and_never_after_a_rollback() -> (
+    None
+):
+    from app.observability.metrics import QUOTA_GRANTS, QUOTA_SAGA
+
+    def seen() -> tuple[float, float, float]:
+        return (
+            QUOTA_SAGA.value(verb="reserve", outcome="reserved"),
+            QUOTA_SAGA.value(verb="cancel", outcome="cancelled"),
+            QUOTA_GRANTS.value(kind="admin", outcome="applied"),
+        )
+
+    user, task = new_user(2), new_id()
+    reserved = new_id()
+    reserve(user, reserved, 1)
+    before = seen()
+    # What task creation does, and a lock conflict's retry: the caller's unit rolls back
+    # after the verbs succeeded in it.
+    with pytest.raises(_CallerFailed), transaction() as conn:
+        reserve(user, task, 1, tx=conn)
+        cancel(reserved, tx=conn)
+        grant(user, 1, kind="admin", reason="rolled back", tx=conn)
+        raise _CallerFailed
+    assert counters(user) == (1, 1)
+    assert seen() == before
+
+    with transaction() as conn:
+        reserve(user, task, 1, tx=conn)
+        cancel(reserved, tx=conn)
+        grant(user, 1, kind="admin", reason="committed", tx=conn)
+        assert seen() == before  # not yet: the caller may still roll back
+    assert seen() == (before[0] + 1, before[1] + 1, before[2] + 1)

@@ -30,7 +30,7 @@ def list_users(req: Request[None, AdminUsersQuery]) -> Page[UserOut]:
     body=AdminUserPatch,
     response=UserOut,
     errors=(401, 403, 404, 422),
-    summary="Change a user's role or disable the account (ends its sessions)",
+    summary="Change a user's role or disable the account (ends its sessions; never the last admin)",
 )
 def patch_user(req: Request[AdminUserPatch, None]) -> UserOut:
     body = req.body

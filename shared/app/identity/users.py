@@ -180,8 +180,17 @@ def _change(user_id: str, values: dict[str, Any], *, lock: bool = False) -> None
     """Write `values` (none: only check the user exists); the cached profile is dropped
     after the commit, and held across it for a change of role or state."""
     with transaction() as tx:
-        if get(tx, user_id, for_update=lock) is None:
+        # Locked before the user's row, in the order of their ids, so that changes of
+        # several admins at once queue here instead of deadlocking.
+        admins = _enabled_admins(tx) if _may_end_an_admin(values) else None
+        row = get(tx, user_id, for_update=lock)
+        if row is None:
             raise AppError(ErrorCode.NOT_FOUND, "User not found.")
+        if admins is not None and admins == [user_id] and _ends_admin(row, values):
+            raise AppError(
+                ErrorCode.FORBIDDEN,
+                "The last admin cannot be demoted or disabled; make another admin first.",
+            )
         if values:
             tx.execute(
                 update(users).where(users.c.id == user_id).values(**values, updated_at=utcnow())
@@ -190,6 +199,30 @@ def _change(user_id: str, values: dict[str, Any], *, lock: bool = False) -> None
                 profiles.hold(tx, user_id)
             else:
                 tx.after_commit(profiles.forgetter(user_id), user_id=user_id)
+
+
+def _may_end_an_admin(values: dict[str, Any]) -> bool:
+    return values.get("role", "admin") != "admin" or bool(values.get("disabled"))
+
+
+def _ends_admin(row: dict[str, Any], values: dict[str, Any]) -> bool:
+    """The row is an admin who can act, and would no longer be one after `values`."""
+    if row["role"] != "admin" or row["disabled"]:
+        return False
+    return _may_end_an_admin(values)
+
+
+def _enabled_admins(tx: Transaction) -> list[str]:
+    """The ids of the admins who can act, their rows locked until the commit: the system is
+    never left without one (a last admin disabled, or two demoting each other at once,
+    could only be undone in the database; ADMIN_PHONES promotes, it never enables)."""
+    query = (
+        select(users.c.id)
+        .where(users.c.role == "admin", users.c.disabled.is_(False))
+        .order_by(users.c.id)
+        .with_for_update()
+    )
+    return [str(found) for found in tx.execute(query).scalars()]
 
 
 PROFILE_FIELDS = frozenset({"nickname", "avatar", "gender"})
@@ -205,7 +238,9 @@ def update_profile(user_id: str, changes: dict[str, Any]) -> User:
 
 
 def admin_change(user_id: str, *, role: str | None = None, disabled: bool | None = None) -> User:
-    """Role and disabled flag. Disabling ends every session; access tokens run out alone."""
+    """Role and disabled flag. Disabling ends every session; access tokens run out alone.
+    A change that would leave no admin able to act (the last one demoted or disabled, by
+    another or by themselves) is `403 FORBIDDEN` and changes nothing."""
     values: dict[str, Any] = {}
     if role is not None:
         values["role"] = role

@@ -29,13 +29,14 @@ second entry for the same step even if the logic above were ever wrong.
 With `tx=` a verb runs inside the caller's transaction (task creation reserves and inserts
 the task atomically) and never commits or rolls back itself: the caller's commit publishes
 the change, and any exception out of a verb means the caller must roll back. The user's
-cached profile (`app.profiles`) is dropped after the commit, never after a rollback.
+cached profile (`app.profiles`) is dropped, and the verb's outcome counted
+(`quota_saga_total`, `quota_grants_total`), after the commit, never after a rollback.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -125,7 +126,8 @@ def reserve(
         outcome = "insufficient" if error.code is ErrorCode.QUOTA_INSUFFICIENT else "refused"
         QUOTA_SAGA.labels(verb="reserve", outcome=outcome).inc()
         raise
-    QUOTA_SAGA.labels(verb="reserve", outcome="reserved" if reservation.created else "repeat").inc()
+    outcome = "reserved" if reservation.created else "repeat"
+    _count(QUOTA_SAGA.labels(verb="reserve", outcome=outcome).inc, tx, task_id=task_id)
     return reservation
 
 
@@ -173,7 +175,8 @@ def grant(
     except AppError:
         QUOTA_GRANTS.labels(kind=kind, outcome="refused").inc()
         raise
-    QUOTA_GRANTS.labels(kind=kind, outcome="applied" if result.applied else "repeat").inc()
+    outcome = "applied" if result.applied else "repeat"
+    _count(QUOTA_GRANTS.labels(kind=kind, outcome=outcome).inc, tx, user_id=user_id)
     return result
 
 
@@ -263,7 +266,7 @@ def _settle(task_id: str, target: Phase, tx: Transaction | None) -> Settlement:
     verb = "confirm" if target == "confirmed" else "cancel"
     with _unit(tx) as db:
         result = _settle_in(db, task_id, target)
-    QUOTA_SAGA.labels(verb=verb, outcome=result.outcome).inc()
+    _count(QUOTA_SAGA.labels(verb=verb, outcome=result.outcome).inc, tx, task_id=task_id)
     return result
 
 
@@ -428,6 +431,17 @@ def _unit(tx: Transaction | None) -> Iterator[Transaction]:
         return
     with transaction() as own:
         yield own
+
+
+def _count(increment: Callable[[], None], tx: Transaction | None, **fields: str) -> None:
+    """A change's outcome counted once it holds: at once after our own transaction's commit,
+    at the caller's commit inside theirs. Counted at once there, a caller's rollback (an
+    insert failing after the reserve, a lock conflict that runs the whole unit again) would
+    count a change that never happened, or count one change once per attempt."""
+    if tx is None:
+        increment()
+    else:
+        tx.after_commit(increment, **fields)
 
 
 def _saga_ref(kind: str, task_id: str) -> str:
