@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -193,6 +194,20 @@ def test_a_presigned_url_is_refused_once_expired_or_altered(cos: FakeCos) -> Non
     reply = requests.get(download.url, timeout=10)
     assert reply.status_code == 403
     assert "<Code>AccessDenied</Code>" in reply.text and "expired" in reply.text
+
+
+def test_a_presigned_url_is_good_until_the_expires_at_it_is_given_with(cos: FakeCos) -> None:
+    """The SDK signs to a whole second (`int(time.time())` plus the TTL): the `expires_at` a
+    client is told is never after the end the signature carries, so a URL used just before
+    it is not refused as expired."""
+    for made in (
+        bucket().presign_get("tasks/t1/out.json", 3600),
+        bucket().presign_put("uploads/u1/abc", "image/png", 5, 900),
+    ):
+        signed = parse_qs(urlsplit(made.url).query)
+        ends = int(signed["q-sign-time"][0].split(";")[1])
+        assert made.expires_at <= datetime.fromtimestamp(ends, timezone.utc)
+        assert made.expires_at.microsecond == 0
 
 
 def test_requests_signed_with_another_key_are_refused(cos: FakeCos) -> None:

@@ -132,7 +132,9 @@ class CosStore:
     def _presign(self, method: str, key: str, headers: dict[str, str], expires_s: int) -> Presigned:
         # Temporary keys sign only together with their token, which COS reads from the query.
         params = {"x-cos-security-token": self._token} if self._token else {}
-        expires_at = utcnow() + timedelta(seconds=expires_s)
+        # The SDK signs to the whole second it reads as it signs (`int(time.time())` plus
+        # the TTL), never before this one: the time told is never after the signature's end.
+        expires_at = utcnow().replace(microsecond=0) + timedelta(seconds=expires_s)
         url = self._call(
             "presign",
             lambda: self._client.get_presigned_url(
