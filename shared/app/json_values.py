@@ -25,6 +25,8 @@ MAX_DEPTH = 16
 TASK_INPUT_MAX_BYTES = 64 * 1024
 # An upstream answer kept as a step's output (large ones will live in object storage).
 STEP_OUTPUT_MAX_BYTES = 1024 * 1024
+# A synchronous SCF answer stops at 6 MB (taken as 10^6 bytes each, the smaller reading).
+SCF_ANSWER_MAX_BYTES = 6_000_000
 
 
 class Refused(ValueError):
@@ -62,6 +64,15 @@ def encode(value: Any) -> bytes:
         return text.encode()
     except UnicodeEncodeError as error:
         raise Refused("text that is not valid Unicode (a lone surrogate)") from error
+
+
+def answer_bytes(value: Any) -> int:
+    """The most bytes `value` can take in a synchronous SCF answer. Its JSON is the body, a
+    string inside the payload's own JSON: each `"` and `\\` is escaped again, and a runtime
+    that writes ASCII only makes each other character a `\\uXXXX` (two for one beyond the
+    Basic Multilingual Plane). Up to three times its compact UTF-8 size (an emoji: 4 bytes,
+    then 12)."""
+    return len(json.dumps(encode(value).decode(), ensure_ascii=True)) - 2
 
 
 def check(value: Any, *, max_bytes: int, max_depth: int = MAX_DEPTH) -> None:

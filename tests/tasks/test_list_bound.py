@@ -34,6 +34,31 @@ def _largest(size: int) -> dict[str, Any]:
     return value
 
 
+def _insert(user_id: str, task_input: Any, output: Any, count: int) -> None:
+    """`count` succeeded tasks of the user, newest first by a second each."""
+    now = utcnow()
+    with transaction() as tx:
+        tx.execute(
+            insert(tasks),
+            [
+                {
+                    "id": new_id(),
+                    "user_id": user_id,
+                    "pipeline_id": "p-large",
+                    "status": "succeeded",
+                    "cost": 1,
+                    "input": task_input,
+                    "output": output,
+                    "steps": [],
+                    "created_at": now - timedelta(seconds=n),
+                    "updated_at": now,
+                    "finished_at": now,
+                }
+                for n in range(count)
+            ],
+        )
+
+
 def test_the_largest_tasks_page_within_the_answer_limit_and_every_one_is_reached() -> None:
     user_id = new_user()
     task_input = _largest(json_values.TASK_INPUT_MAX_BYTES)
@@ -88,29 +113,44 @@ def test_the_largest_page_of_tasks_run_today_stays_under_4_2_mb() -> None:
     user_id = new_user()
     task_input = _largest(json_values.TASK_INPUT_MAX_BYTES)
     output = _largest(16384)
-    now = utcnow()
-    with transaction() as tx:
-        tx.execute(
-            insert(tasks),
-            [
-                {
-                    "id": new_id(),
-                    "user_id": user_id,
-                    "pipeline_id": "p-large",
-                    "status": "succeeded",
-                    "cost": 1,
-                    "input": task_input,
-                    "output": output,
-                    "steps": [],
-                    "created_at": now - timedelta(seconds=n),
-                    "updated_at": now,
-                    "finished_at": now,
-                }
-                for n in range(100)
-            ],
-        )
+    _insert(user_id, task_input, output, 100)
     reply = call(handler("tasks"), "GET", "/tasks", token=token_for(user_id), query={"limit": 100})
     assert reply.status == 200
     size = len(reply.body.encode())
     assert PAGE_MAX_BYTES - 100 * 1024 < size <= PAGE_MAX_BYTES + 1024 < 4_200_000
     assert len(json.loads(reply.body)["items"]) < 100
+
+
+def _escaping(size: int) -> dict[str, Any]:
+    """A JSON object of at most `size` compact bytes that SCF's payload escapes the most:
+    emoji (4 bytes, then `\\ud83d\\ude00` escaped) and quotes (`\\"`, then `\\\\\\"`)."""
+    value = {"x": ""}
+    room = size - len(json_values.encode(value))
+    value["x"] = '\U0001f600"' * (room // 6)
+    assert size - 6 < len(json_values.encode(value)) <= size
+    return value
+
+
+def test_a_page_of_text_the_answer_escapes_stays_under_the_answer_limit() -> None:
+    """SCF's answer carries the body as a JSON string: its quotes are escaped again, and a
+    runtime writing ASCII only makes an emoji 12 bytes. A page is bounded by what it takes
+    there, not by its own JSON: 1 MiB outputs of emoji are 3 MiB each in the answer."""
+    user_id = new_user()
+    task_input = _escaping(json_values.TASK_INPUT_MAX_BYTES)
+    output = _escaping(json_values.STEP_OUTPUT_MAX_BYTES)
+    _insert(user_id, task_input, output, 4)
+    token = token_for(user_id)
+    cursor: str | None = None
+    seen = 0
+    while True:
+        query: dict[str, Any] = {"limit": 100, **({"cursor": cursor} if cursor else {})}
+        reply = call(handler("tasks"), "GET", "/tasks", token=token, query=query)
+        assert reply.status == 200
+        payload = json.dumps({"statusCode": 200, "body": reply.body})
+        assert len(payload) < json_values.SCF_ANSWER_MAX_BYTES
+        page = json.loads(reply.body)
+        seen += len(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == 4

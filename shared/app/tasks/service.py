@@ -37,11 +37,13 @@ from app.tasks.views import load_view, load_views, task_view
 log = applog.get_logger("app.tasks.service")
 IDEMPOTENCY_SCOPE = "tasks"
 # A synchronous SCF answer stops at 6 MB. A page of `GET /tasks` stops before the item that
-# would take its items past this many bytes of JSON (its next_cursor goes on from there);
-# the first item always goes. One item is at most 64 KiB of input and an output of
-# STORAGE_INLINE_MAX_BYTES (16 KiB; a larger one is a StoredOutput of about 300 bytes), so
-# an answer is under 4.2 MB. (A task from before outputs went to COS may hold a 1 MiB
-# output: alone on its page, still far under.)
+# would take its items past this many bytes of the answer (json_values.answer_bytes: the
+# body escaped inside SCF's payload, up to three times its JSON); its next_cursor goes on
+# from there, and the first item always goes. One item is at most 64 KiB of input and an
+# output of STORAGE_INLINE_MAX_BYTES (16 KiB; a larger one is a StoredOutput of about 300
+# bytes), so under 250 KB of answer. (An output kept inline because the bucket could not be
+# written, or from before outputs went to COS, is at most 1 MiB: 3.2 MB of answer, alone on
+# its page if it is past the bound.) So a page is under 4.2 MB.
 PAGE_MAX_BYTES = 4 * 1024 * 1024
 
 
@@ -199,7 +201,7 @@ def list_for(
     items = [task_view(row, None) for row in rows]
     size = 0
     for kept, item in enumerate(items):
-        size += len(json_values.encode(item)) + 1
+        size += json_values.answer_bytes(item) + 1
         if kept and size > PAGE_MAX_BYTES:
             return pages.Page(items[:kept], pages.encode(rows[kept - 1]))
     return pages.Page(items, next_cursor)
