@@ -16,7 +16,7 @@ from app.config import Settings, get_settings
 from app.ids import new_id
 from app.storage.objects import upload_key
 from app.storage.store import store
-from app.storage.uploads import NAMING_MARGIN_S
+from app.storage.uploads import NAMING_MARGIN_S, TASK_UPLOADS_MAX
 from tests.fakes.cos import FakeCos
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.support.function_url import Reply, call
@@ -161,3 +161,31 @@ def test_a_task_may_name_an_upload_only_until_shortly_before_cleanup_may_take_it
 def test_the_grace_leaves_time_to_upload_and_name_the_upload() -> None:
     with pytest.raises(ValidationError, match="cos_orphan_grace_s"):
         Settings.from_environ({"COS_ORPHAN_GRACE_S": "900"})
+
+
+def test_an_input_names_at_most_task_uploads_max_uploads(cos: FakeCos, worker: Worker) -> None:
+    """Each upload an input names is a HEAD before the task exists: past the cap the input is
+    refused before the bucket is asked anything, and nothing is charged. A key named twice
+    counts once, and the cap itself is accepted."""
+    owner = Customer(quota=5)
+    pipeline = new_pipeline([{"id": "wait", "type": "sim", "duration_ms": 10}])
+    keys = [upload_key(owner.id, new_id()) for _ in range(TASK_UPLOADS_MAX)]
+    for key in keys:
+        cos.plant(key, PNG)
+    heads = cos.count("HeadObject")
+    one_more = owner.create(pipeline, {"pages": [*keys, upload_key(owner.id, new_id())]})
+    assert one_more.status == 422, one_more.body
+    assert one_more.json()["code"] == "VALIDATION_ERROR"
+    assert one_more.json()["details"] == [
+        {
+            "loc": ["body", "input"],
+            "msg": f"names {TASK_UPLOADS_MAX + 1} uploads, more than {TASK_UPLOADS_MAX}",
+        }
+    ]
+    assert cos.count("HeadObject") == heads
+    assert owner.quota() == (5, 0)
+    assert owner.list().json()["items"] == []
+    created = owner.create(pipeline, {"pages": keys, "cover": keys[0]})
+    assert created.status == 201, created.body
+    assert cos.count("HeadObject") == heads + TASK_UPLOADS_MAX
+    assert owner.wait(created.json()["id"])["status"] == "succeeded"

@@ -33,6 +33,9 @@ from app.storage.objects import UPLOADS, StorageError, upload_key
 PUT_TTL_S = 15 * 60
 GET_TTL_S = 3600
 NAMING_MARGIN_S = 300
+# Distinct upload keys one task input may name: each is a HEAD before the task is created,
+# within the function's timeout. Fifty covers a batch of pages or pictures for one task.
+TASK_UPLOADS_MAX = 50
 CONTENT_TYPES = ("image/png", "image/jpeg", "image/webp", "application/pdf", "text/plain")
 
 
@@ -80,10 +83,22 @@ def named(value: Any) -> Iterator[str]:
 
 def check(user_id: str, task_input: Any) -> list[str]:
     """The upload keys the input names, each the user's own and uploaded; else
-    `422 UPLOAD_INVALID` naming the key."""
+    `422 UPLOAD_INVALID` naming the key. More than TASK_UPLOADS_MAX of them is
+    `422 VALIDATION_ERROR`, before the bucket is asked anything."""
     keys = sorted(set(named(task_input)))
     if not keys:
         return []
+    if len(keys) > TASK_UPLOADS_MAX:
+        raise AppError(
+            ErrorCode.VALIDATION_ERROR,
+            f"A task input may name at most {TASK_UPLOADS_MAX} uploads.",
+            details=[
+                {
+                    "loc": ["body", "input"],
+                    "msg": f"names {len(keys)} uploads, more than {TASK_UPLOADS_MAX}",
+                }
+            ],
+        )
     from app.storage.store import store  # cold start: the bucket only for inputs that name one
 
     own = f"{UPLOADS}{user_id}/"
