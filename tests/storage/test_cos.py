@@ -323,6 +323,26 @@ def test_a_silent_store_times_out(
     assert time.monotonic() - started < 4
 
 
+def test_a_head_with_its_own_timeout_is_one_attempt_of_that_long(
+    cos: FakeCos, silent_port: int
+) -> None:
+    """A caller with a deadline gives the HEAD what is left of it: the adapter's 10 s and its
+    retry would outlast it."""
+    key = "uploads/u1/x"
+    cos.plant(key, b"1")
+    cos.fail_next("HeadObject", 503)
+    with pytest.raises(StorageError, match=r"^COS HeadObject failed: 503 \w+$"):
+        bucket().head(key, timeout_s=2)
+    assert cos.count("HeadObject") == 1
+    info = bucket().head(key, timeout_s=2)
+    assert info is not None and info.size_bytes == 1
+    with settings_env(COS_ENDPOINT=f"127.0.0.1:{silent_port}"):
+        started = time.monotonic()
+        with pytest.raises(StorageError, match=r"^COS HeadObject failed: timed out after 0.4 s$"):
+            bucket().head(key, timeout_s=0.4)
+    assert time.monotonic() - started < 1.2
+
+
 def test_unconfigured_credentials_are_a_storage_error(cos: FakeCos) -> None:
     unset = settings_env(TENCENTCLOUD_SECRET_ID=None, TENCENTCLOUD_SECRET_KEY=None)
     with unset, pytest.raises(StorageError, match="not configured"):

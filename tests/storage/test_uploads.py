@@ -4,6 +4,7 @@ uploaded keys, and the upstream receives a working presigned GET in the key's pl
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -16,7 +17,7 @@ from app.config import Settings, get_settings
 from app.ids import new_id
 from app.storage.objects import upload_key
 from app.storage.store import store
-from app.storage.uploads import NAMING_MARGIN_S
+from app.storage.uploads import CHECK_BUDGET_S, HEADS_AT_ONCE, NAMING_MARGIN_S, TASK_UPLOADS_MAX
 from tests.fakes.cos import FakeCos
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.support.function_url import Reply, call
@@ -161,3 +162,69 @@ def test_a_task_may_name_an_upload_only_until_shortly_before_cleanup_may_take_it
 def test_the_grace_leaves_time_to_upload_and_name_the_upload() -> None:
     with pytest.raises(ValidationError, match="cos_orphan_grace_s"):
         Settings.from_environ({"COS_ORPHAN_GRACE_S": "900"})
+
+
+def test_an_input_names_at_most_task_uploads_max_uploads(cos: FakeCos, worker: Worker) -> None:
+    """Each upload an input names is a HEAD before the task exists: past the cap the input is
+    refused before the bucket is asked anything, and nothing is charged. A key named twice
+    counts once, and the cap itself is accepted."""
+    owner = Customer(quota=5)
+    pipeline = new_pipeline([{"id": "wait", "type": "sim", "duration_ms": 10}])
+    keys = [upload_key(owner.id, new_id()) for _ in range(TASK_UPLOADS_MAX)]
+    for key in keys:
+        cos.plant(key, PNG)
+    heads = cos.count("HeadObject")
+    one_more = owner.create(pipeline, {"pages": [*keys, upload_key(owner.id, new_id())]})
+    assert one_more.status == 422, one_more.body
+    assert one_more.json()["code"] == "VALIDATION_ERROR"
+    assert one_more.json()["details"] == [
+        {
+            "loc": ["body", "input"],
+            "msg": f"names {TASK_UPLOADS_MAX + 1} uploads, more than {TASK_UPLOADS_MAX}",
+        }
+    ]
+    assert cos.count("HeadObject") == heads
+    assert owner.quota() == (5, 0)
+    assert owner.list().json()["items"] == []
+    created = owner.create(pipeline, {"pages": keys, "cover": keys[0]})
+    assert created.status == 201, created.body
+    assert cos.count("HeadObject") == heads + TASK_UPLOADS_MAX
+    assert owner.wait(created.json()["id"])["status"] == "succeeded"
+
+
+def test_a_head_slower_than_the_check_budget_is_503_within_it(cos: FakeCos) -> None:
+    """A HEAD that COS answers late would hold `POST /tasks` past its function's timeout
+    (SCF's error, not ours): the check gives up when its budget ends, answers 503, and
+    nothing is charged. The next request, with COS quick again, goes through."""
+    owner = Customer(quota=5)
+    pipeline = new_pipeline([{"id": "wait", "type": "sim", "duration_ms": 10}])
+    key = upload_key(owner.id, new_id())
+    cos.plant(key, PNG)
+    cos.slow_next("HeadObject", CHECK_BUDGET_S + 3)
+    started = time.monotonic()
+    slow = owner.create(pipeline, {"image": key})
+    took = time.monotonic() - started
+    assert slow.status == 503 and slow.json()["code"] == "SERVICE_UNAVAILABLE", slow.body
+    assert CHECK_BUDGET_S - 0.5 < took < CHECK_BUDGET_S + 1
+    assert owner.quota() == (5, 0)
+    assert owner.list().json()["items"] == []
+    created = owner.create(pipeline, {"image": key})
+    assert created.status == 201, created.body
+
+
+def test_the_heads_of_one_input_are_sent_together(cos: FakeCos) -> None:
+    """Twelve HEADs of a second each would take twelve one after another, past the budget;
+    sent HEADS_AT_ONCE at a time they take two."""
+    owner = Customer(quota=5)
+    pipeline = new_pipeline([{"id": "wait", "type": "sim", "duration_ms": 10}])
+    keys = [upload_key(owner.id, new_id()) for _ in range(12)]
+    for key in keys:
+        cos.plant(key, PNG)
+        cos.slow_next("HeadObject", 1.0)
+    assert len(keys) > CHECK_BUDGET_S and len(keys) <= 2 * HEADS_AT_ONCE
+    started = time.monotonic()
+    created = owner.create(pipeline, {"pages": keys})
+    took = time.monotonic() - started
+    assert created.status == 201, created.body
+    assert 2 <= took < 3.5
+    assert cos.count("HeadObject") == len(keys)

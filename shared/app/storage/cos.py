@@ -2,9 +2,10 @@
 
 Owns the SDK: nothing else in the app imports it, and this module is imported only when a
 function first asks for the bucket (`app.storage.store.store()`). Every call has a 10 s
-timeout and one retry of what the SDK retries (network errors and 5xx); whatever fails
-becomes a `StorageError` naming the operation and COS's status and code, never a key, a
-credential or a signature.
+timeout and one retry of what the SDK retries (network errors and 5xx), except a HEAD given
+a timeout of its own (by a caller with a deadline), which is one attempt with that timeout;
+whatever fails becomes a `StorageError` naming the operation and COS's status and code,
+never a key, a credential or a signature.
 
 Production reaches `<bucket>.cos.<region>.myqcloud.com` over https. With COS_ENDPOINT
 (`host:port`, tests and the local cloud) the SDK sends its requests over http to that
@@ -16,6 +17,7 @@ signature is the SDK's own either way (it covers the key's path, not the bucket'
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -65,27 +67,35 @@ def from_settings(settings: Settings) -> CosStore:
         host, _, port = settings.cos_endpoint.rpartition(":")
         where = {"Scheme": "http", "IP": host, "Port": int(port)}
         path_style = settings.cos_bucket
+    config = functools.partial(
+        CosConfig,
+        Region=settings.cos_region,
+        SecretId=secret_id,
+        SecretKey=secret_key,
+        Token=token,
+        **where,
+    )
     try:
-        config = CosConfig(
-            Region=settings.cos_region,
-            SecretId=secret_id,
-            SecretKey=secret_key,
-            Token=token,
-            Timeout=TIMEOUT_S,
-            **where,
-        )
+        client = CosS3Client(config(Timeout=TIMEOUT_S), retry=RETRIES)
     except CosClientError:
         raise StorageError("COS is not configured: unusable credentials or region") from None
-    return CosStore(CosS3Client(config, retry=RETRIES), settings.cos_bucket, token, path_style)
+    return CosStore(client, config, settings.cos_bucket, token, path_style)
 
 
 class CosStore:
-    """One bucket. `path_style`: the bucket named in presigned URLs' paths (COS_ENDPOINT)."""
+    """One bucket. `config`: CosConfig with all but its Timeout, for a call with a timeout of
+    its own. `path_style`: the bucket named in presigned URLs' paths (COS_ENDPOINT)."""
 
     def __init__(
-        self, client: CosS3Client, bucket: str, token: str | None, path_style: str | None
+        self,
+        client: CosS3Client,
+        config: Callable[..., CosConfig],
+        bucket: str,
+        token: str | None,
+        path_style: str | None,
     ) -> None:
         self._client = client
+        self._config = config
         self._bucket = bucket
         self._token = token
         self._path_style = path_style
@@ -103,11 +113,13 @@ class CosStore:
             ),
         )
 
-    def head(self, key: str) -> ObjectInfo | None:
+    def head(self, key: str, timeout_s: float | None = None) -> ObjectInfo | None:
+        def call() -> Any:
+            client = self._client if timeout_s is None else self._client_within(timeout_s)
+            return client.head_object(Bucket=self._bucket, Key=key)
+
         try:
-            headers = self._call(
-                "HeadObject", lambda: self._client.head_object(Bucket=self._bucket, Key=key)
-            )
+            headers = self._call("HeadObject", call, timeout_s)
         except _NotFound:
             return None
         # The SDK gives the headers as a plain dict, in whatever case the server wrote them.
@@ -244,12 +256,19 @@ class CosStore:
             ),
         )
 
+    def _client_within(self, timeout_s: float) -> CosS3Client:
+        """A client whose requests wait at most `timeout_s` for each connect and read, with
+        no retry. The SDK takes a timeout only in its CosConfig, for every call of a client;
+        a client costs microseconds, and each one uses the SDK's shared connection pool."""
+        return CosS3Client(self._config(Timeout=timeout_s), retry=0)
+
     # ------------------------------------------------------------ errors
 
     @staticmethod
-    def _call(operation: str, call: Callable[[], T]) -> T:
+    def _call(operation: str, call: Callable[[], T], timeout_s: float | None = None) -> T:
         """The SDK call's result; its failure as a StorageError. `from None`: the SDK's own
-        exception text carries URLs and response bodies, and it must not ride along."""
+        exception text carries URLs and response bodies, and it must not ride along.
+        `timeout_s`: the call's own timeout, when not TIMEOUT_S."""
         try:
             return call()
         except CosServiceError as error:
@@ -262,7 +281,8 @@ class CosStore:
                 raise _NotFound from None
             raise StorageError(f"COS {operation} failed: {status} {code}") from None
         except CosClientError as error:
-            raise StorageError(f"COS {operation} failed: {_client_reason(error)}") from None
+            reason = _client_reason(error, TIMEOUT_S if timeout_s is None else timeout_s)
+            raise StorageError(f"COS {operation} failed: {reason}") from None
         except Exception as error:  # noqa: BLE001 - an answer the SDK failed to parse, any type
             raise StorageError(
                 f"COS {operation} gave an unusable answer ({type(error).__name__})"
@@ -299,12 +319,12 @@ def _service_code(error: CosServiceError) -> str:
     return code if isinstance(code, str) and code.isidentifier() else "Unknown"
 
 
-def _client_reason(error: CosClientError) -> str:
+def _client_reason(error: CosClientError, timeout_s: float) -> str:
     """What went wrong on our side of the wire, from the SDK's message (which also names the
     URL, so it is not passed on)."""
     text = str(error)
     if "timed out" in text or "Timeout" in text:
-        return f"timed out after {TIMEOUT_S} s"
+        return f"timed out after {timeout_s:.3g} s"
     if "Connection refused" in text or "Failed to establish" in text:
         return "connection refused"
     if "Connection aborted" in text or "RemoteDisconnected" in text or "reset" in text:

@@ -78,8 +78,10 @@ class ObjectStore(Protocol):
         """Write the object (replacing one already at `key`)."""
         ...
 
-    def head(self, key: str) -> ObjectInfo | None:
-        """The object's size and time; None when there is none at `key`."""
+    def head(self, key: str, timeout_s: float | None = None) -> ObjectInfo | None:
+        """The object's size and time; None when there is none at `key`. With `timeout_s`
+        (a caller with a deadline): one attempt, waiting at most that long on each step of
+        the exchange, rather than the adapter's own timeout and retry."""
         ...
 
     def presign_get(self, key: str, expires_s: int) -> Presigned: ...

@@ -19,7 +19,10 @@ function: past that, the upload is refused as too old, whether cleanup has run y
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -28,12 +31,25 @@ from app.clock import iso, utcnow
 from app.config import get_settings
 from app.errors import AppError, ErrorCode
 from app.ids import is_id, new_id
-from app.storage.objects import UPLOADS, StorageError, upload_key
+from app.observability import logging as applog
+from app.storage.objects import UPLOADS, ObjectInfo, ObjectStore, StorageError, upload_key
 
 PUT_TTL_S = 15 * 60
 GET_TTL_S = 3600
 NAMING_MARGIN_S = 300
+# All the HEADs of one check end within this many seconds, when the bucket answers or not:
+# the tasks function has 10 s (serverless.yml), and the transaction and the answer come
+# after the check. Past it, 503 SERVICE_UNAVAILABLE, nothing charged.
+CHECK_BUDGET_S = 5.0
+# HEADs sent at once: fewer than the SDK's connection pool holds (10 for a host), so each
+# keeps its connection for the next request.
+HEADS_AT_ONCE = 8
+# Distinct upload keys one task input may name: each is a HEAD before the task is created,
+# within the function's timeout. Fifty covers a batch of pages or pictures for one task.
+TASK_UPLOADS_MAX = 50
 CONTENT_TYPES = ("image/png", "image/jpeg", "image/webp", "application/pdf", "text/plain")
+
+log = applog.get_logger("app.storage.uploads")
 
 
 @dataclass(frozen=True)
@@ -80,10 +96,22 @@ def named(value: Any) -> Iterator[str]:
 
 def check(user_id: str, task_input: Any) -> list[str]:
     """The upload keys the input names, each the user's own and uploaded; else
-    `422 UPLOAD_INVALID` naming the key."""
+    `422 UPLOAD_INVALID` naming the key. More than TASK_UPLOADS_MAX of them is
+    `422 VALIDATION_ERROR`, before the bucket is asked anything."""
     keys = sorted(set(named(task_input)))
     if not keys:
         return []
+    if len(keys) > TASK_UPLOADS_MAX:
+        raise AppError(
+            ErrorCode.VALIDATION_ERROR,
+            f"A task input may name at most {TASK_UPLOADS_MAX} uploads.",
+            details=[
+                {
+                    "loc": ["body", "input"],
+                    "msg": f"names {len(keys)} uploads, more than {TASK_UPLOADS_MAX}",
+                }
+            ],
+        )
     from app.storage.store import store  # cold start: the bucket only for inputs that name one
 
     own = f"{UPLOADS}{user_id}/"
@@ -94,9 +122,15 @@ def check(user_id: str, task_input: Any) -> list[str]:
             raise _input_invalid(key, "is not an upload of yours")
     usable = timedelta(seconds=get_settings().cos_orphan_grace_s - NAMING_MARGIN_S)
     try:
-        bucket = store()
-        found = {key: bucket.head(key) for key in keys}
+        found = _heads(store(), keys)
     except StorageError as error:
+        applog.log_fields(
+            log,
+            logging.WARNING,
+            "uploads not checked: the bucket failed or was too slow",
+            keys=len(keys),
+            error=str(error),
+        )
         raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
     now = utcnow()
     for key, info in found.items():
@@ -108,6 +142,37 @@ def check(user_id: str, task_input: Any) -> list[str]:
                 key, f"is too old to use (over {minutes:.0f} minutes); upload it again"
             )
     return keys
+
+
+def _heads(bucket: ObjectStore, keys: list[str]) -> dict[str, ObjectInfo | None]:
+    """Each key's HEAD, HEADS_AT_ONCE at a time, all of them within CHECK_BUDGET_S: each
+    waits on the bucket at most what is left of the budget when it starts, and this returns
+    when the budget ends whatever is still under way. StorageError for the first that fails,
+    or for the budget ending first."""
+    ends_at = time.monotonic() + CHECK_BUDGET_S
+
+    def head(key: str) -> ObjectInfo | None:
+        left = ends_at - time.monotonic()
+        if left <= 0:
+            raise StorageError(f"COS HeadObject not sent: the check's {CHECK_BUDGET_S:g} s ended")
+        return bucket.head(key, timeout_s=left)
+
+    pool = ThreadPoolExecutor(min(len(keys), HEADS_AT_ONCE), thread_name_prefix="upload-head")
+    try:
+        futures = {key: pool.submit(head, key) for key in keys}
+        left = max(0.0, ends_at - time.monotonic())
+        done, pending = wait(futures.values(), timeout=left, return_when=FIRST_EXCEPTION)
+        for future in done:
+            future.result()  # the first failure, raised
+        if pending:
+            raise StorageError(
+                f"COS HeadObject unanswered when the check's {CHECK_BUDGET_S:g} s ended"
+            )
+        return {key: future.result() for key, future in futures.items()}
+    finally:
+        # A HEAD still under way ends by its own timeout, within what was left of the
+        # budget when it started; the answer does not wait for it, nor for those queued.
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _input_invalid(key: str, why: str) -> AppError:
