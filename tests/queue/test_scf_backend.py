@@ -40,11 +40,13 @@ def test_publish_is_a_signed_asynchronous_invoke_of_the_queues_function(
 
 def test_a_delayed_message_waits_in_redis_until_due(cloud: FakeTencentCloud) -> None:
     backend = scf.ScfBackend()
-    backend.publish(WORKER, {"n": 1}, delay_s=0.3)
+    # A delay long enough that a loaded machine reaches the first release before it is due.
+    due = time.monotonic() + 2
+    backend.publish(WORKER, {"n": 1}, delay_s=2)
     backend.publish(WORKER, {"n": 2}, delay_s=60)
     assert backend.release_due() == 0  # nothing due yet
     assert cloud.calls_of("Invoke") == []
-    time.sleep(0.35)
+    time.sleep(max(0.0, due - time.monotonic()) + 0.1)
     assert backend.release_due() == 1
     (call,) = cloud.calls_of("Invoke")
     assert json.loads(call.params["ClientContext"]) == {"n": 1}
