@@ -36,7 +36,7 @@ cached profile (`app.profiles`) is dropped, and the verb's outcome counted
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -122,12 +122,12 @@ def reserve(
     try:
         with _unit(tx) as db:
             reservation = _reserve(db, user_id, task_id, amount)
+            outcome = "reserved" if reservation.created else "repeat"
+            db.after_commit(QUOTA_SAGA.labels(verb="reserve", outcome=outcome).inc, task_id=task_id)
     except AppError as error:
         outcome = "insufficient" if error.code is ErrorCode.QUOTA_INSUFFICIENT else "refused"
         QUOTA_SAGA.labels(verb="reserve", outcome=outcome).inc()
         raise
-    outcome = "reserved" if reservation.created else "repeat"
-    _count(QUOTA_SAGA.labels(verb="reserve", outcome=outcome).inc, tx, task_id=task_id)
     return reservation
 
 
@@ -172,11 +172,11 @@ def grant(
     try:
         with _unit(tx) as db:
             result = _grant(db, user_id, amount, kind, reason, ref, up_to_ceiling)
+            outcome = "applied" if result.applied else "repeat"
+            db.after_commit(QUOTA_GRANTS.labels(kind=kind, outcome=outcome).inc, user_id=user_id)
     except AppError:
         QUOTA_GRANTS.labels(kind=kind, outcome="refused").inc()
         raise
-    outcome = "applied" if result.applied else "repeat"
-    _count(QUOTA_GRANTS.labels(kind=kind, outcome=outcome).inc, tx, user_id=user_id)
     return result
 
 
@@ -266,7 +266,7 @@ def _settle(task_id: str, target: Phase, tx: Transaction | None) -> Settlement:
     verb = "confirm" if target == "confirmed" else "cancel"
     with _unit(tx) as db:
         result = _settle_in(db, task_id, target)
-    _count(QUOTA_SAGA.labels(verb=verb, outcome=result.outcome).inc, tx, task_id=task_id)
+        db.after_commit(QUOTA_SAGA.labels(verb=verb, outcome=result.outcome).inc, task_id=task_id)
     return result
 
 
@@ -431,17 +431,6 @@ def _unit(tx: Transaction | None) -> Iterator[Transaction]:
         return
     with transaction() as own:
         yield own
-
-
-def _count(increment: Callable[[], None], tx: Transaction | None, **fields: str) -> None:
-    """A change's outcome counted once it holds: at once after our own transaction's commit,
-    at the caller's commit inside theirs. Counted at once there, a caller's rollback (an
-    insert failing after the reserve, a lock conflict that runs the whole unit again) would
-    count a change that never happened, or count one change once per attempt."""
-    if tx is None:
-        increment()
-    else:
-        tx.after_commit(increment, **fields)
 
 
 def _saga_ref(kind: str, task_id: str) -> str:
