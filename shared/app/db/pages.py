@@ -121,10 +121,7 @@ def ascending(
         return (*(int(item[field]) for field in by), str(item["id"]))
 
     ordered = sorted(items, key=key_of)
-    start = 0
-    if cursor:
-        keys = [key_of(item) for item in ordered]
-        start = bisect.bisect_right(keys, _decode_key(cursor, len(by)))
+    start = bisect.bisect_right(ordered, _decode_key(cursor, len(by)), key=key_of) if cursor else 0
     page = list(ordered[start : start + limit])
     more = start + limit < len(ordered)
     return Page(page, _pack(key_of(page[-1])) if more else None)
