@@ -16,7 +16,7 @@ import pytest
 
 from infra.deploy.plan import MASK
 from infra.manifest import load
-from tests.deploy.conftest import PREFIX, Account, write_layer
+from tests.deploy.conftest import PREFIX, Account, Result, write_layer
 from tests.deploy.test_deploy import RESOURCES
 
 FUNCTIONS = list(load().functions)
@@ -30,6 +30,12 @@ def deployed(account: Account) -> Iterator[Account]:
     account.cloud.calls.clear()
     yield account
     assert account.cloud.refused == []
+
+
+def _layer_done(result: Result) -> str:
+    """The new layer's line, as a failure report lists it among the changes made."""
+    (line,) = [line for line in result.lines if line.startswith("+ create layer ai-platform-app (")]
+    return f"  {line}"
 
 
 def _writes(account: Account) -> list[tuple[str, str]]:
@@ -220,7 +226,7 @@ def test_an_api_error_stops_the_apply_with_its_code_and_what_was_done(account: A
     assert failed.lines[-6:] == [
         "error: CreateTrigger: LimitExceeded.Trigger: too many triggers",
         "done before the failure (3 changes):",
-        "  + create layer ai-platform-app" + failed.lines[0].split("ai-platform-app", 1)[1],
+        _layer_done(failed),
         f"  + create function {PREFIX}db-migrate (Python3.10, 256 MB, 300 s, {LAYER_1})",
         f"  + create function {PREFIX}health (Python3.10, 256 MB, 10 s, {LAYER_1})",
         f"not done: + create function-url {PREFIX}health (auth NONE, internet)",
@@ -243,7 +249,7 @@ def test_a_failed_read_after_a_change_reports_that_change_done(account: Account)
     assert failed.lines[-4:] == [
         "error: ListTriggers: InternalError: try again",
         "done before the failure (2 changes):",
-        "  + create layer ai-platform-app" + failed.lines[0].split("ai-platform-app", 1)[1],
+        _layer_done(failed),
         f"  + create function {PREFIX}db-migrate (Python3.10, 256 MB, 300 s, {LAYER_1})",
     ]
     assert PREFIX + "db-migrate" in account.scf.functions
@@ -297,7 +303,7 @@ def test_db_migrate_failing_stops_the_deploy_before_the_other_functions(
     assert result.lines[-5:] == [
         f"error: {failure}",
         "done before the failure (2 changes):",
-        "  + create layer ai-platform-app" + result.lines[0].split("ai-platform-app", 1)[1],
+        _layer_done(result),
         f"  ~ update function {PREFIX}db-migrate layers: ai-platform-app:1 -> ai-platform-app:2",
         "not done: the other functions and the domain (still as they were)",
     ]
