@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from app.identity import sessions, tokens
 from app.redis_client import get_redis
@@ -158,3 +159,34 @@ def test_twenty_concurrent_refreshes_of_one_token_make_one_new_session_state(flo
     assert sessions.active(user_id) == {claims["sid"]}
     assert get_redis().get(sessions.session_key(user_id, claims["sid"])) == new["jti"]
     assert flows.refresh(refresh_token).status == 200
+
+
+def test_a_sign_in_past_the_bound_ends_the_least_recently_used_session(flows: Flows) -> None:
+    """A user keeps at most MAX_SESSIONS sessions, so no account can grow the set every
+    sign-in reads without end: the one beyond ends the session refreshed or started longest
+    ago, and that session's tokens are refused at once (Redis and the database agree)."""
+    from app.db.transaction import transaction
+    from app.identity import ended
+
+    first = flows.registered()
+    user_id, phone = first["user"]["id"], first["user"]["phone"]
+    time.sleep(0.01)
+    stalest = flows.login(phone).json()
+    time.sleep(0.01)
+    for _ in range(sessions.MAX_SESSIONS - 2):
+        sessions.start(user_id, role="user", phone=phone)
+    time.sleep(0.01)
+    # The first session is refreshed now: in use, it is the newest, and not the one to go.
+    first = flows.refresh(first["refresh_token"]).json()
+    assert len(sessions.active(user_id)) == sessions.MAX_SESSIONS
+    newest = flows.login(phone).json()
+    assert len(sessions.active(user_id)) == sessions.MAX_SESSIONS
+    assert get_redis().scard(sessions.set_key(user_id)) == sessions.MAX_SESSIONS
+    ended_reply = flows.me(stalest["access_token"])
+    assert (ended_reply.status, ended_reply.json()["code"]) == (401, "AUTH_SESSION_ENDED")
+    gone = flows.refresh(stalest["refresh_token"])
+    assert (gone.status, gone.json()["code"]) == (401, "AUTH_REFRESH_INVALID")
+    with transaction() as tx:
+        assert ended.holds(tx, tokens.decode(stalest["access_token"], "access")["sid"])
+    for kept in (first, newest):
+        assert flows.me(kept["access_token"]).status == 200

@@ -297,3 +297,25 @@ def test_a_sign_in_overlapping_a_disable_leaves_no_session_to_revive(
     assert (login.status, login.json()["code"]) == (403, "ACCOUNT_DISABLED")
     assert _patch(flows, user_id, admin, disabled=False).status == 200
     assert sessions.active(user_id) == set()
+
+
+def test_enabling_ends_the_sessions_a_disable_could_not_end(flows: Flows) -> None:
+    """A disable commits the flag, then ends the sessions; an instance that dies between the
+    two (or a Redis that fails there) leaves the account disabled with its sessions still
+    in Redis. Enabling it must not bring them back: they are ended before it commits."""
+    pair = flows.registered()
+    user_id = pair["user"]["id"]
+    admin = flows.admin_token()
+    # The account as such a disable leaves it: the flag committed, the sessions untouched.
+    with transaction() as tx:
+        tx.execute(users.update().where(users.c.id == user_id).values(disabled=True))
+    profiles.forget(user_id)
+    assert _code(flows.me(pair["access_token"])) == (403, "ACCOUNT_DISABLED")
+    assert _patch(flows, user_id, admin, disabled=False).status == 200
+    assert _code(flows.me(pair["access_token"])) == (401, "AUTH_SESSION_ENDED")
+    assert _code(flows.refresh(pair["refresh_token"])) == (401, "AUTH_REFRESH_INVALID")
+    assert sessions.active(user_id) == set()
+    # An account enabled already is left alone: enabling it again ends nothing.
+    again = flows.login(pair["user"]["phone"]).json()
+    assert _patch(flows, user_id, admin, disabled=False).status == 200
+    assert flows.me(again["access_token"]).status == 200

@@ -69,6 +69,10 @@ def _signed(claims: dict[str, Any], key: str | None = None, alg: str = "HS256") 
     return jwt.encode(claims, secret, algorithm=alg)
 
 
+def _expired() -> dict[str, int]:
+    return {"iat": int(time.time()) - 1000, "exp": int(time.time()) - 10}
+
+
 FORGERIES = {
     "refresh token": (lambda: _signed(_claims(typ="refresh", role="admin")), "AUTH_TOKEN_INVALID"),
     "another key": (lambda: _signed(_claims(role="admin"), key="k" * 64), "AUTH_TOKEN_INVALID"),
@@ -86,6 +90,17 @@ FORGERIES = {
         ),
         "AUTH_TOKEN_EXPIRED",
     ),
+    # Expired is said only of a token that is otherwise one this route takes: a client told
+    # "expired" refreshes, which a refresh token or another audience's token never warrants.
+    "expired refresh token": (
+        lambda: _signed(_claims(typ="refresh", **_expired())),
+        "AUTH_TOKEN_INVALID",
+    ),
+    "expired, wrong aud": (
+        lambda: _signed(_claims(aud="someone-else", **_expired())),
+        "AUTH_TOKEN_INVALID",
+    ),
+    "expired, no iss": (lambda: _signed(_claims(iss=None, **_expired())), "AUTH_TOKEN_INVALID"),
     "no iss": (lambda: _signed(_claims(role="admin", iss=None)), "AUTH_TOKEN_INVALID"),
     "wrong aud": (lambda: _signed(_claims(role="admin", aud="someone-else")), "AUTH_TOKEN_INVALID"),
     "no exp": (lambda: _signed(_claims(role="admin", exp=None)), "AUTH_TOKEN_INVALID"),

@@ -7,6 +7,13 @@ others, for `REFRESH_GRACE_S`, receive that same pair (stored at
 `refresh:grace:{<user>}:<sid>:<old jti>`; its tokens are never logged). A retired token
 after the grace window is reuse: the session is ended (Auth0's reuse detection).
 
+A user keeps at most MAX_SESSIONS live sessions: a sign-in beyond them ends the one least
+recently started or refreshed (the shortest time left to live). Without the bound every
+sign-in adds a member to the user's set that stays for the refresh lifetime, and the script
+that starts a session reads the whole set: an account signing in over and over, as a script
+holding its password can, would make each of its sign-ins a longer stall of the one Redis
+every request goes through.
+
 Every key of a user carries the user id as its hash tag (`{<user>}`), so the scripts below,
 which touch a user's sessions, grace keys and set together, run whole on one Redis Cluster
 node, as on a single Redis. The names before the tags were `refresh:<user>:<sid>`,
@@ -61,18 +68,35 @@ redis.call('DEL', KEYS[1])
 return sids
 """
 
-# KEYS: new session key, the user's session set. ARGV: jti, ttl, sid, key prefix.
-# Members whose session key has expired are dropped here, so the set stays small.
+MAX_SESSIONS = 100
+
+# KEYS: new session key, the user's session set. ARGV: jti, ttl, sid, key prefix, the most
+# sessions kept. Members whose session key has expired are dropped; of the live ones, those
+# with the least time left are ended until the new one fits. Returns the sids it ended.
 _START = """
+local live = {}
 for _, sid in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  if redis.call('EXISTS', ARGV[4] .. sid) == 0 then
+  local left = redis.call('PTTL', ARGV[4] .. sid)
+  if left == -2 then
     redis.call('SREM', KEYS[2], sid)
+  else
+    table.insert(live, {sid, left})
+  end
+end
+local ended = {}
+local over = #live - tonumber(ARGV[5]) + 1
+if over > 0 then
+  table.sort(live, function(a, b) return a[2] < b[2] end)
+  for i = 1, over do
+    redis.call('DEL', ARGV[4] .. live[i][1])
+    redis.call('SREM', KEYS[2], live[i][1])
+    table.insert(ended, live[i][1])
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
 redis.call('SADD', KEYS[2], ARGV[3])
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]))
-return 1
+return ended
 """
 
 
@@ -114,7 +138,7 @@ def start(user_id: str, *, role: str, phone: str | None) -> Pair:
     sid = new_sid()
     pair, jti = _mint(user_id, role, phone, sid)
     ttl = get_settings().refresh_token_ttl_s
-    get_redis().eval(
+    ended_sids = get_redis().eval(
         _START,
         2,
         session_key(user_id, sid),
@@ -123,7 +147,12 @@ def start(user_id: str, *, role: str, phone: str | None) -> Pair:
         ttl,
         sid,
         _prefix(user_id),
+        MAX_SESSIONS,
     )
+    if ended_sids:
+        from app.identity import ended  # cold start: only a sign-in past the bound loads it
+
+        ended.record(user_id, [str(s) for s in ended_sids])
     return pair
 
 

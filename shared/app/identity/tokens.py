@@ -75,20 +75,34 @@ def decode(token: str, typ: TokenType) -> dict[str, Any]:
     Raises AUTH_TOKEN_EXPIRED for an expired token of the right type and AUTH_TOKEN_INVALID
     for anything else; callers that need another code (refresh) translate.
     """
-    settings = get_settings()
     try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            settings.jwt_secret.get_secret_value(),
-            algorithms=[ALGORITHM],
-            audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer,
-            options={"require": _REQUIRED},
-        )
-    except jwt.ExpiredSignatureError as exc:
-        raise AppError(ErrorCode.AUTH_TOKEN_EXPIRED) from exc
+        claims = _verified(token, check_exp=True)
+    except jwt.ExpiredSignatureError:
+        # PyJWT checks `exp` before `iss` and `aud`, and knows nothing of `typ`: "expired"
+        # is said only of a token that would otherwise be taken here, since it tells the
+        # client to refresh, which a refresh token or another audience's token never warrants.
+        try:
+            expired = _verified(token, check_exp=False)
+        except jwt.PyJWTError as exc:
+            raise AppError(ErrorCode.AUTH_TOKEN_INVALID) from exc
+        if expired.get("typ") != typ:
+            raise AppError(ErrorCode.AUTH_TOKEN_INVALID) from None
+        raise AppError(ErrorCode.AUTH_TOKEN_EXPIRED) from None
     except jwt.PyJWTError as exc:
         raise AppError(ErrorCode.AUTH_TOKEN_INVALID) from exc
     if claims.get("typ") != typ:
         raise AppError(ErrorCode.AUTH_TOKEN_INVALID)
+    return claims
+
+
+def _verified(token: str, *, check_exp: bool) -> dict[str, Any]:
+    settings = get_settings()
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        settings.jwt_secret.get_secret_value(),
+        algorithms=[ALGORITHM],
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+        options={"require": _REQUIRED, "verify_exp": check_exp},
+    )
     return claims

@@ -201,6 +201,12 @@ def _change(user_id: str, values: dict[str, Any], *, lock: bool = False) -> None
                 tx.after_commit(profiles.forgetter(user_id), user_id=user_id)
 
 
+def _is_disabled(user_id: str) -> bool:
+    with transaction() as tx:
+        row = get(tx, user_id)
+    return row is not None and bool(row["disabled"])
+
+
 def _may_end_an_admin(values: dict[str, Any]) -> bool:
     return values.get("role", "admin") != "admin" or bool(values.get("disabled"))
 
@@ -238,7 +244,7 @@ def update_profile(user_id: str, changes: dict[str, Any]) -> User:
 
 
 def admin_change(user_id: str, *, role: str | None = None, disabled: bool | None = None) -> User:
-    """Role and disabled flag. Disabling ends every session; access tokens run out alone.
+    """Role and disabled flag. Disabling ends every session, and enabling revives none.
     A change that would leave no admin able to act (the last one demoted or disabled, by
     another or by themselves) is `403 FORBIDDEN` and changes nothing."""
     values: dict[str, Any] = {}
@@ -249,6 +255,13 @@ def admin_change(user_id: str, *, role: str | None = None, disabled: bool | None
     # The change shows at the user's next request whatever happens next (the profile is held
     # across the commit). Ending the sessions is not an after-commit effect because its
     # failure must reach the admin; a disabled account is refused meanwhile all the same.
+    if disabled is False and _is_disabled(user_id):
+        # Every session a disabled account still has is one that should have ended: a
+        # disable whose instance died (or whose Redis failed) after its commit left those it
+        # meant to end, and a sign-in that died between starting its session and reading the
+        # flag again left its own. They are ended before the enable commits, so enabling
+        # revives none.
+        sessions.end_all(user_id)
     _change(user_id, values, lock=True)
     if disabled:
         sessions.end_all(user_id)
