@@ -19,6 +19,13 @@ else differs, and with the new Description after new code. Each of these leaves 
 Creating or Updating for a while, refusing the next change: every write waits for Active.
 Code travels inline (`ZipFile`, base64): a function zip holds one small index.py; one too
 large for the API's 10 MB request limit goes through COS instead.
+
+A function a write of which failed (infra.deploy.status, with the sources): one SCF failed
+to create, which never ran, is deleted (`DeleteFunction`, then waited out) and created
+anew, a replacement in the plan; one whose update or publish failed, which still runs what
+it ran before, gets its code and its whole configuration again, with a `status` line in the
+plan; one being deleted, or whose deletion failed, is a blocker, as is a status SCF does not
+document. An apply first waits out a write under way (Creating, Updating, Publishing).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
+from infra.deploy import status
 from infra.deploy.context import Context
 from infra.deploy.layer import LayerRef
 from infra.deploy.plan import Diff, diffs
@@ -167,27 +175,64 @@ def _code(ctx: Context, fn: FunctionTarget) -> tuple[str, dict[str, Any]]:
 
 
 def reconcile(ctx: Context, fn: FunctionTarget, layer: LayerRef) -> bool:
-    """Create or update the function; True when it existed before."""
+    """Create or update the function; True when it existed before (and still does)."""
     answer = ctx.api.function(fn.name)
-    want = desired(fn, layer)
+    if answer is not None and not ctx.plan.dry_run:
+        # An interrupted deploy may have left it Creating or Updating: see how that ends.
+        answer = ctx.api.settle_function(fn.name)
     if answer is None:
-        detail = f"{want.runtime}, {want.memory} MB, {want.timeout} s, layer {layer.render()}"
-        if ctx.plan.create(f"function {fn.name}", detail):
-            source, code = _code(ctx, fn)
-            ctx.write(
-                "CreateFunction",
-                FunctionName=fn.name,
-                Namespace=ctx.namespace,
-                Runtime=want.runtime,
-                **_kind_parameters(fn),
-                CodeSource=source,
-                Code=code,
-                **_configuration(fn, layer),
-            )
-            ctx.api.wait_function(fn.name)
+        _create(ctx, fn, layer, failed=None)
         return False
-    if not ctx.plan.dry_run and answer.get("Status") != "Active":
-        ctx.api.wait_function(fn.name)  # an interrupted deploy may have left it Creating
+    state = status.Status.of(answer)
+    if state.value == status.CREATE_FAILED:
+        _create(ctx, fn, layer, failed=state)
+        return False
+    # A write under way is seen so only by a plan, which does not wait: it plans from what
+    # GetFunction shows.
+    if state.value in (status.ACTIVE, *status.TRANSITIONS, *status.UPDATE_AGAIN):
+        _update(ctx, fn, layer, answer, again=state.value in status.UPDATE_AGAIN)
+        return True
+    advice = status.function_advice(fn.name, state.value)
+    ctx.plan.block(f"function {fn.name} is {state.render()}: {advice}")
+    return True
+
+
+def _create(
+    ctx: Context, fn: FunctionTarget, layer: LayerRef, failed: status.Status | None
+) -> None:
+    """Create the function; first delete the one SCF failed to create, if `failed`."""
+    want = desired(fn, layer)
+    detail = f"{want.runtime}, {want.memory} MB, {want.timeout} s, layer {layer.render()}"
+    what = f"function {fn.name}"
+    if failed is None:
+        if not ctx.plan.create(what, detail):
+            return
+    else:
+        if not ctx.plan.replace(what, f"{failed.render()}: it never ran", detail):
+            return
+        ctx.write("DeleteFunction", FunctionName=fn.name, Namespace=ctx.namespace)
+        ctx.api.wait_deleted(fn.name)
+        ctx.plan.made_in_part(1)
+    source, code = _code(ctx, fn)
+    ctx.write(
+        "CreateFunction",
+        FunctionName=fn.name,
+        Namespace=ctx.namespace,
+        Runtime=want.runtime,
+        **_kind_parameters(fn),
+        CodeSource=source,
+        Code=code,
+        **_configuration(fn, layer),
+    )
+    ctx.api.wait_function(fn.name)
+
+
+def _update(
+    ctx: Context, fn: FunctionTarget, layer: LayerRef, answer: dict[str, Any], again: bool
+) -> None:
+    """Update what differs; everything, code and configuration, when `again` (SCF failed the
+    last update, and what GetFunction shows may be that update rather than what runs)."""
+    want = desired(fn, layer)
     have = current(answer)
     for what, old, new in (("runtime", have.runtime, want.runtime), ("kind", have.kind, want.kind)):
         if old != new:
@@ -195,14 +240,17 @@ def reconcile(ctx: Context, fn: FunctionTarget, layer: LayerRef) -> bool:
                 f"function {fn.name} {what}: {old} -> {new}: SCF cannot change a function's "
                 f"{what}; delete the function, then deploy again"
             )
-            return True
+            return
     # The code's lines first: SCF takes the code in a call of its own, made first, so a
     # failure of the configuration's call leaves them made and the rest not.
     changed = sorted(have.compare(want), key=lambda diff: diff.field not in _CODE_FIELDS)
+    if again:
+        changed.append(Diff("status", status.Status.of(answer).render(), status.ACTIVE))
     if not ctx.plan.update(f"function {fn.name}", changed):
-        return True
+        return
     fields = {diff.field for diff in changed}
-    if fields & _CODE_FIELDS:
+    code_lines = len(fields & _CODE_FIELDS)
+    if code_lines or again:
         source, code = _code(ctx, fn)
         handler = {"Handler": want.handler} if want.handler else {}
         ctx.write(
@@ -214,8 +262,8 @@ def reconcile(ctx: Context, fn: FunctionTarget, layer: LayerRef) -> bool:
             **code,
         )
         ctx.api.wait_function(fn.name)
-        if fields - _CODE_FIELDS:
-            ctx.plan.made_in_part(len(fields & _CODE_FIELDS))
+        if code_lines and fields - _CODE_FIELDS:
+            ctx.plan.made_in_part(code_lines)
     if fields - {"handler"}:
         ctx.write(
             "UpdateFunctionConfiguration",
@@ -224,4 +272,3 @@ def reconcile(ctx: Context, fn: FunctionTarget, layer: LayerRef) -> bool:
             **_configuration(fn, layer),
         )
         ctx.api.wait_function(fn.name)
-    return True

@@ -5,8 +5,9 @@ sha256 of the layer zip is written into the version's Description (`..., content
 <hex>`) and found there with `ListLayerVersions`: one read for every version, where
 `GetLayerVersion`'s `CodeSha256` would cost a read per version and its encoding is not
 documented. The zip goes through COS (it is larger than the API's 10 MB request limit).
-Old versions stay (SCF keeps 200 per layer): delete them by hand when they are no longer
-named by any function.
+A version SCF failed to publish (or is deleting, or deleted) is never matched: the content is
+published again (infra.deploy.status). Old versions stay (SCF keeps 200 per layer): delete
+them by hand when they are no longer named by any function.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from infra.deploy import status
 from infra.deploy.context import Context
 from infra.deploy.target import hash_note, noted_hash
-
-_UNUSABLE = ("PublishFailed", "Deleting", "DeleteFailed")
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def _matches(version: dict[str, Any], sha256: str, runtimes: tuple[str, ...]) ->
     return (
         noted_hash("content", version.get("Description")) == sha256
         and set(runtimes) <= set(version.get("CompatibleRuntimes") or [])
-        and version.get("Status") not in _UNUSABLE
+        and version.get("Status") not in status.LAYER_UNUSABLE
     )
 
 

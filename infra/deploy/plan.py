@@ -4,8 +4,9 @@ The same walk over the account makes the plan and the apply (infra.deploy.reconc
 the apply sends the writes. Each resource is counted once: created, updated (a removal of
 a trigger the file no longer declares counts as an update of the account), or unchanged.
 Lines: `+ create <what> (<detail>)`, `~ update <what> <field>: <old> -> <new>` (environment
-values masked), `- remove <what>`; a change SCF cannot make is a blocker (`! ...`), and a
-plan with one stops the apply before any write.
+values masked), `- remove <what>`, and a resource replaced (deleted, then created anew) as
+its `- remove` line and its `+ create` line, counted as created; a change SCF cannot make is
+a blocker (`! ...`), and a plan with one stops the apply before any write.
 """
 
 from __future__ import annotations
@@ -78,6 +79,12 @@ class Plan:
         """Record a creation; True when it is to be made now (an apply)."""
         self.created += 1
         return self._change([f"+ create {what}" + (f" ({detail})" if detail else "")])
+
+    def replace(self, what: str, old: str, detail: str) -> bool:
+        """Record a resource deleted and created anew, one change counted as a creation: its
+        removal's line, then its creation's; True when it is to be made now."""
+        self.created += 1
+        return self._change([f"- remove {what} ({old})", f"+ create {what} ({detail})"])
 
     def update(self, what: str, changed: Sequence[Diff]) -> bool:
         """Record an update with its changed fields, or the resource as unchanged when there

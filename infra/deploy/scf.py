@@ -10,19 +10,22 @@ Reads (`read`) and writes (`write`) are separate calls so that a plan can be see
 nothing. Errors become ApiError (action, code, message). A function is usable only when its
 Status is Active (`CreateFunction` and the updates are asynchronous: Creating or Updating
 first), a layer version only when Active: `wait_function` and `wait_layer` poll for it,
-bounded by WAIT_S.
+bounded by WAIT_S, and a failed state (infra.deploy.status) is an ApiError naming the
+resource, its state, SCF's reason and what the next deploy does with it. `DeleteFunction`
+is asynchronous too: `wait_deleted` polls until SCF no longer knows the function.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.scf.v20180416.scf_client import ScfClient
 
 from app import cloud_clients
+from infra.deploy import status
 from infra.deploy.settings import Settings
 
 WAIT_S = 300.0
@@ -31,10 +34,10 @@ REQUEST_TIMEOUT_S = 60
 # A synchronous Invoke may run for the function's whole timeout (db-migrate: 300 s).
 INVOKE_TIMEOUT_S = 330
 PAGE = 100
+_A = TypeVar("_A")  # what a poll reads: a GetFunction or GetLayerVersion answer
 # Not found, as SCF says it: `ResourceNotFound.Function`, `.Layer`, ... and the custom
 # domain's own code (tencentcloud.scf.v20180416.errorcodes).
 _ABSENT_CODES = ("FailedOperation.Domain.UnExist",)
-_FAILED_STATES = ("CreateFailed", "UpdateFailed", "PublishFailed", "DeleteFailed")
 
 
 class ApiError(RuntimeError):
@@ -117,34 +120,65 @@ class ScfApi:
     # ------------------------------------------------------------ waits
 
     def wait_function(self, name: str) -> None:
-        """Until the function is Active; ApiError when it failed or the wait ran out."""
-        self._wait(
+        """Until the function is Active; ApiError when a write of it failed, or the wait ran
+        out."""
+        answer = self.settle_function(name)
+        if answer is None:
+            raise ApiError("GetFunction", "ResourceNotFound.Function", f"function {name} is gone")
+        if answer.get("Status") != status.ACTIVE:
+            raise self._function_failed(name, answer)
+
+    def settle_function(self, name: str) -> dict[str, Any] | None:
+        """GetFunction's answer once no write of the function is under way (Active, or a
+        failed state), None when there is no such function."""
+        return self._poll(
             "GetFunction",
-            lambda: self.read("GetFunction", FunctionName=name, Namespace=self.namespace),
-            name,
+            lambda: self.function(name),
+            lambda answer: answer is None or answer.get("Status") not in status.TRANSITIONS,
+            f"function {name}",
         )
 
+    def wait_deleted(self, name: str) -> None:
+        """Until SCF no longer knows the function; ApiError when its deletion failed."""
+        answer = self._poll(
+            "GetFunction",
+            lambda: self.function(name),
+            lambda answer: answer is None or answer.get("Status") != "Deleting",
+            f"function {name}",
+        )
+        if answer is not None:
+            raise self._function_failed(name, answer)
+
     def wait_layer(self, layer: str, version: int) -> None:
-        self._wait(
+        what = f"layer {layer} version {version}"
+        answer = self._poll(
             "GetLayerVersion",
             lambda: self.read("GetLayerVersion", LayerName=layer, LayerVersion=version),
-            f"{layer} version {version}",
+            lambda answer: answer.get("Status") != "Publishing",
+            what,
+        )
+        state = status.Status.of(answer)
+        if state.value != status.ACTIVE:
+            advice = status.layer_advice(state.value)
+            raise ApiError("GetLayerVersion", state.value, f"{what} is {state.render()}: {advice}")
+
+    @staticmethod
+    def _function_failed(name: str, answer: dict[str, Any]) -> ApiError:
+        state = status.Status.of(answer)
+        advice = status.function_advice(name, state.value)
+        return ApiError(
+            "GetFunction", state.value, f"function {name} is {state.render()}: {advice}"
         )
 
     @staticmethod
-    def _wait(action: str, get: Callable[[], dict[str, Any]], what: str) -> None:
+    def _poll(action: str, get: Callable[[], _A], done: Callable[[_A], bool], what: str) -> _A:
+        """`get()`'s first answer that is `done`; ApiError Timeout after WAIT_S."""
         deadline = time.monotonic() + WAIT_S
         while True:
             answer = get()
-            status = str(answer.get("Status") or "")
-            if status == "Active":
-                return
-            if status in _FAILED_STATES:
-                reasons = answer.get("StatusReasons") or []
-                detail = "; ".join(
-                    f"{r.get('ErrorCode')}: {r.get('ErrorMessage')}" for r in reasons
-                )
-                raise ApiError(action, status, f"{what}: {detail or answer.get('StatusDesc')}")
+            if done(answer):
+                return answer
             if time.monotonic() > deadline:
-                raise ApiError(action, "Timeout", f"{what} still {status} after {WAIT_S:.0f} s")
+                now = answer.get("Status") if isinstance(answer, dict) else None
+                raise ApiError(action, "Timeout", f"{what} still {now} after {WAIT_S:.0f} s")
             time.sleep(POLL_S)

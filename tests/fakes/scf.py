@@ -12,10 +12,28 @@ exist where `Code` names it (looked up in the moto-served COS, the bucket given 
 `-<appid>` as SCF takes it). What the fake assumes beyond the documents: a custom domain's
 path may only point at a function that has a Function URL on that qualifier.
 
+A function's Status, as SCF's status table has it (infra/deploy/status.py names the
+sources): each write (create, update, delete) is Creating, Updating or Deleting until it
+ends, Active (or gone, for a delete), or CreateFailed, UpdateFailed or DeleteFailed with
+`StatusReasons` [{ErrorCode, ErrorMessage}] and a `StatusDesc`. What each state accepts:
+updates (and Invoke) in Active, UpdateFailed and PublishFailed (a failed update leaves the
+function running what it ran before, and Tencent's deploy tool updates it again), refused in
+CreateFailed (that tool deletes such a function, "a function whose creation failed cannot be
+updated") and while a write is under way, with the codes SCF answers
+(FailedOperation.UpdateFunctionCode, .UpdateFunctionConfiguration); DeleteFunction in any
+state but a write under way (the table: a CreateFailed function "can be deleted and created
+again"), refused with FailedOperation.DeleteFunction; everything else only when Active
+(FailedOperation.FunctionStatusError). GetFunction of a failed update shows what that
+update asked for: what SCF shows is not documented, and this is the case a comparison alone
+would take for done.
+
 `scf.run_with(name, fn)` makes a RequestResponse Invoke of function `name` call
 `fn(event, context, environment)` (the function's deployed environment), and answer what it
 returns, or its exception as the function's error. `scf.writes()` lists every call that
-changed something; `scf.fail_next(action, code)` refuses the next call of `action`.
+changed something; `scf.fail_next(action, code)` refuses the next call of `action`;
+`scf.fail_next_change(name, code, message)` accepts the next write of function or layer
+`name` and ends it failed, with that reason; `scf.leave(name, status, code, message)` puts a
+function in a status as a write from elsewhere left it.
 """
 
 from __future__ import annotations
@@ -47,6 +65,15 @@ _DESCRIPTION = re.compile(r"^[A-Za-z0-9 ,.\n\u4e00-\u9fff]*$")
 # The API's FunctionName: letters, digits, - and _, starting with a letter, 2-60 long.
 _FUNCTION_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,59}$")
 _LAYER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,62}[A-Za-z0-9]$")
+_UPDATABLE = ("Active", "UpdateFailed", "PublishFailed")
+_DELETABLE = ("Active", "CreateFailed", "UpdateFailed", "PublishFailed", "DeleteFailed")
+# How each write of a function ends when it fails, and SCF's description of that state.
+_FAILED = {"Creating": "CreateFailed", "Updating": "UpdateFailed", "Deleting": "DeleteFailed"}
+_FAILED_DESC = {
+    "CreateFailed": "creation failed",
+    "UpdateFailed": "update failed; invocations run the function as it was before it",
+    "DeleteFailed": "deletion failed",
+}
 Runner = Callable[[Any, dict[str, Any], dict[str, str]], Any]
 
 
@@ -85,6 +112,7 @@ class FakeScf(RoutingActions):
         self.domains: dict[str, dict[str, Any]] = {}
         self.runners: dict[str, Runner] = {}
         self._failures: dict[str, TencentCloudError] = {}
+        self._change_failures: dict[str, dict[str, str]] = {}
         self._lock = threading.RLock()
         cloud.validate_with("scf", SCHEMA.validate)
         for action in SCHEMA.actions:
@@ -99,6 +127,17 @@ class FakeScf(RoutingActions):
 
     def fail_next(self, action: str, code: str, message: str = "refused") -> None:
         self._failures[action] = _error(code, message)
+
+    def fail_next_change(self, name: str, code: str, message: str) -> None:
+        self._change_failures[name] = {"ErrorCode": code, "ErrorMessage": message}
+
+    def leave(self, name: str, status: str, code: str = "", message: str = "") -> None:
+        with self._lock:
+            reasons = [{"ErrorCode": code, "ErrorMessage": message}] if code else []
+            desc = _FAILED_DESC.get(status, "")
+            self.functions[name].update(
+                Status=status, StatusReasons=reasons, StatusDesc=desc, _ready_at=float("inf")
+            )
 
     def calls(self) -> list[Call]:
         return [c for c in self.cloud.calls if c.service == "scf"]
@@ -120,22 +159,48 @@ class FakeScf(RoutingActions):
 
     # ------------------------------------------------------------ functions
 
-    def _function(self, params: dict[str, Any], *, active: bool = False) -> dict[str, Any]:
+    def _function(
+        self,
+        params: dict[str, Any],
+        *,
+        active: bool = False,
+        accept: tuple[str, ...] | None = None,
+        refusal: str = "FailedOperation.FunctionStatusError",
+    ) -> dict[str, Any]:
+        """The function, refused with `refusal` unless its Status is one `accept` lists
+        (only Active when `active`)."""
         if params.get("Namespace", "default") != "default":
             raise _error("ResourceNotFound.Namespace", f"namespace {params['Namespace']}")
-        fn = self.functions.get(params["FunctionName"])
+        fn = self._settled(params["FunctionName"])
         if fn is None:
             raise _error("ResourceNotFound.Function", f"function {params['FunctionName']}")
-        if fn["Status"] in ("Creating", "Updating") and time.monotonic() >= fn["_ready_at"]:
-            fn["Status"] = "Active"
-        if active and fn["Status"] != "Active":
-            raise _error(
-                "FailedOperation.FunctionStatusError", f"function is {fn['Status']}, not Active"
-            )
+        accept = ("Active",) if active else accept
+        if accept is not None and fn["Status"] not in accept:
+            raise _error(refusal, f"function is {fn['Status']}: this operation is not possible")
+        return fn
+
+    def _settled(self, name: str) -> dict[str, Any] | None:
+        """The function once its write under way has ended, if it is due to; None if none."""
+        fn = self.functions.get(name)
+        if fn is None or fn["Status"] not in _FAILED or time.monotonic() < fn["_ready_at"]:
+            return fn
+        reason = fn.pop("_failure", None)
+        if reason is not None:
+            failed = _FAILED[fn["Status"]]
+            fn.update(Status=failed, StatusReasons=[reason], StatusDesc=_FAILED_DESC[failed])
+        elif fn["Status"] == "Deleting":
+            del self.functions[name], self.triggers[name]
+            self.async_configs.pop(name, None)
+            return None
+        else:
+            fn.update(Status="Active", StatusReasons=[], StatusDesc="")
         return fn
 
     def _busy(self, fn: dict[str, Any], status: str) -> None:
         fn.update(Status=status, ModTime=_now(), _ready_at=time.monotonic() + self.settle_s)
+        reason = self._change_failures.pop(fn["FunctionName"], None)
+        if reason is not None:
+            fn["_failure"] = reason
 
     def _code(self, code: dict[str, Any]) -> int:
         """The code's size, once its zip or COS object is found."""
@@ -188,7 +253,7 @@ class FakeScf(RoutingActions):
         for ref in params.get("Layers") or []:
             version = self._layer_version(ref["LayerName"], ref["LayerVersion"])
             if version["Status"] != "Active":
-                raise _error("FailedOperation.LayerVersionStatus", f"layer is {version['Status']}")
+                raise _error("InvalidParameterValue.Layers", f"layer is {version['Status']}")
             layers.append(_public(version))
         if "Layers" in params:
             fn["Layers"] = layers
@@ -201,7 +266,7 @@ class FakeScf(RoutingActions):
         name = params["FunctionName"]
         if not _FUNCTION_NAME.match(name):
             raise _error("InvalidParameterValue.FunctionName", name)
-        if name in self.functions:
+        if self._settled(name) is not None:
             raise _error("ResourceInUse.FunctionName", name)
         if params.get("Runtime", "Python2.7") not in RUNTIMES:
             raise _error("InvalidParameterValue.Runtime", params["Runtime"])
@@ -228,6 +293,8 @@ class FakeScf(RoutingActions):
             "Role": "",
             "Layers": [],
             "AddTime": _now(),
+            "StatusDesc": "",
+            "StatusReasons": [],
         }
         if protocol is not None:
             fn["ProtocolType"] = protocol
@@ -246,7 +313,7 @@ class FakeScf(RoutingActions):
         return {**_public(fn), **latest, "Triggers": triggers}
 
     def _UpdateFunctionCode(self, params: dict[str, Any]) -> dict[str, Any]:
-        fn = self._function(params, active=True)
+        fn = self._function(params, accept=_UPDATABLE, refusal="FailedOperation.UpdateFunctionCode")
         code = params.get("Code") or {
             k: params[k] for k in ("ZipFile", "CosBucketName", "CosObjectName") if k in params
         }
@@ -256,11 +323,20 @@ class FakeScf(RoutingActions):
         return {}
 
     def _UpdateFunctionConfiguration(self, params: dict[str, Any]) -> dict[str, Any]:
-        fn = self._function(params, active=True)
+        fn = self._function(
+            params, accept=_UPDATABLE, refusal="FailedOperation.UpdateFunctionConfiguration"
+        )
         if params.get("Runtime", fn["Runtime"]) != fn["Runtime"]:
             raise _error("InvalidParameterValue.Runtime", "the runtime is set at creation")
         self._configure(fn, params)
         self._busy(fn, "Updating")
+        return {}
+
+    def _DeleteFunction(self, params: dict[str, Any]) -> dict[str, Any]:
+        if params.get("Qualifier", "$LATEST") != "$LATEST":
+            raise _error("InvalidParameterValue.Qualifier", "the fake keeps no versions")
+        fn = self._function(params, accept=_DELETABLE, refusal="FailedOperation.DeleteFunction")
+        self._busy(fn, "Deleting")
         return {}
 
     def _GetFunctionEventInvokeConfig(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -277,7 +353,7 @@ class FakeScf(RoutingActions):
         return {}
 
     def _Invoke(self, params: dict[str, Any]) -> dict[str, Any]:
-        fn = self._function(params, active=True)
+        fn = self._function(params, accept=_UPDATABLE)
         request_id = secrets.token_hex(16)
         if params.get("InvocationType", "RequestResponse") == "Event":
             return {"Result": {"FunctionRequestId": request_id}}
@@ -298,7 +374,8 @@ class FakeScf(RoutingActions):
         for version in self.layers.get(name, []):
             if version["LayerVersion"] == number:
                 if version["Status"] == "Publishing" and time.monotonic() >= version["_ready_at"]:
-                    version["Status"] = "Active"
+                    failed = version.pop("_failure", None) is not None
+                    version["Status"] = "PublishFailed" if failed else "Active"
                 return version
         raise _error("ResourceNotFound.LayerVersion", f"{name} version {number}")
 
@@ -322,6 +399,9 @@ class FakeScf(RoutingActions):
             "Stamp": "default",
             "_ready_at": time.monotonic() + self.settle_s,
         }
+        reason = self._change_failures.pop(name, None)
+        if reason is not None:
+            version["_failure"] = reason  # GetLayerVersion has no field for it
         versions.append(version)
         return {"LayerVersion": version["LayerVersion"]}
 
