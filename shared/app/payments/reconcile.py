@@ -8,7 +8,8 @@
 - The read path (`GET /orders/{id}`): the same for the order read, once it is older than
   RECHECK_S, through the job's own code. An expired one is closed by the read too: a
   client polling it holds its claim, so the job would skip it for as long as the polling
-  lasts.
+  lasts. A read makes one provider call (two when the close is refused for a payment), so
+  it answers within its function's time even when the provider does not answer at all.
 
 Whoever asks, the provider hears about one order at most once per RECHECK_S: moving the
 order's `checked_at`, its row locked, is the claim, so concurrent readers and the job on
@@ -202,9 +203,12 @@ def _close(order: Any, counts: Counts, *, via: str) -> None:
             _apply(order, refused.report, counts, via=via)
         return
     except ProviderError as error:
-        # The provider is down, or answered something we cannot use: ask what it says.
         _provider_failed(order, "close", error)
-        _query_and_apply(order, counts, via=via)
+        # The provider is down, or answered something we cannot use: the job asks what it
+        # says. A read does not: the close may have taken its 5 s already, and a query as
+        # long would take GET /orders/{id} past the 10 s SCF gives it, answering nothing.
+        if via == "job":
+            _query_and_apply(order, counts, via=via)
         return
     PAYMENT_PROVIDER_CALLS.labels(channel, "close", "ok").inc()
     if _mark_closed(order):
