@@ -1,5 +1,6 @@
 """A payment and the reconciliation's claim or close of the same order at the same moment
-wait on each other and never deadlock, whatever plan MariaDB picks for their statements.
+wait on each other and never deadlock, whatever plan MariaDB picks for their statements; two
+payments of one user at once both count.
 
 In a database of its own: with the order the only pending one, MariaDB plans `WHERE id = ?
 AND status = 'pending'` through ix_orders_status_created, which is what made the claim and
@@ -12,6 +13,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -127,3 +129,21 @@ def test_a_notification_the_read_and_the_job_at_once_pay_the_order_once(
         assert all(isinstance(report, dict) for report in outcome if report != 200), outcome
         assert order_row(order_id)["status"] == "paid" and grants(order_id) == 1
     assert counters(buyer.user_id) == (4 * 40, 0)
+
+
+def test_two_orders_of_one_user_paid_at_once_both_count(wechatpay: FakeWechatPay) -> None:
+    """Each payment reads the membership and the balance under the user's row lock: neither
+    extends from, nor adds to, what the other is about to replace."""
+    buyer = Buyer()
+    month = buyer.order(new_plan(quota=10, duration_days=30), "wechat").json()["id"]
+    quarter = buyer.order(new_plan(quota=25, duration_days=90), "wechat").json()["id"]
+    sent = [wechatpay.pay(month), wechatpay.pay(quarter)]
+
+    def deliver(n: Any) -> int:
+        return wechat_notify(n.lower_headers, n.body).status
+
+    assert at_once(*(lambda n=n: deliver(n) for n in sent)) == [200, 200]
+    assert counters(buyer.user_id) == (35, 0)
+    expires, _ = buyer.membership()
+    expected = datetime.now(timezone.utc) + timedelta(days=120)
+    assert abs((expires - expected).total_seconds()) < 60
