@@ -4,10 +4,12 @@ asks, and an expired order is closed at the provider."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
+from app.payments.wechatpay import TIMEOUT_S as WECHATPAY_TIMEOUT_S
 from app.quota import grant
 from app.quota.service import QUOTA_MAX
 from tests.fakes.alipay import FakeAlipay
@@ -262,3 +264,24 @@ def test_an_alipay_answer_with_a_trade_no_no_order_can_record_changes_nothing(
     alipay.sim.pay(order_id)
     alipay.sim.trades[order_id].trade_no = UNRECORDABLE_TRADE_ID
     assert asked_and_refused_loudly(path, buyer, order_id, "trade_no")
+
+
+def test_reading_an_expired_order_while_the_provider_does_not_answer_takes_one_timeout(
+    wechatpay: FakeWechatPay,
+) -> None:
+    """The close gets no answer in its 5 s: the read answers the order as it stands, within
+    the 10 s SCF gives GET /orders/{id}, rather than ask again for as long; the next turn
+    closes it."""
+    buyer = Buyer()
+    order_id = buyer.order(new_plan(), "wechat").json()["id"]
+    age_order(order_id, 1801)
+    wechatpay.down("stall")
+    started = time.monotonic()
+    reply = buyer.get(order_id)
+    elapsed = time.monotonic() - started
+    wechatpay.up()
+    assert reply.status == 200 and reply.json()["status"] == "pending"
+    assert WECHATPAY_TIMEOUT_S <= elapsed < WECHATPAY_TIMEOUT_S + 2.5
+    age_order(order_id, 11)
+    assert buyer.get(order_id).json()["status"] == "closed"
+    assert wechatpay.sim.trades[order_id].state == "CLOSED"

@@ -9,8 +9,9 @@ nothing either.
 
 One log line per notification: channel, order id (when known), outcome and, for a
 rejection, the reason; never a key, a signature or the decrypted resource. It is at ERROR
-for a genuine notification carrying a value we cannot take (`Unusable`): the provider may
-have taken money that the order will not show until someone looks.
+for a genuine notification carrying a value we cannot take (`Unusable`), and for a genuine
+report of a payment that is not its order's (another amount, currency or channel, or no such
+order): the provider may have taken money that no order will show until someone looks.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ class Receipt:
     # What WeChat Pay is answered: 200, or 400 (bad input) / 401 (bad signature).
     status: Literal[200, 400, 401]
     reason: str = ""
-    # A genuine notification we could not take (`Unusable`): its line is at ERROR.
+    # A genuine notification we could not take (`Unusable`, or a payment that is not its
+    # order's): its line is at ERROR.
     unusable: bool = False
 
     @property
@@ -76,4 +78,6 @@ def _receive(channel: Channel, headers: dict[str, str], body: bytes) -> tuple[Re
         return Receipt("repeat", 200), order_id
     if settled.outcome == "ignored":
         return Receipt("ignored", 200, settled.reason), order_id
-    return Receipt("rejected", 400, settled.reason), order_id
+    # Proven the provider's: a payment refused here is money taken that no order shows.
+    paid = report.state == "paid"
+    return Receipt("rejected", 400, settled.reason, unusable=paid), order_id

@@ -8,14 +8,16 @@
 - The read path (`GET /orders/{id}`): the same for the order read, once it is older than
   RECHECK_S, through the job's own code. An expired one is closed by the read too: a
   client polling it holds its claim, so the job would skip it for as long as the polling
-  lasts.
+  lasts. A read makes one provider call (two when the close is refused for a payment), so
+  it answers within its function's time even when the provider does not answer at all.
 
-Whoever asks, the provider hears about one order at most once per RECHECK_S: a conditional
-update of the order's `checked_at` is the claim, so concurrent readers and the job on other
-instances never ask twice. A provider that cannot be reached changes nothing; the next read
-or run asks again. Nor does one order stop the job: anything else that fails for an order
-(its provider call, its settlement) is logged at ERROR with its id and the run goes on; its
-claim moved `checked_at`, so the run's next batch goes past it and a later run retries it.
+Whoever asks, the provider hears about one order at most once per RECHECK_S: moving the
+order's `checked_at`, its row locked, is the claim, so concurrent readers and the job on
+other instances never ask twice. A provider that cannot be reached changes nothing; the
+next read or run asks again. Nor does one order stop the job: anything else that fails for
+an order (its provider call, its settlement) is logged at ERROR with its id and the run goes
+on; its claim moved `checked_at`, so the run's next batch goes past it and a later run
+retries it.
 An answer the provider signed that carries a value we cannot take (`UnusableAnswer`)
 changes nothing and is logged at ERROR, each time it is asked again.
 """
@@ -32,7 +34,7 @@ from sqlalchemy import or_, select, update
 
 from app.clock import utcnow
 from app.db.tables import orders
-from app.db.transaction import transaction
+from app.db.transaction import Transaction, transaction
 from app.observability import logging as applog
 from app.observability.metrics import ORDERS, PAYMENT_PROVIDER_CALLS
 from app.payments import providers, settlement
@@ -116,20 +118,27 @@ def _claim(order_id: str) -> bool:
     (or it is no longer pending)."""
     now = utcnow()
     with transaction() as tx:
-        return bool(
-            tx.execute(
-                update(orders)
-                .where(
-                    orders.c.id == order_id,
-                    orders.c.status == "pending",
-                    or_(
-                        orders.c.checked_at.is_(None),
-                        orders.c.checked_at <= now - timedelta(seconds=RECHECK_S),
-                    ),
-                )
-                .values(checked_at=now)
-            ).rowcount
-        )
+        row = _lock_pending(tx, order_id)
+        if row is None or (
+            row.checked_at is not None and row.checked_at > now - timedelta(seconds=RECHECK_S)
+        ):
+            return False
+        tx.execute(update(orders).where(orders.c.id == order_id).values(checked_at=now))
+        return True
+
+
+def _lock_pending(tx: Transaction, order_id: str) -> Any:
+    """The order's row, locked, when it is pending; else None. Locked by its primary key
+    alone, as a payment locks it: an UPDATE naming the status as well may be planned through
+    ix_orders_status_created (MariaDB does when few orders are pending), locking that index's
+    entry before the row, while a payment holds the row and then needs that entry to move
+    the status: a deadlock, which failed the notification, the read or the whole job."""
+    row = tx.execute(
+        select(orders.c.status, orders.c.checked_at)
+        .where(orders.c.id == order_id)
+        .with_for_update()
+    ).first()
+    return row if row is not None and row.status == "pending" else None
 
 
 def _reconcile(order: Any, counts: Counts, now: datetime, *, via: str) -> None:
@@ -194,9 +203,12 @@ def _close(order: Any, counts: Counts, *, via: str) -> None:
             _apply(order, refused.report, counts, via=via)
         return
     except ProviderError as error:
-        # The provider is down, or answered something we cannot use: ask what it says.
         _provider_failed(order, "close", error)
-        _query_and_apply(order, counts, via=via)
+        # The provider is down, or answered something we cannot use: the job asks what it
+        # says. A read does not: the close may have taken its 5 s already, and a query as
+        # long would take GET /orders/{id} past the 10 s SCF gives it, answering nothing.
+        if via == "job":
+            _query_and_apply(order, counts, via=via)
         return
     PAYMENT_PROVIDER_CALLS.labels(channel, "close", "ok").inc()
     if _mark_closed(order):
@@ -206,15 +218,16 @@ def _close(order: Any, counts: Counts, *, via: str) -> None:
 def _mark_closed(order: Any) -> bool:
     now = utcnow()
     with transaction() as tx:
-        changed = tx.execute(
+        if _lock_pending(tx, order["id"]) is None:
+            return False
+        tx.execute(
             update(orders)
-            .where(orders.c.id == order["id"], orders.c.status == "pending")
+            .where(orders.c.id == order["id"])
             .values(status="closed", closed_at=now, updated_at=now)
-        ).rowcount
-        if changed:
-            channel = order["channel"]
-            tx.after_commit(lambda: ORDERS.labels(channel, "closed").inc(), order_id=order["id"])
-    return bool(changed)
+        )
+        channel = order["channel"]
+        tx.after_commit(lambda: ORDERS.labels(channel, "closed").inc(), order_id=order["id"])
+    return True
 
 
 def _reload(order_id: str) -> Any:
