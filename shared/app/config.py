@@ -188,6 +188,8 @@ class Settings(BaseModel):
     alipay_gateway: str = ""
     alipay_notify_url: str = ""
     order_expiry_s: int = Field(1800, ge=60, le=7200)
+    # Each order is a trade made at the provider: a user's orders are limited per hour.
+    orders_per_user_per_hour: int = Field(20, ge=1)
 
     # See ENV_NAMES.
     tencentcloud_secret_id: str = ""

@@ -192,6 +192,24 @@ def test_concurrent_duplicates_make_one_order_and_close_the_other_trades(
     assert all(t.state == "CLOSED" for t in others)
 
 
+def test_a_user_makes_at_most_orders_per_user_per_hour_trades(wechatpay: FakeWechatPay) -> None:
+    plan = new_plan()
+    buyer = Buyer()
+    with settings_env(ORDERS_PER_USER_PER_HOUR="2"):
+        first = buyer.order(plan, "wechat", key="buy-1")
+        assert first.status == 201 and buyer.order(plan, "wechat").status == 201
+        refused = buyer.order(plan, "wechat")
+        assert refused.status == 429 and refused.json()["code"] == "RATE_LIMITED"
+        assert 3500 <= int(refused.headers["Retry-After"]) <= 3600
+        # Nothing was asked of the provider, nothing written.
+        assert len(wechatpay.sim.trades) == 2 and orders_of(buyer.user_id) == 2
+        # A replay makes no trade, so it is answered past the limit, and counts nothing.
+        again = buyer.order(plan, "wechat", key="buy-1")
+        assert again.status == 201 and again.json() == first.json()
+        # The limit is the user's own.
+        assert Buyer().order(plan, "wechat").status == 201
+
+
 def test_another_users_order_is_not_found(wechatpay: FakeWechatPay) -> None:
     order = Buyer().order(new_plan(), "wechat").json()
     reply = Buyer().get(order["id"])

@@ -22,7 +22,7 @@ def _out(view: dict[str, Any]) -> OrderOut:
     body=OrderIn,
     response=OrderOut,
     status=201,
-    errors=(404, 409, 422, 502),
+    errors=(404, 409, 422, 429, 502),
     idempotency_key=IDEMPOTENCY_KEY_MAX,
     summary="Buy a plan: a pending order with the code to pay it (Idempotency-Key optional)",
 )

@@ -1,5 +1,5 @@
 """Counters over a window in Redis, taken before the action they limit: the sign-in rate
-limits of `sms` and `throttle`.
+limits of `sms` and `throttle`, and the orders a user makes (`app.payments.orders`).
 
 A counter is one key, and each call touches one counter, so two counters of one limit may
 live in different Redis Cluster slots (a phone's and an IP's). `take` checks and counts in

@@ -8,6 +8,10 @@ order inserted (with the Idempotency-Key, in one transaction). So a provider fai
 written (a duplicate that lost the key, a database failure) is closed at the provider
 and was never shown to anyone, so nobody can pay it.
 
+Each order made is a trade at the provider, so a user makes at most
+ORDERS_PER_USER_PER_HOUR of them an hour (`429 RATE_LIMITED` with Retry-After past it),
+counted before the provider is asked; a replayed Idempotency-Key makes none and counts none.
+
 An order id is 32 hex digits: both providers accept it as out_trade_no (Alipay takes only
 letters, digits and underscores).
 """
@@ -28,6 +32,7 @@ from app.config import get_settings
 from app.db.tables import orders
 from app.db.transaction import transaction
 from app.errors import AppError, ErrorCode
+from app.identity import counters
 from app.observability import logging as applog
 from app.observability.metrics import ORDERS, PAYMENT_PROVIDER_CALLS
 from app.payments import plans, providers, reconcile
@@ -35,6 +40,7 @@ from app.payments.gateway import Channel, Charge, ProviderError
 
 log = applog.get_logger("app.payments.orders")
 IDEMPOTENCY_SCOPE = "orders"
+_RATE_WINDOW_S = 3600
 
 
 def new_order_id() -> str:
@@ -87,6 +93,19 @@ def create(user_id: str, plan_id: str, channel: Channel, key: str | None = None)
     return Created(answered.response, replayed=answered.replayed)
 
 
+def _take_rate(user_id: str) -> None:
+    """Count one trade asked of a provider for the user, or raise RATE_LIMITED. A count
+    stays taken whatever the provider answers: a failing provider is asked no more often."""
+    limit = get_settings().orders_per_user_per_hour
+    wait = counters.take(f"orders:rate:{user_id}", limit, _RATE_WINDOW_S)
+    if wait:
+        raise AppError(
+            ErrorCode.RATE_LIMITED,
+            "Too many orders; try again later.",
+            headers={"Retry-After": str(wait)},
+        )
+
+
 def _create_once(
     user_id: str, plan_id: str, channel: Channel, key: str | None, digest: str
 ) -> dict[str, Any]:
@@ -94,6 +113,7 @@ def _create_once(
         plan = plans.get(tx, plan_id)
     if plan is None or not plan.enabled:
         raise AppError(ErrorCode.PLAN_NOT_FOUND, "No such plan.")
+    _take_rate(user_id)
     order_id = new_order_id()
     now = utcnow()
     charge = Charge(
