@@ -49,6 +49,9 @@ SLOT_LEASE_MARGIN_S = 5.0
 # The worker function's timeout is 300 s: another call that might not fit hands over to a
 # fresh invocation instead.
 INVOCATION_BUDGET_S = 240.0
+# The most of an answer's body read: `json_values.decode` parses no more than this, so a
+# longer one could never become an output, and reading it whole would hold it in memory.
+ANSWER_MAX_BYTES = 4 * json_values.STEP_OUTPUT_MAX_BYTES
 # What a step's error says when a secret it sends cannot be had: the details go to the log.
 CREDENTIAL_UNAVAILABLE = "a secret the step sends is not available"
 
@@ -145,6 +148,7 @@ def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -
             headers=headers,
             timeout_s=timeout_s,
             public_only=get_settings().is_production,
+            max_bytes=ANSWER_MAX_BYTES,
         )
     except ValueError:  # NaN or infinity in the input: no upstream could read it
         return _Answer(message="the step's input cannot be sent as JSON")
@@ -154,6 +158,11 @@ def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -
         return _Answer(retryable=True, message=f"the upstream {failed}")
     status = reply.status
     if reply.ok:
+        if reply.cut:  # never read whole: a failed attempt, as any answer not stored
+            return _Answer(
+                retryable=True,
+                message=f"the upstream answered {status}: more than {ANSWER_MAX_BYTES} bytes",
+            )
         try:
             output = json_values.decode(reply.body, max_bytes=json_values.STEP_OUTPUT_MAX_BYTES)
         except json_values.Refused as refused:
