@@ -1,15 +1,15 @@
 """One unit of work against the outside: an `http` call with its retries, or a `sim` step,
 and the upstream host slots the calls hold.
 
-The rules of the contract: POST JSON with `Idempotency-Key`; timeouts, 5xx, 429 and a 2xx
-whose body is not JSON the system can store (`app.json_values`: not JSON, NaN or Infinity,
-too deep, too large) are retried with exponential backoff from 0.5 s (429/503
-`Retry-After` honoured up to 60 s), and so is a secret of its headers that cannot be had
-now (KMS down: the step's error says only that a secret is not available, the log says
-which and why); other 4xx are not, nor is a header whose filled value no header can carry
-(CR, LF, beyond Latin-1: the step fails naming the header); a step is called at most
-`1 + retries` times in all,
-counted in its row so a re-queued or taken-over step keeps the count. Each call holds an
+The rules of the contract: POST JSON with `Idempotency-Key`; timeouts (a 408 included), 5xx,
+429 and a 2xx whose body is not JSON the system can store (`app.json_values`: not JSON, NaN
+or Infinity, too deep, too large, more than ANSWER_MAX_BYTES read) are retried with
+exponential backoff from 0.5 s (429/503 `Retry-After` honoured up to 60 s), and so is a
+secret of its headers that cannot be had now (KMS down: the step's error says only that a
+secret is not available, the log says which and why); other 4xx are not, nor is a header
+whose filled value no header can carry (CR, LF, beyond Latin-1: the step fails naming the
+header); a step is called at most `1 + retries` times in all, counted in its row so a
+re-queued or taken-over step keeps the count. Each call holds an
 upstream host slot; no free slot, or a wait longer than INLINE_WAIT_MAX_S, ends the
 invocation with `Requeue` instead of sleeping inside the function. A call ends by its
 timeout in all (`app.outbound.deadline`), not only per socket read, so it never outlives
@@ -171,7 +171,8 @@ def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -
             return _Answer(retryable=True, message=f"the upstream answered {status}: {refused}")
         return _Answer(output=output, ok=True)
     message = f"the upstream answered {status}"
-    if status == 429 or status >= 500:
+    # 408: the upstream's own timeout ended the call, which is retried as ours would be.
+    if status in (408, 429) or status >= 500:
         wait = retry_after_s(reply.header("Retry-After")) if status in (429, 503) else None
         return _Answer(retryable=True, retry_after=wait, message=message)
     return _Answer(message=message)
