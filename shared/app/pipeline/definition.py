@@ -80,9 +80,14 @@ class HttpCall(_Strict):
         # Steps stored with a task before values had to be Latin-1 still read back: such a
         # header fails its call, naming the header (app.runner.calls).
         stored = bool(info.context and info.context.get("stored"))
+        seen: set[str] = set()
         for name, value in (headers or {}).items():
             if not _HEADER_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a header name")
+            # Names ignore case: two spellings of one would send the header twice.
+            if name.lower() in seen and not stored:
+                raise ValueError(f"{name} is given twice (header names ignore case)")
+            seen.add(name.lower())
             if name.lower() in RESERVED_HEADERS:
                 raise ValueError(f"{name} is set by the runner and cannot be given")
             if len(value) > MAX_HEADER_VALUE or not value.isprintable():
