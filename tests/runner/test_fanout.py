@@ -212,6 +212,25 @@ def test_429_retry_after_is_honoured_inline_and_by_requeue(
         assert calls[1].started - calls[0].started >= wait - 0.05
 
 
+@pytest.mark.parametrize("after", ["-1", "soon"])
+def test_a_retry_after_that_is_no_delay_leaves_the_backoff_in_force(
+    worker: Worker, upstream: FakeUpstream, after: str
+) -> None:
+    def limited(call: Call) -> Answer:
+        if len(upstream.calls_to(call.path)) == 1:
+            return Answer(429, {"error": "slow down"}, headers={"Retry-After": after})
+        return Answer(200, {"done": True})
+
+    upstream.script("/busy", limited)
+    user = Customer(quota=1)
+    busy = new_pipeline([{"id": "a", "type": "http", "url": upstream.url("/busy")}])
+
+    assert user.wait(user.create(busy).json()["id"])["status"] == "succeeded"
+    calls = upstream.calls_to("/busy")
+    assert len(calls) == 2
+    assert calls[1].started - calls[0].started >= 0.5 - 0.05  # the first backoff, 0.5 s
+
+
 def test_a_timeout_is_retried(worker: Worker, upstream: FakeUpstream) -> None:
     def stall_once(call: Call) -> Answer:
         first = len(upstream.calls_to(call.path)) == 1

@@ -94,7 +94,10 @@ class _Answer:
 
 
 def retry_after_s(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date), capped at 60 s."""
+    """Seconds from a Retry-After header (delta-seconds or HTTP date), capped at 60 s; None
+    (the backoff applies) for what is neither. A negative delay is no delay-seconds: read
+    as 0 it would call a host that answered 429 again at once, without any backoff. A date
+    already past is valid and means now."""
     if not value:
         return None
     value = value.strip()
@@ -102,12 +105,12 @@ def retry_after_s(value: str | None) -> float | None:
         seconds = float(value)
     except ValueError:
         try:
-            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+            seconds = max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
         except (TypeError, ValueError, IndexError):
             return None
-    if seconds != seconds:  # NaN
+    if not seconds >= 0:  # negative, or NaN
         return None
-    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
+    return min(seconds, RETRY_AFTER_MAX_S)
 
 
 def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -> _Answer:
