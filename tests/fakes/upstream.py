@@ -41,6 +41,9 @@ class Answer:
     # quick, the whole answer slow), and the call stays in flight until the caller hangs up
     # or the last byte is sent.
     trickle_s: float = 0.0
+    # > 0: the body is a JSON string this many bytes long, made as it is sent (an answer
+    # of hundreds of MB never sits in the fake's memory).
+    filler_bytes: int = 0
 
 
 Script = Callable[[Call], Answer]
@@ -131,15 +134,18 @@ class FakeUpstream(LocalServer):
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 call, answer = upstream._serve(self.path, headers, raw)
                 payload = answer.raw if answer.raw is not None else json.dumps(answer.body).encode()
+                length = answer.filler_bytes or len(payload)
                 try:
                     self.send_response(answer.status)
                     self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
+                    self.send_header("Content-Length", str(length))
                     for key, value in answer.headers.items():
                         self.send_header(key, value)
                     self.end_headers()
                     if answer.trickle_s:
                         self._trickle(payload, answer.trickle_s)
+                    elif answer.filler_bytes:
+                        self._filler(answer.filler_bytes)
                     else:
                         self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):  # the caller timed out
@@ -147,6 +153,15 @@ class FakeUpstream(LocalServer):
                 finally:
                     if answer.trickle_s:
                         upstream._ended(call)
+
+            def _filler(self, size: int) -> None:
+                self.wfile.write(b'"')
+                left = size - 2
+                piece = b"x" * 65536
+                while left > 0:
+                    self.wfile.write(piece[:left])
+                    left -= len(piece)
+                self.wfile.write(b'"')
 
             def _trickle(self, payload: bytes, interval_s: float) -> None:
                 for index in range(len(payload)):

@@ -223,6 +223,19 @@ def test_bad_paging_parameters_are_422(query: dict[str, str], parameter: str) ->
             ),
             "timeout_s",
         ),
+        (
+            definition(
+                steps=[
+                    {
+                        "id": "a",
+                        "type": "http",
+                        "url": "http://127.0.0.1/",
+                        "headers": {"X-Token": "a", "x-token": "b"},
+                    }
+                ]
+            ),
+            "given twice",
+        ),
         (definition(steps=[{"id": "a", "type": "teleport"}]), "type"),
         (definition(steps=[{"id": "a", "type": "sim", "retires": 3}]), "retires"),
         (definition(steps=[]), "steps"),

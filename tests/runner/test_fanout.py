@@ -169,6 +169,21 @@ def test_a_4xx_is_not_retried_and_a_non_json_2xx_is_retried_then_fails(
     assert len(upstream.calls_to("/text")) == 3  # like a 5xx: 1 + retries (2)
 
 
+def test_a_408_is_the_upstream_timing_out_and_is_retried_like_a_timeout(
+    worker: Worker, upstream: FakeUpstream
+) -> None:
+    upstream.script("/late", lambda _call: Answer(408, {}))
+    user = Customer(quota=1)
+    late = new_pipeline([{"id": "a", "type": "http", "url": upstream.url("/late"), "retries": 1}])
+
+    task = user.wait(user.create(late).json()["id"])
+
+    assert task["status"] == "failed"
+    assert "answered 408 (called 2 times)" in task["error"]["message"], task
+    assert len(upstream.calls_to("/late")) == 2
+    assert user.quota() == (1, 0)
+
+
 def test_429_retry_after_is_honoured_inline_and_by_requeue(
     worker: Worker, upstream: FakeUpstream
 ) -> None:
@@ -195,6 +210,25 @@ def test_429_retry_after_is_honoured_inline_and_by_requeue(
         calls = upstream.calls_to(path)
         assert len(calls) == 2
         assert calls[1].started - calls[0].started >= wait - 0.05
+
+
+@pytest.mark.parametrize("after", ["-1", "soon"])
+def test_a_retry_after_that_is_no_delay_leaves_the_backoff_in_force(
+    worker: Worker, upstream: FakeUpstream, after: str
+) -> None:
+    def limited(call: Call) -> Answer:
+        if len(upstream.calls_to(call.path)) == 1:
+            return Answer(429, {"error": "slow down"}, headers={"Retry-After": after})
+        return Answer(200, {"done": True})
+
+    upstream.script("/busy", limited)
+    user = Customer(quota=1)
+    busy = new_pipeline([{"id": "a", "type": "http", "url": upstream.url("/busy")}])
+
+    assert user.wait(user.create(busy).json()["id"])["status"] == "succeeded"
+    calls = upstream.calls_to("/busy")
+    assert len(calls) == 2
+    assert calls[1].started - calls[0].started >= 0.5 - 0.05  # the first backoff, 0.5 s
 
 
 def test_a_timeout_is_retried(worker: Worker, upstream: FakeUpstream) -> None:

@@ -152,7 +152,10 @@ def test_a_branch_run_after_its_predecessor_in_the_same_invocation_stops_at_canc
     [
         ("3", 3.0),
         ("0", 0.0),
-        ("-4", 0.0),
+        ("-4", None),
+        ("-0.5", None),
+        ("-inf", None),
+        ("1e309", 60.0),
         ("120", 60.0),
         ("soon", None),
         (None, None),
@@ -170,6 +173,8 @@ def test_retry_after_as_an_http_date() -> None:
 
     seconds = retry_after_s(formatdate(time.time() + 10, usegmt=True))
     assert seconds is not None and 8 <= seconds <= 10
+    assert retry_after_s(formatdate(time.time() - 10, usegmt=True)) == 0.0  # past: now
+    assert retry_after_s(formatdate(time.time() + 3600, usegmt=True)) == 60.0
 
 
 def test_an_unreachable_upstream_is_retried_then_fails(worker: Worker) -> None:

@@ -15,7 +15,7 @@ from app import json_values
 from tests.support.function_url import call
 from tests.support.functions import handler
 from tests.support.pipelines import Customer, Worker, new_pipeline
-from tests.support.settings import app_engine_under
+from tests.support.settings import app_engine_under, settings_env
 
 SIM = [{"id": "echo", "type": "sim", "duration_ms": 0}]
 
@@ -124,3 +124,17 @@ def test_a_fork_over_pipeline_max_branches_is_422_at_post_tasks() -> None:
     assert reply.status == 422
     assert reply.json()["details"][0]["loc"] == ["body", "input"]
     assert "PIPELINE_MAX_BRANCHES" in reply.json()["details"][0]["msg"]
+
+
+def test_a_branches_fork_saved_under_a_higher_limit_is_422_at_post_tasks() -> None:
+    fork = {"id": "f", "type": "fork", "branches": [{"type": "sim", "duration_ms": 0}] * 3}
+    pipeline = new_pipeline([fork])
+    user = Customer(quota=2)
+    with settings_env(PIPELINE_MAX_BRANCHES="2"):
+        reply = user.create(pipeline, {})
+    assert reply.status == 422, reply.body
+    assert reply.json()["details"][0]["loc"] == ["body", "input"]
+    assert "3 branches, at most 2 (PIPELINE_MAX_BRANCHES)" in reply.json()["details"][0]["msg"]
+    assert user.quota() == (2, 0)
+    assert user.list().json()["items"] == []
+    assert user.create(pipeline, {}).status == 201  # within the limit again

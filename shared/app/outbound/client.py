@@ -17,6 +17,9 @@ caller's back.
   connecting: `DestinationRefused`. There is no second lookup a rebinding DNS could answer.
 - No answer is `CallFailed` (`timed_out`: the deadline passed; otherwise the server could not
   be reached or broke the connection). Any status is a `Reply`; the caller judges it.
+- With `max_bytes` no more of the body than that is read, however much the server sends
+  (decompressed size, when it compresses): the rest is left unread, the connection closed,
+  and the `Reply` says it was `cut`. The deadline bounds an answer's time, this its memory.
 
 Connections are kept alive per host and per thread (one pool manager per thread).
 """
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from urllib3 import PoolManager, Timeout
+from urllib3 import BaseHTTPResponse, PoolManager, Timeout
 from urllib3.exceptions import HTTPError, LocationParseError, NewConnectionError
 from urllib3.exceptions import TimeoutError as SocketTimeout
 from urllib3.util import parse_url
@@ -62,6 +65,7 @@ class Reply:
     status: int
     headers: Mapping[str, str]  # case-insensitive, as urllib3 gives them
     body: bytes
+    cut: bool = False  # the body went on past the call's `max_bytes`: `body` is its start
 
     @property
     def ok(self) -> bool:
@@ -95,6 +99,7 @@ def call(
     body: bytes | None = None,
     params: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
+    max_bytes: int | None = None,
 ) -> Reply:
     """One request, answered within `timeout_s` in all, or `CallFailed`. `json_body` is
     sent compactly as JSON (NaN and infinities refused with ValueError before anything is
@@ -131,7 +136,10 @@ def call(
                 redirect=False,
                 retries=False,
                 assert_same_host=False,
+                preload_content=False,
             )
+            # Read under the deadline too: a trickled body is what it is there for.
+            reply = _reply(response, max_bytes)
         except addresses.NotPublic:
             raise DestinationRefused() from None
         except SocketTimeout as error:
@@ -145,4 +153,27 @@ def call(
             raise CallFailed("could not be reached", timed_out=False) from None
     if watch.expired:  # what was read may be cut short
         raise CallFailed("timed out", timed_out=True)
-    return Reply(response.status, response.headers, response.data)
+    return reply
+
+
+_CHUNK = 64 * 1024
+
+
+def _reply(response: BaseHTTPResponse, max_bytes: int | None) -> Reply:
+    """The answer with its body whole, or with its first `max_bytes` when it went on."""
+    status, headers = response.status, response.headers
+    if max_bytes is None:  # read whole, and the connection goes back to its pool
+        return Reply(status, headers, response.data)
+    chunks: list[bytes] = []
+    size = 0
+    while size <= max_bytes:
+        chunk = response.read(min(_CHUNK, max_bytes + 1 - size))
+        if not chunk:
+            response.release_conn()
+            return Reply(status, headers, b"".join(chunks))
+        chunks.append(chunk)
+        size += len(chunk)
+    # The rest is never read: the connection cannot be used again with it in the way.
+    response.close()
+    response.release_conn()
+    return Reply(status, headers, b"".join(chunks)[:max_bytes], cut=True)

@@ -6,8 +6,8 @@ unique, a fork either `for_each` + `step` or `branches`, no fork inside a fork, 
 when the entry gives one). A task keeps
 the validated steps it was created with, so the engine reads them back with the same models.
 
-PIPELINE_MAX_BRANCHES caps a `branches` fork when the pipeline is saved and a `for_each`
-fork's items when a task is created (`POST /tasks`). Neither is re-checked when a stored
+PIPELINE_MAX_BRANCHES caps a `branches` fork when the pipeline is saved, and every fork's
+width when a task is created (`POST /tasks`). Neither is re-checked when a stored
 task is read back: its branch rows were made when it was created, and lowering the limit
 must not strand the branches already running.
 """
@@ -80,9 +80,14 @@ class HttpCall(_Strict):
         # Steps stored with a task before values had to be Latin-1 still read back: such a
         # header fails its call, naming the header (app.runner.calls).
         stored = bool(info.context and info.context.get("stored"))
+        seen: set[str] = set()
         for name, value in (headers or {}).items():
             if not _HEADER_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a header name")
+            # Names ignore case: two spellings of one would send the header twice.
+            if name.lower() in seen and not stored:
+                raise ValueError(f"{name} is given twice (header names ignore case)")
+            seen.add(name.lower())
             if name.lower() in RESERVED_HEADERS:
                 raise ValueError(f"{name} is set by the runner and cannot be given")
             if len(value) > MAX_HEADER_VALUE or not value.isprintable():
@@ -188,9 +193,15 @@ class ForkStep(_Strict):
 
     def items(self, task_input: dict[str, Any], limit: int | None = None) -> list[Any]:
         """The fork's work: one entry per branch (the item, or the branch's step). `limit`
-        caps a `for_each` list: a new task passes PIPELINE_MAX_BRANCHES, a stored task
-        passes nothing (it runs the width it was created with)."""
+        caps either: a new task passes PIPELINE_MAX_BRANCHES (a `branches` fork saved while
+        the limit was higher is refused too), a stored task passes nothing (it runs the
+        width it was created with)."""
         if self.branches is not None:
+            if limit is not None and len(self.branches) > limit:
+                raise ItemsError(
+                    f"step {self.id!r} has {len(self.branches)} branches, at most {limit} "
+                    "(PIPELINE_MAX_BRANCHES)"
+                )
             return list(self.branches)
         return resolve_items(self.for_each or "", task_input, limit)
 

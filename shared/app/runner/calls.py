@@ -1,15 +1,15 @@
 """One unit of work against the outside: an `http` call with its retries, or a `sim` step,
 and the upstream host slots the calls hold.
 
-The rules of the contract: POST JSON with `Idempotency-Key`; timeouts, 5xx, 429 and a 2xx
-whose body is not JSON the system can store (`app.json_values`: not JSON, NaN or Infinity,
-too deep, too large) are retried with exponential backoff from 0.5 s (429/503
-`Retry-After` honoured up to 60 s), and so is a secret of its headers that cannot be had
-now (KMS down: the step's error says only that a secret is not available, the log says
-which and why); other 4xx are not, nor is a header whose filled value no header can carry
-(CR, LF, beyond Latin-1: the step fails naming the header); a step is called at most
-`1 + retries` times in all,
-counted in its row so a re-queued or taken-over step keeps the count. Each call holds an
+The rules of the contract: POST JSON with `Idempotency-Key`; timeouts (a 408 included), 5xx,
+429 and a 2xx whose body is not JSON the system can store (`app.json_values`: not JSON, NaN
+or Infinity, too deep, too large, more than ANSWER_MAX_BYTES read) are retried with
+exponential backoff from 0.5 s (429/503 `Retry-After` honoured up to 60 s), and so is a
+secret of its headers that cannot be had now (KMS down: the step's error says only that a
+secret is not available, the log says which and why); other 4xx are not, nor is a header
+whose filled value no header can carry (CR, LF, beyond Latin-1: the step fails naming the
+header); a step is called at most `1 + retries` times in all, counted in its row so a
+re-queued or taken-over step keeps the count. Each call holds an
 upstream host slot; no free slot, or a wait longer than INLINE_WAIT_MAX_S, ends the
 invocation with `Requeue` instead of sleeping inside the function. A call ends by its
 timeout in all (`app.outbound.deadline`), not only per socket read, so it never outlives
@@ -49,6 +49,9 @@ SLOT_LEASE_MARGIN_S = 5.0
 # The worker function's timeout is 300 s: another call that might not fit hands over to a
 # fresh invocation instead.
 INVOCATION_BUDGET_S = 240.0
+# The most of an answer's body read: `json_values.decode` parses no more than this, so a
+# longer one could never become an output, and reading it whole would hold it in memory.
+ANSWER_MAX_BYTES = 4 * json_values.STEP_OUTPUT_MAX_BYTES
 # What a step's error says when a secret it sends cannot be had: the details go to the log.
 CREDENTIAL_UNAVAILABLE = "a secret the step sends is not available"
 
@@ -91,7 +94,10 @@ class _Answer:
 
 
 def retry_after_s(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date), capped at 60 s."""
+    """Seconds from a Retry-After header (delta-seconds or HTTP date), capped at 60 s; None
+    (the backoff applies) for what is neither. A negative delay is no delay-seconds: read
+    as 0 it would call a host that answered 429 again at once, without any backoff. A date
+    already past is valid and means now."""
     if not value:
         return None
     value = value.strip()
@@ -99,12 +105,12 @@ def retry_after_s(value: str | None) -> float | None:
         seconds = float(value)
     except ValueError:
         try:
-            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+            seconds = max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
         except (TypeError, ValueError, IndexError):
             return None
-    if seconds != seconds:  # NaN
+    if not seconds >= 0:  # negative, or NaN
         return None
-    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
+    return min(seconds, RETRY_AFTER_MAX_S)
 
 
 def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -> _Answer:
@@ -145,6 +151,7 @@ def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -
             headers=headers,
             timeout_s=timeout_s,
             public_only=get_settings().is_production,
+            max_bytes=ANSWER_MAX_BYTES,
         )
     except ValueError:  # NaN or infinity in the input: no upstream could read it
         return _Answer(message="the step's input cannot be sent as JSON")
@@ -154,6 +161,11 @@ def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -
         return _Answer(retryable=True, message=f"the upstream {failed}")
     status = reply.status
     if reply.ok:
+        if reply.cut:  # never read whole: a failed attempt, as any answer not stored
+            return _Answer(
+                retryable=True,
+                message=f"the upstream answered {status}: more than {ANSWER_MAX_BYTES} bytes",
+            )
         try:
             output = json_values.decode(reply.body, max_bytes=json_values.STEP_OUTPUT_MAX_BYTES)
         except json_values.Refused as refused:
@@ -162,7 +174,8 @@ def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -
             return _Answer(retryable=True, message=f"the upstream answered {status}: {refused}")
         return _Answer(output=output, ok=True)
     message = f"the upstream answered {status}"
-    if status == 429 or status >= 500:
+    # 408: the upstream's own timeout ended the call, which is retried as ours would be.
+    if status in (408, 429) or status >= 500:
         wait = retry_after_s(reply.header("Retry-After")) if status in (429, 503) else None
         return _Answer(retryable=True, retry_after=wait, message=message)
     return _Answer(message=message)
