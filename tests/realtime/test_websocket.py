@@ -15,7 +15,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from app import cache, profiles
-from app.events.websocket import REAUTH_S
+from app.events.websocket import CLIENT_MESSAGE_MAX_BYTES, REAUTH_S
 from app.identity import sessions
 from app.identity import users as user_rows
 from app.identity.tokens import decode
@@ -152,9 +152,16 @@ def test_ping_is_answered(cloud: Any) -> None:
     assert client.ping() == {"type": "pong"}
     client.send({"type": "something else"})  # ignored
     client.socket.send("not json")
-    client.socket.send("[" * 100_000)  # nested past the parser's depth: ignored as well
+    # Nested past the parser's depth, as large as a message may be: ignored as well.
+    client.socket.send("[" * CLIENT_MESSAGE_MAX_BYTES)
     assert client.ping() == {"type": "pong"}
     client.close()
+
+
+def test_a_client_message_over_the_limit_closes_the_connection_with_1009(cloud: Any) -> None:
+    client = open_client(cloud, User.new().token)
+    client.socket.send("[]," * (CLIENT_MESSAGE_MAX_BYTES // 3) + "[]]")
+    assert client.close_code() == 1009
 
 
 def test_a_database_that_cannot_answer_is_503_at_the_handshake_and_keeps_open_connections(

@@ -13,7 +13,8 @@ when neither Redis nor the database can tell). Then, for the connection's life:
   is appended. Only the user's own stream is ever read.
 - from the client: `{"type": "ack", "id"}` moves the acknowledged position
   (`app.realtime.acks`); `{"type": "ping"}` is answered `{"type": "pong"}`; anything else
-  is ignored.
+  is ignored. A message over CLIENT_MESSAGE_MAX_BYTES closes the connection with 1009
+  (message too big), which the server does before it has read the frame.
 - presence (`app.realtime.presence`) is held while the connection is open, so a task that
   ends now sends no WeChat subscription message.
 - revocation: the token is authorized again every REAUTH_S (10 s); a logout, an ended
@@ -68,6 +69,11 @@ REAUTH_S = 10.0
 # How long the end of a connection waits for its jobs and Redis to let go.
 CLEANUP_S = 2.0
 JSON_TYPE = b"application/json; charset=utf-8"
+# The largest message a client may send: an ack is under 60 bytes. The server enforces it
+# (`--ws-max-size` in `scf_bootstrap`, the local cloud's `ws_max_size`), so a frame of
+# megabytes is refused before it is buffered: uvicorn's default takes 16 MiB, and 14 MiB
+# of `[],` parse to some 400 MB, past the function's 128 MB.
+CLIENT_MESSAGE_MAX_BYTES = 4096
 
 
 @dataclass(frozen=True)
