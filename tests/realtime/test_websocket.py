@@ -19,7 +19,7 @@ from app.events.websocket import CLIENT_MESSAGE_MAX_BYTES, REAUTH_S
 from app.identity import sessions
 from app.identity import users as user_rows
 from app.identity.tokens import decode
-from app.realtime import streams
+from app.realtime import presence, streams
 from app.realtime.streams import StreamId
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.realtime.conftest import User, open_client, ws_url
@@ -192,6 +192,29 @@ def test_two_connections_of_one_user_both_receive(cloud: Any) -> None:
     assert [m["data"]["status"] for m in on_phone] == ["running", "succeeded"]
     phone.close()
     laptop.close()
+
+
+def test_a_user_holds_at_most_max_per_user_connections_at_once(cloud: Any) -> None:
+    user, other = User.new(), User.new()
+    held = [open_client(cloud, user.token) for _ in range(presence.MAX_PER_USER)]
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url(cloud, user.token), open_timeout=10)
+    assert refused.value.response.status_code == 429
+    assert json.loads(refused.value.response.body)["code"] == "RATE_LIMITED"
+    held.append(open_client(cloud, other.token))  # another user's are counted apart
+    assert all(client.ping() == {"type": "pong"} for client in held)
+    held.pop(0).close()
+    deadline = time.monotonic() + 10
+    while True:  # the server counts the closed one out once it has seen the close
+        try:
+            again = open_client(cloud, user.token)
+            break
+        except InvalidStatus:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert again.ping() == {"type": "pong"}
+    for client in [*held, again]:
+        client.close()
 
 
 def test_the_server_closes_before_the_time_limit_with_a_code_to_reconnect_on(
