@@ -57,6 +57,9 @@ ON_CLUSTER: dict[str, Callable[..., None]] = {
     "app.realtime.acks._ADVANCE": (
         websocket_tests.test_an_acknowledgement_never_moves_back_or_past_what_was_sent
     ),
+    "app.realtime.presence._ADMIT": (
+        websocket_tests.test_a_user_holds_at_most_max_per_user_connections_at_once
+    ),
     "app.realtime.streams._APPEND": (
         order_tests.test_a_running_pushed_after_the_cancel_is_never_sent_after_it
     ),

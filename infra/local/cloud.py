@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from app.config import get_settings
+from app.events.websocket import CLIENT_MESSAGE_MAX_BYTES
 from app.observability import logging as applog
 from app.queue.local import Broker, broker
 from infra import manifest as manifest_module
@@ -305,6 +306,7 @@ class LocalCloud:
             # (uvicorn would believe it from 127.0.0.1, which every local client is).
             proxy_headers=False,
             ws="websockets-sansio",  # /ws, as scf_bootstrap serves it on SCF
+            ws_max_size=CLIENT_MESSAGE_MAX_BYTES,
             # uvicorn's own INFO lines name each WebSocket's path with its query string,
             # the access token included: warnings only, as scf_bootstrap runs it.
             log_level="warning",

@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from app.http import Auth, Request, Response, Router, http_handler
-from tests.support.function_url import Reply, call, context, event
+from tests.support.function_url import Reply, call, context, event, reply_of
 from tests.support.settings import settings_env
 
 router = Router(tags=("test",))
@@ -182,6 +182,41 @@ def test_an_oversize_base64_body_is_413_by_its_decoded_size() -> None:
     assert_too_large(call(small, "POST", "/items", raw_body=raw, base64_body=True), 64)
 
 
+@pytest.mark.parametrize("where", ["body", "base64", "path", "header", "query", "method"])
+def test_an_oversize_body_is_413_whatever_else_in_the_event_cannot_be_read(where: str) -> None:
+    """The body's size is judged first: not its text, its base64, or the rest of the event;
+    and the answer has its CORS headers, as every answer does."""
+    with settings_env(MAX_BODY_BYTES="64", CORS_ALLOW_ORIGINS="https://app.example"):
+        small = http_handler(create_item)
+    lone = "\ud800"
+    evt = event("POST", "/items", raw_body="x" * 65, headers={"Origin": "https://app.example"})
+    if where == "body":
+        evt["body"] = "x" * 64 + lone
+    elif where == "base64":
+        evt["body"], evt["isBase64Encoded"] = "!" * 88, True  # 88 characters hold 66 bytes
+    elif where == "path":
+        evt["path"] = "/items/" + lone
+    elif where == "header":
+        evt["headers"]["authorization"] = "Bearer " + lone
+    elif where == "query":
+        evt["queryString"] = {"q": lone}
+    else:
+        evt["httpMethod"] = "POST" + lone
+    reply = reply_of(small(evt, context()))
+    assert_too_large(reply, 64)
+    assert reply.header("Access-Control-Allow-Origin") == "https://app.example"
+
+
+def test_a_base64_body_is_measured_by_what_it_decodes_to() -> None:
+    with settings_env(MAX_BODY_BYTES="64"):
+        small = http_handler(create_item)
+    for size in range(60, 70):  # each padding: 0, 1 or 2 "="
+        raw = json.dumps({"name": "pen", "count": 1})
+        raw = raw[:-1] + " " * (size - len(raw)) + "}"
+        reply = call(small, "POST", "/items", raw_body=raw, base64_body=True)
+        assert reply.status == (413 if size > 64 else 201), (size, reply.body)
+
+
 def test_default_body_limit_is_one_mebibyte() -> None:
     raw = json.dumps({"name": "pen", "count": 1, "pad": "x" * (1024 * 1024)})
     assert_too_large(call(handler, "POST", "/items", raw_body=raw), 1024 * 1024)
@@ -306,6 +341,12 @@ def test_cors_headers_for_an_allowed_origin() -> None:
     bad = call(cors, "POST", "/items", raw_body="{", headers={"Origin": "https://app.example"})
     assert bad.status == 422
     assert bad.header("Access-Control-Allow-Origin") == "https://app.example"
+    # So does the refusal of an event that cannot be read.
+    unreadable = event("GET", "/echo", headers={"Origin": "https://app.example"})
+    unreadable["queryString"] = {"q": "\ud800"}
+    refused = reply_of(cors(unreadable, context()))
+    assert refused.status == 422
+    assert refused.header("Access-Control-Allow-Origin") == "https://app.example"
 
 
 def test_no_cors_headers_for_other_origins_or_when_unconfigured() -> None:

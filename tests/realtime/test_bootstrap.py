@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from app import cache, profiles
 from app.events.handshake_log import UNCOMPLETED
+from app.events.websocket import CLIENT_MESSAGE_MAX_BYTES
 from tests.support.functions import FUNCTIONS, ROOT
 from tests.support.net import closed_port
 from tests.support.pipelines import token_for
@@ -123,6 +124,18 @@ def test_scf_bootstrap_serves_the_app_on_its_port(served: Served) -> None:
     with connect(f"ws://127.0.0.1:{served.port}/?token={token}", open_timeout=10) as socket_:
         socket_.send(json.dumps({"type": "ping"}))
         assert json.loads(socket_.recv(timeout=10)) == {"type": "pong"}
+
+
+def test_a_client_message_over_the_limit_closes_the_connection_with_1009(served: Served) -> None:
+    token = token_for(new_user())
+    with connect(f"ws://127.0.0.1:{served.port}/?token={token}", open_timeout=10) as socket_:
+        socket_.send(" " * CLIENT_MESSAGE_MAX_BYTES)  # not JSON, as large as may be: ignored
+        socket_.send(json.dumps({"type": "ping"}))
+        assert json.loads(socket_.recv(timeout=10)) == {"type": "pong"}
+        socket_.send(" " * (CLIENT_MESSAGE_MAX_BYTES + 1))
+        with pytest.raises(ConnectionClosed) as closed:
+            socket_.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
 
 
 def test_the_apps_log_lines_are_json_on_stdout_as_every_functions_are(served: Served) -> None:

@@ -15,11 +15,11 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from app import cache, profiles
-from app.events.websocket import REAUTH_S
+from app.events.websocket import CLIENT_MESSAGE_MAX_BYTES, REAUTH_S
 from app.identity import sessions
 from app.identity import users as user_rows
 from app.identity.tokens import decode
-from app.realtime import streams
+from app.realtime import presence, streams
 from app.realtime.streams import StreamId
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.realtime.conftest import User, open_client, ws_url
@@ -152,9 +152,16 @@ def test_ping_is_answered(cloud: Any) -> None:
     assert client.ping() == {"type": "pong"}
     client.send({"type": "something else"})  # ignored
     client.socket.send("not json")
-    client.socket.send("[" * 100_000)  # nested past the parser's depth: ignored as well
+    # Nested past the parser's depth, as large as a message may be: ignored as well.
+    client.socket.send("[" * CLIENT_MESSAGE_MAX_BYTES)
     assert client.ping() == {"type": "pong"}
     client.close()
+
+
+def test_a_client_message_over_the_limit_closes_the_connection_with_1009(cloud: Any) -> None:
+    client = open_client(cloud, User.new().token)
+    client.socket.send("[]," * (CLIENT_MESSAGE_MAX_BYTES // 3) + "[]]")
+    assert client.close_code() == 1009
 
 
 def test_a_database_that_cannot_answer_is_503_at_the_handshake_and_keeps_open_connections(
@@ -185,6 +192,29 @@ def test_two_connections_of_one_user_both_receive(cloud: Any) -> None:
     assert [m["data"]["status"] for m in on_phone] == ["running", "succeeded"]
     phone.close()
     laptop.close()
+
+
+def test_a_user_holds_at_most_max_per_user_connections_at_once(cloud: Any) -> None:
+    user, other = User.new(), User.new()
+    held = [open_client(cloud, user.token) for _ in range(presence.MAX_PER_USER)]
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url(cloud, user.token), open_timeout=10)
+    assert refused.value.response.status_code == 429
+    assert json.loads(refused.value.response.body)["code"] == "RATE_LIMITED"
+    held.append(open_client(cloud, other.token))  # another user's are counted apart
+    assert all(client.ping() == {"type": "pong"} for client in held)
+    held.pop(0).close()
+    deadline = time.monotonic() + 10
+    while True:  # the server counts the closed one out once it has seen the close
+        try:
+            again = open_client(cloud, user.token)
+            break
+        except InvalidStatus:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert again.ping() == {"type": "pong"}
+    for client in [*held, again]:
+        client.close()
 
 
 def test_the_server_closes_before_the_time_limit_with_a_code_to_reconnect_on(

@@ -5,7 +5,8 @@ WebSocket (API.md, "WebSocket"). On SCF, `scf_bootstrap` serves it with uvicorn 
 The handshake (`/ws?token=<access token>`) is authorized as every request is
 (`app.identity.access`): a missing, bad or expired token, an ended session, a disabled or
 deleted user is refused with HTTP 401 and the API's error body, before any upgrade (503
-when neither Redis nor the database can tell). Then, for the connection's life:
+when neither Redis nor the database can tell; 429 RATE_LIMITED for a user who holds
+`presence.MAX_PER_USER` connections already). Then, for the connection's life:
 
 - updates: the user's stream (`app.realtime.streams`) is read from the acknowledged
   position (or 24 h ago, whichever is later) with `XREAD BLOCK`, so what was not
@@ -13,7 +14,8 @@ when neither Redis nor the database can tell). Then, for the connection's life:
   is appended. Only the user's own stream is ever read.
 - from the client: `{"type": "ack", "id"}` moves the acknowledged position
   (`app.realtime.acks`); `{"type": "ping"}` is answered `{"type": "pong"}`; anything else
-  is ignored.
+  is ignored. A message over CLIENT_MESSAGE_MAX_BYTES closes the connection with 1009
+  (message too big), which the server does before it has read the frame.
 - presence (`app.realtime.presence`) is held while the connection is open, so a task that
   ends now sends no WeChat subscription message.
 - revocation: the token is authorized again every REAUTH_S (10 s); a logout, an ended
@@ -68,6 +70,11 @@ REAUTH_S = 10.0
 # How long the end of a connection waits for its jobs and Redis to let go.
 CLEANUP_S = 2.0
 JSON_TYPE = b"application/json; charset=utf-8"
+# The largest message a client may send: an ack is under 60 bytes. The server enforces it
+# (`--ws-max-size` in `scf_bootstrap`, the local cloud's `ws_max_size`), so a frame of
+# megabytes is refused before it is buffered: uvicorn's default takes 16 MiB, and 14 MiB
+# of `[],` parse to some 400 MB, past the function's 128 MB.
+CLIENT_MESSAGE_MAX_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -147,12 +154,14 @@ class Connection:
         async with self._sending:
             await self._send({"type": "websocket.send", "text": text})
 
-    async def open(self) -> bool:
+    async def open(self) -> AppError | None:
         """Count the user as connected before the handshake completes, so that a task ending
-        once the client is connected never also sends a subscription message; False (and
-        the client closed) when Redis cannot take it."""
+        once the client is connected never also sends a subscription message. None once
+        counted; else why the handshake is refused (the client closed): 429 RATE_LIMITED
+        when the user holds `presence.MAX_PER_USER` connections already, 503 when Redis
+        cannot take it."""
         try:
-            await presence.enter(self.redis, self.user_id, self.id)
+            admitted = await presence.admit(self.redis, self.user_id, self.id)
         except Exception as exc:
             await self.redis.aclose()
             if not is_redis_error(exc):
@@ -160,8 +169,14 @@ class Connection:
             applog.log_fields(
                 log, logging.WARNING, "presence unavailable", error=type(exc).__name__
             )
-            return False
-        return True
+            return AppError(ErrorCode.SERVICE_UNAVAILABLE, "Updates are unavailable.")
+        if not admitted:
+            await self.redis.aclose()
+            return AppError(
+                ErrorCode.RATE_LIMITED,
+                f"At most {presence.MAX_PER_USER} connections at once: close one first.",
+            )
+        return None
 
     async def serve(self) -> None:
         started = time.monotonic()
@@ -333,9 +348,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if user_id is None:
         return
     connection = Connection(user_id, _token(scope), receive, send)
-    if not await connection.open():
-        unavailable = AppError(ErrorCode.SERVICE_UNAVAILABLE, "Updates are unavailable.")
-        await _refuse(scope, send, unavailable, 503)
+    refusal = await connection.open()
+    if refusal is not None:
+        await _refuse(scope, send, refusal, refusal.status)
         return
     await send({"type": "websocket.accept"})
     await connection.serve()

@@ -77,6 +77,39 @@ def _body(event: Mapping[str, Any]) -> bytes:
     return _text(body, "body").encode("utf-8") if isinstance(body, str) else bytes(body)
 
 
+def body_size(event: Mapping[str, Any]) -> int:
+    """How many bytes the body is, read before anything else in the event is judged (its
+    text, its base64): a body over the limit is `413` whatever else is wrong with it. A
+    base64 body counts the bytes its length decodes to."""
+    body = event.get("body")
+    if body is None or body == "":
+        return 0
+    if isinstance(body, (bytes, bytearray)):
+        return len(body)
+    if not isinstance(body, str):
+        return 0  # not a body an event carries: parse_event judges it
+    if event.get("isBase64Encoded"):
+        return len(body.rstrip("=")) * 3 // 4
+    # surrogatepass: a lone surrogate is judged later; here it only takes its bytes.
+    return len(body.encode("utf-8", "surrogatepass"))
+
+
+def origin_of(event: Mapping[str, Any]) -> str | None:
+    """The request's `Origin`, read from the event itself, so that an answer given before
+    the rest is read (a 413) or because it cannot be (a 422) has its CORS headers too; None
+    when absent or not valid text."""
+    headers = event.get("headers")
+    if not isinstance(headers, Mapping):
+        return None
+    for name, value in headers.items():
+        if str(name).lower() == "origin" and isinstance(value, str):
+            try:
+                return _text(value, "header")
+            except AppError:
+                return None
+    return None
+
+
 def request_id_of(context: Mapping[str, Any]) -> str:
     return str(context.get("request_id") or secrets.token_hex(16))
 

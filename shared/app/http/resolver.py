@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from app.config import get_settings
 from app.errors import AppError, ErrorCode
 from app.http.auth import authenticate
-from app.http.event import answer, parse_event, request_id_of
+from app.http.event import answer, body_size, origin_of, parse_event, request_id_of
 from app.http.request import Request
 from app.http.response import JSON_CONTENT_TYPE, Response, dump_json
 from app.http.routing import Route, allowed_methods, find_route
@@ -81,12 +81,12 @@ class HttpApp:
         request: Request[Any, Any] | None = None
         with Tally() as tally:
             try:
-                request = parse_event(event, request_id)
-                if len(request.raw_body) > self.max_body:  # before anything else is looked at
+                if body_size(event) > self.max_body:  # before anything else is looked at
                     raise AppError(
                         ErrorCode.PAYLOAD_TOO_LARGE,
                         details=[{"loc": ["body"], "msg": f"at most {self.max_body} bytes"}],
                     )
+                request = parse_event(event, request_id)
                 if request.method == "OPTIONS" and self.cors_origins:
                     response = Response(204)
                 else:
@@ -97,7 +97,7 @@ class HttpApp:
             except Exception as exc:  # noqa: BLE001 - the last resort: every failure gets an answer
                 response = self._unexpected(exc, request_id)
         response.headers["X-Request-Id"] = request_id
-        self._cors(request, response)
+        self._cors(origin_of(event), response)
         function = str(context.get("function_name") or "")
         self._observe(route, request, event, function, response, started, tally)
         payload = answer(response)
@@ -174,10 +174,11 @@ class HttpApp:
             body = dump_json(result)
         return Response(route.status, body, {}, route.content_type or JSON_CONTENT_TYPE)
 
-    def _cors(self, request: Request[Any, Any] | None, response: Response) -> None:
-        if not self.cors_origins or request is None:
+    def _cors(self, origin: str | None, response: Response) -> None:
+        """The CORS headers for an allowed `origin`, on every answer: without them on an
+        error the browser hides its body."""
+        if not self.cors_origins:
             return
-        origin = request.headers.get("origin")
         if origin and (origin in self.cors_origins or "*" in self.cors_origins):
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Vary"] = "Origin"
