@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import secrets
@@ -45,6 +46,15 @@ from infra.manifest import Manifest, ManifestError, TimerSpec
 
 log = logging.getLogger("infra.local")
 T = TypeVar("T")
+
+
+class PortTaken(OSError):
+    """The port to serve on is held by another process: what to do instead, in one line."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(
+            f"{host}:{port} is taken: run on another port with PORT (PORT=0: any free one)"
+        )
 
 
 def configs_from_env() -> list[Path]:
@@ -220,7 +230,13 @@ class LocalCloud:
         # waits ~40 ms for Nagle and the client's delayed ACK.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as error:
+            sock.close()
+            if error.errno == errno.EADDRINUSE:
+                raise PortTaken(self.host, self.port) from None
+            raise
         self._socket = sock
         self.port = sock.getsockname()[1]
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import subprocess
+import sys
 import threading
 from html.parser import HTMLParser
 from pathlib import Path
@@ -22,7 +25,7 @@ import requests
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.support.local_cloud import PYTHONPATH, local_cloud_process
+from tests.support.local_cloud import PYTHONPATH, embedded_default_env, local_cloud_process
 
 pytestmark = pytest.mark.slow
 
@@ -130,3 +133,28 @@ def test_100_concurrent_requests_against_mariadb_with_a_pool_of_10() -> None:
         with server.connect() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS `{database}`"))
         server.dispose()
+
+
+def test_a_port_already_taken_is_said_in_one_line_with_what_to_do(tmp_path: Path) -> None:
+    # What a newcomer meets when another local cloud, or anything else, holds port 8000.
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        ended = subprocess.run(
+            [sys.executable, "-m", "infra.local"],
+            cwd=tmp_path,
+            env=embedded_default_env(tmp_path, PYTHONPATH=PYTHONPATH, PORT=str(port)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        holder.close()
+    assert ended.returncode != 0
+    assert "Traceback" not in ended.stderr, ended.stderr
+    assert ended.stderr.strip().splitlines()[-1] == (
+        f"local cloud: 127.0.0.1:{port} is taken: run on another port with PORT"
+        " (PORT=0: any free one)"
+    )

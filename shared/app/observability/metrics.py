@@ -1,11 +1,8 @@
 """The metrics of this process, with their Prometheus names and labels. In the local cloud
 every function shares the process, so `/metrics` shows the whole system; on SCF each
 instance has its own and pushes it (see README, "Observability"). Recording costs no import
-of prometheus_client (see `app.observability.instruments`).
-
-The last group is declared ahead of the code that records it (COS cleanup), so
-that the dashboard (infra/grafana/dashboard.json, which may only name metrics exported
-here) already has their panels and that work records into these names and labels."""
+of prometheus_client (see `app.observability.instruments`). The dashboard
+(infra/grafana/dashboard.json) may only name metrics exported here."""
 
 from __future__ import annotations
 
@@ -68,7 +65,7 @@ PAYMENT_PROVIDER_CALLS = Counter(
     " (ok, error).",
     ["channel", "call", "outcome"],
 )
-# Recorded by the storage work (the cos-cleanup job; not built yet).
+# The cos-cleanup job (app.storage.cleanup): what it deleted.
 COS_CLEANUP_DELETED_OBJECTS = Counter(
     "cos_cleanup_deleted_objects_total", "Orphan objects the COS cleanup deleted."
 )
