@@ -12,7 +12,8 @@ A key or secret variable (`SEALABLE`) may hold an envelope (`enc:v1:...`, from
 `make -s encrypt`) or a reference to a stored secret (`secret:NAME`) instead of its value:
 `from_environ` resolves them (app.crypto.resolution) before the settings exist, so nothing
 ever sees the sealed text, and a value that does not resolve stops the instance at load
-(`UnresolvedSecret`, naming the variable and the reason, never the value).
+(`UnresolvedSecret`, naming the variable and the reason, never the value), as does one in
+any other variable, which would otherwise be taken as its own value.
 """
 
 from __future__ import annotations
@@ -264,7 +265,8 @@ class Settings(BaseModel):
     ) -> Settings:
         """The settings the variables in `environ` give; a bad value is a ValidationError
         naming the field. With `resolve`, envelopes and references in SEALABLE variables
-        are replaced by their values; one that does not resolve is UnresolvedSecret."""
+        are replaced by their values; one that does not resolve is UnresolvedSecret, and
+        so is one in a variable that is not SEALABLE (it would be taken as the value)."""
         read: dict[str, tuple[str, str]] = {}  # field -> (variable, value)
         for name in cls.model_fields:
             for variable in ENV_NAMES.get(name, (name.upper(),)):
@@ -273,8 +275,22 @@ class Settings(BaseModel):
                     break
         values = {name: value for name, (_, value) in read.items()}
         settings = cls.model_validate(values)
+        if not resolve:
+            return settings
+        # An envelope or a reference where none is opened would be taken as the value
+        # itself: an instance signing or calling with `enc:v1:...` instead of stopping.
+        misplaced = [v for name, (v, value) in read.items() if _misplaced(name, value)]
+        if misplaced:
+            raise UnresolvedSecret(
+                "refusing to start: "
+                + "; ".join(
+                    f"{variable}: holds an envelope or a secret: reference, which only a key "
+                    "or secret variable may (this one would be read as the text itself)"
+                    for variable in misplaced
+                )
+            )
         sealed = {v: value for name, (v, value) in read.items() if _sealed(name, value)}
-        if not resolve or not sealed:
+        if not sealed:
             return settings
         return settings._resolved(values, {v: name for name, (v, _) in read.items()}, sealed)
 
@@ -421,6 +437,10 @@ class UnresolvedSecret(ProductionMisconfigured):
 
 def _sealed(field: str, value: str) -> bool:
     return field in SEALABLE and is_sealed(value)
+
+
+def _misplaced(field: str, value: str) -> bool:
+    return field not in SEALABLE and is_sealed(value)
 
 
 def without_values(error: ValidationError) -> str:

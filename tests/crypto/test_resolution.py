@@ -66,7 +66,6 @@ def test_envelopes_resolve_into_their_fields(
             "DATABASE_URL": sealed(env, DATABASE_URL, "DATABASE_URL"),
             "REDIS_URL": sealed(env, redis_url, "REDIS_URL"),
             "METRICS_TOKEN": "plain-token-stays-plain",
-            "JWT_ISSUER": "enc:v1:not-a-secret-field-so-taken-as-is",
         }
     )
     assert settings.jwt_secret.get_secret_value() == JWT
@@ -74,7 +73,6 @@ def test_envelopes_resolve_into_their_fields(
     assert settings.database_url == DATABASE_URL
     assert settings.redis_url == redis_url
     assert settings.metrics_token.get_secret_value() == "plain-token-stays-plain"
-    assert settings.jwt_issuer == "enc:v1:not-a-secret-field-so-taken-as-is"
 
 
 def test_a_reference_reads_the_secrets_table_through_an_enveloped_database_url(
@@ -241,3 +239,24 @@ def test_a_function_does_not_load_on_an_envelope_that_does_not_open(
     last = child.stderr.strip().splitlines()[-1]
     assert last.startswith("app.config.UnresolvedSecret: refusing to start: JWT_SECRET:"), last
     assert JWT not in child.stderr
+
+
+def test_an_envelope_or_reference_where_none_is_opened_stops_the_settings(
+    local_env: dict[str, str],
+) -> None:
+    """A variable that is no key or secret would take `enc:v1:...` as its value: an issuer,
+    a merchant id or the cloud key id signing and calling with the envelope's text."""
+    message = refusal(
+        {
+            **local_env,
+            "JWT_ISSUER": sealed(local_env, "issuer", "JWT_ISSUER"),
+            "TENCENTCLOUD_SECRETID": "secret:CLOUD_ID",
+            "WECHATPAY_MCHID": sealed(local_env, "1900000001", "WECHATPAY_MCHID"),
+            "JWT_SECRET": sealed(local_env, JWT, "JWT_SECRET"),
+        }
+    )
+    for variable in ("JWT_ISSUER", "TENCENTCLOUD_SECRETID", "WECHATPAY_MCHID"):
+        assert f"{variable}: holds an envelope or a secret: reference" in message
+    assert "JWT_SECRET" not in message and "issuer" not in message.split("reference")[0]
+    unsealed = Settings.from_environ({**local_env, "JWT_ISSUER": "enc:v1:x"}, resolve=False)
+    assert unsealed.jwt_issuer == "enc:v1:x"  # the seal command reads the settings as spelled
