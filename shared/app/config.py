@@ -49,6 +49,9 @@ DEV_LOCAL_MASTER_KEY = "ZGV2LW9ubHktbG9jYWwtbWFzdGVyLWtleS0zMmJ5dGU="
 JWT_SECRET_MIN_BITS = 128
 METRICS_TOKEN_MIN_BITS = 64
 LOCAL_DIR = Path(".local")
+# The embedded store's bucket on a laptop; in production it would name a bucket of another
+# account (1250000000 is no APPID of ours).
+LOCAL_COS_BUCKET = "ai-platform-local-1250000000"
 
 
 # Fields read from other variables than their own upper-cased name, first found wins: the
@@ -210,7 +213,7 @@ class Settings(BaseModel):
     task_max_runtime_s: int = Field(3600, ge=1)
     # COS: an empty endpoint means the region's own; the local cloud points it at its
     # embedded S3-compatible store (moto) when unset.
-    cos_bucket: str = "ai-platform-local-1250000000"
+    cos_bucket: str = LOCAL_COS_BUCKET
     cos_region: str = "ap-guangzhou"
     cos_endpoint: str = ""
     # Storage (app.storage): outputs larger than this many bytes of JSON go to COS; client
@@ -383,9 +386,14 @@ class Settings(BaseModel):
             problems.append("WECHAT_API_BASE is unset (sandbox WeChat login)")
         elif not self.wechat_api_base.startswith("https://"):
             problems.append("WECHAT_API_BASE is not an https:// URL")
+        wechat = {"WECHAT_APPID": self.wechat_appid, "WECHAT_SECRET": _plain(self.wechat_secret)}
+        if self.wechat_api_base and (unset := [name for name, v in wechat.items() if not v]):
+            problems.append(f"WECHAT_API_BASE is set but {', '.join(unset)} not")
         problems.extend(self._payment_problems())
         if self.queue_backend == "local":
             problems.append("QUEUE_BACKEND is local")
+        if self.cos_bucket in ("", LOCAL_COS_BUCKET):
+            problems.append("COS_BUCKET is unset (the embedded store's bucket)")
         # Both are plain-http stand-ins for the providers' own hosts, for tests.
         if self.cos_endpoint:
             problems.append("COS_ENDPOINT is set (plain http, for tests only)")
