@@ -204,7 +204,8 @@ def fill(headers: Mapping[str, str]) -> dict[str, str]:
 def rekey() -> dict[str, Any]:
     """Seal every secret not under the current key again under it; the counts. A row
     that does not open (its key disabled or gone) is left as it is, logged by name and
-    counted as `unreadable`: the others still move, and the job can run again. When
+    counted as `unreadable`: the others still move, and the job can run again; one moved
+    meanwhile (a PUT, another run) is passed over. When
     sealing under the current key fails (KMS unreachable, or refusing that key), every
     other row would fail alike: the job stops there, logs why, and counts that row and
     those not tried as `unsealed`, left as they are for the next run."""
@@ -218,8 +219,14 @@ def rekey() -> dict[str, Any]:
     for done, name in enumerate(stale):
         with transaction() as tx:
             row = tx.execute(
-                select(secrets.c.envelope).where(secrets.c.name == name).with_for_update()
+                select(secrets.c.envelope, secrets.c.key_id)
+                .where(secrets.c.name == name)
+                .with_for_update()
             ).one()
+            if row.key_id == keys.key_id:
+                # Moved while this run waited for the row (a PUT, or another run of the
+                # job): sealing it again would only make every instance open it again.
+                continue
             try:
                 plain = envelopes.open(row.envelope, name, keys)
             except envelopes.EnvelopeError as error:
