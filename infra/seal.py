@@ -27,7 +27,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from app.config import DEV_LOCAL_MASTER_KEY, Settings, without_values
+from app.config import DEV_LOCAL_MASTER_KEY, SEALABLE_VARIABLES, Settings, without_values
 from app.crypto import envelopes, is_sealed, local, providers, resolution
 from app.crypto.errors import EnvelopeError
 from app.vault import store as store_rows
@@ -87,6 +87,12 @@ def crypto_settings() -> Settings:
 
 def encrypt(name: str, stdin: BinaryIO, stdout: TextIO, stderr: TextIO) -> None:
     check_name(name, "variable")
+    if name not in SEALABLE_VARIABLES:
+        # Its envelope would stop every instance at load: nothing opens it there.
+        raise Refused(
+            f"NAME={name}: not a key or secret variable, none of which the settings open "
+            f"from an envelope ({', '.join(sorted(SEALABLE_VARIABLES))})"
+        )
     value = read_value(stdin)
     settings = crypto_settings()
     envelope = envelopes.seal(value, name, providers.from_settings(settings))

@@ -83,6 +83,11 @@ SEALABLE = frozenset(
     }
 )
 
+# The variables those fields are read from: the names `make -s encrypt` seals for.
+SEALABLE_VARIABLES = frozenset(
+    variable for name in SEALABLE for variable in ENV_NAMES.get(name, (name.upper(),))
+)
+
 
 # Each payment channel: the setting that turns it on, and what it then needs (its notify
 # URL last).

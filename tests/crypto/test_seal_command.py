@@ -91,6 +91,9 @@ def test_a_pem_key_is_sealed_whole(kms_env: dict[str, str], tmp_path: os.PathLik
         ("jwt_secret", b"v", "[A-Z][A-Z0-9_]{0,63}"),
         ("JWT SECRET", b"v", "[A-Z][A-Z0-9_]{0,63}"),
         ("JWT_SECRET", b"\xff\xfe", "not UTF-8"),
+        # No setting opens these from an envelope: the instance would stop at load.
+        ("JWT_ISSUER", b"v", "NAME=JWT_ISSUER: not a key or secret variable"),
+        ("LOCAL_MASTER_KEY", b"v", "NAME=LOCAL_MASTER_KEY: not a key or secret variable"),
     ],
 )
 def test_encrypt_refuses_bad_input_on_stderr_only(
