@@ -159,6 +159,9 @@ def values(names: Iterable[str]) -> dict[str, str]:
     wanted = set(names)
     if not wanted:
         return {}
+    # What this call read or opened itself: the instance's cache may meanwhile be set by a
+    # call that began earlier, with an older version.
+    current: dict[str, str] = {}
     with transaction() as tx:
         versions = {
             r.name: r.version
@@ -171,13 +174,14 @@ def values(names: Iterable[str]) -> dict[str, str]:
                 raise Unavailable(name, "no such secret")
             with _lock:
                 known = _opened.get(name)
-            if known is None or known[0] != versions[name]:
-                _open(tx, name)
-    with _lock:
-        return {name: _opened[name][1] for name in wanted}
+            if known is not None and known[0] == versions[name]:
+                current[name] = known[1]
+            else:
+                current[name] = _open(tx, name)
+    return current
 
 
-def _open(tx: Transaction, name: str) -> None:
+def _open(tx: Transaction, name: str) -> str:
     row = tx.execute(
         select(secrets.c.envelope, secrets.c.version).where(secrets.c.name == name)
     ).one()
@@ -187,6 +191,7 @@ def _open(tx: Transaction, name: str) -> None:
         raise Unavailable(name, str(error)) from None
     with _lock:
         _opened[name] = (row.version, value)
+    return value
 
 
 def fill(headers: Mapping[str, str]) -> dict[str, str]:
