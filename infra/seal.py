@@ -130,7 +130,12 @@ def put(name: str, stdin: BinaryIO, stderr: TextIO) -> None:
 
 def store(url: str, name: str, envelope: str) -> int:
     """Insert or replace the row, on a connection of its own; the row's version after."""
-    engine = create_engine(url, poolclass=NullPool)
+    # The app's isolation: under MySQL's REPEATABLE READ the update of a row not there yet
+    # locks the gap, and two first writes of a name (two operators, or this and a PUT)
+    # deadlock on their inserts instead of one updating what the other inserted.
+    mysql = url.startswith("mysql")
+    options = {"isolation_level": "READ COMMITTED"} if mysql else {}
+    engine = create_engine(url, poolclass=NullPool, **options)
     try:
         for _ in range(2):  # a concurrent first insert of the same name: update it instead
             try:
