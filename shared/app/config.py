@@ -88,6 +88,11 @@ SEALABLE_VARIABLES = frozenset(
     variable for name in SEALABLE for variable in ENV_NAMES.get(name, (name.upper(),))
 )
 
+MISPLACED = (
+    "holds an envelope or a secret: reference, which only a key or secret variable may "
+    "(this one would be read as the text itself)"
+)
+
 
 # Each payment channel: the setting that turns it on, and what it then needs (its notify
 # URL last).
@@ -288,24 +293,21 @@ class Settings(BaseModel):
         # An envelope or a reference where none is opened would be taken as the value
         # itself: an instance signing or calling with `enc:v1:...` instead of stopping.
         misplaced = [v for name, (v, value) in read.items() if _misplaced(name, value)]
-        if misplaced:
-            raise UnresolvedSecret(
-                "refusing to start: "
-                + "; ".join(
-                    f"{variable}: holds an envelope or a secret: reference, which only a key "
-                    "or secret variable may (this one would be read as the text itself)"
-                    for variable in misplaced
-                )
-            )
         sealed = {v: value for name, (v, value) in read.items() if _sealed(name, value)}
-        if not sealed:
+        if not sealed and not misplaced:
             return settings
-        return settings._resolved(values, {v: name for name, (v, _) in read.items()}, sealed)
+        field_of = {v: name for name, (v, _) in read.items()}
+        return settings._resolved(values, field_of, sealed, misplaced)
 
     def _resolved(
-        self, values: dict[str, str], field_of: dict[str, str], sealed: dict[str, str]
+        self,
+        values: dict[str, str],
+        field_of: dict[str, str],
+        sealed: dict[str, str],
+        misplaced: list[str],
     ) -> Settings:
-        """These settings with the sealed variables' values in their place."""
+        """These settings with the sealed variables' values in their place; UnresolvedSecret
+        naming every one that does not resolve, and every misplaced one, at once."""
         from app.crypto import resolution  # cold start: only when a variable is sealed
 
         cloud_key = self.tencentcloud_secret_key.get_secret_value()
@@ -315,10 +317,14 @@ class Settings(BaseModel):
                 f"refusing to start: {variable}: cannot be sealed with CRYPTO_PROVIDER=kms "
                 "(KMS is called with it)"
             )
+        problems = dict.fromkeys(misplaced, MISPLACED)
+        opened: dict[str, str] = {}
         try:
-            opened = resolution.resolve(sealed, self, self.database_url)
+            opened = resolution.resolve(sealed, self, self.database_url) if sealed else {}
         except resolution.Unresolved as error:
-            raise UnresolvedSecret(f"refusing to start: {error}") from None
+            problems.update(error.problems)
+        if problems:
+            raise UnresolvedSecret(f"refusing to start: {resolution.Unresolved(problems)}")
         resolved = {**values, **{field_of[v]: value for v, value in opened.items()}}
         try:
             return type(self).model_validate(resolved)

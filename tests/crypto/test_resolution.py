@@ -253,10 +253,13 @@ def test_an_envelope_or_reference_where_none_is_opened_stops_the_settings(
             "TENCENTCLOUD_SECRETID": "secret:CLOUD_ID",
             "WECHATPAY_MCHID": sealed(local_env, "1900000001", "WECHATPAY_MCHID"),
             "JWT_SECRET": sealed(local_env, JWT, "JWT_SECRET"),
+            "WECHAT_SECRET": sealed(local_env, "wx-secret", "METRICS_TOKEN"),
         }
     )
     for variable in ("JWT_ISSUER", "TENCENTCLOUD_SECRETID", "WECHATPAY_MCHID"):
         assert f"{variable}: holds an envelope or a secret: reference" in message
-    assert "JWT_SECRET" not in message and "issuer" not in message.split("reference")[0]
+    # Named at once with what does not resolve; what does is not named.
+    assert "WECHAT_SECRET: the envelope does not open: sealed for another name" in message
+    assert "JWT_SECRET" not in message and "wx-secret" not in message
     unsealed = Settings.from_environ({**local_env, "JWT_ISSUER": "enc:v1:x"}, resolve=False)
     assert unsealed.jwt_issuer == "enc:v1:x"  # the seal command reads the settings as spelled
