@@ -135,7 +135,13 @@ def store(url: str, name: str, envelope: str) -> int:
     # deadlock on their inserts instead of one updating what the other inserted.
     mysql = url.startswith("mysql")
     options = {"isolation_level": "READ COMMITTED"} if mysql else {}
-    engine = create_engine(url, poolclass=NullPool, **options)
+    try:
+        engine = create_engine(url, poolclass=NullPool, **options)
+    except (SQLAlchemyError, ImportError) as error:  # not a URL, or its driver is not here
+        raise Refused(
+            f"DATABASE_URL is no database URL this can connect with ({type(error).__name__}); "
+            "it is mysql+pymysql://... or sqlite:///..."
+        ) from None
     try:
         for _ in range(2):  # a concurrent first insert of the same name: update it instead
             try:

@@ -154,6 +154,16 @@ def test_secret_put_refuses_what_it_cannot_store(local_env: dict[str, str]) -> N
     assert down.returncode == FAILED
     assert "could not be written (OperationalError 2003)" in down.stderr.decode()
     assert "hunter2" not in down.stderr.decode()
+    # Not a URL, or one of a driver the project does not install: said in words, no traceback.
+    for url, error in [
+        ("app:hunter2@db.internal/app", "ArgumentError"),
+        ("postgresql://app:hunter2@127.0.0.1/app", "ModuleNotFoundError"),
+    ]:
+        refused = make("secret-put", "ANY", b"v", {**local_env, "DATABASE_URL": url})
+        said = refused.stderr.decode()
+        assert refused.returncode == FAILED and "Traceback" not in said, said
+        assert f"put: DATABASE_URL is no database URL this can connect with ({error})" in (said)
+        assert "hunter2" not in said
 
 
 def test_first_writes_of_one_secret_at_once_all_store_one_after_another(
