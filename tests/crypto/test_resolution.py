@@ -164,6 +164,10 @@ def test_an_unreadable_secrets_table_is_named_without_the_url(local_env: dict[st
     message = refusal({**local_env, "DATABASE_URL": url, "JWT_SECRET": "secret:JWT"})
     assert "JWT_SECRET: the secrets table could not be read (OperationalError 2003)" in message
     assert "hunter2" not in message
+    driverless = "postgresql://app:hunter2-password@127.0.0.1/app"  # no driver installed
+    message = refusal({**local_env, "DATABASE_URL": driverless, "JWT_SECRET": "secret:JWT"})
+    assert "JWT_SECRET: the secrets table could not be read (ModuleNotFoundError)" in message
+    assert "hunter2" not in message
     bad = sealed(local_env, url, "WECHAT_SECRET")
     message = refusal({**local_env, "DATABASE_URL": bad, "JWT_SECRET": "secret:JWT"})
     assert "JWT_SECRET: not read: DATABASE_URL does not resolve" in message
