@@ -27,7 +27,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from app.config import DEV_LOCAL_MASTER_KEY, Settings, without_values
+from app.config import DEV_LOCAL_MASTER_KEY, SEALABLE_VARIABLES, Settings, without_values
 from app.crypto import envelopes, is_sealed, local, providers, resolution
 from app.crypto.errors import EnvelopeError
 from app.vault import store as store_rows
@@ -87,6 +87,12 @@ def crypto_settings() -> Settings:
 
 def encrypt(name: str, stdin: BinaryIO, stdout: TextIO, stderr: TextIO) -> None:
     check_name(name, "variable")
+    if name not in SEALABLE_VARIABLES:
+        # Its envelope would stop every instance at load: nothing opens it there.
+        raise Refused(
+            f"NAME={name}: not a key or secret variable, none of which the settings open "
+            f"from an envelope ({', '.join(sorted(SEALABLE_VARIABLES))})"
+        )
     value = read_value(stdin)
     settings = crypto_settings()
     envelope = envelopes.seal(value, name, providers.from_settings(settings))
@@ -124,7 +130,18 @@ def put(name: str, stdin: BinaryIO, stderr: TextIO) -> None:
 
 def store(url: str, name: str, envelope: str) -> int:
     """Insert or replace the row, on a connection of its own; the row's version after."""
-    engine = create_engine(url, poolclass=NullPool)
+    # The app's isolation: under MySQL's REPEATABLE READ the update of a row not there yet
+    # locks the gap, and two first writes of a name (two operators, or this and a PUT)
+    # deadlock on their inserts instead of one updating what the other inserted.
+    mysql = url.startswith("mysql")
+    options = {"isolation_level": "READ COMMITTED"} if mysql else {}
+    try:
+        engine = create_engine(url, poolclass=NullPool, **options)
+    except (SQLAlchemyError, ImportError) as error:  # not a URL, or its driver is not here
+        raise Refused(
+            f"DATABASE_URL is no database URL this can connect with ({type(error).__name__}); "
+            "it is mysql+pymysql://... or sqlite:///..."
+        ) from None
     try:
         for _ in range(2):  # a concurrent first insert of the same name: update it instead
             try:

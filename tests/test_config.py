@@ -30,6 +30,9 @@ PRODUCTION_ENV: dict[str, str | None] = {
     "SMS_SIGN_NAME": "Example",
     "SMS_TEMPLATE_ID": "100001",
     "WECHAT_API_BASE": "https://api.weixin.qq.com",
+    "WECHAT_APPID": "wx0000000000000000",
+    "WECHAT_SECRET": secrets.token_hex(16),
+    "COS_BUCKET": "ai-platform-1250000000",
     "QUEUE_BACKEND": "scf",
     "PIPELINE_ALLOWED_HOSTS": "ai.example.com",
     "CRYPTO_PROVIDER": "kms",
@@ -97,6 +100,15 @@ DEV_DEFAULTS: dict[str, tuple[dict[str, str | None], str]] = {
         ]
     },
     "plain http wechat": ({"WECHAT_API_BASE": "http://api.weixin.qq.com"}, "WECHAT_API_BASE"),
+    # WeChat's API on, and every login sent without the mini-program's appid or secret.
+    "wechat without its app": (
+        {"WECHAT_APPID": None, "WECHAT_SECRET": None},
+        "WECHAT_API_BASE is set but WECHAT_APPID, WECHAT_SECRET not",
+    ),
+    "wechat without its secret": ({"WECHAT_SECRET": ""}, "but WECHAT_SECRET not"),
+    # The laptop's bucket name: in COS, another account's.
+    "embedded store's bucket": ({"COS_BUCKET": None}, "COS_BUCKET is unset"),
+    "empty bucket": ({"COS_BUCKET": ""}, "COS_BUCKET is unset"),
     "cos test endpoint": ({"COS_ENDPOINT": "cos.example.com:80"}, "COS_ENDPOINT"),
     "cloud api test endpoint": (
         {"TENCENTCLOUD_API_ENDPOINT": "api.example.com:80"},
@@ -184,6 +196,7 @@ def test_every_dev_default_at_once_is_named_in_one_refusal() -> None:
         "QUEUE_BACKEND",
         "PIPELINE_ALLOWED_HOSTS",
         "CRYPTO_PROVIDER",
+        "COS_BUCKET",
     ]:
         assert name in message, name
 

@@ -12,7 +12,8 @@ A key or secret variable (`SEALABLE`) may hold an envelope (`enc:v1:...`, from
 `make -s encrypt`) or a reference to a stored secret (`secret:NAME`) instead of its value:
 `from_environ` resolves them (app.crypto.resolution) before the settings exist, so nothing
 ever sees the sealed text, and a value that does not resolve stops the instance at load
-(`UnresolvedSecret`, naming the variable and the reason, never the value).
+(`UnresolvedSecret`, naming the variable and the reason, never the value), as does one in
+any other variable, which would otherwise be taken as its own value.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ DEV_LOCAL_MASTER_KEY = "ZGV2LW9ubHktbG9jYWwtbWFzdGVyLWtleS0zMmJ5dGU="
 JWT_SECRET_MIN_BITS = 128
 METRICS_TOKEN_MIN_BITS = 64
 LOCAL_DIR = Path(".local")
+# The embedded store's bucket on a laptop; in production it would name a bucket of another
+# account (1250000000 is no APPID of ours).
+LOCAL_COS_BUCKET = "ai-platform-local-1250000000"
 
 
 # Fields read from other variables than their own upper-cased name, first found wins: the
@@ -77,6 +81,16 @@ SEALABLE = frozenset(
         "alipay_private_key",
         "alipay_public_key",
     }
+)
+
+# The variables those fields are read from: the names `make -s encrypt` seals for.
+SEALABLE_VARIABLES = frozenset(
+    variable for name in SEALABLE for variable in ENV_NAMES.get(name, (name.upper(),))
+)
+
+MISPLACED = (
+    "holds an envelope or a secret: reference, which only a key or secret variable may "
+    "(this one would be read as the text itself)"
 )
 
 
@@ -211,7 +225,7 @@ class Settings(BaseModel):
     task_max_runtime_s: int = Field(3600, ge=1)
     # COS: an empty endpoint means the region's own; the local cloud points it at its
     # embedded S3-compatible store (moto) when unset.
-    cos_bucket: str = "ai-platform-local-1250000000"
+    cos_bucket: str = LOCAL_COS_BUCKET
     cos_region: str = "ap-guangzhou"
     cos_endpoint: str = ""
     # Storage (app.storage): outputs larger than this many bytes of JSON go to COS; client
@@ -266,7 +280,8 @@ class Settings(BaseModel):
     ) -> Settings:
         """The settings the variables in `environ` give; a bad value is a ValidationError
         naming the field. With `resolve`, envelopes and references in SEALABLE variables
-        are replaced by their values; one that does not resolve is UnresolvedSecret."""
+        are replaced by their values; one that does not resolve is UnresolvedSecret, and
+        so is one in a variable that is not SEALABLE (it would be taken as the value)."""
         read: dict[str, tuple[str, str]] = {}  # field -> (variable, value)
         for name in cls.model_fields:
             for variable in ENV_NAMES.get(name, (name.upper(),)):
@@ -275,15 +290,26 @@ class Settings(BaseModel):
                     break
         values = {name: value for name, (_, value) in read.items()}
         settings = cls.model_validate(values)
-        sealed = {v: value for name, (v, value) in read.items() if _sealed(name, value)}
-        if not resolve or not sealed:
+        if not resolve:
             return settings
-        return settings._resolved(values, {v: name for name, (v, _) in read.items()}, sealed)
+        # An envelope or a reference where none is opened would be taken as the value
+        # itself: an instance signing or calling with `enc:v1:...` instead of stopping.
+        misplaced = [v for name, (v, value) in read.items() if _misplaced(name, value)]
+        sealed = {v: value for name, (v, value) in read.items() if _sealed(name, value)}
+        if not sealed and not misplaced:
+            return settings
+        field_of = {v: name for name, (v, _) in read.items()}
+        return settings._resolved(values, field_of, sealed, misplaced)
 
     def _resolved(
-        self, values: dict[str, str], field_of: dict[str, str], sealed: dict[str, str]
+        self,
+        values: dict[str, str],
+        field_of: dict[str, str],
+        sealed: dict[str, str],
+        misplaced: list[str],
     ) -> Settings:
-        """These settings with the sealed variables' values in their place."""
+        """These settings with the sealed variables' values in their place; UnresolvedSecret
+        naming every one that does not resolve, and every misplaced one, at once."""
         from app.crypto import resolution  # cold start: only when a variable is sealed
 
         cloud_key = self.tencentcloud_secret_key.get_secret_value()
@@ -293,10 +319,14 @@ class Settings(BaseModel):
                 f"refusing to start: {variable}: cannot be sealed with CRYPTO_PROVIDER=kms "
                 "(KMS is called with it)"
             )
+        problems = dict.fromkeys(misplaced, MISPLACED)
+        opened: dict[str, str] = {}
         try:
-            opened = resolution.resolve(sealed, self, self.database_url)
+            opened = resolution.resolve(sealed, self, self.database_url) if sealed else {}
         except resolution.Unresolved as error:
-            raise UnresolvedSecret(f"refusing to start: {error}") from None
+            problems.update(error.problems)
+        if problems:
+            raise UnresolvedSecret(f"refusing to start: {resolution.Unresolved(problems)}")
         resolved = {**values, **{field_of[v]: value for v, value in opened.items()}}
         try:
             return type(self).model_validate(resolved)
@@ -369,9 +399,14 @@ class Settings(BaseModel):
             problems.append("WECHAT_API_BASE is unset (sandbox WeChat login)")
         elif not self.wechat_api_base.startswith("https://"):
             problems.append("WECHAT_API_BASE is not an https:// URL")
+        wechat = {"WECHAT_APPID": self.wechat_appid, "WECHAT_SECRET": _plain(self.wechat_secret)}
+        if self.wechat_api_base and (unset := [name for name, v in wechat.items() if not v]):
+            problems.append(f"WECHAT_API_BASE is set but {', '.join(unset)} not")
         problems.extend(self._payment_problems())
         if self.queue_backend == "local":
             problems.append("QUEUE_BACKEND is local")
+        if self.cos_bucket in ("", LOCAL_COS_BUCKET):
+            problems.append("COS_BUCKET is unset (the embedded store's bucket)")
         # Both are plain-http stand-ins for the providers' own hosts, for tests.
         if self.cos_endpoint:
             problems.append("COS_ENDPOINT is set (plain http, for tests only)")
@@ -423,6 +458,10 @@ class UnresolvedSecret(ProductionMisconfigured):
 
 def _sealed(field: str, value: str) -> bool:
     return field in SEALABLE and is_sealed(value)
+
+
+def _misplaced(field: str, value: str) -> bool:
+    return field not in SEALABLE and is_sealed(value)
 
 
 def without_values(error: ValidationError) -> str:

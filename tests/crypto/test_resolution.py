@@ -66,7 +66,6 @@ def test_envelopes_resolve_into_their_fields(
             "DATABASE_URL": sealed(env, DATABASE_URL, "DATABASE_URL"),
             "REDIS_URL": sealed(env, redis_url, "REDIS_URL"),
             "METRICS_TOKEN": "plain-token-stays-plain",
-            "JWT_ISSUER": "enc:v1:not-a-secret-field-so-taken-as-is",
         }
     )
     assert settings.jwt_secret.get_secret_value() == JWT
@@ -74,7 +73,6 @@ def test_envelopes_resolve_into_their_fields(
     assert settings.database_url == DATABASE_URL
     assert settings.redis_url == redis_url
     assert settings.metrics_token.get_secret_value() == "plain-token-stays-plain"
-    assert settings.jwt_issuer == "enc:v1:not-a-secret-field-so-taken-as-is"
 
 
 def test_a_reference_reads_the_secrets_table_through_an_enveloped_database_url(
@@ -166,6 +164,10 @@ def test_an_unreadable_secrets_table_is_named_without_the_url(local_env: dict[st
     message = refusal({**local_env, "DATABASE_URL": url, "JWT_SECRET": "secret:JWT"})
     assert "JWT_SECRET: the secrets table could not be read (OperationalError 2003)" in message
     assert "hunter2" not in message
+    driverless = "postgresql://app:hunter2-password@127.0.0.1/app"  # no driver installed
+    message = refusal({**local_env, "DATABASE_URL": driverless, "JWT_SECRET": "secret:JWT"})
+    assert "JWT_SECRET: the secrets table could not be read (ModuleNotFoundError)" in message
+    assert "hunter2" not in message
     bad = sealed(local_env, url, "WECHAT_SECRET")
     message = refusal({**local_env, "DATABASE_URL": bad, "JWT_SECRET": "secret:JWT"})
     assert "JWT_SECRET: not read: DATABASE_URL does not resolve" in message
@@ -241,3 +243,27 @@ def test_a_function_does_not_load_on_an_envelope_that_does_not_open(
     last = child.stderr.strip().splitlines()[-1]
     assert last.startswith("app.config.UnresolvedSecret: refusing to start: JWT_SECRET:"), last
     assert JWT not in child.stderr
+
+
+def test_an_envelope_or_reference_where_none_is_opened_stops_the_settings(
+    local_env: dict[str, str],
+) -> None:
+    """A variable that is no key or secret would take `enc:v1:...` as its value: an issuer,
+    a merchant id or the cloud key id signing and calling with the envelope's text."""
+    message = refusal(
+        {
+            **local_env,
+            "JWT_ISSUER": sealed(local_env, "issuer", "JWT_ISSUER"),
+            "TENCENTCLOUD_SECRETID": "secret:CLOUD_ID",
+            "WECHATPAY_MCHID": sealed(local_env, "1900000001", "WECHATPAY_MCHID"),
+            "JWT_SECRET": sealed(local_env, JWT, "JWT_SECRET"),
+            "WECHAT_SECRET": sealed(local_env, "wx-secret", "METRICS_TOKEN"),
+        }
+    )
+    for variable in ("JWT_ISSUER", "TENCENTCLOUD_SECRETID", "WECHATPAY_MCHID"):
+        assert f"{variable}: holds an envelope or a secret: reference" in message
+    # Named at once with what does not resolve; what does is not named.
+    assert "WECHAT_SECRET: the envelope does not open: sealed for another name" in message
+    assert "JWT_SECRET" not in message and "wx-secret" not in message
+    unsealed = Settings.from_environ({**local_env, "JWT_ISSUER": "enc:v1:x"}, resolve=False)
+    assert unsealed.jwt_issuer == "enc:v1:x"  # the seal command reads the settings as spelled

@@ -4,7 +4,10 @@ line on stdout and nothing else, or a clear refusal on stderr with a non-zero st
 
 from __future__ import annotations
 
+import io
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -18,6 +21,7 @@ from app.db.tables import secrets as secrets_table
 from infra import seal
 from tests.crypto.conftest import keys_for, make
 from tests.fakes.kms import FakeKms
+from tests.support.settings import settings_env
 
 pytestmark = pytest.mark.slow
 
@@ -91,6 +95,9 @@ def test_a_pem_key_is_sealed_whole(kms_env: dict[str, str], tmp_path: os.PathLik
         ("jwt_secret", b"v", "[A-Z][A-Z0-9_]{0,63}"),
         ("JWT SECRET", b"v", "[A-Z][A-Z0-9_]{0,63}"),
         ("JWT_SECRET", b"\xff\xfe", "not UTF-8"),
+        # No setting opens these from an envelope: the instance would stop at load.
+        ("JWT_ISSUER", b"v", "NAME=JWT_ISSUER: not a key or secret variable"),
+        ("LOCAL_MASTER_KEY", b"v", "NAME=LOCAL_MASTER_KEY: not a key or secret variable"),
     ],
 )
 def test_encrypt_refuses_bad_input_on_stderr_only(
@@ -147,3 +154,39 @@ def test_secret_put_refuses_what_it_cannot_store(local_env: dict[str, str]) -> N
     assert down.returncode == FAILED
     assert "could not be written (OperationalError 2003)" in down.stderr.decode()
     assert "hunter2" not in down.stderr.decode()
+    # Not a URL, or one of a driver the project does not install: said in words, no traceback.
+    for url, error in [
+        ("app:hunter2@db.internal/app", "ArgumentError"),
+        ("postgresql://app:hunter2@127.0.0.1/app", "ModuleNotFoundError"),
+    ]:
+        refused = make("secret-put", "ANY", b"v", {**local_env, "DATABASE_URL": url})
+        said = refused.stderr.decode()
+        assert refused.returncode == FAILED and "Traceback" not in said, said
+        assert f"put: DATABASE_URL is no database URL this can connect with ({error})" in (said)
+        assert "hunter2" not in said
+
+
+def test_first_writes_of_one_secret_at_once_all_store_one_after_another(
+    local_env: dict[str, str],
+) -> None:
+    """Operators (or one and an admin's PUT) storing a new name at the same moment: each
+    write lands, one version after another; none fails on a deadlock of their inserts."""
+    writers = 4
+    names = [f"RACED_{round_}" for round_ in range(3)]
+    try:
+        with settings_env(**local_env), ThreadPoolExecutor(writers) as pool:
+            for name in names:
+                start = threading.Barrier(writers)
+
+                def put(value: bytes, name: str = name, start: threading.Barrier = start) -> str:
+                    stderr = io.StringIO()
+                    start.wait()
+                    seal.put(name, io.BytesIO(value), stderr)
+                    return stderr.getvalue()
+
+                said = list(pool.map(put, [b"v%d" % i for i in range(writers)]))
+                versions = sorted(int(line.split("(version ")[1].split(",")[0]) for line in said)
+                assert versions == list(range(1, writers + 1)), said
+    finally:
+        with get_engine().begin() as conn:
+            conn.execute(delete(secrets_table).where(secrets_table.c.name.in_(names)))

@@ -15,6 +15,9 @@ Decrypt and Encrypt, every request first checked against KMS's official schema
   EncryptionContext, or altered (`FailedOperation.DecryptError`).
 - `fail_next(action, times)`: the next `times` requests of that action answer `InternalError`
   (KMS having a bad moment), then the fake answers as before.
+- `hold(action, name)`: the next request of that action under the encryption context
+  `{"name": name}` waits, once it has arrived, until the test lets it go (KMS slow for one
+  call, for a test that needs another call to overtake it).
 - `count(action)` is how many requests of that action reached the fake.
 """
 
@@ -28,6 +31,7 @@ import json
 import os
 import threading
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -45,6 +49,18 @@ MAX_ENCRYPT_BYTES = 4096
 KEY_SPECS = {"AES_128": 16, "AES_256": 32}
 
 
+HOLD_LIMIT_S = 30  # a held request answers at the latest after this, held or not
+
+
+@dataclass
+class Held:
+    """One request kept waiting: `arrived` is set when it reached the fake, and it goes on
+    once `release` is set."""
+
+    arrived: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
 class FakeKms:
     def __init__(self, cloud: FakeTencentCloud) -> None:
         self.cloud = cloud
@@ -53,6 +69,7 @@ class FakeKms:
         self._check_key = os.urandom(32)
         self._lock = threading.Lock()
         self._failing: dict[str, int] = {}  # action -> requests still to fail
+        self._held: dict[tuple[str, str], Held] = {}  # (action, context name) -> next one
         cloud.validate_with("kms", SCHEMA.validate)
         cloud.on(
             "GenerateDataKey", self._unless_failing("GenerateDataKey", self._generate_data_key)
@@ -75,6 +92,12 @@ class FakeKms:
     def fail_next(self, action: str, times: int = 1) -> None:
         with self._lock:
             self._failing[action] = times
+
+    def hold(self, action: str, name: str) -> Held:
+        held = Held()
+        with self._lock:
+            self._held[(action, name)] = held
+        return held
 
     def count(self, action: str) -> int:
         return len(self.cloud.calls_of(action))
@@ -150,6 +173,12 @@ class FakeKms:
 
     def _unless_failing(self, action: str, handler: Handler) -> Handler:
         def handle(params: dict[str, Any], call: Call) -> dict[str, Any]:
+            name = _context_name(params.get("EncryptionContext"))
+            with self._lock:
+                held = self._held.pop((action, name), None)
+            if held is not None:
+                held.arrived.set()
+                held.release.wait(HOLD_LIMIT_S)
             with self._lock:
                 failing = self._failing.get(action, 0)
                 if failing:
@@ -178,6 +207,15 @@ class FakeKms:
 
     def _check(self, head: bytes, nonce: bytes, sealed: bytes) -> bytes:
         return hmac.new(self._check_key, head + nonce + sealed, hashlib.sha1).digest()
+
+
+def _context_name(text: str | None) -> str:
+    """The `name` of an encryption context (what the app binds), or "" without one."""
+    try:
+        pairs = json.loads(text or "{}")
+    except ValueError:
+        return ""
+    return str(pairs.get("name", "")) if isinstance(pairs, dict) else ""
 
 
 def _context(text: str | None) -> bytes:

@@ -4,11 +4,17 @@ disabled at KMS. While KMS cannot seal, a PUT is 503 and the job counts what it 
 
 from __future__ import annotations
 
-import pytest
-from sqlalchemy import select
+import time
+from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+from sqlalchemy import select, text
+
+from app.config import get_settings
+from app.crypto import envelopes, providers
 from app.db.tables import secrets as secrets_table
 from app.db.transaction import transaction
+from app.vault import store
 from tests.fakes.kms import FakeKms
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.support.function_url import call
@@ -27,6 +33,25 @@ def rows(names: list[str]) -> dict[str, tuple[str, int]]:
             )
         )
         return {r.name: (r.key_id, r.version) for r in found}
+
+
+# Transactions of this run's database waiting for a lock (INNODB_TRX is refreshed when it
+# was not read for 0.1 s: polled more slowly than that).
+LOCK_WAITS = text(
+    "SELECT COUNT(*) FROM information_schema.INNODB_TRX t"
+    " JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id"
+    " WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()"
+)
+
+
+def wait_for_a_lock_wait(timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with transaction() as tx:
+            if tx.execute(LOCK_WAITS).scalar_one():
+                return
+        assert time.monotonic() < deadline, "the job never waited for the row"
+        time.sleep(0.2)
 
 
 def rekey() -> dict[str, object]:
@@ -117,3 +142,32 @@ def test_a_secret_that_cannot_be_sealed_now_is_503_and_nothing_changes(
     assert rows([name, fresh]) == before
     assert logs.where(message="secret not stored", secret=fresh)
     assert "sk-second-value" not in logs.text
+
+
+def test_a_row_moved_to_the_new_key_while_the_job_waited_for_it_is_left_as_it_is(
+    kms: FakeKms,
+) -> None:
+    """What another run of the job, or a PUT, sealed under the new key while this run waited
+    for the row is not sealed again: no second GenerateDataKey, no version that makes every
+    instance open the same value again, no row counted as moved twice."""
+    old_key, new_key = kms.create_key(), kms.create_key()
+    name = new_name()
+    with settings_env(**kms.env(old_key)):
+        assert put_secret(name, "sk-before").status == 204
+    with settings_env(**kms.env(new_key)), ThreadPoolExecutor(1) as pool:
+        current = envelopes.seal(b"sk-after", name, providers.from_settings(get_settings()))
+        with transaction() as tx:  # the other writer holds the row, as a PUT's commit does
+            tx.execute(
+                select(secrets_table.c.name).where(secrets_table.c.name == name).with_for_update()
+            )
+            job = pool.submit(rekey)
+            wait_for_a_lock_wait()
+            version = store.write_row(tx, name, current)
+        job.result(timeout=60)
+        assert rows([name]) == {name: (new_key, version)}
+        assert store.values([name]) == {name: "sk-after"}
+        with transaction() as tx:
+            envelope = tx.execute(
+                select(secrets_table.c.envelope).where(secrets_table.c.name == name)
+            ).scalar_one()
+        assert envelope == current

@@ -95,7 +95,7 @@ def _read_references(
                     stored[name] = None if row is None else str(row[0])
         finally:
             engine.dispose()
-    except (SQLAlchemyError, ValueError) as error:
+    except (SQLAlchemyError, ValueError, ImportError) as error:  # ImportError: no driver
         unread = f"the secrets table could not be read ({describe_database_error(error)})"
         problems.update(dict.fromkeys(references, unread))
         return

@@ -159,6 +159,9 @@ def values(names: Iterable[str]) -> dict[str, str]:
     wanted = set(names)
     if not wanted:
         return {}
+    # What this call read or opened itself: the instance's cache may meanwhile be set by a
+    # call that began earlier, with an older version.
+    current: dict[str, str] = {}
     with transaction() as tx:
         versions = {
             r.name: r.version
@@ -171,13 +174,14 @@ def values(names: Iterable[str]) -> dict[str, str]:
                 raise Unavailable(name, "no such secret")
             with _lock:
                 known = _opened.get(name)
-            if known is None or known[0] != versions[name]:
-                _open(tx, name)
-    with _lock:
-        return {name: _opened[name][1] for name in wanted}
+            if known is not None and known[0] == versions[name]:
+                current[name] = known[1]
+            else:
+                current[name] = _open(tx, name)
+    return current
 
 
-def _open(tx: Transaction, name: str) -> None:
+def _open(tx: Transaction, name: str) -> str:
     row = tx.execute(
         select(secrets.c.envelope, secrets.c.version).where(secrets.c.name == name)
     ).one()
@@ -187,6 +191,7 @@ def _open(tx: Transaction, name: str) -> None:
         raise Unavailable(name, str(error)) from None
     with _lock:
         _opened[name] = (row.version, value)
+    return value
 
 
 def fill(headers: Mapping[str, str]) -> dict[str, str]:
@@ -204,7 +209,8 @@ def fill(headers: Mapping[str, str]) -> dict[str, str]:
 def rekey() -> dict[str, Any]:
     """Seal every secret not under the current key again under it; the counts. A row
     that does not open (its key disabled or gone) is left as it is, logged by name and
-    counted as `unreadable`: the others still move, and the job can run again. When
+    counted as `unreadable`: the others still move, and the job can run again; one moved
+    meanwhile (a PUT, another run) is passed over. When
     sealing under the current key fails (KMS unreachable, or refusing that key), every
     other row would fail alike: the job stops there, logs why, and counts that row and
     those not tried as `unsealed`, left as they are for the next run."""
@@ -218,8 +224,14 @@ def rekey() -> dict[str, Any]:
     for done, name in enumerate(stale):
         with transaction() as tx:
             row = tx.execute(
-                select(secrets.c.envelope).where(secrets.c.name == name).with_for_update()
+                select(secrets.c.envelope, secrets.c.key_id)
+                .where(secrets.c.name == name)
+                .with_for_update()
             ).one()
+            if row.key_id == keys.key_id:
+                # Moved while this run waited for the row (a PUT, or another run of the
+                # job): sealing it again would only make every instance open it again.
+                continue
             try:
                 plain = envelopes.open(row.envelope, name, keys)
             except envelopes.EnvelopeError as error:
