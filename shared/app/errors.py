@@ -103,3 +103,13 @@ class AppError(Exception):
         if self.details is not None:
             body["details"] = self.details
         return body
+
+
+class RunBusy(AppError):
+    """Another run of a maintenance job is live (app.db.runs): 503 to an admin who asked for
+    one meanwhile, who can try again once it has ended; a timer's turn is skipped. Here, not
+    beside the run rows, so the job wrappers can tell it apart without loading the database
+    layer."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(ErrorCode.SERVICE_UNAVAILABLE, f"{why}; try again once it has ended.")

@@ -15,9 +15,10 @@ from sqlalchemy import delete, insert, select, update
 
 from app.api.admin_jobs import run_job
 from app.clock import utcnow
-from app.db.runs import STALE_RUN_S, RunBusy
+from app.db.runs import STALE_RUN_S
 from app.db.tables import maintenance_runs, task_uploads, tasks
 from app.db.transaction import transaction
+from app.errors import RunBusy
 from app.ids import new_id
 from app.observability.metrics import COS_CLEANUP_DELETED_BYTES, COS_CLEANUP_DELETED_OBJECTS
 from app.storage import cleanup

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from app.clock import utcnow
 from app.db.tables import maintenance_runs
 from app.db.transaction import transaction
-from app.errors import AppError, ErrorCode
+from app.errors import RunBusy
 from app.ids import new_id
 
 # Longer than the longest function a job runs in (cos-cleanup and admin-jobs-run, 600 s): a
@@ -34,14 +34,6 @@ DEAD_RUN_ERROR = "stopped before its end"
 # Ended runs are kept this long to look back on, then removed by the job's next start: a job
 # every 10 minutes would otherwise add 52,000 rows a year.
 KEEP_ENDED_DAYS = 30
-
-
-class RunBusy(AppError):
-    """Another run of the job is live: 503 to an admin who asked for one meanwhile, who can
-    try again once it has ended."""
-
-    def __init__(self, why: str) -> None:
-        super().__init__(ErrorCode.SERVICE_UNAVAILABLE, f"{why}; try again once it has ended.")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,10 @@ trigger's 7-field cron. The job gets the parsed event and returns a report (a di
 it did); the wrapper writes one JSON log line per run with that report and the counters the
 run moved, counts the run in `job_runs_total` and returns the report. A job that raises is
 logged and counted as failed, then re-raised so the platform records the invocation as
-failed. Either way the instance's metrics push follows when one is due.
+failed. A job that finds another run of itself live (`RunBusy`: the last turn still going,
+or an admin's run) did nothing wrong: its turn is logged and counted as `busy` and ends
+normally, so the platform does not retry it on top of the live run. Whatever the outcome,
+the instance's metrics push follows when one is due.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from app.config import get_settings
+from app.errors import RunBusy
 from app.observability import logging as applog
 from app.observability.instruments import Tally
 from app.observability.metrics import JOB_RUNS
@@ -69,6 +73,12 @@ def timer_handler(
         try:
             with tally:
                 report = dict(job(parsed))
+        except RunBusy as busy:
+            JOB_RUNS.labels(job_name, "busy").inc()
+            fields.update(tally.fields(), outcome="busy", reason=busy.message)
+            fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+            applog.log_fields(log, logging.INFO, "job run skipped", **fields)
+            return {"busy": True}
         except Exception:
             JOB_RUNS.labels(job_name, "failed").inc()
             fields.update(tally.fields(), outcome="failed")
