@@ -150,15 +150,25 @@ async def read_body(receive: Receive) -> bytes:
 
 
 async def respond(
-    send: Send, status: int, headers: Mapping[str, str] | list[tuple[str, str]], body: bytes
+    send: Send,
+    status: int,
+    headers: Mapping[str, str] | list[tuple[str, str]],
+    body: bytes,
+    *,
+    head: bool = False,
 ) -> None:
+    """The answer as HTTP, its length the body's; to a HEAD (`head`), which has no body, the
+    length the function states, that of the body a GET gets (RFC 9110 9.3.2)."""
     pairs = headers.items() if isinstance(headers, Mapping) else headers
-    raw = [
-        (name.lower().encode("latin-1"), value.encode("latin-1"))
-        for name, value in pairs
-        if name.lower() not in ("content-length", "transfer-encoding", "connection")
-    ]
-    raw.append((b"content-length", str(len(body)).encode()))
+    length = str(len(body))
+    raw = []
+    for name, value in pairs:
+        lower = name.lower()
+        if lower == "content-length" and head and value.isdigit():
+            length = value
+        if lower not in ("content-length", "transfer-encoding", "connection"):
+            raw.append((lower.encode("latin-1"), value.encode("latin-1")))
+    raw.append((b"content-length", length.encode()))
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
 
@@ -210,7 +220,7 @@ class Gateway:
         except Exception:  # noqa: BLE001 - the function crashed: the platform answers
             await respond(send, *platform_error(request_id))
             return
-        await respond(send, *http_reply(result, request_id))
+        await respond(send, *http_reply(result, request_id), head=method == "HEAD")
 
     async def dev(
         self, scope: Scope, path: str, method: str, body: bytes, send: Send, request_id: str
