@@ -12,8 +12,8 @@ payload, is a 502 from the platform.
 
 WebSocket: a handshake whose path the mapping gives to a web function (serverless.yml
 `web:`, `/ws`) is handed to that function's ASGI app, the one its `scf_bootstrap` serves on
-SCF; any other WebSocket handshake is refused (403), as the domain refuses an upgrade to an
-event function.
+SCF, and so is a plain HTTP request there (the app answers it 426); any other WebSocket
+handshake is refused (403), as the domain refuses an upgrade to an event function.
 
 Dev-only endpoints under `/_local/` (never routed on SCF): fire a timer, publish to or wait
 on the queue.
@@ -207,11 +207,15 @@ class Gateway:
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = secrets.token_hex(16)
         path, method = scope["path"], scope["method"].upper()
-        body = await read_body(receive)
         if path.startswith("/_local/"):
-            await self.dev(scope, path, method, body, send, request_id)
+            await self.dev(scope, path, method, await read_body(receive), send, request_id)
             return
         function = routes.resolve(self.mappings, path)
+        web = None if function is None else self.platform.web_app(function)
+        if web is not None:  # its own server answers every request, as on SCF: not an event
+            await web(scope, receive, send)
+            return
+        body = await read_body(receive)
         if function is None:  # no function: the domain itself answers
             await respond(send, *error_reply(ErrorCode.NOT_FOUND, request_id))
             return
