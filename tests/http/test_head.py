@@ -57,7 +57,12 @@ def logo(req: Request[None, None]) -> Response:
     return Response(200, PNG_BYTES, {"Cache-Control": "max-age=60"}, "image/png")
 
 
-handler = http_handler(list_notes, create_note, search_notes, me, gone, logo)
+@router.get("/ping", auth=Auth.PUBLIC, status=204)
+def ping(req: Request[None, None]) -> None:
+    return None
+
+
+handler = http_handler(list_notes, create_note, search_notes, me, gone, logo, ping)
 
 
 def _both(path: str, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -96,6 +101,13 @@ def test_head_of_a_binary_answer_counts_its_bytes() -> None:
     assert_head_of(got, head)
     assert head["headers"]["Content-Length"] == str(len(PNG_BYTES))
     assert head["headers"]["Cache-Control"] == "max-age=60"
+
+
+def test_head_of_a_204_has_no_content_length() -> None:
+    # RFC 9110 8.6: a 204 carries no Content-Length, to a GET or a HEAD.
+    head = handler(event("HEAD", "/ping"), context())
+    assert head["statusCode"] == 204 and head["body"] == ""
+    assert "Content-Length" not in head["headers"]
 
 
 def test_head_is_authenticated_validated_and_refused_as_the_get_is() -> None:
