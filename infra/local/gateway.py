@@ -12,8 +12,8 @@ payload, is a 502 from the platform.
 
 WebSocket: a handshake whose path the mapping gives to a web function (serverless.yml
 `web:`, `/ws`) is handed to that function's ASGI app, the one its `scf_bootstrap` serves on
-SCF; any other WebSocket handshake is refused (403), as the domain refuses an upgrade to an
-event function.
+SCF, and so is a plain HTTP request there (the app answers it 426); any other WebSocket
+handshake is refused (403), as the domain refuses an upgrade to an event function.
 
 Dev-only endpoints under `/_local/` (never routed on SCF): fire a timer, publish to or wait
 on the queue.
@@ -150,15 +150,25 @@ async def read_body(receive: Receive) -> bytes:
 
 
 async def respond(
-    send: Send, status: int, headers: Mapping[str, str] | list[tuple[str, str]], body: bytes
+    send: Send,
+    status: int,
+    headers: Mapping[str, str] | list[tuple[str, str]],
+    body: bytes,
+    *,
+    head: bool = False,
 ) -> None:
+    """The answer as HTTP, its length the body's; to a HEAD (`head`), which has no body, the
+    length the function states, that of the body a GET gets (RFC 9110 9.3.2)."""
     pairs = headers.items() if isinstance(headers, Mapping) else headers
-    raw = [
-        (name.lower().encode("latin-1"), value.encode("latin-1"))
-        for name, value in pairs
-        if name.lower() not in ("content-length", "transfer-encoding", "connection")
-    ]
-    raw.append((b"content-length", str(len(body)).encode()))
+    length = str(len(body))
+    raw = []
+    for name, value in pairs:
+        lower = name.lower()
+        if lower == "content-length" and head and value.isdigit():
+            length = value
+        if lower not in ("content-length", "transfer-encoding", "connection"):
+            raw.append((lower.encode("latin-1"), value.encode("latin-1")))
+    raw.append((b"content-length", length.encode()))
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
 
@@ -197,11 +207,15 @@ class Gateway:
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = secrets.token_hex(16)
         path, method = scope["path"], scope["method"].upper()
-        body = await read_body(receive)
         if path.startswith("/_local/"):
-            await self.dev(scope, path, method, body, send, request_id)
+            await self.dev(scope, path, method, await read_body(receive), send, request_id)
             return
         function = routes.resolve(self.mappings, path)
+        web = None if function is None else self.platform.web_app(function)
+        if web is not None:  # its own server answers every request, as on SCF: not an event
+            await web(scope, receive, send)
+            return
+        body = await read_body(receive)
         if function is None:  # no function: the domain itself answers
             await respond(send, *error_reply(ErrorCode.NOT_FOUND, request_id))
             return
@@ -210,7 +224,7 @@ class Gateway:
         except Exception:  # noqa: BLE001 - the function crashed: the platform answers
             await respond(send, *platform_error(request_id))
             return
-        await respond(send, *http_reply(result, request_id))
+        await respond(send, *http_reply(result, request_id), head=method == "HEAD")
 
     async def dev(
         self, scope: Scope, path: str, method: str, body: bytes, send: Send, request_id: str

@@ -15,6 +15,11 @@ Subscription messages: `cgi-bin/token` checks grant_type `client_credential`, th
 for one `fake.expire_tokens()` expired), checks the body (`touser`, `template_id`, `data`:
 47003) and accepts it into `fake.sent`, unless `fake.refuse(openid)` scripted 43101 for
 that user. Each send request is recorded in `fake.sends` (`{"token", "body", "errcode"}`).
+
+A hostile or broken answer: `fake.pad(path, size)` makes every answer at `path` go on past
+its JSON with `size` bytes of spaces (still valid JSON, so only a bound on what is read
+refuses it; `size` 0 ends it); `fake.cut_off` lists the path of each such answer whose
+client closed before the whole of it was sent.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from tests.fakes.server import LocalServer
+
+_PIECE = 1024 * 1024  # padding is written a piece at a time, never held whole
 
 
 @dataclass
@@ -55,7 +62,14 @@ class FakeWechat(LocalServer):
         self.refused: set[str] = set()  # openids that hold no subscription
         self.sent: list[dict[str, Any]] = []  # accepted subscription messages
         self.sends: list[dict[str, Any]] = []  # every subscribe/send request
+        self.padding: dict[str, int] = {}
+        self.cut_off: list[str] = []
         self._lock = threading.Lock()
+
+    def pad(self, path: str, size: int) -> None:
+        """Answers at `path` go on with `size` bytes of spaces after their JSON."""
+        with self._lock:
+            self.padding[path] = size
 
     def expire_tokens(self) -> None:
         """Every token issued so far is expired: 42001 from now on."""
@@ -162,14 +176,24 @@ class FakeWechat(LocalServer):
             def log_message(self, *_args: Any) -> None:
                 pass
 
-            def _reply(self, answer: Any) -> None:
+            def _reply(self, answer: Any, path: str) -> None:
                 data = json.dumps(answer).encode()
+                with fake._lock:
+                    padding = fake.padding.get(path, 0)
                 self.send_response(200)
                 # WeChat really does answer JSON as text/plain.
                 self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Length", str(len(data) + padding))
                 self.end_headers()
                 self.wfile.write(data)
+                try:
+                    while padding:
+                        piece = min(padding, _PIECE)
+                        self.wfile.write(b" " * piece)
+                        padding -= piece
+                except OSError:  # the client stopped reading and closed the connection
+                    with fake._lock:
+                        fake.cut_off.append(path)
 
             def _not_found(self) -> None:
                 self.send_response(404)
@@ -180,9 +204,9 @@ class FakeWechat(LocalServer):
                 url = urlparse(self.path)
                 query = {k: v[-1] for k, v in parse_qs(url.query).items()}
                 if url.path == "/sns/jscode2session":
-                    self._reply(fake._answer(query))
+                    self._reply(fake._answer(query), url.path)
                 elif url.path == "/cgi-bin/token":
-                    self._reply(fake._token(query))
+                    self._reply(fake._token(query), url.path)
                 else:
                     self._not_found()
 
@@ -193,6 +217,6 @@ class FakeWechat(LocalServer):
                     self._not_found()
                     return
                 query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-                self._reply(fake._send(query, raw))
+                self._reply(fake._send(query, raw), url.path)
 
         return _Handler

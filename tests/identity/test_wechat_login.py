@@ -18,6 +18,8 @@ from app.db.transaction import transaction
 from tests.identity.conftest import Flows, new_ip
 from tests.support.function_url import Reply, context, event
 from tests.support.functions import fresh_instance
+from tests.support.local_cloud import wait_for
+from tests.support.logs import capture_logs
 from tests.support.net import closed_port
 from tests.support.settings import settings_env
 
@@ -125,6 +127,23 @@ def test_busy_is_retried_once(flows: Flows) -> None:
     reply = flows.wechat_login(code)
     assert (reply.status, reply.json()["code"]) == (502, "WECHAT_UNAVAILABLE")
     assert len(flows.wechat.requests) - before == 2
+
+
+def test_an_answer_past_its_bound_is_502_and_read_no_further(flows: Flows) -> None:
+    """An answer that goes on (here valid JSON, then 32 MiB of spaces) is cut at its bound
+    and is WeChat's failure, as an unreadable one is: nothing is signed in."""
+    code, openid = _code(), _openid()
+    flows.wechat.code(code, openid=openid)
+    flows.wechat.pad("/sns/jscode2session", 32 * 1024 * 1024)
+    try:
+        with capture_logs() as logs:
+            reply = flows.wechat_login(code)
+    finally:
+        flows.wechat.pad("/sns/jscode2session", 0)
+    assert (reply.status, reply.json()["code"]) == (502, "WECHAT_UNAVAILABLE")
+    assert _rows(openid) == []
+    assert logs.where(message="jscode2session reply too large")
+    assert wait_for(lambda: "/sns/jscode2session" in flows.wechat.cut_off)
 
 
 def test_unreachable_wechat_is_502(flows: Flows) -> None:

@@ -83,7 +83,22 @@ def test_unknown_paths_wrong_methods_and_shared_functions_answer_as_the_api_says
         body = reply.json()
         assert body["code"] == code
         assert body["request_id"] == reply.headers["X-Request-Id"]
-    assert requests.delete(cloud.url + "/tasks", timeout=10).headers["Allow"] == "GET, POST"
+    assert requests.delete(cloud.url + "/tasks", timeout=10).headers["Allow"] == "GET, HEAD, POST"
+
+
+def test_head_is_the_gets_answer_without_its_body(cloud: Any) -> None:
+    """An uptime check's `HEAD /health`: the function's status and headers, the length of
+    the body a GET gets, no body; a path whose function serves no GET is 405 to it."""
+    got = requests.get(cloud.url + "/health", timeout=10)
+    head = requests.head(cloud.url + "/health", timeout=10)
+    assert head.status_code == got.status_code == 200
+    assert head.content == b""
+    assert head.headers["Content-Length"] == str(len(got.content))
+    assert head.headers["Content-Type"] == got.headers["Content-Type"]
+    assert head.headers["X-Request-Id"]
+    refused = requests.head(cloud.url + "/auth/login", timeout=10)
+    assert refused.status_code == 405 and refused.headers["Allow"] == "POST"
+    assert refused.content == b"" and int(refused.headers["Content-Length"]) > 0
 
 
 def test_a_crashing_function_is_the_platforms_502_without_internals(cloud: Any) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from app.db.tables import quota_ledger
 from app.db.transaction import transaction
 from app.ids import new_id
+from app.quota.service import QUOTA_MAX
 from tests.support.function_url import Reply, call
 from tests.support.functions import handler
 from tests.support.pipelines import token_for
@@ -127,8 +128,23 @@ def test_taking_more_than_the_balance_is_422_with_a_clear_message() -> None:
     reply = adjust(user, {"delta": -4, "reason": "too much"})
 
     assert reply.status == 422
-    assert "below zero" in reply.json()["message"]
+    body = reply.json()
+    assert "below zero" in body["message"]
+    # As every other 422 of the API, the field at fault is named.
+    assert [detail["loc"] for detail in body["details"]] == [["body", "delta"]]
+    assert "below zero" in body["details"][0]["msg"]
     assert counters(user) == (3, 0)
+
+
+def test_a_grant_past_the_ceiling_is_422_naming_the_delta() -> None:
+    user = new_user(QUOTA_MAX - 5)
+
+    reply = adjust(user, {"delta": 6, "reason": "too much"})
+
+    assert reply.status == 422
+    body = reply.json()
+    assert [detail["loc"] for detail in body["details"]] == [["body", "delta"]]
+    assert counters(user) == (QUOTA_MAX - 5, 0)
 
 
 @pytest.mark.parametrize(

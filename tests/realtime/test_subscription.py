@@ -117,3 +117,17 @@ def test_wrong_credentials_send_nothing_and_fail_no_transition(wechat: FakeWecha
     with settings_env(WECHAT_SECRET="not-the-secret"):
         assert subscription.notify_if_away(ended(user)) is Outcome.FAILED
     assert wechat.sends == [] and wechat.tokens == []
+
+
+@pytest.mark.parametrize("path", ["/cgi-bin/token", "/cgi-bin/message/subscribe/send"])
+def test_an_answer_past_its_bound_is_a_failure_read_no_further(
+    wechat: FakeWechat, fresh_redis: Any, path: str
+) -> None:
+    """An answer that goes on (valid JSON, then 32 MiB of spaces) is cut at its bound and is
+    WeChat's failure, as an unreadable one is: no token kept, the send not retried."""
+    user = wechat_user("openid-big-" + path.rsplit("/", 1)[-1])
+    wechat.pad(path, 32 * 1024 * 1024)
+    assert subscription.notify_if_away(ended(user)) is Outcome.FAILED
+    assert fresh_redis.get(subscription.TOKEN_KEY) is None or path.endswith("/send")
+    assert len(wechat.sends) == (1 if path.endswith("/send") else 0)
+    assert wait_for(lambda: path in wechat.cut_off)

@@ -6,7 +6,8 @@ The handshake (`/ws?token=<access token>`) is authorized as every request is
 (`app.identity.access`): a missing, bad or expired token, an ended session, a disabled or
 deleted user is refused with HTTP 401 and the API's error body, before any upgrade (503
 when neither Redis nor the database can tell; 429 RATE_LIMITED for a user who holds
-`presence.MAX_PER_USER` connections already). Then, for the connection's life:
+`presence.MAX_PER_USER` connections already). A request that is not a handshake is 426
+with `Upgrade: websocket`, in the API's error shape. Then, for the connection's life:
 
 - updates: the user's stream (`app.realtime.streams`) is read from the acknowledged
   position (or 24 h ago, whichever is later) with `XREAD BLOCK`, so what was not
@@ -319,11 +320,22 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 
 async def _not_a_websocket(send: Send) -> None:
-    body = b'{"error":"connect with a WebSocket"}'
+    """426 Upgrade Required (RFC 9110 15.5.22, with the `Upgrade` it must name) in the API's
+    error shape. No code has 426: VALIDATION_ERROR, the request's fault, naming the header
+    that makes it a handshake; the status says what to do as only 426 can."""
+    request_id = secrets.token_hex(16)
+    error = AppError(
+        ErrorCode.VALIDATION_ERROR,
+        "Connect with a WebSocket: /ws?token=<access_token>.",
+        details=[{"loc": ["header", "Upgrade"], "msg": "must be websocket"}],
+    )
+    body = json.dumps(error.envelope(request_id)).encode()
+    applog.log_fields(log, logging.INFO, "not a websocket", status=426, request_id=request_id)
     headers = [
         (b"content-type", JSON_TYPE),
         (b"content-length", str(len(body)).encode()),
         (b"upgrade", b"websocket"),
+        (b"x-request-id", request_id.encode()),
     ]
     await send({"type": "http.response.start", "status": 426, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -334,12 +346,12 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
         return
-    if scope["type"] != "websocket":
-        await _not_a_websocket(send)
-        return
     # uvicorn configures only its own loggers (`scf_bootstrap` runs it without a lifespan):
     # the app's lines are JSON on stdout as every function's are. The first call wins.
     applog.configure(get_settings().log_level)
+    if scope["type"] != "websocket":
+        await _not_a_websocket(send)
+        return
     handshake_log.install()
     first = await receive()
     if first["type"] != "websocket.connect":

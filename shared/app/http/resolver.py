@@ -64,6 +64,11 @@ def _query_input(model: type[BaseModel], params: dict[str, list[str]]) -> dict[s
     return data
 
 
+def _method_of(request: Request[Any, Any] | None, event: Mapping[str, Any]) -> str:
+    """The request's method, read from the event when the request could not be parsed."""
+    return request.method if request else str(event.get("httpMethod") or "").upper()
+
+
 class HttpApp:
     def __init__(self, routes: list[Route]) -> None:
         self.routes = routes
@@ -98,6 +103,8 @@ class HttpApp:
                 response = self._unexpected(exc, request_id)
         response.headers["X-Request-Id"] = request_id
         self._cors(origin_of(event), response)
+        if _method_of(request, event) == "HEAD":  # whatever the answer, it carries no content
+            response = response.without_content()
         function = str(context.get("function_name") or "")
         self._observe(route, request, event, function, response, started, tally)
         payload = answer(response)
@@ -203,7 +210,7 @@ class HttpApp:
         """The RED numbers (recorded after the tally closed: the line states them itself) and
         the invocation's log line, with the counters it moved."""
         elapsed = time.perf_counter() - started
-        method = request.method if request else str(event.get("httpMethod") or "").upper()
+        method = _method_of(request, event)
         # A method is the client's to invent, and each label value is a series kept for the
         # instance's life: those the API does not use count together.
         if method not in METHODS:

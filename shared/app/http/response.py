@@ -29,3 +29,13 @@ class Response:
         cls, text: str, status: int = 200, content_type: str = "text/plain; charset=utf-8"
     ) -> Response:
         return cls(status, text, {}, content_type)
+
+    def without_content(self) -> Response:
+        """The answer to a HEAD: this one's status and headers, with no body and the
+        Content-Length of the body it leaves out (RFC 9110 9.3.2, 8.6); none on a 204,
+        which may not carry one."""
+        headers = dict(self.headers)
+        if self.status != 204:
+            body = self.body.encode("utf-8") if isinstance(self.body, str) else self.body
+            headers["Content-Length"] = str(len(body))
+        return Response(self.status, b"", headers, self.content_type)

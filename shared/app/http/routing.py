@@ -127,10 +127,17 @@ class Router:
         return self.route("DELETE", path, auth=auth, **options)
 
 
+def served_as(method: str) -> str:
+    """The method of the route that serves `method`: a HEAD is its path's GET without the
+    content (RFC 9110 9.3.2), served by the GET's handler; the resolver drops the body."""
+    return "GET" if method == "HEAD" else method
+
+
 def find_route(
     routes: list[Route], method: str, path: str
 ) -> tuple[Route | None, dict[str, str], bool]:
     """Static paths win over templated ones. Returns (route, params, path_known)."""
+    method = served_as(method)
     path_known = False
     ordered = sorted(routes, key=lambda r: not r.is_static)
     for candidate in ordered:
@@ -144,5 +151,8 @@ def find_route(
 
 
 def allowed_methods(routes: list[Route], path: str) -> list[str]:
-    """The methods some route serves on this path (a 405's `Allow` header)."""
-    return sorted({route.method for route in routes if route.match(path) is not None})
+    """The methods some route serves on this path (a 405's `Allow` header), HEAD with GET."""
+    methods = {route.method for route in routes if route.match(path) is not None}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)

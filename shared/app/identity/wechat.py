@@ -4,7 +4,9 @@
 The session_key WeChat returns is dropped here: nothing in this system needs it, so it is
 never returned, logged or stored. Error codes map to the API's: 40029/40163 (bad or used
 code) WECHAT_CODE_INVALID, 45011 WECHAT_RATE_LIMITED, 40226 WECHAT_USER_BLOCKED; -1 (busy)
-is retried once, then, like timeouts and anything unexpected, WECHAT_UNAVAILABLE.
+is retried once, then, like timeouts and anything unexpected, WECHAT_UNAVAILABLE. So is an
+answer longer than REPLY_MAX_BYTES, read no further than that: a broken or hostile server
+cannot make a sign-in hold its answer in memory.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from app.observability import logging as applog
 log = applog.get_logger("app.identity.wechat")
 
 TIMEOUT_S = 5
+# jscode2session answers a few hundred bytes.
+REPLY_MAX_BYTES = 64 * 1024
 _ERRORS = {
     40029: (ErrorCode.WECHAT_CODE_INVALID, "The WeChat login code is not valid."),
     40163: (ErrorCode.WECHAT_CODE_INVALID, "The WeChat login code was already used."),
@@ -85,8 +89,22 @@ def _jscode2session(code: str) -> WechatIdentity:
     for attempt in (1, 2):
         try:
             reply = call(
-                "GET", url, params=params, timeout_s=TIMEOUT_S, public_only=settings.is_production
+                "GET",
+                url,
+                params=params,
+                timeout_s=TIMEOUT_S,
+                public_only=settings.is_production,
+                max_bytes=REPLY_MAX_BYTES,
             )
+            if reply.cut:  # its start may still parse: what went on is not WeChat's answer
+                applog.log_fields(
+                    log,
+                    logging.ERROR,
+                    "jscode2session reply too large",
+                    status=reply.status,
+                    max_bytes=REPLY_MAX_BYTES,
+                )
+                raise _unavailable()
             data: Any = reply.json()
         except (CallFailed, ValueError) as exc:
             applog.log_fields(log, logging.ERROR, "jscode2session failed", error=type(exc).__name__)

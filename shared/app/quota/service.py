@@ -367,17 +367,17 @@ def _grant(
         amount = min(amount, max(0, QUOTA_MAX - balance - reserved))
     after = balance + amount
     if after < 0:
-        raise AppError(
-            ErrorCode.VALIDATION_ERROR,
+        raise _amount_refused(
             f"This would take the balance below zero: it is {balance}, the change is {amount}.",
+            "would take the balance below zero",
         )
     # Reserved quota comes back to the balance on cancel: the two together must fit the
     # column, or that cancel could not be written and the task could never settle.
     if after + reserved > QUOTA_MAX:
-        raise AppError(
-            ErrorCode.VALIDATION_ERROR,
+        raise _amount_refused(
             f"The balance and the reserved quota together cannot exceed {QUOTA_MAX}: they "
             f"are {balance} and {reserved}, the change is {amount}.",
+            f"would take the balance and the reserved quota past {QUOTA_MAX}",
         )
     now = utcnow()
     rows.set_counters(db, user_id, after, reserved, now)
@@ -411,6 +411,14 @@ def _same_grant(
     if (entry.user_id, entry.kind, entry.reason) != (user_id, kind, reason) or not same_amount:
         raise _ref_mismatch()
     return entry
+
+
+def _amount_refused(message: str, why: str) -> AppError:
+    """A grant's amount the balance cannot take: the one a client sends is an admin's
+    `delta` (POST /admin/users/{id}/quota), named as every 422 names its field."""
+    return AppError(
+        ErrorCode.VALIDATION_ERROR, message, details=[{"loc": ["body", "delta"], "msg": why}]
+    )
 
 
 def _ref_mismatch() -> AppError:

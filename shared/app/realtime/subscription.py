@@ -8,7 +8,9 @@ a send answered 40001, 40014 or 42001 (the token invalid or expired, e.g. anothe
 instance fetched a new one) fetches a new token once and sends again. 43101 means the user
 has not accepted (or has used up) a subscription to the template: nothing to deliver, not
 an error. Anything else is logged with WeChat's errcode and dropped: the task and its
-stream message stand, and the client sees the task at its next `GET /tasks/{id}`.
+stream message stand, and the client sees the task at its next `GET /tasks/{id}`. An answer
+longer than REPLY_MAX_BYTES is read no further and is a failure, as one that cannot be read
+is: no token is kept from it, and a send so answered is not made again.
 
 The template's keywords are this module's: `character_string1` the task id, `phrase2`
 the outcome (成功 / 失败), `time3` when it ended (Beijing time); the message opens
@@ -37,6 +39,8 @@ log = applog.get_logger("app.realtime.subscription")
 TOKEN_KEY = "wechat:access-token"  # noqa: S105 - a key name, not a token
 TOKEN_MARGIN_S = 300
 TIMEOUT_S = 5
+# WeChat's token and send answers are a few hundred bytes.
+REPLY_MAX_BYTES = 64 * 1024
 REFUSED_BY_USER = 43101
 TOKEN_REJECTED = frozenset({40001, 40014, 42001})
 PAGE = "pages/tasks/detail?id={task_id}"
@@ -134,9 +138,19 @@ def _send(message: dict[str, Any]) -> Outcome:
                 json_body=message,
                 timeout_s=TIMEOUT_S,
                 public_only=settings.is_production,
+                max_bytes=REPLY_MAX_BYTES,
             )
         except (CallFailed, _TokenUnavailable) as exc:
             applog.log_fields(log, logging.WARNING, "subscribe/send failed", error=str(exc))
+            return Outcome.FAILED
+        if reply.cut:  # as an unreadable answer: whether it was delivered is not known
+            applog.log_fields(
+                log,
+                logging.WARNING,
+                "subscribe/send failed",
+                error=f"answer over {REPLY_MAX_BYTES} bytes",
+                status=reply.status,
+            )
             return Outcome.FAILED
         errcode = _errcode(reply)
         if errcode == 0:
@@ -172,7 +186,12 @@ def _access_token(*, fresh: bool) -> str:
         },
         timeout_s=TIMEOUT_S,
         public_only=settings.is_production,
+        max_bytes=REPLY_MAX_BYTES,
     )
+    if reply.cut:
+        raise _TokenUnavailable(
+            f"cgi-bin/token answer over {REPLY_MAX_BYTES} bytes, status {reply.status}"
+        )
     try:
         data = reply.json()
     except ValueError:
