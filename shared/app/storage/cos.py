@@ -18,6 +18,7 @@ signature is the SDK's own either way (it covers the key's path, not the bucket'
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -32,6 +33,7 @@ from app.clock import utcnow
 from app.config import Settings
 from app.storage.objects import (
     DELETE_BATCH,
+    UPLOAD_ACL,
     Deleted,
     KeyFailure,
     Listing,
@@ -137,8 +139,14 @@ class CosStore:
     def presign_put(
         self, key: str, content_type: str, size_bytes: int, expires_s: int
     ) -> Presigned:
-        # Both go into q-header-list: COS refuses the upload with another type or length.
-        headers = {"Content-Type": content_type, "Content-Length": str(size_bytes)}
+        # All three go into q-header-list: COS refuses the upload with another type, length
+        # or ACL (`public-read`, ...), and one without them. A header the holder adds that
+        # is not signed (`x-cos-grant-*`) the bucket policy refuses (app.storage.bucket_policy).
+        headers = {
+            "Content-Type": content_type,
+            "Content-Length": str(size_bytes),
+            "x-cos-acl": UPLOAD_ACL,
+        }
         return self._presign("PUT", key, headers, expires_s)
 
     def _presign(self, method: str, key: str, headers: dict[str, str], expires_s: int) -> Presigned:
@@ -256,6 +264,30 @@ class CosStore:
             ),
         )
 
+    # ------------------------------------------------------------ policy
+
+    def policy(self) -> dict[str, Any] | None:
+        try:
+            answer = self._call(
+                "GetBucketPolicy", lambda: self._client.get_bucket_policy(Bucket=self._bucket)
+            )
+        except _NotFound:
+            return None  # NoSuchBucketPolicy: the bucket has none
+        # The SDK gives the JSON document back as text under "Policy".
+        try:
+            document = json.loads(answer["Policy"])
+        except (KeyError, TypeError, ValueError):
+            raise StorageError("COS GetBucketPolicy gave an unusable answer") from None
+        if not isinstance(document, dict):
+            raise StorageError("COS GetBucketPolicy gave an unusable answer")
+        return document
+
+    def put_policy(self, document: dict[str, Any]) -> None:
+        self._call(
+            "PutBucketPolicy",
+            lambda: self._client.put_bucket_policy(Bucket=self._bucket, Policy=dict(document)),
+        )
+
     def _client_within(self, timeout_s: float) -> CosS3Client:
         """A client whose requests wait at most `timeout_s` for each connect and read, with
         no retry. The SDK takes a timeout only in its CosConfig, for every call of a client;
@@ -279,6 +311,10 @@ class CosStore:
             # moto's 404 body is not COS's XML, so its code reads Unknown.
             if status == 404 and operation == "GetBucketLifecycle" and code in _NO_LIFECYCLE:
                 raise _NotFound from None
+            # COS documents no code of its own for a bucket without a policy (S3 says
+            # NoSuchBucketPolicy): any 404 but a missing bucket's is no policy.
+            if status == 404 and operation == "GetBucketPolicy" and code != "NoSuchBucket":
+                raise _NotFound from None
             raise StorageError(f"COS {operation} failed: {status} {code}") from None
         except CosClientError as error:
             reason = _client_reason(error, TIMEOUT_S if timeout_s is None else timeout_s)
@@ -290,7 +326,7 @@ class CosStore:
 
 
 class _NotFound(Exception):
-    """A 404 the caller turns into an answer (no object, no lifecycle)."""
+    """A 404 the caller turns into an answer (no object, no lifecycle, no policy)."""
 
 
 def _plain(answer: Any) -> Any:
