@@ -34,7 +34,8 @@ port, as ../shared/SDK-NOTES.md says) and relays the answer in COS's shape.
 - Object ACLs and the bucket policy as tests/fakes/cos_access.py says: an object written
   (PutObject, or PutObjectACL, which the fake answers itself) with an ACL that lets all
   users read is served to a request without a signature, as COS serves it; a PutObject or
-  PutObjectACL a deny statement of the bucket policy names is 403 `AccessDenied`. A
+  PutObjectACL a deny statement of the bucket policy names is 403 `AccessDenied`;
+  GetObjectACL answers the ACL as COS writes it. A
   request parameter the signature does not list is not checked (as a header is not), so a
   presigned PUT's URL with `&acl` appended is a PutObjectACL. `acl(key)` gives the ACL
   headers an object was last written with; `policy()` the bucket policy, which the fake
@@ -67,7 +68,7 @@ from xml.etree import ElementTree
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from tests.fakes.cos_access import acl_of, denied, publicly_readable
+from tests.fakes.cos_access import acl_answer, acl_of, denied, publicly_readable
 from tests.fakes.server import LocalServer
 
 REGION = "ap-guangzhou"
@@ -405,8 +406,8 @@ class FakeCos(LocalServer):
             if failure is not None:
                 raise CosRefusal(failure.status, failure.code, "Injected by the test.")
             time.sleep(self._delay(op))
-            if op == "PutObjectACL":
-                self._put_acl(request, key)
+            if op in ("PutObjectACL", "GetObjectACL"):
+                self._object_acl(request, op, key)
                 return
             if op.endswith("BucketPolicy"):
                 self._bucket_policy(request, op, body)
@@ -461,13 +462,18 @@ class FakeCos(LocalServer):
         self._record(op, status)
         self._send(request, status, [("Content-Type", "application/json")], answer)
 
-    def _put_acl(self, request: BaseHTTPRequestHandler, key: str) -> None:
+    def _object_acl(self, request: BaseHTTPRequestHandler, op: str, key: str) -> None:
         if key not in self._backend().get_bucket(self.bucket).keys:
             raise CosRefusal(404, "NoSuchKey", "The specified key does not exist.")
-        with self._lock:
-            self._acls[key] = acl_of(request.headers)
-        self._record("PutObjectACL", 200)
-        self._send(request, 200, [], b"")
+        if op == "PutObjectACL":
+            with self._lock:
+                self._acls[key] = acl_of(request.headers)
+            headers: list[tuple[str, str]] = []
+            answer = b""
+        else:
+            headers, answer = acl_answer(self.acl(key) or {})
+        self._record(op, 200)
+        self._send(request, 200, headers, answer)
 
     def _authenticate(
         self, request: BaseHTTPRequestHandler, op: str, key: str, query: Mapping[str, str]

@@ -2,7 +2,7 @@
 rely on it.
 
 - An object's ACL is what the request that wrote it said in `x-cos-acl` and `x-cos-grant-*`
-  (PUT Object, PUT Object acl: cloud.tencent.com/document/api/436/7749, .../436/7748). It is
+  (PUT Object, and PUT Object acl: cloud.tencent.com/document/api/436/7748). It is
   readable by anyone, without a signature, when `x-cos-acl` is `public-read` or
   `public-read-write`, or a read or full-control grant names all users
   (`uri="http://cam.qcloud.com/groups/global/AllUsers"`, or `qcs::cam::anyone:anyone`):
@@ -19,6 +19,7 @@ rely on it.
   hold; several values of one key: any one of them (for a `not` operator: none of them).
   Statements with other operators, principals or `allow` are not modelled and change
   nothing: the fake authorises every request signed with its key, as CAM authorises ours.
+- GET Object acl answers the ACL in COS's XML (`acl_answer`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ ACL_HEADERS = (
     "x-cos-grant-full-control",
 )
 _OPERATORS = ("string_equal", "string_not_equal", "string_like", "string_not_like")
+OWNER = "qcs::cam::uin/100000000001:uin/100000000001"
+_PERMISSIONS = {
+    "x-cos-grant-read": "READ",
+    "x-cos-grant-read-acp": "READ_ACP",
+    "x-cos-grant-write-acp": "WRITE_ACP",
+    "x-cos-grant-full-control": "FULL_CONTROL",
+}
+_CANNED = {"public-read": ("READ",), "public-read-write": ("READ", "WRITE")}
+_GRANTEE = re.compile(r'(id|uri)="([^"]*)"')
 
 
 def acl_of(headers: Mapping[str, str]) -> dict[str, str]:
@@ -50,6 +60,36 @@ def publicly_readable(acl: Mapping[str, str]) -> bool:
         return True
     grants = (acl.get("x-cos-grant-read", ""), acl.get("x-cos-grant-full-control", ""))
     return any(ALL_USERS_URI in grant or ANYONE in grant for grant in grants)
+
+
+def acl_answer(acl: Mapping[str, str]) -> tuple[list[tuple[str, str]], bytes]:
+    """GET Object acl's answer: the owner's FULL_CONTROL, then what the ACL
+    headers granted, all users as the AllUsers group (as the SDK's parse_object_canned_acl
+    reads a public-read object); `x-cos-acl: default` in the headers for an object that has
+    no ACL of its own."""
+    grants = [("CanonicalUser", "ID", OWNER, "FULL_CONTROL")]
+    for permission in _CANNED.get(acl.get("x-cos-acl", ""), ()):
+        grants.append(("Group", "URI", ALL_USERS_URI, permission))
+    for header, permission in _PERMISSIONS.items():
+        for kind, name in _GRANTEE.findall(acl.get(header, "")):
+            if kind == "uri" or name == ANYONE:
+                grants.append(("Group", "URI", ALL_USERS_URI, permission))
+            else:
+                grants.append(("CanonicalUser", "ID", name, permission))
+    xsi = 'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+    body = "".join(
+        f'<Grant><Grantee {xsi} xsi:type="{kind}"><{tag}>{name}</{tag}></Grantee>'
+        f"<Permission>{permission}</Permission></Grant>"
+        for kind, tag, name, permission in grants
+    )
+    answer = (
+        f"<AccessControlPolicy><Owner><ID>{OWNER}</ID><DisplayName>{OWNER}</DisplayName>"
+        f"</Owner><AccessControlList>{body}</AccessControlList></AccessControlPolicy>"
+    )
+    headers = [("Content-Type", "application/xml")]
+    if acl.get("x-cos-acl", "default") == "default" and len(grants) == 1:
+        headers.append(("x-cos-acl", "default"))
+    return headers, answer.encode()
 
 
 def denied(

@@ -220,6 +220,29 @@ def test_an_object_made_public_is_read_without_a_signature(cos: FakeCos) -> None
     assert reply.status_code == 200 and reply.content == b"12345"
 
 
+@pytest.mark.parametrize(
+    ("grant", "public"),
+    [
+        ({}, False),
+        ({"x-cos-grant-read": 'uri="http://cam.qcloud.com/groups/global/AllUsers"'}, True),
+        ({"x-cos-grant-full-control": 'id="qcs::cam::anyone:anyone"'}, True),
+        ({"x-cos-grant-read-acp": 'uri="http://cam.qcloud.com/groups/global/AllUsers"'}, False),
+        ({"x-cos-grant-read": 'id="100000000002"'}, False),
+    ],
+    ids=["private", "read-all-users", "full-control-anyone", "read-acp-only", "one-account"],
+)
+def test_public_says_whether_all_users_may_read(
+    cos: FakeCos, grant: dict[str, str], public: bool
+) -> None:
+    assert bucket().public("uploads/u1/abc") is None
+    upload = bucket().presign_put("uploads/u1/abc", "image/png", 5, 900)
+    reply = requests.put(upload.url, data=b"12345", headers=upload.headers | grant, timeout=10)
+    assert reply.status_code == 200, reply.text
+    assert bucket().public("uploads/u1/abc") is public
+    assert bucket().public("uploads/u1/abc", timeout_s=2.0) is public
+    assert cos.count("GetObjectACL") == 3
+
+
 # ------------------------------------------------------------ bucket policy
 
 
@@ -318,6 +341,7 @@ def test_a_5xx_is_retried_once_then_a_storage_error(cos: FakeCos) -> None:
     [
         lambda s: s.put("tasks/t1/x", b"1", "text/plain"),
         lambda s: s.head("tasks/t1/x"),
+        lambda s: s.public("tasks/t1/x"),
         lambda s: s.listing("tasks/"),
         lambda s: s.delete(["tasks/t1/x"]),
         lambda s: s.lifecycle(),
@@ -325,12 +349,22 @@ def test_a_5xx_is_retried_once_then_a_storage_error(cos: FakeCos) -> None:
         lambda s: s.policy(),
         lambda s: s.put_policy({"version": "2.0", "Statement": []}),
     ],
-    ids=["put", "head", "listing", "delete", "lifecycle", "put_lifecycle", "policy", "put_policy"],
+    ids=[
+        "put",
+        "head",
+        "public",
+        "listing",
+        "delete",
+        "lifecycle",
+        "put_lifecycle",
+        "policy",
+        "put_policy",
+    ],
 )
 def test_every_operation_fails_as_a_storage_error_naming_it(
     cos: FakeCos, call: Callable[[adapter.CosStore], object]
 ) -> None:
-    for op in ("PutObject", "HeadObject", "ListObjects", "DeleteObjects"):
+    for op in ("PutObject", "HeadObject", "GetObjectACL", "ListObjects", "DeleteObjects"):
         cos.fail_after(op, 0, 503)
     cos.fail_after("GetBucketLifecycle", 0, 500)
     cos.fail_after("PutBucketLifecycle", 0, 500)

@@ -135,6 +135,34 @@ def test_a_task_names_only_its_owners_uploaded_keys(cos: FakeCos, worker: Worker
 
 
 @pytest.mark.parametrize(
+    "grant",
+    [
+        {"x-cos-grant-read": 'uri="http://cam.qcloud.com/groups/global/AllUsers"'},
+        {"x-cos-grant-full-control": 'id="qcs::cam::anyone:anyone"'},
+    ],
+    ids=["read-all-users", "full-control-anyone"],
+)
+def test_a_task_does_not_name_an_upload_anyone_may_read(
+    cos: FakeCos, worker: Worker, grant: dict[str, str]
+) -> None:
+    """Made public before cos-cleanup put the bucket policy in place: refused, so no task
+    keeps it for RESULT_RETENTION_DAYS, and nothing charged."""
+    owner = Customer(quota=5)
+    made = upload(owner.token, {"content_type": "image/png", "size_bytes": len(PNG)}).json()
+    put = requests.put(made["url"], data=PNG, headers=made["headers"] | grant, timeout=10)
+    assert put.status_code == 200, put.text
+    pipeline = new_pipeline([{"id": "see", "type": "http", "url": "http://127.0.0.1:9/see"}])
+    refused = owner.create(pipeline, {"image": made["key"]})
+    assert refused.status == 422 and refused.json()["code"] == "UPLOAD_INVALID", refused.body
+    assert "is readable by anyone" in refused.json()["message"]
+    assert owner.quota() == (5, 0)
+    assert cos.count("GetObjectACL") == 1
+    # the same bytes uploaded as given are named
+    private = uploaded(owner)
+    assert owner.create(pipeline, {"image": private}).status == 201
+
+
+@pytest.mark.parametrize(
     "rest",
     [".", "..", "", "./x", "a" * 21, "a" * 23, "a" * 21 + "=", "a" * 21 + ".", "a" * 21 + "\n"],
 )

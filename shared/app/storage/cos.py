@@ -52,6 +52,12 @@ logging.getLogger("qcloud_cos").setLevel(logging.CRITICAL)
 
 T = TypeVar("T")
 _NO_LIFECYCLE = ("NoSuchLifecycleConfiguration", "Unknown")
+# Whom a grant in an object's ACL names for all users, and what lets them read: COS's
+# AllUsers group, as the SDK's own parse_object_canned_acl reads a public-read object
+# (`{"Grantee": {"Type": "Group", "URI": ...}, "Permission": "READ"}`), or everyone's id.
+_ALL_USERS = ("http://cam.qcloud.com/groups/global/AllUsers", "qcs::cam::anyone:anyone")
+_READS = ("READ", "FULL_CONTROL")
+_PUBLIC_CANNED = ("public-read", "public-read-write")
 
 
 def from_settings(settings: Settings) -> CosStore:
@@ -132,6 +138,23 @@ class CosStore:
         except (KeyError, TypeError, ValueError):
             raise StorageError("COS HeadObject gave an unusable answer") from None
         return ObjectInfo(key=key, size_bytes=size, last_modified=modified)
+
+    def public(self, key: str, timeout_s: float | None = None) -> bool | None:
+        def call() -> Any:
+            client = self._client if timeout_s is None else self._client_within(timeout_s)
+            return client.get_object_acl(Bucket=self._bucket, Key=key)
+
+        try:
+            answer = _plain(self._call("GetObjectACL", call, timeout_s))
+        except _NotFound:
+            return None
+        try:
+            grants = _items((answer.get("AccessControlList") or {}).get("Grant"))
+            return answer.get("CannedACL") in _PUBLIC_CANNED or any(
+                _to_all_users(grant) for grant in grants
+            )
+        except (AttributeError, TypeError):
+            raise StorageError("COS GetObjectACL gave an unusable answer") from None
 
     def presign_get(self, key: str, expires_s: int) -> Presigned:
         return self._presign("GET", key, {}, expires_s)
@@ -306,7 +329,7 @@ class CosStore:
         except CosServiceError as error:
             status = error.get_status_code()
             code = _service_code(error)
-            if status == 404 and operation == "HeadObject":
+            if status == 404 and operation in ("HeadObject", "GetObjectACL"):
                 raise _NotFound from None
             # moto's 404 body is not COS's XML, so its code reads Unknown.
             if status == 404 and operation == "GetBucketLifecycle" and code in _NO_LIFECYCLE:
@@ -337,6 +360,12 @@ def _plain(answer: Any) -> Any:
     if isinstance(answer, list):
         return [_plain(item) for item in answer]
     return answer
+
+
+def _to_all_users(grant: Any) -> bool:
+    grantee = grant.get("Grantee") or {}
+    named = (grantee.get("URI"), grantee.get("ID"))
+    return grant.get("Permission") in _READS and any(name in _ALL_USERS for name in named)
 
 
 def _items(value: Any) -> list[Any]:

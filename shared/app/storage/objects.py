@@ -86,6 +86,11 @@ class ObjectStore(Protocol):
         the exchange, rather than the adapter's own timeout and retry."""
         ...
 
+    def public(self, key: str, timeout_s: float | None = None) -> bool | None:
+        """Whether the object's ACL lets all users read it; None when there is no object at
+        `key`. `timeout_s` as for `head`."""
+        ...
+
     def presign_get(self, key: str, expires_s: int) -> Presigned: ...
 
     def presign_put(
