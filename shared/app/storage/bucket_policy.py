@@ -8,7 +8,8 @@ Nor does a signature cover a request parameter it does not list, so the same URL
 appended could be sent as a PutObjectACL. So the bucket policy denies, to everyone
 (`qcs::cam::anyone:anyone`), under `uploads/` only:
 
-- a PutObject whose `x-cos-acl` is present and not `private` (`string_not_equal_if_exist`),
+- a PutObject whose `x-cos-acl` is absent or not `private` (`string_not_equal_if_exist`:
+  true when the header is absent; ours always carry it, signed),
 - a PutObject carrying any `x-cos-grant-*` header, one statement per header: the keys of one
   condition are all required together, so a single statement naming the four would deny
   only a request carrying all four,
@@ -16,7 +17,11 @@ appended could be sent as a PutObjectACL. So the bucket policy denies, to everyo
 
 Condition keys and operators as COS documents them for bucket policies
 (cloud.tencent.com/document/product/436/71306, .../436/46206: `cos:x-cos-acl` with
-`string_equal` / `string_not_equal_if_exist`). A deny overrides any allow, whoever signed.
+`string_equal` / `string_not_equal_if_exist`). The `cos:x-cos-grant-*` keys follow the same
+rule (a request header's name after `cos:`), which those pages show for `x-cos-acl` and
+`x-cos-storage-class`; should COS not know them, an upload made public that way is still
+refused by `POST /tasks` (app.storage.uploads) and deleted by cleanup after the grace.
+A deny overrides any allow, whoever signed.
 
 cos-cleanup keeps them as it keeps the lifecycle rules: merged into the policy the bucket
 already has, whose other statements stay; one of ours changed by hand is put back; a PUT
