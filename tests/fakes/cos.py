@@ -31,6 +31,15 @@ port, as ../shared/SDK-NOTES.md says) and relays the answer in COS's shape.
 - `plant(key, data, last_modified=)` writes an object straight into moto's backend in this
   process, then sets the `last_modified` of moto's `FakeKey` (moto stamps it at write and
   has no way to choose it over HTTP); `keys(prefix)` and `data(key)` read the backend.
+- Object ACLs and the bucket policy as tests/fakes/cos_access.py says: an object written
+  (PutObject, or PutObjectACL, which the fake answers itself) with an ACL that lets all
+  users read is served to a request without a signature, as COS serves it; a PutObject or
+  PutObjectACL a deny statement of the bucket policy names is 403 `AccessDenied`;
+  GetObjectACL answers the ACL as COS writes it. A
+  request parameter the signature does not list is not checked (as a header is not), so a
+  presigned PUT's URL with `&acl` appended is a PutObjectACL. `acl(key)` gives the ACL
+  headers an object was last written with; `policy()` the bucket policy, which the fake
+  keeps itself (GET, PUT and DELETE `?policy`; 404 `NoSuchBucketPolicy` when none).
 - `settings()`: COS_ENDPOINT, COS_BUCKET, COS_REGION and TENCENTCLOUD_SECRET_ID/KEY (and
   TENCENTCLOUD_SESSION_TOKEN when set) that point the adapter at it. The bucket, unique
   per fake, is created at start and removed at stop; `reset()` empties it.
@@ -42,6 +51,7 @@ import base64
 import hashlib
 import hmac
 import http.client
+import json
 import re
 import secrets
 import threading
@@ -58,6 +68,7 @@ from xml.etree import ElementTree
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from tests.fakes.cos_access import acl_answer, acl_of, denied, publicly_readable
 from tests.fakes.server import LocalServer
 
 REGION = "ap-guangzhou"
@@ -108,12 +119,15 @@ def operation(method: str, key: str, query: Mapping[str, str]) -> str:
     """COS's name for the request (the API's action names)."""
     if key:
         names = {"GET": "Get", "PUT": "Put", "HEAD": "Head", "DELETE": "Delete", "POST": "Post"}
-        return f"{names.get(method, method)}Object"
+        return f"{names.get(method, method)}Object" + ("ACL" if "acl" in query else "")
     if "lifecycle" in query:
         verb = {"GET": "Get", "PUT": "Put", "DELETE": "Delete"}.get(method, method)
         return f"{verb}BucketLifecycle"
     if "delete" in query and method == "POST":
         return "DeleteObjects"
+    if "policy" in query:
+        verb = {"GET": "Get", "PUT": "Put", "DELETE": "Delete"}.get(method, method)
+        return f"{verb}BucketPolicy"
     names = {"GET": "ListObjects", "PUT": "PutBucket", "HEAD": "HeadBucket"}
     return names.get(method, f"{method}Bucket")
 
@@ -168,6 +182,8 @@ class FakeCos(LocalServer):
         self._failures: dict[str, list[_Failure]] = {}
         self._slowness: dict[str, list[_Slowness]] = {}
         self._refused_keys: dict[str, str] = {}
+        self._acls: dict[str, dict[str, str]] = {}
+        self._policy: bytes | None = None
         self._offset_s = 0.0
         self._lock = threading.Lock()
         self._moto: Any = None
@@ -227,12 +243,14 @@ class FakeCos(LocalServer):
             return dict(self._counts)
 
     def reset(self) -> None:
-        """An empty bucket without lifecycle; no counts, failures or refused keys."""
+        """An empty bucket without lifecycle or policy; no counts, failures or refused keys."""
         backend = self._backend()
         for key in list(backend.get_bucket(self.bucket).keys):
             backend.delete_object(self.bucket, key)
         backend.delete_bucket_lifecycle(self.bucket)
         with self._lock:
+            self._acls.clear()
+            self._policy = None
             self.requests.clear()
             self._counts.clear()
             self._failures.clear()
@@ -270,6 +288,8 @@ class FakeCos(LocalServer):
 
     def plant(self, key: str, data: bytes = b"", last_modified: datetime | None = None) -> None:
         stored = self._backend().put_object(self.bucket, key, data)
+        with self._lock:
+            self._acls.pop(key, None)
         if last_modified is not None:
             # moto keeps naive UTC datetimes
             stored.last_modified = last_modified.astimezone(timezone.utc).replace(tzinfo=None)
@@ -282,6 +302,18 @@ class FakeCos(LocalServer):
     def data(self, key: str) -> bytes | None:
         stored = self._backend().get_bucket(self.bucket).keys.get(key)
         return None if stored is None else bytes(stored.value)
+
+    def acl(self, key: str) -> dict[str, str] | None:
+        """The ACL headers the object at `key` was last written with; None: never written
+        through the fake."""
+        with self._lock:
+            found = self._acls.get(key)
+        return None if found is None else dict(found)
+
+    def policy(self) -> dict[str, Any] | None:
+        with self._lock:
+            stored = self._policy
+        return None if stored is None else dict(json.loads(stored))
 
     def lifecycle_rules(self) -> list[dict[str, Any]]:
         """The rules as moto holds them: ID, prefix, status, expiration and abort days."""
@@ -368,27 +400,91 @@ class FakeCos(LocalServer):
         try:
             if bucket != self.bucket:
                 raise CosRefusal(404, "NoSuchBucket", "The specified bucket does not exist.")
-            self._authenticate(request, key, query)
+            self._authenticate(request, op, key, query)
+            self._authorize(request, op, key)
             failure = self._injected(op)
             if failure is not None:
                 raise CosRefusal(failure.status, failure.code, "Injected by the test.")
             time.sleep(self._delay(op))
+            if op in ("PutObjectACL", "GetObjectACL"):
+                self._object_acl(request, op, key)
+                return
+            if op.endswith("BucketPolicy"):
+                self._bucket_policy(request, op, body)
+                return
         except CosRefusal as refusal:
             self._record(op, refusal.status, refusal.code)
             self._error(request, refusal, resource)
             return
         status, headers, answer = self._forward(request, op, body)
+        if op == "PutObject" and status == 200:
+            with self._lock:
+                self._acls[key] = acl_of(request.headers)
         self._record(op, status)
         self._send(request, status, headers, answer)
 
+    def _authorize(self, request: BaseHTTPRequestHandler, op: str, key: str) -> None:
+        """The bucket policy's deny statements, for the writes that set an object's ACL."""
+        if op not in ("PutObject", "PutObjectACL"):
+            return
+        appid = self.bucket.rpartition("-")[2]
+        if denied(
+            self.policy(),
+            action=op,
+            resource=f"qcs::cos:{REGION}:uid/{appid}:{self.bucket}/{key}",
+            headers=dict(request.headers.items()),
+        ):
+            raise CosRefusal(403, "AccessDenied", "Access Denied.")
+
+    def _bucket_policy(self, request: BaseHTTPRequestHandler, op: str, body: bytes) -> None:
+        """Kept here, not in moto: moto would apply the document as an AWS policy, and read
+        it only with AWS's element names."""
+        if op == "PutBucketPolicy":
+            try:
+                document = json.loads(body)
+            except ValueError:
+                document = None
+            if not isinstance(document, dict):
+                raise CosRefusal(400, "InvalidArgument", "The policy is not a JSON object.")
+            with self._lock:
+                self._policy = body
+            status, answer = 204, b""
+        elif op == "DeleteBucketPolicy":
+            with self._lock:
+                self._policy = None
+            status, answer = 204, b""
+        else:
+            with self._lock:
+                stored = self._policy
+            if stored is None:
+                raise CosRefusal(404, "NoSuchBucketPolicy", "The bucket policy does not exist.")
+            status, answer = 200, stored
+        self._record(op, status)
+        self._send(request, status, [("Content-Type", "application/json")], answer)
+
+    def _object_acl(self, request: BaseHTTPRequestHandler, op: str, key: str) -> None:
+        if key not in self._backend().get_bucket(self.bucket).keys:
+            raise CosRefusal(404, "NoSuchKey", "The specified key does not exist.")
+        if op == "PutObjectACL":
+            with self._lock:
+                self._acls[key] = acl_of(request.headers)
+            headers: list[tuple[str, str]] = []
+            answer = b""
+        else:
+            headers, answer = acl_answer(self.acl(key) or {})
+        self._record(op, 200)
+        self._send(request, 200, headers, answer)
+
     def _authenticate(
-        self, request: BaseHTTPRequestHandler, key: str, query: Mapping[str, str]
+        self, request: BaseHTTPRequestHandler, op: str, key: str, query: Mapping[str, str]
     ) -> None:
         authorization = request.headers.get("Authorization", "")
         if authorization.startswith("q-sign-algorithm="):
             fields = dict(part.split("=", 1) for part in authorization.split("&") if "=" in part)
         elif "q-sign-algorithm" in query:
             fields = {name: query[name] for name in SIGN_FIELDS if name in query}
+        elif op in ("GetObject", "HeadObject") and publicly_readable(self.acl(key) or {}):
+            return  # anyone may read an object its ACL makes public
         else:
             raise CosRefusal(403, "AccessDenied", "Access Denied.")
         mismatch = CosRefusal(

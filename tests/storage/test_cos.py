@@ -152,13 +152,20 @@ def test_a_presigned_put_with_its_headers_uploads_and_a_presigned_get_reads(cos:
     data = b"\x89PNG fake image bytes"
     upload = bucket().presign_put("uploads/u1/abc", "image/png", len(data), 900)
     assert upload.method == "PUT"
-    assert upload.headers == {"Content-Type": "image/png", "Content-Length": str(len(data))}
+    assert upload.headers == {
+        "Content-Type": "image/png",
+        "Content-Length": str(len(data)),
+        "x-cos-acl": "private",
+    }
     assert cos.secret_key not in upload.url
     now = datetime.now(timezone.utc)
     assert now + timedelta(seconds=890) < upload.expires_at <= now + timedelta(seconds=900)
     reply = requests.put(upload.url, data=data, headers=upload.headers, timeout=10)
     assert reply.status_code == 200, reply.text
     assert cos.data("uploads/u1/abc") == data
+    assert cos.acl("uploads/u1/abc") == {"x-cos-acl": "private"}
+    anonymous = f"http://{cos.endpoint}/{cos.bucket}/uploads/u1/abc"
+    assert requests.get(anonymous, timeout=10).status_code == 403
 
     download = bucket().presign_get("uploads/u1/abc", 3600)
     assert download.method == "GET" and download.headers == {}
@@ -182,6 +189,86 @@ def test_a_presigned_put_refuses_another_type_or_size(
     # the same URL with its own headers still works: the refusal was the headers'
     ok = requests.put(upload.url, data=b"12345", headers=upload.headers, timeout=10)
     assert ok.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "acl", ["public-read", "public-read-write", "default", None], ids=lambda acl: str(acl)
+)
+def test_a_presigned_put_refuses_another_acl_or_none(cos: FakeCos, acl: str | None) -> None:
+    """`x-cos-acl` is signed: the holder of the URL cannot make the upload public with it."""
+    upload = bucket().presign_put("uploads/u1/abc", "image/png", 5, 900)
+    headers = {k: v for k, v in upload.headers.items() if k != "x-cos-acl"}
+    if acl is not None:
+        headers["x-cos-acl"] = acl
+    reply = requests.put(upload.url, data=b"12345", headers=headers, timeout=10)
+    assert reply.status_code == 403
+    assert "<Code>SignatureDoesNotMatch</Code>" in reply.text
+    assert cos.data("uploads/u1/abc") is None
+
+
+def test_an_object_made_public_is_read_without_a_signature(cos: FakeCos) -> None:
+    """What the tests' COS does with an ACL that lets all users read, as COS does: a header
+    the signature does not list is not checked, and an upload made so is anyone's to
+    download (the bucket policy of app.storage.bucket_policy is what refuses it)."""
+    upload = bucket().presign_put("uploads/u1/abc", "image/png", 5, 900)
+    anonymous = f"http://{cos.endpoint}/{cos.bucket}/uploads/u1/abc"
+    everyone = {"x-cos-grant-read": 'uri="http://cam.qcloud.com/groups/global/AllUsers"'}
+    reply = requests.put(upload.url, data=b"12345", headers=upload.headers | everyone, timeout=10)
+    assert reply.status_code == 200, reply.text
+    assert cos.acl("uploads/u1/abc") == {"x-cos-acl": "private"} | everyone
+    reply = requests.get(anonymous, timeout=10)
+    assert reply.status_code == 200 and reply.content == b"12345"
+
+
+@pytest.mark.parametrize(
+    ("grant", "public"),
+    [
+        ({}, False),
+        ({"x-cos-grant-read": 'uri="http://cam.qcloud.com/groups/global/AllUsers"'}, True),
+        ({"x-cos-grant-full-control": 'id="qcs::cam::anyone:anyone"'}, True),
+        ({"x-cos-grant-read-acp": 'uri="http://cam.qcloud.com/groups/global/AllUsers"'}, False),
+        ({"x-cos-grant-read": 'id="100000000002"'}, False),
+    ],
+    ids=["private", "read-all-users", "full-control-anyone", "read-acp-only", "one-account"],
+)
+def test_public_says_whether_all_users_may_read(
+    cos: FakeCos, grant: dict[str, str], public: bool
+) -> None:
+    assert bucket().public("uploads/u1/abc") is None
+    upload = bucket().presign_put("uploads/u1/abc", "image/png", 5, 900)
+    reply = requests.put(upload.url, data=b"12345", headers=upload.headers | grant, timeout=10)
+    assert reply.status_code == 200, reply.text
+    assert bucket().public("uploads/u1/abc") is public
+    assert bucket().public("uploads/u1/abc", timeout_s=2.0) is public
+    assert cos.count("GetObjectACL") == 3
+
+
+# ------------------------------------------------------------ bucket policy
+
+
+def test_policy_round_trip(cos: FakeCos) -> None:
+    assert bucket().policy() is None
+    document = {
+        "version": "2.0",
+        "Statement": [
+            {
+                "Effect": "allow",
+                "Principal": {"qcs": ["qcs::cam::uin/100000000001:uin/100000000002"]},
+                "Action": ["name/cos:GetObject"],
+                "Resource": ["qcs::cos:ap-guangzhou:uid/1250000000:b-1250000000/logs/*"],
+            }
+        ],
+    }
+    bucket().put_policy(document)
+    assert bucket().policy() == document == cos.policy()
+    assert cos.count("PutBucketPolicy") == 1 and cos.count("GetBucketPolicy") == 2
+
+
+def test_a_policy_read_of_a_missing_bucket_is_an_error_not_no_policy(cos: FakeCos) -> None:
+    cos.fail_next("GetBucketPolicy", 404, code="NoSuchBucket")
+    with pytest.raises(StorageError, match=r"^COS GetBucketPolicy failed: 404 NoSuchBucket$"):
+        bucket().policy()
+    assert bucket().policy() is None
 
 
 def test_a_presigned_url_is_refused_once_expired_or_altered(cos: FakeCos) -> None:
@@ -254,20 +341,35 @@ def test_a_5xx_is_retried_once_then_a_storage_error(cos: FakeCos) -> None:
     [
         lambda s: s.put("tasks/t1/x", b"1", "text/plain"),
         lambda s: s.head("tasks/t1/x"),
+        lambda s: s.public("tasks/t1/x"),
         lambda s: s.listing("tasks/"),
         lambda s: s.delete(["tasks/t1/x"]),
         lambda s: s.lifecycle(),
         lambda s: s.put_lifecycle([{"ID": "x", "Status": "Enabled"}]),
+        lambda s: s.policy(),
+        lambda s: s.put_policy({"version": "2.0", "Statement": []}),
     ],
-    ids=["put", "head", "listing", "delete", "lifecycle", "put_lifecycle"],
+    ids=[
+        "put",
+        "head",
+        "public",
+        "listing",
+        "delete",
+        "lifecycle",
+        "put_lifecycle",
+        "policy",
+        "put_policy",
+    ],
 )
 def test_every_operation_fails_as_a_storage_error_naming_it(
     cos: FakeCos, call: Callable[[adapter.CosStore], object]
 ) -> None:
-    for op in ("PutObject", "HeadObject", "ListObjects", "DeleteObjects"):
+    for op in ("PutObject", "HeadObject", "GetObjectACL", "ListObjects", "DeleteObjects"):
         cos.fail_after(op, 0, 503)
     cos.fail_after("GetBucketLifecycle", 0, 500)
     cos.fail_after("PutBucketLifecycle", 0, 500)
+    cos.fail_after("GetBucketPolicy", 0, 500)
+    cos.fail_after("PutBucketPolicy", 0, 500)
     with pytest.raises(StorageError, match=r"^COS \w+ failed: 50[03] \w+$") as failed:
         call(bucket())
     assert "tasks/t1/x" not in str(failed.value)

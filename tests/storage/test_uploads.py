@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from app.clock import utcnow
 from app.config import Settings, get_settings
 from app.ids import new_id
+from app.storage import cleanup
 from app.storage.objects import upload_key
 from app.storage.store import store
 from app.storage.uploads import CHECK_BUDGET_S, HEADS_AT_ONCE, NAMING_MARGIN_S, TASK_UPLOADS_MAX
@@ -46,7 +47,11 @@ def test_a_presigned_put_takes_exactly_the_declared_file(cos: FakeCos) -> None:
     assert reply.status == 201, reply.body
     made = reply.json()
     assert made["key"].startswith(f"uploads/{customer.id}/") and made["method"] == "PUT"
-    assert made["headers"] == {"Content-Type": "image/png", "Content-Length": str(len(PNG))}
+    assert made["headers"] == {
+        "Content-Type": "image/png",
+        "Content-Length": str(len(PNG)),
+        "x-cos-acl": "private",
+    }
     expires = datetime.fromisoformat(made["expires_at"].replace("Z", "+00:00"))
     left = expires - datetime.now(timezone.utc)
     assert timedelta(minutes=14) < left <= timedelta(minutes=15)
@@ -62,6 +67,25 @@ def test_a_presigned_put_takes_exactly_the_declared_file(cos: FakeCos) -> None:
     assert put.status_code == 200
     found = store().head(made["key"])
     assert found is not None and found.size_bytes == len(PNG)
+
+
+def test_an_upload_cannot_be_made_public_by_its_client(cos: FakeCos) -> None:
+    """The answer's URL with another ACL fails its signature; with a grant header added, once
+    cos-cleanup has put the bucket policy in place, COS refuses it."""
+    cleanup.run()
+    customer = Customer(quota=0)
+    made = upload(customer.token, {"content_type": "image/png", "size_bytes": len(PNG)}).json()
+    public = made["headers"] | {"x-cos-acl": "public-read"}
+    refused = requests.put(made["url"], data=PNG, headers=public, timeout=10)
+    assert refused.status_code == 403 and "SignatureDoesNotMatch" in refused.text
+    everyone = {"x-cos-grant-read": 'uri="http://cam.qcloud.com/groups/global/AllUsers"'}
+    granted = requests.put(made["url"], data=PNG, headers=made["headers"] | everyone, timeout=10)
+    assert granted.status_code == 403 and "AccessDenied" in granted.text
+    assert cos.data(made["key"]) is None
+    put = requests.put(made["url"], data=PNG, headers=made["headers"], timeout=10)
+    assert put.status_code == 200
+    anonymous = requests.get(f"http://{cos.endpoint}/{cos.bucket}/{made['key']}", timeout=10)
+    assert anonymous.status_code == 403
 
 
 @pytest.mark.parametrize(
@@ -108,6 +132,34 @@ def test_a_task_names_only_its_owners_uploaded_keys(cos: FakeCos, worker: Worker
     assert url.startswith("http") and key in url
     fetched = requests.get(url, timeout=10)
     assert fetched.status_code == 200 and fetched.content == PNG
+
+
+@pytest.mark.parametrize(
+    "grant",
+    [
+        {"x-cos-grant-read": 'uri="http://cam.qcloud.com/groups/global/AllUsers"'},
+        {"x-cos-grant-full-control": 'id="qcs::cam::anyone:anyone"'},
+    ],
+    ids=["read-all-users", "full-control-anyone"],
+)
+def test_a_task_does_not_name_an_upload_anyone_may_read(
+    cos: FakeCos, worker: Worker, grant: dict[str, str]
+) -> None:
+    """Made public before cos-cleanup put the bucket policy in place: refused, so no task
+    keeps it for RESULT_RETENTION_DAYS, and nothing charged."""
+    owner = Customer(quota=5)
+    made = upload(owner.token, {"content_type": "image/png", "size_bytes": len(PNG)}).json()
+    put = requests.put(made["url"], data=PNG, headers=made["headers"] | grant, timeout=10)
+    assert put.status_code == 200, put.text
+    pipeline = new_pipeline([{"id": "see", "type": "http", "url": "http://127.0.0.1:9/see"}])
+    refused = owner.create(pipeline, {"image": made["key"]})
+    assert refused.status == 422 and refused.json()["code"] == "UPLOAD_INVALID", refused.body
+    assert "is readable by anyone" in refused.json()["message"]
+    assert owner.quota() == (5, 0)
+    assert cos.count("GetObjectACL") == 1
+    # the same bytes uploaded as given are named
+    private = uploaded(owner)
+    assert owner.create(pipeline, {"image": private}).status == 201
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,9 @@ A run:
 1. ensures the bucket's lifecycle: our rules `ai-platform-tasks` and `ai-platform-uploads`
    (prefixes `tasks/` and `uploads/`, expire after RESULT_RETENTION_DAYS, abort incomplete
    multipart uploads after 1 day) merged by ID into the rules the bucket has, which stay; a
-   PUT only when the merged configuration differs from what was read;
+   PUT only when the merged configuration differs from what was read; and the bucket
+   policy's statements that keep every upload private (app.storage.bucket_policy), merged
+   the same way into the statements it has;
 2. lists `tasks/` and `uploads/` page by page and decides each page's orphans in one SQL
    query: `tasks/{id}/...` whose task does not exist, failed or was cancelled, and
    `uploads/{user}/{id}` that no task names (`task_uploads`), when their LastModified is
@@ -54,6 +56,7 @@ from app.observability.metrics import (
     COS_CLEANUP_DELETED_OBJECTS,
     JOB_ITEMS,
 )
+from app.storage.bucket_policy import ensure_policy
 from app.storage.objects import (
     DELETE_BATCH,
     TASKS,
@@ -277,6 +280,7 @@ def run(budget_s: float = RUN_BUDGET_S) -> dict[str, Any]:
     deleter = BatchDeleter(bucket, on_batch=progress)
     try:
         rewritten = ensure_lifecycle(bucket, settings.result_retention_days)
+        policy_rewritten = ensure_policy(bucket, settings.cos_region, settings.cos_bucket)
         cutoff = utcnow() - timedelta(seconds=settings.cos_orphan_grace_s)
         _sweep(bucket, deleter, current, cutoff, ends_at)
         deleter.close()
@@ -299,6 +303,7 @@ def run(budget_s: float = RUN_BUDGET_S) -> dict[str, Any]:
         "cos cleanup",
         run_id=current.id,
         lifecycle_rewritten=rewritten,
+        policy_rewritten=policy_rewritten,
         resume_after=resume_after,
         **report,
     )

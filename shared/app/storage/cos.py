@@ -18,6 +18,7 @@ signature is the SDK's own either way (it covers the key's path, not the bucket'
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -32,6 +33,7 @@ from app.clock import utcnow
 from app.config import Settings
 from app.storage.objects import (
     DELETE_BATCH,
+    UPLOAD_ACL,
     Deleted,
     KeyFailure,
     Listing,
@@ -50,6 +52,12 @@ logging.getLogger("qcloud_cos").setLevel(logging.CRITICAL)
 
 T = TypeVar("T")
 _NO_LIFECYCLE = ("NoSuchLifecycleConfiguration", "Unknown")
+# Whom a grant in an object's ACL names for all users, and what lets them read: COS's
+# AllUsers group, as the SDK's own parse_object_canned_acl reads a public-read object
+# (`{"Grantee": {"Type": "Group", "URI": ...}, "Permission": "READ"}`), or everyone's id.
+_ALL_USERS = ("http://cam.qcloud.com/groups/global/AllUsers", "qcs::cam::anyone:anyone")
+_READS = ("READ", "FULL_CONTROL")
+_PUBLIC_CANNED = ("public-read", "public-read-write")
 
 
 def from_settings(settings: Settings) -> CosStore:
@@ -131,14 +139,37 @@ class CosStore:
             raise StorageError("COS HeadObject gave an unusable answer") from None
         return ObjectInfo(key=key, size_bytes=size, last_modified=modified)
 
+    def public(self, key: str, timeout_s: float | None = None) -> bool | None:
+        def call() -> Any:
+            client = self._client if timeout_s is None else self._client_within(timeout_s)
+            return client.get_object_acl(Bucket=self._bucket, Key=key)
+
+        try:
+            answer = _plain(self._call("GetObjectACL", call, timeout_s))
+        except _NotFound:
+            return None
+        try:
+            grants = _items((answer.get("AccessControlList") or {}).get("Grant"))
+            return answer.get("CannedACL") in _PUBLIC_CANNED or any(
+                _to_all_users(grant) for grant in grants
+            )
+        except (AttributeError, TypeError):
+            raise StorageError("COS GetObjectACL gave an unusable answer") from None
+
     def presign_get(self, key: str, expires_s: int) -> Presigned:
         return self._presign("GET", key, {}, expires_s)
 
     def presign_put(
         self, key: str, content_type: str, size_bytes: int, expires_s: int
     ) -> Presigned:
-        # Both go into q-header-list: COS refuses the upload with another type or length.
-        headers = {"Content-Type": content_type, "Content-Length": str(size_bytes)}
+        # All three go into q-header-list: COS refuses the upload with another type, length
+        # or ACL (`public-read`, ...), and one without them. A header the holder adds that
+        # is not signed (`x-cos-grant-*`) the bucket policy refuses (app.storage.bucket_policy).
+        headers = {
+            "Content-Type": content_type,
+            "Content-Length": str(size_bytes),
+            "x-cos-acl": UPLOAD_ACL,
+        }
         return self._presign("PUT", key, headers, expires_s)
 
     def _presign(self, method: str, key: str, headers: dict[str, str], expires_s: int) -> Presigned:
@@ -256,6 +287,30 @@ class CosStore:
             ),
         )
 
+    # ------------------------------------------------------------ policy
+
+    def policy(self) -> dict[str, Any] | None:
+        try:
+            answer = self._call(
+                "GetBucketPolicy", lambda: self._client.get_bucket_policy(Bucket=self._bucket)
+            )
+        except _NotFound:
+            return None  # NoSuchBucketPolicy: the bucket has none
+        # The SDK gives the JSON document back as text under "Policy".
+        try:
+            document = json.loads(answer["Policy"])
+        except (KeyError, TypeError, ValueError):
+            raise StorageError("COS GetBucketPolicy gave an unusable answer") from None
+        if not isinstance(document, dict):
+            raise StorageError("COS GetBucketPolicy gave an unusable answer")
+        return document
+
+    def put_policy(self, document: dict[str, Any]) -> None:
+        self._call(
+            "PutBucketPolicy",
+            lambda: self._client.put_bucket_policy(Bucket=self._bucket, Policy=dict(document)),
+        )
+
     def _client_within(self, timeout_s: float) -> CosS3Client:
         """A client whose requests wait at most `timeout_s` for each connect and read, with
         no retry. The SDK takes a timeout only in its CosConfig, for every call of a client;
@@ -274,10 +329,14 @@ class CosStore:
         except CosServiceError as error:
             status = error.get_status_code()
             code = _service_code(error)
-            if status == 404 and operation == "HeadObject":
+            if status == 404 and operation in ("HeadObject", "GetObjectACL"):
                 raise _NotFound from None
             # moto's 404 body is not COS's XML, so its code reads Unknown.
             if status == 404 and operation == "GetBucketLifecycle" and code in _NO_LIFECYCLE:
+                raise _NotFound from None
+            # COS documents no code of its own for a bucket without a policy (S3 says
+            # NoSuchBucketPolicy): any 404 but a missing bucket's is no policy.
+            if status == 404 and operation == "GetBucketPolicy" and code != "NoSuchBucket":
                 raise _NotFound from None
             raise StorageError(f"COS {operation} failed: {status} {code}") from None
         except CosClientError as error:
@@ -290,7 +349,7 @@ class CosStore:
 
 
 class _NotFound(Exception):
-    """A 404 the caller turns into an answer (no object, no lifecycle)."""
+    """A 404 the caller turns into an answer (no object, no lifecycle, no policy)."""
 
 
 def _plain(answer: Any) -> Any:
@@ -301,6 +360,12 @@ def _plain(answer: Any) -> Any:
     if isinstance(answer, list):
         return [_plain(item) for item in answer]
     return answer
+
+
+def _to_all_users(grant: Any) -> bool:
+    grantee = grant.get("Grantee") or {}
+    named = (grantee.get("URI"), grantee.get("ID"))
+    return grant.get("Permission") in _READS and any(name in _ALL_USERS for name in named)
 
 
 def _items(value: Any) -> list[Any]:

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 UPLOADS = "uploads/"
 TASKS = "tasks/"
+# The object ACL every upload is made with: readable only with the bucket owner's leave.
+UPLOAD_ACL = "private"
 # One DeleteObjects request takes at most this many keys (COS's and S3's limit).
 DELETE_BATCH = 1000
 
@@ -84,13 +86,18 @@ class ObjectStore(Protocol):
         the exchange, rather than the adapter's own timeout and retry."""
         ...
 
+    def public(self, key: str, timeout_s: float | None = None) -> bool | None:
+        """Whether the object's ACL lets all users read it; None when there is no object at
+        `key`. `timeout_s` as for `head`."""
+        ...
+
     def presign_get(self, key: str, expires_s: int) -> Presigned: ...
 
     def presign_put(
         self, key: str, content_type: str, size_bytes: int, expires_s: int
     ) -> Presigned:
-        """A PUT whose signature covers the Content-Type and Content-Length: the store
-        refuses the upload with any other type or size."""
+        """A PUT whose signature covers the Content-Type, the Content-Length and a private
+        object ACL: the store refuses the upload with any other type, size or ACL."""
         ...
 
     def listing(self, prefix: str, marker: str | None = None, max_keys: int = 1000) -> Listing: ...
@@ -105,4 +112,12 @@ class ObjectStore(Protocol):
 
     def put_lifecycle(self, rules: list[dict[str, Any]]) -> None:
         """Replace the bucket's whole lifecycle configuration with `rules`."""
+        ...
+
+    def policy(self) -> dict[str, Any] | None:
+        """The bucket policy's JSON document as the store gives it; None when it has none."""
+        ...
+
+    def put_policy(self, document: dict[str, Any]) -> None:
+        """Replace the bucket's whole policy with `document`."""
         ...

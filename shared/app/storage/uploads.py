@@ -2,11 +2,13 @@
 names.
 
 `POST /uploads` answers a presigned PUT for `uploads/{user_id}/{id}` whose signature covers
-the declared Content-Type and Content-Length, valid PUT_TTL_S: the store refuses any other
-type or size. A task input may name the key as a whole string value anywhere in it;
-`POST /tasks` checks each one (the owner's prefix followed by an id of `create`'s shape and
-nothing else, the object there, young enough), and the runner sends upstream a presigned
-GET in its place.
+the declared Content-Type and Content-Length and a private ACL, valid PUT_TTL_S: the store
+refuses any other type, size or ACL (and the bucket policy any grant header added,
+app.storage.bucket_policy). A task input may name the key as a whole string value anywhere
+in it; `POST /tasks` checks each one (the owner's prefix followed by an id of `create`'s
+shape and nothing else, the object there, young enough, not readable by all users: one
+made so before the bucket policy was in place is not kept by a task for its whole
+retention), and the runner sends upstream a presigned GET in its place.
 
 An upload no task names is deleted by cos-cleanup once it is older than COS_ORPHAN_GRACE_S,
 and cleanup decides that from the `task_uploads` rows committed when it lists. A task that
@@ -133,9 +135,14 @@ def check(user_id: str, task_input: Any) -> list[str]:
         )
         raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
     now = utcnow()
-    for key, info in found.items():
-        if info is None:
+    for key, checked in found.items():
+        if checked is None:
             raise _input_invalid(key, "was never uploaded")
+        if checked.public:
+            # Its uploader gave all users read access (a header its URL does not sign, before
+            # the bucket policy refused that): not named, so cleanup deletes it after the grace.
+            raise _input_invalid(key, "is readable by anyone; upload it again as it was given")
+        info = checked.info
         if now - info.last_modified >= usable:
             minutes = usable.total_seconds() // 60
             raise _input_invalid(
@@ -144,24 +151,37 @@ def check(user_id: str, task_input: Any) -> list[str]:
     return keys
 
 
-def _heads(bucket: ObjectStore, keys: list[str]) -> dict[str, ObjectInfo | None]:
-    """Each key's HEAD, HEADS_AT_ONCE at a time, all of them within CHECK_BUDGET_S: each
-    waits on the bucket at most what is left of the budget when it starts, and this returns
-    when the budget ends whatever is still under way. StorageError for the first that fails,
-    or for the budget ending first."""
+@dataclass(frozen=True)
+class _Found:
+    info: ObjectInfo
+    public: bool  # its ACL lets all users read it
+
+
+def _heads(bucket: ObjectStore, keys: list[str]) -> dict[str, _Found | None]:
+    """Each key's HEAD and, for an object there, its ACL, HEADS_AT_ONCE keys at a time, all
+    of them within CHECK_BUDGET_S: each request waits on the bucket at most what is left of
+    the budget when it starts, and this returns when the budget ends whatever is still under
+    way. StorageError for the first that fails, or for the budget ending first."""
     ends_at = time.monotonic() + CHECK_BUDGET_S
 
-    def head(key: str) -> ObjectInfo | None:
-        left = ends_at - time.monotonic()
-        if left <= 0:
-            raise StorageError(f"COS HeadObject not sent: the check's {CHECK_BUDGET_S:g} s ended")
-        return bucket.head(key, timeout_s=left)
+    def left(operation: str) -> float:
+        remaining = ends_at - time.monotonic()
+        if remaining <= 0:
+            raise StorageError(f"COS {operation} not sent: the check's {CHECK_BUDGET_S:g} s ended")
+        return remaining
+
+    def head(key: str) -> _Found | None:
+        info = bucket.head(key, timeout_s=left("HeadObject"))
+        if info is None:
+            return None
+        public = bucket.public(key, timeout_s=left("GetObjectACL"))
+        return None if public is None else _Found(info, public)
 
     pool = ThreadPoolExecutor(min(len(keys), HEADS_AT_ONCE), thread_name_prefix="upload-head")
     try:
         futures = {key: pool.submit(head, key) for key in keys}
-        left = max(0.0, ends_at - time.monotonic())
-        done, pending = wait(futures.values(), timeout=left, return_when=FIRST_EXCEPTION)
+        remaining = max(0.0, ends_at - time.monotonic())
+        done, pending = wait(futures.values(), timeout=remaining, return_when=FIRST_EXCEPTION)
         for future in done:
             future.result()  # the first failure, raised
         if pending:
@@ -170,7 +190,7 @@ def _heads(bucket: ObjectStore, keys: list[str]) -> dict[str, ObjectInfo | None]
             )
         return {key: future.result() for key, future in futures.items()}
     finally:
-        # A HEAD still under way ends by its own timeout, within what was left of the
+        # A request still under way ends by its own timeout, within what was left of the
         # budget when it started; the answer does not wait for it, nor for those queued.
         pool.shutdown(wait=False, cancel_futures=True)
 
