@@ -301,3 +301,18 @@ def test_connection_lost_mid_transaction_is_503_and_the_pool_recovers() -> None:
         assert lost and lost[0]["database"] == DB_NAME
         # The dead connection was thrown away; the next request gets a working one.
         assert call(handler, "GET", "/db-ping").json() == {"one": 1}
+
+
+def test_a_block_that_fails_after_its_connection_was_lost_answers_its_own_error() -> None:
+    with app_engine_under(DB_POOL_MAX="2") as engine:
+        killer = engine.connect()
+        with capture_logs() as logs, pytest.raises(AppError) as caught, transaction() as conn:
+            conn.execute(text("SELECT 1"))
+            killer.exec_driver_sql(f"KILL CONNECTION {server_thread(conn)}")
+            # The block fails on its own account before it touches the database again: its
+            # rollback finds the connection gone, which must not replace the block's answer.
+            raise AppError(ErrorCode.NOT_FOUND, "Task not found.")
+        killer.close()
+        assert caught.value.code is ErrorCode.NOT_FOUND
+        assert logs.where(message="db connection lost")
+        assert call(handler, "GET", "/db-ping").json() == {"one": 1}
