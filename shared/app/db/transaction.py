@@ -86,8 +86,10 @@ class Transaction:
             raise
 
     def invalidate(self, error: BaseException | None = None) -> None:
-        """The connection is broken: the pool closes it and never hands it out again."""
+        """The connection is broken: the pool closes it and never hands it out again, nor
+        any connection opened before it (a restart takes them all)."""
         self.invalidated = True
+        PoolUse.of(self.engine).saw_lost()
         if self._core is not None:
             self._core.invalidate(error)
         else:
