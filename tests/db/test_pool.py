@@ -12,13 +12,15 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import PoolProxiedConnection, QueuePool
 
 from app.config import get_settings
 from app.db.engine import build_engine, get_engine
 from app.db.pool import PoolMonitor, reap_idle, stats, warm
+from app.db.prepared import Prepared
+from app.db.tables import users
 from app.db.transaction import transaction
 from app.errors import AppError, ErrorCode
 from app.http import Auth, Request, Router, http_handler
@@ -301,3 +303,61 @@ def test_connection_lost_mid_transaction_is_503_and_the_pool_recovers() -> None:
         assert lost and lost[0]["database"] == DB_NAME
         # The dead connection was thrown away; the next request gets a working one.
         assert call(handler, "GET", "/db-ping").json() == {"one": 1}
+
+
+def test_a_block_that_fails_after_its_connection_was_lost_answers_its_own_error() -> None:
+    with app_engine_under(DB_POOL_MAX="2") as engine:
+        killer = engine.connect()
+        with capture_logs() as logs, pytest.raises(AppError) as caught, transaction() as conn:
+            conn.execute(text("SELECT 1"))
+            killer.exec_driver_sql(f"KILL CONNECTION {server_thread(conn)}")
+            # The block fails on its own account before it touches the database again: its
+            # rollback finds the connection gone, which must not replace the block's answer.
+            raise AppError(ErrorCode.NOT_FOUND, "Task not found.")
+        killer.close()
+        assert caught.value.code is ErrorCode.NOT_FOUND
+        assert logs.where(message="db connection lost")
+        assert call(handler, "GET", "/db-ping").json() == {"one": 1}
+
+
+# -- a server restart: every pooled connection died at once ---------------------------
+
+USER_IDS = Prepared(select(users.c.id).limit(1))  # the saga's path: the driver's cursor
+
+
+def kill_server_sessions(*threads: int) -> None:
+    """What a restart does to these connections, from a session outside the pool."""
+    killer = create_engine(DATABASE_URL)
+    try:
+        with killer.connect() as conn:
+            for thread in threads:
+                conn.exec_driver_sql(f"KILL CONNECTION {thread}")
+    finally:
+        killer.dispose()
+
+
+def raw_thread(conn: PoolProxiedConnection) -> int:
+    return int(conn.dbapi_connection.thread_id())  # type: ignore[union-attr]
+
+
+def test_after_a_statement_finds_its_connection_lost_no_older_connection_is_handed_out() -> None:
+    with app_engine_under(DB_POOL_MAX="3") as engine:
+        held = [engine.raw_connection() for _ in range(3)]
+        threads = [raw_thread(conn) for conn in held]
+        for conn in held:
+            conn.close()
+        kill_server_sessions(*threads)
+
+        # The first one used finds out (used a moment ago, it is not checked first)...
+        with pytest.raises(AppError) as caught, transaction() as tx:
+            USER_IDS.run(tx, {})
+        assert caught.value.code is ErrorCode.SERVICE_UNAVAILABLE
+
+        # ...and then no connection opened before it is handed out, whichever path ran.
+        busy = engine.raw_connection()
+        try:
+            with transaction() as tx:
+                assert raw_thread(tx.connection) not in threads
+                USER_IDS.run(tx, {})
+        finally:
+            busy.close()

@@ -4,7 +4,9 @@ with connections checked, idle ones retired, and used/free/pending reported.
 On top of the QueuePool, through its public API and its events only: SELECT 1 on every new
 connection and on reuse after an idle spell; a connection idle past DB_POOL_IDLE_TIMEOUT_S
 is replaced on checkout everywhere, and closed by a reaper thread in long-running processes
-(`PoolMonitor`); DB_POOL_MIN connections opened ahead (`warm`); the gauges.
+(`PoolMonitor`); once a connection is found lost on the driver's path (`app.db.prepared`),
+every connection opened before that is replaced on checkout, as Core does after a lost
+connection of its own; DB_POOL_MIN connections opened ahead (`warm`); the gauges.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ log = applog.get_logger("app.db.pool")
 TXN_OPEN = "txn_open"
 # When the connection last went back to the pool (time.monotonic()); None while in use.
 IDLE_SINCE = "idle_since"
+# When the driver connection was opened (time.monotonic()).
+OPENED_AT = "opened_at"
 
 
 class PoolUse:
@@ -57,6 +61,8 @@ class PoolUse:
         self.pending = 0
         self.peak = 0
         self.open = 0
+        # When a connection was last found lost on the driver's path (time.monotonic()).
+        self.lost_at: float | None = None
 
     @classmethod
     def of(cls, engine: Engine) -> PoolUse:
@@ -83,6 +89,13 @@ class PoolUse:
     def opened(self, count: int) -> None:
         with self._lock:
             self.open += count
+
+    def saw_lost(self) -> None:
+        """A connection was found lost mid-use: the server may have restarted, and every
+        connection opened before now with it. Core's own disconnect handling invalidates
+        the pool likewise; this is the same for `app.db.prepared`'s driver path."""
+        with self._lock:
+            self.lost_at = time.monotonic()
 
 
 def _queue_pool(engine: Engine) -> QueuePool:
@@ -136,7 +149,7 @@ def install_checks(engine: Engine, idle_timeout_s: float, ping_after_idle_s: flo
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
         _select_1(dbapi_conn)
-        record.info[IDLE_SINCE] = time.monotonic()
+        record.info[IDLE_SINCE] = record.info[OPENED_AT] = time.monotonic()
         use.opened(1)
 
     @event.listens_for(engine, "close")
@@ -157,6 +170,11 @@ def install_checks(engine: Engine, idle_timeout_s: float, ping_after_idle_s: flo
         use.saw_checkout(_queue_pool(engine).checkedout())
         idle_since = record.info.get(IDLE_SINCE)
         record.info[IDLE_SINCE] = None
+        lost_at = use.lost_at
+        if lost_at is not None and record.info.get(OPENED_AT, lost_at) < lost_at:
+            # Opened before another connection was found lost (a restart takes them all),
+            # and maybe used too recently to be checked: open a fresh one instead.
+            raise exc.DisconnectionError("opened before a connection was found lost")
         if idle_since is None:
             return
         idle = time.monotonic() - idle_since

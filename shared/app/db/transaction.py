@@ -21,6 +21,8 @@ connection, committed when the block ends and rolled back when it raises.
 - Failures: an exhausted pool, an unreachable database or a connection lost mid-transaction
   is `503 SERVICE_UNAVAILABLE`, not a hang and not a 500; the log names host and database,
   never the password. A lost connection is discarded by the pool, never handed out again.
+  A block that fails on its own account after its connection was lost answers its own
+  error: the rollback that finds the connection gone is logged, not raised over it.
 """
 
 from __future__ import annotations
@@ -84,8 +86,10 @@ class Transaction:
             raise
 
     def invalidate(self, error: BaseException | None = None) -> None:
-        """The connection is broken: the pool closes it and never hands it out again."""
+        """The connection is broken: the pool closes it and never hands it out again, nor
+        any connection opened before it (a restart takes them all)."""
         self.invalidated = True
+        PoolUse.of(self.engine).saw_lost()
         if self._core is not None:
             self._core.invalidate(error)
         else:
@@ -115,7 +119,15 @@ class Transaction:
             return
         if self._root is not None:
             if self._root.is_active:
-                self._root.rollback()
+                try:
+                    self._root.rollback()
+                except exc.DBAPIError as error:
+                    if not error.connection_invalidated:
+                        raise
+                    # Lost before the block failed: the server drops the transaction with
+                    # the connection, and the block's own error is what the caller answers.
+                    self.invalidated = True
+                    _log_lost(self.engine, error)
             return
         # Left to the pool's reset at check-in (app.db.pool.install_lazy_reset): it rolls
         # back a connection whose transaction is still open, and discards one that fails to.
@@ -203,14 +215,14 @@ def unavailable_if_lost(engine: Engine) -> Iterator[None]:
         # The server went away mid-transaction (restart, failover, wait_timeout): the pool
         # has dropped the connection, and nothing was committed. A dependency failure, not
         # a bug of ours.
-        applog.log_fields(
-            log,
-            logging.ERROR,
-            "db connection lost",
-            **_describe(engine),
-            error=str(error.orig),
-        )
+        _log_lost(engine, error)
         raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
+
+
+def _log_lost(engine: Engine, error: exc.DBAPIError) -> None:
+    applog.log_fields(
+        log, logging.ERROR, "db connection lost", **_describe(engine), error=str(error.orig)
+    )
 
 
 def driver_error(
