@@ -22,7 +22,9 @@ from app.identity.tokens import decode
 from app.realtime import presence, streams
 from app.realtime.streams import StreamId
 from tests.fakes.upstream import Answer, FakeUpstream
-from tests.realtime.conftest import User, open_client, ws_url
+from tests.realtime.conftest import Client, User, open_client, ws_url
+from tests.support.local_cloud import wait_for
+from tests.support.logs import capture_logs
 from tests.support.net import closed_port
 from tests.support.settings import app_engine_under, settings_env
 
@@ -270,3 +272,25 @@ def test_a_stored_output_is_presigned_when_sent_not_when_appended(
     assert replayed[-1]["data"]["output"]["stored"] is True
     assert requests.get(replayed[-1]["data"]["output"]["url"], timeout=10).json() == big
     again.close()
+
+
+@pytest.mark.parametrize("ending", ["close", "too big"])
+def test_a_connection_that_ends_while_messages_are_sent_is_no_failure(
+    cloud: Any, fresh_redis: Any, ending: str
+) -> None:
+    """A client may close at any moment, or send a message over the limit (the server
+    closes with 1009), a replay in full flow included: the connection ends as the client's
+    doing, with no ERROR line and no 1011 sent after."""
+    user = User.new()
+    for number in range(streams.STREAM_MAX):
+        streams.append(user.id, {"id": f"task-{number}", "status": "running"}, 1)
+    with capture_logs() as logs:
+        for _ in range(10):
+            client = Client(connect(ws_url(cloud, user.token), open_timeout=10, close_timeout=0.2))
+            assert client.next()["type"] == "task.updated"
+            if ending == "too big":
+                client.socket.send("x" * (CLIENT_MESSAGE_MAX_BYTES + 1))
+            client.close()
+        assert wait_for(lambda: len(logs.where(message="connection closed")) == 10)
+    assert logs.where(level="error") == []
+    assert {line["code"] for line in logs.where(message="connection closed")} == {None}

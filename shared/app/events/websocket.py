@@ -78,6 +78,10 @@ JSON_TYPE = b"application/json; charset=utf-8"
 CLIENT_MESSAGE_MAX_BYTES = 4096
 
 
+class ClientGone(Exception):
+    """The client closed the connection (or it broke) while a message was being sent."""
+
+
 @dataclass(frozen=True)
 class Closing:
     code: int
@@ -153,7 +157,13 @@ class Connection:
 
     async def send_text(self, text: str) -> None:
         async with self._sending:
-            await self._send({"type": "websocket.send", "text": text})
+            try:
+                await self._send({"type": "websocket.send", "text": text})
+            # A client may close at any moment, a replay included: ASGI's send on a closed
+            # connection raises an OSError (uvicorn's ClientDisconnected), and uvicorn's
+            # RuntimeError once it has closed the connection itself (1009).
+            except (OSError, RuntimeError) as gone:
+                raise ClientGone from gone
 
     async def open(self) -> AppError | None:
         """Count the user as connected before the handshake completes, so that a task ending
@@ -228,6 +238,8 @@ class Connection:
         if error is None:
             result = job.result()
             return result if isinstance(result, Closing) else None
+        if isinstance(error, ClientGone):
+            return None
         if is_redis_error(error):
             applog.log_fields(
                 log, logging.WARNING, "connection lost Redis", error=type(error).__name__
