@@ -26,6 +26,7 @@ from tests.realtime.conftest import Client, User, open_client, ws_url
 from tests.support.local_cloud import wait_for
 from tests.support.logs import capture_logs
 from tests.support.net import closed_port
+from tests.support.pipelines import token_for
 from tests.support.settings import app_engine_under, settings_env
 
 pytestmark = pytest.mark.usefixtures("fresh_redis")
@@ -294,3 +295,33 @@ def test_a_connection_that_ends_while_messages_are_sent_is_no_failure(
         assert wait_for(lambda: len(logs.where(message="connection closed")) == 10)
     assert logs.where(level="error") == []
     assert {line["code"] for line in logs.where(message="connection closed")} == {None}
+
+
+def test_what_one_device_acknowledged_still_comes_to_another_at_its_next_connect(
+    cloud: Any,
+) -> None:
+    """Each signed-in device (session) has its own position: a phone away while the laptop
+    received and acknowledged a task's updates is sent them at its next connect, where the
+    laptop's acknowledgement moved the one position of the user past them."""
+    user = User.new()
+    phone_token = token_for(user.id)  # the phone's own sign-in
+    phone = open_client(cloud, phone_token)
+    assert phone.ping() == {"type": "pong"}
+    phone.close()  # in the background: its socket closed
+
+    laptop = open_client(cloud, user.token)
+    sent = laptop.until_ended(user.create(cloud))
+    laptop.ack(sent[-1]["id"])
+    assert laptop.ping() == {"type": "pong"}
+    laptop.close()
+
+    back = open_client(cloud, phone_token)
+    assert back.updates(2) == sent
+    back.ack(sent[-1]["id"])
+    assert back.ping() == {"type": "pong"}
+    back.close()
+    for token in (phone_token, user.token):  # each acknowledged both: nothing comes again
+        again = open_client(cloud, token)
+        assert again.ping() == {"type": "pong"}
+        assert again.received == [{"type": "pong"}]
+        again.close()

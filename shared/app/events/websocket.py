@@ -9,11 +9,11 @@ when neither Redis nor the database can tell; 429 RATE_LIMITED for a user who ho
 `presence.MAX_PER_USER` connections already). A request that is not a handshake is 426
 with `Upgrade: websocket`, in the API's error shape. Then, for the connection's life:
 
-- updates: the user's stream (`app.realtime.streams`) is read from the acknowledged
-  position (or 24 h ago, whichever is later) with `XREAD BLOCK`, so what was not
-  acknowledged comes first, in order and with its ids, and each new message follows as it
-  is appended. Only the user's own stream is ever read.
-- from the client: `{"type": "ack", "id"}` moves the acknowledged position
+- updates: the user's stream (`app.realtime.streams`) is read from the position the
+  token's session (the device) acknowledged (or 24 h ago, whichever is later) with
+  `XREAD BLOCK`, so what was not acknowledged comes first, in order and with its ids, and
+  each new message follows as it is appended. Only the user's own stream is ever read.
+- from the client: `{"type": "ack", "id"}` moves the session's acknowledged position
   (`app.realtime.acks`); `{"type": "ping"}` is answered `{"type": "pong"}`; anything else
   is ignored. A message over CLIENT_MESSAGE_MAX_BYTES closes the connection with 1009
   (message too big), which the server does before it has read the frame.
@@ -46,6 +46,7 @@ from app.config import get_settings
 from app.errors import AppError, ErrorCode
 from app.events import handshake_log
 from app.identity import access
+from app.identity.principal import Principal
 from app.observability import logging as applog
 from app.realtime import acks, presence, streams
 from app.realtime.streams import StreamId, Update
@@ -118,8 +119,8 @@ async def _refuse(scope: Scope, send: Send, error: AppError, status: int) -> Non
     await send({"type": "websocket.http.response.body", "body": body})
 
 
-async def _authorize(scope: Scope, send: Send) -> str | None:
-    """The user id of the handshake's token, or None once the handshake has been refused."""
+async def _authorize(scope: Scope, send: Send) -> Principal | None:
+    """Whom the handshake's token authorizes, or None once the handshake has been refused."""
     token = _token(scope)
     if not token:
         await _refuse(scope, send, AppError(ErrorCode.AUTH_REQUIRED, "No token."), 401)
@@ -137,14 +138,15 @@ async def _authorize(scope: Scope, send: Send) -> str | None:
         unavailable = AppError(ErrorCode.SERVICE_UNAVAILABLE, "Try again shortly.")
         await _refuse(scope, send, unavailable, 503)
         return None
-    return principal.user_id
+    return principal
 
 
 class Connection:
     """One accepted connection of one user."""
 
-    def __init__(self, user_id: str, token: str, receive: Receive, send: Send) -> None:
-        self.user_id = user_id
+    def __init__(self, principal: Principal, token: str, receive: Receive, send: Send) -> None:
+        self.user_id = principal.user_id
+        self.session_id = principal.sid  # the signed-in device, whose position is its own
         self.token = token
         self.id = secrets.token_hex(8)
         self._receive = receive
@@ -250,7 +252,7 @@ class Connection:
 
     async def _start(self) -> StreamId:
         floor = streams.oldest_kept(int(time.time() * 1000))
-        acked = await acks.position(self.redis, self.user_id)
+        acked = await acks.position(self.redis, self.user_id, self.session_id)
         return max(floor, acked) if acked is not None else floor
 
     async def _forward(self) -> None:
@@ -291,7 +293,7 @@ class Connection:
             elif parsed.get("type") == "ack" and isinstance(parsed.get("id"), str):
                 acked = StreamId.parse(parsed["id"])
                 if acked is not None:
-                    await acks.advance(self.redis, self.user_id, acked)
+                    await acks.advance(self.redis, self.user_id, self.session_id, acked)
 
     async def _stay_present(self) -> None:
         while True:
@@ -368,10 +370,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     first = await receive()
     if first["type"] != "websocket.connect":
         return
-    user_id = await _authorize(scope, send)
-    if user_id is None:
+    principal = await _authorize(scope, send)
+    if principal is None:
         return
-    connection = Connection(user_id, _token(scope), receive, send)
+    connection = Connection(principal, _token(scope), receive, send)
     refusal = await connection.open()
     if refusal is not None:
         await _refuse(scope, send, refusal, refusal.status)
