@@ -37,7 +37,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -71,6 +71,8 @@ CLOSE_NOT_ALLOWED = 1008  # the token no longer authorizes: sign in (or refresh)
 REAUTH_S = 10.0
 # How long the end of a connection waits for its jobs and Redis to let go.
 CLEANUP_S = 2.0
+# How often a job that has not stopped is cancelled again while the connection ends.
+CANCEL_AGAIN_S = 0.05
 JSON_TYPE = b"application/json; charset=utf-8"
 # The largest message a client may send: an ack is under 60 bytes. The server enforces it
 # (`--ws-max-size` in `scf_bootstrap`, the local cloud's `ws_max_size`), so a frame of
@@ -217,9 +219,7 @@ class Connection:
                                 "reason": closing.reason,
                             }
                         )
-            for job in jobs:
-                job.cancel()
-            await asyncio.wait(jobs, timeout=CLEANUP_S)
+            await _stop(jobs)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(presence.leave(self.redis, self.user_id, self.id), CLEANUP_S)
             with contextlib.suppress(Exception):
@@ -321,6 +321,19 @@ class Connection:
     async def _time_limit(self) -> Closing:
         await asyncio.sleep(self.max_s)
         return Closing(CLOSE_RECONNECT, "connection time limit: reconnect")
+
+
+async def _stop(jobs: Iterable[asyncio.Future[Any]]) -> None:
+    """Cancel the jobs and wait, CLEANUP_S at most, for them to end. A cancel that lands as a
+    Redis command completes is lost (redis-py sends each through `asyncio.wait_for`, which
+    drops it before Python 3.12), and the job goes on into its next blocking read, holding
+    the connection's presence meanwhile: a job still running is cancelled again."""
+    deadline = time.monotonic() + CLEANUP_S
+    pending = set(jobs)
+    while pending and (left := deadline - time.monotonic()) > 0:
+        for job in pending:
+            job.cancel()
+        _, pending = await asyncio.wait(pending, timeout=min(CANCEL_AGAIN_S, left))
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
