@@ -21,6 +21,7 @@ FLOWS: list[Callable[[Any], None]] = [
     ws_tests.test_a_user_sees_running_then_succeeded_of_its_own_task_and_nothing_of_anothers,
     ws_tests.test_what_was_not_acknowledged_comes_again_in_order_with_the_same_ids,
     ws_tests.test_an_acknowledgement_never_moves_back_or_past_what_was_sent,
+    ws_tests.test_what_one_device_acknowledged_still_comes_to_another_at_its_next_connect,
     ws_tests.test_two_connections_of_one_user_both_receive,
     ws_tests.test_a_user_holds_at_most_max_per_user_connections_at_once,
     order_tests.test_a_running_pushed_after_the_cancel_is_never_sent_after_it,

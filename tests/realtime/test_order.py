@@ -22,7 +22,7 @@ from sqlalchemy import update
 from app.clock import utcnow
 from app.db.tables import tasks
 from app.db.transaction import transaction
-from app.realtime import streams
+from app.realtime import announce, streams
 from app.runner.sweeper import sweep
 from tests.realtime.conftest import Client, User, open_client
 from tests.support.settings import settings_env
@@ -138,3 +138,24 @@ def test_a_running_pushed_after_the_sweepers_expiry_is_never_sent_after_it(cloud
         assert cloud.queue_idle(20)["idle"]
 
     _only_the_ending_is_sent(cloud, user, task_id, live, "failed")
+
+
+def test_a_users_realtime_keys_stay_bounded_however_many_tasks_it_runs(fresh_redis: Any) -> None:
+    """The stage each task's messages have reached is kept for the user's latest tasks,
+    STREAM_MAX of them, in keys of the user's: a user with 100k tasks a day held a key per
+    task for a day. A late `running` of a recent task is still dropped."""
+    user = User.new()
+    tasks_run = 3 * streams.STREAM_MAX
+    for number in range(tasks_run):
+        task = {"id": f"task-{number}", "status": "running"}
+        assert streams.append(user.id, task, announce.STAGE["running"]) is not None
+        ended = {**task, "status": "succeeded"}
+        assert streams.append(user.id, ended, announce.STAGE["succeeded"]) is not None
+    last = {"id": f"task-{tasks_run - 1}", "status": "running"}
+    assert streams.append(user.id, last, announce.STAGE["running"]) is None
+
+    keys = list(fresh_redis.scan_iter(match=f"realtime:*{user.id}*", count=1000))
+    assert len(keys) <= 3, keys[:5]
+    held = sum(fresh_redis.memory_usage(key) for key in keys)
+    assert held < 512 * 1024, held  # the stream's ~1000 messages and 1000 tasks' stages
+    assert all(0 < fresh_redis.pttl(key) <= streams.KEEP_MS for key in keys)

@@ -15,15 +15,18 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from app import cache, profiles
-from app.events.websocket import CLIENT_MESSAGE_MAX_BYTES, REAUTH_S
+from app.events.websocket import CLEANUP_S, CLIENT_MESSAGE_MAX_BYTES, REAUTH_S
 from app.identity import sessions
 from app.identity import users as user_rows
 from app.identity.tokens import decode
 from app.realtime import presence, streams
 from app.realtime.streams import StreamId
 from tests.fakes.upstream import Answer, FakeUpstream
-from tests.realtime.conftest import User, open_client, ws_url
+from tests.realtime.conftest import Client, User, open_client, ws_url
+from tests.support.local_cloud import wait_for
+from tests.support.logs import capture_logs
 from tests.support.net import closed_port
+from tests.support.pipelines import token_for
 from tests.support.settings import app_engine_under, settings_env
 
 pytestmark = pytest.mark.usefixtures("fresh_redis")
@@ -270,3 +273,74 @@ def test_a_stored_output_is_presigned_when_sent_not_when_appended(
     assert replayed[-1]["data"]["output"]["stored"] is True
     assert requests.get(replayed[-1]["data"]["output"]["url"], timeout=10).json() == big
     again.close()
+
+
+@pytest.mark.parametrize("ending", ["close", "too big"])
+def test_a_connection_that_ends_while_messages_are_sent_is_no_failure(
+    cloud: Any, fresh_redis: Any, ending: str
+) -> None:
+    """A client may close at any moment, or send a message over the limit (the server
+    closes with 1009), a replay in full flow included: the connection ends as the client's
+    doing, with no ERROR line and no 1011 sent after."""
+    user = User.new()
+    for number in range(streams.STREAM_MAX):
+        streams.append(user.id, {"id": f"task-{number}", "status": "running"}, 1)
+    with capture_logs() as logs:
+        for _ in range(10):
+            client = Client(connect(ws_url(cloud, user.token), open_timeout=10, close_timeout=0.2))
+            assert client.next()["type"] == "task.updated"
+            if ending == "too big":
+                client.socket.send("x" * (CLIENT_MESSAGE_MAX_BYTES + 1))
+            client.close()
+        assert wait_for(lambda: len(logs.where(message="connection closed")) == 10)
+    assert logs.where(level="error") == []
+    assert {line["code"] for line in logs.where(message="connection closed")} == {None}
+
+
+def test_what_one_device_acknowledged_still_comes_to_another_at_its_next_connect(
+    cloud: Any,
+) -> None:
+    """Each signed-in device (session) has its own position: a phone away while the laptop
+    received and acknowledged a task's updates is sent them at its next connect, where the
+    laptop's acknowledgement moved the one position of the user past them."""
+    user = User.new()
+    phone_token = token_for(user.id)  # the phone's own sign-in
+    phone = open_client(cloud, phone_token)
+    assert phone.ping() == {"type": "pong"}
+    phone.close()  # in the background: its socket closed
+
+    laptop = open_client(cloud, user.token)
+    sent = laptop.until_ended(user.create(cloud))
+    laptop.ack(sent[-1]["id"])
+    assert laptop.ping() == {"type": "pong"}
+    laptop.close()
+
+    back = open_client(cloud, phone_token)
+    assert back.updates(2) == sent
+    back.ack(sent[-1]["id"])
+    assert back.ping() == {"type": "pong"}
+    back.close()
+    for token in (phone_token, user.token):  # each acknowledged both: nothing comes again
+        again = open_client(cloud, token)
+        assert again.ping() == {"type": "pong"}
+        assert again.received == [{"type": "pong"}]
+        again.close()
+
+
+def test_a_connection_closed_as_soon_as_opened_lets_go_at_once_and_logs_no_error(
+    cloud: Any, fresh_redis: Any
+) -> None:
+    """A client may close at once (a page left as it opened): the connection counts out of
+    the user's connections right away, so a user at the limit reconnects, and nothing it
+    started is left behind to fail later with a traceback (a cancel that lands as a Redis
+    command completes is lost before Python 3.12: its work went on into a blocking read, the
+    connection counted for CLEANUP_S)."""
+    user = User.new()
+    key = presence.online_key(user.id)
+    with capture_logs() as logs:
+        for _ in range(30):
+            open_client(cloud, user.token).close()
+            assert wait_for(lambda: fresh_redis.zcard(key) == 0, timeout=0.5), "still counted"
+        time.sleep(CLEANUP_S + 1)  # past the wait for jobs that would not stop
+    assert logs.where(level="error") == []
+    assert len(logs.where(message="connection closed")) == 30

@@ -9,11 +9,11 @@ when neither Redis nor the database can tell; 429 RATE_LIMITED for a user who ho
 `presence.MAX_PER_USER` connections already). A request that is not a handshake is 426
 with `Upgrade: websocket`, in the API's error shape. Then, for the connection's life:
 
-- updates: the user's stream (`app.realtime.streams`) is read from the acknowledged
-  position (or 24 h ago, whichever is later) with `XREAD BLOCK`, so what was not
-  acknowledged comes first, in order and with its ids, and each new message follows as it
-  is appended. Only the user's own stream is ever read.
-- from the client: `{"type": "ack", "id"}` moves the acknowledged position
+- updates: the user's stream (`app.realtime.streams`) is read from the position the
+  token's session (the device) acknowledged (or 24 h ago, whichever is later) with
+  `XREAD BLOCK`, so what was not acknowledged comes first, in order and with its ids, and
+  each new message follows as it is appended. Only the user's own stream is ever read.
+- from the client: `{"type": "ack", "id"}` moves the session's acknowledged position
   (`app.realtime.acks`); `{"type": "ping"}` is answered `{"type": "pong"}`; anything else
   is ignored. A message over CLIENT_MESSAGE_MAX_BYTES closes the connection with 1009
   (message too big), which the server does before it has read the frame.
@@ -37,7 +37,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -46,6 +46,7 @@ from app.config import get_settings
 from app.errors import AppError, ErrorCode
 from app.events import handshake_log
 from app.identity import access
+from app.identity.principal import Principal
 from app.observability import logging as applog
 from app.realtime import acks, presence, streams
 from app.realtime.streams import StreamId, Update
@@ -70,12 +71,18 @@ CLOSE_NOT_ALLOWED = 1008  # the token no longer authorizes: sign in (or refresh)
 REAUTH_S = 10.0
 # How long the end of a connection waits for its jobs and Redis to let go.
 CLEANUP_S = 2.0
+# How often a job that has not stopped is cancelled again while the connection ends.
+CANCEL_AGAIN_S = 0.05
 JSON_TYPE = b"application/json; charset=utf-8"
 # The largest message a client may send: an ack is under 60 bytes. The server enforces it
 # (`--ws-max-size` in `scf_bootstrap`, the local cloud's `ws_max_size`), so a frame of
 # megabytes is refused before it is buffered: uvicorn's default takes 16 MiB, and 14 MiB
 # of `[],` parse to some 400 MB, past the function's 128 MB.
 CLIENT_MESSAGE_MAX_BYTES = 4096
+
+
+class ClientGone(Exception):
+    """The client closed the connection (or it broke) while a message was being sent."""
 
 
 @dataclass(frozen=True)
@@ -114,8 +121,8 @@ async def _refuse(scope: Scope, send: Send, error: AppError, status: int) -> Non
     await send({"type": "websocket.http.response.body", "body": body})
 
 
-async def _authorize(scope: Scope, send: Send) -> str | None:
-    """The user id of the handshake's token, or None once the handshake has been refused."""
+async def _authorize(scope: Scope, send: Send) -> Principal | None:
+    """Whom the handshake's token authorizes, or None once the handshake has been refused."""
     token = _token(scope)
     if not token:
         await _refuse(scope, send, AppError(ErrorCode.AUTH_REQUIRED, "No token."), 401)
@@ -133,14 +140,15 @@ async def _authorize(scope: Scope, send: Send) -> str | None:
         unavailable = AppError(ErrorCode.SERVICE_UNAVAILABLE, "Try again shortly.")
         await _refuse(scope, send, unavailable, 503)
         return None
-    return principal.user_id
+    return principal
 
 
 class Connection:
     """One accepted connection of one user."""
 
-    def __init__(self, user_id: str, token: str, receive: Receive, send: Send) -> None:
-        self.user_id = user_id
+    def __init__(self, principal: Principal, token: str, receive: Receive, send: Send) -> None:
+        self.user_id = principal.user_id
+        self.session_id = principal.sid  # the signed-in device, whose position is its own
         self.token = token
         self.id = secrets.token_hex(8)
         self._receive = receive
@@ -153,7 +161,13 @@ class Connection:
 
     async def send_text(self, text: str) -> None:
         async with self._sending:
-            await self._send({"type": "websocket.send", "text": text})
+            try:
+                await self._send({"type": "websocket.send", "text": text})
+            # A client may close at any moment, a replay included: ASGI's send on a closed
+            # connection raises an OSError (uvicorn's ClientDisconnected), and uvicorn's
+            # RuntimeError once it has closed the connection itself (1009).
+            except (OSError, RuntimeError) as gone:
+                raise ClientGone from gone
 
     async def open(self) -> AppError | None:
         """Count the user as connected before the handshake completes, so that a task ending
@@ -205,9 +219,7 @@ class Connection:
                                 "reason": closing.reason,
                             }
                         )
-            for job in jobs:
-                job.cancel()
-            await asyncio.wait(jobs, timeout=CLEANUP_S)
+            await _stop(jobs)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(presence.leave(self.redis, self.user_id, self.id), CLEANUP_S)
             with contextlib.suppress(Exception):
@@ -228,6 +240,8 @@ class Connection:
         if error is None:
             result = job.result()
             return result if isinstance(result, Closing) else None
+        if isinstance(error, ClientGone):
+            return None
         if is_redis_error(error):
             applog.log_fields(
                 log, logging.WARNING, "connection lost Redis", error=type(error).__name__
@@ -238,7 +252,7 @@ class Connection:
 
     async def _start(self) -> StreamId:
         floor = streams.oldest_kept(int(time.time() * 1000))
-        acked = await acks.position(self.redis, self.user_id)
+        acked = await acks.position(self.redis, self.user_id, self.session_id)
         return max(floor, acked) if acked is not None else floor
 
     async def _forward(self) -> None:
@@ -279,7 +293,7 @@ class Connection:
             elif parsed.get("type") == "ack" and isinstance(parsed.get("id"), str):
                 acked = StreamId.parse(parsed["id"])
                 if acked is not None:
-                    await acks.advance(self.redis, self.user_id, acked)
+                    await acks.advance(self.redis, self.user_id, self.session_id, acked)
 
     async def _stay_present(self) -> None:
         while True:
@@ -307,6 +321,19 @@ class Connection:
     async def _time_limit(self) -> Closing:
         await asyncio.sleep(self.max_s)
         return Closing(CLOSE_RECONNECT, "connection time limit: reconnect")
+
+
+async def _stop(jobs: Iterable[asyncio.Future[Any]]) -> None:
+    """Cancel the jobs and wait, CLEANUP_S at most, for them to end. A cancel that lands as a
+    Redis command completes is lost (redis-py sends each through `asyncio.wait_for`, which
+    drops it before Python 3.12), and the job goes on into its next blocking read, holding
+    the connection's presence meanwhile: a job still running is cancelled again."""
+    deadline = time.monotonic() + CLEANUP_S
+    pending = set(jobs)
+    while pending and (left := deadline - time.monotonic()) > 0:
+        for job in pending:
+            job.cancel()
+        _, pending = await asyncio.wait(pending, timeout=min(CANCEL_AGAIN_S, left))
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
@@ -356,10 +383,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     first = await receive()
     if first["type"] != "websocket.connect":
         return
-    user_id = await _authorize(scope, send)
-    if user_id is None:
+    principal = await _authorize(scope, send)
+    if principal is None:
         return
-    connection = Connection(user_id, _token(scope), receive, send)
+    connection = Connection(principal, _token(scope), receive, send)
     refusal = await connection.open()
     if refusal is not None:
         await _refuse(scope, send, refusal, refusal.status)

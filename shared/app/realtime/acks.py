@@ -1,21 +1,31 @@
-"""How far each user has acknowledged: `realtime:ack:{<user>}` holds the id of the latest
-message acknowledged, which acknowledges every earlier one too (API.md, "WebSocket").
+"""How far each signed-in device has acknowledged: `realtime:acks:{<user>}`, a hash of the
+user's session ids (`app.identity.sessions`, one a device) to the id of the latest message
+that session acknowledged, which acknowledges every earlier one too (API.md, "WebSocket").
 
-The position only moves forward (`_ADVANCE`): two connections of one user acknowledging out
-of order keep the later id. An id beyond the newest message of the user's stream was never
-sent and is ignored, so a client cannot skip messages that do not exist yet. The key lives
-as long as the stream (24 h after its last move): past that, `streams.oldest_kept` bounds
-what is sent anyway. Both keys carry the user's tag, so the script runs on a cluster.
+A position is a session's, not the user's: a device that was away while another one
+received and acknowledged an update is sent it at its next connect, as the contract has
+every message not acknowledged sent again. Connections of one session share a position.
+
+A position only moves forward (`_ADVANCE`): two connections of one session acknowledging
+out of order keep the later id. An id beyond the newest message of the user's stream was
+never sent and is ignored, so a client cannot skip messages that do not exist yet. The hash
+lives as long as the stream (24 h after its last move): past that, `streams.oldest_kept`
+bounds what is sent anyway. It holds at most `sessions.MAX_SESSIONS` positions: past that,
+those of sessions that have ended are dropped, so signing in over and over leaves nothing
+behind. Every key carries the user's tag, so the script runs on a cluster.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from app.identity import sessions
 from app.realtime.streams import KEEP_MS, StreamId, stream_key
 from app.redis_client import tag
 
-# KEYS[1] the position, KEYS[2] the stream; ARGV[1] the id, ARGV[2] the key's life in ms.
+# KEYS[1] the positions, KEYS[2] the stream, KEYS[3] the user's live sessions; ARGV[1] the
+# id, ARGV[2] the key's life in ms, ARGV[3] the session, ARGV[4] how many positions are
+# kept before those of ended sessions are dropped.
 # 1: the position is at or past the id now; 0: the id is not one of the stream's.
 _ADVANCE = """
 local function parse(id)
@@ -30,7 +40,7 @@ local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
 if #newest == 0 then return 0 end
 local nms, nseq = parse(newest[1][1])
 if before(nms, nseq, ms, seq) then return 0 end
-local held = redis.call('GET', KEYS[1])
+local held = redis.call('HGET', KEYS[1], ARGV[3])
 if held then
   local hms, hseq = parse(held)
   if not before(hms, hseq, ms, seq) then
@@ -38,25 +48,32 @@ if held then
     return 1
   end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[3], ARGV[1])
+if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[4]) then
+  for _, sid in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if redis.call('SISMEMBER', KEYS[3], sid) == 0 then redis.call('HDEL', KEYS[1], sid) end
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
 
-def ack_key(user_id: str) -> str:
-    return f"realtime:ack:{tag(user_id)}"
+def acks_key(user_id: str) -> str:
+    return f"realtime:acks:{tag(user_id)}"
 
 
-async def advance(client: Any, user_id: str, message_id: StreamId) -> bool:
-    """Acknowledge `message_id` and everything before it; False when the stream has no
-    such message yet (nothing changes)."""
+async def advance(client: Any, user_id: str, session_id: str, message_id: StreamId) -> bool:
+    """Acknowledge, for the session, `message_id` and everything before it; False when the
+    stream has no such message yet (nothing changes)."""
+    keys = (acks_key(user_id), stream_key(user_id), sessions.set_key(user_id))
     done = await client.eval(
-        _ADVANCE, 2, ack_key(user_id), stream_key(user_id), str(message_id), KEEP_MS
+        _ADVANCE, 3, *keys, str(message_id), KEEP_MS, session_id, sessions.MAX_SESSIONS
     )
     return bool(int(done))
 
 
-async def position(client: Any, user_id: str) -> StreamId | None:
-    """The latest acknowledged id, or None when nothing is acknowledged."""
-    held = await client.get(ack_key(user_id))
+async def position(client: Any, user_id: str, session_id: str) -> StreamId | None:
+    """The session's latest acknowledged id, or None when it has acknowledged nothing."""
+    held = await client.hget(acks_key(user_id), session_id)
     return None if held is None else StreamId.parse(str(held))

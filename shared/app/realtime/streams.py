@@ -17,12 +17,18 @@ One task's messages are in the order of its life. Two transitions of a task comm
 after the other (the worker's `running` and a cancel, each in its own instance) append in
 their own time, so the later one's message can be ready first. Each message carries its
 task's stage (`announce.STAGE`: running, then an ending), and `_APPEND` adds it only when
-the stage is past the last one appended for that task (`realtime:stage:{<user>}:<task>`,
-kept 24 h, as the message it stands for): a message that comes after one about a later state of its
-task is dropped, never sent, so an ending is always a task's last message. The stage is
-the status's place in the task's life rather than `updated_at`, which each instance reads
-from its own clock (two instances' are not ordered), and a task passes each stage at most
-once.
+the stage is past the last one appended for that task: a message that comes after one about
+a later state of its task is dropped, never sent, so an ending is always a task's last
+message. The stage is the status's place in the task's life rather than `updated_at`, which
+each instance reads from its own clock (two instances' are not ordered), and a task passes
+each stage at most once.
+
+The stages are kept for the user's latest STAGES_MAX tasks (`realtime:stages:{<user>}`, task
+-> stage, and `realtime:staged:{<user>}`, the tasks in the order of their last message, the
+oldest let go first), each key kept 24 h as the stream is: a user's keys stay this size
+however many tasks it runs (a key per task, kept a day, would be 100k keys for a user with
+100k tasks a day). A late message is one whose transition committed before its task's ending
+and pushes after it, a moment later: STAGES_MAX other tasks' messages do not come between.
 """
 
 from __future__ import annotations
@@ -42,15 +48,27 @@ KEEP_MS = 24 * 3600 * 1000
 FIELDS = ("id", "status", "output", "error", "updated_at")
 _ID = re.compile(r"^(\d{1,19})-(\d{1,19})$")
 
-# KEYS[1] the stream, KEYS[2] the task's stage last appended; ARGV[1] the message's stage,
-# ARGV[2] its data, ARGV[3] STREAM_MAX, ARGV[4] KEEP_MS. The message id, or false when the
-# task's messages have reached this stage already.
+# How many of a user's tasks have their stage kept: as many as the stream's messages.
+STAGES_MAX = STREAM_MAX
+
+# KEYS[1] the stream, KEYS[2] the tasks' stages, KEYS[3] the tasks in order; ARGV[1] the
+# message's stage, ARGV[2] its data, ARGV[3] STREAM_MAX, ARGV[4] KEEP_MS, ARGV[5] the task,
+# ARGV[6] STAGES_MAX. The message id, or false when the task's messages have reached this
+# stage already.
 _APPEND = """
-local appended = redis.call('GET', KEYS[2])
+local appended = redis.call('HGET', KEYS[2], ARGV[5])
 if appended and tonumber(appended) >= tonumber(ARGV[1]) then return false end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'data', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[5], ARGV[1])
+redis.call('ZADD', KEYS[3], string.match(id, '^(%d+)'), ARGV[5])
+local over = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[6])
+if over > 0 then
+  for _, task in ipairs(redis.call('ZRANGE', KEYS[3], 0, over - 1)) do
+    redis.call('HDEL', KEYS[2], task)
+  end
+  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, over - 1)
+end
+for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ARGV[4]) end
 return id
 """
 
@@ -87,8 +105,12 @@ def message_data(view: dict[str, Any]) -> dict[str, Any]:
     return {name: view.get(name) for name in FIELDS}
 
 
-def stage_key(user_id: str, task_id: str) -> str:
-    return f"realtime:stage:{tag(user_id)}:{task_id}"
+def stages_key(user_id: str) -> str:
+    return f"realtime:stages:{tag(user_id)}"
+
+
+def staged_key(user_id: str) -> str:
+    return f"realtime:staged:{tag(user_id)}"
 
 
 def append(user_id: str, view: dict[str, Any], stage: int) -> str | None:
@@ -96,9 +118,9 @@ def append(user_id: str, view: dict[str, Any], stage: int) -> str | None:
     id, or None when a message about this stage of the task or a later one is there
     already (nothing is added). Raises what Redis raises."""
     data = json.dumps(message_data(view), ensure_ascii=False, separators=(",", ":"))
-    keys = [stream_key(user_id), stage_key(user_id, str(view.get("id")))]
+    keys = [stream_key(user_id), stages_key(user_id), staged_key(user_id)]
     message_id = get_redis().register_script(_APPEND)(
-        keys=keys, args=[stage, data, STREAM_MAX, KEEP_MS]
+        keys=keys, args=[stage, data, STREAM_MAX, KEEP_MS, str(view.get("id")), STAGES_MAX]
     )
     return None if message_id is None else str(message_id)
 
