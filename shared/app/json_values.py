@@ -27,6 +27,9 @@ TASK_INPUT_MAX_BYTES = 64 * 1024
 STEP_OUTPUT_MAX_BYTES = 1024 * 1024
 # A synchronous SCF answer stops at 6 MB (taken as 10^6 bytes each, the smaller reading).
 SCF_ANSWER_MAX_BYTES = 6_000_000
+# A step's or a task's error message, as compact UTF-8 (app.tasks.lifecycle cuts a longer
+# one): every message the runner writes is a sentence of its own, the longest about 170.
+ERROR_MESSAGE_MAX_BYTES = 256
 
 
 class Refused(ValueError):

@@ -315,3 +315,19 @@ def test_a_fork_with_more_branches_than_pipeline_max_branches_is_422() -> None:
     assert "PIPELINE_MAX_BRANCHES" in str(reply.json()["details"])
     negative = put("p-max-branches", definition(steps=[{**fork, "cost_per_branch": -1}]))
     assert negative.status == 422
+
+
+def test_branches_forks_too_wide_for_any_task_to_show_are_422() -> None:
+    """Four `branches` forks of 100 make 404 steps and branches, more than a task's view
+    can show in one SCF answer with every output in COS (app.storage.shares): every task
+    would be refused, so the definition is. `for_each` forks count when a task is made."""
+    sim = {"type": "sim", "duration_ms": 0}
+    forks = [{"id": f"f{n}", "type": "fork", "branches": [sim] * 100} for n in range(4)]
+    assert put("p-wide", definition(steps=forks[:3])).status == 200
+    reply = put("p-wide", definition(steps=forks))
+    assert reply.status == 422
+    [detail] = reply.json()["details"]
+    assert "make 404 steps and branches" in detail["msg"] and "one answer" in detail["msg"]
+    step = {"type": "http", "url": "http://localhost:9/render"}
+    each = [{"id": f"e{n}", "type": "fork", "for_each": "input.x", "step": step} for n in range(9)]
+    assert put("p-wide-each", definition(steps=each)).status == 200

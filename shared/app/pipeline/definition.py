@@ -10,11 +10,15 @@ PIPELINE_MAX_BRANCHES caps a `branches` fork when the pipeline is saved, and eve
 width when a task is created (`POST /tasks`). Neither is re-checked when a stored
 task is read back: its branch rows were made when it was created, and lowering the limit
 must not strand the branches already running.
+
+A definition whose steps and `branches` forks alone make every task too wide for its view
+to fit one answer (app.storage.shares) is refused when saved, as each of its tasks would be.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -31,6 +35,7 @@ from pydantic import (
 
 from app import vault
 from app.config import get_settings
+from app.storage import shares
 
 STEP_ID = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_HEADERS = 20
@@ -247,11 +252,41 @@ class PipelineDefinition(_Strict):
             seen.add(step.id)
         return self
 
+    @model_validator(mode="after")
+    def _fits_a_view(self, info: ValidationInfo) -> PipelineDefinition:
+        """Steps and `branches` forks that alone make every task too wide to show
+        (app.storage.shares) would have every `POST /tasks` refused: refused here instead.
+        A `for_each` fork's width comes from each task's input, judged at creation."""
+        if info.context and info.context.get("stored"):
+            return self
+        shape = shape_of(self.steps, None)
+        if shares.too_wide(shape):
+            raise ValueError(
+                f"the steps and `branches` forks make {shape.rows} steps and branches: a "
+                "task's view could not show them in one answer, even with every output in COS"
+            )
+        return self
+
 
 def parse_steps(raw: Any) -> list[HttpStep | SimStep | ForkStep]:
     """Steps stored with a task, read back. Hosts are not re-checked: the allow-list applied
     when the pipeline was saved, and a task runs what it was created with."""
     return _STEPS.validate_python(raw, context={"stored": True})
+
+
+def shape_of(steps: Sequence[Step], task_input: Any) -> shares.Shape:
+    """The rows a task of these steps has: each fork as wide as the input makes it (the
+    width `POST /tasks` fixed, read back uncapped). With `task_input` None, a `for_each`
+    fork counts no branch: the rows every task of the steps has at least."""
+    widths = [
+        (0 if task_input is None and step.branches is None else len(step.items(task_input)))
+        if isinstance(step, ForkStep)
+        else None
+        for step in steps
+    ]
+    forks = tuple(width for width in widths if width is not None)
+    last = widths[-1] if widths else None
+    return shares.Shape(len(widths), forks, last or 0)
 
 
 class ItemsError(ValueError):

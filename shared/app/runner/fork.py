@@ -47,6 +47,7 @@ from app.runner.outbox import committing
 from app.runner.plans import Call, call_of
 from app.runner.rows import STEP_TERMINAL, Attempts, Claim, Row
 from app.storage import outputs
+from app.storage.shares import Limits
 from app.tasks.lifecycle import step_failed
 
 # An invocation runs the next branch itself only when its first call fits wholly in what
@@ -84,6 +85,7 @@ class Settled:
     # The slot of the call that just ended: handed to the successor (`_slot_for` takes it
     # out), or else released before the settle alone, so it is free before any message.
     spare: list[calls.HeldSlot]
+    limits: Limits  # the task's: the JOIN keeps the results within them
 
     @property
     def branch(self) -> int:
@@ -99,7 +101,7 @@ class Advance:
     following: Next | None = None  # the successor claimed for this invocation to run
 
 
-def start(task_id: str, fork: ForkStep, position: int) -> Advance:
+def start(task_id: str, fork: ForkStep, position: int, limits: Limits) -> Advance:
     """pending -> running, fixing the window's width in the fork row (its `attempts`
     column), and dispatching the first branches. A repeat finds the fork running and
     only heals (see `heal`)."""
@@ -145,7 +147,7 @@ def start(task_id: str, fork: ForkStep, position: int) -> Advance:
 
     first = retry_conflicts(begin)
     if not first:  # already started, or a fork over no items (JOIN at once): heal
-        return heal(task_id, fork, position)
+        return heal(task_id, fork, position, limits)
     return Advance()
 
 
@@ -155,10 +157,10 @@ def settle(task_id: str, fork: ForkStep, position: int, settled: Settled) -> Adv
     return retry_conflicts(lambda: _settle_branch(task_id, fork, position, settled))
 
 
-def heal(task_id: str, fork: ForkStep, position: int) -> Advance:
+def heal(task_id: str, fork: ForkStep, position: int, limits: Limits) -> Advance:
     """For a redelivered or re-published message: whatever a worker that died after its
-    commit left undone (see `_heal`)."""
-    return retry_conflicts(lambda: _heal(task_id, fork, position))
+    commit left undone (see `_heal`). `limits`: the task's (`Plan.limits`)."""
+    return retry_conflicts(lambda: _heal(task_id, fork, position, limits))
 
 
 def _settle_branch(task_id: str, fork: ForkStep, position: int, settled: Settled) -> Advance:
@@ -207,7 +209,7 @@ def _settle(task_id: str, fork: ForkStep, position: int, settled: Settled) -> Ad
         if rows.dispatch_one(tx, task_id, position, successor, now):
             out.publish(Work(task_id, position, successor, width))
             return Advance()
-        joined = _join_if_done(tx, fork, task_id, position, now)
+        joined = _join_if_done(tx, fork, task_id, position, now, settled.limits)
     return Advance(fork_ended=joined)
 
 
@@ -336,7 +338,7 @@ def _requeue(attempts: Attempts, width: int) -> None:
 
 
 def _join_if_done(
-    tx: Transaction, fork: ForkStep, task_id: str, position: int, now: datetime
+    tx: Transaction, fork: ForkStep, task_id: str, position: int, now: datetime, limits: Limits
 ) -> bool:
     """Under the fork row's lock: when no branch is left unsettled, write the JOIN (the
     fork row running -> succeeded/failed). True when this call made it."""
@@ -370,8 +372,10 @@ def _join_if_done(
     )
     joined = _join(fork, branches)
     # A hundred branch values of up to STORAGE_INLINE_MAX_BYTES each would make one large
-    # row: results that do not fit inline keep their values in COS (app.storage.outputs).
-    joined["output"] = outputs.keep_results(task_id, fork.id, joined["output"])
+    # row, and a wide task's view too large to answer: results that do not fit the task's
+    # limit for them keep their values in COS (app.storage.outputs).
+    results_limit = limits.results(len(branches))
+    joined["output"] = outputs.keep_results(task_id, fork.id, joined["output"], results_limit)
     return bool(
         tx.execute(
             update(task_steps)
@@ -381,7 +385,7 @@ def _join_if_done(
     )
 
 
-def _heal(task_id: str, fork: ForkStep, position: int) -> Advance:
+def _heal(task_id: str, fork: ForkStep, position: int, limits: Limits) -> Advance:
     """Successors of settled branches that were never dispatched are dispatched;
     dispatched branches never claimed are published again (their message may be lost;
     claiming is conditional, so a duplicate is harmless); the JOIN is made if due; and an
@@ -419,7 +423,7 @@ def _heal(task_id: str, fork: ForkStep, position: int) -> Advance:
         ]
         for index in sorted(set(missing) | set(resend)):
             out.publish(Work(task_id, position, index, width))
-        joined = _join_if_done(tx, fork, task_id, position, now)
+        joined = _join_if_done(tx, fork, task_id, position, now, limits)
     return Advance(fork_ended=joined)
 
 

@@ -13,7 +13,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from app.pipeline.definition import ForkStep, HttpCall, SimCall, Step, parse_steps
+from app.pipeline.definition import ForkStep, HttpCall, SimCall, Step, parse_steps, shape_of
+from app.storage.shares import Limits, limits
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,9 @@ class Plan:
     user_id: str  # the task's owner: whose uploads its input may name
     input: Any
     steps: list[Step]
+    # How large an output may be and stay inline, from the task's width: every row's
+    # output, and its fork's results, are kept (app.storage.outputs) within these.
+    limits: Limits
 
 
 class Plans:
@@ -41,7 +45,8 @@ class Plans:
             return plan
 
     def remember(self, task_id: str, user_id: str, task_input: Any, raw_steps: Any) -> Plan:
-        plan = Plan(user_id, task_input, parse_steps(raw_steps))
+        steps = parse_steps(raw_steps)
+        plan = Plan(user_id, task_input, steps, limits(shape_of(steps, task_input)))
         with self._lock:
             self._items[task_id] = plan
             while len(self._items) > self.size:

@@ -93,9 +93,11 @@ def handle(message: dict[str, Any]) -> None:
         if branch < 0:
             _after_step(task_id, plan.steps, position)
         elif isinstance(step, ForkStep):  # the JOIN or the next dispatch may still be due
-            _carry_on(task_id, plan.steps, position, fork.heal(task_id, step, position))
+            healed = fork.heal(task_id, step, position, plan.limits)
+            _carry_on(task_id, plan.steps, position, healed)
     elif call is None and isinstance(step, ForkStep) and branch < 0:
-        _carry_on(task_id, plan.steps, position, fork.start(task_id, step, position))
+        started = fork.start(task_id, step, position, plan.limits)
+        _carry_on(task_id, plan.steps, position, started)
 
 
 def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> None:
@@ -133,7 +135,8 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
             outcome = calls.run_sim(call.step, payload)
         if isinstance(outcome, calls.Succeeded):
             name = f"{step.id}.{'-' if branch is None else branch}"
-            outcome = calls.Succeeded(outputs.keep(task_id, name, outcome.output))
+            kept_output = outputs.keep(task_id, name, outcome.output, plan.limits.row)
+            outcome = calls.Succeeded(kept_output)
         if isinstance(outcome, calls.Requeue):
             with committing() as out:
                 rows.park(out.tx, attempts, outcome.delay_s)
@@ -152,7 +155,9 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
             for token in kept:
                 until = claim.slot_until if token == claim.slot else 0.0
                 spare.append(calls.HeldSlot(call.step.host_key, token, until))
-        settled = fork.Settled(attempts, outcome, width, claim.previous, plan.input, ends_at, spare)
+        settled = fork.Settled(
+            attempts, outcome, width, claim.previous, plan.input, ends_at, spare, plan.limits
+        )
         advance = fork.settle(task_id, step, position, settled)
         following = _carry_on(task_id, plan.steps, position, advance)
         if following is None:

@@ -1,13 +1,16 @@
 """Outputs kept out of the database.
 
-A step's, a branch's or a fork's output whose compact JSON is larger than
-STORAGE_INLINE_MAX_BYTES is written to `tasks/{task_id}/{name}.json` before its row
-settles, and the row holds only a reference, `{"stored": true, "key", "size_bytes"}`. The
-key is the row's own (step id and branch), so a retry or a duplicate message writes the
-same object again rather than a second one: whatever settles, one object counts.
+A step's, a branch's or a fork's output larger than its task's inline limit (`Inline`,
+from app.storage.shares: compact JSON past STORAGE_INLINE_MAX_BYTES, or, in a wide task,
+more than its share of the task's view as the answer shows it) is written to
+`tasks/{task_id}/{name}.json` before its row settles, and the row holds only a reference,
+`{"stored": true, "key", "size_bytes"}`. The key is the row's own (step id and branch), so
+a retry or a duplicate message writes the same object again rather than a second one:
+whatever settles, one object counts.
 
 A fork's results (`{"status", "value"}` per branch) that do not fit inline take the first
-of these shapes that does, decided before anything is written: (a) the fulfilled values
+of these shapes that does (each reference counted as the StoredOutput it shows as),
+decided before anything is written: (a) the fulfilled values
 larger than RESULT_INLINE_BYTES as references, each written under its branch's name
 (`{fork}.{index}`); (b) every fulfilled value as a reference; (c) the list written whole,
 as one object holding the values themselves (no object per value). Every value opens
@@ -16,7 +19,8 @@ a reader meets a bare key: in (c), a value its branch had already stored (larger
 STORAGE_INLINE_MAX_BYTES on its own) stays that branch's `{"stored", "key", "size_bytes"}`
 inside the object; the branch's own `output` in the task's view is its StoredOutput.
 (c) takes a fork so wide that even its references do not fit, about a hundred
-branches at the default limit; inlining such values would mean fetching large objects back.
+branches at the default limit (fewer in a wide task); inlining such values would mean
+fetching large objects back.
 
 Every view renders a reference as the API's `StoredOutput` (`{"stored": true, "url",
 "size_bytes", "expires_at"}`, the URL a presigned GET valid URL_TTL_S from that read), and
@@ -32,9 +36,9 @@ from typing import Any
 
 from app import json_values
 from app.clock import iso
-from app.config import get_settings
 from app.observability import logging as applog
 from app.storage.objects import StorageError, task_prefix
+from app.storage.shares import Inline, stored_output_max_bytes
 
 log = applog.get_logger("app.storage.outputs")
 
@@ -47,16 +51,15 @@ _REFERENCE_FIELDS = {"stored", "key", "size_bytes"}
 RESULT_INLINE_BYTES = 256
 
 
-def keep_results(task_id: str, fork_id: str, results: list[Any]) -> Any:
+def keep_results(task_id: str, fork_id: str, results: list[Any], limit: Inline) -> Any:
     """A fork's joined results (`{"status", "value"}` per branch, in branch order): inline
-    when they fit, else with fulfilled values as references (see the module docstring for
-    which), else written whole.
+    when they fit `limit`, else with fulfilled values as references (see the module
+    docstring for which), else written whole.
 
     Decided from the results alone before anything is written, so a duplicate writes the
     same objects and no others. A reference's size is known without writing it: its key is
     the branch's and its size the value's."""
-    inline_max = get_settings().storage_inline_max_bytes
-    if len(json_values.encode(results)) <= inline_max:
+    if _fits(task_id, results, limit):
         return results
     values = {
         index: json_values.encode(item["value"])
@@ -71,7 +74,7 @@ def keep_results(task_id: str, fork_id: str, results: list[Any]) -> Any:
             else item
             for index, item in enumerate(results)
         ]
-        if len(json_values.encode(planned)) > inline_max:
+        if not _fits(task_id, planned, limit):
             continue
         kept = list(results)
         for index in sorted(moved):
@@ -80,17 +83,40 @@ def keep_results(task_id: str, fork_id: str, results: list[Any]) -> Any:
                 kept[index] = {**results[index], "value": reference}
         return kept
     # The values stay in the one object, where its reader finds them.
-    return keep(task_id, f"{fork_id}.-", results)
+    return keep(task_id, f"{fork_id}.-", results, limit)
 
 
-def keep(task_id: str, name: str, value: Any) -> Any:
-    """`value`, or a reference to the object it was written to when its JSON is larger than
-    STORAGE_INLINE_MAX_BYTES. `name` is the row's (e.g. `draft.-`, `variants.3`)."""
+def keep(task_id: str, name: str, value: Any, limit: Inline) -> Any:
+    """`value`, or a reference to the object it was written to when it is larger than
+    `limit` (the task's, app.storage.shares). `name` is the row's (e.g. `draft.-`,
+    `variants.3`)."""
     data = json_values.encode(value)
-    if len(data) <= get_settings().storage_inline_max_bytes:
+    if len(data) <= limit.max_bytes and shown_bytes(task_id, value) <= limit.max_answer_bytes:
         return value
     reference = _put(task_id, name, data)
     return value if reference is None else reference
+
+
+def _fits(task_id: str, value: Any, limit: Inline) -> bool:
+    return (
+        len(json_values.encode(value)) <= limit.max_bytes
+        and shown_bytes(task_id, value) <= limit.max_answer_bytes
+    )
+
+
+def shown_bytes(task_id: str, value: Any) -> int:
+    """The most answer bytes `value` takes in a view (`render`): its own
+    (json_values.answer_bytes), with each of the task's references in it counted as the
+    largest StoredOutput instead."""
+    stored = stored_output_max_bytes()
+    if is_reference(task_id, value):
+        return stored
+    size = json_values.answer_bytes(value)
+    if isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict) and is_reference(task_id, item.get("value")):
+                size += stored - json_values.answer_bytes(item["value"])
+    return size
 
 
 def _put(task_id: str, name: str, data: bytes) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from app import json_values
 from app.clock import utcnow
 from app.db.conflicts import retry_conflicts
 from app.db.tables import task_steps, tasks
@@ -39,6 +40,11 @@ ACTIVE = ("queued", "running")
 
 
 def step_failed(message: str) -> dict[str, str]:
+    """A failed step's or task's error; its message at most ERROR_MESSAGE_MAX_BYTES, which
+    the bound on a task's view counts on (app.storage.shares)."""
+    data = message.encode()
+    if len(data) > json_values.ERROR_MESSAGE_MAX_BYTES:
+        message = data[: json_values.ERROR_MESSAGE_MAX_BYTES].decode(errors="ignore")
     return {"code": ErrorCode.PIPELINE_STEP_FAILED.value, "message": message}
 
 

@@ -30,7 +30,7 @@ from app.pipeline import messages, store
 from app.pipeline.definition import ForkStep, ItemsError, Step, parse_steps
 from app.quota import service as quota
 from app.quota.service import QUOTA_MAX
-from app.storage import uploads
+from app.storage import shares, uploads
 from app.tasks import hooks, lifecycle
 from app.tasks.views import load_view, load_views, task_view
 
@@ -40,10 +40,11 @@ IDEMPOTENCY_SCOPE = "tasks"
 # would take its items past this many bytes of the answer (json_values.answer_bytes: the
 # body escaped inside SCF's payload, up to three times its JSON); its next_cursor goes on
 # from there, and the first item always goes. One item is at most 64 KiB of input and an
-# output of STORAGE_INLINE_MAX_BYTES (16 KiB; a larger one is a StoredOutput of about 300
-# bytes), so under 250 KB of answer. (An output kept inline because the bucket could not be
-# written, or from before outputs went to COS, is at most 1 MiB: 3.2 MB of answer, alone on
-# its page if it is past the bound.) So a page is under 4.2 MB.
+# output of STORAGE_INLINE_MAX_BYTES (16 KiB; a larger one is a StoredOutput of at most
+# about 6 KB, app.storage.shares), so under 250 KB of answer. (An output kept inline
+# because the bucket could not be written, or from before outputs went to COS, is at most
+# 1 MiB: 3.2 MB of answer, alone on its page if it is past the bound.) So a page is under
+# 4.2 MB.
 PAGE_MAX_BYTES = 4 * 1024 * 1024
 
 
@@ -66,9 +67,11 @@ class _Plan:
 def _plan(task_id: str, pipeline_cost: int, steps: list[Step], task_input: dict[str, Any]) -> _Plan:
     """One row per step and one per fork branch, all pending, and the cost: the pipeline's
     plus each fork's `cost_per_branch` times its branches. A fork's width is fixed here, from
-    the input, so the runner never has to guess it."""
+    the input, so the runner never has to guess it; a task too wide for its view to fit
+    one answer (app.storage.shares) is refused."""
     now = utcnow()
     rows: list[dict[str, Any]] = []
+    widths: list[int | None] = []  # each step's branches (None: no fork)
     cost = pipeline_cost
     # The only place a for_each fork's width meets the limit: the runner reads it back uncapped.
     limit = get_settings().pipeline_max_branches
@@ -89,6 +92,7 @@ def _plan(task_id: str, pipeline_cost: int, steps: list[Step], task_input: dict[
 
     for position, step in enumerate(steps):
         rows.append(row(position, -1, step.id, step.type))
+        widths.append(None)
         if isinstance(step, ForkStep):
             try:
                 width = len(step.items(task_input, limit))
@@ -100,7 +104,15 @@ def _plan(task_id: str, pipeline_cost: int, steps: list[Step], task_input: dict[
                     f"the input gives {width}"
                 )
             rows.extend(row(position, b, step.id, step.branch_step(b).type) for b in range(width))
+            widths[-1] = width
             cost += step.cost_per_branch * width
+    forks = tuple(width for width in widths if width is not None)
+    shape = shares.Shape(len(steps), forks, widths[-1] or 0)
+    if shares.too_wide(shape):
+        raise _invalid_input(
+            f"the task would have {shape.rows} steps and fork branches, more than its view "
+            "can show in one answer even with every output kept in COS"
+        )
     if cost > QUOTA_MAX:
         raise _invalid_input(f"the task would cost {cost}, more than any balance can hold")
     return _Plan(rows, cost)
