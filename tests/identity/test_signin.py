@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections import Counter
 
@@ -465,3 +466,22 @@ def test_each_sign_in_route_names_its_user_on_the_invocation_log_line(flows: Flo
     # (registering and the code login each ask for an SMS code first: no user yet)
     lines = [line for line in logs.where(message="invocation") if line["route"] != "/auth/sms-code"]
     assert [line.get("user_id") for line in lines] == [p["user"]["id"] for p in pairs]
+
+
+def test_failures_per_ip_count_an_ipv6_client_by_its_64(flows: Flows) -> None:
+    with settings_env(LOGIN_FAILURES_PER_IP_PER_HOUR="2"):
+        prefix = f"2001:db8:{secrets.randbelow(65536):x}:{secrets.randbelow(65536):x}"
+        for host in ("::1", "::2"):
+            assert flows.login(new_phone(), "wrong password", ip=prefix + host).status == 401
+        reply = flows.login(new_phone(), "wrong password", ip=f"{prefix}:ffff::3")
+        assert (reply.status, reply.json()["code"]) == (429, "AUTH_TOO_MANY_ATTEMPTS")
+
+
+def test_registered_phone_lookups_count_an_ipv6_client_by_its_64(flows: Flows) -> None:
+    registered = [flows.registered()["user"]["phone"] for _ in range(2)]
+    with settings_env(SMS_PER_IP_PER_HOUR="1"):
+        prefix = f"2001:db8:{secrets.randbelow(65536):x}:{secrets.randbelow(65536):x}"
+        first = flows.sms(registered[0], "register", ip=f"{prefix}::1")
+        assert first.json()["code"] == "PHONE_ALREADY_REGISTERED"
+        reply = flows.sms(registered[1], "register", ip=f"{prefix}::2")
+        assert (reply.status, reply.json()["code"]) == (429, "SMS_RATE_LIMITED")

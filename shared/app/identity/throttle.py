@@ -24,10 +24,16 @@ Also the per-IP count of registered-phone lookups (a register code asked for, wh
 contract answers with 409 for a registered phone): that answer is given at most
 SMS_PER_IP_PER_HOUR times an hour per IP, so it cannot be harvested for a list of numbers.
 Registration itself says nothing about a phone to a caller without its code.
+
+"Per IP" is per client network (`app.addresses.client_network`): an IPv4 address, or an
+IPv6 address's /64, inside which one client can take any number of addresses. Until the
+release that counted a /64 as one, IPv6 counters were per address: their counts are not
+carried over, once.
 """
 
 from __future__ import annotations
 
+from app.addresses import client_network
 from app.config import get_settings
 from app.errors import AppError, ErrorCode
 from app.identity import counters
@@ -41,7 +47,7 @@ def _phone_key(phone: str) -> str:
 
 
 def _ip_key(ip: str) -> str:
-    return f"login:fail:ip:{ip or 'unknown'}"
+    return f"login:fail:ip:{client_network(ip) or 'unknown'}"
 
 
 def _too_many(retry_after: int) -> AppError:
@@ -77,7 +83,7 @@ def release(phone: str, ip: str) -> None:
 
 
 def _lookup_key(ip: str) -> str:
-    return f"lookup:phone:ip:{ip or 'unknown'}"
+    return f"lookup:phone:ip:{client_network(ip) or 'unknown'}"
 
 
 def take_lookup(ip: str) -> None:
@@ -92,7 +98,7 @@ def take_lookup(ip: str) -> None:
 
 
 def _wechat_key(ip: str) -> str:
-    return f"wechat:login:ip:{ip or 'unknown'}"
+    return f"wechat:login:ip:{client_network(ip) or 'unknown'}"
 
 
 def take_wechat_login(ip: str) -> None:
