@@ -485,3 +485,21 @@ def test_registered_phone_lookups_count_an_ipv6_client_by_its_64(flows: Flows) -
         assert first.json()["code"] == "PHONE_ALREADY_REGISTERED"
         reply = flows.sms(registered[1], "register", ip=f"{prefix}::2")
         assert (reply.status, reply.json()["code"]) == (429, "SMS_RATE_LIMITED")
+
+
+def test_password_checks_per_phone_are_bounded_successes_included(flows: Flows) -> None:
+    """A right password gives its attempt back to the failure counts, so without a bound of
+    its own one account's holder could have a bcrypt check run on every request, from one
+    address, for ever."""
+    pair = flows.registered()
+    phone = pair["user"]["phone"]
+    with settings_env(LOGIN_PER_PHONE_PER_HOUR="3"):
+        for _ in range(3):
+            assert flows.login(phone, ip="192.0.2.90").status == 200
+        refused = flows.login(phone, ip="192.0.2.91")
+        assert (refused.status, refused.json()["code"]) == (429, "AUTH_TOO_MANY_ATTEMPTS")
+        assert int(refused.header("Retry-After")) > 0
+        assert flows.code_login(phone).status == 200  # an SMS code still signs in
+        # The refusal took nothing from the address: another phone signs in from it.
+        other = flows.registered()["user"]["phone"]
+        assert flows.login(other, ip="192.0.2.91").status == 200
