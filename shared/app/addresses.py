@@ -56,6 +56,26 @@ def is_public(address: IpAddress) -> bool:
     return address.is_global and not address.is_multicast
 
 
+# The block an IPv6 subscriber is given at the least: a host inside it picks its own
+# addresses (privacy extensions rotate them), so one client is one /64, not one address.
+CLIENT_PREFIX_V6 = 64
+
+
+def client_network(text: str) -> str:
+    """What a per-client limit counts the client address `text` under: an IPv4 address as
+    itself (one written IPv4-mapped too), an IPv6 address as its /64 (`2001:db8:1:2::/64`);
+    text that is no address (empty, a name) as it is written."""
+    address = parse(text)
+    if address is None:
+        return text
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        network = ipaddress.IPv6Network((address, CLIENT_PREFIX_V6), strict=False)
+        return str(network)
+    return str(address)
+
+
 def parse(text: str) -> IpAddress | None:
     """`text` as an IP address (brackets and an IPv6 zone dropped), None for a name."""
     try:

@@ -168,6 +168,8 @@ class Settings(BaseModel):
     login_max_failures: int = Field(5, ge=1)
     login_lock_s: int = Field(900, ge=1)
     login_failures_per_ip_per_hour: int = Field(100, ge=1)
+    # Password checks per phone per hour, right ones included: each is a bcrypt check.
+    login_per_phone_per_hour: int = Field(30, ge=1)
     bcrypt_cost: int = Field(12, ge=10, le=16)
     admin_phones: str = ""  # comma separated, any accepted phone format
     # At most what a balance holds (app.quota.service.QUOTA_MAX): past it every sign-up fails.

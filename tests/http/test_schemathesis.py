@@ -87,6 +87,7 @@ LIMITS_RAISED = {
     "SMS_PER_IP_PER_HOUR": "1000000",
     "LOGIN_MAX_FAILURES": "1000000",
     "LOGIN_FAILURES_PER_IP_PER_HOUR": "1000000",
+    "LOGIN_PER_PHONE_PER_HOUR": "1000000",
 }
 # These end sessions: each call gets a session of its own, of an account kept for them, so
 # the accounts the other operations use stay signed in.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections import Counter
 
@@ -465,3 +466,40 @@ def test_each_sign_in_route_names_its_user_on_the_invocation_log_line(flows: Flo
     # (registering and the code login each ask for an SMS code first: no user yet)
     lines = [line for line in logs.where(message="invocation") if line["route"] != "/auth/sms-code"]
     assert [line.get("user_id") for line in lines] == [p["user"]["id"] for p in pairs]
+
+
+def test_failures_per_ip_count_an_ipv6_client_by_its_64(flows: Flows) -> None:
+    with settings_env(LOGIN_FAILURES_PER_IP_PER_HOUR="2"):
+        prefix = f"2001:db8:{secrets.randbelow(65536):x}:{secrets.randbelow(65536):x}"
+        for host in ("::1", "::2"):
+            assert flows.login(new_phone(), "wrong password", ip=prefix + host).status == 401
+        reply = flows.login(new_phone(), "wrong password", ip=f"{prefix}:ffff::3")
+        assert (reply.status, reply.json()["code"]) == (429, "AUTH_TOO_MANY_ATTEMPTS")
+
+
+def test_registered_phone_lookups_count_an_ipv6_client_by_its_64(flows: Flows) -> None:
+    registered = [flows.registered()["user"]["phone"] for _ in range(2)]
+    with settings_env(SMS_PER_IP_PER_HOUR="1"):
+        prefix = f"2001:db8:{secrets.randbelow(65536):x}:{secrets.randbelow(65536):x}"
+        first = flows.sms(registered[0], "register", ip=f"{prefix}::1")
+        assert first.json()["code"] == "PHONE_ALREADY_REGISTERED"
+        reply = flows.sms(registered[1], "register", ip=f"{prefix}::2")
+        assert (reply.status, reply.json()["code"]) == (429, "SMS_RATE_LIMITED")
+
+
+def test_password_checks_per_phone_are_bounded_successes_included(flows: Flows) -> None:
+    """A right password gives its attempt back to the failure counts, so without a bound of
+    its own one account's holder could have a bcrypt check run on every request, from one
+    address, for ever."""
+    pair = flows.registered()
+    phone = pair["user"]["phone"]
+    with settings_env(LOGIN_PER_PHONE_PER_HOUR="3"):
+        for _ in range(3):
+            assert flows.login(phone, ip="192.0.2.90").status == 200
+        refused = flows.login(phone, ip="192.0.2.91")
+        assert (refused.status, refused.json()["code"]) == (429, "AUTH_TOO_MANY_ATTEMPTS")
+        assert int(refused.header("Retry-After")) > 0
+        assert flows.code_login(phone).status == 200  # an SMS code still signs in
+        # The refusal took nothing from the address: another phone signs in from it.
+        other = flows.registered()["user"]["phone"]
+        assert flows.login(other, ip="192.0.2.91").status == 200

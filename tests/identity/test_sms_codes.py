@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -201,3 +202,25 @@ def test_a_console_code_is_one_write_so_concurrent_lines_never_interleave(monkey
     with settings_env(SMS_PROVIDER="console"):
         sms_delivery.deliver("+8613800000000", "123456")
     assert writes == ["[dev sms, not for production] +8613800000000 code 123456\n"]
+
+
+def test_the_hourly_limit_per_ip_counts_an_ipv6_client_by_its_64(flows: Flows) -> None:
+    # One subscriber is given a /64 and picks addresses inside it at will (privacy
+    # extensions): counted per address, the limit would be no limit at all.
+    with settings_env(SMS_PER_IP_PER_HOUR="2"):
+        prefix = f"2001:db8:{secrets.randbelow(65536):x}:{secrets.randbelow(65536):x}"
+        assert flows.sms(new_phone(), ip=f"{prefix}::1").status == 200
+        assert flows.sms(new_phone(), ip=f"{prefix}:0:0:0:2").status == 200
+        reply = flows.sms(new_phone(), ip=f"{prefix}:aaaa:bbbb:cccc:dddd")
+        assert (reply.status, reply.json()["code"]) == (429, "SMS_RATE_LIMITED")
+        assert flows.sms(new_phone(), ip=f"{prefix}:1::1").status == 429
+        # the next /64 is another client
+        other = f"2001:db8:{secrets.randbelow(65536):x}:{secrets.randbelow(65536):x}::1"
+        assert flows.sms(new_phone(), ip=other).status == 200
+
+
+def test_an_ipv4_client_written_as_ipv6_is_counted_as_itself(flows: Flows) -> None:
+    with settings_env(SMS_PER_IP_PER_HOUR="1"):
+        ip = new_ip()
+        assert flows.sms(new_phone(), ip=ip).status == 200
+        assert flows.sms(new_phone(), ip=f"::ffff:{ip}").status == 429

@@ -200,3 +200,41 @@ def test_the_change_holds_even_when_ending_sessions_fails(flows: Flows) -> None:
         token=admin,
     ).json()
     assert [(u["id"], u["role"]) for u in listed["items"]] == [(user_id, "admin")]
+
+
+def test_an_admin_route_given_a_user_id_of_another_shape_is_404_and_changes_nothing(
+    flows: Flows,
+) -> None:
+    """The database compares ids ignoring trailing spaces (PAD SPACE), the sessions and the
+    cached profile do not: `<id> ` disabled the row but ended no session and left the cached
+    profile enabled, and granted quota the cached profile never showed."""
+    pair = flows.registered()
+    user_id, token = pair["user"]["id"], pair["access_token"]
+    admin = flows.admin_token()
+    for variant in (f"{user_id} ", f"{user_id}%20", f"{user_id}  ", user_id.lower()):
+        disabled = flows.call(
+            "admin-users-id",
+            "PATCH",
+            f"/admin/users/{variant}",
+            body={"disabled": True},
+            token=admin,
+        )
+        assert (disabled.status, disabled.json()["code"]) == (404, "NOT_FOUND"), variant
+        granted = flows.call(
+            "admin-users-id",
+            "POST",
+            f"/admin/users/{variant}/quota",
+            body={"delta": 5, "reason": "x"},
+            token=admin,
+        )
+        assert (granted.status, granted.json()["code"]) == (404, "NOT_FOUND"), variant
+    me = flows.me(token)
+    assert me.status == 200 and me.json()["quota"]["balance"] == 0
+    listed = flows.call(
+        "admin-users-list",
+        "GET",
+        "/admin/users",
+        query={"phone": pair["user"]["phone"]},
+        token=admin,
+    ).json()["items"]
+    assert listed == [me.json()]

@@ -329,3 +329,18 @@ def test_at_log_level_debug_no_line_carries_the_app_secret_or_the_login_code(
     output = child.stdout + child.stderr
     assert "the app's own debug line" in output
     assert secret not in output and code not in output
+
+
+def test_wechat_sign_ins_count_an_ipv6_client_by_its_64(flows: Flows) -> None:
+    def sign_in(ip: str) -> Reply:
+        code = _code()
+        flows.wechat.code(code, openid=_openid())
+        return flows.call(
+            "auth-wechat-login", "POST", "/auth/wechat-login", body={"code": code}, source_ip=ip
+        )
+
+    with settings_env(WECHAT_LOGIN_PER_IP_PER_HOUR="1"):
+        prefix = f"2001:db8:{secrets.randbelow(65536):x}:{secrets.randbelow(65536):x}"
+        assert sign_in(f"{prefix}::1").status == 200
+        refused = sign_in(f"{prefix}::2")
+        assert (refused.status, refused.json()["code"]) == (429, "RATE_LIMITED")

@@ -202,3 +202,57 @@ def test_fork_results_too_wide_even_as_references_are_one_object_of_the_values(
         assert task["status"] == "succeeded", task
         assert opened(task["output"]) == [{"status": "fulfilled", "value": a} for a in answers]
     assert objects(task["id"]) == [f"tasks/{task['id']}/f.-.json"]
+
+
+def test_an_answer_shaped_like_a_reference_leaving_the_task_prefix_is_shown_as_it_is(
+    cos: FakeCos, worker: Worker
+) -> None:
+    """An upstream sees every task it serves, so it knows other tasks' ids. A reference-shaped
+    answer whose key starts with its own task's prefix but climbs out of it (`..`, another
+    folder, a name the runner never writes) is its answer, not ours: no presigned GET for it,
+    neither in the task's view nor in the next call's `previous`."""
+    customer = Customer(quota=10)
+    with FakeUpstream() as upstream:
+        upstream.script("/draw", lambda _c: Answer(200, BIG))
+        victim = customer.wait(
+            customer.create(
+                new_pipeline([{"id": "draw", "type": "http", "url": upstream.url("/draw")}]), {}
+            ).json()["id"]
+        )
+        stolen = f"tasks/{victim['id']}/draw.-.json"
+        assert objects(victim["id"]) == [stolen]
+        forged: list[dict[str, Any]] = []
+
+        def forge(call: Any) -> Answer:
+            own = f"tasks/{call.body['task_id']}/"
+            keys = [
+                f"{own}../{victim['id']}/draw.-.json",
+                f"{own}x/../../{victim['id']}/draw.-.json",
+                f"{own}%2e%2e/{victim['id']}/draw.-.json",
+                f"{own}../../uploads/someone/object",
+                f"{own}draw.-.json/../../{victim['id']}/draw.-.json",
+            ]
+            forged[:] = [{"stored": True, "key": key, "size_bytes": 10} for key in keys]
+            return Answer(200, forged[call.body["branch"]])
+
+        upstream.script("/forge", forge)
+        upstream.script("/next", lambda _c: Answer(200, {"ok": True}))
+        pipeline = new_pipeline(
+            [
+                {
+                    "id": "f",
+                    "type": "fork",
+                    "for_each": "input.items",
+                    "step": {"type": "http", "url": upstream.url("/forge")},
+                },
+                {"id": "next", "type": "http", "url": upstream.url("/next")},
+            ]
+        )
+        task = customer.wait(customer.create(pipeline, {"items": [0, 1, 2, 3, 4]}).json()["id"])
+        [after] = upstream.calls_to("/next")
+    assert task["status"] == "succeeded"
+    fork = task["steps"][0]
+    assert [b["output"] for b in fork["branches"]] == forged
+    assert [r["value"] for r in fork["output"]] == forged
+    assert [r["value"] for r in after.body["previous"]] == forged
+    assert "url" not in json.dumps([task, after.body["previous"]])

@@ -288,3 +288,51 @@ def test_a_kms_down_past_the_retries_fails_the_step_with_a_plain_message(
     assert len(logs.where(message="step secret not available", secret=name)) == 2
     assert "sk-never-sent" not in logs.text
     assert upstream.calls_to("/render") == []
+
+
+def test_an_upstream_that_echoes_a_secret_has_it_kept_out_of_the_output(
+    worker: Worker, upstream: FakeUpstream
+) -> None:
+    """An upstream that answers with what it was sent (a debugging echo, request metadata)
+    would put the secret in the step's output: the task's view, the stored rows and the next
+    call's `previous`, where the customer reads it. Each place it appears in the answer is
+    `[secret]`; the rest of the answer stays."""
+    name, value = new_name(), "sk-" + secrets.token_urlsafe(24)
+    assert put_secret(name, value).status == 204
+    upstream.script(
+        "/echo",
+        lambda c: Answer(
+            200,
+            {
+                "headers": c.headers,
+                "nested": [{"note": f"key={c.headers['authorization'][7:]}!"}],
+                c.headers["authorization"]: "a key",
+                "kept": "visible",
+            },
+        ),
+    )
+    pipeline = "p-" + secrets.token_hex(4)
+    steps = [
+        {
+            "id": "a",
+            "type": "http",
+            "url": upstream.url("/echo"),
+            "headers": {"Authorization": reference(name)},
+        },
+        {"id": "b", "type": "http", "url": upstream.url("/render")},
+    ]
+    assert put_pipeline(pipeline, steps).status == 200
+    user = Customer(quota=1)
+    task = user.wait(user.create(pipeline, {"text": "hi"}).json()["id"])
+    assert task["status"] == "succeeded", task
+    [echoed] = upstream.calls_to("/echo")
+    assert echoed.headers["authorization"] == f"Bearer {value}"
+    output = task["steps"][0]["output"]
+    assert output["headers"]["authorization"] == "Bearer [secret]"
+    assert output["nested"] == [{"note": "key=[secret]!"}]
+    assert output["Bearer [secret]"] == "a key" and output["kept"] == "visible"
+    [after] = upstream.calls_to("/render")
+    seen = [json.dumps(task), json.dumps(after.body)]
+    with transaction() as tx:
+        seen += [str(tuple(row)) for row in tx.execute(text("SELECT * FROM task_steps"))]
+    assert not [where for where in seen if value in where]

@@ -34,6 +34,7 @@ import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
+from app.addresses import client_network
 from app.config import get_settings
 from app.errors import AppError, ErrorCode
 from app.identity import counters, sms_delivery
@@ -123,7 +124,8 @@ def _take_quota(phone: str, ip: str) -> None:
     settings = get_settings()
     now = datetime.now(_CHINA)
     phone_keys = (cooldown_key(phone), f"sms:day:{tag(phone)}:{now:%Y%m%d}")
-    ip_key = f"sms:ip:{ip or 'unknown'}:{now:%Y%m%d%H}"
+    # An IPv6 client counts as its /64 (app.identity.throttle says why).
+    ip_key = f"sms:ip:{client_network(ip) or 'unknown'}:{now:%Y%m%d%H}"
     token = secrets.token_hex(8)
     verdict, pttl_ms = get_redis().eval(
         _TAKE_PHONE,

@@ -8,14 +8,22 @@ resets the phone's count and gives the IP its attempt back, and an attempt that 
 judged (an error, a disabled account) is given back to both. SMS code login is not counted
 here and stays open, so a stranger guessing passwords cannot lock the owner out.
 
+Every password check, the right ones included, also counts against the phone's hour
+(LOGIN_PER_PHONE_PER_HOUR): a right password gives its attempt back to the two failure
+counts, so without this one account's holder could have a bcrypt check (about 250 ms of CPU
+at cost 12) run on every request from one address, without end. A stranger's wrong guesses
+reach the failure lock first (LOGIN_MAX_FAILURES per LOGIN_LOCK_S: 20 an hour by default,
+under the default 30), so they cannot spend the owner's hour.
+
 The phone's counter and the IP's are different entities, in different Redis Cluster slots,
-so a reservation takes them one after the other (`app.identity.counters`): the phone's,
-then the IP's, giving the phone's back when the IP refuses. What holds, as when one script
-took both: each counter is checked and counted in one step, so no number of parallel
-guesses gets past either limit, and a refusal's Retry-After is the phone's when both are
-full. What changed: between the two steps an attempt that the IP will refuse holds one of
-the phone's attempts for a moment (a parallel attempt on that phone may be refused
-meanwhile), and if the instance dies between them the phone keeps it: strict, never lax.
+so a reservation takes them one after the other (`app.identity.counters`): the phone's
+(failures, then checks), then the IP's, giving the earlier ones back when a later one
+refuses. What holds, as when one script took both: each counter is checked and counted in
+one step, so no number of parallel guesses gets past any limit, and a refusal's
+Retry-After is the phone's when several are full. What changed: between the steps an
+attempt that a later counter will refuse holds the phone's for a moment (a parallel
+attempt on that phone may be refused meanwhile), and if the instance dies between them the
+phone keeps it: strict, never lax.
 
 Also the per-IP count of WeChat sign-ins (WECHAT_LOGIN_PER_IP_PER_HOUR): each is a call to
 WeChat, and a new code can be a new account.
@@ -24,10 +32,16 @@ Also the per-IP count of registered-phone lookups (a register code asked for, wh
 contract answers with 409 for a registered phone): that answer is given at most
 SMS_PER_IP_PER_HOUR times an hour per IP, so it cannot be harvested for a list of numbers.
 Registration itself says nothing about a phone to a caller without its code.
+
+"Per IP" is per client network (`app.addresses.client_network`): an IPv4 address, or an
+IPv6 address's /64, inside which one client can take any number of addresses. Until the
+release that counted a /64 as one, IPv6 counters were per address: their counts are not
+carried over, once.
 """
 
 from __future__ import annotations
 
+from app.addresses import client_network
 from app.config import get_settings
 from app.errors import AppError, ErrorCode
 from app.identity import counters
@@ -41,7 +55,7 @@ def _phone_key(phone: str) -> str:
 
 
 def _ip_key(ip: str) -> str:
-    return f"login:fail:ip:{ip or 'unknown'}"
+    return f"login:fail:ip:{client_network(ip) or 'unknown'}"
 
 
 def _too_many(retry_after: int) -> AppError:
@@ -52,32 +66,43 @@ def _too_many(retry_after: int) -> AppError:
     )
 
 
+def _checks_key(phone: str) -> str:
+    return f"login:checks:phone:{phone}"
+
+
 def reserve(phone: str, ip: str) -> None:
     """Count one attempt for the phone and the IP, or raise AUTH_TOO_MANY_ATTEMPTS."""
     settings = get_settings()
     wait = counters.take(_phone_key(phone), settings.login_max_failures, settings.login_lock_s)
     if wait:
         raise _too_many(wait)
+    wait = counters.take(_checks_key(phone), settings.login_per_phone_per_hour, _IP_WINDOW_S)
+    if wait:
+        counters.give_back(_phone_key(phone))
+        raise _too_many(wait)
     wait = counters.take(_ip_key(ip), settings.login_failures_per_ip_per_hour, _IP_WINDOW_S)
     if wait:
+        counters.give_back(_checks_key(phone))
         counters.give_back(_phone_key(phone))
         raise _too_many(wait)
 
 
 def succeeded(phone: str, ip: str) -> None:
-    """The right password: the phone starts afresh and the IP gets its attempt back."""
+    """The right password: the phone's failures start afresh and the IP gets its attempt
+    back; the check stays counted for the phone's hour."""
     get_redis().delete(_phone_key(phone))
     counters.give_back(_ip_key(ip))
 
 
 def release(phone: str, ip: str) -> None:
-    """An attempt that was not a failure: both counters get it back."""
+    """An attempt that was not judged: every counter gets it back."""
     counters.give_back(_phone_key(phone))
+    counters.give_back(_checks_key(phone))
     counters.give_back(_ip_key(ip))
 
 
 def _lookup_key(ip: str) -> str:
-    return f"lookup:phone:ip:{ip or 'unknown'}"
+    return f"lookup:phone:ip:{client_network(ip) or 'unknown'}"
 
 
 def take_lookup(ip: str) -> None:
@@ -92,7 +117,7 @@ def take_lookup(ip: str) -> None:
 
 
 def _wechat_key(ip: str) -> str:
-    return f"wechat:login:ip:{ip or 'unknown'}"
+    return f"wechat:login:ip:{client_network(ip) or 'unknown'}"
 
 
 def take_wechat_login(ip: str) -> None:

@@ -18,7 +18,7 @@ from app.db.tables import users
 from app.db.transaction import Transaction, transaction
 from app.errors import AppError, ErrorCode
 from app.identity import invites, phones, sessions
-from app.ids import new_id
+from app.ids import is_id, new_id
 from app.profiles import User
 from app.quota.service import grant
 
@@ -246,7 +246,12 @@ def update_profile(user_id: str, changes: dict[str, Any]) -> User:
 def admin_change(user_id: str, *, role: str | None = None, disabled: bool | None = None) -> User:
     """Role and disabled flag. Disabling ends every session, and enabling revives none.
     A change that would leave no admin able to act (the last one demoted or disabled, by
-    another or by themselves) is `403 FORBIDDEN` and changes nothing."""
+    another or by themselves) is `403 FORBIDDEN` and changes nothing. An id of another shape
+    than ids are made in is `404`: the database ignores trailing spaces when it compares, the
+    sessions' and cached profile's keys do not (`<id> ` disabled the row, ended no session,
+    left the profile cached as enabled and slipped past the last-admin check)."""
+    if not is_id(user_id):
+        raise AppError(ErrorCode.NOT_FOUND, "User not found.")
     values: dict[str, Any] = {}
     if role is not None:
         values["role"] = role

@@ -19,7 +19,7 @@ from app.db.tables import quota_ledger, quota_transactions, users
 from app.db.transaction import Transaction
 from app.db.types import UtcDateTime
 from app.errors import AppError, ErrorCode
-from app.ids import new_id
+from app.ids import is_id, new_id
 
 Phase = Literal["reserved", "confirmed", "cancelled"]
 
@@ -88,6 +88,10 @@ class SagaRow:
 
 
 def lock_user(db: Transaction, user_id: str) -> tuple[int, int]:
+    # Only an id of the shape ids are made in: the database ignores trailing spaces when it
+    # compares, the cached profile's key does not, and would go on showing the old counters.
+    if not is_id(user_id):
+        raise AppError(ErrorCode.NOT_FOUND, "User not found.")
     row = _LOCK_USER.run(db, {"user_id": user_id}).first()
     if row is None:
         raise AppError(ErrorCode.NOT_FOUND, "User not found.")

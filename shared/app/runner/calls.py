@@ -9,7 +9,8 @@ secret of its headers that cannot be had now (KMS down: the step's error says on
 secret is not available, the log says which and why); other 4xx are not, nor is a header
 whose filled value no header can carry (CR, LF, beyond Latin-1: the step fails naming the
 header); a step is called at most `1 + retries` times in all, counted in its row so a
-re-queued or taken-over step keeps the count. Each call holds an
+re-queued or taken-over step keeps the count. A secret the call sent is `[secret]` wherever
+the answer holds it (an upstream that echoes its request). Each call holds an
 upstream host slot; no free slot, or a wait longer than INLINE_WAIT_MAX_S, ends the
 invocation with `Requeue` instead of sleeping inside the function. A call ends by its
 timeout in all (`app.outbound.deadline`), not only per socket read, so it never outlives
@@ -121,9 +122,10 @@ def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -
     )
 
     headers = {"Idempotency-Key": key}
+    sent_secrets: dict[str, str] = {}
     if step.headers:
         try:
-            headers = {**vault_store.fill(step.headers), **headers}
+            filled = vault_store.fill(step.headers)
         except vault_store.Unavailable as gone:
             # A secret that does not open now is a dependency that is down (KMS, most
             # often): retried like a 5xx. Which secret and why (key ids, KMS's codes) is the
@@ -136,6 +138,8 @@ def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -
                 reason=str(gone),
             )
             return _Answer(retryable=True, message=CREDENTIAL_UNAVAILABLE)
+        headers = {**filled.headers, **headers}
+        sent_secrets = filled.secrets
         for header, value in headers.items():
             # A stored secret may hold what no header can (a PEM key's newlines, text
             # beyond Latin-1): the same answer every time, named by header, never by value.
@@ -172,13 +176,50 @@ def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -
             # Nothing that could not be stored becomes an output; the upstream may answer
             # better next time, so it is a failed attempt like a 5xx.
             return _Answer(retryable=True, message=f"the upstream answered {status}: {refused}")
-        return _Answer(output=output, ok=True)
+        return _Answer(output=_without_secrets(output, sent_secrets), ok=True)
     message = f"the upstream answered {status}"
     # 408: the upstream's own timeout ended the call, which is retried as ours would be.
     if status in (408, 429) or status >= 500:
         wait = retry_after_s(reply.header("Retry-After")) if status in (429, 503) else None
         return _Answer(retryable=True, retry_after=wait, message=message)
     return _Answer(message=message)
+
+
+# What a secret the step sent becomes wherever its answer holds it.
+SECRET_SHOWN = "[secret]"  # noqa: S105 - the placeholder, not a secret
+
+
+def _without_secrets(output: Any, sent: dict[str, str]) -> Any:
+    """`output` with every secret value the call sent replaced by SECRET_SHOWN, in its
+    strings and its objects' keys: an upstream that echoes what it was sent would otherwise
+    put the secret into the step's row, the task's view and the next call's `previous`.
+    Logged by name when it happens, never by value."""
+    if not sent:
+        return output
+    found: set[str] = set()
+
+    def clean(text: str) -> str:
+        for name, value in sent.items():
+            if value in text:
+                found.add(name)
+                text = text.replace(value, SECRET_SHOWN)
+        return text
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            return clean(item)
+        if isinstance(item, dict):
+            return {clean(k): walk(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [walk(v) for v in item]
+        return item
+
+    cleaned = walk(output)
+    for name in sorted(found):
+        applog.log_fields(
+            log, logging.WARNING, "upstream answer held a secret it was sent", secret=name
+        )
+    return cleaned
 
 
 def slot_lease_s(step: HttpCall) -> float:

@@ -25,13 +25,15 @@ fetching large objects back.
 Every view renders a reference as the API's `StoredOutput` (`{"stored": true, "url",
 "size_bytes", "expires_at"}`, the URL a presigned GET valid URL_TTL_S from that read), and
 so does the `previous` an upstream call receives. Only a reference under the task's own
-prefix is one: an upstream that answers something shaped like a reference to another
-task's object gets its answer shown as it is.
+prefix, under a name this module writes (`{step}.{branch or -}.json`), is one: an upstream
+that answers something shaped like a reference to another task's object, or to a key that
+climbs out of its own task's prefix (`..`), gets its answer shown as it is.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from app import json_values
@@ -44,6 +46,11 @@ log = applog.get_logger("app.storage.outputs")
 
 URL_TTL_S = 3600
 _REFERENCE_FIELDS = {"stored", "key", "size_bytes"}
+# The names `_key` writes under a task's prefix: a row's step id (app.pipeline.definition's
+# STEP_ID) and its branch or `-`. A key that only starts with the prefix can still leave it
+# (`tasks/<id>/../<other>/...`, which a client or the store may resolve), so a reference
+# holds exactly one such name.
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\.(?:-|[0-9]{1,9})\.json")
 
 
 # Fork results' values this small stay in place while referencing the larger ones is
@@ -161,6 +168,7 @@ def is_reference(task_id: str, value: Any) -> bool:
         and value["stored"] is True
         and isinstance(value["key"], str)
         and value["key"].startswith(task_prefix(task_id))
+        and _NAME.fullmatch(value["key"][len(task_prefix(task_id)) :]) is not None
         and isinstance(value["size_bytes"], int)
     )
 

@@ -194,13 +194,24 @@ def _open(tx: Transaction, name: str) -> str:
     return value
 
 
-def fill(headers: Mapping[str, str]) -> dict[str, str]:
+@dataclass(frozen=True)
+class Filled:
+    """Headers as they are sent, and the secret values filled into them: what the caller
+    keeps out of anything it stores or shows (an upstream may answer with what it was
+    sent)."""
+
+    headers: dict[str, str]
+    secrets: dict[str, str]  # name -> value
+
+
+def fill(headers: Mapping[str, str]) -> Filled:
     """`headers` with every `{{secrets.NAME}}` replaced by the secret's current value."""
     current = values(referenced(headers.values()))
-    return {
+    filled = {
         header: REFERENCE.sub(lambda found: current[found.group(1)], value)
         for header, value in headers.items()
     }
+    return Filled(filled, current)
 
 
 # -- rotation --------------------------------------------------------------------------
