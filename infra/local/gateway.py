@@ -12,7 +12,7 @@ payload, is a 502 from the platform.
 
 WebSocket: a handshake whose path the mapping gives to a web function (serverless.yml
 `web:`, `/ws`) is handed to that function's ASGI app, the one its `scf_bootstrap` serves on
-SCF, and so is a plain HTTP request there (the app answers it 426); any other WebSocket
+SCF, and so is a plain HTTP request there (the app answers it 422); any other WebSocket
 handshake is refused (403), as the domain refuses an upgrade to an event function.
 
 Dev-only endpoints under `/_local/` (never routed on SCF): fire a timer, publish to or wait

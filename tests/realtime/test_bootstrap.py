@@ -128,9 +128,9 @@ def test_scf_bootstrap_serves_the_app_on_its_port(served: Served) -> None:
 
 
 def assert_upgrade_required(reply: requests.Response) -> None:
-    """A request that is not a WebSocket handshake: 426 naming the upgrade, in the API's
-    error shape with the request id of its X-Request-Id."""
-    assert reply.status_code == 426, reply.text
+    """A request that is not a WebSocket handshake: 422 VALIDATION_ERROR naming the upgrade,
+    in the API's error shape with the request id of its X-Request-Id."""
+    assert reply.status_code == 422, reply.text
     assert reply.headers["Upgrade"] == "websocket"
     assert reply.headers["Content-Type"].startswith("application/json")
     body = reply.json()
@@ -139,17 +139,17 @@ def assert_upgrade_required(reply: requests.Response) -> None:
     assert body["details"] == [{"loc": ["header", "Upgrade"], "msg": "must be websocket"}]
 
 
-def test_a_request_that_is_not_a_websocket_is_426_in_the_apis_error_shape(
+def test_a_request_that_is_not_a_websocket_is_422_in_the_apis_error_shape(
     served: Served,
 ) -> None:
     url = f"http://127.0.0.1:{served.port}/?token=whatever"
     assert_upgrade_required(requests.get(url, timeout=10))
     assert_upgrade_required(requests.post(url, data=b"{}", timeout=10))
     head = requests.head(url, timeout=10)
-    assert head.status_code == 426 and head.content == b"" and head.headers["X-Request-Id"]
+    assert head.status_code == 422 and head.content == b"" and head.headers["X-Request-Id"]
     output = served.output()
     assert errors_in(output) == [], output
-    assert [line["status"] for line in app_lines(output, "not a websocket")] == [426] * 3
+    assert [line["status"] for line in app_lines(output, "not a websocket")] == [422] * 3
 
 
 def test_a_client_message_over_the_limit_closes_the_connection_with_1009(served: Served) -> None:

@@ -150,11 +150,11 @@ def test_a_websocket_to_an_event_functions_path_is_refused(cloud: Any) -> None:
     assert refused.value.response.status_code == 403
 
 
-def test_a_plain_request_to_ws_is_the_web_functions_own_426(cloud: Any) -> None:
+def test_a_plain_request_to_ws_is_the_web_functions_own_422(cloud: Any) -> None:
     """The domain hands a web function's path to its app whether or not the request is a
-    handshake, as SCF does: a plain GET is the app's 426, not the platform's 502."""
+    handshake, as SCF does: a plain GET is the app's 422, not the platform's 502."""
     reply = requests.get(f"{cloud.url}/ws?token=x", timeout=10)
-    assert reply.status_code == 426, reply.text
+    assert reply.status_code == 422, reply.text
     assert reply.headers["Upgrade"] == "websocket"
     assert reply.json()["request_id"] == reply.headers["X-Request-Id"]
 

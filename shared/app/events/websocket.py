@@ -6,8 +6,9 @@ The handshake (`/ws?token=<access token>`) is authorized as every request is
 (`app.identity.access`): a missing, bad or expired token, an ended session, a disabled or
 deleted user is refused with HTTP 401 and the API's error body, before any upgrade (503
 when neither Redis nor the database can tell; 429 RATE_LIMITED for a user who holds
-`presence.MAX_PER_USER` connections already). A request that is not a handshake is 426
-with `Upgrade: websocket`, in the API's error shape. Then, for the connection's life:
+`presence.MAX_PER_USER` connections already). A request that is not a handshake is
+422 VALIDATION_ERROR naming the `Upgrade` header, with `Upgrade: websocket`. Then, for
+the connection's life:
 
 - updates: the user's stream (`app.realtime.streams`) is read from the position the
   token's session (the device) acknowledged (or 24 h ago, whichever is later) with
@@ -347,9 +348,9 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 
 async def _not_a_websocket(send: Send) -> None:
-    """426 Upgrade Required (RFC 9110 15.5.22, with the `Upgrade` it must name) in the API's
-    error shape. No code has 426: VALIDATION_ERROR, the request's fault, naming the header
-    that makes it a handshake; the status says what to do as only 426 can."""
+    """A request that is not a handshake: the request's fault, VALIDATION_ERROR naming the
+    header that makes one, at the status the API gives that code (422; a code keeps one
+    status everywhere), with `Upgrade: websocket` saying what would be taken."""
     request_id = secrets.token_hex(16)
     error = AppError(
         ErrorCode.VALIDATION_ERROR,
@@ -357,14 +358,15 @@ async def _not_a_websocket(send: Send) -> None:
         details=[{"loc": ["header", "Upgrade"], "msg": "must be websocket"}],
     )
     body = json.dumps(error.envelope(request_id)).encode()
-    applog.log_fields(log, logging.INFO, "not a websocket", status=426, request_id=request_id)
+    status = error.status
+    applog.log_fields(log, logging.INFO, "not a websocket", status=status, request_id=request_id)
     headers = [
         (b"content-type", JSON_TYPE),
         (b"content-length", str(len(body)).encode()),
         (b"upgrade", b"websocket"),
         (b"x-request-id", request_id.encode()),
     ]
-    await send({"type": "http.response.start", "status": 426, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
