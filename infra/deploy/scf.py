@@ -139,11 +139,13 @@ class ScfApi:
         )
 
     def wait_deleted(self, name: str) -> None:
-        """Until SCF no longer knows the function; ApiError when its deletion failed."""
+        """Until SCF no longer knows the function; ApiError when its deletion failed. The
+        deletion is asynchronous: until it begins, GetFunction may still show the state the
+        function was deleted from (CreateFailed), which is waited out like Deleting."""
         answer = self._poll(
             "GetFunction",
             lambda: self.function(name),
-            lambda answer: answer is None or answer.get("Status") != "Deleting",
+            lambda answer: answer is None or answer.get("Status") == "DeleteFailed",
             f"function {name}",
         )
         if answer is not None:

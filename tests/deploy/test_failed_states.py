@@ -75,6 +75,19 @@ def test_a_function_scf_failed_to_create_is_deleted_and_created_again(account: A
     assert account.scf.writes() == []
 
 
+def test_a_deletion_scf_has_not_begun_yet_is_waited_for(account: Account) -> None:
+    """DeleteFunction only starts the deletion: GetFunction may still show CreateFailed for
+    a moment, which is no failure of the deletion."""
+    account.scf.fail_next_change(HEALTH, "InternalError.System", "no capacity")
+    assert account.deploy("apply").code == 1
+    account.scf.deletion_shows_late_s = 0.5
+    account.cloud.calls.clear()
+    applied = account.deploy("apply")
+    assert applied.code == 0, applied.output
+    assert _writes(account) == ["DeleteFunction", "CreateFunction", "CreateTrigger"]
+    assert _status(account) == "Active"
+
+
 def test_a_function_scf_failed_to_delete_stops_the_deploy_before_any_write(
     account: Account,
 ) -> None:

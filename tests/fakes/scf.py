@@ -113,6 +113,9 @@ class FakeScf(RoutingActions):
         self.runners: dict[str, Runner] = {}
         self._failures: dict[str, TencentCloudError] = {}
         self._change_failures: dict[str, dict[str, str]] = {}
+        # A deletion is asynchronous: for this long after DeleteFunction, GetFunction still
+        # shows the state it was deleted from.
+        self.deletion_shows_late_s = 0.0
         self._lock = threading.RLock()
         cloud.validate_with("scf", SCHEMA.validate)
         for action in SCHEMA.actions:
@@ -310,7 +313,9 @@ class FakeScf(RoutingActions):
         fn = self._function(params)
         triggers = self.triggers[fn["FunctionName"]]
         latest = {"Qualifier": "$LATEST", "FunctionVersion": "$LATEST"}
-        return {**_public(fn), **latest, "Triggers": triggers}
+        shown, until = fn.get("_shown", ("", 0.0))
+        late = {"Status": shown} if time.monotonic() < until else {}
+        return {**_public(fn), **latest, "Triggers": triggers, **late}
 
     def _UpdateFunctionCode(self, params: dict[str, Any]) -> dict[str, Any]:
         fn = self._function(params, accept=_UPDATABLE, refusal="FailedOperation.UpdateFunctionCode")
@@ -336,7 +341,10 @@ class FakeScf(RoutingActions):
         if params.get("Qualifier", "$LATEST") != "$LATEST":
             raise _error("InvalidParameterValue.Qualifier", "the fake keeps no versions")
         fn = self._function(params, accept=_DELETABLE, refusal="FailedOperation.DeleteFunction")
+        was = fn["Status"]
         self._busy(fn, "Deleting")
+        if self.deletion_shows_late_s:
+            fn["_shown"] = (was, time.monotonic() + self.deletion_shows_late_s)
         return {}
 
     def _GetFunctionEventInvokeConfig(self, params: dict[str, Any]) -> dict[str, Any]:
