@@ -336,3 +336,20 @@ def test_an_upstream_that_echoes_a_secret_has_it_kept_out_of_the_output(
     with transaction() as tx:
         seen += [str(tuple(row)) for row in tx.execute(text("SELECT * FROM task_steps"))]
     assert not [where for where in seen if value in where]
+
+
+def test_an_answer_its_blanked_secrets_make_too_large_is_a_failed_attempt(
+    worker: Worker, upstream: FakeUpstream
+) -> None:
+    """A one-character secret echoed 200,000 times becomes 1.6 MB of `[secret]`: past what
+    a step's output may be, so the attempt fails as a too-large answer does."""
+    name = new_name()
+    assert put_secret(name, "Z").status == 204
+    upstream.script("/echo", lambda c: Answer(200, {"text": "Z" * 200_000}))
+    pipeline = "p-" + secrets.token_hex(4)
+    step = {"id": "a", "type": "http", "url": upstream.url("/echo"), "retries": 0}
+    assert put_pipeline(pipeline, [{**step, "headers": {"X-Key": reference(name)}}]).status == 200
+    user = Customer(quota=1)
+    task = user.wait(user.create(pipeline, {"text": "hi"}).json()["id"])
+    assert task["status"] == "failed", task
+    assert "too large with its secrets blanked" in task["error"]["message"]

@@ -176,7 +176,14 @@ def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -
             # Nothing that could not be stored becomes an output; the upstream may answer
             # better next time, so it is a failed attempt like a 5xx.
             return _Answer(retryable=True, message=f"the upstream answered {status}: {refused}")
-        return _Answer(output=_without_secrets(output, sent_secrets), ok=True)
+        output = _without_secrets(output, sent_secrets)
+        # A short secret blanked many times makes the answer longer than it came.
+        if sent_secrets and len(json_values.encode(output)) > json_values.STEP_OUTPUT_MAX_BYTES:
+            return _Answer(
+                retryable=True,
+                message=f"the upstream answered {status}: too large with its secrets blanked",
+            )
+        return _Answer(output=output, ok=True)
     message = f"the upstream answered {status}"
     # 408: the upstream's own timeout ended the call, which is retried as ours would be.
     if status in (408, 429) or status >= 500:
