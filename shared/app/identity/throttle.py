@@ -34,9 +34,7 @@ SMS_PER_IP_PER_HOUR times an hour per IP, so it cannot be harvested for a list o
 Registration itself says nothing about a phone to a caller without its code.
 
 "Per IP" is per client network (`app.addresses.client_network`): an IPv4 address, or an
-IPv6 address's /64, inside which one client can take any number of addresses. Until the
-release that counted a /64 as one, IPv6 counters were per address: their counts are not
-carried over, once.
+IPv6 address's /64, inside which one client can take any number of addresses.
 """
 
 from __future__ import annotations
@@ -47,7 +45,7 @@ from app.errors import AppError, ErrorCode
 from app.identity import counters
 from app.redis_client import get_redis
 
-_IP_WINDOW_S = 3600
+_HOUR_S = 3600
 
 
 def _phone_key(phone: str) -> str:
@@ -58,10 +56,15 @@ def _ip_key(ip: str) -> str:
     return f"login:fail:ip:{client_network(ip) or 'unknown'}"
 
 
-def _too_many(retry_after: int) -> AppError:
+_FAILURES = "Too many failed sign-in attempts"
+# Right passwords count toward this one too: it bounds the password checks themselves.
+_CHECKS = "Too many password sign-ins for this phone"
+
+
+def _too_many(retry_after: int, why: str = _FAILURES) -> AppError:
     return AppError(
         ErrorCode.AUTH_TOO_MANY_ATTEMPTS,
-        "Too many failed sign-in attempts; try again later or sign in with an SMS code.",
+        f"{why}; try again later or sign in with an SMS code.",
         headers={"Retry-After": str(max(retry_after, 1))},
     )
 
@@ -76,11 +79,11 @@ def reserve(phone: str, ip: str) -> None:
     wait = counters.take(_phone_key(phone), settings.login_max_failures, settings.login_lock_s)
     if wait:
         raise _too_many(wait)
-    wait = counters.take(_checks_key(phone), settings.login_per_phone_per_hour, _IP_WINDOW_S)
+    wait = counters.take(_checks_key(phone), settings.login_per_phone_per_hour, _HOUR_S)
     if wait:
         counters.give_back(_phone_key(phone))
-        raise _too_many(wait)
-    wait = counters.take(_ip_key(ip), settings.login_failures_per_ip_per_hour, _IP_WINDOW_S)
+        raise _too_many(wait, _CHECKS)
+    wait = counters.take(_ip_key(ip), settings.login_failures_per_ip_per_hour, _HOUR_S)
     if wait:
         counters.give_back(_checks_key(phone))
         counters.give_back(_phone_key(phone))
@@ -107,7 +110,7 @@ def _lookup_key(ip: str) -> str:
 
 def take_lookup(ip: str) -> None:
     """Count one registered-phone lookup for the IP, or raise SMS_RATE_LIMITED."""
-    wait = counters.take(_lookup_key(ip), get_settings().sms_per_ip_per_hour, _IP_WINDOW_S)
+    wait = counters.take(_lookup_key(ip), get_settings().sms_per_ip_per_hour, _HOUR_S)
     if wait:
         raise AppError(
             ErrorCode.SMS_RATE_LIMITED,
@@ -123,7 +126,7 @@ def _wechat_key(ip: str) -> str:
 def take_wechat_login(ip: str) -> None:
     """Count one WeChat sign-in for the IP, or raise RATE_LIMITED."""
     limit = get_settings().wechat_login_per_ip_per_hour
-    wait = counters.take(_wechat_key(ip), limit, _IP_WINDOW_S)
+    wait = counters.take(_wechat_key(ip), limit, _HOUR_S)
     if wait:
         raise AppError(
             ErrorCode.RATE_LIMITED,
