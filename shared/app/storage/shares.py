@@ -104,8 +104,17 @@ def _without(skeleton: dict[str, Any], *nulls: str) -> int:
     return json_values.answer_bytes(skeleton) - 4 * len(nulls)
 
 
+@dataclass(frozen=True)
+class _Skeletons:
+    """Answer bytes of the view's parts without their outputs."""
+
+    task: int
+    step: int  # a step row's, with the comma after it
+    branch: int  # a branch row's, likewise
+
+
 @lru_cache(maxsize=1)
-def _skeletons() -> tuple[int, int, int]:
+def _skeletons() -> _Skeletons:
     """Answer bytes of the task's, a step row's and a branch row's skeletons, each without
     its output and with the longest values the code allows; a row's includes the comma
     between it and the next."""
@@ -134,14 +143,14 @@ def _skeletons() -> tuple[int, int, int]:
     }
     branch = {"index": 999_999, "status": "succeeded", "output": None, "error": error}
     task_bytes = _without(task, "input", "output") + 3 * json_values.TASK_INPUT_MAX_BYTES
-    return task_bytes, _without(step, "output") + 1, _without(branch, "output") + 1
+    return _Skeletons(task_bytes, _without(step, "output") + 1, _without(branch, "output") + 1)
 
 
 def share(shape: Shape) -> int:
     """Answer bytes each share of the task's view may take (see the module docstring)."""
-    task, step, branch = _skeletons()
+    skeletons = _skeletons()
     branches = sum(shape.forks)
-    fixed = task + step * shape.steps + branch * branches
+    fixed = skeletons.task + skeletons.step * shape.steps + skeletons.branch * branches
     shares = shape.steps + 2 * branches + 1 + shape.last_fork
     return (VIEW_MAX_ANSWER_BYTES - fixed) // shares
 

@@ -27,7 +27,7 @@ from app.errors import AppError, ErrorCode
 from app.ids import new_id
 from app.observability import logging as applog
 from app.pipeline import messages, store
-from app.pipeline.definition import ForkStep, ItemsError, Step, parse_steps
+from app.pipeline.definition import ForkStep, ItemsError, Step, parse_steps, shape_of
 from app.quota import service as quota
 from app.quota.service import QUOTA_MAX
 from app.storage import shares, uploads
@@ -71,7 +71,6 @@ def _plan(task_id: str, pipeline_cost: int, steps: list[Step], task_input: dict[
     one answer (app.storage.shares) is refused."""
     now = utcnow()
     rows: list[dict[str, Any]] = []
-    widths: list[int | None] = []  # each step's branches (None: no fork)
     cost = pipeline_cost
     # The only place a for_each fork's width meets the limit: the runner reads it back uncapped.
     limit = get_settings().pipeline_max_branches
@@ -92,7 +91,6 @@ def _plan(task_id: str, pipeline_cost: int, steps: list[Step], task_input: dict[
 
     for position, step in enumerate(steps):
         rows.append(row(position, -1, step.id, step.type))
-        widths.append(None)
         if isinstance(step, ForkStep):
             try:
                 width = len(step.items(task_input, limit))
@@ -104,10 +102,9 @@ def _plan(task_id: str, pipeline_cost: int, steps: list[Step], task_input: dict[
                     f"the input gives {width}"
                 )
             rows.extend(row(position, b, step.id, step.branch_step(b).type) for b in range(width))
-            widths[-1] = width
             cost += step.cost_per_branch * width
-    forks = tuple(width for width in widths if width is not None)
-    shape = shares.Shape(len(steps), forks, widths[-1] or 0)
+    # As the runner counts them (each fork's width read back from the input, checked above).
+    shape = shape_of(steps, task_input)
     if shares.too_wide(shape):
         raise _invalid_input(
             f"the task would have {shape.rows} steps and fork branches, more than its view "
