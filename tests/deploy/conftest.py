@@ -167,3 +167,13 @@ def account(packages: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
             yield Account(cloud, fake, cos, environ, packages, tmp_path)
     finally:
         cos.stop()
+
+
+@pytest.fixture
+def deployed(account: Account) -> Iterator[Account]:
+    """An account after one successful apply, its calls cleared; nothing refused after."""
+    result = account.deploy("apply")
+    assert result.code == 0, result.output
+    account.cloud.calls.clear()
+    yield account
+    assert account.cloud.refused == []

@@ -8,7 +8,6 @@ from __future__ import annotations
 import secrets
 import shutil
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,6 @@ from tests.deploy.test_deploy import RESOURCES
 
 FUNCTIONS = list(load().functions)
 LAYER_1 = "layer ai-platform-app:1"
-
-
-@pytest.fixture
-def deployed(account: Account) -> Iterator[Account]:
-    result = account.deploy("apply")
-    assert result.code == 0, result.output
-    account.cloud.calls.clear()
-    yield account
-    assert account.cloud.refused == []
 
 
 def _layer_done(result: Result) -> str:

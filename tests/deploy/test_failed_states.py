@@ -8,7 +8,6 @@ fake takes, in each state, what SCF takes."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,15 +21,6 @@ from tests.deploy.conftest import PREFIX, Account
 
 HEALTH = PREFIX + "health"
 CREATED = f"+ create function {HEALTH} (Python3.10, 256 MB, 10 s, layer ai-platform-app:1)"
-
-
-@pytest.fixture
-def deployed(account: Account) -> Iterator[Account]:
-    result = account.deploy("apply")
-    assert result.code == 0, result.output
-    account.cloud.calls.clear()
-    yield account
-    assert account.cloud.refused == []
 
 
 def _writes(account: Account, name: str = HEALTH) -> list[str]:
