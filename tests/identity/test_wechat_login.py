@@ -281,23 +281,25 @@ def test_without_wechat_settings_only_a_laptop_gets_the_sandbox(flows: Flows) ->
     assert sandboxed() == before
 
 
-def test_wechat_sign_ins_are_limited_per_ip(flows: Flows) -> None:
-    def sign_in(ip: str) -> Reply:
-        code = _code()
-        flows.wechat.code(code, openid=_openid())
-        return flows.call(
-            "auth-wechat-login", "POST", "/auth/wechat-login", body={"code": code}, source_ip=ip
-        )
+def _sign_in_from(flows: Flows, ip: str) -> Reply:
+    """A WeChat sign-in of a new user from `ip`."""
+    code = _code()
+    flows.wechat.code(code, openid=_openid())
+    return flows.call(
+        "auth-wechat-login", "POST", "/auth/wechat-login", body={"code": code}, source_ip=ip
+    )
 
+
+def test_wechat_sign_ins_are_limited_per_ip(flows: Flows) -> None:
     with settings_env(WECHAT_LOGIN_PER_IP_PER_HOUR="2"):
         ip = new_ip()
         calls = len(flows.wechat.requests)
-        assert [sign_in(ip).status for _ in range(2)] == [200, 200]
-        refused = sign_in(ip)
+        assert [_sign_in_from(flows, ip).status for _ in range(2)] == [200, 200]
+        refused = _sign_in_from(flows, ip)
         assert (refused.status, refused.json()["code"]) == (429, "RATE_LIMITED")
         assert int(refused.header("Retry-After")) > 0
         assert len(flows.wechat.requests) == calls + 2  # the refused one never reached WeChat
-        assert sign_in(new_ip()).status == 200
+        assert _sign_in_from(flows, new_ip()).status == 200
 
 
 def test_at_log_level_debug_no_line_carries_the_app_secret_or_the_login_code(
@@ -332,15 +334,8 @@ def test_at_log_level_debug_no_line_carries_the_app_secret_or_the_login_code(
 
 
 def test_wechat_sign_ins_count_an_ipv6_client_by_its_64(flows: Flows) -> None:
-    def sign_in(ip: str) -> Reply:
-        code = _code()
-        flows.wechat.code(code, openid=_openid())
-        return flows.call(
-            "auth-wechat-login", "POST", "/auth/wechat-login", body={"code": code}, source_ip=ip
-        )
-
     with settings_env(WECHAT_LOGIN_PER_IP_PER_HOUR="1"):
         prefix = f"2001:db8:{secrets.randbelow(65536):x}:{secrets.randbelow(65536):x}"
-        assert sign_in(f"{prefix}::1").status == 200
-        refused = sign_in(f"{prefix}::2")
+        assert _sign_in_from(flows, f"{prefix}::1").status == 200
+        refused = _sign_in_from(flows, f"{prefix}::2")
         assert (refused.status, refused.json()["code"]) == (429, "RATE_LIMITED")
