@@ -182,6 +182,20 @@ def test_an_oversize_base64_body_is_413_by_its_decoded_size() -> None:
     assert_too_large(call(small, "POST", "/items", raw_body=raw, base64_body=True), 64)
 
 
+def _put_lone_surrogate(evt: dict[str, Any], where: str) -> None:
+    """A lone surrogate (which a JSON escape can carry) in the event's path, a header, the
+    query or the method."""
+    lone = "\ud800"
+    if where == "path":
+        evt["path"] = "/items/" + lone
+    elif where == "header":
+        evt["headers"]["authorization"] = "Bearer " + lone
+    elif where == "query":
+        evt["queryString"] = {"q": lone}
+    else:
+        evt["httpMethod"] = "POST" + lone
+
+
 @pytest.mark.parametrize("where", ["body", "base64", "path", "header", "query", "method"])
 def test_an_oversize_body_is_413_whatever_else_in_the_event_cannot_be_read(where: str) -> None:
     """The body's size is judged first: not its text, its base64, or the rest of the event;
@@ -194,14 +208,8 @@ def test_an_oversize_body_is_413_whatever_else_in_the_event_cannot_be_read(where
         evt["body"] = "x" * 64 + lone
     elif where == "base64":
         evt["body"], evt["isBase64Encoded"] = "!" * 88, True  # 88 characters hold 66 bytes
-    elif where == "path":
-        evt["path"] = "/items/" + lone
-    elif where == "header":
-        evt["headers"]["authorization"] = "Bearer " + lone
-    elif where == "query":
-        evt["queryString"] = {"q": lone}
     else:
-        evt["httpMethod"] = "POST" + lone
+        _put_lone_surrogate(evt, where)
     reply = reply_of(small(evt, context()))
     assert_too_large(reply, 64)
     assert reply.header("Access-Control-Allow-Origin") == "https://app.example"
@@ -379,14 +387,8 @@ def test_text_that_is_not_valid_unicode_is_422_wherever_it_is(where: str) -> Non
     evt = event("POST", "/items", body={"name": "pen", "count": 1})
     if where == "body":
         evt["body"] = '{"name": "pen' + lone + '", "count": 1}'
-    elif where == "path":
-        evt["path"] = "/items/" + lone
-    elif where == "header":
-        evt["headers"]["authorization"] = "Bearer " + lone
-    elif where == "query":
-        evt["queryString"] = {"q": lone}
     else:
-        evt["httpMethod"] = "POST" + lone
+        _put_lone_surrogate(evt, where)
     result = handler(evt, context())
     assert result["statusCode"] == 422, result
     body = json.loads(result["body"])
