@@ -172,17 +172,11 @@ def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -
             )
         try:
             output = json_values.decode(reply.body, max_bytes=json_values.STEP_OUTPUT_MAX_BYTES)
+            output = _without_secrets(output, sent_secrets)
         except json_values.Refused as refused:
             # Nothing that could not be stored becomes an output; the upstream may answer
             # better next time, so it is a failed attempt like a 5xx.
             return _Answer(retryable=True, message=f"the upstream answered {status}: {refused}")
-        output = _without_secrets(output, sent_secrets)
-        # A short secret blanked many times makes the answer longer than it came.
-        if sent_secrets and len(json_values.encode(output)) > json_values.STEP_OUTPUT_MAX_BYTES:
-            return _Answer(
-                retryable=True,
-                message=f"the upstream answered {status}: too large with its secrets blanked",
-            )
         return _Answer(output=output, ok=True)
     message = f"the upstream answered {status}"
     # 408: the upstream's own timeout ended the call, which is retried as ours would be.
@@ -200,7 +194,8 @@ def _without_secrets(output: Any, sent: dict[str, str]) -> Any:
     """`output` with every secret value the call sent replaced by SECRET_SHOWN, in its
     strings and its objects' keys: an upstream that echoes what it was sent would otherwise
     put the secret into the step's row, the task's view and the next call's `previous`.
-    Logged by name when it happens, never by value."""
+    Logged by name when it happens, never by value. `Refused` when the blanks make it
+    longer than a step's output may be."""
     if not sent:
         return output
     found: set[str] = set()
@@ -222,10 +217,15 @@ def _without_secrets(output: Any, sent: dict[str, str]) -> Any:
         return item
 
     cleaned = walk(output)
+    if not found:
+        return output
     for name in sorted(found):
         applog.log_fields(
             log, logging.WARNING, "upstream answer held a secret it was sent", secret=name
         )
+    # A short secret blanked many times makes the answer longer than it came.
+    if len(json_values.encode(cleaned)) > json_values.STEP_OUTPUT_MAX_BYTES:
+        raise json_values.Refused("too large with its secrets blanked")
     return cleaned
 
 
