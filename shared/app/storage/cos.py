@@ -123,8 +123,7 @@ class CosStore:
 
     def head(self, key: str, timeout_s: float | None = None) -> ObjectInfo | None:
         def call() -> Any:
-            client = self._client if timeout_s is None else self._client_within(timeout_s)
-            return client.head_object(Bucket=self._bucket, Key=key)
+            return self._client_within(timeout_s).head_object(Bucket=self._bucket, Key=key)
 
         try:
             headers = self._call("HeadObject", call, timeout_s)
@@ -141,8 +140,7 @@ class CosStore:
 
     def public(self, key: str, timeout_s: float | None = None) -> bool | None:
         def call() -> Any:
-            client = self._client if timeout_s is None else self._client_within(timeout_s)
-            return client.get_object_acl(Bucket=self._bucket, Key=key)
+            return self._client_within(timeout_s).get_object_acl(Bucket=self._bucket, Key=key)
 
         try:
             answer = _plain(self._call("GetObjectACL", call, timeout_s))
@@ -311,10 +309,13 @@ class CosStore:
             lambda: self._client.put_bucket_policy(Bucket=self._bucket, Policy=dict(document)),
         )
 
-    def _client_within(self, timeout_s: float) -> CosS3Client:
-        """A client whose requests wait at most `timeout_s` for each connect and read, with
-        no retry. The SDK takes a timeout only in its CosConfig, for every call of a client;
-        a client costs microseconds, and each one uses the SDK's shared connection pool."""
+    def _client_within(self, timeout_s: float | None) -> CosS3Client:
+        """The store's client for None; else a client whose requests wait at most
+        `timeout_s` for each connect and read, with no retry. The SDK takes a timeout only in
+        its CosConfig, for every call of a client; a client costs microseconds, and each one
+        uses the SDK's shared connection pool."""
+        if timeout_s is None:
+            return self._client
         return CosS3Client(self._config(Timeout=timeout_s), retry=0)
 
     # ------------------------------------------------------------ errors
