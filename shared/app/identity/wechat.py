@@ -24,7 +24,8 @@ from app.observability import logging as applog
 log = applog.get_logger("app.identity.wechat")
 
 TIMEOUT_S = 5
-# jscode2session answers a few hundred bytes.
+# WeChat API answers (jscode2session, the access token, a subscription message's send)
+# are a few hundred bytes.
 REPLY_MAX_BYTES = 64 * 1024
 _ERRORS = {
     40029: (ErrorCode.WECHAT_CODE_INVALID, "The WeChat login code is not valid."),

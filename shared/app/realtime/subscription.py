@@ -30,6 +30,7 @@ from sqlalchemy import select
 from app.config import get_settings
 from app.db.tables import users
 from app.db.transaction import transaction
+from app.identity.wechat import REPLY_MAX_BYTES  # one bound for every answer of WeChat's API
 from app.observability import logging as applog
 from app.realtime import presence
 from app.redis_client import get_redis
@@ -39,8 +40,6 @@ log = applog.get_logger("app.realtime.subscription")
 TOKEN_KEY = "wechat:access-token"  # noqa: S105 - a key name, not a token
 TOKEN_MARGIN_S = 300
 TIMEOUT_S = 5
-# WeChat's token and send answers are a few hundred bytes.
-REPLY_MAX_BYTES = 64 * 1024
 REFUSED_BY_USER = 43101
 TOKEN_REJECTED = frozenset({40001, 40014, 42001})
 PAGE = "pages/tasks/detail?id={task_id}"
