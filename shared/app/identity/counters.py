@@ -18,6 +18,9 @@ import math
 
 from app.redis_client import get_redis
 
+# The window of every "per hour" limit.
+HOUR_S = 3600
+
 # KEYS: counter. ARGV: limit, window s. Counts and says 0, or refuses with the PTTL (ms).
 _TAKE = """
 if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then

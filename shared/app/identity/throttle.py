@@ -45,8 +45,6 @@ from app.errors import AppError, ErrorCode
 from app.identity import counters
 from app.redis_client import get_redis
 
-_HOUR_S = 3600
-
 
 def _phone_key(phone: str) -> str:
     return f"login:fail:phone:{phone}"
@@ -79,11 +77,11 @@ def reserve(phone: str, ip: str) -> None:
     wait = counters.take(_phone_key(phone), settings.login_max_failures, settings.login_lock_s)
     if wait:
         raise _too_many(wait)
-    wait = counters.take(_checks_key(phone), settings.login_per_phone_per_hour, _HOUR_S)
+    wait = counters.take(_checks_key(phone), settings.login_per_phone_per_hour, counters.HOUR_S)
     if wait:
         counters.give_back(_phone_key(phone))
         raise _too_many(wait, _CHECKS)
-    wait = counters.take(_ip_key(ip), settings.login_failures_per_ip_per_hour, _HOUR_S)
+    wait = counters.take(_ip_key(ip), settings.login_failures_per_ip_per_hour, counters.HOUR_S)
     if wait:
         counters.give_back(_checks_key(phone))
         counters.give_back(_phone_key(phone))
@@ -110,7 +108,7 @@ def _lookup_key(ip: str) -> str:
 
 def take_lookup(ip: str) -> None:
     """Count one registered-phone lookup for the IP, or raise SMS_RATE_LIMITED."""
-    wait = counters.take(_lookup_key(ip), get_settings().sms_per_ip_per_hour, _HOUR_S)
+    wait = counters.take(_lookup_key(ip), get_settings().sms_per_ip_per_hour, counters.HOUR_S)
     if wait:
         raise AppError(
             ErrorCode.SMS_RATE_LIMITED,
@@ -126,7 +124,7 @@ def _wechat_key(ip: str) -> str:
 def take_wechat_login(ip: str) -> None:
     """Count one WeChat sign-in for the IP, or raise RATE_LIMITED."""
     limit = get_settings().wechat_login_per_ip_per_hour
-    wait = counters.take(_wechat_key(ip), limit, _HOUR_S)
+    wait = counters.take(_wechat_key(ip), limit, counters.HOUR_S)
     if wait:
         raise AppError(
             ErrorCode.RATE_LIMITED,

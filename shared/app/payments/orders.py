@@ -40,7 +40,6 @@ from app.payments.gateway import Channel, Charge, ProviderError
 
 log = applog.get_logger("app.payments.orders")
 IDEMPOTENCY_SCOPE = "orders"
-_RATE_WINDOW_S = 3600
 
 
 def new_order_id() -> str:
@@ -97,7 +96,7 @@ def _take_rate(user_id: str) -> None:
     """Count one trade asked of a provider for the user, or raise RATE_LIMITED. A count
     stays taken whatever the provider answers: a failing provider is asked no more often."""
     limit = get_settings().orders_per_user_per_hour
-    wait = counters.take(f"orders:rate:{user_id}", limit, _RATE_WINDOW_S)
+    wait = counters.take(f"orders:rate:{user_id}", limit, counters.HOUR_S)
     if wait:
         raise AppError(
             ErrorCode.RATE_LIMITED,
