@@ -196,7 +196,8 @@ def test_invalidate_pattern_scans_in_batches_and_spares_other_keys(r: Any) -> No
     after = r.info("commandstats")
     assert dropped == 1200
     assert not list(r.scan_iter(match="cache:plans:*"))
-    assert len(list(r.scan_iter(match="cache:users:*"))) == 50
+    # A set: SCAN may return a key twice while Redis shrinks its table after the deletions.
+    assert len(set(r.scan_iter(match="cache:users:*"))) == 50
     assert r.exists("plans:not-a-cache-key")
     scans = after["cmdstat_scan"]["calls"] - before.get("cmdstat_scan", {"calls": 0})["calls"]
     assert scans >= 1250 // 100  # many SCAN batches, not one sweep
