@@ -1,7 +1,8 @@
 """Counters over a window in Redis, taken before the action they limit: the sign-in rate
-limits of `app.identity.sms` and `app.identity.throttle` and the orders a user makes
-(`app.payments.orders`). It sits beside `redis_client`, below the domain and `storage`
-alike, so any of them takes its limit here rather than through another's package.
+limits of `app.identity.sms` and `app.identity.throttle`, the orders a user makes
+(`app.payments.orders`) and the uploads a user is given (`app.storage.uploads`). It sits
+beside `redis_client`, below the domain and `storage` alike, so each of them takes its
+limit here rather than through another's package.
 
 A counter is one key, and each call touches one counter, so two counters of one limit may
 live in different Redis Cluster slots (a phone's and an IP's). `take` checks and counts in
