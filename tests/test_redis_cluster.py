@@ -48,8 +48,8 @@ ON_CLUSTER: dict[str, Callable[..., None]] = {
         sms_tests.test_a_refusal_by_the_ip_leaves_the_phone_limits_untaken
     ),
     "app.identity.sms._CONSUME": signin_tests.test_a_code_is_burnt_after_five_wrong_tries,
-    "app.identity.counters._TAKE": signin_tests.test_failures_per_ip_are_capped,
-    "app.identity.counters._GIVE_BACK": signin_tests.test_an_unjudged_attempt_is_given_back,
+    "app.counters._TAKE": signin_tests.test_failures_per_ip_are_capped,
+    "app.counters._GIVE_BACK": signin_tests.test_an_unjudged_attempt_is_given_back,
     "app.cache._STORE_IF_LOCKED": cache_tests.test_miss_loads_and_stores_then_hit_does_not_load,
     "app.cache._RELEASE": cache_tests.test_loader_exception_reaches_the_caller_and_stores_nothing,
     "app.runner.slots._ACQUIRE": runner_rules.test_concurrent_acquires_never_exceed_the_cap,

@@ -234,6 +234,11 @@ class Settings(BaseModel):
     # uploads up to UPLOAD_MAX_BYTES; what the backend writes lives RESULT_RETENTION_DAYS.
     storage_inline_max_bytes: int = Field(16384, ge=1024, le=1_048_576)
     upload_max_bytes: int = Field(10_485_760, ge=1, le=5 * 1024**3)
+    # Each upload given is an object of up to UPLOAD_MAX_BYTES on the bill until cleanup, so
+    # a user is given at most this many an hour: two tasks' worth at TASK_UPLOADS_MAX (50)
+    # and a fifth again for retries, which a mini-program user (who picks at most 9 images
+    # at a time) does not reach; 1.2 GB an hour at most for one account.
+    uploads_per_user_per_hour: int = Field(120, ge=1)
     result_retention_days: int = Field(30, ge=1, le=3650)
     # cos-cleanup: orphans younger than this are left (a task may be about to name them),
     # so it is at least the presigned PUT's 15 minutes and the time to name the upload in a

@@ -24,6 +24,7 @@ from tests.fakes.upstream import Answer, FakeUpstream
 from tests.support.function_url import Reply, call
 from tests.support.functions import handler
 from tests.support.pipelines import Customer, Worker, new_pipeline
+from tests.support.settings import settings_env
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 120
 
@@ -103,6 +104,29 @@ def test_bad_uploads_are_refused(cos: FakeCos, body: dict[str, Any], code: str, 
     reply = upload(Customer(quota=0).token, body)
     assert reply.status == 422 and reply.json()["code"] == code, reply.body
     assert reply.json()["details"][0]["loc"] == ["body", field]
+
+
+def test_a_user_is_given_at_most_uploads_per_user_per_hour_urls(cos: FakeCos) -> None:
+    customer = Customer(quota=0)
+    body = {"content_type": "image/png", "size_bytes": len(PNG)}
+    with settings_env(UPLOADS_PER_USER_PER_HOUR="2"):
+        # A request refused as invalid is given nothing and counts nothing.
+        bad = upload(customer.token, {"content_type": "image/gif", "size_bytes": 10})
+        assert bad.status == 422
+        given = [upload(customer.token, body) for _ in range(2)]
+        assert [reply.status for reply in given] == [201, 201]
+        refused = upload(customer.token, body)
+        assert refused.status == 429 and refused.json()["code"] == "RATE_LIMITED", refused.body
+        assert 3500 <= int(refused.headers["Retry-After"]) <= 3600
+        assert "url" not in refused.json() and "key" not in refused.json()
+        # The limit is the user's own.
+        assert upload(Customer(quota=0).token, body).status == 201
+    # The two URLs given still work; the refusal presigned nothing that could.
+    for reply in given:
+        made = reply.json()
+        put = requests.put(made["url"], data=PNG, headers=made["headers"], timeout=10)
+        assert put.status_code == 200
+    assert len(cos.keys(f"uploads/{customer.id}/")) == 2
 
 
 def test_uploads_need_a_user() -> None:

@@ -15,7 +15,7 @@ router = Router(tags=("storage",))
     body=UploadIn,
     response=UploadOut,
     status=201,
-    errors=(422,),
+    errors=(422, 429),
     summary="A presigned PUT (15 minutes) for one file of a declared type and size",
 )
 def create_upload(req: Request[UploadIn, None]) -> UploadOut:

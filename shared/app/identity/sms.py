@@ -12,7 +12,7 @@ numbers and addresses could otherwise spend on SMS). A phone, an IP and the budg
 different entities whose keys cannot honestly share a Redis Cluster slot, so this is three
 steps: first the phone's cooldown and day count, checked and taken in one script (both keys
 carry the phone as hash tag: `sms:cooldown:{<phone>}`, `sms:day:{<phone>}:<day>`), then
-the IP's count and then the budget's (`app.identity.counters`; hourly counters are named
+the IP's count and then the budget's (`app.counters`; hourly counters are named
 for their clock hour and end with it). A later step's refusal gives back what the earlier
 steps took. What holds, as when one script took all three: no limit is ever passed, by any number
 of parallel requests (each counter is checked and counted in one step), and the refusal
@@ -34,10 +34,11 @@ import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
+from app import counters
 from app.addresses import client_network
 from app.config import get_settings
 from app.errors import AppError, ErrorCode
-from app.identity import counters, sms_delivery
+from app.identity import sms_delivery
 from app.observability import logging as applog
 from app.redis_client import get_redis, tag
 

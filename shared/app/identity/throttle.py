@@ -16,7 +16,7 @@ reach the failure lock first (LOGIN_MAX_FAILURES per LOGIN_LOCK_S: 20 an hour by
 under the default 30), so they cannot spend the owner's hour.
 
 The phone's counter and the IP's are different entities, in different Redis Cluster slots,
-so a reservation takes them one after the other (`app.identity.counters`): the phone's
+so a reservation takes them one after the other (`app.counters`): the phone's
 (failures, then checks), then the IP's, giving the earlier ones back when a later one
 refuses. What holds, as when one script took both: each counter is checked and counted in
 one step, so no number of parallel guesses gets past any limit, and a refusal's
@@ -39,10 +39,10 @@ IPv6 address's /64, inside which one client can take any number of addresses.
 
 from __future__ import annotations
 
+from app import counters
 from app.addresses import client_network
 from app.config import get_settings
 from app.errors import AppError, ErrorCode
-from app.identity import counters
 from app.redis_client import get_redis
 
 
@@ -108,13 +108,9 @@ def _lookup_key(ip: str) -> str:
 
 def take_lookup(ip: str) -> None:
     """Count one registered-phone lookup for the IP, or raise SMS_RATE_LIMITED."""
-    wait = counters.take(_lookup_key(ip), get_settings().sms_per_ip_per_hour, counters.HOUR_S)
-    if wait:
-        raise AppError(
-            ErrorCode.SMS_RATE_LIMITED,
-            "Too many requests from this network; try again later.",
-            headers={"Retry-After": str(wait)},
-        )
+    message = "Too many requests from this network; try again later."
+    limit = get_settings().sms_per_ip_per_hour
+    counters.take_hourly(_lookup_key(ip), limit, ErrorCode.SMS_RATE_LIMITED, message)
 
 
 def _wechat_key(ip: str) -> str:
@@ -124,10 +120,5 @@ def _wechat_key(ip: str) -> str:
 def take_wechat_login(ip: str) -> None:
     """Count one WeChat sign-in for the IP, or raise RATE_LIMITED."""
     limit = get_settings().wechat_login_per_ip_per_hour
-    wait = counters.take(_wechat_key(ip), limit, counters.HOUR_S)
-    if wait:
-        raise AppError(
-            ErrorCode.RATE_LIMITED,
-            "Too many WeChat sign-ins from this network; try again later.",
-            headers={"Retry-After": str(wait)},
-        )
+    message = "Too many WeChat sign-ins from this network; try again later."
+    counters.take_hourly(_wechat_key(ip), limit, ErrorCode.RATE_LIMITED, message)

@@ -26,13 +26,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app import idempotency
+from app import counters, idempotency
 from app.clock import iso, utcnow
 from app.config import get_settings
 from app.db.tables import orders
 from app.db.transaction import transaction
 from app.errors import AppError, ErrorCode
-from app.identity import counters
 from app.observability import logging as applog
 from app.observability.metrics import ORDERS, PAYMENT_PROVIDER_CALLS
 from app.payments import plans, providers, reconcile
@@ -96,13 +95,8 @@ def _take_rate(user_id: str) -> None:
     """Count one trade asked of a provider for the user, or raise RATE_LIMITED. A count
     stays taken whatever the provider answers: a failing provider is asked no more often."""
     limit = get_settings().orders_per_user_per_hour
-    wait = counters.take(f"orders:rate:{user_id}", limit, counters.HOUR_S)
-    if wait:
-        raise AppError(
-            ErrorCode.RATE_LIMITED,
-            "Too many orders; try again later.",
-            headers={"Retry-After": str(wait)},
-        )
+    message = "Too many orders; try again later."
+    counters.take_hourly(f"orders:rate:{user_id}", limit, ErrorCode.RATE_LIMITED, message)
 
 
 def _create_once(

@@ -4,7 +4,10 @@ names.
 `POST /uploads` answers a presigned PUT for `uploads/{user_id}/{id}` whose signature covers
 the declared Content-Type and Content-Length and a private ACL, valid PUT_TTL_S: the store
 refuses any other type, size or ACL (and the bucket policy any grant header added,
-app.storage.bucket_policy). A task input may name the key as a whole string value anywhere
+app.storage.bucket_policy). Each one can become an object of up to UPLOAD_MAX_BYTES that
+stays on the bill until cleanup, so a user is given at most UPLOADS_PER_USER_PER_HOUR of
+them an hour (`429 RATE_LIMITED` with Retry-After past it, nothing presigned); a request
+refused as invalid counts nothing. A task input may name the key as a whole string value anywhere
 in it; `POST /tasks` checks each one (the owner's prefix followed by an id of `create`'s
 shape and nothing else, the object there, young enough, not readable by all users: one
 made so before the bucket policy was in place is not kept by a task for its whole
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from app import counters
 from app.clock import iso, utcnow
 from app.config import get_settings
 from app.errors import AppError, ErrorCode
@@ -75,11 +79,20 @@ def create(user_id: str, content_type: str, size_bytes: int) -> Upload:
     limit = get_settings().upload_max_bytes
     if not 1 <= size_bytes <= limit:
         raise _invalid(f"size_bytes must be 1 to {limit}", "size_bytes")
+    _take_rate(user_id)
     from app.storage.store import store  # cold start: the bucket only where it is used
 
     key = upload_key(user_id, new_id())
     signed = store().presign_put(key, content_type, size_bytes, PUT_TTL_S)
     return Upload(key, signed.url, signed.method, signed.headers, iso(signed.expires_at) or "")
+
+
+def _take_rate(user_id: str) -> None:
+    """Count one upload given to the user, or raise RATE_LIMITED. A count stays taken whether
+    the client ever sends the bytes or not: the URL it holds can put them there."""
+    limit = get_settings().uploads_per_user_per_hour
+    message = "Too many uploads; try again later."
+    counters.take_hourly(f"uploads:rate:{user_id}", limit, ErrorCode.RATE_LIMITED, message)
 
 
 def named(value: Any) -> Iterator[str]:

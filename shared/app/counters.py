@@ -1,5 +1,8 @@
 """Counters over a window in Redis, taken before the action they limit: the sign-in rate
-limits of `sms` and `throttle`, and the orders a user makes (`app.payments.orders`).
+limits of `app.identity.sms` and `app.identity.throttle`, the orders a user makes
+(`app.payments.orders`) and the uploads a user is given (`app.storage.uploads`). It sits
+beside `redis_client`, below the domain and `storage` alike, so each of them takes its
+limit here rather than through another's package.
 
 A counter is one key, and each call touches one counter, so two counters of one limit may
 live in different Redis Cluster slots (a phone's and an IP's). `take` checks and counts in
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+from app.errors import AppError, ErrorCode
 from app.redis_client import get_redis
 
 # The window of every "per hour" limit.
@@ -53,3 +57,11 @@ def take(key: str, limit: int, window_s: int) -> int:
 
 def give_back(key: str) -> None:
     get_redis().eval(_GIVE_BACK, 1, key)
+
+
+def take_hourly(key: str, limit: int, code: ErrorCode, message: str) -> None:
+    """Count one against `limit` in the hour's window, or raise `code` (a 429) with
+    Retry-After, nothing counted: the shape of every per-hour limit a client meets."""
+    wait = take(key, limit, HOUR_S)
+    if wait:
+        raise AppError(code, message, headers={"Retry-After": str(wait)})
