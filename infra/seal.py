@@ -27,7 +27,10 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from app.config import DEV_LOCAL_MASTER_KEY, SEALABLE_VARIABLES, Settings, without_values
+from app.config import Settings
+from app.config.defaults import DEV_LOCAL_MASTER_KEY
+from app.config.refusals import without_values
+from app.config.variables import SEALABLE_VARIABLES
 from app.crypto import envelopes, is_sealed, local, providers, resolution
 from app.crypto.errors import EnvelopeError
 from app.vault import store as store_rows

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from app.config import DEV_JWT_SECRET, ProductionMisconfigured, Settings, get_settings
+from app.config import ProductionMisconfigured, Settings, get_settings, production
+from app.config.defaults import DEV_JWT_SECRET
 from app.http import http_handler
 from tests.support.functions import FUNCTIONS
 from tests.support.payments import PRODUCTION_PAYMENT_ENV
@@ -161,7 +162,7 @@ def test_a_fully_configured_production_environment_starts() -> None:
     with settings_env(**PRODUCTION_ENV):
         settings = get_settings()
         assert settings.app_env == "production"
-        assert settings.production_problems() == []
+        assert production.problems(settings) == []
         assert callable(load_function("health"))
 
 
@@ -216,7 +217,7 @@ def test_local_mode_starts_on_the_embedded_default() -> None:
         settings = get_settings()
         assert settings.app_env == "local"
         assert settings.is_sqlite and settings.redis_url == "memory://"
-        assert "JWT_SECRET is the built-in dev secret" in settings.production_problems()
+        assert "JWT_SECRET is the built-in dev secret" in production.problems(settings)
 
 
 @pytest.mark.parametrize(

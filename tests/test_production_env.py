@@ -13,7 +13,8 @@ import sys
 
 import pytest
 
-from app.config import SEALABLE, Settings
+from app.config import Settings
+from app.config.variables import SEALABLE
 from app.crypto import envelopes, providers
 from infra import manifest
 from tests.fakes.kms import FakeKms

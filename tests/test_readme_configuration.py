@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from app.config import ENV_NAMES, Settings
+from app.config import Settings
+from app.config.variables import ENV_NAMES
 from tests.support.functions import ROOT
 
 # Variables the table lists that the local cloud reads itself, not Settings.

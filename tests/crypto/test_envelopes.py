@@ -89,7 +89,7 @@ def test_an_envelope_of_another_master_key_is_an_unknown_key(local_env: dict[str
 
 
 def test_a_laptop_seals_under_the_public_dev_master_key_when_none_is_set() -> None:
-    from app.config import DEV_LOCAL_MASTER_KEY
+    from app.config.defaults import DEV_LOCAL_MASTER_KEY
 
     laptop = Settings.from_environ({}, resolve=False)
     assert laptop.local_master_key.get_secret_value() == DEV_LOCAL_MASTER_KEY

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import delete, select
 
-from app.config import DEV_LOCAL_MASTER_KEY
+from app.config.defaults import DEV_LOCAL_MASTER_KEY
 from app.crypto import envelopes
 from app.db.engine import get_engine
 from app.db.tables import secrets as secrets_table

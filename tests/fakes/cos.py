@@ -2,19 +2,8 @@
 signature as COS does, then hands it to moto's S3 app (served in this process on a side
 port, as ../shared/SDK-NOTES.md says) and relays the answer in COS's shape.
 
-- The signature (`q-sign-algorithm=sha1&q-ak=...&q-sign-time=...&q-key-time=...&q-header-list=...
-  &q-url-param-list=...&q-signature=...`), from the `Authorization` header or from a
-  presigned URL's query, is recomputed with the secret key over the method, the key's path,
-  the listed parameters and headers (each name lower-cased, names and values URL-encoded
-  with `-_.~` kept), as qcloud_cos/cos_auth.py builds it: a mismatch, a listed header or
-  parameter that is missing, another SecretId or algorithm is 403 `SignatureDoesNotMatch`
-  (`InvalidAccessKeyId` for an unknown SecretId); a request outside its q-sign-time or
-  q-key-time is 403 `AccessDenied` "Request has expired"; no signature at all is 403
-  `AccessDenied`. So a presigned PUT sent with another Content-Type or Content-Length is
-  refused. With `session_token=`, every request must also carry that token
-  (`x-cos-security-token`, a header or a presigned URL's parameter).
-- The signed `host` is compared without a port: the SDK signs `urlparse(url).hostname`,
-  and COS is never reached on a port of its own.
+- The signature is checked as tests/fakes/cos_signature.py says; COS's wire (operation
+  names, `<Error>` answers) is tests/fakes/cos_wire.py.
 - Requests name the bucket in `Host` (`<bucket>.cos.<region>.myqcloud.com`, what the SDK
   sends to COS_ENDPOINT) or, for presigned URLs, in the path (`/<bucket>/<key>`).
 - Answers carry `x-cos-request-id` and `Server: tencent-cos`; COS signs no answer, and
@@ -49,7 +38,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import http.client
 import json
 import re
@@ -63,73 +51,18 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 from xml.etree import ElementTree
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from tests.fakes.cos_access import acl_answer, acl_of, denied, publicly_readable
+from tests.fakes.cos_signature import authenticate
+from tests.fakes.cos_wire import REGION, CosRefusal, default_code, operation, send, send_error
 from tests.fakes.server import LocalServer
 
-REGION = "ap-guangzhou"
-SIGN_FIELDS = (
-    "q-sign-algorithm",
-    "q-ak",
-    "q-sign-time",
-    "q-key-time",
-    "q-header-list",
-    "q-url-param-list",
-    "q-signature",
-)
 _S3_NAMESPACE = re.compile(rb' xmlns="http://s3\.amazonaws\.com/doc/2006-03-01/?"')
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "server", "date"}
-
-
-def _enc(text: str) -> str:
-    return quote(text.encode(), safe="-_.~")
-
-
-def cos_signature(
-    secret_key: str,
-    *,
-    method: str,
-    path: str,
-    params: Mapping[str, str],
-    headers: Mapping[str, str],
-    sign_time: str,
-    key_time: str,
-) -> str:
-    """COS's request signature (XML API, "sha1"): `path` is the key's path as a plain string
-    (`/` for the bucket), `params` and `headers` only those that are signed."""
-    pairs = {_enc(k).lower(): _enc(v) for k, v in params.items()}
-    fields = {_enc(k).lower(): _enc(v) for k, v in headers.items()}
-    http_string = "{}\n{}\n{}\n{}\n".format(
-        method.lower(),
-        path,
-        "&".join(f"{k}={v}" for k, v in sorted(pairs.items())),
-        "&".join(f"{k}={v}" for k, v in sorted(fields.items())),
-    )
-    sign_key = hmac.new(secret_key.encode(), key_time.encode(), hashlib.sha1).hexdigest()
-    digest = hashlib.sha1(http_string.encode()).hexdigest()
-    string_to_sign = f"sha1\n{sign_time}\n{digest}\n"
-    return hmac.new(sign_key.encode(), string_to_sign.encode(), hashlib.sha1).hexdigest()
-
-
-def operation(method: str, key: str, query: Mapping[str, str]) -> str:
-    """COS's name for the request (the API's action names)."""
-    if key:
-        names = {"GET": "Get", "PUT": "Put", "HEAD": "Head", "DELETE": "Delete", "POST": "Post"}
-        return f"{names.get(method, method)}Object" + ("ACL" if "acl" in query else "")
-    if "lifecycle" in query:
-        verb = {"GET": "Get", "PUT": "Put", "DELETE": "Delete"}.get(method, method)
-        return f"{verb}BucketLifecycle"
-    if "delete" in query and method == "POST":
-        return "DeleteObjects"
-    if "policy" in query:
-        verb = {"GET": "Get", "PUT": "Put", "DELETE": "Delete"}.get(method, method)
-        return f"{verb}BucketPolicy"
-    names = {"GET": "ListObjects", "PUT": "PutBucket", "HEAD": "HeadBucket"}
-    return names.get(method, f"{method}Bucket")
 
 
 @dataclass(frozen=True)
@@ -156,12 +89,6 @@ class _Slowness:
 class _QuietMoto(WSGIRequestHandler):
     def log(self, type: str, message: str, *args: Any) -> None:
         return
-
-
-class CosRefusal(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(code)
-        self.status, self.code, self.message = status, code, message
 
 
 class FakeCos(LocalServer):
@@ -259,11 +186,11 @@ class FakeCos(LocalServer):
             self._offset_s = 0.0
 
     def fail_next(self, op: str, status: int = 500, *, times: int = 1, code: str = "") -> None:
-        self._add_failure(op, _Failure(status, code or _default_code(status), 0, times))
+        self._add_failure(op, _Failure(status, code or default_code(status), 0, times))
 
     def fail_after(self, op: str, successes: int, status: int = 500, *, code: str = "") -> None:
         """`successes` more requests of `op` are served; every one after fails until heal()."""
-        self._add_failure(op, _Failure(status, code or _default_code(status), successes, None))
+        self._add_failure(op, _Failure(status, code or default_code(status), successes, None))
 
     def slow_next(self, op: str, seconds: float, *, after: int = 0) -> None:
         with self._lock:
@@ -400,7 +327,17 @@ class FakeCos(LocalServer):
         try:
             if bucket != self.bucket:
                 raise CosRefusal(404, "NoSuchBucket", "The specified bucket does not exist.")
-            self._authenticate(request, op, key, query)
+            authenticate(
+                request.headers,
+                request.command,
+                key,
+                query,
+                secret_id=self.secret_id,
+                secret_key=self.secret_key,
+                session_token=self.session_token,
+                now=self.now(),
+                public=op in ("GetObject", "HeadObject") and publicly_readable(self.acl(key) or {}),
+            )
             self._authorize(request, op, key)
             failure = self._injected(op)
             if failure is not None:
@@ -414,14 +351,14 @@ class FakeCos(LocalServer):
                 return
         except CosRefusal as refusal:
             self._record(op, refusal.status, refusal.code)
-            self._error(request, refusal, resource)
+            send_error(request, refusal, resource)
             return
         status, headers, answer = self._forward(request, op, body)
         if op == "PutObject" and status == 200:
             with self._lock:
                 self._acls[key] = acl_of(request.headers)
         self._record(op, status)
-        self._send(request, status, headers, answer)
+        send(request, status, headers, answer)
 
     def _authorize(self, request: BaseHTTPRequestHandler, op: str, key: str) -> None:
         """The bucket policy's deny statements, for the writes that set an object's ACL."""
@@ -460,7 +397,7 @@ class FakeCos(LocalServer):
                 raise CosRefusal(404, "NoSuchBucketPolicy", "The bucket policy does not exist.")
             status, answer = 200, stored
         self._record(op, status)
-        self._send(request, status, [("Content-Type", "application/json")], answer)
+        send(request, status, [("Content-Type", "application/json")], answer)
 
     def _object_acl(self, request: BaseHTTPRequestHandler, op: str, key: str) -> None:
         if key not in self._backend().get_bucket(self.bucket).keys:
@@ -473,65 +410,7 @@ class FakeCos(LocalServer):
         else:
             headers, answer = acl_answer(self.acl(key) or {})
         self._record(op, 200)
-        self._send(request, 200, headers, answer)
-
-    def _authenticate(
-        self, request: BaseHTTPRequestHandler, op: str, key: str, query: Mapping[str, str]
-    ) -> None:
-        authorization = request.headers.get("Authorization", "")
-        if authorization.startswith("q-sign-algorithm="):
-            fields = dict(part.split("=", 1) for part in authorization.split("&") if "=" in part)
-        elif "q-sign-algorithm" in query:
-            fields = {name: query[name] for name in SIGN_FIELDS if name in query}
-        elif op in ("GetObject", "HeadObject") and publicly_readable(self.acl(key) or {}):
-            return  # anyone may read an object its ACL makes public
-        else:
-            raise CosRefusal(403, "AccessDenied", "Access Denied.")
-        mismatch = CosRefusal(
-            403, "SignatureDoesNotMatch", "The Signature you specified does not match."
-        )
-        if any(name not in fields for name in SIGN_FIELDS) or fields["q-sign-algorithm"] != "sha1":
-            raise mismatch
-        if fields["q-ak"] != self.secret_id:
-            raise CosRefusal(403, "InvalidAccessKeyId", "The SecretId is not known.")
-        now = self.now()
-        for window in (fields["q-sign-time"], fields["q-key-time"]):
-            try:
-                start, end = (int(t) for t in window.split(";"))
-            except ValueError:
-                raise mismatch from None
-            if not start <= now <= end:
-                raise CosRefusal(403, "AccessDenied", "Request has expired")
-        lower = {name.lower(): value for name, value in request.headers.items()}
-        headers: dict[str, str] = {}
-        for name in filter(None, fields["q-header-list"].split(";")):
-            value = lower.get(unquote(name))
-            if value is None:
-                raise mismatch
-            if name == "host":
-                value = re.sub(r":\d+$", "", value)
-            headers[name] = value
-        params: dict[str, str] = {}
-        lower_query = {name.lower(): value for name, value in query.items()}
-        for name in filter(None, fields["q-url-param-list"].split(";")):
-            if unquote(name) not in lower_query:
-                raise mismatch
-            params[name] = lower_query[unquote(name)]
-        expected = cos_signature(
-            self.secret_key,
-            method=request.command,
-            path="/" + key,
-            params=params,
-            headers=headers,
-            sign_time=fields["q-sign-time"],
-            key_time=fields["q-key-time"],
-        )
-        if not hmac.compare_digest(expected, fields["q-signature"]):
-            raise mismatch
-        if self.session_token is not None:
-            token = lower.get("x-cos-security-token") or query.get("x-cos-security-token")
-            if token != self.session_token:
-                raise CosRefusal(403, "InvalidAccessKeyId", "The security token is invalid.")
+        send(request, 200, headers, answer)
 
     def _forward(
         self, request: BaseHTTPRequestHandler, op: str, body: bytes
@@ -577,44 +456,6 @@ class FakeCos(LocalServer):
                     refused[key] = self._refused_keys[key]
                     root.remove(element)
         return ElementTree.tostring(root), refused
-
-    def _error(self, request: BaseHTTPRequestHandler, refusal: CosRefusal, resource: str) -> None:
-        request_id = secrets.token_hex(12)
-        body = (
-            "<?xml version='1.0' encoding='utf-8' ?>\n<Error>\n"
-            f"\t<Code>{refusal.code}</Code>\n\t<Message>{refusal.message}</Message>\n"
-            f"\t<Resource>{resource}</Resource>\n\t<RequestId>{request_id}</RequestId>\n"
-            f"\t<TraceId>{secrets.token_hex(16)}</TraceId>\n</Error>"
-        ).encode()
-        headers = [("Content-Type", "application/xml"), ("x-cos-request-id", request_id)]
-        self._send(request, refusal.status, headers, body)
-
-    @staticmethod
-    def _send(
-        request: BaseHTTPRequestHandler,
-        status: int,
-        headers: list[tuple[str, str]],
-        body: bytes,
-    ) -> None:
-        request.send_response(status)
-        request.send_header("Server", "tencent-cos")
-        names = {name.lower() for name, _ in headers}
-        if "x-cos-request-id" not in names:
-            request.send_header("x-cos-request-id", secrets.token_hex(12))
-        for name, value in headers:
-            if request.command == "HEAD" or name.lower() != "content-length":
-                request.send_header(name, value)
-        if request.command != "HEAD":
-            request.send_header("Content-Length", str(len(body)))
-        request.end_headers()
-        if request.command != "HEAD":
-            request.wfile.write(body)
-
-
-def _default_code(status: int) -> str:
-    return {500: "InternalError", 503: "ServiceUnavailable", 403: "AccessDenied"}.get(
-        status, "InternalError"
-    )
 
 
 def _with_key_errors(answer: bytes, refused: Mapping[str, str]) -> bytes:

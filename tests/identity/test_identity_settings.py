@@ -5,7 +5,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from app.config import ProductionMisconfigured, get_settings
+from app.config import ProductionMisconfigured, get_settings, production
 from app.identity import phones
 from tests.support.settings import settings_env
 
@@ -38,5 +38,5 @@ def test_admin_phones_accept_every_spelling_and_ignore_junk() -> None:
 
 def test_tencent_sms_needs_its_three_settings_in_production() -> None:
     with settings_env(SMS_PROVIDER="tencent", SMS_TEMPLATE_ID=""):
-        problems = get_settings().production_problems()
+        problems = production.problems(get_settings())
     assert any("SMS_TEMPLATE_ID" in p for p in problems)

@@ -341,6 +341,33 @@ def test_the_sweeper_settles_reservations_left_behind_by_ended_tasks() -> None:
     assert sweep()["settled"] == 0
 
 
+def test_the_sweeper_counts_as_settled_only_what_it_settled_itself() -> None:
+    """A reservation the task's own end settles while the sweeper waits for its user's lock
+    was read as left behind, but settled by the other: the sweeper's count leaves it out."""
+    from app.db.tables import tasks
+    from app.db.transaction import transaction
+    from app.quota import service as quota
+    from tests.support.lock_waits import wait_for_a_lock_wait
+
+    pipeline = new_pipeline([{"id": "a", "type": "sim", "duration_ms": 1}], cost=1)
+    user = Customer(quota=1)
+    task_id = user.create(pipeline).json()["id"]
+    with transaction() as conn:
+        conn.execute(update(tasks).where(tasks.c.id == task_id).values(status="succeeded"))
+
+    reports: list[dict[str, int]] = []
+    sweeper = threading.Thread(target=lambda: reports.append(sweep()))
+    with transaction() as conn:
+        assert quota.confirm(task_id, tx=conn).changed  # holds the user's lock until commit
+        sweeper.start()
+        wait_for_a_lock_wait()
+    sweeper.join(30)
+
+    assert reports and reports[0]["settled"] == 0 and reports[0]["failed"] == 0, reports
+    assert reservations()[task_id] == "confirmed"
+    assert user.quota() == (0, 0)
+
+
 def test_the_sweeper_runs_as_a_timer_function_and_as_an_admin_job() -> None:
     from tests.support.function_url import call
     from tests.support.functions import handler

@@ -4,11 +4,10 @@ disabled at KMS. While KMS cannot seal, a PUT is 503 and the job counts what it 
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from app.config import get_settings
 from app.crypto import envelopes, providers
@@ -19,6 +18,7 @@ from tests.fakes.kms import FakeKms
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.support.function_url import call
 from tests.support.functions import handler
+from tests.support.lock_waits import wait_for_a_lock_wait
 from tests.support.logs import capture_logs
 from tests.support.pipelines import Customer, Worker
 from tests.support.settings import settings_env
@@ -33,25 +33,6 @@ def rows(names: list[str]) -> dict[str, tuple[str, int]]:
             )
         )
         return {r.name: (r.key_id, r.version) for r in found}
-
-
-# Transactions of this run's database waiting for a lock (INNODB_TRX is refreshed when it
-# was not read for 0.1 s: polled more slowly than that).
-LOCK_WAITS = text(
-    "SELECT COUNT(*) FROM information_schema.INNODB_TRX t"
-    " JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id"
-    " WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()"
-)
-
-
-def wait_for_a_lock_wait(timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        with transaction() as tx:
-            if tx.execute(LOCK_WAITS).scalar_one():
-                return
-        assert time.monotonic() < deadline, "the job never waited for the row"
-        time.sleep(0.2)
 
 
 def rekey() -> dict[str, object]:

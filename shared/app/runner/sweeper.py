@@ -9,7 +9,8 @@ lost message or a dead worker left behind and finishes it.
    every runner transition is conditional.
 3. Reservations still `reserved` whose task has ended are settled as the task ended
    (succeeded -> confirm, otherwise cancel); a reservation whose task was never written
-   is cancelled once it is older than TASK_MAX_RUNTIME_S.
+   is cancelled once it is older than TASK_MAX_RUNTIME_S. `settled` counts the ones this
+   pass settled, not those something else settled after the pass read them.
 4. Idempotency keys past their 24 h are removed, and ended sessions whose access tokens
    have all expired (`app.identity.ended`).
 5. Delayed queue messages that fell due are sent (app.queue.release_due), in case no queue
@@ -140,12 +141,12 @@ def _settle_left_reserved(failed: _Failures) -> int:
     ended_as = {task_id: status for task_id, status, _created in rows}
 
     def settle(task_id: str) -> bool:
+        """Whether this call settled it: the task's own end (or another pass) may have
+        settled it since it was read, and that one is not counted again here."""
         with transaction() as conn:
             if ended_as[task_id] == "succeeded":
-                quota.confirm(task_id, tx=conn)
-            else:
-                quota.cancel(task_id, tx=conn)
-        return True
+                return quota.confirm(task_id, tx=conn).changed
+            return quota.cancel(task_id, tx=conn).changed
 
     return _each("settle", ended_as, settle, failed)
 

@@ -1,0 +1,51 @@
+"""Which environment variables the settings are read from, and which of them may hold an
+envelope or a `secret:` reference in place of their value."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+# Fields read from other variables than their own upper-cased name, first found wins: the
+# explicit keys, or the temporary ones SCF injects for the function's run role.
+ENV_NAMES: dict[str, tuple[str, ...]] = {
+    "tencentcloud_secret_id": ("TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRETID"),
+    "tencentcloud_secret_key": ("TENCENTCLOUD_SECRET_KEY", "TENCENTCLOUD_SECRETKEY"),
+    "tencentcloud_session_token": ("TENCENTCLOUD_SESSION_TOKEN", "TENCENTCLOUD_SESSIONTOKEN"),
+}
+
+# The fields whose variables may hold an envelope or a `secret:` reference: every key or
+# secret the settings hold, and the providers' public keys (PEM, too long to fit SCF's
+# 4 KB of variables otherwise). Not LOCAL_MASTER_KEY (it opens the
+# others) nor the run role's session token (SCF sets it).
+SEALABLE = frozenset(
+    {
+        "database_url",
+        "redis_url",
+        "jwt_secret",
+        "wechat_secret",
+        "tencentcloud_secret_key",
+        "metrics_token",
+        "metrics_pushgateway_url",
+        "wechatpay_private_key",
+        "wechatpay_apiv3_key",
+        "wechatpay_public_key",
+        "alipay_private_key",
+        "alipay_public_key",
+    }
+)
+
+# The variables those fields are read from: the names `make -s encrypt` seals for.
+SEALABLE_VARIABLES = frozenset(
+    variable for name in SEALABLE for variable in ENV_NAMES.get(name, (name.upper(),))
+)
+
+
+def read(environ: Mapping[str, str], fields: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """Each of `fields` that `environ` sets, to the variable it was read from and its text."""
+    found: dict[str, tuple[str, str]] = {}
+    for name in fields:
+        for variable in ENV_NAMES.get(name, (name.upper(),)):
+            if variable in environ:
+                found[name] = (variable, environ[variable])
+                break
+    return found
