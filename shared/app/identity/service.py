@@ -148,15 +148,24 @@ def register(
             registering_phone=registering_phone,
         )
 
-    # The referrer is checked before the code is burnt, but not against the phone: an
-    # invite code is public, and "you cannot refer yourself" before the code would tell
-    # anyone whose phone a number is. That check waits for the code, like the phone's own.
-    with transaction() as conn:
-        referrer(conn, None)
-    # The code before the phone: without this phone's register code, registered and
-    # unregistered phones get the same answer here (400 SMS_CODE_INVALID), so registration
-    # cannot be probed through this route. A register code is only sent to a phone that was
-    # not registered then, so a 409 below is a race its owner lost.
+    # The code before anything else: without this phone's register code every request gets
+    # the same 400 SMS_CODE_INVALID, whatever its phone, referrer or invite code, so this
+    # route tells no one whose phone is registered, which invite codes or user ids exist,
+    # or whose phone an invite code is. The right code is only checked here: a mistyped
+    # invite code is 400 REFERRER_INVALID and the same code registers once it is put
+    # right. That refusal is a wrong try of the code (sms.strike), so one code tries at
+    # most MAX_WRONG_TRIES referrers.
+    sms.check(phone, "register", code)
+    try:
+        with transaction() as conn:
+            referrer(conn, phone)
+    except AppError as error:
+        if error.code == ErrorCode.REFERRER_INVALID:
+            sms.strike(phone, "register", code)
+        raise
+    # Used before the phone is looked at (a parallel request with it is now refused). A
+    # register code is only sent to a phone that was not registered then, so a 409 below
+    # is a race its owner lost.
     sms.consume(phone, "register", code)
     with transaction() as conn:
         if users.find_by_phone(conn, phone) is not None:

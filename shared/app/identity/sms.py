@@ -2,8 +2,10 @@
 
 A code is 6 digits from `secrets`, kept in Redis only as an HMAC (keyed with the JWT
 secret, bound to phone and purpose) for SMS_CODE_TTL_S, at `sms:code:<purpose>:<phone>`.
-It is single use and burnt after MAX_WRONG_TRIES wrong guesses. The code itself goes to the
-delivery adapter and nowhere else: never into a log line, a response or an exception message.
+It is single use and burnt after MAX_WRONG_TRIES wrong guesses (a request refused for
+something else after its right code was checked counts as one: `strike`). The code itself
+goes to the delivery adapter and nowhere else: never into a log line, a response or an
+exception message.
 
 Before a code is sent, four limits are checked and counted: a cooldown per phone, a daily
 count per phone (China day), an hourly count per source IP, and an hourly budget across
@@ -74,18 +76,27 @@ end
 return 1
 """
 
-# KEYS: code key. ARGV: digest of the guess, wrong tries allowed. 1 = right (and burnt).
-_CONSUME = """
+# KEYS: code key. ARGV: digest of the guess, wrong tries allowed, what a right guess does:
+# 'use' (burnt), 'keep' (left for a later 'use': the request has more to check first) or
+# 'strike' (counted as a wrong try: the request it came with was refused). 1 = right.
+_VERIFY = """
 local digest = redis.call('HGET', KEYS[1], 'h')
 if not digest then
   return 0
 end
-if digest == ARGV[1] then
+local right = digest == ARGV[1]
+if right and ARGV[3] == 'use' then
   redis.call('DEL', KEYS[1])
+  return 1
+end
+if right and ARGV[3] == 'keep' then
   return 1
 end
 if redis.call('HINCRBY', KEYS[1], 'tries', 1) >= tonumber(ARGV[2]) then
   redis.call('DEL', KEYS[1])
+end
+if right then
+  return 1
 end
 return 0
 """
@@ -200,10 +211,32 @@ def send(phone: str, purpose: Purpose, ip: str) -> tuple[int, int]:
     return settings.sms_cooldown_s, settings.sms_code_ttl_s
 
 
+def _verify(phone: str, purpose: Purpose, code: str, mode: str) -> bool:
+    digest = _digest(phone, purpose, code)
+    right = get_redis().eval(_VERIFY, 1, _code_key(phone, purpose), digest, MAX_WRONG_TRIES, mode)
+    return int(right) == 1
+
+
+def _invalid() -> AppError:
+    return AppError(ErrorCode.SMS_CODE_INVALID, "The code is wrong or has expired.")
+
+
 def consume(phone: str, purpose: Purpose, code: str) -> None:
     """Accept the code once, or SMS_CODE_INVALID (wrong, used, expired or burnt)."""
-    right = get_redis().eval(
-        _CONSUME, 1, _code_key(phone, purpose), _digest(phone, purpose, code), MAX_WRONG_TRIES
-    )
-    if int(right) != 1:
-        raise AppError(ErrorCode.SMS_CODE_INVALID, "The code is wrong or has expired.")
+    if not _verify(phone, purpose, code, "use"):
+        raise _invalid()
+
+
+def check(phone: str, purpose: Purpose, code: str) -> None:
+    """The code is right, or SMS_CODE_INVALID (a wrong guess counted, as `consume` counts
+    it); a right code is left in place, for `consume` once the rest of the request holds,
+    or `strike` when it does not."""
+    if not _verify(phone, purpose, code, "keep"):
+        raise _invalid()
+
+
+def strike(phone: str, purpose: Purpose, code: str) -> None:
+    """A right code came with a request refused for something else: one wrong try. The
+    code stays for the request put right, but cannot be reused without end to try
+    other values of what was refused (an invite code, say)."""
+    _verify(phone, purpose, code, "strike")
