@@ -136,6 +136,7 @@ def register(
     password: str,
     code: str,
     *,
+    ip: str,
     referrer_id: str | None = None,
     invite_code: str | None = None,
     nickname: str | None = None,
@@ -155,7 +156,7 @@ def register(
     # invite code is 400 REFERRER_INVALID and the same code registers once it is put
     # right. That refusal is a wrong try of the code (sms.strike), so one code tries at
     # most MAX_WRONG_TRIES referrers.
-    sms.check(phone, "register", code)
+    sms.check(phone, "register", code, ip)
     try:
         with transaction() as conn:
             referrer(conn, phone)
@@ -166,7 +167,7 @@ def register(
     # Used before the phone is looked at (a parallel request with it is now refused). A
     # register code is only sent to a phone that was not registered then, so a 409 below
     # is a race its owner lost.
-    sms.consume(phone, "register", code)
+    sms.use(phone, "register", code)
     with transaction() as conn:
         if users.find_by_phone(conn, phone) is not None:
             raise AppError(ErrorCode.PHONE_ALREADY_REGISTERED, "This phone is already registered.")
@@ -194,7 +195,7 @@ def login(phone: str, *, password: str | None, code: str | None, ip: str) -> Sig
     if password is not None:
         return login_password(phone, password, ip)
     if code is not None:
-        return login_code(phone, code)
+        return login_code(phone, code, ip)
     raise AppError(
         ErrorCode.VALIDATION_ERROR,
         "Send a password or an SMS code.",
@@ -226,8 +227,8 @@ def login_password(phone: str, password: str, ip: str) -> SignIn:
     return _sign_in(_returning(row, **changes), is_new=False)
 
 
-def login_code(phone: str, code: str) -> SignIn:
-    sms.consume(phone, "login", code)
+def login_code(phone: str, code: str, ip: str) -> SignIn:
+    sms.consume(phone, "login", code, ip)
     with transaction() as conn:
         row = users.find_by_phone(conn, phone)
     if row is not None:

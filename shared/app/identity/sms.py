@@ -3,9 +3,10 @@
 A code is 6 digits from `secrets`, kept in Redis only as an HMAC (keyed with the JWT
 secret, bound to phone and purpose) for SMS_CODE_TTL_S, at `sms:code:<purpose>:<phone>`.
 It is single use and burnt after MAX_WRONG_TRIES wrong guesses (a request refused for
-something else after its right code was checked counts as one: `strike`). The code itself
-goes to the delivery adapter and nowhere else: never into a log line, a response or an
-exception message.
+something else after its right code was checked counts as one: `strike`), and the wrong
+guesses of one client network, over every phone, are bounded per hour
+(SMS_CODE_FAILURES_PER_IP_PER_HOUR, `_judged`). The code itself goes to the delivery
+adapter and nowhere else: never into a log line, a response or an exception message.
 
 Before a code is sent, four limits are checked and counted: a cooldown per phone, a daily
 count per phone (China day), an hourly count per source IP, and an hourly budget across
@@ -221,17 +222,54 @@ def _invalid() -> AppError:
     return AppError(ErrorCode.SMS_CODE_INVALID, "The code is wrong or has expired.")
 
 
-def consume(phone: str, purpose: Purpose, code: str) -> None:
-    """Accept the code once, or SMS_CODE_INVALID (wrong, used, expired or burnt)."""
-    if not _verify(phone, purpose, code, "use"):
-        raise _invalid()
+def _guesses_key(ip: str) -> str:
+    return f"sms:guesses:ip:{client_network(ip) or 'unknown'}"
 
 
-def check(phone: str, purpose: Purpose, code: str) -> None:
+def _judged(phone: str, purpose: Purpose, code: str, ip: str, mode: str) -> None:
+    """A client's guess at a code, counted against its network's hour.
+
+    A code allows MAX_WRONG_TRIES guesses, but one client cycling over many phones, each
+    with a code (its own or a stranger's), would guess without end: its wrong guesses are
+    bounded per network, as password failures are (app.identity.throttle). Taken before the
+    code is looked at, so parallel guesses cannot outrun the limit; a right code gives it
+    back, so only wrong ones count."""
+    key = _guesses_key(ip)
+    limit = get_settings().sms_code_failures_per_ip_per_hour
+    wait = counters.take(key, limit, counters.HOUR_S)
+    if wait:
+        raise AppError(
+            ErrorCode.AUTH_TOO_MANY_ATTEMPTS,
+            "Too many wrong codes from this network; try again later.",
+            headers={"Retry-After": str(wait)},
+        )
+    try:
+        right = _verify(phone, purpose, code, mode)
+    except Exception:
+        counters.give_back(key)
+        raise
+    if not right:
+        raise _invalid()  # the guess stays counted
+    counters.give_back(key)
+
+
+def consume(phone: str, purpose: Purpose, code: str, ip: str) -> None:
+    """Accept the code once, or SMS_CODE_INVALID (wrong, used, expired or burnt); a network
+    past its wrong guesses is AUTH_TOO_MANY_ATTEMPTS."""
+    _judged(phone, purpose, code, ip, "use")
+
+
+def check(phone: str, purpose: Purpose, code: str, ip: str) -> None:
     """The code is right, or SMS_CODE_INVALID (a wrong guess counted, as `consume` counts
-    it); a right code is left in place, for `consume` once the rest of the request holds,
-    or `strike` when it does not."""
-    if not _verify(phone, purpose, code, "keep"):
+    it); a right code is left in place, for `use` once the rest of the request holds, or
+    `strike` when it does not."""
+    _judged(phone, purpose, code, ip, "keep")
+
+
+def use(phone: str, purpose: Purpose, code: str) -> None:
+    """Use the code `check` accepted, or SMS_CODE_INVALID: a parallel request used it
+    first (or struck it out)."""
+    if not _verify(phone, purpose, code, "use"):
         raise _invalid()
 
 
