@@ -97,11 +97,17 @@ class Flows:
         assert reply.status == 200, reply.body
         return self.last_code(phone)
 
-    def register(self, phone: str | None = None, password: str = PASSWORD, **extra: Any) -> Reply:
+    def register(
+        self,
+        phone: str | None = None,
+        password: str = PASSWORD,
+        ip: str = "203.0.113.9",
+        **extra: Any,
+    ) -> Reply:
         phone = phone or new_phone()
         code = extra.pop("code", None) or self.code_for(phone, "register")
         body = {"phone": phone, "password": password, "code": code, **extra}
-        return self.call("auth-register", "POST", "/auth/register", body=body)
+        return self.call("auth-register", "POST", "/auth/register", body=body, source_ip=ip)
 
     def registered(self, phone: str | None = None, **extra: Any) -> dict[str, Any]:
         reply = self.register(phone, **extra)
@@ -113,9 +119,10 @@ class Flows:
         body = {"phone": phone, "password": password}
         return self.call("auth-login", "POST", "/auth/login", body=body, source_ip=ip)
 
-    def code_login(self, phone: str, code: str | None = None) -> Reply:
+    def code_login(self, phone: str, code: str | None = None, ip: str = "203.0.113.9") -> Reply:
         code = code or self.code_for(phone, "login")
-        return self.call("auth-login", "POST", "/auth/login", body={"phone": phone, "code": code})
+        body = {"phone": phone, "code": code}
+        return self.call("auth-login", "POST", "/auth/login", body=body, source_ip=ip)
 
     def wechat_login(self, code: str, **extra: Any) -> Reply:
         body = {"code": code, **extra}

@@ -65,6 +65,7 @@ def register(req: Request[RegisterIn, None]) -> TokenPair:
         body.phone,
         body.password,
         body.code,
+        ip=req.source_ip,
         referrer_id=body.referrer_id,
         invite_code=body.invite_code,
         nickname=body.nickname,

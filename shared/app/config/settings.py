@@ -69,6 +69,9 @@ class Settings(BaseModel):
     # Codes sent per clock hour across all phones: the cap on what SMS pumping can cost.
     sms_global_per_hour: int = Field(1000, ge=1)
     sms_code_ttl_s: int = Field(300, ge=60)
+    # Wrong codes guessed per client network per hour, at sign-in and registration: a code
+    # allows a few guesses, and one client could otherwise cycle over many phones' codes.
+    sms_code_failures_per_ip_per_hour: int = Field(100, ge=1)
 
     login_max_failures: int = Field(5, ge=1)
     login_lock_s: int = Field(900, ge=1)

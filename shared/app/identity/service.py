@@ -136,6 +136,7 @@ def register(
     password: str,
     code: str,
     *,
+    ip: str,
     referrer_id: str | None = None,
     invite_code: str | None = None,
     nickname: str | None = None,
@@ -148,16 +149,25 @@ def register(
             registering_phone=registering_phone,
         )
 
-    # The referrer is checked before the code is burnt, but not against the phone: an
-    # invite code is public, and "you cannot refer yourself" before the code would tell
-    # anyone whose phone a number is. That check waits for the code, like the phone's own.
-    with transaction() as conn:
-        referrer(conn, None)
-    # The code before the phone: without this phone's register code, registered and
-    # unregistered phones get the same answer here (400 SMS_CODE_INVALID), so registration
-    # cannot be probed through this route. A register code is only sent to a phone that was
-    # not registered then, so a 409 below is a race its owner lost.
-    sms.consume(phone, "register", code)
+    # The code before anything else: without this phone's register code every request gets
+    # the same 400 SMS_CODE_INVALID, whatever its phone, referrer or invite code, so this
+    # route tells no one whose phone is registered, which invite codes or user ids exist,
+    # or whose phone an invite code is. The right code is only checked here: a mistyped
+    # invite code is 400 REFERRER_INVALID and the same code registers once it is put
+    # right. That refusal is a wrong try of the code (sms.strike), so one code tries at
+    # most MAX_WRONG_TRIES referrers.
+    sms.check(phone, "register", code, ip)
+    try:
+        with transaction() as conn:
+            referrer(conn, phone)
+    except AppError as error:
+        if error.code == ErrorCode.REFERRER_INVALID:
+            sms.strike(phone, "register", code)
+        raise
+    # Used before the phone is looked at (a parallel request with it is now refused). A
+    # register code is only sent to a phone that was not registered then, so a 409 below
+    # is a race its owner lost.
+    sms.use(phone, "register", code)
     with transaction() as conn:
         if users.find_by_phone(conn, phone) is not None:
             raise AppError(ErrorCode.PHONE_ALREADY_REGISTERED, "This phone is already registered.")
@@ -185,7 +195,7 @@ def login(phone: str, *, password: str | None, code: str | None, ip: str) -> Sig
     if password is not None:
         return login_password(phone, password, ip)
     if code is not None:
-        return login_code(phone, code)
+        return login_code(phone, code, ip)
     raise AppError(
         ErrorCode.VALIDATION_ERROR,
         "Send a password or an SMS code.",
@@ -217,8 +227,8 @@ def login_password(phone: str, password: str, ip: str) -> SignIn:
     return _sign_in(_returning(row, **changes), is_new=False)
 
 
-def login_code(phone: str, code: str) -> SignIn:
-    sms.consume(phone, "login", code)
+def login_code(phone: str, code: str, ip: str) -> SignIn:
+    sms.consume(phone, "login", code, ip)
     with transaction() as conn:
         row = users.find_by_phone(conn, phone)
     if row is not None:

@@ -2,8 +2,11 @@
 
 A code is 6 digits from `secrets`, kept in Redis only as an HMAC (keyed with the JWT
 secret, bound to phone and purpose) for SMS_CODE_TTL_S, at `sms:code:<purpose>:<phone>`.
-It is single use and burnt after MAX_WRONG_TRIES wrong guesses. The code itself goes to the
-delivery adapter and nowhere else: never into a log line, a response or an exception message.
+It is single use and burnt after MAX_WRONG_TRIES wrong guesses (a request refused for
+something else after its right code was checked counts as one: `strike`), and the wrong
+guesses of one client network, over every phone, are bounded per hour
+(SMS_CODE_FAILURES_PER_IP_PER_HOUR, `_judged`). The code itself goes to the delivery
+adapter and nowhere else: never into a log line, a response or an exception message.
 
 Before a code is sent, four limits are checked and counted: a cooldown per phone, a daily
 count per phone (China day), an hourly count per source IP, and an hourly budget across
@@ -75,18 +78,27 @@ end
 return 1
 """
 
-# KEYS: code key. ARGV: digest of the guess, wrong tries allowed. 1 = right (and burnt).
-_CONSUME = """
+# KEYS: code key. ARGV: digest of the guess, wrong tries allowed, what a right guess does:
+# 'use' (burnt), 'keep' (left for a later 'use': the request has more to check first) or
+# 'strike' (counted as a wrong try: the request it came with was refused). 1 = right.
+_VERIFY = """
 local digest = redis.call('HGET', KEYS[1], 'h')
 if not digest then
   return 0
 end
-if digest == ARGV[1] then
+local right = digest == ARGV[1]
+if right and ARGV[3] == 'use' then
   redis.call('DEL', KEYS[1])
+  return 1
+end
+if right and ARGV[3] == 'keep' then
   return 1
 end
 if redis.call('HINCRBY', KEYS[1], 'tries', 1) >= tonumber(ARGV[2]) then
   redis.call('DEL', KEYS[1])
+end
+if right then
+  return 1
 end
 return 0
 """
@@ -201,10 +213,64 @@ def send(phone: str, purpose: Purpose, ip: str) -> tuple[int, int]:
     return settings.sms_cooldown_s, settings.sms_code_ttl_s
 
 
-def consume(phone: str, purpose: Purpose, code: str) -> None:
-    """Accept the code once, or SMS_CODE_INVALID (wrong, used, expired or burnt)."""
-    right = get_redis().eval(
-        _CONSUME, 1, _code_key(phone, purpose), _digest(phone, purpose, code), MAX_WRONG_TRIES
-    )
-    if int(right) != 1:
-        raise AppError(ErrorCode.SMS_CODE_INVALID, "The code is wrong or has expired.")
+def _verify(phone: str, purpose: Purpose, code: str, mode: str) -> bool:
+    digest = _digest(phone, purpose, code)
+    right = get_redis().eval(_VERIFY, 1, _code_key(phone, purpose), digest, MAX_WRONG_TRIES, mode)
+    return int(right) == 1
+
+
+def _invalid() -> AppError:
+    return AppError(ErrorCode.SMS_CODE_INVALID, "The code is wrong or has expired.")
+
+
+def _guesses_key(ip: str) -> str:
+    return f"sms:guesses:ip:{client_network(ip) or 'unknown'}"
+
+
+def _judged(phone: str, purpose: Purpose, code: str, ip: str, mode: str) -> None:
+    """A client's guess at a code, counted against its network's hour.
+
+    A code allows MAX_WRONG_TRIES guesses, but one client cycling over many phones, each
+    with a code (its own or a stranger's), would guess without end: its wrong guesses are
+    bounded per network, as password failures are (app.identity.throttle). Taken before the
+    code is looked at, so parallel guesses cannot outrun the limit; a right code gives it
+    back, so only wrong ones count."""
+    key = _guesses_key(ip)
+    limit = get_settings().sms_code_failures_per_ip_per_hour
+    message = "Too many wrong codes from this network; try again later."
+    counters.take_hourly(key, limit, ErrorCode.AUTH_TOO_MANY_ATTEMPTS, message)
+    try:
+        right = _verify(phone, purpose, code, mode)
+    except Exception:
+        counters.give_back(key)
+        raise
+    if not right:
+        raise _invalid()  # the guess stays counted
+    counters.give_back(key)
+
+
+def consume(phone: str, purpose: Purpose, code: str, ip: str) -> None:
+    """Accept the code once, or SMS_CODE_INVALID (wrong, used, expired or burnt); a network
+    past its wrong guesses is AUTH_TOO_MANY_ATTEMPTS."""
+    _judged(phone, purpose, code, ip, "use")
+
+
+def check(phone: str, purpose: Purpose, code: str, ip: str) -> None:
+    """The code is right, or SMS_CODE_INVALID (a wrong guess counted, as `consume` counts
+    it); a right code is left in place, for `use` once the rest of the request holds, or
+    `strike` when it does not."""
+    _judged(phone, purpose, code, ip, "keep")
+
+
+def use(phone: str, purpose: Purpose, code: str) -> None:
+    """Use the code `check` accepted, or SMS_CODE_INVALID: a parallel request used it
+    first (or struck it out)."""
+    if not _verify(phone, purpose, code, "use"):
+        raise _invalid()
+
+
+def strike(phone: str, purpose: Purpose, code: str) -> None:
+    """A right code came with a request refused for something else: one wrong try. The
+    code stays for the request put right, but cannot be reused without end to try
+    other values of what was refused (an invite code, say)."""
+    _verify(phone, purpose, code, "strike")
