@@ -172,7 +172,8 @@ def test_body_response_and_errors_are_described(widget_doc: dict[str, Any]) -> N
         "name",
         "colour",
     ]
-    assert set(op["responses"]) == {"201", "401", "409", "413", "422"}
+    # 403: every token of a disabled user is ACCOUNT_DISABLED, on user routes as on admin ones.
+    assert set(op["responses"]) == {"201", "401", "403", "409", "413", "422"}
     error_ref = op["responses"]["409"]["content"]["application/json"]["schema"]["$ref"]
     assert error_ref.endswith("/ErrorBody")
 

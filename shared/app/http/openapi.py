@@ -138,8 +138,8 @@ def _operation(
         codes.add(413)
     if route.auth in (Auth.USER, Auth.ADMIN, Auth.METRICS):
         codes.add(401)
-    if route.auth is Auth.ADMIN:
-        codes.add(403)
+    if route.auth in (Auth.USER, Auth.ADMIN):
+        codes.add(403)  # every token of a disabled user is ACCOUNT_DISABLED; admins' FORBIDDEN
     own_errors = _model_of(route.error_response)
     for code in sorted(codes):
         schema = error_ref
