@@ -16,12 +16,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from app.db.tables import task_steps
 from app.db.transaction import transaction
 from app.runner import slots
 from tests.fakes.upstream import Answer, Call, FakeUpstream
+from tests.support.lock_waits import wait_for_a_lock_wait
 from tests.support.pipelines import Customer, Worker, new_pipeline
 from tests.support.settings import settings_env
 
@@ -71,21 +72,6 @@ class RowLock:
         self._done.set()
         if self._holder is not None:
             self._holder.join()
-
-
-_LOCK_WAITS = text(
-    "SELECT COUNT(*) FROM information_schema.INNODB_TRX t"
-    " JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id"
-    " WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()"
-)
-
-
-def _lock_waits() -> int:
-    """Transactions on this run's database waiting for a lock. InnoDB refreshes INNODB_TRX
-    only when it was not read for 0.1 s: poll it more slowly than that, or it never
-    changes."""
-    with transaction() as tx:
-        return int(tx.execute(_LOCK_WAITS).scalar_one())
 
 
 class OtherCaller:
@@ -143,7 +129,7 @@ def stall(upstream: FakeUpstream, lock: RowLock, other: OtherCaller) -> None:
     """Keep the settle waiting until the slot it hands on has run out of lease and `other`
     took the host's only slot and has a call in flight; then let it commit."""
     try:
-        _wait_for(lambda: _lock_waits() > 0, every=0.2)  # branch 0 answered; its settle waits
+        wait_for_a_lock_wait()  # branch 0 answered; its settle waits
         assert len(upstream.calls_to("/r")) == 1
         _wait_for(lambda: slots.in_use(other.host) == 0)  # the handed-on slot's lease ran out
         other.start()
