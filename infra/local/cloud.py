@@ -161,7 +161,8 @@ class LocalCloud:
             "function_version": "$LATEST",
             "namespace": "default",
             "memory_limit_in_mb": 256,
-            "time_limit_in_ms": 10000,
+            # The function's own timeout, as SCF gives it: a job sizes its run by it.
+            "time_limit_in_ms": self.manifest.functions[function].timeout_s * 1000,
             "tencentcloud_region": get_settings().tencentcloud_region,
         }
         try:

@@ -8,6 +8,7 @@ server on 127.0.0.1, with the knobs a test needs that WeChat Pay never turns on 
 - `fake.reset()` forgets trades, requests and knobs (one server can serve many tests).
 - `fake.down()` answers 503 to everything, `down("reset")` closes each connection without an
   answer, `down("stall")` answers nothing for `stall_s` seconds; `fake.up()` ends it.
+  `fake.slow(delay_s)` answers every request, as it would, `delay_s` late (0: at once).
 - `fake.answer_next(status, payload)`: the next request gets this answer (signed with the
   platform key unless `signed=False`, or with `key`); `answer_next_body(status, body)`
   sends bytes as they are (JSON `json.dumps` cannot write), signed with the platform key.
@@ -57,6 +58,7 @@ class FakeWechatPay(LocalServer):
         self.stall_s = stall_s
         self.requests: list[ReceivedRequest] = []
         self._outage: Outage | None = None
+        self._delay_s = 0.0
         self._scripted: list[SimAnswer] = []
         self._other_key: rsa.RSAPrivateKey | None = None
         self._lock = threading.Lock()
@@ -86,12 +88,16 @@ class FakeWechatPay(LocalServer):
             self.requests.clear()
             self._scripted.clear()
             self._outage = None
+            self._delay_s = 0.0
 
     def down(self, how: Outage = "503") -> None:
         self._outage = how
 
     def up(self) -> None:
         self._outage = None
+
+    def slow(self, delay_s: float) -> None:
+        self._delay_s = delay_s
 
     def answer_next(
         self,
@@ -191,6 +197,7 @@ class FakeWechatPay(LocalServer):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {name.lower(): value for name, value in self.headers.items()}
+                time.sleep(fake._delay_s)
                 outage = fake._outage
                 if outage == "reset":
                     self.close_connection = True

@@ -8,15 +8,12 @@ the close lock that index's entry before the row a payment holds."""
 
 from __future__ import annotations
 
-import os
-import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import pytest
 from sqlalchemy import select, update
 
 from app.db.tables import orders
@@ -24,21 +21,11 @@ from app.db.transaction import transaction
 from app.payments import reconcile
 from tests.fakes.wechatpay import FakeWechatPay
 from tests.payments.test_notifications import grants
-from tests.support.database import migrated_database
 from tests.support.payments import Buyer, age_order, new_plan, order_row, wechat_notify
 from tests.support.quota import counters
-from tests.support.settings import app_engine_under
 
 # How long the holder waits for the other side to be blocked on the order before it goes on.
 BLOCKED_S = 0.5
-
-
-@pytest.fixture
-def own_database(wechatpay: FakeWechatPay) -> Iterator[None]:
-    server, _, _ = os.environ["DATABASE_URL"].rpartition("/")
-    name = f"test_app_locks_{secrets.token_hex(4)}"
-    with app_engine_under(DATABASE_URL=f"{server}/{name}"), migrated_database(server, name):
-        yield
 
 
 def pending_order(buyer: Buyer, *, age_s: float) -> str:

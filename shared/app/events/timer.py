@@ -1,14 +1,16 @@
 """Timer trigger events: `timer_handler(job)` is the `main_handler` of a timer function.
 
 The platform sends `{"Type": "Timer", "TriggerName", "Time": "...Z", "Message"}` on the
-trigger's 7-field cron. The job gets the parsed event and returns a report (a dict of what
-it did); the wrapper writes one JSON log line per run with that report and the counters the
-run moved, counts the run in `job_runs_total` and returns the report. A job that raises is
-logged and counted as failed, then re-raised so the platform records the invocation as
-failed. A job that finds another run of itself live (`RunBusy`: the last turn still going,
-or an admin's run) did nothing wrong: its turn is logged and counted as `busy` and ends
-normally, so the platform does not retry it on top of the live run. Whatever the outcome,
-the instance's metrics push follows when one is due.
+trigger's 7-field cron. The job gets the parsed event, with when the platform ends the
+invocation (from the context's `time_limit_in_ms`: a job that may run long stops taking
+work before it), and returns a report (a dict of what it did); the wrapper writes one JSON
+log line per run with that report and the counters the run moved, counts the run in
+`job_runs_total` and returns the report. A job that raises is logged and counted as
+failed, then re-raised so the platform records the invocation as failed. A job that finds
+another run of itself live (`RunBusy`: the last turn still going, or an admin's run) did
+nothing wrong: its turn is logged and counted as `busy` and ends normally, so the platform
+does not retry it on top of the live run. Whatever the outcome, the instance's metrics push
+follows when one is due.
 """
 
 from __future__ import annotations
@@ -35,9 +37,12 @@ class TimerEvent:
     trigger_name: str
     time: datetime  # when the platform fired the trigger, UTC
     message: str  # the trigger's configured argument ("" when none)
+    # When the platform ends this invocation, time.monotonic(); None when the context does
+    # not say (a caller other than SCF).
+    ends_at: float | None = None
 
 
-def parse(event: Mapping[str, Any]) -> TimerEvent:
+def parse(event: Mapping[str, Any], ends_at: float | None = None) -> TimerEvent:
     raw_time = str(event.get("Time") or "")
     try:
         fired = datetime.fromisoformat(raw_time.replace("Z", "+00:00"))
@@ -50,7 +55,18 @@ def parse(event: Mapping[str, Any]) -> TimerEvent:
         trigger_name=str(event.get("TriggerName") or ""),
         time=fired.astimezone(timezone.utc),
         message="" if message is None else str(message),
+        ends_at=ends_at,
     )
+
+
+def invocation_ends_at(context: Mapping[str, Any], entered: float) -> float | None:
+    """When the platform ends an invocation entered at `entered` (time.monotonic()): SCF
+    gives the function's timeout as `time_limit_in_ms`, counted from the invocation's start,
+    which is at most a moment before the handler is entered."""
+    limit_ms = context.get("time_limit_in_ms")
+    if isinstance(limit_ms, bool) or not isinstance(limit_ms, (int, float)) or limit_ms <= 0:
+        return None
+    return entered + limit_ms / 1000
 
 
 Job = Callable[[TimerEvent], Mapping[str, Any]]
@@ -92,8 +108,9 @@ def timer_handler(
         return report
 
     def main_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        entered = time.monotonic()
         context = context if isinstance(context, Mapping) else {}
-        parsed = parse(event)
+        parsed = parse(event, invocation_ends_at(context, entered))
         function = str(context.get("function_name") or "")
         fields: dict[str, Any] = {
             "function": function,

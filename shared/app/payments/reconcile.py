@@ -20,15 +20,24 @@ on; its claim moved `checked_at`, so the run's next batch goes past it and a lat
 retries it.
 An answer the provider signed that carries a value we cannot take (`UnusableAnswer`)
 changes nothing and is logged at ERROR, each time it is asked again.
+
+A run is bounded: it takes orders for RUN_BUDGET_S at most (the timer's run less, when its
+invocation ends sooner), JOB_WORKERS at once, least recently asked first, so a backlog
+(a provider outage, a burst of abandoned codes) is worked through over several runs instead
+of one run being killed mid-way and the next starting again on the same oldest orders. Two
+runs at once (the timer's and an admin's, or a run outliving its minute) need no lock: each
+order is claimed as it is taken, so they share the orders out.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import or_, select, update
 
@@ -44,9 +53,21 @@ log = applog.get_logger("app.payments.reconcile")
 RECHECK_S = 10
 JOB_MIN_AGE_S = 60
 JOB_BATCH = 200
-# The order-reconcile function has 60 s; a run stops asking with time to spare (each
-# provider call may take its 5 s).
+# The most one order's turn takes once taken: a close and then a query, each within its
+# provider's 5 s timeout, and a few short transactions.
+ORDER_MAX_S = 12.0
+# What an invocation keeps after its last turn ends: the report, its log line, the push.
+REPORT_SPARE_S = 3.0
+# A run takes no order after this: the timer fires every minute, and the last turn ends
+# (60 - ORDER_MAX_S - REPORT_SPARE_S) before the next run starts and within the function's
+# 60 s. An admin's run is held to the same, whatever admin-jobs-run's own timeout.
 RUN_BUDGET_S = 45.0
+# Orders asked at once. Both SDK clients keep no state between calls, so the workers share
+# one adapter: wechatpayv3 signs with a parsed key and sends with requests' module functions
+# (a session per call; no certificate download in public-key mode), python-alipay-sdk makes
+# a signer per call and sends with urlopen. Few: provider calls are what is slow, and an
+# instance holds DB_POOL_MAX (2) connections for the turns' short transactions.
+JOB_WORKERS = 4
 
 
 @dataclass
@@ -54,6 +75,11 @@ class Counts:
     checked: int = 0  # provider queries made
     paid: int = 0
     closed: int = 0
+
+    def add(self, other: Counts) -> None:
+        self.checked += other.checked
+        self.paid += other.paid
+        self.closed += other.closed
 
 
 def on_read(order: Any) -> Any:
@@ -68,49 +94,110 @@ def on_read(order: Any) -> Any:
     return _reload(order["id"]) or order
 
 
-def run() -> dict[str, int]:
-    """The job: settle what the provider says was paid, close what expired. Batches of the
-    oldest due orders whose turn to ask has come (each one asked moves its `checked_at`, so
-    the next batch goes on past it) until none is left or RUN_BUDGET_S is spent."""
+def run(budget_s: float = RUN_BUDGET_S) -> dict[str, int]:
+    """The job: settle what the provider says was paid, close what expired. Due orders are
+    taken least recently asked first (never asked, then asked longest ago; oldest first
+    among equals), JOB_WORKERS at once, each claimed as it is taken; none is asked twice in
+    one run. Once `budget_s` has passed no order is taken; those under way end within
+    ORDER_MAX_S. So a backlog larger than one run is worked through in turns: what one run
+    did not reach comes first in the next, and a slow order holds one worker, not the rest."""
     counts = Counts()
-    ends_at = time.monotonic() + RUN_BUDGET_S
-    while time.monotonic() < ends_at:
-        now = utcnow()
-        with transaction() as tx:
-            due = list(
-                tx.execute(
-                    select(orders)
-                    .where(
-                        orders.c.status == "pending",
-                        or_(
-                            orders.c.created_at <= now - timedelta(seconds=JOB_MIN_AGE_S),
-                            orders.c.expires_at <= now,
-                        ),
-                        or_(
-                            orders.c.checked_at.is_(None),
-                            orders.c.checked_at <= now - timedelta(seconds=RECHECK_S),
-                        ),
-                    )
-                    .order_by(orders.c.created_at, orders.c.id)
-                    .limit(JOB_BATCH)
-                ).mappings()
-            )
-        if not due:
-            break
-        for order in due:
-            if time.monotonic() >= ends_at:
+    started = utcnow()
+    stop_at = time.monotonic() + budget_s
+    taken = 0
+    out_of_time = budget_s <= 0
+    running: set[Future[Counts]] = set()
+    pool = ThreadPoolExecutor(JOB_WORKERS, thread_name_prefix="order-reconcile")
+    try:
+        while not out_of_time:
+            now = utcnow()
+            due = _due(now, started)
+            if not due:
                 break
-            # Outside the guard below: a claim that fails fails for every order (the
-            # database), and an order whose claim did not move would be picked again.
-            if not _claim(order["id"]):
-                continue
-            _reconcile(order, counts, now, via="job")
+            for order in due:
+                _settle(running, counts, at_most=JOB_WORKERS - 1)  # a worker free
+                if time.monotonic() >= stop_at:
+                    out_of_time = True
+                    break
+                # Here, not in the worker: a claim that fails fails for every order (the
+                # database) and ends the run, and the next batch must not choose it again.
+                if not _claim(order["id"]):
+                    continue
+                taken += 1
+                # A copy of this context each: the run's tally and log fields follow the turn.
+                turn = contextvars.copy_context()
+                running.add(pool.submit(turn.run, _turn, order, now))
+        _settle(running, counts, at_most=0)
+    finally:
+        # After a failed claim, the turns under way still end (within ORDER_MAX_S).
+        pool.shutdown(wait=True)
+    if out_of_time:
+        applog.log_fields(
+            log,
+            logging.INFO,
+            "order-reconcile stopped at its budget",
+            budget_s=round(budget_s, 3),
+            taken=taken,
+        )
     return {"checked": counts.checked, "paid": counts.paid, "closed": counts.closed}
 
 
-def run_timer(_event: Any = None) -> dict[str, int]:
-    """The timer function's job: the timer wrapper logs and counts the run."""
-    return run()
+class Invocation(Protocol):
+    """What the timer function's run is told of its invocation (the timer adapter's event)."""
+
+    @property
+    def ends_at(self) -> float | None:
+        """When the platform ends the invocation, time.monotonic(); None when unknown."""
+        ...
+
+
+def run_timer(event: Invocation | None = None) -> dict[str, int]:
+    """The timer function's run: RUN_BUDGET_S, or less when its invocation ends sooner (a
+    function timeout below 60 s), so that the last order taken ends, and the run reports,
+    before the platform ends the invocation."""
+    budget_s = RUN_BUDGET_S
+    if event is not None and event.ends_at is not None:
+        budget_s = min(budget_s, event.ends_at - time.monotonic() - ORDER_MAX_S - REPORT_SPARE_S)
+    return run(budget_s)
+
+
+def _due(now: datetime, started: datetime) -> list[Any]:
+    """The next JOB_BATCH due orders, least recently asked first: not asked in this run
+    (since `started`), nor by anyone in the last RECHECK_S. NULLs sort first in ascending
+    order on both MariaDB and SQLite: the orders never asked come first."""
+    asked_before = min(now - timedelta(seconds=RECHECK_S), started)
+    with transaction() as tx:
+        return list(
+            tx.execute(
+                select(orders)
+                .where(
+                    orders.c.status == "pending",
+                    or_(
+                        orders.c.created_at <= now - timedelta(seconds=JOB_MIN_AGE_S),
+                        orders.c.expires_at <= now,
+                    ),
+                    or_(orders.c.checked_at.is_(None), orders.c.checked_at < asked_before),
+                )
+                .order_by(orders.c.checked_at, orders.c.created_at, orders.c.id)
+                .limit(JOB_BATCH)
+            ).mappings()
+        )
+
+
+def _turn(order: Any, now: datetime) -> Counts:
+    """One claimed order's turn in a worker, counted on its own (the run adds them up)."""
+    counts = Counts()
+    _reconcile(order, counts, now, via="job")
+    return counts
+
+
+def _settle(running: set[Future[Counts]], counts: Counts, *, at_most: int) -> None:
+    """Wait until no more than `at_most` turns are under way, adding up those that ended."""
+    while len(running) > at_most:
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            running.discard(future)
+            counts.add(future.result())
 
 
 def _claim(order_id: str) -> bool:

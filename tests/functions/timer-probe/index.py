@@ -1,5 +1,7 @@
 """Counts its runs per trigger in Redis and reports what the timer event said."""
 
+import time
+
 from app.events.timer import timer_handler
 from app.redis_client import get_redis
 
@@ -11,6 +13,7 @@ def probe(event):
         "message": event.message,
         "time": event.time.isoformat(),
         "count": count,
+        "seconds_left": None if event.ends_at is None else event.ends_at - time.monotonic(),
     }
 
 
