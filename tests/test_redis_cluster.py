@@ -18,6 +18,7 @@ from app.config import Settings
 from app.redis_client import get_redis, is_redis_error, is_unreachable, tag
 from tests import test_cache as cache_tests
 from tests import test_cache_on_cluster
+from tests.identity import test_code_guessing as guessing_tests
 from tests.identity import test_on_cluster as identity_on_cluster
 from tests.identity import test_refresh_sessions as sessions_tests
 from tests.identity import test_signin as signin_tests
@@ -47,7 +48,9 @@ ON_CLUSTER: dict[str, Callable[..., None]] = {
     "app.identity.sms._GIVE_BACK_PHONE": (
         sms_tests.test_a_refusal_by_the_ip_leaves_the_phone_limits_untaken
     ),
-    "app.identity.sms._CONSUME": signin_tests.test_a_code_is_burnt_after_five_wrong_tries,
+    "app.identity.sms._VERIFY": (
+        guessing_tests.test_a_right_code_with_a_bad_invite_is_referrer_invalid_and_tries_few
+    ),
     "app.counters._TAKE": signin_tests.test_failures_per_ip_are_capped,
     "app.counters._GIVE_BACK": signin_tests.test_an_unjudged_attempt_is_given_back,
     "app.cache._STORE_IF_LOCKED": cache_tests.test_miss_loads_and_stores_then_hit_does_not_load,

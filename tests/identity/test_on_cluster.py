@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.identity import test_code_guessing as guessing_tests
 from tests.identity import test_refresh_sessions as sessions_tests
 from tests.identity import test_signin as signin_tests
 from tests.identity import test_sms_codes as sms_tests
@@ -23,7 +24,8 @@ from tests.identity.conftest import Flows
 
 FLOWS: list[Callable[[Flows], None]] = [
     # SMS codes: sent (phone's take, IP's take), refused (cooldown, day, IP, with the
-    # phone's take given back), failed delivery, consumed, burnt.
+    # phone's take given back), failed delivery, consumed, burnt; at registration checked,
+    # struck for a bad referrer, then used; wrong guesses counted per client network.
     sms_tests.test_the_code_is_stored_only_as_a_hash,
     sms_tests.test_cooldown_per_phone,
     sms_tests.test_daily_limit_per_phone,
@@ -32,6 +34,8 @@ FLOWS: list[Callable[[Flows], None]] = [
     sms_tests.test_a_failed_send_is_503_and_does_not_start_the_cooldown,
     signin_tests.test_wrong_used_and_cross_purpose_codes_are_refused,
     signin_tests.test_a_code_is_burnt_after_five_wrong_tries,
+    guessing_tests.test_a_right_code_with_a_bad_invite_is_referrer_invalid_and_tries_few,
+    guessing_tests.test_wrong_codes_per_ip_are_bounded_over_every_phone,
     signin_tests.test_registered_phone_lookups_are_rate_limited_per_ip,
     # The password login throttle: reserve (phone, then IP), fail, succeed, give back.
     signin_tests.test_failed_logins_lock_password_login_but_not_code_login,

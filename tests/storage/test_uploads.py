@@ -129,6 +129,21 @@ def test_a_user_is_given_at_most_uploads_per_user_per_hour_urls(cos: FakeCos) ->
     assert len(cos.keys(f"uploads/{customer.id}/")) == 2
 
 
+def test_an_upload_the_store_could_not_sign_is_not_counted(cos: FakeCos) -> None:
+    """The count is taken before the URL is signed, so that no number of parallel requests
+    is given more; a request the store then fails was given no URL, and its count was
+    kept: a store failing for a while spent the user's hour on nothing."""
+    customer = Customer(quota=0)
+    body = {"content_type": "image/png", "size_bytes": len(PNG)}
+    with settings_env(UPLOADS_PER_USER_PER_HOUR="1", TENCENTCLOUD_SECRET_ID=""):
+        failed = upload(customer.token, body)
+    assert failed.status >= 500 and "url" not in failed.json(), failed.body
+    with settings_env(UPLOADS_PER_USER_PER_HOUR="1"):
+        given = upload(customer.token, body)
+        assert given.status == 201, given.body
+        assert upload(customer.token, body).status == 429
+
+
 def test_uploads_need_a_user() -> None:
     body = {"content_type": "image/png", "size_bytes": 1}
     assert call(handler("uploads"), "POST", "/uploads", body=body).status == 401

@@ -7,11 +7,12 @@ refuses any other type, size or ACL (and the bucket policy any grant header adde
 app.storage.bucket_policy). Each one can become an object of up to UPLOAD_MAX_BYTES that
 stays on the bill until cleanup, so a user is given at most UPLOADS_PER_USER_PER_HOUR of
 them an hour (`429 RATE_LIMITED` with Retry-After past it, nothing presigned); a request
-refused as invalid counts nothing. A task input may name the key as a whole string value anywhere
-in it; `POST /tasks` checks each one (the owner's prefix followed by an id of `create`'s
-shape and nothing else, the object there, young enough, not readable by all users: one
-made so before the bucket policy was in place is not kept by a task for its whole
-retention), and the runner sends upstream a presigned GET in its place.
+refused as invalid, or one the store could not sign, counts nothing. A task input may name
+the key as a whole string value anywhere in it; `POST /tasks` checks each one (the owner's
+prefix followed by an id of `create`'s shape and nothing else, the object there, young
+enough, not readable by all users: one made so before the bucket policy was in place is not
+kept by a task for its whole retention), and the runner sends upstream a presigned GET in
+its place.
 
 An upload no task names is deleted by cos-cleanup once it is older than COS_ORPHAN_GRACE_S,
 and cleanup decides that from the `task_uploads` rows committed when it lists. A task that
@@ -79,20 +80,27 @@ def create(user_id: str, content_type: str, size_bytes: int) -> Upload:
     limit = get_settings().upload_max_bytes
     if not 1 <= size_bytes <= limit:
         raise _invalid(f"size_bytes must be 1 to {limit}", "size_bytes")
-    _take_rate(user_id)
+    rate_key = f"uploads:rate:{user_id}"
+    _take_rate(rate_key)
     from app.storage.store import store  # cold start: the bucket only where it is used
 
     key = upload_key(user_id, new_id())
-    signed = store().presign_put(key, content_type, size_bytes, PUT_TTL_S)
+    try:
+        signed = store().presign_put(key, content_type, size_bytes, PUT_TTL_S)
+    except Exception:
+        counters.give_back(rate_key)  # no URL given: nothing on the bill
+        raise
     return Upload(key, signed.url, signed.method, signed.headers, iso(signed.expires_at) or "")
 
 
-def _take_rate(user_id: str) -> None:
-    """Count one upload given to the user, or raise RATE_LIMITED. A count stays taken whether
-    the client ever sends the bytes or not: the URL it holds can put them there."""
+def _take_rate(rate_key: str) -> None:
+    """Count one upload given to the user, or raise RATE_LIMITED. Taken before the URL is
+    signed, so that parallel requests are given no more; given back when none is signed. A
+    count stays taken whether the client ever sends the bytes or not: the URL it holds can
+    put them there."""
     limit = get_settings().uploads_per_user_per_hour
     message = "Too many uploads; try again later."
-    counters.take_hourly(f"uploads:rate:{user_id}", limit, ErrorCode.RATE_LIMITED, message)
+    counters.take_hourly(rate_key, limit, ErrorCode.RATE_LIMITED, message)
 
 
 def named(value: Any) -> Iterator[str]:
