@@ -222,7 +222,7 @@ class Seeded:
         self._wechat = wechat
         self._wechatpay = wechatpay
         self._alipay = alipay
-        plans.save(PLAN_ID, plans.PlanFields(**PLAN))
+        plans.save(PLAN_ID, plans.PlanFields(**PLAN), actor=None)
         invites.refill_job()  # as the timer keeps it: new users take a code from the pool
         with transaction() as conn:
             self.member = users.create(

@@ -102,7 +102,7 @@ def _sandbox_plan() -> None:
         if tx.execute(plans_table.select().limit(1)).first() is not None:
             return
     fields = plans.PlanFields("Sandbox month", 990, 30, 100, True)
-    plans.save(SANDBOX_PLAN, fields)
+    plans.save(SANDBOX_PLAN, fields, actor=None)  # a seed, no admin's change
 
 
 class LocalCloud:

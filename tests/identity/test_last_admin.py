@@ -14,6 +14,7 @@ from app.db.transaction import transaction
 from app.errors import AppError
 from app.identity import users as user_service
 from tests.identity.conftest import Flows
+from tests.support.audit import an_actor
 
 
 def _signed_in_admin(flows: Flows) -> tuple[str, str]:
@@ -73,7 +74,7 @@ def _demote_each_other(first_id: str, second_id: str) -> dict[str, str]:
     def demote(user_id: str) -> None:
         barrier.wait()
         try:
-            user_service.admin_change(user_id, role="user")
+            user_service.admin_change(user_id, actor=an_actor(), role="user")
             ended[user_id] = "demoted"
         except AppError as error:
             ended[user_id] = error.code.value

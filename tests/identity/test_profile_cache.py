@@ -15,6 +15,7 @@ from app.db.transaction import transaction
 from app.errors import AppError, ErrorCode
 from app.identity import users as users_service
 from app.quota import service as quota
+from tests.support.audit import an_actor
 
 
 def _new_user(phone: str | None = None) -> str:
@@ -43,7 +44,7 @@ def test_the_user_shape_and_a_fresh_role_after_forget(clean_redis):
 def test_a_change_through_the_service_drops_the_profile_after_its_commit(clean_redis):
     user_id = _new_user()
     assert profiles.cached(user_id).role == "user"
-    assert users_service.admin_change(user_id, role="admin").role == "admin"
+    assert users_service.admin_change(user_id, actor=an_actor(), role="admin").role == "admin"
     assert profiles.cached(user_id).role == "admin"
 
 

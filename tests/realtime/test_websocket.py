@@ -23,6 +23,7 @@ from app.realtime import presence, streams
 from app.realtime.streams import StreamId
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.realtime.conftest import Client, User, open_client, ws_url
+from tests.support.audit import an_actor
 from tests.support.local_cloud import wait_for
 from tests.support.logs import capture_logs
 from tests.support.net import closed_port
@@ -75,7 +76,7 @@ def test_a_bad_expired_or_ended_token_or_a_disabled_user_is_refused_at_the_hands
     assert _refused(cloud, ended.token) == 401
 
     disabled = User.new()
-    user_rows.admin_change(disabled.id, disabled=True)
+    user_rows.admin_change(disabled.id, actor=an_actor(), disabled=True)
     assert _refused(cloud, disabled.token) == 401
 
     open_client(cloud, user.token).close()  # the same user's live token is let in
@@ -91,7 +92,7 @@ def test_an_open_connection_ends_when_its_session_does_or_its_user_is_disabled(
         for name, u in (("ended", ended), ("disabled", disabled), ("kept", kept))
     }
     sessions.end_all(ended.id)
-    user_rows.admin_change(disabled.id, disabled=True)
+    user_rows.admin_change(disabled.id, actor=an_actor(), disabled=True)
     assert clients["ended"].close_code(timeout=REAUTH_S + 5) == 1008
     assert clients["disabled"].close_code(timeout=REAUTH_S + 5) == 1008
     assert clients["kept"].ping() == {"type": "pong"}  # a live session stays connected

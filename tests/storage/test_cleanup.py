@@ -28,6 +28,7 @@ from app.storage.store import store
 from app.tasks import lifecycle
 from infra import manifest
 from tests.fakes.cos import FakeCos
+from tests.support.audit import an_actor
 from tests.support.function_url import Reply, call
 from tests.support.functions import handler
 from tests.support.pipelines import token_for
@@ -311,7 +312,7 @@ def test_the_timer_and_the_admin_job_run_it(cos: FakeCos) -> None:
     event = {"Type": "Timer", "TriggerName": "cos-cleanup", "Time": fired, "Message": ""}
     report = handler("cos-cleanup")(event, {"function_name": "cos-cleanup"})
     assert report["deleted"] == 1 and report["deleted_bytes"] == 9
-    assert run_job("cos-cleanup") == {
+    assert run_job("cos-cleanup", an_actor()) == {
         "job": "cos-cleanup",
         "scanned": 0,
         "deleted": 0,

@@ -72,7 +72,7 @@ def save_pipeline(pipeline_id: str, definition: dict[str, Any]) -> None:
     from app.pipeline import store
     from app.pipeline.definition import PipelineDefinition
 
-    store.save(pipeline_id, PipelineDefinition.model_validate(definition))
+    store.save(pipeline_id, PipelineDefinition.model_validate(definition), actor=None)
 
 
 def new_pipeline(steps: list[dict[str, Any]], cost: int = 1) -> str:

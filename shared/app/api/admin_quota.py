@@ -33,7 +33,9 @@ def adjust_quota(req: Request[QuotaAdjustIn, None]) -> UserOut:
     user_id = req.path_params["id"]
     key = req.idempotency_key(max_length=KEY_MAX)
     ref = None if key is None else REF_PREFIX + key
-    result = grant(user_id, req.body.delta, kind="admin", reason=req.body.reason, ref=ref)
+    result = grant(
+        user_id, req.body.delta, kind="admin", reason=req.body.reason, ref=ref, actor=req.actor
+    )
     req.extra_log.update(
         target_user=user_id, delta=req.body.delta, applied=result.applied, ledger_id=result.entry.id
     )

@@ -21,7 +21,7 @@ router = Router(tags=("admin",))
 def put_secret(req: Request[SecretIn, None]) -> None:
     from app.vault import store  # cold start: only a store loads the crypto and the database
 
-    store.put(req.path_params["name"], req.body.value)
+    store.put(req.path_params["name"], req.body.value, actor=req.actor)
 
 
 @router.get(

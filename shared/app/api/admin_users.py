@@ -35,5 +35,7 @@ def list_users(req: Request[None, AdminUsersQuery]) -> Page[UserOut]:
 def patch_user(req: Request[AdminUserPatch, None]) -> UserOut:
     body = req.body
     return user_out(
-        users.admin_change(req.path_params["id"], role=body.role, disabled=body.disabled)
+        users.admin_change(
+            req.path_params["id"], actor=req.actor, role=body.role, disabled=body.disabled
+        )
     )

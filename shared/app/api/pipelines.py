@@ -43,4 +43,4 @@ def put_pipeline(req: Request[PipelineDefinition, None]) -> dict[str, Any]:
         )
     from app.pipeline import store  # cold start: only an admin's save loads the database
 
-    return store.save(pipeline_id, req.body)
+    return store.save(pipeline_id, req.body, actor=req.actor)

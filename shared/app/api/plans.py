@@ -51,5 +51,6 @@ def put_plan(req: Request[PlanIn, None]) -> AdminPlanOut:
             quota=body.quota,
             enabled=body.enabled,
         ),
+        actor=req.actor,
     )
     return AdminPlanOut.model_validate(plan, from_attributes=True)

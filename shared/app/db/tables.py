@@ -287,3 +287,21 @@ maintenance_runs = Table(
     Column("live_job", String(64), nullable=True, unique=True),
     Index("ix_maintenance_runs_job_started", "job", "started_at"),
 )
+
+# One admin action (app.audit): who (`actor_id`), what (`action`), to whom or what (`target`:
+# a user id, a secret's name, a pipeline, plan or job), when, what changed (`changes`, small
+# JSON, never a secret's value) and the request it came in. Written in the transaction of the
+# change it records; never updated.
+admin_actions = Table(
+    "admin_actions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("actor_id", String(32), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("target", String(64), nullable=False),
+    Column("changes", JSON, nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Index("ix_admin_actions_target_at", "target", "at"),
+    Index("ix_admin_actions_actor_at", "actor_id", "at"),
+)

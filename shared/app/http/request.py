@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from app.audit import Actor
 from app.errors import AppError, ErrorCode
 
 if TYPE_CHECKING:
@@ -86,3 +87,9 @@ class Request(Generic[B, Q]):
         if self.principal is None:  # pragma: no cover - a route declaration bug
             raise RuntimeError(f"route {self.route_path} is public but asked for the user")
         return self.principal
+
+    @property
+    def actor(self) -> Actor:
+        """The signed-in caller as the actor of the change this request makes, for the audit
+        trail (app.audit): an admin route hands it to the domain verb."""
+        return Actor(user_id=self.user.user_id, request_id=self.request_id)

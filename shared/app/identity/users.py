@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from app import profiles
+from app.audit import Actor, trail
 from app.clock import utcnow
 from app.config import get_settings
 from app.db import pages
@@ -176,9 +177,12 @@ def fill_empty(conn: Transaction, user_id: str, **fields: str | None) -> bool:
 ACCESS_FIELDS = frozenset({"role", "disabled"})
 
 
-def _change(user_id: str, values: dict[str, Any], *, lock: bool = False) -> None:
+def _change(
+    user_id: str, values: dict[str, Any], *, lock: bool = False, actor: Actor | None = None
+) -> None:
     """Write `values` (none: only check the user exists); the cached profile is dropped
-    after the commit, and held across it for a change of role or state."""
+    after the commit, and held across it for a change of role or state. An admin's change
+    (`actor`) is recorded with what each field was before, in the same transaction."""
     with transaction() as tx:
         # Locked before the user's row, in the order of their ids, so that changes of
         # several admins at once queue here instead of deadlocking.
@@ -195,6 +199,9 @@ def _change(user_id: str, values: dict[str, Any], *, lock: bool = False) -> None
             tx.execute(
                 update(users).where(users.c.id == user_id).values(**values, updated_at=utcnow())
             )
+            if actor is not None:
+                before = {name: row[name] for name in values}
+                trail.record(tx, actor, "user.change", user_id, {"before": before, "after": values})
             if ACCESS_FIELDS & values.keys():
                 profiles.hold(tx, user_id)
             else:
@@ -243,8 +250,11 @@ def update_profile(user_id: str, changes: dict[str, Any]) -> User:
     return profiles.cached(user_id)
 
 
-def admin_change(user_id: str, *, role: str | None = None, disabled: bool | None = None) -> User:
-    """Role and disabled flag. Disabling ends every session, and enabling revives none.
+def admin_change(
+    user_id: str, *, actor: Actor, role: str | None = None, disabled: bool | None = None
+) -> User:
+    """Role and disabled flag, changed by `actor` (recorded: app.audit; a request that
+    changes no field records nothing). Disabling ends every session, and enabling revives none.
     A change that would leave no admin able to act (the last one demoted or disabled, by
     another or by themselves) is `403 FORBIDDEN` and changes nothing. An id of another shape
     than ids are made in is `404`: the database ignores trailing spaces when it compares, the
@@ -267,7 +277,7 @@ def admin_change(user_id: str, *, role: str | None = None, disabled: bool | None
         # flag again left its own. They are ended before the enable commits, so enabling
         # revives none.
         sessions.end_all(user_id)
-    _change(user_id, values, lock=True)
+    _change(user_id, values, lock=True, actor=actor)
     if disabled:
         sessions.end_all(user_id)
     return profiles.cached(user_id)

@@ -16,6 +16,7 @@ from app import cache
 from app.db import pages
 
 if TYPE_CHECKING:
+    from app.audit import Actor
     from app.db.transaction import Transaction
 
 LIST_CACHE_KEY = "config:plans"
@@ -56,11 +57,14 @@ def public_page(*, limit: int, cursor: str | None) -> pages.Page[dict[str, Any]]
     return pages.ascending(public_list(), by=("price_fen",), cursor=cursor, limit=limit)
 
 
-def save(plan_id: str, fields: PlanFields) -> Plan:
-    """Create or replace; the cached list is dropped after the commit."""
+def save(plan_id: str, fields: PlanFields, *, actor: Actor | None) -> Plan:
+    """Create or replace; the cached list is dropped after the commit. An admin's save
+    (`actor`; None for a seed) is recorded in the same transaction: created or replaced, and
+    the fields it set (app.audit)."""
     from sqlalchemy import update  # cold start: the database only for an admin's save
     from sqlalchemy.exc import IntegrityError  # cold start: as above
 
+    from app.audit import trail  # cold start: as above
     from app.clock import utcnow  # cold start: as above
     from app.db.tables import plans  # cold start: as above
     from app.db.transaction import transaction  # cold start: as above
@@ -75,14 +79,18 @@ def save(plan_id: str, fields: PlanFields) -> Plan:
     now = utcnow()
     with transaction() as tx:
         where = plans.c.id == plan_id
+        created = False
         if not tx.execute(update(plans).where(where).values(**values, updated_at=now)).rowcount:
             try:
                 with tx.savepoint():
                     tx.execute(
                         plans.insert().values(id=plan_id, **values, created_at=now, updated_at=now)
                     )
+                created = True
             except IntegrityError:  # created by a concurrent PUT: ours is the later write
                 tx.execute(update(plans).where(where).values(**values, updated_at=now))
+        if actor is not None:
+            trail.record(tx, actor, "plan.put", plan_id, {"created": created, **values})
         plan = get(tx, plan_id)
         tx.after_commit(forget_public_list, plan_id=plan_id)
     assert plan is not None

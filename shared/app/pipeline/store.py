@@ -4,11 +4,14 @@ charged the cost it reads, so it must never be a stale one."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from app.audit import Actor, trail
 from app.clock import iso, utcnow
 from app.db.tables import pipelines
 from app.db.transaction import Transaction, transaction
@@ -18,9 +21,13 @@ from app.pipeline.definition import PipelineDefinition
 from app.vault import store as vault_store
 
 
-def save(pipeline_id: str, definition: PipelineDefinition) -> dict[str, Any]:
+def save(
+    pipeline_id: str, definition: PipelineDefinition, *, actor: Actor | None
+) -> dict[str, Any]:
     """Create or replace; the cached public list is dropped after the commit. A header that
-    names a secret nobody stored is `422 VALIDATION_ERROR`."""
+    names a secret nobody stored is `422 VALIDATION_ERROR`. An admin's save (`actor`; None
+    for a seed) is recorded in the same transaction: created or replaced, the cost, whether
+    enabled, and a hash of the definition (app.audit)."""
     unknown = vault_store.missing(definition.secret_names())
     if unknown:
         raise AppError(
@@ -33,6 +40,7 @@ def save(pipeline_id: str, definition: PipelineDefinition) -> dict[str, Any]:
     values = definition.model_dump(mode="json")
     now = utcnow()
     with transaction() as tx:
+        created = False
         changed = tx.execute(
             update(pipelines).where(pipelines.c.id == pipeline_id).values(**values, updated_at=now)
         ).rowcount
@@ -44,16 +52,31 @@ def save(pipeline_id: str, definition: PipelineDefinition) -> dict[str, Any]:
                             id=pipeline_id, **values, created_at=now, updated_at=now
                         )
                     )
+                created = True
             except IntegrityError:  # created by a concurrent PUT: ours is the later write
                 tx.execute(
                     update(pipelines)
                     .where(pipelines.c.id == pipeline_id)
                     .values(**values, updated_at=now)
                 )
+        if actor is not None:
+            trail.record(tx, actor, "pipeline.put", pipeline_id, _saved(values, created))
         row = _load(tx, pipeline_id)
         tx.after_commit(catalog.forget_public_list, pipeline_id=pipeline_id)
     assert row is not None
     return row
+
+
+def _saved(values: dict[str, Any], created: bool) -> dict[str, Any]:
+    """What the trail keeps of a save: the definition's hash stands for its steps, which may
+    be large (a later save's hash tells whether they changed)."""
+    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return {
+        "created": created,
+        "cost": values["cost"],
+        "enabled": values["enabled"],
+        "sha256": hashlib.sha256(canonical.encode()).hexdigest(),
+    }
 
 
 def _load(tx: Transaction, pipeline_id: str) -> dict[str, Any] | None:

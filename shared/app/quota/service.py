@@ -45,6 +45,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app import profiles
+from app.audit import Actor, trail
 from app.clock import utcnow
 from app.db.tables import quota_ledger
 from app.db.transaction import Transaction, transaction
@@ -153,6 +154,7 @@ def grant(
     ref: str | None = None,
     up_to_ceiling: bool = False,
     tx: Transaction | None = None,
+    actor: Actor | None = None,
 ) -> Grant:
     """Add `amount` to the user's balance (`admin` may also take away).
 
@@ -167,11 +169,16 @@ def grant(
     (a paid order must be delivered; its caller tells an operator about the rest). A repeat
     asking for at least what that entry granted returns it (the entry keeps what was
     granted, not what was asked).
+
+    A grant an admin makes (`actor`) is recorded in the same transaction (app.audit), naming
+    its ledger entry; a repeat, which changes nothing, records nothing.
     """
     _check_grant(amount, kind, reason, ref)
     try:
         with _unit(tx) as db:
             result = _grant(db, user_id, amount, kind, reason, ref, up_to_ceiling)
+            if actor is not None and result.applied:
+                trail.record(db, actor, "quota.grant", user_id, _granted(result.entry))
             outcome = "applied" if result.applied else "repeat"
             db.after_commit(QUOTA_GRANTS.labels(kind=kind, outcome=outcome).inc, user_id=user_id)
     except AppError:
@@ -400,6 +407,15 @@ def _grant(
         raise _ref_mismatch() from error
     db.after_commit(profiles.forgetter(user_id))
     return Grant(entry, applied=True)
+
+
+def _granted(entry: LedgerEntry) -> dict[str, object]:
+    return {
+        "delta": entry.balance_delta,
+        "balance_after": entry.balance_after,
+        "reason": entry.reason,
+        "ledger_id": entry.id,
+    }
 
 
 def _same_grant(

@@ -27,6 +27,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Executable
 
+from app.audit import Actor, trail
 from app.clock import iso, utcnow
 from app.config import get_settings
 from app.crypto import envelopes, providers
@@ -63,10 +64,11 @@ def _invalid(where: list[str], why: str) -> AppError:
     return AppError(ErrorCode.VALIDATION_ERROR, details=[{"loc": where, "msg": why}])
 
 
-def put(name: str, value: str) -> None:
+def put(name: str, value: str, *, actor: Actor) -> None:
     """Store `value` under `name` (created, or replaced with its version one higher);
     `422 VALIDATION_ERROR` for a name or a value out of bounds, `503 SERVICE_UNAVAILABLE`
-    when it cannot be sealed now (KMS unreachable or refusing)."""
+    when it cannot be sealed now (KMS unreachable or refusing). Recorded as `actor`'s, with
+    the name and the version it made, never the value or its envelope (app.audit)."""
     if not NAME.fullmatch(name):
         raise _invalid(["path", "name"], "A-Z first, then up to 63 of A-Z, 0-9 and _")
     try:
@@ -85,7 +87,8 @@ def put(name: str, value: str) -> None:
     for attempt in (1, 2):
         try:
             with transaction() as tx:
-                write_row(tx, name, envelope)
+                version = write_row(tx, name, envelope)
+                trail.record(tx, actor, "secret.put", name, {"version": version})
             return
         except IntegrityError:  # created by a concurrent PUT: ours is the later write
             if attempt == 2:
