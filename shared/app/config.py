@@ -258,6 +258,9 @@ class Settings(BaseModel):
     # Unset on a laptop (APP_ENV=local), the public DEV_LOCAL_MASTER_KEY: `make run` can
     # store secrets with nothing configured, and what it seals is worthless elsewhere.
     local_master_key: SecretStr = SecretStr("")
+    # How long the load waits, in all, for its envelopes and references (asked at once by
+    # app.crypto.resolution): well inside SCF's initialisation limit, 65 s by default.
+    secrets_load_timeout_s: float = Field(5, gt=0, le=60)
 
     @model_validator(mode="before")
     @classmethod
@@ -324,7 +327,9 @@ class Settings(BaseModel):
         problems = dict.fromkeys(misplaced, MISPLACED)
         opened: dict[str, str] = {}
         try:
-            opened = resolution.resolve(sealed, self, self.database_url) if sealed else {}
+            if sealed:
+                timeout_s = self.secrets_load_timeout_s
+                opened = resolution.resolve(sealed, self, self.database_url, timeout_s=timeout_s)
         except resolution.Unresolved as error:
             problems.update(error.problems)
         if problems:
