@@ -118,7 +118,9 @@ def put(name: str, stdin: BinaryIO, stderr: TextIO) -> None:
     url = settings.database_url
     if is_sealed(url):
         try:
-            url = resolution.resolve({"DATABASE_URL": url}, settings, url)["DATABASE_URL"]
+            timeout_s = settings.secrets_load_timeout_s
+            opened = resolution.resolve({"DATABASE_URL": url}, settings, url, timeout_s=timeout_s)
+            url = opened["DATABASE_URL"]
         except resolution.Unresolved as error:
             raise Refused(str(error)) from None
     envelope = envelopes.seal(value, name, providers.from_settings(settings))

@@ -1,10 +1,13 @@
 """The db-migrate function: invoked directly (no trigger), it brings an empty MariaDB
 database to the head revision, says so in its result and its log line, and a second
-invocation finds nothing to do."""
+invocation finds nothing to do; a run that fails names its error by class and code, never
+the driver's message, which may quote DATABASE_URL."""
 
 from __future__ import annotations
 
 import os
+import secrets
+import traceback
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +19,7 @@ from tests.support.database import scratch_database
 from tests.support.function_url import context
 from tests.support.functions import handler
 from tests.support.logs import capture_logs
+from tests.support.net import closed_port
 from tests.support.settings import app_engine_under
 
 
@@ -44,3 +48,25 @@ def test_db_migrate_upgrades_an_empty_database_then_finds_nothing_to_do(scratch_
     assert second == {"from": head, "to": head}
     assert {"users", "alembic_version"} <= tables
     assert logs.where(message="migrations applied", to=head)
+
+
+def test_a_failed_run_names_its_error_without_the_database_url() -> None:
+    """A password holding `@` (unescaped, as a console may show it) leaves its tail in the
+    host the driver names in its message; SCF would hand that message to the deployer,
+    which prints it, and write it with its traceback to the function's log."""
+    from app.db.migrate import MigrationFailed
+
+    tail = "Tail9" + secrets.token_hex(4)
+    url = f"mysql+pymysql://app:pw-{secrets.token_hex(4)}@{tail}@127.0.0.1:{closed_port()}/app"
+    main_handler = handler("db-migrate")
+    with (
+        app_engine_under(DATABASE_URL=url),
+        capture_logs() as logs,
+        pytest.raises(MigrationFailed) as failed,
+    ):
+        main_handler({}, context("db-migrate"))
+
+    assert str(failed.value) == "migrations not applied: OperationalError 2003"
+    told = "".join(traceback.format_exception(failed.value)) + logs.text
+    assert tail not in told and "pw-" not in told
+    assert logs.where(message="migrations failed", error="OperationalError 2003")

@@ -1,6 +1,6 @@
 """Crypto tests: the TC3-checking fake Tencent Cloud endpoint with KMS on it for the whole
 run (a key that seals, keys made per test where one must be disabled), a LOCAL_MASTER_KEY,
-and the settings each provider is used with."""
+the settings each provider is used with, and the secrets a test stores, deleted after."""
 
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import delete
 
 from app.config import Settings
 from app.crypto import providers
+from app.db.engine import get_engine
+from app.db.tables import secrets as secrets_table
 from tests.fakes.kms import FakeKms
 from tests.fakes.tencentcloud import FakeTencentCloud
 from tests.support.functions import ROOT
@@ -54,6 +57,15 @@ def local_env() -> dict[str, str]:
         "LOCAL_MASTER_KEY": new_master_key(),
         "DATABASE_URL": os.environ["DATABASE_URL"],
     }
+
+
+@pytest.fixture
+def stored_names() -> Iterator[list[str]]:
+    """The names of the secrets a test stores, deleted after it."""
+    names: list[str] = []
+    yield names
+    with get_engine().begin() as conn:
+        conn.execute(delete(secrets_table).where(secrets_table.c.name.in_(names)))
 
 
 def keys_for(env: dict[str, str]) -> Any:

@@ -10,10 +10,9 @@ import os
 import secrets
 import subprocess
 import sys
-from typing import Any
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from app.config import Settings, UnresolvedSecret, get_settings
 from app.crypto import envelopes
@@ -36,14 +35,6 @@ def sealed(env: dict[str, str], value: str, name: str) -> str:
 def put_secret(env: dict[str, str], name: str, value: str, context: str | None = None) -> None:
     envelope = sealed(env, value, context or name)
     seal.store(DATABASE_URL, name, envelope)
-
-
-@pytest.fixture
-def stored_names() -> Any:
-    names: list[str] = []
-    yield names
-    with get_engine().begin() as conn:
-        conn.execute(delete(secrets_table).where(secrets_table.c.name.in_(names)))
 
 
 def refusal(env: dict[str, str]) -> str:

@@ -18,7 +18,11 @@ Decrypt and Encrypt, every request first checked against KMS's official schema
 - `hold(action, name)`: the next request of that action under the encryption context
   `{"name": name}` waits, once it has arrived, until the test lets it go (KMS slow for one
   call, for a test that needs another call to overtake it).
-- `count(action)` is how many requests of that action reached the fake.
+- `stall(action)`: every request of that action waits, once it has arrived, until the test
+  sets the event it returns (KMS slow for everyone).
+- `count(action)` is how many requests of that action reached the fake; `calls(action,
+  name)` are those under the encryption context `{"name": name}`, each with when it
+  arrived (`Call.at`).
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ class FakeKms:
         self._lock = threading.Lock()
         self._failing: dict[str, int] = {}  # action -> requests still to fail
         self._held: dict[tuple[str, str], Held] = {}  # (action, context name) -> next one
+        self._stalled: dict[str, threading.Event] = {}  # action -> set when they may go on
         cloud.validate_with("kms", SCHEMA.validate)
         cloud.on(
             "GenerateDataKey", self._unless_failing("GenerateDataKey", self._generate_data_key)
@@ -99,8 +104,21 @@ class FakeKms:
             self._held[(action, name)] = held
         return held
 
+    def stall(self, action: str) -> threading.Event:
+        release = threading.Event()
+        with self._lock:
+            self._stalled[action] = release
+        return release
+
     def count(self, action: str) -> int:
         return len(self.cloud.calls_of(action))
+
+    def calls(self, action: str, name: str) -> list[Call]:
+        return [
+            call
+            for call in self.cloud.calls_of(action)
+            if _context_name(call.params.get("EncryptionContext")) == name
+        ]
 
     def env(self, key_id: str) -> dict[str, str]:
         """Settings that seal under `key_id` of this fake."""
@@ -176,9 +194,12 @@ class FakeKms:
             name = _context_name(params.get("EncryptionContext"))
             with self._lock:
                 held = self._held.pop((action, name), None)
+                stalled = self._stalled.get(action)
             if held is not None:
                 held.arrived.set()
                 held.release.wait(HOLD_LIMIT_S)
+            if stalled is not None:
+                stalled.wait(HOLD_LIMIT_S)
             with self._lock:
                 failing = self._failing.get(action, 0)
                 if failing:

@@ -5,10 +5,11 @@ Point an SDK client at it with `HttpProfile(protocol="http", endpoint=fake.endpo
 app does this when TENCENTCLOUD_API_ENDPOINT is set). Register what an action answers with
 `fake.on("SendSms", fn)`; `fn(params, call)` returns the `Response` body (RequestId is added)
 or raises `TencentCloudError(code, message)`. Every request that reached a handler is in
-`fake.calls`; every request refused before one (bad signature, unknown key, stale
-timestamp, unknown action, a request its product's validator refused) is in `fake.refused`.
-`fake.validate_with("scf", fn)` has `fn(action, params)` check every request to that product
-before it is dispatched (tests/fakes/api_schema.py checks them against the official schema).
+`fake.calls`, with when it arrived (`Call.at`, time.monotonic()); every request refused
+before one (bad signature, unknown key, stale timestamp, unknown action, a request its
+product's validator refused) is in `fake.refused`. `fake.validate_with("scf", fn)` has
+`fn(action, params)` check every request to that product before it is dispatched
+(tests/fakes/api_schema.py checks them against the official schema).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class Call:
     region: str
     params: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    # When the request reached its handler (time.monotonic()), before the handler ran.
+    at: float = field(default_factory=time.monotonic)
 
 
 Handler = Callable[[dict[str, Any], Call], dict[str, Any]]

@@ -24,12 +24,16 @@ MISPLACED = (
 
 
 def opened(
-    settings: CryptoSettings, database_url: str, read: Mapping[str, tuple[str, str]]
+    settings: CryptoSettings,
+    database_url: str,
+    read: Mapping[str, tuple[str, str]],
+    *,
+    timeout_s: float,
 ) -> dict[str, str]:
     """The value of each field whose variable (in `read`: field -> variable, text) is
-    sealed, by field; empty when none is. UnresolvedSecret naming every one that does not
-    resolve, and every misplaced one, at once. `settings` are those read as they are, which
-    say how to open envelopes."""
+    sealed, by field, within `timeout_s` in all; empty when none is. UnresolvedSecret naming
+    every one that does not resolve, and every misplaced one, at once. `settings` are those
+    read as they are, which say how to open envelopes."""
     # An envelope or a reference where none is opened would be taken as the value
     # itself: an instance signing or calling with `enc:v1:...` instead of stopping.
     misplaced = [v for name, (v, text) in read.items() if name not in SEALABLE and is_sealed(text)]
@@ -48,7 +52,8 @@ def opened(
     problems = dict.fromkeys(misplaced, MISPLACED)
     values: dict[str, str] = {}
     try:
-        values = resolution.resolve(sealed, settings, database_url) if sealed else {}
+        if sealed:
+            values = resolution.resolve(sealed, settings, database_url, timeout_s=timeout_s)
     except resolution.Unresolved as error:
         problems.update(error.problems)
     if problems:

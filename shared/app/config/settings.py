@@ -171,6 +171,9 @@ class Settings(BaseModel):
     # Unset on a laptop (APP_ENV=local), the public DEV_LOCAL_MASTER_KEY: `make run` can
     # store secrets with nothing configured, and what it seals is worthless elsewhere.
     local_master_key: SecretStr = SecretStr("")
+    # How long the load waits, in all, for its envelopes and references (asked at once by
+    # app.crypto.resolution): well inside SCF's initialisation limit, 65 s by default.
+    secrets_load_timeout_s: float = Field(5, gt=0, le=60)
 
     @model_validator(mode="before")
     @classmethod
@@ -202,7 +205,9 @@ class Settings(BaseModel):
         settings = cls.model_validate(values)
         if not resolve:
             return settings
-        opened = sealed.opened(settings, settings.database_url, read)
+        opened = sealed.opened(
+            settings, settings.database_url, read, timeout_s=settings.secrets_load_timeout_s
+        )
         if not opened:
             return settings
         try:

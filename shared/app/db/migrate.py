@@ -19,11 +19,18 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from app.config import get_settings
+from app.crypto.resolution import describe_database_error
 from app.db.engine import get_engine
 from app.observability import logging as applog
 
 log = applog.get_logger("app.db.migrate")
 MIGRATIONS = Path(__file__).parent / "migrations"
+LOCKED = "another migration run holds the lock; try again later"
+
+
+class MigrationFailed(RuntimeError):
+    """A run that did not complete, named without the driver's message: it may quote
+    DATABASE_URL (a password holding `@` leaves its tail in the host the driver names)."""
 
 
 def _config(connection: Any) -> Config:
@@ -59,7 +66,7 @@ def upgrade(
         name = lock_name(engine)
         lock = text("SELECT GET_LOCK(:name, :wait)")
         if locked and conn.execute(lock, {"name": name, "wait": lock_timeout_s}).scalar() != 1:
-            raise RuntimeError("another migration run holds the lock; try again later")
+            raise MigrationFailed(LOCKED)
         try:
             before = MigrationContext.configure(conn).get_current_revision()
             conn.commit()
@@ -75,14 +82,28 @@ def upgrade(
     return report
 
 
+def reported() -> dict[str, Any]:
+    """`upgrade()`, its failure told in words: SCF hands the error's text to the deployer,
+    which prints it, and writes it with its traceback to the function's log, so the
+    driver's message (which may quote the URL) goes no further than this."""
+    try:
+        return upgrade()
+    except MigrationFailed:
+        raise
+    except Exception as error:  # noqa: BLE001 - every failure, named by class and code only
+        described = describe_database_error(error)
+        applog.log_fields(log, logging.ERROR, "migrations failed", error=described)
+        raise MigrationFailed(f"migrations not applied: {described}") from None
+
+
 def main_handler(event: Any, context: Any) -> dict[str, Any]:
     """SCF entry of the `db-migrate` function, invoked directly after a deploy (no trigger):
     applies pending migrations and returns and logs {"from", "to"}."""
     applog.configure(get_settings().log_level)
-    return upgrade()
+    return reported()
 
 
 if __name__ == "__main__":  # `make migrate`
     import json
 
-    print(json.dumps(upgrade()))
+    print(json.dumps(reported()))
