@@ -136,6 +136,27 @@ def test_a_pipeline_save_records_created_then_replaced_and_a_hash_of_the_definit
     assert hashes[0] == hashes[1] != hashes[2] and len(hashes[0]) == 64
 
 
+def test_a_definition_holding_a_literal_token_is_recorded_by_its_hash_only() -> None:
+    """A header may hold its token as it is, not as a stored secret: neither the row nor
+    any log line of the save holds the definition, only its hash."""
+    admin, pipeline = Admin(), "p-" + secrets.token_hex(4)
+    token = "tok-" + secrets.token_urlsafe(24)
+    call_step = {
+        "id": "a",
+        "type": "http",
+        "url": "http://127.0.0.1/",
+        "headers": {"Authorization": f"Bearer {token}"},
+    }
+    body = {"name": pipeline, "cost": 1, "steps": [call_step]}
+    with capture_logs() as logs:
+        reply = admin.call("admin-pipelines-put", "PUT", f"/admin/pipelines/{pipeline}", body=body)
+    assert reply.status == 200, reply.body
+    row = recorded_once(pipeline, admin, reply, "pipeline.put")
+    assert set(row["changes"]) == {"created", "cost", "enabled", "sha256"}
+    assert token not in json.dumps({k: str(v) for k, v in row.items()})
+    assert logs.where(logger="app.audit", target=pipeline) and token not in logs.text
+
+
 def test_a_plan_save_records_created_then_replaced_and_what_it_set() -> None:
     admin, plan = Admin(), new_plan_id()
     body = {"name": "month", "price_fen": 990, "duration_days": 30, "quota": 100, "enabled": True}

@@ -28,9 +28,10 @@ from app.storage.store import store
 from app.tasks import lifecycle
 from infra import manifest
 from tests.fakes.cos import FakeCos
-from tests.support.audit import an_actor
+from tests.support.audit import actions_on, an_actor
 from tests.support.function_url import Reply, call
 from tests.support.functions import handler
+from tests.support.logs import capture_logs
 from tests.support.pipelines import token_for
 from tests.support.quota import new_user
 from tests.support.runs import end_live_runs, plant_live_run
@@ -367,6 +368,56 @@ def test_an_admin_asking_while_a_run_is_live_or_cos_fails_is_answered_503(cos: F
     cos.fail_next("DeleteObjects", 503, times=5)
     failed = _admin_run()
     assert (failed.status, failed.json()["code"]) == (503, "SERVICE_UNAVAILABLE"), failed.body
+
+
+def test_an_admin_run_stopped_half_way_is_recorded_as_failed_with_what_it_did(
+    cos: FakeCos,
+) -> None:
+    """The first batch was deleted before COS failed: the admin's run changed the bucket, so
+    the trail has it, with the report its row has; a run refused as busy ran nothing and
+    has no row."""
+    for i in range(1500):
+        cos.plant(f"{task_prefix(new_id())}{i}.json", b"q" * 2, last_modified=OLD)
+    cos.fail_after("DeleteObjects", 1)
+    admin = new_user(role="admin")
+    failed = call(
+        handler("admin-jobs-run"),
+        "POST",
+        "/admin/jobs/cos-cleanup",
+        token=token_for(admin, role="admin"),
+    )
+    assert (failed.status, failed.json()["code"]) == (503, "SERVICE_UNAVAILABLE"), failed.body
+    assert len(cos.keys()) == 500
+    (row,) = (
+        r for r in actions_on(cleanup.JOB) if r["request_id"] == failed.header("X-Request-Id")
+    )
+    assert (row["actor_id"], row["action"]) == (admin, "job.run")
+    assert row["changes"]["failed"] == "SERVICE_UNAVAILABLE"
+    assert (row["changes"]["report"]["scanned"], row["changes"]["report"]["deleted"]) == (
+        1500,
+        1000,
+    )
+
+    plant_live_run(cleanup.JOB)
+    busy = _admin_run()
+    assert (busy.status, busy.json()["code"]) == (503, "SERVICE_UNAVAILABLE"), busy.body
+    assert [
+        r for r in actions_on(cleanup.JOB) if r["request_id"] == busy.header("X-Request-Id")
+    ] == []
+
+
+def test_a_failed_run_whose_record_cannot_be_written_is_answered_its_own_error(
+    cos: FakeCos,
+) -> None:
+    """An actor id longer than its column fails the record (the database's own check): the
+    admin still learns why the run stopped, and the lost record is logged."""
+    cos.plant(f"{task_prefix(new_id())}x.json", b"q", last_modified=OLD)
+    cos.fail_next("DeleteObjects", 503, times=5)
+    with capture_logs() as logs, pytest.raises(CleanupInterrupted):
+        run_job("cos-cleanup", an_actor("x" * 40))
+    (line,) = logs.where(message="admin action not recorded")
+    assert (line["job"], line["actor_id"], line["level"]) == ("cos-cleanup", "x" * 40, "error")
+    assert line["error"] == "DataError"
 
 
 def test_a_run_whose_bucket_cannot_be_built_leaves_no_row_to_refuse_the_next(

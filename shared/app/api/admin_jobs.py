@@ -4,8 +4,9 @@ The registry maps a job name to "module:function"; the module is imported only w
 job runs, so this function's cold start stays small. Each job takes no arguments and
 returns a dict of counts; the answer is `{"job": name, ...counts}`. A job of which another
 run is live (cos-cleanup, invite-refill: app.db.runs) answers 503 SERVICE_UNAVAILABLE, as
-does one a dependency stopped half way. A run that ends is recorded as the admin's, with its
-report (app.audit); a refused or failed run is not.
+does one a dependency stopped half way. A run is recorded as the admin's once it has ended
+(app.audit): with its report, or as failed, with what it had done when its error says; a
+run refused as busy, which ran nothing, is not.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ def run_job(name: str, actor: Actor) -> dict[str, Any]:
     except RunBusy:
         JOB_RUNS.labels(name, "busy").inc()  # it ran nothing: the live run counts for itself
         raise
-    except Exception:
+    except Exception as error:
         JOB_RUNS.labels(name, "failed").inc()
+        _record_failed(actor, name, error)
         raise
     JOB_RUNS.labels(name, "ok").inc()
     applog.log_fields(log, logging.INFO, "job run", job=name, trigger="admin", report=counts)
@@ -54,6 +56,34 @@ def run_job(name: str, actor: Actor) -> dict[str, Any]:
 
     trail.recorded(actor, "job.run", name, {"report": counts})
     return {"job": name, **counts}
+
+
+def _record_failed(actor: Actor, name: str, error: Exception) -> None:
+    """A run that failed may have committed much before it stopped (cos-cleanup deletes
+    batch by batch, order-reconcile settles order by order), so it is recorded too: its
+    error by code or class (a message may quote the driver's or a provider's text) and, when
+    the error carries one (cleanup.CleanupInterrupted), the report of what it had done. The
+    run's own error is what the admin is answered: a record that cannot be written either
+    (the database down) is logged, not raised in its place."""
+    from app.audit import trail  # cold start: the database, once a job has run
+
+    changes: dict[str, Any] = {
+        "failed": error.code.value if isinstance(error, AppError) else type(error).__name__
+    }
+    report = getattr(error, "report", None)
+    if isinstance(report, dict):
+        changes["report"] = report
+    try:
+        trail.recorded(actor, "job.run", name, changes)
+    except Exception as lost:  # noqa: BLE001 - the run's own error is answered, whatever this one
+        applog.log_fields(
+            log,
+            logging.ERROR,
+            "admin action not recorded",
+            job=name,
+            actor_id=actor.user_id,
+            error=type(lost).__name__,
+        )
 
 
 @router.post(
