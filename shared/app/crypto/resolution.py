@@ -172,8 +172,6 @@ def _read_references(
     values: dict[str, str],
     problems: dict[str, str],
 ) -> None:
-    from sqlalchemy.exc import SQLAlchemyError  # cold start: only when a reference is set
-
     names = sorted(set(references.values()))
     # Waited for no longer than the deadline; its own timeouts end it soon after.
     timeout_s = max(1, min(CONNECT_TIMEOUT_S, math.ceil(deadline.left())))
@@ -183,7 +181,11 @@ def _read_references(
         problems.update(dict.fromkeys(references, unread))
         return
     error = read.exception()
-    if isinstance(error, (SQLAlchemyError, ValueError, ImportError)):  # ImportError: no driver
+    # Whatever the read raised: not only SQLAlchemy's errors (ImportError: no driver), for
+    # the driver takes the URL's query as its arguments, and a password holding an
+    # unescaped `@` and `?` puts its tail there (`TypeError: ... unexpected keyword
+    # argument 'Tail'`), a crash whose text SCF would log with the load's traceback.
+    if isinstance(error, Exception):
         unread = f"the secrets table could not be read ({describe_database_error(error)})"
         problems.update(dict.fromkeys(references, unread))
         return
