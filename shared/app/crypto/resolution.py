@@ -237,7 +237,8 @@ def _text(plaintext: bytes) -> str:
 
 def describe_database_error(error: Exception) -> str:
     """The error's class and the driver's numeric code: a driver's message may quote the
-    connection string, password included."""
-    args = getattr(getattr(error, "orig", None), "args", ())
+    connection string, password included. `error` is SQLAlchemy's (the driver's error as
+    its `orig`) or the driver's own."""
+    args = getattr(getattr(error, "orig", error), "args", ())
     code = args[0] if args and isinstance(args[0], int) else None
     return type(error).__name__ + ("" if code is None else f" {code}")

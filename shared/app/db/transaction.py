@@ -197,11 +197,17 @@ def checked_out(engine: Engine) -> PoolProxiedConnection:
         applog.log_fields(log, logging.WARNING, "db pool exhausted", **_describe(engine))
         raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
     except engine.dialect.loaded_dbapi.Error as error:
-        # The pool hands on the driver's own error (wrong password, refused, unknown host).
+        # The pool hands on the driver's own error (wrong password, refused, unknown host),
+        # named by class and code: its message names the host it tried, which holds the
+        # password's tail when the password has an unescaped `@`.
+        from app.crypto.resolution import describe_database_error  # cold start: on failure
+
+        described = describe_database_error(error)
         applog.log_fields(
-            log, logging.ERROR, "db connection failed", **_describe(engine), error=str(error)
+            log, logging.ERROR, "db connection failed", **_describe(engine), error=described
         )
-        raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
+        # Not chained: a job that fails on it logs its traceback, causes included.
+        raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from None
 
 
 @contextmanager
@@ -248,4 +254,7 @@ def driver_error(
 
 def _describe(engine: Engine) -> dict[str, Any]:
     url = engine.url
-    return {"host": url.host, "port": url.port, "database": url.database}
+    # A password holding an unescaped `@` leaves its tail in the host the URL parses to
+    # (`Tail...@127.0.0.1`): what follows the last `@` is the host alone.
+    host = url.host.rpartition("@")[2] if url.host else url.host
+    return {"host": host, "port": url.port, "database": url.database}
