@@ -192,18 +192,23 @@ def _read_references(
     if error is not None:
         raise error
     stored = read.result()
-    to_open: dict[str, tuple[str, str]] = {}
+    # Each secret opened once, however many variables name it: opened at once, two opens of
+    # one secret would each miss the data key the other was still asking KMS for.
+    to_open = {name: (envelope, name) for name, envelope in stored.items() if envelope is not None}
+    failed = {name: f"secret {name} does not open" for name in to_open}
+    opened: dict[str, str] = {}
+    refused: dict[str, str] = {}
+    _open_all(to_open, keys, deadline, failed, opened, refused)
     for variable, name in references.items():
-        envelope = stored.get(name)
-        if envelope is None:
+        if name in opened:
+            values[variable] = opened[name]
+        elif name in refused:
+            problems[variable] = refused[name]
+        else:
             problems[variable] = (
                 f"secret {name} is not stored (make -s secret-put NAME={name}, "
                 f"or PUT /admin/secrets/{name})"
             )
-        else:
-            to_open[variable] = (envelope, name)
-    failed = {variable: f"secret {name} does not open" for variable, (_, name) in to_open.items()}
-    _open_all(to_open, keys, deadline, failed, values, problems)
 
 
 def _rows(database_url: str, names: list[str], timeout_s: int) -> dict[str, str | None]:
