@@ -196,10 +196,12 @@ def checked_out(engine: Engine) -> PoolProxiedConnection:
         DB_POOL_TIMEOUTS.inc()
         applog.log_fields(log, logging.WARNING, "db pool exhausted", **_describe(engine))
         raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
-    except engine.dialect.loaded_dbapi.Error as error:
-        # The pool hands on the driver's own error (wrong password, refused, unknown host),
-        # named by class and code: its message names the host it tried, which holds the
-        # password's tail when the password has an unescaped `@`.
+    # The pool hands on the driver's own error (wrong password, refused, unknown host), and
+    # the driver refuses arguments it does not take (TypeError, AttributeError) or files
+    # it cannot read (OSError) from DATABASE_URL's query. Named by class and code: the
+    # driver's message names the host it tried, and past an unescaped `@` in the password
+    # the host holds its tail (a `?` puts it in the query, an argument's name).
+    except (engine.dialect.loaded_dbapi.Error, TypeError, AttributeError, OSError) as error:
         from app.crypto.resolution import describe_database_error  # cold start: on failure
 
         described = describe_database_error(error)
