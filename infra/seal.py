@@ -142,7 +142,9 @@ def store(url: str, name: str, envelope: str) -> int:
     options = {"isolation_level": "READ COMMITTED"} if mysql else {}
     try:
         engine = create_engine(url, poolclass=NullPool, **options)
-    except (SQLAlchemyError, ImportError) as error:  # not a URL, or its driver is not here
+    # Not a URL, or its driver is not here; ValueError: a port that is no number, which
+    # quotes it, and a password holding an unescaped `@` and `:` puts its tail there.
+    except (SQLAlchemyError, ImportError, ValueError) as error:
         raise Refused(
             f"DATABASE_URL is no database URL this can connect with ({type(error).__name__}); "
             "it is mysql+pymysql://... or sqlite:///..."
@@ -155,7 +157,11 @@ def store(url: str, name: str, envelope: str) -> int:
             except IntegrityError:
                 continue
         raise Refused(f"secret {name} changed under us twice: run it again")
-    except SQLAlchemyError as error:
+    except Refused:
+        raise
+    # Whatever the driver raised: it takes the URL's query as its arguments, where an
+    # unescaped `@` and `?` put a password's tail (TypeError naming it), not only its own.
+    except Exception as error:  # noqa: BLE001 - named by class and code, never its text
         described = resolution.describe_database_error(error)
         raise Refused(
             f"the secrets table could not be written ({described}); is the database "

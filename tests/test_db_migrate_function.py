@@ -14,13 +14,14 @@ import pytest
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
+from app.db.engine import get_engine
 from app.observability import logging as applog
 from tests.support.database import scratch_database
 from tests.support.function_url import context
 from tests.support.functions import handler
 from tests.support.logs import capture_logs
 from tests.support.net import closed_port
-from tests.support.settings import app_engine_under
+from tests.support.settings import app_engine_under, settings_env
 
 
 @pytest.fixture
@@ -70,3 +71,22 @@ def test_a_failed_run_names_its_error_without_the_database_url() -> None:
     told = "".join(traceback.format_exception(failed.value)) + logs.text
     assert tail not in told and "pw-" not in told
     assert logs.where(message="migrations failed", error="OperationalError 2003")
+
+
+def test_make_migrate_names_a_variable_that_does_not_resolve() -> None:
+    """`make migrate` reads the settings in the run: a variable that does not resolve is
+    named with its reason, as every function's load names it, not as a bare class."""
+    from app.config import UnresolvedSecret
+    from app.db.migrate import reported
+
+    get_engine().dispose()
+    get_engine.cache_clear()
+    try:
+        with (
+            settings_env(JWT_SECRET="enc:v1:not-an-envelope"),
+            pytest.raises(UnresolvedSecret) as refused,
+        ):
+            reported()
+    finally:
+        get_engine.cache_clear()
+    assert "JWT_SECRET: the envelope does not open: " in str(refused.value)

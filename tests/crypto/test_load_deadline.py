@@ -164,3 +164,38 @@ def test_the_load_timeout_is_a_setting_within_scf_initialisation_limit() -> None
     with pytest.raises(ValueError, match="secrets_load_timeout_s"):
         Settings.from_environ({"SECRETS_LOAD_TIMEOUT_S": "61"})
     assert Settings.from_environ({}).secrets_load_timeout_s == 5
+
+
+def test_a_secret_two_variables_name_is_asked_of_kms_once(
+    kms: FakeKms, kms_env: dict[str, str], stored_names: list[str]
+) -> None:
+    """Opened at once, two variables naming one secret would each miss the data key the
+    other was still asking for: one Decrypt per stored secret, as one after another gave."""
+    name = f"SHARED_{secrets.token_hex(4).upper()}"
+    value = secrets.token_hex(32)
+    put_secret(kms_env, name, value)
+    stored_names.append(name)
+    env = opening_env(
+        kms_env,
+        METRICS_TOKEN=f"secret:{name}",
+        WECHAT_SECRET=f"secret:{name}",
+        SECRETS_LOAD_TIMEOUT_S="30",
+    )
+    held = kms.hold("Decrypt", name)
+    loaded: list[Settings] = []
+    loader = threading.Thread(target=lambda: loaded.append(Settings.from_environ(env)))
+    loader.start()
+    try:
+        assert held.arrived.wait(10)
+        # While the first is held, a second Decrypt of the same secret would arrive now.
+        looked_until = time.monotonic() + 2
+        while time.monotonic() < looked_until and len(kms.calls("Decrypt", name)) < 2:
+            time.sleep(0.01)
+    finally:
+        held.release.set()
+        loader.join(30)
+
+    [settings] = loaded
+    assert settings.metrics_token.get_secret_value() == value
+    assert settings.wechat_secret.get_secret_value() == value
+    assert len(kms.calls("Decrypt", name)) == 1

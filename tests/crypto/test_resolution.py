@@ -22,6 +22,7 @@ from infra import seal
 from tests.crypto.conftest import keys_for, new_master_key
 from tests.fakes.kms import FakeKms
 from tests.support.functions import FUNCTIONS, ROOT
+from tests.support.net import closed_port
 from tests.support.settings import settings_env
 
 JWT = secrets.token_urlsafe(64)
@@ -162,6 +163,20 @@ def test_an_unreadable_secrets_table_is_named_without_the_url(local_env: dict[st
     bad = sealed(local_env, url, "WECHAT_SECRET")
     message = refusal({**local_env, "DATABASE_URL": bad, "JWT_SECRET": "secret:JWT"})
     assert "JWT_SECRET: not read: DATABASE_URL does not resolve" in message
+
+
+@pytest.mark.parametrize("tail", ["?Tail9x=1", "?ssl=Tail9x"], ids=["argument", "ssl"])
+def test_a_password_whose_tail_reaches_the_drivers_arguments_is_named_without_it(
+    local_env: dict[str, str], tail: str
+) -> None:
+    """A password holding an unescaped `@` and `?` leaves its tail in the URL's query, which
+    the driver takes as its arguments and refuses with errors of its own (TypeError,
+    AttributeError), not SQLAlchemy's: named by class like the others, never raised with
+    the tail in its text for SCF to log with the load's traceback."""
+    url = f"mysql+pymysql://app:hunter2@pw{tail}@127.0.0.1:{closed_port()}/app"
+    message = refusal({**local_env, "DATABASE_URL": url, "JWT_SECRET": "secret:JWT"})
+    assert "JWT_SECRET: the secrets table could not be read (" in message
+    assert "Tail9x" not in message and "hunter2" not in message
 
 
 def test_a_value_refused_after_opening_is_named_without_quoting_it(

@@ -158,12 +158,20 @@ def test_secret_put_refuses_what_it_cannot_store(local_env: dict[str, str]) -> N
     for url, error in [
         ("app:hunter2@db.internal/app", "ArgumentError"),
         ("postgresql://app:hunter2@127.0.0.1/app", "ModuleNotFoundError"),
+        # A password holding an unescaped `@` and `:` leaves its tail in the port.
+        ("mysql+pymysql://app:hunter2@pw:Tail9@127.0.0.1:1/app", "ValueError"),
     ]:
         refused = make("secret-put", "ANY", b"v", {**local_env, "DATABASE_URL": url})
         said = refused.stderr.decode()
         assert refused.returncode == FAILED and "Traceback" not in said, said
         assert f"put: DATABASE_URL is no database URL this can connect with ({error})" in (said)
-        assert "hunter2" not in said
+        assert "hunter2" not in said and "Tail9" not in said
+    # An unescaped `@` and `?` leave it in the query, which the driver takes as arguments.
+    url = "mysql+pymysql://app:hunter2@pw?Tail9=1@127.0.0.1:1/app"
+    refused = make("secret-put", "ANY", b"v", {**local_env, "DATABASE_URL": url})
+    said = refused.stderr.decode()
+    assert refused.returncode == FAILED and "Traceback" not in said, said
+    assert "could not be written (TypeError)" in said and "Tail9" not in said
 
 
 def test_first_writes_of_one_secret_at_once_all_store_one_after_another(

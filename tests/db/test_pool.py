@@ -5,8 +5,10 @@ checks, idle retirement, warming, failures that never show the password, /health
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -246,6 +248,56 @@ def test_connection_failure_is_503_and_logs_host_and_database_never_the_password
         assert line["error"]
     everything = logs.text + reply.body + health.body
     assert PASSWORD not in everything
+
+
+def test_a_password_holding_an_unescaped_at_leaves_no_tail_in_the_log_or_the_error() -> None:
+    """The URL parses the password's tail into the host, which the driver names in its
+    message: the line gives the host after the last `@` and the error by class and code,
+    and the 503 does not carry the driver's error (a failed job logs its traceback)."""
+    tail = "Tail9" + secrets.token_hex(4)
+    url = f"mysql+pymysql://root:{PASSWORD}@{tail}@127.0.0.1:{closed_port()}/{DB_NAME}"
+    with (
+        capture_logs() as logs,
+        app_engine_under(DATABASE_URL=url),
+        pytest.raises(AppError) as caught,
+        transaction(),
+    ):
+        pass
+
+    assert caught.value.code is ErrorCode.SERVICE_UNAVAILABLE
+    [line] = logs.where(message="db connection failed")
+    assert line["host"] == "127.0.0.1" and line["error"] == "OperationalError 2003"
+    told = logs.text + "".join(traceback.format_exception(caught.value))
+    assert tail not in told and PASSWORD not in told
+
+
+@pytest.mark.parametrize(
+    ("parted", "error"),
+    [("pw:{tail}@", "ValueError"), ("pw?{tail}=1@", "TypeError")],
+    ids=["in-the-port", "in-the-query"],
+)
+def test_a_password_tail_the_url_or_the_driver_quote_is_never_logged(
+    parted: str, error: str
+) -> None:
+    """Past an unescaped `@`, a `:` puts the password's tail in the port (a ValueError
+    quoting it when the URL is parsed) and a `?` in the query the driver takes as its
+    arguments (a TypeError naming it): a 503 like any connection that fails, named by
+    class, never an error of ours carrying the tail in a function's log."""
+    tail = "Tail9" + secrets.token_hex(4)
+    url = f"mysql+pymysql://root:{PASSWORD}@{parted.format(tail=tail)}127.0.0.1:1/{DB_NAME}"
+    get_engine().dispose()
+    with settings_env(DATABASE_URL=url):
+        get_engine.cache_clear()  # built in the transaction, where this URL fails
+        try:
+            with capture_logs() as logs, pytest.raises(AppError) as caught, transaction():
+                pass
+        finally:
+            get_engine.cache_clear()
+
+    assert caught.value.code is ErrorCode.SERVICE_UNAVAILABLE
+    assert [line["error"] for line in logs.where(message="db connection failed")] == [error]
+    told = logs.text + "".join(traceback.format_exception(caught.value))
+    assert tail not in told and PASSWORD not in told
 
 
 def test_health_names_redis_when_redis_is_down() -> None:

@@ -172,8 +172,6 @@ def _read_references(
     values: dict[str, str],
     problems: dict[str, str],
 ) -> None:
-    from sqlalchemy.exc import SQLAlchemyError  # cold start: only when a reference is set
-
     names = sorted(set(references.values()))
     # Waited for no longer than the deadline; its own timeouts end it soon after.
     timeout_s = max(1, min(CONNECT_TIMEOUT_S, math.ceil(deadline.left())))
@@ -183,25 +181,34 @@ def _read_references(
         problems.update(dict.fromkeys(references, unread))
         return
     error = read.exception()
-    if isinstance(error, (SQLAlchemyError, ValueError, ImportError)):  # ImportError: no driver
+    # Whatever the read raised: not only SQLAlchemy's errors (ImportError: no driver), for
+    # the driver takes the URL's query as its arguments, and a password holding an
+    # unescaped `@` and `?` puts its tail there (`TypeError: ... unexpected keyword
+    # argument 'Tail'`), a crash whose text SCF would log with the load's traceback.
+    if isinstance(error, Exception):
         unread = f"the secrets table could not be read ({describe_database_error(error)})"
         problems.update(dict.fromkeys(references, unread))
         return
     if error is not None:
         raise error
     stored = read.result()
-    to_open: dict[str, tuple[str, str]] = {}
+    # Each secret opened once, however many variables name it: opened at once, two opens of
+    # one secret would each miss the data key the other was still asking KMS for.
+    to_open = {name: (envelope, name) for name, envelope in stored.items() if envelope is not None}
+    failed = {name: f"secret {name} does not open" for name in to_open}
+    opened: dict[str, str] = {}
+    refused: dict[str, str] = {}
+    _open_all(to_open, keys, deadline, failed, opened, refused)
     for variable, name in references.items():
-        envelope = stored.get(name)
-        if envelope is None:
+        if name in opened:
+            values[variable] = opened[name]
+        elif name in refused:
+            problems[variable] = refused[name]
+        else:
             problems[variable] = (
                 f"secret {name} is not stored (make -s secret-put NAME={name}, "
                 f"or PUT /admin/secrets/{name})"
             )
-        else:
-            to_open[variable] = (envelope, name)
-    failed = {variable: f"secret {name} does not open" for variable, (_, name) in to_open.items()}
-    _open_all(to_open, keys, deadline, failed, values, problems)
 
 
 def _rows(database_url: str, names: list[str], timeout_s: int) -> dict[str, str | None]:
@@ -235,7 +242,8 @@ def _text(plaintext: bytes) -> str:
 
 def describe_database_error(error: Exception) -> str:
     """The error's class and the driver's numeric code: a driver's message may quote the
-    connection string, password included."""
-    args = getattr(getattr(error, "orig", None), "args", ())
+    connection string, password included. `error` is SQLAlchemy's (the driver's error as
+    its `orig`) or the driver's own."""
+    args = getattr(getattr(error, "orig", error), "args", ())
     code = args[0] if args and isinstance(args[0], int) else None
     return type(error).__name__ + ("" if code is None else f" {code}")

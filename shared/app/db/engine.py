@@ -9,15 +9,21 @@ recipe in SQLAlchemy's docs): writers then queue instead of failing, which is al
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import QueuePool
 
 from app.config import get_settings
 from app.db.pool import install_checks, install_lazy_reset
+from app.errors import AppError, ErrorCode
+from app.observability import logging as applog
+
+log = applog.get_logger("app.db")
 
 
 def _sqlite_engine(url: str, pool_max: int, acquire_timeout: float) -> Engine:
@@ -51,8 +57,17 @@ def _sqlite_engine(url: str, pool_max: int, acquire_timeout: float) -> Engine:
 
 
 def build_engine(url: str | None = None) -> Engine:
+    """The engine for `url` (DATABASE_URL by default). A URL that does not parse is 503
+    SERVICE_UNAVAILABLE, as a database that cannot be reached: its error may quote it (past
+    an unescaped `@` in the password, a `:` leaves the tail in the port, and int() quotes
+    that), so it is named by class alone."""
     settings = get_settings()
     url = url or settings.database_url
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError) as error:
+        applog.log_fields(log, logging.ERROR, "db connection failed", error=type(error).__name__)
+        raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from None
     if url.startswith("sqlite"):
         engine = _sqlite_engine(url, settings.db_pool_max, settings.db_pool_acquire_timeout_s)
     else:

@@ -18,7 +18,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from app.config import get_settings
+from app.config import ProductionMisconfigured, get_settings
 from app.crypto.resolution import describe_database_error
 from app.db.engine import get_engine
 from app.observability import logging as applog
@@ -88,8 +88,8 @@ def reported() -> dict[str, Any]:
     driver's message (which may quote the URL) goes no further than this."""
     try:
         return upgrade()
-    except MigrationFailed:
-        raise
+    except (MigrationFailed, ProductionMisconfigured):
+        raise  # their messages name no value: the settings' say which variable and why
     except Exception as error:  # noqa: BLE001 - every failure, named by class and code only
         described = describe_database_error(error)
         applog.log_fields(log, logging.ERROR, "migrations failed", error=described)

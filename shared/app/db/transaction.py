@@ -196,12 +196,20 @@ def checked_out(engine: Engine) -> PoolProxiedConnection:
         DB_POOL_TIMEOUTS.inc()
         applog.log_fields(log, logging.WARNING, "db pool exhausted", **_describe(engine))
         raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
-    except engine.dialect.loaded_dbapi.Error as error:
-        # The pool hands on the driver's own error (wrong password, refused, unknown host).
+    # The pool hands on the driver's own error (wrong password, refused, unknown host), and
+    # the driver refuses arguments it does not take (TypeError, AttributeError) or files
+    # it cannot read (OSError) from DATABASE_URL's query. Named by class and code: the
+    # driver's message names the host it tried, and past an unescaped `@` in the password
+    # the host holds its tail (a `?` puts it in the query, an argument's name).
+    except (engine.dialect.loaded_dbapi.Error, TypeError, AttributeError, OSError) as error:
+        from app.crypto.resolution import describe_database_error  # cold start: on failure
+
+        described = describe_database_error(error)
         applog.log_fields(
-            log, logging.ERROR, "db connection failed", **_describe(engine), error=str(error)
+            log, logging.ERROR, "db connection failed", **_describe(engine), error=described
         )
-        raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
+        # Not chained: a job that fails on it logs its traceback, causes included.
+        raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from None
 
 
 @contextmanager
@@ -248,4 +256,7 @@ def driver_error(
 
 def _describe(engine: Engine) -> dict[str, Any]:
     url = engine.url
-    return {"host": url.host, "port": url.port, "database": url.database}
+    # A password holding an unescaped `@` leaves its tail in the host the URL parses to
+    # (`Tail...@127.0.0.1`): what follows the last `@` is the host alone.
+    host = url.host.rpartition("@")[2] if url.host else url.host
+    return {"host": host, "port": url.port, "database": url.database}
