@@ -3,8 +3,10 @@ WeChat), refresh, log out.
 
 Each verb takes validated, normalised values and returns a domain value (`SignIn`,
 `CodeSent`); it raises AppError for anything the client can fix. The order of checks is
-deliberate: cheap refusals first, an SMS code is burnt only when everything else already
-holds, and unknown phone and wrong password take the same path to the same answer.
+deliberate: cheap refusals first; a code is judged before anything it guards (a referrer,
+an account), so without it nothing else is revealed; a register code is used once the
+referrer holds, before the phone's row is written; and unknown phone and wrong password
+take the same path to the same answer.
 """
 
 from __future__ import annotations
