@@ -2,7 +2,7 @@
 WeChat), refresh, log out.
 
 Each verb takes validated, normalised values and returns a domain value (`SignIn`,
-`CodeSent`); it raises AppError for anything the client can fix. The order of checks is
+`sms.CodeSent`); it raises AppError for anything the client can fix. The order of checks is
 deliberate: cheap refusals first; a code is judged before anything it guards (a referrer,
 an account), so without it nothing else is revealed; a register code is used once the
 referrer holds, before the phone's row is written; and unknown phone and wrong password
@@ -36,12 +36,6 @@ class SignIn:
     refresh_token: str
     user: User
     is_new_user: bool
-
-
-@dataclass(frozen=True)
-class CodeSent:
-    cooldown_s: int
-    expires_in: int
 
 
 def _invalid_credentials() -> AppError:
@@ -123,14 +117,13 @@ def _returning(
 # ---------------------------------------------------------------- verbs
 
 
-def send_code(phone: str, purpose: sms.Purpose, ip: str) -> CodeSent:
+def send_code(phone: str, purpose: sms.Purpose, ip: str) -> sms.CodeSent:
     if purpose == "register":
         # Paid for before it is answered, so registered phones cannot be listed for free.
         throttle.take_lookup(ip)
         if users.phone_registered(phone):
             raise AppError(ErrorCode.PHONE_ALREADY_REGISTERED, "This phone is already registered.")
-    cooldown_s, expires_in = sms.send(phone, purpose, ip)
-    return CodeSent(cooldown_s=cooldown_s, expires_in=expires_in)
+    return sms.send(phone, purpose, ip)
 
 
 def register(

@@ -34,6 +34,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
@@ -184,8 +185,16 @@ def _rest_of_hour(now: datetime) -> int:
     return 3600 - (now.minute * 60 + now.second)
 
 
-def send(phone: str, purpose: Purpose, ip: str) -> tuple[int, int]:
-    """Issue and deliver a code; returns (cooldown_s, expires_in)."""
+@dataclass(frozen=True)
+class CodeSent:
+    """A code on its way: how long until the phone may ask again, and how long it is good."""
+
+    cooldown_s: int
+    expires_in: int
+
+
+def send(phone: str, purpose: Purpose, ip: str) -> CodeSent:
+    """Issue and deliver a code."""
     settings = get_settings()
     _take_quota(phone, ip)
     code = new_code()
@@ -210,7 +219,7 @@ def send(phone: str, purpose: Purpose, ip: str) -> tuple[int, int]:
             ErrorCode.SERVICE_UNAVAILABLE, "The code could not be sent; try again shortly."
         ) from None
     applog.log_fields(log, logging.INFO, "sms code sent", phone=masked(phone), purpose=purpose)
-    return settings.sms_cooldown_s, settings.sms_code_ttl_s
+    return CodeSent(cooldown_s=settings.sms_cooldown_s, expires_in=settings.sms_code_ttl_s)
 
 
 def _verify(phone: str, purpose: Purpose, code: str, mode: str) -> bool:
