@@ -23,11 +23,12 @@ def upstream() -> Iterator[FakeUpstream]:
 
 def test_a_slot_whose_holder_died_is_free_again_when_its_lease_ends() -> None:
     host = "slots.example:80"
-    first = slots.acquire(host, cap=1, lease_s=0.2)
+    # A lease long enough that a slow run cannot lose it between the calls that follow.
+    first = slots.acquire(host, cap=1, lease_s=1.0)
     assert first is not None
-    assert slots.acquire(host, cap=1, lease_s=0.2) is None
+    assert slots.acquire(host, cap=1, lease_s=1.0) is None
     assert slots.in_use(host) == 1
-    time.sleep(0.25)  # the holder never released: its lease ran out
+    time.sleep(1.05)  # the holder never released: its lease ran out
     second = slots.acquire(host, cap=1, lease_s=5)
     assert second is not None
     slots.release(host, second)
@@ -36,10 +37,10 @@ def test_a_slot_whose_holder_died_is_free_again_when_its_lease_ends() -> None:
 
 def test_a_slot_handed_on_is_renewed_only_while_still_held() -> None:
     host = "renew.example:80"
-    held = slots.acquire(host, cap=1, lease_s=0.2)
+    held = slots.acquire(host, cap=1, lease_s=1.0)  # not lost before the renewal, however slow
     assert held is not None
     assert slots.renew(host, held, lease_s=5)
-    time.sleep(0.25)  # past its first lease: still held, by the renewal
+    time.sleep(1.05)  # past its first lease: still held, by the renewal
     assert slots.acquire(host, cap=1, lease_s=5) is None
     slots.release(host, held)
     # Gone (released, or dropped once its lease ran out): renewing it adds nothing.
