@@ -217,6 +217,14 @@ def test_another_users_order_is_not_found(wechatpay: FakeWechatPay) -> None:
     assert Buyer().get("no-such-order").status == 404
 
 
+def test_an_order_id_with_a_trailing_space_is_not_the_order(wechatpay: FakeWechatPay) -> None:
+    # The database compares strings with trailing spaces ignored.
+    buyer = Buyer()
+    order = buyer.order(new_plan(), "wechat").json()
+    reply = buyer.get(order["id"] + " ")
+    assert reply.status == 404 and reply.json()["code"] == "NOT_FOUND"
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

@@ -196,3 +196,24 @@ def test_a_bad_idempotency_key_is_422() -> None:
     reply = user.create(new_pipeline(QUICK), key="x" * 300)
     assert reply.status == 422
     assert user.quota() == (1, 0)
+
+
+def test_an_id_with_a_trailing_space_is_not_the_task() -> None:
+    # The database compares strings with trailing spaces ignored.
+    pipeline = new_pipeline(SLOW)
+    owner = Customer(quota=1)
+    task_id = owner.create(pipeline).json()["id"]
+
+    assert owner.get(task_id + " ").status == 404
+    assert owner.cancel(task_id + " ").status == 404
+    assert owner.get(task_id).json()["status"] == "queued"
+
+
+def test_a_task_names_its_pipeline_as_stored() -> None:
+    pipeline = new_pipeline(QUICK)
+    user = Customer(quota=1)
+
+    reply = user.create(pipeline + " ")
+
+    assert reply.status == 201 and reply.json()["pipeline_id"] == pipeline
+    assert user.list().json()["items"][0]["pipeline_id"] == pipeline

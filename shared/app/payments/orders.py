@@ -19,6 +19,7 @@ letters, digits and underscores).
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -43,6 +44,9 @@ IDEMPOTENCY_SCOPE = "orders"
 
 def new_order_id() -> str:
     return secrets.token_hex(16)
+
+
+_ORDER_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -149,7 +153,11 @@ def _create_once(
 
 def get(user_id: str, order_id: str) -> dict[str, Any]:
     """One of the user's orders (another user's is `404`). A pending one old enough is
-    checked with the provider first (`app.payments.reconcile`)."""
+    checked with the provider first (`app.payments.reconcile`). An id not of the shape
+    `new_order_id` gives is `404` unread: the database compares ids with trailing spaces
+    ignored."""
+    if _ORDER_ID.fullmatch(order_id) is None:
+        raise AppError(ErrorCode.NOT_FOUND, "Order not found.")
     with transaction() as tx:
         row = (
             tx.execute(select(orders).where(orders.c.id == order_id, orders.c.user_id == user_id))

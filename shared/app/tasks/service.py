@@ -24,7 +24,7 @@ from app.db import pages
 from app.db.tables import task_steps, task_uploads, tasks
 from app.db.transaction import transaction
 from app.errors import AppError, ErrorCode
-from app.ids import new_id
+from app.ids import is_id, new_id
 from app.observability import logging as applog
 from app.pipeline import messages, store
 from app.pipeline.definition import ForkStep, ItemsError, Step, parse_steps, shape_of
@@ -137,7 +137,8 @@ def _create_once(
             tasks.insert().values(
                 id=task_id,
                 user_id=user_id,
-                pipeline_id=pipeline_id,
+                # The row's id, not the request's: the database finds `"demo "` as `demo`.
+                pipeline_id=pipeline["id"],
                 status="queued",
                 cost=cost,
                 input=task_input,
@@ -185,7 +186,16 @@ def create(
     return Created(answered.response, replayed=answered.replayed)
 
 
+def _known_shape(task_id: str) -> str:
+    """`task_id` when it has the shape of one, else `404`: the database compares ids with
+    trailing spaces ignored, so `"<id> "` would read the task, and garbage needs no query."""
+    if not is_id(task_id):
+        raise AppError(ErrorCode.NOT_FOUND, "Task not found.")
+    return task_id
+
+
 def get(user_id: str, task_id: str) -> dict[str, Any]:
+    _known_shape(task_id)
     with transaction() as conn:
         row = (
             conn.execute(select(tasks).where(tasks.c.id == task_id, tasks.c.user_id == user_id))
@@ -217,4 +227,4 @@ def list_for(
 
 
 def cancel(user_id: str, task_id: str) -> dict[str, Any]:
-    return lifecycle.cancel(task_id, user_id=user_id)
+    return lifecycle.cancel(_known_shape(task_id), user_id=user_id)
