@@ -5,7 +5,7 @@
 - `python -m infra.seal put NAME` (`make -s secret-put NAME=...`) stores the value sealed
   in the `secrets` row NAME through DATABASE_URL (an envelope there is opened first), for
   a variable to name as `secret:NAME`: how PEM keys reach production before any admin
-  exists.
+  exists. The put is recorded in `admin_actions` (app.audit) as the `operator`'s.
 
 One trailing newline of the input is dropped. The provider and key are the settings'
 (CRYPTO_PROVIDER, KMS_KEY_ID or LOCAL_MASTER_KEY, the Tencent Cloud credentials); nothing
@@ -27,12 +27,14 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from app.audit import Actor, trail
 from app.config import Settings
 from app.config.defaults import DEV_LOCAL_MASTER_KEY
 from app.config.refusals import without_values
 from app.config.variables import SEALABLE_VARIABLES
 from app.crypto import envelopes, is_sealed, local, providers, resolution
 from app.crypto.errors import EnvelopeError
+from app.db.tables import admin_actions
 from app.vault import store as store_rows
 
 MAX_SECRET_BYTES = 4096
@@ -40,6 +42,8 @@ MAX_SECRET_BYTES = 4096
 LONG_ENVELOPE_CHARS = 2048
 # The id envelopes sealed under the public laptop key carry, however LOCAL_MASTER_KEY spells
 # that key (base64 or URL-safe, padded or not) and whether it was set or defaulted.
+# Who `put` records in the audit trail: an operator's shell, which holds no admin's identity.
+OPERATOR = Actor(user_id="operator", request_id="secret-put")
 PUBLIC_KEY_ID = local.key_id_for(local.parse_master_key(DEV_LOCAL_MASTER_KEY))
 PUBLIC_KEY_WARNING = (
     "warning: sealed with the public development key (DEV_LOCAL_MASTER_KEY, what "
@@ -153,7 +157,10 @@ def store(url: str, name: str, envelope: str) -> int:
         for _ in range(2):  # a concurrent first insert of the same name: update it instead
             try:
                 with engine.begin() as connection:
-                    return store_rows.write_row(connection, name, envelope)
+                    version = store_rows.write_row(connection, name, envelope)
+                    row = trail.entry(OPERATOR, "secret.put", name, {"version": version})
+                    connection.execute(admin_actions.insert().values(**row))
+                    return version
             except IntegrityError:
                 continue
         raise Refused(f"secret {name} changed under us twice: run it again")

@@ -17,6 +17,7 @@ from sqlalchemy import delete, select
 from app.config.defaults import DEV_LOCAL_MASTER_KEY
 from app.crypto import envelopes
 from app.db.engine import get_engine
+from app.db.tables import admin_actions
 from app.db.tables import secrets as secrets_table
 from infra import seal
 from tests.crypto.conftest import keys_for, make
@@ -140,10 +141,21 @@ def test_secret_put_stores_the_row_through_an_enveloped_database_url(
             row = conn.execute(
                 select(secrets_table).where(secrets_table.c.name == "UPSTREAM_TOKEN")
             ).one()
+            recorded = conn.execute(
+                select(admin_actions)
+                .where(admin_actions.c.target == "UPSTREAM_TOKEN")
+                .order_by(admin_actions.c.at)
+            ).all()
         assert envelopes.open(row.envelope, "UPSTREAM_TOKEN", keys_for(local_env)) == b"second"
+        # Each put is in the audit trail as the operator's, with its version, never the value.
+        assert [(r.actor_id, r.action, r.changes) for r in recorded] == [
+            ("operator", "secret.put", {"version": 1}),
+            ("operator", "secret.put", {"version": 2}),
+        ]
     finally:
         with get_engine().begin() as conn:
             conn.execute(delete(secrets_table).where(secrets_table.c.name == "UPSTREAM_TOKEN"))
+            conn.execute(delete(admin_actions).where(admin_actions.c.target == "UPSTREAM_TOKEN"))
 
 
 def test_secret_put_refuses_what_it_cannot_store(local_env: dict[str, str]) -> None:

@@ -20,24 +20,28 @@ log = applog.get_logger("app.audit")
 REQUEST_ID_MAX = 64
 
 
-def record(
-    tx: Transaction, actor: Actor, action: str, target: str, changes: Mapping[str, Any]
-) -> str:
-    """Record `action` on `target` inside the caller's transaction, which holds the change:
-    the row commits with it or is rolled back with it. Its log line follows the commit.
-    `changes` is small JSON: what the action changed, never a secret's value. The row's id."""
-    at = utcnow()
-    row: dict[str, Any] = {
+def entry(actor: Actor, action: str, target: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The `admin_actions` row of one action, not yet written."""
+    return {
         "id": new_id(),
-        "at": at,
+        "at": utcnow(),
         "actor_id": actor.user_id,
         "action": action,
         "target": target,
         "changes": dict(changes),
         "request_id": actor.request_id[:REQUEST_ID_MAX],
     }
+
+
+def record(
+    tx: Transaction, actor: Actor, action: str, target: str, changes: Mapping[str, Any]
+) -> str:
+    """Record `action` on `target` inside the caller's transaction, which holds the change:
+    the row commits with it or is rolled back with it. Its log line follows the commit.
+    `changes` is small JSON: what the action changed, never a secret's value. The row's id."""
+    row = entry(actor, action, target, changes)
     tx.execute(admin_actions.insert().values(**row))
-    line = dict(row, at=iso(at))
+    line = dict(row, at=iso(row["at"]))
     line["action_id"] = line.pop("id")
     tx.after_commit(
         lambda: applog.log_fields(log, logging.INFO, "admin action", **line),
