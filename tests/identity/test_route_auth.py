@@ -155,3 +155,26 @@ def test_the_tokens_of_the_walk_are_otherwise_accepted(clean_redis: Any) -> None
     claims = _claims(sub=user_id, sid=live["sid"])
     reply = call(http_handler(get_me), "GET", "/users/me", token=_signed(claims))
     assert reply.status == 200 and reply.json()["id"] == user_id
+
+
+def test_a_token_from_a_clock_a_little_ahead_is_accepted_one_far_ahead_is_not(
+    clean_redis: Any,
+) -> None:
+    """Tokens are minted on one instance and read on another: an `iat` a few seconds in the
+    reader's future is the minter's clock, not a forgery, and the pair must work at once
+    (refreshed too). One further ahead than any clock is off would outlive its lifetime."""
+    from app.api.users import get_me
+
+    user_id = new_user()
+    sid = tokens.decode(token_for(user_id), "access")["sid"]
+    ahead = int(time.time()) + 5
+    claims = _claims(sub=user_id, sid=sid, iat=ahead, exp=ahead + 600)
+    reply = call(http_handler(get_me), "GET", "/users/me", token=_signed(claims))
+    assert reply.status == 200, reply.body
+    refresh = _signed(_claims(typ="refresh", sub=user_id, sid=sid, iat=ahead, exp=ahead + 600))
+    assert tokens.decode(refresh, "refresh")["sub"] == user_id
+
+    far = int(time.time()) + tokens.CLOCK_SKEW_S + 60
+    claims = _claims(sub=user_id, sid=sid, iat=far, exp=far + 600)
+    reply = call(http_handler(get_me), "GET", "/users/me", token=_signed(claims))
+    assert (reply.status, reply.json()["code"]) == (401, "AUTH_TOKEN_INVALID")

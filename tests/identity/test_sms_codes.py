@@ -114,6 +114,20 @@ def test_a_failed_send_is_503_and_does_not_start_the_cooldown(flows: Flows) -> N
     assert get_redis().exists("sms:code:login:+8613000000000") == 0
 
 
+def test_a_failed_send_spends_neither_the_phones_day_nor_the_hourly_budget(flows: Flows) -> None:
+    # While SendSms fails, users retry: were the failures counted, ten of them would close
+    # the phone for the China day, and the platform's failures the hour's budget for every
+    # phone once sending works again.
+    now = datetime.now(timezone(timedelta(hours=8)))
+    get_redis().delete(sms.budget_key(now))
+    with settings_env(SMS_PER_PHONE_PER_DAY="2", SMS_GLOBAL_PER_HOUR="2"):
+        for _ in range(3):
+            reply = flows.sms("+8613000000000", ip=new_ip())  # the fake refuses this number
+            assert (reply.status, reply.json()["code"]) == (503, "SERVICE_UNAVAILABLE")
+        assert flows.sms(new_phone(), ip=new_ip()).status == 200
+        assert flows.sms(new_phone(), ip=new_ip()).status == 200
+
+
 def test_a_wrong_secret_key_is_refused_by_the_signature_check(flows: Flows) -> None:
     refused_before = len(flows.tencent.refused)
     with settings_env(TENCENTCLOUD_SECRET_KEY="not-the-key"):

@@ -14,18 +14,19 @@ every phone and IP (SMS_GLOBAL_PER_HOUR: what an attacker spreading requests ove
 numbers and addresses could otherwise spend on SMS). A phone, an IP and the budget are
 different entities whose keys cannot honestly share a Redis Cluster slot, so this is three
 steps: first the phone's cooldown and day count, checked and taken in one script (both keys
-carry the phone as hash tag: `sms:cooldown:{<phone>}`, `sms:day:{<phone>}:<day>`), then
-the IP's count and then the budget's (`app.counters`; hourly counters are named
-for their clock hour and end with it). A later step's refusal gives back what the earlier
-steps took. What holds, as when one script took all three: no limit is ever passed, by any number
-of parallel requests (each counter is checked and counted in one step), and the refusal
-names the first limit reached in the order cooldown, day, IP, budget. What changed: between the two
-steps a request that the IP will refuse holds the phone's cooldown for a moment, and a
-request for that phone meanwhile is told to wait; if the instance dies between the steps,
-the phone keeps that cooldown and count, so the limits err on the strict side. Before the
-tags the phone's keys were `sms:cooldown:<phone>` and `sms:day:<phone>:<day>`: with the
-release that tagged them every phone's cooldown and day count started afresh, once (and
-while two releases ran side by side, each counted on its own).
+carry the phone as hash tag: `sms:cooldown:{<phone>}`, `sms:day:{<phone>}:<day>`), then the
+IP's count and then the budget's (`app.counters`; hourly counters are named for their clock
+hour and end with it). A later step's refusal gives back what the earlier steps took, and so
+does a delivery that fails, all but the IP's count. What holds, as when one script took all
+three: no limit is ever passed, by any number of parallel requests (each counter is checked
+and counted in one step), and the refusal names the first limit reached in the order
+cooldown, day, IP, budget. What changed: between the two steps a request that the IP will
+refuse holds the phone's cooldown for a moment, and a request for that phone meanwhile is
+told to wait; if the instance dies between the steps, the phone keeps that cooldown and
+count, so the limits err on the strict side. Before the tags the phone's keys were
+`sms:cooldown:<phone>` and `sms:day:<phone>:<day>`: with the release that tagged them every
+phone's cooldown and day count started afresh, once (and while two releases ran side by
+side, each counted on its own).
 """
 
 from __future__ import annotations
@@ -134,7 +135,17 @@ def masked(phone: str) -> str:
     return phone[:6] + "****" + phone[-2:]
 
 
-def _take_quota(phone: str, ip: str) -> None:
+@dataclass(frozen=True)
+class _Taken:
+    """What a send took of the phone's limits and the budget: given back when nothing was
+    sent."""
+
+    phone_keys: tuple[str, str]
+    token: str
+    budget_key: str
+
+
+def _take_quota(phone: str, ip: str) -> _Taken:
     settings = get_settings()
     now = datetime.now(_CHINA)
     phone_keys = (cooldown_key(phone), f"sms:day:{tag(phone)}:{now:%Y%m%d}")
@@ -172,6 +183,16 @@ def _take_quota(phone: str, ip: str) -> None:
             _LIMIT_MESSAGES[verdict],
             headers={"Retry-After": str(wait)},
         )
+    return _Taken(phone_keys, token, budget_key(now))
+
+
+def _give_back(taken: _Taken) -> None:
+    """A send that sent nothing: the phone's cooldown (while still this send's) and day
+    count, and the budget, are given back, so that SendSms failing for a while closes no
+    phone for the day, nor the hour for every phone. The IP's count stays: it bounds the
+    calls one network makes while nothing is sent (a number the provider refuses)."""
+    get_redis().eval(_GIVE_BACK_PHONE, 2, *taken.phone_keys, taken.token)
+    counters.give_back(taken.budget_key)
 
 
 def budget_key(now: datetime) -> str:
@@ -196,7 +217,7 @@ class CodeSent:
 def send(phone: str, purpose: Purpose, ip: str) -> CodeSent:
     """Issue and deliver a code."""
     settings = get_settings()
-    _take_quota(phone, ip)
+    taken = _take_quota(phone, ip)
     code = new_code()
     key = _code_key(phone, purpose)
     redis = get_redis()
@@ -208,10 +229,10 @@ def send(phone: str, purpose: Purpose, ip: str) -> CodeSent:
     try:
         sms_delivery.deliver(phone, code)
     except sms_delivery.DeliveryFailed as exc:
-        # Nothing was sent: drop the code and the cooldown so the user can simply retry
-        # (two commands: the code's key has no tag, and is the same in every release).
+        # Nothing was sent: drop the code and give back what the send took, so the user can
+        # simply retry (the code's key has no tag, and is the same in every release).
         redis.delete(key)
-        redis.delete(cooldown_key(phone))
+        _give_back(taken)
         applog.log_fields(
             log, logging.ERROR, "sms not sent", phone=masked(phone), reason=exc.reason
         )

@@ -31,6 +31,11 @@ finally:
         sys.modules["cryptography"] = _cryptography
 
 ALGORITHM = "HS256"
+# Tokens are minted on one instance and read on another, each by its own clock: an `iat` up
+# to this far in the reader's future is the minter's clock running ahead, and is taken (PyJWT
+# refuses any, so a pair minted on a clock a second ahead failed at once elsewhere). Further
+# ahead, a token would live here longer than its lifetime: refused.
+CLOCK_SKEW_S = 60
 TokenType = Literal["access", "refresh"]
 _REQUIRED = ["sub", "sid", "jti", "typ", "iss", "aud", "iat", "exp"]
 
@@ -103,6 +108,13 @@ def _verified(token: str, *, check_exp: bool) -> dict[str, Any]:
         algorithms=[ALGORITHM],
         audience=settings.jwt_audience,
         issuer=settings.jwt_issuer,
-        options={"require": _REQUIRED, "verify_exp": check_exp},
+        options={"require": _REQUIRED, "verify_exp": check_exp, "verify_iat": False},
     )
+    issued = claims["iat"]
+    if (
+        not isinstance(issued, (int, float))
+        or isinstance(issued, bool)
+        or issued > time.time() + CLOCK_SKEW_S
+    ):
+        raise jwt.ImmatureSignatureError("The token is not yet valid (iat)")
     return claims
