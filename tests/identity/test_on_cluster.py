@@ -24,14 +24,16 @@ from tests.identity.conftest import Flows
 
 FLOWS: list[Callable[[Flows], None]] = [
     # SMS codes: sent (phone's take, IP's take), refused (cooldown, day, IP, with the
-    # phone's take given back), failed delivery, consumed, burnt; at registration checked,
-    # struck for a bad referrer, then used; wrong guesses counted per client network.
+    # phone's take given back), failed delivery (an outage, a refused number), consumed,
+    # burnt; at registration checked, struck for a bad referrer, then used; wrong guesses
+    # counted per client network.
     sms_tests.test_the_code_is_stored_only_as_a_hash,
     sms_tests.test_cooldown_per_phone,
     sms_tests.test_daily_limit_per_phone,
     sms_tests.test_hourly_limit_per_ip,
     sms_tests.test_a_refusal_by_the_ip_leaves_the_phone_limits_untaken,
-    sms_tests.test_a_failed_send_is_503_and_does_not_start_the_cooldown,
+    sms_tests.test_a_send_that_fails_is_503_and_takes_nothing_of_the_phone_or_the_budget,
+    sms_tests.test_a_number_the_provider_refuses_keeps_its_limits_but_not_the_budget,
     signin_tests.test_wrong_used_and_cross_purpose_codes_are_refused,
     signin_tests.test_a_code_is_burnt_after_five_wrong_tries,
     guessing_tests.test_a_right_code_with_a_bad_invite_is_referrer_invalid_and_tries_few,

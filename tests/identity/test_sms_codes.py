@@ -107,24 +107,41 @@ def test_a_refusal_by_the_ip_leaves_the_phone_limits_untaken(flows: Flows) -> No
         assert flows.sms(phone, ip=new_ip()).status == 200  # no cooldown, a whole day left
 
 
-def test_a_failed_send_is_503_and_does_not_start_the_cooldown(flows: Flows) -> None:
-    reply = flows.sms("+8613000000000")  # the fake refuses this number
-    assert (reply.status, reply.json()["code"]) == (503, "SERVICE_UNAVAILABLE")
-    assert get_redis().exists(sms.cooldown_key("+8613000000000")) == 0
-    assert get_redis().exists("sms:code:login:+8613000000000") == 0
-
-
-def test_a_failed_send_spends_neither_the_phones_day_nor_the_hourly_budget(flows: Flows) -> None:
-    # While SendSms fails, users retry: were the failures counted, ten of them would close
-    # the phone for the China day, and the platform's failures the hour's budget for every
-    # phone once sending works again.
+def test_a_send_that_fails_is_503_and_takes_nothing_of_the_phone_or_the_budget(
+    flows: Flows,
+) -> None:
+    # While SendSms fails (here: refused for our signature, as in an outage of the provider),
+    # users retry: were the failures counted, ten of them would close the phone for the China
+    # day, and the platform's failures the hour's budget for every phone once sending works.
     now = datetime.now(timezone(timedelta(hours=8)))
     get_redis().delete(sms.budget_key(now))
+    phone = new_phone()
     with settings_env(SMS_PER_PHONE_PER_DAY="2", SMS_GLOBAL_PER_HOUR="2"):
-        for _ in range(3):
-            reply = flows.sms("+8613000000000", ip=new_ip())  # the fake refuses this number
-            assert (reply.status, reply.json()["code"]) == (503, "SERVICE_UNAVAILABLE")
+        with settings_env(TENCENTCLOUD_SECRET_KEY="not-the-key"):
+            for _ in range(3):
+                reply = flows.sms(phone, ip=new_ip())
+                assert (reply.status, reply.json()["code"]) == (503, "SERVICE_UNAVAILABLE")
+                assert get_redis().exists(sms.cooldown_key(phone)) == 0
+                assert get_redis().exists(f"sms:code:login:{phone}") == 0
+        assert flows.sms(phone, ip=new_ip()).status == 200
         assert flows.sms(new_phone(), ip=new_ip()).status == 200
+
+
+def test_a_number_the_provider_refuses_keeps_its_limits_but_not_the_budget(
+    flows: Flows,
+) -> None:
+    # The provider answered and refused this number (its own daily limit for it): asking again
+    # within the cooldown sends nothing either, and the number's day count bounds the calls
+    # made for it. Nothing was paid for, so the hour's budget is given back.
+    now = datetime.now(timezone(timedelta(hours=8)))
+    get_redis().delete(sms.budget_key(now))
+    with settings_env(SMS_GLOBAL_PER_HOUR="1"):
+        reply = flows.sms("+8613000000000", ip=new_ip())  # the fake refuses this number
+        assert (reply.status, reply.json()["code"]) == (503, "SERVICE_UNAVAILABLE")
+        assert get_redis().exists(sms.cooldown_key("+8613000000000")) == 1
+        assert get_redis().exists("sms:code:login:+8613000000000") == 0
+        again = flows.sms("+8613000000000", ip=new_ip())
+        assert (again.status, again.json()["code"]) == (429, "SMS_RATE_LIMITED")
         assert flows.sms(new_phone(), ip=new_ip()).status == 200
 
 

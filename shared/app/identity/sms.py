@@ -17,7 +17,8 @@ steps: first the phone's cooldown and day count, checked and taken in one script
 carry the phone as hash tag: `sms:cooldown:{<phone>}`, `sms:day:{<phone>}:<day>`), then the
 IP's count and then the budget's (`app.counters`; hourly counters are named for their clock
 hour and end with it). A later step's refusal gives back what the earlier steps took, and so
-does a delivery that fails, all but the IP's count. What holds, as when one script took all
+does a delivery that fails, all but the IP's count (and the phone's, when the provider
+refused the number). What holds, as when one script took all
 three: no limit is ever passed, by any number of parallel requests (each counter is checked
 and counted in one step), and the refusal names the first limit reached in the order
 cooldown, day, IP, budget. What changed: between the two steps a request that the IP will
@@ -186,12 +187,15 @@ def _take_quota(phone: str, ip: str) -> _Taken:
     return _Taken(phone_keys, token, budget_key(now))
 
 
-def _give_back(taken: _Taken) -> None:
-    """A send that sent nothing: the phone's cooldown (while still this send's) and day
-    count, and the budget, are given back, so that SendSms failing for a while closes no
-    phone for the day, nor the hour for every phone. The IP's count stays: it bounds the
-    calls one network makes while nothing is sent (a number the provider refuses)."""
-    get_redis().eval(_GIVE_BACK_PHONE, 2, *taken.phone_keys, taken.token)
+def _give_back(taken: _Taken, failure: sms_delivery.DeliveryFailed) -> None:
+    """A send that sent nothing gives back the budget (nothing was paid for). When SendSms
+    itself failed, the phone's cooldown (while still this send's) and day count too, so that
+    an outage closes no phone for the day, nor the hour for every phone. When the provider
+    refused the number, the phone's limits stay taken: asking again soon is refused again, and
+    they bound the calls made for it. The IP's count always stays: it bounds the calls one
+    network makes while nothing is sent."""
+    if not failure.number_refused:
+        get_redis().eval(_GIVE_BACK_PHONE, 2, *taken.phone_keys, taken.token)
     counters.give_back(taken.budget_key)
 
 
@@ -230,9 +234,9 @@ def send(phone: str, purpose: Purpose, ip: str) -> CodeSent:
         sms_delivery.deliver(phone, code)
     except sms_delivery.DeliveryFailed as exc:
         # Nothing was sent: drop the code and give back what the send took, so the user can
-        # simply retry (the code's key has no tag, and is the same in every release).
+        # retry (the code's key has no tag, and is the same in every release).
         redis.delete(key)
-        _give_back(taken)
+        _give_back(taken, exc)
         applog.log_fields(
             log, logging.ERROR, "sms not sent", phone=masked(phone), reason=exc.reason
         )

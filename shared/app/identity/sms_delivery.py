@@ -16,11 +16,15 @@ from app.config import get_settings
 
 
 class DeliveryFailed(Exception):
-    """Nothing was sent. `reason` is safe to log: it never holds the code."""
+    """Nothing was sent. `reason` is safe to log: it never holds the code. `number_refused`:
+    the provider answered, and refused this phone number (its own limits for the number, a
+    number on its blocklist, or one it cannot parse), so asking again soon sends nothing
+    either; otherwise the call itself failed (the provider unreachable or refusing us)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, number_refused: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.number_refused = number_refused
 
 
 def deliver(phone: str, code: str) -> None:
@@ -59,4 +63,7 @@ def _send_tencent(phone: str, code: str) -> None:
         raise DeliveryFailed(f"SendSms failed: {type(exc).__name__}") from None
     statuses = response.SendStatusSet or []
     if not statuses or statuses[0].Code != "Ok":
-        raise DeliveryFailed(f"SendSms refused: {statuses[0].Code if statuses else 'no status'}")
+        status = statuses[0].Code if statuses else "no status"
+        # SMS names every refusal of the number itself so: LimitExceeded.PhoneNumber*Limit,
+        # FailedOperation.PhoneNumberInBlacklist, InvalidParameterValue.IncorrectPhoneNumber.
+        raise DeliveryFailed(f"SendSms refused: {status}", number_refused="PhoneNumber" in status)
