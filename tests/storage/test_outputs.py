@@ -143,6 +143,28 @@ def test_fork_results_too_large_together_keep_each_value_behind_its_own_url(
     assert [r["value"]["size_bytes"] for r in task["output"]] == sizes_shown
 
 
+def test_fork_results_stop_writing_once_the_bucket_fails_and_stay_inline(
+    cos: FakeCos, worker: Worker
+) -> None:
+    """The JOIN writes the fork's results under the fork row's lock: once one value cannot
+    be written (after the adapter's retry), the rest stay inline without asking a failing
+    bucket again, each waiting out its own timeout and retry while the lock is held."""
+    customer = Customer(quota=5)
+    answers = [padded(i, 4_000) for i in range(8)]  # 32 KB together: one write per value
+    with FakeUpstream() as upstream:
+        upstream.script("/render", lambda c: Answer(200, answers[c.body["branch"]]))
+        pipeline = new_fork(upstream.url("/render"))
+        cos.fail_after("PutObject", 0)
+        try:
+            task = customer.wait(customer.create(pipeline, {"items": list(range(8))}).json()["id"])
+        finally:
+            cos.heal()
+    assert task["status"] == "succeeded", task
+    assert task["output"] == [{"status": "fulfilled", "value": a} for a in answers]
+    assert cos.count("PutObject") == 2  # the first value's write and its retry, no more
+    assert objects(task["id"]) == []
+
+
 def opened(value: Any) -> Any:
     """A rendered value as its reader gets it: a StoredOutput is fetched from its URL."""
     if isinstance(value, dict) and value.get("stored") is True:

@@ -13,7 +13,8 @@ of these shapes that does (each reference counted as the StoredOutput it shows a
 decided before anything is written: (a) the fulfilled values
 larger than RESULT_INLINE_BYTES as references, each written under its branch's name
 (`{fork}.{index}`); (b) every fulfilled value as a reference; (c) the list written whole,
-as one object holding the values themselves (no object per value). Every value opens
+as one object holding the values themselves (no object per value); once a write fails,
+the values not yet written stay inline. Every value opens
 to its reader: inline, behind its own StoredOutput, or inside the one object. The one case
 a reader meets a bare key: in (c), a value its branch had already stored (larger than
 STORAGE_INLINE_MAX_BYTES on its own) stays that branch's `{"stored", "key", "size_bytes"}`
@@ -86,8 +87,12 @@ def keep_results(task_id: str, fork_id: str, results: list[Any], limit: Inline) 
         kept = list(results)
         for index in sorted(moved):
             reference = _put(task_id, f"{fork_id}.{index}", values[index])
-            if reference is not None:  # else the value stays inline, as keep() leaves it
-                kept[index] = {**results[index], "value": reference}
+            if reference is None:
+                # The bucket is failing: this value and the rest stay inline, as keep()
+                # leaves one. The JOIN writes under the fork row's lock, and a hundred
+                # values each waiting out a timeout and a retry would hold it for minutes.
+                break
+            kept[index] = {**results[index], "value": reference}
         return kept
     # The values stay in the one object, where its reader finds them.
     return keep(task_id, f"{fork_id}.-", results, limit)
