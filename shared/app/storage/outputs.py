@@ -10,13 +10,13 @@ whatever settles, one object counts.
 
 A fork's results (`{"status", "value"}` per branch) that do not fit inline take the first
 of these shapes that does (each reference counted as the StoredOutput it shows as),
-decided before anything is written: (a) the fulfilled values
-larger than RESULT_INLINE_BYTES as references, each written under its branch's name
+decided before anything is written: (a) the fulfilled values larger than
+RESULT_INLINE_BYTES as references, each written under its branch's name
 (`{fork}.{index}`); (b) every fulfilled value as a reference; (c) the list written whole,
-as one object holding the values themselves (no object per value); once a write fails,
-the values not yet written stay inline. Every value opens
-to its reader: inline, behind its own StoredOutput, or inside the one object. The one case
-a reader meets a bare key: in (c), a value its branch had already stored (larger than
+as one object holding the values themselves (no object per value). In (a) and (b), once a
+write fails the values not yet written stay inline. Every value opens to its reader:
+inline, behind its own StoredOutput, or inside the one object. The one case a reader meets
+a bare key: in (c), a value its branch had already stored (larger than
 STORAGE_INLINE_MAX_BYTES on its own) stays that branch's `{"stored", "key", "size_bytes"}`
 inside the object; the branch's own `output` in the task's view is its StoredOutput.
 (c) takes a fork so wide that even its references do not fit, about a hundred
