@@ -22,10 +22,11 @@ from typing import Any
 import pytest
 import requests
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Frame, Opcode
 from websockets.sync.client import connect
 
 from app import cache, profiles
-from app.events.handshake_log import UNCOMPLETED
+from app.events.uvicorn_log import UNCOMPLETED
 from app.events.websocket import CLIENT_MESSAGE_MAX_BYTES
 from tests.support.functions import FUNCTIONS, ROOT
 from tests.support.net import closed_port
@@ -162,6 +163,27 @@ def test_a_client_message_over_the_limit_closes_the_connection_with_1009(served:
         with pytest.raises(ConnectionClosed) as closed:
             socket_.recv(timeout=10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+def test_a_text_message_that_is_not_utf8_closes_with_1007_and_logs_no_error(
+    served: Served,
+) -> None:
+    """Any client can send one: uvicorn's ERROR and traceback for it are kept out, and the
+    app's close line says how the connection ended."""
+    user = new_user()
+    with connect(f"ws://127.0.0.1:{served.port}/?token={token_for(user)}") as socket_:
+        with socket_.protocol_mutex:  # the client library sends only valid text: a raw frame
+            socket_.protocol.send_frame(Frame(Opcode.TEXT, b"\xff\xfe{"))
+            socket_.send_data()
+        with pytest.raises(ConnectionClosed) as closed:
+            socket_.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+    time.sleep(0.5)  # the server logs the close after the client has gone
+    output = served.output()
+    assert errors_in(output) == [], output
+    assert "Traceback" not in output, output
+    [line] = [c for c in app_lines(output, "connection closed") if c["user_id"] == user]
+    assert line["client_code"] == 1007, output
 
 
 def test_the_apps_log_lines_are_json_on_stdout_as_every_functions_are(served: Served) -> None:

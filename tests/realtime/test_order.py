@@ -154,8 +154,39 @@ def test_a_users_realtime_keys_stay_bounded_however_many_tasks_it_runs(fresh_red
     last = {"id": f"task-{tasks_run - 1}", "status": "running"}
     assert streams.append(user.id, last, announce.STAGE["running"]) is None
 
+    assert fresh_redis.xlen(streams.stream_key(user.id)) == streams.STREAM_MAX
     keys = list(fresh_redis.scan_iter(match=f"realtime:*{user.id}*", count=1000))
-    assert len(keys) <= 3, keys[:5]
+    assert len(keys) <= 4, keys[:5]
     held = sum(fresh_redis.memory_usage(key) for key in keys)
     assert held < 512 * 1024, held  # the stream's ~1000 messages and 1000 tasks' stages
     assert all(0 < fresh_redis.pttl(key) <= streams.KEEP_MS for key in keys)
+
+
+def _held(redis: Any, user_id: str) -> tuple[list[str], int]:
+    """The stream's message ids, and the bytes of their JSON."""
+    entries = redis.xrange(streams.stream_key(user_id))
+    return [i for i, _ in entries], sum(len(f["data"].encode()) for _, f in entries)
+
+
+def test_a_users_stream_holds_at_most_stream_max_bytes_of_messages(fresh_redis: Any) -> None:
+    """A message carries its task's output inline up to STORAGE_INLINE_MAX_BYTES: past
+    STREAM_MAX_BYTES the oldest messages go, the newest stay in order, and the count of
+    bytes the script keeps is the stream's own, through trims by bytes and by count."""
+    user = User.new()
+    big = {"image": "B" * 16_000}
+    appended = [
+        streams.append(user.id, {"id": f"big-{n}", "status": "succeeded", "output": big}, 2)
+        for n in range(200)
+    ]
+    ids, held = _held(fresh_redis, user.id)
+    assert held <= streams.STREAM_MAX_BYTES
+    assert held + 16_000 > streams.STREAM_MAX_BYTES  # no more went than had to
+    assert ids == appended[-len(ids) :]
+    assert int(fresh_redis.get(streams.bytes_key(user.id))) == held
+
+    for n in range(streams.STREAM_MAX):
+        streams.append(user.id, {"id": f"small-{n}", "status": "running"}, 1)
+    ids, held = _held(fresh_redis, user.id)
+    assert len(ids) == streams.STREAM_MAX
+    assert int(fresh_redis.get(streams.bytes_key(user.id))) == held
+    assert 0 < fresh_redis.pttl(streams.bytes_key(user.id)) <= streams.KEEP_MS

@@ -17,7 +17,8 @@ the connection's life:
 - from the client: `{"type": "ack", "id"}` moves the session's acknowledged position
   (`app.realtime.acks`); `{"type": "ping"}` is answered `{"type": "pong"}`; anything else
   is ignored. A message over CLIENT_MESSAGE_MAX_BYTES closes the connection with 1009
-  (message too big), which the server does before it has read the frame.
+  (message too big), which the server does before it has read the frame; a text message
+  that is not UTF-8, with 1007 (`app.events.uvicorn_log` keeps uvicorn's ERROR for it out).
 - presence (`app.realtime.presence`) is held while the connection is open, so a task that
   ends now sends no WeChat subscription message.
 - revocation: the token is authorized again every REAUTH_S (10 s); a logout, an ended
@@ -45,7 +46,7 @@ from urllib.parse import parse_qs
 
 from app.config import get_settings
 from app.errors import AppError, ErrorCode
-from app.events import handshake_log
+from app.events import uvicorn_log
 from app.identity import access
 from app.identity.principal import Principal
 from app.observability import logging as applog
@@ -100,10 +101,10 @@ def _token(scope: Scope) -> str:
 
 async def _refuse(scope: Scope, send: Send, error: AppError, status: int) -> None:
     request_id = secrets.token_hex(16)
-    # Logged here, and not again by uvicorn (app.events.handshake_log). A refusal is the
+    # Logged here, and not again by uvicorn (app.events.uvicorn_log). A refusal is the
     # answer the contract asks for, not a failure: a 503's cause (the database, Redis) is
     # logged where it is met, so the refusal itself is a warning at most.
-    handshake_log.mark_refused()
+    uvicorn_log.mark_refused()
     with_body = "websocket.http.response" in (scope.get("extensions") or {})
     applog.log_fields(
         log,
@@ -155,6 +156,9 @@ class Connection:
         self._receive = receive
         self._send = send
         self._sending = asyncio.Lock()
+        # The code the client's side ended with (1007 for a text message not UTF-8, 1009
+        # for one too big, the client's own close code), for the log.
+        self.client_code: int | None = None
         settings = get_settings()
         self.max_s = settings.ws_max_connection_s
         # A blocking read holds the socket for BLOCK_MS: the client's read timeout is longer.
@@ -233,6 +237,7 @@ class Connection:
                 connection=self.id,
                 held_s=round(time.monotonic() - started, 3),
                 code=closing.code if closing else None,
+                client_code=self.client_code,
             )
 
     def _closing(self, job: asyncio.Future[Any]) -> Closing | None:
@@ -277,6 +282,7 @@ class Connection:
         while True:
             message = await self._receive()
             if message["type"] == "websocket.disconnect":
+                self.client_code = message.get("code")
                 return
             if message["type"] != "websocket.receive":
                 continue
@@ -381,7 +387,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "websocket":
         await _not_a_websocket(send)
         return
-    handshake_log.install()
+    uvicorn_log.install()
     first = await receive()
     if first["type"] != "websocket.connect":
         return
