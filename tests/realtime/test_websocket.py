@@ -15,7 +15,13 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from app import cache, profiles
-from app.events.websocket import CLEANUP_S, CLIENT_MESSAGE_MAX_BYTES, REAUTH_S
+from app.events.websocket import (
+    CLEANUP_S,
+    CLIENT_MESSAGE_MAX_BYTES,
+    PONG_BURST,
+    PONGS_PER_S,
+    REAUTH_S,
+)
 from app.identity import sessions
 from app.identity import users as user_rows
 from app.identity.tokens import decode
@@ -167,6 +173,20 @@ def test_ping_is_answered(cloud: Any) -> None:
     client.socket.send("not json")
     # Nested past the parser's depth, as large as a message may be: ignored as well.
     client.socket.send("[" * CLIENT_MESSAGE_MAX_BYTES)
+    assert client.ping() == {"type": "pong"}
+    client.close()
+
+
+def test_pings_past_the_burst_are_not_answered_until_the_allowance_refills(cloud: Any) -> None:
+    # A client that sends pings and never reads would otherwise grow the send buffer at will.
+    client = open_client(cloud, User.new().token)
+    for _ in range(5 * PONG_BURST):
+        client.send({"type": "ping"})
+    pongs = 0
+    while not client.silent_for(0.5):
+        pongs += 1
+    assert PONG_BURST <= pongs < 2 * PONG_BURST
+    time.sleep(1.5 / PONGS_PER_S)
     assert client.ping() == {"type": "pong"}
     client.close()
 

@@ -16,7 +16,10 @@ the connection's life:
   each new message follows as it is appended. Only the user's own stream is ever read.
 - from the client: `{"type": "ack", "id"}` moves the session's acknowledged position
   (`app.realtime.acks`); `{"type": "ping"}` is answered `{"type": "pong"}`; anything else
-  is ignored. A message over CLIENT_MESSAGE_MAX_BYTES closes the connection with 1009
+  is ignored. Pongs are PONG_BURST at once and PONGS_PER_S after that: a ping past them is
+  ignored, so a client that sends pings and never reads the pongs cannot grow the
+  connection's send buffer without end. A message over CLIENT_MESSAGE_MAX_BYTES closes the
+  connection with 1009
   (message too big), which the server does before it has read the frame; a text message
   that is not UTF-8, with 1007 (`app.events.uvicorn_log` keeps uvicorn's ERROR for it out).
 - presence (`app.realtime.presence`) is held while the connection is open, so a task that
@@ -81,6 +84,10 @@ JSON_TYPE = b"application/json; charset=utf-8"
 # megabytes is refused before it is buffered: uvicorn's default takes 16 MiB, and 14 MiB
 # of `[],` parse to some 400 MB, past the function's 128 MB.
 CLIENT_MESSAGE_MAX_BYTES = 4096
+# A client pings to keep an idle connection open (every 30 s or so); one that pings faster
+# than this has its pings past the burst ignored.
+PONG_BURST = 10
+PONGS_PER_S = 1.0
 
 
 class ClientGone(Exception):
@@ -145,6 +152,25 @@ async def _authorize(scope: Scope, send: Send) -> Principal | None:
     return principal
 
 
+class _Allowance:
+    """A token bucket: `burst` at once, refilled at `per_s`."""
+
+    def __init__(self, burst: int, per_s: float) -> None:
+        self.burst = burst
+        self.per_s = per_s
+        self.left = float(burst)
+        self.at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.left = min(self.burst, self.left + (now - self.at) * self.per_s)
+        self.at = now
+        if self.left < 1:
+            return False
+        self.left -= 1
+        return True
+
+
 class Connection:
     """One accepted connection of one user."""
 
@@ -159,6 +185,7 @@ class Connection:
         # The code the client's side ended with (1007 for a text message not UTF-8, 1009
         # for one too big, the client's own close code), for the log.
         self.client_code: int | None = None
+        self._pongs = _Allowance(PONG_BURST, PONGS_PER_S)
         settings = get_settings()
         self.max_s = settings.ws_max_connection_s
         # A blocking read holds the socket for BLOCK_MS: the client's read timeout is longer.
@@ -296,7 +323,8 @@ class Connection:
             if not isinstance(parsed, dict):
                 continue
             if parsed.get("type") == "ping":
-                await self.send_text('{"type":"pong"}')
+                if self._pongs.take():
+                    await self.send_text('{"type":"pong"}')
             elif parsed.get("type") == "ack" and isinstance(parsed.get("id"), str):
                 acked = StreamId.parse(parsed["id"])
                 if acked is not None:
