@@ -5,6 +5,7 @@ asks, and an expired order is closed at the provider."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,7 +18,15 @@ from tests.fakes.wechatpay import FakeWechatPay
 from tests.support.function_url import call
 from tests.support.functions import handler
 from tests.support.logs import capture_logs
-from tests.support.payments import Buyer, admin_token, age_order, new_plan, order_row
+from tests.support.payments import (
+    Buyer,
+    admin_token,
+    age_order,
+    alipay_notify,
+    new_plan,
+    order_row,
+    wechat_notify,
+)
 from tests.support.quota import counters, new_user
 
 
@@ -285,3 +294,53 @@ def test_reading_an_expired_order_while_the_provider_does_not_answer_takes_one_t
     age_order(order_id, 11)
     assert buyer.get(order_id).json()["status"] == "closed"
     assert wechatpay.sim.trades[order_id].state == "CLOSED"
+
+
+def refunded_before_its_notification_came(
+    channel: str, wechatpay: FakeWechatPay, alipay: FakeAlipay, buyer: Buyer
+) -> tuple[str, Callable[[], str]]:
+    """An order paid whose notification never arrived, its payment refunded at the provider
+    (WeChat Pay: REFUND; Alipay: the fully refunded trade is TRADE_CLOSED); the order and a
+    delivery of the success notification as the provider retries it."""
+    order_id = str(buyer.order(new_plan(quota=30), channel).json()["id"])
+    if channel == "wechat":
+        wechatpay.pay(order_id)
+        wechatpay.sim.trades[order_id].state = "REFUND"
+
+        def deliver() -> str:
+            sent = wechatpay.sim.notification(order_id)
+            return str(wechat_notify(sent.lower_headers, sent.body).json()["code"])
+
+    else:
+        alipay.sim.scan(order_id)
+        alipay.sim.pay(order_id)
+        alipay.sim.trades[order_id].status = "TRADE_CLOSED"
+
+        def deliver() -> str:
+            sent = alipay.sim.notification(order_id, trade_status="TRADE_SUCCESS")
+            return alipay_notify(sent.body).body
+
+    return order_id, deliver
+
+
+@pytest.mark.parametrize("channel", ["wechat", "alipay"])
+def test_a_payment_refunded_before_it_was_settled_is_not_delivered_by_a_late_notification(
+    wechatpay: FakeWechatPay, alipay: FakeAlipay, channel: str
+) -> None:
+    """The read finds the trade refunded (or closed after a refund) and closes the order; the
+    provider's retry of the original success notification is acknowledged and changes
+    nothing: the money went back, so no quota or membership is granted for it."""
+    buyer = Buyer()
+    order_id, deliver = refunded_before_its_notification_came(channel, wechatpay, alipay, buyer)
+    age_order(order_id, 11)
+    assert buyer.get(order_id).json()["status"] == "closed"
+    with capture_logs() as logs:
+        assert deliver() in ("SUCCESS", "success")  # acknowledged: the provider stops retrying
+    row = order_row(order_id)
+    assert row["status"] == "closed" and row["paid_at"] is None
+    assert counters(buyer.user_id) == (0, 0)
+    assert buyer.membership() == (None, None)
+    (line,) = logs.where(message="payment notification")
+    assert line["outcome"] == "ignored" and line["order_id"] == order_id
+    (told,) = logs.where(order_id=order_id, level="error")
+    assert told["message"].startswith("payment reported for an order closed")

@@ -270,7 +270,7 @@ def _apply(order: Any, report: Report, counts: Counts, *, via: str) -> None:
             counts.paid += 1
         elif settled.outcome == "mismatch":
             _discrepancy(order, via, settled.reason)
-    elif report.state in ("closed", "refunded") and _mark_closed(order):
+    elif report.state in ("closed", "refunded") and _mark_closed(order, report.provider_trade_id):
         # The provider will never take this payment: the order can no longer be paid.
         counts.closed += 1
 
@@ -302,7 +302,10 @@ def _close(order: Any, counts: Counts, *, via: str) -> None:
         counts.closed += 1
 
 
-def _mark_closed(order: Any) -> bool:
+def _mark_closed(order: Any, trade_id: str | None = None) -> bool:
+    """Close the pending order. `trade_id` is the trade the provider reported closed or
+    refunded (one it had made, and for a refund, taken the money for): recorded, so that a
+    late report of that trade's payment does not pay the order (app.payments.settlement)."""
     now = utcnow()
     with transaction() as tx:
         if _lock_pending(tx, order["id"]) is None:
@@ -310,7 +313,7 @@ def _mark_closed(order: Any) -> bool:
         tx.execute(
             update(orders)
             .where(orders.c.id == order["id"])
-            .values(status="closed", closed_at=now, updated_at=now)
+            .values(status="closed", closed_at=now, provider_trade_id=trade_id, updated_at=now)
         )
         channel = order["channel"]
         tx.after_commit(lambda: ORDERS.labels(channel, "closed").inc(), order_id=order["id"])

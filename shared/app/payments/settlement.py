@@ -2,7 +2,9 @@
 (a verified notification, the read path's query, the reconcile job).
 
 In it, with the order's row locked: the order moves to `paid` (from `pending`, or from
-`closed` when the provider took the money anyway), the membership is extended from the
+`closed` when the provider took the money anyway; not from one closed because the provider
+reported its trade closed or refunded, whose late success notification is that refunded
+payment's and changes nothing), the membership is extended from the
 later of now and its current expiry, and the plan's quota is granted through the quota
 ledger with `order:<id>` as its unique reference. A repeat, or a duplicate that waited on
 the lock, finds the order paid and changes nothing; so does a report whose amount,
@@ -76,6 +78,20 @@ def apply(order_id: str, channel: Channel, report: Report, *, via: str) -> Settl
             return Settled("ignored", f"state {report.state}")
         if order["status"] == "paid":
             return Settled("repeat")
+        if order["status"] == "closed" and order["provider_trade_id"] is not None:
+            # Closed on the provider's word that its trade was closed or refunded: a trade does
+            # not come back from that, so this is that trade's earlier payment reported late
+            # (a notification retried after the refund). The money went back to the payer;
+            # an operator is told all the same, as for every payment no order shows.
+            applog.log_fields(
+                log,
+                logging.ERROR,
+                "payment reported for an order closed on its provider's word: not delivered",
+                order_id=order_id,
+                channel=channel,
+                via=via,
+            )
+            return Settled("ignored", "the provider reported this trade closed or refunded")
         now = utcnow()
         tx.execute(
             update(orders)
