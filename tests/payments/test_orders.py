@@ -63,6 +63,17 @@ def test_an_alipay_order_is_a_precreated_trade(alipay: FakeAlipay) -> None:
     assert precreate.biz["total_amount"] == "19.90"
 
 
+def test_an_alipay_trade_is_titled_without_the_characters_alipay_refuses(
+    alipay: FakeAlipay,
+) -> None:
+    # Alipay refuses a subject holding "/", "=" or "&"; a plan's name may hold them.
+    plan = new_plan(name="Pro / month & more = best")
+    reply = Buyer().order(plan, "alipay")
+    assert reply.status == 201, reply.body
+    [precreate] = alipay.gateway_calls("alipay.trade.precreate")
+    assert precreate.biz["subject"] == "Pro month more best"
+
+
 def test_the_order_keeps_the_price_it_was_sold_at(wechatpay: FakeWechatPay) -> None:
     plan = new_plan(price_fen=1000)
     buyer = Buyer()

@@ -69,6 +69,8 @@ REQUIRED = {
 }
 
 PRECREATE = "alipay.trade.precreate"
+# Characters a trade's subject may not hold (the examples Alipay's documentation names).
+SUBJECT_REFUSED = ("/", "=", "&")
 QUERY = "alipay.trade.query"
 CLOSE = "alipay.trade.close"
 
@@ -374,6 +376,9 @@ class AlipaySim:
             raise _business("ACQ.INVALID_PARAMETER", "out_trade_no 无效")
         if not isinstance(subject, str) or not 0 < len(subject) <= 256:
             raise _business("ACQ.INVALID_PARAMETER", "subject 无效")
+        # Alipay's rule for the title: no special characters, such as /, = and &.
+        if any(mark in subject for mark in SUBJECT_REFUSED):
+            raise _business("ACQ.INVALID_PARAMETER", "subject 含特殊字符")
         if not AMOUNT.fullmatch(amount) or not Decimal("0.01") <= Decimal(amount) <= MAX_AMOUNT:
             raise _business("ACQ.INVALID_PARAMETER", "total_amount 无效")
         expire: datetime | None = None

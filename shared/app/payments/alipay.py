@@ -62,6 +62,9 @@ UNRECORDABLE_TRADE_NO = (
 )
 # Provider text that may go into an exception message: short codes only.
 CODE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# A trade's subject: String(256), without "special characters, such as /, = and &".
+SUBJECT_REFUSED = re.compile(r"[/=&]")
+SUBJECT_MAX_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,7 @@ class Alipay:
         biz = {
             "out_trade_no": charge.order_id,
             "total_amount": yuan(charge.amount_fen),
-            "subject": charge.description,
+            "subject": _subject(charge.description, charge.order_id),
             "time_expire": alipay_time(charge.expires_at),
         }
         api = "alipay.trade.precreate"
@@ -348,3 +351,11 @@ def _reason(reason: object) -> str:
     if isinstance(reason, OSError):
         return type(reason).__name__
     return _code(reason)
+
+
+def _subject(text: str, order_id: str) -> str:
+    """A trade's title from the plan's name: Alipay refuses a subject holding `/`, `=` or `&`
+    (its "special characters"), which a plan's name may hold, so they become spaces; at most
+    SUBJECT_MAX_CHARS; the order's id when nothing is left."""
+    plain = " ".join(SUBJECT_REFUSED.sub(" ", text).split())[:SUBJECT_MAX_CHARS]
+    return plain or order_id
