@@ -45,7 +45,10 @@ from pathlib import Path, PurePosixPath
 
 ROOT = Path(__file__).resolve().parents[1]
 SCF_PYTHON = "3.10"
-PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64")
+# What SCF's glibc loads: its system is CentOS 7.6, glibc 2.17
+# (https://cloud.tencent.com/document/product/583/56126). A manylinux_2_24 or _2_28 wheel
+# needs a newer glibc and fails to import there (greenlet 3.5 ships only those).
+PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64")
 LAYER_NAME = "layer.zip"
 # Fixed timestamps make a rebuild from the same inputs byte-identical.
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)

@@ -1,7 +1,7 @@
 """The layer's bytecode, on a layer of two small modules and no requirements (the whole
 layer, for SCF's Python, is tests/test_scf_simulation.py's): a module the target compiles
 ships its bytecode beside it; one it cannot compile ships as source, and the build says so,
-as pip does when it installs."""
+as pip does when it installs. And the wheels it takes are ones SCF's glibc loads."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.package import build_layer, find_python
+from infra.package import _download, build_layer, find_python
 
 VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
 TAG = sys.implementation.cache_tag
@@ -98,3 +98,43 @@ def test_without_a_python_of_the_target_the_build_stops_before_it_downloads_or_w
     assert "no Python 3.98 here to compile the layer's bytecode" in str(stopped.value)
     assert "pyenv install 3.98" in str(stopped.value)
     assert not (tmp_path / "out").exists()
+
+
+def _wheel(folder: Path, platform: str) -> Path:
+    """A wheel of one empty module built for CPython 3.10 on `platform`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"glibcprobe-1.0-cp310-cp310-{platform}.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("glibcprobe/__init__.py", "")
+        info = "glibcprobe-1.0.dist-info"
+        archive.writestr(
+            f"{info}/METADATA", "Metadata-Version: 2.1\nName: glibcprobe\nVersion: 1.0\n"
+        )
+        wheel = f"Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: cp310-cp310-{platform}\n"
+        archive.writestr(f"{info}/WHEEL", wheel)
+        archive.writestr(f"{info}/RECORD", "")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("platform", "taken"),
+    [("manylinux2014_x86_64", True), ("manylinux_2_28_x86_64", False)],
+)
+def test_only_wheels_that_scf_glibc_loads_go_into_the_layer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, platform: str, taken: bool
+) -> None:
+    """SCF runs on CentOS 7.6, glibc 2.17: a wheel for a newer glibc would not import there.
+    The wheel is offered only where the build finds its own (`built/`), no index asked."""
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    cache = tmp_path / "wheels"
+    _wheel(cache / "built", platform)
+
+    if taken:
+        _download(cache, ["glibcprobe==1.0"], "3.10")
+        assert [w.name for w in cache.glob("*.whl")] == [
+            f"glibcprobe-1.0-cp310-cp310-{platform}.whl"
+        ]
+    else:
+        with pytest.raises(SystemExit):
+            _download(cache, ["glibcprobe==1.0"], "3.10")
+        assert list(cache.glob("*.whl")) == []
