@@ -24,6 +24,7 @@ from tests.identity.conftest import Flows, new_phone
 from tests.support.function_url import Reply
 from tests.support.pipelines import new_pipeline
 from tests.support.quota import counters, new_user
+from tests.support.redis_watch import commands_sent
 from tests.support.settings import redis_down, settings_env
 
 
@@ -250,29 +251,8 @@ def test_users_me_reads_the_session_and_the_profile_and_nothing_else(
     user_id = pair["user"]["id"]
     sid = tokens.decode(pair["access_token"], "access")["sid"]
     assert flows.me(pair["access_token"]).status == 200  # the profile is cached now
-    db = clean_redis.connection_pool.connection_kwargs.get("db", 0)
-    seen: list[str] = []
-    watching = threading.Event()
-
-    def monitor() -> None:
-        with clean_redis.monitor() as stream:
-            watching.set()
-            for command in stream.listen():
-                if command["command"] == "GET stop-monitor":
-                    return
-                # PING: redis-py's health check of a connection idle past its interval (a
-                # slow run), not a read of the request.
-                if command["command"] == "PING" or command["command"].startswith("SELECT"):
-                    continue
-                if int(command["db"]) == db:
-                    seen.append(command["command"])
-
-    watcher = threading.Thread(target=monitor, daemon=True)
-    watcher.start()
-    assert watching.wait(5)
-    assert flows.me(pair["access_token"]).status == 200
-    clean_redis.get("stop-monitor")
-    watcher.join(5)
+    with commands_sent(clean_redis) as seen:
+        assert flows.me(pair["access_token"]).status == 200
     assert seen == [
         f"EXISTS {sessions.session_key(user_id, sid)}",
         f"GET {cache.redis_key(profiles.key(user_id))}",

@@ -19,6 +19,7 @@ from tests.fakes.tencentcloud import Call, FakeTencentCloud
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.support.functions import handler
 from tests.support.pipelines import Customer, new_fork
+from tests.support.redis_watch import commands_sent
 from tests.support.settings import settings_env
 
 WORKER = "ai-platform-test-pipeline-worker"
@@ -61,6 +62,20 @@ def test_a_failed_release_puts_the_message_back(cloud: FakeTencentCloud) -> None
     with pytest.raises(scf.PublishFailed):
         backend.release_due()
     assert backend.release_due() == 1
+
+
+def test_a_release_looks_at_the_queues_named_for_delays_and_scans_nothing(
+    cloud: FakeTencentCloud, clean_redis: Any
+) -> None:
+    # Every worker invocation releases: a SCAN for the sets would walk every key there is.
+    backend = scf.ScfBackend()
+    backend.publish(WORKER, {"n": 1}, delay_s=0.01)
+    time.sleep(0.02)
+    with commands_sent(clean_redis) as seen:
+        assert backend.release_due() == 1
+    assert seen[0] == f"SMEMBERS {scf.DELAYED_QUEUES}"
+    assert not [command for command in seen if command.startswith("SCAN")]
+    assert backend.release_due() == 0
 
 
 def test_the_invoke_rate_limit_is_waited_out_twice_then_raised(cloud: FakeTencentCloud) -> None:

@@ -6,7 +6,8 @@ never at cold start) and the run role's temporary keys (app.tencentcloud).
 What the platform gives: at least once, retried under the function's async retry policy
 (the deployer sets `RetryNum` and `MsgTTL` from serverless.yml); no usable dead-letter queue
 (it is CMQ-based), so the sweeper finds lost work. What it does not: delays, so a delayed
-message waits in Redis (a sorted set per queue, scored by due time) and is invoked when due
+message waits in Redis (a sorted set per queue, scored by due time, the queue's name kept in
+DELAYED_QUEUES) and is invoked when due
 by `release_due`, which every queue function calls after its message and the sweeper every
 minute: a delay is a lower bound, kept to within the next worker invocation or at worst the
 sweeper's minute. A message claimed from the set but lost before its invoke is lost like any
@@ -34,6 +35,10 @@ from app.observability.metrics import QUEUE_PUBLISHES
 from app.redis_client import get_redis
 
 DELAYED_PREFIX = "queue:delayed:"
+# The queues that have had a delayed message: the sets `release_due` looks at. A set of
+# names, not a SCAN for the prefix: every worker invocation releases, and a SCAN walks every
+# key of the database (of every node, on a cluster), however few match.
+DELAYED_QUEUES = "queue:delayed-queues"
 RELEASE_BATCH = 100
 MAX_EVENT_BYTES = 128 * 1024
 RATE_LIMITED = ("RequestLimitExceeded", "LimitExceeded")
@@ -109,7 +114,11 @@ class ScfBackend:
         msg_id = new_id()
         due_ms = int((time.time() + delay_s) * 1000)
         member = _encode({"id": msg_id, "queue": queue, "body": message})
-        get_redis().zadd(DELAYED_PREFIX + queue, {member: due_ms})
+        redis = get_redis()
+        # Named first: a message is never parked where no release looks (the two keys are
+        # in different cluster slots, so not one transaction).
+        redis.sadd(DELAYED_QUEUES, queue)
+        redis.zadd(DELAYED_PREFIX + queue, {member: due_ms})
         return msg_id
 
     def release_due(self, queues: list[str] | None = None) -> int:
@@ -117,7 +126,7 @@ class ScfBackend:
         whose invoke fails goes back, due at once, and the error is raised."""
         redis = get_redis()
         if queues is None:
-            queues = [key[len(DELAYED_PREFIX) :] for key in redis.scan_iter(DELAYED_PREFIX + "*")]
+            queues = sorted(str(name) for name in redis.smembers(DELAYED_QUEUES))
         claim = redis.register_script(_CLAIM_DUE)
         sent = 0
         for queue in queues:
