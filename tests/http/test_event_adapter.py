@@ -259,6 +259,15 @@ def test_repeated_parameters_list_fields_get_all_scalars_get_the_last() -> None:
     assert reply.json()["limit"] == 7
 
 
+def test_a_parameter_the_event_lists_with_no_value_is_absent() -> None:
+    """An event may list a name with no values at all: the parameter is left out (its
+    default), for a scalar as for a list, never a 500."""
+    reply = call(handler, "GET", "/items", query={"limit": [], "tag": [], "q": ["x"]})
+    assert reply.status == 200, reply.body
+    assert (reply.json()["limit"], reply.json()["tag"], reply.json()["q"]) == (20, [], "x")
+    assert "limit" not in reply.json()["raw"]
+
+
 def test_single_value_for_a_list_field_is_a_list_of_one() -> None:
     reply = call(handler, "GET", "/items", query={"tag": "solo"})
     assert reply.json()["tag"] == ["solo"]
