@@ -375,6 +375,32 @@ def test_no_cors_headers_for_other_origins_or_when_unconfigured() -> None:
     assert plain.header("Access-Control-Allow-Origin") is None
 
 
+def test_a_preflight_may_be_kept_by_the_browser() -> None:
+    """Every call with a token needs a preflight (Authorization is not a simple header), and
+    each preflight is an invocation: without Max-Age a browser keeps its answer 5 s."""
+    with settings_env(CORS_ALLOW_ORIGINS="https://app.example"):
+        cors = http_handler(echo, create_item)
+    preflight = call(cors, "OPTIONS", "/items", headers={"Origin": "https://app.example"})
+    assert preflight.status == 204
+    assert preflight.header("Access-Control-Max-Age") == "600"
+
+
+@pytest.mark.parametrize("origins", ["https://app.example", "*"])
+def test_every_answer_says_it_varies_by_origin_while_cors_is_on(origins: str) -> None:
+    """Which CORS headers an answer has depends on the Origin: a cache that kept an answer
+    given without them (no Origin, or another one) would serve it to an allowed origin,
+    whose browser then refuses it."""
+    with settings_env(CORS_ALLOW_ORIGINS=origins):
+        cors = http_handler(echo)
+    for headers in ({}, {"Origin": "https://evil.example"}, {"Origin": "https://app.example"}):
+        reply = call(cors, "GET", "/echo", headers=headers)
+        sent = headers.get("Origin")
+        allowed = sent is not None and (origins == "*" or sent == "https://app.example")
+        assert reply.header("Vary") == "Origin", headers
+        assert (reply.header("Access-Control-Allow-Origin") is not None) == allowed, headers
+    assert call(handler, "GET", "/echo").header("Vary") is None  # CORS off: nothing varies
+
+
 def test_binary_response_bodies_go_out_base64_encoded() -> None:
     result = handler(event("GET", "/logo.png"), context())
     assert result["statusCode"] == 200
