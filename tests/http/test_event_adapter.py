@@ -259,6 +259,15 @@ def test_repeated_parameters_list_fields_get_all_scalars_get_the_last() -> None:
     assert reply.json()["limit"] == 7
 
 
+def test_a_parameter_the_event_lists_with_no_value_is_absent() -> None:
+    """An event may list a name with no values at all: the parameter is left out (its
+    default), for a scalar as for a list, never a 500."""
+    reply = call(handler, "GET", "/items", query={"limit": [], "tag": [], "q": ["x"]})
+    assert reply.status == 200, reply.body
+    assert (reply.json()["limit"], reply.json()["tag"], reply.json()["q"]) == (20, [], "x")
+    assert "limit" not in reply.json()["raw"]
+
+
 def test_single_value_for_a_list_field_is_a_list_of_one() -> None:
     reply = call(handler, "GET", "/items", query={"tag": "solo"})
     assert reply.json()["tag"] == ["solo"]
@@ -364,6 +373,32 @@ def test_no_cors_headers_for_other_origins_or_when_unconfigured() -> None:
     assert reply.header("Access-Control-Allow-Origin") is None
     plain = call(handler, "GET", "/echo", headers={"Origin": "https://app.example"})
     assert plain.header("Access-Control-Allow-Origin") is None
+
+
+def test_a_preflight_may_be_kept_by_the_browser() -> None:
+    """Every call with a token needs a preflight (Authorization is not a simple header), and
+    each preflight is an invocation: without Max-Age a browser keeps its answer 5 s."""
+    with settings_env(CORS_ALLOW_ORIGINS="https://app.example"):
+        cors = http_handler(echo, create_item)
+    preflight = call(cors, "OPTIONS", "/items", headers={"Origin": "https://app.example"})
+    assert preflight.status == 204
+    assert preflight.header("Access-Control-Max-Age") == "600"
+
+
+@pytest.mark.parametrize("origins", ["https://app.example", "*"])
+def test_every_answer_says_it_varies_by_origin_while_cors_is_on(origins: str) -> None:
+    """Which CORS headers an answer has depends on the Origin: a cache that kept an answer
+    given without them (no Origin, or another one) would serve it to an allowed origin,
+    whose browser then refuses it."""
+    with settings_env(CORS_ALLOW_ORIGINS=origins):
+        cors = http_handler(echo)
+    for headers in ({}, {"Origin": "https://evil.example"}, {"Origin": "https://app.example"}):
+        reply = call(cors, "GET", "/echo", headers=headers)
+        sent = headers.get("Origin")
+        allowed = sent is not None and (origins == "*" or sent == "https://app.example")
+        assert reply.header("Vary") == "Origin", headers
+        assert (reply.header("Access-Control-Allow-Origin") is not None) == allowed, headers
+    assert call(handler, "GET", "/echo").header("Vary") is None  # CORS off: nothing varies
 
 
 def test_binary_response_bodies_go_out_base64_encoded() -> None:

@@ -47,7 +47,8 @@ def _query(event: Mapping[str, Any]) -> dict[str, list[str]]:
     query: dict[str, list[str]] = {}
     for key, value in (event.get("queryString") or {}).items():
         values = value if isinstance(value, list) else [value]
-        query[_text(key, "query")] = ["" if v is None else _text(v, "query") for v in values]
+        if values:  # a name listed with no value is not given: every name kept has one
+            query[_text(key, "query")] = ["" if v is None else _text(v, "query") for v in values]
     return query
 
 

@@ -35,6 +35,9 @@ from app.redis_client import is_unreachable
 log = applog.get_logger("app.http")
 # The methods a request's metrics and log line name; any other is "OTHER".
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Chromium keeps a preflight's answer at most 2 h; 10 min lets a change of the allowed
+# origins reach browsers soon.
+PREFLIGHT_MAX_AGE_S = "600"
 MainHandler = Callable[[Mapping[str, Any], Any], dict[str, Any]]
 
 
@@ -183,12 +186,16 @@ class HttpApp:
 
     def _cors(self, origin: str | None, response: Response) -> None:
         """The CORS headers for an allowed `origin`, on every answer: without them on an
-        error the browser hides its body."""
+        error the browser hides its body. Every answer says it varies by Origin, those given
+        without the headers too, so that no cache hands one of those to an allowed origin."""
         if not self.cors_origins:
             return
+        response.headers["Vary"] = "Origin"
         if origin and (origin in self.cors_origins or "*" in self.cors_origins):
             response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Vary"] = "Origin"
+            # Each call with a token is preflighted, and each preflight is an invocation: a
+            # browser keeps this answer that long (5 s without it).
+            response.headers["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE_S
             response.headers["Access-Control-Allow-Headers"] = (
                 "Authorization, Content-Type, Idempotency-Key"
             )
