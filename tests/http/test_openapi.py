@@ -319,6 +319,7 @@ def test_docs_assets_are_served_from_the_layer(asset: str, content_type: str, ma
     assert reply.header("Content-Type").startswith(content_type)
     assert marker in reply.body
     assert len(reply.body) > 100_000
+    assert reply.header("Cache-Control") == "public, max-age=86400"  # its own, kept
 
 
 @pytest.mark.parametrize("asset", ["index.html", "..%2Fswagger-ui.css", "nope.js"])

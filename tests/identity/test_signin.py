@@ -73,6 +73,18 @@ def test_register_returns_a_token_pair_and_stores_a_bcrypt_hash(flows: Flows) ->
     assert claimed == user["id"]
 
 
+def test_answers_holding_tokens_or_a_users_data_are_never_cached(flows: Flows) -> None:
+    # RFC 6749 5.1: an answer with tokens says no-store; so does every API answer, errors too.
+    phone = new_phone()
+    registered = flows.register(phone)
+    login = flows.login(phone)
+    refreshed = flows.refresh(login.json()["refresh_token"])
+    wrong = flows.login(phone, password="not-the-password")
+    for reply in (registered, login, refreshed, wrong):
+        assert reply.header("Cache-Control") == "no-store", reply.body
+    assert wrong.status == 401
+
+
 def test_register_twice_is_409_and_a_register_code_for_a_registered_phone_too(flows: Flows) -> None:
     pair = flows.registered()
     phone = pair["user"]["phone"]

@@ -105,6 +105,9 @@ class HttpApp:
             except Exception as exc:  # noqa: BLE001 - the last resort: every failure gets an answer
                 response = self._unexpected(exc, request_id)
         response.headers["X-Request-Id"] = request_id
+        # Answers hold tokens and a user's own data: no cache keeps one (RFC 6749 5.1 asks it
+        # of tokens) unless its route says otherwise (the docs' assets).
+        response.headers.setdefault("Cache-Control", "no-store")
         self._cors(origin_of(event), response)
         if _method_of(request, event) == "HEAD":  # whatever the answer, it carries no content
             response = response.without_content()
