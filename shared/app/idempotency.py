@@ -151,13 +151,21 @@ def lookup(user_id: str, scope: str, key: str, digest: str) -> Replay | None:
 
 
 def purge_expired(limit: int = 1000) -> int:
-    """Remove up to `limit` expired keys, in one DELETE."""
+    """Remove up to `limit` expired keys, in one DELETE; how many it removed."""
     c = idempotency_keys.c
     row_key = tuple_(c.user_id, c.scope, c.key)
+    now = utcnow()
     with transaction() as conn:
         keys = conn.execute(
-            select(c.user_id, c.scope, c.key).where(c.expires_at <= utcnow()).limit(limit)
+            select(c.user_id, c.scope, c.key).where(c.expires_at <= now).limit(limit)
         ).all()
-        if keys:
-            conn.execute(delete(idempotency_keys).where(row_key.in_([tuple(k) for k in keys])))
-        return len(keys)
+        if not keys:
+            return 0
+        # Expired still: a key read here may have been claimed afresh since (`lookup` drops
+        # the expired row, the next request inserts a new one), and deleting that one would
+        # let a retry of that request do its work, and charge, a second time.
+        return conn.execute(
+            delete(idempotency_keys).where(
+                row_key.in_([tuple(k) for k in keys]), c.expires_at <= now
+            )
+        ).rowcount

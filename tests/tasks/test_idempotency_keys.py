@@ -4,7 +4,16 @@ judged, keys are compared byte for byte, and duplicates of a refused request nev
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
+from sqlalchemy import event, update
+
+from app import idempotency
+from app.clock import utcnow
+from app.db.engine import get_engine
+from app.db.tables import idempotency_keys
+from app.db.transaction import transaction
+from tests.support.function_url import Reply
 from tests.support.pipelines import Customer, new_pipeline, save_pipeline
 from tests.tasks.test_concurrency import run_at_once
 
@@ -59,3 +68,40 @@ def test_concurrent_duplicates_of_a_refused_request_are_all_refused_never_500() 
         seen.update((r.status, r.json().get("code", "")) for r in replies)
         assert user.quota() == (0, 0)
     assert seen == Counter({(402, "QUOTA_INSUFFICIENT"): 60}), seen
+
+
+def test_a_key_claimed_again_while_the_purge_runs_is_kept_and_replayed() -> None:
+    """The purge reads the expired keys, then deletes them: a key a request claimed afresh
+    in between (its old row expired, so a new request) is not expired, and stays."""
+    pipeline = new_pipeline(QUICK, cost=1)
+    user = Customer(quota=5)
+    assert user.create(pipeline, {"a": 1}, key="k-purged").status == 201
+    expire_keys_of(user.id)
+    renewed: list[Reply] = []
+
+    def claim_again(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        purging = statement.startswith("DELETE FROM idempotency_keys") and " IN " in statement
+        if purging and not renewed:  # once: the request's own statements pass through here too
+            renewed.append(user.create(pipeline, {"a": 1}, key="k-purged"))
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", claim_again)
+    try:
+        idempotency.purge_expired()
+    finally:
+        event.remove(engine, "before_cursor_execute", claim_again)
+
+    assert [r.status for r in renewed] == [201]
+    retry = user.create(pipeline, {"a": 1}, key="k-purged")
+    assert retry.status == 201, retry.body
+    assert retry.json()["id"] == renewed[0].json()["id"]
+    assert user.quota() == (3, 2)  # two tasks: the first, and the renewed key's once
+
+
+def expire_keys_of(user_id: str) -> None:
+    with transaction() as conn:
+        conn.execute(
+            update(idempotency_keys)
+            .where(idempotency_keys.c.user_id == user_id)
+            .values(expires_at=utcnow())
+        )

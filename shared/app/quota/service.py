@@ -22,7 +22,10 @@ task exactly one moves quota, the rest are no-ops that report the phase. Confirm
 cancel and cancel after confirm change nothing and are logged as warnings.
 
 Locking: each verb locks the user row (`SELECT ... FOR UPDATE`) before it writes the saga
-row, always in that order, so calls for one user serialize and never deadlock each other.
+row, always in that order, so calls for one user serialize. One path cannot: a cancel that
+finds no saga row and whose tombstone insert meets a reserve's row holds that row when it asks
+for the user's, so a settle of the same task at that moment deadlocks with it and the server
+rolls one back whole (a caller runs its unit again, as `app.tasks.lifecycle` does).
 Saga ledger entries carry `ref = saga:<kind>:<task_id>`; the unique index on `ref` refuses a
 second entry for the same step even if the logic above were ever wrong.
 
