@@ -415,12 +415,20 @@ def test_expired_idempotency_keys_are_purged_and_the_key_works_again() -> None:
     user = Customer(quota=3)
     first = user.create(pipeline, key="old-key").json()["id"]
     with transaction() as conn:
-        conn.execute(update(idempotency_keys).values(expires_at=utcnow()))
+        conn.execute(
+            update(idempotency_keys)
+            .where(idempotency_keys.c.user_id == user.id)
+            .values(expires_at=utcnow())
+        )
     # Reuse after 24 h is a new request
     second = user.create(pipeline, key="old-key")
     assert second.status == 201 and second.json()["id"] != first
     with transaction() as conn:
-        conn.execute(update(idempotency_keys).values(expires_at=utcnow()))
+        conn.execute(
+            update(idempotency_keys)
+            .where(idempotency_keys.c.user_id == user.id)
+            .values(expires_at=utcnow())
+        )
     assert sweep()["keys_purged"] >= 1
     with transaction() as conn:
         left = conn.execute(
