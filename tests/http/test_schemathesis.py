@@ -24,6 +24,7 @@ database, a bounded number of examples per operation and of scenarios.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -185,6 +186,9 @@ def fuzz(redis_db: Any) -> Iterator[Fuzz]:
             "TENCENTCLOUD_REGION": "ap-guangzhou",
             "BCRYPT_COST": "10",
             "ADMIN_PHONES": admin_phone,
+            # PUT /admin/secrets seals what it stores: without a key (APP_ENV=test has no
+            # laptop default) a valid request would be a 503, a dependency missing.
+            "LOCAL_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
             **LIMITS_RAISED,
             **tencent.env(),
             **wechat.env(),
