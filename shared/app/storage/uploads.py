@@ -87,8 +87,12 @@ def create(user_id: str, content_type: str, size_bytes: int) -> Upload:
     key = upload_key(user_id, new_id())
     try:
         signed = store().presign_put(key, content_type, size_bytes, PUT_TTL_S)
-    except Exception:
+    except StorageError as error:  # the bucket's client cannot be made: its settings
         counters.give_back(rate_key)  # no URL given: nothing on the bill
+        applog.log_fields(log, logging.ERROR, "upload not presigned", error=str(error))
+        raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
+    except Exception:
+        counters.give_back(rate_key)
         raise
     return Upload(key, signed.url, signed.method, signed.headers, iso(signed.expires_at) or "")
 
