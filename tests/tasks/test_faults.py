@@ -385,6 +385,7 @@ def test_the_sweeper_runs_as_a_timer_function_and_as_an_admin_job() -> None:
         "ended_sessions_purged",
         "released",
         "failed",
+        "stopped_early",
     }
 
     admin = token_for(new_user(role="admin"), role="admin")

@@ -62,9 +62,9 @@ def _record_failed(actor: Actor, name: str, error: Exception) -> None:
     """A run that failed may have committed much before it stopped (cos-cleanup deletes
     batch by batch, order-reconcile settles order by order), so it is recorded too: its
     error by code or class (a message may quote the driver's or a provider's text) and, when
-    the error carries one (cleanup.CleanupInterrupted), the report of what it had done. The
-    run's own error is what the admin is answered: a record that cannot be written either
-    (the database down) is logged, not raised in its place."""
+    the error carries one (cleanup.CleanupInterrupted, sweeper.SweepIncomplete), the report
+    of what it had done. The run's own error is what the admin is answered: a record that
+    cannot be written either (the database down) is logged, not raised in its place."""
     from app.audit import trail  # cold start: the database, once a job has run
 
     changes: dict[str, Any] = {

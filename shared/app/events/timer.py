@@ -6,11 +6,12 @@ invocation (from the context's `time_limit_in_ms`: a job that may run long stops
 work before it), and returns a report (a dict of what it did); the wrapper writes one JSON
 log line per run with that report and the counters the run moved, counts the run in
 `job_runs_total` and returns the report. A job that raises is logged and counted as
-failed, then re-raised so the platform records the invocation as failed. A job that finds
-another run of itself live (`RunBusy`: the last turn still going, or an admin's run) did
-nothing wrong: its turn is logged and counted as `busy` and ends normally, so the platform
-does not retry it on top of the live run. Whatever the outcome, the instance's metrics push
-follows when one is due.
+failed, then re-raised so the platform records the invocation as failed; the line holds the
+error's `report` when it carries one (what the job had done before it failed). A job that
+finds another run of itself live (`RunBusy`: the last turn still going, or an admin's run)
+did nothing wrong: its turn is logged and counted as `busy` and ends normally, so the
+platform does not retry it on top of the live run. Whatever the outcome, the instance's
+metrics push follows when one is due.
 """
 
 from __future__ import annotations
@@ -95,9 +96,14 @@ def timer_handler(
             fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
             applog.log_fields(log, logging.INFO, "job run skipped", **fields)
             return {"busy": True}
-        except Exception:
+        except Exception as error:
             JOB_RUNS.labels(job_name, "failed").inc()
             fields.update(tally.fields(), outcome="failed")
+            # A job that did part of its work before it failed (a stage of the saga sweep,
+            # cos-cleanup half way) says what in its error's `report`.
+            done = getattr(error, "report", None)
+            if isinstance(done, dict):
+                fields["report"] = done
             fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
             log.exception("job failed", extra={"fields": fields})
             raise

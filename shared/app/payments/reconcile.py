@@ -37,11 +37,11 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import or_, select, update
 
-from app.clock import utcnow
+from app.clock import Invocation, run_budget_s, utcnow
 from app.db.tables import orders
 from app.db.transaction import Transaction, transaction
 from app.observability import logging as applog
@@ -142,23 +142,11 @@ def run(budget_s: float = RUN_BUDGET_S) -> dict[str, int]:
     return {"checked": counts.checked, "paid": counts.paid, "closed": counts.closed}
 
 
-class Invocation(Protocol):
-    """What the timer function's run is told of its invocation (the timer adapter's event)."""
-
-    @property
-    def ends_at(self) -> float | None:
-        """When the platform ends the invocation, time.monotonic(); None when unknown."""
-        ...
-
-
 def run_timer(event: Invocation | None = None) -> dict[str, int]:
     """The timer function's run: RUN_BUDGET_S, or less when its invocation ends sooner (a
     function timeout below 60 s), so that the last order taken ends, and the run reports,
     before the platform ends the invocation."""
-    budget_s = RUN_BUDGET_S
-    if event is not None and event.ends_at is not None:
-        budget_s = min(budget_s, event.ends_at - time.monotonic() - ORDER_MAX_S - REPORT_SPARE_S)
-    return run(budget_s)
+    return run(run_budget_s(event, RUN_BUDGET_S, ORDER_MAX_S + REPORT_SPARE_S))
 
 
 def _due(now: datetime, started: datetime) -> list[Any]:

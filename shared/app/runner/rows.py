@@ -1,12 +1,13 @@
 """The step rows (`task_steps`) and the statements that move them: claims with their leases,
-unclaim, park, settle and dispatch.
+unclaim, give back, park, settle and dispatch.
 
 A claim moves a row to running with a fresh `lease_until`. That value is the holder's
-fencing token: every later write of the holder (counting a call, parking, settling) names
-it, so a holder whose row was taken over or cancelled meanwhile changes nothing. A row
-whose lease ran out is claimable again, which is how a worker that died mid-call is taken
-over. Claiming an `http` row also takes the host slot of its first call: with none free the
-row is given back in the same transaction and the answer is `RetryLater`.
+fencing token: every later write of the holder (counting a call, parking, settling, giving
+the row back after a failure) names it, so a holder whose row was taken over or cancelled
+meanwhile changes nothing. A row whose lease ran out is claimable again, which is how a
+worker that died mid-call is taken over. Claiming an `http` row also takes the host slot of
+its first call: with none free the row is given back in the same transaction and the answer
+is `RetryLater`.
 
 The statements every branch runs are built once and run as prepared statements
 (`app.db.prepared`): building them per call costs more than the database round trip on a
@@ -323,6 +324,23 @@ def unclaim(tx: Transaction, attempts: Attempts) -> bool:
     key = {"row_task": attempts.task_id, "row_position": attempts.position}
     params = {**key, "row_branch": attempts.branch, "lease": attempts.lease, "now": utcnow()}
     return bool(_UNCLAIM.run(tx, params).rowcount)
+
+
+def give_back(tx: Transaction, attempts: Attempts, unmade: Claim | None) -> bool:
+    """Give back a claimed row its holder will not settle (something failed after the
+    claim's commit: marking the task running, presigning its input or `previous`, keeping
+    the output), so that the redelivered message takes it at once instead of waiting minutes
+    for the lease to run out: no lease, and `unmade`, the claim whose counted call was not
+    made (None when a call was made), not counting that call (pending again when it was the
+    row's first, as `unclaim` leaves it). Fenced by the holder's lease: False when the row
+    was no longer ours, so a give-back never undoes a newer claim."""
+    now = utcnow()
+    values: dict[str, Any] = {"lease_until": None, "updated_at": now}
+    if unmade is not None and unmade.counted:
+        values["attempts"] = unmade.attempts - 1
+        if unmade.attempts == 1:
+            values.update(status="pending", started_at=None, heartbeat_at=None)
+    return bool(tx.execute(update(task_steps).where(attempts.owned()).values(**values)).rowcount)
 
 
 def park(tx: Transaction, attempts: Attempts, delay_s: float) -> None:

@@ -16,11 +16,26 @@ lost message or a dead worker left behind and finishes it.
 5. Delayed queue messages that fell due are sent (app.queue.release_due), in case no queue
    function ran to send them.
 
+A run is bounded: it takes no task once RUN_BUDGET_S are spent (the timer's run: less when
+its invocation ends sooner, `app.clock.run_budget_s`, as order-reconcile's), and each stage
+has its share of it: what is left of the budget when the stage starts, divided by the
+stages still to come (the last three, one call each, counted as one). A stage takes its
+first task whenever it starts within the budget, and no task after its share is spent
+(`stopped_early` in the report). So a backlog (after a worker outage) no longer lets the
+expiry hold the whole run while the settlements, the purges and the release of delayed
+messages wait for a run the platform does not kill first: each stage gets its turn every
+minute.
+
 The counts go in the job's log line (the timer wrapper writes it) and in job_items_total.
 One task whose expiry, resumption or settlement fails (anything raised) is logged at ERROR
 with its id and counted as `failed`; the pass goes on with the others and with its later
 stages, so one task cannot stop the sweep of every other, nor the release of delayed
-messages. It is picked again by the next pass.
+messages. It is picked again by the next pass. A stage that fails as a whole (its query, a
+purge, the release: the database or the queue down) is logged at ERROR by its error's code
+or class, and the later stages still run; the run then ends with SweepIncomplete, whose
+report holds every stage's count and `failed_stages` (the stage's count's name -> the
+error's code or class), so the platform records a failed run and an admin's run is
+answered 503 and recorded with that report (`app.api.admin_jobs`).
 
 Owns: the sweep and what it decides on its own (expiry, left-over reservations, expired
 keys and sessions). Never moves a step row: a stalled task is resumed by publishing its work again
@@ -30,6 +45,7 @@ keys and sessions). Never moves a step row: a stalled task is resumed by publish
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -38,10 +54,11 @@ from typing import Any
 from sqlalchemy import select
 
 from app import idempotency, queue
-from app.clock import utcnow
+from app.clock import Invocation, run_budget_s, utcnow
 from app.config import get_settings
 from app.db.tables import quota_transactions, task_steps, tasks
 from app.db.transaction import transaction
+from app.errors import AppError, ErrorCode
 from app.identity import ended
 from app.observability import logging as applog
 from app.observability.metrics import JOB_ITEMS
@@ -52,6 +69,35 @@ from app.tasks import lifecycle
 log = applog.get_logger("app.runner.sweeper")
 JOB = "saga-sweeper"
 BATCH = 500
+# A run takes no task after this: the timer fires every minute, and its last turn and
+# report (AFTER_LAST_TURN_S) end before the next run starts and well within the function's
+# 120 s. An admin's run is held to the same.
+RUN_BUDGET_S = 45.0
+# What a run may still spend once its last check passed: one turn (a task's few short
+# transactions and, for a resumption, its messages' invokes of up to 5 s each; or one of
+# the single-call stages), then the report, its log line and the metrics push.
+AFTER_LAST_TURN_S = 15.0
+# The counts of the report, each a job_items_total kind.
+COUNTS = (
+    "expired",
+    "republished",
+    "settled",
+    "keys_purged",
+    "ended_sessions_purged",
+    "released",
+    "failed",
+)
+
+
+class SweepIncomplete(AppError):
+    """A stage of the run failed as a whole; the others ran. 503 to an admin; `report` is
+    the run's, `failed_stages` in it naming what failed by its error's code or class."""
+
+    def __init__(self, report: dict[str, Any]) -> None:
+        super().__init__(
+            ErrorCode.SERVICE_UNAVAILABLE, f"{JOB} stages failed; the run's report: {report}"
+        )
+        self.report = report
 
 
 @dataclass
@@ -59,13 +105,47 @@ class _Failures:
     count: int = 0
 
 
+@dataclass
+class _Turns:
+    """When the run stops taking tasks, when the current stage's share ends (both
+    time.monotonic()), and whether a stage stopped short of what it had found."""
+
+    stop_at: float
+    share_ends: float = 0.0
+    stopped_early: bool = False
+
+    def begin_stage(self, stages_left: int) -> bool:
+        """Whether the stage may start (the budget is not spent), fixing its share: what is
+        left of the budget divided by the stages still to come, this one included."""
+        now = time.monotonic()
+        if now >= self.stop_at:
+            self.stopped_early = True
+            return False
+        self.share_ends = now + (self.stop_at - now) / max(stages_left, 1)
+        return True
+
+    def may_take_another(self) -> bool:
+        if time.monotonic() < self.share_ends:
+            return True
+        self.stopped_early = True
+        return False
+
+
 def _each(
-    stage: str, task_ids: Iterable[str], action: Callable[[str], bool | int], failed: _Failures
+    stage: str,
+    task_ids: Iterable[str],
+    action: Callable[[str], bool | int],
+    failed: _Failures,
+    turns: _Turns,
 ) -> int:
     """`action` on each task; how many it did something for (a true or non-zero answer).
-    One that raises is logged and counted in `failed`, and the others still have their turn."""
+    One that raises is logged and counted in `failed`, and the others still have their turn.
+    The first task is always taken (the stage started within the budget); the next ones
+    while the stage's share lasts."""
     done = 0
-    for task_id in task_ids:
+    for index, task_id in enumerate(task_ids):
+        if index and not turns.may_take_another():
+            break
         try:
             done += bool(action(task_id))
         except Exception as error:  # noqa: BLE001 - one task's failure stops no other's sweep
@@ -82,7 +162,7 @@ def _each(
     return done
 
 
-def _expire_overdue(failed: _Failures) -> int:
+def _expire_overdue(failed: _Failures, turns: _Turns) -> int:
     settings = get_settings()
     cutoff = utcnow() - timedelta(seconds=settings.task_max_runtime_s)
     with transaction() as conn:
@@ -90,16 +170,19 @@ def _expire_overdue(failed: _Failures) -> int:
             conn.execute(
                 select(tasks.c.id)
                 .where(tasks.c.status.in_(lifecycle.ACTIVE), tasks.c.created_at < cutoff)
+                .order_by(tasks.c.created_at)
                 .limit(BATCH)
             )
             .scalars()
             .all()
         )
     error = lifecycle.step_failed(f"the task ran longer than {settings.task_max_runtime_s} s")
-    return _each("expire", ids, lambda task_id: lifecycle.finish(task_id, error=error), failed)
+    return _each(
+        "expire", ids, lambda task_id: lifecycle.finish(task_id, error=error), failed, turns
+    )
 
 
-def _republish_stalled(failed: _Failures) -> int:
+def _republish_stalled(failed: _Failures, turns: _Turns) -> int:
     """The stalled tasks are picked in SQL (no step row moved since the cutoff either), so
     long-running live tasks never fill the batch and hide the stalled ones behind them."""
     cutoff = utcnow() - timedelta(seconds=get_settings().pipeline_stall_s)
@@ -120,10 +203,10 @@ def _republish_stalled(failed: _Failures) -> int:
             .scalars()
             .all()
         )
-    return _each("republish", ids, lambda task_id: resume(task_id, cutoff), failed)
+    return _each("republish", ids, lambda task_id: resume(task_id, cutoff), failed, turns)
 
 
-def _settle_left_reserved(failed: _Failures) -> int:
+def _settle_left_reserved(failed: _Failures, turns: _Turns) -> int:
     settings = get_settings()
     orphan_cutoff = utcnow() - timedelta(seconds=settings.task_max_runtime_s)
     qt = quota_transactions.c
@@ -136,6 +219,7 @@ def _settle_left_reserved(failed: _Failures) -> int:
                 tasks.c.status.in_(lifecycle.TERMINAL)
                 | (tasks.c.id.is_(None) & (qt.created_at < orphan_cutoff))
             )
+            .order_by(qt.created_at)
             .limit(BATCH)
         ).all()
     ended_as = {task_id: status for task_id, status, _created in rows}
@@ -148,29 +232,65 @@ def _settle_left_reserved(failed: _Failures) -> int:
                 return quota.confirm(task_id, tx=conn).changed
             return quota.cancel(task_id, tx=conn).changed
 
-    return _each("settle", ended_as, settle, failed)
+    return _each("settle", ended_as, settle, failed, turns)
 
 
-def sweep() -> dict[str, int]:
-    """One pass; the counts of what it did."""
+def sweep(budget_s: float = RUN_BUDGET_S) -> dict[str, Any]:
+    """One pass within `budget_s` (see the module doc); the counts of what it did, and
+    `stopped_early` when a stage left tasks it had found for the next run. Raises
+    SweepIncomplete, carrying that report, when a stage failed as a whole."""
     failed = _Failures()
-    report = {
-        "expired": _expire_overdue(failed),
-        "republished": _republish_stalled(failed),
-        "settled": _settle_left_reserved(failed),
-        "keys_purged": idempotency.purge_expired(),
-        "ended_sessions_purged": ended.purge(),
+    turns = _Turns(stop_at=time.monotonic() + budget_s)
+    # The stages that take task after task, then the single-call ones, which share one
+    # turn: each of those is bounded on its own (up to 1000 rows; the messages now due).
+    by_task: list[tuple[str, Callable[[], int]]] = [
+        ("expired", lambda: _expire_overdue(failed, turns)),
+        ("republished", lambda: _republish_stalled(failed, turns)),
+        ("settled", lambda: _settle_left_reserved(failed, turns)),
+    ]
+    single_calls: list[tuple[str, Callable[[], int]]] = [
+        ("keys_purged", idempotency.purge_expired),
+        ("ended_sessions_purged", ended.purge),
         # Delayed messages of a backend without native delays, when no worker ran lately.
-        "released": queue.release_due(),
-    }
+        ("released", queue.release_due),
+    ]
+    report: dict[str, Any] = dict.fromkeys(COUNTS, 0)
+    failed_stages: dict[str, str] = {}
+
+    def run_stage(kind: str, stage: Callable[[], int]) -> None:
+        try:
+            report[kind] = stage()
+        except Exception as error:  # noqa: BLE001 - one stage's failure stops no other stage
+            # By code or class only: an unknown exception's text may carry anything.
+            failed_stages[kind] = (
+                error.code.value if isinstance(error, AppError) else type(error).__name__
+            )
+            applog.log_fields(
+                log, logging.ERROR, "sweep stage failed", stage=kind, error=failed_stages[kind]
+            )
+
+    shares = len(by_task) + 1  # the single-call stages have one share between them
+    for index, (kind, stage) in enumerate(by_task):
+        if turns.begin_stage(shares - index):
+            run_stage(kind, stage)
+    if turns.begin_stage(1):
+        for kind, stage in single_calls:
+            run_stage(kind, stage)
     report["failed"] = failed.count
-    for kind, count in report.items():
-        if count:
-            JOB_ITEMS.labels(JOB, kind).inc(count)
+    report["stopped_early"] = turns.stopped_early
+    for kind in COUNTS:
+        if report[kind]:
+            JOB_ITEMS.labels(JOB, kind).inc(report[kind])
+    if failed_stages:
+        report["failed_stages"] = failed_stages
     applog.log_fields(log, logging.INFO, "saga sweep", **report)
+    if failed_stages:
+        raise SweepIncomplete(report)
     return report
 
 
-def run_timer(_event: Any = None) -> dict[str, int]:
-    """The timer function's job: the timer wrapper logs and counts the run."""
-    return sweep()
+def run_timer(event: Invocation | None = None) -> dict[str, Any]:
+    """The timer function's run: RUN_BUDGET_S, or less when its invocation ends sooner, so
+    that the last turn taken ends, and the run reports, before the platform ends it. The
+    timer wrapper logs and counts the run."""
+    return sweep(run_budget_s(event, RUN_BUDGET_S, AFTER_LAST_TURN_S))

@@ -5,7 +5,11 @@ the task.
 
 A message for work that already ended re-does only what follows it (the next step's
 message, the end of the task, the fork's dispatches and JOIN), which is how a worker that
-died after its commit is healed.
+died after its commit is healed. A failure between a claim's commit and its row's settle
+(marking the task running, presigning the call's input or `previous`, keeping its output)
+gives the claim and its host slot back before the message is raised for redelivery
+(`_give_back`, fenced by the claim's lease), so the redelivered message runs the row at once
+instead of finding it held until its lease runs out.
 
 Owns: the run loop of one invocation and what follows a settled step. Never writes a step
 row itself (`app.runner.rows` and `app.runner.fork` do, each write fenced by the claim's
@@ -15,6 +19,7 @@ queue with a delay.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -23,6 +28,7 @@ from sqlalchemy import select
 from app.clock import utcnow
 from app.db.tables import task_steps, tasks
 from app.db.transaction import transaction
+from app.observability import logging as applog
 from app.pipeline import messages
 from app.pipeline.definition import ForkStep, HttpCall, Step
 from app.pipeline.messages import Work
@@ -32,6 +38,8 @@ from app.runner.plans import Call, Plan, call_of, plans
 from app.runner.rows import STEP_TERMINAL, Claim, RetryLater, Row
 from app.storage import outputs, uploads
 from app.tasks import lifecycle
+
+log = applog.get_logger("app.runner.worker")
 
 
 def handle(message: dict[str, Any]) -> None:
@@ -82,7 +90,14 @@ def handle(message: dict[str, Any]) -> None:
             # delayed, and marking running is conditional, so which comes first is moot.
             out.publish(work, claim.delay_s)
     if status == "queued":
-        lifecycle.mark_running(task_id)
+        try:
+            lifecycle.mark_running(task_id)
+        except BaseException:
+            if isinstance(claim, Claim):
+                assert call is not None
+                held = rows.Attempts(task_id, position, branch, claim.lease, claim.lease_s)
+                _give_back(call, claim, held, called=False, kept=[])
+            raise
     step = plan.steps[position]
     if isinstance(claim, Claim):
         assert call is not None
@@ -109,34 +124,40 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
     step = plan.steps[position]
     while True:
         branch = row_branch if row_branch >= 0 else None
-        # Upstream sees presigned GETs for the owner's uploads and for stored outputs.
-        payload = {
-            "task_id": task_id,
-            "step_id": step.id,
-            "branch": branch,
-            "input": uploads.outbound(plan.user_id, call.input),
-            "previous": outputs.render(task_id, claim.previous),
-        }
         key = f"{task_id}:{step.id}:{'-' if branch is None else branch}"
         attempts = rows.Attempts(task_id, position, row_branch, claim.lease, claim.lease_s)
         kept: list[str] = []  # a branch keeps its slot for the successor it may run next
-        if isinstance(call.step, HttpCall):
-            outcome = calls.run_http(
-                call.step,
-                payload,
-                key,
-                claim.attempts,
-                attempts,
-                claim.slot,
-                ends_at,
-                kept if branch is not None else None,
-            )
-        else:
-            outcome = calls.run_sim(call.step, payload)
-        if isinstance(outcome, calls.Succeeded):
-            name = f"{step.id}.{'-' if branch is None else branch}"
-            kept_output = outputs.keep(task_id, name, outcome.output, plan.limits.row)
-            outcome = calls.Succeeded(kept_output)
+        called = False
+        try:
+            # Upstream sees presigned GETs for the owner's uploads and for stored outputs.
+            payload = {
+                "task_id": task_id,
+                "step_id": step.id,
+                "branch": branch,
+                "input": uploads.outbound(plan.user_id, call.input),
+                "previous": outputs.render(task_id, claim.previous),
+            }
+            called = True  # from here the upstream may have been called
+            if isinstance(call.step, HttpCall):
+                outcome = calls.run_http(
+                    call.step,
+                    payload,
+                    key,
+                    claim.attempts,
+                    attempts,
+                    claim.slot,
+                    ends_at,
+                    kept if branch is not None else None,
+                )
+            else:
+                outcome = calls.run_sim(call.step, payload)
+            if isinstance(outcome, calls.Succeeded):
+                name = f"{step.id}.{'-' if branch is None else branch}"
+                kept_output = outputs.keep(task_id, name, outcome.output, plan.limits.row)
+                outcome = calls.Succeeded(kept_output)
+        except BaseException:
+            _give_back(call, claim, attempts, called=called, kept=kept)
+            raise
         if isinstance(outcome, calls.Requeue):
             with committing() as out:
                 rows.park(out.tx, attempts, outcome.delay_s)
@@ -164,6 +185,36 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
             return
         row_branch, width = following.branch, following.width
         call, claim = following.call, following.claim
+
+
+def _give_back(
+    call: Call, claim: Claim, attempts: rows.Attempts, *, called: bool, kept: list[str]
+) -> None:
+    """After a failure between the claim's commit and the row's settle (the task marked
+    running, the input or `previous` presigned, the output kept), the claim and its host
+    slot given back, so the redelivered message runs the row at once rather than after the
+    lease (minutes; the slot's too). The row only while the claim's lease is still its own
+    (`rows.give_back`); a slot token is this claim's alone. Best effort: a give-back that
+    fails too (the database or Redis down) is logged, and the leases run out as before; the
+    caller raises the first failure."""
+    try:
+        for token in kept:
+            calls.release_slot(call.step, token)
+        if not called:  # else the call released it, or it is in `kept`
+            calls.release_slot(call.step, claim.slot)
+        with transaction() as tx:
+            rows.give_back(tx, attempts, None if called else claim)
+    except Exception as error:  # noqa: BLE001 - the first failure is what the caller raises
+        # The type only: an unknown exception's text may carry anything (SQL, parameters).
+        applog.log_fields(
+            log,
+            logging.WARNING,
+            "claim not given back",
+            task_id=attempts.task_id,
+            position=attempts.position,
+            branch=attempts.branch,
+            error=type(error).__name__,
+        )
 
 
 def _carry_on(
