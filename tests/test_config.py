@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from app.cloud_clients import CloudAccess
 from app.config import ProductionMisconfigured, Settings, get_settings, production
 from app.config.defaults import DEV_JWT_SECRET
 from app.http import http_handler
+from app.vault import store as vault_store
+from infra.deploy import settings as deploy_settings
 from tests.support.functions import FUNCTIONS
 from tests.support.payments import PRODUCTION_PAYMENT_ENV
 from tests.support.settings import settings_env
@@ -235,6 +238,28 @@ def test_a_settings_error_names_the_field_never_its_value(
         Settings.from_environ({variable: value})
     assert field in str(refused.value)
     assert "Hunter2pw" not in str(refused.value)
+
+
+def test_no_secret_is_in_the_repr_of_what_holds_one() -> None:
+    """A repr reaches a log line or a traceback's locals whole: the settings, the Tencent
+    Cloud credentials built from them, the deployer's and a step's filled headers say
+    which fields they hold, never a password, a key or a token."""
+    settings = Settings.from_environ(
+        {
+            "DATABASE_URL": "mysql+pymysql://app:Hunter2db@10.0.0.5:3306/app",
+            "REDIS_URL": "redis://:Hunter2redis@10.0.0.6:6379/0",
+            "JWT_SECRET": "Hunter2jwt" + secrets.token_hex(32),
+            "TENCENTCLOUD_SECRET_KEY": "Hunter2cloud",
+            "TENCENTCLOUD_SESSION_TOKEN": "Hunter2token",
+        }
+    )
+    deployer = deploy_settings.Settings(
+        "AKID", "Hunter2deploy", "Hunter2token", "ap-guangzhou", "b-1250000000", None, None
+    )
+    filled = vault_store.Filled({"Authorization": "Bearer Hunter2sent"}, {"K": "Hunter2sent"})
+    for holder in (settings, CloudAccess.of(settings), deployer, filled):
+        shown = f"{holder!r} {holder!s}"
+        assert "Hunter2" not in shown, shown
 
 
 def test_settings_are_restored_after_each_block() -> None:

@@ -38,10 +38,12 @@ class Settings(BaseModel):
     port: int = 8000
     log_level: str = "INFO"
 
-    database_url: str = f"sqlite:///{LOCAL_DIR}/app.db"
+    # Plain text, unlike the other secrets (every adapter reads them as URLs), so kept out of
+    # the settings' repr by hand: both may carry a password.
+    database_url: str = Field(f"sqlite:///{LOCAL_DIR}/app.db", repr=False)
     # redis:// or rediss:// (one server), redis+cluster:// or rediss+cluster:// (a Redis
     # Cluster, through any of its nodes), memory:// (fakeredis); see app.redis_client.
-    redis_url: str = "memory://"
+    redis_url: str = Field("memory://", repr=False)
 
     db_pool_min: int = Field(10, ge=0)
     db_pool_max: int = Field(100, ge=1)
