@@ -228,6 +228,12 @@ def test_local_mode_starts_on_the_embedded_default() -> None:
     [
         ("REDIS_URL", "redis+cluster://:Hunter2pw@10.0.0.5:6379/1", "redis_url"),
         ("DB_POOL_MAX", "Hunter2pw", "db_pool_max"),
+        # A password's `/`, `?` or `#` would end the host there: its head taken for the host
+        # and port, and shown by each failed push's log line.
+        *[
+            ("METRICS_PUSHGATEWAY_URL", f"http://1250000000:Hunter2pw{c}x@10.0.0.9:9091", field)
+            for c, field in dict.fromkeys("/?#", "metrics_pushgateway_url").items()
+        ],
     ],
 )
 def test_a_settings_error_names_the_field_never_its_value(

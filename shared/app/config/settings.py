@@ -12,6 +12,7 @@ import functools
 import os
 from collections.abc import Mapping
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -27,6 +28,7 @@ from app.allow_list import AllowedHost, parse_allowed_hosts
 from app.config import sealed, variables
 from app.config.defaults import DEV_JWT_SECRET, DEV_LOCAL_MASTER_KEY, LOCAL_COS_BUCKET, LOCAL_DIR
 from app.config.refusals import UnresolvedSecret, without_values
+from app.crypto import is_sealed
 
 
 class Settings(BaseModel):
@@ -217,6 +219,17 @@ class Settings(BaseModel):
         except ValidationError as error:
             raise UnresolvedSecret(f"refusing to start: {without_values(error)}") from None
 
+    @field_validator("metrics_pushgateway_url")
+    @classmethod
+    def _pushgateway_url_holds_its_credentials(cls, url: SecretStr) -> SecretStr:
+        text = url.get_secret_value()
+        if text and not is_sealed(text) and not _whole_http_url(text):
+            raise ValueError(
+                "not an http(s)://[user:password@]host[:port][/path] URL "
+                "(percent-encode /, ?, # and @ in the user and the password)"
+            )
+        return url
+
     @field_validator("redis_url")
     @classmethod
     def _cluster_has_database_zero_only(cls, url: str) -> str:
@@ -255,3 +268,16 @@ class Settings(BaseModel):
     @property
     def cors_origins(self) -> frozenset[str]:
         return frozenset(o.strip() for o in self.cors_allow_origins.split(",") if o.strip())
+
+
+def _whole_http_url(text: str) -> bool:
+    """Whether `text` is an http(s) URL whose user and password end where its host begins.
+    One holding `/`, `?` or `#` unescaped ends the host there instead: its head would be
+    read as the host and port, and each failed push's log line would show it."""
+    parts = urlsplit(text)
+    try:
+        parts.port  # noqa: B018 - parsed on access: ValueError for a port that is no number
+    except ValueError:
+        return False
+    rest = text[len(f"{parts.scheme}://{parts.netloc}") :]
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and "@" not in rest
