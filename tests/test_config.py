@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from app.cloud_clients import CloudAccess
 from app.config import ProductionMisconfigured, Settings, get_settings, production
 from app.config.defaults import DEV_JWT_SECRET
 from app.http import http_handler
+from app.vault import store as vault_store
+from infra.deploy import settings as deploy_settings
 from tests.support.functions import FUNCTIONS
 from tests.support.payments import PRODUCTION_PAYMENT_ENV
 from tests.support.settings import settings_env
@@ -225,6 +228,12 @@ def test_local_mode_starts_on_the_embedded_default() -> None:
     [
         ("REDIS_URL", "redis+cluster://:Hunter2pw@10.0.0.5:6379/1", "redis_url"),
         ("DB_POOL_MAX", "Hunter2pw", "db_pool_max"),
+        # A password's `/`, `?` or `#` would end the host there: its head taken for the host
+        # and port, and shown by each failed push's log line.
+        *[
+            ("METRICS_PUSHGATEWAY_URL", f"http://1250000000:Hunter2pw{c}x@10.0.0.9:9091", field)
+            for c, field in dict.fromkeys("/?#", "metrics_pushgateway_url").items()
+        ],
     ],
 )
 def test_a_settings_error_names_the_field_never_its_value(
@@ -235,6 +244,28 @@ def test_a_settings_error_names_the_field_never_its_value(
         Settings.from_environ({variable: value})
     assert field in str(refused.value)
     assert "Hunter2pw" not in str(refused.value)
+
+
+def test_no_secret_is_in_the_repr_of_what_holds_one() -> None:
+    """A repr reaches a log line or a traceback's locals whole: the settings, the Tencent
+    Cloud credentials built from them, the deployer's and a step's filled headers say
+    which fields they hold, never a password, a key or a token."""
+    settings = Settings.from_environ(
+        {
+            "DATABASE_URL": "mysql+pymysql://app:Hunter2db@10.0.0.5:3306/app",
+            "REDIS_URL": "redis://:Hunter2redis@10.0.0.6:6379/0",
+            "JWT_SECRET": "Hunter2jwt" + secrets.token_hex(32),
+            "TENCENTCLOUD_SECRET_KEY": "Hunter2cloud",
+            "TENCENTCLOUD_SESSION_TOKEN": "Hunter2token",
+        }
+    )
+    deployer = deploy_settings.Settings(
+        "AKID", "Hunter2deploy", "Hunter2token", "ap-guangzhou", "b-1250000000", None, None
+    )
+    filled = vault_store.Filled({"Authorization": "Bearer Hunter2sent"}, {"K": "Hunter2sent"})
+    for holder in (settings, CloudAccess.of(settings), deployer, filled):
+        shown = f"{holder!r} {holder!s}"
+        assert "Hunter2" not in shown, shown
 
 
 def test_settings_are_restored_after_each_block() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.manifest import Manifest, ManifestError, Variables, load
@@ -33,8 +33,8 @@ class ConfigurationError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     secret_id: str
-    secret_key: str
-    session_token: str | None
+    secret_key: str = field(repr=False)  # never in a log line or a traceback's locals repr
+    session_token: str | None = field(repr=False)
     region: str
     bucket: str  # `<name>-<appid>`, as COS names it
     api_endpoint: str | None  # tests: every Tencent Cloud product over http at host:port

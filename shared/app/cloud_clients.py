@@ -11,7 +11,7 @@ is imported when a client is built, never at cold start.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 REQUEST_TIMEOUT_S = 5
@@ -46,8 +46,8 @@ class CloudSettings(Protocol):
 @dataclass(frozen=True)
 class CloudAccess:
     secret_id: str
-    secret_key: str
-    session_token: str  # empty with permanent keys
+    secret_key: str = field(repr=False)  # never in a log line or a traceback's locals repr
+    session_token: str = field(repr=False)  # empty with permanent keys
     region: str
     endpoint: str = ""  # host:port over http, tests only; empty: the product's own host
 

@@ -12,6 +12,7 @@ import functools
 import os
 from collections.abc import Mapping
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -27,6 +28,7 @@ from app.allow_list import AllowedHost, parse_allowed_hosts
 from app.config import sealed, variables
 from app.config.defaults import DEV_JWT_SECRET, DEV_LOCAL_MASTER_KEY, LOCAL_COS_BUCKET, LOCAL_DIR
 from app.config.refusals import UnresolvedSecret, without_values
+from app.crypto import is_sealed
 
 
 class Settings(BaseModel):
@@ -38,10 +40,12 @@ class Settings(BaseModel):
     port: int = 8000
     log_level: str = "INFO"
 
-    database_url: str = f"sqlite:///{LOCAL_DIR}/app.db"
+    # Plain text, unlike the other secrets (every adapter reads them as URLs), so kept out of
+    # the settings' repr by hand: both may carry a password.
+    database_url: str = Field(f"sqlite:///{LOCAL_DIR}/app.db", repr=False)
     # redis:// or rediss:// (one server), redis+cluster:// or rediss+cluster:// (a Redis
     # Cluster, through any of its nodes), memory:// (fakeredis); see app.redis_client.
-    redis_url: str = "memory://"
+    redis_url: str = Field("memory://", repr=False)
 
     db_pool_min: int = Field(10, ge=0)
     db_pool_max: int = Field(100, ge=1)
@@ -215,6 +219,17 @@ class Settings(BaseModel):
         except ValidationError as error:
             raise UnresolvedSecret(f"refusing to start: {without_values(error)}") from None
 
+    @field_validator("metrics_pushgateway_url")
+    @classmethod
+    def _pushgateway_url_holds_its_credentials(cls, url: SecretStr) -> SecretStr:
+        text = url.get_secret_value()
+        if text and not is_sealed(text) and not _whole_http_url(text):
+            raise ValueError(
+                "not an http(s)://[user:password@]host[:port][/path] URL "
+                "(percent-encode /, ?, # and @ in the user and the password)"
+            )
+        return url
+
     @field_validator("redis_url")
     @classmethod
     def _cluster_has_database_zero_only(cls, url: str) -> str:
@@ -253,3 +268,16 @@ class Settings(BaseModel):
     @property
     def cors_origins(self) -> frozenset[str]:
         return frozenset(o.strip() for o in self.cors_allow_origins.split(",") if o.strip())
+
+
+def _whole_http_url(text: str) -> bool:
+    """Whether `text` is an http(s) URL whose user and password end where its host begins.
+    One holding `/`, `?` or `#` unescaped ends the host there instead: its head would be
+    read as the host and port, and each failed push's log line would show it."""
+    parts = urlsplit(text)
+    try:
+        parts.port  # noqa: B018 - parsed on access: ValueError for a port that is no number
+    except ValueError:
+        return False
+    rest = text[len(f"{parts.scheme}://{parts.netloc}") :]
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and "@" not in rest

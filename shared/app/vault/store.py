@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import select, update
@@ -203,8 +203,9 @@ class Filled:
     keeps out of anything it stores or shows (an upstream may answer with what it was
     sent)."""
 
-    headers: dict[str, str]
-    secrets: dict[str, str]  # name -> value
+    # Neither in a log line or a traceback's locals repr: both hold the values.
+    headers: dict[str, str] = field(repr=False)
+    secrets: dict[str, str] = field(repr=False)  # name -> value
 
 
 def fill(headers: Mapping[str, str]) -> Filled:
