@@ -57,6 +57,9 @@ def test_a_change_of_role_and_state_records_both_before_and_after() -> None:
         "target": user,
         "changes": row["changes"],
         "request_id": row["request_id"],
+        # The invocation's own ids, as on every line it writes: the admin is its caller.
+        "function": line["function"],
+        "user_id": admin.id,
     }
     assert line["level"] == "info" and line["at"].startswith(row["at"].date().isoformat())
 

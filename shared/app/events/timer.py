@@ -119,7 +119,8 @@ def timer_handler(
             "request_id": str(context.get("request_id") or ""),
         }
         try:
-            return run(parsed, fields)
+            with applog.bound(**fields):
+                return run(parsed, fields)
         finally:
             pusher.after_invocation(function)
 

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from app.clock import utcnow
 from app.db.tables import task_steps, tasks
 from app.db.transaction import transaction
+from app.observability import logging as applog
 from app.pipeline import messages
 from app.pipeline.definition import ForkStep, HttpCall, Step
 from app.pipeline.messages import Work
@@ -39,6 +40,8 @@ def handle(message: dict[str, Any]) -> None:
     work = messages.parse(message)
     if work is None:  # can never succeed: redelivering it would only repeat that
         return
+    # Every line of this message, its own "queue message" line included, names its task.
+    applog.bind(task_id=work.task_id)
     ends_at = time.monotonic() + calls.INVOCATION_BUDGET_S
     task_id, position, branch = work.task_id, work.position, work.branch
     # One transaction reads the row and, when there is a call to make, claims it: the
