@@ -4,6 +4,7 @@ user_id when the caller signed in."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from typing import Any
 
 from app.errors import AppError, ErrorCode
 from app.http import Auth, Request, Router, http_handler
+from app.observability import logging as applog
 from tests.support.function_url import context, event
 from tests.support.functions import ROOT
 from tests.support.logs import capture_logs
@@ -34,7 +36,14 @@ def get_thing(req: Request[None, None]) -> dict[str, Any]:
     return {}
 
 
-handler = http_handler(my_things, get_thing)
+@router.get("/me/noted", auth=Auth.USER)
+def noted(req: Request[None, None]) -> dict[str, Any]:
+    # What a service deep below the route writes, knowing nothing of the invocation.
+    applog.log_fields(applog.get_logger("app.somewhere"), logging.WARNING, "noted", thing=1)
+    return {}
+
+
+handler = http_handler(my_things, get_thing, noted)
 FIELDS = {"function", "route", "status", "duration_ms", "request_id"}
 
 
@@ -83,6 +92,20 @@ def test_errors_are_logged_with_their_status() -> None:
 
     _, lines = invoke(event("GET", "/nowhere"))
     assert [(line["status"], line["route"]) for line in lines] == [(404, "unmatched")]
+
+
+def test_a_line_written_during_an_invocation_names_its_request_function_and_user() -> None:
+    user_id = new_user()
+    with capture_logs() as logs:
+        handler(event("GET", "/me/noted", token=token_for(user_id)), context("noted", "req-9"))
+    (line,) = logs.where(message="noted")
+    assert (line["request_id"], line["function"], line["user_id"]) == ("req-9", "noted", user_id)
+    assert line["thing"] == 1 and line["level"] == "warning"
+    # Only while the invocation runs: a line written after it names none of them.
+    with capture_logs() as logs:
+        applog.log_fields(applog.get_logger("app.somewhere"), logging.WARNING, "later")
+    (line,) = logs.where(message="later")
+    assert not {"request_id", "function", "user_id"} & set(line)
 
 
 def test_stdout_gets_exactly_one_json_line_per_invocation() -> None:

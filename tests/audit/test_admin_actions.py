@@ -57,6 +57,9 @@ def test_a_change_of_role_and_state_records_both_before_and_after() -> None:
         "target": user,
         "changes": row["changes"],
         "request_id": row["request_id"],
+        # The invocation's own ids, as on every line it writes: the admin is its caller.
+        "function": line["function"],
+        "user_id": admin.id,
     }
     assert line["level"] == "info" and line["at"].startswith(row["at"].date().isoformat())
 
@@ -174,8 +177,14 @@ def test_a_plan_save_records_created_then_replaced_and_what_it_set() -> None:
 def test_a_job_run_records_its_name_and_report() -> None:
     admin = Admin()
     before = len(actions_on("saga-sweeper"))
-    reply = admin.call("admin-jobs-run", "POST", "/admin/jobs/saga-sweeper")
+    with capture_logs() as logs:
+        reply = admin.call("admin-jobs-run", "POST", "/admin/jobs/saga-sweeper")
     assert reply.status == 200, reply.body
+    # Logged as a timer's run is, and its invocation's line names the job.
+    (line,) = logs.where(message="job run", job="saga-sweeper")
+    assert (line["trigger"], line["outcome"], line["level"]) == ("admin", "ok", "info")
+    assert line["duration_ms"] >= 0 and line["report"]["failed"] == 0
+    assert logs.where(message="invocation", job="saga-sweeper", status=200)
     rows = actions_on("saga-sweeper")
     assert len(rows) == before + 1
     row = rows[-1]

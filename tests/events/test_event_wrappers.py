@@ -3,12 +3,14 @@ the platform's event and a context dict."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
 from app.events import queue, timer
+from app.observability import logging as applog
 from app.observability.metrics import JOB_RUNS
 from tests.support.logs import capture_logs
 
@@ -65,3 +67,38 @@ def test_a_failing_consumer_propagates_so_the_platform_invokes_again() -> None:
     with capture_logs() as logs, pytest.raises(ValueError):
         queue.queue_handler(consume)({"a": 1}, CONTEXT)
     assert logs.where(message="queue message failed", request_id="r-1")
+
+
+def test_lines_a_job_writes_name_its_run() -> None:
+    def chatty(event: timer.TimerEvent) -> dict[str, Any]:
+        applog.log_fields(applog.get_logger("app.somewhere"), logging.WARNING, "halfway")
+        return {}
+
+    with capture_logs() as logs:
+        timer.timer_handler(chatty)({"Type": "Timer", "TriggerName": "t"}, CONTEXT)
+    (line,) = logs.where(message="halfway")
+    assert (line["job"], line["request_id"], line["function"]) == ("chatty", "r-1", "probe")
+
+
+def test_what_a_consumer_binds_is_on_its_lines_and_on_the_message_line() -> None:
+    def consume(message: dict[str, Any]) -> None:
+        applog.bind(task_id=message["task_id"])
+        applog.log_fields(applog.get_logger("app.somewhere"), logging.WARNING, "halfway")
+        if message.get("fail"):
+            raise ValueError("not yet")
+
+    handler = queue.queue_handler(consume)
+    with capture_logs() as logs:
+        handler({"task_id": "t-1"}, CONTEXT)
+        with pytest.raises(ValueError):
+            handler({"task_id": "t-2", "fail": True}, {**CONTEXT, "request_id": "r-2"})
+        handler({"task_id": "t-3"}, {**CONTEXT, "request_id": "r-3"})
+    assert [(line["task_id"], line["request_id"]) for line in logs.where(message="halfway")] == [
+        ("t-1", "r-1"),
+        ("t-2", "r-2"),
+        ("t-3", "r-3"),
+    ]
+    assert logs.where(message="queue message", task_id="t-1", outcome="ok")
+    assert logs.where(message="queue message failed", task_id="t-2", request_id="r-2")
+    # One message's binding never reaches the next one's lines.
+    assert logs.where(message="queue message", task_id="t-3", request_id="r-3")

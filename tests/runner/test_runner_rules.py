@@ -9,9 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from app.events.queue import queue_handler
 from app.runner import slots
 from app.runner.calls import retry_after_s
+from app.runner.worker import handle
 from tests.fakes.upstream import Answer, FakeUpstream
+from tests.support.logs import capture_logs
 from tests.support.pipelines import Customer, Worker, new_fork, new_pipeline
 
 
@@ -232,3 +235,10 @@ def test_a_fork_over_no_items_joins_at_once(worker: Worker) -> None:
     assert task["status"] == "succeeded"
     assert task["steps"][0]["output"] == [] and task["steps"][0]["branches"] == []
     assert user.quota() == (0, 0)
+
+
+def test_the_workers_lines_name_the_task_of_their_message() -> None:
+    task_id = "0" * 31 + "1"  # no such task: the message is read and ends there
+    with capture_logs() as logs:
+        queue_handler(handle)({"kind": "step", "task_id": task_id, "step": 0}, {})
+    assert logs.where(message="queue message", outcome="ok", task_id=task_id)

@@ -380,13 +380,18 @@ def test_an_admin_run_stopped_half_way_is_recorded_as_failed_with_what_it_did(
         cos.plant(f"{task_prefix(new_id())}{i}.json", b"q" * 2, last_modified=OLD)
     cos.fail_after("DeleteObjects", 1)
     admin = new_user(role="admin")
-    failed = call(
-        handler("admin-jobs-run"),
-        "POST",
-        "/admin/jobs/cos-cleanup",
-        token=token_for(admin, role="admin"),
-    )
+    with capture_logs() as logs:
+        failed = call(
+            handler("admin-jobs-run"),
+            "POST",
+            "/admin/jobs/cos-cleanup",
+            token=token_for(admin, role="admin"),
+        )
     assert (failed.status, failed.json()["code"]) == (503, "SERVICE_UNAVAILABLE"), failed.body
+    # A failed run an admin asked for is a `job failed` line, as a timer's is.
+    (line,) = logs.where(message="job failed", job=cleanup.JOB)
+    assert (line["trigger"], line["outcome"], line["level"]) == ("admin", "failed", "error")
+    assert line["error"] == "SERVICE_UNAVAILABLE" and line["duration_ms"] >= 0
     assert len(cos.keys()) == 500
     (row,) = (
         r for r in actions_on(cleanup.JOB) if r["request_id"] == failed.header("X-Request-Id")

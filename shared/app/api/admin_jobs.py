@@ -17,9 +17,9 @@ from typing import Any
 
 from app.audit import Actor
 from app.errors import AppError, ErrorCode, RunBusy
+from app.events.timer import run_counted
 from app.http import Auth, Request, Router
 from app.observability import logging as applog
-from app.observability.metrics import JOB_RUNS
 
 log = applog.get_logger("app.api.admin_jobs")
 router = Router(tags=("admin",))
@@ -39,17 +39,16 @@ def run_job(name: str, actor: Actor) -> dict[str, Any]:
         raise AppError(ErrorCode.NOT_FOUND, f"No job named {name!r}.")
     module_name, _, function_name = target.partition(":")
     job = getattr(importlib.import_module(module_name), function_name)
+    applog.bind(job=name)  # the invocation's line, and every line of the run, name the job
+    fields: dict[str, Any] = {"job": name, "trigger": "admin"}
     try:
-        counts = dict(job())
-    except RunBusy:
-        JOB_RUNS.labels(name, "busy").inc()  # it ran nothing: the live run counts for itself
+        # The invocation's tally takes the run's counters; its line has any trace.
+        counts = run_counted(name, job, fields, traceback=False)
+    except RunBusy:  # it ran nothing, so nothing is recorded
         raise
     except Exception as error:
-        JOB_RUNS.labels(name, "failed").inc()
         _record_failed(actor, name, error)
         raise
-    JOB_RUNS.labels(name, "ok").inc()
-    applog.log_fields(log, logging.INFO, "job run", job=name, trigger="admin", report=counts)
     # A run is many transactions of its own: it is recorded once it has ended, with what it
     # reports having done.
     from app.audit import trail  # cold start: the database, once a job has run

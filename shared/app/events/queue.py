@@ -61,16 +61,15 @@ def queue_handler(consume: Consume) -> Callable[[Any, Any], dict[str, Any]]:
     def main_handler(event: Any, context: Any = None) -> dict[str, Any]:
         context = context if isinstance(context, Mapping) else {}
         function = str(context.get("function_name") or "")
+        request_id = str(context.get("request_id") or "")
         try:
-            return invocation(event, context, function)
+            with applog.bound(function=function, request_id=request_id):
+                return invocation(event, function, request_id)
         finally:
             pusher.after_invocation(function)
 
-    def invocation(event: Any, context: Mapping[str, Any], function: str) -> dict[str, Any]:
-        fields: dict[str, Any] = {
-            "function": function,
-            "request_id": str(context.get("request_id") or ""),
-        }
+    def invocation(event: Any, function: str, request_id: str) -> dict[str, Any]:
+        fields: dict[str, Any] = {"function": function, "request_id": request_id}
         message = decode(event)
         if message is None:
             applog.log_fields(

@@ -5,13 +5,14 @@ trigger's 7-field cron. The job gets the parsed event, with when the platform en
 invocation (from the context's `time_limit_in_ms`: a job that may run long stops taking
 work before it), and returns a report (a dict of what it did); the wrapper writes one JSON
 log line per run with that report and the counters the run moved, counts the run in
-`job_runs_total` and returns the report. A job that raises is logged and counted as
+`job_runs_total` and returns the report (`run_counted`, which runs an admin's
+`POST /admin/jobs/{name}` the same way). A job that raises is logged and counted as
 failed, then re-raised so the platform records the invocation as failed; the line holds the
 error's `report` when it carries one (what the job had done before it failed). A job that
 finds another run of itself live (`RunBusy`: the last turn still going, or an admin's run)
 did nothing wrong: its turn is logged and counted as `busy` and ends normally, so the
-platform does not retry it on top of the live run. Whatever the outcome, the instance's
-metrics push follows when one is due.
+platform does not retry it on top of the live run. Whatever the outcome, the instance's metrics push
+follows when one is due.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from app.config import get_settings
-from app.errors import RunBusy
+from app.errors import AppError, RunBusy
 from app.observability import logging as applog
 from app.observability.instruments import Tally
 from app.observability.metrics import JOB_RUNS
@@ -73,6 +74,56 @@ def invocation_ends_at(context: Mapping[str, Any], entered: float) -> float | No
 Job = Callable[[TimerEvent], Mapping[str, Any]]
 
 
+def run_counted(
+    job_name: str,
+    job: Callable[[], Mapping[str, Any]],
+    fields: dict[str, Any],
+    tally: Tally | None = None,
+    *,
+    traceback: bool = True,
+) -> dict[str, Any]:
+    """One run of a job, from its timer or an admin's request alike: counted in
+    `job_runs_total` and logged with `fields`, its outcome and its time, as `job run` (its
+    report), `job run skipped` (`RunBusy`, raised again) or `job failed` (ERROR, raised
+    again), so a query or an alarm on these lines sees every run. `tally`, when given, is
+    open around the job and its counters go on the line (an adapter with a tally of its
+    own passes none); `traceback=False` where the adapter logs the error's trace itself."""
+    started = time.perf_counter()
+
+    def finish(outcome: str, **more: Any) -> dict[str, Any]:
+        JOB_RUNS.labels(job_name, outcome).inc()
+        fields.update(tally.fields() if tally is not None else {}, outcome=outcome, **more)
+        fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        return fields
+
+    try:
+        if tally is None:
+            report = dict(job())
+        else:
+            with tally:
+                report = dict(job())
+    except RunBusy as busy:
+        applog.log_fields(
+            log, logging.INFO, "job run skipped", **finish("busy", reason=busy.message)
+        )
+        raise
+    except Exception as error:
+        # By code or class: a message may quote the driver's or a provider's text.
+        code = error.code.value if isinstance(error, AppError) else type(error).__name__
+        # A job that did part of its work before it failed (a stage of the saga sweep,
+        # cos-cleanup half way) says what in its error's `report`.
+        done = getattr(error, "report", None)
+        more = {"report": done} if isinstance(done, dict) else {}
+        log.error(
+            "job failed",
+            exc_info=traceback,
+            extra={"fields": finish("failed", error=code, **more)},
+        )
+        raise
+    applog.log_fields(log, logging.INFO, "job run", **finish("ok", report=report))
+    return report
+
+
 def timer_handler(
     job: Job, name: str | None = None
 ) -> Callable[[Mapping[str, Any], Any], dict[str, Any]]:
@@ -85,33 +136,10 @@ def timer_handler(
     pusher = pusher_for(*settings.metrics_push)
 
     def run(parsed: TimerEvent, fields: dict[str, Any]) -> dict[str, Any]:
-        started = time.perf_counter()
-        tally = Tally()
         try:
-            with tally:
-                report = dict(job(parsed))
-        except RunBusy as busy:
-            JOB_RUNS.labels(job_name, "busy").inc()
-            fields.update(tally.fields(), outcome="busy", reason=busy.message)
-            fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
-            applog.log_fields(log, logging.INFO, "job run skipped", **fields)
+            return run_counted(job_name, lambda: job(parsed), fields, Tally())
+        except RunBusy:
             return {"busy": True}
-        except Exception as error:
-            JOB_RUNS.labels(job_name, "failed").inc()
-            fields.update(tally.fields(), outcome="failed")
-            # A job that did part of its work before it failed (a stage of the saga sweep,
-            # cos-cleanup half way) says what in its error's `report`.
-            done = getattr(error, "report", None)
-            if isinstance(done, dict):
-                fields["report"] = done
-            fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
-            log.exception("job failed", extra={"fields": fields})
-            raise
-        JOB_RUNS.labels(job_name, "ok").inc()
-        fields.update(tally.fields(), outcome="ok", report=report)
-        fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
-        applog.log_fields(log, logging.INFO, "job run", **fields)
-        return report
 
     def main_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         entered = time.monotonic()
@@ -125,7 +153,8 @@ def timer_handler(
             "request_id": str(context.get("request_id") or ""),
         }
         try:
-            return run(parsed, fields)
+            with applog.bound(**fields):
+                return run(parsed, fields)
         finally:
             pusher.after_invocation(function)
 

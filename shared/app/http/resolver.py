@@ -85,6 +85,13 @@ class HttpApp:
         started = time.perf_counter()
         context = context if isinstance(context, Mapping) else {}
         request_id = request_id_of(context)
+        function = str(context.get("function_name") or "")
+        with applog.bound(function=function, request_id=request_id):
+            return self._invocation(event, function, request_id, started)
+
+    def _invocation(
+        self, event: Mapping[str, Any], function: str, request_id: str, started: float
+    ) -> dict[str, Any]:
         route: Route | None = None
         request: Request[Any, Any] | None = None
         with Tally() as tally:
@@ -111,7 +118,6 @@ class HttpApp:
         self._cors(origin_of(event), response)
         if _method_of(request, event) == "HEAD":  # whatever the answer, it carries no content
             response = response.without_content()
-        function = str(context.get("function_name") or "")
         self._observe(route, request, event, function, response, started, tally)
         payload = answer(response)
         self.pusher.after_invocation(function)
@@ -148,6 +154,8 @@ class HttpApp:
 
     def _dispatch(self, route: Route, request: Request[Any, Any]) -> Response:
         request.principal = authenticate(request, route.auth)
+        if request.principal is not None:
+            applog.bind(user_id=request.principal.user_id)
         if route.body is not None:
             request.body = self._parse_body(route.body, request.raw_body)
         if route.query is not None:

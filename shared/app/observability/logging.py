@@ -1,17 +1,31 @@
 """JSON log lines on stdout (SCF ships stdout to CLS). One line per invocation, plus
 whatever services log. Never pass a secret, a hash, a code or a session_key to a logger:
-there is no scrubbing pass behind you."""
+there is no scrubbing pass behind you.
+
+Every line written while an invocation runs carries the ids its adapter bound for it
+(`bound`: the function, the platform's request id, a job's name; `bind`, for the rest of
+the invocation: the caller's user id, the task a worker's message is for), so a service's
+line leads to its invocation and its task without any service passing ids around."""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
 import time
 import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 _configured = False
+# The ids of the invocation this context serves; a context variable, so invocations on
+# threads (or asyncio tasks) of one process never see each other's.
+# None outside any invocation.
+_BOUND: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "log_ids", default=None
+)
 
 
 class JsonFormatter(logging.Formatter):
@@ -23,6 +37,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        line.update(_BOUND.get() or {})
         fields = getattr(record, "fields", None)
         if fields:
             line.update(fields)
@@ -70,3 +85,23 @@ def get_logger(name: str) -> logging.Logger:
 
 def log_fields(logger: logging.Logger, level: int, message: str, **fields: Any) -> None:
     logger.log(level, message, extra={"fields": fields})
+
+
+@contextmanager
+def bound(**ids: Any) -> Iterator[None]:
+    """Every line written inside the block carries `ids` (a line's own fields win), and
+    whatever `bind` adds inside it, until the block ends."""
+    token = _BOUND.set({**(_BOUND.get() or {}), **ids})
+    try:
+        yield
+    finally:
+        _BOUND.reset(token)
+
+
+def bind(**ids: Any) -> None:
+    """Add `ids` to the lines of the rest of the enclosing `bound` block: what becomes known
+    during the invocation (who called, which task a message is for). Outside any block it
+    does nothing: the ids would stay on every later line of the thread."""
+    current = _BOUND.get()
+    if current is not None:
+        _BOUND.set({**current, **ids})

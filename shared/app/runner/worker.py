@@ -47,6 +47,8 @@ def handle(message: dict[str, Any]) -> None:
     work = messages.parse(message)
     if work is None:  # can never succeed: redelivering it would only repeat that
         return
+    # Every line of this message, its own "queue message" line included, names its task.
+    applog.bind(task_id=work.task_id)
     ends_at = time.monotonic() + calls.INVOCATION_BUDGET_S
     task_id, position, branch = work.task_id, work.position, work.branch
     # One transaction reads the row and, when there is a call to make, claims it: the
