@@ -10,6 +10,7 @@ from app.identity import sms
 from app.redis_client import get_redis
 from tests.fakes.tencentcloud import FakeTencentCloud
 from tests.identity.conftest import Flows, new_ip, new_phone
+from tests.support.logs import capture_logs
 from tests.support.settings import settings_env
 
 
@@ -117,12 +118,13 @@ def test_a_send_that_fails_is_503_and_takes_nothing_of_the_phone_or_the_budget(
     get_redis().delete(sms.budget_key(now))
     phone = new_phone()
     with settings_env(SMS_PER_PHONE_PER_DAY="2", SMS_GLOBAL_PER_HOUR="2"):
-        with settings_env(TENCENTCLOUD_SECRET_KEY="not-the-key"):
+        with settings_env(TENCENTCLOUD_SECRET_KEY="not-the-key"), capture_logs() as logs:
             for _ in range(3):
                 reply = flows.sms(phone, ip=new_ip())
                 assert (reply.status, reply.json()["code"]) == (503, "SERVICE_UNAVAILABLE")
                 assert get_redis().exists(sms.cooldown_key(phone)) == 0
                 assert get_redis().exists(f"sms:code:login:{phone}") == 0
+        assert {line["level"] for line in logs.where(message="sms not sent")} == {"error"}
         assert flows.sms(phone, ip=new_ip()).status == 200
         assert flows.sms(new_phone(), ip=new_ip()).status == 200
 
@@ -135,9 +137,12 @@ def test_a_number_the_provider_refuses_keeps_its_limits_but_not_the_budget(
     # made for it. Nothing was paid for, so the hour's budget is given back.
     now = datetime.now(timezone(timedelta(hours=8)))
     get_redis().delete(sms.budget_key(now))
-    with settings_env(SMS_GLOBAL_PER_HOUR="1"):
+    with settings_env(SMS_GLOBAL_PER_HOUR="1"), capture_logs() as logs:
         reply = flows.sms("+8613000000000", ip=new_ip())  # the fake refuses this number
         assert (reply.status, reply.json()["code"]) == (503, "SERVICE_UNAVAILABLE")
+        # The client's number, not our failure: no alarm on ERROR pages for it.
+        [line] = logs.where(message="sms not sent")
+        assert line["level"] == "warning", line
         assert get_redis().exists(sms.cooldown_key("+8613000000000")) == 1
         assert get_redis().exists("sms:code:login:+8613000000000") == 0
         again = flows.sms("+8613000000000", ip=new_ip())

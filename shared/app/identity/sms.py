@@ -237,9 +237,10 @@ def send(phone: str, purpose: Purpose, ip: str) -> CodeSent:
         # retry (the code's key has no tag, and is the same in every release).
         redis.delete(key)
         _give_back(taken, exc)
-        applog.log_fields(
-            log, logging.ERROR, "sms not sent", phone=masked(phone), reason=exc.reason
-        )
+        # A number the provider refuses is the client's to send (an alarm on ERROR must not
+        # page on it); SendSms failing is ours.
+        level = logging.WARNING if exc.number_refused else logging.ERROR
+        applog.log_fields(log, level, "sms not sent", phone=masked(phone), reason=exc.reason)
         raise AppError(
             ErrorCode.SERVICE_UNAVAILABLE, "The code could not be sent; try again shortly."
         ) from None
