@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 
 from app.crypto import envelopes
 from app.db.tables import secrets as secrets_table
@@ -146,6 +146,24 @@ def test_a_pipeline_with_a_header_it_may_not_send_is_422(headers: dict[str, str]
     step = {"id": "a", "type": "http", "url": "http://127.0.0.1:9/x", "headers": headers}
     reply = put_pipeline("p-" + secrets.token_hex(4), [step])
     assert (reply.status, reply.json()["code"]) == (422, "VALIDATION_ERROR"), reply.body
+
+
+@pytest.mark.parametrize("name", ["JWT_SECRET", "WECHATPAY_PRIVATE_KEY", "DATABASE_URL"])
+def test_a_pipeline_may_not_send_a_secret_stored_under_a_settings_name(name: str) -> None:
+    # Stored as the README shows (make -s secret-put NAME=WECHATPAY_PRIVATE_KEY): the
+    # platform's own keys, which no upstream is ever sent.
+    assert put_secret(name, "the-platforms-own").status == 204
+    try:
+        step = {"id": "a", "type": "http", "url": "http://127.0.0.1:9/x"}
+        pipeline = "p-" + secrets.token_hex(4)
+        headers = {"Authorization": reference(name)}
+        reply = put_pipeline(pipeline, [{**step, "headers": headers}])
+        assert (reply.status, reply.json()["code"]) == (422, "VALIDATION_ERROR"), reply.body
+        assert name in reply.json()["details"][0]["msg"]
+        assert put_pipeline(pipeline, [step]).status == 200  # the same pipeline without it
+    finally:
+        with transaction() as tx:
+            tx.execute(delete(secrets_table).where(secrets_table.c.name == name))
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.audit import Actor, trail
 from app.clock import iso, utcnow
+from app.config.variables import SEALABLE_VARIABLES
 from app.db.tables import pipelines
 from app.db.transaction import Transaction, transaction
 from app.errors import AppError, ErrorCode
@@ -25,18 +26,23 @@ def save(
     pipeline_id: str, definition: PipelineDefinition, *, actor: Actor | None
 ) -> dict[str, Any]:
     """Create or replace; the cached public list is dropped after the commit. A header that
-    names a secret nobody stored is `422 VALIDATION_ERROR`. An admin's save (`actor`; None
+    names a secret nobody stored, or one stored under a setting's name (JWT_SECRET, the
+    payment keys: the platform's own), is `422 VALIDATION_ERROR`. An admin's save (`actor`; None
     for a seed) is recorded in the same transaction: created or replaced, the cost, whether
     enabled, and a hash of the definition (app.audit)."""
-    unknown = vault_store.missing(definition.secret_names())
-    if unknown:
-        raise AppError(
-            ErrorCode.VALIDATION_ERROR,
-            details=[
-                {"loc": ["body", "steps"], "msg": f"no secret is stored as {name}"}
-                for name in sorted(unknown)
-            ],
-        )
+    named = definition.secret_names()
+    # The secrets stored under a setting's name (`make -s secret-put NAME=JWT_SECRET`, as the
+    # README shows for the payment keys) are the platform's own: no upstream is sent one.
+    refused = [
+        {"loc": ["body", "steps"], "msg": f"{name} is a setting's secret, never sent upstream"}
+        for name in sorted(named & SEALABLE_VARIABLES)
+    ]
+    refused += [
+        {"loc": ["body", "steps"], "msg": f"no secret is stored as {name}"}
+        for name in sorted(vault_store.missing(named - SEALABLE_VARIABLES))
+    ]
+    if refused:
+        raise AppError(ErrorCode.VALIDATION_ERROR, details=refused)
     values = definition.model_dump(mode="json")
     now = utcnow()
     with transaction() as tx:
