@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import delete, select, text
 
 from app.crypto import envelopes
+from app.db.tables import pipelines
 from app.db.tables import secrets as secrets_table
 from app.db.transaction import transaction
 from tests.fakes.kms import FakeKms
@@ -258,6 +259,35 @@ def test_a_secret_that_cannot_be_had_fails_the_step_naming_nothing_of_it(
     assert "sk-gone" not in logs.text and "sk-other" not in logs.text
     assert upstream.calls_to("/render") == []
     assert user.quota() == (1, 0)
+
+
+def test_a_pipeline_saved_naming_a_settings_secret_fails_its_step_sending_nothing(
+    worker: Worker, upstream: FakeUpstream
+) -> None:
+    # A pipeline saved before saves refused such a name: its step does not send it either.
+    stored = new_name()
+    assert put_secret(stored, "sk-upstream").status == 204
+    pipeline = sending(upstream, stored, retries=0)
+    assert put_secret("JWT_SECRET", "the-platforms-own").status == 204
+    try:
+        with transaction() as tx:
+            steps = tx.execute(
+                select(pipelines.c.steps).where(pipelines.c.id == pipeline)
+            ).scalar_one()
+            renamed = json.loads(json.dumps(steps).replace(stored, "JWT_SECRET"))
+            tx.execute(pipelines.update().where(pipelines.c.id == pipeline).values(steps=renamed))
+        user = Customer(quota=1)
+        with capture_logs() as logs:
+            task = user.wait(user.create(pipeline, {}).json()["id"])
+        assert task["status"] == "failed"
+        assert "a secret the step sends is not available" in task["error"]["message"]
+        (line,) = logs.where(message="step secret not available", secret="JWT_SECRET")
+        assert "never sent upstream" in line["reason"]
+        assert "the-platforms-own" not in logs.text
+        assert upstream.calls_to("/render") == []
+    finally:
+        with transaction() as tx:
+            tx.execute(delete(secrets_table).where(secrets_table.c.name == "JWT_SECRET"))
 
 
 def run_while_kms_fails(

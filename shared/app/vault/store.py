@@ -30,6 +30,7 @@ from sqlalchemy.sql import Executable
 from app.audit import Actor, trail
 from app.clock import iso, utcnow
 from app.config import get_settings
+from app.config.variables import SEALABLE_VARIABLES
 from app.crypto import envelopes, providers
 from app.db import pages
 from app.db.tables import secrets
@@ -209,8 +210,13 @@ class Filled:
 
 
 def fill(headers: Mapping[str, str]) -> Filled:
-    """`headers` with every `{{secrets.NAME}}` replaced by the secret's current value."""
-    current = values(referenced(headers.values()))
+    """`headers` with every `{{secrets.NAME}}` replaced by the secret's current value. A
+    secret stored under a setting's name is `Unavailable`: the platform's own, which a
+    pipeline saved before saves refused it must not send either."""
+    named = referenced(headers.values())
+    for name in sorted(named & SEALABLE_VARIABLES):
+        raise Unavailable(name, "a setting's secret, never sent upstream")
+    current = values(named)
     filled = {
         header: REFERENCE.sub(lambda found: current[found.group(1)], value)
         for header, value in headers.items()
