@@ -30,6 +30,7 @@ from tests.support.settings import app_engine_under
 
 APPID = "1250000000"
 PREFIX = "ai-platform-test-"
+NAMESPACE = "default"  # where the deployer puts STAGE=test's functions
 
 
 def write_layer(

@@ -15,7 +15,7 @@ import pytest
 
 from infra.deploy.plan import MASK
 from infra.manifest import load
-from tests.deploy.conftest import PREFIX, Account, Result, write_layer
+from tests.deploy.conftest import NAMESPACE, PREFIX, Account, Result, write_layer
 from tests.deploy.test_deploy import RESOURCES
 
 FUNCTIONS = list(load().functions)
@@ -48,7 +48,7 @@ def test_a_memory_change_updates_that_function_only(deployed: Account) -> None:
     assert _writes(deployed) == [("UpdateFunctionConfiguration", PREFIX + "users-me")]
     (call,) = deployed.scf.writes()
     assert call.params["MemorySize"] == 512
-    assert deployed.scf.functions[PREFIX + "users-me"]["MemorySize"] == 512
+    assert deployed.scf.functions[NAMESPACE, PREFIX + "users-me"]["MemorySize"] == 512
     assert deployed.deploy("plan", config=config).last.startswith("plan: 0 to create, 0 to update")
 
 
@@ -72,9 +72,9 @@ def test_a_changed_timer_is_replaced_and_a_dropped_one_removed(deployed: Account
         ("CreateTrigger", PREFIX + "saga-sweeper"),
         ("DeleteTrigger", PREFIX + "invite-refill"),
     ]
-    (timer,) = deployed.scf.triggers[PREFIX + "saga-sweeper"]
+    (timer,) = deployed.scf.triggers[NAMESPACE, PREFIX + "saga-sweeper"]
     assert timer["TriggerDesc"] == '{"cron": "0 */5 * * * * *"}'
-    assert deployed.scf.triggers[PREFIX + "invite-refill"] == []
+    assert deployed.scf.triggers[NAMESPACE, PREFIX + "invite-refill"] == []
 
 
 def test_new_layer_content_is_a_new_version_every_function_moves_to(
@@ -175,7 +175,7 @@ def test_an_idle_timeout_change_updates_the_web_function_in_place(deployed: Acco
     assert _writes(deployed) == [("UpdateFunctionConfiguration", PREFIX + "ws")]
     (call,) = deployed.scf.writes()
     assert call.params["ProtocolParams"] == {"WSParams": {"IdleTimeOut": 300}}
-    assert deployed.scf.functions[PREFIX + "ws"]["ProtocolParams"]["WSParams"] == {
+    assert deployed.scf.functions[NAMESPACE, PREFIX + "ws"]["ProtocolParams"]["WSParams"] == {
         "IdleTimeOut": 300
     }
     assert deployed.deploy("plan", config=config).last.endswith(f"{RESOURCES} unchanged")
@@ -242,7 +242,7 @@ def test_a_failed_read_after_a_change_reports_that_change_done(account: Account)
         _layer_done(failed),
         f"  + create function {PREFIX}db-migrate (Python3.10, 256 MB, 300 s, {LAYER_1})",
     ]
-    assert PREFIX + "db-migrate" in account.scf.functions
+    assert (NAMESPACE, PREFIX + "db-migrate") in account.scf.functions
 
 
 def test_db_migrate_runs_before_any_other_function_is_created(account: Account) -> None:
@@ -303,7 +303,7 @@ def test_db_migrate_failing_stops_the_deploy_before_the_other_functions(
         ("UpdateFunctionConfiguration", PREFIX + "db-migrate"),
     ]
     for name in FUNCTIONS:
-        layers = deployed.scf.functions[PREFIX + name]["Layers"]
+        layers = deployed.scf.functions[NAMESPACE, PREFIX + name]["Layers"]
         assert layers[0]["LayerVersion"] == (2 if name == "db-migrate" else 1)
 
 
@@ -313,13 +313,13 @@ def test_changes_made_by_hand_are_put_back(deployed: Account) -> None:
     domain["EndpointsConfig"] = [
         e for e in domain["EndpointsConfig"] if e["PathMatch"] != "/users/me"
     ]
-    (url,) = scf.triggers[PREFIX + "users-me"]
+    (url,) = scf.triggers[NAMESPACE, PREFIX + "users-me"]
     url["Enable"] = 0
-    scf.async_configs[PREFIX + "pipeline-worker"] = {
+    scf.async_configs[NAMESPACE, PREFIX + "pipeline-worker"] = {
         "RetryConfig": [{"RetryNum": 0}],
         "MsgTTL": 600,
     }
-    scf.functions[PREFIX + "health"]["Environment"]["Variables"].append(
+    scf.functions[NAMESPACE, PREFIX + "health"]["Environment"]["Variables"].append(
         {"Key": "DEBUG", "Value": "1"}
     )
 
@@ -424,10 +424,10 @@ def test_a_timer_deleted_before_its_replacement_is_refused_is_reported_begun(
         "nothing was changed before the failure",
         f"begun, not finished: ~ update timer {PREFIX}saga-sweeper/saga-sweeper {cron}",
     ]
-    assert deployed.scf.triggers[PREFIX + "saga-sweeper"] == []  # what "begun" warns of
+    assert deployed.scf.triggers[NAMESPACE, PREFIX + "saga-sweeper"] == []  # what "begun" warns of
 
     assert deployed.deploy("apply", config=deployed.edited_config(edit)).code == 0
-    (timer,) = deployed.scf.triggers[PREFIX + "saga-sweeper"]
+    (timer,) = deployed.scf.triggers[NAMESPACE, PREFIX + "saga-sweeper"]
     assert timer["TriggerDesc"] == '{"cron": "0 */5 * * * * *"}'
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from infra import routes
 from infra.manifest import load
-from tests.deploy.conftest import PREFIX, Account
+from tests.deploy.conftest import NAMESPACE, PREFIX, Account
 from tests.support.functions import handler
 
 MANIFEST = load()
@@ -148,7 +148,7 @@ def _check_functions(account: Account) -> None:
         bootstrap = code.getinfo("scf_bootstrap")
         assert (bootstrap.external_attr >> 16) & 0o777 == 0o755
         assert {"index.py", "scf_bootstrap"} <= set(code.namelist())
-    answer = account.scf.functions[PREFIX + "ws"]
+    answer = account.scf.functions[NAMESPACE, PREFIX + "ws"]
     assert (answer["Type"], answer["ProtocolType"]) == ("HTTP", "WS")
     config = _only(account, "UpdateFunctionEventInvokeConfig")
     assert config == {
