@@ -5,6 +5,7 @@ it), a change SCF cannot make (before any write), db-migrate raising or its call
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import zipfile
@@ -341,6 +342,19 @@ def test_changes_made_by_hand_are_put_back(deployed: Account) -> None:
         ("UpdateFunctionEventInvokeConfig", PREFIX + "pipeline-worker"),
         ("UpdateCustomDomain", ""),
     ]
+    assert deployed.deploy("plan").last == f"plan: 0 to create, 0 to update, {RESOURCES} unchanged"
+
+
+@pytest.mark.parametrize(
+    "separators", [(", ", ": "), (",", ":")], ids=["with spaces, as sent before", "compact"]
+)
+def test_a_function_url_is_compared_by_its_fields_not_its_text(
+    deployed: Account, separators: tuple[str, str]
+) -> None:
+    (url,) = deployed.scf.triggers[NAMESPACE, PREFIX + "users-me"]
+    desc = {"AuthType": "NONE", "NetConfig": {"EnableIntranet": False, "EnableExtranet": True}}
+    url["TriggerDesc"] = json.dumps(desc, separators=separators)
+
     assert deployed.deploy("plan").last == f"plan: 0 to create, 0 to update, {RESOURCES} unchanged"
 
 

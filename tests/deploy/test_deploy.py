@@ -163,6 +163,10 @@ def _check_triggers(account: Account) -> None:
     urls = [t for t in triggers if t["Type"] == "http"]
     assert sorted(t["FunctionName"] for t in urls) == sorted(PREFIX + name for name in URLS)
     for url in urls:
+        # Compact, as Tencent's trigger description docs ask.
+        assert url["TriggerDesc"] == '{"AuthType":"NONE","NetConfig":{"EnableIntranet":false,' + (
+            '"EnableExtranet":true}}'
+        )
         desc = json.loads(url["TriggerDesc"])
         assert desc["AuthType"] == "NONE" and desc["NetConfig"]["EnableExtranet"] is True
         assert url["Qualifier"] == "$LATEST"
