@@ -29,6 +29,9 @@ def _layer_done(result: Result) -> str:
     return f"  {line}"
 
 
+NAMESPACE_DONE = f"  + create namespace {NAMESPACE}"
+
+
 def _writes(account: Account) -> list[tuple[str, str]]:
     return [(c.action, c.params.get("FunctionName", "")) for c in account.scf.writes()]
 
@@ -214,9 +217,10 @@ def test_an_api_error_stops_the_apply_with_its_code_and_what_was_done(account: A
 
     failed = account.deploy("apply")
     assert failed.code == 1
-    assert failed.lines[-6:] == [
+    assert failed.lines[-7:] == [
         "error: CreateTrigger: LimitExceeded.Trigger: too many triggers",
-        "done before the failure (3 changes):",
+        "done before the failure (4 changes):",
+        NAMESPACE_DONE,
         _layer_done(failed),
         f"  + create function {PREFIX}db-migrate (Python3.10, 256 MB, 300 s, {LAYER_1})",
         f"  + create function {PREFIX}health (Python3.10, 256 MB, 10 s, {LAYER_1})",
@@ -228,7 +232,7 @@ def test_an_api_error_stops_the_apply_with_its_code_and_what_was_done(account: A
     account.cloud.calls.clear()
     resumed = account.deploy("apply")
     assert resumed.code == 0, resumed.output
-    assert f"apply: {RESOURCES - 3} created, 0 updated, 3 unchanged" in resumed.lines
+    assert f"apply: {RESOURCES - 4} created, 0 updated, 4 unchanged" in resumed.lines
     assert ("PublishLayerVersion", "") not in _writes(account)
 
 
@@ -237,9 +241,10 @@ def test_a_failed_read_after_a_change_reports_that_change_done(account: Account)
 
     failed = account.deploy("apply")
     assert failed.code == 1
-    assert failed.lines[-4:] == [
+    assert failed.lines[-5:] == [
         "error: ListTriggers: InternalError: try again",
-        "done before the failure (2 changes):",
+        "done before the failure (3 changes):",
+        NAMESPACE_DONE,
         _layer_done(failed),
         f"  + create function {PREFIX}db-migrate (Python3.10, 256 MB, 300 s, {LAYER_1})",
     ]
@@ -325,7 +330,7 @@ def test_changes_made_by_hand_are_put_back(deployed: Account) -> None:
     )
 
     plan = deployed.deploy("plan")
-    users_me = f"default/{PREFIX}users-me:$LATEST"
+    users_me = f"{NAMESPACE}/{PREFIX}users-me:$LATEST"
     assert plan.changes == [
         f"~ update function {PREFIX}health environment.DEBUG: {MASK} -> (none)",
         f"~ update function-url {PREFIX}users-me enabled: False -> True",
@@ -386,7 +391,12 @@ def test_a_stage_that_makes_a_function_name_scf_refuses_stops_before_any_call(
 ) -> None:
     """`ai-platform-<STAGE>-payments-wechat-notify` past SCF's 60 characters: refused before
     the first call, not at that function's CreateFunction with half the account built."""
-    environ = {**account.environ, "STAGE": "preview-feature-branch-1234"}
+    # A namespace named, or `<app>-<STAGE>` is refused first (30 characters at most).
+    environ = {
+        **account.environ,
+        "STAGE": "preview-feature-branch-1234",
+        "SCF_NAMESPACE": "preview",
+    }
     result = account.deploy("apply", environ=environ)
     assert result.code == 2, result.output
     assert "SCF refuses the function name" in result.output
@@ -450,12 +460,13 @@ def test_a_layer_published_whose_wait_fails_is_reported_begun(account: Account) 
 
     failed = account.deploy("apply")
     assert failed.code == 1
-    assert failed.lines[-3:] == [
+    assert failed.lines[-4:] == [
         "error: GetLayerVersion: InternalError: try again",
-        "nothing was changed before the failure",
-        "begun, not finished: " + failed.lines[0],
+        "done before the failure (1 changes):",
+        NAMESPACE_DONE,
+        "begun, not finished: " + failed.lines[1],
     ]
-    assert failed.lines[0].startswith("+ create layer ai-platform-app")
+    assert failed.lines[1].startswith("+ create layer ai-platform-app")
     # SCF has the version: the next apply finds it by its content and publishes none.
     account.cloud.calls.clear()
     assert account.deploy("apply").code == 0
