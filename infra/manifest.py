@@ -7,6 +7,13 @@ local cloud (`infra.local`) alike.
 unset): the deployer's are strict (a missing variable stops the deploy, naming every one
 missing) and name functions as deployed (`<app>-<stage>-<name>`); the local cloud's leave
 what it does not know empty and name functions as they are locally.
+
+Each stage has an SCF namespace of its own (a namespace holds 50 functions, a region 5
+namespaces: one shared namespace fits one stage): `namespace:` when it resolves to a name
+(serverless.yml: `${env:SCF_NAMESPACE?}`, for an operator to name one), else
+`<app>-<stage>`. Every function's environment gets that name as `SCF_NAMESPACE`, which the
+queue's `Invoke` names (app.queue.scf): set here, from the same value the deployer deploys
+into, so the two cannot disagree; a file that sets it by hand is refused.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ _VARIABLE = re.compile(r"\$\{(env|function):([A-Za-z0-9_\-]+)(\??)\}")
 # refuses an empty environment value).
 _OPTIONAL = re.compile(r"^\$\{env:([A-Za-z0-9_\-]+)\?\}$")
 _FUNCTION_NAME = re.compile(r"^[a-z][a-z0-9\-]{0,40}[a-z0-9]$")
+# The variable that tells a function its namespace (app.config.settings.scf_namespace).
+NAMESPACE_VARIABLE = "SCF_NAMESPACE"
 
 
 class ManifestError(ValueError):
@@ -180,7 +189,7 @@ def _text(value: Any) -> str:
 
 
 def _function(
-    name: str, raw: dict[str, Any], defaults: dict[str, Any], functions_dir: Path
+    name: str, raw: dict[str, Any], defaults: dict[str, Any], functions_dir: Path, namespace: str
 ) -> FunctionSpec:
     if not _FUNCTION_NAME.match(name):
         raise ManifestError(f"function {name!r}: lower-case letters, digits and '-' only")
@@ -189,6 +198,11 @@ def _function(
         str(key): _text(value)
         for key, value in {**defaults.get("environment", {}), **raw.get("environment", {})}.items()
     }
+    if NAMESPACE_VARIABLE in environment:
+        raise ManifestError(
+            f"function {name!r}: {NAMESPACE_VARIABLE} is set from `namespace`, not by hand"
+        )
+    environment[NAMESPACE_VARIABLE] = namespace
     timers = tuple(
         TimerSpec(
             name=str(timer.get("name") or f"{name}-timer"),
@@ -272,7 +286,7 @@ def load(
     manifest = Manifest(
         app=variables.app,
         stage=variables.stage,
-        namespace=str(data.get("namespace") or "default"),
+        namespace=_text(data.get("namespace")) or f"{variables.app}-{variables.stage}",
         layer=LayerSpec(str(layer.get("name") or variables.app), _text(layer.get("description"))),
         domain=None
         if not domain
@@ -284,5 +298,7 @@ def load(
     )
     defaults = data.get("defaults") or {}
     for name, raw in (data.get("functions") or {}).items():
-        manifest.functions[str(name)] = _function(str(name), raw or {}, defaults, folder)
+        manifest.functions[str(name)] = _function(
+            str(name), raw or {}, defaults, folder, manifest.namespace
+        )
     return manifest

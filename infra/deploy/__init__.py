@@ -7,6 +7,6 @@ the `invoke_after_deploy` functions (db-migrate) before it deploys the others. M
 each owning one thing: settings (the environment and serverless.yml, checked before any
 call), target (what the account should hold), scf (the SCF API) and cos (code packages in
 COS), plan (the record of changes), reconcile (the walk), and one module per kind of
-resource: layer, functions, invocation (Function URLs, timers, async config, db-migrate's
-invoke), domain.
+resource: namespace, layer, functions, invocation (Function URLs, timers, async config,
+db-migrate's invoke), domain.
 """

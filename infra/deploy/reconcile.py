@@ -1,7 +1,8 @@
 """One walk over the account, resource by resource, in the order the account needs them:
-the layer; each `invoke_after_deploy` function (db-migrate), which the apply then invokes;
-every other function (its code and configuration, its Function URL, its timers, its async
-config); then the custom domain that points at the URLs.
+the stage's namespace (and the functions of the stage left in another); the layer; each
+`invoke_after_deploy` function (db-migrate), which the apply then invokes; every other
+function (its code and configuration, its Function URL, its timers, its async config); then
+the custom domain that points at the URLs.
 
 So the schema is migrated before any function runs the code that needs it, and a migration
 that fails stops the deploy with every other function still on its previous version (a
@@ -18,13 +19,15 @@ has accepted a write of (Context.write) is reported begun rather than not done.
 
 from __future__ import annotations
 
-from infra.deploy import domain, functions, invocation, layer
+from infra.deploy import domain, functions, invocation, layer, namespace
 from infra.deploy.context import Context
 from infra.deploy.layer import LayerRef
 from infra.deploy.target import FunctionTarget
 
 
 def walk(ctx: Context) -> None:
+    namespace.reconcile(ctx)
+    ctx.plan.settle()
     layer_ref = layer.reconcile(ctx)
     ctx.plan.settle()
     first = [fn for fn in ctx.target.functions if fn.spec.invoke_after_deploy]

@@ -99,7 +99,17 @@ class ScfApi:
         return self.read_or_none("GetFunction", FunctionName=name, Namespace=self.namespace)
 
     def triggers(self, name: str) -> list[dict[str, Any]]:
-        return list(self._pages("ListTriggers", "Triggers", FunctionName=name))
+        return list(
+            self._pages("ListTriggers", "Triggers", FunctionName=name, Namespace=self.namespace)
+        )
+
+    def namespaces(self) -> list[str]:
+        return [ns["Name"] for ns in self._pages("ListNamespaces", "Namespaces")]
+
+    def functions_in(self, namespace: str, search: str) -> list[str]:
+        """The names of the functions of `namespace` whose name holds `search`."""
+        found = self._pages("ListFunctions", "Functions", Namespace=namespace, SearchKey=search)
+        return [fn["FunctionName"] for fn in found]
 
     def layer_versions(self, layer: str) -> list[dict[str, Any]]:
         answer = self.read_or_none("ListLayerVersions", LayerName=layer)
@@ -108,9 +118,7 @@ class ScfApi:
     def _pages(self, action: str, key: str, **params: Any) -> Iterator[dict[str, Any]]:
         offset = 0
         while True:
-            answer = self.read(
-                action, Namespace=self.namespace, Offset=offset, Limit=PAGE, **params
-            )
+            answer = self.read(action, Offset=offset, Limit=PAGE, **params)
             items = answer.get(key) or []
             yield from items
             offset += len(items)

@@ -52,6 +52,9 @@ class Package:
         return cls(path, hashlib.sha256(data).hexdigest(), len(data))
 
 
+# SCF's Namespace: letters, digits, - and _, at most 30 (the SDK's error code for one it
+# refuses, InvalidParameterValue.NamespaceInvalid; tccli's api.json states no rule).
+NAMESPACE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,30}$")
 # SCF's FunctionName, as deployed (`<app>-<stage>-<name>`): checked before any call, so a
 # long STAGE cannot stop an apply half way, at the first function whose name is too long.
 DEPLOYED_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,59}$")
@@ -113,6 +116,11 @@ def _check_layer_bytecode(layer: Package, runtimes: tuple[str, ...]) -> None:
 
 def build(deployment: Deployment, dist: Path) -> Target:
     manifest = deployment.manifest
+    if not NAMESPACE_NAME.match(manifest.namespace):
+        raise ConfigurationError(
+            f"SCF refuses the namespace name {manifest.namespace!r} (letters, digits, - and _,"
+            " at most 30): shorten STAGE, or name one with SCF_NAMESPACE"
+        )
     domain = manifest.domain
     if domain is not None and "HTTPS" in domain.protocol and not domain.certificate_id:
         raise ConfigurationError(f"domain {domain.name}: {domain.protocol} needs a certificate")

@@ -30,6 +30,7 @@ from tests.support.settings import app_engine_under
 
 APPID = "1250000000"
 PREFIX = "ai-platform-test-"
+NAMESPACE = "ai-platform-test"  # STAGE=test's own, where the deployer puts its functions
 
 
 def write_layer(

@@ -5,6 +5,7 @@ it), a change SCF cannot make (before any write), db-migrate raising or its call
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import zipfile
@@ -15,7 +16,7 @@ import pytest
 
 from infra.deploy.plan import MASK
 from infra.manifest import load
-from tests.deploy.conftest import PREFIX, Account, Result, write_layer
+from tests.deploy.conftest import NAMESPACE, PREFIX, Account, Result, write_layer
 from tests.deploy.test_deploy import RESOURCES
 
 FUNCTIONS = list(load().functions)
@@ -26,6 +27,9 @@ def _layer_done(result: Result) -> str:
     """The new layer's line, as a failure report lists it among the changes made."""
     (line,) = [line for line in result.lines if line.startswith("+ create layer ai-platform-app (")]
     return f"  {line}"
+
+
+NAMESPACE_DONE = f"  + create namespace {NAMESPACE}"
 
 
 def _writes(account: Account) -> list[tuple[str, str]]:
@@ -48,7 +52,7 @@ def test_a_memory_change_updates_that_function_only(deployed: Account) -> None:
     assert _writes(deployed) == [("UpdateFunctionConfiguration", PREFIX + "users-me")]
     (call,) = deployed.scf.writes()
     assert call.params["MemorySize"] == 512
-    assert deployed.scf.functions[PREFIX + "users-me"]["MemorySize"] == 512
+    assert deployed.scf.functions[NAMESPACE, PREFIX + "users-me"]["MemorySize"] == 512
     assert deployed.deploy("plan", config=config).last.startswith("plan: 0 to create, 0 to update")
 
 
@@ -72,9 +76,9 @@ def test_a_changed_timer_is_replaced_and_a_dropped_one_removed(deployed: Account
         ("CreateTrigger", PREFIX + "saga-sweeper"),
         ("DeleteTrigger", PREFIX + "invite-refill"),
     ]
-    (timer,) = deployed.scf.triggers[PREFIX + "saga-sweeper"]
+    (timer,) = deployed.scf.triggers[NAMESPACE, PREFIX + "saga-sweeper"]
     assert timer["TriggerDesc"] == '{"cron": "0 */5 * * * * *"}'
-    assert deployed.scf.triggers[PREFIX + "invite-refill"] == []
+    assert deployed.scf.triggers[NAMESPACE, PREFIX + "invite-refill"] == []
 
 
 def test_new_layer_content_is_a_new_version_every_function_moves_to(
@@ -175,7 +179,7 @@ def test_an_idle_timeout_change_updates_the_web_function_in_place(deployed: Acco
     assert _writes(deployed) == [("UpdateFunctionConfiguration", PREFIX + "ws")]
     (call,) = deployed.scf.writes()
     assert call.params["ProtocolParams"] == {"WSParams": {"IdleTimeOut": 300}}
-    assert deployed.scf.functions[PREFIX + "ws"]["ProtocolParams"]["WSParams"] == {
+    assert deployed.scf.functions[NAMESPACE, PREFIX + "ws"]["ProtocolParams"]["WSParams"] == {
         "IdleTimeOut": 300
     }
     assert deployed.deploy("plan", config=config).last.endswith(f"{RESOURCES} unchanged")
@@ -213,9 +217,10 @@ def test_an_api_error_stops_the_apply_with_its_code_and_what_was_done(account: A
 
     failed = account.deploy("apply")
     assert failed.code == 1
-    assert failed.lines[-6:] == [
+    assert failed.lines[-7:] == [
         "error: CreateTrigger: LimitExceeded.Trigger: too many triggers",
-        "done before the failure (3 changes):",
+        "done before the failure (4 changes):",
+        NAMESPACE_DONE,
         _layer_done(failed),
         f"  + create function {PREFIX}db-migrate (Python3.10, 256 MB, 300 s, {LAYER_1})",
         f"  + create function {PREFIX}health (Python3.10, 256 MB, 10 s, {LAYER_1})",
@@ -227,7 +232,7 @@ def test_an_api_error_stops_the_apply_with_its_code_and_what_was_done(account: A
     account.cloud.calls.clear()
     resumed = account.deploy("apply")
     assert resumed.code == 0, resumed.output
-    assert f"apply: {RESOURCES - 3} created, 0 updated, 3 unchanged" in resumed.lines
+    assert f"apply: {RESOURCES - 4} created, 0 updated, 4 unchanged" in resumed.lines
     assert ("PublishLayerVersion", "") not in _writes(account)
 
 
@@ -236,13 +241,14 @@ def test_a_failed_read_after_a_change_reports_that_change_done(account: Account)
 
     failed = account.deploy("apply")
     assert failed.code == 1
-    assert failed.lines[-4:] == [
+    assert failed.lines[-5:] == [
         "error: ListTriggers: InternalError: try again",
-        "done before the failure (2 changes):",
+        "done before the failure (3 changes):",
+        NAMESPACE_DONE,
         _layer_done(failed),
         f"  + create function {PREFIX}db-migrate (Python3.10, 256 MB, 300 s, {LAYER_1})",
     ]
-    assert PREFIX + "db-migrate" in account.scf.functions
+    assert (NAMESPACE, PREFIX + "db-migrate") in account.scf.functions
 
 
 def test_db_migrate_runs_before_any_other_function_is_created(account: Account) -> None:
@@ -303,7 +309,7 @@ def test_db_migrate_failing_stops_the_deploy_before_the_other_functions(
         ("UpdateFunctionConfiguration", PREFIX + "db-migrate"),
     ]
     for name in FUNCTIONS:
-        layers = deployed.scf.functions[PREFIX + name]["Layers"]
+        layers = deployed.scf.functions[NAMESPACE, PREFIX + name]["Layers"]
         assert layers[0]["LayerVersion"] == (2 if name == "db-migrate" else 1)
 
 
@@ -313,18 +319,18 @@ def test_changes_made_by_hand_are_put_back(deployed: Account) -> None:
     domain["EndpointsConfig"] = [
         e for e in domain["EndpointsConfig"] if e["PathMatch"] != "/users/me"
     ]
-    (url,) = scf.triggers[PREFIX + "users-me"]
+    (url,) = scf.triggers[NAMESPACE, PREFIX + "users-me"]
     url["Enable"] = 0
-    scf.async_configs[PREFIX + "pipeline-worker"] = {
+    scf.async_configs[NAMESPACE, PREFIX + "pipeline-worker"] = {
         "RetryConfig": [{"RetryNum": 0}],
         "MsgTTL": 600,
     }
-    scf.functions[PREFIX + "health"]["Environment"]["Variables"].append(
+    scf.functions[NAMESPACE, PREFIX + "health"]["Environment"]["Variables"].append(
         {"Key": "DEBUG", "Value": "1"}
     )
 
     plan = deployed.deploy("plan")
-    users_me = f"default/{PREFIX}users-me:$LATEST"
+    users_me = f"{NAMESPACE}/{PREFIX}users-me:$LATEST"
     assert plan.changes == [
         f"~ update function {PREFIX}health environment.DEBUG: {MASK} -> (none)",
         f"~ update function-url {PREFIX}users-me enabled: False -> True",
@@ -341,6 +347,19 @@ def test_changes_made_by_hand_are_put_back(deployed: Account) -> None:
         ("UpdateFunctionEventInvokeConfig", PREFIX + "pipeline-worker"),
         ("UpdateCustomDomain", ""),
     ]
+    assert deployed.deploy("plan").last == f"plan: 0 to create, 0 to update, {RESOURCES} unchanged"
+
+
+@pytest.mark.parametrize(
+    "separators", [(", ", ": "), (",", ":")], ids=["with spaces, as sent before", "compact"]
+)
+def test_a_function_url_is_compared_by_its_fields_not_its_text(
+    deployed: Account, separators: tuple[str, str]
+) -> None:
+    (url,) = deployed.scf.triggers[NAMESPACE, PREFIX + "users-me"]
+    desc = {"AuthType": "NONE", "NetConfig": {"EnableIntranet": False, "EnableExtranet": True}}
+    url["TriggerDesc"] = json.dumps(desc, separators=separators)
+
     assert deployed.deploy("plan").last == f"plan: 0 to create, 0 to update, {RESOURCES} unchanged"
 
 
@@ -372,7 +391,12 @@ def test_a_stage_that_makes_a_function_name_scf_refuses_stops_before_any_call(
 ) -> None:
     """`ai-platform-<STAGE>-payments-wechat-notify` past SCF's 60 characters: refused before
     the first call, not at that function's CreateFunction with half the account built."""
-    environ = {**account.environ, "STAGE": "preview-feature-branch-1234"}
+    # A namespace named, or `<app>-<STAGE>` is refused first (30 characters at most).
+    environ = {
+        **account.environ,
+        "STAGE": "preview-feature-branch-1234",
+        "SCF_NAMESPACE": "preview",
+    }
     result = account.deploy("apply", environ=environ)
     assert result.code == 2, result.output
     assert "SCF refuses the function name" in result.output
@@ -424,10 +448,10 @@ def test_a_timer_deleted_before_its_replacement_is_refused_is_reported_begun(
         "nothing was changed before the failure",
         f"begun, not finished: ~ update timer {PREFIX}saga-sweeper/saga-sweeper {cron}",
     ]
-    assert deployed.scf.triggers[PREFIX + "saga-sweeper"] == []  # what "begun" warns of
+    assert deployed.scf.triggers[NAMESPACE, PREFIX + "saga-sweeper"] == []  # what "begun" warns of
 
     assert deployed.deploy("apply", config=deployed.edited_config(edit)).code == 0
-    (timer,) = deployed.scf.triggers[PREFIX + "saga-sweeper"]
+    (timer,) = deployed.scf.triggers[NAMESPACE, PREFIX + "saga-sweeper"]
     assert timer["TriggerDesc"] == '{"cron": "0 */5 * * * * *"}'
 
 
@@ -436,12 +460,13 @@ def test_a_layer_published_whose_wait_fails_is_reported_begun(account: Account) 
 
     failed = account.deploy("apply")
     assert failed.code == 1
-    assert failed.lines[-3:] == [
+    assert failed.lines[-4:] == [
         "error: GetLayerVersion: InternalError: try again",
-        "nothing was changed before the failure",
-        "begun, not finished: " + failed.lines[0],
+        "done before the failure (1 changes):",
+        NAMESPACE_DONE,
+        "begun, not finished: " + failed.lines[1],
     ]
-    assert failed.lines[0].startswith("+ create layer ai-platform-app")
+    assert failed.lines[1].startswith("+ create layer ai-platform-app")
     # SCF has the version: the next apply finds it by its content and publishes none.
     account.cloud.calls.clear()
     assert account.deploy("apply").code == 0

@@ -15,9 +15,10 @@ import zipfile
 from collections import Counter
 from typing import Any
 
+from app.config.settings import Settings
 from infra import routes
 from infra.manifest import load
-from tests.deploy.conftest import PREFIX, Account
+from tests.deploy.conftest import NAMESPACE, PREFIX, Account
 from tests.support.functions import handler
 
 MANIFEST = load()
@@ -26,8 +27,9 @@ HTTP = [spec.name for spec in MANIFEST.http_functions]
 WEB = [spec.name for spec in MANIFEST.functions.values() if spec.web]
 URLS = HTTP + WEB  # the functions with a Function URL
 TIMERS = [(timer.function, timer.name, timer.cron) for timer in MANIFEST.timers]
-# The layer, each function, each Function URL, timer and async config, and the domain.
-RESOURCES = 1 + len(FUNCTIONS) + len(URLS) + len(TIMERS) + 1 + 1
+# The namespace, the layer, each function, each Function URL, timer and async config, and
+# the domain.
+RESOURCES = 1 + 1 + len(FUNCTIONS) + len(URLS) + len(TIMERS) + 1 + 1
 
 
 def _head() -> str:
@@ -64,12 +66,17 @@ def test_apply_builds_the_account_and_a_second_apply_writes_nothing(account: Acc
     assert account.cloud.refused == []
     calls = Counter(call.action for call in account.scf.writes())
     assert calls == {
+        "CreateNamespace": 1,
         "PublishLayerVersion": 1,
         "CreateFunction": len(FUNCTIONS),
         "CreateTrigger": len(URLS) + len(TIMERS),
         "UpdateFunctionEventInvokeConfig": 1,
         "CreateCustomDomain": 1,
     }
+    # The namespace before anything of it: SCF refuses a function in one that does not exist.
+    first = account.scf.writes()[0]
+    assert (first.action, first.params) == ("CreateNamespace", {"Namespace": NAMESPACE})
+    assert result.lines[0] == f"+ create namespace {NAMESPACE}"
     _check_layer(account)
     _check_functions(account)
     _check_triggers(account)
@@ -136,8 +143,11 @@ def _check_functions(account: Account) -> None:
         assert params["Layers"] == [{"LayerName": "ai-platform-app", "LayerVersion": 1}]
         assert params["VpcConfig"] == {"VpcId": "vpc-1a2b3c", "SubnetId": "subnet-4d5e6f"}
         assert params["Role"] == "ai-platform-run"
+        assert params["Namespace"] == NAMESPACE
         env = {v["Key"]: v["Value"] for v in params["Environment"]["Variables"]}
         assert env["PIPELINE_QUEUE"] == PREFIX + "pipeline-worker"
+        # The namespace the queue's Invoke names is the one the functions are in.
+        assert Settings.from_environ(env, resolve=False).scf_namespace == NAMESPACE
         assert env["APP_ENV"] == "production"
     assert created[PREFIX + "pipeline-worker"]["Timeout"] == 300
     ws = created[PREFIX + "ws"]
@@ -148,21 +158,26 @@ def _check_functions(account: Account) -> None:
         bootstrap = code.getinfo("scf_bootstrap")
         assert (bootstrap.external_attr >> 16) & 0o777 == 0o755
         assert {"index.py", "scf_bootstrap"} <= set(code.namelist())
-    answer = account.scf.functions[PREFIX + "ws"]
+    answer = account.scf.functions[NAMESPACE, PREFIX + "ws"]
     assert (answer["Type"], answer["ProtocolType"]) == ("HTTP", "WS")
     config = _only(account, "UpdateFunctionEventInvokeConfig")
     assert config == {
         "FunctionName": PREFIX + "pipeline-worker",
-        "Namespace": "default",
+        "Namespace": NAMESPACE,
         "AsyncTriggerConfig": {"RetryConfig": [{"RetryNum": 2}], "MsgTTL": 21600},
     }
 
 
 def _check_triggers(account: Account) -> None:
     triggers = [c.params for c in account.scf.writes() if c.action == "CreateTrigger"]
+    assert {t["Namespace"] for t in triggers} == {NAMESPACE}
     urls = [t for t in triggers if t["Type"] == "http"]
     assert sorted(t["FunctionName"] for t in urls) == sorted(PREFIX + name for name in URLS)
     for url in urls:
+        # Compact, as Tencent's trigger description docs ask.
+        assert url["TriggerDesc"] == '{"AuthType":"NONE","NetConfig":{"EnableIntranet":false,' + (
+            '"EnableExtranet":true}}'
+        )
         desc = json.loads(url["TriggerDesc"])
         assert desc["AuthType"] == "NONE" and desc["NetConfig"]["EnableExtranet"] is True
         assert url["Qualifier"] == "$LATEST"
@@ -188,7 +203,7 @@ def _check_domain(account: Account) -> None:
     ]
     assert sorted(sent) == expected
     assert {(e["Namespace"], e["Qualifier"]) for e in domain["EndpointsConfig"]} == {
-        ("default", "$LATEST")
+        (NAMESPACE, "$LATEST")
     }
     assert routes.resolve(sent, "/ws") == "ws"
     for name in HTTP:  # every route reaches its function through the domain

@@ -17,7 +17,7 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.scf.v20180416.scf_client import ScfClient
 
-from tests.deploy.conftest import PREFIX, Account
+from tests.deploy.conftest import NAMESPACE, PREFIX, Account
 
 HEALTH = PREFIX + "health"
 CREATED = f"+ create function {HEALTH} (Python3.10, 256 MB, 10 s, layer ai-platform-app:1)"
@@ -34,7 +34,9 @@ def _client(account: Account) -> ScfClient:
 
 
 def _status(account: Account, name: str = HEALTH) -> str:
-    answer = _client(account).call_json("GetFunction", {"FunctionName": name})
+    answer = _client(account).call_json(
+        "GetFunction", {"FunctionName": name, "Namespace": NAMESPACE}
+    )
     return str(answer["Response"]["Status"])
 
 
@@ -43,7 +45,7 @@ def test_a_function_scf_failed_to_create_is_deleted_and_created_again(account: A
     failed = account.deploy("apply")
     assert failed.code == 1
     reason = "CreateFailed (InternalError.System: no capacity)"
-    assert failed.lines[-5] == (
+    assert failed.lines[-6] == (
         f"error: GetFunction: CreateFailed: function {HEALTH} is {reason}: it never ran; "
         "the next deploy deletes it and creates it again"
     )
@@ -159,7 +161,7 @@ def test_a_layer_version_scf_failed_to_publish_is_published_again(account: Accou
     account.scf.fail_next_change("ai-platform-app", "InternalError.System", "storage busy")
     failed = account.deploy("apply")
     assert failed.code == 1
-    assert failed.lines[-3] == (
+    assert failed.lines[-4] == (
         "error: GetLayerVersion: PublishFailed: layer ai-platform-app version 1 is "
         "PublishFailed: no function is moved to it; the next deploy publishes the content again"
     )
@@ -186,7 +188,7 @@ def test_the_fake_takes_in_each_state_what_scf_takes(
     deployed: Account, status: str, refused: set[str]
 ) -> None:
     client = _client(deployed)
-    name = {"FunctionName": HEALTH}
+    name = {"FunctionName": HEALTH, "Namespace": NAMESPACE}
     code = (deployed.dist / "functions" / "health.zip").read_bytes()
     calls = {
         "UpdateFunctionCode": {**name, "ZipFile": base64.b64encode(code).decode()},

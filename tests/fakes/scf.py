@@ -1,6 +1,8 @@
-"""A fake of SCF's state behind FakeTencentCloud: functions (Creating, then Active a moment
-later; Updating after each update), layers and their versions (Publishing, then Active),
-triggers, async invoke configs, custom domains, and Invoke.
+"""A fake of SCF's state behind FakeTencentCloud: namespaces (tests/fakes/scf_namespaces.py:
+`default` and those CreateNamespace made, each holding at most 50 functions), functions
+(Creating, then Active a moment later; Updating after each update), each one of its
+namespace, layers and their versions (Publishing, then Active), triggers, async invoke
+configs, custom domains, and Invoke.
 
 Every request is first checked against the official schema (tests/fakes/api_schema.py), then
 against what the API documents of its values: a function's type (Event, or HTTP for a web
@@ -54,6 +56,7 @@ from xml.etree import ElementTree
 import requests
 
 from tests.fakes import api_schema
+from tests.fakes.scf_namespaces import DEFAULT, Key, NamespaceActions, key_of
 from tests.fakes.scf_routing import RoutingActions
 from tests.fakes.tencentcloud import Call, FakeTencentCloud, TencentCloudError
 
@@ -94,7 +97,7 @@ def _now() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
-class FakeScf(RoutingActions):
+class FakeScf(NamespaceActions, RoutingActions):
     def __init__(
         self,
         cloud: FakeTencentCloud,
@@ -105,9 +108,13 @@ class FakeScf(RoutingActions):
     ) -> None:
         self.cloud, self.appid = cloud, appid
         self.cos_endpoint, self.settle_s = cos_endpoint, settle_s
-        self.functions: dict[str, dict[str, Any]] = {}
-        self.triggers: dict[str, list[dict[str, Any]]] = {}
-        self.async_configs: dict[str, dict[str, Any]] = {}
+        # Functions, their triggers and async configs by (namespace, name): a name is unique
+        # within its namespace only.
+        self.functions: dict[Key, dict[str, Any]] = {}
+        self.triggers: dict[Key, list[dict[str, Any]]] = {}
+        self.async_configs: dict[Key, dict[str, Any]] = {}
+        self.namespaces: dict[str, dict[str, Any]] = {}
+        self.add_namespace(DEFAULT, kind="default")
         self.layers: dict[str, list[dict[str, Any]]] = {}
         self.domains: dict[str, dict[str, Any]] = {}
         self.runners: dict[str, Runner] = {}
@@ -138,7 +145,8 @@ class FakeScf(RoutingActions):
         with self._lock:
             reasons = [{"ErrorCode": code, "ErrorMessage": message}] if code else []
             desc = _FAILED_DESC.get(status, "")
-            self.functions[name].update(
+            (key,) = [key for key in self.functions if key[1] == name]
+            self.functions[key].update(
                 Status=status, StatusReasons=reasons, StatusDesc=desc, _ready_at=float("inf")
             )
 
@@ -172,9 +180,7 @@ class FakeScf(RoutingActions):
     ) -> dict[str, Any]:
         """The function, refused with `refusal` unless its Status is one `accept` lists
         (only Active when `active`)."""
-        if params.get("Namespace", "default") != "default":
-            raise _error("ResourceNotFound.Namespace", f"namespace {params['Namespace']}")
-        fn = self._settled(params["FunctionName"])
+        fn = self._settled((self.namespace_of(params), params["FunctionName"]))
         if fn is None:
             raise _error("ResourceNotFound.Function", f"function {params['FunctionName']}")
         accept = ("Active",) if active else accept
@@ -182,9 +188,9 @@ class FakeScf(RoutingActions):
             raise _error(refusal, f"function is {fn['Status']}: this operation is not possible")
         return fn
 
-    def _settled(self, name: str) -> dict[str, Any] | None:
+    def _settled(self, key: Key) -> dict[str, Any] | None:
         """The function once its write under way has ended, if it is due to; None if none."""
-        fn = self.functions.get(name)
+        fn = self.functions.get(key)
         if fn is None or fn["Status"] not in _FAILED or time.monotonic() < fn["_ready_at"]:
             return fn
         reason = fn.pop("_failure", None)
@@ -192,8 +198,8 @@ class FakeScf(RoutingActions):
             failed = _FAILED[fn["Status"]]
             fn.update(Status=failed, StatusReasons=[reason], StatusDesc=_FAILED_DESC[failed])
         elif fn["Status"] == "Deleting":
-            del self.functions[name], self.triggers[name]
-            self.async_configs.pop(name, None)
+            del self.functions[key], self.triggers[key]
+            self.async_configs.pop(key, None)
             return None
         else:
             fn.update(Status="Active", StatusReasons=[], StatusDesc="")
@@ -269,8 +275,10 @@ class FakeScf(RoutingActions):
         name = params["FunctionName"]
         if not _FUNCTION_NAME.match(name):
             raise _error("InvalidParameterValue.FunctionName", name)
-        if self._settled(name) is not None:
+        namespace = self.namespace_of(params)
+        if self._settled((namespace, name)) is not None:
             raise _error("ResourceInUse.FunctionName", name)
+        self.check_room(namespace)
         if params.get("Runtime", "Python2.7") not in RUNTIMES:
             raise _error("InvalidParameterValue.Runtime", params["Runtime"])
         kind = params.get("Type", "Event")
@@ -284,7 +292,7 @@ class FakeScf(RoutingActions):
             raise _error("InvalidParameterValue.ProtocolType", f"{protocol} on {kind}")
         fn: dict[str, Any] = {
             "FunctionName": name,
-            "Namespace": params.get("Namespace", "default"),
+            "Namespace": namespace,
             "Runtime": params.get("Runtime", "Python2.7"),
             "Handler": params.get("Handler", ""),
             "Type": kind,
@@ -305,13 +313,13 @@ class FakeScf(RoutingActions):
         fn["CodeSize"] = self._code(params["Code"])
         self._configure(fn, params)
         self._busy(fn, "Creating")
-        self.functions[name] = fn
-        self.triggers[name] = []
+        self.functions[namespace, name] = fn
+        self.triggers[namespace, name] = []
         return {}
 
     def _GetFunction(self, params: dict[str, Any]) -> dict[str, Any]:
         fn = self._function(params)
-        triggers = self.triggers[fn["FunctionName"]]
+        triggers = self.triggers[key_of(fn)]
         latest = {"Qualifier": "$LATEST", "FunctionVersion": "$LATEST"}
         shown, until = fn.get("_shown", ("", 0.0))
         late = {"Status": shown} if time.monotonic() < until else {}
@@ -349,7 +357,7 @@ class FakeScf(RoutingActions):
 
     def _GetFunctionEventInvokeConfig(self, params: dict[str, Any]) -> dict[str, Any]:
         fn = self._function(params)
-        return {"AsyncTriggerConfig": self.async_configs.get(fn["FunctionName"], DEFAULT_ASYNC)}
+        return {"AsyncTriggerConfig": self.async_configs.get(key_of(fn), DEFAULT_ASYNC)}
 
     def _UpdateFunctionEventInvokeConfig(self, params: dict[str, Any]) -> dict[str, Any]:
         fn = self._function(params, active=True)
@@ -357,7 +365,7 @@ class FakeScf(RoutingActions):
         retries = [r["RetryNum"] for r in config["RetryConfig"]]
         if not retries or min(retries) < 0 or not 60 <= config["MsgTTL"] <= 21600:
             raise _error("InvalidParameterValue.AsyncTriggerConfig", json.dumps(config))
-        self.async_configs[fn["FunctionName"]] = config
+        self.async_configs[key_of(fn)] = config
         return {}
 
     def _Invoke(self, params: dict[str, Any]) -> dict[str, Any]:

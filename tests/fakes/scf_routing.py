@@ -9,6 +9,7 @@ import json
 import re
 from typing import Any
 
+from tests.fakes.scf_namespaces import Key, key_of
 from tests.fakes.tencentcloud import TencentCloudError
 
 TRIGGER_TYPES = ("cos", "cls", "timer", "ckafka", "http")
@@ -30,7 +31,7 @@ def _enable(value: str | None) -> int:
 class RoutingActions:
     """Mixed into FakeScf: needs its `_function`, `triggers` and `domains`."""
 
-    triggers: dict[str, list[dict[str, Any]]]
+    triggers: dict[Key, list[dict[str, Any]]]
     domains: dict[str, dict[str, Any]]
     appid: str
 
@@ -59,7 +60,7 @@ class RoutingActions:
         return raw
 
     def _find_trigger(self, params: dict[str, Any], fn: dict[str, Any]) -> dict[str, Any]:
-        for trigger in self.triggers[fn["FunctionName"]]:
+        for trigger in self.triggers[key_of(fn)]:
             same = (trigger["TriggerName"], trigger["Type"]) == (
                 params["TriggerName"],
                 params["Type"],
@@ -74,7 +75,7 @@ class RoutingActions:
         if kind not in TRIGGER_TYPES:
             raise _error("InvalidParameterValue.Type", kind)
         qualifier = params.get("Qualifier", "$LATEST")
-        for trigger in self.triggers[fn["FunctionName"]]:
+        for trigger in self.triggers[key_of(fn)]:
             if trigger["Type"] == kind and trigger["TriggerName"] == name:
                 raise _error("ResourceInUse.Trigger", f"{kind} {name}")
             if kind == trigger["Type"] == "http" and trigger["Qualifier"] == qualifier:
@@ -93,12 +94,12 @@ class RoutingActions:
             "AddTime": "2026-12-05 00:00:00",
             "ModTime": "2026-12-05 00:00:00",
         }
-        self.triggers[fn["FunctionName"]].append(trigger)
+        self.triggers[key_of(fn)].append(trigger)
         return {"TriggerInfo": trigger}
 
     def _ListTriggers(self, params: dict[str, Any]) -> dict[str, Any]:
         fn = self._function(params)
-        found = self.triggers[fn["FunctionName"]]
+        found = self.triggers[key_of(fn)]
         offset, limit = params.get("Offset", 0), params.get("Limit", 20)
         return {"Triggers": found[offset : offset + limit], "TotalCount": len(found)}
 
@@ -119,7 +120,7 @@ class RoutingActions:
 
     def _DeleteTrigger(self, params: dict[str, Any]) -> dict[str, Any]:
         fn = self._function(params, active=True)
-        self.triggers[fn["FunctionName"]].remove(self._find_trigger(params, fn))
+        self.triggers[key_of(fn)].remove(self._find_trigger(params, fn))
         return {}
 
     # ------------------------------------------------------------ custom domains
@@ -138,7 +139,7 @@ class RoutingActions:
                 raise _error("InvalidParameterValue.PathMatch", path)
             seen.add(path)
             fn = self._function(endpoint, active=True)
-            urls = [t for t in self.triggers[fn["FunctionName"]] if t["Type"] == "http"]
+            urls = [t for t in self.triggers[key_of(fn)] if t["Type"] == "http"]
             if endpoint["Qualifier"] not in [t["Qualifier"] for t in urls]:
                 raise _error(
                     "ResourceNotFound.Trigger",

@@ -58,11 +58,19 @@ functions:
     )
     strict = manifest.Variables({"STAGE": "prod", "SECRET": "s"}, strict=True, deployed_names=True)
     loaded = manifest.load(path, strict)
-    assert loaded.functions["worker"].environment == {"QUEUE": "shop-prod-worker", "SECRET": "s"}
+    assert loaded.functions["worker"].environment == {
+        "QUEUE": "shop-prod-worker",
+        "SECRET": "s",
+        "SCF_NAMESPACE": "shop-prod",  # the stage's namespace, as the deployer deploys into
+    }
     with pytest.raises(manifest.ManifestError, match="not set: SECRET, STAGE"):
         manifest.load(path, manifest.Variables({}, strict=True, deployed_names=True))
     lenient = manifest.load(path, manifest.Variables({}))
-    assert lenient.functions["worker"].environment == {"QUEUE": "worker", "SECRET": ""}
+    assert lenient.functions["worker"].environment == {
+        "QUEUE": "worker",
+        "SECRET": "",
+        "SCF_NAMESPACE": "shop-",
+    }
 
 
 def test_an_optional_variable_is_left_out_while_unset(tmp_path: Path) -> None:
@@ -81,10 +89,11 @@ functions:
     )
     for unset in ({}, {"PUSH": ""}):
         variables = manifest.Variables({"SECRET": "s", **unset}, strict=True)
-        assert manifest.load(path, variables).functions["api"].environment == {"SECRET": "s"}
+        environment = manifest.load(path, variables).functions["api"].environment
+        assert environment == {"SECRET": "s", "SCF_NAMESPACE": "shop-prod"}
     variables = manifest.Variables({"SECRET": "s", "PUSH": "http://gw:9091"}, strict=True)
     environment = manifest.load(path, variables).functions["api"].environment
-    assert environment == {"PUSH": "http://gw:9091", "SECRET": "s"}
+    assert environment == {"PUSH": "http://gw:9091", "SECRET": "s", "SCF_NAMESPACE": "shop-prod"}
 
 
 @pytest.mark.parametrize(
