@@ -262,6 +262,11 @@ def _web(name: str, raw: Any, timeout_s: int) -> WebSpec | None:
     return WebSpec(path, idle)
 
 
+def _stage_namespace(variables: Variables) -> str:
+    """`<app>-<stage>`; the app's name alone where no stage is set (the local cloud's)."""
+    return f"{variables.app}-{variables.stage}" if variables.stage else variables.app
+
+
 def load(
     path: Path = DEFAULT_CONFIG,
     variables: Variables | None = None,
@@ -286,7 +291,7 @@ def load(
     manifest = Manifest(
         app=variables.app,
         stage=variables.stage,
-        namespace=_text(data.get("namespace")) or f"{variables.app}-{variables.stage}",
+        namespace=_text(data.get("namespace")) or _stage_namespace(variables),
         layer=LayerSpec(str(layer.get("name") or variables.app), _text(layer.get("description"))),
         domain=None
         if not domain

@@ -159,7 +159,7 @@ class LocalCloud:
             "request_id": request_id,
             "function_name": function,
             "function_version": "$LATEST",
-            "namespace": "default",
+            "namespace": self.manifest.namespace,
             "memory_limit_in_mb": 256,
             # The function's own timeout, as SCF gives it: a job sizes its run by it.
             "time_limit_in_ms": self.manifest.functions[function].timeout_s * 1000,

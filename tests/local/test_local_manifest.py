@@ -69,7 +69,7 @@ functions:
     assert lenient.functions["worker"].environment == {
         "QUEUE": "worker",
         "SECRET": "",
-        "SCF_NAMESPACE": "shop-",
+        "SCF_NAMESPACE": "shop",  # no stage: the app's name alone
     }
 
 
