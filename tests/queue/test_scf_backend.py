@@ -78,6 +78,22 @@ def test_a_release_looks_at_the_queues_named_for_delays_and_scans_nothing(
     assert backend.release_due() == 0
 
 
+def test_a_release_sends_at_most_its_bound_and_the_next_one_the_rest(
+    cloud: FakeTencentCloud,
+) -> None:
+    # A release runs in what is left of a worker's invocation: a backlog goes out over several.
+    backend = scf.ScfBackend()
+    for n in range(5):
+        backend.publish(WORKER, {"n": n}, delay_s=0.01)
+    time.sleep(0.02)
+    assert backend.release_due(at_most=3) == 3
+    assert backend.release_due(at_most=3) == 2
+    sent = sorted(
+        json.loads(call.params["ClientContext"])["n"] for call in cloud.calls_of("Invoke")
+    )
+    assert sent == [0, 1, 2, 3, 4]
+
+
 def test_the_invoke_rate_limit_is_waited_out_twice_then_raised(cloud: FakeTencentCloud) -> None:
     from app.observability.metrics import QUEUE_PUBLISHES
 

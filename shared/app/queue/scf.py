@@ -40,6 +40,11 @@ DELAYED_PREFIX = "queue:delayed:"
 # key of the database (of every node, on a cluster), however few match.
 DELAYED_QUEUES = "queue:delayed-queues"
 RELEASE_BATCH = 100
+# At most this many invokes per release: it runs after every worker message, in what is left
+# of that invocation, and in the sweeper's last stage; a backlog goes out over the next
+# releases (each invoke takes a few ms to tens of ms, and the account's Invoke API 100 a
+# second).
+RELEASE_MAX = 200
 MAX_EVENT_BYTES = 128 * 1024
 RATE_LIMITED = ("RequestLimitExceeded", "LimitExceeded")
 RATE_RETRIES = 2
@@ -121,9 +126,10 @@ class ScfBackend:
         redis.zadd(DELAYED_PREFIX + queue, {member: due_ms})
         return msg_id
 
-    def release_due(self, queues: list[str] | None = None) -> int:
-        """Invoke every parked message that is due; returns how many were sent. A message
-        whose invoke fails goes back, due at once, and the error is raised."""
+    def release_due(self, queues: list[str] | None = None, *, at_most: int = RELEASE_MAX) -> int:
+        """Invoke parked messages that are due, oldest due first, at most `at_most`; returns
+        how many were sent. A message whose invoke fails goes back, due at once, and the
+        error is raised."""
         redis = get_redis()
         if queues is None:
             queues = sorted(str(name) for name in redis.smembers(DELAYED_QUEUES))
@@ -131,9 +137,10 @@ class ScfBackend:
         sent = 0
         for queue in queues:
             key = DELAYED_PREFIX + queue
-            while True:
+            while sent < at_most:
                 now_ms = int(time.time() * 1000)
-                due = claim(keys=[key], args=[now_ms, RELEASE_BATCH])
+                batch = min(RELEASE_BATCH, at_most - sent)
+                due = claim(keys=[key], args=[now_ms, batch])
                 for index, member in enumerate(due):
                     try:
                         self._invoke(queue, _encode(json.loads(member)["body"]))
@@ -141,6 +148,6 @@ class ScfBackend:
                         redis.zadd(key, dict.fromkeys(due[index:], now_ms))
                         raise
                     sent += 1
-                if len(due) < RELEASE_BATCH:
+                if len(due) < batch:
                     break
         return sent
