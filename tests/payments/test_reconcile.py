@@ -344,3 +344,24 @@ def test_a_payment_refunded_before_it_was_settled_is_not_delivered_by_a_late_not
     assert line["outcome"] == "ignored" and line["order_id"] == order_id
     (told,) = logs.where(order_id=order_id, level="error")
     assert told["message"].startswith("payment reported for an order closed")
+
+
+@pytest.mark.parametrize("path", ["job", "read"])
+def test_an_expired_alipay_order_refunded_before_it_was_settled_is_not_delivered_late(
+    wechatpay: FakeWechatPay, alipay: FakeAlipay, path: str
+) -> None:
+    """Past its expiry the order is closed at the provider first: Alipay refuses to close
+    the refunded trade (TRADE_CLOSED), the adapter asks, and the order is closed on that
+    report, keeping the trade's id, so the retried success notification changes nothing."""
+    buyer = Buyer()
+    order_id, deliver = refunded_before_its_notification_came("alipay", wechatpay, alipay, buyer)
+    age_order(order_id, 1801)
+    if path == "job":
+        run_job()
+    assert buyer.get(order_id).json()["status"] == "closed"
+    assert order_row(order_id)["provider_trade_id"] == alipay.sim.trades[order_id].trade_no
+    assert deliver() == "success"
+    row = order_row(order_id)
+    assert row["status"] == "closed" and row["paid_at"] is None
+    assert counters(buyer.user_id) == (0, 0)
+    assert buyer.membership() == (None, None)

@@ -195,20 +195,21 @@ class Alipay:
             paid_at=beijing_time(answer.get("send_pay_date")) if state == "paid" else None,
         )
 
-    def close(self, order_id: str) -> None:
+    def close(self, order_id: str) -> Report | None:
         api = "alipay.trade.close"
         answer = self._call(api, {"out_trade_no": order_id})
         if answer.get("code") == SUCCESS:
-            return
+            return None
         sub_code = answer.get("sub_code")
         if sub_code == TRADE_NOT_EXIST:
-            return  # never scanned: there is no trade to close, and none to pay after expiry
+            return None  # never scanned: no trade to close, and none to pay after expiry
         if sub_code == TRADE_STATUS_ERROR:
             # Alipay closes only a trade waiting for payment: this one is closed already
-            # (done) or paid (the caller queries it and pays the order).
+            # (done: its report, whose trade id the caller keeps, for a trade refunded in full
+            # is closed too) or paid (the caller pays the order).
             report = self.query(order_id)
             if report.state == "closed":
-                return
+                return report
             raise NotClosed(
                 f"{api} refused: {TRADE_STATUS_ERROR} (the trade is {report.state})", report
             )

@@ -130,11 +130,13 @@ class Gateway(Protocol):
         does not know is `unpaid`."""
         ...
 
-    def close(self, order_id: str) -> None:
+    def close(self, order_id: str) -> Report | None:
         """Close the trade so it can no longer be paid. Closing a trade the provider does not
-        know, or one already closed, succeeds. A trade that was paid meanwhile raises
-        `NotClosed` (with the provider's report when the adapter had to query to tell);
-        the caller pays the order."""
+        know, or one already closed, succeeds: the provider's report of the closed trade when
+        the adapter had to query to tell (Alipay; a trade refunded in full shows there as
+        closed), for the caller to keep its id, else None. A trade that was paid meanwhile
+        raises `NotClosed` (with the provider's report when the adapter had to query to
+        tell); the caller pays the order."""
         ...
 
     def verify(self, headers: dict[str, str], body: bytes) -> Report:

@@ -266,7 +266,7 @@ def _apply(order: Any, report: Report, counts: Counts, *, via: str) -> None:
 def _close(order: Any, counts: Counts, *, via: str) -> None:
     channel: Channel = order["channel"]
     try:
-        providers.gateway(channel).close(order["id"])
+        closed = providers.gateway(channel).close(order["id"])
     except NotClosed as refused:
         # Paid at the last moment: pay the order, with what the adapter already asked when
         # it did (one question per order per claim).
@@ -286,7 +286,8 @@ def _close(order: Any, counts: Counts, *, via: str) -> None:
             _query_and_apply(order, counts, via=via)
         return
     PAYMENT_PROVIDER_CALLS.labels(channel, "close", "ok").inc()
-    if _mark_closed(order):
+    # A trade the provider had closed already (an Alipay trade refunded in full) keeps its id.
+    if _mark_closed(order, None if closed is None else closed.provider_trade_id):
         counts.closed += 1
 
 

@@ -241,10 +241,10 @@ class WechatPay:
             raise UnusableAnswer("WeChat Pay query answered another out_trade_no")
         return report
 
-    def close(self, order_id: str) -> None:
+    def close(self, order_id: str) -> Report | None:
         answer = self._call("close", lambda: self._sdk.close(out_trade_no=order_id))
         if answer.status in (200, 204) or answer.code == "ORDER_NOT_EXIST":
-            return
+            return None
         if answer.code == "ORDERPAID":
             raise NotClosed("WeChat Pay close refused: ORDERPAID")
         raise self._failed("close", answer)
