@@ -26,7 +26,7 @@ def test_a_timer_job_gets_the_parsed_event_and_its_report_is_logged() -> None:
 
     handler = timer.timer_handler(nightly)
     event = {"Type": "Timer", "TriggerName": "t", "Time": "2026-11-29T03:00:00Z", "Message": "m"}
-    before = JOB_RUNS.value(job="nightly", outcome="ok")
+    before = JOB_RUNS.value(job_name="nightly", outcome="ok")
     with capture_logs() as logs:
         assert handler(event, CONTEXT) == {"deleted": 3}
     assert seen == [timer.TimerEvent("t", datetime(2026, 11, 29, 3, tzinfo=timezone.utc), "m")]
@@ -34,7 +34,7 @@ def test_a_timer_job_gets_the_parsed_event_and_its_report_is_logged() -> None:
     assert line["job"] == "nightly"
     assert line["report"] == {"deleted": 3}
     assert line["outcome"] == "ok"
-    assert JOB_RUNS.value(job="nightly", outcome="ok") == before + 1
+    assert JOB_RUNS.value(job_name="nightly", outcome="ok") == before + 1
 
 
 def test_a_failing_timer_job_is_logged_counted_and_raised() -> None:
@@ -42,11 +42,11 @@ def test_a_failing_timer_job_is_logged_counted_and_raised() -> None:
         raise RuntimeError("boom")
 
     handler = timer.timer_handler(broken, name="broken-job")
-    before = JOB_RUNS.value(job="broken-job", outcome="failed")
+    before = JOB_RUNS.value(job_name="broken-job", outcome="failed")
     with capture_logs() as logs, pytest.raises(RuntimeError):
         handler({"Type": "Timer", "TriggerName": "t", "Time": "not a time"}, CONTEXT)
     assert logs.where(message="job failed", job="broken-job", outcome="failed")
-    assert JOB_RUNS.value(job="broken-job", outcome="failed") == before + 1
+    assert JOB_RUNS.value(job_name="broken-job", outcome="failed") == before + 1
 
 
 def test_an_invocation_consumes_its_message_and_drops_events_that_are_not_objects() -> None:

@@ -1,6 +1,14 @@
 """A fake Pushgateway: records each push (method, path with the grouping key, headers, body
 in the text format) and answers as the real one does (200), or as told: another status, or
-late (`hold()`: every request waits until `release()`)."""
+late (`hold()`: every request waits until `release()`).
+
+As the real one (prometheus/pushgateway, storage `sanitizeLabels` and `checkWriteRequest`),
+it sets the grouping key's labels on every pushed series "no matter what", overwriting a
+label of the same name the series carried (`Push.stored` is what it would expose); with
+`consistency_check` (the real one's default) it refuses with 400 a push in which two series
+of one metric then have the same labels. The check is asked for: a test process serves many
+functions, which one SCF instance never does, so its HTTP series pushed under one
+`function` would collide where an instance's never do."""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
+from urllib.parse import unquote
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -29,10 +38,40 @@ class Push:
                     return float(sample.value)
         return None
 
+    @property
+    def grouping_key(self) -> dict[str, str]:
+        """The labels of the path after `/metrics/` (any prefix before it ignored)."""
+        parts = [unquote(part) for part in self.path.split("/metrics/", 1)[1].split("/")]
+        return dict(zip(parts[::2], parts[1::2], strict=True))
+
+    @property
+    def stored(self) -> list[tuple[str, dict[str, str], float]]:
+        """(name, labels, value) of every sample as the Pushgateway keeps it: the grouping
+        key's labels set over the pushed ones, `instance` added empty when absent."""
+        found = []
+        for family in text_string_to_metric_families(self.body):
+            for sample in family.samples:
+                labels = {"instance": "", **sample.labels, **self.grouping_key}
+                found.append((sample.name, labels, float(sample.value)))
+        return found
+
+    @property
+    def duplicates(self) -> list[str]:
+        """The series the stored samples name twice (the real gateway's 400)."""
+        seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+        twice = []
+        for name, labels, _value in self.stored:
+            key = (name, tuple(sorted(labels.items())))
+            if key in seen:
+                twice.append(f"{name}{dict(key[1])}")
+            seen.add(key)
+        return twice
+
 
 class FakePushgateway(LocalServer):
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, consistency_check: bool = False) -> None:
         self.status = status
+        self.consistency_check = consistency_check
         self.pushes: list[Push] = []
         self.arrived = threading.Event()  # set by every request, as it arrives
         self._open = threading.Event()
@@ -59,11 +98,15 @@ class FakePushgateway(LocalServer):
             def _record(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode()
-                fake.pushes.append(Push(self.command, self.path, dict(self.headers), body))
+                pushed = Push(self.command, self.path, dict(self.headers), body)
+                fake.pushes.append(pushed)
                 fake.arrived.set()
                 fake._open.wait(30)
+                status = fake.status
+                if fake.consistency_check and self.command != "DELETE" and pushed.duplicates:
+                    status = 400  # "pushed metrics are invalid or inconsistent ..."
                 try:
-                    self.send_response(fake.status)
+                    self.send_response(status)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                 except OSError:  # the pusher gave up waiting and hung up

@@ -166,13 +166,13 @@ def test_an_admin_asking_while_a_refill_is_live_is_answered_503() -> None:
     _empty_pool()
     plant_live_run(JOB)
     admin = token_for(new_user(role="admin"), role="admin")
-    busy_before = JOB_RUNS.value(job=JOB, outcome="busy")
+    busy_before = JOB_RUNS.value(job_name=JOB, outcome="busy")
     busy = call(handler("admin-jobs-run"), "POST", "/admin/jobs/invite-refill", token=admin)
     assert busy.status == 503, busy.body
     assert busy.json()["code"] == "SERVICE_UNAVAILABLE"
     assert "try again once it has ended" in busy.json()["message"]
     assert invites.available() == 0
-    assert JOB_RUNS.value(job=JOB, outcome="busy") == busy_before + 1
+    assert JOB_RUNS.value(job_name=JOB, outcome="busy") == busy_before + 1
 
 
 def test_a_timer_turn_while_a_refill_is_live_is_skipped_not_failed() -> None:
@@ -181,13 +181,13 @@ def test_a_timer_turn_while_a_refill_is_live_is_skipped_not_failed() -> None:
     _empty_pool()
     plant_live_run(JOB)
     event = {"Type": "Timer", "TriggerName": JOB, "Time": "2026-12-06T04:00:00Z", "Message": ""}
-    before = {o: JOB_RUNS.value(job=JOB, outcome=o) for o in ("busy", "failed", "ok")}
+    before = {o: JOB_RUNS.value(job_name=JOB, outcome=o) for o in ("busy", "failed", "ok")}
     with capture_logs() as logs:
         report = handler(JOB)(event, {"function_name": JOB})
     assert report == {"busy": True}
     (line,) = logs.where(message="job run skipped", job=JOB)
     assert line["outcome"] == "busy" and "still running" in line["reason"]
     assert line["level"] == "info" and "exception" not in line
-    after = {o: JOB_RUNS.value(job=JOB, outcome=o) for o in ("busy", "failed", "ok")}
+    after = {o: JOB_RUNS.value(job_name=JOB, outcome=o) for o in ("busy", "failed", "ok")}
     assert after == {**before, "busy": before["busy"] + 1}
     assert invites.available() == 0

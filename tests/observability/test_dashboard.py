@@ -12,42 +12,10 @@ from typing import Any
 
 import pytest
 
-from app.observability import metrics
-from app.observability.instruments import Counter, Gauge, Histogram
 from tests.support.functions import ROOT
+from tests.support.promql import exported, metric_names
 
 DASHBOARD = ROOT / "infra" / "grafana" / "dashboard.json"
-# Words of PromQL that look like names and are not metrics.
-KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
-STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
-LABEL_LISTS = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
-NAME = re.compile(r"(?<![\w.$])[A-Za-z_:][A-Za-z0-9_:]*")
-
-
-def exported() -> set[str]:
-    """The series names `app.observability.metrics` exposes."""
-    names: set[str] = set()
-    for instrument in vars(metrics).values():
-        if isinstance(instrument, (Counter, Gauge)):
-            names.add(instrument.name)
-        elif isinstance(instrument, Histogram):
-            names.update(f"{instrument.name}{suffix}" for suffix in ("_bucket", "_count", "_sum"))
-    return names
-
-
-def metric_names(expr: str) -> set[str]:
-    """The metric names a PromQL expression reads: what is left once strings, label
-    matchers, ranges and label lists are gone, less functions (followed by `(`) and
-    keywords."""
-    text = STRINGS.sub('""', expr)
-    text = re.sub(r"\{[^}]*\}", " ", text)
-    text = re.sub(r"\[[^\]]*\]", " ", text)
-    text = LABEL_LISTS.sub(" ", text)
-    return {
-        found.group()
-        for found in NAME.finditer(text)
-        if found.group() not in KEYWORDS and not text[found.end() :].lstrip().startswith("(")
-    }
 
 
 def panels(container: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -18,10 +18,10 @@ import pytest
 from app.events import queue, timer
 from app.http import Auth, Request, Router, http_handler
 from app.observability import push
-from app.observability.instruments import Counter
+from app.observability.instruments import Counter, Gauge, Histogram
 from tests.fakes.pushgateway import FakePushgateway
 from tests.support.function_url import context, event
-from tests.support.functions import in_fresh_instance
+from tests.support.functions import fresh_instance, in_fresh_instance
 from tests.support.logs import capture_logs
 from tests.support.net import closed_port
 from tests.support.settings import settings_env
@@ -211,3 +211,47 @@ def test_nothing_is_pushed_or_loaded_while_the_variable_is_unset() -> None:
     assert pushed["status"] == 200 and pushed["prometheus_client"] is True
     (only,) = gateway.pushes
     assert only.path.startswith("/metrics/job/ai-platform/function/openapi/instance/")
+
+
+# A fresh admin-jobs-run instance runs two jobs, as two admins' requests would, and pushes.
+TWO_JOBS = """
+import sys
+from app.events.timer import run_counted
+from app.observability import push
+for job in ("saga-sweeper", "cos-cleanup"):
+    run_counted(job, lambda: {}, {})
+push.Pusher(sys.argv[1], interval_s=3600, timeout_s=10).after_invocation("admin-jobs-run")
+print("pushed")
+"""
+
+
+def test_an_instance_that_ran_two_jobs_pushes_each_jobs_runs_apart() -> None:
+    """The Pushgateway sets its grouping key's `job` ("ai-platform") over any `job` label a
+    series carries: a job's own label must be named otherwise, or the instance that ran two
+    jobs pushes two series the gateway makes one (refused, 400: none of that instance's
+    numbers arrive again) and every run reads as job "ai-platform"."""
+    with FakePushgateway(consistency_check=True) as gateway:
+        child = fresh_instance("admin-jobs-run", TWO_JOBS, gateway.url)
+    assert "metrics push failed" not in child.stdout
+    (pushed,) = gateway.pushes
+    assert pushed.duplicates == []
+    runs = {
+        labels["job_name"]: value
+        for name, labels, value in pushed.stored
+        if name == "job_runs_total" and labels["outcome"] == "ok"
+    }
+    assert runs == {"saga-sweeper": 1, "cos-cleanup": 1}
+    assert {labels["job"] for _, labels, _ in pushed.stored} == {"ai-platform"}
+
+
+def test_no_instrument_carries_a_label_the_push_sets() -> None:
+    """Every label of the grouping key (`job`, `function`, `instance`) is set by the
+    Pushgateway over a series' own; only the HTTP series carry `function`, the same value
+    there on SCF (an instance serves one function)."""
+    from app.observability import metrics  # the declared instruments, not the test's probes
+
+    for instrument in vars(metrics).values():
+        if isinstance(instrument, (Counter, Gauge, Histogram)):
+            allowed = {"function"} if instrument.name.startswith("http_") else set()
+            clash = {"job", "function", "instance"} & set(instrument.labelnames) - allowed
+            assert not clash, f"{instrument.name} has {sorted(clash)}"

@@ -24,8 +24,10 @@ DB_POOL_FREE = Gauge("db_pool_connections_free", "Open connections idle in the p
 DB_POOL_PENDING = Gauge("db_pool_acquire_pending", "Callers waiting for a connection.")
 DB_POOL_PEAK = Gauge("db_pool_connections_peak", "Most connections ever checked out at once.")
 DB_POOL_TIMEOUTS = Counter("db_pool_acquire_timeouts_total", "Acquires that gave up waiting.")
-JOB_RUNS = Counter("job_runs_total", "Timer and admin job runs.", ["job", "outcome"])
-JOB_ITEMS = Counter("job_items_total", "What jobs did, by kind.", ["job", "kind"])
+# `job_name`, not `job`: the Pushgateway sets its grouping key's `job` ("ai-platform") over a
+# series' own, which made every job's runs one series (and a push of two jobs' runs a 400).
+JOB_RUNS = Counter("job_runs_total", "Timer and admin job runs.", ["job_name", "outcome"])
+JOB_ITEMS = Counter("job_items_total", "What jobs did, by kind.", ["job_name", "kind"])
 QUOTA_SAGA = Counter(
     "quota_saga_total",
     "Quota saga calls by verb (reserve, confirm, cancel) and outcome.",
