@@ -199,6 +199,25 @@ def test_the_apps_log_lines_are_json_on_stdout_as_every_functions_are(served: Se
     assert closed and closed[0]["logger"] == "app.events.websocket", lines
 
 
+def test_the_apps_lines_name_the_function_scf_names_in_its_environment(redis_db: Any) -> None:
+    """SCF_FUNCTIONNAME is the function as deployed (`<app>-<stage>-ws`), as the other
+    functions' lines name theirs; uvicorn's own lines stay as uvicorn writes them."""
+    user = new_user()
+    with _serving(FOLDER, SCF_FUNCTIONNAME="ai-platform-prod-ws") as server:
+        assert server.refused("/", "not-a-token") == 401
+        url = f"ws://127.0.0.1:{server.port}/?token={token_for(user)}"
+        with connect(url, open_timeout=10) as socket_:
+            socket_.send(json.dumps({"type": "ping"}))
+            assert json.loads(socket_.recv(timeout=10)) == {"type": "pong"}
+        time.sleep(0.5)  # the server logs the close after the client has gone
+        output = server.output()
+    assert errors_in(output) == [], output
+    [refused] = app_lines(output, "handshake refused")
+    [closed] = app_lines(output, "connection closed")
+    assert refused["function"] == closed["function"] == "ai-platform-prod-ws", output
+    assert closed["user_id"] == user and refused["request_id"] != closed["request_id"]
+
+
 def test_a_refused_handshake_logs_no_error(served: Served) -> None:
     """uvicorn 0.38 logs a handshake answered with an HTTP response as an ERROR
     (Kludex/uvicorn#3138): the app's own refusals are kept out of it."""

@@ -367,3 +367,57 @@ def test_a_connection_closed_as_soon_as_opened_lets_go_at_once_and_logs_no_error
     assert logs.where(level="error") == []
     # This user's: an earlier test's connection may log its close while these run.
     assert len(logs.where(message="connection closed", user_id=user.id)) == 30
+
+
+def test_each_connections_lines_carry_its_own_ids_its_jobs_and_threads_included(
+    cloud: Any, fresh_redis: Any
+) -> None:
+    """Two connections open at once in one process, each reauthorized while the database
+    cannot answer: the lines written in each connection's job and in the thread its
+    authorization runs in name that connection, its user and session, the function and the
+    connection's request id, never the other's; a refused handshake's lines, its request id."""
+    first, second, late = User.new(), User.new(), User.new()
+    clients = [open_client(cloud, user.token) for user in (first, second)]
+    for user in (first, second, late):  # their profiles must come from the database
+        fresh_redis.delete(cache.redis_key(profiles.key(user.id)))
+    with capture_logs() as logs:
+        with app_engine_under(DATABASE_URL=f"mysql+pymysql://root@127.0.0.1:{closed_port()}/x"):
+            with pytest.raises(InvalidStatus) as refused:
+                connect(ws_url(cloud, late.token), open_timeout=10)
+            time.sleep(REAUTH_S + 1)  # each connection was reauthorized meanwhile
+            assert all(client.ping() == {"type": "pong"} for client in clients)
+        for client in clients:
+            client.close()
+        ends = [{"message": "connection closed", "user_id": user.id} for user in (first, second)]
+        assert wait_for(lambda: all(logs.where(**line) for line in ends))
+
+    handshake = refused.value.response.headers["X-Request-Id"]
+    at_handshake = logs.where(request_id=handshake)
+    assert {line["message"] for line in at_handshake} >= {
+        "db connection failed",
+        "handshake refused",
+    }
+    assert all(line["function"] == "ws" and "user_id" not in line for line in at_handshake)
+    assert len({line["connection"] for line in at_handshake}) == 1
+
+    request_ids = set()
+    for user in (first, second):
+        closed = logs.where(message="connection closed", user_id=user.id)
+        assert len(closed) == 1, closed
+        ids = {
+            "function": "ws",
+            "user_id": user.id,
+            "session_id": decode(user.token, "access")["sid"],
+            "connection": closed[0]["connection"],
+            "request_id": closed[0]["request_id"],
+        }
+        request_ids.add(ids["request_id"])
+        ours = logs.where(connection=ids["connection"])
+        assert {line["message"] for line in ours} == {
+            "db connection failed",  # in the thread of the reauthorization
+            "connection not reauthorized",  # in the connection's job
+            "connection closed",
+        }
+        assert all(line[k] == v for line in ours for k, v in ids.items()), ours
+        assert logs.where(user_id=user.id) == ours
+    assert len(request_ids) == 2 and handshake not in request_ids

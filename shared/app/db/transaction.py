@@ -228,8 +228,12 @@ def unavailable_if_lost(engine: Engine) -> Iterator[None]:
 
 
 def _log_lost(engine: Engine, error: exc.DBAPIError) -> None:
+    from app.crypto.resolution import describe_database_error  # cold start: on failure
+
+    # By class and driver code: the driver's message may name the server it lost.
+    described = describe_database_error(error)
     applog.log_fields(
-        log, logging.ERROR, "db connection lost", **_describe(engine), error=str(error.orig)
+        log, logging.ERROR, "db connection lost", **_describe(engine), error=described
     )
 
 

@@ -31,6 +31,10 @@ the connection's life:
   restart): reconnect. If Redis fails, 1013 (try again later). The platform's idle timeout
   (455) closes a connection that carries nothing for that long: clients ping.
 
+Every line written for a connection, in its tasks and the threads they start too, carries
+its ids (`app.observability.logging.bound`): the function, the connection's request id and
+id, and once the token is authorized its user and session.
+
 Nothing else can push into this instance (SCF has no API for it): the instance pulls.
 """
 
@@ -40,6 +44,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -106,8 +111,7 @@ def _token(scope: Scope) -> str:
     return str(values[-1])
 
 
-async def _refuse(scope: Scope, send: Send, error: AppError, status: int) -> None:
-    request_id = secrets.token_hex(16)
+async def _refuse(scope: Scope, send: Send, error: AppError, status: int, request_id: str) -> None:
     # Logged here, and not again by uvicorn (app.events.uvicorn_log). A refusal is the
     # answer the contract asks for, not a failure: a 503's cause (the database, Redis) is
     # logged where it is met, so the refusal itself is a warning at most.
@@ -130,11 +134,12 @@ async def _refuse(scope: Scope, send: Send, error: AppError, status: int) -> Non
     await send({"type": "websocket.http.response.body", "body": body})
 
 
-async def _authorize(scope: Scope, send: Send) -> Principal | None:
+async def _authorize(scope: Scope, send: Send, request_id: str) -> Principal | None:
     """Whom the handshake's token authorizes, or None once the handshake has been refused."""
     token = _token(scope)
     if not token:
-        await _refuse(scope, send, AppError(ErrorCode.AUTH_REQUIRED, "No token."), 401)
+        no_token = AppError(ErrorCode.AUTH_REQUIRED, "No token.")
+        await _refuse(scope, send, no_token, 401, request_id)
         return None
     try:
         principal = await asyncio.to_thread(access.authorize, token)
@@ -142,12 +147,12 @@ async def _authorize(scope: Scope, send: Send) -> Principal | None:
         # The database layer says it is down with an AppError too: that is not the token's
         # fault, and a client told 401 would sign its user out.
         status = 503 if error.code is ErrorCode.SERVICE_UNAVAILABLE else 401
-        await _refuse(scope, send, error, status)
+        await _refuse(scope, send, error, status, request_id)
         return None
     except Exception as exc:  # noqa: BLE001 - neither Redis nor the database could answer
         applog.log_fields(log, logging.ERROR, "handshake not authorized", error=type(exc).__name__)
         unavailable = AppError(ErrorCode.SERVICE_UNAVAILABLE, "Try again shortly.")
-        await _refuse(scope, send, unavailable, 503)
+        await _refuse(scope, send, unavailable, 503, request_id)
         return None
     return principal
 
@@ -174,11 +179,13 @@ class _Allowance:
 class Connection:
     """One accepted connection of one user."""
 
-    def __init__(self, principal: Principal, token: str, receive: Receive, send: Send) -> None:
+    def __init__(
+        self, principal: Principal, id_: str, token: str, receive: Receive, send: Send
+    ) -> None:
         self.user_id = principal.user_id
         self.session_id = principal.sid  # the signed-in device, whose position is its own
         self.token = token
-        self.id = secrets.token_hex(8)
+        self.id = id_
         self._receive = receive
         self._send = send
         self._sending = asyncio.Lock()
@@ -260,8 +267,6 @@ class Connection:
                 log,
                 logging.INFO,
                 "connection closed",
-                user_id=self.user_id,
-                connection=self.id,
                 held_s=round(time.monotonic() - started, 3),
                 code=closing.code if closing else None,
                 client_code=self.client_code,
@@ -381,11 +386,10 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-async def _not_a_websocket(send: Send) -> None:
+async def _not_a_websocket(send: Send, request_id: str) -> None:
     """A request that is not a handshake: the request's fault, VALIDATION_ERROR naming the
     header that makes one, at the status the API gives that code (422; a code keeps one
     status everywhere), with `Upgrade: websocket` saying what would be taken."""
-    request_id = secrets.token_hex(16)
     error = AppError(
         ErrorCode.VALIDATION_ERROR,
         "Connect with a WebSocket: /ws?token=<access_token>.",
@@ -393,7 +397,7 @@ async def _not_a_websocket(send: Send) -> None:
     )
     body = json.dumps(error.envelope(request_id)).encode()
     status = error.status
-    applog.log_fields(log, logging.INFO, "not a websocket", status=status, request_id=request_id)
+    applog.log_fields(log, logging.INFO, "not a websocket", status=status)
     headers = [
         (b"content-type", JSON_TYPE),
         (b"content-length", str(len(body)).encode()),
@@ -412,20 +416,40 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     # uvicorn configures only its own loggers (`scf_bootstrap` runs it without a lifespan):
     # the app's lines are JSON on stdout as every function's are. The first call wins.
     applog.configure(get_settings().log_level)
-    if scope["type"] != "websocket":
-        await _not_a_websocket(send)
-        return
+    # Every line of the request or connection names them, a service's too: the context is
+    # the connection's task's own (uvicorn runs each in one), copied into the tasks it starts
+    # and into `asyncio.to_thread`, so two connections of one process never mix their ids.
+    request_id = secrets.token_hex(16)
+    with applog.bound(function=_function_name(), request_id=request_id):
+        if scope["type"] != "websocket":
+            await _not_a_websocket(send, request_id)
+            return
+        await _connect(scope, receive, send, request_id)
+
+
+def _function_name() -> str:
+    """The function as SCF names it in its instance's environment (`<app>-<stage>-ws`, as
+    the other functions' lines name theirs); the manifest's name where nothing sets it (the
+    local cloud serves every function in one process)."""
+    return os.environ.get("SCF_FUNCTIONNAME") or "ws"
+
+
+async def _connect(scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
     uvicorn_log.install()
     first = await receive()
     if first["type"] != "websocket.connect":
         return
-    principal = await _authorize(scope, send)
+    connection_id = secrets.token_hex(8)
+    applog.bind(connection=connection_id)
+    principal = await _authorize(scope, send, request_id)
     if principal is None:
         return
-    connection = Connection(principal, _token(scope), receive, send)
+    # Before the connection's tasks start: each takes a copy of the context as it is then.
+    applog.bind(user_id=principal.user_id, session_id=principal.sid)
+    connection = Connection(principal, connection_id, _token(scope), receive, send)
     refusal = await connection.open()
     if refusal is not None:
-        await _refuse(scope, send, refusal, refusal.status)
+        await _refuse(scope, send, refusal, refusal.status, request_id)
         return
     await send({"type": "websocket.accept"})
     await connection.serve()
