@@ -11,9 +11,10 @@ what it does not know empty and name functions as they are locally.
 Each stage has an SCF namespace of its own (a namespace holds 50 functions, a region 5
 namespaces: one shared namespace fits one stage): `namespace:` when it resolves to a name
 (serverless.yml: `${env:SCF_NAMESPACE?}`, for an operator to name one), else
-`<app>-<stage>`. Every function's environment gets that name as `SCF_NAMESPACE`, which the
-queue's `Invoke` names (app.queue.scf): set here, from the same value the deployer deploys
-into, so the two cannot disagree; a file that sets it by hand is refused.
+`<app>-<stage>`. A function learns its namespace from SCF itself, which sets
+`SCF_NAMESPACE` in every function's environment (the queue's `Invoke` names it:
+app.queue.scf), so it is always the one the deployer deployed into; SCF reserves the `SCF_`
+prefix, and the deployer refuses a file that sets such a variable.
 """
 
 from __future__ import annotations
@@ -35,8 +36,6 @@ _VARIABLE = re.compile(r"\$\{(env|function):([A-Za-z0-9_\-]+)(\??)\}")
 # refuses an empty environment value).
 _OPTIONAL = re.compile(r"^\$\{env:([A-Za-z0-9_\-]+)\?\}$")
 _FUNCTION_NAME = re.compile(r"^[a-z][a-z0-9\-]{0,40}[a-z0-9]$")
-# The variable that tells a function its namespace (app.config.settings.scf_namespace).
-NAMESPACE_VARIABLE = "SCF_NAMESPACE"
 
 
 class ManifestError(ValueError):
@@ -189,7 +188,7 @@ def _text(value: Any) -> str:
 
 
 def _function(
-    name: str, raw: dict[str, Any], defaults: dict[str, Any], functions_dir: Path, namespace: str
+    name: str, raw: dict[str, Any], defaults: dict[str, Any], functions_dir: Path
 ) -> FunctionSpec:
     if not _FUNCTION_NAME.match(name):
         raise ManifestError(f"function {name!r}: lower-case letters, digits and '-' only")
@@ -198,11 +197,6 @@ def _function(
         str(key): _text(value)
         for key, value in {**defaults.get("environment", {}), **raw.get("environment", {})}.items()
     }
-    if NAMESPACE_VARIABLE in environment:
-        raise ManifestError(
-            f"function {name!r}: {NAMESPACE_VARIABLE} is set from `namespace`, not by hand"
-        )
-    environment[NAMESPACE_VARIABLE] = namespace
     timers = tuple(
         TimerSpec(
             name=str(timer.get("name") or f"{name}-timer"),
@@ -303,7 +297,5 @@ def load(
     )
     defaults = data.get("defaults") or {}
     for name, raw in (data.get("functions") or {}).items():
-        manifest.functions[str(name)] = _function(
-            str(name), raw or {}, defaults, folder, manifest.namespace
-        )
+        manifest.functions[str(name)] = _function(str(name), raw or {}, defaults, folder)
     return manifest

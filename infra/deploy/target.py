@@ -21,7 +21,9 @@ from infra.package import LAYER_NAME
 
 # SCF sets these itself (the region, the run role's keys), and all of a function's variables
 # together must fit in 4 KB (DESIGN.md section 3).
-RESERVED_PREFIXES = ("TENCENTCLOUD_", "QCLOUD_")
+# SCF reserves these prefixes for the variables it sets itself (the run role's keys,
+# SCF_NAMESPACE, SCF_FUNCTIONNAME, ...) and refuses a function that sets one.
+RESERVED_PREFIXES = ("TENCENTCLOUD_", "QCLOUD_", "SCF_")
 ENVIRONMENT_LIMIT_BYTES = 4096
 # What SCF serves the paths and runs the code of: no version is ever published.
 QUALIFIER = "$LATEST"

@@ -146,8 +146,11 @@ def _check_functions(account: Account) -> None:
         assert params["Namespace"] == NAMESPACE
         env = {v["Key"]: v["Value"] for v in params["Environment"]["Variables"]}
         assert env["PIPELINE_QUEUE"] == PREFIX + "pipeline-worker"
-        # The namespace the queue's Invoke names is the one the functions are in.
-        assert Settings.from_environ(env, resolve=False).scf_namespace == NAMESPACE
+        # SCF adds its own variables to a function's (SCF_NAMESPACE: the namespace it runs
+        # in), and refuses a function that sets one: the queue's Invoke names that namespace.
+        assert not [key for key in env if key.startswith("SCF_")]
+        running = {**env, "SCF_NAMESPACE": params["Namespace"]}
+        assert Settings.from_environ(running, resolve=False).scf_namespace == NAMESPACE
         assert env["APP_ENV"] == "production"
     assert created[PREFIX + "pipeline-worker"]["Timeout"] == 300
     ws = created[PREFIX + "ws"]

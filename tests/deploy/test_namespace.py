@@ -1,5 +1,6 @@
 """Each stage deploys into a namespace of its own, `<app>-<stage>` unless SCF_NAMESPACE names
-one, created by the deploy when missing; its functions are told that namespace. A stage
+one, created by the deploy when missing (SCF tells each function its own: SCF_NAMESPACE is
+SCF's, and a file may not set it). A stage
 deployed before into another namespace is left there, running, and named by every plan and
 apply until it is deleted by hand."""
 
@@ -47,15 +48,17 @@ def test_the_namespace_is_made_once_and_two_stages_share_a_region(account: Accou
     assert account.cloud.refused == []
 
 
-def test_an_operator_names_the_namespace_and_the_functions_are_told_it(account: Account) -> None:
+def test_an_operator_names_the_namespace_and_everything_is_deployed_there(
+    account: Account,
+) -> None:
     environ = {**account.environ, "SCF_NAMESPACE": "default"}
     result = account.deploy("apply", environ=environ)
 
     assert result.code == 0, result.output
     assert [c for c in account.scf.writes() if c.action == "CreateNamespace"] == []
     assert list(account.scf.namespaces) == ["default"]
-    for name in FUNCTIONS:
-        assert _environment(account, "default", name)["SCF_NAMESPACE"] == "default"
+    for name in FUNCTIONS:  # SCF sets the function's own SCF_NAMESPACE; the deploy never does
+        assert "SCF_NAMESPACE" not in _environment(account, "default", name)
     domain = account.scf.domains["api.example.com"]
     assert {e["Namespace"] for e in domain["EndpointsConfig"]} == {"default"}
     again = account.deploy("plan", environ=environ)
@@ -73,14 +76,15 @@ def test_a_namespace_scf_refuses_stops_before_any_call(account: Account) -> None
     assert account.scf.calls() == []
 
 
-def test_a_file_that_sets_the_functions_namespace_by_hand_is_refused(account: Account) -> None:
+def test_a_file_that_sets_a_variable_scf_reserves_is_refused(account: Account) -> None:
+    # SCF sets SCF_NAMESPACE (and every SCF_ variable) itself, and refuses a function that does.
     def edit(data: dict[str, Any]) -> None:
         data["defaults"]["environment"]["SCF_NAMESPACE"] = "default"
 
     result = account.deploy("apply", config=account.edited_config(edit))
 
     assert result.code == 2
-    assert "SCF_NAMESPACE is set from `namespace`, not by hand" in result.output
+    assert "SCF reserves SCF_NAMESPACE" in result.output
     assert account.scf.calls() == []
 
 
@@ -89,9 +93,7 @@ def test_the_file_gives_each_stage_its_own_namespace_unless_one_is_named() -> No
 
     prod = load(variables=Variables({"STAGE": "prod"}, deployed_names=True))
     assert prod.namespace == "ai-platform-prod"
-    assert {spec.environment["SCF_NAMESPACE"] for spec in prod.functions.values()} == {
-        "ai-platform-prod"
-    }
+    assert not [spec for spec in prod.functions.values() if "SCF_NAMESPACE" in spec.environment]
     named = load(variables=Variables({"STAGE": "prod", "SCF_NAMESPACE": "default"}))
     assert named.namespace == "default"
 

@@ -247,7 +247,7 @@ class FakeScf(NamespaceActions, RoutingActions):
         variables = (params.get("Environment") or {}).get("Variables") or []
         for variable in variables:
             key, value = variable.get("Key") or "", variable.get("Value") or ""
-            if not key or not value or key.startswith(("TENCENTCLOUD_", "QCLOUD_")):
+            if not key or not value or key.startswith(("TENCENTCLOUD_", "QCLOUD_", "SCF_")):
                 raise _error("InvalidParameterValue.Environment", f"variable {key!r}")
         if sum(len(v["Key"]) + len(v["Value"]) for v in variables) > 4096:
             raise _error("InvalidParameterValue.Environment", "over 4 KB")

@@ -61,16 +61,16 @@ functions:
     assert loaded.functions["worker"].environment == {
         "QUEUE": "shop-prod-worker",
         "SECRET": "s",
-        "SCF_NAMESPACE": "shop-prod",  # the stage's namespace, as the deployer deploys into
     }
+    assert loaded.namespace == "shop-prod"
     with pytest.raises(manifest.ManifestError, match="not set: SECRET, STAGE"):
         manifest.load(path, manifest.Variables({}, strict=True, deployed_names=True))
     lenient = manifest.load(path, manifest.Variables({}))
     assert lenient.functions["worker"].environment == {
         "QUEUE": "worker",
         "SECRET": "",
-        "SCF_NAMESPACE": "shop",  # no stage: the app's name alone
     }
+    assert lenient.namespace == "shop"  # no stage: the app's name alone
 
 
 def test_an_optional_variable_is_left_out_while_unset(tmp_path: Path) -> None:
@@ -90,10 +90,10 @@ functions:
     for unset in ({}, {"PUSH": ""}):
         variables = manifest.Variables({"SECRET": "s", **unset}, strict=True)
         environment = manifest.load(path, variables).functions["api"].environment
-        assert environment == {"SECRET": "s", "SCF_NAMESPACE": "shop-prod"}
+        assert environment == {"SECRET": "s"}
     variables = manifest.Variables({"SECRET": "s", "PUSH": "http://gw:9091"}, strict=True)
     environment = manifest.load(path, variables).functions["api"].environment
-    assert environment == {"PUSH": "http://gw:9091", "SECRET": "s", "SCF_NAMESPACE": "shop-prod"}
+    assert environment == {"PUSH": "http://gw:9091", "SECRET": "s"}
 
 
 @pytest.mark.parametrize(
