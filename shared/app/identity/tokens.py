@@ -1,9 +1,12 @@
 """JWT access and refresh tokens: HS256 pinned, never the algorithm a token names.
 
-A token is signed with JWT_SECRET and names it in its header's `kid` (`key_id`, a hash of
-the secret), and is verified with the secret its `kid` names and no other: a `kid` naming
-none of ours is refused, even on a token our secret signed. A token with no `kid` (minted
-before tokens carried one) is verified with JWT_SECRET.
+Signing keys rotate with an overlap: a token is signed with JWT_SECRET and names it in its
+header's `kid` (`key_id`, a hash of the secret), and is verified with the secret its `kid`
+names, JWT_SECRET or JWT_PREVIOUS_SECRET, and no other. A token with no `kid` (minted
+before tokens carried one) is tried against both. A `kid` naming neither is refused, even
+on a token one of them signed; a forged one buys nothing, since the secret it names still
+has to verify the signature. Refreshing a token of the previous secret mints a pair of the
+current one (app.identity.sessions issues every new pair here).
 
 Claims: sub (user id), phone, role, sid (session), jti, typ (access|refresh), iss, aud,
 iat, exp. The role and phone are for the client's display: a request is authorized by the
@@ -90,8 +93,11 @@ def key_id(secret: str) -> str:
 
 def _verifying_keys(token: str) -> list[str]:
     """The secrets `token` may be verified with: the one its `kid` names, or for a token
-    without one, each of ours in turn."""
-    keys = [get_settings().jwt_secret.get_secret_value()]
+    without one, JWT_SECRET then JWT_PREVIOUS_SECRET."""
+    settings = get_settings()
+    keys = [settings.jwt_secret.get_secret_value()]
+    if previous := settings.jwt_previous_secret.get_secret_value():
+        keys.append(previous)
     header = jwt.get_unverified_header(token)
     if "kid" not in header:
         return keys
