@@ -31,7 +31,7 @@ from app.audit import Actor, trail
 from app.config import Settings
 from app.config.defaults import DEV_LOCAL_MASTER_KEY
 from app.config.refusals import without_values
-from app.config.variables import SEALABLE_VARIABLES
+from app.config.variables import ENVELOPE_NAMES, SEALABLE_VARIABLES
 from app.crypto import envelopes, is_sealed, local, providers, resolution
 from app.crypto.errors import EnvelopeError
 from app.db.tables import admin_actions
@@ -102,10 +102,11 @@ def encrypt(name: str, stdin: BinaryIO, stdout: TextIO, stderr: TextIO) -> None:
         )
     value = read_value(stdin)
     settings = crypto_settings()
-    envelope = envelopes.seal(value, name, providers.from_settings(settings))
+    context = ENVELOPE_NAMES.get(name, name)
+    envelope = envelopes.seal(value, context, providers.from_settings(settings))
     stdout.write(envelope + "\n")
     key = envelopes.key_id_of(envelope)
-    stderr.write(f"sealed for {name} with {settings.crypto_provider} key {key}\n")
+    stderr.write(f"sealed for {context} with {settings.crypto_provider} key {key}\n")
     warn_if_public(key, stderr)
     if len(envelope) > LONG_ENVELOPE_CHARS:
         stderr.write(

@@ -64,6 +64,23 @@ DEV_DEFAULTS: dict[str, tuple[dict[str, str | None], str]] = {
         {"JWT_SECRET": "Tr0ub4dor&3-" * 6},
         "JWT_SECRET is too predictable",
     ),
+    # The previous secret still verifies tokens: held to the same rules.
+    "built-in previous jwt secret": (
+        {"JWT_PREVIOUS_SECRET": DEV_JWT_SECRET},
+        "JWT_PREVIOUS_SECRET is the built-in dev secret",
+    ),
+    "short previous jwt secret": (
+        {"JWT_PREVIOUS_SECRET": "s" * 63},
+        "JWT_PREVIOUS_SECRET is shorter than 64 characters",
+    ),
+    "previous jwt secret of one letter": (
+        {"JWT_PREVIOUS_SECRET": "a" * 64},
+        "JWT_PREVIOUS_SECRET is too predictable",
+    ),
+    "previous jwt secret the current one": (
+        {"JWT_PREVIOUS_SECRET": PRODUCTION_ENV["JWT_SECRET"]},
+        "JWT_PREVIOUS_SECRET is JWT_SECRET",
+    ),
     "jwt secret walking the keyboard": (
         {"JWT_SECRET": "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"},
         "JWT_SECRET is too predictable",
@@ -166,6 +183,13 @@ def test_a_fully_configured_production_environment_starts() -> None:
         settings = get_settings()
         assert settings.app_env == "production"
         assert production.problems(settings) == []
+
+
+def test_a_production_environment_rotating_its_jwt_secret_starts() -> None:
+    with settings_env(**PRODUCTION_ENV, JWT_PREVIOUS_SECRET=secrets.token_urlsafe(64)):
+        settings = get_settings()
+        assert settings.jwt_previous_secret.get_secret_value()
+        assert production.problems(settings) == []
         assert callable(load_function("health"))
 
 
@@ -177,7 +201,7 @@ def test_each_dev_default_is_refused_and_named(case: str) -> None:
             get_settings()
         assert named in str(refused.value)
         # The secret itself never appears in the message.
-        for variable in ("JWT_SECRET", "LOCAL_MASTER_KEY"):
+        for variable in ("JWT_SECRET", "JWT_PREVIOUS_SECRET", "LOCAL_MASTER_KEY"):
             secret = overrides.get(variable)
             if secret:
                 assert secret not in str(refused.value)

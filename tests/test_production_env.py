@@ -86,15 +86,18 @@ def test_the_declared_environment_fits_in_scfs_4_kb() -> None:
 def test_the_declared_environment_fits_with_every_secret_as_a_kms_envelope() -> None:
     """The worst case the README allows: every key variable a function declares (and the
     optional Pushgateway URL) holds a KMS envelope, whose data-key blob is the size of KMS's
-    own (tests/fakes/kms.py)."""
+    own (tests/fakes/kms.py), and while signing keys rotate, JWT_PREVIOUS_SECRET a reference
+    (as an envelope it would not fit beside every payment key's: README "Secrets and
+    KMS")."""
     with FakeTencentCloud() as cloud:
         kms = FakeKms(cloud)
         keys = providers.from_settings(
             Settings.from_environ(kms.env(kms.create_key()), resolve=False)
         )
         env = {**DEPLOYER_ENV, "METRICS_PUSHGATEWAY_URL": "http://1250000000:t0ken@10.0.0.9:9091"}
-        env.update({name: f"secret:{name}" for name in PEM_KEYS})
-        sealed = ({name.upper() for name in SEALABLE} & set(env)) - set(PEM_KEYS)
+        env.update({name: f"secret:{name}" for name in (*PEM_KEYS, "JWT_PREVIOUS_SECRET")})
+        references = {*PEM_KEYS, "JWT_PREVIOUS_SECRET"}
+        sealed = ({name.upper() for name in SEALABLE} & set(env)) - references
         assert {"DATABASE_URL", "JWT_SECRET", "WECHAT_SECRET", "WECHATPAY_APIV3_KEY"} <= sealed
         for name in sealed:
             env[name] = envelopes.seal(env[name].encode(), name, keys)
@@ -104,6 +107,7 @@ def test_the_declared_environment_fits_with_every_secret_as_a_kms_envelope() -> 
     for spec in deployed.functions.values():
         size = sum(len(k) + len(v) for k, v in spec.environment.items())
         assert size < 4096, f"{spec.name}: {size} bytes of environment"
+    assert all("JWT_PREVIOUS_SECRET" in spec.environment for spec in deployed.functions.values())
 
 
 def start(spec: manifest.FunctionSpec, environment: dict[str, str]) -> str | None:

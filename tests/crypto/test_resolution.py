@@ -67,6 +67,25 @@ def test_envelopes_resolve_into_their_fields(
     assert settings.metrics_token.get_secret_value() == "plain-token-stays-plain"
 
 
+def test_jwt_secrets_envelope_moves_to_jwt_previous_secret_as_it_is(
+    local_env: dict[str, str],
+) -> None:
+    """A rotation sets JWT_PREVIOUS_SECRET to what JWT_SECRET held: its envelope opens there,
+    with no one opening it to seal it again; any other variable's still does not."""
+    new = secrets.token_urlsafe(64)
+    settings = Settings.from_environ(
+        {
+            **local_env,
+            "JWT_SECRET": sealed(local_env, new, "JWT_SECRET"),
+            "JWT_PREVIOUS_SECRET": sealed(local_env, JWT, "JWT_SECRET"),
+        }
+    )
+    assert settings.jwt_secret.get_secret_value() == new
+    assert settings.jwt_previous_secret.get_secret_value() == JWT
+    moved = {**local_env, "JWT_PREVIOUS_SECRET": sealed(local_env, JWT, "WECHAT_SECRET")}
+    assert "JWT_PREVIOUS_SECRET: the envelope does not open" in refusal(moved)
+
+
 def test_a_reference_reads_the_secrets_table_through_an_enveloped_database_url(
     kms: FakeKms, kms_env: dict[str, str], stored_names: list[str]
 ) -> None:

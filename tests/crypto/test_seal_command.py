@@ -47,6 +47,16 @@ def test_encrypt_prints_one_envelope_line_bound_to_the_name(
         assert "public development key" not in done.stderr.decode()
 
 
+def test_encrypt_seals_jwt_previous_secret_as_jwt_secret_whose_value_it_takes_over(
+    local_env: dict[str, str],
+) -> None:
+    done = make("encrypt", "JWT_PREVIOUS_SECRET", b"previous-jwt-secret\n", local_env)
+    assert done.returncode == 0, done.stderr
+    envelope = done.stdout.decode().rstrip("\n")
+    assert envelopes.open(envelope, "JWT_SECRET", keys_for(local_env)) == b"previous-jwt-secret"
+    assert "sealed for JWT_SECRET with local key" in done.stderr.decode()
+
+
 def test_under_the_defaults_both_commands_warn_that_the_key_is_the_public_laptop_key() -> None:
     """APP_ENV=local with no key set seals under DEV_LOCAL_MASTER_KEY: it still seals, and
     says so on stderr; so does that key set by hand, however it is spelled."""

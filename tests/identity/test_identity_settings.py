@@ -16,6 +16,15 @@ def test_a_short_jwt_secret_is_refused_outside_local_mode(env: str) -> None:
         get_settings()
 
 
+@pytest.mark.parametrize("env", ["test", "production"])
+def test_a_short_previous_jwt_secret_is_refused_outside_local_mode(env: str) -> None:
+    with (
+        settings_env(APP_ENV=env, JWT_SECRET="s" * 64, JWT_PREVIOUS_SECRET="p" * 63),
+        pytest.raises(ProductionMisconfigured, match="JWT_PREVIOUS_SECRET is shorter"),
+    ):
+        get_settings()
+
+
 def test_a_short_jwt_secret_is_allowed_on_a_laptop() -> None:
     with settings_env(APP_ENV="local", JWT_SECRET="s" * 20):
         assert get_settings().app_env == "local"

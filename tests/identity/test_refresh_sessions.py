@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
+import jwt
+
+from app.config import get_settings
 from app.identity import sessions, tokens
 from app.redis_client import get_redis
 from tests.identity.conftest import Flows
@@ -190,3 +193,20 @@ def test_a_sign_in_past_the_bound_ends_the_least_recently_used_session(flows: Fl
         assert ended.holds(tx, tokens.decode(stalest["access_token"], "access")["sid"])
     for kept in (first, newest):
         assert flows.me(kept["access_token"]).status == 200
+
+
+def test_a_pair_minted_before_tokens_named_their_key_still_works(flows: Flows) -> None:
+    """Tokens name the secret that signed them (`kid`); those of the releases before carry
+    no `kid` and are verified with JWT_SECRET, so the change signed no one out."""
+    secret = get_settings().jwt_secret.get_secret_value()
+    pair = flows.registered()
+    assert jwt.get_unverified_header(pair["access_token"])["kid"] == tokens.key_id(secret)
+    access, refresh = (
+        jwt.encode(jwt.decode(pair[name], options={"verify_signature": False}), secret)
+        for name in ("access_token", "refresh_token")
+    )
+    assert "kid" not in jwt.get_unverified_header(access)
+    assert flows.me(access).status == 200
+    reply = flows.refresh(refresh)
+    assert reply.status == 200, reply.body
+    assert jwt.get_unverified_header(reply.json()["refresh_token"])["kid"] == tokens.key_id(secret)

@@ -64,9 +64,15 @@ def _claims(typ: str = "access", role: str = "user", **override: Any) -> dict[st
     return {k: v for k, v in claims.items() if v is not None}
 
 
-def _signed(claims: dict[str, Any], key: str | None = None, alg: str = "HS256") -> str:
+def _signed(
+    claims: dict[str, Any], key: str | None = None, alg: str = "HS256", kid: str | None = None
+) -> str:
     secret = key or get_settings().jwt_secret.get_secret_value()
-    return jwt.encode(claims, secret, algorithm=alg)
+    return jwt.encode(claims, secret, algorithm=alg, headers={"kid": kid} if kid else None)
+
+
+def _our_kid() -> str:
+    return tokens.key_id(get_settings().jwt_secret.get_secret_value())
 
 
 def _expired() -> dict[str, int]:
@@ -76,6 +82,16 @@ def _expired() -> dict[str, int]:
 FORGERIES = {
     "refresh token": (lambda: _signed(_claims(typ="refresh", role="admin")), "AUTH_TOKEN_INVALID"),
     "another key": (lambda: _signed(_claims(role="admin"), key="k" * 64), "AUTH_TOKEN_INVALID"),
+    "another key under our kid": (
+        lambda: _signed(_claims(role="admin"), key="k" * 64, kid=_our_kid()),
+        "AUTH_TOKEN_INVALID",
+    ),
+    # A kid names the key to verify with: one naming none of ours is refused outright, even
+    # signed with our key (only what we sign carries our kid).
+    "our key under an unknown kid": (
+        lambda: _signed(_claims(role="admin"), kid="0" * 16),
+        "AUTH_TOKEN_INVALID",
+    ),
     "alg none": (
         lambda: f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims(role='admin'))}.",
         "AUTH_TOKEN_INVALID",

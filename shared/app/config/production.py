@@ -35,11 +35,12 @@ PAYMENT_CHANNELS: dict[str, tuple[str, ...]] = {
 
 def refuse_unfit(settings: Settings) -> None:
     """ProductionMisconfigured unless `settings` may run where they say they are."""
-    if settings.app_env != "local" and len(settings.jwt_secret.get_secret_value()) < 64:
-        # Short HS256 secrets fall to offline guessing; only a laptop may use one.
-        raise ProductionMisconfigured(
-            f"JWT_SECRET is shorter than 64 characters (APP_ENV={settings.app_env})"
-        )
+    for variable, secret in _jwt_secrets(settings):
+        if settings.app_env != "local" and len(secret) < 64:
+            # Short HS256 secrets fall to offline guessing; only a laptop may use one.
+            raise ProductionMisconfigured(
+                f"{variable} is shorter than 64 characters (APP_ENV={settings.app_env})"
+            )
     if settings.app_env == "production":
         found = problems(settings)
         if found:
@@ -67,13 +68,17 @@ def secret_bits(secret: str) -> float:
 def problems(settings: Settings) -> list[str]:
     """The dev defaults still in effect, each named so the operator knows what to set."""
     found: list[str] = []
-    jwt_secret = settings.jwt_secret.get_secret_value()
-    if jwt_secret == DEV_JWT_SECRET:
-        found.append("JWT_SECRET is the built-in dev secret")
-    elif len(jwt_secret) < 64:
-        found.append("JWT_SECRET is shorter than 64 characters")
-    elif secret_bits(jwt_secret) < JWT_SECRET_MIN_BITS:
-        found.append("JWT_SECRET is too predictable (use `openssl rand -base64 48`)")
+    for variable, secret in _jwt_secrets(settings):
+        # The previous secret still verifies tokens: as open to forgery as the current one.
+        if secret == DEV_JWT_SECRET:
+            found.append(f"{variable} is the built-in dev secret")
+        elif len(secret) < 64:
+            found.append(f"{variable} is shorter than 64 characters")
+        elif secret_bits(secret) < JWT_SECRET_MIN_BITS:
+            found.append(f"{variable} is too predictable (use `openssl rand -base64 48`)")
+    previous = settings.jwt_previous_secret.get_secret_value()
+    if previous and previous == settings.jwt_secret.get_secret_value():
+        found.append("JWT_PREVIOUS_SECRET is JWT_SECRET (a rotation needs a new JWT_SECRET)")
     metrics_token = settings.metrics_token.get_secret_value()
     if not metrics_token:
         found.append("METRICS_TOKEN is unset (GET /metrics would be public)")
@@ -119,6 +124,15 @@ def problems(settings: Settings) -> list[str]:
             "PIPELINE_ALLOWED_HOSTS lets pipelines call addresses that are not public: "
             + ", ".join(internal)
         )
+    return found
+
+
+def _jwt_secrets(settings: Settings) -> list[tuple[str, str]]:
+    """The signing secrets set, each with its variable: JWT_SECRET, and JWT_PREVIOUS_SECRET
+    while keys rotate."""
+    found = [("JWT_SECRET", settings.jwt_secret.get_secret_value())]
+    if previous := settings.jwt_previous_secret.get_secret_value():
+        found.append(("JWT_PREVIOUS_SECRET", previous))
     return found
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from app.config.refusals import UnresolvedSecret
-from app.config.variables import SEALABLE
+from app.config.variables import ENVELOPE_NAMES, SEALABLE
 from app.crypto import is_sealed
 
 if TYPE_CHECKING:
@@ -53,7 +53,9 @@ def opened(
     values: dict[str, str] = {}
     try:
         if sealed:
-            values = resolution.resolve(sealed, settings, database_url, timeout_s=timeout_s)
+            values = resolution.resolve(
+                sealed, settings, database_url, timeout_s=timeout_s, contexts=ENVELOPE_NAMES
+            )
     except resolution.Unresolved as error:
         problems.update(error.problems)
     if problems:

@@ -55,6 +55,9 @@ class Settings(BaseModel):
     db_pool_ping_after_idle_s: float = Field(5, ge=0)
 
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    # Set while signing keys rotate (README, "Secrets and KMS"): tokens signed with it still
+    # verify, and SMS codes stored under it still match; nothing new is signed with it.
+    jwt_previous_secret: SecretStr = SecretStr("")
     jwt_issuer: str = "ai-platform"
     jwt_audience: str = "ai-platform-app"
     access_token_ttl_s: int = Field(900, gt=0)

@@ -22,6 +22,7 @@ SEALABLE = frozenset(
         "database_url",
         "redis_url",
         "jwt_secret",
+        "jwt_previous_secret",
         "wechat_secret",
         "tencentcloud_secret_key",
         "metrics_token",
@@ -33,6 +34,12 @@ SEALABLE = frozenset(
         "alipay_public_key",
     }
 )
+
+# A variable whose envelopes are sealed for another variable's name, whose value it takes
+# over: while signing keys rotate JWT_PREVIOUS_SECRET holds what JWT_SECRET held, and an
+# envelope moves there as it is (nobody need open it to seal it again; README "Secrets and
+# KMS"). Both hold the same kind of secret, so nothing is lost by the move.
+ENVELOPE_NAMES = {"JWT_PREVIOUS_SECRET": "JWT_SECRET"}
 
 # The variables those fields are read from: the names `make -s encrypt` seals for.
 SEALABLE_VARIABLES = frozenset(

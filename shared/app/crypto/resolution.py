@@ -1,8 +1,8 @@
 """The values of variables that hold an envelope or a reference, for app.config, once per
 instance and before anything serves.
 
-- `enc:v1:...` is opened with the variable's name as its context: an envelope made for
-  another variable does not open.
+- `enc:v1:...` is opened with the variable's name as its context (or the name `contexts`
+  gives it): an envelope made for another variable does not open.
 - `secret:NAME` is the `secrets` row NAME, read through DATABASE_URL (resolved first if it
   is itself an envelope) on a connection of its own, closed at once; its `envelope` column
   is opened with NAME as the context. DATABASE_URL itself cannot be a reference.
@@ -56,10 +56,12 @@ def resolve(
     database_url: str,
     *,
     timeout_s: float,
+    contexts: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The value of each variable of `sealed` (name -> envelope or reference), or Unresolved,
     within `timeout_s` in all. `database_url` is DATABASE_URL as configured: plain, or an
-    envelope also in `sealed`."""
+    envelope also in `sealed`. `contexts`: the name a variable's envelope is sealed for,
+    where it is not the variable's own."""
     keys = from_settings(settings)
     deadline = _Deadline(timeout_s)
     values: dict[str, str] = {}
@@ -68,7 +70,7 @@ def resolve(
     to_open: dict[str, tuple[str, str]] = {}
     for variable, value in sealed.items():
         if value.startswith(ENVELOPE_MARK):
-            to_open[variable] = (value, variable)
+            to_open[variable] = (value, (contexts or {}).get(variable, variable))
         elif value.startswith(REFERENCE_MARK):
             name = value[len(REFERENCE_MARK) :]
             if variable == DATABASE_VARIABLE:

@@ -2,6 +2,8 @@
 
 A code is 6 digits from `secrets`, kept in Redis only as an HMAC (keyed with the JWT
 secret, bound to phone and purpose) for SMS_CODE_TTL_S, at `sms:code:<purpose>:<phone>`.
+While signing keys rotate, a guess is also checked as keyed with JWT_PREVIOUS_SECRET, so a
+code stored by an instance on either side of the rotation matches on the other.
 It is single use and burnt after MAX_WRONG_TRIES wrong guesses (a request refused for
 something else after its right code was checked counts as one: `strike`), and the wrong
 guesses of one client network, over every phone, are bounded per hour
@@ -83,13 +85,14 @@ return 1
 
 # KEYS: code key. ARGV: digest of the guess, wrong tries allowed, what a right guess does:
 # 'use' (burnt), 'keep' (left for a later 'use': the request has more to check first) or
-# 'strike' (counted as a wrong try: the request it came with was refused). 1 = right.
+# 'strike' (counted as a wrong try: the request it came with was refused), the guess's
+# digest under the previous JWT secret ('' when none is set). 1 = right.
 _VERIFY = """
 local digest = redis.call('HGET', KEYS[1], 'h')
 if not digest then
   return 0
 end
-local right = digest == ARGV[1]
+local right = digest == ARGV[1] or (ARGV[4] ~= '' and digest == ARGV[4])
 if right and ARGV[3] == 'use' then
   redis.call('DEL', KEYS[1])
   return 1
@@ -122,9 +125,10 @@ def cooldown_key(phone: str) -> str:
     return f"sms:cooldown:{tag(phone)}"
 
 
-def _digest(phone: str, purpose: str, code: str) -> str:
-    secret = get_settings().jwt_secret.get_secret_value().encode()
-    return hmac.new(secret, f"{purpose}:{phone}:{code}".encode(), hashlib.sha256).hexdigest()
+def _digest(phone: str, purpose: str, code: str, secret: str) -> str:
+    return hmac.new(
+        secret.encode(), f"{purpose}:{phone}:{code}".encode(), hashlib.sha256
+    ).hexdigest()
 
 
 def new_code() -> str:
@@ -227,7 +231,8 @@ def send(phone: str, purpose: Purpose, ip: str) -> CodeSent:
     redis = get_redis()
     pipe = redis.pipeline(transaction=True)
     pipe.delete(key)
-    pipe.hset(key, mapping={"h": _digest(phone, purpose, code), "tries": 0})
+    digest = _digest(phone, purpose, code, settings.jwt_secret.get_secret_value())
+    pipe.hset(key, mapping={"h": digest, "tries": 0})
     pipe.expire(key, settings.sms_code_ttl_s)
     pipe.execute()
     try:
@@ -249,8 +254,12 @@ def send(phone: str, purpose: Purpose, ip: str) -> CodeSent:
 
 
 def _verify(phone: str, purpose: Purpose, code: str, mode: str) -> bool:
-    digest = _digest(phone, purpose, code)
-    right = get_redis().eval(_VERIFY, 1, _code_key(phone, purpose), digest, MAX_WRONG_TRIES, mode)
+    settings = get_settings()
+    digest = _digest(phone, purpose, code, settings.jwt_secret.get_secret_value())
+    previous = settings.jwt_previous_secret.get_secret_value()
+    before = _digest(phone, purpose, code, previous) if previous else ""
+    key = _code_key(phone, purpose)
+    right = get_redis().eval(_VERIFY, 1, key, digest, MAX_WRONG_TRIES, mode, before)
     return int(right) == 1
 
 

@@ -1,5 +1,13 @@
 """JWT access and refresh tokens: HS256 pinned, never the algorithm a token names.
 
+Signing keys rotate with an overlap: a token is signed with JWT_SECRET and names it in its
+header's `kid` (`key_id`, a hash of the secret), and is verified with the secret its `kid`
+names, JWT_SECRET or JWT_PREVIOUS_SECRET, and no other. A token with no `kid` (minted
+before tokens carried one) is tried against both. A `kid` naming neither is refused, even
+on a token one of them signed; a forged one buys nothing, since the secret it names still
+has to verify the signature. Refreshing a token of the previous secret mints a pair of the
+current one (app.identity.sessions issues every new pair here).
+
 Claims: sub (user id), phone, role, sid (session), jti, typ (access|refresh), iss, aud,
 iat, exp. The role and phone are for the client's display: a request is authorized by the
 session's liveness and the user's current role and state (app.identity.access), and a
@@ -8,6 +16,7 @@ refresh token is also checked against the session store (app.identity.sessions).
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import sys
 import time
@@ -70,8 +79,32 @@ def issue(
         "iat": issued,
         "exp": issued + ttl,
     }
-    token = jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
+    secret = settings.jwt_secret.get_secret_value()
+    token = jwt.encode(claims, secret, algorithm=ALGORITHM, headers={"kid": key_id(secret)})
     return token, claims
+
+
+def key_id(secret: str) -> str:
+    """The `kid` of tokens signed with `secret`: a short hash of it, which tells the keys
+    apart and, the secret being of 128 bits and more (app.config.production), gives away
+    nothing of it."""
+    return hashlib.sha256(b"ai-platform jwt kid:" + secret.encode()).hexdigest()[:16]
+
+
+def _verifying_keys(token: str) -> list[str]:
+    """The secrets `token` may be verified with: the one its `kid` names, or for a token
+    without one, JWT_SECRET then JWT_PREVIOUS_SECRET."""
+    settings = get_settings()
+    keys = [settings.jwt_secret.get_secret_value()]
+    if previous := settings.jwt_previous_secret.get_secret_value():
+        keys.append(previous)
+    header = jwt.get_unverified_header(token)
+    if "kid" not in header:
+        return keys
+    named = [key for key in keys if key_id(key) == header["kid"]]
+    if not named:
+        raise jwt.InvalidKeyError("The token's kid names no key of ours")
+    return named[:1]
 
 
 def decode(token: str, typ: TokenType) -> dict[str, Any]:
@@ -102,14 +135,22 @@ def decode(token: str, typ: TokenType) -> dict[str, Any]:
 
 def _verified(token: str, *, check_exp: bool) -> dict[str, Any]:
     settings = get_settings()
-    claims: dict[str, Any] = jwt.decode(
-        token,
-        settings.jwt_secret.get_secret_value(),
-        algorithms=[ALGORITHM],
-        audience=settings.jwt_audience,
-        issuer=settings.jwt_issuer,
-        options={"require": _REQUIRED, "verify_exp": check_exp, "verify_iat": False},
-    )
+    options: dict[str, Any] = {
+        "algorithms": [ALGORITHM],
+        "audience": settings.jwt_audience,
+        "issuer": settings.jwt_issuer,
+        "options": {"require": _REQUIRED, "verify_exp": check_exp, "verify_iat": False},
+    }
+    keys = _verifying_keys(token)
+    for key in keys[:-1]:
+        try:
+            return _checked(jwt.decode(token, key, **options))
+        except jwt.InvalidSignatureError:
+            continue  # signed with the next key: PyJWT checks the signature before the claims
+    return _checked(jwt.decode(token, keys[-1], **options))
+
+
+def _checked(claims: dict[str, Any]) -> dict[str, Any]:
     issued = claims["iat"]
     if (
         not isinstance(issued, (int, float))
