@@ -214,8 +214,9 @@ def fill(headers: Mapping[str, str]) -> Filled:
     secret stored under a setting's name is `Unavailable`: the platform's own, which a
     pipeline saved before saves refused it must not send either."""
     named = referenced(headers.values())
-    for name in sorted(named & SEALABLE_VARIABLES):
-        raise Unavailable(name, "a setting's secret, never sent upstream")
+    platforms = sorted(named & SEALABLE_VARIABLES)
+    if platforms:
+        raise Unavailable(platforms[0], "a setting's secret, never sent upstream")
     current = values(named)
     filled = {
         header: REFERENCE.sub(lambda found: current[found.group(1)], value)
