@@ -11,6 +11,7 @@ import sys
 import textwrap
 from typing import Any
 
+from app.config import get_settings
 from app.errors import AppError, ErrorCode
 from app.http import Auth, Request, Router, http_handler
 from app.observability import logging as applog
@@ -92,6 +93,33 @@ def test_errors_are_logged_with_their_status() -> None:
 
     _, lines = invoke(event("GET", "/nowhere"))
     assert [(line["status"], line["route"]) for line in lines] == [(404, "unmatched")]
+
+
+def test_the_line_names_the_client_address_and_an_errors_code() -> None:
+    _, lines = invoke(event("GET", "/things/t1", source_ip="198.51.100.23"))
+    assert lines[0]["client_ip"] == "198.51.100.23" and "error" not in lines[0]
+
+    _, lines = invoke(event("GET", "/things/missing", source_ip="198.51.100.24"))
+    assert (lines[0]["client_ip"], lines[0]["error"]) == ("198.51.100.24", "NOT_FOUND")
+
+    _, lines = invoke(event("GET", "/me/things", token="forged"))
+    assert lines[0]["error"] == "AUTH_TOKEN_INVALID"
+
+    # Refused before the request is parsed: the body is over the limit, or not valid text.
+    too_big = "x" * (get_settings().max_body_bytes + 1)
+    big = event("POST", "/things/t1", source_ip="198.51.100.25", raw_body=too_big)
+    _, lines = invoke(big)
+    assert (lines[0]["status"], lines[0]["error"]) == (413, "PAYLOAD_TOO_LARGE")
+    assert lines[0]["client_ip"] == "198.51.100.25"
+    broken = event("GET", "/things/t1", source_ip="198.51.100.26")
+    broken["path"] = "/things/\udc80"
+    _, lines = invoke(broken)
+    assert (lines[0]["error"], lines[0]["client_ip"]) == ("VALIDATION_ERROR", "198.51.100.26")
+
+    # Only the platform's header: one the client sends names nothing.
+    spoofed = event("GET", "/things/t1", source_ip="", headers={"X-Forwarded-For": "10.0.0.1"})
+    _, lines = invoke(spoofed)
+    assert lines[0]["client_ip"] == ""
 
 
 def test_a_line_written_during_an_invocation_names_its_request_function_and_user() -> None:

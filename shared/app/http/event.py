@@ -95,20 +95,32 @@ def body_size(event: Mapping[str, Any]) -> int:
     return len(body.encode("utf-8", "surrogatepass"))
 
 
-def origin_of(event: Mapping[str, Any]) -> str | None:
-    """The request's `Origin`, read from the event itself, so that an answer given before
-    the rest is read (a 413) or because it cannot be (a 422) has its CORS headers too; None
-    when absent or not valid text."""
+def _header_of(event: Mapping[str, Any], wanted: str) -> str | None:
+    """One header's value read from the event itself, so that an answer given before the
+    request is parsed (or to one that cannot be) can use it; None when absent or not valid
+    text."""
     headers = event.get("headers")
     if not isinstance(headers, Mapping):
         return None
     for name, value in headers.items():
-        if str(name).lower() == "origin" and isinstance(value, str):
+        if str(name).lower() == wanted and isinstance(value, str):
             try:
                 return _text(value, "header")
             except AppError:
                 return None
     return None
+
+
+def origin_of(event: Mapping[str, Any]) -> str | None:
+    """The request's `Origin`: an answer refused before the rest is read (a 413) or because it
+    cannot be (a 422) has its CORS headers too."""
+    return _header_of(event, "origin")
+
+
+def client_address_of(event: Mapping[str, Any]) -> str:
+    """The client's address as the platform gives it, "" when it does not: the invocation's
+    log line names it for every request, those refused before they are parsed included."""
+    return _header_of(event, CLIENT_ADDRESS) or ""
 
 
 def request_id_of(context: Mapping[str, Any]) -> str:
@@ -126,7 +138,7 @@ def parse_event(event: Mapping[str, Any], request_id: str) -> Request[Any, Any]:
         query_params=_query(event),
         raw_body=_body(event),
         path_params={},
-        source_ip=str(headers.get(CLIENT_ADDRESS) or ""),
+        source_ip=client_address_of(event),
         request_id=request_id,
     )
 
