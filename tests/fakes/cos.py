@@ -29,6 +29,10 @@ port, as ../shared/SDK-NOTES.md says) and relays the answer in COS's shape.
   presigned PUT's URL with `&acl` appended is a PutObjectACL. `acl(key)` gives the ACL
   headers an object was last written with; `policy()` the bucket policy, which the fake
   keeps itself (GET, PUT and DELETE `?policy`; 404 `NoSuchBucketPolicy` when none).
+- Storage classes: a PutObject's `x-cos-storage-class` is kept (`storage_class(key)`), and
+  HeadObject answers it in that header, which COS omits for a STANDARD object (HEAD Object,
+  cloud.tencent.com/document/product/436/7745). Only the header: a GET of an archived
+  object is served as any other.
 - `settings()`: COS_ENDPOINT, COS_BUCKET, COS_REGION and TENCENTCLOUD_SECRET_ID/KEY (and
   TENCENTCLOUD_SESSION_TOKEN when set) that point the adapter at it. The bucket, unique
   per fake, is created at start and removed at stop; `reset()` empties it.
@@ -110,6 +114,7 @@ class FakeCos(LocalServer):
         self._slowness: dict[str, list[_Slowness]] = {}
         self._refused_keys: dict[str, str] = {}
         self._acls: dict[str, dict[str, str]] = {}
+        self._classes: dict[str, str] = {}
         self._policy: bytes | None = None
         self._offset_s = 0.0
         self._lock = threading.Lock()
@@ -177,6 +182,7 @@ class FakeCos(LocalServer):
         backend.delete_bucket_lifecycle(self.bucket)
         with self._lock:
             self._acls.clear()
+            self._classes.clear()
             self._policy = None
             self.requests.clear()
             self._counts.clear()
@@ -217,6 +223,7 @@ class FakeCos(LocalServer):
         stored = self._backend().put_object(self.bucket, key, data)
         with self._lock:
             self._acls.pop(key, None)
+            self._classes.pop(key, None)
         if last_modified is not None:
             # moto keeps naive UTC datetimes
             stored.last_modified = last_modified.astimezone(timezone.utc).replace(tzinfo=None)
@@ -236,6 +243,11 @@ class FakeCos(LocalServer):
         with self._lock:
             found = self._acls.get(key)
         return None if found is None else dict(found)
+
+    def storage_class(self, key: str) -> str:
+        """The class the object at `key` was written with (STANDARD when none was named)."""
+        with self._lock:
+            return self._classes.get(key, "STANDARD")
 
     def policy(self) -> dict[str, Any] | None:
         with self._lock:
@@ -355,8 +367,14 @@ class FakeCos(LocalServer):
             return
         status, headers, answer = self._forward(request, op, body)
         if op == "PutObject" and status == 200:
+            chosen = request.headers.get("x-cos-storage-class")  # any case, as COS reads it
             with self._lock:
                 self._acls[key] = acl_of(request.headers)
+                self._classes.pop(key, None)
+                if chosen:
+                    self._classes[key] = chosen
+        if op == "HeadObject" and status == 200 and self.storage_class(key) != "STANDARD":
+            headers.append(("x-cos-storage-class", self.storage_class(key)))
         self._record(op, status)
         send(request, status, headers, answer)
 

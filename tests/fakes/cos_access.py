@@ -11,9 +11,9 @@ rely on it.
   statement names everyone (`qcs::cam::anyone:anyone`), the request's action
   (`name/cos:PutObject`, `*` matching any run of characters), a resource matching
   `qcs::cos:{region}:uid/{appid}:{bucket}/{key}`, and every condition holds. Conditions on
-  request headers (`cos:x-cos-acl`, `cos:x-cos-grant-read`, ...: .../436/71306) with
-  `string_equal`, `string_not_equal`, `string_like`, `string_not_like`, each also with
-  `_if_exist` (a header that is absent: true with `_if_exist`, false without), as in
+  request headers (`cos:x-cos-acl`, `cos:x-cos-grant-read`, `cos:x-cos-storage-class`, ...:
+  .../436/71306) with `string_equal`, `string_not_equal`, `string_like`, `string_not_like`,
+  each also with `_if_exist` (a header that is absent: true with `_if_exist`, false without), as in
   .../436/46206's example (an allow on `string_equal` and a deny on
   `string_not_equal_if_exist` of `cos:x-cos-acl`). Several keys of one condition must all
   hold; several values of one key: any one of them (for a `not` operator: none of them).

@@ -1,7 +1,7 @@
 """The bucket policy cos-cleanup keeps: no one holding a presigned PUT can make an upload
 readable by all users, with a grant header the signature does not list or with the URL sent
-as a PutObjectACL; our statements merged into the policy the bucket has, whose other
-statements stay, and written only when something changed."""
+as a PutObjectACL, nor choose its storage class; our statements merged into the policy the
+bucket has, whose other statements stay, and written only when something changed."""
 
 from __future__ import annotations
 
@@ -45,6 +45,21 @@ def test_an_upload_with_a_grant_header_is_refused(cos: FakeCos, grant: str) -> N
     assert reply.status_code == 200, reply.text
     assert cos.acl(KEY) == {"x-cos-acl": "private"}
     assert anonymous_get(cos, KEY) == 403
+
+
+@pytest.mark.parametrize("storage_class", ["ARCHIVE", "DEEP_ARCHIVE", "STANDARD"])
+def test_an_upload_with_a_storage_class_is_refused(cos: FakeCos, storage_class: str) -> None:
+    """Our URL never sends `x-cos-storage-class`: any value is its holder's, refused."""
+    cleanup.run()
+    upload = store().presign_put(KEY, "image/png", len(DATA), 900)
+    chosen = upload.headers | {"x-cos-storage-class": storage_class}
+    reply = requests.put(upload.url, data=DATA, headers=chosen, timeout=10)
+    assert reply.status_code == 403, reply.text
+    assert "<Code>AccessDenied</Code>" in reply.text
+    assert cos.data(KEY) is None
+    reply = requests.put(upload.url, data=DATA, headers=upload.headers, timeout=10)
+    assert reply.status_code == 200, reply.text
+    assert cos.storage_class(KEY) == "STANDARD"
 
 
 def test_a_presigned_put_sent_as_an_acl_change_is_refused(cos: FakeCos) -> None:

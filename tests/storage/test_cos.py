@@ -50,6 +50,19 @@ def test_put_then_head_gives_the_size_and_time(cos: FakeCos) -> None:
     assert cos.count("PutObject") == 1 and cos.count("HeadObject") == 2
 
 
+def test_head_gives_the_storage_class_cos_answers(cos: FakeCos) -> None:
+    """COS names the class only for an object not STANDARD; the adapter reads the header in
+    any case."""
+    upload = bucket().presign_put("uploads/u1/a", "image/png", 5, 900)
+    archived = upload.headers | {"X-Cos-Storage-Class": "ARCHIVE"}
+    assert requests.put(upload.url, data=b"12345", headers=archived, timeout=10).ok
+    bucket().put("tasks/t1/out.json", b"{}", "application/json")
+    found = bucket().head("uploads/u1/a")
+    assert found is not None and found.storage_class == "ARCHIVE"
+    plain = bucket().head("tasks/t1/out.json")
+    assert plain is not None and plain.storage_class == "STANDARD"
+
+
 def test_store_is_built_once_for_the_settings(cos: FakeCos) -> None:
     first = store()
     assert store() is first

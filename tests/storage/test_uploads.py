@@ -202,6 +202,44 @@ def test_a_task_does_not_name_an_upload_anyone_may_read(
     assert owner.create(pipeline, {"image": private}).status == 201
 
 
+@pytest.mark.parametrize("storage_class", ["ARCHIVE", "DEEP_ARCHIVE", "GLACIER"])
+def test_a_task_does_not_name_an_upload_that_needs_a_restore(
+    cos: FakeCos, worker: Worker, storage_class: str
+) -> None:
+    """Archived by its uploader before cos-cleanup put the bucket policy in place: the
+    upstream's GET would be refused, so it is refused here, and nothing charged."""
+    owner = Customer(quota=5)
+    made = upload(owner.token, {"content_type": "image/png", "size_bytes": len(PNG)}).json()
+    chosen = made["headers"] | {"x-cos-storage-class": storage_class}
+    put = requests.put(made["url"], data=PNG, headers=chosen, timeout=10)
+    assert put.status_code == 200, put.text
+    pipeline = new_pipeline([{"id": "see", "type": "http", "url": "http://127.0.0.1:9/see"}])
+    refused = owner.create(pipeline, {"image": made["key"]})
+    assert refused.status == 422 and refused.json()["code"] == "UPLOAD_INVALID", refused.body
+    assert refused.json()["details"] == [
+        {
+            "loc": ["body", "input"],
+            "msg": f"{made['key']} needs a restore before it can be read; "
+            "upload it again as it was given",
+        }
+    ]
+    assert owner.quota() == (5, 0)
+    assert owner.list().json()["items"] == []
+
+
+def test_a_task_names_an_upload_in_a_class_read_without_a_restore(
+    cos: FakeCos, worker: Worker
+) -> None:
+    owner = Customer(quota=5)
+    pipeline = new_pipeline([{"id": "wait", "type": "sim", "duration_ms": 10}])
+    for storage_class in ("STANDARD_IA", "MAZ_STANDARD", "INTELLIGENT_TIERING"):
+        made = upload(owner.token, {"content_type": "image/png", "size_bytes": len(PNG)}).json()
+        chosen = made["headers"] | {"x-cos-storage-class": storage_class}
+        assert requests.put(made["url"], data=PNG, headers=chosen, timeout=10).ok
+        created = owner.create(pipeline, {"image": made["key"]})
+        assert created.status == 201, (storage_class, created.body)
+
+
 @pytest.mark.parametrize(
     "rest",
     [".", "..", "", "./x", "a" * 21, "a" * 23, "a" * 21 + "=", "a" * 21 + ".", "a" * 21 + "\n"],

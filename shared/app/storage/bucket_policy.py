@@ -1,4 +1,5 @@
-"""The bucket policy's statements of ours: no upload can be made readable by anyone else.
+"""The bucket policy's statements of ours: no upload can be made readable by anyone else,
+nor put in a storage class of its holder's choosing.
 
 A presigned PUT (app.storage.uploads) signs its Content-Type, Content-Length and
 `x-cos-acl: private`, but COS checks only the headers its signature lists: its holder could
@@ -13,14 +14,22 @@ appended could be sent as a PutObjectACL. So the bucket policy denies, to everyo
 - a PutObject carrying any `x-cos-grant-*` header, one statement per header: the keys of one
   condition are all required together, so a single statement naming the four would deny
   only a request carrying all four,
+- a PutObject carrying `x-cos-storage-class` at all: our URL never sends it, so any value
+  is the holder's own. ARCHIVE or DEEP_ARCHIVE would make the upload unreadable without a
+  restore (the task naming it would fail at the upstream, whose presigned GET COS refuses)
+  and bill 60 or 180 days of storage for an object cleanup deletes after hours. PutObject is
+  the only write the URL can be turned into: PostObject, InitiateMultipartUpload and
+  AppendObject are POSTs, and the signature covers the method,
 - every PutObjectACL: the backend never changes an upload's ACL.
 
 Condition keys and operators as COS documents them for bucket policies
 (cloud.tencent.com/document/product/436/71306, .../436/46206: `cos:x-cos-acl` with
-`string_equal` / `string_not_equal_if_exist`). The `cos:x-cos-grant-*` keys follow the same
-rule (a request header's name after `cos:`), which those pages show for `x-cos-acl` and
-`x-cos-storage-class`; should COS not know them, an upload made public that way is still
-refused by `POST /tasks` (app.storage.uploads) and deleted by cleanup after the grace.
+`string_equal` / `string_not_equal_if_exist`; `cos:x-cos-storage-class`, documented for
+PutObject, PostObject, InitiateMultipartUpload and AppendObject). The `cos:x-cos-grant-*`
+keys follow the same rule (a request header's name after `cos:`), which those pages show
+for `x-cos-acl` and `x-cos-storage-class`; should COS not know them, an upload made public
+that way is still refused by `POST /tasks` (app.storage.uploads) and deleted by cleanup
+after the grace, as is one archived before the policy was in place.
 A deny overrides any allow, whoever signed.
 
 cos-cleanup keeps them as it keeps the lifecycle rules: merged into the policy the bucket
@@ -79,7 +88,12 @@ def our_statements(region: str, bucket: str) -> list[dict[str, Any]]:
         deny(f"no-{header[len('x-cos-') :]}", "PutObject", {"string_like": {f"cos:{header}": "*"}})
         for header in GRANT_HEADERS
     ]
-    return [acl, *grants, deny("no-acl-change", "PutObjectACL")]
+    # Any value, STANDARD too: nothing of ours sends the header (string_like without
+    # `_if_exist`: false when it is absent).
+    storage_class = deny(
+        "no-storage-class", "PutObject", {"string_like": {"cos:x-cos-storage-class": "*"}}
+    )
+    return [acl, *grants, storage_class, deny("no-acl-change", "PutObjectACL")]
 
 
 def ensure_policy(bucket: ObjectStore, region: str, bucket_name: str) -> bool:

@@ -33,6 +33,7 @@ from app.clock import utcnow
 from app.config import Settings
 from app.storage.objects import (
     DELETE_BATCH,
+    STANDARD,
     UPLOAD_ACL,
     Deleted,
     KeyFailure,
@@ -136,7 +137,10 @@ class CosStore:
             modified = parsedate_to_datetime(lower["last-modified"]).astimezone(timezone.utc)
         except (KeyError, TypeError, ValueError):
             raise StorageError("COS HeadObject gave an unusable answer") from None
-        return ObjectInfo(key=key, size_bytes=size, last_modified=modified)
+        storage_class = str(lower.get("x-cos-storage-class") or STANDARD)
+        return ObjectInfo(
+            key=key, size_bytes=size, last_modified=modified, storage_class=storage_class
+        )
 
     def public(self, key: str, timeout_s: float | None = None) -> bool | None:
         def call() -> Any:
@@ -209,6 +213,7 @@ class CosStore:
                     key=str(item["Key"]),
                     size_bytes=int(item["Size"]),
                     last_modified=_iso_utc(str(item["LastModified"])),
+                    storage_class=str(item.get("StorageClass") or STANDARD),
                 )
                 for item in _items(answer.get("Contents"))
             ]

@@ -18,6 +18,9 @@ UPLOADS = "uploads/"
 TASKS = "tasks/"
 # The object ACL every upload is made with: readable only with the bucket owner's leave.
 UPLOAD_ACL = "private"
+# The storage class COS gives an object written without `x-cos-storage-class` (a bucket's
+# default); HeadObject answers the header only for an object of another class.
+STANDARD = "STANDARD"
 # One DeleteObjects request takes at most this many keys (COS's and S3's limit).
 DELETE_BATCH = 1000
 
@@ -39,6 +42,7 @@ class ObjectInfo:
     key: str
     size_bytes: int
     last_modified: datetime  # aware, UTC
+    storage_class: str = STANDARD  # as COS names it: ARCHIVE, STANDARD_IA, ...
 
 
 @dataclass(frozen=True)
@@ -81,9 +85,9 @@ class ObjectStore(Protocol):
         ...
 
     def head(self, key: str, timeout_s: float | None = None) -> ObjectInfo | None:
-        """The object's size and time; None when there is none at `key`. With `timeout_s`
-        (a caller with a deadline): one attempt, waiting at most that long on each step of
-        the exchange, rather than the adapter's own timeout and retry."""
+        """The object's size, time and storage class; None when there is none at `key`. With
+        `timeout_s` (a caller with a deadline): one attempt, waiting at most that long on each
+        step of the exchange, rather than the adapter's own timeout and retry."""
         ...
 
     def public(self, key: str, timeout_s: float | None = None) -> bool | None:

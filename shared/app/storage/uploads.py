@@ -3,16 +3,17 @@ names.
 
 `POST /uploads` answers a presigned PUT for `uploads/{user_id}/{id}` whose signature covers
 the declared Content-Type and Content-Length and a private ACL, valid PUT_TTL_S: the store
-refuses any other type, size or ACL (and the bucket policy any grant header added,
-app.storage.bucket_policy). Each one can become an object of up to UPLOAD_MAX_BYTES that
-stays on the bill until cleanup, so a user is given at most UPLOADS_PER_USER_PER_HOUR of
-them an hour (`429 RATE_LIMITED` with Retry-After past it, nothing presigned); a request
-refused as invalid, or one the store could not sign, counts nothing. A task input may name
-the key as a whole string value anywhere in it; `POST /tasks` checks each one (the owner's
-prefix followed by an id of `create`'s shape and nothing else, the object there, young
-enough, not readable by all users: one made so before the bucket policy was in place is not
-kept by a task for its whole retention), and the runner sends upstream a presigned GET in
-its place.
+refuses any other type, size or ACL (and the bucket policy any grant or storage-class
+header added, app.storage.bucket_policy). Each one can become an object of up to
+UPLOAD_MAX_BYTES that stays on the bill until cleanup, so a user is given at most
+UPLOADS_PER_USER_PER_HOUR of them an hour (`429 RATE_LIMITED` with Retry-After past it,
+nothing presigned); a request refused as invalid, or one the store could not sign, counts
+nothing. A task input may name the key as a whole string value anywhere in it; `POST /tasks`
+checks each one (the owner's prefix followed by an id of `create`'s shape and nothing else,
+the object there, young enough, not readable by all users: one made so before the bucket
+policy was in place is not kept by a task for its whole retention; in a class COS reads
+without a restore, as the upstream's presigned GET needs), and the runner sends upstream a
+presigned GET in its place.
 
 An upload no task names is deleted by cos-cleanup once it is older than COS_ORPHAN_GRACE_S,
 and cleanup decides that from the `task_uploads` rows committed when it lists. A task that
@@ -39,7 +40,7 @@ from app.config import get_settings
 from app.errors import AppError, ErrorCode
 from app.ids import is_id, new_id
 from app.observability import logging as applog
-from app.storage.objects import UPLOADS, ObjectInfo, ObjectStore, StorageError, upload_key
+from app.storage.objects import STANDARD, UPLOADS, ObjectInfo, ObjectStore, StorageError, upload_key
 
 PUT_TTL_S = 15 * 60
 GET_TTL_S = 3600
@@ -54,6 +55,18 @@ HEADS_AT_ONCE = 8
 # Distinct upload keys one task input may name: each is a HEAD before the task is created,
 # within the function's timeout. Fifty covers a batch of pages or pictures for one task.
 TASK_UPLOADS_MAX = 50
+# The storage classes COS serves a GET from at once; ARCHIVE and DEEP_ARCHIVE need a restore
+# first (and a class COS adds later is not assumed readable).
+READABLE_CLASSES = frozenset(
+    {
+        STANDARD,
+        "MAZ_STANDARD",
+        "STANDARD_IA",
+        "MAZ_STANDARD_IA",
+        "INTELLIGENT_TIERING",
+        "MAZ_INTELLIGENT_TIERING",
+    }
+)
 CONTENT_TYPES = ("image/png", "image/jpeg", "image/webp", "application/pdf", "text/plain")
 
 log = applog.get_logger("app.storage.uploads")
@@ -168,6 +181,12 @@ def check(user_id: str, task_input: Any) -> list[str]:
             # the bucket policy refused that): not named, so cleanup deletes it after the grace.
             raise _input_invalid(key, "is readable by anyone; upload it again as it was given")
         info = checked.info
+        if info.storage_class not in READABLE_CLASSES:
+            # Its uploader chose the class (a header its URL does not sign, before the bucket
+            # policy refused that): the upstream's GET would be refused, so not named.
+            raise _input_invalid(
+                key, "needs a restore before it can be read; upload it again as it was given"
+            )
         if now - info.last_modified >= usable:
             minutes = usable.total_seconds() // 60
             raise _input_invalid(
