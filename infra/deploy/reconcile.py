@@ -1,5 +1,6 @@
 """One walk over the account, resource by resource, in the order the account needs them:
-the stage's namespace (and the functions of the stage left in another); the layer; each
+the stage's namespace (and the functions of the stage left in another, and SCF's limits on
+functions per namespace and namespaces per region, checked before any write); the layer; each
 `invoke_after_deploy` function (db-migrate), which the apply then invokes; every other
 function (its code and configuration, its Function URL, its timers, its async config); then
 the custom domain that points at the URLs.

@@ -106,9 +106,11 @@ class ScfApi:
     def namespaces(self) -> list[str]:
         return [ns["Name"] for ns in self._pages("ListNamespaces", "Namespaces")]
 
-    def functions_in(self, namespace: str, search: str) -> list[str]:
-        """The names of the functions of `namespace` whose name holds `search`."""
-        found = self._pages("ListFunctions", "Functions", Namespace=namespace, SearchKey=search)
+    def functions_in(self, namespace: str, search: str = "") -> list[str]:
+        """The names of the functions of `namespace` whose name holds `search` (all of them
+        when it is empty)."""
+        keyword = {"SearchKey": search} if search else {}
+        found = self._pages("ListFunctions", "Functions", Namespace=namespace, **keyword)
         return [fn["FunctionName"] for fn in found]
 
     def layer_versions(self, layer: str) -> list[dict[str, Any]]:
