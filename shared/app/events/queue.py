@@ -64,12 +64,12 @@ def queue_handler(consume: Consume) -> Callable[[Any, Any], dict[str, Any]]:
         request_id = str(context.get("request_id") or "")
         try:
             with applog.bound(function=function, request_id=request_id):
-                return invocation(event, function, request_id)
+                return invocation(event, function)
         finally:
             pusher.after_invocation(function)
 
-    def invocation(event: Any, function: str, request_id: str) -> dict[str, Any]:
-        fields: dict[str, Any] = {"function": function, "request_id": request_id}
+    def invocation(event: Any, function: str) -> dict[str, Any]:
+        fields: dict[str, Any] = {}  # its function and request id are the bound ids
         message = decode(event)
         if message is None:
             applog.log_fields(

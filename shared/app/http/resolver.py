@@ -118,7 +118,7 @@ class HttpApp:
             except AppError as exc:
                 failure = exc
             except Exception as exc:  # noqa: BLE001 - the last resort: every failure gets an answer
-                failure = self._unexpected(exc, request_id)
+                failure = self._unexpected(exc)
             if failure is not None:
                 response = Response.json(
                     failure.envelope(request_id), failure.status, failure.headers
@@ -136,18 +136,14 @@ class HttpApp:
         return payload
 
     @staticmethod
-    def _unexpected(exc: Exception, request_id: str) -> AppError:
+    def _unexpected(exc: Exception) -> AppError:
         """A dependency that is down is 503, anything else a bug: 500, trace to the log."""
         if is_unreachable(exc):
             applog.log_fields(
-                log,
-                logging.ERROR,
-                "dependency unavailable",
-                request_id=request_id,
-                error=type(exc).__name__,
+                log, logging.ERROR, "dependency unavailable", error=type(exc).__name__
             )
             return AppError(ErrorCode.SERVICE_UNAVAILABLE)
-        log.exception("unhandled error", extra={"fields": {"request_id": request_id}})
+        log.exception("unhandled error")
         return AppError(ErrorCode.INTERNAL_ERROR)
 
     def _match(self, request: Request[Any, Any]) -> Route:
@@ -250,13 +246,12 @@ class HttpApp:
         route_path = route.path if route else "unmatched"
         HTTP_REQUESTS.labels(function, method, route_path, str(response.status)).inc()
         HTTP_DURATION.labels(function, method, route_path).observe(elapsed)
+        # Its function and request id are the invocation's bound ids, as on every line of it.
         fields: dict[str, Any] = {
-            "function": function,
             "method": method,
             "route": route_path,
             "status": response.status,
             "duration_ms": round(elapsed * 1000, 2),
-            "request_id": response.headers.get("X-Request-Id"),
             "client_ip": client_address_of(event),
         }
         if failure is not None:
