@@ -84,6 +84,12 @@ def test_daily_limit_per_phone(flows: Flows) -> None:
         get_redis().delete(sms.cooldown_key(phone))
         reply = flows.sms(phone)
     assert (reply.status, reply.json()["code"]) == (429, "SMS_RATE_LIMITED")
+    assert "today" in reply.json()["message"]
+    # The phone may ask again from the next China day, whose counter is another key: the
+    # wait ends at midnight, China time, not a day or two after the day's first code.
+    now = datetime.now(timezone(timedelta(hours=8)))
+    rest_of_day = 86400 - (now.hour * 3600 + now.minute * 60 + now.second)
+    assert 1 <= int(reply.header("Retry-After")) <= rest_of_day + 1
 
 
 def test_hourly_limit_per_ip(flows: Flows) -> None:
