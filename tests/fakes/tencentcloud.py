@@ -223,8 +223,9 @@ class FakeTencentCloud(LocalServer):
             return self._answer({"Error": {"Code": exc.code, "Message": exc.message}})
 
 
-def sms_handler(failing: set[str] | None = None) -> Handler:
-    """A `SendSms` that accepts every mainland number, except the ones in `failing`."""
+def sms_handler(failing: set[str] | None = None, refusing: dict[str, str] | None = None) -> Handler:
+    """A `SendSms` that accepts every mainland number, except the ones in `failing` (refused
+    for the number's daily limit) and in `refusing` (refused with the code it names)."""
 
     def send_sms(params: dict[str, Any], _call: Call) -> dict[str, Any]:
         for required in ("PhoneNumberSet", "SmsSdkAppId", "TemplateId"):
@@ -232,15 +233,18 @@ def sms_handler(failing: set[str] | None = None) -> Handler:
                 raise TencentCloudError("MissingParameter", f"{required} is required")
         statuses = []
         for phone in params["PhoneNumberSet"]:
-            ok = phone not in (failing or set())
+            refused = (refusing or {}).get(phone)
+            if refused is None and phone in (failing or set()):
+                refused = "LimitExceeded.PhoneNumberDailyLimit"
+            ok = refused is None
             statuses.append(
                 {
                     "SerialNo": secrets.token_hex(8),
                     "PhoneNumber": phone,
                     "Fee": 1 if ok else 0,
                     "SessionContext": "",
-                    "Code": "Ok" if ok else "LimitExceeded.PhoneNumberDailyLimit",
-                    "Message": "send success" if ok else "daily limit",
+                    "Code": refused or "Ok",
+                    "Message": "send success" if ok else "refused",
                     "IsoCode": "CN",
                 }
             )

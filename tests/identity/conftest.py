@@ -22,7 +22,9 @@ PASSWORD = "correct horse 9"
 @pytest.fixture(scope="session")
 def tencent() -> Iterator[FakeTencentCloud]:
     with FakeTencentCloud() as fake:
-        fake.on("SendSms", sms_handler(failing={"+8613000000000"}))
+        # The provider's frequency policy, which counts per number, names no number.
+        frequency = {"+8613000000001": "LimitExceeded.DeliveryFrequencyLimit"}
+        fake.on("SendSms", sms_handler(failing={"+8613000000000"}, refusing=frequency))
         yield fake
 
 

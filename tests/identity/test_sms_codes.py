@@ -84,6 +84,12 @@ def test_daily_limit_per_phone(flows: Flows) -> None:
         get_redis().delete(sms.cooldown_key(phone))
         reply = flows.sms(phone)
     assert (reply.status, reply.json()["code"]) == (429, "SMS_RATE_LIMITED")
+    assert "today" in reply.json()["message"]
+    # The phone may ask again from the next China day, whose counter is another key: the
+    # wait ends at midnight, China time, not a day or two after the day's first code.
+    now = datetime.now(timezone(timedelta(hours=8)))
+    rest_of_day = 86400 - (now.hour * 3600 + now.minute * 60 + now.second)
+    assert 1 <= int(reply.header("Retry-After")) <= rest_of_day + 1
 
 
 def test_hourly_limit_per_ip(flows: Flows) -> None:
@@ -135,17 +141,26 @@ def test_a_number_the_provider_refuses_keeps_its_limits_but_not_the_budget(
     # The provider answered and refused this number (its own daily limit for it): asking again
     # within the cooldown sends nothing either, and the number's day count bounds the calls
     # made for it. Nothing was paid for, so the hour's budget is given back.
+    _refused_number_keeps_its_limits(flows, "+8613000000000")
+
+
+def test_a_number_refused_by_the_frequency_policy_keeps_its_limits_too(flows: Flows) -> None:
+    # The provider's frequency policy counts per number, and its code names none.
+    _refused_number_keeps_its_limits(flows, "+8613000000001")
+
+
+def _refused_number_keeps_its_limits(flows: Flows, phone: str) -> None:
     now = datetime.now(timezone(timedelta(hours=8)))
     get_redis().delete(sms.budget_key(now))
     with settings_env(SMS_GLOBAL_PER_HOUR="1"), capture_logs() as logs:
-        reply = flows.sms("+8613000000000", ip=new_ip())  # the fake refuses this number
+        reply = flows.sms(phone, ip=new_ip())
         assert (reply.status, reply.json()["code"]) == (503, "SERVICE_UNAVAILABLE")
         # The client's number, not our failure: no alarm on ERROR pages for it.
         [line] = logs.where(message="sms not sent")
         assert line["level"] == "warning", line
-        assert get_redis().exists(sms.cooldown_key("+8613000000000")) == 1
-        assert get_redis().exists("sms:code:login:+8613000000000") == 0
-        again = flows.sms("+8613000000000", ip=new_ip())
+        assert get_redis().exists(sms.cooldown_key(phone)) == 1
+        assert get_redis().exists(f"sms:code:login:{phone}") == 0
+        again = flows.sms(phone, ip=new_ip())
         assert (again.status, again.json()["code"]) == (429, "SMS_RATE_LIMITED")
         assert flows.sms(new_phone(), ip=new_ip()).status == 200
 

@@ -16,20 +16,20 @@ every phone and IP (SMS_GLOBAL_PER_HOUR: what an attacker spreading requests ove
 numbers and addresses could otherwise spend on SMS). A phone, an IP and the budget are
 different entities whose keys cannot honestly share a Redis Cluster slot, so this is three
 steps: first the phone's cooldown and day count, checked and taken in one script (both keys
-carry the phone as hash tag: `sms:cooldown:{<phone>}`, `sms:day:{<phone>}:<day>`), then the
-IP's count and then the budget's (`app.counters`; hourly counters are named for their clock
-hour and end with it). A later step's refusal gives back what the earlier steps took, and so
-does a delivery that fails, all but the IP's count (and the phone's, when the provider
-refused the number). What holds, as when one script took all
-three: no limit is ever passed, by any number of parallel requests (each counter is checked
-and counted in one step), and the refusal names the first limit reached in the order
-cooldown, day, IP, budget. What changed: between the two steps a request that the IP will
-refuse holds the phone's cooldown for a moment, and a request for that phone meanwhile is
-told to wait; if the instance dies between the steps, the phone keeps that cooldown and
-count, so the limits err on the strict side. Before the tags the phone's keys were
-`sms:cooldown:<phone>` and `sms:day:<phone>:<day>`: with the release that tagged them every
-phone's cooldown and day count started afresh, once (and while two releases ran side by
-side, each counted on its own).
+carry the phone as hash tag: `sms:cooldown:{<phone>}`, `sms:day:{<phone>}:<day>`, the day
+count ending with its China day), then the IP's count and then the budget's (`app.counters`;
+hourly counters are named for their clock hour and end with it). A later step's refusal
+gives back what the earlier steps took, and so does a delivery that fails, all but the IP's
+count (and the phone's, when the provider refused the number). What holds, as when one
+script took all three: no limit is ever passed, by any number of parallel requests (each
+counter is checked and counted in one step), and the refusal names the first limit reached
+in the order cooldown, day, IP, budget. What changed: between the two steps a request that
+the IP will refuse holds the phone's cooldown for a moment, and a request for that phone
+meanwhile is told to wait; if the instance dies between the steps, the phone keeps that
+cooldown and count, so the limits err on the strict side. Before the tags the phone's keys
+were `sms:cooldown:<phone>` and `sms:day:<phone>:<day>`: with the release that tagged them
+every phone's cooldown and day count started afresh, once (and while two releases ran side
+by side, each counted on its own).
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ Purpose = Literal["login", "register"]
 MAX_WRONG_TRIES = 5
 _CHINA = timezone(timedelta(hours=8))
 
-# KEYS: cooldown, day counter (one phone's, so one slot). ARGV: cooldown s, per day, day
-# ttl, a token that marks this take's cooldown.
+# KEYS: cooldown, day counter (one phone's, so one slot). ARGV: cooldown s, per day, the
+# rest of the day (s), a token that marks this take's cooldown.
 _TAKE_PHONE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {'cooldown', redis.call('PTTL', KEYS[1])}
@@ -163,7 +163,7 @@ def _take_quota(phone: str, ip: str) -> _Taken:
         *phone_keys,
         settings.sms_cooldown_s,
         settings.sms_per_phone_per_day,
-        2 * 86400,
+        _rest_of_day(now),
         token,
     )
     wait = counters.wait_s(int(pttl_ms))
@@ -206,6 +206,13 @@ def _give_back(taken: _Taken, failure: sms_delivery.DeliveryFailed) -> None:
 def budget_key(now: datetime) -> str:
     """The hourly budget's counter: named for its clock hour (China time)."""
     return f"sms:global:{now:%Y%m%d%H}"
+
+
+def _rest_of_day(now: datetime) -> int:
+    """Seconds to the end of the China day a phone's day counter is named for: its window,
+    so that the day's refusal says to wait until midnight (the next day's counter), not the
+    two days the counter was once kept."""
+    return 86400 - (now.hour * 3600 + now.minute * 60 + now.second)
 
 
 def _rest_of_hour(now: datetime) -> int:

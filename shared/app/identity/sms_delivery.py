@@ -64,6 +64,16 @@ def _send_tencent(phone: str, code: str) -> None:
     statuses = response.SendStatusSet or []
     if not statuses or statuses[0].Code != "Ok":
         status = statuses[0].Code if statuses else "no status"
-        # SMS names every refusal of the number itself so: LimitExceeded.PhoneNumber*Limit,
-        # FailedOperation.PhoneNumberInBlacklist, InvalidParameterValue.IncorrectPhoneNumber.
-        raise DeliveryFailed(f"SendSms refused: {status}", number_refused="PhoneNumber" in status)
+        raise DeliveryFailed(f"SendSms refused: {status}", number_refused=_of_number(status))
+
+
+# The console's frequency policy counts per number (30 s, one hour, a day) and may answer
+# with this code, which names no number.
+_FREQUENCY_POLICY = "LimitExceeded.DeliveryFrequencyLimit"
+
+
+def _of_number(status: str) -> bool:
+    """Whether a SendStatus code refuses the number itself. SMS names most such refusals so:
+    LimitExceeded.PhoneNumber*Limit, FailedOperation.PhoneNumberInBlacklist,
+    InvalidParameterValue.IncorrectPhoneNumber; its frequency policy's does not."""
+    return "PhoneNumber" in status or status == _FREQUENCY_POLICY
