@@ -12,8 +12,11 @@ Every password check, the right ones included, also counts against the phone's h
 (LOGIN_PER_PHONE_PER_HOUR): a right password gives its attempt back to the two failure
 counts, so without this one account's holder could have a bcrypt check (about 250 ms of CPU
 at cost 12) run on every request from one address, without end. A stranger's wrong guesses
-reach the failure lock first (LOGIN_MAX_FAILURES per LOGIN_LOCK_S: 20 an hour by default,
-under the default 30), so they cannot spend the owner's hour.
+alone reach the failure lock first (LOGIN_MAX_FAILURES per LOGIN_LOCK_S: 20 an hour by
+default, under the default 30); but each sign-in of the owner resets that lock's count, so
+guesses between the owner's sign-ins can fill the hour and close password login on the
+phone until it ends. That is no more than the failure lock already lets a stranger do, and
+code login stays open through both.
 
 The phone's counter and the IP's are different entities, in different Redis Cluster slots,
 so a reservation takes them one after the other (`app.counters`): the phone's
