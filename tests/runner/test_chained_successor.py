@@ -9,11 +9,9 @@ timeout + calls.SLOT_LEASE_MARGIN_S) runs out in Redis and another caller takes 
 
 from __future__ import annotations
 
-import http.client
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -22,6 +20,7 @@ from app.db.tables import task_steps
 from app.db.transaction import transaction
 from app.runner import slots
 from tests.fakes.upstream import Answer, Call, FakeUpstream
+from tests.support.host_slots import OtherCaller, wait_for
 from tests.support.lock_waits import wait_for_a_lock_wait
 from tests.support.pipelines import Customer, Worker, new_pipeline
 from tests.support.settings import settings_env
@@ -29,13 +28,6 @@ from tests.support.settings import settings_env
 # A slot's lease is the call's timeout + calls.SLOT_LEASE_MARGIN_S: a short timeout keeps
 # the stalls short.
 TIMEOUT_S = 0.5
-
-
-def _wait_for(condition: Callable[[], Any], timeout: float = 20.0, every: float = 0.01) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline
-        time.sleep(every)
 
 
 def _fork(url: str, retries: int) -> str:
@@ -74,41 +66,6 @@ class RowLock:
             self._holder.join()
 
 
-class OtherCaller:
-    """Another instance's call to the same host: it takes the host's only slot (free once
-    the stalled holder's lease ran out) and holds a call in flight until `end`."""
-
-    def __init__(self, upstream: FakeUpstream) -> None:
-        self.host = f"127.0.0.1:{upstream.port}"
-        self.port = upstream.port
-        self.hold = threading.Event()
-        upstream.script("/other", self._answer)
-        self.token: str | None = None
-        self._thread = threading.Thread(target=self._call)
-
-    def _answer(self, _call: Call) -> Answer:
-        return Answer(200, {}) if self.hold.wait(30) else Answer(500)
-
-    def _call(self) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            connection.request("POST", "/other", body=b"{}")
-            connection.getresponse().read()
-        finally:
-            connection.close()
-
-    def start(self) -> None:
-        self.token = slots.acquire(self.host, cap=1, lease_s=60)
-        assert self.token is not None, "the stalled holder's slot was not free"
-        self._thread.start()
-
-    def end(self) -> None:
-        self.hold.set()
-        self._thread.join()
-        assert self.token is not None
-        slots.release(self.host, self.token)
-
-
 def stalled_handover(upstream: FakeUpstream, then: Callable[[Call], Answer]) -> RowLock:
     """Scripts `/r`: branch 0 answers once branch 1's row is locked, so its settle, which
     claims branch 1 and hands it branch 0's slot, waits for that lock (see `stall`);
@@ -131,9 +88,9 @@ def stall(upstream: FakeUpstream, lock: RowLock, other: OtherCaller) -> None:
     try:
         wait_for_a_lock_wait()  # branch 0 answered; its settle waits
         assert len(upstream.calls_to("/r")) == 1
-        _wait_for(lambda: slots.in_use(other.host) == 0)  # the handed-on slot's lease ran out
+        wait_for(lambda: slots.in_use(other.host) == 0)  # the handed-on slot's lease ran out
         other.start()
-        _wait_for(lambda: upstream.in_flight == 1)
+        wait_for(lambda: upstream.in_flight == 1)
     finally:
         lock.release()
 

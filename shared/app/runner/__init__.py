@@ -25,7 +25,7 @@ The modules, each importing only those below it:
     recovery   `resume`: a stalled task's work published again
     worker     the pipeline-worker's consumer: claim, call, settle, and what follows
     fork       the fork's window and JOIN: start, settle and claim the successor, heal
-    rows       the step rows' statements: claims and leases, unclaim, park, settle
+    rows       the step rows' statements: claims and leases, give back, park, settle
     plans      a task's steps and input, kept per instance; the call each row makes
     calls      one upstream call with its retries, or a sim step; a call's host slot
     slots      the host slots themselves, in Redis

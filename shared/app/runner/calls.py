@@ -47,6 +47,9 @@ RETRY_AFTER_MAX_S = 60.0
 INLINE_WAIT_MAX_S = 2.0
 SLOT_RETRY_S = 0.2
 SLOT_LEASE_MARGIN_S = 5.0
+# A held slot is renewed before a further call once its lease has lost this much (see
+# `still_held`): one Redis round trip per second of calls instead of per call.
+SLOT_REUSE_S = 1.0
 # The worker function's timeout is 300 s: another call that might not fit hands over to a
 # fresh invocation instead.
 INVOCATION_BUDGET_S = 240.0
@@ -238,6 +241,40 @@ def take_slot(step: HttpCall) -> str | None:
     """A slot of the step's upstream host for one call, or None when all are taken."""
     cap = get_settings().pipeline_host_concurrency
     return slots.acquire(step.host_key, cap, slot_lease_s(step))
+
+
+def fresh_slot(step: HttpCall) -> tuple[str | None, float]:
+    """A slot for one call of `step` (None when the host has none free), and when its lease
+    ends at the earliest (epoch s)."""
+    until = time.time() + slot_lease_s(step)  # read before the lease is set: earliest
+    return take_slot(step), until
+
+
+def still_held(step: HttpCall, token: str, until: float) -> tuple[str | None, float]:
+    """A held slot for one more call of `step`, and when its lease ends at the earliest:
+    as it is while its lease has lost less than SLOT_REUSE_S (so a call still starts with
+    at least its timeout plus SLOT_LEASE_MARGIN_S - SLOT_REUSE_S of lease ahead), else
+    renewed; (None, 0.0) when the renewal finds it gone (its lease ran out and another
+    caller dropped it)."""
+    lease_s = slot_lease_s(step)
+    now = time.time()
+    if until - now >= lease_s - SLOT_REUSE_S:
+        return token, until
+    if renew_slot(step, token):
+        return token, now + lease_s
+    return None, 0.0
+
+
+def live_slot(step: HttpCall, token: str, until: float) -> tuple[str | None, float]:
+    """The slot to call with, once whatever came after it was taken (a commit, which may
+    stall: a lock wait, a slow flush, a failover) may have outlasted its lease, and a slot
+    whose lease ran out is anyone's to take: calling with it could put one call more on the
+    host than PIPELINE_HOST_CONCURRENCY. So `token` only while still held (`still_held`),
+    else a fresh slot; None when the host has none free."""
+    token_held, until = still_held(step, token, until)
+    if token_held is not None:
+        return token_held, until
+    return fresh_slot(step)
 
 
 def renew_slot(step: HttpCall, token: str) -> bool:

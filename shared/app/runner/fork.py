@@ -12,9 +12,9 @@ branch i + W, with a fresh lease as its fencing token, for the settling invocati
 next with the host slot of i's call (`Next`): no commit, no message and no new invocation
 per branch. An invocation that dies after that commit leaves a running row whose lease runs
 out, healed as a worker that died mid-call is. Without a free slot, or budget, i + W is only
-dispatched, and its message published. The slot is looked at again once that commit is
-done, for a commit that stalled can outlast its lease: a slot lost, with no other free,
-sends i + W back to the queue as any work without a slot.
+dispatched, and its message published. The worker looks at the slot again before the
+call, as after any claim, for a commit that stalled can outlast its lease: a slot lost,
+with no other free, sends i + W back to the queue as any work without a slot.
 
 The JOIN is the UPDATE that moves the fork row from running to succeeded/failed. Only a
 settle with no successor takes the fork row's lock and looks for unsettled branches; the
@@ -53,9 +53,6 @@ from app.tasks.lifecycle import step_failed
 # An invocation runs the next branch itself only when its first call fits wholly in what
 # is left of the invocation's budget, with this much to spare for settling.
 CHAIN_MARGIN_S = 5.0
-# A slot handed from a branch to its successor is renewed once its lease has lost this
-# much (see `_still_held`): one Redis round trip per second of calls instead of per call.
-SLOT_REUSE_S = 1.0
 
 _c = task_steps.c
 
@@ -220,10 +217,9 @@ def _settle_and_claim(
     this invocation to run it next: one commit, one statement and one queue hop fewer per
     branch. Only for a successor that exists, whose first call fits in what is left of
     the invocation's budget and that has a host slot (the settling call's, handed on, or a
-    free one; taken before the statement and given back when it changes nothing). The
-    slot is checked again once the claim has committed (`_slot_after_commit`): without
-    one then, the successor goes back to the queue (`_requeue`) and the Advance has no
-    `following`. The successor's lease is its fencing token as after any claim: an
+    free one; taken before the statement and given back when it changes nothing), which
+    the worker checks is still held before the call, as after any claim
+    (`calls.live_slot`). The successor's lease is its fencing token as after any claim: an
     invocation that dies after this commit leaves a running row whose lease runs out,
     which the sweeper publishes again, as for a worker that died mid-call. None when
     nothing was written (or the width is not known here): the caller then settles alone;
@@ -263,16 +259,6 @@ def _settle_and_claim(
             calls.release_slot(step, slot)
     if not claimed:
         return None
-    if isinstance(step, HttpCall) and slot is not None:
-        successor_row = Attempts(task_id, position, successor, lease, lease_s)
-        try:
-            slot, slot_until = _slot_after_commit(step, slot, slot_until)
-        except BaseException:  # the slot could not be checked: no call, so no count either
-            retry_conflicts(lambda: _requeue(successor_row, width))
-            raise
-        if slot is None:
-            retry_conflicts(lambda: _requeue(successor_row, width))
-            return Advance()
     claim = Claim(lease, lease_s, 1, True, settled.previous, slot, slot_until)
     return Advance(following=Next(successor, call, claim, width))
 
@@ -280,61 +266,16 @@ def _settle_and_claim(
 def _slot_for(step: HttpCall, spare: list[calls.HeldSlot]) -> tuple[str | None, float]:
     """A host slot for the successor's call, and when its lease ends at the earliest.
     The settling branch's slot changes hands inside this invocation, never free in
-    between, when its host is the same (see `_still_held`). Otherwise a fresh slot; None
-    when the host has none free. Checked again after the claim's commit
-    (`_slot_after_commit`)."""
+    between, when its host is the same (see `calls.still_held`). Otherwise a fresh slot;
+    None when the host has none free. Checked again before the call (`calls.live_slot`)."""
     while spare:
         held = spare.pop()
         if held.host_key == step.host_key:
-            token, until = _still_held(step, held.token, held.until)
+            token, until = calls.still_held(step, held.token, held.until)
             if token is not None:
                 return token, until
         held.release()
-    return _fresh_slot(step)
-
-
-def _slot_after_commit(step: HttpCall, token: str, until: float) -> tuple[str | None, float]:
-    """The successor's slot once its claim has committed. The commit may have stalled (a
-    lock wait, a slow flush, a failover) past the slot's lease, and a slot whose lease ran
-    out is anyone's to take: calling with it could put one call more on the host than
-    PIPELINE_HOST_CONCURRENCY. So the slot is kept only while still held (`_still_held`),
-    else a fresh one is taken; None when the host has none free. Checked here rather
-    than in an `after_commit` effect: the answer decides whether the call is made."""
-    token_held, until = _still_held(step, token, until)
-    if token_held is not None:
-        return token_held, until
-    return _fresh_slot(step)
-
-
-def _still_held(step: HttpCall, token: str, until: float) -> tuple[str | None, float]:
-    """A held slot for one more call of `step`, and when its lease ends at the earliest:
-    as it is while its lease has lost less than SLOT_REUSE_S (so a call still starts with
-    at least its timeout plus SLOT_LEASE_MARGIN_S - SLOT_REUSE_S of lease ahead), else
-    renewed; (None, 0.0) when the renewal finds it gone (its lease ran out and another
-    caller dropped it)."""
-    lease_s = calls.slot_lease_s(step)
-    now = time.time()
-    if until - now >= lease_s - SLOT_REUSE_S:
-        return token, until
-    if calls.renew_slot(step, token):
-        return token, now + lease_s
-    return None, 0.0
-
-
-def _fresh_slot(step: HttpCall) -> tuple[str | None, float]:
-    until = time.time() + calls.slot_lease_s(step)  # read before the lease is set: earliest
-    return calls.take_slot(step), until
-
-
-def _requeue(attempts: Attempts, width: int) -> None:
-    """A claimed successor with no slot to call with goes back to the queue as any work
-    without a slot does: pending again with its claim's count of the call it did not make
-    taken back (`rows.unclaim`), so it still gets 1 + retries calls, and its message
-    published with a slot retry's delay."""
-    delay_s = calls.slot_retry_delay()
-    with committing() as out:
-        if rows.unclaim(out.tx, attempts):
-            out.publish(Work(attempts.task_id, attempts.position, attempts.branch, width), delay_s)
+    return calls.fresh_slot(step)
 
 
 def _join_if_done(

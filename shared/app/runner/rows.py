@@ -1,5 +1,5 @@
 """The step rows (`task_steps`) and the statements that move them: claims with their leases,
-unclaim, give back, park, settle and dispatch.
+give back, park, settle and dispatch.
 
 A claim moves a row to running with a fresh `lease_until`. That value is the holder's
 fencing token: every later write of the holder (counting a call, parking, settling, giving
@@ -68,8 +68,8 @@ _CLAIM_PENDING = Prepared(
 )
 # Gives back a row claimed from pending with its first call counted when that call is not
 # made (no slot): pending and never called again, so the call it counted is not counted.
-# In the claim's transaction (`_CLAIM_PENDING`), or in one of its own after a chained claim
-# (`unclaim`), hence fenced by the claim's lease. Its updated_at moves: the row is waiting
+# In the claim's transaction (`_CLAIM_PENDING`), hence fenced by the claim's lease (after
+# the commit, `give_back` does the same). Its updated_at moves: the row is waiting
 # for a slot, with a message that keeps coming back for it, so the sweeper must not
 # publish another.
 _UNCLAIM = Prepared(
@@ -208,9 +208,9 @@ def claim_pending(
     key = {"row_task": task_id, "row_position": position, "row_branch": branch}
     if not _CLAIM_PENDING.run(tx, {**key, "lease": lease, "now": now}).rowcount:
         return None
-    slot = None
+    slot, slot_until = None, 0.0
     if isinstance(step, HttpCall):
-        slot = calls.take_slot(step)
+        slot, slot_until = calls.fresh_slot(step)
         if slot is None:
             _UNCLAIM.run(tx, {**key, "lease": lease, "now": now})
             return RetryLater(calls.slot_retry_delay())
@@ -219,7 +219,7 @@ def claim_pending(
     except BaseException:
         calls.release_slot(step, slot)
         raise
-    return Claim(lease, lease_for, 1, True, previous, slot)
+    return Claim(lease, lease_for, 1, True, previous, slot, slot_until)
 
 
 def claim(tx: Transaction, row: Row, step: HttpCall | SimCall) -> Claim | RetryLater | None:
@@ -241,9 +241,9 @@ def claim(tx: Transaction, row: Row, step: HttpCall | SimCall) -> Claim | RetryL
     # A sim step has no upstream to spare: one whose worker died simply runs again.
     limit = 1 + step.retries if isinstance(step, HttpCall) else 1_000_000
     counted = row["attempts"] < limit
-    slot = None
+    slot, slot_until = None, 0.0
     if counted and isinstance(step, HttpCall):
-        slot = calls.take_slot(step)
+        slot, slot_until = calls.fresh_slot(step)
         if slot is None:
             tx.execute(update(task_steps).where(_c.id == row["id"]).values(updated_at=now))
             return RetryLater(calls.slot_retry_delay())
@@ -267,7 +267,7 @@ def claim(tx: Transaction, row: Row, step: HttpCall | SimCall) -> Claim | RetryL
         calls.release_slot(step, slot)
         raise
     attempts = row["attempts"] + (1 if counted else 0)
-    return Claim(lease, lease_for, attempts, counted, previous, slot)
+    return Claim(lease, lease_for, attempts, counted, previous, slot, slot_until)
 
 
 def previous_output(tx: Transaction, task_id: str, position: int) -> Any:
@@ -316,23 +316,13 @@ class Attempts:
         )
 
 
-def unclaim(tx: Transaction, attempts: Attempts) -> bool:
-    """Give back a row claimed from pending with its first call counted (a chained
-    successor, see `settle_and_claim`) when that call is not made: pending again and never
-    called, so every call of the step is still to come. False when the row was no longer
-    ours (cancelled meanwhile)."""
-    key = {"row_task": attempts.task_id, "row_position": attempts.position}
-    params = {**key, "row_branch": attempts.branch, "lease": attempts.lease, "now": utcnow()}
-    return bool(_UNCLAIM.run(tx, params).rowcount)
-
-
 def give_back(tx: Transaction, attempts: Attempts, unmade: Claim | None) -> bool:
     """Give back a claimed row its holder will not settle (something failed after the
     claim's commit: marking the task running, presigning its input or `previous`, keeping
     the output), so that the redelivered message takes it at once instead of waiting minutes
     for the lease to run out: no lease, and `unmade`, the claim whose counted call was not
     made (None when a call was made), not counting that call (pending again when it was the
-    row's first, as `unclaim` leaves it). Fenced by the holder's lease: False when the row
+    row's first, as `_UNCLAIM` leaves it). Fenced by the holder's lease: False when the row
     was no longer ours, so a give-back never undoes a newer claim."""
     now = utcnow()
     values: dict[str, Any] = {"lease_until": None, "updated_at": now}
@@ -399,7 +389,7 @@ def settle_and_claim(
     one statement; how many of the two rows moved (the caller rolls back unless both). The
     successor's first call is counted with its claim, as `claim_pending` counts it, for
     the caller holds its slot; a call that is not made after all is given back with
-    `unclaim`."""
+    `give_back`."""
     params = _settle_params(attempts, result, now)
     params.update(next_branch=successor, next_lease=lease)
     return _SETTLE_AND_CLAIM.run(tx, params).rowcount

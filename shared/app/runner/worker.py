@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
@@ -139,6 +140,11 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
                 "input": uploads.outbound(plan.user_id, call.input),
                 "previous": outputs.render(task_id, claim.previous),
             }
+            if isinstance(call.step, HttpCall) and claim.slot is not None:
+                claim = _with_live_slot(call.step, claim)
+                if claim.slot is None:  # lost since it was taken, and the host is full
+                    _requeue(Work(task_id, position, row_branch, width), attempts, claim)
+                    return
             called = True  # from here the upstream may have been called
             if isinstance(call.step, HttpCall):
                 outcome = calls.run_http(
@@ -187,6 +193,27 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
             return
         row_branch, width = following.branch, following.width
         call, claim = following.call, following.claim
+
+
+def _with_live_slot(step: HttpCall, claim: Claim) -> Claim:
+    """The claim with a slot to make its first call with: the claim took its slot before
+    its commit, and that commit, marking the task running and presigning the call's input
+    came before the call; a stall there can outlast the slot's lease, and the slot is then
+    anyone's to take (`calls.live_slot`). Its slot None when it was lost with no other
+    free."""
+    assert claim.slot is not None
+    slot, until = calls.live_slot(step, claim.slot, claim.slot_until)
+    return replace(claim, slot=slot, slot_until=until)
+
+
+def _requeue(work: Work, attempts: rows.Attempts, claim: Claim) -> None:
+    """A claim with no slot to call with goes back to the queue as any work without a
+    slot does: the call it counted and did not make taken back (`rows.give_back`, pending
+    again when it was the row's first), so the step still gets 1 + retries calls, and its
+    message published with a slot retry's delay."""
+    with committing() as out:
+        if rows.give_back(out.tx, attempts, claim):
+            out.publish(work, calls.slot_retry_delay())
 
 
 def _give_back(

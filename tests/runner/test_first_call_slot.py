@@ -1,0 +1,90 @@
+"""A step's first call is made with the host slot its claim took only while that slot is
+still held: the claim takes it before its commit, and the commit, marking a queued task
+running and presigning the call's input all come before the call. A stall there past the
+slot's lease (the call's timeout + calls.SLOT_LEASE_MARGIN_S) lets another caller take the
+slot, and calling with it anyway would put one call more on the host than
+PIPELINE_HOST_CONCURRENCY.
+
+The stall is real: a transaction of the test holds the task's row lock, so marking the
+task running waits in MariaDB while the slot's lease runs out in Redis."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from sqlalchemy import select
+
+from app.db.tables import tasks
+from app.db.transaction import transaction
+from app.runner import slots
+from tests.fakes.upstream import Answer, FakeUpstream
+from tests.support.host_slots import OtherCaller, wait_for
+from tests.support.lock_waits import wait_for_a_lock_wait
+from tests.support.pipelines import Customer, Worker, new_pipeline
+from tests.support.settings import settings_env
+
+TIMEOUT_S = 0.5  # a slot's lease is the call's timeout + calls.SLOT_LEASE_MARGIN_S
+
+
+class TaskLock:
+    """The task's row locked by a transaction of its own, from `take` until `release`."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        self._locked, self._done = threading.Event(), threading.Event()
+        self._holder = threading.Thread(target=self._hold)
+
+    def take(self) -> None:
+        self._holder.start()
+        assert self._locked.wait(10)
+
+    def _hold(self) -> None:
+        with transaction() as tx:
+            tx.execute(select(tasks.c.id).where(tasks.c.id == self.task_id).with_for_update())
+            self._locked.set()
+            self._done.wait(60)
+
+    def release(self) -> None:
+        self._done.set()
+        self._holder.join()
+
+
+@pytest.mark.slow  # the stall outlasts a slot's lease: about 6 s
+def test_a_slot_lost_before_the_first_call_is_never_called_with() -> None:
+    with (
+        FakeUpstream() as upstream,
+        settings_env(PIPELINE_HOST_CONCURRENCY="1"),
+    ):
+        upstream.script("/r", lambda _call: Answer(200, {"ok": True}))
+        step = {"id": "s", "type": "http", "url": upstream.url("/r"), "timeout_s": TIMEOUT_S}
+        user = Customer(quota=1)
+        # No worker yet: the start message waits in the broker while the task is locked.
+        task_id = user.create(new_pipeline([step]), {}).json()["id"]
+        lock = TaskLock(task_id)
+        lock.take()
+        other = OtherCaller(upstream)
+        worker = Worker().start()
+        try:
+            try:
+                wait_for_a_lock_wait()  # the step claimed with a slot; marking running waits
+                wait_for(lambda: slots.in_use(other.host) == 0)  # its slot's lease ran out
+                other.start()
+                wait_for(lambda: upstream.in_flight == 1)
+            finally:
+                lock.release()
+            time.sleep(1.0)  # the worker, now past the stall, finds the host full
+            calls_while_full = len(upstream.calls_to("/r"))
+            other.end()
+            task = user.wait(task_id)
+            worker.wait_idle()
+        finally:
+            worker.stop()
+
+    assert upstream.max_in_flight == 1  # never two calls on the host's one slot
+    assert calls_while_full == 0
+    assert task["status"] == "succeeded", task
+    assert len(upstream.calls_to("/r")) == 1
+    assert upstream.calls_to("/r")[0].started >= upstream.calls_to("/other")[0].ended
+    assert slots.in_use(other.host) == 0
