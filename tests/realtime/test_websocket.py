@@ -1,7 +1,7 @@
 """The WebSocket contract (API.md, "WebSocket") with real clients against the local cloud,
 which serves /ws with the `ws` web function's own app: updates of one's own tasks only,
 the handshake refused with 401, replay of what was not acknowledged, ping, two connections
-of one user, and the close before the time limit."""
+of one user, the close before the time limit and of a client gone silent."""
 
 from __future__ import annotations
 
@@ -258,6 +258,59 @@ def test_the_server_closes_before_the_time_limit_with_a_code_to_reconnect_on(
         client = open_client(cloud, user.token)
     assert client.close_code() == 1012
     assert open_client(cloud, user.token).ping() == {"type": "pong"}
+
+
+SILENCE_S = 1.0  # WS_CLIENT_SILENCE_S for these tests: the contract's 150 s, shortened
+
+
+def test_a_client_that_sends_nothing_is_closed_with_1001_and_counted_out(
+    cloud: Any, fresh_redis: Any
+) -> None:
+    """A client whose network vanished without a close sends nothing, while updates sent
+    into its socket keep the platform's idle timer from firing: the server closes it once
+    nothing has come for WS_CLIENT_SILENCE_S, its presence with it, so a task that ends
+    after sends the WeChat message."""
+    user = User.new()
+    streams.append(user.id, {"id": "task-0", "status": "running"}, 1)  # traffic one way
+    with capture_logs() as logs:
+        with settings_env(WS_CLIENT_SILENCE_S=str(SILENCE_S)):
+            client = open_client(cloud, user.token)
+        opened = time.monotonic()
+        assert client.next()["type"] == "task.updated"
+        assert client.close_code(timeout=SILENCE_S + 10) == 1001
+        assert time.monotonic() - opened >= SILENCE_S - 0.1
+        assert wait_for(lambda: fresh_redis.zcard(presence.online_key(user.id)) == 0)
+        closed = {"message": "connection closed", "user_id": user.id}
+        assert wait_for(lambda: logs.where(**closed))
+    [line] = logs.where(**closed)
+    assert line["code"] == 1001 and line["reason"] == "client silent: reconnect", line
+    assert line["held_s"] >= SILENCE_S - 0.1 and line["client_code"] is None, line
+    assert logs.where(level="error") == []
+
+
+@pytest.mark.parametrize("sending", ["ping", "ack", "ignored"])
+def test_a_client_that_sends_anything_keeps_its_connection_past_the_silence_limit(
+    cloud: Any, fresh_redis: Any, sending: str
+) -> None:
+    """Any message tells the server the client is there: a ping, an ack, even one ignored."""
+    user = User.new()
+    streams.append(user.id, {"id": "task-0", "status": "running"}, 1)
+    with settings_env(WS_CLIENT_SILENCE_S=str(SILENCE_S)):
+        client = open_client(cloud, user.token)
+    [update] = client.updates(1)
+    messages = {
+        "ping": {"type": "ping"},
+        "ack": {"type": "ack", "id": update["id"]},
+        "ignored": {"type": "hello"},
+    }
+    held_until = time.monotonic() + 3 * SILENCE_S
+    while time.monotonic() < held_until:
+        client.send(messages[sending])
+        time.sleep(SILENCE_S / 3)
+    # Past three limits, sending nothing else all along: still open, and present.
+    assert client.ping() == {"type": "pong"}
+    assert fresh_redis.zcard(presence.online_key(user.id)) == 1
+    client.close()
 
 
 def test_a_message_is_the_stream_entry_and_its_id(cloud: Any, fresh_redis: Any) -> None:

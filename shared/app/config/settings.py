@@ -96,9 +96,12 @@ class Settings(BaseModel):
     wechat_login_per_ip_per_hour: int = Field(60, ge=1)
     # Realtime (app.realtime): the subscription message template sent when a task ends and
     # its user is not connected (unset: none is sent); how long the `ws` web function holds
-    # one connection before closing it for the client to reconnect, under its time limit.
+    # one connection before closing it for the client to reconnect, under its time limit;
+    # how long it keeps one from which nothing has come (the contract's pings are a minute
+    # apart at most: two missed and a margin).
     wechat_subscribe_template_id: str = ""
     ws_max_connection_s: float = Field(870, gt=0)
+    ws_client_silence_s: float = Field(150, gt=0)
 
     # Payments (app.payments). A channel is configured when its API base or gateway is set;
     # unset on a laptop (APP_ENV=local), the local cloud's sandbox stands in for it with

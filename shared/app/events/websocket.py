@@ -28,8 +28,13 @@ the connection's life:
   session, a disabled account or an expired token closes the connection with 1008.
 - the end: after WS_MAX_CONNECTION_S (set below the function's time limit, so the platform
   never cuts the connection with its own 433) the server closes with 1012 (service
-  restart): reconnect. If Redis fails, 1013 (try again later). The platform's idle timeout
-  (455) closes a connection that carries nothing for that long: clients ping.
+  restart): reconnect. If Redis fails, 1013 (try again later). A connection from which no
+  message at all has come for WS_CLIENT_SILENCE_S (150 s: the contract's pings are a minute
+  apart at most) is closed with 1001 (going away): a client whose network vanished without
+  a close (no FIN, no RST) is otherwise noticed by TCP only after some 15 minutes, the
+  updates sent meanwhile keeping the platform's idle timer from firing, and its presence
+  holds back the WeChat message of every task that ends meanwhile. The platform's idle
+  timeout (455) closes a connection that carries nothing for that long: clients ping.
 
 Every line written for a connection, in its tasks and the threads they start too, carries
 its ids (`app.observability.logging.bound`): the function, the connection's request id and
@@ -76,6 +81,7 @@ EMPTY_PAUSE_S = 0.02
 CLOSE_RECONNECT = 1012  # service restart: the client reconnects at once
 CLOSE_TRY_LATER = 1013  # Redis is unavailable: the client reconnects after a pause
 CLOSE_NOT_ALLOWED = 1008  # the token no longer authorizes: sign in (or refresh) again
+CLOSE_SILENT = 1001  # going away: nothing came from the client for WS_CLIENT_SILENCE_S
 # How often an open connection's token is authorized again, as a request would be: a
 # logout, a disabled account or an expired token ends the connection within this long.
 REAUTH_S = 10.0
@@ -195,6 +201,10 @@ class Connection:
         self._pongs = _Allowance(PONG_BURST, PONGS_PER_S)
         settings = get_settings()
         self.max_s = settings.ws_max_connection_s
+        self.silence_s = settings.ws_client_silence_s
+        # When the client's last message came (the open counts as one): `_client_silence`
+        # closes the connection WS_CLIENT_SILENCE_S after it.
+        self.heard_at = time.monotonic()
         # A blocking read holds the socket for BLOCK_MS: the client's read timeout is longer.
         self.redis = build_async_redis(settings.redis_url, socket_timeout=BLOCK_MS / 1000 + 5)
 
@@ -240,6 +250,7 @@ class Connection:
             asyncio.ensure_future(self._stay_present()),
             asyncio.ensure_future(self._still_authorized()),
             asyncio.ensure_future(self._time_limit()),
+            asyncio.ensure_future(self._client_silence()),
         ]
         closing: Closing | None = None
         try:
@@ -269,6 +280,7 @@ class Connection:
                 "connection closed",
                 held_s=round(time.monotonic() - started, 3),
                 code=closing.code if closing else None,
+                reason=closing.reason if closing else None,
                 client_code=self.client_code,
             )
 
@@ -318,6 +330,7 @@ class Connection:
                 return
             if message["type"] != "websocket.receive":
                 continue
+            self.heard_at = time.monotonic()  # any message, even one ignored below
             raw = message.get("text")
             if raw is None and message.get("bytes") is not None:
                 raw = message["bytes"].decode("utf-8", "replace")
@@ -361,6 +374,14 @@ class Connection:
     async def _time_limit(self) -> Closing:
         await asyncio.sleep(self.max_s)
         return Closing(CLOSE_RECONNECT, "connection time limit: reconnect")
+
+    async def _client_silence(self) -> Closing:
+        """Close a connection from which nothing has come for `silence_s`: the updates sent
+        into it keep the platform's idle timer from firing. A timer set to the deadline of
+        the last message heard, set again when one came meanwhile."""
+        while (left := self.heard_at + self.silence_s - time.monotonic()) > 0:
+            await asyncio.sleep(left)
+        return Closing(CLOSE_SILENT, "client silent: reconnect")
 
 
 async def _stop(jobs: Iterable[asyncio.Future[Any]]) -> None:
