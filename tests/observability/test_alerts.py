@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
+from app.api import all_routes
 from app.api.admin_jobs import JOBS
+from app.errors import ErrorCode
 from app.runner.sweeper import COUNTS
 from tests.support.functions import ROOT
 from tests.support.promql import (
@@ -155,6 +157,11 @@ def test_every_cls_alarm_reads_lines_the_code_writes(alarm: dict[str, Any]) -> N
     source = app_source()
     for message in alarm["messages"]:
         assert f'"{message}"' in source, f"no line of shared/app is {message!r}"
+    paths = {route.path for route in all_routes()}
+    named = set(re.findall(r'route:"([^"]+)"', alarm["query"]))
+    assert named <= paths, f"no route is {sorted(named - paths)}"
+    codes = set(re.findall(r'error:"([^"]+)"', alarm["query"]))
+    assert codes <= {code.value for code in ErrorCode}, "an error code that is none of ours"
 
 
 def make_targets() -> set[str]:
