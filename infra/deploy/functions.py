@@ -192,7 +192,7 @@ def reconcile(ctx: Context, fn: FunctionTarget, layer: LayerRef) -> bool:
     if state.value in (status.ACTIVE, *status.TRANSITIONS, *status.UPDATE_AGAIN):
         _update(ctx, fn, layer, answer, again=state.value in status.UPDATE_AGAIN)
         return True
-    advice = status.function_advice(fn.name, state.value)
+    advice = status.function_advice(ctx.namespace, fn.name, state.value)
     ctx.plan.block(f"function {fn.name} is {state.render()}: {advice}")
     return True
 

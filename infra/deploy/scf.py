@@ -174,10 +174,9 @@ class ScfApi:
             advice = status.layer_advice(state.value)
             raise ApiError("GetLayerVersion", state.value, f"{what} is {state.render()}: {advice}")
 
-    @staticmethod
-    def _function_failed(name: str, answer: dict[str, Any]) -> ApiError:
+    def _function_failed(self, name: str, answer: dict[str, Any]) -> ApiError:
         state = status.Status.of(answer)
-        advice = status.function_advice(name, state.value)
+        advice = status.function_advice(self.namespace, name, state.value)
         return ApiError(
             "GetFunction", state.value, f"function {name} is {state.render()}: {advice}"
         )

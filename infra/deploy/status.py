@@ -61,8 +61,12 @@ class Status:
         return f"{self.value} ({self.reason})" if self.reason else self.value
 
 
-def function_advice(name: str, status: str) -> str:
-    """What a function in this status means for the deploy, for the deploy's report."""
+def function_advice(namespace: str, name: str, status: str) -> str:
+    """What a function in this status means for the deploy, for the deploy's report. A
+    command it gives names the namespace: without `--Namespace`, tccli asks `default`, which
+    holds no function of a stage deployed into its own, or holds the copy left behind there
+    (README "Moving a stage to its own namespace")."""
+    where = f"--Namespace {namespace} --FunctionName {name}"
     if status == CREATE_FAILED:
         return "it never ran; the next deploy deletes it and creates it again"
     if status in UPDATE_AGAIN:
@@ -72,13 +76,13 @@ def function_advice(name: str, status: str) -> str:
         )
     if status == "Deleting":
         return (
-            "SCF is deleting it; deploy again once `tccli scf GetFunction --FunctionName "
-            f"{name}` answers ResourceNotFound.Function"
+            f"SCF is deleting it; deploy again once `tccli scf GetFunction {where}` answers "
+            "ResourceNotFound.Function"
         )
     if status == "DeleteFailed":
         return (
-            f"SCF failed to delete it; delete it again (`tccli scf DeleteFunction --FunctionName "
-            f"{name}`, or ask Tencent Cloud support if that fails too), then deploy again"
+            f"SCF failed to delete it; delete it again (`tccli scf DeleteFunction {where}`, or "
+            "ask Tencent Cloud support if that fails too), then deploy again"
         )
     return "a status SCF does not document: see it in the SCF console, then deploy again"
 

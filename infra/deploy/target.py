@@ -95,6 +95,30 @@ def _check_environment(spec: FunctionSpec) -> None:
         )
 
 
+# What SCF's MemorySize and Timeout take (tccli's api.json, UpdateFunctionConfiguration):
+# 64 MB, or 128-3072 MB in steps of 128; 1-900 s.
+MEMORY_RANGE_MB = (128, 3072)
+MEMORY_STEP_MB = 128
+TIMEOUT_RANGE_S = (1, 900)
+
+
+def _check_size(spec: FunctionSpec) -> None:
+    """SCF refuses these at the function's own write: checked before any, so one function
+    late in the file cannot stop an apply after the layer and the others have changed."""
+    low, high = MEMORY_RANGE_MB
+    memory = spec.memory_mb
+    if memory != 64 and not (low <= memory <= high and memory % MEMORY_STEP_MB == 0):
+        raise ConfigurationError(
+            f"{spec.name}: SCF refuses memory {memory} MB (64, or {low}-{high} in steps of"
+            f" {MEMORY_STEP_MB})"
+        )
+    low, high = TIMEOUT_RANGE_S
+    if not low <= spec.timeout_s <= high:
+        raise ConfigurationError(
+            f"{spec.name}: SCF refuses timeout {spec.timeout_s} s ({low}-{high})"
+        )
+
+
 _RUNTIME = re.compile(r"^Python(\d+)\.(\d+)$")
 _BYTECODE_TAG = re.compile(r"/__pycache__/[^/]+\.(cpython-\d+)\.pyc$")
 
@@ -129,6 +153,7 @@ def build(deployment: Deployment, dist: Path) -> Target:
     functions = []
     for spec in manifest.functions.values():
         _check_environment(spec)
+        _check_size(spec)
         package = Package.of(dist / "functions" / f"{spec.name}.zip")
         name = deployment.variables.function_name(spec.name)
         if not DEPLOYED_NAME.match(name):

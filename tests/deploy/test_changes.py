@@ -375,6 +375,20 @@ def test_a_function_url_is_compared_by_its_fields_not_its_text(
             "over SCF's 4096",
         ),
         (lambda data: data["domain"].update(certificate_id=""), "HTTPS needs a certificate"),
+        # Late in the file: SCF refused them with the layer, db-migrate and most functions
+        # already changed.
+        (
+            lambda data: data["functions"]["order-reconcile"].update(memory=200),
+            "order-reconcile: SCF refuses memory 200 MB",
+        ),
+        (
+            lambda data: data["functions"]["cos-cleanup"].update(timeout=1200),
+            "cos-cleanup: SCF refuses timeout 1200 s",
+        ),
+        (
+            lambda data: data["defaults"].update(memory=3200),
+            "health: SCF refuses memory 3200 MB",
+        ),
     ],
 )
 def test_what_scf_would_refuse_halfway_stops_the_deploy_before_any_call(

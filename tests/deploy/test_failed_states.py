@@ -90,8 +90,9 @@ def test_a_function_scf_failed_to_delete_stops_the_deploy_before_any_write(
     assert failed.code == 1
     reason = "DeleteFailed (InternalError.System: storage busy)"
     advice = (
-        f"SCF failed to delete it; delete it again (`tccli scf DeleteFunction --FunctionName "
-        f"{HEALTH}`, or ask Tencent Cloud support if that fails too), then deploy again"
+        f"SCF failed to delete it; delete it again (`tccli scf DeleteFunction --Namespace "
+        f"{NAMESPACE} --FunctionName {HEALTH}`, or ask Tencent Cloud support if that fails too),"
+        " then deploy again"
     )
     assert f"error: GetFunction: DeleteFailed: function {HEALTH} is {reason}: {advice}" in (
         failed.lines
@@ -118,7 +119,8 @@ def test_a_function_being_deleted_stops_the_deploy_before_any_write(deployed: Ac
         assert stopped.code == 2
         assert stopped.changes == [
             f"! function {HEALTH} is Deleting: SCF is deleting it; deploy again once "
-            f"`tccli scf GetFunction --FunctionName {HEALTH}` answers ResourceNotFound.Function"
+            f"`tccli scf GetFunction --Namespace {NAMESPACE} --FunctionName {HEALTH}` answers "
+            "ResourceNotFound.Function"
         ]
     assert deployed.scf.writes() == []
 
