@@ -1,7 +1,8 @@
 """`python -m infra.deploy plan|apply [--config serverless.yml] [--dist dist]`.
 
 Exit status: 0 done (a plan: nothing blocks it); 1 an API call or db-migrate failed (what
-was done before is listed); 2 the deploy could not start or a plan has a change SCF cannot
+was done before is listed), or the account changed after the preview so that a change could
+not be made (the rest was); 2 the deploy could not start or a plan has a change SCF cannot
 make (nothing was written).
 """
 
@@ -87,6 +88,12 @@ def main(
     except (ApiError, invocation.InvokeFailed) as error:
         return _failed(out, plan, error)
     print(plan.summary(), file=out, flush=True)
+    if plan.blocked:
+        # The account changed between the preview and this walk (a function began deleting):
+        # the rest is made, these are not, and the deploy is not done.
+        for message in plan.blocked:
+            print(f"apply: not done: {message.partition(':')[0]} (! above)", file=out)
+        return 1
     return 0
 
 

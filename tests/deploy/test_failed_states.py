@@ -125,6 +125,22 @@ def test_a_function_being_deleted_stops_the_deploy_before_any_write(deployed: Ac
     assert deployed.scf.writes() == []
 
 
+def test_a_function_that_began_deleting_after_the_preview_fails_the_apply(
+    deployed: Account,
+) -> None:
+    """The account changed between the silent preview and the apply (each walk opens with
+    ListNamespaces): the apply makes the rest, names what it could not, and does not exit 0."""
+    deployed.scf.before_call(
+        "ListNamespaces", lambda: deployed.scf.leave(HEALTH, "Deleting"), skip=1
+    )
+    applied = deployed.deploy("apply")
+    assert applied.code == 1, applied.output
+    assert f"! function {HEALTH} is Deleting: SCF is deleting it; deploy again once " in (
+        applied.output
+    )
+    assert applied.last == f"apply: not done: function {HEALTH} is Deleting (! above)"
+
+
 def test_a_function_whose_update_failed_gets_its_code_and_configuration_again(
     deployed: Account,
 ) -> None:

@@ -120,6 +120,7 @@ class FakeScf(NamespaceActions, RoutingActions):
         self.runners: dict[str, Runner] = {}
         self._failures: dict[str, TencentCloudError] = {}
         self._change_failures: dict[str, dict[str, str]] = {}
+        self._before: dict[str, tuple[int, Callable[[], None]]] = {}
         # A deletion is asynchronous: for this long after DeleteFunction, GetFunction still
         # shows the state it was deleted from.
         self.deletion_shows_late_s = 0.0
@@ -141,6 +142,11 @@ class FakeScf(NamespaceActions, RoutingActions):
     def fail_next_change(self, name: str, code: str, message: str) -> None:
         self._change_failures[name] = {"ErrorCode": code, "ErrorMessage": message}
 
+    def before_call(self, action: str, effect: Callable[[], None], *, skip: int = 0) -> None:
+        """Run `effect` (someone else changing the account) just before the call of `action`
+        that follows `skip` more of them, once."""
+        self._before[action] = (skip, effect)
+
     def leave(self, name: str, status: str, code: str = "", message: str = "") -> None:
         with self._lock:
             reasons = [{"ErrorCode": code, "ErrorMessage": message}] if code else []
@@ -160,6 +166,12 @@ class FakeScf(NamespaceActions, RoutingActions):
         self, action: str, handler: Callable[[dict[str, Any]], dict[str, Any]]
     ) -> Callable[[dict[str, Any], Call], dict[str, Any]]:
         def answer(params: dict[str, Any], _call: Call) -> dict[str, Any]:
+            if action in self._before:
+                skip, effect = self._before.pop(action)
+                if skip:
+                    self._before[action] = (skip - 1, effect)
+                else:
+                    effect()
             failure = self._failures.pop(action, None)
             if failure is not None:
                 raise failure
