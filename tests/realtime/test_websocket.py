@@ -260,7 +260,9 @@ def test_the_server_closes_before_the_time_limit_with_a_code_to_reconnect_on(
     assert open_client(cloud, user.token).ping() == {"type": "pong"}
 
 
-SILENCE_S = 1.0  # WS_CLIENT_SILENCE_S for these tests: the contract's 150 s, shortened
+# WS_CLIENT_SILENCE_S for these tests: the contract's 150 s, shortened, with room for a
+# busy machine to delay a client's next message by a second or so.
+SILENCE_S = 2.0
 
 
 def test_a_client_that_sends_nothing_is_closed_with_1001_and_counted_out(
@@ -303,11 +305,11 @@ def test_a_client_that_sends_anything_keeps_its_connection_past_the_silence_limi
         "ack": {"type": "ack", "id": update["id"]},
         "ignored": {"type": "hello"},
     }
-    held_until = time.monotonic() + 3 * SILENCE_S
+    held_until = time.monotonic() + 2 * SILENCE_S
     while time.monotonic() < held_until:
         client.send(messages[sending])
-        time.sleep(SILENCE_S / 3)
-    # Past three limits, sending nothing else all along: still open, and present.
+        time.sleep(SILENCE_S / 4)
+    # Past two limits, sending nothing else all along: still open, and present.
     assert client.ping() == {"type": "pong"}
     assert fresh_redis.zcard(presence.online_key(user.id)) == 1
     client.close()
