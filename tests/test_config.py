@@ -162,6 +162,10 @@ DEV_DEFAULTS: dict[str, tuple[dict[str, str | None], str]] = {
         {"WECHATPAY_NOTIFY_URL": "http://api.example.com/payments/wechat/notify"},
         "WECHATPAY_API_BASE's notify URL is not an https:// URL",
     ),
+    "ws silence within the ping interval": (
+        {"WS_CLIENT_SILENCE_S": "60"},
+        "WS_CLIENT_SILENCE_S is 60 s or less",
+    ),
     "open metrics": ({"METRICS_TOKEN": None}, "METRICS_TOKEN"),
     "predictable metrics token": ({"METRICS_TOKEN": "metrics" * 4}, "METRICS_TOKEN"),
 }

@@ -1,6 +1,6 @@
 """The production guard: `APP_ENV=production` refuses to start while any default of the
-embedded one is still in effect, or a key is too short or too predictable, each named so
-the operator knows what to set."""
+embedded one is still in effect, a key is too short or too predictable, or a limit would
+break the client contract, each named so the operator knows what to set."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ from app.config.settings import Settings
 # the metrics token guards read-only numbers and is checked online.
 JWT_SECRET_MIN_BITS = 128
 METRICS_TOKEN_MIN_BITS = 64
+# The client contract (README "Realtime") asks a WebSocket client to ping at least this
+# often; a silence limit no longer than that closes clients that keep it (the tests shorten
+# it, production may not).
+CLIENT_PING_INTERVAL_S = 60
 
 # Each payment channel: the setting that turns it on, and what it then needs (its notify
 # URL last).
@@ -118,6 +122,11 @@ def problems(settings: Settings) -> list[str]:
         found.append("KMS_KEY_ID is unset (CRYPTO_PROVIDER=kms seals under it)")
     if settings.local_master_key.get_secret_value():
         found.append("LOCAL_MASTER_KEY is set (local envelopes are for laptops and tests)")
+    if settings.ws_client_silence_s <= CLIENT_PING_INTERVAL_S:
+        found.append(
+            f"WS_CLIENT_SILENCE_S is {CLIENT_PING_INTERVAL_S} s or less (clients ping once a"
+            " minute: it would close those that keep the contract)"
+        )
     internal = sorted(entry.host for entry in settings.pipeline_allow_list if entry.is_internal)
     if internal:
         found.append(
