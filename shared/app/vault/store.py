@@ -18,6 +18,7 @@ disabled.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from sqlalchemy.sql import Executable
 from app.audit import Actor, trail
 from app.clock import iso, utcnow
 from app.config import get_settings
-from app.config.variables import SEALABLE_VARIABLES
+from app.config.variables import platform_secrets
 from app.crypto import envelopes, providers
 from app.crypto.errors import ProviderUnavailable
 from app.db import pages
@@ -212,10 +213,11 @@ class Filled:
 
 def fill(headers: Mapping[str, str]) -> Filled:
     """`headers` with every `{{secrets.NAME}}` replaced by the secret's current value. A
-    secret stored under a setting's name is `Unavailable`: the platform's own, which a
-    pipeline saved before saves refused it must not send either."""
+    secret stored under a setting's name, or named by a setting (`secret:NAME`), is
+    `Unavailable`: the platform's own, which a pipeline saved before saves refused it must
+    not send either."""
     named = referenced(headers.values())
-    platforms = sorted(named & SEALABLE_VARIABLES)
+    platforms = sorted(named & platform_secrets(os.environ))
     if platforms:
         raise Unavailable(platforms[0], "a setting's secret, never sent upstream")
     current = values(named)
