@@ -3,6 +3,7 @@ envelope or a `secret:` reference in place of their value."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 
 from app.crypto import REFERENCE_MARK
@@ -60,7 +61,7 @@ def read(environ: Mapping[str, str], fields: Iterable[str]) -> dict[str, tuple[s
     return found
 
 
-def platform_secrets(environ: Mapping[str, str]) -> frozenset[str]:
+def platform_secrets(environ: Mapping[str, str] = os.environ) -> frozenset[str]:
     """The stored secrets that are the platform's own, which no pipeline sends upstream:
     those stored under a key or secret variable's name (`make -s secret-put
     NAME=WECHATPAY_PRIVATE_KEY`), and those such a variable in `environ` names

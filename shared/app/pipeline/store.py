@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from typing import Any
 
 from sqlalchemy import select, update
@@ -35,7 +34,7 @@ def save(
     # The secrets stored under a setting's name (`make -s secret-put NAME=JWT_SECRET`, as the
     # README shows for the payment keys), or named by one (`JWT_SECRET=secret:JWT_SECRET_2027`)
     # are the platform's own: no upstream is sent one.
-    platforms = platform_secrets(os.environ)
+    platforms = platform_secrets()
     refused = [
         {"loc": ["body", "steps"], "msg": f"{name} is a setting's secret, never sent upstream"}
         for name in sorted(named & platforms)

@@ -18,7 +18,6 @@ disabled.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -217,7 +216,7 @@ def fill(headers: Mapping[str, str]) -> Filled:
     `Unavailable`: the platform's own, which a pipeline saved before saves refused it must
     not send either."""
     named = referenced(headers.values())
-    platforms = sorted(named & platform_secrets(os.environ))
+    platforms = sorted(named & platform_secrets())
     if platforms:
         raise Unavailable(platforms[0], "a setting's secret, never sent upstream")
     current = values(named)
