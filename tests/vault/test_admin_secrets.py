@@ -290,6 +290,31 @@ def test_a_pipeline_saved_naming_a_settings_secret_fails_its_step_sending_nothin
             tx.execute(delete(secrets_table).where(secrets_table.c.name == "JWT_SECRET"))
 
 
+def test_a_secret_a_setting_names_is_refused_on_save_and_sent_by_no_step(
+    worker: Worker, upstream: FakeUpstream
+) -> None:
+    """A setting's secret stored under a name of its own (README: JWT_SECRET=secret:
+    JWT_SECRET_2027) is the platform's as much as one stored under the variable's name."""
+    stored = new_name()
+    assert put_secret(stored, "the-platforms-own").status == 204
+    pipeline = sending(upstream, stored, retries=0)  # saved before a setting named it
+    step = {"id": "a", "type": "http", "url": upstream.url("/render")}
+    with settings_env(WECHAT_SECRET=f"secret:{stored}"):
+        headers = {"Authorization": reference(stored)}
+        reply = put_pipeline("p-" + secrets.token_hex(4), [{**step, "headers": headers}])
+        assert reply.status == 422, reply.body
+        assert reply.json()["code"] == "VALIDATION_ERROR"
+        assert f"{stored} is a setting's secret" in reply.json()["details"][0]["msg"]
+        user = Customer(quota=1)
+        with capture_logs() as logs:
+            task = user.wait(user.create(pipeline, {}).json()["id"])
+        assert task["status"] == "failed"
+        (line,) = logs.where(message="step secret not available", secret=stored)
+        assert "never sent upstream" in line["reason"]
+        assert "the-platforms-own" not in logs.text
+    assert upstream.calls_to("/render") == []
+
+
 def run_while_kms_fails(
     kms: FakeKms, upstream: FakeUpstream, value: str, *, retries: int, failures: int
 ) -> tuple[dict[str, Any], CapturedLogs, str, str]:

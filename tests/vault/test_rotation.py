@@ -99,6 +99,38 @@ def test_a_secret_the_job_cannot_move_is_left_as_it_is_and_counted(
     assert not any("sk-lost-with-its-key" in line for line in lines)
 
 
+@pytest.mark.parametrize("kms_state", ["unreachable", "failing"])
+def test_the_job_stops_at_the_first_row_kms_cannot_open_for_want_of_kms(
+    kms: FakeKms, kms_state: str
+) -> None:
+    """KMS unreachable, or answering its own error, fails every row's Decrypt alike, as it
+    would fail their sealing: the job stops at the first, leaving it and the rest `unsealed`
+    for the next run, instead of asking KMS (a timeout each) for every row in turn and
+    counting them `unreadable`, which says their key is gone."""
+    old_key, new_key = kms.create_key(), kms.create_key()
+    names = [new_name(), new_name()]
+    with settings_env(**kms.env(old_key)):
+        for name in names:
+            assert put_secret(name, "sk-kept").status == 204
+    before = rows(names)
+    env = kms.env(new_key)
+    if kms_state == "unreachable":  # nothing listens on the discard port
+        env["TENCENTCLOUD_API_ENDPOINT"] = "127.0.0.1:9"
+    else:
+        kms.fail_next("Decrypt", 100)
+    with settings_env(**env), capture_logs() as logs:
+        report = store.rekey()
+    assert rows(names) == before
+    assert report["unsealed"] >= 1
+    unavailable = [
+        line
+        for line in logs.where(message="secret not rekeyed")
+        if "could not be reached" in line["reason"]
+    ]
+    assert len(unavailable) == 1, unavailable
+    assert "sk-kept" not in logs.text
+
+
 @pytest.mark.parametrize("kms_state", ["refusing", "unreachable"])
 def test_a_secret_that_cannot_be_sealed_now_is_503_and_nothing_changes(
     kms: FakeKms, kms_state: str

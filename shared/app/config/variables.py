@@ -3,7 +3,10 @@ envelope or a `secret:` reference in place of their value."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
+
+from app.crypto import REFERENCE_MARK
 
 # Fields read from other variables than their own upper-cased name, first found wins: the
 # explicit keys, or the temporary ones SCF injects for the function's run role.
@@ -56,3 +59,16 @@ def read(environ: Mapping[str, str], fields: Iterable[str]) -> dict[str, tuple[s
                 found[name] = (variable, environ[variable])
                 break
     return found
+
+
+def platform_secrets(environ: Mapping[str, str] = os.environ) -> frozenset[str]:
+    """The stored secrets that are the platform's own, which no pipeline sends upstream:
+    those stored under a key or secret variable's name (`make -s secret-put
+    NAME=WECHATPAY_PRIVATE_KEY`), and those such a variable in `environ` names
+    (`JWT_SECRET=secret:JWT_SECRET_2027`, as signing keys rotate)."""
+    named = {
+        environ[variable][len(REFERENCE_MARK) :]
+        for variable in SEALABLE_VARIABLES
+        if environ.get(variable, "").startswith(REFERENCE_MARK)
+    }
+    return SEALABLE_VARIABLES | named

@@ -19,7 +19,7 @@ import threading
 from typing import Any
 
 from app import cloud_clients
-from app.crypto.errors import EnvelopeError
+from app.crypto.errors import EnvelopeError, ProviderUnavailable
 from app.crypto.keys import DataKey
 
 PROVIDER = "kms"
@@ -97,6 +97,15 @@ def refusal(code: str, key_id: str) -> str:
     return f"KMS refused or could not be reached (KMS {code})"
 
 
+def _refused_as(code: str) -> type[EnvelopeError]:
+    """An error about the key or the blob (so this envelope's own), or ProviderUnavailable:
+    KMS unreachable, failing or refusing the caller, whichever key it is asked about."""
+    about_the_key = code in (*_UNKNOWN_KEY, *_UNUSABLE_KEY, *_BAD_BLOB) or code.startswith(
+        "UnauthorizedOperation"  # the run role not allowed this key
+    )
+    return EnvelopeError if about_the_key else ProviderUnavailable
+
+
 class KmsKeys:
     provider = PROVIDER
 
@@ -140,7 +149,8 @@ class KmsKeys:
         try:
             return getattr(self._kms(), action)(request)
         except TencentCloudSDKException as error:
-            raise EnvelopeError(refusal(error.get_code() or "", key_id)) from None
+            code = error.get_code() or ""
+            raise _refused_as(code)(refusal(code, key_id)) from None
 
     def _kms(self) -> Any:
         from tencentcloud.kms.v20190118 import kms_client  # cold start: the KMS SDK, on use

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.audit import Actor, trail
 from app.clock import iso, utcnow
-from app.config.variables import SEALABLE_VARIABLES
+from app.config.variables import platform_secrets
 from app.db.tables import pipelines
 from app.db.transaction import Transaction, transaction
 from app.errors import AppError, ErrorCode
@@ -27,19 +27,21 @@ def save(
 ) -> dict[str, Any]:
     """Create or replace; the cached public list is dropped after the commit. A header that
     names a secret nobody stored, or one stored under a setting's name (JWT_SECRET, the
-    payment keys: the platform's own), is `422 VALIDATION_ERROR`. An admin's save (`actor`; None
-    for a seed) is recorded in the same transaction: created or replaced, the cost, whether
-    enabled, and a hash of the definition (app.audit)."""
+    payment keys: the platform's own) or named by a setting, is `422 VALIDATION_ERROR`. An
+    admin's save (`actor`; None for a seed) is recorded in the same transaction: created or
+    replaced, the cost, whether enabled, and a hash of the definition (app.audit)."""
     named = definition.secret_names()
     # The secrets stored under a setting's name (`make -s secret-put NAME=JWT_SECRET`, as the
-    # README shows for the payment keys) are the platform's own: no upstream is sent one.
+    # README shows for the payment keys), or named by one (`JWT_SECRET=secret:JWT_SECRET_2027`)
+    # are the platform's own: no upstream is sent one.
+    platforms = platform_secrets()
     refused = [
         {"loc": ["body", "steps"], "msg": f"{name} is a setting's secret, never sent upstream"}
-        for name in sorted(named & SEALABLE_VARIABLES)
+        for name in sorted(named & platforms)
     ]
     refused += [
         {"loc": ["body", "steps"], "msg": f"no secret is stored as {name}"}
-        for name in sorted(vault_store.missing(named - SEALABLE_VARIABLES))
+        for name in sorted(vault_store.missing(named - platforms))
     ]
     if refused:
         raise AppError(ErrorCode.VALIDATION_ERROR, details=refused)

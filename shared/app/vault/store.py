@@ -30,8 +30,9 @@ from sqlalchemy.sql import Executable
 from app.audit import Actor, trail
 from app.clock import iso, utcnow
 from app.config import get_settings
-from app.config.variables import SEALABLE_VARIABLES
+from app.config.variables import platform_secrets
 from app.crypto import envelopes, providers
+from app.crypto.errors import ProviderUnavailable
 from app.db import pages
 from app.db.tables import secrets
 from app.db.transaction import Transaction, transaction
@@ -211,10 +212,11 @@ class Filled:
 
 def fill(headers: Mapping[str, str]) -> Filled:
     """`headers` with every `{{secrets.NAME}}` replaced by the secret's current value. A
-    secret stored under a setting's name is `Unavailable`: the platform's own, which a
-    pipeline saved before saves refused it must not send either."""
+    secret stored under a setting's name, or named by a setting (`secret:NAME`), is
+    `Unavailable`: the platform's own, which a pipeline saved before saves refused it must
+    not send either."""
     named = referenced(headers.values())
-    platforms = sorted(named & SEALABLE_VARIABLES)
+    platforms = sorted(named & platform_secrets())
     if platforms:
         raise Unavailable(platforms[0], "a setting's secret, never sent upstream")
     current = values(named)
@@ -233,7 +235,8 @@ def rekey() -> dict[str, Any]:
     that does not open (its key disabled or gone) is left as it is, logged by name and
     counted as `unreadable`: the others still move, and the job can run again; one moved
     meanwhile (a PUT, another run) is passed over. When
-    sealing under the current key fails (KMS unreachable, or refusing that key), every
+    sealing under the current key fails (KMS unreachable, or refusing that key), or
+    opening fails for want of KMS (unreachable, failing, refusing the credentials), every
     other row would fail alike: the job stops there, logs why, and counts that row and
     those not tried as `unsealed`, left as they are for the next run."""
     keys = _keys()
@@ -257,10 +260,13 @@ def rekey() -> dict[str, Any]:
             try:
                 plain = envelopes.open(row.envelope, name, keys)
             except envelopes.EnvelopeError as error:
-                unreadable += 1
                 applog.log_fields(
                     log, logging.ERROR, "secret not rekeyed", secret=name, reason=str(error)
                 )
+                if isinstance(error, ProviderUnavailable):  # no row would open: as below
+                    unsealed = len(stale) - done
+                    break
+                unreadable += 1
                 continue
             try:
                 envelope = envelopes.seal(plain, name, keys)
