@@ -1,5 +1,9 @@
-"""Lock conflicts: a deadlock or a lock wait timeout rolls the whole transaction back, and
-running the unit of work again is the documented remedy (MySQL's errors 1213 and 1205)."""
+"""Lock conflicts: a deadlock (MySQL's error 1213) rolls the whole transaction back; a lock
+wait timeout (1205) only its statement (innodb_rollback_on_timeout is off by default), the
+transaction left open with the locks it holds until `transaction()` rolls it back as the
+error leaves the block. Running the unit of work again is the documented remedy for both,
+so neither may be caught inside a unit that goes on: after a deadlock it would go on in
+a new transaction, what it did before the error gone."""
 
 from __future__ import annotations
 

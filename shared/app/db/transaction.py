@@ -18,6 +18,14 @@ connection, committed when the block ends and rolled back when it raises.
   registered; never when the transaction rolls back, nor when the savepoint it was
   registered in (`tx.savepoint()`) rolls back. An effect that fails is logged and never
   raised: the change it follows is committed.
+  One case is in doubt, and no helper can settle it: a connection lost after COMMIT was
+  sent and before its answer came. The server may have committed; the block answers 503
+  and its effects never run. So an effect is one whose loss a later pass makes good: a
+  runner message the sweeper publishes again, a task announcement the next one supersedes,
+  a cached value that lives out its TTL (an hour for a profile, a day for the plan and
+  pipeline lists) unless the change held it (`cache.hold`, for what a stale value must
+  never hide). A client that retries the 503 with its Idempotency-Key is answered the
+  committed result.
 - Failures: an exhausted pool, an unreachable database or a connection lost mid-transaction
   is `503 SERVICE_UNAVAILABLE`, not a hang and not a 500; the log names host and database,
   never the password. A lost connection is discarded by the pool, never handed out again.
