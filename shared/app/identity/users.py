@@ -184,9 +184,9 @@ def _change(
     after the commit, and held across it for a change of role or state. An admin's change
     (`actor`) is recorded with what each field was before, in the same transaction."""
     with transaction() as tx:
-        # Locked before the user's row, in the order of their ids, so that changes of
+        # Locked with the user's row, all in the order of their ids, so that changes of
         # several admins at once queue here instead of deadlocking.
-        admins = _enabled_admins(tx) if _may_end_an_admin(values) else None
+        admins = _enabled_admins(tx, user_id) if _may_end_an_admin(values) else None
         row = get(tx, user_id, for_update=lock)
         if row is None:
             raise AppError(ErrorCode.NOT_FOUND, "User not found.")
@@ -225,17 +225,22 @@ def _ends_admin(row: dict[str, Any], values: dict[str, Any]) -> bool:
     return _may_end_an_admin(values)
 
 
-def _enabled_admins(tx: Transaction) -> list[str]:
+def _enabled_admins(tx: Transaction, user_id: str) -> list[str]:
     """The ids of the admins who can act, their rows locked until the commit: the system is
     never left without one (a last admin disabled, or two demoting each other at once,
-    could only be undone in the database; ADMIN_PHONES promotes, it never enables)."""
+    could only be undone in the database; ADMIN_PHONES promotes, it never enables).
+
+    The changed user's row is locked in the same statement, in its place in the id order:
+    locked after the admins, it deadlocked with a change that found it an admin (made one
+    after this change's scan passed it), which held it and waited for a later admin."""
+    enabled = (users.c.role == "admin") & users.c.disabled.is_(False)
     query = (
-        select(users.c.id)
-        .where(users.c.role == "admin", users.c.disabled.is_(False))
+        select(users.c.id, enabled.label("enabled_admin"))
+        .where(enabled | (users.c.id == user_id))
         .order_by(users.c.id)
         .with_for_update()
     )
-    return [str(found) for found in tx.execute(query).scalars()]
+    return [str(row.id) for row in tx.execute(query) if row.enabled_admin]
 
 
 PROFILE_FIELDS = frozenset({"nickname", "avatar", "gender"})
