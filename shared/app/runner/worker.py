@@ -141,7 +141,11 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
                 "previous": outputs.render(task_id, claim.previous),
             }
             if isinstance(call.step, HttpCall) and claim.slot is not None:
-                claim = _with_live_slot(call.step, claim)
+                # The claim took its slot before its commit, and that commit, marking the
+                # task running and presigning the input came before this call: a stall there
+                # can outlast the slot's lease, and the slot is then anyone's to take.
+                slot, until = calls.live_slot(call.step, claim.slot, claim.slot_until)
+                claim = replace(claim, slot=slot, slot_until=until)
                 if claim.slot is None:  # lost since it was taken, and the host is full
                     _requeue(Work(task_id, position, row_branch, width), attempts, claim)
                     return
@@ -193,17 +197,6 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
             return
         row_branch, width = following.branch, following.width
         call, claim = following.call, following.claim
-
-
-def _with_live_slot(step: HttpCall, claim: Claim) -> Claim:
-    """The claim with a slot to make its first call with: the claim took its slot before
-    its commit, and that commit, marking the task running and presigning the call's input
-    came before the call; a stall there can outlast the slot's lease, and the slot is then
-    anyone's to take (`calls.live_slot`). Its slot None when it was lost with no other
-    free."""
-    assert claim.slot is not None
-    slot, until = calls.live_slot(step, claim.slot, claim.slot_until)
-    return replace(claim, slot=slot, slot_until=until)
 
 
 def _requeue(work: Work, attempts: rows.Attempts, claim: Claim) -> None:
