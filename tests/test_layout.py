@@ -15,12 +15,12 @@ import pytest
 
 from infra import manifest, routes
 from infra.manifest import Manifest
+from tests.support.contract import route_table
 from tests.support.functions import FUNCTIONS, ROOT, handler
 
 MIGRATIONS = ROOT / "shared" / "app" / "db" / "migrations" / "versions"
 MIGRATION_FILE = re.compile(r"^(\d{14})_[a-z0-9_]+\.py$")
 MAX_INDEX_LINES = 8
-API_MD = ROOT.parent / "shared" / "API.md"
 
 
 def _manifest() -> Manifest:
@@ -33,13 +33,6 @@ def _folders() -> set[str]:
 
 def _key(method: str, path: str) -> tuple[str, str]:
     return method.upper(), path
-
-
-def _api_md_routes() -> list[tuple[str, str]]:
-    """Every `METHOD /path` row of the contract's route table that the code has built."""
-    text = API_MD.read_text()
-    rows = re.findall(r"^\| (GET|POST|PUT|PATCH|DELETE) (/\S*) \|", text, flags=re.M)
-    return [(method, path) for method, path in rows]
 
 
 def test_every_function_folder_is_declared_and_every_declared_function_has_its_folder() -> None:
@@ -120,8 +113,7 @@ def test_every_route_of_the_contract_reaches_its_function_through_the_domain() -
     """The path mapping the local cloud serves and the deployer writes: every route of
     API.md that the code has built reaches the one function that serves it, the more
     specific pattern winning, and an unknown path reaches the catch-all."""
-    if not API_MD.is_file():
-        pytest.skip(f"the contract is not beside the repository ({API_MD})")
+    contract = list(route_table())
     loaded = _manifest()
     handlers = {spec.name: handler(spec.name) for spec in loaded.http_functions}
     mappings = routes.mapping_of_handlers(handlers, loaded.web_paths)
@@ -130,7 +122,6 @@ def test_every_route_of_the_contract_reaches_its_function_through_the_domain() -
         for name, found in handlers.items()
         for route in found.routes
     }
-    contract = _api_md_routes()
     assert len(contract) > 20
     built = [key for key in contract if key in serving]
     assert len(built) >= 20, "most of the contract's routes are built"
