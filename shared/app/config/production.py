@@ -137,12 +137,8 @@ def problems(settings: Settings) -> list[str]:
 
 
 def _jwt_secrets(settings: Settings) -> list[tuple[str, str]]:
-    """The signing secrets set, each with its variable: JWT_SECRET, and JWT_PREVIOUS_SECRET
-    while keys rotate."""
-    found = [("JWT_SECRET", settings.jwt_secret.get_secret_value())]
-    if previous := settings.jwt_previous_secret.get_secret_value():
-        found.append(("JWT_PREVIOUS_SECRET", previous))
-    return found
+    """The signing secrets set, each with its variable (the previous one only while set)."""
+    return list(zip(("JWT_SECRET", "JWT_PREVIOUS_SECRET"), settings.jwt_secrets, strict=False))
 
 
 def _payment_problems(settings: Settings) -> list[str]:

@@ -251,6 +251,13 @@ class Settings(BaseModel):
         return self.app_env == "production"
 
     @property
+    def jwt_secrets(self) -> list[str]:
+        """The secrets tokens and SMS codes are checked with: JWT_SECRET, then
+        JWT_PREVIOUS_SECRET while keys rotate. Only the first signs."""
+        previous = self.jwt_previous_secret.get_secret_value()
+        return [self.jwt_secret.get_secret_value(), *([previous] if previous else [])]
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 

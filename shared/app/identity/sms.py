@@ -261,12 +261,10 @@ def send(phone: str, purpose: Purpose, ip: str) -> CodeSent:
 
 
 def _verify(phone: str, purpose: Purpose, code: str, mode: str) -> bool:
-    settings = get_settings()
-    digest = _digest(phone, purpose, code, settings.jwt_secret.get_secret_value())
-    previous = settings.jwt_previous_secret.get_secret_value()
-    before = _digest(phone, purpose, code, previous) if previous else ""
+    digests = [_digest(phone, purpose, code, secret) for secret in get_settings().jwt_secrets]
+    previous = digests[1] if len(digests) > 1 else ""
     key = _code_key(phone, purpose)
-    right = get_redis().eval(_VERIFY, 1, key, digest, MAX_WRONG_TRIES, mode, before)
+    right = get_redis().eval(_VERIFY, 1, key, digests[0], MAX_WRONG_TRIES, mode, previous)
     return int(right) == 1
 
 

@@ -94,10 +94,7 @@ def key_id(secret: str) -> str:
 def _verifying_keys(token: str) -> list[str]:
     """The secrets `token` may be verified with: the one its `kid` names, or for a token
     without one, JWT_SECRET then JWT_PREVIOUS_SECRET."""
-    settings = get_settings()
-    keys = [settings.jwt_secret.get_secret_value()]
-    if previous := settings.jwt_previous_secret.get_secret_value():
-        keys.append(previous)
+    keys = get_settings().jwt_secrets
     header = jwt.get_unverified_header(token)
     if "kid" not in header:
         return keys
