@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import shutil
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from tests.realtime import test_order as order_tests
 from tests.realtime import test_websocket as websocket_tests
 from tests.runner import test_runner_rules as runner_rules
 from tests.runner import test_slots_on_cluster
+from tests.support import redis_cluster as redis_cluster_support
 from tests.support.function_url import call
 from tests.support.functions import handler
 from tests.support.redis_cluster import running_cluster
@@ -111,6 +113,29 @@ def test_the_cluster_has_three_primaries_serving_every_slot(redis_cluster: Any) 
         assert info["cluster_state"] == "ok"
         assert int(info["cluster_slots_assigned"]) == 16384
         assert int(info["cluster_size"]) == 3
+
+
+def test_a_node_whose_port_was_taken_starts_again_on_new_ports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The port is taken between the helper's check and the node's bind, as a client
+    # connection of another test can: the node exits, and the helper tries new ports.
+    choices: list[tuple[int, ...]] = []
+    free_ports = redis_cluster_support._free_ports
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+
+        def first_one_taken(count: int) -> tuple[int, ...]:
+            ports = free_ports(count)
+            choices.append((taken.getsockname()[1], *ports[1:]) if not choices else ports)
+            return choices[-1]
+
+        monkeypatch.setattr(redis_cluster_support, "_free_ports", first_one_taken)
+        with running_cluster() as cluster:
+            assert len(choices) == 2
+            assert cluster.ports == choices[1]
+            assert cluster.info(cluster.ports[0])["cluster_state"] == "ok"
 
 
 def test_without_redis_server_the_cluster_tests_skip(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,7 @@ primaries on free ports, each in a temporary directory of its own, joined with
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -70,16 +71,34 @@ def _free(port: int) -> bool:
     return True
 
 
+def _ephemeral_floor() -> int:
+    """The lowest port the kernel gives outgoing connections: a port at or above it, free
+    a moment ago, can be taken by any test's client connection before the node binds it."""
+    with suppress(OSError, ValueError, IndexError):
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    return 32768
+
+
 def _free_ports(count: int) -> tuple[int, ...]:
-    """Ports free a moment ago whose cluster bus ports are free too."""
+    """Ports free a moment ago whose cluster bus ports are free too, both below the
+    ephemeral range where it leaves room, so no client connection takes one meanwhile."""
+    top = _ephemeral_floor() - _BUS_OFFSET
     ports: list[int] = []
     while len(ports) < count:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port + _BUS_OFFSET < 65536 and port not in ports and _free(port + _BUS_OFFSET):
+        if top - 5000 > 1024:
+            port = random.randrange(top - 5000, top)
+        else:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+        bus = port + _BUS_OFFSET
+        if bus < 65536 and port not in ports and _free(port) and _free(bus):
             ports.append(port)
     return tuple(ports)
+
+
+class _NodeExited(Exception):
+    """A node's process ended before it answered: another process took its port."""
 
 
 def _wait(check: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
@@ -91,6 +110,12 @@ def _wait(check: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None
         if time.monotonic() > deadline:
             raise RuntimeError(f"Redis Cluster: waited {timeout_s} s for {what}")
         time.sleep(0.05)
+
+
+def _answers(cluster: Cluster, port: int) -> bool:
+    if cluster.processes[port].poll() is not None:
+        raise _NodeExited(port)
+    return cluster.info(port) is not None
 
 
 def _node_command(server: str, port: int, home: Path) -> list[str]:
@@ -107,6 +132,35 @@ def _node_command(server: str, port: int, home: Path) -> list[str]:
     return [server, *(word for name, value in options.items() for word in (f"--{name}", value))]
 
 
+def _start_nodes(server: str, nodes: int, tmp: Path, attempts: int = 3) -> Cluster:
+    """`nodes` node processes, each answering on its port. A node that exits first lost
+    its port to another process between the check and the bind: all start again on new
+    ports. The caller stops the processes of the cluster it gets."""
+    for attempt in range(1, attempts + 1):
+        cluster = Cluster(_free_ports(nodes))
+        for port in cluster.ports:
+            home = tmp / f"{attempt}-{port}"
+            home.mkdir()
+            cluster.processes[port] = subprocess.Popen(
+                _node_command(server, port, home),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        try:
+            for port in cluster.ports:
+                _wait(lambda c=cluster, p=port: _answers(c, p), f"node {port} to start")
+        except _NodeExited:
+            _stop(list(cluster.processes.values()))
+            if attempt == attempts:
+                raise
+        except BaseException:
+            _stop(list(cluster.processes.values()))
+            raise
+        else:
+            return cluster
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
 @contextmanager
 def running_cluster(nodes: int = 3) -> Iterator[Cluster]:
     """A cluster of `nodes` primaries, each serving a third of the slots, ready
@@ -115,21 +169,10 @@ def running_cluster(nodes: int = 3) -> Iterator[Cluster]:
     server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
     if server is None or cli is None:
         pytest.skip("redis-server and redis-cli are not on PATH: the Redis Cluster tests need them")
-    ports = _free_ports(nodes)
-    cluster = Cluster(ports)
     with tempfile.TemporaryDirectory(prefix="redis-cluster-") as tmp:
+        cluster = _start_nodes(server, nodes, Path(tmp))
         try:
-            for port in ports:
-                home = Path(tmp) / str(port)
-                home.mkdir()
-                cluster.processes[port] = subprocess.Popen(
-                    _node_command(server, port, home),
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            for port in ports:
-                _wait(lambda port=port: cluster.info(port) is not None, f"node {port} to start")
-            create = [cli, "--cluster", "create", *(f"127.0.0.1:{port}" for port in ports)]
+            create = [cli, "--cluster", "create", *(f"127.0.0.1:{port}" for port in cluster.ports)]
             created = subprocess.run(
                 [*create, "--cluster-replicas", "0", "--cluster-yes"],
                 capture_output=True,
@@ -139,7 +182,7 @@ def running_cluster(nodes: int = 3) -> Iterator[Cluster]:
             )
             if created.returncode != 0:
                 raise RuntimeError(f"redis-cli --cluster create: {created.stdout}{created.stderr}")
-            for port in ports:
+            for port in cluster.ports:
                 _wait(
                     lambda port=port: cluster.info(port)["cluster_state"] == "ok",
                     f"node {port} to reach cluster_state:ok",
