@@ -8,12 +8,15 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import pymysql
 import pytest
 from sqlalchemy import update
 
 from app.clock import utcnow
+from app.db.engine import get_engine
 from app.db.tables import task_steps
 from app.db.transaction import transaction
+from app.errors import AppError, ErrorCode
 from app.pipeline.definition import SimCall
 from app.runner import rows, slots
 from app.runner.rows import Claim
@@ -63,6 +66,42 @@ def test_a_failure_before_the_call_gives_the_row_and_its_slot_back(
     assert len(upstream.calls) == 1
     assert slots.in_use(f"127.0.0.1:{upstream.port}") == 0
     assert user.quota() == (0, 0)
+
+
+def test_a_claim_whose_commit_fails_gives_its_slot_back(
+    upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = Customer(quota=1)
+    pipeline = new_pipeline([{"id": "see", "type": "http", "url": upstream.url("/see")}])
+    task_id = user.create(pipeline).json()["id"]  # no worker: it waits
+    message = {"kind": "step", "task_id": task_id, "step": 0}
+    worker = handler("pipeline-worker")
+
+    # The server ends the claiming transaction's connection as it commits (a failover, a
+    # network cut): the claim, its host slot taken, is never committed.
+    commit = pymysql.connections.Connection.commit
+    lost: list[int] = []
+
+    def commit_lost(connection: pymysql.connections.Connection) -> None:
+        if not lost:
+            lost.append(connection.thread_id())
+            with get_engine().connect() as killer:
+                killer.exec_driver_sql(f"KILL CONNECTION {lost[0]}")
+        commit(connection)
+
+    monkeypatch.setattr(pymysql.connections.Connection, "commit", commit_lost)
+    with pytest.raises(AppError) as failed:
+        worker(message, CONTEXT)
+    monkeypatch.undo()
+    assert failed.value.code is ErrorCode.SERVICE_UNAVAILABLE
+    assert lost
+
+    row = step_row(task_id)
+    assert (row["status"], row["attempts"], row["lease_until"]) == ("pending", 0, None)
+    assert slots.in_use(f"127.0.0.1:{upstream.port}") == 0  # not held for the lease
+    worker(message, CONTEXT)  # the platform's redelivery
+    assert user.get(task_id).json()["status"] == "succeeded"
+    assert slots.in_use(f"127.0.0.1:{upstream.port}") == 0
 
 
 def test_a_give_back_never_undoes_a_newer_claim() -> None:
