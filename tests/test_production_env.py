@@ -6,6 +6,7 @@ shows up here, by name, before a deploy does."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -113,13 +114,20 @@ def test_the_declared_environment_fits_with_every_secret_as_a_kms_envelope() -> 
 def start(spec: manifest.FunctionSpec, environment: dict[str, str]) -> str | None:
     """Import the function as an instance would, with exactly `environment` and what SCF
     sets; None when it loads, else what it printed."""
+    child = run_instance(spec, environment)
+    return None if child.returncode == 0 else child.stderr[-2000:]
+
+
+def run_instance(
+    spec: manifest.FunctionSpec, environment: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
     env = {
         **environment,
         **PLATFORM_ENV,
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": f"{spec.directory}{os.pathsep}{ROOT / 'shared'}",
     }
-    child = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", CHILD],
         cwd=spec.directory,
         env=env,
@@ -128,7 +136,6 @@ def start(spec: manifest.FunctionSpec, environment: dict[str, str]) -> str | Non
         check=False,
         timeout=60,
     )
-    return None if child.returncode == 0 else child.stderr[-2000:]
 
 
 @pytest.mark.parametrize("name", sorted(DEPLOYED.functions))
@@ -143,3 +150,20 @@ def test_a_missing_variable_stops_the_function_at_load() -> None:
     spec = DEPLOYED.functions["auth-login"]
     failure = start(spec, {k: v for k, v in spec.environment.items() if k != "SMS_TEMPLATE_ID"})
     assert failure is not None and "SMS_TEMPLATE_ID" in failure
+
+
+@pytest.mark.parametrize("name", ["auth-login", "pipeline-worker", "order-reconcile"])
+def test_a_refused_start_writes_one_json_line_naming_the_function_and_why(name: str) -> None:
+    # An HTTP, a queue and a timer function: each adapter reads the settings at import (the
+    # WebSocket's at its first request: tests/realtime/test_websocket.py).
+    spec = DEPLOYED.functions[name]
+    environment = {k: v for k, v in spec.environment.items() if k != "JWT_SECRET"}
+    child = run_instance(spec, {**environment, "SCF_FUNCTIONNAME": f"app-prod-{name}"})
+    assert child.returncode != 0
+    lines = [json.loads(line) for line in child.stdout.splitlines()]
+    assert [line["message"] for line in lines] == ["instance refused to start"]
+    assert lines[0]["level"] == "error"
+    assert lines[0]["function"] == f"app-prod-{name}"
+    assert lines[0]["error"] == "ProductionMisconfigured"
+    assert "JWT_SECRET" in lines[0]["reason"]
+    assert "dev-" not in child.stdout  # names the variable, never a value

@@ -21,10 +21,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from app import queue
-from app.config import get_settings
 from app.observability import logging as applog
 from app.observability.instruments import Tally
 from app.observability.push import pusher_for
+from app.startup import instance_settings
 
 log = applog.get_logger("app.events.queue")
 
@@ -54,8 +54,7 @@ def _release_due(function: str) -> int:
 
 def queue_handler(consume: Consume) -> Callable[[Any, Any], dict[str, Any]]:
     # Once per instance, when the function module is imported, as the HTTP adapter does.
-    settings = get_settings()
-    applog.configure(settings.log_level)
+    settings = instance_settings()
     pusher = pusher_for(*settings.metrics_push)
 
     def main_handler(event: Any, context: Any = None) -> dict[str, Any]:

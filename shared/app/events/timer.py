@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from app.config import get_settings
 from app.errors import AppError, RunBusy
 from app.observability import logging as applog
 from app.observability.instruments import Tally
 from app.observability.metrics import JOB_RUNS
 from app.observability.push import pusher_for
+from app.startup import instance_settings
 
 log = applog.get_logger("app.events.timer")
 
@@ -131,8 +131,7 @@ def timer_handler(
     the job's function name with dashes), stable across stages and deployments."""
     job_name = name or job.__name__.replace("_", "-")
     # Once per instance, when the function module is imported, as the HTTP adapter does.
-    settings = get_settings()
-    applog.configure(settings.log_level)
+    settings = instance_settings()
     pusher = pusher_for(*settings.metrics_push)
 
     def run(parsed: TimerEvent, fields: dict[str, Any]) -> dict[str, Any]:

@@ -66,6 +66,7 @@ from app.observability import logging as applog
 from app.realtime import acks, presence, streams
 from app.realtime.streams import StreamId, Update
 from app.redis_client import build_async_redis, is_redis_error
+from app.startup import instance_settings
 
 log = applog.get_logger("app.events.websocket")
 
@@ -436,7 +437,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         return
     # uvicorn configures only its own loggers (`scf_bootstrap` runs it without a lifespan):
     # the app's lines are JSON on stdout as every function's are. The first call wins.
-    applog.configure(get_settings().log_level)
+    instance_settings()
     # Every line of the request or connection names them, a service's too: the context is
     # the connection's task's own (uvicorn runs each in one), copied into the tasks it starts
     # and into `asyncio.to_thread`, so two connections of one process never mix their ids.

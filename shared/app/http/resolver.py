@@ -19,7 +19,6 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from app.config import get_settings
 from app.errors import AppError, ErrorCode
 from app.http.auth import authenticate
 from app.http.event import (
@@ -38,6 +37,7 @@ from app.observability.instruments import Tally
 from app.observability.metrics import HTTP_DURATION, HTTP_REQUESTS
 from app.observability.push import pusher_for
 from app.redis_client import is_unreachable
+from app.startup import instance_settings
 
 log = applog.get_logger("app.http")
 # The methods a request's metrics and log line name; any other is "OTHER".
@@ -82,8 +82,7 @@ def _method_of(request: Request[Any, Any] | None, event: Mapping[str, Any]) -> s
 class HttpApp:
     def __init__(self, routes: list[Route]) -> None:
         self.routes = routes
-        settings = get_settings()
-        applog.configure(settings.log_level)
+        settings = instance_settings()
         self.cors_origins = settings.cors_origins
         self.max_body = settings.max_body_bytes
         self.pusher = pusher_for(*settings.metrics_push)

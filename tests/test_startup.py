@@ -1,0 +1,58 @@
+"""An instance's start (app.startup): the settings every adapter reads first, and the JSON
+line a refusal writes before it stops the instance. The HTTP, queue and timer adapters read
+them at import (tests/test_production_env.py starts such functions in a child process);
+the WebSocket function at its first request, here."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from app.config import ProductionMisconfigured, get_settings
+from app.events import websocket
+from app.startup import instance_settings
+from tests.support.logs import capture_logs
+from tests.support.settings import settings_env
+
+REFUSED = {"APP_ENV": "production", "SCF_FUNCTIONNAME": "app-prod-ws"}
+
+
+def test_the_settings_are_read_and_nothing_is_logged() -> None:
+    with capture_logs() as logs:
+        assert instance_settings().app_env != "production"
+    assert logs.where(message="instance refused to start") == []
+
+
+def test_a_refusal_is_one_error_line_naming_the_function_and_why_then_raised() -> None:
+    with capture_logs() as logs, settings_env(**REFUSED), pytest.raises(ProductionMisconfigured):
+        instance_settings()
+    [line] = logs.where(message="instance refused to start")
+    assert line["level"] == "error"
+    assert line["function"] == "app-prod-ws"
+    assert line["error"] == "ProductionMisconfigured"
+    assert "METRICS_TOKEN is unset" in line["reason"]
+    assert get_settings().jwt_secret.get_secret_value() not in logs.text  # never a value
+
+
+def test_the_websocket_function_logs_a_refused_start_at_its_first_request() -> None:
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "GET",
+        "path": "/ws",
+        "query_string": b"",
+        "headers": [],
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    with capture_logs() as logs, settings_env(**REFUSED), pytest.raises(ProductionMisconfigured):
+        asyncio.run(websocket.app(scope, receive, send))
+    assert [line["function"] for line in logs.where(message="instance refused to start")] == [
+        "app-prod-ws"
+    ]
