@@ -77,6 +77,21 @@ def test_a_patch_that_names_no_field_records_nothing() -> None:
     assert actions_on(user) == []
 
 
+def test_a_patch_that_changes_nothing_records_nothing() -> None:
+    admin, user = Admin(), new_user()
+    body = {"role": "user", "disabled": False}  # what a new user already is
+    reply = admin.call("admin-users-id", "PATCH", f"/admin/users/{user}", body=body)
+    assert reply.status == 200, reply.body
+    assert (reply.json()["id"], reply.json()["role"]) == (user, "user")
+    assert actions_on(user) == []
+    # A change of one field of two is recorded, with both as they were and are.
+    body = {"role": "user", "disabled": True}
+    assert admin.call("admin-users-id", "PATCH", f"/admin/users/{user}", body=body).status == 200
+    assert [row["changes"] for row in actions_on(user)] == [
+        {"before": {"role": "user", "disabled": False}, "after": body}
+    ]
+
+
 def test_a_quota_grant_records_its_delta_the_balance_after_and_its_ledger_entry() -> None:
     admin, user = Admin(), new_user(10)
     reply = admin.call(

@@ -28,7 +28,7 @@ def test_a_timer_job_gets_the_parsed_event_and_its_report_is_logged() -> None:
     event = {"Type": "Timer", "TriggerName": "t", "Time": "2026-11-29T03:00:00Z", "Message": "m"}
     before = JOB_RUNS.value(job_name="nightly", outcome="ok")
     with capture_logs() as logs:
-        assert handler(event, CONTEXT) == {"deleted": 3}
+        assert handler(event, CONTEXT) == {"job": "nightly", "deleted": 3}
     assert seen == [timer.TimerEvent("t", datetime(2026, 11, 29, 3, tzinfo=timezone.utc), "m")]
     (line,) = logs.where(message="job run")
     assert line["job"] == "nightly"

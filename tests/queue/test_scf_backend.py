@@ -18,6 +18,7 @@ from app.queue import scf
 from tests.fakes.tencentcloud import Call, FakeTencentCloud
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.support.functions import handler
+from tests.support.logs import capture_logs
 from tests.support.pipelines import Customer, new_fork
 from tests.support.redis_watch import commands_sent
 from tests.support.settings import settings_env
@@ -154,6 +155,30 @@ def test_a_queue_function_releases_due_messages_after_its_message(
         assert seen == [{"n": 0}]
         assert len(cloud.calls_of("Invoke")) == 1
         assert type(port.backend()).__name__ == "ScfBackend"
+    finally:
+        port._backend = None
+
+
+def test_a_workers_task_id_names_its_message_and_not_the_release_after_it(
+    cloud: FakeTencentCloud,
+) -> None:
+    """The pipeline worker binds its message's task id; the release of delayed messages in
+    the same invocation, which fails here, is no task's."""
+    import app.queue as port
+
+    port._backend = None
+    try:
+        port.publish(WORKER, {"n": 1}, delay_s=0.01)
+        time.sleep(0.02)
+        cloud.state["refuse"] = ["InternalError"]  # type: ignore[attr-defined]
+        message = {"kind": "step", "task_id": "no-such-task", "step": 0}
+        with capture_logs() as logs:
+            answer = handler("pipeline-worker")(message, {"function_name": WORKER})
+        assert answer == {"handled": 1, "released": 0}
+        (handled,) = logs.where(message="queue message")
+        assert handled["task_id"] == "no-such-task"
+        (release,) = logs.where(message="releasing delayed messages failed")
+        assert "task_id" not in release, release
     finally:
         port._backend = None
 

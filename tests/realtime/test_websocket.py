@@ -279,6 +279,8 @@ def test_a_client_that_sends_nothing_is_closed_with_1001_and_counted_out(
             client = open_client(cloud, user.token)
         opened = time.monotonic()
         assert client.next()["type"] == "task.updated"
+        # Counted while open (at its handshake), so the 0 below is its leaving.
+        assert fresh_redis.zcard(presence.online_key(user.id)) == 1
         assert client.close_code(timeout=SILENCE_S + 10) == 1001
         assert time.monotonic() - opened >= SILENCE_S - 0.1
         assert wait_for(lambda: fresh_redis.zcard(presence.online_key(user.id)) == 0)

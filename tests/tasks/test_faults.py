@@ -377,7 +377,9 @@ def test_the_sweeper_runs_as_a_timer_function_and_as_an_admin_job() -> None:
     report = handler("saga-sweeper")(
         {"Type": "Timer", "TriggerName": "saga-sweeper", "Time": "2026-11-29T00:00:00Z"}, {}
     )
+    assert report["job"] == "saga-sweeper"
     assert set(report) == {
+        "job",
         "expired",
         "republished",
         "settled",

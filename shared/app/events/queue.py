@@ -8,8 +8,9 @@ platform then invokes the function again under its async retry policy, which is 
 An event that is not a JSON object can never succeed, so it is logged and dropped rather
 than retried. After the message, the function sends the delayed messages that have fallen
 due (app.queue: the platform has no delayed invocation). The invocation's log line carries
-the counters its `consume` moved; after it, raised or not, the instance's metrics push
-follows when one is due.
+the counters its `consume` moved and the ids it bound (app.observability.logging `bind`),
+which end with the message; after it, raised or not, the instance's metrics push follows
+when one is due.
 """
 
 from __future__ import annotations
@@ -77,17 +78,20 @@ def queue_handler(consume: Consume) -> Callable[[Any, Any], dict[str, Any]]:
             return {"handled": 0, "released": _release_due(function)}
         started = time.perf_counter()
         tally = Tally()
-        try:
-            with tally:
-                consume(message)
-        except Exception:
-            fields.update(tally.fields(), outcome="failed")
+        # What `consume` binds (the worker: its task's id) names the message's lines, its
+        # own line included, and ends with it: the release after it is no task's.
+        with applog.bound():
+            try:
+                with tally:
+                    consume(message)
+            except Exception:
+                fields.update(tally.fields(), outcome="failed")
+                fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+                log.exception("queue message failed", extra={"fields": fields})
+                raise
+            fields.update(tally.fields(), outcome="ok")
             fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
-            log.exception("queue message failed", extra={"fields": fields})
-            raise
-        fields.update(tally.fields(), outcome="ok")
-        fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
-        applog.log_fields(log, logging.INFO, "queue message", **fields)
+            applog.log_fields(log, logging.INFO, "queue message", **fields)
         return {"handled": 1, "released": _release_due(function)}
 
     return main_handler

@@ -5,8 +5,9 @@ trigger's 7-field cron. The job gets the parsed event, with when the platform en
 invocation (from the context's `time_limit_in_ms`: a job that may run long stops taking
 work before it), and returns a report (a dict of what it did); the wrapper writes one JSON
 log line per run with that report and the counters the run moved, counts the run in
-`job_runs_total` and returns the report (`run_counted`, which runs an admin's
-`POST /admin/jobs/{name}` the same way). A job that raises is logged and counted as
+`job_runs_total` (`run_counted`, which runs an admin's `POST /admin/jobs/{name}` the same
+way) and returns the report under the job's name, `{"job": name, ...report}`, as the admin's
+run answers it. A job that raises is logged and counted as
 failed, then re-raised so the platform records the invocation as failed; the line holds the
 error's `report` when it carries one (what the job had done before it failed). A job that
 finds another run of itself live (`RunBusy`: the last turn still going, or an admin's run)
@@ -136,9 +137,12 @@ def timer_handler(
 
     def run(parsed: TimerEvent, fields: dict[str, Any]) -> dict[str, Any]:
         try:
-            return run_counted(job_name, lambda: job(parsed), fields, Tally())
+            report = run_counted(job_name, lambda: job(parsed), fields, Tally())
         except RunBusy:
             return {"busy": True}
+        # Named as app.api.admin_jobs names an admin's run: a report read alone (the
+        # platform's invocation record) says which job it is.
+        return {"job": job_name, **report}
 
     def main_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         entered = time.monotonic()

@@ -199,8 +199,10 @@ def _change(
             tx.execute(
                 update(users).where(users.c.id == user_id).values(**values, updated_at=utcnow())
             )
-            if actor is not None:
-                before = {name: row[name] for name in values}
+            before = {name: row[name] for name in values}
+            # A change to what the user already is (their own role, the state they are in)
+            # changed nothing an admin must answer for: the trail has only changes.
+            if actor is not None and before != values:
                 trail.record(tx, actor, "user.change", user_id, {"before": before, "after": values})
             if ACCESS_FIELDS & values.keys():
                 profiles.hold(tx, user_id)

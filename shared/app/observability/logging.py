@@ -4,8 +4,9 @@ there is no scrubbing pass behind you.
 
 Every line written while an invocation runs carries the ids its adapter bound for it
 (`bound`: the function, the platform's request id, a job's name; `bind`, for the rest of
-the invocation: the caller's user id, the task a worker's message is for), so a service's
-line leads to its invocation and its task without any service passing ids around."""
+the enclosing block: the caller's user id, the task a worker's message is for until the
+message ends), so a service's line leads to its invocation and its task without any service
+passing ids around."""
 
 from __future__ import annotations
 
