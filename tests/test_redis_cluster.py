@@ -50,6 +50,9 @@ ON_CLUSTER: dict[str, Callable[..., None]] = {
     "app.identity.sms._GIVE_BACK_PHONE": (
         sms_tests.test_a_refusal_by_the_ip_leaves_the_phone_limits_untaken
     ),
+    "app.identity.sms._DROP_CODE": (
+        sms_tests.test_a_send_that_fails_is_503_and_takes_nothing_of_the_phone_or_the_budget
+    ),
     "app.identity.sms._VERIFY": (
         guessing_tests.test_a_right_code_with_a_bad_invite_is_referrer_invalid_and_tries_few
     ),

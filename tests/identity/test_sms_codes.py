@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from app.identity import sms
 from app.redis_client import get_redis
-from tests.fakes.tencentcloud import FakeTencentCloud
+from tests.fakes.tencentcloud import Call, FakeTencentCloud, TencentCloudError, sms_handler
 from tests.identity.conftest import Flows, new_ip, new_phone
 from tests.support.logs import capture_logs
 from tests.support.settings import settings_env
@@ -133,6 +135,43 @@ def test_a_send_that_fails_is_503_and_takes_nothing_of_the_phone_or_the_budget(
         assert {line["level"] for line in logs.where(message="sms not sent")} == {"error"}
         assert flows.sms(phone, ip=new_ip()).status == 200
         assert flows.sms(new_phone(), ip=new_ip()).status == 200
+
+
+def test_a_send_that_fails_after_a_newer_one_leaves_the_newer_code(
+    flows: Flows, tencent: FakeTencentCloud
+) -> None:
+    # The first send's SendSms answers only after its cooldown has passed and a second send
+    # for the phone stored and sent its code; then it fails. Dropping "the phone's code" then
+    # would drop the second one, which the user has just received.
+    phone = new_phone()
+    sent = sms_handler()  # accepts the phone
+    second_sent, first_in_provider = threading.Event(), threading.Event()
+
+    def first_late_and_failing(params: dict[str, Any], call: Call) -> dict[str, Any]:
+        if not first_in_provider.is_set():
+            first_in_provider.set()
+            assert second_sent.wait(10)
+            raise TencentCloudError("InternalError.Timeout", "the provider timed out")
+        return sent(params, call)
+
+    usual = tencent.handlers["SendSms"]
+    tencent.on("SendSms", first_late_and_failing)
+    replies: list[Any] = []
+    try:
+        with settings_env(SMS_COOLDOWN_S="1"):
+            first = threading.Thread(target=lambda: replies.append(flows.sms(phone, ip=new_ip())))
+            first.start()
+            assert first_in_provider.wait(10)
+            time.sleep(1.1)  # the first send's cooldown ends
+            assert flows.sms(phone, ip=new_ip()).status == 200
+            second_sent.set()
+            first.join(10)
+    finally:
+        second_sent.set()
+        tencent.on("SendSms", usual)
+    assert (replies[0].status, replies[0].json()["code"]) == (503, "SERVICE_UNAVAILABLE")
+    reply = flows.code_login(phone, flows.last_code(phone))
+    assert reply.status == 200, reply.body
 
 
 def test_a_number_the_provider_refuses_keeps_its_limits_but_not_the_budget(

@@ -83,6 +83,15 @@ end
 return 1
 """
 
+# KEYS: code key. ARGV: the digest a send stored. Its code dropped only while still its own:
+# a send whose delivery failed after a newer send stored its code leaves that code be.
+_DROP_CODE = """
+if redis.call('HGET', KEYS[1], 'h') == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
 # KEYS: code key. ARGV: digest of the guess, wrong tries allowed, what a right guess does:
 # 'use' (burnt), 'keep' (left for a later 'use': the request has more to check first) or
 # 'strike' (counted as a wrong try: the request it came with was refused), the guess's
@@ -247,7 +256,7 @@ def send(phone: str, purpose: Purpose, ip: str) -> CodeSent:
     except sms_delivery.DeliveryFailed as exc:
         # Nothing was sent: drop the code and give back what the send took, so the user can
         # retry (the code's key has no tag, and is the same in every release).
-        redis.delete(key)
+        redis.eval(_DROP_CODE, 1, key, digest)
         _give_back(taken, exc)
         # A number the provider refuses is the client's to send (an alarm on ERROR must not
         # page on it); SendSms failing is ours.
