@@ -88,6 +88,9 @@ class FunctionSpec:
     role: str = ""
     vpc_id: str = ""
     subnet_id: str = ""
+    # The most instances SCF may run at once (its reserved concurrency, infra.deploy.
+    # concurrency); None: the deployer leaves the function's reservation as it finds it.
+    max_instances: int | None = None
 
 
 @dataclass(frozen=True)
@@ -230,7 +233,21 @@ def _function(
         role=_text(merged.get("role")),
         vpc_id=_text(vpc.get("vpc_id")),
         subnet_id=_text(vpc.get("subnet_id")),
+        max_instances=_max_instances(name, merged.get("max_instances")),
     )
+
+
+def _max_instances(name: str, value: Any) -> int | None:
+    """`max_instances`, from the function or `defaults` (a function's `null` undoes a
+    default): a whole number of instances, at least one."""
+    if value is None:
+        return None
+    # YAML reads `yes` as True, and bool is an int to Python.
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ManifestError(
+            f"function {name!r}: max_instances {value!r} is not a positive whole number"
+        )
+    return value
 
 
 # What SCF's WSParams.IdleTimeOut accepts (tccli's schema, 1-1800 s).

@@ -8,5 +8,5 @@ each owning one thing: settings (the environment and serverless.yml, checked bef
 call), target (what the account should hold), scf (the SCF API) and cos (code packages in
 COS), plan (the record of changes), reconcile (the walk), and one module per kind of
 resource: namespace, layer, functions, invocation (Function URLs, timers, async config,
-db-migrate's invoke), domain.
+db-migrate's invoke), concurrency (reserved concurrency, from `max_instances`), domain.
 """

@@ -26,7 +26,8 @@ FUNCTIONS_PER_NAMESPACE = 50
 NAMESPACES_PER_REGION = 5
 
 
-def reconcile(ctx: Context) -> None:
+def reconcile(ctx: Context) -> set[str]:
+    """The functions the namespace holds before this deploy (none when it is created)."""
     namespaces = ctx.api.namespaces()
     _left_behind(ctx, [ns for ns in namespaces if ns != ctx.namespace])
     exists = ctx.namespace in namespaces
@@ -37,11 +38,13 @@ def reconcile(ctx: Context) -> None:
             f" {NAMESPACES_PER_REGION}; delete one no stage uses, or name one of them in"
             " SCF_NAMESPACE"
         )
-    _check_room(ctx, set(ctx.api.functions_in(ctx.namespace)) if exists else set())
+    held = set(ctx.api.functions_in(ctx.namespace)) if exists else set()
+    _check_room(ctx, held)
     if exists:
         ctx.plan.unchanged()
     elif ctx.plan.create(f"namespace {ctx.namespace}"):
         ctx.write("CreateNamespace", Namespace=ctx.namespace)
+    return held
 
 
 def _check_room(ctx: Context, held: set[str]) -> None:

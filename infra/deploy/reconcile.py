@@ -1,9 +1,10 @@
 """One walk over the account, resource by resource, in the order the account needs them:
 the stage's namespace (and the functions of the stage left in another, and SCF's limits on
-functions per namespace and namespaces per region, checked before any write); the layer; each
-`invoke_after_deploy` function (db-migrate), which the apply then invokes; every other
-function (its code and configuration, its Function URL, its timers, its async config); then
-the custom domain that points at the URLs.
+functions per namespace and namespaces per region, checked before any write); the
+namespace's reserved concurrency, its total checked against the region's quota; the layer;
+each `invoke_after_deploy` function (db-migrate), which the apply then invokes; every other
+function (its code and configuration, its Function URL, its timers, its async config, its
+reserved concurrency); then the custom domain that points at the URLs.
 
 So the schema is migrated before any function runs the code that needs it, and a migration
 that fails stops the deploy with every other function still on its previous version (a
@@ -20,35 +21,40 @@ has accepted a write of (Context.write) is reported begun rather than not done.
 
 from __future__ import annotations
 
-from infra.deploy import domain, functions, invocation, layer, namespace
+from infra.deploy import concurrency, domain, functions, invocation, layer, namespace
 from infra.deploy.context import Context
 from infra.deploy.layer import LayerRef
 from infra.deploy.target import FunctionTarget
 
 
 def walk(ctx: Context) -> None:
-    namespace.reconcile(ctx)
+    held = namespace.reconcile(ctx)
+    reserved = concurrency.survey(ctx, held)
     ctx.plan.settle()
     layer_ref = layer.reconcile(ctx)
     ctx.plan.settle()
     first = [fn for fn in ctx.target.functions if fn.spec.invoke_after_deploy]
     qualifiers: dict[str, str] = {}
     for fn in first:
-        _function(ctx, fn, layer_ref, qualifiers)
+        _function(ctx, fn, layer_ref, qualifiers, reserved)
     for fn in first:
         invocation.invoke_after_deploy(ctx, fn)
     for fn in ctx.target.functions:
         if fn not in first:
-            _function(ctx, fn, layer_ref, qualifiers)
+            _function(ctx, fn, layer_ref, qualifiers, reserved)
     domain.reconcile(ctx, qualifiers)
     ctx.plan.settle()
 
 
 def _function(
-    ctx: Context, fn: FunctionTarget, layer_ref: LayerRef, qualifiers: dict[str, str]
+    ctx: Context,
+    fn: FunctionTarget,
+    layer_ref: LayerRef,
+    qualifiers: dict[str, str],
+    reserved: dict[str, int],
 ) -> None:
-    """The function itself, then how it is invoked; the qualifier its URL serves goes into
-    `qualifiers`."""
+    """The function itself, then how it is invoked, then its reserved concurrency (in MB in
+    `reserved` as found, by name); the qualifier its URL serves goes into `qualifiers`."""
     existed = functions.reconcile(ctx, fn, layer_ref)
     ctx.plan.settle()
     # A function the plan would create has no triggers yet, and cannot be asked.
@@ -61,4 +67,7 @@ def _function(
     invocation.timers(ctx, fn, triggers)
     ctx.plan.settle()
     invocation.async_config(ctx, fn, existed)
+    ctx.plan.settle()
+    # One SCF failed to create was deleted and created anew, without its reservation.
+    concurrency.reconcile(ctx, fn, reserved.get(fn.name) if existed else None)
     ctx.plan.settle()

@@ -56,6 +56,10 @@ class ScfApi:
         self._settings = settings
         self._clients: dict[int, ScfClient] = {}
 
+    @property
+    def region(self) -> str:
+        return self._settings.region
+
     def _client(self, timeout_s: int) -> ScfClient:
         if timeout_s not in self._clients:
             access = cloud_clients.CloudAccess(

@@ -27,9 +27,10 @@ HTTP = [spec.name for spec in MANIFEST.http_functions]
 WEB = [spec.name for spec in MANIFEST.functions.values() if spec.web]
 URLS = HTTP + WEB  # the functions with a Function URL
 TIMERS = [(timer.function, timer.name, timer.cron) for timer in MANIFEST.timers]
-# The namespace, the layer, each function, each Function URL, timer and async config, and
-# the domain.
-RESOURCES = 1 + 1 + len(FUNCTIONS) + len(URLS) + len(TIMERS) + 1 + 1
+CAPPED = [name for name, spec in MANIFEST.functions.items() if spec.max_instances is not None]
+# The namespace, the layer, each function, each Function URL, timer and async config, each
+# capped function's reserved concurrency, and the domain.
+RESOURCES = 1 + 1 + len(FUNCTIONS) + len(URLS) + len(TIMERS) + 1 + len(CAPPED) + 1
 
 
 def _head() -> str:
@@ -71,6 +72,7 @@ def test_apply_builds_the_account_and_a_second_apply_writes_nothing(account: Acc
         "CreateFunction": len(FUNCTIONS),
         "CreateTrigger": len(URLS) + len(TIMERS),
         "UpdateFunctionEventInvokeConfig": 1,
+        "PutReservedConcurrencyConfig": len(CAPPED),
         "CreateCustomDomain": 1,
     }
     # The namespace before anything of it: SCF refuses a function in one that does not exist.

@@ -60,7 +60,13 @@ def test_a_function_scf_failed_to_create_is_deleted_and_created_again(account: A
     applied = account.deploy("apply")
     assert applied.code == 0, applied.output
     assert applied.changes[:2] == replaced
-    assert _writes(account) == ["DeleteFunction", "CreateFunction", "CreateTrigger"]
+    # Created anew, it gets its reserved concurrency (health is capped) with its URL.
+    assert _writes(account) == [
+        "DeleteFunction",
+        "CreateFunction",
+        "CreateTrigger",
+        "PutReservedConcurrencyConfig",
+    ]
     assert _status(account) == "Active"
     account.cloud.calls.clear()
     assert account.deploy("apply").code == 0
@@ -76,7 +82,13 @@ def test_a_deletion_scf_has_not_begun_yet_is_waited_for(account: Account) -> Non
     account.cloud.calls.clear()
     applied = account.deploy("apply")
     assert applied.code == 0, applied.output
-    assert _writes(account) == ["DeleteFunction", "CreateFunction", "CreateTrigger"]
+    # Created anew, it gets its reserved concurrency (health is capped) with its URL.
+    assert _writes(account) == [
+        "DeleteFunction",
+        "CreateFunction",
+        "CreateTrigger",
+        "PutReservedConcurrencyConfig",
+    ]
     assert _status(account) == "Active"
 
 
@@ -161,14 +173,22 @@ def test_a_function_whose_update_failed_gets_its_code_and_configuration_again(
     assert _status(deployed) == "UpdateFailed"
 
     # GetFunction shows the memory asked for: only the status says the update did not hold.
-    again = [f"~ update function {HEALTH} status: {reason} -> Active"]
+    # The reserved concurrency, which follows the memory, was not reached.
+    again = [
+        f"~ update function {HEALTH} status: {reason} -> Active",
+        f"~ update concurrency {HEALTH} reserved: 1280 MB -> 2560 MB (5 x 512 MB)",
+    ]
     plan = deployed.deploy("plan", config=config)
     assert (plan.code, plan.changes) == (0, again)
 
     deployed.cloud.calls.clear()
     applied = deployed.deploy("apply", config=config)
     assert (applied.code, applied.changes) == (0, again)
-    assert _writes(deployed) == ["UpdateFunctionCode", "UpdateFunctionConfiguration"]
+    assert _writes(deployed) == [
+        "UpdateFunctionCode",
+        "UpdateFunctionConfiguration",
+        "PutReservedConcurrencyConfig",
+    ]
     assert _status(deployed) == "Active"
     deployed.cloud.calls.clear()
     assert deployed.deploy("apply", config=config).code == 0

@@ -2,7 +2,7 @@
 `default` and those CreateNamespace made, each holding at most 50 functions), functions
 (Creating, then Active a moment later; Updating after each update), each one of its
 namespace, layers and their versions (Publishing, then Active), triggers, async invoke
-configs, custom domains, and Invoke.
+configs, reserved concurrency (tests/fakes/scf_concurrency.py), custom domains, and Invoke.
 
 Every request is first checked against the official schema (tests/fakes/api_schema.py), then
 against what the API documents of its values: a function's type (Event, or HTTP for a web
@@ -56,6 +56,7 @@ from xml.etree import ElementTree
 import requests
 
 from tests.fakes import api_schema
+from tests.fakes.scf_concurrency import ConcurrencyActions
 from tests.fakes.scf_namespaces import DEFAULT, Key, NamespaceActions, key_of
 from tests.fakes.scf_routing import RoutingActions
 from tests.fakes.tencentcloud import Call, FakeTencentCloud, TencentCloudError
@@ -97,7 +98,7 @@ def _now() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
-class FakeScf(NamespaceActions, RoutingActions):
+class FakeScf(NamespaceActions, RoutingActions, ConcurrencyActions):
     def __init__(
         self,
         cloud: FakeTencentCloud,
@@ -113,6 +114,7 @@ class FakeScf(NamespaceActions, RoutingActions):
         self.functions: dict[Key, dict[str, Any]] = {}
         self.triggers: dict[Key, list[dict[str, Any]]] = {}
         self.async_configs: dict[Key, dict[str, Any]] = {}
+        self.reserved: dict[Key, int] = {}  # reserved concurrency, MB
         self.namespaces: dict[str, dict[str, Any]] = {}
         self.add_namespace(DEFAULT, kind="default")
         self.layers: dict[str, list[dict[str, Any]]] = {}
@@ -212,6 +214,7 @@ class FakeScf(NamespaceActions, RoutingActions):
         elif fn["Status"] == "Deleting":
             del self.functions[key], self.triggers[key]
             self.async_configs.pop(key, None)
+            self.reserved.pop(key, None)
             return None
         else:
             fn.update(Status="Active", StatusReasons=[], StatusDesc="")

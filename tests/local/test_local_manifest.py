@@ -108,3 +108,28 @@ functions:
 def test_files_that_cannot_be_served_are_refused(tmp_path: Path, text: str) -> None:
     with pytest.raises((manifest.ManifestError, KeyError)):
         manifest.load(_write(tmp_path, text))
+
+
+def test_max_instances_is_read_from_the_function_or_the_defaults(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        """
+app: shop
+defaults:
+  max_instances: 3
+functions:
+  login: {max_instances: 20}
+  worker: {max_instances: null}
+  health: {}
+""",
+    )
+    loaded = manifest.load(path)
+    assert {name: spec.max_instances for name, spec in loaded.functions.items()} == {
+        "login": 20,
+        "worker": None,  # `null` undoes the default: not capped, not managed
+        "health": 3,
+    }
+    for value in ("0", "-1", "1.5", "'4'", "yes"):
+        path.write_text(f"app: shop\nfunctions:\n  login: {{max_instances: {value}}}\n")
+        with pytest.raises(manifest.ManifestError, match=r"'login': max_instances .* is not a"):
+            manifest.load(path)
