@@ -155,7 +155,7 @@ def test_a_missing_variable_stops_the_function_at_load() -> None:
 @pytest.mark.parametrize("name", ["auth-login", "pipeline-worker", "order-reconcile"])
 def test_a_refused_start_writes_one_json_line_naming_the_function_and_why(name: str) -> None:
     # An HTTP, a queue and a timer function: each adapter reads the settings at import (the
-    # WebSocket's at its first request: tests/realtime/test_websocket.py).
+    # WebSocket's at its first request: tests/test_startup.py).
     spec = DEPLOYED.functions[name]
     environment = {k: v for k, v in spec.environment.items() if k != "JWT_SECRET"}
     child = run_instance(spec, {**environment, "SCF_FUNCTIONNAME": f"app-prod-{name}"})

@@ -9,6 +9,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from app.config import ProductionMisconfigured, get_settings
 from app.events import websocket
@@ -34,6 +35,22 @@ def test_a_refusal_is_one_error_line_naming_the_function_and_why_then_raised() -
     assert line["error"] == "ProductionMisconfigured"
     assert "METRICS_TOKEN is unset" in line["reason"]
     assert get_settings().jwt_secret.get_secret_value() not in logs.text  # never a value
+
+
+def test_a_value_not_valid_for_its_setting_is_a_refusal_logged_without_the_value() -> None:
+    # Not sealed: refused by the settings' own validation, before any secret is opened.
+    refused = {**REFUSED, "APP_ENV": None, "SMS_COOLDOWN_S": "ninety-seconds"}
+    with capture_logs() as logs, settings_env(**refused), pytest.raises(ValidationError):
+        instance_settings()
+    [line] = logs.where(message="instance refused to start")
+    assert {key: line[key] for key in ("level", "function", "error", "reason")} == {
+        "level": "error",
+        "function": "app-prod-ws",
+        "error": "ValidationError",
+        "reason": "SMS_COOLDOWN_S: Input should be a valid integer, unable to parse string as an"
+        " integer",
+    }
+    assert "ninety-seconds" not in logs.text
 
 
 def test_the_websocket_function_logs_a_refused_start_at_its_first_request() -> None:

@@ -6,7 +6,11 @@ SCF counts it in memory, not instances ("最大独占配额", tccli's api.json):
 `max_instances x memory` MB for the function alone, and it runs no more instances than fit;
 `GetReservedConcurrencyConfig` answers `ReservedMem` (null, or 0, where none is set). A
 function whose reservation differs is updated, and one without any gets one (a creation in
-the plan); a memory change moves the MB with it, after the function's own update. A
+the plan); a memory change moves the MB with it, after the function's own update. The
+reservations are put once every function is deployed, those lowered first: SCF checks each
+Put against the others' reservations as they are at that moment, so a raise put before
+another function's lowering could pass what SCF allows although the deploy's total does
+not. A
 function without `max_instances` is not managed: a reservation made by hand stays, and the
 deployer never calls `DeleteReservedConcurrencyConfig`.
 
@@ -23,6 +27,7 @@ namespaces (other stages) of the region draw on the same quota, and are not coun
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from infra.deploy.context import Context
@@ -89,6 +94,19 @@ def survey(ctx: Context, held: set[str]) -> dict[str, int]:
             " max_instances in serverless.yml, or a reservation not from it"
         )
     return current
+
+
+def reconcile_all(ctx: Context, found: Mapping[str, int | None]) -> None:
+    """Every function's reservation, those lowered first, each in serverless.yml's order
+    otherwise. `found`: each function's reservation in MB before this deploy, by name."""
+
+    def raised(fn: FunctionTarget) -> bool:
+        cap = Cap.of(fn)
+        return cap is None or cap.reserved_mb >= (found[fn.name] or 0)
+
+    for fn in sorted(ctx.target.functions, key=raised):
+        reconcile(ctx, fn, found[fn.name])
+        ctx.plan.settle()
 
 
 def reconcile(ctx: Context, fn: FunctionTarget, current: int | None) -> None:

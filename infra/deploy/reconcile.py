@@ -3,8 +3,9 @@ the stage's namespace (and the functions of the stage left in another, and SCF's
 functions per namespace and namespaces per region, checked before any write); the
 namespace's reserved concurrency, its total checked against the region's quota; the layer;
 each `invoke_after_deploy` function (db-migrate), which the apply then invokes; every other
-function (its code and configuration, its Function URL, its timers, its async config, its
-reserved concurrency); then the custom domain that points at the URLs.
+function (its code and configuration, its Function URL, its timers, its async config); the
+functions' reserved concurrency, those lowered first; then the custom domain that points at
+the URLs.
 
 So the schema is migrated before any function runs the code that needs it, and a migration
 that fails stops the deploy with every other function still on its previous version (a
@@ -35,26 +36,28 @@ def walk(ctx: Context) -> None:
     ctx.plan.settle()
     first = [fn for fn in ctx.target.functions if fn.spec.invoke_after_deploy]
     qualifiers: dict[str, str] = {}
+    # Each function's reservation before this deploy, None for one it creates: one SCF
+    # failed to create was deleted and created anew, without its reservation.
+    found: dict[str, int | None] = {}
     for fn in first:
-        _function(ctx, fn, layer_ref, qualifiers, reserved)
+        existed = _function(ctx, fn, layer_ref, qualifiers)
+        found[fn.name] = reserved.get(fn.name) if existed else None
     for fn in first:
         invocation.invoke_after_deploy(ctx, fn)
     for fn in ctx.target.functions:
         if fn not in first:
-            _function(ctx, fn, layer_ref, qualifiers, reserved)
+            existed = _function(ctx, fn, layer_ref, qualifiers)
+            found[fn.name] = reserved.get(fn.name) if existed else None
+    concurrency.reconcile_all(ctx, found)
     domain.reconcile(ctx, qualifiers)
     ctx.plan.settle()
 
 
 def _function(
-    ctx: Context,
-    fn: FunctionTarget,
-    layer_ref: LayerRef,
-    qualifiers: dict[str, str],
-    reserved: dict[str, int],
-) -> None:
-    """The function itself, then how it is invoked, then its reserved concurrency (in MB in
-    `reserved` as found, by name); the qualifier its URL serves goes into `qualifiers`."""
+    ctx: Context, fn: FunctionTarget, layer_ref: LayerRef, qualifiers: dict[str, str]
+) -> bool:
+    """The function itself, then how it is invoked; the qualifier its URL serves goes into
+    `qualifiers`. Whether the function existed before this deploy."""
     existed = functions.reconcile(ctx, fn, layer_ref)
     ctx.plan.settle()
     # A function the plan would create has no triggers yet, and cannot be asked.
@@ -68,6 +71,4 @@ def _function(
     ctx.plan.settle()
     invocation.async_config(ctx, fn, existed)
     ctx.plan.settle()
-    # One SCF failed to create was deleted and created anew, without its reservation.
-    concurrency.reconcile(ctx, fn, reserved.get(fn.name) if existed else None)
-    ctx.plan.settle()
+    return existed

@@ -2,10 +2,10 @@
 its JSON log lines configured from them.
 
 An instance that refuses its settings (a secret that does not resolve within
-SECRETS_LOAD_TIMEOUT_S, a production misconfiguration, a value not valid for its setting)
-writes one JSON line, `instance refused to start`, naming the function and the reason,
-before the error stops its initialisation. Without it only SCF's plain-text init failure
-shows, which no CLS alarm reads. The reason names variables, never a value
+SECRETS_LOAD_TIMEOUT_S, a production misconfiguration, a value not valid for its setting,
+sealed or not) writes one JSON line, `instance refused to start`, naming the function and
+the reason, before the error stops its initialisation. Without it only SCF's plain-text init
+failure shows, which no CLS alarm reads. The reason names variables, never a value
 (`app.config.refusals`)."""
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import os
 
-from app.config import ProductionMisconfigured, Settings, get_settings
+from pydantic import ValidationError
+
+from app.config import ProductionMisconfigured, Settings, get_settings, without_values
 from app.observability import logging as applog
 
 log = applog.get_logger("app.startup")
@@ -23,7 +25,9 @@ def instance_settings() -> Settings:
     """This instance's settings, with logging configured: every adapter's first step."""
     try:
         settings = get_settings()
-    except ProductionMisconfigured as refused:
+    # A ValidationError: a value in the environment itself not valid for its setting (one
+    # that was sealed is an UnresolvedSecret once opened).
+    except (ProductionMisconfigured, ValidationError) as refused:
         applog.configure()  # no settings to take the level from: an ERROR passes any level
         applog.log_fields(
             log,
@@ -32,7 +36,9 @@ def instance_settings() -> Settings:
             # Not bound yet: SCF names the function in the instance's environment.
             function=os.environ.get("SCF_FUNCTIONNAME", ""),
             error=type(refused).__name__,
-            reason=str(refused),
+            reason=(
+                without_values(refused) if isinstance(refused, ValidationError) else str(refused)
+            ),
         )
         raise
     applog.configure(settings.log_level)

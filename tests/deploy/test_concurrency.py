@@ -173,6 +173,24 @@ def test_reservations_over_the_region_quota_stop_before_any_write(deployed: Acco
     assert deployed.scf.writes() == []
 
 
+def test_reservations_lowered_are_put_before_those_raised(deployed: Account) -> None:
+    # auth-refresh holds 300 x 256 MB and goes back to its 30; health goes from 5 to 300.
+    # Both fit after the deploy (104960 MB), but health, first in serverless.yml, raised
+    # while auth-refresh still held its 76800 MB would total 174080: SCF refuses that Put.
+    deployed.scf.reserved[NAMESPACE, PREFIX + "auth-refresh"] = 300 * 256
+
+    def edit(data: dict[str, Any]) -> None:
+        data["functions"]["health"]["max_instances"] = 300
+
+    result = deployed.deploy("apply", config=deployed.edited_config(edit))
+
+    assert result.code == 0, result.output
+    assert list(_puts(deployed)) == ["auth-refresh", "health"]
+    assert deployed.scf.reserved[NAMESPACE, PREFIX + "health"] == 300 * 256
+    assert deployed.scf.reserved[NAMESPACE, PREFIX + "auth-refresh"] == CAPS["auth-refresh"]
+    assert deployed.cloud.refused == []
+
+
 def test_a_reservation_made_by_hand_counts_toward_the_quota(deployed: Account) -> None:
     room = 115200 - sum(CAPS.values())
     deployed.scf.reserved[NAMESPACE, PREFIX + "users-me"] = room + 256

@@ -9,8 +9,8 @@
   effect; `defaults`: those known, public values;
 - `refusals`: the errors an instance refuses to start with, said without a value.
 
-This package's face is what the rest of the layer uses: `get_settings`, `Settings` and the
-two refusals.
+This package's face is what the rest of the layer uses: `get_settings`, `Settings`, the
+two refusals and `without_values` (a ValidationError said without its values).
 """
 
 from __future__ import annotations
@@ -18,10 +18,16 @@ from __future__ import annotations
 import functools
 
 from app.config import production
-from app.config.refusals import ProductionMisconfigured, UnresolvedSecret
+from app.config.refusals import ProductionMisconfigured, UnresolvedSecret, without_values
 from app.config.settings import Settings
 
-__all__ = ["ProductionMisconfigured", "Settings", "UnresolvedSecret", "get_settings"]
+__all__ = [
+    "ProductionMisconfigured",
+    "Settings",
+    "UnresolvedSecret",
+    "get_settings",
+    "without_values",
+]
 
 
 @functools.lru_cache(maxsize=1)
