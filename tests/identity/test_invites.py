@@ -184,7 +184,7 @@ def test_a_timer_turn_while_a_refill_is_live_is_skipped_not_failed() -> None:
     before = {o: JOB_RUNS.value(job_name=JOB, outcome=o) for o in ("busy", "failed", "ok")}
     with capture_logs() as logs:
         report = handler(JOB)(event, {"function_name": JOB})
-    assert report == {"busy": True}
+    assert report == {"job": JOB, "busy": True}
     (line,) = logs.where(message="job run skipped", job=JOB)
     assert line["outcome"] == "busy" and "still running" in line["reason"]
     assert line["level"] == "info" and "exception" not in line

@@ -139,7 +139,7 @@ def timer_handler(
         try:
             report = run_counted(job_name, lambda: job(parsed), fields, Tally())
         except RunBusy:
-            return {"busy": True}
+            return {"job": job_name, "busy": True}
         # Named as app.api.admin_jobs names an admin's run: a report read alone (the
         # platform's invocation record) says which job it is.
         return {"job": job_name, **report}

@@ -10,7 +10,7 @@ died after its commit is healed. A failure between a claim's commit and its row'
 gives the claim and its host slot back before the message is raised for redelivery
 (`_give_back`, fenced by the claim's lease), so the redelivered message runs the row at once
 instead of finding it held until its lease runs out. A claim whose commit fails gives
-its host slot back at once (the row was never claimed).
+its host slot back at once (no call is made with it).
 
 Owns: the run loop of one invocation and what follows a settled step. Never writes a step
 row itself (`app.runner.rows` and `app.runner.fork` do, each write fenced by the claim's
