@@ -1,7 +1,9 @@
 """The after-commit mechanism of `app.db.transaction`: an effect registered in a transaction
 runs once, after the commit (and after the connection went back to the pool), in order; never
 when the transaction or its savepoint rolls back, nor when the commit itself fails; a failing
-effect is logged and never raised. On MariaDB and on SQLite alike."""
+effect is logged and never raised. Its mirror, `on_rollback`: a compensation runs once when
+the transaction or its savepoint does not commit, the commit's failure included, and never
+after a commit. On MariaDB and on SQLite alike."""
 
 from __future__ import annotations
 
@@ -70,17 +72,21 @@ def test_an_effect_of_a_rolled_back_transaction_never_runs() -> None:
 
 
 def test_an_effect_of_a_rolled_back_savepoint_never_runs_while_the_rest_commits() -> None:
+    # Its compensations run, at its rollback, and no other.
     seen = Recorder()
     with transaction() as tx:
         kept = insert_user(tx)
         tx.after_commit(seen.effect("kept", kept))
+        tx.on_rollback(seen.effect("never", kept))
         with pytest.raises(RuntimeError), tx.savepoint():
             dropped = insert_user(tx)
             tx.after_commit(seen.effect("dropped", dropped))
+            tx.on_rollback(seen.effect("undone", dropped))
             raise RuntimeError("only the savepoint rolls back")
         with tx.savepoint():
             tx.after_commit(seen.effect("nested-kept", kept))
-    assert seen.ran == ["kept:True", "nested-kept:True"]
+            tx.on_rollback(seen.effect("never", kept))
+    assert seen.ran == ["undone:False", "kept:True", "nested-kept:True"]
     assert not stored(dropped)
 
 
@@ -98,6 +104,51 @@ def test_an_effect_never_runs_when_the_commit_fails() -> None:
     assert caught.value.code is ErrorCode.SERVICE_UNAVAILABLE
     assert seen.ran == []
     assert not stored(user_id)
+
+
+def test_a_compensation_runs_once_when_the_block_raises_and_never_after_a_commit() -> None:
+    seen = Recorder()
+    with pytest.raises(RuntimeError, match="the block's own"), transaction() as tx:
+        user_id = insert_user(tx)
+        tx.on_rollback(seen.effect("undone", user_id))
+        tx.after_commit(seen.effect("never", user_id))
+        raise RuntimeError("the block's own")
+    with transaction() as tx:
+        kept = insert_user(tx)
+        tx.on_rollback(seen.effect("never", kept))
+    assert seen.ran == ["undone:False"]
+
+
+def test_a_compensation_runs_when_the_commit_fails() -> None:
+    seen = Recorder()
+    with (
+        get_engine().connect() as killer,
+        pytest.raises(AppError),
+        transaction() as tx,
+    ):
+        user_id = insert_user(tx)
+        tx.on_rollback(seen.effect("undone", user_id))
+        thread = tx.connection.dbapi_connection.thread_id()  # type: ignore[union-attr]
+        killer.exec_driver_sql(f"KILL CONNECTION {thread}")
+    assert seen.ran == ["undone:False"]
+
+
+def test_a_failing_compensation_is_logged_and_the_blocks_error_raised() -> None:
+    def broken() -> None:
+        raise ConnectionError("redis went away")
+
+    seen = Recorder()
+    with (
+        capture_logs() as logs,
+        pytest.raises(RuntimeError, match="the block's own"),
+        transaction() as tx,
+    ):
+        tx.on_rollback(broken)
+        tx.on_rollback(seen.effect("after"))
+        raise RuntimeError("the block's own")
+    assert seen.ran == ["after:-"]
+    (failed,) = logs.where(message="rollback compensation failed")
+    assert failed["error"] == "ConnectionError" and "broken" in failed["effect"]
 
 
 def test_a_failing_effect_is_logged_and_the_others_still_run() -> None:

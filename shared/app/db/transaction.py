@@ -26,6 +26,13 @@ connection, committed when the block ends and rolled back when it raises.
   pipeline lists) unless the change held it (`cache.hold`, for what a stale value must
   never hide). A client that retries the 503 with its Idempotency-Key is answered the
   committed result.
+- Compensations: `tx.on_rollback(effect)` registers a call that must follow a change that
+  did not happen: giving back what the block took outside the database for it (a host slot
+  in Redis, taken with a claim). It runs once, after the connection went back to the pool,
+  when the block raises or its commit fails, or when the savepoint it was registered in rolls
+  back; never after a commit. It runs too for the commit in doubt above, so it is one that
+  is harmless if the change did commit. One that fails is logged, never raised over the
+  block's own error.
 - Failures: an exhausted pool, an unreachable database or a connection lost mid-transaction
   is `503 SERVICE_UNAVAILABLE`, not a hang and not a 500; the log names host and database,
   never the password. A lost connection is discarded by the pool, never handed out again.
@@ -58,7 +65,16 @@ Effect = Callable[[], object]
 class Transaction:
     """One open transaction (see the module docstring). Made by `transaction()` only."""
 
-    __slots__ = ("_core", "_effects", "_root", "connection", "dialect", "engine", "invalidated")
+    __slots__ = (
+        "_compensations",
+        "_core",
+        "_effects",
+        "_root",
+        "connection",
+        "dialect",
+        "engine",
+        "invalidated",
+    )
 
     def __init__(self, engine: Engine, connection: PoolProxiedConnection) -> None:
         self.engine = engine
@@ -68,6 +84,7 @@ class Transaction:
         self._core: Connection | None = None
         self._root: RootTransaction | None = None
         self._effects: list[tuple[Effect, dict[str, Any]]] = []
+        self._compensations: list[tuple[Effect, dict[str, Any]]] = []
 
     # -- statements ---------------------------------------------------------------------
 
@@ -84,13 +101,16 @@ class Transaction:
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
-        """A nested transaction: rolled back alone when the block raises, effects included."""
-        mark = len(self._effects)
+        """A nested transaction: rolled back alone when the block raises, effects included
+        (and its compensations run)."""
+        mark, compensations = len(self._effects), len(self._compensations)
         try:
             with self.core().begin_nested():
                 yield
         except BaseException:
             del self._effects[mark:]
+            _run(self._compensations[compensations:], "rollback compensation failed")
+            del self._compensations[compensations:]
             raise
 
     def invalidate(self, error: BaseException | None = None) -> None:
@@ -109,6 +129,11 @@ class Transaction:
         """Run `effect()` once this transaction has committed; never if it rolls back.
         `fields` go on the log line if it fails (say what it was for: `task_id=...`)."""
         self._effects.append((effect, fields))
+
+    def on_rollback(self, effect: Effect, **fields: Any) -> None:
+        """Run `effect()` once if this transaction (or the savepoint it is registered in)
+        does not commit; never after a commit. `fields` as for `after_commit`."""
+        self._compensations.append((effect, fields))
 
     # -- the end ------------------------------------------------------------------------
 
@@ -147,19 +172,27 @@ class Transaction:
             self.connection.close()
 
     def _run_effects(self) -> None:
-        for effect, fields in self._effects:
-            try:
-                effect()
-            except Exception as error:  # noqa: BLE001 - the change is committed; log, carry on
-                applog.log_fields(
-                    log,
-                    logging.WARNING,
-                    "after-commit effect failed",
-                    effect=getattr(effect, "__qualname__", type(effect).__name__),
-                    error=type(error).__name__,
-                    **fields,
-                )
+        _run(self._effects, "after-commit effect failed")
         self._effects.clear()
+
+    def _run_compensations(self) -> None:
+        _run(self._compensations, "rollback compensation failed")
+        self._compensations.clear()
+
+
+def _run(effects: list[tuple[Effect, dict[str, Any]]], failed: str) -> None:
+    for effect, fields in effects:
+        try:
+            effect()
+        except Exception as error:  # noqa: BLE001 - the transaction has ended; log, carry on
+            applog.log_fields(
+                log,
+                logging.WARNING,
+                failed,
+                effect=getattr(effect, "__qualname__", type(effect).__name__),
+                error=type(error).__name__,
+                **fields,
+            )
 
 
 @contextmanager
@@ -181,9 +214,13 @@ def transaction(*, isolation: str | None = None) -> Iterator[Transaction]:
             tx._commit()
             committed = True
     finally:
-        if not committed:
-            tx._rollback()
-        tx._close()
+        try:
+            if not committed:
+                tx._rollback()
+            tx._close()
+        finally:
+            if not committed:  # whether or not the rollback itself went through
+                tx._run_compensations()
     tx._run_effects()
 
 

@@ -214,11 +214,8 @@ def claim_pending(
         if slot is None:
             _UNCLAIM.run(tx, {**key, "lease": lease, "now": now})
             return RetryLater(calls.slot_retry_delay())
-    try:
-        previous = previous_output(tx, task_id, position)
-    except BaseException:
-        calls.release_slot(step, slot)
-        raise
+        _release_unless_committed(tx, step, slot)
+    previous = previous_output(tx, task_id, position)
     return Claim(lease, lease_for, 1, True, previous, slot, slot_until)
 
 
@@ -247,27 +244,30 @@ def claim(tx: Transaction, row: Row, step: HttpCall | SimCall) -> Claim | RetryL
         if slot is None:
             tx.execute(update(task_steps).where(_c.id == row["id"]).values(updated_at=now))
             return RetryLater(calls.slot_retry_delay())
+        _release_unless_committed(tx, step, slot)
     lease_for = lease_s(step)
     lease = now + timedelta(seconds=lease_for)
-    try:
-        tx.execute(
-            update(task_steps)
-            .where(_c.id == row["id"])
-            .values(
-                status="running",
-                attempts=_c.attempts + (1 if counted else 0),
-                lease_until=lease,
-                started_at=case((_c.started_at.is_(None), now), else_=_c.started_at),
-                heartbeat_at=now,
-                updated_at=now,
-            )
+    tx.execute(
+        update(task_steps)
+        .where(_c.id == row["id"])
+        .values(
+            status="running",
+            attempts=_c.attempts + (1 if counted else 0),
+            lease_until=lease,
+            started_at=case((_c.started_at.is_(None), now), else_=_c.started_at),
+            heartbeat_at=now,
+            updated_at=now,
         )
-        previous = previous_output(tx, row["task_id"], row["position"])
-    except BaseException:
-        calls.release_slot(step, slot)
-        raise
+    )
+    previous = previous_output(tx, row["task_id"], row["position"])
     attempts = row["attempts"] + (1 if counted else 0)
     return Claim(lease, lease_for, attempts, counted, previous, slot, slot_until)
+
+
+def _release_unless_committed(tx: Transaction, step: HttpCall, slot: str) -> None:
+    """The host slot a claim took goes back if the claim's transaction does not commit
+    (a statement after it, or the commit itself, failed): no call is made with it."""
+    tx.on_rollback(lambda: calls.release_slot(step, slot), slot_host=step.host_key)
 
 
 def previous_output(tx: Transaction, task_id: str, position: int) -> Any:

@@ -10,7 +10,7 @@ died after its commit is healed. A failure between a claim's commit and its row'
 gives the claim and its host slot back before the message is raised for redelivery
 (`_give_back`, fenced by the claim's lease), so the redelivered message runs the row at once
 instead of finding it held until its lease runs out. A claim whose commit fails gives
-its host slot back at once (no call is made with it).
+its host slot back at once (no call is made with it: `app.runner.rows`).
 
 Owns: the run loop of one invocation and what follows a settled step. Never writes a step
 row itself (`app.runner.rows` and `app.runner.fork` do, each write fenced by the claim's
@@ -61,49 +61,38 @@ def handle(message: dict[str, Any]) -> None:
     call: Call | None = None
     row: Row | None = None
     status: str | None = None
-    try:
-        with committing() as out:
-            tx = out.tx
-            plan = plans.get(task_id) if work.is_branch else None
-            if plan is None:
-                task = (
-                    tx.execute(
-                        select(
-                            tasks.c.id,
-                            tasks.c.user_id,
-                            tasks.c.status,
-                            tasks.c.input,
-                            tasks.c.steps,
-                        ).where(tasks.c.id == task_id)
-                    )
-                    .mappings()
-                    .first()
+    with committing() as out:
+        tx = out.tx
+        plan = plans.get(task_id) if work.is_branch else None
+        if plan is None:
+            task = (
+                tx.execute(
+                    select(
+                        tasks.c.id, tasks.c.user_id, tasks.c.status, tasks.c.input, tasks.c.steps
+                    ).where(tasks.c.id == task_id)
                 )
-                if task is None or task["status"] in lifecycle.TERMINAL:
-                    return
-                status = task["status"]
-                plan = plans.remember(task_id, task["user_id"], task["input"], task["steps"])
-            if not 0 <= position < len(plan.steps):
+                .mappings()
+                .first()
+            )
+            if task is None or task["status"] in lifecycle.TERMINAL:
                 return
-            call = call_of(plan.steps[position], plan.input, branch)
-            if call is not None:
-                claim = rows.claim_pending(tx, task_id, position, branch, call.step)
-            if claim is None:  # not pending: look at the row and decide
-                row = rows.step_row(tx, task_id, position, branch, lock=True)
-                if row is None:
-                    return
-                if call is not None and row["status"] not in STEP_TERMINAL:
-                    claim = rows.claim(tx, row, call.step)
-            if isinstance(claim, RetryLater):
-                # Goes out at this commit, before a queued task is marked running below: it is
-                # delayed, and marking running is conditional, so which comes first is moot.
-                out.publish(work, claim.delay_s)
-    except BaseException:
-        # The claim took its host slot before this commit, which failed (or whose answer was
-        # lost): no call is made with it, so it is free now, not when its lease ends.
-        if isinstance(claim, Claim) and call is not None:
-            calls.release_slot(call.step, claim.slot)
-        raise
+            status = task["status"]
+            plan = plans.remember(task_id, task["user_id"], task["input"], task["steps"])
+        if not 0 <= position < len(plan.steps):
+            return
+        call = call_of(plan.steps[position], plan.input, branch)
+        if call is not None:
+            claim = rows.claim_pending(tx, task_id, position, branch, call.step)
+        if claim is None:  # not pending: look at the row and decide
+            row = rows.step_row(tx, task_id, position, branch, lock=True)
+            if row is None:
+                return
+            if call is not None and row["status"] not in STEP_TERMINAL:
+                claim = rows.claim(tx, row, call.step)
+        if isinstance(claim, RetryLater):
+            # Goes out at this commit, before a queued task is marked running below: it is
+            # delayed, and marking running is conditional, so which comes first is moot.
+            out.publish(work, claim.delay_s)
     if status == "queued":
         try:
             lifecycle.mark_running(task_id)
