@@ -79,14 +79,16 @@ def survey(ctx: Context, held: set[str]) -> dict[str, int]:
     if not caps:
         return {}
     current = {name: mb for name in sorted(held) if (mb := _reserved(ctx, name)) is not None}
-    after = {name: f"{mb} MB (not from serverless.yml)" for name, mb in current.items()}
-    after.update((name, cap.render()) for name, cap in caps.items())
-    total = sum(mb for n, mb in current.items() if n not in caps) + sum(
-        cap.reserved_mb for cap in caps.values()
-    )
+    after = {**current, **{name: cap.reserved_mb for name, cap in caps.items()}}
+    total = sum(after.values())
     quota = region_quota_mb(ctx.api.region)
     if total > quota - UNRESERVED_MB:
-        listed = ", ".join(f"{name} {after[name]}" for name in sorted(after))
+        listed = ", ".join(
+            f"{name} {caps[name].render()}"
+            if name in caps
+            else f"{name} {mb} MB (not from serverless.yml)"
+            for name, mb in sorted(after.items())
+        )
         ctx.plan.block(
             f"reserved concurrency in namespace {ctx.namespace} would total {total} MB, over"
             f" the {quota - UNRESERVED_MB} MB SCF allows in {ctx.api.region} (its {quota} MB"
