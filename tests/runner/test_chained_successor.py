@@ -9,19 +9,18 @@ timeout + calls.SLOT_LEASE_MARGIN_S) runs out in Redis and another caller takes 
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 
 import pytest
 from sqlalchemy import select
 
+from app.clock import utcnow
 from app.db.tables import task_steps
-from app.db.transaction import transaction
 from app.runner import slots
 from tests.fakes.upstream import Answer, Call, FakeUpstream
-from tests.support.host_slots import OtherCaller, wait_for
-from tests.support.lock_waits import wait_for_a_lock_wait
+from tests.support.host_slots import OtherCaller, given_back_since
+from tests.support.local_cloud import wait_for
+from tests.support.lock_waits import RowLock, wait_for_a_lock_wait
 from tests.support.pipelines import Customer, Worker, new_pipeline
 from tests.support.settings import settings_env
 
@@ -35,46 +34,17 @@ def _fork(url: str, retries: int) -> str:
     return new_pipeline([{"id": "f", "type": "fork", "for_each": "input.items", "step": step}])
 
 
-class RowLock:
-    """Branch `branch` of a task's fork locked by a transaction of its own, from `take`
-    until `release`: a statement that touches the row waits for it meanwhile."""
-
-    def __init__(self, branch: int) -> None:
-        self.branch = branch
-        self._locked, self._done = threading.Event(), threading.Event()
-        self._holder: threading.Thread | None = None
-
-    def take(self, task_id: str) -> None:
-        self._holder = threading.Thread(target=self._hold, args=(task_id,))
-        self._holder.start()
-        assert self._locked.wait(10)
-
-    def _hold(self, task_id: str) -> None:
-        c = task_steps.c
-        with transaction() as tx:
-            tx.execute(
-                select(c.id)
-                .where(c.task_id == task_id, c.position == 0, c.branch == self.branch)
-                .with_for_update()
-            )
-            self._locked.set()
-            self._done.wait(60)
-
-    def release(self) -> None:
-        self._done.set()
-        if self._holder is not None:
-            self._holder.join()
-
-
 def stalled_handover(upstream: FakeUpstream, then: Callable[[Call], Answer]) -> RowLock:
     """Scripts `/r`: branch 0 answers once branch 1's row is locked, so its settle, which
     claims branch 1 and hands it branch 0's slot, waits for that lock (see `stall`);
     branch 1 answers with `then`."""
-    lock = RowLock(1)
+    lock = RowLock()
+    c = task_steps.c
 
     def answer(call: Call) -> Answer:
         if call.body["branch"] == 0:
-            lock.take(call.body["task_id"])
+            task_id = call.body["task_id"]
+            lock.take(select(c.id).where(c.task_id == task_id, c.position == 0, c.branch == 1))
             return Answer(200, {"first": True})
         return then(call)
 
@@ -82,17 +52,20 @@ def stalled_handover(upstream: FakeUpstream, then: Callable[[Call], Answer]) -> 
     return lock
 
 
-def stall(upstream: FakeUpstream, lock: RowLock, other: OtherCaller) -> None:
+def stall(upstream: FakeUpstream, lock: RowLock, other: OtherCaller, task_id: str) -> None:
     """Keep the settle waiting until the slot it hands on has run out of lease and `other`
-    took the host's only slot and has a call in flight; then let it commit."""
+    took the host's only slot and has a call in flight; then let it commit, and wait for
+    the claimed successor to find the host full and go back to the queue."""
     try:
         wait_for_a_lock_wait()  # branch 0 answered; its settle waits
         assert len(upstream.calls_to("/r")) == 1
-        wait_for(lambda: slots.in_use(other.host) == 0)  # the handed-on slot's lease ran out
+        assert wait_for(lambda: slots.in_use(other.host) == 0)  # the handed-on lease ran out
         other.start()
-        wait_for(lambda: upstream.in_flight == 1)
+        assert wait_for(lambda: upstream.in_flight == 1)
     finally:
+        released = utcnow()
         lock.release()
+    assert wait_for(lambda: given_back_since(task_id, 1, released))
 
 
 @pytest.mark.slow  # the stall outlasts a slot's lease: about 6 s
@@ -106,8 +79,7 @@ def test_a_slot_lost_while_the_handover_stalled_is_never_called_with(worker: Wor
         user = Customer(quota=1)
         task_id = user.create(_fork(upstream.url("/r"), retries=2), {"items": [0, 1]}).json()["id"]
 
-        stall(upstream, lock, other)
-        time.sleep(1.0)  # the successor, now claimed, finds the host full: several retries
+        stall(upstream, lock, other, task_id)
         calls_while_full = len(upstream.calls_to("/r"))
         other.end()
         task = user.wait(task_id)
@@ -146,8 +118,7 @@ def test_a_chained_successor_that_keeps_failing_is_called_exactly_one_plus_retri
         user = Customer(quota=1)
         task_id = user.create(_fork(upstream.url("/r"), retries=2), {"items": [0, 1]}).json()["id"]
         if waits_for_a_slot:
-            stall(upstream, lock, other)
-            time.sleep(0.5)  # the successor, claimed, finds the host full
+            stall(upstream, lock, other, task_id)
             other.end()
         task = user.wait(task_id)
         worker.wait_idle()

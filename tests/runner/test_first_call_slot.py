@@ -10,45 +10,20 @@ task running waits in MariaDB while the slot's lease runs out in Redis."""
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 from sqlalchemy import select
 
+from app.clock import utcnow
 from app.db.tables import tasks
-from app.db.transaction import transaction
 from app.runner import slots
 from tests.fakes.upstream import Answer, FakeUpstream
-from tests.support.host_slots import OtherCaller, wait_for
-from tests.support.lock_waits import wait_for_a_lock_wait
+from tests.support.host_slots import OtherCaller, given_back_since
+from tests.support.local_cloud import wait_for
+from tests.support.lock_waits import RowLock, wait_for_a_lock_wait
 from tests.support.pipelines import Customer, Worker, new_pipeline
 from tests.support.settings import settings_env
 
 TIMEOUT_S = 0.5  # a slot's lease is the call's timeout + calls.SLOT_LEASE_MARGIN_S
-
-
-class TaskLock:
-    """The task's row locked by a transaction of its own, from `take` until `release`."""
-
-    def __init__(self, task_id: str) -> None:
-        self.task_id = task_id
-        self._locked, self._done = threading.Event(), threading.Event()
-        self._holder = threading.Thread(target=self._hold)
-
-    def take(self) -> None:
-        self._holder.start()
-        assert self._locked.wait(10)
-
-    def _hold(self) -> None:
-        with transaction() as tx:
-            tx.execute(select(tasks.c.id).where(tasks.c.id == self.task_id).with_for_update())
-            self._locked.set()
-            self._done.wait(60)
-
-    def release(self) -> None:
-        self._done.set()
-        self._holder.join()
 
 
 @pytest.mark.slow  # the stall outlasts a slot's lease: about 6 s
@@ -62,19 +37,21 @@ def test_a_slot_lost_before_the_first_call_is_never_called_with() -> None:
         user = Customer(quota=1)
         # No worker yet: the start message waits in the broker while the task is locked.
         task_id = user.create(new_pipeline([step]), {}).json()["id"]
-        lock = TaskLock(task_id)
-        lock.take()
+        lock = RowLock()
+        lock.take(select(tasks.c.id).where(tasks.c.id == task_id))
         other = OtherCaller(upstream)
         worker = Worker().start()
         try:
             try:
                 wait_for_a_lock_wait()  # the step claimed with a slot; marking running waits
-                wait_for(lambda: slots.in_use(other.host) == 0)  # its slot's lease ran out
+                assert wait_for(lambda: slots.in_use(other.host) == 0)  # its lease ran out
                 other.start()
-                wait_for(lambda: upstream.in_flight == 1)
+                assert wait_for(lambda: upstream.in_flight == 1)
             finally:
+                released = utcnow()
                 lock.release()
-            time.sleep(1.0)  # the worker, now past the stall, finds the host full
+            # The worker, now past the stall, found the host full and gave the claim back.
+            assert wait_for(lambda: given_back_since(task_id, -1, released))
             calls_while_full = len(upstream.calls_to("/r"))
             other.end()
             task = user.wait(task_id)

@@ -1,23 +1,25 @@
-"""Host slots in a race test: waiting for a condition, and another instance's call that
-takes a host's only slot and holds it in flight."""
+"""Host slots in a race test: another instance's call that takes a host's only slot and
+holds it in flight, and the sign that a claimed row found its host full."""
 
 from __future__ import annotations
 
 import http.client
 import threading
-import time
-from collections.abc import Callable
-from typing import Any
+from datetime import datetime
 
-from app.runner import slots
+from app.db.transaction import transaction
+from app.runner import rows, slots
 from tests.fakes.upstream import Answer, Call, FakeUpstream
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0, every: float = 0.01) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline
-        time.sleep(every)
+def given_back_since(task_id: str, branch: int, since: datetime) -> bool:
+    """The row (position 0) is pending again, its claim's call not counted, and was touched
+    after `since`: its claim found no slot to call with and went back to the queue, and
+    each return of its message finds the host still full."""
+    with transaction() as tx:
+        row = rows.step_row(tx, task_id, 0, branch)
+    assert row is not None
+    return row["status"] == "pending" and row["attempts"] == 0 and row["updated_at"] > since
 
 
 class OtherCaller:

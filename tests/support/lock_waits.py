@@ -1,11 +1,14 @@
-"""Waiting, in a race test, until a transaction of this run's database waits for a lock:
-the point where another actor may commit first, deterministically."""
+"""Locks in a race test: a row held locked by a transaction of its own, and waiting until a
+transaction of this run's database waits for a lock: the point where another actor may
+commit first, deterministically."""
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Select, text
 
 from app.db.transaction import transaction
 
@@ -25,3 +28,28 @@ def wait_for_a_lock_wait(timeout_s: float = 20.0) -> None:
                 return
         assert time.monotonic() < deadline, "nothing ever waited for a lock"
         time.sleep(0.2)
+
+
+class RowLock:
+    """The rows a query selects, locked by a transaction of its own from `take` until
+    `release`: a statement that touches them waits meanwhile."""
+
+    def __init__(self) -> None:
+        self._locked, self._done = threading.Event(), threading.Event()
+        self._holder: threading.Thread | None = None
+
+    def take(self, query: Select[Any]) -> None:
+        self._holder = threading.Thread(target=self._hold, args=(query,))
+        self._holder.start()
+        assert self._locked.wait(10), "the rows were never locked"
+
+    def _hold(self, query: Select[Any]) -> None:
+        with transaction() as tx:
+            tx.execute(query.with_for_update())
+            self._locked.set()
+            self._done.wait(60)
+
+    def release(self) -> None:
+        self._done.set()
+        if self._holder is not None:
+            self._holder.join()
