@@ -46,22 +46,32 @@ def _contractions(path: Path) -> list[str]:
 
 
 def test_no_migration_drops_or_renames_what_the_release_before_names() -> None:
-    found = {
-        path.name: ops for path in sorted(VERSIONS.glob("*.py")) if (ops := _contractions(path))
-    }
+    migrations = sorted(VERSIONS.glob("*.py"))
+    assert migrations, VERSIONS
+    found = {path.name: ops for path in migrations if (ops := _contractions(path))}
     assert found == {}
 
 
 def test_the_release_before_still_records_idempotency_keys_on_the_migrated_schema() -> None:
     # Its claim, as it was written before the key kept no status (38e4fe7^): status_code
-    # named, 0 until the answer is recorded.
+    # named, 0 until the answer is recorded; then the answer recorded and read back.
     now = utcnow().replace(tzinfo=None)
+    key = {"user": new_id(), "key": new_id()}
+    where = " WHERE user_id = :user AND scope = 'tasks' AND `key` = :key"
     with get_engine().begin() as conn:
-        conn.execute(
+        claimed = conn.execute(
             text(
                 "INSERT IGNORE INTO idempotency_keys (user_id, scope, `key`, request_hash,"
                 " status_code, response, created_at, expires_at)"
                 " VALUES (:user, 'tasks', :key, 'h', 0, '{}', :now, :now)"
             ),
-            {"user": new_id(), "key": new_id(), "now": now},
+            {**key, "now": now},
         )
+        assert claimed.rowcount == 1  # 0 would have been KeyTaken
+        recorded = conn.execute(
+            text("UPDATE idempotency_keys SET status_code = 201, response = '{\"id\": 1}'" + where),
+            key,
+        )
+        assert recorded.rowcount == 1
+        status = conn.execute(text("SELECT status_code FROM idempotency_keys" + where), key)
+        assert status.scalar_one() == 201

@@ -142,11 +142,16 @@ def test_a_function_that_began_deleting_after_the_preview_fails_the_apply(
 ) -> None:
     """The account changed between the silent preview and the apply (each walk opens with
     ListNamespaces): the apply makes the rest, names what it could not, and does not exit 0."""
+
+    def edit(data: dict[str, Any]) -> None:
+        data["functions"]["users-me"] = {"http": True, "memory": 512}
+
     deployed.scf.before_call(
         "ListNamespaces", lambda: deployed.scf.leave(HEALTH, "Deleting"), skip=1
     )
-    applied = deployed.deploy("apply")
+    applied = deployed.deploy("apply", config=deployed.edited_config(edit))
     assert applied.code == 1, applied.output
+    assert deployed.scf.functions[NAMESPACE, PREFIX + "users-me"]["MemorySize"] == 512
     assert f"! function {HEALTH} is Deleting: SCF is deleting it; deploy again once " in (
         applied.output
     )

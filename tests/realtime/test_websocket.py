@@ -275,20 +275,21 @@ def test_a_client_that_sends_nothing_is_closed_with_1001_and_counted_out(
     user = User.new()
     streams.append(user.id, {"id": "task-0", "status": "running"}, 1)  # traffic one way
     with capture_logs() as logs:
+        opened = time.monotonic()  # before the server's timer starts, at the handshake
         with settings_env(WS_CLIENT_SILENCE_S=str(SILENCE_S)):
             client = open_client(cloud, user.token)
-        opened = time.monotonic()
         assert client.next()["type"] == "task.updated"
         # Counted while open (at its handshake), so the 0 below is its leaving.
         assert fresh_redis.zcard(presence.online_key(user.id)) == 1
         assert client.close_code(timeout=SILENCE_S + 10) == 1001
-        assert time.monotonic() - opened >= SILENCE_S - 0.1
+        assert time.monotonic() - opened >= SILENCE_S
         assert wait_for(lambda: fresh_redis.zcard(presence.online_key(user.id)) == 0)
         closed = {"message": "connection closed", "user_id": user.id}
         assert wait_for(lambda: logs.where(**closed))
     [line] = logs.where(**closed)
     assert line["code"] == 1001 and line["reason"] == "client silent: reconnect", line
-    assert line["held_s"] >= SILENCE_S - 0.1 and line["client_code"] is None, line
+    # `held_s` counts from after the presence check, which comes after the timer starts.
+    assert line["held_s"] >= SILENCE_S - 0.5 and line["client_code"] is None, line
     assert logs.where(level="error") == []
 
 

@@ -84,6 +84,8 @@ def test_a_claim_whose_commit_fails_gives_its_slot_back(
 
     def commit_lost(connection: pymysql.connections.Connection) -> None:
         if not lost:
+            # The claim's commit: its slot is taken (a read-only transaction has none).
+            assert slots.in_use(f"127.0.0.1:{upstream.port}") == 1
             lost.append(connection.thread_id())
             with get_engine().connect() as killer:
                 killer.exec_driver_sql(f"KILL CONNECTION {lost[0]}")
