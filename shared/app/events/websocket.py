@@ -15,13 +15,15 @@ the connection's life:
   `XREAD BLOCK`, so what was not acknowledged comes first, in order and with its ids, and
   each new message follows as it is appended. Only the user's own stream is ever read.
 - from the client: `{"type": "ack", "id"}` moves the session's acknowledged position
-  (`app.realtime.acks`); `{"type": "ping"}` is answered `{"type": "pong"}`; anything else
-  is ignored. Pongs are PONG_BURST at once and PONGS_PER_S after that: a ping past them is
-  ignored, so a client that sends pings and never reads the pongs cannot grow the
-  connection's send buffer without end. A message over CLIENT_MESSAGE_MAX_BYTES closes the
-  connection with 1009
-  (message too big), which the server does before it has read the frame; a text message
-  that is not UTF-8, with 1007 (`app.events.uvicorn_log` keeps uvicorn's ERROR for it out).
+  (`app.realtime.acks`: ACK_BURST at once and ACKS_PER_S after that, acks past them merged
+  into the latest and applied as the allowance refills or at the end, so a client that
+  floods acks costs Redis a few scripts a second); `{"type": "ping"}` is answered
+  `{"type": "pong"}`; anything else is ignored. Pongs are PONG_BURST at once and
+  PONGS_PER_S after that: a ping past them is ignored, so a client that sends pings and
+  never reads the pongs cannot grow the connection's send buffer without end. A message
+  over CLIENT_MESSAGE_MAX_BYTES closes the connection with 1009 (message too big), which
+  the server does before it has read the frame; a text message that is not UTF-8, with
+  1007 (`app.events.uvicorn_log` keeps uvicorn's ERROR for it out).
 - presence (`app.realtime.presence`) is held while the connection is open, so a task that
   ends now sends no WeChat subscription message.
 - revocation: the token is authorized again every REAUTH_S (10 s); a logout, an ended
@@ -64,6 +66,7 @@ from app.identity import access
 from app.identity.principal import Principal
 from app.observability import logging as applog
 from app.realtime import acks, presence, streams
+from app.realtime.allowance import Allowance
 from app.realtime.streams import StreamId, Update
 from app.redis_client import build_async_redis, is_redis_error
 from app.startup import instance_settings
@@ -164,25 +167,6 @@ async def _authorize(scope: Scope, send: Send, request_id: str) -> Principal | N
     return principal
 
 
-class _Allowance:
-    """A token bucket: `burst` at once, refilled at `per_s`."""
-
-    def __init__(self, burst: int, per_s: float) -> None:
-        self.burst = burst
-        self.per_s = per_s
-        self.left = float(burst)
-        self.at = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.left = min(self.burst, self.left + (now - self.at) * self.per_s)
-        self.at = now
-        if self.left < 1:
-            return False
-        self.left -= 1
-        return True
-
-
 class Connection:
     """One accepted connection of one user."""
 
@@ -199,7 +183,7 @@ class Connection:
         # The code the client's side ended with (1007 for a text message not UTF-8, 1009
         # for one too big, the client's own close code), for the log.
         self.client_code: int | None = None
-        self._pongs = _Allowance(PONG_BURST, PONGS_PER_S)
+        self._pongs = Allowance(PONG_BURST, PONGS_PER_S)
         settings = get_settings()
         self.max_s = settings.ws_max_connection_s
         self.silence_s = settings.ws_client_silence_s
@@ -208,6 +192,7 @@ class Connection:
         self.heard_at = time.monotonic()
         # A blocking read holds the socket for BLOCK_MS: the client's read timeout is longer.
         self.redis = build_async_redis(settings.redis_url, socket_timeout=BLOCK_MS / 1000 + 5)
+        self.acks = acks.Acknowledgements(self.redis, self.user_id, self.session_id)
 
     async def send_text(self, text: str) -> None:
         async with self._sending:
@@ -252,6 +237,7 @@ class Connection:
             asyncio.ensure_future(self._still_authorized()),
             asyncio.ensure_future(self._time_limit()),
             asyncio.ensure_future(self._client_silence()),
+            asyncio.ensure_future(self.acks.apply_held()),
         ]
         closing: Closing | None = None
         try:
@@ -271,6 +257,8 @@ class Connection:
                             }
                         )
             await _stop(jobs)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.acks.flush(), CLEANUP_S)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(presence.leave(self.redis, self.user_id, self.id), CLEANUP_S)
             with contextlib.suppress(Exception):
@@ -347,7 +335,7 @@ class Connection:
             elif parsed.get("type") == "ack" and isinstance(parsed.get("id"), str):
                 acked = StreamId.parse(parsed["id"])
                 if acked is not None:
-                    await acks.advance(self.redis, self.user_id, self.session_id, acked)
+                    await self.acks.ack(acked)
 
     async def _stay_present(self) -> None:
         while True:

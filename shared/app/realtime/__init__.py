@@ -3,7 +3,8 @@ and what it is told when it is not.
 
 - `streams`: each user's Redis Stream of `task.updated` messages (the outbox), appended to
   after a transition commits; the stream id is the message id.
-- `acks`: how far each user has acknowledged.
+- `acks`: how far each user has acknowledged, and a connection's acks within their
+  allowance (`allowance`, the token bucket the connection's pongs use too).
 - `presence`: which users hold an open connection to the `ws` web function.
 - `subscription`: the WeChat subscription message sent when a task ends while its user is
   away.

@@ -13,15 +13,30 @@ lives as long as the stream (24 h after its last move): past that, `streams.olde
 bounds what is sent anyway. It holds at most `sessions.MAX_SESSIONS` positions: past that,
 those of sessions that have ended are dropped, so signing in over and over leaves nothing
 behind. Every key carries the user's tag, so the script runs on a cluster.
+
+A connection moves its position through `Acknowledgements`, which bounds what a client's
+acks cost Redis: ACK_BURST scripts at once and ACKS_PER_S after that. An ack past that
+allowance is held, merged with any that follow into the latest, and applied when the
+allowance has room again or when the connection ends: each ack covers every earlier one,
+so merging loses none, and a client that sends acks as fast as it can costs Redis
+ACKS_PER_S scripts a second rather than one for each.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from app.identity import sessions
+from app.realtime.allowance import Allowance
 from app.realtime.streams import KEEP_MS, StreamId, stream_key
 from app.redis_client import tag
+
+# A client acks each message it handles: a replay at connect sends up to 1000 at once.
+# Within the burst each ack is applied before the next message is read, so an ack the
+# client follows with a ping is recorded by the time the pong comes.
+ACK_BURST = 20
+ACKS_PER_S = 5.0
 
 # KEYS[1] the positions, KEYS[2] the stream, KEYS[3] the user's live sessions; ARGV[1] the
 # id, ARGV[2] the key's life in ms, ARGV[3] the session, ARGV[4] how many positions are
@@ -77,3 +92,43 @@ async def position(client: Any, user_id: str, session_id: str) -> StreamId | Non
     """The session's latest acknowledged id, or None when it has acknowledged nothing."""
     held = await client.hget(acks_key(user_id), session_id)
     return None if held is None else StreamId.parse(str(held))
+
+
+class Acknowledgements:
+    """One connection's acks of its session's messages, applied within the allowance."""
+
+    def __init__(self, client: Any, user_id: str, session_id: str) -> None:
+        self.client = client
+        self.user_id = user_id
+        self.session_id = session_id
+        self._allowance = Allowance(ACK_BURST, ACKS_PER_S)
+        self._held: StreamId | None = None  # the latest ack past the allowance, not applied
+        self._holding = asyncio.Event()
+
+    async def ack(self, message_id: StreamId) -> None:
+        """Apply the client's ack now while the allowance has room, else hold it."""
+        latest = message_id if self._held is None else max(self._held, message_id)
+        if self._allowance.take():
+            self._held = None
+            await advance(self.client, self.user_id, self.session_id, latest)
+        else:
+            self._held = latest
+            self._holding.set()
+
+    async def apply_held(self) -> None:
+        """The connection's job: apply the held ack as the allowance refills."""
+        while True:
+            await self._holding.wait()
+            await asyncio.sleep(1 / ACKS_PER_S)
+            if self._held is None:  # an ack within the allowance took it meanwhile
+                self._holding.clear()
+            elif self._allowance.take():
+                held, self._held = self._held, None
+                self._holding.clear()
+                await advance(self.client, self.user_id, self.session_id, held)
+
+    async def flush(self) -> None:
+        """At the connection's end: apply the held ack, whatever the allowance."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            await advance(self.client, self.user_id, self.session_id, held)
