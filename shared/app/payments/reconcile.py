@@ -261,6 +261,11 @@ def _apply(order: Any, report: Report, counts: Counts, *, via: str) -> None:
     elif report.state in ("closed", "refunded") and _mark_closed(order, report.provider_trade_id):
         # The provider will never take this payment: the order can no longer be paid.
         counts.closed += 1
+        if report.state == "refunded":
+            # Paid and refunded before it was settled here: only a refund made at the
+            # provider's console does that, and one of part of the payment left the user
+            # charged for what was not delivered. The provider says how much went back.
+            _log(logging.ERROR, "order closed on its trade's refund", order, via=via)
 
 
 def _close(order: Any, counts: Counts, *, via: str) -> None:
