@@ -9,7 +9,10 @@ live in different Redis Cluster slots (a phone's and an IP's). `take` checks and
 one script: parallel callers can never count past the limit, and a refused call counts
 nothing. A counter's window starts at its first count (its TTL). `give_back` returns one
 count, never below zero, and never recreates a counter that expired meanwhile (DECR would,
-without a TTL).
+without a TTL); a counter it brings to zero is deleted, so that requests refused by
+another limit (a phone's counters are taken before its address's) leave no key behind,
+which with a fresh phone each time would otherwise fill Redis with empty counters for
+their windows.
 
 A refusal's wait is the window's rest rounded up to the second (`wait_s`): a client that
 waits as long as Retry-After says is not refused again by the same window.
@@ -36,8 +39,8 @@ return 0
 
 # KEYS: counter.
 _GIVE_BACK = """
-if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
-  redis.call('DECR', KEYS[1])
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 and redis.call('DECR', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[1])
 end
 return 1
 """

@@ -369,6 +369,8 @@ def test_a_refusal_by_the_ip_gives_the_phone_its_attempt_back(flows: Flows) -> N
         phone = flows.registered()["user"]["phone"]
         refused = flows.login(phone, ip=ip)
         assert (refused.status, refused.json()["code"]) == (429, "AUTH_TOO_MANY_ATTEMPTS")
+        # No counter of the phone is left (each would stay its window, one per phone tried).
+        assert list(get_redis().scan_iter(match=f"login:*{phone}")) == []
         assert flows.login(phone, ip="192.0.2.80").status == 200
 
 

@@ -113,6 +113,9 @@ def test_a_refusal_by_the_ip_leaves_the_phone_limits_untaken(flows: Flows) -> No
         assert (refused.status, refused.json()["code"]) == (429, "SMS_RATE_LIMITED")
         assert "network" in refused.json()["message"]
         assert get_redis().exists(sms.cooldown_key(phone)) == 0
+        # No key of the phone is left: a client past its address's limit, asking for a
+        # new phone each time, would otherwise leave a day counter for each until midnight.
+        assert list(get_redis().scan_iter(match=f"sms:*{phone}*")) == []
         assert flows.sms(phone, ip=new_ip()).status == 200  # no cooldown, a whole day left
 
 

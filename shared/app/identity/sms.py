@@ -72,13 +72,14 @@ return {'ok', 0}
 """
 
 # KEYS: cooldown, day counter. ARGV: the take's token. Its cooldown (if still its own) and
-# its count, given back; a day counter that expired meanwhile stays gone.
+# its count, given back; a day counter that expired meanwhile stays gone, and one given
+# back to zero goes (`app.counters` says why).
 _GIVE_BACK_PHONE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
 end
-if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then
-  redis.call('DECR', KEYS[2])
+if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 and redis.call('DECR', KEYS[2]) == 0 then
+  redis.call('DEL', KEYS[2])
 end
 return 1
 """
