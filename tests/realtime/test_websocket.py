@@ -250,6 +250,29 @@ def test_a_user_holds_at_most_max_per_user_connections_at_once(cloud: Any) -> No
         client.close()
 
 
+def test_a_user_opens_at_most_connects_per_window_connections_in_the_window(
+    cloud: Any, fresh_redis: Any
+) -> None:
+    """Each connection first reads all its device has not acknowledged: a client that
+    reconnects in a loop is refused once the window's connections are spent."""
+    user, other = User.new(), User.new()
+    for _ in range(presence.CONNECTS_PER_WINDOW):
+        open_client(cloud, user.token).close()
+        assert wait_for(lambda: fresh_redis.zcard(presence.online_key(user.id)) == 0)
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url(cloud, user.token), open_timeout=10)
+    reply = refused.value.response
+    assert reply.status_code == 429 and json.loads(reply.body)["code"] == "RATE_LIMITED"
+    assert 0 < int(reply.headers["Retry-After"]) <= presence.CONNECT_WINDOW_S
+    counted_apart = open_client(cloud, other.token)
+    assert counted_apart.ping() == {"type": "pong"}
+    counted_apart.close()
+    fresh_redis.delete(presence.connects_key(user.id))  # as the window's end does
+    again = open_client(cloud, user.token)
+    assert again.ping() == {"type": "pong"}
+    again.close()
+
+
 def test_the_server_closes_before_the_time_limit_with_a_code_to_reconnect_on(
     cloud: Any,
 ) -> None:

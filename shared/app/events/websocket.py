@@ -6,7 +6,8 @@ The handshake (`/ws?token=<access token>`) is authorized as every request is
 (`app.identity.access`): a missing, bad or expired token, an ended session, a disabled or
 deleted user is refused with HTTP 401 and the API's error body, before any upgrade (503
 when neither Redis nor the database can tell; 429 RATE_LIMITED for a user who holds
-`presence.MAX_PER_USER` connections already). A request that is not a handshake is
+`presence.MAX_PER_USER` connections already, or with Retry-After for one who has opened
+`presence.CONNECTS_PER_WINDOW` in its window). A request that is not a handshake is
 422 VALIDATION_ERROR naming the `Upgrade` header, with `Upgrade: websocket`. Then, for
 the connection's life:
 
@@ -140,6 +141,7 @@ async def _refuse(scope: Scope, send: Send, error: AppError, status: int, reques
         return
     body = json.dumps(error.envelope(request_id)).encode()
     headers = [(b"content-type", JSON_TYPE), (b"x-request-id", request_id.encode())]
+    headers += [(name.lower().encode(), value.encode()) for name, value in error.headers.items()]
     await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
     await send({"type": "websocket.http.response.body", "body": body})
 
@@ -208,10 +210,11 @@ class Connection:
         """Count the user as connected before the handshake completes, so that a task ending
         once the client is connected never also sends a subscription message. None once
         counted; else why the handshake is refused (the client closed): 429 RATE_LIMITED
-        when the user holds `presence.MAX_PER_USER` connections already, 503 when Redis
+        when the user holds `presence.MAX_PER_USER` connections already or has opened
+        `presence.CONNECTS_PER_WINDOW` in the window (with Retry-After), 503 when Redis
         cannot take it."""
         try:
-            admitted = await presence.admit(self.redis, self.user_id, self.id)
+            admission = await presence.admit(self.redis, self.user_id, self.id)
         except Exception as exc:
             await self.redis.aclose()
             if not is_redis_error(exc):
@@ -220,13 +223,19 @@ class Connection:
                 log, logging.WARNING, "presence unavailable", error=type(exc).__name__
             )
             return AppError(ErrorCode.SERVICE_UNAVAILABLE, "Updates are unavailable.")
-        if not admitted:
-            await self.redis.aclose()
+        if admission.admitted:
+            return None
+        await self.redis.aclose()
+        if admission.verdict == "often":
             return AppError(
                 ErrorCode.RATE_LIMITED,
-                f"At most {presence.MAX_PER_USER} connections at once: close one first.",
+                "Too many connections opened; try again later.",
+                headers={"Retry-After": str(admission.retry_after_s)},
             )
-        return None
+        return AppError(
+            ErrorCode.RATE_LIMITED,
+            f"At most {presence.MAX_PER_USER} connections at once: close one first.",
+        )
 
     async def serve(self) -> None:
         started = time.monotonic()

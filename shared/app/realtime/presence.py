@@ -9,14 +9,20 @@ next connection). The key expires `TTL_S` after the last refresh of any of them.
 
 A user holds at most MAX_PER_USER connections at once (a lapsed one no longer counts): each
 is an SCF instance held for the connection's whole life, and the account's concurrency is
-shared by every function, so one user's connections must not take it all.
+shared by every function, so one user's connections must not take it all. And a user opens
+at most CONNECTS_PER_WINDOW connections in CONNECT_WINDOW_S (`realtime:connects:{<user>}`,
+counted at admission): each connection first sends everything its device has not
+acknowledged, up to 1 MiB read from Redis, so a client that reconnects in a loop without
+acknowledging would otherwise read that again and again, as fast as it can reconnect.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
+from app import counters
 from app.redis_client import get_redis, tag
 
 TTL_S = 45
@@ -24,38 +30,81 @@ REFRESH_S = 15
 # A phone, a tablet and a computer, and room for two connections whose drop the server
 # has not noticed yet (a client that lost its network reconnects at once).
 MAX_PER_USER = 5
+# A connection ends every WS_MAX_CONNECTION_S (under 15 minutes) and whenever a device's
+# network changes or the mini-program goes to the background: an average of one new
+# connection every ten seconds, over ten minutes, is far past what devices do.
+CONNECTS_PER_WINDOW = 60
+CONNECT_WINDOW_S = 600
 
-# KEYS[1] the user's connections; ARGV[1] the connection, ARGV[2] now (ms), ARGV[3] TTL_S in
-# ms, ARGV[4] MAX_PER_USER. 1: the connection is counted; 0: the user holds the most already.
+# KEYS[1] the user's connections, KEYS[2] their count in the window; ARGV[1] the connection,
+# ARGV[2] now (ms), ARGV[3] TTL_S in ms, ARGV[4] MAX_PER_USER, ARGV[5] CONNECTS_PER_WINDOW,
+# ARGV[6] CONNECT_WINDOW_S. {'ok', 0}: counted; {'held', 0}: the user holds the most
+# already; {'often', ms}: the window's connections are spent, for ms more. A refusal counts
+# nothing.
 _ADMIT = """
 local now = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if not redis.call('ZSCORE', KEYS[1], ARGV[1])
     and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
-  return 0
+  return {'held', 0}
 end
+if tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[5]) then
+  return {'often', math.max(redis.call('PTTL', KEYS[2]), 1)}
+end
+if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6])) end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
+return {'ok', 0}
 """
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What a handshake's admission found: `ok`, or why not (`held`: the user holds
+    MAX_PER_USER connections; `often`: the window's connections are spent, for `wait_ms`
+    more)."""
+
+    verdict: str
+    wait_ms: int = 0
+
+    @property
+    def admitted(self) -> bool:
+        return self.verdict == "ok"
+
+    @property
+    def retry_after_s(self) -> int:
+        return counters.wait_s(self.wait_ms)
 
 
 def online_key(user_id: str) -> str:
     return f"realtime:online:{tag(user_id)}"
 
 
+def connects_key(user_id: str) -> str:
+    return f"realtime:connects:{tag(user_id)}"
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def admit(client: Any, user_id: str, connection_id: str) -> bool:
-    """Count the connection as the user's, unless the user holds MAX_PER_USER already
-    (False: it is not counted). Atomic, so handshakes at once cannot pass the limit
-    together."""
-    admitted = await client.eval(
-        _ADMIT, 1, online_key(user_id), connection_id, _now_ms(), TTL_S * 1000, MAX_PER_USER
+async def admit(client: Any, user_id: str, connection_id: str) -> Admission:
+    """Count the connection as the user's, unless the user holds MAX_PER_USER already or has
+    opened CONNECTS_PER_WINDOW in the window (then nothing is counted). Atomic, so
+    handshakes at once cannot pass either limit together."""
+    verdict, wait_ms = await client.eval(
+        _ADMIT,
+        2,
+        online_key(user_id),
+        connects_key(user_id),
+        connection_id,
+        _now_ms(),
+        TTL_S * 1000,
+        MAX_PER_USER,
+        CONNECTS_PER_WINDOW,
+        CONNECT_WINDOW_S,
     )
-    return bool(int(admitted))
+    return Admission(str(verdict), int(wait_ms))
 
 
 async def enter(client: Any, user_id: str, connection_id: str) -> None:
