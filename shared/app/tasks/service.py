@@ -8,6 +8,10 @@ task commit together or not at all; a duplicate waits on the key, then replays t
 first answer. The start message
 goes out after the commit: a crash in between leaves a queued task with no message, which
 the saga sweeper publishes again.
+
+The checks that cost a read or nothing come first (the pipeline, the input's fit), then
+the HEADs of the uploads the input names, then the transaction: a request for no pipeline
+asks the bucket nothing.
 """
 
 from __future__ import annotations
@@ -65,11 +69,10 @@ class _Plan:
 
 
 def _plan(task_id: str, pipeline_cost: int, steps: list[Step], task_input: dict[str, Any]) -> _Plan:
-    """One row per step and one per fork branch, all pending, and the cost: the pipeline's
-    plus each fork's `cost_per_branch` times its branches. A fork's width is fixed here, from
-    the input, so the runner never has to guess it; a task too wide for its view to fit
-    one answer (app.storage.shares) is refused."""
-    now = utcnow()
+    """One row per step and one per fork branch, all pending (stamped when inserted), and the
+    cost: the pipeline's plus each fork's `cost_per_branch` times its branches. A fork's
+    width is fixed here, from the input, so the runner never has to guess it; a task too
+    wide for its view to fit one answer (app.storage.shares) is refused."""
     rows: list[dict[str, Any]] = []
     cost = pipeline_cost
     # The only place a for_each fork's width meets the limit: the runner reads it back uncapped.
@@ -85,8 +88,6 @@ def _plan(task_id: str, pipeline_cost: int, steps: list[Step], task_input: dict[
             "type": kind,
             "status": "pending",
             "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
         }
 
     for position, step in enumerate(steps):
@@ -118,15 +119,17 @@ def _plan(task_id: str, pipeline_cost: int, steps: list[Step], task_input: dict[
 def _create_once(
     user_id: str, pipeline_id: str, task_input: dict[str, Any], key: str | None, digest: str
 ) -> dict[str, Any]:
+    # Read on its own, before the HEADs: the task runs (and is charged) the definition read
+    # here, as it would had the request come those seconds earlier.
+    with transaction() as conn:
+        pipeline = store.get_enabled(conn, pipeline_id)
+    if pipeline is None:
+        raise AppError(ErrorCode.PIPELINE_NOT_FOUND, "No such pipeline.")
+    task_id = new_id()
+    plan = _plan(task_id, int(pipeline["cost"]), parse_steps(pipeline["steps"]), task_input)
     # Before the transaction: a HEAD per upload key the input names, at the bucket.
     upload_keys = uploads.check(user_id, task_input)
     with transaction() as conn:
-        pipeline = store.get_enabled(conn, pipeline_id)
-        if pipeline is None:
-            raise AppError(ErrorCode.PIPELINE_NOT_FOUND, "No such pipeline.")
-        task_id = new_id()
-        steps = parse_steps(pipeline["steps"])
-        plan = _plan(task_id, int(pipeline["cost"]), steps, task_input)
         if key is not None:
             idempotency.claim(conn, user_id, IDEMPOTENCY_SCOPE, key, digest)
         cost = plan.cost
@@ -147,7 +150,8 @@ def _create_once(
                 updated_at=now,
             )
         )
-        conn.execute(task_steps.insert(), plan.rows)
+        stamped = [{**row, "created_at": now, "updated_at": now} for row in plan.rows]
+        conn.execute(task_steps.insert(), stamped)
         if upload_keys:
             conn.execute(
                 task_uploads.insert(), [{"task_id": task_id, "key": k} for k in upload_keys]
