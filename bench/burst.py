@@ -81,6 +81,8 @@ def main() -> None:
         LOG_LEVEL="WARNING",
         LOCAL_ASYNC_CONCURRENCY=str(args.concurrency),
         DB_POOL_MAX="100",
+        # One user makes every task: --tasks may be past TASKS_PER_USER_PER_HOUR's default.
+        TASKS_PER_USER_PER_HOUR=str(args.tasks),
     )
     try:
         with migrated_database(SERVER, DB_NAME), local_cloud_process(env) as cloud:

@@ -322,6 +322,35 @@ def test_an_input_names_at_most_task_uploads_max_uploads(cos: FakeCos, worker: W
     assert owner.wait(created.json()["id"])["status"] == "succeeded"
 
 
+def test_a_task_refused_before_its_uploads_are_checked_asks_the_bucket_nothing(
+    cos: FakeCos,
+) -> None:
+    """The uploads an input names are a HEAD and an ACL read each, so every cheaper refusal
+    comes first: no such pipeline, an input that does not fit it, and the user's hourly
+    count of tasks. None of them asks the bucket anything or charges anything."""
+    owner = Customer(quota=5)
+    fork = {"id": "f", "type": "fork", "for_each": "input.pages", "step": {"type": "sim"}}
+    pipeline = new_pipeline([fork])
+    keys = [upload_key(owner.id, new_id()) for _ in range(TASK_UPLOADS_MAX)]
+    for key in keys:
+        cos.plant(key, PNG)
+    asked = sum(cos.counts().values())
+    with settings_env(TASKS_PER_USER_PER_HOUR="1"):
+        missing = owner.create("no-such-pipeline", {"pages": keys})
+        assert (missing.status, missing.json()["code"]) == (404, "PIPELINE_NOT_FOUND")
+        unfit = owner.create(pipeline, {"pages": {"first": keys[0]}})
+        assert (unfit.status, unfit.json()["code"]) == (422, "VALIDATION_ERROR"), unfit.body
+        assert sum(cos.counts().values()) == asked
+        created = owner.create(pipeline, {"pages": keys})
+        assert created.status == 201, created.body
+        assert cos.count("HeadObject") >= TASK_UPLOADS_MAX
+        asked = sum(cos.counts().values())
+        limited = owner.create(pipeline, {"pages": keys})
+        assert (limited.status, limited.json()["code"]) == (429, "RATE_LIMITED"), limited.body
+    assert sum(cos.counts().values()) == asked
+    assert owner.quota() == (4, 1)
+
+
 def test_a_head_slower_than_the_check_budget_is_503_within_it(cos: FakeCos) -> None:
     """A HEAD that COS answers late would hold `POST /tasks` past its function's timeout
     (SCF's error, not ours): the check gives up when its budget ends, answers 503, and

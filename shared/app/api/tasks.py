@@ -23,7 +23,7 @@ def _out(view: dict[str, Any]) -> TaskOut:
     body=TaskIn,
     response=TaskOut,
     status=201,
-    errors=(402, 404, 409, 422),
+    errors=(402, 404, 409, 422, 429),
     idempotency_key=IDEMPOTENCY_KEY_MAX,
     summary="Start a pipeline run (Idempotency-Key header optional)",
 )

@@ -8,16 +8,25 @@ task commit together or not at all; a duplicate waits on the key, then replays t
 first answer. The start message
 goes out after the commit: a crash in between leaves a queued task with no message, which
 the saga sweeper publishes again.
+
+The cheap checks come first (the pipeline, the input's fit, in that order), then the count
+of TASKS_PER_USER_PER_HOUR (`429 RATE_LIMITED` with Retry-After past it, nothing asked of
+the bucket, nothing written), then the HEADs of the uploads the input names, then the
+transaction. Each task is rows, a start message and the SCF invocations of its steps, drawn
+from one account-wide budget every user shares, and cancelling gives its quota back, so the
+quota alone does not bound how many a user makes. A replayed Idempotency-Key makes none and
+counts none.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 
-from app import idempotency, json_values
+from app import counters, idempotency, json_values
 from app.clock import utcnow
 from app.config import get_settings
 from app.db import pages
@@ -30,6 +39,7 @@ from app.pipeline import messages, store
 from app.pipeline.definition import ForkStep, ItemsError, Step, parse_steps, shape_of
 from app.quota import service as quota
 from app.quota.service import QUOTA_MAX
+from app.redis_client import is_redis_error
 from app.storage import shares, uploads
 from app.tasks import hooks, lifecycle
 from app.tasks.views import load_view, load_views, task_view
@@ -65,11 +75,10 @@ class _Plan:
 
 
 def _plan(task_id: str, pipeline_cost: int, steps: list[Step], task_input: dict[str, Any]) -> _Plan:
-    """One row per step and one per fork branch, all pending, and the cost: the pipeline's
-    plus each fork's `cost_per_branch` times its branches. A fork's width is fixed here, from
-    the input, so the runner never has to guess it; a task too wide for its view to fit
-    one answer (app.storage.shares) is refused."""
-    now = utcnow()
+    """One row per step and one per fork branch, all pending (stamped when inserted), and the
+    cost: the pipeline's plus each fork's `cost_per_branch` times its branches. A fork's
+    width is fixed here, from the input, so the runner never has to guess it; a task too
+    wide for its view to fit one answer (app.storage.shares) is refused."""
     rows: list[dict[str, Any]] = []
     cost = pipeline_cost
     # The only place a for_each fork's width meets the limit: the runner reads it back uncapped.
@@ -85,8 +94,6 @@ def _plan(task_id: str, pipeline_cost: int, steps: list[Step], task_input: dict[
             "type": kind,
             "status": "pending",
             "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
         }
 
     for position, step in enumerate(steps):
@@ -115,18 +122,38 @@ def _plan(task_id: str, pipeline_cost: int, steps: list[Step], task_input: dict[
     return _Plan(rows, cost)
 
 
+def _take_rate(user_id: str) -> None:
+    """Count one task for the user, or raise RATE_LIMITED. Taken after the checks that cost
+    a read or nothing, before the bucket is asked anything; it stays taken whatever follows
+    (an upload refused, the quota short, the database): each has cost the HEADs and the
+    transaction it bounds, and a count given back would let failing requests go unbounded.
+    While Redis cannot answer the task is made uncounted: tasks run without Redis (README,
+    "When Redis is down"), and no user can bring that about."""
+    limit = get_settings().tasks_per_user_per_hour
+    message = "Too many tasks; try again later."
+    try:
+        counters.take_hourly(f"tasks:rate:{user_id}", limit, ErrorCode.RATE_LIMITED, message)
+    except Exception as exc:
+        if not is_redis_error(exc):
+            raise
+        applog.log_fields(log, logging.WARNING, "task rate not counted", error=type(exc).__name__)
+
+
 def _create_once(
     user_id: str, pipeline_id: str, task_input: dict[str, Any], key: str | None, digest: str
 ) -> dict[str, Any]:
+    # Read on its own, before the HEADs: the task runs (and is charged) the definition read
+    # here, as it would had the request come those seconds earlier.
+    with transaction() as conn:
+        pipeline = store.get_enabled(conn, pipeline_id)
+    if pipeline is None:
+        raise AppError(ErrorCode.PIPELINE_NOT_FOUND, "No such pipeline.")
+    task_id = new_id()
+    plan = _plan(task_id, int(pipeline["cost"]), parse_steps(pipeline["steps"]), task_input)
+    _take_rate(user_id)
     # Before the transaction: a HEAD per upload key the input names, at the bucket.
     upload_keys = uploads.check(user_id, task_input)
     with transaction() as conn:
-        pipeline = store.get_enabled(conn, pipeline_id)
-        if pipeline is None:
-            raise AppError(ErrorCode.PIPELINE_NOT_FOUND, "No such pipeline.")
-        task_id = new_id()
-        steps = parse_steps(pipeline["steps"])
-        plan = _plan(task_id, int(pipeline["cost"]), steps, task_input)
         if key is not None:
             idempotency.claim(conn, user_id, IDEMPOTENCY_SCOPE, key, digest)
         cost = plan.cost
@@ -147,7 +174,8 @@ def _create_once(
                 updated_at=now,
             )
         )
-        conn.execute(task_steps.insert(), plan.rows)
+        stamped = [{**row, "created_at": now, "updated_at": now} for row in plan.rows]
+        conn.execute(task_steps.insert(), stamped)
         if upload_keys:
             conn.execute(
                 task_uploads.insert(), [{"task_id": task_id, "key": k} for k in upload_keys]

@@ -1,0 +1,77 @@
+"""`POST /tasks` per user per hour (TASKS_PER_USER_PER_HOUR): past it `429 RATE_LIMITED`
+with Retry-After, nothing created, reserved or published; a replayed Idempotency-Key is
+answered past it and counts nothing; a cancel gives the quota back, never the count."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from app.db.tables import task_steps, tasks
+from app.db.transaction import transaction
+from app.queue.local import broker
+from tests.support.pipelines import Customer, new_pipeline
+from tests.support.settings import redis_down, settings_env
+
+QUICK = [{"id": "a", "type": "sim", "duration_ms": 1}]
+FORK = {"id": "f", "type": "fork", "for_each": "input.prompts", "step": {"type": "sim"}}
+
+
+def rows_of(user_id: str) -> tuple[int, int]:
+    """The user's task rows and their step rows."""
+    with transaction() as tx:
+        made = tx.execute(select(func.count()).where(tasks.c.user_id == user_id)).scalar()
+        steps = tx.execute(
+            select(func.count())
+            .select_from(task_steps.join(tasks, task_steps.c.task_id == tasks.c.id))
+            .where(tasks.c.user_id == user_id)
+        ).scalar()
+    return int(made or 0), int(steps or 0)
+
+
+def parked() -> int:
+    """Start messages published with no worker subscribed (none is, in these tests)."""
+    return broker().stats()["parked"]
+
+
+def test_a_user_makes_at_most_tasks_per_user_per_hour_tasks() -> None:
+    user = Customer(quota=5)
+    pipeline = new_pipeline([*QUICK, FORK], cost=1)
+    with settings_env(TASKS_PER_USER_PER_HOUR="2"):
+        # Refused before the count: no such pipeline, an input that does not fit.
+        assert user.create("no-such-pipeline", {"prompts": ["x"]}).status == 404
+        assert user.create(pipeline, {"prompts": "x"}).status == 422
+        first = user.create(pipeline, {"prompts": ["x", "y"]}, key="task-1")
+        assert first.status == 201, first.body
+        assert user.create(pipeline, {"prompts": ["x"]}).status == 201
+        made, published = rows_of(user.id), parked()
+        refused = user.create(pipeline, {"prompts": ["x"] * 50})
+        assert refused.status == 429 and refused.json()["code"] == "RATE_LIMITED", refused.body
+        assert 3500 <= int(refused.headers["Retry-After"]) <= 3600
+        # Nothing created, nothing reserved, no start message.
+        assert rows_of(user.id) == made
+        assert user.quota() == (3, 2)
+        assert parked() == published
+        # A replay makes nothing, so it is answered past the limit, and counts nothing.
+        again = user.create(pipeline, {"prompts": ["x", "y"]}, key="task-1")
+        assert again.status == 201 and again.json() == first.json()
+        # A cancel gives the quota back, not the count.
+        assert user.cancel(first.json()["id"]).status == 200
+        assert user.quota() == (4, 1)
+        assert user.create(pipeline, {"prompts": ["x"]}).status == 429
+        assert rows_of(user.id) == made and parked() == published
+        # The limit is the user's own.
+        assert Customer(quota=1).create(pipeline, {"prompts": ["x"]}).status == 201
+
+
+def test_a_task_is_made_uncounted_while_redis_cannot_answer() -> None:
+    """Tasks run without Redis (README, "When Redis is down"), so the count that Redis keeps
+    does not stop one from being made; no user can bring the outage about."""
+    user = Customer(quota=5)
+    pipeline = new_pipeline(QUICK)
+    with settings_env(TASKS_PER_USER_PER_HOUR="1"):
+        assert user.create(pipeline).status == 201
+        with redis_down():
+            made = user.create(pipeline)
+        assert made.status == 201, made.body
+        assert user.create(pipeline).status == 429
+    assert rows_of(user.id)[0] == 2 and user.quota() == (3, 2)
