@@ -7,7 +7,8 @@ so a key exists exactly when its work committed. A concurrent duplicate's insert
 the unique key until the first commits, then inserts nothing: `KeyTaken`, and the caller
 replays with `lookup`. When the first transaction rolls back
 (an error answer), nothing is kept and a retry with the key does the work afresh; only
-answers that changed something are replayed.
+answers that changed something are replayed. A request refused before its claim (a rate
+limit) is refused through `refuse`, so a duplicate of one still in flight gets its answer.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import and_, delete, select, tuple_, update
 from sqlalchemy.exc import OperationalError
@@ -111,6 +112,20 @@ def claim(conn: Transaction, user_id: str, scope: str, key: str, digest: str) ->
     ).rowcount
     if not inserted:
         raise KeyTaken(key)
+
+
+def refuse(refusal: AppError, user_id: str, scope: str, key: str | None, digest: str) -> NoReturn:
+    """Raise `refusal` for a request judged before it claims its key (a rate limit), unless
+    another request holding that key commits meanwhile: a duplicate sent while the first is
+    still in flight waits for it, as it would within the limit (the claim blocks on the
+    first's uncommitted key), and its `KeyTaken` sends `create_once` back to the lookup,
+    which replays the first's answer. Nothing of the wait is kept: the claim rolls back
+    with the refusal."""
+    if key is not None:
+        with transaction() as conn:
+            claim(conn, user_id, scope, key, digest)
+            raise refusal
+    raise refusal
 
 
 def record(

@@ -20,11 +20,12 @@ LOCK_WAITS = text(
 )
 
 
-def wait_for_a_lock_wait(timeout_s: float = 20.0) -> None:
+def wait_for_a_lock_wait(timeout_s: float = 20.0, *, waiting: int = 1) -> None:
+    """Until `waiting` transactions of this run's database wait for a lock at once."""
     deadline = time.monotonic() + timeout_s
     while True:
         with transaction() as tx:
-            if tx.execute(LOCK_WAITS).scalar_one():
+            if tx.execute(LOCK_WAITS).scalar_one() >= waiting:
                 return
         assert time.monotonic() < deadline, "nothing ever waited for a lock"
         time.sleep(0.2)

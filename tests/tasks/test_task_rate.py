@@ -4,11 +4,15 @@ answered past it and counts nothing; a cancel gives the quota back, never the co
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 from sqlalchemy import func, select
 
-from app.db.tables import task_steps, tasks
+from app.db.tables import task_steps, tasks, users
 from app.db.transaction import transaction
 from app.queue.local import broker
+from tests.support.lock_waits import RowLock, wait_for_a_lock_wait
 from tests.support.pipelines import Customer, new_pipeline
 from tests.support.settings import redis_down, settings_env
 
@@ -75,3 +79,36 @@ def test_a_task_is_made_uncounted_while_redis_cannot_answer() -> None:
         assert made.status == 201, made.body
         assert user.create(pipeline).status == 429
     assert rows_of(user.id)[0] == 2 and user.quota() == (3, 2)
+
+
+def test_a_duplicate_sent_while_its_first_is_in_flight_gets_its_answer_past_the_limit() -> None:
+    """The first request holds its key uncommitted (here it waits for the user's row, which
+    the test holds); its duplicate, past the limit, waits for it rather than being refused,
+    and once the first commits gets the first's answer, as it would within the limit."""
+    user = Customer(quota=5)
+    pipeline = new_pipeline(QUICK)
+    answers: dict[str, Any] = {}
+
+    def send(name: str) -> threading.Thread:
+        sending = threading.Thread(
+            target=lambda: answers.update({name: user.create(pipeline, key="task-1")})
+        )
+        sending.start()
+        return sending
+
+    lock = RowLock()
+    with settings_env(TASKS_PER_USER_PER_HOUR="1"):
+        lock.take(select(users.c.id).where(users.c.id == user.id))
+        try:
+            first = send("first")
+            wait_for_a_lock_wait()  # the first has claimed its key; its reservation waits
+            duplicate = send("duplicate")
+            wait_for_a_lock_wait(waiting=2)  # the duplicate waits on the first's key
+        finally:
+            lock.release()
+        first.join(20)
+        duplicate.join(20)
+    assert answers["first"].status == 201, answers["first"].body
+    assert answers["duplicate"].status == 201, answers["duplicate"].body
+    assert answers["duplicate"].json() == answers["first"].json()
+    assert rows_of(user.id)[0] == 1 and user.quota() == (4, 1)

@@ -145,7 +145,7 @@ class Settings(BaseModel):
     task_max_runtime_s: int = Field(3600, ge=1)
     # Each task made is rows, a start message and its steps' SCF invocations, from a budget
     # every user shares; cancelling gives its quota back, so a user's tasks are limited per
-    # hour: five a minute for the hour, far past anyone starting runs by hand.
+    # hour, far past anyone starting runs by hand.
     tasks_per_user_per_hour: int = Field(300, ge=1)
     # COS: an empty endpoint means the region's own; the local cloud points it at its
     # embedded S3-compatible store (moto) when unset.

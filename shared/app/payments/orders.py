@@ -95,12 +95,18 @@ def create(user_id: str, plan_id: str, channel: Channel, key: str | None = None)
     return Created(answered.response, replayed=answered.replayed)
 
 
-def _take_rate(user_id: str) -> None:
-    """Count one trade asked of a provider for the user, or raise RATE_LIMITED. A count
-    stays taken whatever the provider answers: a failing provider is asked no more often."""
+def _take_rate(user_id: str, key: str | None, digest: str) -> None:
+    """Count one trade asked of a provider for the user, or raise RATE_LIMITED (through
+    `idempotency.refuse`: a duplicate of a keyed request whose order is being written gets
+    that request's answer; one sent while the first still waits for the provider is
+    refused, the first having claimed nothing yet). A count stays taken whatever the
+    provider answers: a failing provider is asked no more often."""
     limit = get_settings().orders_per_user_per_hour
     message = "Too many orders; try again later."
-    counters.take_hourly(f"orders:rate:{user_id}", limit, ErrorCode.RATE_LIMITED, message)
+    try:
+        counters.take_hourly(f"orders:rate:{user_id}", limit, ErrorCode.RATE_LIMITED, message)
+    except AppError as refused:
+        idempotency.refuse(refused, user_id, IDEMPOTENCY_SCOPE, key, digest)
 
 
 def _create_once(
@@ -110,7 +116,7 @@ def _create_once(
         plan = plans.get(tx, plan_id)
     if plan is None or not plan.enabled:
         raise AppError(ErrorCode.PLAN_NOT_FOUND, "No such plan.")
-    _take_rate(user_id)
+    _take_rate(user_id, key, digest)
     order_id = new_order_id()
     now = utcnow()
     charge = Charge(

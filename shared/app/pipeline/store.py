@@ -1,6 +1,8 @@
 """Pipeline definitions as stored: an admin's save (validated by the route's
 `PipelineDefinition`) and the read that starts a task. The read is never cached: a task is
-charged the cost it reads, so it must never be a stale one."""
+charged the cost it reads, so it must be the definition as it stood when the request was
+judged (read just before the request's upload checks, `app.tasks.service`), never one a
+cache kept."""
 
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ the bucket, nothing written), then the HEADs of the uploads the input names, the
 transaction. Each task is rows, a start message and the SCF invocations of its steps, drawn
 from one account-wide budget every user shares, and cancelling gives its quota back, so the
 quota alone does not bound how many a user makes. A replayed Idempotency-Key makes none and
-counts none.
+counts none; a duplicate of one still in flight is answered with the first's answer past
+the limit too (`idempotency.refuse`).
 """
 
 from __future__ import annotations
@@ -122,17 +123,20 @@ def _plan(task_id: str, pipeline_cost: int, steps: list[Step], task_input: dict[
     return _Plan(rows, cost)
 
 
-def _take_rate(user_id: str) -> None:
-    """Count one task for the user, or raise RATE_LIMITED. Taken after the checks that cost
-    a read or nothing, before the bucket is asked anything; it stays taken whatever follows
-    (an upload refused, the quota short, the database): each has cost the HEADs and the
-    transaction it bounds, and a count given back would let failing requests go unbounded.
-    While Redis cannot answer the task is made uncounted: tasks run without Redis (README,
-    "When Redis is down"), and no user can bring that about."""
+def _take_rate(user_id: str, key: str | None, digest: str) -> None:
+    """Count one task for the user, or raise RATE_LIMITED (through `idempotency.refuse`: a
+    duplicate of a keyed request still in flight gets that request's answer). Taken after
+    the checks that cost a read or nothing, before the bucket is asked anything; it stays
+    taken whatever follows (an upload refused, the quota short, the database): each has
+    cost the HEADs and the transaction it bounds, and a count given back would let failing
+    requests go unbounded. While Redis cannot answer the task is made uncounted: tasks run
+    without Redis (README, "When Redis is down"), and no user can bring that about."""
     limit = get_settings().tasks_per_user_per_hour
     message = "Too many tasks; try again later."
     try:
         counters.take_hourly(f"tasks:rate:{user_id}", limit, ErrorCode.RATE_LIMITED, message)
+    except AppError as refused:
+        idempotency.refuse(refused, user_id, IDEMPOTENCY_SCOPE, key, digest)
     except Exception as exc:
         if not is_redis_error(exc):
             raise
@@ -150,7 +154,7 @@ def _create_once(
         raise AppError(ErrorCode.PIPELINE_NOT_FOUND, "No such pipeline.")
     task_id = new_id()
     plan = _plan(task_id, int(pipeline["cost"]), parse_steps(pipeline["steps"]), task_input)
-    _take_rate(user_id)
+    _take_rate(user_id, key, digest)
     # Before the transaction: a HEAD per upload key the input names, at the bucket.
     upload_keys = uploads.check(user_id, task_input)
     with transaction() as conn:
