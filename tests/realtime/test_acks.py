@@ -110,3 +110,20 @@ def test_an_ack_held_past_the_allowance_is_applied_when_the_connection_ends(
     one.client.ack(one.ended)
     one.client.close()  # before the allowance has room for it
     assert wait_for(lambda: one.position(fresh_redis) == [one.ended], timeout=5)
+
+
+def test_an_ack_of_a_message_not_sent_is_never_merged_with_the_held_one(
+    cloud: Any, fresh_redis: Any
+) -> None:
+    """Past the allowance, an id past what the connection sent is dropped, not merged: the
+    script would refuse the merged id, and the valid ack held with it would be lost."""
+    one = _Connected.open(cloud)
+    for _ in range(acks.ACK_BURST):
+        one.client.ack(one.running)
+    one.client.ack(one.ended)  # held
+    ended = StreamId.parse(one.ended)
+    assert ended is not None
+    one.client.ack(f"{ended.ms + 60_000}-0")  # never sent
+    assert one.client.ping() == {"type": "pong"}
+    assert wait_for(lambda: one.position(fresh_redis) == [one.ended], timeout=5)
+    one.client.close()

@@ -254,8 +254,12 @@ class Connection:
             closing = self._closing(done.pop())
         finally:
             # The close goes first: a job cancelled in the middle of a blocking read may
-            # take a while to let go, and the client must not wait for it.
+            # take a while to let go, and the client must not wait for it. But the held ack
+            # is recorded before it: a client told to reconnect does so at once, and its next
+            # connection starts from the recorded position.
             if closing is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.acks.flush(), CLEANUP_S)
                 with contextlib.suppress(Exception):  # the client may already be gone
                     async with self._sending:
                         await self._send(
@@ -318,6 +322,9 @@ class Connection:
                 for entry_id, fields in entries:
                     await self.send_text(Update.of_entry(entry_id, fields).frame())
                     cursor = entry_id
+                    sent = StreamId.parse(entry_id)
+                    if sent is not None:
+                        self.acks.sent(sent)
 
     async def _listen(self) -> None:
         """The client's messages, until it goes away."""

@@ -95,22 +95,37 @@ async def position(client: Any, user_id: str, session_id: str) -> StreamId | Non
 
 
 class Acknowledgements:
-    """One connection's acks of its session's messages, applied within the allowance."""
+    """One connection's acks of its session's messages, applied within the allowance.
+
+    Only acks of messages this connection has sent are held and merged: the id past them
+    could be one that does not exist yet, which the script would refuse (losing the valid
+    acks merged into it) or, once the stream grew past it, take for messages never sent.
+    Such an ack is applied alone within the allowance, as before (the script judges it),
+    and dropped past it. A held ack stays held until its script has run, so a connection
+    that ends while it runs still records it at the end."""
 
     def __init__(self, client: Any, user_id: str, session_id: str) -> None:
         self.client = client
         self.user_id = user_id
         self.session_id = session_id
         self._allowance = Allowance(ACK_BURST, ACKS_PER_S)
+        self._sent: StreamId | None = None  # the newest message this connection has sent
         self._held: StreamId | None = None  # the latest ack past the allowance, not applied
         self._holding = asyncio.Event()
 
+    def sent(self, message_id: StreamId) -> None:
+        """The connection has sent this message (its stream's ids only grow)."""
+        self._sent = message_id
+
     async def ack(self, message_id: StreamId) -> None:
         """Apply the client's ack now while the allowance has room, else hold it."""
+        if self._sent is None or self._sent < message_id:
+            if self._allowance.take():
+                await self._advance(message_id)
+            return
         latest = message_id if self._held is None else max(self._held, message_id)
         if self._allowance.take():
-            self._held = None
-            await advance(self.client, self.user_id, self.session_id, latest)
+            await self._advance(latest)
         else:
             self._held = latest
             self._holding.set()
@@ -123,12 +138,18 @@ class Acknowledgements:
             if self._held is None:  # an ack within the allowance took it meanwhile
                 self._holding.clear()
             elif self._allowance.take():
-                held, self._held = self._held, None
-                self._holding.clear()
-                await advance(self.client, self.user_id, self.session_id, held)
+                await self._advance(self._held)
 
     async def flush(self) -> None:
         """At the connection's end: apply the held ack, whatever the allowance."""
         if self._held is not None:
-            held, self._held = self._held, None
-            await advance(self.client, self.user_id, self.session_id, held)
+            await self._advance(self._held)
+
+    async def _advance(self, message_id: StreamId) -> None:
+        applied = await advance(self.client, self.user_id, self.session_id, message_id)
+        # The held ack, run (or refused for good: the stream no longer has it), or a later
+        # one applied, is done with; one held meanwhile, later still, is not.
+        held = self._held
+        if held is not None and (message_id == held or (applied and held < message_id)):
+            self._held = None
+            self._holding.clear()
