@@ -7,8 +7,9 @@ so a key exists exactly when its work committed. A concurrent duplicate's insert
 the unique key until the first commits, then inserts nothing: `KeyTaken`, and the caller
 replays with `lookup`. When the first transaction rolls back
 (an error answer), nothing is kept and a retry with the key does the work afresh; only
-answers that changed something are replayed. A request refused before its claim (a rate
-limit) is refused through `refuse`, so a duplicate of one still in flight gets its answer.
+answers that changed something are replayed. A create counted against a rate limit before
+its claim counts through `take_hourly`, so a duplicate of one still in flight gets its
+answer past the limit too.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import Any
 
 from sqlalchemy import and_, delete, select, tuple_, update
 from sqlalchemy.exc import OperationalError
 
+from app import counters
 from app.clock import utcnow
 from app.db.conflicts import is_lock_conflict
 from app.db.statements import ignoring_duplicates
@@ -114,18 +116,30 @@ def claim(conn: Transaction, user_id: str, scope: str, key: str, digest: str) ->
         raise KeyTaken(key)
 
 
-def refuse(refusal: AppError, user_id: str, scope: str, key: str | None, digest: str) -> NoReturn:
-    """Raise `refusal` for a request judged before it claims its key (a rate limit), unless
-    another request holding that key commits meanwhile: a duplicate sent while the first is
-    still in flight waits for it, as it would within the limit (the claim blocks on the
-    first's uncommitted key), and its `KeyTaken` sends `create_once` back to the lookup,
-    which replays the first's answer. Nothing of the wait is kept: the claim rolls back
-    with the refusal."""
-    if key is not None:
+def take_hourly(
+    counter: str,
+    limit: int,
+    message: str,
+    *,
+    user_id: str,
+    scope: str,
+    key: str | None,
+    digest: str,
+) -> None:
+    """`counters.take_hourly` (RATE_LIMITED past `limit`) for a keyed create that counts
+    before it claims its key. Past the limit, a request holding that key that commits
+    meanwhile wins over the refusal: a duplicate sent while the first is still in flight
+    waits for it, as it would within the limit (its claim blocks on the first's uncommitted
+    key), and its `KeyTaken` sends `create_once` back to the lookup, which replays the
+    first's answer. Nothing of the wait is kept: the claim rolls back with the refusal."""
+    try:
+        counters.take_hourly(counter, limit, ErrorCode.RATE_LIMITED, message)
+    except AppError:
+        if key is None:
+            raise
         with transaction() as conn:
             claim(conn, user_id, scope, key, digest)
-            raise refusal
-    raise refusal
+            raise
 
 
 def record(

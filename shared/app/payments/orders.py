@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app import counters, idempotency
+from app import idempotency
 from app.clock import iso, utcnow
 from app.config import get_settings
 from app.db.tables import orders
@@ -96,17 +96,20 @@ def create(user_id: str, plan_id: str, channel: Channel, key: str | None = None)
 
 
 def _take_rate(user_id: str, key: str | None, digest: str) -> None:
-    """Count one trade asked of a provider for the user, or raise RATE_LIMITED (through
-    `idempotency.refuse`: a duplicate of a keyed request whose order is being written gets
+    """Count one trade asked of a provider for the user, or raise RATE_LIMITED
+    (`idempotency.take_hourly`: a duplicate of a keyed request whose order is being written gets
     that request's answer; one sent while the first still waits for the provider is
     refused, the first having claimed nothing yet). A count stays taken whatever the
     provider answers: a failing provider is asked no more often."""
-    limit = get_settings().orders_per_user_per_hour
-    message = "Too many orders; try again later."
-    try:
-        counters.take_hourly(f"orders:rate:{user_id}", limit, ErrorCode.RATE_LIMITED, message)
-    except AppError as refused:
-        idempotency.refuse(refused, user_id, IDEMPOTENCY_SCOPE, key, digest)
+    idempotency.take_hourly(
+        f"orders:rate:{user_id}",
+        get_settings().orders_per_user_per_hour,
+        "Too many orders; try again later.",
+        user_id=user_id,
+        scope=IDEMPOTENCY_SCOPE,
+        key=key,
+        digest=digest,
+    )
 
 
 def _create_once(

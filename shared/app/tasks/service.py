@@ -16,7 +16,7 @@ transaction. Each task is rows, a start message and the SCF invocations of its s
 from one account-wide budget every user shares, and cancelling gives its quota back, so the
 quota alone does not bound how many a user makes. A replayed Idempotency-Key makes none and
 counts none; a duplicate of one still in flight is answered with the first's answer past
-the limit too (`idempotency.refuse`).
+the limit too (`idempotency.take_hourly`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app import counters, idempotency, json_values
+from app import idempotency, json_values
 from app.clock import utcnow
 from app.config import get_settings
 from app.db import pages
@@ -124,7 +124,7 @@ def _plan(task_id: str, pipeline_cost: int, steps: list[Step], task_input: dict[
 
 
 def _take_rate(user_id: str, key: str | None, digest: str) -> None:
-    """Count one task for the user, or raise RATE_LIMITED (through `idempotency.refuse`: a
+    """Count one task for the user, or raise RATE_LIMITED (`idempotency.take_hourly`: a
     duplicate of a keyed request still in flight gets that request's answer). Taken after
     the checks that cost a read or nothing, before the bucket is asked anything; it stays
     taken whatever follows (an upload refused, the quota short, the database): each has
@@ -134,9 +134,15 @@ def _take_rate(user_id: str, key: str | None, digest: str) -> None:
     limit = get_settings().tasks_per_user_per_hour
     message = "Too many tasks; try again later."
     try:
-        counters.take_hourly(f"tasks:rate:{user_id}", limit, ErrorCode.RATE_LIMITED, message)
-    except AppError as refused:
-        idempotency.refuse(refused, user_id, IDEMPOTENCY_SCOPE, key, digest)
+        idempotency.take_hourly(
+            f"tasks:rate:{user_id}",
+            limit,
+            message,
+            user_id=user_id,
+            scope=IDEMPOTENCY_SCOPE,
+            key=key,
+            digest=digest,
+        )
     except Exception as exc:
         if not is_redis_error(exc):
             raise
