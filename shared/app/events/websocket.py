@@ -322,9 +322,7 @@ class Connection:
                 for entry_id, fields in entries:
                     await self.send_text(Update.of_entry(entry_id, fields).frame())
                     cursor = entry_id
-                    sent = StreamId.parse(entry_id)
-                    if sent is not None:
-                        self.acks.sent(sent)
+                    self.acks.sent(entry_id)
 
     async def _listen(self) -> None:
         """The client's messages, until it goes away."""

@@ -113,9 +113,9 @@ class Acknowledgements:
         self._held: StreamId | None = None  # the latest ack past the allowance, not applied
         self._holding = asyncio.Event()
 
-    def sent(self, message_id: StreamId) -> None:
-        """The connection has sent this message (its stream's ids only grow)."""
-        self._sent = message_id
+    def sent(self, entry_id: str) -> None:
+        """The connection has sent this stream entry (its ids only grow)."""
+        self._sent = StreamId.parse(entry_id) or self._sent
 
     async def ack(self, message_id: StreamId) -> None:
         """Apply the client's ack now while the allowance has room, else hold it."""
