@@ -140,17 +140,23 @@ def assert_upgrade_required(reply: requests.Response) -> None:
     assert body["details"] == [{"loc": ["header", "Upgrade"], "msg": "must be websocket"}]
 
 
-def test_a_request_that_is_not_a_websocket_is_422_in_the_apis_error_shape(
+def test_a_request_that_is_not_a_websocket_is_refused_in_the_apis_error_shape(
     served: Served,
 ) -> None:
+    """A GET without the upgrade is 422; another method is 405 naming the GET a handshake
+    is, as a route table answers a method its path does not serve."""
     url = f"http://127.0.0.1:{served.port}/?token=whatever"
     assert_upgrade_required(requests.get(url, timeout=10))
-    assert_upgrade_required(requests.post(url, data=b"{}", timeout=10))
     head = requests.head(url, timeout=10)
     assert head.status_code == 422 and head.content == b"" and head.headers["X-Request-Id"]
+    posted = requests.post(url, data=b"{}", timeout=10)
+    assert posted.status_code == 405, posted.text
+    assert posted.headers["Allow"] == "GET, HEAD"
+    assert posted.json()["code"] == "METHOD_NOT_ALLOWED"
+    assert posted.json()["request_id"] == posted.headers["X-Request-Id"]
     output = served.output()
     assert errors_in(output) == [], output
-    assert [line["status"] for line in app_lines(output, "not a websocket")] == [422] * 3
+    assert [line["status"] for line in app_lines(output, "not a websocket")] == [422, 422, 405]
 
 
 def test_a_client_message_over_the_limit_closes_the_connection_with_1009(served: Served) -> None:

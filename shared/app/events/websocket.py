@@ -7,8 +7,9 @@ The handshake (`/ws?token=<access token>`) is authorized as every request is
 deleted user is refused with HTTP 401 and the API's error body, before any upgrade (503
 when neither Redis nor the database can tell; 429 RATE_LIMITED for a user who holds
 `presence.MAX_PER_USER` connections already, or with Retry-After for one who has opened
-`presence.CONNECTS_PER_WINDOW` in its window). A request that is not a handshake is
-422 VALIDATION_ERROR naming the `Upgrade` header, with `Upgrade: websocket`. Then, for
+`presence.CONNECTS_PER_WINDOW` in its window). A GET that is not a handshake is
+422 VALIDATION_ERROR naming the `Upgrade` header, with `Upgrade: websocket`; another
+method, 405 METHOD_NOT_ALLOWED. Then, for
 the connection's life:
 
 - updates: the user's stream (`app.realtime.streams`) is read from the position the
@@ -410,23 +411,29 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-async def _not_a_websocket(send: Send, request_id: str) -> None:
-    """A request that is not a handshake: the request's fault, VALIDATION_ERROR naming the
-    header that makes one, at the status the API gives that code (422; a code keeps one
-    status everywhere), with `Upgrade: websocket` saying what would be taken."""
-    error = AppError(
-        ErrorCode.VALIDATION_ERROR,
-        "Connect with a WebSocket: /ws?token=<access_token>.",
-        details=[{"loc": ["header", "Upgrade"], "msg": "must be websocket"}],
-    )
+async def _not_a_websocket(scope: Scope, send: Send, request_id: str) -> None:
+    """A request that is not a handshake. A GET (or HEAD) is the request's fault:
+    VALIDATION_ERROR naming the header that makes one, at the status the API gives that
+    code (422; a code keeps one status everywhere), with `Upgrade: websocket` saying what
+    would be taken. Any other method is 405 METHOD_NOT_ALLOWED with `Allow`, as a route
+    table answers a method its path does not serve (a handshake is a GET)."""
+    if scope.get("method", "GET") in ("GET", "HEAD"):
+        error = AppError(
+            ErrorCode.VALIDATION_ERROR,
+            "Connect with a WebSocket: /ws?token=<access_token>.",
+            details=[{"loc": ["header", "Upgrade"], "msg": "must be websocket"}],
+            headers={"Upgrade": "websocket"},
+        )
+    else:
+        error = AppError(ErrorCode.METHOD_NOT_ALLOWED, headers={"Allow": "GET, HEAD"})
     body = json.dumps(error.envelope(request_id)).encode()
     status = error.status
     applog.log_fields(log, logging.INFO, "not a websocket", status=status)
     headers = [
         (b"content-type", JSON_TYPE),
         (b"content-length", str(len(body)).encode()),
-        (b"upgrade", b"websocket"),
         (b"x-request-id", request_id.encode()),
+        *((name.lower().encode(), value.encode()) for name, value in error.headers.items()),
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -446,7 +453,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     request_id = secrets.token_hex(16)
     with applog.bound(function=_function_name(), request_id=request_id):
         if scope["type"] != "websocket":
-            await _not_a_websocket(send, request_id)
+            await _not_a_websocket(scope, send, request_id)
             return
         await _connect(scope, receive, send, request_id)
 
