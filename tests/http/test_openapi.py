@@ -65,9 +65,21 @@ def test_every_route_of_the_table_is_described_with_its_method(document: dict[st
     described = {
         (method.upper(), path) for path, ops in document["paths"].items() for method in ops
     }
-    assert {(r.method, r.path) for r in routes} == described
+    # The `ws` function's handshake, outside the table: its own test below.
+    assert {(r.method, r.path) for r in routes} | {("GET", "/ws")} == described
     for required in [("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/health")]:
         assert required in described
+
+
+def test_the_websocket_is_described_as_its_handshake(document: dict[str, Any]) -> None:
+    handshake = document["paths"]["/ws"]["get"]
+    [token] = handshake["parameters"]
+    assert (token["name"], token["in"], token["required"]) == ("token", "query", True)
+    assert set(handshake["responses"]) == {"101", "401", "422", "429", "503"}
+    error_ref = handshake["responses"]["401"]["content"]["application/json"]["schema"]["$ref"]
+    assert error_ref.endswith("/ErrorBody")
+    for words in ('"type": "task.updated"', '"type": "ack"', '"type": "ping"', "1012"):
+        assert words in handshake["description"]
 
 
 def test_secured_routes_declare_the_bearer_scheme(document: dict[str, Any]) -> None:

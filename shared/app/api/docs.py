@@ -1,8 +1,9 @@
 """GET /openapi.json and GET /docs: the OpenAPI document and Swagger UI, served from the
 layer (swagger-ui-bundle's files), so the docs work with no network.
 
-The document is built from the route table and its pydantic models (`build_document`) and
-kept in the layer as `openapi.json`, written by `make openapi`; a test fails while the file
+The document is built from the route table and its pydantic models, with the `ws`
+function's handshake beside them (`build_document`), and kept in the layer as
+`openapi.json`, written by `make openapi`; a test fails while the file
 differs from what the route table gives, so it cannot drift. Serving the file means the
 `openapi` function never loads the route modules and the services behind them.
 """
@@ -54,9 +55,10 @@ DOCUMENT = Path(__file__).with_name("openapi.json")
 def build_document() -> dict[str, Any]:
     """The document as the route table gives it now (`make openapi` writes it to DOCUMENT)."""
     from app.api import all_routes  # cold start: every route module, for the build only
+    from app.api.schemas.realtime import WEBSOCKET  # cold start: the ws function's modules
     from app.http import openapi  # cold start: pydantic's schema generation, likewise
 
-    return openapi.build(all_routes(), title=TITLE, version=VERSION)
+    return openapi.build(all_routes(), title=TITLE, version=VERSION, websockets=[WEBSOCKET])
 
 
 def render(document: dict[str, Any]) -> str:

@@ -3,6 +3,8 @@ the document cannot drift from what the handlers accept and return."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -28,6 +30,22 @@ _ERROR_TEXT = {
 }
 
 
+@dataclass(frozen=True)
+class WebSocket:
+    """A WebSocket endpoint. It is served by an ASGI function of its own, not the route
+    table, and OpenAPI has no WebSocket operation, so it is described as the GET of its
+    handshake: answered 101 Switching Protocols, or refused before any upgrade with the
+    API's error envelope at one of `errors` (422 too: the query is validated)."""
+
+    path: str
+    operation_id: str
+    summary: str
+    description: str  # what flows over the connection, in the document's words
+    query: type[BaseModel]
+    errors: tuple[int, ...]
+    tags: tuple[str, ...]
+
+
 def _model_of(value: Any) -> type[BaseModel] | None:
     return value if isinstance(value, type) and issubclass(value, BaseModel) else None
 
@@ -39,8 +57,11 @@ def _component(ref: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-def build(routes: list[Route], *, title: str, version: str) -> dict[str, Any]:
+def build(
+    routes: list[Route], *, title: str, version: str, websockets: Sequence[WebSocket] = ()
+) -> dict[str, Any]:
     wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorBody, "serialization")]
+    wanted.extend((socket.query, "validation") for socket in websockets)
     for route in routes:
         for model, mode in (
             (route.body, "validation"),
@@ -61,6 +82,8 @@ def build(routes: list[Route], *, title: str, version: str) -> dict[str, Any]:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(
             route, refs, schemas, error_ref
         )
+    for socket in websockets:
+        paths.setdefault(socket.path, {})["get"] = _handshake(socket, refs, schemas, error_ref)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
@@ -92,12 +115,7 @@ def _operation(
         ],
     }
     if route.query is not None:
-        query_schema = _component(refs[(route.query, "validation")], schemas)
-        required = set(query_schema.get("required", []))
-        for name, prop in query_schema.get("properties", {}).items():
-            op["parameters"].append(
-                {"name": name, "in": "query", "required": name in required, "schema": prop}
-            )
+        op["parameters"].extend(_query_parameters(route.query, refs, schemas))
     if route.idempotency_key is not None:
         op["parameters"].append(
             {
@@ -151,3 +169,31 @@ def _operation(
         }
     op["responses"] = responses
     return op
+
+
+def _query_parameters(
+    model: type[BaseModel], refs: dict[Any, Any], schemas: dict[str, Any]
+) -> list[dict[str, Any]]:
+    query_schema = _component(refs[(model, "validation")], schemas)
+    required = set(query_schema.get("required", []))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": prop}
+        for name, prop in query_schema.get("properties", {}).items()
+    ]
+
+
+def _handshake(
+    socket: WebSocket, refs: dict[Any, Any], schemas: dict[str, Any], error_ref: dict[str, Any]
+) -> dict[str, Any]:
+    error = {"content": {"application/json": {"schema": error_ref}}}
+    responses: dict[str, Any] = {"101": {"description": "Switching Protocols: connected"}}
+    for code in sorted({422, *socket.errors}):
+        responses[str(code)] = {"description": _ERROR_TEXT.get(code, "Error"), **error}
+    return {
+        "operationId": socket.operation_id,
+        "summary": socket.summary,
+        "description": socket.description,
+        "tags": list(socket.tags),
+        "parameters": _query_parameters(socket.query, refs, schemas),
+        "responses": responses,
+    }
