@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from app import profiles
+from app import cache, profiles
 from app.clock import utcnow
 from app.db.tables import users
 from app.db.transaction import transaction
@@ -46,6 +46,23 @@ def test_a_change_through_the_service_drops_the_profile_after_its_commit(clean_r
     assert profiles.cached(user_id).role == "user"
     assert users_service.admin_change(user_id, actor=an_actor(), role="admin").role == "admin"
     assert profiles.cached(user_id).role == "admin"
+
+
+def test_a_change_to_what_the_user_already_is_writes_nothing_and_keeps_the_profile(
+    clean_redis,
+):
+    user_id = _new_user()
+    users_service.update_profile(user_id, {"nickname": "Ada"})
+    with transaction() as tx:
+        updated_at = users_service.get(tx, user_id)["updated_at"]
+    assert profiles.cached(user_id).nickname == "Ada"
+    assert clean_redis.exists(cache.redis_key(profiles.key(user_id)))
+
+    users_service.admin_change(user_id, actor=an_actor(), role="user", disabled=False)
+    users_service.update_profile(user_id, {"nickname": "Ada"})
+    with transaction() as tx:
+        assert users_service.get(tx, user_id)["updated_at"] == updated_at
+    assert clean_redis.exists(cache.redis_key(profiles.key(user_id)))  # nothing changed: kept
 
 
 def test_quota_changes_show_at_once(clean_redis):

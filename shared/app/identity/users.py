@@ -180,8 +180,9 @@ ACCESS_FIELDS = frozenset({"role", "disabled"})
 def _change(
     user_id: str, values: dict[str, Any], *, lock: bool = False, actor: Actor | None = None
 ) -> None:
-    """Write `values` (none: only check the user exists); the cached profile is dropped
-    after the commit, and held across it for a change of role or state. An admin's change
+    """Write `values` (none, or none the user does not already have: only check the user
+    exists); the cached profile is dropped after the commit, and held across it for a
+    change of role or state. An admin's change
     (`actor`) is recorded with what each field was before, in the same transaction."""
     with transaction() as tx:
         # Locked with the user's row, all in the order of their ids, so that changes of
@@ -195,14 +196,15 @@ def _change(
                 ErrorCode.FORBIDDEN,
                 "The last admin cannot be demoted or disabled; make another admin first.",
             )
-        if values:
+        before = {name: row[name] for name in values}
+        # Values the user already has (their own role, the state they are in, the nickname
+        # they show) change nothing: no write, no record an admin must answer for, and the
+        # cached profile stays, as true as before.
+        if before != values:
             tx.execute(
                 update(users).where(users.c.id == user_id).values(**values, updated_at=utcnow())
             )
-            before = {name: row[name] for name in values}
-            # A change to what the user already is (their own role, the state they are in)
-            # changed nothing an admin must answer for: the trail has only changes.
-            if actor is not None and before != values:
+            if actor is not None:
                 trail.record(tx, actor, "user.change", user_id, {"before": before, "after": values})
             if ACCESS_FIELDS & values.keys():
                 profiles.hold(tx, user_id)
