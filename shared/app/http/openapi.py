@@ -1,5 +1,6 @@
 """The OpenAPI 3.1 document, generated from the route table and its pydantic models, so
-the document cannot drift from what the handlers accept and return."""
+the document cannot drift from what the handlers accept and return; a WebSocket, served
+outside the table, is described beside it (`WebSocket`)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ class WebSocket:
     """A WebSocket endpoint. It is served by an ASGI function of its own, not the route
     table, and OpenAPI has no WebSocket operation, so it is described as the GET of its
     handshake: answered 101 Switching Protocols, or refused before any upgrade with the
-    API's error envelope at one of `errors` (422 too: the query is validated)."""
+    API's error envelope at one of `errors` (and 422: a GET that is not a handshake)."""
 
     path: str
     operation_id: str

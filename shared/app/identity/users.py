@@ -182,8 +182,8 @@ def _change(
 ) -> None:
     """Write `values` (none, or none the user does not already have: only check the user
     exists); the cached profile is dropped after the commit, and held across it for a
-    change of role or state. An admin's change
-    (`actor`) is recorded with what each field was before, in the same transaction."""
+    change of role or state. An admin's change (`actor`) is recorded with what each field
+    was before, in the same transaction."""
     with transaction() as tx:
         # Locked with the user's row, all in the order of their ids, so that changes of
         # several admins at once queue here instead of deadlocking.
