@@ -12,8 +12,9 @@ payload, is a 502 from the platform.
 
 WebSocket: a handshake whose path the mapping gives to a web function (serverless.yml
 `web:`, `/ws`) is handed to that function's ASGI app, the one its `scf_bootstrap` serves on
-SCF, and so is a plain HTTP request there (the app answers it 422); any other WebSocket
-handshake is refused (403), as the domain refuses an upgrade to an event function.
+SCF, and so is a plain HTTP request there (the app answers a GET 422, another method 405);
+any other WebSocket handshake is refused (403), as the domain refuses an upgrade to an
+event function.
 
 Dev-only endpoints under `/_local/` (never routed on SCF): fire a timer, publish to or wait
 on the queue.
