@@ -20,6 +20,12 @@ never be hidden by a stale entry, so it holds the entry across its commit instea
 
 (`app.cache.Cache.hold`). The entry's name carries `v2` since it holds `disabled`: entries of
 the earlier shape, without it, are never read.
+
+During a deploy the release before and the next one share the entry, each storing it as it
+reads it. An entry without every field this release keeps (stored by a release that kept
+fewer) is read as a miss: the database answers and the entry is left to its TTL, never
+overwritten under a change's `hold`. So a field added to the profile needs no new name, and
+the name a change's `forget` drops stays the one both releases read.
 """
 
 from __future__ import annotations
@@ -151,7 +157,16 @@ def cached(user_id: str) -> User:
 
 def load(user_id: str) -> dict[str, Any] | None:
     """The user's profile through the cache (loaded and stored on a miss); None: no user."""
-    return cache.get_or_set(key(user_id), lambda: _load(user_id), TTL_S)
+    profile = cache.get_or_set(key(user_id), lambda: _load(user_id), TTL_S)
+    return profile if complete(profile) else _load(user_id)
+
+
+def complete(profile: Any) -> bool:
+    """Whether a cached profile (None: a remembered miss) holds every field this release
+    keeps: one stored by a release that kept fewer is read as a miss."""
+    return profile is None or (
+        isinstance(profile, Mapping) and all(name in profile for name in _CACHED_FIELDS)
+    )
 
 
 def _load(user_id: str) -> dict[str, Any] | None:

@@ -5,3 +5,4 @@ from tests.support.pipelines import (  # noqa: F401 - fixtures
     _ledger_invariant,
     worker,
 )
+from tests.support.queue import queue  # noqa: F401 - fixture

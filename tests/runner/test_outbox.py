@@ -4,46 +4,16 @@ once they have gone, for the platform to deliver the worker's own message again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import pytest
 from sqlalchemy import insert, select
 
-import app.queue as port
 from app.clock import utcnow
 from app.db.tables import users
 from app.db.transaction import transaction
 from app.ids import new_id
 from app.pipeline.messages import Work
 from app.runner.outbox import committing
-
-
-class Recorder:
-    """A queue backend that keeps what it is sent, and refuses the branches in `refuse`."""
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-        self.refuse: set[int] = set()
-
-    def publish(self, queue: str, message: dict[str, Any], *, delay_s: float = 0) -> str:
-        if message.get("branch") in self.refuse:
-            raise ConnectionError("the queue went away")
-        self.sent.append(message)
-        return str(len(self.sent))
-
-    def release_due(self, topics: list[str] | None = None) -> int:
-        return 0
-
-
-@pytest.fixture
-def queue() -> Iterator[Recorder]:
-    recorder, saved = Recorder(), port._backend
-    port._backend = recorder
-    try:
-        yield recorder
-    finally:
-        port._backend = saved
+from tests.support.queue import Recorder
 
 
 def test_a_message_goes_out_after_the_commit(queue: Recorder) -> None:

@@ -63,7 +63,9 @@ def _standing(user_id: str, sid: str) -> _Standing:
         )
         return _from_database(user_id, sid)
     found = cache.stored(profile_key, raw)
-    return _Standing(live=bool(live), profile=found.value if found else profiles.load(user_id))
+    if found is None or not profiles.complete(found.value):
+        return _Standing(live=bool(live), profile=profiles.load(user_id))
+    return _Standing(live=bool(live), profile=found.value)
 
 
 def _from_database(user_id: str, sid: str) -> _Standing:
