@@ -25,6 +25,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from app import idempotency, json_values
@@ -149,6 +150,27 @@ def _take_rate(user_id: str, key: str | None, digest: str) -> None:
         applog.log_fields(log, logging.WARNING, "task rate not counted", error=type(exc).__name__)
 
 
+def _steps_of(pipeline: dict[str, Any]) -> list[Step]:
+    """The pipeline's saved steps. Ones this release cannot read were saved by the next, with
+    a step field this one does not know (README, "Deploy": a new field takes two deploys),
+    or by a release rolled back: `503`, as for a dependency not ready, rather than a 500 or
+    a task run without what its step says. Logged by the pipeline's id and the number of
+    errors, never the definition (its headers may hold a secret's reference)."""
+    try:
+        return parse_steps(pipeline["steps"])
+    except ValidationError as unreadable:
+        applog.log_fields(
+            log,
+            logging.ERROR,
+            "pipeline definition not readable",
+            pipeline_id=pipeline["id"],
+            errors=unreadable.error_count(),
+        )
+        raise AppError(
+            ErrorCode.SERVICE_UNAVAILABLE, "This pipeline cannot be run now; try again later."
+        ) from None
+
+
 def _create_once(
     user_id: str, pipeline_id: str, task_input: dict[str, Any], key: str | None, digest: str
 ) -> dict[str, Any]:
@@ -159,7 +181,7 @@ def _create_once(
     if pipeline is None:
         raise AppError(ErrorCode.PIPELINE_NOT_FOUND, "No such pipeline.")
     task_id = new_id()
-    plan = _plan(task_id, int(pipeline["cost"]), parse_steps(pipeline["steps"]), task_input)
+    plan = _plan(task_id, int(pipeline["cost"]), _steps_of(pipeline), task_input)
     _take_rate(user_id, key, digest)
     # Before the transaction: a HEAD per upload key the input names, at the bucket.
     upload_keys = uploads.check(user_id, task_input)
