@@ -502,3 +502,25 @@ def test_each_connections_lines_carry_its_own_ids_its_jobs_and_threads_included(
         assert all(line[k] == v for line in ours for k, v in ids.items()), ours
         assert logs.where(user_id=user.id) == ours
     assert len(request_ids) == 2 and handshake not in request_ids
+
+
+def test_an_ack_lost_with_its_connection_is_recorded_when_sent_first_on_the_next(
+    cloud: Any,
+) -> None:
+    """A phone whose connection dropped under its ack sends the ack again as soon as it is
+    back, before (or while) the replay sends that message again: the ack is recorded all the
+    same, so the message does not come at every connect after."""
+    user = User.new()
+    first = open_client(cloud, user.token)
+    sent = first.until_ended(user.create(cloud))
+    first.close()  # the ack of sent[-1] was lost with it
+
+    again = open_client(cloud, user.token)
+    again.ack(sent[-1]["id"])
+    assert again.ping() == {"type": "pong"}  # the ack is read before the ping
+    again.close()
+
+    nothing_left = open_client(cloud, user.token)
+    assert nothing_left.ping() == {"type": "pong"}
+    assert nothing_left.received == [{"type": "pong"}]
+    nothing_left.close()

@@ -2,30 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 
-from tests.support.function_url import Reply
+from tests.support.at_once import run_at_once
 from tests.support.pipelines import Customer, new_pipeline
-
-
-def run_at_once(count: int, work: object) -> list[Reply]:
-    replies: list[Reply] = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(count)
-
-    def one(index: int) -> None:
-        barrier.wait()
-        reply = work(index)  # type: ignore[operator]
-        with lock:
-            replies.append(reply)
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return replies
 
 
 def test_fifty_concurrent_creates_on_quota_for_twenty_make_exactly_twenty() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from tests.support.pipelines import Customer, Worker, new_pipeline, save_pipeline
+from tests.support.pipelines import Customer, Worker, new_pipeline, save_pipeline, token_for
 
 SLOW = [{"id": "wait", "type": "sim", "duration_ms": 1500}]
 QUICK = [{"id": "a", "type": "sim", "duration_ms": 1}]
@@ -156,6 +156,18 @@ def test_same_key_same_body_replays_the_first_answer_and_charges_once() -> None:
     other_user = Customer(quota=2)
     assert other_user.create(pipeline, {"a": 1, "b": 2}, key="k-1").status == 201
     assert user.quota() == (10, 0)  # charged once, then refunded by the cancel
+
+
+def test_a_key_sent_again_from_another_session_of_the_user_replays_the_first_answer() -> None:
+    """A phone resumed with an ended session signs in again and sends the request whose
+    answer it lost: the key is the user's, so the new session gets the first task."""
+    pipeline = new_pipeline(QUICK, cost=2)
+    user = Customer(quota=10)
+    first = user.create(pipeline, {"a": 1}, key="k-resumed")
+    user.token = token_for(user.id)
+    again = user.create(pipeline, {"a": 1}, key="k-resumed")
+    assert (again.status, again.json()) == (first.status, first.json())
+    assert user.quota()[0] == 8  # charged once
 
 
 def test_a_refused_request_does_not_burn_its_key() -> None:
