@@ -151,11 +151,11 @@ def _take_rate(user_id: str, key: str | None, digest: str) -> None:
 
 
 def _steps_of(pipeline: dict[str, Any]) -> list[Step]:
-    """The pipeline's saved steps. Ones this release cannot read were saved by the next, with
-    a step field this one does not know (README, "Deploy": a new field takes two deploys),
-    or by a release rolled back: `503`, as for a dependency not ready, rather than a 500 or
-    a task run without what its step says. Logged by the pipeline's id and the number of
-    errors, never the definition (its headers may hold a secret's reference)."""
+    """The pipeline's saved steps. Ones this release cannot read were saved by a newer one,
+    during a deploy or before a rollback, with a step field this one does not know (README,
+    "Deploy": a new field takes two deploys): `503`, as for a dependency not ready, rather
+    than a 500 or a task run without what its step says. Logged by the pipeline's id and the
+    number of errors, never the definition (its headers may hold a secret's reference)."""
     try:
         return parse_steps(pipeline["steps"])
     except ValidationError as unreadable:
