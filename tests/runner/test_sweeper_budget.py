@@ -31,6 +31,7 @@ from tests.support.function_url import call
 from tests.support.functions import handler
 from tests.support.logs import capture_logs
 from tests.support.pipelines import Customer, new_pipeline, token_for
+from tests.support.queue import backend_in_place
 from tests.support.quota import new_user
 from tests.support.settings import app_engine_under
 
@@ -163,14 +164,8 @@ class ReleaseFails:
 
 @pytest.fixture
 def release_fails() -> Iterator[None]:
-    import app.queue as port
-
-    saved = port._backend
-    port._backend = ReleaseFails()
-    try:
+    with backend_in_place(ReleaseFails()):
         yield
-    finally:
-        port._backend = saved
 
 
 def test_a_failing_stage_keeps_the_other_stages_counts_and_fails_the_run(

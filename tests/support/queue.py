@@ -1,8 +1,10 @@
-"""A queue backend for tests that keeps what the port is sent: `queue`, the fixture that puts
-one in place of the configured backend for a test."""
+"""Queue backends in tests: `backend_in_place`, a backend put in place of the configured one
+for a block, and `queue`, the fixture that puts a `Recorder` there, which keeps what the
+port is sent."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,11 +30,19 @@ class Recorder:
         return 0
 
 
-@pytest.fixture
-def queue() -> Iterator[Recorder]:
-    recorder, saved = Recorder(), port._backend
-    port._backend = recorder
+@contextlib.contextmanager
+def backend_in_place(backend: Any) -> Iterator[None]:
+    """`backend` as the port's backend for the block; the one before it back after."""
+    saved = port._backend
+    port._backend = backend
     try:
-        yield recorder
+        yield
     finally:
         port._backend = saved
+
+
+@pytest.fixture
+def queue() -> Iterator[Recorder]:
+    recorder = Recorder()
+    with backend_in_place(recorder):
+        yield recorder

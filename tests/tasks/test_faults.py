@@ -19,6 +19,7 @@ from app.runner.sweeper import sweep as run_sweep
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.support.logs import capture_logs
 from tests.support.pipelines import Customer, Worker, new_fork, new_pipeline
+from tests.support.queue import backend_in_place
 from tests.support.settings import settings_env
 
 
@@ -59,16 +60,11 @@ class FaultyQueue:
 
 @pytest.fixture
 def faulty() -> Iterator[FaultyQueue]:
-    import app.queue as port
     from app.queue.local import LocalBackend
 
     wrapper = FaultyQueue(LocalBackend())
-    saved = port._backend
-    port._backend = wrapper
-    try:
+    with backend_in_place(wrapper):
         yield wrapper
-    finally:
-        port._backend = saved
 
 
 @pytest.fixture
