@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from app import queue
+from app.clock import invocation_ending, invocation_ends_at
 from app.observability import logging as applog
 from app.observability.instruments import Tally
 from app.observability.push import pusher_for
@@ -59,11 +60,13 @@ def queue_handler(consume: Consume) -> Callable[[Any, Any], dict[str, Any]]:
     pusher = pusher_for(*settings.metrics_push)
 
     def main_handler(event: Any, context: Any = None) -> dict[str, Any]:
+        entered = time.monotonic()
         context = context if isinstance(context, Mapping) else {}
         function = str(context.get("function_name") or "")
         request_id = str(context.get("request_id") or "")
+        ends_at = invocation_ends_at(context, entered)
         try:
-            with applog.bound(function=function, request_id=request_id):
+            with applog.bound(function=function, request_id=request_id), invocation_ending(ends_at):
                 return invocation(event, function)
         finally:
             pusher.after_invocation(function)

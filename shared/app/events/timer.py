@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from app.clock import invocation_ending, invocation_ends_at
 from app.errors import AppError, RunBusy
 from app.observability import logging as applog
 from app.observability.instruments import Tally
@@ -60,16 +61,6 @@ def parse(event: Mapping[str, Any], ends_at: float | None = None) -> TimerEvent:
         message="" if message is None else str(message),
         ends_at=ends_at,
     )
-
-
-def invocation_ends_at(context: Mapping[str, Any], entered: float) -> float | None:
-    """When the platform ends an invocation entered at `entered` (time.monotonic()): SCF
-    gives the function's timeout as `time_limit_in_ms`, counted from the invocation's start,
-    which is at most a moment before the handler is entered."""
-    limit_ms = context.get("time_limit_in_ms")
-    if isinstance(limit_ms, bool) or not isinstance(limit_ms, (int, float)) or limit_ms <= 0:
-        return None
-    return entered + limit_ms / 1000
 
 
 Job = Callable[[TimerEvent], Mapping[str, Any]]
@@ -147,7 +138,8 @@ def timer_handler(
     def main_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         entered = time.monotonic()
         context = context if isinstance(context, Mapping) else {}
-        parsed = parse(event, invocation_ends_at(context, entered))
+        ends_at = invocation_ends_at(context, entered)
+        parsed = parse(event, ends_at)
         function = str(context.get("function_name") or "")
         fields: dict[str, Any] = {
             "function": function,
@@ -156,7 +148,7 @@ def timer_handler(
             "request_id": str(context.get("request_id") or ""),
         }
         try:
-            with applog.bound(**fields):
+            with applog.bound(**fields), invocation_ending(ends_at):
                 return run(parsed, fields)
         finally:
             pusher.after_invocation(function)

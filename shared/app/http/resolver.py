@@ -3,6 +3,8 @@
 `http_handler(route, ...)` builds an SCF `main_handler` for one function. Everything a
 client can send that is wrong ends as a 4xx with the error envelope; anything else is a
 bug and ends as `500 INTERNAL_ERROR` with the request id, the stack trace in the log only.
+The invocation's end (the context's `time_limit_in_ms`) is known to the code it calls
+(`app.clock.time_left`).
 
 Each invocation ends with one log line: its RED numbers and the counters it moved (a
 `Tally` is open around the work), then, once the answer is built, the instance's metrics
@@ -19,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from app.clock import invocation_ending, invocation_ends_at
 from app.errors import AppError, ErrorCode
 from app.http.auth import authenticate
 from app.http.event import (
@@ -92,7 +95,8 @@ class HttpApp:
         context = context if isinstance(context, Mapping) else {}
         request_id = request_id_of(context)
         function = str(context.get("function_name") or "")
-        with applog.bound(function=function, request_id=request_id):
+        ends_at = invocation_ends_at(context, time.monotonic())
+        with applog.bound(function=function, request_id=request_id), invocation_ending(ends_at):
             return self._invocation(event, function, request_id, started)
 
     def _invocation(
