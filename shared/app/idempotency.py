@@ -26,7 +26,7 @@ from sqlalchemy.exc import OperationalError
 
 from app import counters
 from app.clock import utcnow
-from app.db.conflicts import is_lock_conflict
+from app.db.conflicts import another_try_fits, is_lock_conflict
 from app.db.statements import ignoring_duplicates
 from app.db.tables import idempotency_keys
 from app.db.transaction import Transaction, transaction
@@ -77,8 +77,8 @@ def create_once(
             continue  # committed meanwhile: the lookup replays it (or it expired)
         except OperationalError as exc:
             # Waiters on one key can deadlock when its first holder rolls back; the loser's
-            # transaction is gone whole, so it starts again from the lookup.
-            if is_lock_conflict(exc) and attempt < ATTEMPTS - 1:
+            # transaction is gone whole, so it starts again from the lookup, if it has time.
+            if is_lock_conflict(exc) and attempt < ATTEMPTS - 1 and another_try_fits():
                 continue
             raise
     raise AppError(ErrorCode.SERVICE_UNAVAILABLE)

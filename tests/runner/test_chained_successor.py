@@ -9,7 +9,7 @@ timeout + calls.SLOT_LEASE_MARGIN_S) runs out in Redis and another caller takes 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy import select
@@ -22,11 +22,20 @@ from tests.support.host_slots import OtherCaller, given_back_since
 from tests.support.local_cloud import wait_for
 from tests.support.lock_waits import RowLock, wait_for_a_lock_wait
 from tests.support.pipelines import Customer, Worker, new_pipeline
-from tests.support.settings import settings_env
+from tests.support.settings import app_engine_under, settings_env
 
 # A slot's lease is the call's timeout + calls.SLOT_LEASE_MARGIN_S: a short timeout keeps
 # the stalls short.
 TIMEOUT_S = 0.5
+
+
+@pytest.fixture(autouse=True)
+def one_long_lock_wait() -> Iterator[None]:
+    """The stall is one lock wait that outlasts the slot's lease, as a stalled commit
+    would be: under DB_LOCK_WAIT_TIMEOUT_S's default (3 s) the settle would fail
+    first and be tried again, which is not the stall this is about."""
+    with app_engine_under(DB_LOCK_WAIT_TIMEOUT_S="30"):
+        yield
 
 
 def _fork(url: str, retries: int) -> str:

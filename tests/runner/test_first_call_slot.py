@@ -10,6 +10,8 @@ task running waits in MariaDB while the slot's lease runs out in Redis."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from sqlalchemy import select
 
@@ -21,9 +23,18 @@ from tests.support.host_slots import OtherCaller, given_back_since
 from tests.support.local_cloud import wait_for
 from tests.support.lock_waits import RowLock, wait_for_a_lock_wait
 from tests.support.pipelines import Customer, Worker, new_pipeline
-from tests.support.settings import settings_env
+from tests.support.settings import app_engine_under, settings_env
 
 TIMEOUT_S = 0.5  # a slot's lease is the call's timeout + calls.SLOT_LEASE_MARGIN_S
+
+
+@pytest.fixture(autouse=True)
+def one_long_lock_wait() -> Iterator[None]:
+    """The stall is one lock wait that outlasts the slot's lease, as a stalled commit
+    would be: under DB_LOCK_WAIT_TIMEOUT_S's default (3 s) marking the task running would fail
+    first and be tried again, which is not the stall this is about."""
+    with app_engine_under(DB_LOCK_WAIT_TIMEOUT_S="30"):
+        yield
 
 
 @pytest.mark.slow  # the stall outlasts a slot's lease: about 6 s

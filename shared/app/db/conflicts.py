@@ -3,41 +3,72 @@ wait timeout (1205) only its statement (innodb_rollback_on_timeout is off by def
 transaction left open with the locks it holds until `transaction()` rolls it back as the
 error leaves the block. Running the unit of work again is the documented remedy for both,
 so neither may be caught inside a unit that goes on: after a deadlock it would go on in
-a new transaction, what it did before the error gone."""
+a new transaction, what it did before the error gone.
+
+Each try may wait for a lock up to DB_LOCK_WAIT_TIMEOUT_S (the session's
+innodb_lock_wait_timeout), so one is made only while it can end before the invocation does
+(`another_try_fits`). A conflict no try resolved reaches the HTTP adapter, which answers it
+`503 SERVICE_UNAVAILABLE`, its transaction rolled back: the client may send it again.
+
+Nothing here imports SQLAlchemy: an error is one of its only once it has been loaded, so the
+HTTP adapter asks every failure without loading the database layer for it.
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy.exc import OperationalError
+from app.clock import time_left
+from app.config import get_settings
 
 T = TypeVar("T")
 
 _RETRYABLE = {1213, 1205}
+# What is still needed after a try's last wait: its rollback and the answer.
+ANSWER_MARGIN_S = 1.0
 
 
-def is_lock_conflict(exc: BaseException) -> bool:
-    """A deadlock or lock wait timeout anywhere in the chain: one that surfaced while
-    SQLAlchemy was cleaning up (a failed `ROLLBACK TO SAVEPOINT`) is still a transaction
-    the server rolled back whole."""
+def lock_conflict_code(exc: BaseException) -> int | None:
+    """1213 or 1205 when a deadlock or lock wait timeout is anywhere in the chain (one that
+    surfaced while SQLAlchemy was cleaning up, a failed `ROLLBACK TO SAVEPOINT`, is still a
+    transaction the server rolled back whole); None otherwise."""
+    errors = sys.modules.get("sqlalchemy.exc")
+    if errors is None:  # never loaded, so nothing raised one of its errors
+        return None
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         args: tuple[Any, ...] = tuple(getattr(getattr(current, "orig", None), "args", ()) or ())
-        if isinstance(current, OperationalError) and len(args) > 0 and args[0] in _RETRYABLE:
-            return True
+        if isinstance(current, errors.OperationalError) and args and args[0] in _RETRYABLE:
+            return int(args[0])
         current = current.__cause__ or current.__context__
-    return False
+    return None
+
+
+def is_lock_conflict(exc: BaseException) -> bool:
+    return lock_conflict_code(exc) is not None
+
+
+def another_try_fits() -> bool:
+    """Whether the unit of work can run once more and still answer before the platform ends
+    the invocation: the try may wait for a lock the whole DB_LOCK_WAIT_TIMEOUT_S. Always
+    outside an invocation whose end is known."""
+    left = time_left()
+    if left is None:
+        return True
+    return left > get_settings().db_lock_wait_timeout_s + ANSWER_MARGIN_S
 
 
 def retry_conflicts(work: Callable[[], T], attempts: int = 5) -> T:
-    """`work()`, run again (up to `attempts` in all) while it ends in a lock conflict."""
+    """`work()`, run again (up to `attempts` in all) while it ends in a lock conflict and
+    another try fits in the invocation."""
     for attempt in range(attempts):
         try:
             return work()
-        except OperationalError as exc:
-            if not is_lock_conflict(exc) or attempt == attempts - 1:
+        except Exception as exc:
+            if not is_lock_conflict(exc) or attempt == attempts - 1 or not another_try_fits():
                 raise
     raise AssertionError("unreachable")  # pragma: no cover

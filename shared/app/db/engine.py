@@ -79,7 +79,14 @@ def build_engine(url: str | None = None) -> Engine:
             pool_timeout=settings.db_pool_acquire_timeout_s,
             pool_use_lifo=True,  # keep the warm connections busy so idle ones can retire
             pool_reset_on_return=None,  # see pool.install_lazy_reset
-            connect_args={"connect_timeout": 5, "charset": "utf8mb4"},
+            connect_args={
+                "connect_timeout": 5,
+                "charset": "utf8mb4",
+                # Every session, so a wait on a row lock ends inside the invocation.
+                "init_command": (
+                    f"SET SESSION innodb_lock_wait_timeout = {settings.db_lock_wait_timeout_s}"
+                ),
+            },
             isolation_level="READ COMMITTED",
             # Statement errors are logged; their parameters may hold hashes or tokens.
             hide_parameters=True,

@@ -1,7 +1,8 @@
 """Event in, answer out: match, authenticate, validate, call, render.
 
 `http_handler(route, ...)` builds an SCF `main_handler` for one function. Everything a
-client can send that is wrong ends as a 4xx with the error envelope; anything else is a
+client can send that is wrong ends as a 4xx with the error envelope; a dependency down or a
+lock conflict that no try resolved in time as `503 SERVICE_UNAVAILABLE`; anything else is a
 bug and ends as `500 INTERNAL_ERROR` with the request id, the stack trace in the log only.
 The invocation's end (the context's `time_limit_in_ms`) is known to the code it calls
 (`app.clock.time_left`).
@@ -22,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from app.clock import invocation_ending, invocation_ends_at
+from app.db.conflicts import lock_conflict_code
 from app.errors import AppError, ErrorCode
 from app.http.auth import authenticate
 from app.http.event import (
@@ -140,11 +142,17 @@ class HttpApp:
 
     @staticmethod
     def _unexpected(exc: Exception) -> AppError:
-        """A dependency that is down is 503, anything else a bug: 500, trace to the log."""
+        """A dependency that is down is 503, and so is a lock conflict that no try resolved
+        in time (the request may be sent again: its transaction was rolled back); anything
+        else a bug: 500, trace to the log."""
         if is_unreachable(exc):
             applog.log_fields(
                 log, logging.ERROR, "dependency unavailable", error=type(exc).__name__
             )
+            return AppError(ErrorCode.SERVICE_UNAVAILABLE)
+        conflict = lock_conflict_code(exc)
+        if conflict is not None:
+            applog.log_fields(log, logging.WARNING, "db lock conflict", code=conflict)
             return AppError(ErrorCode.SERVICE_UNAVAILABLE)
         log.exception("unhandled error")
         return AppError(ErrorCode.INTERNAL_ERROR)

@@ -1,0 +1,133 @@
+"""A wait for a row lock ends inside the invocation: every session waits at most
+DB_LOCK_WAIT_TIMEOUT_S, a unit of work runs again only while another full wait still fits
+before the platform's time limit, and a conflict no try resolved is a 503, not a 500 and
+not a request the platform cuts off."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import OperationalError
+
+from app.clock import invocation_ending
+from app.db.conflicts import lock_conflict_code, retry_conflicts
+from app.db.tables import tasks, users
+from app.db.transaction import transaction
+from tests.support.function_url import context, event, reply_of
+from tests.support.functions import handler
+from tests.support.lock_waits import RowLock
+from tests.support.logs import capture_logs
+from tests.support.pipelines import Customer, new_pipeline
+from tests.support.settings import app_engine_under
+
+QUICK = [{"id": "a", "type": "sim", "duration_ms": 1}]
+
+
+@pytest.fixture
+def one_second_waits() -> Iterator[None]:
+    with app_engine_under(DB_LOCK_WAIT_TIMEOUT_S="1"):
+        yield
+
+
+def _session_wait() -> int:
+    with transaction() as tx:
+        return int(tx.execute(text("SELECT @@SESSION.innodb_lock_wait_timeout")).scalar_one())
+
+
+def test_every_session_waits_for_a_lock_as_long_as_the_setting_says() -> None:
+    assert _session_wait() == 3  # the default, not the server's 50 s
+    with app_engine_under(DB_LOCK_WAIT_TIMEOUT_S="7"):
+        assert _session_wait() == 7
+
+
+class _Touch:
+    """A unit of work that updates the user's row, counting its tries."""
+
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+        self.tries = 0
+
+    def __call__(self) -> None:
+        self.tries += 1
+        with transaction() as tx:
+            tx.execute(update(users).where(users.c.id == self.user_id).values(nickname=None))
+
+
+def _tries_while_held(user_id: str, ends_in_s: float | None, attempts: int) -> _Touch:
+    touch = _Touch(user_id)
+    lock = RowLock()
+    lock.take(select(users.c.id).where(users.c.id == user_id))
+    try:
+        ends_at = None if ends_in_s is None else time.monotonic() + ends_in_s
+        with invocation_ending(ends_at), pytest.raises(OperationalError) as failed:
+            retry_conflicts(touch, attempts=attempts)
+    finally:
+        lock.release()
+    assert lock_conflict_code(failed.value) == 1205
+    return touch
+
+
+def test_a_lock_wait_is_tried_again_while_another_wait_fits(one_second_waits: None) -> None:
+    user = Customer(quota=1)
+    # Outside an invocation, or with time for another wait (1 s) and the answer (1 s): all.
+    assert _tries_while_held(user.id, None, attempts=2).tries == 2
+    assert _tries_while_held(user.id, 10.0, attempts=2).tries == 2
+    # 2.5 s: after the first wait about 1.5 s are left, short of another wait and the answer.
+    assert _tries_while_held(user.id, 2.5, attempts=5).tries == 1
+
+
+def _cancel(customer: Customer, task_id: str, time_limit_ms: int) -> Any:
+    sent = event("POST", f"/tasks/{task_id}/cancel", token=customer.token)
+    invocation = {**context("tasks-id"), "time_limit_in_ms": time_limit_ms}
+    return reply_of(handler("tasks-id")(sent, invocation))
+
+
+def test_a_cancel_that_cannot_get_its_task_in_time_is_503_and_changes_nothing(
+    one_second_waits: None,
+) -> None:
+    customer = Customer(quota=5)
+    task_id = customer.create(new_pipeline(QUICK)).json()["id"]
+    lock = RowLock()
+    lock.take(select(tasks.c.id).where(tasks.c.id == task_id))
+    try:
+        with capture_logs() as logs:
+            started = time.monotonic()
+            reply = _cancel(customer, task_id, time_limit_ms=2500)
+            waited = time.monotonic() - started
+    finally:
+        lock.release()
+
+    assert reply.status == 503, reply.body
+    assert reply.json()["code"] == "SERVICE_UNAVAILABLE"
+    assert waited < 2.5  # one wait, not five: answered before the platform's limit
+    conflicts = logs.where(message="db lock conflict")
+    assert [(line["level"], line["code"]) for line in conflicts] == [("warning", 1205)]
+    assert not logs.where(message="unhandled error") and "Traceback" not in logs.text
+    assert customer.get(task_id).json()["status"] == "queued"
+    assert customer.quota() == (4, 1)
+
+    again = _cancel(customer, task_id, time_limit_ms=2500)  # the lock gone, as sent again
+    assert again.status == 200 and again.json()["status"] == "cancelled"
+    assert customer.quota() == (5, 0)
+
+
+def test_a_keyed_create_whose_user_row_stays_locked_is_503_and_creates_nothing(
+    one_second_waits: None,
+) -> None:
+    customer = Customer(quota=5)
+    pipeline = new_pipeline(QUICK)
+    lock = RowLock()
+    lock.take(select(users.c.id).where(users.c.id == customer.id))
+    try:
+        refused = customer.create(pipeline, key="task-1")  # a 10 s invocation: tried again
+    finally:
+        lock.release()
+
+    assert (refused.status, refused.json()["code"]) == (503, "SERVICE_UNAVAILABLE")
+    assert customer.list().json()["items"] == [] and customer.quota() == (5, 0)
+    created = customer.create(pipeline, key="task-1")  # the key was not taken
+    assert created.status == 201 and customer.quota() == (4, 1)
