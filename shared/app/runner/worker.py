@@ -23,11 +23,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
 
 from app.clock import utcnow
+from app.db.conflicts import retry_conflicts
 from app.db.tables import task_steps, tasks
 from app.db.transaction import transaction
 from app.observability import logging as applog
@@ -179,8 +181,9 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
         if isinstance(outcome, calls.Abandoned):
             return
         if not isinstance(step, ForkStep):
-            with transaction() as tx:
-                recorded = rows.settle(tx, attempts, outcome, utcnow())
+            # Tried again on a lock conflict, as a branch's settle is: failing the message
+            # would drop the call's result, and its redelivery call the upstream once more.
+            recorded = retry_conflicts(partial(_settle, attempts, outcome))
             if recorded:
                 _after_step(task_id, plan.steps, position)
             return
@@ -198,6 +201,11 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
             return
         row_branch, width = following.branch, following.width
         call, claim = following.call, following.claim
+
+
+def _settle(attempts: rows.Attempts, result: calls.Result) -> bool:
+    with transaction() as tx:
+        return rows.settle(tx, attempts, result, utcnow())
 
 
 def _requeue(work: Work, attempts: rows.Attempts, claim: Claim) -> None:
