@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -65,6 +66,7 @@ def create_once(
     committed meanwhile (`KeyTaken`) or a deadlock among waiters on it goes round again,
     from the lookup. `409 IDEMPOTENCY_KEY_MISMATCH` for the key with another body."""
     for attempt in range(ATTEMPTS):
+        started = time.monotonic()
         if key is not None:
             # A known key is answered before the request is judged: its replay stands even
             # if what it names changed since, and another body is 409 whatever it says.
@@ -78,7 +80,8 @@ def create_once(
         except OperationalError as exc:
             # Waiters on one key can deadlock when its first holder rolls back; the loser's
             # transaction is gone whole, so it starts again from the lookup, if it has time.
-            if is_lock_conflict(exc) and attempt < ATTEMPTS - 1 and another_try_fits():
+            tried_s = time.monotonic() - started
+            if is_lock_conflict(exc) and attempt < ATTEMPTS - 1 and another_try_fits(tried_s):
                 continue
             raise
     raise AppError(ErrorCode.SERVICE_UNAVAILABLE)

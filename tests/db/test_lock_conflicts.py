@@ -45,20 +45,25 @@ def test_every_session_waits_for_a_lock_as_long_as_the_setting_says() -> None:
 
 
 class _Touch:
-    """A unit of work that updates the user's row, counting its tries."""
+    """A unit of work that updates the user's row, counting its tries; `first_s` of other
+    work (a provider's call) before it, in each try."""
 
-    def __init__(self, user_id: str) -> None:
+    def __init__(self, user_id: str, first_s: float = 0.0) -> None:
         self.user_id = user_id
+        self.first_s = first_s
         self.tries = 0
 
     def __call__(self) -> None:
         self.tries += 1
+        time.sleep(self.first_s)
         with transaction() as tx:
             tx.execute(update(users).where(users.c.id == self.user_id).values(nickname=None))
 
 
-def _tries_while_held(user_id: str, ends_in_s: float | None, attempts: int) -> _Touch:
-    touch = _Touch(user_id)
+def _tries_while_held(
+    user_id: str, ends_in_s: float | None, attempts: int, first_s: float = 0.0
+) -> _Touch:
+    touch = _Touch(user_id, first_s)
     lock = RowLock()
     lock.take(select(users.c.id).where(users.c.id == user_id))
     try:
@@ -78,6 +83,41 @@ def test_a_lock_wait_is_tried_again_while_another_wait_fits(one_second_waits: No
     assert _tries_while_held(user.id, 10.0, attempts=2).tries == 2
     # 2.5 s: after the first wait about 1.5 s are left, short of another wait and the answer.
     assert _tries_while_held(user.id, 2.5, attempts=5).tries == 1
+
+
+def test_a_try_that_took_longer_than_a_lock_wait_counts_as_long(one_second_waits: None) -> None:
+    """A try of 3 s (2 s of other work, then the 1 s wait) leaves 2.5 s of 5.5: enough for
+    another wait and the answer (2 s), not for another try like it (4 s)."""
+    user = Customer(quota=1)
+    assert _tries_while_held(user.id, 5.5, attempts=5, first_s=2.0).tries == 1
+    assert _tries_while_held(user.id, 8.0, attempts=2, first_s=2.0).tries == 2
+
+
+def test_a_bug_raised_while_a_conflict_was_handled_is_not_a_conflict(
+    one_second_waits: None,
+) -> None:
+    user = Customer(quota=1)
+    tries = 0
+
+    def buggy() -> None:
+        nonlocal tries
+        tries += 1
+        try:
+            _Touch(user.id)()
+        except OperationalError:
+            raise KeyError("a bug in the handling") from None
+
+    lock = RowLock()
+    lock.take(select(users.c.id).where(users.c.id == user.id))
+    try:
+        with pytest.raises(KeyError) as raised:
+            retry_conflicts(buggy)
+    finally:
+        lock.release()
+    assert tries == 1
+    assert raised.value.__context__ is not None  # the conflict is still in its chain
+    assert lock_conflict_code(raised.value.__context__) == 1205
+    assert lock_conflict_code(raised.value) is None  # so the answer is 500, with a trace
 
 
 def _cancel(customer: Customer, task_id: str, time_limit_ms: int) -> Any:
@@ -103,6 +143,7 @@ def test_a_cancel_that_cannot_get_its_task_in_time_is_503_and_changes_nothing(
 
     assert reply.status == 503, reply.body
     assert reply.json()["code"] == "SERVICE_UNAVAILABLE"
+    assert reply.header("Retry-After") == "1"
     assert waited < 2.5  # one wait, not five: answered before the platform's limit
     conflicts = logs.where(message="db lock conflict")
     assert [(line["level"], line["code"]) for line in conflicts] == [("warning", 1205)]
@@ -123,11 +164,14 @@ def test_a_keyed_create_whose_user_row_stays_locked_is_503_and_creates_nothing(
     lock = RowLock()
     lock.take(select(users.c.id).where(users.c.id == customer.id))
     try:
-        refused = customer.create(pipeline, key="task-1")  # a 10 s invocation: tried again
+        started = time.monotonic()
+        refused = customer.create(pipeline, key="task-1")
+        waited = time.monotonic() - started
     finally:
         lock.release()
 
     assert (refused.status, refused.json()["code"]) == (503, "SERVICE_UNAVAILABLE")
+    assert waited >= 2.0  # a 10 s invocation: tried again after the first full wait
     assert customer.list().json()["items"] == [] and customer.quota() == (5, 0)
     created = customer.create(pipeline, key="task-1")  # the key was not taken
     assert created.status == 201 and customer.quota() == (4, 1)

@@ -6,9 +6,11 @@ so neither may be caught inside a unit that goes on: after a deadlock it would g
 a new transaction, what it did before the error gone.
 
 Each try may wait for a lock up to DB_LOCK_WAIT_TIMEOUT_S (the session's
-innodb_lock_wait_timeout), so one is made only while it can end before the invocation does
-(`another_try_fits`). A conflict no try resolved reaches the HTTP adapter, which answers it
-`503 SERVICE_UNAVAILABLE`, its transaction rolled back: the client may send it again.
+innodb_lock_wait_timeout), and may take as long as the one that failed (a keyed order's try
+asks the payment provider too), so one is made only while the longer of the two can end
+before the invocation does (`another_try_fits`). A conflict no try resolved reaches the
+HTTP adapter, which answers it `503 SERVICE_UNAVAILABLE` with `Retry-After: 1`, its
+transaction rolled back: the client may send it again.
 
 Nothing here imports SQLAlchemy: an error is one of its only once it has been loaded, so the
 HTTP adapter asks every failure without loading the database layer for it.
@@ -17,6 +19,7 @@ HTTP adapter asks every failure without loading the database layer for it.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -31,11 +34,14 @@ ANSWER_MARGIN_S = 1.0
 
 
 def lock_conflict_code(exc: BaseException) -> int | None:
-    """1213 or 1205 when a deadlock or lock wait timeout is anywhere in the chain (one that
-    surfaced while SQLAlchemy was cleaning up, a failed `ROLLBACK TO SAVEPOINT`, is still a
-    transaction the server rolled back whole); None otherwise."""
+    """1213 or 1205 when `exc` is a database error with a deadlock or lock wait timeout
+    anywhere in its chain (one that surfaced while SQLAlchemy was cleaning up, a failed
+    `ROLLBACK TO SAVEPOINT`, is still a transaction the server rolled back whole); None
+    otherwise, a bug raised while handling a conflict included."""
     errors = sys.modules.get("sqlalchemy.exc")
     if errors is None:  # never loaded, so nothing raised one of its errors
+        return None
+    if not isinstance(exc, errors.DBAPIError):
         return None
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -52,23 +58,27 @@ def is_lock_conflict(exc: BaseException) -> bool:
     return lock_conflict_code(exc) is not None
 
 
-def another_try_fits() -> bool:
+def another_try_fits(tried_s: float) -> bool:
     """Whether the unit of work can run once more and still answer before the platform ends
-    the invocation: the try may wait for a lock the whole DB_LOCK_WAIT_TIMEOUT_S. Always
-    outside an invocation whose end is known."""
+    the invocation, when the try that failed took `tried_s`: the next may take as long, or
+    wait for a lock the whole DB_LOCK_WAIT_TIMEOUT_S. Always outside an invocation whose
+    end is known."""
     left = time_left()
     if left is None:
         return True
-    return left > get_settings().db_lock_wait_timeout_s + ANSWER_MARGIN_S
+    return left > max(tried_s, get_settings().db_lock_wait_timeout_s) + ANSWER_MARGIN_S
 
 
 def retry_conflicts(work: Callable[[], T], attempts: int = 5) -> T:
     """`work()`, run again (up to `attempts` in all) while it ends in a lock conflict and
     another try fits in the invocation."""
     for attempt in range(attempts):
+        started = time.monotonic()
         try:
             return work()
         except Exception as exc:
-            if not is_lock_conflict(exc) or attempt == attempts - 1 or not another_try_fits():
+            if not is_lock_conflict(exc) or attempt == attempts - 1:
+                raise
+            if not another_try_fits(time.monotonic() - started):
                 raise
     raise AssertionError("unreachable")  # pragma: no cover

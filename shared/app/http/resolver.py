@@ -153,7 +153,8 @@ class HttpApp:
         conflict = lock_conflict_code(exc)
         if conflict is not None:
             applog.log_fields(log, logging.WARNING, "db lock conflict", code=conflict)
-            return AppError(ErrorCode.SERVICE_UNAVAILABLE)
+            # Contention, not an outage: worth sending again soon (RFC 9110 10.2.3).
+            return AppError(ErrorCode.SERVICE_UNAVAILABLE, headers={"Retry-After": "1"})
         log.exception("unhandled error")
         return AppError(ErrorCode.INTERNAL_ERROR)
 
