@@ -1,7 +1,8 @@
 """Time as the system keeps it: timezone-aware UTC, shown as ISO 8601 ending in Z; when the
 current invocation ends, which the adapter that entered it knows from the platform and code
-far below it asks before trying something again (`time_left`); and how long a timer job's
-run may take work, from when its invocation ends."""
+far below it asks before trying something again (`time_left`); and how long a job's run may
+take work, from when the invocation it runs in ends (`run_budget_s`), whether its timer or
+an admin's request (`POST /admin/jobs/{name}`) entered it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any
 
 # When the platform ends the invocation this code runs in, time.monotonic(); None outside
 # one, or when the platform did not say.
@@ -56,20 +57,13 @@ def time_left() -> float | None:
     return None if ends_at is None else ends_at - time.monotonic()
 
 
-class Invocation(Protocol):
-    """What a timer job's run is told of its invocation (the timer adapter's event)."""
-
-    @property
-    def ends_at(self) -> float | None:
-        """When the platform ends the invocation, time.monotonic(); None when unknown."""
-        ...
-
-
-def run_budget_s(invocation: Invocation | None, budget_s: float, after_s: float) -> float:
-    """How long a timer job's run may take work: `budget_s`, or less when its invocation
-    ends sooner, so that what it still spends once it stops taking work (`after_s`: the last
-    turn taken, the report) ends before the platform ends the invocation. Without an
-    invocation's end (an admin's run, a caller other than SCF) it is `budget_s`."""
-    if invocation is None or invocation.ends_at is None:
+def run_budget_s(budget_s: float, after_s: float) -> float:
+    """How long a job's run may take work: `budget_s`, or less when the invocation it runs
+    in ends sooner (`time_left`), so that what it still spends once it stops taking work
+    (`after_s`: the last turn taken, the report) ends before the platform ends the
+    invocation. Outside an invocation whose end is known (a caller other than SCF) it is
+    `budget_s`."""
+    left = time_left()
+    if left is None:
         return budget_s
-    return min(budget_s, invocation.ends_at - time.monotonic() - after_s)
+    return min(budget_s, left - after_s)

@@ -11,7 +11,7 @@ from typing import Any
 from app.ids import new_id
 from tests.support.audit import actions_on
 from tests.support.function_url import Reply, call
-from tests.support.functions import handler
+from tests.support.functions import handler, time_limit_ms
 from tests.support.logs import capture_logs
 from tests.support.payments import new_plan_id
 from tests.support.pipelines import token_for
@@ -193,7 +193,12 @@ def test_a_job_run_records_its_name_and_report() -> None:
     admin = Admin()
     before = len(actions_on("saga-sweeper"))
     with capture_logs() as logs:
-        reply = admin.call("admin-jobs-run", "POST", "/admin/jobs/saga-sweeper")
+        reply = admin.call(
+            "admin-jobs-run",
+            "POST",
+            "/admin/jobs/saga-sweeper",
+            time_limit_ms=time_limit_ms("admin-jobs-run"),
+        )
     assert reply.status == 200, reply.body
     # Logged as a timer's run is, and its invocation's line names the job.
     (line,) = logs.where(message="job run", job="saga-sweeper")

@@ -16,7 +16,7 @@ from app.quota.service import QUOTA_MAX
 from tests.fakes.alipay import FakeAlipay
 from tests.fakes.wechatpay import FakeWechatPay
 from tests.support.function_url import call
-from tests.support.functions import handler
+from tests.support.functions import handler, time_limit_ms
 from tests.support.logs import capture_logs
 from tests.support.payments import (
     Buyer,
@@ -38,7 +38,11 @@ def queries(fake: FakeWechatPay, order_id: str) -> int:
 
 def run_job() -> dict[str, Any]:
     reply = call(
-        handler("admin-jobs-run"), "POST", "/admin/jobs/order-reconcile", token=admin_token()
+        handler("admin-jobs-run"),
+        "POST",
+        "/admin/jobs/order-reconcile",
+        token=admin_token(),
+        time_limit_ms=time_limit_ms("admin-jobs-run"),
     )
     assert reply.status == 200, reply.body
     report = dict(reply.json())

@@ -1,7 +1,8 @@
-"""A saga-sweeper run is bounded and fair: it takes no task once its budget is spent (the
-timer's, from its invocation's time limit), each stage has its share of it, so a backlog in
-one stage no longer keeps the later ones from their turn; and a stage that fails as a whole
-loses none of the other stages' counts, while the run still ends failed.
+"""A saga-sweeper run is bounded and fair: it takes no task once its budget is spent (from
+its invocation's time limit, the timer's or admin-jobs-run's), each stage has its share of
+it, so a backlog in one stage no longer keeps the later ones from their turn; and a stage
+that fails as a whole loses none of the other stages' counts, while the run still ends
+failed.
 
 In a database of their own, so that the overdue tasks and left reservations are exactly the
 test's."""
@@ -28,7 +29,7 @@ from infra import manifest
 from tests.support.audit import actions_on
 from tests.support.database import migrated_database
 from tests.support.function_url import call
-from tests.support.functions import handler
+from tests.support.functions import handler, time_limit_ms
 from tests.support.logs import capture_logs
 from tests.support.pipelines import Customer, new_pipeline, token_for
 from tests.support.queue import backend_in_place
@@ -151,6 +152,24 @@ def test_a_run_whose_invocation_is_ending_takes_no_task(own_database: None) -> N
     assert status(overdue[0]) == "queued"
 
 
+def test_an_admins_run_is_bounded_by_its_own_invocations_end(own_database: None) -> None:
+    # admin-jobs-run invoked with less time than the run needs after its last turn: the
+    # run takes no task, as its timer's would, rather than its whole RUN_BUDGET_S.
+    overdue = overdue_tasks(1)
+    admin = new_user(role="admin")
+    reply = call(
+        handler("admin-jobs-run"),
+        "POST",
+        "/admin/jobs/saga-sweeper",
+        token=token_for(admin),
+        time_limit_ms=int((sweeper.AFTER_LAST_TURN_S - 1) * 1000),
+    )
+    assert reply.status == 200, reply.body
+    report = reply.json()
+    assert report["expired"] == 0 and report["stopped_early"] is True, report
+    assert status(overdue[0]) == "queued"
+
+
 class ReleaseFails:
     """The queue port's backend with its delayed messages' release failing: the queue (or
     the Redis that parks them) is down."""
@@ -196,7 +215,11 @@ def test_a_failing_stage_keeps_the_other_stages_counts_and_fails_the_run(
     overdue_tasks(1)
     admin = new_user(role="admin")
     reply = call(
-        handler("admin-jobs-run"), "POST", "/admin/jobs/saga-sweeper", token=token_for(admin)
+        handler("admin-jobs-run"),
+        "POST",
+        "/admin/jobs/saga-sweeper",
+        token=token_for(admin),
+        time_limit_ms=time_limit_ms("admin-jobs-run"),
     )
     assert reply.status == 503 and reply.json()["code"] == "SERVICE_UNAVAILABLE"
     (record,) = actions_on("saga-sweeper")

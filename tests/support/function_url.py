@@ -50,12 +50,15 @@ def event(
     return found
 
 
-def context(function_name: str = "test", request_id: str | None = None) -> dict[str, Any]:
+def context(
+    function_name: str = "test", request_id: str | None = None, time_limit_ms: int = 10000
+) -> dict[str, Any]:
+    """The context SCF gives an invocation; `time_limit_ms`: the function's timeout."""
     return {
         "request_id": request_id or secrets.token_hex(16),
         "function_name": function_name,
         "memory_limit_in_mb": 256,
-        "time_limit_in_ms": 10000,
+        "time_limit_in_ms": time_limit_ms,
     }
 
 
@@ -82,6 +85,9 @@ def reply_of(result: dict[str, Any]) -> Reply:
     return Reply(result["statusCode"], result["headers"], body)
 
 
-def call(handler: Any, method: str, path: str, **kwargs: Any) -> Reply:
-    """Invoke a main_handler with a Function URL event and read its answer."""
-    return reply_of(handler(event(method, path, **kwargs), context()))
+def call(
+    handler: Any, method: str, path: str, *, time_limit_ms: int = 10000, **kwargs: Any
+) -> Reply:
+    """Invoke a main_handler with a Function URL event and read its answer; the platform
+    ends the invocation `time_limit_ms` after it starts."""
+    return reply_of(handler(event(method, path, **kwargs), context(time_limit_ms=time_limit_ms)))

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from infra import manifest
 from infra.functions import load_handler
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,6 +22,12 @@ def handler(name: str, entry: str = "index.main_handler") -> Any:
     """functions/<name>/index.py's main_handler (an http_handler also carries `.routes`),
     or another `entry` (a web function's `index.app`)."""
     return load_handler(name, FUNCTIONS / name, entry)
+
+
+def time_limit_ms(name: str) -> int:
+    """The time limit SCF gives each invocation of function `name`: its timeout
+    (serverless.yml)."""
+    return manifest.load().functions[name].timeout_s * 1000
 
 
 def fresh_instance(

@@ -1,19 +1,20 @@
 """Timer trigger events: `timer_handler(job)` is the `main_handler` of a timer function.
 
 The platform sends `{"Type": "Timer", "TriggerName", "Time": "...Z", "Message"}` on the
-trigger's 7-field cron. The job gets the parsed event, with when the platform ends the
-invocation (from the context's `time_limit_in_ms`: a job that may run long stops taking
-work before it), and returns a report (a dict of what it did); the wrapper writes one JSON
-log line per run with that report and the counters the run moved, counts the run in
-`job_runs_total` (`run_counted`, which runs an admin's `POST /admin/jobs/{name}` the same
-way) and returns the report under the job's name, `{"job": name, ...report}`, as the admin's
-run answers it. A job that raises is logged and counted as
-failed, then re-raised so the platform records the invocation as failed; the line holds the
-error's `report` when it carries one (what the job had done before it failed). A job that
-finds another run of itself live (`RunBusy`: the last turn still going, or an admin's run)
-did nothing wrong: its turn is logged and counted as `busy` and ends normally, so the
-platform does not retry it on top of the live run. Whatever the outcome, the instance's metrics push
-follows when one is due.
+trigger's 7-field cron. The job gets the parsed event and returns a report (a dict of what
+it did). It runs inside the invocation's end (`app.clock.invocation_ending`, from the
+context's `time_limit_in_ms`): a job that may run long asks `app.clock.time_left` (through
+`run_budget_s`), as it does in an admin's run, and stops taking work before the platform
+ends the invocation. The wrapper writes one JSON log line per run with that report and the
+counters the run moved, counts the run in `job_runs_total` (`run_counted`, which runs an
+admin's `POST /admin/jobs/{name}` the same way) and returns the report under the job's
+name, `{"job": name, ...report}`, as the admin's run answers it. A job that raises is
+logged and counted as failed, then re-raised so the platform records the invocation as
+failed; the line holds the error's `report` when it carries one (what the job had done
+before it failed). A job that finds another run of itself live (`RunBusy`: the last turn
+still going, or an admin's run) did nothing wrong: its turn is logged and counted as `busy`
+and ends normally, so the platform does not retry it on top of the live run. Whatever the
+outcome, the instance's metrics push follows when one is due.
 """
 
 from __future__ import annotations
@@ -41,12 +42,9 @@ class TimerEvent:
     trigger_name: str
     time: datetime  # when the platform fired the trigger, UTC
     message: str  # the trigger's configured argument ("" when none)
-    # When the platform ends this invocation, time.monotonic(); None when the context does
-    # not say (a caller other than SCF).
-    ends_at: float | None = None
 
 
-def parse(event: Mapping[str, Any], ends_at: float | None = None) -> TimerEvent:
+def parse(event: Mapping[str, Any]) -> TimerEvent:
     raw_time = str(event.get("Time") or "")
     try:
         fired = datetime.fromisoformat(raw_time.replace("Z", "+00:00"))
@@ -59,7 +57,6 @@ def parse(event: Mapping[str, Any], ends_at: float | None = None) -> TimerEvent:
         trigger_name=str(event.get("TriggerName") or ""),
         time=fired.astimezone(timezone.utc),
         message="" if message is None else str(message),
-        ends_at=ends_at,
     )
 
 
@@ -139,7 +136,7 @@ def timer_handler(
         entered = time.monotonic()
         context = context if isinstance(context, Mapping) else {}
         ends_at = invocation_ends_at(context, entered)
-        parsed = parse(event, ends_at)
+        parsed = parse(event)
         function = str(context.get("function_name") or "")
         fields: dict[str, Any] = {
             "function": function,

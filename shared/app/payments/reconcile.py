@@ -21,12 +21,13 @@ retries it.
 An answer the provider signed that carries a value we cannot take (`UnusableAnswer`)
 changes nothing and is logged at ERROR, each time it is asked again.
 
-A run is bounded: it takes orders for RUN_BUDGET_S at most (the timer's run less, when its
-invocation ends sooner), JOB_WORKERS at once, least recently asked first, so a backlog
-(a provider outage, a burst of abandoned codes) is worked through over several runs instead
-of one run being killed mid-way and the next starting again on the same oldest orders. Two
-runs at once (the timer's and an admin's, or a run outliving its minute) need no lock: each
-order is claimed as it is taken, so they share the orders out.
+A run is bounded: it takes orders for RUN_BUDGET_S at most (less when the invocation it runs
+in ends sooner, its timer's or an admin's: `app.clock.run_budget_s`), JOB_WORKERS at once,
+least recently asked first, so a backlog (a provider outage, a burst of abandoned codes) is
+worked through over several runs instead of one run being killed mid-way and the next
+starting again on the same oldest orders. Two runs at once (the timer's and an admin's, or
+a run outliving its minute) need no lock: each order is claimed as it is taken, so they
+share the orders out.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 
-from app.clock import Invocation, run_budget_s, utcnow
+from app.clock import run_budget_s, utcnow
 from app.db.tables import orders
 from app.db.transaction import Transaction, transaction
 from app.observability import logging as applog
@@ -94,13 +95,18 @@ def on_read(order: Any) -> Any:
     return _reload(order["id"]) or order
 
 
-def run(budget_s: float = RUN_BUDGET_S) -> dict[str, int]:
+def run(budget_s: float | None = None) -> dict[str, int]:
     """The job: settle what the provider says was paid, close what expired. Due orders are
     taken least recently asked first (never asked, then asked longest ago; oldest first
     among equals), JOB_WORKERS at once, each claimed as it is taken; none is asked twice in
     one run. Once `budget_s` has passed no order is taken; those under way end within
     ORDER_MAX_S. So a backlog larger than one run is worked through in turns: what one run
-    did not reach comes first in the next, and a slow order holds one worker, not the rest."""
+    did not reach comes first in the next, and a slow order holds one worker, not the rest.
+    Without a `budget_s`, RUN_BUDGET_S, or less when the invocation it runs in (its timer's,
+    an admin's) ends sooner (a function timeout below 60 s), so that the last order taken
+    ends, and the run reports, before the platform ends the invocation."""
+    if budget_s is None:
+        budget_s = run_budget_s(RUN_BUDGET_S, ORDER_MAX_S + REPORT_SPARE_S)
     counts = Counts()
     started = utcnow()
     stop_at = time.monotonic() + budget_s
@@ -142,11 +148,10 @@ def run(budget_s: float = RUN_BUDGET_S) -> dict[str, int]:
     return {"checked": counts.checked, "paid": counts.paid, "closed": counts.closed}
 
 
-def run_timer(event: Invocation | None = None) -> dict[str, int]:
-    """The timer function's run: RUN_BUDGET_S, or less when its invocation ends sooner (a
-    function timeout below 60 s), so that the last order taken ends, and the run reports,
-    before the platform ends the invocation."""
-    return run(run_budget_s(event, RUN_BUDGET_S, ORDER_MAX_S + REPORT_SPARE_S))
+def run_timer(_event: Any = None) -> dict[str, int]:
+    """The timer function's job, bounded by its invocation as `run` is; the timer wrapper
+    logs and counts the run."""
+    return run()
 
 
 def _due(now: datetime, started: datetime) -> list[Any]:

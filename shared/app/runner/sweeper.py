@@ -16,15 +16,15 @@ lost message or a dead worker left behind and finishes it.
 5. Delayed queue messages that fell due are sent (app.queue.release_due), in case no queue
    function ran to send them.
 
-A run is bounded: it takes no task once RUN_BUDGET_S are spent (the timer's run: less when
-its invocation ends sooner, `app.clock.run_budget_s`, as order-reconcile's), and each stage
-has its share of it: what is left of the budget when the stage starts, divided by the
-stages still to come (the last three, one call each, counted as one). A stage takes its
-first task whenever it starts within the budget, and no task after its share is spent
-(`stopped_early` in the report). So a backlog (after a worker outage) no longer lets the
-expiry hold the whole run while the settlements, the purges and the release of delayed
-messages wait for a run the platform does not kill first: each stage gets its turn every
-minute.
+A run is bounded: it takes no task once RUN_BUDGET_S are spent (less when the invocation it
+runs in ends sooner, its timer's or an admin's: `app.clock.run_budget_s`, as
+order-reconcile's), and each stage has its share of it: what is left of the budget when the
+stage starts, divided by the stages still to come (the last three, one call each, counted
+as one). A stage takes its first task whenever it starts within the budget, and no task
+after its share is spent (`stopped_early` in the report). So a backlog (after a worker
+outage) no longer lets the expiry hold the whole run while the settlements, the purges and
+the release of delayed messages wait for a run the platform does not kill first: each stage
+gets its turn every minute.
 
 The counts go in the job's log line (the timer wrapper writes it) and in job_items_total.
 One task whose expiry, resumption or settlement fails (anything raised) is logged at ERROR
@@ -54,7 +54,7 @@ from typing import Any
 from sqlalchemy import select
 
 from app import idempotency, queue
-from app.clock import Invocation, run_budget_s, utcnow
+from app.clock import run_budget_s, utcnow
 from app.config import get_settings
 from app.db.tables import quota_transactions, task_steps, tasks
 from app.db.transaction import transaction
@@ -235,10 +235,15 @@ def _settle_left_reserved(failed: _Failures, turns: _Turns) -> int:
     return _each("settle", ended_as, settle, failed, turns)
 
 
-def sweep(budget_s: float = RUN_BUDGET_S) -> dict[str, Any]:
+def sweep(budget_s: float | None = None) -> dict[str, Any]:
     """One pass within `budget_s` (see the module doc); the counts of what it did, and
     `stopped_early` when a stage left tasks it had found for the next run. Raises
-    SweepIncomplete, carrying that report, when a stage failed as a whole."""
+    SweepIncomplete, carrying that report, when a stage failed as a whole. Without a
+    `budget_s`, RUN_BUDGET_S, or less when the invocation it runs in (its timer's, an
+    admin's) ends sooner, so that the last turn taken ends, and the run reports, before
+    the platform ends it."""
+    if budget_s is None:
+        budget_s = run_budget_s(RUN_BUDGET_S, AFTER_LAST_TURN_S)
     failed = _Failures()
     turns = _Turns(stop_at=time.monotonic() + budget_s)
     # The stages that take task after task, then the single-call ones, which share one
@@ -289,8 +294,7 @@ def sweep(budget_s: float = RUN_BUDGET_S) -> dict[str, Any]:
     return report
 
 
-def run_timer(event: Invocation | None = None) -> dict[str, Any]:
-    """The timer function's run: RUN_BUDGET_S, or less when its invocation ends sooner, so
-    that the last turn taken ends, and the run reports, before the platform ends it. The
-    timer wrapper logs and counts the run."""
-    return sweep(run_budget_s(event, RUN_BUDGET_S, AFTER_LAST_TURN_S))
+def run_timer(_event: Any = None) -> dict[str, Any]:
+    """The timer function's job, bounded by its invocation as `sweep` is; the timer wrapper
+    logs and counts the run."""
+    return sweep()

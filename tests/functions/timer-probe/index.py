@@ -1,7 +1,6 @@
 """Counts its runs per trigger in Redis and reports what the timer event said."""
 
-import time
-
+from app.clock import time_left
 from app.events.timer import timer_handler
 from app.redis_client import get_redis
 
@@ -13,7 +12,7 @@ def probe(event):
         "message": event.message,
         "time": event.time.isoformat(),
         "count": count,
-        "seconds_left": None if event.ends_at is None else event.ends_at - time.monotonic(),
+        "seconds_left": time_left(),
     }
 
 
