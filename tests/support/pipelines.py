@@ -92,18 +92,23 @@ def new_fork(url: str, cost: int = 1, over: str = "items") -> str:
 class Worker:
     """The pipeline-worker function subscribed to the local broker, as the local cloud does."""
 
-    def __init__(self, workers: int = 16) -> None:
+    def __init__(self, workers: int = 16, time_limit_ms: int | None = None) -> None:
+        """`time_limit_ms`: the invocations' time limit as SCF's context gives it (none by
+        default: the runner keeps a budget of its own)."""
         from app.queue.local import broker
 
         self.broker = broker()
         self.broker.workers = max(self.broker.workers, workers)
         self.broker.backoff_s = 0.05
         self.main = handler("pipeline-worker")
+        self.context: dict[str, Any] = {"function_name": "pipeline-worker", "request_id": "t"}
+        if time_limit_ms is not None:
+            self.context["time_limit_in_ms"] = time_limit_ms
         self.deliveries = 0
 
     def consume(self, message: Any, attempt: int) -> None:
         self.deliveries += 1
-        self.main(json.loads(message.body), {"function_name": "pipeline-worker", "request_id": "t"})
+        self.main(json.loads(message.body), self.context)
 
     def start(self) -> Worker:
         self.broker.subscribe(QUEUE, "pipeline-worker", self.consume)

@@ -126,18 +126,24 @@ def _announce(task_id: str) -> None:
 def mark_running(task_id: str) -> bool:
     """queued -> running, announced with the view read in the same transaction: one
     transaction, not two. It holds only the task row's lock, which only an ending task
-    waits for (`finish` reads its view after the commit: it holds the user's quota row)."""
-    now = utcnow()
-    with transaction() as conn:
-        moved = conn.execute(
-            update(tasks)
-            .where(tasks.c.id == task_id, tasks.c.status == "queued")
-            .values(status="running", updated_at=now)
-        ).rowcount
-        view = load_view(conn, task_id) if moved else None
-        if view is not None:
-            conn.after_commit(lambda: hooks.task_updated(view), task_id=task_id)
-    return bool(moved)
+    waits for (`finish` reads its view after the commit: it holds the user's quota row).
+    Tried again on a lock conflict, while that fits in the invocation: the worker has
+    claimed the step by then, and failing would give the claim back for a redelivery."""
+
+    def work() -> bool:
+        now = utcnow()
+        with transaction() as conn:
+            moved = conn.execute(
+                update(tasks)
+                .where(tasks.c.id == task_id, tasks.c.status == "queued")
+                .values(status="running", updated_at=now)
+            ).rowcount
+            view = load_view(conn, task_id) if moved else None
+            if view is not None:
+                conn.after_commit(lambda: hooks.task_updated(view), task_id=task_id)
+        return bool(moved)
+
+    return retry_conflicts(work)
 
 
 def finish(task_id: str, *, output: Any = None, error: dict[str, Any] | None = None) -> bool:
