@@ -7,7 +7,8 @@ a real HTTP server on 127.0.0.1, with knobs for what the simulator does not do b
 - `fake.down()`: the server stops, so connections to its gateway URL are refused;
   `fake.answer_next(status, body)` scripts the next answers in order (a 5xx, a body that is
   not JSON, an answer signed with another key: `fake.sim.signed_answer(..., key=...)`);
-  `fake.stall_next(seconds)` holds the next answer back that long.
+  `fake.stall_next(seconds)` holds the next answer back that long; `fake.drop_next()` closes
+  the next request's connection without an answer (a proxy or the gateway going away).
 - `fake.requests`: every HTTP request received (method, path with query, headers, body);
   `fake.sim.calls`: every gateway call as the simulator judged it (parameters, biz_content,
   the code answered).
@@ -51,6 +52,7 @@ class FakeAlipay(LocalServer):
         self.requests: list[Received] = []
         self._scripted: deque[_Scripted] = deque()
         self._stalls: deque[float] = deque()
+        self._drops = 0
         self._lock = threading.Lock()
         self._port: int | None = None
 
@@ -74,6 +76,7 @@ class FakeAlipay(LocalServer):
             self.requests.clear()
             self._scripted.clear()
             self._stalls.clear()
+            self._drops = 0
         if self._server is None:
             self.start()
         self.sim.base_url = self.base_url
@@ -111,6 +114,17 @@ class FakeAlipay(LocalServer):
     def stall_next(self, seconds: float) -> None:
         with self._lock:
             self._stalls.append(seconds)
+
+    def drop_next(self) -> None:
+        with self._lock:
+            self._drops += 1
+
+    def _take_drop(self) -> bool:
+        with self._lock:
+            if not self._drops:
+                return False
+            self._drops -= 1
+            return True
 
     def gateway_calls(self, api: str) -> list[GatewayCall]:
         return [call for call in self.sim.calls if call.api == api]
@@ -168,6 +182,11 @@ class FakeAlipay(LocalServer):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                if fake._take_drop():
+                    with fake._lock:
+                        fake.requests.append(Received(self.command, self.path, headers, body))
+                    self.close_connection = True
+                    return
                 status, answer_headers, data = fake._answer(self.command, self.path, headers, body)
                 try:
                     self.send_response(status)

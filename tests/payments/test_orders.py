@@ -17,6 +17,7 @@ from tests.fakes.alipay import FakeAlipay
 from tests.fakes.wechatpay import FakeWechatPay
 from tests.support.function_url import call
 from tests.support.functions import handler
+from tests.support.logs import capture_logs
 from tests.support.payments import Buyer, new_plan, order_row, put_plan
 from tests.support.settings import settings_env
 
@@ -112,6 +113,19 @@ def test_a_provider_error_answer_leaves_no_order(alipay: FakeAlipay) -> None:
     reply = buyer.order(plan, "alipay")
     assert reply.status == 502 and reply.json()["code"] == "PAYMENT_PROVIDER_ERROR"
     assert orders_of(buyer.user_id) == 0
+
+
+def test_an_alipay_gateway_that_drops_the_connection_leaves_no_order(alipay: FakeAlipay) -> None:
+    plan = new_plan()
+    buyer = Buyer()
+    alipay.drop_next()
+    with capture_logs() as logs:
+        reply = buyer.order(plan, "alipay")
+    assert reply.status == 502 and reply.json()["code"] == "PAYMENT_PROVIDER_ERROR"
+    assert orders_of(buyer.user_id) == 0
+    (line,) = logs.where(message="payment provider refused an order")
+    assert line["error"] == "alipay.trade.precreate: Alipay unreachable (RemoteDisconnected)"
+    assert buyer.order(plan, "alipay").status == 201
 
 
 # The orders.code column holds 512 characters; both providers' codes are short ASCII URLs.

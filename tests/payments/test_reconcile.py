@@ -374,3 +374,60 @@ def test_an_expired_alipay_order_refunded_before_it_was_settled_is_not_delivered
     assert row["status"] == "closed" and row["paid_at"] is None
     assert counters(buyer.user_id) == (0, 0)
     assert buyer.membership() == (None, None)
+
+
+@pytest.mark.parametrize("path", ["job", "read"])
+def test_a_paid_trade_of_another_amount_is_not_the_orders_payment_and_is_told_at_error(
+    wechatpay: FakeWechatPay, path: str
+) -> None:
+    buyer = Buyer()
+    order_id = buyer.order(new_plan(price_fen=1990, quota=5), "wechat").json()["id"]
+    wechatpay.pay(order_id)  # paid; the notification never arrives
+    wechatpay.sim.trades[order_id].amount_fen = 1  # and WeChat Pay reports 0.01 paid
+    age_order(order_id, 61)
+    with capture_logs() as logs:
+        if path == "job":
+            run_job()
+        else:
+            reply = buyer.get(order_id)
+            assert (reply.status, reply.json()["status"]) == (200, "pending")
+    assert order_row(order_id)["status"] == "pending" and counters(buyer.user_id) == (0, 0)
+    (line,) = logs.where(message="provider's report does not match the order", order_id=order_id)
+    assert line["level"] == "error" and line["via"] == path
+    assert line["reason"] == "amount 1 is not the order's 1990"
+    assert not logs.where(message="order reconciliation failed", order_id=order_id)
+
+
+def test_the_job_asks_about_an_expired_order_whose_close_failed_and_pays_it(
+    wechatpay: FakeWechatPay, own_database: None
+) -> None:
+    buyer = Buyer()
+    order_id = buyer.order(new_plan(quota=3), "wechat").json()["id"]
+    wechatpay.pay(order_id)  # paid; the notification never arrives
+    age_order(order_id, 1801)
+    wechatpay.answer_next(500, {"code": "SYSTEM_ERROR", "message": "系统错误"})  # the close
+    with capture_logs() as logs:
+        report = run_job()
+    assert report == {"checked": 1, "paid": 1, "closed": 0}
+    assert order_row(order_id)["status"] == "paid" and counters(buyer.user_id) == (3, 0)
+    (failed,) = logs.where(message="payment provider close failed", order_id=order_id)
+    assert (
+        failed["level"] == "warning"
+        and failed["error"] == "WeChat Pay close: HTTP 500 SYSTEM_ERROR"
+    )
+    calls = [(r.method, r.path.rsplit("/", 1)[-1]) for r in wechatpay.requests[-2:]]
+    assert calls[0] == ("POST", "close") and calls[1][0] == "GET"
+
+
+def test_a_read_of_an_expired_order_whose_close_failed_leaves_it_pending(
+    wechatpay: FakeWechatPay,
+) -> None:
+    buyer = Buyer()
+    order_id = buyer.order(new_plan(quota=3), "wechat").json()["id"]
+    age_order(order_id, 1801)
+    wechatpay.answer_next(500, {"code": "SYSTEM_ERROR", "message": "系统错误"})  # the close
+    asked = len(wechatpay.requests)
+    reply = buyer.get(order_id)
+    assert (reply.status, reply.json()["status"]) == (200, "pending")
+    assert len(wechatpay.requests) == asked + 1  # the close alone: no query after it
+    assert wechatpay.sim.trades[order_id].state == "NOTPAY"
