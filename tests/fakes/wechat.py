@@ -19,7 +19,9 @@ that user. Each send request is recorded in `fake.sends` (`{"token", "body", "er
 A hostile or broken answer: `fake.pad(path, size)` makes every answer at `path` go on past
 its JSON with `size` bytes of spaces (still valid JSON, so only a bound on what is read
 refuses it; `size` 0 ends it); `fake.cut_off` lists the path of each such answer whose
-client closed before the whole of it was sent.
+client closed before the whole of it was sent. `fake.answer_next(path, body)` makes the
+next answer at `path` those bytes as they are (an HTML error page, JSON of another shape,
+an errcode), the request recorded as usual.
 """
 
 from __future__ import annotations
@@ -64,12 +66,18 @@ class FakeWechat(LocalServer):
         self.sends: list[dict[str, Any]] = []  # every subscribe/send request
         self.padding: dict[str, int] = {}
         self.cut_off: list[str] = []
+        self.next_answers: dict[str, list[bytes]] = {}
         self._lock = threading.Lock()
 
     def pad(self, path: str, size: int) -> None:
         """Answers at `path` go on with `size` bytes of spaces after their JSON."""
         with self._lock:
             self.padding[path] = size
+
+    def answer_next(self, path: str, body: bytes) -> None:
+        """The next answer at `path` is `body`, whatever the request."""
+        with self._lock:
+            self.next_answers.setdefault(path, []).append(body)
 
     def expire_tokens(self) -> None:
         """Every token issued so far is expired: 42001 from now on."""
@@ -180,6 +188,9 @@ class FakeWechat(LocalServer):
                 data = json.dumps(answer).encode()
                 with fake._lock:
                     padding = fake.padding.get(path, 0)
+                    scripted = fake.next_answers.get(path)
+                    if scripted:
+                        data, padding = scripted.pop(0), 0
                 self.send_response(200)
                 # WeChat really does answer JSON as text/plain.
                 self.send_header("Content-Type", "text/plain")

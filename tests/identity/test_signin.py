@@ -5,17 +5,20 @@ from __future__ import annotations
 import secrets
 import threading
 from collections import Counter
+from typing import Any
 
 import bcrypt
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from app.db.tables import invite_codes, users
 from app.db.transaction import transaction
 from app.identity import sms, tokens
 from app.redis_client import get_redis
 from tests.identity.conftest import PASSWORD, Flows, new_phone
-from tests.support.settings import settings_env
+from tests.support.logs import capture_logs
+from tests.support.net import closed_port
+from tests.support.settings import app_engine_under, settings_env
 
 USER_FIELDS = {
     "id",
@@ -517,3 +520,113 @@ def test_password_checks_per_phone_are_bounded_successes_included(flows: Flows) 
         # The refusal took nothing from the address: another phone signs in from it.
         other = flows.registered()["user"]["phone"]
         assert flows.login(other, ip="192.0.2.91").status == 200
+
+
+def _database_down() -> Any:
+    return app_engine_under(DATABASE_URL=f"mysql+pymysql://root@127.0.0.1:{closed_port()}/x")
+
+
+def test_a_registration_the_database_cannot_answer_is_503_and_spends_nothing_of_its_code(
+    flows: Flows,
+) -> None:
+    # The referrer is the first thing registering asks the database: a failure there is no
+    # wrong try of the code, however many times the client sends it again.
+    phone = new_phone()
+    code = flows.code_for(phone, "register")
+    with _database_down():
+        for _ in range(sms.MAX_WRONG_TRIES + 1):
+            reply = flows.register(phone, code=code)
+            assert (reply.status, reply.json()["code"]) == (503, "SERVICE_UNAVAILABLE")
+    reply = flows.register(phone, code=code)
+    assert reply.status == 201, reply.body
+
+
+def test_a_password_login_the_database_cannot_answer_is_503_and_counts_no_failure(
+    flows: Flows,
+) -> None:
+    phone = flows.registered()["user"]["phone"]
+    with _database_down():
+        for _ in range(6):  # past LOGIN_MAX_FAILURES, were they counted
+            reply = flows.login(phone)
+            assert (reply.status, reply.json()["code"]) == (503, "SERVICE_UNAVAILABLE")
+    assert flows.login(phone).status == 200
+
+
+class _CreatingElsewhere:
+    """A concurrent sign-in of `phone` that has inserted its user and not yet committed:
+    `users.create` in a transaction of its own, held open until `commit`."""
+
+    def __init__(self, phone: str) -> None:
+        self.phone = phone
+        self.user_id = ""
+        self._inserted, self._commit = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+        assert self._inserted.wait(10)
+
+    def _run(self) -> None:
+        from app.identity import users as identity_users
+
+        with transaction() as conn:
+            self.user_id = str(identity_users.create(conn, phone=self.phone)["id"])
+            self._inserted.set()
+            self._commit.wait(30)
+
+    def commit(self) -> None:
+        self._commit.set()
+        self._thread.join(10)
+
+
+def _alongside(creating: _CreatingElsewhere, request: Any) -> Any:
+    """`request()` run while `creating` holds its insert; it commits once the request waits
+    on that row, so the request has looked the phone up and found nothing."""
+    from tests.support.lock_waits import wait_for_a_lock_wait
+
+    replies: list[Any] = []
+    thread = threading.Thread(target=lambda: replies.append(request()))
+    thread.start()
+    try:
+        wait_for_a_lock_wait()
+    finally:
+        creating.commit()
+        thread.join(20)
+    return replies[0]
+
+
+def test_a_registration_that_loses_its_phone_to_a_concurrent_sign_in_is_409(
+    flows: Flows,
+) -> None:
+    phone = new_phone()
+    code = flows.code_for(phone, "register")
+    creating = _CreatingElsewhere(phone)
+    with capture_logs() as logs:
+        reply = _alongside(creating, lambda: flows.register(phone, code=code))
+    assert (reply.status, reply.json()["code"]) == (409, "PHONE_ALREADY_REGISTERED")
+    row = _row(phone)
+    assert row is not None and row["id"] == creating.user_id and row["password_hash"] is None
+    assert [line for line in logs.lines if line["level"] == "error"] == []
+
+
+def test_a_code_login_that_loses_its_new_phone_to_a_concurrent_sign_in_signs_that_user_in(
+    flows: Flows,
+) -> None:
+    phone = new_phone()
+    code = flows.code_for(phone, "login")
+    creating = _CreatingElsewhere(phone)
+    reply = _alongside(creating, lambda: flows.code_login(phone, code))
+    assert reply.status == 200, reply.body
+    assert reply.json()["is_new_user"] is False
+    assert reply.json()["user"]["id"] == creating.user_id
+    with transaction() as conn:
+        count = conn.execute(
+            select(func.count()).select_from(users).where(users.c.phone == phone)
+        ).scalar()
+    assert count == 1
+
+
+def test_a_malformed_stored_hash_is_a_wrong_password_not_a_500(flows: Flows) -> None:
+    phone = flows.registered()["user"]["phone"]
+    with transaction() as conn:
+        conn.execute(update(users).where(users.c.phone == phone).values(password_hash="$2b$10$x"))
+    reply = flows.login(phone)
+    assert (reply.status, reply.json()["code"]) == (401, "AUTH_INVALID_CREDENTIALS")

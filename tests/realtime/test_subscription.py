@@ -131,3 +131,70 @@ def test_an_answer_past_its_bound_is_a_failure_read_no_further(
     assert fresh_redis.get(subscription.TOKEN_KEY) is None or path.endswith("/send")
     assert len(wechat.sends) == (1 if path.endswith("/send") else 0)
     assert wait_for(lambda: path in wechat.cut_off)
+
+
+@pytest.mark.parametrize(
+    ("answer", "errcode"),
+    [
+        (b"<html><body>502 Bad Gateway</body></html>", None),  # not JSON
+        (b"[]", None),  # JSON, not an object
+        (b'{"errcode": 40003, "errmsg": "invalid openid"}', 40003),
+    ],
+)
+def test_a_send_answered_with_a_refusal_or_no_verdict_fails_once_and_is_logged(
+    wechat: FakeWechat, answer: bytes, errcode: int | None
+) -> None:
+    user = wechat_user(f"openid-odd-{errcode}-{len(answer)}")
+    wechat.answer_next("/cgi-bin/message/subscribe/send", answer)
+    with capture_logs() as logs:
+        assert subscription.notify_if_away(ended(user)) is Outcome.FAILED
+    (line,) = logs.where(message="subscribe/send refused")
+    assert line["level"] == "warning" and line["errcode"] == errcode and line["status"] == 200
+    (summary,) = logs.where(message="subscription message")
+    assert summary["outcome"] == "failed" and summary["level"] == "warning"
+    assert len(wechat.sends) == 1  # not sent again
+    for secret in (*wechat.tokens, wechat.secret):
+        assert secret not in logs.text
+
+
+def test_a_token_rejected_again_when_fresh_fails_the_send(wechat: FakeWechat) -> None:
+    user = wechat_user("openid-rejected")
+    for _ in range(2):
+        wechat.answer_next("/cgi-bin/message/subscribe/send", b'{"errcode": 40001}')
+    with capture_logs() as logs:
+        assert subscription.notify_if_away(ended(user)) is Outcome.FAILED
+    assert len(wechat.tokens) == 2 and len(wechat.sends) == 2  # one fresh token, once
+    (line,) = logs.where(message="subscribe/send refused")
+    assert line["errcode"] == 40001
+
+
+def test_a_token_answer_that_is_not_json_fails_the_send_and_keeps_nothing(
+    wechat: FakeWechat, fresh_redis: Any
+) -> None:
+    user = wechat_user("openid-no-token")
+    wechat.answer_next("/cgi-bin/token", b"<html>busy</html>")
+    with capture_logs() as logs:
+        assert subscription.notify_if_away(ended(user)) is Outcome.FAILED
+    assert fresh_redis.get(subscription.TOKEN_KEY) is None and wechat.sends == []
+    (line,) = logs.where(message="subscribe/send failed")
+    assert line["error"] == "cgi-bin/token refused: errcode None, status 200"
+    assert subscription.notify_if_away(ended(user)) is Outcome.SENT  # the next one fetches
+
+
+def test_an_ending_while_redis_is_down_sends_nothing_and_logs_why(wechat: FakeWechat) -> None:
+    from app.realtime import announce
+    from tests.support.settings import redis_down
+
+    user = wechat_user("openid-redis-down")
+    with redis_down(), capture_logs() as logs:
+        announce.task_updated(ended(user))  # after the commit: nothing may be raised over it
+    (pushed,) = logs.where(message="task update not pushed")
+    (line,) = logs.where(message="subscription message not sent")
+    for found in (pushed, line):
+        assert found["level"] == "warning" and found["error"] == "ConnectionError"
+        assert (found["task_id"], found["user_id"], found["status"]) == (
+            "task-1",
+            user.id,
+            "succeeded",
+        )
+    assert wechat.sends == [] and wechat.tokens == []

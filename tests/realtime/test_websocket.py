@@ -524,3 +524,20 @@ def test_an_ack_lost_with_its_connection_is_recorded_when_sent_first_on_the_next
     assert nothing_left.ping() == {"type": "pong"}
     assert nothing_left.received == [{"type": "pong"}]
     nothing_left.close()
+
+
+def test_an_open_connection_renews_its_presence_every_refresh(cloud: Any, fresh_redis: Any) -> None:
+    """A connection that lives past TTL_S stays counted: its entry is pushed forward every
+    REFRESH_S, so a task that ends while it is open sends no WeChat message."""
+    user = User.new()
+    client = open_client(cloud, user.token)
+    key = presence.online_key(user.id)
+    [(connection, first)] = fresh_redis.zrange(key, 0, -1, withscores=True)
+    deadline = time.monotonic() + presence.REFRESH_S + 3
+    while time.monotonic() < deadline:
+        assert client.ping() == {"type": "pong"}
+        time.sleep(1)
+    [(same, renewed)] = fresh_redis.zrange(key, 0, -1, withscores=True)
+    assert same == connection and renewed >= first + (presence.REFRESH_S - 1) * 1000
+    assert 0 < fresh_redis.pttl(key) <= presence.TTL_S * 1000
+    client.close()
