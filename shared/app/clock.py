@@ -42,7 +42,8 @@ def invocation_ends_at(context: Mapping[str, Any], entered: float) -> float | No
 @contextmanager
 def invocation_ending(ends_at: float | None) -> Iterator[None]:
     """The block is an invocation that the platform ends at `ends_at` (None: unknown), as
-    `time_left` tells the code it calls. Entered by each event adapter around its handler."""
+    `time_left` tells the code it calls. Entered by the HTTP, timer and queue adapters around
+    their handlers (the WebSocket's connections and `db-migrate` ask nothing of it)."""
     token = _ENDS_AT.set(ends_at)
     try:
         yield

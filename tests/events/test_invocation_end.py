@@ -1,5 +1,6 @@
-"""Every adapter tells the code it calls when the platform ends the invocation (the context's
-`time_limit_in_ms`, counted from its start), and nothing once it has returned."""
+"""The HTTP, timer and queue adapters tell the code they call when the platform ends the
+invocation (the context's `time_limit_in_ms`, counted from its start), and nothing once it
+has returned."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def test_the_code_an_adapter_calls_knows_when_the_invocation_ends(adapter: str) 
     main_handler, sent = ADAPTERS[adapter]
     seen.clear()
     main_handler(sent, {"request_id": "r-1", "function_name": "probe", "time_limit_in_ms": 7000})
-    main_handler(sent, {"request_id": "r-2", "function_name": "probe"})  # SCF always says
+    # A context without it: unknown (SCF always gives one; other callers may not).
+    main_handler(sent, {"request_id": "r-2", "function_name": "probe"})
     (within, unknown) = seen
     assert within is not None and 6.0 < within <= 7.0
     assert unknown is None

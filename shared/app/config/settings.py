@@ -53,9 +53,10 @@ class Settings(BaseModel):
     db_pool_acquire_timeout_s: float = Field(10, gt=0)
     # A connection reused after sitting idle this long is checked with SELECT 1 first.
     db_pool_ping_after_idle_s: float = Field(5, ge=0)
-    # How long a statement waits for a row lock before it fails (MySQL's error 1205): the
-    # session's innodb_lock_wait_timeout, whole seconds. The server's 50 s outlives an HTTP
-    # function (10 s); this lets a wait end as a retry or a 503 before the platform ends it.
+    # How long a statement waits for a row lock, or a table's metadata lock, before it fails
+    # (MySQL's error 1205): the session's innodb_lock_wait_timeout and lock_wait_timeout,
+    # whole seconds. The server's (50 s, a day) outlive an HTTP function (10 s); this lets a
+    # wait end as a retry or a 503 before the platform ends it.
     db_lock_wait_timeout_s: int = Field(3, ge=1, le=3600)
 
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)

@@ -6,11 +6,12 @@ so neither may be caught inside a unit that goes on: after a deadlock it would g
 a new transaction, what it did before the error gone.
 
 Each try may wait for a lock up to DB_LOCK_WAIT_TIMEOUT_S (the session's
-innodb_lock_wait_timeout), and may take as long as the one that failed (a keyed order's try
-asks the payment provider too), so one is made only while the longer of the two can end
-before the invocation does (`another_try_fits`). A conflict no try resolved reaches the
-HTTP adapter, which answers it `503 SERVICE_UNAVAILABLE` with `Retry-After: 1`, its
-transaction rolled back: the client may send it again.
+innodb_lock_wait_timeout), and may take as long as the one that failed (an order's try asks
+the payment provider too), so one is made only while the longer of the two can end before
+the invocation does (`another_try_fits`). A conflict no try resolved, in an HTTP function,
+reaches the adapter, which answers it `503 SERVICE_UNAVAILABLE` with `Retry-After: 1`, its
+transaction rolled back: the client may send it again. In the worker it fails the message
+(redelivered), in a job the run.
 
 Nothing here imports SQLAlchemy: an error is one of its only once it has been loaded, so the
 HTTP adapter asks every failure without loading the database layer for it.
@@ -55,6 +56,8 @@ def lock_conflict_code(exc: BaseException) -> int | None:
 
 
 def is_lock_conflict(exc: BaseException) -> bool:
+    """A deadlock or lock wait timeout (`lock_conflict_code`): worth running the unit of
+    work again."""
     return lock_conflict_code(exc) is not None
 
 

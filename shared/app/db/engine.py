@@ -71,6 +71,7 @@ def build_engine(url: str | None = None) -> Engine:
     if url.startswith("sqlite"):
         engine = _sqlite_engine(url, settings.db_pool_max, settings.db_pool_acquire_timeout_s)
     else:
+        lock_wait_s = settings.db_lock_wait_timeout_s
         engine = create_engine(
             url,
             poolclass=QueuePool,
@@ -82,9 +83,11 @@ def build_engine(url: str | None = None) -> Engine:
             connect_args={
                 "connect_timeout": 5,
                 "charset": "utf8mb4",
-                # Every session, so a wait on a row lock ends inside the invocation.
+                # Every session, so a wait on a row lock, or on a table's metadata lock
+                # behind a migration's ALTER, ends inside the invocation (error 1205 both).
                 "init_command": (
-                    f"SET SESSION innodb_lock_wait_timeout = {settings.db_lock_wait_timeout_s}"
+                    f"SET SESSION innodb_lock_wait_timeout = {lock_wait_s},"
+                    f" lock_wait_timeout = {lock_wait_s}"
                 ),
             },
             isolation_level="READ COMMITTED",
