@@ -11,11 +11,14 @@ import bcrypt
 import pytest
 from sqlalchemy import func, select, update
 
+from app.config import get_settings
 from app.db.tables import invite_codes, users
 from app.db.transaction import transaction
 from app.identity import sms, tokens
+from app.identity import users as identity_users
 from app.redis_client import get_redis
 from tests.identity.conftest import PASSWORD, Flows, new_phone
+from tests.support.lock_waits import wait_for_a_lock_wait
 from tests.support.logs import capture_logs
 from tests.support.net import closed_port
 from tests.support.settings import app_engine_under, settings_env
@@ -546,7 +549,7 @@ def test_a_password_login_the_database_cannot_answer_is_503_and_counts_no_failur
 ) -> None:
     phone = flows.registered()["user"]["phone"]
     with _database_down():
-        for _ in range(6):  # past LOGIN_MAX_FAILURES, were they counted
+        for _ in range(get_settings().login_max_failures + 1):  # past it, were they counted
             reply = flows.login(phone)
             assert (reply.status, reply.json()["code"]) == (503, "SERVICE_UNAVAILABLE")
     assert flows.login(phone).status == 200
@@ -565,8 +568,6 @@ class _CreatingElsewhere:
         assert self._inserted.wait(10)
 
     def _run(self) -> None:
-        from app.identity import users as identity_users
-
         with transaction() as conn:
             self.user_id = str(identity_users.create(conn, phone=self.phone)["id"])
             self._inserted.set()
@@ -580,8 +581,6 @@ class _CreatingElsewhere:
 def _alongside(creating: _CreatingElsewhere, request: Any) -> Any:
     """`request()` run while `creating` holds its insert; it commits once the request waits
     on that row, so the request has looked the phone up and found nothing."""
-    from tests.support.lock_waits import wait_for_a_lock_wait
-
     replies: list[Any] = []
     thread = threading.Thread(target=lambda: replies.append(request()))
     thread.start()

@@ -230,18 +230,16 @@ ALIPAY_SDK_GATEWAY = "https://openapi.alipay.com/gateway.do"
 
 
 def test_alipay_at_its_production_gateway_verifies_notifications(alipay: FakeAlipay) -> None:
-    # The gateway the SDK has by default: nothing to set in its client; a notification is
-    # verified without asking the gateway anything.
+    # The gateway the SDK has by default: nothing to set in its client. A notification is
+    # verified with the keys alone: the real gateway is not reachable from the tests.
     buyer = Buyer()
     order_id = alipay_order(buyer, new_plan(quota=10))
     alipay.sim.scan(order_id)
     genuine = alipay.sim.pay(order_id)
-    asked = len(alipay.requests)
     with settings_env(ALIPAY_GATEWAY=ALIPAY_SDK_GATEWAY):
         reply = alipay_notify(genuine.body)
     assert (reply.status, reply.body) == (200, "success")
     assert order_row(order_id)["status"] == "paid" and counters(buyer.user_id) == (10, 0)
-    assert len(alipay.requests) == asked
 
 
 @pytest.mark.parametrize("gmt_payment", [None, "yesterday", "2026-13-45 25:61:00"])

@@ -13,13 +13,13 @@ from sqlalchemy import update
 
 from app.db.tables import users
 from app.db.transaction import transaction
-from app.realtime import subscription
+from app.realtime import announce, subscription
 from app.realtime.subscription import Outcome
 from tests.fakes.wechat import FakeWechat
 from tests.realtime.conftest import User, open_client
 from tests.support.local_cloud import wait_for
 from tests.support.logs import capture_logs
-from tests.support.settings import settings_env
+from tests.support.settings import redis_down, settings_env
 
 TEMPLATE = "tmpl-task-ended"
 
@@ -182,9 +182,6 @@ def test_a_token_answer_that_is_not_json_fails_the_send_and_keeps_nothing(
 
 
 def test_an_ending_while_redis_is_down_sends_nothing_and_logs_why(wechat: FakeWechat) -> None:
-    from app.realtime import announce
-    from tests.support.settings import redis_down
-
     user = wechat_user("openid-redis-down")
     with redis_down(), capture_logs() as logs:
         announce.task_updated(ended(user))  # after the commit: nothing may be raised over it

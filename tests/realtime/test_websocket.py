@@ -526,6 +526,7 @@ def test_an_ack_lost_with_its_connection_is_recorded_when_sent_first_on_the_next
     nothing_left.close()
 
 
+@pytest.mark.slow  # lives past one refresh: about 18 s
 def test_an_open_connection_renews_its_presence_every_refresh(cloud: Any, fresh_redis: Any) -> None:
     """A connection that lives past TTL_S stays counted: its entry is pushed forward every
     REFRESH_S, so a task that ends while it is open sends no WeChat message."""
