@@ -6,6 +6,7 @@ report and row and is finished by the next run without deleting anything twice."
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from sqlalchemy import delete, insert, select, update
 
 from app.api.admin_jobs import run_job
-from app.clock import utcnow
+from app.clock import invocation_ending, utcnow
 from app.db.runs import STALE_RUN_S
 from app.db.tables import maintenance_runs, task_uploads, tasks
 from app.db.transaction import transaction
@@ -30,7 +31,7 @@ from infra import manifest
 from tests.fakes.cos import FakeCos
 from tests.support.audit import actions_on, an_actor
 from tests.support.function_url import Reply, call
-from tests.support.functions import handler
+from tests.support.functions import handler, time_limit_ms
 from tests.support.logs import capture_logs
 from tests.support.pipelines import token_for
 from tests.support.quota import new_user
@@ -363,7 +364,13 @@ def test_two_runs_started_at_once_never_delete_or_count_twice(cos: FakeCos) -> N
 
 def _admin_run() -> Reply:
     admin = token_for(new_user(role="admin"), role="admin")
-    return call(handler("admin-jobs-run"), "POST", "/admin/jobs/cos-cleanup", token=admin)
+    return call(
+        handler("admin-jobs-run"),
+        "POST",
+        "/admin/jobs/cos-cleanup",
+        token=admin,
+        time_limit_ms=time_limit_ms("admin-jobs-run"),
+    )
 
 
 def test_an_admin_asking_while_a_run_is_live_or_cos_fails_is_answered_503(cos: FakeCos) -> None:
@@ -395,6 +402,7 @@ def test_an_admin_run_stopped_half_way_is_recorded_as_failed_with_what_it_did(
             "POST",
             "/admin/jobs/cos-cleanup",
             token=token_for(admin, role="admin"),
+            time_limit_ms=time_limit_ms("admin-jobs-run"),
         )
     assert (failed.status, failed.json()["code"]) == (503, "SERVICE_UNAVAILABLE"), failed.body
     # A failed run an admin asked for is a `job failed` line, as a timer's is.
@@ -522,6 +530,17 @@ def test_a_run_out_of_its_budget_stops_cleanly_and_the_next_goes_on_where_it_sto
 
     fourth = cleanup.run()  # from the start again: only what stays is listed
     assert (fourth["scanned"], fourth["deleted"], fourth["stopped_early"]) == (301, 0, False)
+
+
+def test_a_run_is_bounded_by_the_end_of_the_invocation_it_runs_in(cos: FakeCos) -> None:
+    """An invocation that ends sooner than RUN_BUDGET_S and AFTER_LAST_CHECK_S allow leaves
+    the run less: here 2 s, so it stops at the slowed second page as with `budget_s=2`."""
+    _plant_a_bucket_of_several_pages(cos)
+    cos.slow_next("ListObjects", 2.5, after=1)
+    ends_at = time.monotonic() + cleanup.AFTER_LAST_CHECK_S + 2.0
+    with invocation_ending(ends_at):
+        report = cleanup.run()
+    assert (report["scanned"], report["stopped_early"]) == (2000, True)
 
 
 def saved(deleted_bytes: int) -> float:

@@ -3,12 +3,12 @@
 The registry maps a job name to "module:function"; the module is imported only when its
 job runs, so this function's cold start stays small. Each job takes no arguments and
 returns a dict of counts; the answer is `{"job": name, ...counts}`. A job that bounds its
-run by when its invocation ends (saga-sweeper, order-reconcile: `app.clock.run_budget_s`)
-is bounded by this function's invocation, as by its timer's. A job of which another run is
-live (cos-cleanup, invite-refill: app.db.runs) answers 503 SERVICE_UNAVAILABLE, as does one
-a dependency stopped half way. A run is recorded as the admin's once it has ended
-(app.audit): with its report, or as failed, with what it had done when its error says; a
-run refused as busy, which ran nothing, is not.
+run by when its invocation ends (saga-sweeper, order-reconcile, cos-cleanup:
+`app.clock.run_budget_s`) is bounded by this function's invocation, as by its timer's. A
+job of which another run is live (cos-cleanup, invite-refill: app.db.runs) answers 503
+SERVICE_UNAVAILABLE, as does one a dependency stopped half way. A run is recorded as the
+admin's once it has ended (app.audit): with its report, or as failed, with what it had done
+when its error says; a run refused as busy, which ran nothing, is not.
 """
 
 from __future__ import annotations

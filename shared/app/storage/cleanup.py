@@ -44,7 +44,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.clock import utcnow
+from app.clock import run_budget_s, utcnow
 from app.config import get_settings
 from app.db import runs
 from app.db.tables import task_uploads, tasks
@@ -253,13 +253,17 @@ class _Run:
     stopped_early: bool = False
 
 
-def run(budget_s: float = RUN_BUDGET_S) -> dict[str, Any]:
+def run(budget_s: float | None = None) -> dict[str, Any]:
     """One cleanup run, from where the last one stopped; the report `{"scanned", "deleted",
     "deleted_bytes", "failed", "saved_cny_per_month", "stopped_early"}`. Once `budget_s`
     is spent it lists no further page: it sends what it had queued and ends `ok` with
-    `stopped_early`, and the next run goes on after the last key it went through. Raises
-    CleanupInterrupted (its row closed as failed, its report what it had done) when COS or
-    the database fails half way."""
+    `stopped_early`, and the next run goes on after the last key it went through. Without a
+    `budget_s`, RUN_BUDGET_S, or less when the invocation it runs in (its timer's, an
+    admin's) ends sooner than AFTER_LAST_CHECK_S after it. Raises CleanupInterrupted (its
+    row closed as failed, its report what it had done) when COS or the database fails half
+    way."""
+    if budget_s is None:
+        budget_s = run_budget_s(RUN_BUDGET_S, AFTER_LAST_CHECK_S)
     ends_at = time.monotonic() + budget_s
     settings = get_settings()
     price = settings.cos_price_cny_per_gb_month
