@@ -15,8 +15,7 @@ from app.quota import grant
 from app.quota.service import QUOTA_MAX
 from tests.fakes.alipay import FakeAlipay
 from tests.fakes.wechatpay import FakeWechatPay
-from tests.support.function_url import call
-from tests.support.functions import handler, time_limit_ms
+from tests.support.functions import admin_job, handler
 from tests.support.logs import capture_logs
 from tests.support.payments import (
     Buyer,
@@ -37,13 +36,7 @@ def queries(fake: FakeWechatPay, order_id: str) -> int:
 
 
 def run_job() -> dict[str, Any]:
-    reply = call(
-        handler("admin-jobs-run"),
-        "POST",
-        "/admin/jobs/order-reconcile",
-        token=admin_token(),
-        time_limit_ms=time_limit_ms("admin-jobs-run"),
-    )
+    reply = admin_job("order-reconcile", admin_token())
     assert reply.status == 200, reply.body
     report = dict(reply.json())
     assert report.pop("job") == "order-reconcile"

@@ -29,7 +29,7 @@ from infra import manifest
 from tests.support.audit import actions_on
 from tests.support.database import migrated_database
 from tests.support.function_url import call
-from tests.support.functions import handler, time_limit_ms
+from tests.support.functions import admin_job, handler
 from tests.support.logs import capture_logs
 from tests.support.pipelines import Customer, new_pipeline, token_for
 from tests.support.queue import backend_in_place
@@ -214,13 +214,7 @@ def test_a_failing_stage_keeps_the_other_stages_counts_and_fails_the_run(
     # An admin's run is answered 503 and recorded with the same report.
     overdue_tasks(1)
     admin = new_user(role="admin")
-    reply = call(
-        handler("admin-jobs-run"),
-        "POST",
-        "/admin/jobs/saga-sweeper",
-        token=token_for(admin),
-        time_limit_ms=time_limit_ms("admin-jobs-run"),
-    )
+    reply = admin_job("saga-sweeper", token_for(admin))
     assert reply.status == 503 and reply.json()["code"] == "SERVICE_UNAVAILABLE"
     (record,) = actions_on("saga-sweeper")
     assert record["changes"]["failed"] == "SERVICE_UNAVAILABLE"

@@ -30,8 +30,8 @@ from app.tasks import lifecycle
 from infra import manifest
 from tests.fakes.cos import FakeCos
 from tests.support.audit import actions_on, an_actor
-from tests.support.function_url import Reply, call
-from tests.support.functions import handler, time_limit_ms
+from tests.support.function_url import Reply
+from tests.support.functions import admin_job, handler
 from tests.support.logs import capture_logs
 from tests.support.pipelines import token_for
 from tests.support.quota import new_user
@@ -363,14 +363,7 @@ def test_two_runs_started_at_once_never_delete_or_count_twice(cos: FakeCos) -> N
 
 
 def _admin_run() -> Reply:
-    admin = token_for(new_user(role="admin"), role="admin")
-    return call(
-        handler("admin-jobs-run"),
-        "POST",
-        "/admin/jobs/cos-cleanup",
-        token=admin,
-        time_limit_ms=time_limit_ms("admin-jobs-run"),
-    )
+    return admin_job(cleanup.JOB, token_for(new_user(role="admin"), role="admin"))
 
 
 def test_an_admin_asking_while_a_run_is_live_or_cos_fails_is_answered_503(cos: FakeCos) -> None:
@@ -397,13 +390,7 @@ def test_an_admin_run_stopped_half_way_is_recorded_as_failed_with_what_it_did(
     cos.fail_after("DeleteObjects", 1)
     admin = new_user(role="admin")
     with capture_logs() as logs:
-        failed = call(
-            handler("admin-jobs-run"),
-            "POST",
-            "/admin/jobs/cos-cleanup",
-            token=token_for(admin, role="admin"),
-            time_limit_ms=time_limit_ms("admin-jobs-run"),
-        )
+        failed = admin_job(cleanup.JOB, token_for(admin, role="admin"))
     assert (failed.status, failed.json()["code"]) == (503, "SERVICE_UNAVAILABLE"), failed.body
     # A failed run an admin asked for is a `job failed` line, as a timer's is.
     (line,) = logs.where(message="job failed", job=cleanup.JOB)

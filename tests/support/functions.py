@@ -13,6 +13,7 @@ from typing import Any
 
 from infra import manifest
 from infra.functions import load_handler
+from tests.support.function_url import Reply, call
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ROOT / "functions"
@@ -28,6 +29,18 @@ def time_limit_ms(name: str) -> int:
     """The time limit SCF gives each invocation of function `name`: its timeout
     (serverless.yml)."""
     return manifest.load().functions[name].timeout_s * 1000
+
+
+def admin_job(job: str, token: str) -> Reply:
+    """An admin's `POST /admin/jobs/{job}` to admin-jobs-run, under that function's own time
+    limit: a job's run is bounded by it (`app.clock.run_budget_s`)."""
+    return call(
+        handler("admin-jobs-run"),
+        "POST",
+        f"/admin/jobs/{job}",
+        token=token,
+        time_limit_ms=time_limit_ms("admin-jobs-run"),
+    )
 
 
 def fresh_instance(

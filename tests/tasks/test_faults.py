@@ -366,7 +366,7 @@ def test_the_sweeper_counts_as_settled_only_what_it_settled_itself() -> None:
 
 def test_the_sweeper_runs_as_a_timer_function_and_as_an_admin_job() -> None:
     from tests.support.function_url import call
-    from tests.support.functions import handler, time_limit_ms
+    from tests.support.functions import admin_job, handler
     from tests.support.pipelines import token_for
     from tests.support.quota import new_user
 
@@ -388,8 +388,7 @@ def test_the_sweeper_runs_as_a_timer_function_and_as_an_admin_job() -> None:
 
     admin = token_for(new_user(role="admin"), role="admin")
     run = handler("admin-jobs-run")
-    limit_ms = time_limit_ms("admin-jobs-run")
-    reply = call(run, "POST", "/admin/jobs/saga-sweeper", token=admin, time_limit_ms=limit_ms)
+    reply = admin_job("saga-sweeper", admin)
     assert reply.status == 200
     assert reply.json()["job"] == "saga-sweeper" and "settled" in reply.json()
     refill = call(
