@@ -152,10 +152,9 @@ def test_a_missing_variable_stops_the_function_at_load() -> None:
     assert failure is not None and "SMS_TEMPLATE_ID" in failure
 
 
-@pytest.mark.parametrize("name", ["auth-login", "pipeline-worker", "order-reconcile"])
+@pytest.mark.parametrize("name", ["auth-login", "pipeline-worker", "order-reconcile", "ws"])
 def test_a_refused_start_writes_one_json_line_naming_the_function_and_why(name: str) -> None:
-    # An HTTP, a queue and a timer function: each adapter reads the settings at import (the
-    # WebSocket's at its first request: tests/test_startup.py).
+    # An HTTP, a queue, a timer and the web function: each reads the settings at import.
     spec = DEPLOYED.functions[name]
     environment = {k: v for k, v in spec.environment.items() if k != "JWT_SECRET"}
     child = run_instance(spec, {**environment, "SCF_FUNCTIONNAME": f"app-prod-{name}"})

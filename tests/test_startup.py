@@ -1,12 +1,9 @@
 """An instance's start (app.startup): the settings every adapter reads first, and the JSON
-line a refusal writes before it stops the instance. The HTTP, queue and timer adapters read
-them at import (tests/test_production_env.py starts such functions in a child process);
-the WebSocket function at its first request, here."""
+line a refusal writes before it stops the instance. Every adapter reads them when the
+function's module makes its handler, the WebSocket's when it makes its app
+(tests/test_production_env.py starts each kind of function in a child process)."""
 
 from __future__ import annotations
-
-import asyncio
-from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -53,23 +50,8 @@ def test_a_value_not_valid_for_its_setting_is_a_refusal_logged_without_the_value
     assert "ninety-seconds" not in logs.text
 
 
-def test_the_websocket_function_logs_a_refused_start_at_its_first_request() -> None:
-    scope: dict[str, Any] = {
-        "type": "http",
-        "method": "GET",
-        "path": "/ws",
-        "query_string": b"",
-        "headers": [],
-    }
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        pass
-
+def test_the_websocket_app_is_made_only_from_settings_it_can_read() -> None:
     with capture_logs() as logs, settings_env(**REFUSED), pytest.raises(ProductionMisconfigured):
-        asyncio.run(websocket.app(scope, receive, send))
-    assert [line["function"] for line in logs.where(message="instance refused to start")] == [
-        "app-prod-ws"
-    ]
+        websocket.websocket_app()
+    [line] = logs.where(message="instance refused to start")
+    assert line["function"] == "app-prod-ws"

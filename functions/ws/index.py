@@ -1,6 +1,7 @@
 """ws: the WebSocket web function. `scf_bootstrap` serves `app` on port 9000 (one connection
-per instance); the local cloud mounts the same app at /ws."""
+per instance); the local cloud mounts the same app at /ws. Its settings are read here, at
+import: a refused instance never serves."""
 
-from app.events.websocket import app
+from app.events.websocket import websocket_app
 
-__all__ = ["app"]
+app = websocket_app()

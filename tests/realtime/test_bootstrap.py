@@ -87,13 +87,19 @@ def app_lines(output: str, message: str) -> list[dict[str, Any]]:
     return [line for line in lines if line["message"] == message]
 
 
+def _environment(folder: Path, **env_overrides: str) -> dict[str, str]:
+    """The tests' own settings, and only the function's folder and the layer on the path."""
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+    env.update({k: os.environ[k] for k in ("APP_ENV", "DATABASE_URL", "REDIS_URL", "JWT_SECRET")})
+    env.update(env_overrides, PYTHONPATH=f"{folder}{os.pathsep}{ROOT / 'shared'}")
+    return env
+
+
 @contextmanager
 def _serving(folder: Path, **env_overrides: str) -> Iterator[Served]:
     """scf_bootstrap's server, run from `folder` (the function's, or a probe's)."""
     port = _free_port()
-    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
-    env.update({k: os.environ[k] for k in ("APP_ENV", "DATABASE_URL", "REDIS_URL", "JWT_SECRET")})
-    env.update(env_overrides, PYTHONPATH=f"{folder}{os.pathsep}{ROOT / 'shared'}")
+    env = _environment(folder, **env_overrides)
     server = subprocess.Popen(
         _command(port), cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -126,6 +132,26 @@ def test_scf_bootstrap_serves_the_app_on_its_port(served: Served) -> None:
     with connect(f"ws://127.0.0.1:{served.port}/?token={token}", open_timeout=10) as socket_:
         socket_.send(json.dumps({"type": "ping"}))
         assert json.loads(socket_.recv(timeout=10)) == {"type": "pong"}
+
+
+def test_an_instance_whose_settings_are_refused_exits_before_it_serves() -> None:
+    """uvicorn's import of `index:app` reads the settings: a refused instance writes its one
+    line and its process exits, so SCF sees its start fail (rather than an instance that
+    answers every handshake with an error). Were it serving, the wait would end it."""
+    port = _free_port()
+    env = _environment(FOLDER, APP_ENV="production", SCF_FUNCTIONNAME="ai-platform-prod-ws")
+    server = subprocess.Popen(
+        _command(port), cwd=FOLDER, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        out, err = server.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        out, err = server.communicate(timeout=10)
+        pytest.fail(f"a refused instance kept serving: {out!r} {err!r}")
+    assert server.returncode != 0, (out, err)
+    [line] = app_lines(out.decode(), "instance refused to start")
+    assert line["function"] == "ai-platform-prod-ws" and line["error"] == "ProductionMisconfigured"
 
 
 def assert_upgrade_required(reply: requests.Response) -> None:

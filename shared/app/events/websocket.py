@@ -1,6 +1,9 @@
 """The `ws` web function: a plain ASGI app that serves one user's task updates over a
 WebSocket (API.md, "WebSocket"). On SCF, `scf_bootstrap` serves it with uvicorn on port
-9000, one connection per instance; the local cloud mounts the same app at `/ws`.
+9000, one connection per instance; the local cloud mounts the same app at `/ws`. The
+function's `index.py` makes it with `websocket_app()`, which reads the instance's settings
+once, as the other adapters do when their handlers are made: a refused instance fails
+uvicorn's import of `index:app`, and its process exits before it serves anything.
 
 The handshake (`/ws?token=<access token>`) is authorized as every request is
 (`app.identity.access`): a missing, bad or expired token, an ended session, a disabled or
@@ -78,6 +81,7 @@ log = applog.get_logger("app.events.websocket")
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 BLOCK_MS = 10_000
 BATCH = 100
@@ -439,14 +443,22 @@ async def _not_a_websocket(scope: Scope, send: Send, request_id: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def app(scope: Scope, receive: Receive, send: Send) -> None:
-    """The ASGI app."""
+def websocket_app() -> App:
+    """The `ws` function's ASGI app, made once per instance when its module is imported. The
+    settings are read here, as the HTTP, queue and timer adapters read theirs: an instance
+    that refuses them writes `instance refused to start` and raises, so uvicorn's import of
+    `index:app` fails and SCF sees the instance fail its start, rather than one that answers
+    every handshake with an error. It also makes the app's lines JSON on stdout, as every
+    function's are: uvicorn configures only its own loggers."""
+    instance_settings()
+    return _app
+
+
+async def _app(scope: Scope, receive: Receive, send: Send) -> None:
+    """The ASGI app (`websocket_app`)."""
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
         return
-    # uvicorn configures only its own loggers (`scf_bootstrap` runs it without a lifespan):
-    # the app's lines are JSON on stdout as every function's are. The first call wins.
-    instance_settings()
     # Every line of the request or connection names them, a service's too: the context is
     # the connection's task's own (uvicorn runs each in one), copied into the tasks it starts
     # and into `asyncio.to_thread`, so two connections of one process never mix their ids.

@@ -3,7 +3,9 @@ test_bootstrap.py (which serves it with ws's own scf_bootstrap; not in serverles
 /unanswered the app returns without answering, at /crash it raises, as an app with a bug
 would. uvicorn must still log both at ERROR."""
 
-from app.events.websocket import app as ws_app
+from app.events.websocket import websocket_app
+
+ws_app = websocket_app()
 
 
 async def app(scope, receive, send):
