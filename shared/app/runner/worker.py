@@ -1,7 +1,10 @@
 """The pipeline-worker's consumer: one queue message in, its row claimed, its call made and
 its result settled, then what follows: the fork's next branch, run in this invocation while
-its budget (INVOCATION_BUDGET_S) allows a whole call; the next step's message; the end of
-the task.
+its budget allows a whole call; the next step's message; the end of the task. The budget
+is the platform's, not the worker's own: `calls.INVOCATION_BUDGET_S` from when the message
+came in, less when the invocation's time limit leaves less than `calls.AFTER_LAST_CALL_S`
+after it (`calls.budget_ends_at`), so no call runs into what follows it or past the
+invocation's end.
 
 A message for work that already ended re-does only what follows it (the next step's
 message, the end of the task, the fork's dispatches and JOIN), which is how a worker that
@@ -21,7 +24,6 @@ queue with a delay.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -53,7 +55,7 @@ def handle(message: dict[str, Any]) -> None:
         return
     # Every line of this message, its own "queue message" line included, names its task.
     applog.bind(task_id=work.task_id)
-    ends_at = time.monotonic() + calls.INVOCATION_BUDGET_S
+    ends_at = calls.budget_ends_at()
     task_id, position, branch = work.task_id, work.position, work.branch
     # One transaction reads the row and, when there is a call to make, claims it: the
     # common path of a message costs one commit before the call. A branch message reads
