@@ -13,7 +13,10 @@ died after its commit is healed. A failure between a claim's commit and its row'
 gives the claim and its host slot back before the message is raised for redelivery
 (`_give_back`, fenced by the claim's lease), so the redelivered message runs the row at once
 instead of finding it held until its lease runs out. A claim whose commit fails gives
-its host slot back at once (no call is made with it: `app.runner.rows`).
+its host slot back at once (no call is made with it: `app.runner.rows`). The row's settle
+after its call, and its park for a re-queued message, are tried again on a lock conflict
+while another try fits the invocation (`app.db.conflicts`): failing the message would call
+the upstream again, or leave the row held by the claim's lease instead of the wait.
 
 Owns: the run loop of one invocation and what follows a settled step. Never writes a step
 row itself (`app.runner.rows` and `app.runner.fork` do, each write fenced by the claim's
@@ -176,9 +179,10 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
             _give_back(call, claim, attempts, called=called, kept=kept)
             raise
         if isinstance(outcome, calls.Requeue):
-            with committing() as out:
-                rows.park(out.tx, attempts, outcome.delay_s)
-                out.publish(Work(task_id, position, row_branch, width), outcome.delay_s)
+            # Tried again on a lock conflict, as a settle is: failing the message would
+            # leave the row held by the claim's lease (minutes) instead of the wait.
+            parked = Work(task_id, position, row_branch, width)
+            retry_conflicts(partial(_park, parked, attempts, outcome.delay_s))
             return
         if isinstance(outcome, calls.Abandoned):
             return
@@ -208,6 +212,16 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
 def _settle(attempts: rows.Attempts, result: calls.Result) -> bool:
     with transaction() as tx:
         return rows.settle(tx, attempts, result, utcnow())
+
+
+def _park(work: Work, attempts: rows.Attempts, delay_s: float) -> None:
+    """The row parked for `work`'s message, which goes out `delay_s` later. One unit,
+    safe to run again whole after a conflict: the park is fenced by the claim's lease (a try
+    after another took the row over changes nothing) and the message is sent only at the
+    commit, so a try rolled back sent none."""
+    with committing() as out:
+        rows.park(out.tx, attempts, delay_s)
+        out.publish(work, delay_s)
 
 
 def _requeue(work: Work, attempts: rows.Attempts, claim: Claim) -> None:
