@@ -6,14 +6,13 @@ the message, whose redelivery would call the upstream once more after the lease.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 from sqlalchemy import select
 
 from app.db.tables import task_steps
 from tests.fakes.upstream import Answer, FakeUpstream
-from tests.support.lock_waits import RowLock, wait_for_a_lock_wait
+from tests.support.lock_waits import held_past_one_wait
 from tests.support.pipelines import Customer, Worker, new_pipeline
 from tests.support.settings import app_engine_under
 
@@ -34,14 +33,9 @@ def test_a_result_whose_row_is_held_past_one_lock_wait_is_recorded_once() -> Non
         try:
             task_id = user.create(new_pipeline([step]), {}).json()["id"]
             assert called.wait(10), "the step was never called"
-            lock = RowLock()
-            lock.take(select(task_steps.c.id).where(task_steps.c.task_id == task_id))
-            try:
-                answer.set()
-                wait_for_a_lock_wait()  # the settle waits for the step's row
-                time.sleep(1.5)  # past one lock wait (1 s), as a slow holder would be
-            finally:
-                lock.release()
+            # The answer comes, and the settle waits for the step's row past one lock wait.
+            row = select(task_steps.c.id).where(task_steps.c.task_id == task_id)
+            held_past_one_wait(row, answer.set)
             task = user.wait(task_id)
             worker.wait_idle()
         finally:

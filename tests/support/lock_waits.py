@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Select, text
@@ -57,3 +58,17 @@ class RowLock:
         self._done.set()
         if self._holder is not None:
             self._holder.join()
+
+
+def held_past_one_wait(query: Select[Any], then: Callable[[], None], hold_s: float = 1.5) -> None:
+    """The rows `query` selects held locked while `then()` lets something go on to touch
+    them, until it has waited for them `hold_s` (1.5 s: past one wait with
+    DB_LOCK_WAIT_TIMEOUT_S at 1), as a slow holder would keep them; then let go."""
+    lock = RowLock()
+    lock.take(query)
+    try:
+        then()
+        wait_for_a_lock_wait()
+        time.sleep(hold_s)
+    finally:
+        lock.release()

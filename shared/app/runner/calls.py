@@ -33,6 +33,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from app import json_values
+from app.clock import run_budget_s
 from app.config import get_settings
 from app.observability import logging as applog
 from app.observability.metrics import PIPELINE_CALLS
@@ -50,9 +51,17 @@ SLOT_LEASE_MARGIN_S = 5.0
 # A held slot is renewed before a further call once its lease has lost this much (see
 # `still_held`): one Redis round trip per second of calls instead of per call.
 SLOT_REUSE_S = 1.0
-# The worker function's timeout is 300 s: another call that might not fit hands over to a
-# fresh invocation instead.
+# The most an invocation of the worker spends calling out: another call that might not fit
+# hands over to a fresh invocation instead. Less when the invocation ends sooner than
+# AFTER_LAST_CALL_S after it (`budget_ends_at`).
 INVOCATION_BUDGET_S = 240.0
+# What the worker may still spend once its last call ended: the output kept in COS (a put
+# takes up to 21 s with its retry, app.storage.cos), the settle (a lock wait of
+# DB_LOCK_WAIT_TIMEOUT_S; another try only while it fits, app.db.conflicts), the next
+# message's or the fork's dispatches' invokes (up to 5 s each), the end of the task, and
+# the queue adapter's release of delayed messages. pipeline-worker's timeout is at least
+# INVOCATION_BUDGET_S plus this (serverless.yml; a test keeps it so).
+AFTER_LAST_CALL_S = 60.0
 # The most of an answer's body read: `json_values.decode` parses no more than this, so a
 # longer one could never become an output, and reading it whole would hold it in memory.
 ANSWER_MAX_BYTES = 4 * json_values.STEP_OUTPUT_MAX_BYTES
@@ -293,6 +302,14 @@ def slot_retry_delay() -> float:
     return SLOT_RETRY_S * (1 + random.random())  # jitter spreads the retries
 
 
+def budget_ends_at() -> float:
+    """When an invocation that starts calling out now must have ended its calls
+    (time.monotonic()): INVOCATION_BUDGET_S from now, or sooner when the platform ends the
+    invocation sooner than AFTER_LAST_CALL_S after that (`app.clock.run_budget_s`), so that
+    what follows the last call ends inside the invocation rather than being cut."""
+    return time.monotonic() + run_budget_s(INVOCATION_BUDGET_S, AFTER_LAST_CALL_S)
+
+
 @dataclass(frozen=True)
 class HeldSlot:
     """A host slot kept from a call that ended (see `run_http`'s `keep`), for the next call
@@ -319,13 +336,13 @@ def run_http(
 ) -> Outcome:
     """`first_slot`: the runner already holds a slot and counted the first call with its
     claim (one transaction fewer per call in the common case). `ends_at`: when the
-    invocation's budget runs out (time.monotonic()), INVOCATION_BUDGET_S from now unless
-    the caller knows better (an invocation that ran other branches before this one).
+    invocation's budget runs out (time.monotonic()), `budget_ends_at()` unless the caller
+    knows better (an invocation that ran other branches before this one).
     `keep`: the slot of the last call, when the step ends with an answer, goes there
     instead of back to the host, for the caller's next call (which renews or frees it)."""
     limit = 1 + step.retries
     if ends_at is None:
-        ends_at = time.monotonic() + INVOCATION_BUDGET_S
+        ends_at = budget_ends_at()
     token = first_slot
     while True:
         try:

@@ -1,7 +1,10 @@
 """The pipeline-worker's consumer: one queue message in, its row claimed, its call made and
 its result settled, then what follows: the fork's next branch, run in this invocation while
-its budget (INVOCATION_BUDGET_S) allows a whole call; the next step's message; the end of
-the task.
+its budget allows a whole call; the next step's message; the end of the task. The budget
+is the platform's, not the worker's own: `calls.INVOCATION_BUDGET_S` from when the message
+came in, less when the invocation's time limit leaves less than `calls.AFTER_LAST_CALL_S`
+after it (`calls.budget_ends_at`), so no call runs into what follows it or past the
+invocation's end.
 
 A message for work that already ended re-does only what follows it (the next step's
 message, the end of the task, the fork's dispatches and JOIN), which is how a worker that
@@ -10,7 +13,10 @@ died after its commit is healed. A failure between a claim's commit and its row'
 gives the claim and its host slot back before the message is raised for redelivery
 (`_give_back`, fenced by the claim's lease), so the redelivered message runs the row at once
 instead of finding it held until its lease runs out. A claim whose commit fails gives
-its host slot back at once (no call is made with it: `app.runner.rows`).
+its host slot back at once (no call is made with it: `app.runner.rows`). The row's settle
+after its call, and its park for a re-queued message, are tried again on a lock conflict
+while another try fits the invocation (`app.db.conflicts`): failing the message would call
+the upstream again, or leave the row held by the claim's lease instead of the wait.
 
 Owns: the run loop of one invocation and what follows a settled step. Never writes a step
 row itself (`app.runner.rows` and `app.runner.fork` do, each write fenced by the claim's
@@ -21,7 +27,6 @@ queue with a delay.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -53,7 +58,7 @@ def handle(message: dict[str, Any]) -> None:
         return
     # Every line of this message, its own "queue message" line included, names its task.
     applog.bind(task_id=work.task_id)
-    ends_at = time.monotonic() + calls.INVOCATION_BUDGET_S
+    ends_at = calls.budget_ends_at()
     task_id, position, branch = work.task_id, work.position, work.branch
     # One transaction reads the row and, when there is a call to make, claims it: the
     # common path of a message costs one commit before the call. A branch message reads
@@ -174,9 +179,10 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
             _give_back(call, claim, attempts, called=called, kept=kept)
             raise
         if isinstance(outcome, calls.Requeue):
-            with committing() as out:
-                rows.park(out.tx, attempts, outcome.delay_s)
-                out.publish(Work(task_id, position, row_branch, width), outcome.delay_s)
+            # Tried again on a lock conflict, as a settle is: failing the message would
+            # leave the row held by the claim's lease (minutes) instead of the wait.
+            parked = Work(task_id, position, row_branch, width)
+            retry_conflicts(partial(_park, parked, attempts, outcome.delay_s))
             return
         if isinstance(outcome, calls.Abandoned):
             return
@@ -206,6 +212,16 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
 def _settle(attempts: rows.Attempts, result: calls.Result) -> bool:
     with transaction() as tx:
         return rows.settle(tx, attempts, result, utcnow())
+
+
+def _park(work: Work, attempts: rows.Attempts, delay_s: float) -> None:
+    """The row parked for `work`'s message, which goes out `delay_s` later. One unit,
+    safe to run again whole after a conflict: the park is fenced by the claim's lease (a try
+    after another took the row over changes nothing) and the message is sent only at the
+    commit, so a try rolled back sent none."""
+    with committing() as out:
+        rows.park(out.tx, attempts, delay_s)
+        out.publish(work, delay_s)
 
 
 def _requeue(work: Work, attempts: rows.Attempts, claim: Claim) -> None:
