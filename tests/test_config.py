@@ -274,6 +274,32 @@ def test_a_settings_error_names_the_field_never_its_value(
     assert "Hunter2pw" not in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "208800000000000",  # 11 digits after 2088
+        "20880000000000000",
+        "2089000000000000",
+        "2088 000000000000",
+        " 2088000000000000",
+        "2088000000000000\n",
+        "\uff12\uff10\uff18\uff18000000000000",  # 2088 in full-width digits, which \d takes
+        "2021000000000001",  # an app id, not a PID
+    ],
+)
+def test_an_alipay_seller_id_that_is_no_pid_refuses_the_settings(value: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings.from_environ({"ALIPAY_SELLER_ID": value})
+    assert "alipay_seller_id" in str(refused.value)
+    assert "2088 followed by 12 digits" in str(refused.value)
+
+
+def test_an_alipay_seller_id_is_a_pid_or_unset() -> None:
+    assert Settings.from_environ({"ALIPAY_SELLER_ID": "2088102146225135"}).alipay_seller_id
+    assert Settings.from_environ({"ALIPAY_SELLER_ID": ""}).alipay_seller_id == ""
+    assert Settings.from_environ({}).alipay_seller_id == ""
+
+
 def test_no_secret_is_in_the_repr_of_what_holds_one() -> None:
     """A repr reaches a log line or a traceback's locals whole: the settings, the Tencent
     Cloud credentials built from them, the deployer's and a step's filled headers say

@@ -12,8 +12,10 @@ a real HTTP server on 127.0.0.1, with knobs for what the simulator does not do b
 - `fake.requests`: every HTTP request received (method, path with query, headers, body);
   `fake.sim.calls`: every gateway call as the simulator judged it (parameters, biz_content,
   the code answered).
-- Notifications: `fake.sim.pay(out_trade_no)` is the genuine one; `tampered`, `wrong_key`,
-  `wrong_app_id`, `wrong_amount`, `unknown_order` and `unsigned` build the forgeries.
+- Notifications: `fake.sim.pay(out_trade_no)` is the genuine one, naming the seller
+  `FakeAlipay(seller_id=...)` was made with (ALIPAY_SELLER_ID in `fake.settings()`);
+  `tampered`, `wrong_key`, `wrong_app_id`, `wrong_seller_id`, `wrong_amount`, `unknown_order`
+  and `unsigned` build the forgeries.
 """
 
 from __future__ import annotations
@@ -25,7 +27,13 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from infra.local.sandbox.alipay import AlipaySim, GatewayCall, Notification, new_rsa_key
+from infra.local.sandbox.alipay import (
+    SELLER_ID,
+    AlipaySim,
+    GatewayCall,
+    Notification,
+    new_rsa_key,
+)
 from tests.fakes.server import LocalServer
 
 NOTIFY_URL = "http://127.0.0.1:9/payments/alipay/notify"
@@ -47,8 +55,8 @@ class _Scripted:
 
 
 class FakeAlipay(LocalServer):
-    def __init__(self, app_id: str = "2021000000000001") -> None:
-        self.sim = AlipaySim(app_id)
+    def __init__(self, app_id: str = "2021000000000001", *, seller_id: str = SELLER_ID) -> None:
+        self.sim = AlipaySim(app_id, seller_id=seller_id)
         self.requests: list[Received] = []
         self._scripted: deque[_Scripted] = deque()
         self._stalls: deque[float] = deque()
@@ -65,11 +73,12 @@ class FakeAlipay(LocalServer):
         return self
 
     def reset(self) -> None:
-        """A fresh simulator (no trades, no calls) with the same app id and keys, no
+        """A fresh simulator (no trades, no calls) with the same app id, seller and keys, no
         knobs set, the server started again if it was down: one server serves many tests."""
         with self._lock:
             self.sim = AlipaySim(
                 self.sim.app_id,
+                seller_id=self.sim.seller_id,
                 alipay_key=self.sim.alipay_key,
                 app_key=self.sim.app_key,
             )
@@ -144,6 +153,10 @@ class FakeAlipay(LocalServer):
         return self.sim.notification(
             out_trade_no, app_id="2021999999999999", auth_app_id="2021999999999999"
         )
+
+    def wrong_seller_id(self, out_trade_no: str) -> Notification:
+        """Genuine, for our app and another seller (one a service provider's app serves)."""
+        return self.sim.notification(out_trade_no, seller_id="2088999999999999")
 
     def wrong_amount(self, out_trade_no: str, total_amount: str = "0.01") -> Notification:
         """Genuinely signed, with another amount than the trade's."""

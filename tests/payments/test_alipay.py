@@ -508,6 +508,7 @@ def test_the_trade_status_maps_to_the_state(
         (FakeAlipay.wrong_key, 401),
         (FakeAlipay.unsigned, 401),
         (FakeAlipay.wrong_app_id, 400),
+        (FakeAlipay.wrong_seller_id, 400),
     ],
 )
 def test_a_forged_notification_is_rejected(

@@ -208,6 +208,7 @@ ALIPAY_FORGERIES: dict[str, Callable[[FakeAlipay, str], Any]] = {
     "tampered": lambda f, o: f.tampered(o),
     "another key": lambda f, o: f.wrong_key(o),
     "another app": lambda f, o: f.wrong_app_id(o),
+    "another seller": lambda f, o: f.wrong_seller_id(o),
     "another amount": lambda f, o: f.wrong_amount(o),
     "unknown order": lambda f, o: f.unknown_order(o),
     "unsigned": lambda f, o: f.unsigned(o),

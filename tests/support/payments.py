@@ -32,6 +32,7 @@ PRODUCTION_PAYMENT_ENV = {
     "ALIPAY_PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----",
     "ALIPAY_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----",
     "ALIPAY_NOTIFY_URL": "https://api.example.com/payments/alipay/notify",
+    "ALIPAY_SELLER_ID": "2088000000000000",
 }
 
 

@@ -204,7 +204,8 @@ def _utc_now() -> datetime:
 
 
 class AlipaySim:
-    """The Alipay gateway for one app. `base_url` is where the simulator is served (the
+    """The Alipay gateway for one app, whose trades are paid to `seller_id` (the merchant's
+    PID, which notifications carry). `base_url` is where the simulator is served (the
     precreated `qr_code` is `<base_url>/sandbox/pay/<out_trade_no>`); without it, the
     request's Host header is used. `clock` gives the gateway's time (aware). The keys are
     generated (RSA 2048) unless given."""
@@ -213,12 +214,14 @@ class AlipaySim:
         self,
         app_id: str = "2021000000000001",
         *,
+        seller_id: str = SELLER_ID,
         base_url: str | None = None,
         clock: Callable[[], datetime] = _utc_now,
         alipay_key: rsa.RSAPrivateKey | None = None,
         app_key: rsa.RSAPrivateKey | None = None,
     ) -> None:
         self.app_id = app_id
+        self.seller_id = seller_id
         self.base_url = base_url.rstrip("/") if base_url else None
         self.clock = clock
         # Alipay's key signs answers and notifications; the app's public half checks
@@ -233,10 +236,11 @@ class AlipaySim:
     # ------------------------------------------------------------ configuration
 
     def app_settings(self) -> dict[str, str]:
-        """The variables that point our adapter's keys and app id at this simulator;
+        """The variables that point our adapter's keys, app id and seller at this simulator;
         ALIPAY_GATEWAY and ALIPAY_NOTIFY_URL are for whoever serves it to set."""
         return {
             "ALIPAY_APPID": self.app_id,
+            "ALIPAY_SELLER_ID": self.seller_id,
             "ALIPAY_PRIVATE_KEY": private_pem(self.app_key),
             "ALIPAY_PUBLIC_KEY": public_pem(self.alipay_key),
         }
@@ -479,7 +483,7 @@ class AlipaySim:
         one; `out_trade_no=` among them names another trade), signed with Alipay's key or `key`,
         then `tampered` changed after signing."""
         trade = self.trade(out_trade_no)
-        values = _notification_fields(trade, self.app_id, self.clock())
+        values = _notification_fields(trade, self.app_id, self.seller_id, self.clock())
         _apply(values, fields)
         values["sign"] = rsa2_sign(
             key or self.alipay_key, signed_text(values, exclude=("sign", "sign_type"))
@@ -571,7 +575,9 @@ def _query_answer(trade: Trade) -> dict[str, Any]:
     return answer
 
 
-def _notification_fields(trade: Trade, app_id: str, now: datetime) -> dict[str, str]:
+def _notification_fields(
+    trade: Trade, app_id: str, seller_id: str, now: datetime
+) -> dict[str, str]:
     paid = trade.gmt_payment is not None
     amount = trade.total_amount if paid else "0.00"
     values = {
@@ -591,7 +597,7 @@ def _notification_fields(trade: Trade, app_id: str, now: datetime) -> dict[str, 
         "buyer_pay_amount": amount,
         "app_id": app_id,
         "sign_type": "RSA2",
-        "seller_id": SELLER_ID,
+        "seller_id": seller_id,
         "notify_time": alipay_time(now),
         "version": "1.0",
         "out_trade_no": trade.out_trade_no,

@@ -24,7 +24,8 @@ METRICS_TOKEN_MIN_BITS = 64
 CLIENT_PING_INTERVAL_S = 60
 
 # Each payment channel: the setting that turns it on, and what it then needs (its notify
-# URL last).
+# URL last). Not ALIPAY_SELLER_ID: checked wherever it is set (README asks production to set
+# it), it is not required, so a deployment configured before it existed still starts.
 _WECHATPAY = "mchid appid private_key cert_serial apiv3_key public_key public_key_id notify_url"
 PAYMENT_CHANNELS: dict[str, tuple[str, ...]] = {
     "wechatpay_api_base": tuple(f"wechatpay_{name}" for name in _WECHATPAY.split()),

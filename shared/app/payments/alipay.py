@@ -1,6 +1,7 @@
 """The Alipay adapter (open platform, RSA2) on python-alipay-sdk: `alipay.trade.precreate`
 for the QR code, `.query` and `.close` by out_trade_no, and the asynchronous notification
-proven genuine (RSA2 over the form with Alipay's public key) and ours (app_id).
+proven genuine (RSA2 over the form with Alipay's public key) and ours (app_id, and seller_id
+when ALIPAY_SELLER_ID names our PID).
 
 Money crosses as integer fen and is written as yuan with exactly two decimals, through
 Decimal only. Alipay's times are Beijing time (UTC+8) without a zone; reports carry aware
@@ -76,6 +77,7 @@ class AlipayApp:
     alipay_public_key: str = field(repr=False)  # PEM
     gateway: str = ""  # the full gateway URL
     notify_url: str = ""
+    seller_id: str = ""  # the merchant's PID; empty: a trade's seller is not checked
 
 
 def from_settings(settings: Settings, *, timeout_s: float = TIMEOUT_S) -> Alipay:
@@ -87,6 +89,7 @@ def from_settings(settings: Settings, *, timeout_s: float = TIMEOUT_S) -> Alipay
         alipay_public_key=settings.alipay_public_key.get_secret_value(),
         gateway=settings.alipay_gateway,
         notify_url=settings.alipay_notify_url,
+        seller_id=settings.alipay_seller_id,
     )
     return Alipay(app, timeout_s=timeout_s)
 
@@ -111,6 +114,7 @@ class Alipay:
         if missing:
             raise ProviderError("Alipay is not configured: " + ", ".join(missing) + " unset")
         self.app_id = app.app_id
+        self.seller_id = app.seller_id
         self.gateway = app.gateway
         self.timeout_s = timeout_s
         self._notify_url = app.notify_url
@@ -175,6 +179,11 @@ class Alipay:
             raise ProviderError(f"{api} refused: {_codes(answer)}")
         if answer.get("out_trade_no", order_id) != order_id:
             raise UnusableAnswer(f"{api} answered for another out_trade_no")
+        # alipay.trade.query documents no seller_id in its answer, and asks of a trade by our
+        # app_id: an answer without one is taken, one naming another seller is not ours.
+        seller_id = answer.get("seller_id")
+        if self.seller_id and seller_id is not None and seller_id != self.seller_id:
+            raise ProviderError(f"{api} answered a seller_id that is not ALIPAY_SELLER_ID")
         status = answer.get("trade_status")
         state = STATES.get(status) if isinstance(status, str) else None
         if state is None:
@@ -231,6 +240,10 @@ class Alipay:
             raise Rejected("the notification's sign does not verify with Alipay's key", 401)
         if fields.get("app_id") != self.app_id:
             raise Rejected("the notification is for another app_id")
+        # Alipay's guide asks for the seller too: the app may take payments for other sellers
+        # (a service provider's app does), and a trade of theirs is not one of our orders.
+        if self.seller_id and fields.get("seller_id") != self.seller_id:
+            raise Rejected("the notification's seller_id is not ALIPAY_SELLER_ID")
         order_id = fields.get("out_trade_no")
         if not order_id:
             raise Unusable("the notification has no out_trade_no")
