@@ -8,6 +8,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 export PYTHONPATH := shared:.
 
+# promtool, to check and unit-test infra/alerts/ (README "Alerts"): a dev tool, never in the
+# layer. Debian's prometheus package carries it; apt-get download needs no root, and the
+# version is pinned so the rules are checked by the engine they were written against.
+PROMTOOL := .local/bin/promtool
+PROMTOOL_VERSION := 2.42.0
+
 .PHONY: run test check migrate openapi encrypt secret-put package plan deploy clean
 
 $(STAMP):
@@ -19,8 +25,24 @@ $(STAMP):
 run: $(STAMP)
 	$(BIN)/python -m infra.local
 
+# Where apt-get is (Debian), promtool is fetched first; where it cannot be, its tests skip,
+# naming this target, unless REQUIRE_PROMTOOL=1 (.ci/run) makes them fail.
 test: $(STAMP)
+	@if command -v apt-get >/dev/null; then $(MAKE) -s $(PROMTOOL) || \
+	  echo "make test: no promtool, so its tests skip (make $(PROMTOOL) says why)"; fi
 	$(BIN)/python -m pytest --cov --cov-report=term
+
+$(PROMTOOL):
+	rm -rf .local/promtool && mkdir -p .local/promtool .local/bin
+	cd .local/promtool && apt-get download -q prometheus >/dev/null || { echo \
+	  "$@: apt-get could not download Debian's prometheus package (Debian 12 has it)" >&2; \
+	  exit 1; }
+	@got=$$(dpkg-deb -f .local/promtool/prometheus_*.deb Version); case "$$got" in \
+	  $(PROMTOOL_VERSION)+*) ;; *) echo "$@: apt offers prometheus $$got, not" \
+	  "$(PROMTOOL_VERSION) (PROMTOOL_VERSION in the Makefile)" >&2; exit 1;; esac
+	dpkg-deb -x .local/promtool/prometheus_*.deb .local/promtool/root
+	.local/promtool/root/usr/bin/promtool --version 2>&1 | grep -q "version $(PROMTOOL_VERSION)+"
+	mv .local/promtool/root/usr/bin/promtool $@ && rm -rf .local/promtool
 
 check: $(STAMP)
 	$(BIN)/ruff check .

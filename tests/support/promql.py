@@ -1,7 +1,7 @@
-"""What a PromQL expression names, read without a Prometheus (promtool is not installable
-where the tests run): its metrics and the label names it matches or groups by, checked by
-the dashboard's and the alert rules' tests against what `app.observability.metrics`
-exports."""
+"""What a PromQL expression names: its metrics and the label names it matches or groups by,
+checked by the dashboard's and the alert rules' tests against what
+`app.observability.metrics` exports, which promtool (it parses and evaluates the alert
+rules, test_alert_rules_promtool.py) cannot know. Read by patterns, not parsed."""
 
 from __future__ import annotations
 
@@ -70,15 +70,3 @@ def label_names(expr: str) -> set[str]:
     for listed in LABEL_LISTS.findall(text):
         named.update(name.strip() for name in listed.split(",") if name.strip())
     return named
-
-
-def balanced(expr: str) -> bool:
-    """Its (), [] and {} close in order, strings aside."""
-    closing = {")": "(", "]": "[", "}": "{"}
-    stack: list[str] = []
-    for char in STRINGS.sub('""', expr):
-        if char in "([{":
-            stack.append(char)
-        elif char in closing and (not stack or stack.pop() != closing[char]):
-            return False
-    return not stack
