@@ -10,31 +10,37 @@ replays with `lookup`. When the first transaction rolls back
 answers that changed something are replayed. A create counted against a rate limit before
 its claim counts through `take_hourly`, so a duplicate of one still in flight gets its
 answer past the limit too.
+
+A transaction that ends in a lock conflict (`app.db.conflicts`) is run again alone, by
+`retry_conflicts` where it is run: the create's write (waiters on one key deadlock when
+its first holder rolls back), `lookup`'s removal of an expired key (it waits on a duplicate
+that claimed the key afresh), `take_hourly`'s wait for the first. What came before the
+write (the count, the HEADs, the provider's trade) is done once, and no loop round them
+tries a conflict again: one place retries each.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import and_, delete, select, tuple_, update
-from sqlalchemy.exc import OperationalError
 
 from app import counters
 from app.clock import utcnow
-from app.db.conflicts import another_try_fits, is_lock_conflict
+from app.db.conflicts import retry_conflicts
 from app.db.statements import ignoring_duplicates
 from app.db.tables import idempotency_keys
 from app.db.transaction import Transaction, transaction
 from app.errors import AppError, ErrorCode
 
 TTL = timedelta(hours=24)
-# A keyed create goes round this many times at most (a key taken meanwhile, a deadlock).
+# A keyed create goes round this many times at most (a key taken meanwhile).
 ATTEMPTS = 5
 
 
@@ -62,28 +68,21 @@ def create_once(
     user_id: str, scope: str, key: str | None, digest: str, create: Callable[[], Any]
 ) -> Answered:
     """Run `create()` (which claims and records the key in its own transaction when `key`
-    is given) unless a stored answer for the key replays first; a key another request
-    committed meanwhile (`KeyTaken`) or a deadlock among waiters on it goes round again,
-    from the lookup. `409 IDEMPOTENCY_KEY_MISMATCH` for the key with another body."""
-    for attempt in range(ATTEMPTS):
-        started = time.monotonic()
+    is given, and runs that transaction again itself on a lock conflict) unless a stored
+    answer for the key replays first; a key another request committed meanwhile
+    (`KeyTaken`) goes round again, from the lookup. `409 IDEMPOTENCY_KEY_MISMATCH` for the
+    key with another body."""
+    for _ in range(ATTEMPTS):
         if key is not None:
             # A known key is answered before the request is judged: its replay stands even
             # if what it names changed since, and another body is 409 whatever it says.
-            replay = lookup(user_id, scope, key, digest)
+            replay = retry_conflicts(partial(lookup, user_id, scope, key, digest))
             if replay is not None:
                 return Answered(replay.response, replayed=True)
         try:
             return Answered(create(), replayed=False)
         except KeyTaken:
             continue  # committed meanwhile: the lookup replays it (or it expired)
-        except OperationalError as exc:
-            # Waiters on one key can deadlock when its first holder rolls back; the loser's
-            # transaction is gone whole, so it starts again from the lookup, if it has time.
-            tried_s = time.monotonic() - started
-            if is_lock_conflict(exc) and attempt < ATTEMPTS - 1 and another_try_fits(tried_s):
-                continue
-            raise
     raise AppError(ErrorCode.SERVICE_UNAVAILABLE)
 
 
@@ -101,8 +100,8 @@ def _where(user_id: str, scope: str, key: str) -> Any:
 def claim(conn: Transaction, user_id: str, scope: str, key: str, digest: str) -> None:
     """Insert the key, or raise `KeyTaken` when a committed row holds it. No savepoint: a
     duplicate that deadlocks while waiting has had its whole transaction rolled back, and
-    the lock conflict must reach the caller as it is (retry from the top), not as a failed
-    `ROLLBACK TO SAVEPOINT`."""
+    the lock conflict must reach the caller as it is (its transaction run again whole), not
+    as a failed `ROLLBACK TO SAVEPOINT`."""
     now = utcnow()
     inserted = conn.execute(
         ignoring_duplicates(idempotency_keys.insert()).values(
@@ -134,15 +133,25 @@ def take_hourly(
     meanwhile wins over the refusal: a duplicate sent while the first is still in flight
     waits for it, as it would within the limit (its claim blocks on the first's uncommitted
     key), and its `KeyTaken` sends `create_once` back to the lookup, which replays the
-    first's answer. Nothing of the wait is kept: the claim rolls back with the refusal."""
+    first's answer. Nothing of the wait is kept: the claim rolls back with the refusal. A
+    lock conflict in the wait (the first's write took longer than a lock wait) waits again,
+    the count not asked again."""
     try:
         counters.take_hourly(counter, limit, ErrorCode.RATE_LIMITED, message)
-    except AppError:
+    except AppError as refused:
         if key is None:
             raise
-        with transaction() as conn:
-            claim(conn, user_id, scope, key, digest)
-            raise
+        retry_conflicts(partial(_refuse_after_the_first, refused, user_id, scope, key, digest))
+
+
+def _refuse_after_the_first(
+    refused: AppError, user_id: str, scope: str, key: str, digest: str
+) -> None:
+    """`refused`, once the claim of `key` has waited for a request holding it uncommitted
+    (`KeyTaken` instead when that one committed)."""
+    with transaction() as conn:
+        claim(conn, user_id, scope, key, digest)
+        raise refused
 
 
 def record(

@@ -5,6 +5,7 @@ not a request the platform cuts off."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,9 +18,13 @@ from app.clock import invocation_ending
 from app.db.conflicts import lock_conflict_code, retry_conflicts
 from app.db.tables import tasks, users
 from app.db.transaction import transaction
-from tests.support.function_url import context, event, reply_of
+from app.ids import new_id
+from app.redis_client import get_redis
+from app.storage.objects import upload_key
+from tests.fakes.cos import FakeCos
+from tests.support.function_url import Reply, context, event, reply_of
 from tests.support.functions import handler
-from tests.support.lock_waits import RowLock
+from tests.support.lock_waits import RowLock, held_past_one_wait
 from tests.support.logs import capture_logs
 from tests.support.pipelines import Customer, new_pipeline
 from tests.support.settings import app_engine_under
@@ -178,3 +183,29 @@ def test_a_keyed_create_whose_user_row_stays_locked_is_503_and_creates_nothing(
     assert customer.list().json()["items"] == [] and customer.quota() == (5, 0)
     created = customer.create(pipeline, key="task-1")  # the key was not taken
     assert created.status == 201 and customer.quota() == (4, 1)
+
+
+def test_a_keyed_create_whose_write_meets_a_lock_writes_again_and_counts_once(
+    one_second_waits: None, cos_bucket: FakeCos
+) -> None:
+    """The user's row held past one wait: the first try of the create's transaction fails,
+    the second makes the task. The count, taken before, is taken once, and each upload the
+    input names is asked of the bucket once."""
+    customer = Customer(quota=5)
+    pipeline = new_pipeline(QUICK)
+    upload = upload_key(customer.id, new_id())
+    cos_bucket.plant(upload, b"\x89PNG\r\n\x1a\n")
+    heads = cos_bucket.count("HeadObject")
+    replies: list[Reply] = []
+    sending = threading.Thread(
+        target=lambda: replies.append(customer.create(pipeline, {"page": upload}, key="task-1"))
+    )
+    held_past_one_wait(select(users.c.id).where(users.c.id == customer.id), sending.start)
+    sending.join(20)
+
+    [created] = replies
+    assert created.status == 201, created.body
+    assert cos_bucket.count("HeadObject") == heads + 1
+    assert get_redis().get(f"tasks:rate:{customer.id}") == "1"
+    assert customer.quota() == (4, 1)
+    assert [task["id"] for task in customer.list().json()["items"]] == [created.json()["id"]]

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Select, text
+from sqlalchemy import Executable, Insert, Select, text
 
 from app.db.transaction import transaction
 
@@ -35,24 +35,37 @@ def wait_for_a_lock_wait(timeout_s: float = 20.0, *, waiting: int = 1) -> None:
         time.sleep(0.2)
 
 
-class RowLock:
-    """The rows a query selects, locked by a transaction of its own from `take` until
-    `release`: a statement that touches them waits meanwhile."""
+class _LetGo(Exception):
+    """Ends the holder's transaction in a rollback."""
 
-    def __init__(self) -> None:
+
+class RowLock:
+    """The rows a query selects, or the row an insert writes (uncommitted, as a request in
+    flight holds its Idempotency-Key), locked by a transaction of its own from `take` until
+    `release`, which rolls it back (or with `commit`, commits it): a statement that touches
+    them waits meanwhile."""
+
+    def __init__(self, *, commit: bool = False) -> None:
+        self.commit = commit
         self._locked, self._done = threading.Event(), threading.Event()
         self._holder: threading.Thread | None = None
 
-    def take(self, query: Select[Any]) -> None:
-        self._holder = threading.Thread(target=self._hold, args=(query,))
+    def take(self, query: Select[Any] | Insert) -> None:
+        statement = query.with_for_update() if isinstance(query, Select) else query
+        self._holder = threading.Thread(target=self._hold, args=(statement,))
         self._holder.start()
         assert self._locked.wait(10), "the rows were never locked"
 
-    def _hold(self, query: Select[Any]) -> None:
-        with transaction() as tx:
-            tx.execute(query.with_for_update())
-            self._locked.set()
-            self._done.wait(60)
+    def _hold(self, statement: Executable) -> None:
+        try:
+            with transaction() as tx:
+                tx.execute(statement)
+                self._locked.set()
+                self._done.wait(60)
+                if not self.commit:
+                    raise _LetGo
+        except _LetGo:
+            pass
 
     def release(self) -> None:
         self._done.set()
@@ -60,11 +73,18 @@ class RowLock:
             self._holder.join()
 
 
-def held_past_one_wait(query: Select[Any], then: Callable[[], None], hold_s: float = 1.5) -> None:
-    """The rows `query` selects held locked while `then()` lets something go on to touch
-    them, until it has waited for them `hold_s` (1.5 s: past one wait with
-    DB_LOCK_WAIT_TIMEOUT_S at 1), as a slow holder would keep them; then let go."""
-    lock = RowLock()
+def held_past_one_wait(
+    query: Select[Any] | Insert,
+    then: Callable[[], None],
+    hold_s: float = 1.5,
+    *,
+    commit: bool = False,
+) -> None:
+    """The rows `query` selects (or inserts: `RowLock`) held locked while `then()` lets
+    something go on to touch them, until it has waited for them `hold_s` (1.5 s: past one
+    wait with DB_LOCK_WAIT_TIMEOUT_S at 1), as a slow holder would keep them; then let go,
+    rolled back or committed."""
+    lock = RowLock(commit=commit)
     lock.take(query)
     try:
         then()

@@ -6,9 +6,11 @@ so neither may be caught inside a unit that goes on: after a deadlock it would g
 a new transaction, what it did before the error gone.
 
 Each try may wait for a lock up to DB_LOCK_WAIT_TIMEOUT_S (the session's
-innodb_lock_wait_timeout), and may take as long as the one that failed (an order's try asks
-the payment provider too), so one is made only while the longer of the two can end before
-the invocation does (`another_try_fits`). A conflict no try resolved, in an HTTP function,
+innodb_lock_wait_timeout), and may take as long as the one that failed (one that waited on
+more than one statement, or did other work before its wait), so one is made only while the
+longer of the two can end before the invocation does (`another_try_fits`). What a unit of
+work does once whatever happens (a count taken, a provider's trade made) comes before the
+unit retried, not inside it. A conflict no try resolved, in an HTTP function,
 reaches the adapter, which answers it `503 SERVICE_UNAVAILABLE` with `Retry-After: 1`, its
 transaction rolled back: the client may send it again. In the worker it fails the message
 (redelivered), in a job the run.

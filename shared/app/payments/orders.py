@@ -3,10 +3,11 @@
 A purchase asks the provider first and writes the order after: the provider's trade is
 made with a fresh order id as its out_trade_no, the plan's price at that moment, and the
 order's expiry as its own; only when the provider has answered with a payable code is the
-order inserted (with the Idempotency-Key, in one transaction). So a provider failure
+order inserted (with the Idempotency-Key, in one transaction), which a lock conflict runs
+again, alone (`retry_conflicts`): the trade is asked for once. So a provider failure
 (`502 PAYMENT_PROVIDER_ERROR`) leaves no order behind, and a trade whose order was never
-written (a duplicate that lost the key, a database failure) is closed at the provider
-and was never shown to anyone, so nobody can pay it.
+written (a duplicate that lost the key, a conflict no try resolved, a database failure) is
+closed at the provider, once, and was never shown to anyone, so nobody can pay it.
 
 Each order made is a trade at the provider, so a user makes at most
 ORDERS_PER_USER_PER_HOUR of them an hour (`429 RATE_LIMITED` with Retry-After past it),
@@ -30,6 +31,7 @@ from sqlalchemy import select
 from app import idempotency
 from app.clock import iso, utcnow
 from app.config import get_settings
+from app.db.conflicts import retry_conflicts
 from app.db.tables import orders
 from app.db.transaction import transaction
 from app.errors import AppError, ErrorCode
@@ -145,18 +147,29 @@ def _create_once(
         "updated_at": now,
     }
     try:
-        with transaction() as tx:
-            if key is not None:
-                idempotency.claim(tx, user_id, IDEMPOTENCY_SCOPE, key, digest)
-            tx.execute(orders.insert().values(**row))
-            shown = view({**row, "paid_at": None})
-            if key is not None:
-                idempotency.record(tx, user_id, IDEMPOTENCY_SCOPE, key, shown, order_id)
-            tx.after_commit(lambda: ORDERS.labels(channel, "pending").inc(), order_id=order_id)
+        # A lock conflict writes the order again, not the count or the trade before it.
+        return retry_conflicts(lambda: _write(user_id, channel, row, key, digest))
     except BaseException:
-        # The key was taken meanwhile, a deadlock, the database: the trade has no order.
+        # The key was taken meanwhile, a conflict no try resolved, the database: the trade
+        # has no order.
         _abandon(channel, order_id)
         raise
+
+
+def _write(
+    user_id: str, channel: Channel, row: dict[str, Any], key: str | None, digest: str
+) -> dict[str, Any]:
+    """The order inserted, with the key claimed and its answer recorded, in one
+    transaction; what the order shows."""
+    order_id = row["id"]
+    with transaction() as tx:
+        if key is not None:
+            idempotency.claim(tx, user_id, IDEMPOTENCY_SCOPE, key, digest)
+        tx.execute(orders.insert().values(**row))
+        shown = view({**row, "paid_at": None})
+        if key is not None:
+            idempotency.record(tx, user_id, IDEMPOTENCY_SCOPE, key, shown, order_id)
+        tx.after_commit(lambda: ORDERS.labels(channel, "pending").inc(), order_id=order_id)
     return shown
 
 

@@ -5,7 +5,8 @@ list and cancel.
 for another body), before judging the request. Otherwise it claims the key in the same
 transaction that reserves the quota and inserts the task, so the key, the charge and the
 task commit together or not at all; a duplicate waits on the key, then replays the stored
-first answer. The start message
+first answer. A lock conflict runs that transaction again, alone (`retry_conflicts`): the
+count and the HEADs before it are made once. The start message
 goes out after the commit: a crash in between leaves a queued task with no message, which
 the saga sweeper publishes again.
 
@@ -32,6 +33,7 @@ from app import idempotency, json_values
 from app.clock import utcnow
 from app.config import get_settings
 from app.db import pages
+from app.db.conflicts import retry_conflicts
 from app.db.tables import task_steps, task_uploads, tasks
 from app.db.transaction import transaction
 from app.errors import AppError, ErrorCode
@@ -185,6 +187,24 @@ def _create_once(
     _take_rate(user_id, key, digest)
     # Before the transaction: a HEAD per upload key the input names, at the bucket.
     upload_keys = uploads.check(user_id, task_input)
+    # A lock conflict runs the transaction again, not the count or the HEADs before it.
+    return retry_conflicts(
+        lambda: _write(user_id, task_id, pipeline, plan, task_input, upload_keys, key, digest)
+    )
+
+
+def _write(
+    user_id: str,
+    task_id: str,
+    pipeline: dict[str, Any],
+    plan: _Plan,
+    task_input: dict[str, Any],
+    upload_keys: list[str],
+    key: str | None,
+    digest: str,
+) -> dict[str, Any]:
+    """The key claimed, the quota reserved, the task and its steps inserted, in one
+    transaction; its start message and hooks after the commit."""
     with transaction() as conn:
         if key is not None:
             idempotency.claim(conn, user_id, IDEMPOTENCY_SCOPE, key, digest)

@@ -1,0 +1,135 @@
+"""A lock conflict in an order's write (`POST /orders` with an Idempotency-Key) writes the
+order again, alone: the count of ORDERS_PER_USER_PER_HOUR is taken once and the provider
+asked for one trade; a conflict no try resolved closes that trade once and is a 503."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Insert
+
+from app.clock import utcnow
+from app.db.tables import idempotency_keys
+from app.idempotency import request_hash
+from app.redis_client import get_redis
+from tests.fakes.wechatpay import FakeWechatPay
+from tests.payments.test_orders import orders_of
+from tests.support.function_url import Reply, context, event, reply_of
+from tests.support.functions import handler
+from tests.support.lock_waits import RowLock, held_past_one_wait
+from tests.support.payments import Buyer, new_plan
+from tests.support.settings import app_engine_under
+
+
+@pytest.fixture
+def one_second_waits() -> Iterator[None]:
+    with app_engine_under(DB_LOCK_WAIT_TIMEOUT_S="1"):
+        yield
+
+
+def key_in_flight(buyer: Buyer, plan: str, key: str, answer: Any = None) -> Insert:
+    """The order key as another request for the same plan holds it while its write is under
+    way, its `answer` already recorded."""
+    now = utcnow()
+    return idempotency_keys.insert().values(
+        user_id=buyer.user_id,
+        scope="orders",
+        key=key,
+        request_hash=request_hash({"plan_id": plan, "channel": "wechat"}),
+        response=answer or {},
+        created_at=now,
+        expires_at=now + timedelta(hours=24),
+    )
+
+
+def trades(wechatpay: FakeWechatPay) -> tuple[int, int]:
+    """The trades our side asked WeChat Pay to create, and to close."""
+    paths = [r.path for r in wechatpay.requests if r.method == "POST"]
+    created = sum(path == "/v3/pay/transactions/native" for path in paths)
+    return created, sum(path.endswith("/close") for path in paths)
+
+
+def counted(buyer: Buyer) -> int:
+    return int(get_redis().get(f"orders:rate:{buyer.user_id}") or 0)
+
+
+def order_sent_while_held(buyer: Buyer, plan: str, theirs: Any = None) -> Reply:
+    """The order, keyed `buy-1`, sent while another request holds that key past one lock
+    wait; then that request rolls back, or with `theirs` (its answer) commits."""
+    replies: list[Reply] = []
+    sending = threading.Thread(
+        target=lambda: replies.append(buyer.order(plan, "wechat", key="buy-1"))
+    )
+    holder = key_in_flight(buyer, plan, "buy-1", theirs)
+    held_past_one_wait(holder, sending.start, commit=theirs is not None)
+    sending.join(20)
+    [reply] = replies
+    return reply
+
+
+def test_an_order_whose_write_meets_a_lock_writes_again_with_its_one_trade(
+    one_second_waits: None, wechatpay: FakeWechatPay
+) -> None:
+    buyer = Buyer()
+    created = order_sent_while_held(buyer, new_plan())
+
+    assert created.status == 201, created.body
+    assert trades(wechatpay) == (1, 0)
+    assert counted(buyer) == 1
+    order = created.json()
+    assert wechatpay.sim.trades[order["id"]].state == "NOTPAY"
+    assert orders_of(buyer.user_id) == 1 and buyer.get(order["id"]).json() == order
+
+
+def test_a_key_committed_while_the_write_waited_is_replayed_and_the_trade_closed(
+    one_second_waits: None, wechatpay: FakeWechatPay
+) -> None:
+    """The retry's claim finds the key committed: the other request's answer is replayed,
+    and the trade made for this one, which has no order, is closed."""
+    buyer = Buyer()
+    plan = new_plan()
+    theirs = buyer.order(plan, "wechat").json()  # the answer the other request recorded
+    replayed = order_sent_while_held(buyer, plan, theirs)
+
+    assert replayed.status == 201, replayed.body
+    assert replayed.json() == theirs
+    assert trades(wechatpay) == (2, 1)
+    assert counted(buyer) == 2
+    assert wechatpay.sim.trades[theirs["id"]].state == "NOTPAY"  # the closed one was ours
+    assert orders_of(buyer.user_id) == 1
+
+
+def test_a_conflict_no_try_resolved_is_503_and_closes_the_trade_once(
+    one_second_waits: None, wechatpay: FakeWechatPay
+) -> None:
+    """A 3.5 s invocation: after the first wait (1 s) another wait and the answer fit (2 s),
+    after the second they do not."""
+    buyer = Buyer()
+    plan = new_plan()
+    sent = event(
+        "POST",
+        "/orders",
+        body={"plan_id": plan, "channel": "wechat"},
+        headers={"Idempotency-Key": "buy-1"},
+        token=buyer.token,
+    )
+    lock = RowLock()
+    lock.take(key_in_flight(buyer, plan, "buy-1"))
+    try:
+        refused = reply_of(handler("orders")(sent, {**context("orders"), "time_limit_in_ms": 3500}))
+    finally:
+        lock.release()
+
+    assert refused.status == 503, refused.body
+    assert refused.json()["code"] == "SERVICE_UNAVAILABLE"
+    assert refused.header("Retry-After") == "1"
+    assert trades(wechatpay) == (1, 1)
+    assert counted(buyer) == 1
+    assert orders_of(buyer.user_id) == 0
+    again = buyer.order(plan, "wechat", key="buy-1")  # the lock gone, as sent again
+    assert again.status == 201, again.body
+    assert counted(buyer) == 2 and trades(wechatpay) == (2, 1)
