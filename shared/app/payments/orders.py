@@ -9,6 +9,12 @@ again, alone (`retry_conflicts`): the trade is asked for once. So a provider fai
 written (a duplicate that lost the key, a conflict no try resolved, a database failure) is
 closed at the provider, once, and was never shown to anyone, so nobody can pay it.
 
+A write whose connection was lost at COMMIT (`CommitInDoubt`, 503) may have written the
+order: its trade is left open, so that the client's retry with its Idempotency-Key, which
+is answered the order if it was committed, shows a code that can be paid. If it was not
+committed, the trade was shown to no one, and the provider expires it at the order's
+expiry.
+
 Each order made is a trade at the provider, so a user makes at most
 ORDERS_PER_USER_PER_HOUR of them an hour (`429 RATE_LIMITED` with Retry-After past it),
 counted before the provider is asked; a replayed Idempotency-Key makes none and counts none.
@@ -33,7 +39,7 @@ from app.clock import iso, utcnow
 from app.config import get_settings
 from app.db.conflicts import retry_conflicts
 from app.db.tables import orders
-from app.db.transaction import transaction
+from app.db.transaction import CommitInDoubt, transaction
 from app.errors import AppError, ErrorCode
 from app.observability import logging as applog
 from app.observability.metrics import ORDERS, PAYMENT_PROVIDER_CALLS
@@ -149,6 +155,10 @@ def _create_once(
     try:
         # A lock conflict writes the order again, not the count or the trade before it.
         return retry_conflicts(lambda: _write(user_id, channel, row, key, digest))
+    except CommitInDoubt:
+        # The order may be written, and then its trade must stay payable; if it is not, the
+        # trade, shown to no one, expires with the order's expiry.
+        raise
     except BaseException:
         # The key was taken meanwhile, a conflict no try resolved, the database: the trade
         # has no order.
