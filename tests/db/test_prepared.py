@@ -17,7 +17,7 @@ from app.clock import utcnow
 from app.db.engine import get_engine
 from app.db.prepared import Prepared
 from app.db.tables import users
-from app.db.transaction import transaction
+from app.db.transaction import CommitInDoubt, transaction
 from app.db.types import UtcDateTime
 from app.errors import AppError, ErrorCode
 from app.ids import new_id
@@ -176,13 +176,17 @@ def test_prepared_statements_that_lose_their_connection_are_503_and_not_reused()
             killer.exec_driver_sql(f"KILL CONNECTION {lost}")
             USER.run(tx, {"id": new_id()})
         assert caught.value.code is ErrorCode.SERVICE_UNAVAILABLE
-        assert logs.where(message="db connection lost")
-        # Lost at the commit: the statements went through, the COMMIT did not.
+        assert not isinstance(caught.value, CommitInDoubt)  # COMMIT was never sent
+        [lost_line] = logs.where(message="db connection lost")
+        assert "at" not in lost_line
+        # Lost at the commit: the statements went through, the COMMIT did not, and the
+        # driver cannot tell whether the server had it.
         user_id = new_id()
-        with pytest.raises(AppError) as at_commit, transaction() as tx:
+        with capture_logs() as logs, pytest.raises(CommitInDoubt) as at_commit, transaction() as tx:
             INSERT_USER.run(tx, {"id": user_id, "hash": None, "now": utcnow()})
             killer.exec_driver_sql(f"KILL CONNECTION {thread_of(tx)}")
         assert at_commit.value.code is ErrorCode.SERVICE_UNAVAILABLE
+        assert logs.where(message="db connection lost", at="commit")
     with transaction() as tx:
         assert thread_of(tx) != lost
         assert USER.run(tx, {"id": user_id}).first() is None

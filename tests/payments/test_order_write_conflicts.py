@@ -1,6 +1,7 @@
 """A lock conflict in an order's write (`POST /orders` with an Idempotency-Key) writes the
 order again, alone: the count of ORDERS_PER_USER_PER_HOUR is taken once and the provider
-asked for one trade; a conflict no try resolved closes that trade once and is a 503."""
+asked for one trade; a conflict no try resolved is a 503, and closes that trade once when the
+close fits in what is left of the invocation."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tests.payments.test_orders import orders_of
 from tests.support.function_url import Reply, context, event, reply_of
 from tests.support.functions import handler
 from tests.support.lock_waits import RowLock, held_past_one_wait
+from tests.support.logs import capture_logs
 from tests.support.payments import Buyer, new_plan
 from tests.support.settings import app_engine_under
 
@@ -103,11 +105,12 @@ def test_a_key_committed_while_the_write_waited_is_replayed_and_the_trade_closed
     assert orders_of(buyer.user_id) == 1
 
 
-def test_a_conflict_no_try_resolved_is_503_and_closes_the_trade_once(
+def test_a_conflict_no_try_resolved_is_503_and_leaves_the_trade_when_no_close_fits(
     one_second_waits: None, wechatpay: FakeWechatPay
 ) -> None:
     """A 3.5 s invocation: after the first wait (1 s) another wait and the answer fit (2 s),
-    after the second they do not."""
+    after the second they do not, nor does a close that may wait for WeChat Pay's 5 s: the
+    trade, shown to no one, is left to expire."""
     buyer = Buyer()
     plan = new_plan()
     sent = event(
@@ -120,16 +123,22 @@ def test_a_conflict_no_try_resolved_is_503_and_closes_the_trade_once(
     lock = RowLock()
     lock.take(key_in_flight(buyer, plan, "buy-1"))
     try:
-        refused = reply_of(handler("orders")(sent, {**context("orders"), "time_limit_in_ms": 3500}))
+        with capture_logs() as logs:
+            invocation = {**context("orders"), "time_limit_in_ms": 3500}
+            refused = reply_of(handler("orders")(sent, invocation))
     finally:
         lock.release()
 
     assert refused.status == 503, refused.body
     assert refused.json()["code"] == "SERVICE_UNAVAILABLE"
     assert refused.header("Retry-After") == "1"
-    assert trades(wechatpay) == (1, 1)
+    assert trades(wechatpay) == (1, 0)
+    [left] = logs.where(message="an unwritten order's trade left to expire")
+    [(order_id, unshown)] = wechatpay.sim.trades.items()
+    assert left["level"] == "warning" and left["order_id"] == order_id
+    assert unshown.state == "NOTPAY" and unshown.time_expire is not None
     assert counted(buyer) == 1
     assert orders_of(buyer.user_id) == 0
     again = buyer.order(plan, "wechat", key="buy-1")  # the lock gone, as sent again
     assert again.status == 201, again.body
-    assert counted(buyer) == 2 and trades(wechatpay) == (2, 1)
+    assert counted(buyer) == 2 and trades(wechatpay) == (2, 0)

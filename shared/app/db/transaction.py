@@ -19,25 +19,28 @@ connection, committed when the block ends and rolled back when it raises.
   registered in (`tx.savepoint()`) rolls back. An effect that fails is logged and never
   raised: the change it follows is committed.
   One case is in doubt, and no helper can settle it: a connection lost after COMMIT was
-  sent and before its answer came. The server may have committed; the block answers 503
-  and its effects never run. So an effect is one whose loss a later pass makes good: a
-  runner message the sweeper publishes again, a task announcement the next one supersedes,
-  a cached value that lives out its TTL (an hour for a profile, a day for the plan and
-  pipeline lists) unless the change held it (`cache.hold`, for what a stale value must
-  never hide). A client that retries the 503 with its Idempotency-Key is answered the
-  committed result.
+  sent and before its answer came. The server may have committed; the block raises
+  `CommitInDoubt` (503, as any lost connection) and its effects never run. So an effect
+  is one whose loss a later pass makes good: a runner message the sweeper publishes again,
+  a task announcement the next one supersedes, a cached value that lives out its TTL (an
+  hour for a profile, a day for the plan and pipeline lists) unless the change held it
+  (`cache.hold`, for what a stale value must never hide). A client that retries the 503
+  with its Idempotency-Key is answered the committed result.
 - Compensations: `tx.on_rollback(effect)` registers a call that must follow a change that
   did not happen: giving back what the block took outside the database for it (a host slot
   in Redis, taken with a claim). It runs once, after the connection went back to the pool,
   when the block raises or its commit fails, or when the savepoint it was registered in rolls
   back; never after a commit. It runs too for the commit in doubt above, so it is one that
   is harmless if the change did commit. One that fails is logged, never raised over the
-  block's own error.
+  block's own error. A caller that undoes, on the block's failure, what it did before the
+  block (a provider's trade made for an order) tells `CommitInDoubt` apart: the change may
+  stand, and what it holds must too.
 - Failures: an exhausted pool, an unreachable database or a connection lost mid-transaction
   is `503 SERVICE_UNAVAILABLE`, not a hang and not a 500; the log names host and database,
-  never the password. A lost connection is discarded by the pool, never handed out again.
-  A block that fails on its own account after its connection was lost answers its own
-  error: the rollback that finds the connection gone is logged, not raised over it.
+  never the password, and a connection lost at COMMIT says so (`at=commit`). A lost
+  connection is discarded by the pool, never handed out again. A block that fails on its
+  own account after its connection was lost answers its own error: the rollback that finds
+  the connection gone is logged, not raised over it.
 """
 
 from __future__ import annotations
@@ -60,6 +63,16 @@ from app.observability.metrics import DB_POOL_TIMEOUTS
 
 log = applog.get_logger("app.db")
 Effect = Callable[[], object]
+
+
+class CommitInDoubt(AppError):
+    """The connection was lost at COMMIT: sent, its answer never came, so the server may
+    have committed or not, and nobody here can tell. 503 as any lost connection (a client
+    that retries with its Idempotency-Key is answered the committed result, if there is
+    one); what came before the block and belongs to the change is kept."""
+
+    def __init__(self) -> None:
+        super().__init__(ErrorCode.SERVICE_UNAVAILABLE)
 
 
 class Transaction:
@@ -138,13 +151,19 @@ class Transaction:
     # -- the end ------------------------------------------------------------------------
 
     def _commit(self) -> None:
-        if self._root is not None:
-            self._root.commit()
-            return
         try:
-            self.connection.commit()
-        except self.dialect.loaded_dbapi.Error as error:
-            raise driver_error(self, "COMMIT", None, error, None) from error
+            if self._root is not None:
+                self._root.commit()
+                return
+            try:
+                self.connection.commit()
+            except self.dialect.loaded_dbapi.Error as error:
+                raise driver_error(self, "COMMIT", None, error, None) from error
+        except exc.DBAPIError as error:
+            if not error.connection_invalidated:
+                raise  # the server answered it: nothing was committed
+            _log_lost(self.engine, error, at="commit")
+            raise CommitInDoubt() from error
         self.connection.info[TXN_OPEN] = False
 
     def _rollback(self) -> None:
@@ -265,20 +284,21 @@ def unavailable_if_lost(engine: Engine) -> Iterator[None]:
     except exc.DBAPIError as error:
         if not error.connection_invalidated:
             raise
-        # The server went away mid-transaction (restart, failover, wait_timeout): the pool
-        # has dropped the connection, and nothing was committed. A dependency failure, not
-        # a bug of ours.
+        # The server went away mid-transaction (restart, failover, wait_timeout), before
+        # COMMIT was sent (one lost at COMMIT is `CommitInDoubt`): the pool has dropped the
+        # connection, and the server rolls the transaction back with it. A dependency
+        # failure, not a bug of ours.
         _log_lost(engine, error)
         raise AppError(ErrorCode.SERVICE_UNAVAILABLE) from error
 
 
-def _log_lost(engine: Engine, error: exc.DBAPIError) -> None:
+def _log_lost(engine: Engine, error: exc.DBAPIError, **fields: Any) -> None:
     from app.crypto.resolution import describe_database_error  # cold start: on failure
 
     # By class and driver code: the driver's message may name the server it lost.
     described = describe_database_error(error)
     applog.log_fields(
-        log, logging.ERROR, "db connection lost", **_describe(engine), error=described
+        log, logging.ERROR, "db connection lost", **_describe(engine), error=described, **fields
     )
 
 

@@ -7,7 +7,14 @@ order inserted (with the Idempotency-Key, in one transaction), which a lock conf
 again, alone (`retry_conflicts`): the trade is asked for once. So a provider failure
 (`502 PAYMENT_PROVIDER_ERROR`) leaves no order behind, and a trade whose order was never
 written (a duplicate that lost the key, a conflict no try resolved, a database failure) is
-closed at the provider, once, and was never shown to anyone, so nobody can pay it.
+closed at the provider, once, and was never shown to anyone, so nobody can pay it. The
+close is skipped (logged) when the invocation has too little left for it to end before the
+answer is due; the provider expires the trade at the order's expiry in any case.
+
+A write whose connection was lost at COMMIT (`CommitInDoubt`, 503) may have written the
+order: its trade is left open, so that the client's retry with its Idempotency-Key, which
+is answered the order if it was committed, shows a code that can be paid. If it was not
+committed, the trade was shown to no one and expires as above.
 
 Each order made is a trade at the provider, so a user makes at most
 ORDERS_PER_USER_PER_HOUR of them an hour (`429 RATE_LIMITED` with Retry-After past it),
@@ -29,11 +36,11 @@ from typing import Any
 from sqlalchemy import select
 
 from app import idempotency
-from app.clock import iso, utcnow
+from app.clock import iso, time_left, utcnow
 from app.config import get_settings
-from app.db.conflicts import retry_conflicts
+from app.db.conflicts import ANSWER_MARGIN_S, retry_conflicts
 from app.db.tables import orders
-from app.db.transaction import transaction
+from app.db.transaction import CommitInDoubt, transaction
 from app.errors import AppError, ErrorCode
 from app.observability import logging as applog
 from app.observability.metrics import ORDERS, PAYMENT_PROVIDER_CALLS
@@ -149,6 +156,10 @@ def _create_once(
     try:
         # A lock conflict writes the order again, not the count or the trade before it.
         return retry_conflicts(lambda: _write(user_id, channel, row, key, digest))
+    except CommitInDoubt:
+        # The order may be written, and then its trade must stay payable; if it is not, the
+        # trade, shown to no one, expires with the order's expiry.
+        raise
     except BaseException:
         # The key was taken meanwhile, a conflict no try resolved, the database: the trade
         # has no order.
@@ -213,9 +224,22 @@ def _ask_provider(channel: Channel, charge: Charge) -> str:
 
 def _abandon(channel: Channel, order_id: str) -> None:
     """Close a trade whose order was not written (best effort: unshown, nobody can pay it,
-    and the provider expires it at the order's expiry in any case)."""
+    and the provider expires it at the order's expiry in any case), unless the close, which
+    may wait for the provider's timeout, could end after the invocation does."""
     try:
-        providers.gateway(channel).close(order_id)
+        gateway = providers.gateway(channel)
+        left = time_left()
+        if left is not None and left < gateway.timeout_s + ANSWER_MARGIN_S:
+            applog.log_fields(
+                log,
+                logging.WARNING,
+                "an unwritten order's trade left to expire",
+                order_id=order_id,
+                channel=channel,
+                time_left_s=round(left, 3),
+            )
+            return
+        gateway.close(order_id)
     except ProviderError as error:
         applog.log_fields(
             log,

@@ -179,6 +179,7 @@ class WechatPay:
     """The `Gateway` of channel "wechat"."""
 
     channel: Channel = "wechat"
+    timeout_s: float = TIMEOUT_S
 
     def __init__(
         self,
