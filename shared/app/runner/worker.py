@@ -217,8 +217,9 @@ def _settle(attempts: rows.Attempts, result: calls.Result) -> bool:
 def _park(work: Work, attempts: rows.Attempts, delay_s: float) -> None:
     """The row parked for `work`'s message, which goes out `delay_s` later. One unit,
     safe to run again whole after a conflict: the park is fenced by the claim's lease (a try
-    after another took the row over changes nothing) and the message is sent only at the
-    commit, so a try rolled back sent none."""
+    after another took the row over leaves the row to it, and its message is one more
+    duplicate, handled as any other) and the message is sent only at the commit, so
+    a try rolled back sent none."""
     with committing() as out:
         rows.park(out.tx, attempts, delay_s)
         out.publish(work, delay_s)
