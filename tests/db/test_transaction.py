@@ -3,23 +3,28 @@ runs once, after the commit (and after the connection went back to the pool), in
 when the transaction or its savepoint rolls back, nor when the commit itself fails; a failing
 effect is logged and never raised. Its mirror, `on_rollback`: a compensation runs once when
 the transaction or its savepoint does not commit, the commit's failure included, and never
-after a commit. On MariaDB and on SQLite alike."""
+after a commit. On MariaDB and on SQLite alike. A connection lost at COMMIT is
+`CommitInDoubt`; a lock conflict the server answers at COMMIT is that conflict, run again."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
+import pymysql
 import pytest
+from pymysql.constants import ER
 from sqlalchemy import insert, select, text
 
 from app.clock import utcnow
+from app.db.conflicts import retry_conflicts
 from app.db.engine import get_engine
 from app.db.pool import stats
 from app.db.tables import users
 from app.db.transaction import CommitInDoubt, Transaction, transaction
 from app.errors import AppError, ErrorCode
 from app.ids import new_id
+from tests.db.test_prepared import INSERT_USER
 from tests.support.logs import capture_logs
 from tests.support.settings import app_engine_under
 
@@ -107,6 +112,48 @@ def test_an_effect_never_runs_when_the_commit_fails() -> None:
     assert not stored(user_id)
 
 
+@pytest.mark.parametrize("code", [ER.LOCK_DEADLOCK, ER.LOCK_WAIT_TIMEOUT])
+@pytest.mark.parametrize("driver_path", [False, True], ids=["core", "driver"])
+def test_a_lock_conflict_answered_at_commit_is_run_again_not_in_doubt(
+    code: int, driver_path: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server refused the COMMIT (a deadlock is reported there by Galera's certification):
+    it answered, so nothing was committed, and the block raises the conflict itself, which
+    `retry_conflicts` runs again; never `CommitInDoubt`, which nothing may run again."""
+    commit = pymysql.connections.Connection.commit
+    refused: list[int] = []
+
+    def refuse_once(connection: pymysql.connections.Connection) -> None:
+        if refused:
+            return commit(connection)
+        refused.append(code)
+        connection.rollback()  # what the server does with a transaction it refuses
+        raise pymysql.err.OperationalError(code, "a lock conflict, answered at COMMIT")
+
+    seen = Recorder()
+    written: list[str] = []
+
+    def work() -> None:
+        with transaction() as tx:
+            if driver_path:
+                written.append(new_id())
+                INSERT_USER.run(tx, {"id": written[-1], "hash": None, "now": utcnow()})
+            else:
+                written.append(insert_user(tx))
+            tx.on_rollback(seen.effect("undone", written[-1]))
+            tx.after_commit(seen.effect("done", written[-1]))
+
+    monkeypatch.setattr(pymysql.connections.Connection, "commit", refuse_once)
+    try:
+        retry_conflicts(work)
+    finally:
+        monkeypatch.undo()
+    assert refused == [code]
+    assert seen.ran == ["undone:False", "done:True"]
+    assert [stored(user_id) for user_id in written] == [False, True]
+    assert stats(get_engine())["used"] == 0
+
+
 def test_a_compensation_runs_once_when_the_block_raises_and_never_after_a_commit() -> None:
     seen = Recorder()
     with pytest.raises(RuntimeError, match="the block's own"), transaction() as tx:
@@ -124,7 +171,7 @@ def test_a_compensation_runs_when_the_commit_fails() -> None:
     seen = Recorder()
     with (
         get_engine().connect() as killer,
-        pytest.raises(AppError),
+        pytest.raises(CommitInDoubt),
         transaction() as tx,
     ):
         user_id = insert_user(tx)
@@ -132,6 +179,7 @@ def test_a_compensation_runs_when_the_commit_fails() -> None:
         thread = tx.connection.dbapi_connection.thread_id()  # type: ignore[union-attr]
         killer.exec_driver_sql(f"KILL CONNECTION {thread}")
     assert seen.ran == ["undone:False"]
+    assert stats(get_engine())["used"] == 0  # the lost connection went back, to be dropped
 
 
 def test_a_failing_compensation_is_logged_and_the_blocks_error_raised() -> None:

@@ -10,12 +10,17 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import pymysql
 import pytest
+from pymysql.constants import ER
 from sqlalchemy import Insert
+from sqlalchemy.exc import OperationalError
 
 from app.clock import utcnow
+from app.db.conflicts import lock_conflict_code
 from app.db.tables import idempotency_keys
 from app.idempotency import request_hash
+from app.payments import orders
 from app.redis_client import get_redis
 from tests.fakes.wechatpay import FakeWechatPay
 from tests.payments.test_orders import orders_of
@@ -142,3 +147,35 @@ def test_a_conflict_no_try_resolved_is_503_and_leaves_the_trade_when_no_close_fi
     again = buyer.order(plan, "wechat", key="buy-1")  # the lock gone, as sent again
     assert again.status == 201, again.body
     assert counted(buyer) == 2 and trades(wechatpay) == (2, 0)
+
+
+def test_outside_an_invocation_a_conflict_no_try_resolved_closes_the_trade(
+    wechatpay: FakeWechatPay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Called with no invocation's end known (`time_left` None), a write whose every COMMIT
+    the server refuses with a deadlock is tried five times, and its trade, no time limit
+    standing in the way, is closed."""
+    buyer = Buyer()
+    plan = new_plan()
+    commit = pymysql.connections.Connection.commit
+    refused: list[bool] = []
+
+    def refuse_the_write(connection: pymysql.connections.Connection) -> None:
+        if not wechatpay.sim.trades:  # the plan's read, the key's lookup
+            return commit(connection)
+        refused.append(True)
+        connection.rollback()
+        raise pymysql.err.OperationalError(ER.LOCK_DEADLOCK, "Deadlock found")
+
+    monkeypatch.setattr(pymysql.connections.Connection, "commit", refuse_the_write)
+    try:
+        with pytest.raises(OperationalError) as caught:
+            orders.create(buyer.user_id, plan, "wechat", key="buy-1")
+    finally:
+        monkeypatch.undo()
+    assert lock_conflict_code(caught.value) == ER.LOCK_DEADLOCK
+    assert len(refused) == 5  # retry_conflicts' attempts
+    assert trades(wechatpay) == (1, 1)
+    [(_, closed)] = wechatpay.sim.trades.items()
+    assert closed.state == "CLOSED"
+    assert orders_of(buyer.user_id) == 0
