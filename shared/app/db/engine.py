@@ -4,6 +4,12 @@ SQLite for the embedded default. Transactions are `app.db.transaction`'s.
 SQLite under a threaded server needs WAL, a busy timeout and `BEGIN IMMEDIATE` (the pysqlite
 recipe in SQLAlchemy's docs): writers then queue instead of failing, which is also why
 `with_for_update()` compiling to nothing there is safe.
+
+On MySQL a statement whose answer does not come within `answer_timeout_s` (its longest lock
+wait, DB_LOCK_WAIT_TIMEOUT_S, and then STATEMENT_WORK_S) counts as a lost connection
+(PyMySQL's error 2013): a server that went silent (a failover that moved its address without
+a reset, a dropped network path) is then a 503, or a `CommitInDoubt` at COMMIT
+(app.db.transaction), instead of a wait the platform's time limit ends with no word.
 """
 
 from __future__ import annotations
@@ -24,6 +30,18 @@ from app.errors import AppError, ErrorCode
 from app.observability import logging as applog
 
 log = applog.get_logger("app.db")
+
+# A statement's own work once it holds its locks: ours touch indexed rows or bounded batches
+# (500 rows at most) and take milliseconds, so 5 s is only ever reached by a server that has
+# stopped answering; with the 3 s lock wait, 8 s still ends inside an HTTP function's 10 s.
+STATEMENT_WORK_S = 5
+
+
+def answer_timeout_s(lock_wait_s: int) -> int:
+    """How long a statement waits for the server's answer (and a write for the server to take
+    it) before its connection counts as lost: longer than any lock wait, so a wait the full
+    DB_LOCK_WAIT_TIMEOUT_S still ends as the server's lock conflict (1205), never cut."""
+    return lock_wait_s + STATEMENT_WORK_S
 
 
 def _sqlite_engine(url: str, pool_max: int, acquire_timeout: float) -> Engine:
@@ -56,11 +74,13 @@ def _sqlite_engine(url: str, pool_max: int, acquire_timeout: float) -> Engine:
     return engine
 
 
-def build_engine(url: str | None = None) -> Engine:
+def build_engine(url: str | None = None, *, long_statements: bool = False) -> Engine:
     """The engine for `url` (DATABASE_URL by default). A URL that does not parse is 503
     SERVICE_UNAVAILABLE, as a database that cannot be reached: its error may quote it (past
     an unescaped `@` in the password, a `:` leaves the tail in the port, and int() quotes
-    that), so it is named by class alone."""
+    that), so it is named by class alone. `long_statements` waits for every answer as long
+    as it takes: a migration's (app.db.migrate), whose ALTER may run minutes and whose lock
+    waits for another run's; only the function's time limit ends it."""
     settings = get_settings()
     url = url or settings.database_url
     try:
@@ -72,6 +92,7 @@ def build_engine(url: str | None = None) -> Engine:
         engine = _sqlite_engine(url, settings.db_pool_max, settings.db_pool_acquire_timeout_s)
     else:
         lock_wait_s = settings.db_lock_wait_timeout_s
+        answer_s = None if long_statements else answer_timeout_s(lock_wait_s)
         engine = create_engine(
             url,
             poolclass=QueuePool,
@@ -82,6 +103,8 @@ def build_engine(url: str | None = None) -> Engine:
             pool_reset_on_return=None,  # see pool.install_lazy_reset
             connect_args={
                 "connect_timeout": 5,
+                "read_timeout": answer_s,
+                "write_timeout": answer_s,
                 "charset": "utf8mb4",
                 # Every session, so a wait on a row lock, or on a table's metadata lock
                 # behind a migration's ALTER, ends inside the invocation (error 1205 both).

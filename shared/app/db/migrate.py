@@ -2,7 +2,10 @@
 
 Used by the `db-migrate` function, `make migrate`, the local cloud at start and the tests.
 On MySQL a named lock keeps two concurrent runs (two instances, a deploy racing a start)
-from stepping on each other.
+from stepping on each other. The function and `make migrate` run on an engine of their own
+that waits for every answer as long as it takes (an ALTER of a big table may run minutes,
+the lock waits up to 120 s for another run): the app's cuts a statement off once it is
+past DB_LOCK_WAIT_TIMEOUT_S and a few seconds (app.db.engine).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from app.config import ProductionMisconfigured, get_settings
 from app.crypto.resolution import describe_database_error
-from app.db.engine import get_engine
+from app.db.engine import build_engine, get_engine
 from app.observability import logging as applog
 
 log = applog.get_logger("app.db.migrate")
@@ -87,7 +90,11 @@ def reported() -> dict[str, Any]:
     which prints it, and writes it with its traceback to the function's log, so the
     driver's message (which may quote the URL) goes no further than this."""
     try:
-        return upgrade()
+        engine = build_engine(long_statements=True)
+        try:
+            return upgrade(engine)
+        finally:
+            engine.dispose()
     except (MigrationFailed, ProductionMisconfigured):
         raise  # their messages name no value: the settings' say which variable and why
     except Exception as error:  # noqa: BLE001 - every failure, named by class and code only

@@ -36,7 +36,8 @@ connection, committed when the block ends and rolled back when it raises.
   block (a provider's trade made for an order) tells `CommitInDoubt` apart: the change may
   stand, and what it holds must too.
 - Failures: an exhausted pool, an unreachable database or a connection lost mid-transaction
-  is `503 SERVICE_UNAVAILABLE`, not a hang and not a 500; the log names host and database,
+  (a server that stops answering is one, past a lock wait and a margin: app.db.engine) is
+  `503 SERVICE_UNAVAILABLE`, not a hang and not a 500; the log names host and database,
   never the password, and a connection lost at COMMIT says so (`at=commit`). A lost
   connection is discarded by the pool, never handed out again. A block that fails on its
   own account after its connection was lost answers its own error: the rollback that finds
