@@ -267,8 +267,8 @@ class LocalCloud:
         from app.db.pool import PoolMonitor, warm
 
         settings = get_settings()
+        migrate.upgrade()  # on an engine of its own: an ALTER of a restored dump may take long
         engine = get_engine()
-        migrate.upgrade(engine)
         warm(engine, min(settings.db_pool_min, settings.db_pool_max))
         if self.payments is not None and self.payments.servers:
             _sandbox_plan()

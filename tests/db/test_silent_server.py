@@ -125,16 +125,18 @@ def test_a_lock_wait_of_the_full_setting_ends_as_a_lock_conflict() -> None:
 
 
 @pytest.mark.slow  # the migration lock held past the timeout (7 s)
-def test_a_migration_waits_for_its_answers_past_the_timeout() -> None:
-    """db-migrate's statements are never cut: here its named lock, held by another run for
-    longer than the app's engine would wait for an answer (an ALTER of a big table is
-    another such wait)."""
+@pytest.mark.parametrize("run", [migrate.reported, migrate.upgrade], ids=["db-migrate", "local"])
+def test_a_migration_waits_for_its_answers_past_the_timeout(run: Callable[[], object]) -> None:
+    """A migration's statements are never cut, db-migrate's (`reported`) or the local
+    cloud's and the tests' (`upgrade` with no engine): here its named lock, held by another
+    run for longer than the app's engine would wait for an answer (an ALTER of a big table
+    is another such wait)."""
     with app_engine_under(DB_LOCK_WAIT_TIMEOUT_S=str(LOCK_WAIT_S)) as engine:
         name = migrate.lock_name(engine)
         outcome: list[object] = []
         with engine.connect() as holder:
             assert holder.execute(text("SELECT GET_LOCK(:n, 0)"), {"n": name}).scalar() == 1
-            runner = threading.Thread(target=lambda: outcome.append(_outcome(migrate.reported)))
+            runner = threading.Thread(target=lambda: outcome.append(_outcome(run)))
             runner.start()
             try:
                 time.sleep(answer_timeout_s(LOCK_WAIT_S) + 1)

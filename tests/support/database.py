@@ -30,15 +30,16 @@ def scratch_database(server_url: str, name: str) -> Iterator[str]:
 
 @contextmanager
 def migrated_database(server_url: str, name: str) -> Iterator[str]:
-    """`scratch_database`, brought to the head revision through the app's engine, which
-    DATABASE_URL must already point at; the engine's connections are closed before the drop."""
+    """`scratch_database`, brought to the head revision as db-migrate does (on an engine of
+    its own), for the app's engine, which DATABASE_URL must already point at; that engine's
+    connections are closed before the drop."""
     with scratch_database(server_url, name) as url:
         assert os.environ.get("DATABASE_URL") == url, "DATABASE_URL names another database"
         from app.db import migrate
         from app.db.engine import get_engine
 
         try:
-            migrate.upgrade(get_engine())
+            migrate.upgrade()
             yield url
         finally:
             get_engine().dispose()

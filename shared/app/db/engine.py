@@ -32,8 +32,10 @@ from app.observability import logging as applog
 log = applog.get_logger("app.db")
 
 # A statement's own work once it holds its locks: ours touch indexed rows or bounded batches
-# (500 rows at most) and take milliseconds, so 5 s is only ever reached by a server that has
-# stopped answering; with the 3 s lock wait, 8 s still ends inside an HTTP function's 10 s.
+# (1000 rows at most) and take milliseconds, so 5 s is only ever reached by a server that has
+# stopped answering; with the 3 s lock wait, 8 s ends inside an HTTP function's 10 s when the
+# statement starts early in it (a silent server met by an idle connection's ping, then by its
+# reconnect, can still outlast the invocation: the platform's limit ends that).
 STATEMENT_WORK_S = 5
 
 

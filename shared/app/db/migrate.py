@@ -2,10 +2,11 @@
 
 Used by the `db-migrate` function, `make migrate`, the local cloud at start and the tests.
 On MySQL a named lock keeps two concurrent runs (two instances, a deploy racing a start)
-from stepping on each other. The function and `make migrate` run on an engine of their own
-that waits for every answer as long as it takes (an ALTER of a big table may run minutes,
-the lock waits up to 120 s for another run): the app's cuts a statement off once it is
-past DB_LOCK_WAIT_TIMEOUT_S and a few seconds (app.db.engine).
+from stepping on each other. Unless given one, a run makes an engine of its own that waits
+for every answer as long as it takes (an ALTER of a big table may run minutes, the lock
+waits up to 120 s for another run): the app's cuts a statement off once it is past
+DB_LOCK_WAIT_TIMEOUT_S and a few seconds (app.db.engine). The function, `make migrate`, the
+local cloud and the tests' databases all migrate so.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy.engine import Engine
 
 from app.config import ProductionMisconfigured, get_settings
 from app.crypto.resolution import describe_database_error
-from app.db.engine import build_engine, get_engine
+from app.db.engine import build_engine
 from app.observability import logging as applog
 
 log = applog.get_logger("app.db.migrate")
@@ -60,8 +61,15 @@ def lock_name(engine: Engine) -> str:
 def upgrade(
     engine: Engine | None = None, revision: str = "head", *, lock_timeout_s: int = 120
 ) -> dict[str, Any]:
+    """Bring the database to `revision` under the migration lock; on `engine` when given (a
+    test's SQLite), else on an engine of its own, closed after, whose statements are never
+    cut off (see the module docstring)."""
     if engine is None:
-        engine = get_engine()
+        own = build_engine(long_statements=True)
+        try:
+            return upgrade(own, revision, lock_timeout_s=lock_timeout_s)
+        finally:
+            own.dispose()
     with engine.connect() as conn:
         locked = conn.dialect.name == "mysql"
         # Named locks are server-wide: the name carries the database, so two databases on
@@ -90,11 +98,7 @@ def reported() -> dict[str, Any]:
     which prints it, and writes it with its traceback to the function's log, so the
     driver's message (which may quote the URL) goes no further than this."""
     try:
-        engine = build_engine(long_statements=True)
-        try:
-            return upgrade(engine)
-        finally:
-            engine.dispose()
+        return upgrade()
     except (MigrationFailed, ProductionMisconfigured):
         raise  # their messages name no value: the settings' say which variable and why
     except Exception as error:  # noqa: BLE001 - every failure, named by class and code only
