@@ -83,10 +83,12 @@ def _broken(name: str, error: Exception) -> MainHandler:
     """Stands in for a function whose index.py does not import: every call fails, the
     others keep serving (an SCF function failing its init does not stop the rest)."""
 
-    def main_handler(event: Any, context: Any) -> Any:
+    # Called as an event function's handler (event, context) or as a web function's ASGI
+    # app (scope, receive, send): either way the call says why, not how it was called.
+    def stand_in(*call: Any) -> Any:
         raise RuntimeError(f"function {name} failed to load: {type(error).__name__}: {error}")
 
-    return main_handler
+    return stand_in
 
 
 SANDBOX_PLAN = "sandbox-month"
