@@ -340,3 +340,36 @@ def test_a_verb_in_the_callers_transaction_counts_at_its_commit_and_never_after_
         grant(user, 1, kind="admin", reason="committed", tx=conn)
         assert seen() == before  # not yet: the caller may still roll back
     assert seen() == (before[0] + 1, before[1] + 1, before[2] + 1)
+
+
+def test_a_verb_whose_database_went_away_counts_as_unavailable_not_refused() -> None:
+    from app.db.engine import get_engine
+    from app.observability.metrics import QUOTA_GRANTS, QUOTA_SAGA
+
+    def seen() -> tuple[float, ...]:
+        return (
+            QUOTA_SAGA.value(verb="reserve", outcome="unavailable"),
+            QUOTA_SAGA.value(verb="reserve", outcome="refused"),
+            QUOTA_GRANTS.value(kind="admin", outcome="unavailable"),
+            QUOTA_GRANTS.value(kind="admin", outcome="refused"),
+        )
+
+    def lose_the_next_connection(killer: Any) -> None:
+        # The pool hands out its most recently returned connection first: this one.
+        with transaction() as tx:
+            thread = tx.connection.dbapi_connection.thread_id()
+        killer.exec_driver_sql(f"KILL CONNECTION {thread}")
+
+    user = new_user(2)
+    before = seen()
+    with get_engine().connect() as killer:  # held: it must not be the next one handed out
+        lose_the_next_connection(killer)
+        with pytest.raises(AppError) as reserving:
+            reserve(user, new_id(), 1)
+        lose_the_next_connection(killer)
+        with pytest.raises(AppError) as granting:
+            grant(user, 1, kind="admin", reason="lost")
+
+    assert reserving.value.code is granting.value.code is ErrorCode.SERVICE_UNAVAILABLE
+    assert seen() == (before[0] + 1, before[1], before[2] + 1, before[3])
+    assert counters(user) == (2, 0)

@@ -129,8 +129,7 @@ def reserve(
             outcome = "reserved" if reservation.created else "repeat"
             db.after_commit(QUOTA_SAGA.labels(verb="reserve", outcome=outcome).inc, task_id=task_id)
     except AppError as error:
-        outcome = "insufficient" if error.code is ErrorCode.QUOTA_INSUFFICIENT else "refused"
-        QUOTA_SAGA.labels(verb="reserve", outcome=outcome).inc()
+        QUOTA_SAGA.labels(verb="reserve", outcome=_failed(error)).inc()
         raise
     return reservation
 
@@ -184,10 +183,18 @@ def grant(
                 trail.record(db, actor, "quota.grant", user_id, _granted(result.entry))
             outcome = "applied" if result.applied else "repeat"
             db.after_commit(QUOTA_GRANTS.labels(kind=kind, outcome=outcome).inc, user_id=user_id)
-    except AppError:
-        QUOTA_GRANTS.labels(kind=kind, outcome="refused").inc()
+    except AppError as error:
+        QUOTA_GRANTS.labels(kind=kind, outcome=_failed(error)).inc()
         raise
     return result
+
+
+def _failed(error: AppError) -> str:
+    """A verb's outcome when it raised: refused by the rules, or the database unavailable
+    (a lost connection, a COMMIT in doubt: it may have been applied, and is tried again)."""
+    if error.code is ErrorCode.QUOTA_INSUFFICIENT:
+        return "insufficient"
+    return "unavailable" if error.code is ErrorCode.SERVICE_UNAVAILABLE else "refused"
 
 
 # -- the verbs, inside one transaction ---------------------------------------------------
