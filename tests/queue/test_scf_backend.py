@@ -113,6 +113,19 @@ def test_an_event_over_128_kb_is_refused_before_any_call(cloud: FakeTencentCloud
     assert cloud.calls_of("Invoke") == []
 
 
+def test_a_delayed_event_over_128_kb_is_refused_before_it_is_parked_and_holds_back_nothing(
+    cloud: FakeTencentCloud,
+) -> None:
+    backend = scf.ScfBackend()
+    with pytest.raises(scf.PublishFailed, match="131072"):
+        backend.publish(WORKER, {"pad": "x" * scf.MAX_EVENT_BYTES}, delay_s=0.01)
+    backend.publish(WORKER, {"n": 1}, delay_s=0.02)
+    time.sleep(0.03)
+    assert backend.release_due() == 1
+    (call,) = cloud.calls_of("Invoke")
+    assert json.loads(call.params["ClientContext"]) == {"n": 1}
+
+
 def test_a_refused_invoke_and_a_wrong_secret_raise_publish_failed(
     cloud: FakeTencentCloud,
 ) -> None:

@@ -13,11 +13,11 @@ minute: a delay is a lower bound, kept to within the next worker invocation or a
 sweeper's minute. A message claimed from the set but lost before its invoke is lost like any
 undelivered one: the sweeper finds the stalled work.
 
-Limits: an event is at most 128 KB (refused here before the call); the account's Invoke API
-takes 100 requests per second, shared by every function: a refusal for the rate is retried
-twice after a short pause, then raised like any failure (each publish is counted in
-`queue_publishes_total` by outcome). TENCENTCLOUD_API_ENDPOINT points the client at a test
-endpoint.
+Limits: an event is at most 128 KB (refused here before the call, and a delayed one before
+it is parked); the account's Invoke API takes 100 requests per second, shared by every
+function: a refusal for the rate is retried twice after a short pause, then raised like any
+failure (each publish is counted in `queue_publishes_total` by outcome).
+TENCENTCLOUD_API_ENDPOINT points the client at a test endpoint.
 """
 
 from __future__ import annotations
@@ -65,6 +65,12 @@ def _encode(message: dict[str, Any]) -> str:
     return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
 
 
+def _check_size(function: str, body: str) -> None:
+    if len(body.encode()) > MAX_EVENT_BYTES:
+        QUEUE_PUBLISHES.labels(queue=function, outcome="too_large").inc()
+        raise PublishFailed(f"a message to {function} is over {MAX_EVENT_BYTES} bytes")
+
+
 class ScfBackend:
     def __init__(self) -> None:
         self._client: Any = None
@@ -79,17 +85,19 @@ class ScfBackend:
             return self._client
 
     def publish(self, queue: str, message: dict[str, Any], *, delay_s: float = 0) -> str:
+        body = _encode(message)
         if delay_s > 0:
+            # Refused before it is parked: one that could never be sent, parked, would come
+            # back first at every release and hold the queue's later messages behind it.
+            _check_size(queue, body)
             return self._park(queue, message, delay_s)
-        return self._invoke(queue, _encode(message))
+        return self._invoke(queue, body)
 
     def _invoke(self, function: str, body: str) -> str:
         from tencentcloud.common.exception import TencentCloudSDKException  # cold start: SDK
         from tencentcloud.scf.v20180416 import models  # cold start: the SDK, on first publish
 
-        if len(body.encode()) > MAX_EVENT_BYTES:
-            QUEUE_PUBLISHES.labels(queue=function, outcome="too_large").inc()
-            raise PublishFailed(f"a message to {function} is over {MAX_EVENT_BYTES} bytes")
+        _check_size(function, body)
         request = models.InvokeRequest()
         request.FunctionName = function
         request.InvocationType = "Event"
