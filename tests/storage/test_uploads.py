@@ -326,8 +326,9 @@ def test_a_task_refused_before_its_uploads_are_checked_asks_the_bucket_nothing(
     cos: FakeCos,
 ) -> None:
     """The uploads an input names are a HEAD and an ACL read each, so every cheaper refusal
-    comes first: no such pipeline, an input that does not fit it, and the user's hourly
-    count of tasks. None of them asks the bucket anything or charges anything."""
+    comes first: no such pipeline, an input that does not fit it (naming too many uploads,
+    or a key not the user's, among them), and the user's hourly count of tasks. None of them
+    asks the bucket anything or charges anything, and a refused input takes no count."""
     owner = Customer(quota=5)
     fork = {"id": "f", "type": "fork", "for_each": "input.pages", "step": {"type": "sim"}}
     pipeline = new_pipeline([fork])
@@ -340,6 +341,10 @@ def test_a_task_refused_before_its_uploads_are_checked_asks_the_bucket_nothing(
         assert (missing.status, missing.json()["code"]) == (404, "PIPELINE_NOT_FOUND")
         unfit = owner.create(pipeline, {"pages": {"first": keys[0]}})
         assert (unfit.status, unfit.json()["code"]) == (422, "VALIDATION_ERROR"), unfit.body
+        too_many = owner.create(pipeline, {"pages": [*keys, upload_key(owner.id, new_id())]})
+        assert (too_many.status, too_many.json()["code"]) == (422, "VALIDATION_ERROR")
+        others = owner.create(pipeline, {"pages": [upload_key(new_id(), new_id())]})
+        assert (others.status, others.json()["code"]) == (422, "UPLOAD_INVALID"), others.body
         assert sum(cos.counts().values()) == asked
         created = owner.create(pipeline, {"pages": keys})
         assert created.status == 201, created.body

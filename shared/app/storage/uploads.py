@@ -134,13 +134,12 @@ def named(value: Any) -> Iterator[str]:
             stack.extend(item)
 
 
-def check(user_id: str, task_input: Any) -> list[str]:
-    """The upload keys the input names, each the user's own and uploaded; else
-    `422 UPLOAD_INVALID` naming the key. More than TASK_UPLOADS_MAX of them is
-    `422 VALIDATION_ERROR`, before the bucket is asked anything."""
+def named_by(user_id: str, task_input: Any) -> list[str]:
+    """The upload keys the input names, judged without the bucket: more than
+    TASK_UPLOADS_MAX of them is `422 VALIDATION_ERROR`, and a key not of the shape
+    `POST /uploads` gives the user `422 UPLOAD_INVALID` naming it. Before the user's hourly
+    count of tasks: an input refused here has cost nothing."""
     keys = sorted(set(named(task_input)))
-    if not keys:
-        return []
     if len(keys) > TASK_UPLOADS_MAX:
         raise AppError(
             ErrorCode.VALIDATION_ERROR,
@@ -152,14 +151,22 @@ def check(user_id: str, task_input: Any) -> list[str]:
                 }
             ],
         )
-    from app.storage.store import store  # cold start: the bucket only for inputs that name one
-
     own = f"{UPLOADS}{user_id}/"
     for key in keys:
-        # Only the shape `create` gives: a key such as `{own}..` would reach the HEAD below,
-        # whose path the HTTP client normalises out of what was signed.
+        # Only the shape `create` gives: a key such as `{own}..` would reach the HEAD in
+        # `check`, whose path the HTTP client normalises out of what was signed.
         if not key.startswith(own) or not is_id(key[len(own) :]):
             raise _input_invalid(key, "is not an upload of yours")
+    return keys
+
+
+def check(keys: list[str]) -> None:
+    """Each of `keys` (from `named_by`) uploaded, readable and young enough to name; else
+    `422 UPLOAD_INVALID` naming the key, or `503` when the bucket fails or is too slow."""
+    if not keys:
+        return
+    from app.storage.store import store  # cold start: the bucket only for inputs that name one
+
     usable = timedelta(seconds=get_settings().cos_orphan_grace_s - NAMING_MARGIN_S)
     try:
         found = _heads(store(), keys)
@@ -192,7 +199,6 @@ def check(user_id: str, task_input: Any) -> list[str]:
             raise _input_invalid(
                 key, f"is too old to use (over {minutes:.0f} minutes); upload it again"
             )
-    return keys
 
 
 @dataclass(frozen=True)

@@ -184,9 +184,10 @@ def _create_once(
         raise AppError(ErrorCode.PIPELINE_NOT_FOUND, "No such pipeline.")
     task_id = new_id()
     plan = _plan(task_id, int(pipeline["cost"]), _steps_of(pipeline), task_input)
+    upload_keys = uploads.named_by(user_id, task_input)
     _take_rate(user_id, key, digest)
     # Before the transaction: a HEAD per upload key the input names, at the bucket.
-    upload_keys = uploads.check(user_id, task_input)
+    uploads.check(upload_keys)
     # A lock conflict runs the transaction again, not the count or the HEADs before it.
     return retry_conflicts(
         lambda: _write(user_id, task_id, pipeline, plan, task_input, upload_keys, key, digest)
