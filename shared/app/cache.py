@@ -12,8 +12,8 @@
   go through JSON both ways, so a hit and a miss return the same thing (tuples come back as
   lists, dict keys as strings); a value JSON cannot encode is a TypeError. An exception
   from the loader reaches the caller and nothing is stored.
-- `hold(key)` inside a change's transaction, then `invalidate(key)` after its commit: for
-  a change that a stale value must never hide (who may do what); see `Cache.hold`.
+- `hold(key)` inside a change's transaction, then `release(key, hold)` after its commit:
+  for a change that a stale value must never hide (who may do what); see `Cache.hold`.
 - `invalidate(*keys)` and `invalidate_pattern(pattern)` drop values (`pattern` is a Redis
   glob over the same keys, matched with SCAN in batches and removed with UNLINK; never
   KEYS). Both return how many values were dropped. Call them after the change commits.
@@ -23,9 +23,10 @@
 
 Keys are stored under `cache:<key>`; `redis_key(key)` gives the stored name. A key holds no
 braces (a ValueError), so Redis hashes that name whole, and the lock of its loads,
-`cache-lock:{cache:<key>}` (`lock_key(key)`), carries it as its hash tag: the value and its
-lock share a Redis Cluster slot, as the script that stores under the lock needs, and the
-value keeps the name earlier releases read and invalidate.
+`cache-lock:{cache:<key>}` (`lock_key(key)`), carries it as its hash tag, as does a change's
+hold on it, `cache-hold:{cache:<key>}` (`hold_key(key)`): the three share a Redis Cluster
+slot, as the script that stores under the lock needs, and the value keeps the name earlier
+releases read and invalidate.
 
 Stampede protection: on a miss, one caller per key (across processes) takes a short lock
 (`SET cache-lock:{cache:<key>} <token> NX PX`) and runs the loader; the others poll for its value
@@ -65,19 +66,24 @@ log = applog.get_logger("app.cache")
 
 PREFIX = "cache:"
 LOCK_PREFIX = "cache-lock:"
+HOLD_PREFIX = "cache-hold:"
 NEGATIVE_TTL_S = 60.0
 # Stored for a remembered miss. Every other stored value is JSON text, which never starts
 # with "!", so the two cannot be confused.
 _MISS = "!miss"
 
-# KEYS[1] value key, KEYS[2] lock key; ARGV token, value, ttl in ms.
+# KEYS[1] value key, KEYS[2] lock key, KEYS[3] hold key; ARGV token, value, ttl in ms.
+# Nothing is stored while a change holds the key: what was loaded may predate its commit.
 _STORE_IF_LOCKED = """
-if redis.call('get', KEYS[2]) == ARGV[1] then
-  redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  redis.call('del', KEYS[2])
-  return 1
+if redis.call('get', KEYS[2]) ~= ARGV[1] then
+  return 0
 end
-return 0
+redis.call('del', KEYS[2])
+if redis.call('exists', KEYS[3]) == 1 then
+  return 0
+end
+redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
 """
 # KEYS[1] lock key; ARGV[1] token.
 _RELEASE = """
@@ -96,6 +102,11 @@ def redis_key(key: str) -> str:
 def lock_key(key: str) -> str:
     """The Redis key of the lock on loads of `key`: in its value's slot."""
     return LOCK_PREFIX + tag(redis_key(key))
+
+
+def hold_key(key: str) -> str:
+    """The Redis key of a change's hold on `key` (`Cache.hold`): in its value's slot."""
+    return HOLD_PREFIX + tag(redis_key(key))
 
 
 class _Outage(Exception):
@@ -195,7 +206,8 @@ class Cache:
         with self._tolerated(key, "store"):
             if ttl > 0:
                 script = redis.register_script(_STORE_IF_LOCKED)
-                script(keys=[redis_key(key), lock], args=[token, encoded, int(ttl * 1000)])
+                keys = [redis_key(key), lock, hold_key(key)]
+                script(keys=keys, args=[token, encoded, int(ttl * 1000)])
             else:
                 self._release(redis, key, lock, token)
         return None if value is None else json.loads(encoded)
@@ -207,21 +219,33 @@ class Cache:
 
     # -- changes that a stale value must not undo -----------------------------------------
 
-    def hold(self, key: str) -> None:
+    def hold(self, key: str) -> str:
         """Call inside the transaction of a change, just before it commits, and
-        `invalidate(key)` after the commit (`tx.after_commit`).
+        `release(key, <what this returns>)` after the commit (`tx.after_commit`).
 
-        Takes the lock on loads of `key` for the change, over any load's, and drops the
-        value, in one round trip. While the lock stands, loads of `key` read the database
-        and store nothing; a load that began before the hold cannot store either (the lock
-        is no longer its own). So no value read before the commit is stored after it, even
-        when the invalidation after the commit never reaches Redis: the lock then runs out
-        (`lock_ttl_s`) on an empty key. A Redis failure is raised, so that the transaction
-        rolls back and the change is refused rather than left for a stale value to hide."""
+        Sets the change's hold on `key` and drops the value, in one round trip. While the
+        hold stands, loads of `key` read the database and store nothing, a load that began
+        before the hold included. The hold is a key of its own, not the lock on loads, so
+        that another change's `invalidate` of the key meanwhile (a user's quota moving while
+        their role changes) cannot end it. So no value read before the commit is stored
+        after it, even when the release after the commit never reaches Redis: the hold then
+        runs out (`lock_ttl_s`) on an empty key. A Redis failure is raised, so that the
+        transaction rolls back and the change is refused rather than left for a stale value
+        to hide."""
+        token = "held:" + secrets.token_hex(8)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.set(lock_key(key), "held:" + secrets.token_hex(8), px=self.lock_ttl_ms)
+        pipe.set(hold_key(key), token, px=self.lock_ttl_ms)
         pipe.unlink(redis_key(key))
         pipe.execute()
+        return token
+
+    def release(self, key: str, hold: str) -> None:
+        """After the held change's commit: drop the value and any load in flight (each of
+        which read after the commit only once this is done), then the change's hold, if
+        still its own."""
+        self.invalidate(key)
+        with self._tolerated(key, "release", level=logging.ERROR):
+            self.redis.register_script(_RELEASE)(keys=[hold_key(key)], args=[hold])
 
     # -- invalidation -----------------------------------------------------------------
 
@@ -336,9 +360,15 @@ def invalidate(*keys: str) -> int:
     return _default.invalidate(*keys)
 
 
-def hold(key: str) -> None:
-    """Keep a value read before a change from being stored after it (`Cache.hold`)."""
-    _default.hold(key)
+def hold(key: str) -> str:
+    """Keep a value read before a change from being stored after it (`Cache.hold`); the
+    hold to give `release` after the commit."""
+    return _default.hold(key)
+
+
+def release(key: str, hold: str) -> None:
+    """After the commit of a change that held `key`: drop its value, then the hold."""
+    _default.release(key, hold)
 
 
 def invalidate_pattern(pattern: str) -> int:

@@ -106,8 +106,12 @@ def hold(tx: Transaction, user_id: str) -> None:
     commit and drop it after, so the next request is authorized by the change even if
     Redis fails once the commit is made. Raises when Redis cannot answer now: the
     transaction then rolls back and the change is refused (`503`), never made and hidden."""
-    cache.hold(key(user_id))
-    tx.after_commit(forgetter(user_id), user_id=user_id)
+    held = cache.hold(key(user_id))
+
+    def release_profile() -> None:
+        cache.release(key(user_id), held)
+
+    tx.after_commit(release_profile, user_id=user_id)
 
 
 def of_row(row: Mapping[Any, Any]) -> dict[str, Any]:

@@ -208,6 +208,23 @@ def test_a_load_that_read_before_the_change_cannot_store_after_it(clean_redis: A
     assert profiles.load(user_id)["role"] == "user"  # type: ignore[index]
 
 
+def test_a_hold_outlasts_another_changes_drop(clean_redis: Any) -> None:
+    """Another change of the user (a task's quota, a profile field) that commits while a
+    change of role holds the profile drops the entry after its commit; the hold stands all
+    the same. A load that reads the row before the held change commits stores nothing, so
+    if the held change's own drop never reaches Redis, the next load still reads the
+    database rather than the role the user had."""
+    user_id = new_user(role="admin")
+    key = profiles.key(user_id)
+    with transaction() as tx:
+        tx.execute(users.update().where(users.c.id == user_id).values(role="user"))
+        cache.hold(key)  # as profiles.hold does; the drop after the commit is left out
+        profiles.forget(user_id)  # another change of the user commits meanwhile
+        assert profiles.load(user_id)["role"] == "admin"  # type: ignore[index]
+    assert get_redis().get(cache.redis_key(key)) is None
+    assert profiles.load(user_id)["role"] == "user"  # type: ignore[index]
+
+
 def test_an_ended_session_is_kept_in_the_database_until_its_tokens_expire(
     flows: Flows,
 ) -> None:
