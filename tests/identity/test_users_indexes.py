@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any, NamedTuple
@@ -130,12 +129,10 @@ def test_a_user_row_another_transaction_holds_keeps_no_admin_waiting(
     lock = RowLock()
     lock.take(select(users.c.id).where(users.c.id == member))
     try:
-        started = time.monotonic()
+        # Had it waited for the held row, the wait would have ended in a lock wait timeout.
         user_service.admin_change(demoted, actor=an_actor(), role="user")
-        took = time.monotonic() - started
     finally:
         lock.release()
-    assert took < 1.0
     with transaction() as tx:
         roles = dict(
             tx.execute(
