@@ -60,6 +60,10 @@ users = Table(
     Column("gender", String(8), nullable=False, server_default=text("'unknown'")),
     Column("quota_balance", Integer, nullable=False, server_default=text("0")),
     Column("quota_reserved", Integer, nullable=False, server_default=text("0")),
+    # The admins' list, newest first (app.identity.users.admin_list).
+    Index("ix_users_created", "created_at", "id"),
+    # The admins who can act, found without touching any other user's row (_enabled_admins).
+    Index("ix_users_role_disabled", "role", "disabled"),
 )
 
 # Sessions ended (logout, logout-all, refresh reuse, disabling) while their access tokens

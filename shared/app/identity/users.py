@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import false, select, update
 
 from app import profiles
 from app.audit import Actor, trail
@@ -236,11 +236,19 @@ def _enabled_admins(tx: Transaction, user_id: str) -> list[str]:
 
     The changed user's row is locked in the same statement, in its place in the id order:
     locked after the admins, it deadlocked with a change that found it an admin (made one
-    after this change's scan passed it), which held it and waited for a later admin."""
-    enabled = (users.c.role == "admin") & users.c.disabled.is_(False)
+    after this change's scan passed it), which held it and waited for a later admin.
+
+    The admins are found first by a read that locks nothing (ix_users_role_disabled), then
+    only their rows and the user's are locked, by id, and counted as they are once locked.
+    One locking statement over both conditions either scanned the table, waiting for every
+    user's row another transaction held (a quota reserve), or merged the two indexes and
+    locked the user's row last. An admin made between the two reads is not counted, as one
+    made after the scan passed it was not: the change may be refused, never let through."""
+    enabled = (users.c.role == "admin") & (users.c.disabled == false())
+    found = tx.execute(select(users.c.id).where(enabled)).scalars()
     query = (
         select(users.c.id, enabled.label("enabled_admin"))
-        .where(enabled | (users.c.id == user_id))
+        .where(users.c.id.in_(sorted({*found, user_id})))
         .order_by(users.c.id)
         .with_for_update()
     )
