@@ -424,3 +424,20 @@ def test_a_read_of_an_expired_order_whose_close_failed_leaves_it_pending(
     assert (reply.status, reply.json()["status"]) == (200, "pending")
     assert len(wechatpay.requests) == asked + 1  # the close alone: no query after it
     assert wechatpay.sim.trades[order_id].state == "NOTPAY"
+
+
+def test_the_query_an_alipay_close_makes_to_find_its_trade_closed_is_counted(
+    wechatpay: FakeWechatPay, alipay: FakeAlipay, own_database: None
+) -> None:
+    """Alipay refuses to close a trade it closed itself (scanned, then past its time_expire):
+    the adapter asks what it is, and the run's `checked` counts that query, as it does the
+    one that finds such a trade paid."""
+    buyer = Buyer()
+    order_id = buyer.order(new_plan(quota=3), "alipay").json()["id"]
+    alipay.sim.scan(order_id)
+    alipay.sim.trades[order_id].status = "TRADE_CLOSED"
+    age_order(order_id, 1801)
+    report = run_job()
+    assert len(alipay.gateway_calls("alipay.trade.query")) == 1
+    assert report == {"checked": 1, "paid": 0, "closed": 1}
+    assert order_row(order_id)["status"] == "closed" and counters(buyer.user_id) == (0, 0)

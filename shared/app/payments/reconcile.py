@@ -296,6 +296,9 @@ def _close(order: Any, counts: Counts, *, via: str) -> None:
             _query_and_apply(order, counts, via=via)
         return
     PAYMENT_PROVIDER_CALLS.labels(channel, "close", "ok").inc()
+    if closed is not None:
+        # The adapter asked to tell (`Gateway.close`): a query, as the refused close's is.
+        counts.checked += 1
     # A trade the provider had closed already (an Alipay trade refunded in full) keeps its id.
     if _mark_closed(order, None if closed is None else closed.provider_trade_id):
         counts.closed += 1
