@@ -165,6 +165,12 @@ def test_unknown_path_is_404_not_found() -> None:
     assert_envelope(call(handler, "GET", "/things/a/b"), 404, "NOT_FOUND")
 
 
+@pytest.mark.parametrize("path", ["/quota\n", "/things/t1/\n", "/admin/things\n"])
+def test_a_path_with_a_trailing_newline_is_unknown(path: str) -> None:
+    # `%0A` reaches the event decoded; a regex `$` would still match before it.
+    assert_envelope(call(handler, "GET", path), 404, "NOT_FOUND")
+
+
 def test_known_path_with_wrong_method_is_405() -> None:
     assert_envelope(call(handler, "DELETE", "/things/t1"), 405, "METHOD_NOT_ALLOWED")
     body = assert_envelope(call(handler, "PUT", "/boom"), 405, "METHOD_NOT_ALLOWED")

@@ -76,7 +76,8 @@ def compile_path(path: str) -> re.Pattern[str]:
         parts.append(f"(?P<{param.group(1)}>[^/]+)")
         pos = param.end()
     parts.append(re.escape(path[pos:]))
-    return re.compile("^" + "".join(parts) + "$")
+    # `\Z`, not `$`: `$` also matches before a final newline, which a client sends as `%0A`.
+    return re.compile("^" + "".join(parts) + r"\Z")
 
 
 class Router:
