@@ -12,6 +12,7 @@ from app.db.transaction import transaction
 from app.ids import new_id
 from app.runner import sweeper
 from tests.support.pipelines import Worker
+from tests.support.queue import Recorder
 from tests.support.settings import settings_env
 
 STEPS = [{"id": "s", "type": "sim", "duration_ms": 0}]
@@ -72,6 +73,45 @@ def test_live_tasks_filling_a_batch_do_not_hide_a_stalled_one(worker: Worker) ->
                 .where(tasks.c.id == stalled_task["id"])
             ).scalar_one()
         assert status == "succeeded"
+    finally:
+        with transaction() as conn:
+            conn.execute(delete(task_steps).where(task_steps.c.task_id.in_(ids)))
+            conn.execute(delete(tasks).where(tasks.c.id.in_(ids)))
+
+
+def _in_a_long_call(lease_left: timedelta) -> str:
+    """A running task whose step a worker claimed 10 minutes ago and is still calling (an
+    upstream call may take up to 240 s, and a step's retries more): neither row has moved
+    since, and the claim's lease ends `lease_left` from now."""
+    now = utcnow()
+    task, step = _task(
+        "running", now - timedelta(minutes=10), "running", now - timedelta(minutes=10)
+    )
+    step.update(lease_until=now + lease_left, heartbeat_at=now - timedelta(minutes=10))
+    with transaction() as conn:
+        conn.execute(insert(tasks), [task])
+        conn.execute(insert(task_steps), [step])
+    return str(task["id"])
+
+
+def _sent_for(queue: Recorder, task_id: str) -> list[dict[str, object]]:
+    return [message for message in queue.sent if message.get("task_id") == task_id]
+
+
+def test_a_step_whose_worker_still_holds_its_lease_is_not_published_again(
+    queue: Recorder,
+) -> None:
+    """Its worker is in the call: a message for the step would find the row claimed and do
+    nothing, so the sweeper sends none and counts none (TasksStalled counts them); once
+    the lease has ended with no settle, the worker is gone and the step is sent again."""
+    held = _in_a_long_call(timedelta(minutes=5))
+    ended = _in_a_long_call(-timedelta(seconds=1))
+    ids = [held, ended]
+    try:
+        with settings_env(PIPELINE_STALL_S="60"):
+            sweeper.sweep()
+        assert _sent_for(queue, held) == []
+        assert len(_sent_for(queue, ended)) == 1
     finally:
         with transaction() as conn:
             conn.execute(delete(task_steps).where(task_steps.c.task_id.in_(ids)))

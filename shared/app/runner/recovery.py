@@ -22,8 +22,9 @@ def resume(task_id: str, stalled_before: datetime) -> int:
     """Publish again what a stalled task is waiting for; the number of messages sent.
 
     The step message of the first unfinished step (whose handler runs it, takes it over,
-    fills its fork's window, or carries on after it), and a branch message for each
-    dispatched branch that made no progress since `stalled_before`. A publish that fails
+    fills its fork's window, or carries on after it) unless a claim's lease on it has not
+    ended, and a branch message for each dispatched branch that made no progress since
+    `stalled_before` and whose lease has ended. A publish that fails
     is raised (see `app.runner.outbox`): the sweep stops there, and its next run tries
     again."""
     c = task_steps.c
@@ -42,9 +43,13 @@ def resume(task_id: str, stalled_before: datetime) -> int:
             return 0
         current = next((r for r in own if r["status"] != "succeeded"), own[-1])
         position = current["position"]
-        out.publish(Work(task_id, position))
-        sent = 1
         now = utcnow()
+        sent = 0
+        # A step whose worker still holds its lease is in its call (an upstream's answer may
+        # take longer than the stall): its message would find the row claimed and do nothing.
+        if not (current["status"] == "running" and _leased(current["lease_until"], now)):
+            out.publish(Work(task_id, position))
+            sent += 1
         for row in rows:
             stale_branch = (
                 row["position"] == position
@@ -52,9 +57,14 @@ def resume(task_id: str, stalled_before: datetime) -> int:
                 and row["dispatched_at"] is not None
                 and row["status"] in ("pending", "running")
                 and row["updated_at"] < stalled_before
-                and (row["lease_until"] is None or row["lease_until"] < now)
+                and not _leased(row["lease_until"], now)
             )
             if stale_branch:
                 out.publish(Work(task_id, position, row["branch"]))
                 sent += 1
     return sent
+
+
+def _leased(lease_until: datetime | None, now: datetime) -> bool:
+    """A claim's lease on a row has not ended: its holder may still settle it."""
+    return lease_until is not None and lease_until >= now

@@ -5,8 +5,9 @@ lost message or a dead worker left behind and finishes it.
    so refunded; one whose last step had ended (its worker died before the task's own
    commit) ends as that step says (`app.tasks.lifecycle`).
 2. Tasks with no progress for PIPELINE_STALL_S (neither the task row nor any of its step
-   rows changed) get their pending work published again; redelivery is harmless because
-   every runner transition is conditional.
+   rows changed) get their pending work published again, but for a step whose worker still
+   holds its lease (in a call longer than the stall); redelivery is harmless because every
+   runner transition is conditional.
 3. Reservations still `reserved` whose task has ended are settled as the task ended
    (succeeded -> confirm, otherwise cancel); a reservation whose task was never written
    is cancelled once it is older than TASK_MAX_RUNTIME_S. `settled` counts the ones this
