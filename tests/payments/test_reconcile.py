@@ -441,3 +441,33 @@ def test_the_query_an_alipay_close_makes_to_find_its_trade_closed_is_counted(
     assert len(alipay.gateway_calls("alipay.trade.query")) == 1
     assert report == {"checked": 1, "paid": 0, "closed": 1}
     assert order_row(order_id)["status"] == "closed" and counters(buyer.user_id) == (0, 0)
+
+
+def test_an_alipay_close_whose_query_fails_asks_nothing_more_in_that_turn(
+    wechatpay: FakeWechatPay, alipay: FakeAlipay, own_database: None
+) -> None:
+    """A turn's time (`ORDER_MAX_S`) holds a close and one query: an expired order whose
+    close Alipay refuses (its trade moved on) and whose query, made to tell how, fails is
+    asked about again by the next run, not a third time in this turn."""
+    buyer = Buyer()
+    order_id = buyer.order(new_plan(quota=3), "alipay").json()["id"]
+    alipay.sim.scan(order_id)
+    alipay.sim.pay(order_id)  # paid; the notification lost
+    age_order(order_id, 1801)
+    refused = {
+        "code": "40004",
+        "msg": "Business Failed",
+        "sub_code": "ACQ.TRADE_STATUS_ERROR",
+        "sub_msg": "交易状态不合法",
+    }
+    alipay.answer_next(200, alipay.sim.signed_answer("alipay.trade.close", refused))
+    alipay.answer_next(502, "bad gateway")
+    asked = len(alipay.requests)
+    with capture_logs() as logs:
+        assert run_job() == {"checked": 0, "paid": 0, "closed": 0}
+    assert len(alipay.requests) == asked + 2
+    assert logs.where(message="payment provider query failed", order_id=order_id)
+    assert order_row(order_id)["status"] == "pending"
+    age_order(order_id, 60)  # the next run's minute
+    assert run_job() == {"checked": 1, "paid": 1, "closed": 0}
+    assert counters(buyer.user_id) == (3, 0)

@@ -216,7 +216,11 @@ class Alipay:
             # Alipay closes only a trade waiting for payment: this one is closed already
             # (done: its report, whose trade id the caller keeps, for a trade refunded in full
             # is closed too) or paid (the caller pays the order).
-            report = self.query(order_id)
+            try:
+                report = self.query(order_id)
+            except ProviderError as error:
+                refused = f"{api} refused: {TRADE_STATUS_ERROR}, and the trade's query failed"
+                raise NotClosed(refused, query_error=error) from error
             if report.state == "closed":
                 return report
             raise NotClosed(

@@ -109,11 +109,19 @@ class UnusableAnswer(ProviderError):
 class NotClosed(ProviderError):
     """A close the provider refused because the trade was paid (or otherwise moved on),
     with the trade as the provider reported it when the adapter had to ask: the caller
-    applies that report rather than asking again."""
+    applies that report rather than asking again. When the adapter's question failed,
+    `query_error` says how: the caller has had its question for this turn all the same (a
+    turn's time holds a close and one query)."""
 
-    def __init__(self, message: str, report: Report | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        report: Report | None = None,
+        query_error: ProviderError | None = None,
+    ) -> None:
         super().__init__(message)
         self.report = report
+        self.query_error = query_error
 
 
 class Gateway(Protocol):

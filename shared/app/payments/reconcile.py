@@ -281,7 +281,11 @@ def _close(order: Any, counts: Counts, *, via: str) -> None:
         # Paid at the last moment: pay the order, with what the adapter already asked when
         # it did (one question per order per claim).
         PAYMENT_PROVIDER_CALLS.labels(channel, "close", "ok").inc()
-        if refused.report is None:
+        if refused.query_error is not None:
+            # Its question failed: asked again by the next run, not in this turn, whose
+            # time (ORDER_MAX_S) holds the close and one query.
+            _provider_failed(order, "query", refused.query_error)
+        elif refused.report is None:
             _query_and_apply(order, counts, via=via)
         else:
             counts.checked += 1
