@@ -21,8 +21,9 @@ settle with no successor takes the fork row's lock and looks for unsettled branc
 one that finds none makes the JOIN: exactly once.
 
 Owns: the fork row, the window's dispatches, the JOIN and healing what a worker that died
-after its commit left undone. Never makes a call and never moves the task or the steps
-around the fork: what follows an ended fork is the worker's (`Advance.fork_ended`).
+after its commit, or gave back a successor it claimed, left undone. Never makes a call and
+never moves the task or the steps around the fork: what follows an ended fork is the
+worker's (`Advance.fork_ended`).
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ def settle(task_id: str, fork: ForkStep, position: int, settled: Settled) -> Adv
 
 def heal(task_id: str, fork: ForkStep, position: int, limits: Limits) -> Advance:
     """For a redelivered or re-published message: whatever a worker that died after its
-    commit left undone (see `_heal`). `limits`: the task's (`Plan.limits`)."""
+    commit, or gave back a successor it claimed, left undone (see `_heal`). `limits`: the
+    task's (`Plan.limits`)."""
     return retry_conflicts(lambda: _heal(task_id, fork, position, limits))
 
 
@@ -328,9 +330,15 @@ def _join_if_done(
 
 def _heal(task_id: str, fork: ForkStep, position: int, limits: Limits) -> Advance:
     """Successors of settled branches that were never dispatched are dispatched;
-    dispatched branches never claimed are published again (their message may be lost;
-    claiming is conditional, so a duplicate is harmless); the JOIN is made if due; and an
-    ended fork says so, for what follows it to be carried on."""
+    dispatched branches never claimed, and running ones with no live lease, are published
+    again; the JOIN is made if due; and an ended fork says so, for what follows it to be
+    carried on.
+
+    A message may be lost; and a successor this invocation's worker claimed and gave back
+    after a failure (running, its lease cleared: `rows.give_back`) has no message of its
+    own, for the one redelivered is the branch that settled before it. Claiming is
+    conditional, so a duplicate is harmless; a branch under a live lease (in its call, or
+    parked until its Retry-After: `rows.park`) is left to its holder."""
     with committing() as out:
         tx = out.tx
         now = utcnow()
@@ -345,7 +353,7 @@ def _heal(task_id: str, fork: ForkStep, position: int, limits: Limits) -> Advanc
         if fork_row.status != "running":
             return Advance(fork_ended=fork_row.status in STEP_TERMINAL)
         branch_rows = tx.execute(
-            select(_c.branch, _c.status, _c.dispatched_at)
+            select(_c.branch, _c.status, _c.dispatched_at, _c.lease_until)
             .where(_c.task_id == task_id, _c.position == position, _c.branch >= 0)
             .order_by(_c.branch)
         ).all()
@@ -360,7 +368,13 @@ def _heal(task_id: str, fork: ForkStep, position: int, limits: Limits) -> Advanc
         if missing:
             rows.dispatch(tx, task_id, position, missing, now)
         resend = [
-            r.branch for r in branch_rows if r.status == "pending" and r.dispatched_at is not None
+            r.branch
+            for r in branch_rows
+            if r.dispatched_at is not None
+            and (
+                r.status == "pending"
+                or (r.status == "running" and not rows.leased(r.lease_until, now))
+            )
         ]
         for index in sorted(set(missing) | set(resend)):
             out.publish(Work(task_id, position, index, width))

@@ -16,6 +16,7 @@ from app.clock import utcnow
 from app.db.tables import task_steps
 from app.pipeline.messages import Work
 from app.runner.outbox import committing
+from app.runner.rows import leased
 
 
 def resume(task_id: str, stalled_before: datetime) -> int:
@@ -47,7 +48,7 @@ def resume(task_id: str, stalled_before: datetime) -> int:
         sent = 0
         # A step whose worker still holds its lease is in its call (an upstream's answer may
         # take longer than the stall): its message would find the row claimed and do nothing.
-        if not (current["status"] == "running" and _leased(current["lease_until"], now)):
+        if not (current["status"] == "running" and leased(current["lease_until"], now)):
             out.publish(Work(task_id, position))
             sent += 1
         for row in rows:
@@ -57,14 +58,9 @@ def resume(task_id: str, stalled_before: datetime) -> int:
                 and row["dispatched_at"] is not None
                 and row["status"] in ("pending", "running")
                 and row["updated_at"] < stalled_before
-                and not _leased(row["lease_until"], now)
+                and not leased(row["lease_until"], now)
             )
             if stale_branch:
                 out.publish(Work(task_id, position, row["branch"]))
                 sent += 1
     return sent
-
-
-def _leased(lease_until: datetime | None, now: datetime) -> bool:
-    """A claim's lease on a row has not ended: its holder may still settle it."""
-    return lease_until is not None and lease_until >= now

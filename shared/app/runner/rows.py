@@ -154,6 +154,12 @@ _SETTLE_AND_CLAIM = Prepared(
 )
 
 
+def leased(lease_until: datetime | None, now: datetime) -> bool:
+    """A claim's lease on a row has not ended: its holder may still settle it, or it is
+    parked until its wait ends (see `park`). A running row without one is claimable again."""
+    return lease_until is not None and lease_until >= now
+
+
 def step_row(
     tx: Transaction, task_id: str, position: int, branch: int = -1, *, lock: bool = False
 ) -> Row | None:
@@ -226,7 +232,7 @@ def claim(tx: Transaction, row: Row, step: HttpCall | SimCall) -> Claim | RetryL
     only the row's updated_at moves (it is waiting for a slot, with a message coming back
     for it, so the sweeper leaves it be). None when the row is not ours."""
     now = utcnow()
-    free = row["lease_until"] is None or row["lease_until"] < now
+    free = not leased(row["lease_until"], now)
     if row["status"] == "running" and not free and row["heartbeat_at"] is None:
         # parked (see `park`): not before its lease ends; this message comes back then
         left: float = (row["lease_until"] - now).total_seconds()
