@@ -5,7 +5,10 @@ The mapping is infra.routes' (the paths of the routes each HTTP function's handl
 each path sent to its function's Function URL qualifier (the one its `http` trigger reports,
 `$LATEST` for one this deploy creates), with no path rewrite: a function receives the path
 as the client sent it, as the local cloud delivers it. Mappings are compared as a set, path
-by path; a path rewrite added by hand is a difference. WAF settings are left alone.
+by path; a path rewrite added by hand is a difference. WAF settings are left alone, and so is
+the certificate of a domain whose serverless.yml names none (plain HTTP, the only protocol
+that needs none): `UpdateCustomDomain` without `CertConfig` keeps the one the domain has, so
+comparing it would be a change that every deploy makes again.
 """
 
 from __future__ import annotations
@@ -58,13 +61,13 @@ def reconcile(ctx: Context, qualifiers: dict[str, str]) -> None:
         if ctx.plan.create(what, f"{domain.protocol}, {len(endpoints)} paths"):
             ctx.write("CreateCustomDomain", **params)
         return
-    certificate = (answer.get("CertConfig") or {}).get("CertificateId") or None
-    changed = diffs(
-        [
-            ("protocol", answer.get("Protocol"), domain.protocol),
-            ("certificate", certificate, domain.certificate_id or None),
-        ]
-    )
+    fields: list[tuple[str, object, object]] = [
+        ("protocol", answer.get("Protocol"), domain.protocol)
+    ]
+    if domain.certificate_id:
+        certificate = (answer.get("CertConfig") or {}).get("CertificateId") or None
+        fields.append(("certificate", certificate, domain.certificate_id))
+    changed = diffs(fields)
     old, new = _paths(answer.get("EndpointsConfig") or []), _paths(endpoints)
     for path in sorted(set(old) | set(new)):
         if old.get(path) != new.get(path):

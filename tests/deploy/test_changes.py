@@ -350,6 +350,24 @@ def test_changes_made_by_hand_are_put_back(deployed: Account) -> None:
     assert deployed.deploy("plan").last == f"plan: 0 to create, 0 to update, {RESOURCES} unchanged"
 
 
+def test_a_domain_turned_to_http_without_a_certificate_is_updated_once(
+    deployed: Account,
+) -> None:
+    def edit(data: dict[str, Any]) -> None:
+        data["domain"] = {"name": "api.example.com", "protocol": "HTTP"}
+
+    config = deployed.edited_config(edit)
+    plan = deployed.deploy("plan", config=config)
+    assert plan.changes == ["~ update domain api.example.com protocol: HTTPS -> HTTP"]
+
+    assert deployed.deploy("apply", config=config).code == 0
+    assert _writes(deployed) == [("UpdateCustomDomain", "")]
+    assert deployed.scf.domains["api.example.com"]["Protocol"] == "HTTP"
+    # The certificate it had stays, unused: no deploy after this one writes anything.
+    again = deployed.deploy("plan", config=config)
+    assert again.last == f"plan: 0 to create, 0 to update, {RESOURCES} unchanged", again.output
+
+
 @pytest.mark.parametrize(
     "separators", [(", ", ": "), (",", ":")], ids=["with spaces, as sent before", "compact"]
 )
