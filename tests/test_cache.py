@@ -235,6 +235,54 @@ def test_a_load_in_flight_during_a_pattern_invalidation_is_not_stored(r: Any) ->
     assert not r.exists("cache:plans:list")
 
 
+class LosesOneTrip(redis_lib.Redis):
+    """A real client whose next round trip (a command or a pipeline), once `lose_next` is
+    set, fails as a connection lost for that one trip; the trips after it go through."""
+
+    lose_next = False
+
+    def _trip(self) -> None:
+        if self.lose_next:
+            self.lose_next = False
+            raise redis_lib.ConnectionError("lost for one round trip")
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self._trip()
+        return super().execute_command(*args, **options)
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        self._trip()
+        return super().pipeline(transaction, shard_hint)
+
+
+def test_a_release_redis_takes_in_part_leaves_the_hold_standing(r: Any) -> None:
+    """A held change commits while a load that read before it is in flight, and the first
+    round trip of its release is lost. The release is one step, so the hold stands (until
+    it runs out) and the load stores nothing: had the value's lock been dropped in one trip
+    and the hold in the next, the hold would end with the load's lock still its own."""
+    kwargs = r.connection_pool.connection_kwargs
+    client = LosesOneTrip(
+        host=kwargs["host"], port=kwargs["port"], db=kwargs["db"], decode_responses=True
+    )
+    changer = Cache(client)
+
+    def stale_loader() -> str:
+        held = changer.hold("user:u8")  # the change, mid-load, commits
+        client.lose_next = True
+        with capture_logs() as logs:
+            changer.release("user:u8", held)
+        assert logs.where(message="cache unavailable", key="user:u8", level="error")
+        return "old"
+
+    try:
+        assert cache.get_or_set("user:u8", stale_loader, 3600) == "old"
+        assert not r.exists("cache:user:u8")
+        assert cache.get_or_set("user:u8", Loader("new"), 3600) == "new"
+        assert not r.exists("cache:user:u8")  # held still: read from the database
+    finally:
+        client.close()
+
+
 # -- stampedes ---------------------------------------------------------------------------
 
 

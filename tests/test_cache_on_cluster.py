@@ -12,7 +12,7 @@ import pytest
 from redis.cluster import key_slot
 
 from app import cache
-from app.cache import Cache, lock_key, redis_key
+from app.cache import Cache, hold_key, lock_key, redis_key
 from app.redis_client import get_redis
 from tests import test_cache as cache_tests
 from tests.support.net import closed_port
@@ -43,6 +43,19 @@ def test_on_cluster(flow: Callable[[Any], None], on_cluster: Any, clean_redis: A
 def test_a_value_and_its_lock_share_a_slot() -> None:
     for key in ("user:u1", "plans:list", "", "a:b:c"):
         assert key_slot(lock_key(key).encode()) == key_slot(redis_key(key).encode())
+        assert key_slot(hold_key(key).encode()) == key_slot(redis_key(key).encode())
+
+
+def test_a_change_holds_and_releases_a_value_on_the_cluster(on_cluster: Any) -> None:
+    """The hold, the store it stops and the release's one script, on the cluster."""
+
+    def loaded_before_the_commit() -> dict[str, int]:
+        cache.release("user:u1", cache.hold("user:u1"))
+        return {"id": 0}
+
+    assert cache.get_or_set("user:u1", loaded_before_the_commit, 60) == {"id": 0}
+    assert cache.get_or_set("user:u1", lambda: {"id": 1}, 60) == {"id": 1}
+    assert cache.get_or_set("user:u1", lambda: {"id": 2}, 60) == {"id": 1}
 
 
 def _keys_per_node(cluster: Any, match: str) -> list[int]:

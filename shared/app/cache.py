@@ -85,6 +85,16 @@ end
 redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
+# KEYS[1] lock key, KEYS[2] value key, KEYS[3] hold key; ARGV[1] the change's hold.
+# One step: a hold ended in a later round trip than the lock's drop would end, when the
+# drop failed, with a load that read before the change still able to store.
+_RELEASE_HOLD = """
+redis.call('del', KEYS[1], KEYS[2])
+if redis.call('get', KEYS[3]) == ARGV[1] then
+  redis.call('del', KEYS[3])
+end
+return 1
+"""
 # KEYS[1] lock key; ARGV[1] token.
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -241,11 +251,12 @@ class Cache:
 
     def release(self, key: str, hold: str) -> None:
         """After the held change's commit: drop the value and any load in flight (each of
-        which read after the commit only once this is done), then the change's hold, if
-        still its own."""
-        self.invalidate(key)
+        which read after the commit only once this is done) and, in the same script, the
+        change's hold, if still its own. A release that fails leaves all three: the hold
+        runs out on an empty key."""
+        keys = [lock_key(key), redis_key(key), hold_key(key)]
         with self._tolerated(key, "release", level=logging.ERROR):
-            self.redis.register_script(_RELEASE)(keys=[hold_key(key)], args=[hold])
+            self.redis.register_script(_RELEASE_HOLD)(keys=keys, args=[hold])
 
     # -- invalidation -----------------------------------------------------------------
 
