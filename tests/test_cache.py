@@ -255,6 +255,22 @@ class LosesOneTrip(redis_lib.Redis):
         return super().pipeline(transaction, shard_hint)
 
 
+def test_a_held_change_stops_the_store_and_its_release_lets_the_next_load_store(
+    r: Any,
+) -> None:
+    """The hold, the store it stops (a load that read before the commit) and the release
+    after the commit, after which a load stores again."""
+
+    def loaded_before_the_commit() -> dict[str, int]:
+        cache.release("user:u1", cache.hold("user:u1"))
+        return {"id": 0}
+
+    assert cache.get_or_set("user:u1", loaded_before_the_commit, 60) == {"id": 0}
+    assert not r.exists(cache.redis_key("user:u1"))
+    assert cache.get_or_set("user:u1", lambda: {"id": 1}, 60) == {"id": 1}
+    assert cache.get_or_set("user:u1", lambda: {"id": 2}, 60) == {"id": 1}
+
+
 def test_a_release_redis_takes_in_part_leaves_the_hold_standing(r: Any) -> None:
     """A held change commits while a load that read before it is in flight, and the first
     round trip of its release is lost. The release is one step, so the hold stands (until

@@ -31,6 +31,7 @@ FLOWS: list[Callable[[Any], None]] = [
     cache_tests.test_twenty_concurrent_misses_run_the_loader_once,
     cache_tests.test_waiters_load_themselves_when_the_holder_takes_too_long,
     cache_tests.test_a_waiter_takes_over_when_the_holder_fails,
+    cache_tests.test_a_held_change_stops_the_store_and_its_release_lets_the_next_load_store,
 ]
 
 
@@ -44,18 +45,6 @@ def test_a_value_and_its_lock_share_a_slot() -> None:
     for key in ("user:u1", "plans:list", "", "a:b:c"):
         assert key_slot(lock_key(key).encode()) == key_slot(redis_key(key).encode())
         assert key_slot(hold_key(key).encode()) == key_slot(redis_key(key).encode())
-
-
-def test_a_change_holds_and_releases_a_value_on_the_cluster(on_cluster: Any) -> None:
-    """The hold, the store it stops and the release's one script, on the cluster."""
-
-    def loaded_before_the_commit() -> dict[str, int]:
-        cache.release("user:u1", cache.hold("user:u1"))
-        return {"id": 0}
-
-    assert cache.get_or_set("user:u1", loaded_before_the_commit, 60) == {"id": 0}
-    assert cache.get_or_set("user:u1", lambda: {"id": 1}, 60) == {"id": 1}
-    assert cache.get_or_set("user:u1", lambda: {"id": 2}, 60) == {"id": 1}
 
 
 def _keys_per_node(cluster: Any, match: str) -> list[int]:

@@ -60,6 +60,9 @@ ON_CLUSTER: dict[str, Callable[..., None]] = {
     "app.counters._GIVE_BACK": signin_tests.test_an_unjudged_attempt_is_given_back,
     "app.cache._STORE_IF_LOCKED": cache_tests.test_miss_loads_and_stores_then_hit_does_not_load,
     "app.cache._RELEASE": cache_tests.test_loader_exception_reaches_the_caller_and_stores_nothing,
+    "app.cache._RELEASE_HOLD": (
+        cache_tests.test_a_held_change_stops_the_store_and_its_release_lets_the_next_load_store
+    ),
     "app.runner.slots._ACQUIRE": runner_rules.test_concurrent_acquires_never_exceed_the_cap,
     "app.queue.scf._CLAIM_DUE": scf_tests.test_a_delayed_message_waits_in_redis_until_due,
     "app.realtime.acks._ADVANCE": (
