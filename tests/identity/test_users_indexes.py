@@ -5,8 +5,6 @@ touching, or waiting for, any other user's row."""
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any, NamedTuple
@@ -21,7 +19,7 @@ from app.db.transaction import transaction
 from app.identity import users as user_service
 from app.ids import new_id
 from tests.support.audit import an_actor
-from tests.support.database import migrated_database
+from tests.support.database import a_database_of_its_own
 from tests.support.lock_waits import RowLock
 from tests.support.quota import new_user
 from tests.support.settings import app_engine_under
@@ -47,9 +45,7 @@ class Plan(NamedTuple):
 def many_users() -> Iterator[list[str]]:
     """A database of the test's own with USERS users, the first ADMINS of them admins, newest
     first; their ids, the admins' first."""
-    server, _, _ = os.environ["DATABASE_URL"].rpartition("/")
-    name = f"test_app_users_{secrets.token_hex(4)}"
-    with app_engine_under(DATABASE_URL=f"{server}/{name}"), migrated_database(server, name):
+    with a_database_of_its_own("users"):
         now = utcnow()
         rows = [
             {

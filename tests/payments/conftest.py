@@ -4,17 +4,15 @@ every test."""
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 
 import pytest
 
 from tests.fakes.alipay import FakeAlipay
 from tests.fakes.wechatpay import FakeWechatPay
-from tests.support.database import migrated_database
+from tests.support.database import a_database_of_its_own
 from tests.support.pipelines import _drain_parked_messages, _ledger_invariant  # noqa: F401
-from tests.support.settings import app_engine_under, settings_env
+from tests.support.settings import settings_env
 
 
 @pytest.fixture
@@ -32,7 +30,5 @@ def alipay() -> Iterator[FakeAlipay]:
 @pytest.fixture
 def own_database(wechatpay: FakeWechatPay) -> Iterator[None]:
     """A database of the test's own, migrated: the pending orders in it are the test's."""
-    server, _, _ = os.environ["DATABASE_URL"].rpartition("/")
-    name = f"test_app_locks_{secrets.token_hex(4)}"
-    with app_engine_under(DATABASE_URL=f"{server}/{name}"), migrated_database(server, name):
+    with a_database_of_its_own("locks"):
         yield

@@ -9,8 +9,6 @@ test's."""
 
 from __future__ import annotations
 
-import os
-import secrets
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -27,14 +25,13 @@ from app.runner import sweeper
 from app.runner.sweeper import SweepIncomplete
 from infra import manifest
 from tests.support.audit import actions_on
-from tests.support.database import migrated_database
+from tests.support.database import a_database_of_its_own
 from tests.support.function_url import call
 from tests.support.functions import admin_job, handler
 from tests.support.logs import capture_logs
 from tests.support.pipelines import Customer, new_pipeline, token_for
 from tests.support.queue import backend_in_place
 from tests.support.quota import new_user
-from tests.support.settings import app_engine_under
 
 # The run's budget: the expiry's share of it is BUDGET_S / 4 (three stages that take task
 # after task, and the single-call ones). Its first task is held HOLD_S, longer than that
@@ -49,9 +46,7 @@ OVERDUE = 3
 @pytest.fixture
 def own_database() -> Iterator[None]:
     """A database of the test's own, migrated."""
-    server, _, _ = os.environ["DATABASE_URL"].rpartition("/")
-    name = f"test_app_sweeper_{secrets.token_hex(4)}"
-    with app_engine_under(DATABASE_URL=f"{server}/{name}"), migrated_database(server, name):
+    with a_database_of_its_own("sweeper"):
         yield
 
 

@@ -4,10 +4,13 @@ server, dropped after, whatever happened in between."""
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import create_engine, text
+
+from tests.support.settings import app_engine_under
 
 
 @contextmanager
@@ -43,3 +46,14 @@ def migrated_database(server_url: str, name: str) -> Iterator[str]:
             yield url
         finally:
             get_engine().dispose()
+
+
+@contextmanager
+def a_database_of_its_own(label: str) -> Iterator[None]:
+    """A migrated database of the caller's own beside the test run's (`test_app_<label>_...`),
+    the app's engine pointed at it until the block ends: the rows a job finds there are the
+    caller's alone."""
+    server, _, _ = os.environ["DATABASE_URL"].rpartition("/")
+    name = f"test_app_{label}_{secrets.token_hex(4)}"
+    with app_engine_under(DATABASE_URL=f"{server}/{name}"), migrated_database(server, name):
+        yield
