@@ -378,7 +378,8 @@ def hold(key: str) -> str:
 
 
 def release(key: str, hold: str) -> None:
-    """After the commit of a change that held `key`: drop its value, then the hold."""
+    """After the commit of a change that held `key`: drop its value, any load in flight
+    and the hold, in one step (`Cache.release`)."""
     _default.release(key, hold)
 
 
