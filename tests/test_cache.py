@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import redis as redis_lib
@@ -235,6 +235,16 @@ def test_a_load_in_flight_during_a_pattern_invalidation_is_not_stored(r: Any) ->
     assert not r.exists("cache:plans:list")
 
 
+Client = TypeVar("Client", bound=redis_lib.Redis)
+
+
+def beside(r: Any, kind: type[Client]) -> Client:
+    """A client of `kind` (a real redis-py client with one behaviour changed) on the
+    server and database `r` uses."""
+    kwargs = r.connection_pool.connection_kwargs
+    return kind(host=kwargs["host"], port=kwargs["port"], db=kwargs["db"], decode_responses=True)
+
+
 class LosesOneTrip(redis_lib.Redis):
     """A real client whose next round trip (a command or a pipeline), once `lose_next` is
     set, fails as a connection lost for that one trip; the trips after it go through."""
@@ -258,8 +268,9 @@ class LosesOneTrip(redis_lib.Redis):
 def test_a_held_change_stops_the_store_and_its_release_lets_the_next_load_store(
     r: Any,
 ) -> None:
-    """The hold, the store it stops (a load that read before the commit) and the release
-    after the commit, after which a load stores again."""
+    """A load that read before a held change's commit stores nothing once the change is
+    released (its lock goes with the value and the hold), and the next load stores again:
+    the hold is gone."""
 
     def loaded_before_the_commit() -> dict[str, int]:
         cache.release("user:u1", cache.hold("user:u1"))
@@ -276,10 +287,7 @@ def test_a_release_redis_takes_in_part_leaves_the_hold_standing(r: Any) -> None:
     round trip of its release is lost. The release is one step, so the hold stands (until
     it runs out) and the load stores nothing: had the value's lock been dropped in one trip
     and the hold in the next, the hold would end with the load's lock still its own."""
-    kwargs = r.connection_pool.connection_kwargs
-    client = LosesOneTrip(
-        host=kwargs["host"], port=kwargs["port"], db=kwargs["db"], decode_responses=True
-    )
+    client = beside(r, LosesOneTrip)
     changer = Cache(client)
 
     def stale_loader() -> str:
@@ -418,10 +426,7 @@ class RacingRedis(redis_lib.Redis):
 
 
 def test_a_value_stored_between_miss_and_lock_is_used(r: Any) -> None:
-    kwargs = r.connection_pool.connection_kwargs
-    client = RacingRedis(
-        host=kwargs["host"], port=kwargs["port"], db=kwargs["db"], decode_responses=True
-    )
+    client = beside(r, RacingRedis)
     try:
         load = Loader("mine")
         assert Cache(client).get_or_set("race", load, 60) == "theirs"

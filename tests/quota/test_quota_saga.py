@@ -345,6 +345,7 @@ def test_a_verb_in_the_callers_transaction_counts_at_its_commit_and_never_after_
 def test_a_verb_whose_database_went_away_counts_as_unavailable_not_refused() -> None:
     from app.db.engine import get_engine
     from app.observability.metrics import QUOTA_GRANTS, QUOTA_SAGA
+    from tests.db.test_prepared import thread_of
 
     def seen() -> tuple[float, ...]:
         return (
@@ -357,7 +358,7 @@ def test_a_verb_whose_database_went_away_counts_as_unavailable_not_refused() -> 
     def lose_the_next_connection(killer: Any) -> None:
         # The pool hands out its most recently returned connection first: this one.
         with transaction() as tx:
-            thread = tx.connection.dbapi_connection.thread_id()
+            thread = thread_of(tx)
         killer.exec_driver_sql(f"KILL CONNECTION {thread}")
 
     user = new_user(2)
