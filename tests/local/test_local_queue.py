@@ -99,3 +99,15 @@ def test_a_message_over_scfs_event_limit_is_refused_as_the_scf_backend_refuses_i
     # At the limit exactly, it goes.
     publish("local-test-nobody", {"pad": "x" * (MAX_EVENT_BYTES - len('{"pad":""}'))})
     assert broker().drop_parked("local-test-nobody") == 1
+
+
+def test_a_dev_path_with_a_final_newline_is_not_a_dev_endpoint(cloud: Any, redis_db: Any) -> None:
+    """`$` would match before the `%0A` and publish; the path is another one, unknown."""
+    message_id = secrets.token_hex(6)
+    reply = requests.post(
+        f"{cloud.url}/_local/queues/{QUEUE}/messages%0A", json={"id": message_id}, timeout=10
+    )
+    assert reply.status_code == 404, reply.text
+    assert reply.json()["code"] == "NOT_FOUND"
+    _wait_idle(cloud)
+    assert _deliveries(redis_db, message_id) == []
