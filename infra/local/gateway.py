@@ -26,13 +26,13 @@ import base64
 import binascii
 import json
 import logging
-import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from app.errors import AppError, ErrorCode
+from app.http.routing import compile_path
 from infra import routes
 from infra.routes import PathMapping
 
@@ -43,8 +43,10 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_DEV_TIMER = re.compile(r"^/_local/timers/(?P<function>[^/]+)$")
-_DEV_PUBLISH = re.compile(r"^/_local/queues/(?P<queue>[^/]+)/messages$")
+# The app's own path patterns: they end at `\Z`, since `$` also matches before a final
+# newline, which a client sends as `%0A`.
+_DEV_TIMER = compile_path("/_local/timers/{function}")
+_DEV_PUBLISH = compile_path("/_local/queues/{queue}/messages")
 JSON = "application/json; charset=utf-8"
 CLIENT_ADDRESS = "x-scf-remote-addr"
 

@@ -156,6 +156,56 @@ def test_missing_body_is_422_not_500() -> None:
     assert_validation_error(reply, ["body", "name"])
 
 
+def _with_parsed_body(body: Any, **kwargs: Any) -> dict[str, Any]:
+    """A Function URL event whose body is JSON already parsed rather than text, as a front
+    door that decodes JSON bodies gives it."""
+    evt = event("POST", "/items", body={"placeholder": True}, **kwargs)
+    evt["body"] = body
+    return evt
+
+
+def test_a_body_given_as_parsed_json_is_validated_as_its_text() -> None:
+    reply = reply_of(handler(_with_parsed_body({"name": "笔", "count": 2}), context()))
+    assert reply.status == 201, reply.body
+    assert reply.json() == {"name": "笔", "count": 2, "colour": "red"}
+    wrong = reply_of(handler(_with_parsed_body({"name": "pen", "count": "many"}), context()))
+    assert_validation_error(wrong, ["body", "count"])
+
+
+@pytest.mark.parametrize(
+    "body", [[1, 2], 1.5, 7, True, "", {}], ids=["array", "float", "int", "bool", "empty", "{}"]
+)
+def test_a_parsed_json_body_that_is_not_the_routes_object_is_422(body: Any) -> None:
+    reply = reply_of(handler(_with_parsed_body(body), context()))
+    assert_validation_error(reply)
+
+
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("body", "msg"),
+    [
+        ({"name": "pen", "count": float("nan")}, "not valid JSON"),
+        (_nested(100_000), "not valid JSON"),
+        ({"name": "pen\ud800", "count": 1}, "not valid Unicode"),
+    ],
+    ids=["nan", "too-deep", "lone-surrogate"],
+)
+def test_a_parsed_json_body_no_json_text_can_carry_is_422_naming_the_body(
+    body: Any, msg: str
+) -> None:
+    """Python's JSON reader takes `NaN` and a lone surrogate's escape: neither can be
+    written back as UTF-8 JSON text, and neither is a 500."""
+    reply = reply_of(handler(_with_parsed_body(body), context()))
+    assert_validation_error(reply, ["body"])
+    assert reply.json()["details"] == [{"loc": ["body"], "msg": msg}]
+
+
 def assert_too_large(reply: Reply, limit: int) -> None:
     assert reply.status == 413, reply.body
     body = reply.json()
@@ -173,6 +223,18 @@ def test_an_oversize_body_is_413_before_anything_else_is_looked_at() -> None:
     assert_too_large(call(small, "POST", "/nowhere", raw_body="x" * 65), 64)
     # Just under the limit still passes.
     assert call(small, "POST", "/items", body={"name": "p", "count": 1}).status == 201
+
+
+def test_a_parsed_json_body_is_413_by_the_size_of_its_json_text() -> None:
+    with settings_env(MAX_BODY_BYTES="64"):
+        small = http_handler(create_item)
+    padded = {"name": "pen", "count": 1, "pad": "x" * 100}
+    assert_too_large(reply_of(small(_with_parsed_body(padded), context())), 64)
+    # Compact text is what counts: 64 bytes exactly still reach the route's validation.
+    exact = {"name": "pen", "count": 1, "pad": ""}
+    exact["pad"] = "x" * (64 - len(json.dumps(exact, separators=(",", ":"))))
+    reply = reply_of(small(_with_parsed_body(exact), context()))
+    assert reply.status == 201, reply.body
 
 
 def test_an_oversize_base64_body_is_413_by_its_decoded_size() -> None:

@@ -7,9 +7,12 @@ import secrets
 import time
 from typing import Any
 
+import pytest
 import requests
 
 from app.queue import publish
+from app.queue.limits import MAX_EVENT_BYTES, PublishFailed
+from app.queue.local import broker
 from tests.local.conftest import MAX_ATTEMPTS
 
 QUEUE = "queue-probe"
@@ -78,9 +81,33 @@ def test_every_message_of_a_burst_is_delivered(cloud: Any, redis_db: Any) -> Non
 
 
 def test_parked_messages_can_be_dropped() -> None:
-    from app.queue.local import broker
-
     publish("local-test-nobody", {"id": "a"})
     publish("local-test-nobody", {"id": "b"}, delay_s=0)
     assert broker().drop_parked("local-test-nobody") == 2
     assert broker().drop_parked("local-test-nobody") == 0
+
+
+@pytest.mark.parametrize("delay_s", [0, 0.01], ids=["now", "delayed"])
+def test_a_message_over_scfs_event_limit_is_refused_as_the_scf_backend_refuses_it(
+    delay_s: float,
+) -> None:
+    """The broker could carry it; SCF would not: refused at `make run` as in production."""
+    before = broker().stats()
+    with pytest.raises(PublishFailed, match=str(MAX_EVENT_BYTES)):
+        publish("local-test-nobody", {"pad": "x" * MAX_EVENT_BYTES}, delay_s=delay_s)
+    assert broker().stats() == before
+    # At the limit exactly, it goes.
+    publish("local-test-nobody", {"pad": "x" * (MAX_EVENT_BYTES - len('{"pad":""}'))})
+    assert broker().drop_parked("local-test-nobody") == 1
+
+
+def test_a_dev_path_with_a_final_newline_is_not_a_dev_endpoint(cloud: Any, redis_db: Any) -> None:
+    """`$` would match before the `%0A` and publish; the path is another one, unknown."""
+    message_id = secrets.token_hex(6)
+    reply = requests.post(
+        f"{cloud.url}/_local/queues/{QUEUE}/messages%0A", json={"id": message_id}, timeout=10
+    )
+    assert reply.status_code == 404, reply.text
+    assert reply.json()["code"] == "NOT_FOUND"
+    _wait_idle(cloud)
+    assert _deliveries(redis_db, message_id) == []

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from app.queue import scf
+from app.queue.limits import MAX_EVENT_BYTES
 from tests.fakes.tencentcloud import Call, FakeTencentCloud
 from tests.fakes.upstream import Answer, FakeUpstream
 from tests.support.functions import handler
@@ -109,7 +110,7 @@ def test_the_invoke_rate_limit_is_waited_out_twice_then_raised(cloud: FakeTencen
 
 def test_an_event_over_128_kb_is_refused_before_any_call(cloud: FakeTencentCloud) -> None:
     with pytest.raises(scf.PublishFailed, match="131072"):
-        scf.ScfBackend().publish(WORKER, {"pad": "x" * scf.MAX_EVENT_BYTES})
+        scf.ScfBackend().publish(WORKER, {"pad": "x" * MAX_EVENT_BYTES})
     assert cloud.calls_of("Invoke") == []
 
 
@@ -118,7 +119,7 @@ def test_a_delayed_event_over_128_kb_is_refused_before_it_is_parked_and_holds_ba
 ) -> None:
     backend = scf.ScfBackend()
     with pytest.raises(scf.PublishFailed, match="131072"):
-        backend.publish(WORKER, {"pad": "x" * scf.MAX_EVENT_BYTES}, delay_s=0.01)
+        backend.publish(WORKER, {"pad": "x" * MAX_EVENT_BYTES}, delay_s=0.01)
     backend.publish(WORKER, {"n": 1}, delay_s=0.02)
     time.sleep(0.03)
     assert backend.release_due() == 1
@@ -211,7 +212,7 @@ class AsyncInvocations:
 
     def __call__(self, params: dict[str, Any], call: Call) -> dict[str, Any]:
         assert params["InvocationType"] == "Event"
-        assert len(params["ClientContext"].encode()) <= scf.MAX_EVENT_BYTES
+        assert len(params["ClientContext"].encode()) <= MAX_EVENT_BYTES
         with self._idle:
             self.pending += 1
         self.pool.submit(self._run, json.loads(params["ClientContext"]))

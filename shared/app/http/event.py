@@ -6,7 +6,10 @@ of it): `httpMethod`, `path` (the whole path: the domain routes by path and pass
 through), `headers` (lower-case names), `queryString` (`{name: value}`, a list for a name
 given more than once) and `body` (a string). The client's address is the
 `x-scf-remote-addr` header, which the platform sets; nothing the client sends
-(`X-Forwarded-For`, ...) is taken for it. The request id is the invocation's, from the
+(`X-Forwarded-For`, ...) is taken for it. A `body` that arrives as JSON already parsed (an
+object, an array, a number: not the documented shape, but one a front door that decodes
+JSON bodies builds) is written back as JSON text, so that its size limit and the route's
+validation judge it as they judge text. The request id is the invocation's, from the
 context. Path parameters come from our own routing.
 
 The answer is SCF's standard payload, `{"statusCode", "headers", "body"}`, with the body as
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -61,6 +65,16 @@ def _headers(event: Mapping[str, Any]) -> Headers:
     return Headers(raw)
 
 
+def _parsed_text(body: Any) -> str:
+    """A body the event holds as parsed JSON, as compact JSON text. Raises ValueError for
+    one no JSON text can carry (`NaN`, which Python's JSON reader accepts, or something
+    that is not JSON at all) and RecursionError for one nested too deep to write."""
+    try:
+        return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except TypeError as exc:
+        raise ValueError(str(exc)) from exc
+
+
 def _body(event: Mapping[str, Any]) -> bytes:
     body = event.get("body")
     if body is None or body == "":
@@ -75,21 +89,38 @@ def _body(event: Mapping[str, Any]) -> bytes:
                 "The body is not valid base64.",
                 details=[{"loc": ["body"], "msg": "invalid base64"}],
             ) from exc
-    return _text(body, "body").encode("utf-8") if isinstance(body, str) else bytes(body)
+    if isinstance(body, (bytes, bytearray)):
+        return bytes(body)
+    if not isinstance(body, str):
+        try:
+            body = _parsed_text(body)
+        except (ValueError, RecursionError) as exc:
+            raise AppError(
+                ErrorCode.VALIDATION_ERROR,
+                "The body is not valid JSON.",
+                details=[{"loc": ["body"], "msg": "not valid JSON"}],
+            ) from exc
+    return _text(body, "body").encode("utf-8")
 
 
 def body_size(event: Mapping[str, Any]) -> int:
     """How many bytes the body is, read before anything else in the event is judged (its
     text, its base64): a body over the limit is `413` whatever else is wrong with it. A
-    base64 body counts the bytes its length decodes to."""
+    base64 body counts the bytes its length decodes to; one given as parsed JSON, the bytes
+    of its compact JSON text."""
     body = event.get("body")
     if body is None or body == "":
         return 0
     if isinstance(body, (bytes, bytearray)):
         return len(body)
     if not isinstance(body, str):
-        return 0  # not a body an event carries: parse_event judges it
-    if event.get("isBase64Encoded"):
+        if event.get("isBase64Encoded"):
+            return 0  # no base64 text: parse_event refuses it
+        try:
+            body = _parsed_text(body)
+        except (ValueError, RecursionError):
+            return 0  # not JSON: parse_event refuses it
+    elif event.get("isBase64Encoded"):
         return len(body.rstrip("=")) * 3 // 4
     # surrogatepass: a lone surrogate is judged later; here it only takes its bytes.
     return len(body.encode("utf-8", "surrogatepass"))

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import json
 import logging
 import secrets
 import threading
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.observability import logging as applog
+from app.queue.limits import check_size, encode
 
 log = applog.get_logger("app.queue.local")
 
@@ -288,10 +288,12 @@ def broker() -> Broker:
 
 
 class LocalBackend:
-    """The queue port's `local` backend: JSON-encodes and hands over to the process broker."""
+    """The queue port's `local` backend: JSON-encodes and hands over to the process broker,
+    refusing (PublishFailed) a message over SCF's event limit as the `scf` backend does."""
 
     def publish(self, queue: str, message: dict[str, Any], *, delay_s: float = 0) -> str:
-        body = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+        body = encode(message)
+        check_size(queue, body)
         return broker().publish(queue, body, delay_s=delay_s)
 
     def release_due(self, queues: list[str] | None = None) -> int:

@@ -13,10 +13,10 @@ minute: a delay is a lower bound, kept to within the next worker invocation or a
 sweeper's minute. A message claimed from the set but lost before its invoke is lost like any
 undelivered one: the sweeper finds the stalled work.
 
-Limits: an event is at most 128 KB (refused here before the call, and a delayed one before
-it is parked); the account's Invoke API takes 100 requests per second, shared by every
-function: a refusal for the rate is retried twice after a short pause, then raised like any
-failure (each publish is counted in `queue_publishes_total` by outcome).
+Limits: an event is at most 128 KB (app.queue.limits: refused here before the call, and a
+delayed one before it is parked); the account's Invoke API takes 100 requests per second,
+shared by every function: a refusal for the rate is retried twice after a short pause, then
+raised like any failure (each publish is counted in `queue_publishes_total` by outcome).
 TENCENTCLOUD_API_ENDPOINT points the client at a test endpoint.
 """
 
@@ -32,6 +32,7 @@ from app import tencentcloud
 from app.config import get_settings
 from app.ids import new_id
 from app.observability.metrics import QUEUE_PUBLISHES
+from app.queue.limits import PublishFailed, check_size, encode
 from app.redis_client import get_redis
 
 DELAYED_PREFIX = "queue:delayed:"
@@ -45,7 +46,6 @@ RELEASE_BATCH = 100
 # releases (each invoke takes a few ms to tens of ms, and the account's Invoke API 100 a
 # second).
 RELEASE_MAX = 200
-MAX_EVENT_BYTES = 128 * 1024
 RATE_LIMITED = ("RequestLimitExceeded", "LimitExceeded")
 RATE_RETRIES = 2
 
@@ -55,20 +55,6 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, AR
 if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
 return due
 """
-
-
-class PublishFailed(RuntimeError):
-    """The invoke was refused or could not be made; the message was not sent."""
-
-
-def _encode(message: dict[str, Any]) -> str:
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
-
-
-def _check_size(function: str, body: str) -> None:
-    if len(body.encode()) > MAX_EVENT_BYTES:
-        QUEUE_PUBLISHES.labels(queue=function, outcome="too_large").inc()
-        raise PublishFailed(f"a message to {function} is over {MAX_EVENT_BYTES} bytes")
 
 
 class ScfBackend:
@@ -85,11 +71,11 @@ class ScfBackend:
             return self._client
 
     def publish(self, queue: str, message: dict[str, Any], *, delay_s: float = 0) -> str:
-        body = _encode(message)
+        body = encode(message)
         if delay_s > 0:
             # Refused before it is parked: one that could never be sent, parked, would come
             # back first at every release and hold the queue's later messages behind it.
-            _check_size(queue, body)
+            check_size(queue, body)
             return self._park(queue, message, delay_s)
         return self._invoke(queue, body)
 
@@ -97,7 +83,7 @@ class ScfBackend:
         from tencentcloud.common.exception import TencentCloudSDKException  # cold start: SDK
         from tencentcloud.scf.v20180416 import models  # cold start: the SDK, on first publish
 
-        _check_size(function, body)
+        check_size(function, body)
         request = models.InvokeRequest()
         request.FunctionName = function
         request.InvocationType = "Event"
@@ -126,7 +112,7 @@ class ScfBackend:
     def _park(queue: str, message: dict[str, Any], delay_s: float) -> str:
         msg_id = new_id()
         due_ms = int((time.time() + delay_s) * 1000)
-        member = _encode({"id": msg_id, "queue": queue, "body": message})
+        member = encode({"id": msg_id, "queue": queue, "body": message})
         redis = get_redis()
         # Named first: a message is never parked where no release looks (the two keys are
         # in different cluster slots, so not one transaction).
@@ -151,7 +137,7 @@ class ScfBackend:
                 due = claim(keys=[key], args=[now_ms, batch])
                 for index, member in enumerate(due):
                     try:
-                        self._invoke(queue, _encode(json.loads(member)["body"]))
+                        self._invoke(queue, encode(json.loads(member)["body"]))
                     except PublishFailed:
                         redis.zadd(key, dict.fromkeys(due[index:], now_ms))
                         raise
