@@ -417,3 +417,21 @@ def test_after_a_statement_finds_its_connection_lost_no_older_connection_is_hand
                 USER_IDS.run(tx, {})
         finally:
             busy.close()
+
+
+def test_a_connection_lost_before_an_isolated_transaction_begins_is_503_and_not_reused() -> None:
+    with app_engine_under(DB_POOL_MAX="2"):
+        with transaction() as tx:
+            USER_IDS.run(tx, {})
+            thread = raw_thread(tx.connection)
+        kill_server_sessions(thread)
+
+        # The level is set on the connection before the transaction begins: that statement
+        # is the first to find it gone.
+        with pytest.raises(AppError) as caught, transaction(isolation="REPEATABLE READ"):
+            pytest.fail("the block ran on a lost connection")
+        assert caught.value.code is ErrorCode.SERVICE_UNAVAILABLE
+
+        with transaction(isolation="REPEATABLE READ") as tx:
+            assert raw_thread(tx.connection) != thread
+            assert tx.execute(text("SELECT 1")).scalar() == 1

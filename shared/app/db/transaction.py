@@ -245,10 +245,14 @@ def transaction(*, isolation: str | None = None) -> Iterator[Transaction]:
 
 
 def _isolated(tx: Transaction, isolation: str) -> None:
-    # Set before the transaction begins; the pool puts the default back at check-in.
-    tx._core = Connection(tx.engine, connection=tx.connection).execution_options(
-        isolation_level=isolation
-    )
+    # Set before the transaction begins; the pool puts the default back at check-in. The
+    # level goes to the server on the driver's cursor, outside Core's error handling, so
+    # its failure (the first statement to find a connection gone) is turned as ours are.
+    core = Connection(tx.engine, connection=tx.connection)
+    try:
+        tx._core = core.execution_options(isolation_level=isolation)
+    except tx.dialect.loaded_dbapi.Error as error:
+        raise driver_error(tx, "SET TRANSACTION ISOLATION LEVEL", None, error, None) from error
     tx._root = tx._core.begin()
 
 
