@@ -5,7 +5,11 @@ the synchronous invocation of db-migrate, before the other functions are deploye
   (`web:`; with WebSocket on, the URL speaks WSS), AuthType NONE (the API's JWT does the
   rest), reachable from the internet (the custom domain fronts it); found by its type,
   whatever SCF named it; updated in place (`UpdateTrigger`) when its auth, network or
-  enabled state differ; removed from a function that is neither any more.
+  enabled state differ. The URL of a function that is neither any more is removed only
+  once the custom domain no longer maps its paths (infra.deploy.reconcile calls
+  `remove_urls` after the domain): SCF refuses to delete a URL a domain still maps
+  (`FailedOperation.DeleteTrigger.UrlUsed`; ListTriggers names the domain's paths as the
+  URL's BoundResources), and the domain would meanwhile send those paths to nothing.
 - Timers: one `timer` trigger per `timers:` entry, by name; compared on cron (SCF answers
   `{"cron": ...}` for the cron it was given), enabled state (OPEN/CLOSE in, 1/0 out) and
   argument; a changed one is replaced (deleted, then created: SCF's older tooling never
@@ -56,21 +60,37 @@ def _url_state(trigger: dict[str, Any] | None) -> tuple[Any, ...]:
     return desc.get("AuthType"), net.get("EnableExtranet"), net.get("EnableIntranet"), enabled
 
 
+def _has_url(fn: FunctionTarget) -> bool:
+    return fn.spec.http or fn.spec.web is not None
+
+
+def stale_urls(fn: FunctionTarget, triggers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Function URLs of a function that should have none, for `remove_urls` to delete
+    once the domain no longer maps them."""
+    return [] if _has_url(fn) else [t for t in triggers if t.get("Type") == "http"]
+
+
+def remove_urls(ctx: Context, fn: FunctionTarget, urls: list[dict[str, Any]]) -> None:
+    for url in urls:
+        if ctx.plan.remove(f"function-url {fn.name}"):
+            ctx.write(
+                "DeleteTrigger",
+                FunctionName=fn.name,
+                Namespace=ctx.namespace,
+                Type="http",
+                TriggerName=url["TriggerName"],
+                Qualifier=url.get("Qualifier") or QUALIFIER,
+            )
+
+
 def function_url(ctx: Context, fn: FunctionTarget, triggers: list[dict[str, Any]]) -> str | None:
-    """Reconcile the function's URL; the qualifier it serves (None: the function has none)."""
+    """Create or update the URL of a function that should have one; the qualifier it serves
+    (None: the function should have none, and `stale_urls` names any it has)."""
+    if not _has_url(fn):
+        return None
     urls = [t for t in triggers if t.get("Type") == "http"]
     what = f"function-url {fn.name}"
     base = {"FunctionName": fn.name, "Namespace": ctx.namespace, "Type": "http"}
-    if not (fn.spec.http or fn.spec.web):
-        for url in urls:
-            if ctx.plan.remove(what):
-                ctx.write(
-                    "DeleteTrigger",
-                    **base,
-                    TriggerName=url["TriggerName"],
-                    Qualifier=url.get("Qualifier") or QUALIFIER,
-                )
-        return None
     if not urls:
         if ctx.plan.create(what, "auth NONE, internet"):
             ctx.write(

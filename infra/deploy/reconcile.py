@@ -5,7 +5,8 @@ namespace's reserved concurrency, its total checked against the region's quota; 
 each `invoke_after_deploy` function (db-migrate), which the apply then invokes; every other
 function (its code and configuration, its Function URL, its timers, its async config); the
 functions' reserved concurrency, those lowered first; then the custom domain that points at
-the URLs.
+the URLs; and last the URLs of functions that should have none, which SCF refuses to
+delete while the domain still maps their paths.
 
 So the schema is migrated before any function runs the code that needs it, and a migration
 that fails stops the deploy with every other function still on its previous version (a
@@ -22,6 +23,8 @@ has accepted a write of (Context.write) is reported begun rather than not done.
 
 from __future__ import annotations
 
+from typing import Any
+
 from infra.deploy import concurrency, domain, functions, invocation, layer, namespace
 from infra.deploy.context import Context
 from infra.deploy.layer import LayerRef
@@ -36,28 +39,37 @@ def walk(ctx: Context) -> None:
     ctx.plan.settle()
     first = [fn for fn in ctx.target.functions if fn.spec.invoke_after_deploy]
     qualifiers: dict[str, str] = {}
+    stale: list[tuple[FunctionTarget, list[dict[str, Any]]]] = []  # URLs to remove, by function
     # Each function's reservation before this deploy, None for one it creates: one SCF
     # failed to create was deleted and created anew, without its reservation.
     found: dict[str, int | None] = {}
     for fn in first:
-        existed = _function(ctx, fn, layer_ref, qualifiers)
+        existed = _function(ctx, fn, layer_ref, qualifiers, stale)
         found[fn.name] = reserved.get(fn.name) if existed else None
     for fn in first:
         invocation.invoke_after_deploy(ctx, fn)
     for fn in ctx.target.functions:
         if fn not in first:
-            existed = _function(ctx, fn, layer_ref, qualifiers)
+            existed = _function(ctx, fn, layer_ref, qualifiers, stale)
             found[fn.name] = reserved.get(fn.name) if existed else None
     concurrency.reconcile_all(ctx, found)
     domain.reconcile(ctx, qualifiers)
     ctx.plan.settle()
+    for fn, urls in stale:
+        invocation.remove_urls(ctx, fn, urls)
+        ctx.plan.settle()
 
 
 def _function(
-    ctx: Context, fn: FunctionTarget, layer_ref: LayerRef, qualifiers: dict[str, str]
+    ctx: Context,
+    fn: FunctionTarget,
+    layer_ref: LayerRef,
+    qualifiers: dict[str, str],
+    stale: list[tuple[FunctionTarget, list[dict[str, Any]]]],
 ) -> bool:
     """The function itself, then how it is invoked; the qualifier its URL serves goes into
-    `qualifiers`. Whether the function existed before this deploy."""
+    `qualifiers`, a URL it should no longer have into `stale`. Whether the function existed
+    before this deploy."""
     existed = functions.reconcile(ctx, fn, layer_ref)
     ctx.plan.settle()
     # A function the plan would create has no triggers yet, and cannot be asked.
@@ -67,6 +79,9 @@ def _function(
     ctx.plan.settle()
     if qualifier is not None:
         qualifiers[fn.spec.name] = qualifier
+    urls = invocation.stale_urls(fn, triggers)
+    if urls:
+        stale.append((fn, urls))
     invocation.timers(ctx, fn, triggers)
     ctx.plan.settle()
     invocation.async_config(ctx, fn, existed)

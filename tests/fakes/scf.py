@@ -12,7 +12,8 @@ Description's characters, non-empty environment values, reserved variable names 
 4 KB, 7-field crons, a function that refuses changes until Active, a COS object that must
 exist where `Code` names it (looked up in the moto-served COS, the bucket given without its
 `-<appid>` as SCF takes it). What the fake assumes beyond the documents: a custom domain's
-path may only point at a function that has a Function URL on that qualifier.
+path may only point at a function that has a Function URL on that qualifier, and a Function
+URL a domain's path points at cannot be deleted (tests/fakes/scf_routing.py).
 
 A function's Status, as SCF's status table has it (infra/deploy/status.py names the
 sources): each write (create, update, delete) is Creating, Updating or Deleting until it

@@ -1,7 +1,16 @@
 """The fake SCF's triggers (timers, Function URLs) and custom domains, as tests/fakes/scf.py's
 FakeScf serves them. What SCF answers, as its examples show: a timer created with a bare
 cron lists as `{"cron": ...}`, `Enable` goes in as OPEN/CLOSE and comes out as 1/0, a
-Function URL's description comes back with its URLs added."""
+Function URL's description comes back with its URLs added.
+
+A Function URL a custom domain maps paths to is bound to it: ListTriggers reports those
+paths as its `BoundResources` (the schema's TriggerInfo: "the resources associated with
+this trigger; for now only the custom domains of a Function URL",
+`[{"domain": ..., "PathMatch": ...}]`), and DeleteTrigger refuses to delete it, until the
+domain no longer maps it, with `FailedOperation.DeleteTrigger.UrlUsed`: the one code
+tencentcloud-sdk-python-scf's errorcodes.py has for it (the URL is in use and cannot be
+deleted), more precise than the generic `ResourceInUse`. That this is the code a domain's
+binding gets is the fake's reading of the two; no document pairs them."""
 
 from __future__ import annotations
 
@@ -69,6 +78,18 @@ class RoutingActions:
                 return trigger
         raise _error("ResourceNotFound.Trigger", f"{params['Type']} {params['TriggerName']}")
 
+    def _bound(self, fn: dict[str, Any], trigger: dict[str, Any]) -> list[dict[str, str]]:
+        """The custom domains' paths a Function URL serves: its BoundResources."""
+        if trigger["Type"] != "http":
+            return []
+        url = (*key_of(fn), trigger["Qualifier"])
+        return [
+            {"domain": name, "PathMatch": endpoint["PathMatch"]}
+            for name, domain in sorted(self.domains.items())
+            for endpoint in domain["EndpointsConfig"]
+            if (endpoint["Namespace"], endpoint["FunctionName"], endpoint["Qualifier"]) == url
+        ]
+
     def _CreateTrigger(self, params: dict[str, Any]) -> dict[str, Any]:
         fn = self._function(params, active=True)
         kind, name = params["Type"], params["TriggerName"]
@@ -101,7 +122,11 @@ class RoutingActions:
         fn = self._function(params)
         found = self.triggers[key_of(fn)]
         offset, limit = params.get("Offset", 0), params.get("Limit", 20)
-        return {"Triggers": found[offset : offset + limit], "TotalCount": len(found)}
+        page = []
+        for trigger in found[offset : offset + limit]:
+            bound = self._bound(fn, trigger)
+            page.append({**trigger, "BoundResources": json.dumps(bound)} if bound else trigger)
+        return {"Triggers": page, "TotalCount": len(found)}
 
     def _UpdateTrigger(self, params: dict[str, Any]) -> dict[str, Any]:
         fn = self._function(params, active=True)
@@ -120,7 +145,12 @@ class RoutingActions:
 
     def _DeleteTrigger(self, params: dict[str, Any]) -> dict[str, Any]:
         fn = self._function(params, active=True)
-        self.triggers[key_of(fn)].remove(self._find_trigger(params, fn))
+        trigger = self._find_trigger(params, fn)
+        bound = self._bound(fn, trigger)
+        if bound:
+            paths = ", ".join(f"{b['domain']}{b['PathMatch']}" for b in bound)
+            raise _error("FailedOperation.DeleteTrigger.UrlUsed", f"the URL serves {paths}")
+        self.triggers[key_of(fn)].remove(trigger)
         return {}
 
     # ------------------------------------------------------------ custom domains
