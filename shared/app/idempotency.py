@@ -12,11 +12,13 @@ its claim counts through `take_hourly`, so a duplicate of one still in flight ge
 answer past the limit too.
 
 A transaction that ends in a lock conflict (`app.db.conflicts`) is run again alone, by
-`retry_conflicts` where it is run: the create's write (waiters on one key deadlock when
-its first holder rolls back), `lookup`'s removal of an expired key (it waits on a duplicate
-that claimed the key afresh), `take_hourly`'s wait for the first. What came before the
-write (the count, the HEADs, the provider's trade) is done once, and no loop round them
-tries a conflict again: one place retries each.
+`retry_conflicts` where it is run: the create's write (`keyed_write`: waiters on one key
+deadlock when its first holder rolls back), `lookup`'s removal of an expired key (it waits
+on a duplicate that claimed the key afresh), `take_hourly`'s wait for the first. What came
+before the write (the count, the HEADs, the provider's trade) is done once, and no loop
+round them tries a conflict again: one place retries each. The create's write keeps its
+key claimed across the tries of what follows the claim (`keyed_write`), so a duplicate
+never finds the key free between two tries of its first.
 """
 
 from __future__ import annotations
@@ -27,18 +29,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, delete, select, tuple_, update
 
 from app import counters
 from app.clock import utcnow
-from app.db.conflicts import retry_conflicts
+from app.db.conflicts import Tries, retry_conflicts, statement_timed_out
 from app.db.statements import ignoring_duplicates
 from app.db.tables import idempotency_keys
 from app.db.transaction import Transaction, transaction
 from app.errors import AppError, ErrorCode
 
+T = TypeVar("T")
 TTL = timedelta(hours=24)
 # A keyed create goes round this many times at most (a key taken meanwhile).
 ATTEMPTS = 5
@@ -116,6 +119,44 @@ def claim(conn: Transaction, user_id: str, scope: str, key: str, digest: str) ->
     ).rowcount
     if not inserted:
         raise KeyTaken(key)
+
+
+def keyed_write(
+    user_id: str, scope: str, key: str | None, digest: str, write: Callable[[Transaction], T]
+) -> T:
+    """`write(tx)` (which records the key's answer) in one transaction that claims `key`
+    first when one is given, run again on a lock conflict (`retry_conflicts`' tries, while
+    another fits in the invocation); `KeyTaken` when the key's first request committed.
+
+    The key stays claimed across the tries. A try that rolled back whole would free it for
+    a moment, before the next try claimed it again, and a duplicate waiting on it would
+    take it: within the limit it would do the work itself and its first replay it, but
+    past the limit (`take_hourly`) it would answer `429` while the first's next try
+    committed. So each try of `write` runs in a savepoint after the claim: a lock wait
+    timeout (1205) rolls back its statement alone, the try is rolled back to the
+    savepoint and run again in the same transaction, the key held all along (and the row
+    locks the try took, which InnoDB keeps to the end: the next try takes the same rows).
+    What the server rolls back whole, a deadlock (1213), takes the key with it, so a
+    duplicate past the limit may still be refused then; the transaction is run again
+    whole, claim first, as is a claim that itself timed out. Without a key there is
+    nothing to hold, and no savepoint."""
+    tries = Tries()
+
+    def whole() -> T:
+        with transaction() as tx:
+            if key is None:
+                return write(tx)
+            claim(tx, user_id, scope, key, digest)
+            while True:
+                tries.begin()
+                try:
+                    with tx.savepoint():
+                        return write(tx)
+                except Exception as exc:
+                    if not (statement_timed_out(exc) and tries.again(exc)):
+                        raise
+
+    return retry_conflicts(whole, tries=tries)
 
 
 def take_hourly(

@@ -1,7 +1,9 @@
 """A lock conflict in an order's write (`POST /orders` with an Idempotency-Key) writes the
 order again, alone: the count of ORDERS_PER_USER_PER_HOUR is taken once and the provider
 asked for one trade; a conflict no try resolved is a 503, and closes that trade once when the
-close fits in what is left of the invocation."""
+close fits in what is left of the invocation. A lock wait timeout after the key's claim
+writes again with the key still claimed; a deadlock, which the server rolls back whole,
+claims it again."""
 
 from __future__ import annotations
 
@@ -179,3 +181,40 @@ def test_outside_an_invocation_a_conflict_no_try_resolved_closes_the_trade(
     [(_, closed)] = wechatpay.sim.trades.items()
     assert closed.state == "CLOSED"
     assert orders_of(buyer.user_id) == 0
+
+
+@pytest.mark.parametrize(("code", "claims"), [(ER.LOCK_WAIT_TIMEOUT, 1), (ER.LOCK_DEADLOCK, 2)])
+def test_a_conflict_after_the_claim_writes_the_order_again_with_its_key(
+    code: int, claims: int, wechatpay: FakeWechatPay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The order's first INSERT ends in a lock conflict. A lock wait timeout undoes that
+    statement alone: the write goes on from its savepoint, in the transaction that claimed
+    the key, claimed once. A deadlock ends the whole transaction on the server, the
+    savepoint with it: the write runs again whole, the key claimed again, never in a
+    transaction that has lost its claim. Either way one order, and its key replays it."""
+    buyer = Buyer()
+    plan = new_plan()
+    execute = pymysql.cursors.Cursor.execute
+    sent: list[str] = []
+
+    def conflict_once(cursor: pymysql.cursors.Cursor, query: str, args: Any = None) -> Any:
+        sent.append(query)
+        if query.startswith("INSERT INTO orders") and sent.count(query) == 1:
+            if code == ER.LOCK_DEADLOCK:
+                cursor.connection.rollback()  # as the server rolls back a deadlock's victim
+            raise pymysql.err.OperationalError(code, "lock conflict")
+        return execute(cursor, query, args)
+
+    monkeypatch.setattr(pymysql.cursors.Cursor, "execute", conflict_once)
+    try:
+        created = buyer.order(plan, "wechat", key="buy-1")
+    finally:
+        monkeypatch.undo()
+
+    assert created.status == 201, created.body
+    inserts = [q for q in sent if q.startswith("INSERT INTO orders")]
+    assert len(inserts) == 2
+    assert sum(q.startswith("INSERT IGNORE INTO idempotency_keys") for q in sent) == claims
+    assert orders_of(buyer.user_id) == 1 and trades(wechatpay) == (1, 0)
+    replayed = buyer.order(plan, "wechat", key="buy-1")
+    assert replayed.status == 201 and replayed.json() == created.json()

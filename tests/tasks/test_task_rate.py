@@ -5,6 +5,7 @@ answered past it and counts nothing; a cancel gives the quota back, never the co
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from sqlalchemy import func, select
@@ -14,7 +15,7 @@ from app.db.transaction import transaction
 from app.queue.local import broker
 from tests.support.lock_waits import RowLock, wait_for_a_lock_wait
 from tests.support.pipelines import Customer, new_pipeline
-from tests.support.settings import redis_down, settings_env
+from tests.support.settings import app_engine_under, redis_down, settings_env
 
 QUICK = [{"id": "a", "type": "sim", "duration_ms": 1}]
 FORK = {"id": "f", "type": "fork", "for_each": "input.prompts", "step": {"type": "sim"}}
@@ -81,12 +82,11 @@ def test_a_task_is_made_uncounted_while_redis_cannot_answer() -> None:
     assert rows_of(user.id)[0] == 2 and user.quota() == (3, 2)
 
 
-def test_a_duplicate_sent_while_its_first_is_in_flight_gets_its_answer_past_the_limit() -> None:
-    """The first request holds its key uncommitted (here it waits for the user's row, which
-    the test holds); its duplicate, past the limit, waits for it rather than being refused,
-    and once the first commits gets the first's answer, as it would within the limit."""
-    user = Customer(quota=5)
-    pipeline = new_pipeline(QUICK)
+def first_and_duplicate(user: Customer, pipeline: str, held_s: float) -> dict[str, Any]:
+    """The answers to a keyed create (`first`) that claims its key and then waits for the
+    user's row, which the test holds, and to its duplicate (`duplicate`), sent once the first
+    waits and past TASKS_PER_USER_PER_HOUR (1), which waits on the first's key; the row is
+    let go `held_s` after both wait."""
     answers: dict[str, Any] = {}
 
     def send(name: str) -> threading.Thread:
@@ -104,10 +104,34 @@ def test_a_duplicate_sent_while_its_first_is_in_flight_gets_its_answer_past_the_
             wait_for_a_lock_wait()  # the first has claimed its key; its reservation waits
             duplicate = send("duplicate")
             wait_for_a_lock_wait(waiting=2)  # the duplicate waits on the first's key
+            time.sleep(held_s)
         finally:
             lock.release()
         first.join(20)
         duplicate.join(20)
+    return answers
+
+
+def test_a_duplicate_sent_while_its_first_is_in_flight_gets_its_answer_past_the_limit() -> None:
+    """The first request holds its key uncommitted (here it waits for the user's row, which
+    the test holds); its duplicate, past the limit, waits for it rather than being refused,
+    and once the first commits gets the first's answer, as it would within the limit."""
+    user = Customer(quota=5)
+    answers = first_and_duplicate(user, new_pipeline(QUICK), held_s=0)
+    assert answers["first"].status == 201, answers["first"].body
+    assert answers["duplicate"].status == 201, answers["duplicate"].body
+    assert answers["duplicate"].json() == answers["first"].json()
+    assert rows_of(user.id)[0] == 1 and user.quota() == (4, 1)
+
+
+def test_a_duplicate_past_the_limit_waits_through_its_first_writing_again() -> None:
+    """The first's reservation waits for the user's row past one lock wait (held 2.5 s, the
+    wait 1 s), so its write goes round again; the key it claimed stays claimed across its
+    tries, so its duplicate, past the limit, never finds the key free between them (and
+    answers `429`, the first committing after), but waits on and gets the first's answer."""
+    user = Customer(quota=5)
+    with app_engine_under(DB_LOCK_WAIT_TIMEOUT_S="1"):
+        answers = first_and_duplicate(user, new_pipeline(QUICK), held_s=2.5)
     assert answers["first"].status == 201, answers["first"].body
     assert answers["duplicate"].status == 201, answers["duplicate"].body
     assert answers["duplicate"].json() == answers["first"].json()

@@ -4,12 +4,13 @@ A purchase asks the provider first and writes the order after: the provider's tr
 made with a fresh order id as its out_trade_no, the plan's price at that moment, and the
 order's expiry as its own; only when the provider has answered with a payable code is the
 order inserted (with the Idempotency-Key, in one transaction), which a lock conflict runs
-again, alone (`retry_conflicts`): the trade is asked for once. So a provider failure
-(`502 PAYMENT_PROVIDER_ERROR`) leaves no order behind, and a trade whose order was never
-written (a duplicate that lost the key, a conflict no try resolved, a database failure) is
-closed at the provider, once, and was never shown to anyone, so nobody can pay it. The
-close is skipped (logged) when the invocation has too little left for it to end before the
-answer is due; the provider expires the trade at the order's expiry in any case.
+again, alone, the key still claimed (`idempotency.keyed_write`): the trade is asked for
+once. So a provider failure (`502 PAYMENT_PROVIDER_ERROR`) leaves no order behind, and a
+trade whose order was never written (a duplicate that lost the key, a conflict no try
+resolved, a database failure) is closed at the provider, once, and was never shown to
+anyone, so nobody can pay it. The close is skipped (logged) when the invocation has too
+little left for it to end before the answer is due; the provider expires the trade at the
+order's expiry in any case.
 
 A write whose connection was lost at COMMIT (`CommitInDoubt`, 503) may have written the
 order: its trade is left open, so that the client's retry with its Idempotency-Key, which
@@ -38,9 +39,9 @@ from sqlalchemy import select
 from app import idempotency
 from app.clock import iso, time_left, utcnow
 from app.config import get_settings
-from app.db.conflicts import ANSWER_MARGIN_S, retry_conflicts
+from app.db.conflicts import ANSWER_MARGIN_S
 from app.db.tables import orders
-from app.db.transaction import CommitInDoubt, transaction
+from app.db.transaction import CommitInDoubt, Transaction, transaction
 from app.errors import AppError, ErrorCode
 from app.observability import logging as applog
 from app.observability.metrics import ORDERS, PAYMENT_PROVIDER_CALLS
@@ -155,7 +156,13 @@ def _create_once(
     }
     try:
         # A lock conflict writes the order again, not the count or the trade before it.
-        return retry_conflicts(lambda: _write(user_id, channel, row, key, digest))
+        return idempotency.keyed_write(
+            user_id,
+            IDEMPOTENCY_SCOPE,
+            key,
+            digest,
+            lambda tx: _write(tx, user_id, channel, row, key),
+        )
     except CommitInDoubt:
         # The order may be written, and then its trade must stay payable; if it is not, the
         # trade, shown to no one, expires with the order's expiry.
@@ -168,19 +175,16 @@ def _create_once(
 
 
 def _write(
-    user_id: str, channel: Channel, row: dict[str, Any], key: str | None, digest: str
+    tx: Transaction, user_id: str, channel: Channel, row: dict[str, Any], key: str | None
 ) -> dict[str, Any]:
-    """The order inserted, with the key claimed and its answer recorded, in one
-    transaction; what the order shows."""
+    """The order inserted and the key's answer recorded, in the transaction that claimed
+    the key; what the order shows."""
     order_id = row["id"]
-    with transaction() as tx:
-        if key is not None:
-            idempotency.claim(tx, user_id, IDEMPOTENCY_SCOPE, key, digest)
-        tx.execute(orders.insert().values(**row))
-        shown = view({**row, "paid_at": None})
-        if key is not None:
-            idempotency.record(tx, user_id, IDEMPOTENCY_SCOPE, key, shown, order_id)
-        tx.after_commit(lambda: ORDERS.labels(channel, "pending").inc(), order_id=order_id)
+    tx.execute(orders.insert().values(**row))
+    shown = view({**row, "paid_at": None})
+    if key is not None:
+        idempotency.record(tx, user_id, IDEMPOTENCY_SCOPE, key, shown, order_id)
+    tx.after_commit(lambda: ORDERS.labels(channel, "pending").inc(), order_id=order_id)
     return shown
 
 

@@ -5,8 +5,8 @@ list and cancel.
 for another body), before judging the request. Otherwise it claims the key in the same
 transaction that reserves the quota and inserts the task, so the key, the charge and the
 task commit together or not at all; a duplicate waits on the key, then replays the stored
-first answer. A lock conflict runs that transaction again, alone (`retry_conflicts`): the
-count and the HEADs before it are made once. The start message
+first answer. A lock conflict runs that write again, alone, the key still claimed
+(`idempotency.keyed_write`): the count and the HEADs before it are made once. The start message
 goes out after the commit: a crash in between leaves a queued task with no message, which
 the saga sweeper publishes again.
 
@@ -33,9 +33,8 @@ from app import idempotency, json_values
 from app.clock import utcnow
 from app.config import get_settings
 from app.db import pages
-from app.db.conflicts import retry_conflicts
 from app.db.tables import task_steps, task_uploads, tasks
-from app.db.transaction import transaction
+from app.db.transaction import Transaction, transaction
 from app.errors import AppError, ErrorCode
 from app.ids import is_id, new_id
 from app.observability import logging as applog
@@ -188,13 +187,19 @@ def _create_once(
     _take_rate(user_id, key, digest)
     # Before the transaction: a HEAD per upload key the input names, at the bucket.
     uploads.check(upload_keys)
-    # A lock conflict runs the transaction again, not the count or the HEADs before it.
-    return retry_conflicts(
-        lambda: _write(user_id, task_id, pipeline, plan, task_input, upload_keys, key, digest)
+    # A lock conflict runs the write again, not the count or the HEADs before it; the key
+    # stays claimed across its tries (`idempotency.keyed_write`).
+    return idempotency.keyed_write(
+        user_id,
+        IDEMPOTENCY_SCOPE,
+        key,
+        digest,
+        lambda conn: _write(conn, user_id, task_id, pipeline, plan, task_input, upload_keys, key),
     )
 
 
 def _write(
+    conn: Transaction,
     user_id: str,
     task_id: str,
     pipeline: dict[str, Any],
@@ -202,44 +207,39 @@ def _write(
     task_input: dict[str, Any],
     upload_keys: list[str],
     key: str | None,
-    digest: str,
 ) -> dict[str, Any]:
-    """The key claimed, the quota reserved, the task and its steps inserted, in one
-    transaction; its start message and hooks after the commit."""
-    with transaction() as conn:
-        if key is not None:
-            idempotency.claim(conn, user_id, IDEMPOTENCY_SCOPE, key, digest)
-        cost = plan.cost
-        if cost > 0:
-            quota.reserve(user_id, task_id, cost, tx=conn)
-        now = utcnow()
-        conn.execute(
-            tasks.insert().values(
-                id=task_id,
-                user_id=user_id,
-                # The row's id, not the request's: the database finds `"demo "` as `demo`.
-                pipeline_id=pipeline["id"],
-                status="queued",
-                cost=cost,
-                input=task_input,
-                steps=pipeline["steps"],
-                created_at=now,
-                updated_at=now,
-            )
+    """The quota reserved, the task and its steps inserted and the key's answer recorded,
+    in the transaction that claimed the key; its start message and hooks after the
+    commit."""
+    cost = plan.cost
+    if cost > 0:
+        quota.reserve(user_id, task_id, cost, tx=conn)
+    now = utcnow()
+    conn.execute(
+        tasks.insert().values(
+            id=task_id,
+            user_id=user_id,
+            # The row's id, not the request's: the database finds `"demo "` as `demo`.
+            pipeline_id=pipeline["id"],
+            status="queued",
+            cost=cost,
+            input=task_input,
+            steps=pipeline["steps"],
+            created_at=now,
+            updated_at=now,
         )
-        stamped = [{**row, "created_at": now, "updated_at": now} for row in plan.rows]
-        conn.execute(task_steps.insert(), stamped)
-        if upload_keys:
-            conn.execute(
-                task_uploads.insert(), [{"task_id": task_id, "key": k} for k in upload_keys]
-            )
-        view = load_view(conn, task_id)
-        assert view is not None
-        if key is not None:
-            idempotency.record(conn, user_id, IDEMPOTENCY_SCOPE, key, view, task_id)
-        conn.after_commit(lambda: hooks.task_updated(view), task_id=task_id)
-        # A start message lost here leaves a queued task, which the sweeper starts again.
-        conn.after_commit(lambda: messages.publish_step(task_id, 0), task_id=task_id)
+    )
+    stamped = [{**row, "created_at": now, "updated_at": now} for row in plan.rows]
+    conn.execute(task_steps.insert(), stamped)
+    if upload_keys:
+        conn.execute(task_uploads.insert(), [{"task_id": task_id, "key": k} for k in upload_keys])
+    view = load_view(conn, task_id)
+    assert view is not None
+    if key is not None:
+        idempotency.record(conn, user_id, IDEMPOTENCY_SCOPE, key, view, task_id)
+    conn.after_commit(lambda: hooks.task_updated(view), task_id=task_id)
+    # A start message lost here leaves a queued task, which the sweeper starts again.
+    conn.after_commit(lambda: messages.publish_step(task_id, 0), task_id=task_id)
     return view
 
 
