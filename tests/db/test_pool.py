@@ -183,6 +183,42 @@ def test_reap_idle_closes_idle_connections_down_to_the_minimum() -> None:
             c.close()
 
 
+def test_reap_idle_survives_an_idle_connection_taken_before_it_gets_there() -> None:
+    """A request may take the last idle connection between the reaper's look at the pool
+    and its own checkout: the reaper then finds none and gives back what it holds, instead
+    of waiting out the acquire timeout and ending the monitor with its TimeoutError."""
+    with engine_under(DB_POOL_MAX="1", DB_POOL_ACQUIRE_TIMEOUT_S="1") as engine:
+        pool = pool_of(engine)
+        engine.connect().close()
+        taken: list[Connection] = []
+        looked = pool.checkedin
+
+        def look_then_lose_it() -> int:
+            found = looked()
+            if found and not taken:  # a request thread gets there first
+                grab = threading.Thread(target=lambda: taken.append(engine.connect()))
+                grab.start()
+                grab.join()
+            return found
+
+        pool.checkedin = look_then_lose_it  # type: ignore[method-assign]
+        monitor = PoolMonitor(engine, keep=0, idle_timeout_s=0.1, interval=0.05)
+        started = time.monotonic()
+        monitor.start()
+        time.sleep(1.5)
+        alive = monitor.is_alive()
+        monitor.stop()
+        monitor.join(timeout=5)
+        assert alive
+        taken[0].close()
+        del pool.checkedin
+        assert time.monotonic() - started < 3
+        # The reaper still works once the connection is back.
+        time.sleep(0.2)
+        assert reap_idle(engine, keep=0, idle_timeout_s=0.1) == 1
+        assert pool.checkedout() == 0
+
+
 def test_pool_monitor_reaps_logs_and_exports() -> None:
     with engine_under(DB_POOL_MAX="4") as engine:
         for c in [engine.connect() for _ in range(3)]:

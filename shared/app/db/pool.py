@@ -244,10 +244,16 @@ def reap_idle(engine: Engine, keep: int, idle_timeout_s: float) -> int:
     try:
         # Only while some are idle: an empty pool would open a new one, a full one wait.
         while len(held) < use.open and pool.checkedin() > 0:
-            held.append(pool.connect())
+            try:
+                held.append(pool.connect())
+            except exc.TimeoutError:
+                # A request took the last idle one after the look: none is left to reap.
+                break
         now = time.monotonic()
         idle = len(held)
-        for conn in held:
+        held.reverse()  # looked at in the order taken
+        while held:
+            conn = held.pop()
             idle_since = conn.info.get(IDLE_SINCE)
             stale = idle_since is not None and now - idle_since > idle_timeout_s
             if stale and idle > keep:
@@ -257,6 +263,8 @@ def reap_idle(engine: Engine, keep: int, idle_timeout_s: float) -> int:
             else:
                 conn.close()
     finally:
+        for conn in held:  # given back whatever stopped the reaping
+            conn.close()
         _reaping.active = False
     return closed
 
@@ -277,7 +285,12 @@ class PoolMonitor(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.wait(self.interval):
-            self.tick()
+            try:
+                self.tick()
+            except Exception as error:  # noqa: BLE001 - one failed round must not end the monitor
+                applog.log_fields(
+                    log, logging.ERROR, "db pool monitor failed", error=type(error).__name__
+                )
 
     def tick(self) -> dict[str, int]:
         closed = reap_idle(self.engine, self.keep, self.idle_timeout_s)
