@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from app.config import get_settings
 from app.events.websocket import CLIENT_MESSAGE_MAX_BYTES
 from app.observability import logging as applog
-from app.queue.local import Broker, broker
+from app.queue.local import Broker, LocalBackend, broker
 from infra import manifest as manifest_module
 from infra import routes
 from infra.functions import MainHandler, load_handler
@@ -195,6 +195,15 @@ class LocalCloud:
             named = f" {trigger}" if trigger else ""
             raise KeyError(f"no timer trigger{named} for function {function}")
         return self.invoke(function, timer_event(timers[0], now()))
+
+    def publish(self, function: str, message: Any, delay_s: float = 0) -> str:
+        """Publish `message` for `function` as app.queue.publish does (refusing one over SCF's
+        event limit). Only a function invoked asynchronously takes one: the broker would park
+        any other's for a subscriber that never comes, and the publish would seem to work."""
+        spec = self.manifest.functions.get(function)
+        if spec is None or spec.asynchronous is None:
+            raise KeyError(f"no asynchronous function {function} (serverless.yml `async:`)")
+        return LocalBackend().publish(function, message, delay_s=delay_s)
 
     def server_sockets(self) -> list[Any]:
         """The sockets of the connections the HTTP server holds open (tests read their

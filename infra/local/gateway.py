@@ -17,7 +17,8 @@ any other WebSocket handshake is refused (403), as the domain refuses an upgrade
 event function.
 
 Dev-only endpoints under `/_local/` (never routed on SCF): fire a timer, publish to or wait
-on the queue.
+on the queue. A function, timer or queue that is not there is a 404 naming it, a message over
+SCF's event limit a 413.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from urllib.parse import parse_qsl
 
 from app.errors import AppError, ErrorCode
 from app.http.routing import compile_path
+from app.queue.limits import PublishFailed
 from infra import routes
 from infra.routes import PathMapping
 
@@ -59,6 +61,8 @@ class Platform(Protocol):
     async def run_in_pool(self, fn: Callable[..., Any], *args: Any) -> Any: ...
 
     def fire_timer(self, function: str, trigger: str | None = None) -> Any: ...
+
+    def publish(self, function: str, message: Any, delay_s: float = 0) -> str: ...
 
     def queue_idle(self, timeout: float) -> dict[str, Any]: ...
 
@@ -245,9 +249,7 @@ class Gateway:
             elif method == "POST" and publish:
                 message = json.loads(body or b"{}")
                 delay_s = float(query.get("delay_s") or 0)
-                from app.queue.local import LocalBackend
-
-                msg_id = LocalBackend().publish(publish["queue"], message, delay_s=delay_s)
+                msg_id = self.platform.publish(publish["queue"], message, delay_s)
                 await respond_json(send, 200, {"msg_id": msg_id}, request_id)
             elif method == "GET" and path == "/_local/queues/idle":
                 timeout = float(query.get("timeout") or 10)
@@ -257,6 +259,8 @@ class Gateway:
                 await respond(send, *error_reply(ErrorCode.NOT_FOUND, request_id))
         except KeyError as error:
             await respond(send, *error_reply(ErrorCode.NOT_FOUND, request_id, str(error.args[0])))
+        except PublishFailed as error:  # over SCF's event limit: what production refuses too
+            await respond(send, *error_reply(ErrorCode.PAYLOAD_TOO_LARGE, request_id, str(error)))
         except (ValueError, TypeError) as error:
             await respond(send, *error_reply(ErrorCode.VALIDATION_ERROR, request_id, str(error)))
         except Exception:

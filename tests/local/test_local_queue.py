@@ -111,3 +111,31 @@ def test_a_dev_path_with_a_final_newline_is_not_a_dev_endpoint(cloud: Any, redis
     assert reply.json()["code"] == "NOT_FOUND"
     _wait_idle(cloud)
     assert _deliveries(redis_db, message_id) == []
+
+
+@pytest.mark.parametrize("function", ["queue-probes", "health"], ids=["typo", "not-async"])
+def test_a_dev_publish_to_a_function_not_invoked_asynchronously_is_404(
+    cloud: Any, function: str
+) -> None:
+    """Nothing would ever take it: the broker would park it for a subscriber that never
+    comes, and the publish would look like it worked."""
+    before = broker().stats()["parked"]
+    reply = requests.post(
+        f"{cloud.url}/_local/queues/{function}/messages", json={"id": "x"}, timeout=10
+    )
+    assert reply.status_code == 404, reply.text
+    assert reply.json()["code"] == "NOT_FOUND"
+    assert f"no asynchronous function {function}" in reply.json()["message"]
+    assert broker().stats()["parked"] == before
+
+
+def test_a_dev_publish_over_scfs_event_limit_is_413_naming_the_limit(cloud: Any) -> None:
+    """The refusal app.queue.publish makes, said as such rather than a 500."""
+    reply = requests.post(
+        f"{cloud.url}/_local/queues/{QUEUE}/messages",
+        json={"pad": "x" * MAX_EVENT_BYTES},
+        timeout=10,
+    )
+    assert reply.status_code == 413, reply.text
+    assert reply.json()["code"] == "PAYLOAD_TOO_LARGE"
+    assert str(MAX_EVENT_BYTES) in reply.json()["message"]
