@@ -272,3 +272,14 @@ def test_a_name_no_lookup_can_take_is_a_call_that_failed() -> None:
             call("POST", f"http://{host}/", json_body={}, timeout_s=2, public_only=True)
         assert not failed.value.timed_out
 
+
+def test_a_lookup_that_does_not_answer_ends_at_the_calls_deadline(resolver: Resolver) -> None:
+    # getaddrinfo cannot be interrupted: a resolver's own timeouts (5 s a try, per name
+    # server) would otherwise hold the call, and the host slot it leases, past its time.
+    resolver.answers["slow.example.com"] = ["127.0.0.1"]
+    resolver.delay_s = 3
+    started = time.monotonic()
+    with pytest.raises(CallFailed) as slow:
+        call("GET", "http://slow.example.com/", timeout_s=0.5, public_only=False)
+    assert slow.value.timed_out
+    assert time.monotonic() - started < 1.5
