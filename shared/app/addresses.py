@@ -28,6 +28,14 @@ _UNSPECIFIED_AND_LOOPBACK = (ipaddress.IPv6Address("::"), ipaddress.IPv6Address(
 # NAT64 for local use (RFC 8215): what it translates to is the operator's choice, so it
 # may lead anywhere inside; never public.
 _LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+# What `is_global` lets through on the Python versions this runs on (3.10 on SCF), though
+# it is not global unicast: IPv6 outside 2000::/3 (site-local fec0::/10, unassigned space),
+# the IPv6 documentation prefix 3fff::/20, and IPv4's IETF protocol assignments (all but
+# 192.0.0.9 and 192.0.0.10, which are global).
+_GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
+_DOCUMENTATION_V6 = ipaddress.ip_network("3fff::/20")
+_PROTOCOL_ASSIGNMENTS = ipaddress.ip_network("192.0.0.0/24")
+_GLOBAL_ASSIGNMENTS = (ipaddress.IPv4Address("192.0.0.9"), ipaddress.IPv4Address("192.0.0.10"))
 
 
 class NotPublic(Exception):
@@ -38,7 +46,8 @@ def is_public(address: IpAddress) -> bool:
     """A global unicast address, judged on the IPv4 address an IPv6 one carries (mapped,
     IPv4-compatible, IPv4-translated, 6to4, Teredo, NAT64): private, loopback, link-local
     (the metadata service), shared (100.64.0.0/10), multicast, reserved and unspecified
-    addresses are not, nor is local-use NAT64 (64:ff9b:1::/48)."""
+    addresses are not, nor is local-use NAT64 (64:ff9b:1::/48), nor IPv6 outside global
+    unicast (2000::/3: site-local fec0::/10 among others)."""
     if isinstance(address, ipaddress.IPv6Address):
         if address in _LOCAL_NAT64:
             return False
@@ -53,6 +62,10 @@ def is_public(address: IpAddress) -> bool:
             carried = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if carried is not None:
             return is_public(carried)
+        if address not in _GLOBAL_UNICAST_V6 or address in _DOCUMENTATION_V6:
+            return False
+    elif address in _PROTOCOL_ASSIGNMENTS and address not in _GLOBAL_ASSIGNMENTS:
+        return False
     return address.is_global and not address.is_multicast
 
 
@@ -103,7 +116,10 @@ def resolve(host: str, port: int, *, public_only: bool) -> str:
     every address the name has is public: a name that answers with a public and a private
     address is refused, whichever the connection would have used. OSError when the name
     does not resolve."""
-    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except UnicodeError:  # a label empty or over 63 characters: the IDNA codec refuses it
+        raise OSError(f"{host} is not a name DNS can look up") from None
     addresses = [(family, str(sockaddr[0])) for family, _, _, _, sockaddr in found]
     if not addresses:
         raise OSError(f"{host} has no address")

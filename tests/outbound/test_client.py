@@ -5,12 +5,15 @@ upstream could read."""
 from __future__ import annotations
 
 import math
+import socket
+import threading
 import time
 
 import pytest
 
 from app.outbound.client import CallFailed, call
 from tests.fakes.upstream import Answer, FakeUpstream
+from tests.support.logs import capture_logs
 from tests.support.net import closed_port
 
 
@@ -72,3 +75,38 @@ def test_nan_is_refused_before_anything_is_sent() -> None:
                 "POST", up.url("/x"), json_body={"score": math.nan}, timeout_s=5, public_only=False
             )
         assert up.calls == []
+
+
+def _raw_server(answer: bytes) -> tuple[socket.socket, int]:
+    """A server that answers every connection with `answer`, whatever was asked."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            with connection:
+                connection.recv(65536)
+                connection.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, server.getsockname()[1]
+
+
+def test_an_answer_with_broken_headers_logs_no_query_string() -> None:
+    # urllib3 warns about headers it cannot parse, naming the URL asked: WeChat's secret
+    # and access token travel in the query string.
+    server, port = _raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nno colon\r\n\r\n{}")
+    with server, capture_logs() as logs:
+        reply = call(
+            "GET",
+            f"http://127.0.0.1:{port}/sns/jscode2session",
+            params={"secret": "s3cr3t-in-the-query"},
+            timeout_s=5,
+            public_only=False,
+        )
+    assert reply.status == 200
+    assert "Failed to parse headers" in logs.text  # the warning itself is kept
+    assert "s3cr3t-in-the-query" not in logs.text

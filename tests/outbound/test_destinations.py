@@ -75,6 +75,13 @@ def resolver(monkeypatch: pytest.MonkeyPatch) -> Resolver:
         ("::ffff:0:7f00:1", False),  # IPv4-translated 127.0.0.1
         ("64:ff9b:1::a9fe:a9fe", False),  # local-use NAT64: leads wherever the operator set
         ("64:ff9b:1::808:808", False),
+        ("fec0::1", False),  # site-local: deprecated, still routed inside some networks
+        ("4000::1", False),  # unassigned: only 2000::/3 is global unicast
+        ("5f00::1", False),  # SRv6 SIDs
+        ("3fff::1", False),  # documentation (RFC 9637)
+        ("192.0.0.8", False),  # IETF protocol assignments: not global, 192.0.0.9 and .10 aside
+        ("192.0.0.200", False),
+        ("192.0.0.9", True),
         ("::808:808", True),  # IPv4-compatible 8.8.8.8
         ("::ffff:0:808:808", True),  # IPv4-translated 8.8.8.8
         ("8.8.8.8", True),
@@ -256,3 +263,23 @@ def test_a_dribbled_tls_handshake_ends_at_the_calls_deadline(
         server.close()
     assert slow.value.timed_out
     assert time.monotonic() - started < 3.0
+
+
+def test_a_name_no_lookup_can_take_is_a_call_that_failed() -> None:
+    # A label empty or over 63 characters fails in the IDNA codec, before any DNS.
+    for host in ("a..example.com", "a" * 64 + ".example.com"):
+        with pytest.raises(CallFailed) as failed:
+            call("POST", f"http://{host}/", json_body={}, timeout_s=2, public_only=True)
+        assert not failed.value.timed_out
+
+
+def test_a_lookup_that_does_not_answer_ends_at_the_calls_deadline(resolver: Resolver) -> None:
+    # getaddrinfo cannot be interrupted: a resolver's own timeouts (5 s a try, per name
+    # server) would otherwise hold the call, and the host slot it leases, past its time.
+    resolver.answers["slow.example.com"] = ["127.0.0.1"]
+    resolver.delay_s = 3
+    started = time.monotonic()
+    with pytest.raises(CallFailed) as slow:
+        call("GET", "http://slow.example.com/", timeout_s=0.5, public_only=False)
+    assert slow.value.timed_out
+    assert time.monotonic() - started < 1.5

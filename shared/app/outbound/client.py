@@ -4,7 +4,7 @@ caller's back.
     reply = client.call("POST", url, json_body={...}, headers={...}, timeout_s=5)
     reply.status, reply.header("Retry-After"), reply.json()
 
-- `timeout_s` bounds the whole call, connect and every byte of the answer included
+- `timeout_s` bounds the whole call, the lookup, connect and every byte of the answer included
   (`app.outbound.deadline`), not each socket read: a server trickling its answer cannot hold
   a caller past its budget.
 - Nothing is retried and no redirect is followed: callers count their own attempts (the
@@ -27,8 +27,11 @@ Connections are kept alive per host and per thread (one pool manager per thread)
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from collections.abc import Mapping
+from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -79,6 +82,25 @@ class Reply:
         return json.loads(self.body)
 
 
+class _NoQueryStrings(logging.Filter):
+    """urllib3 names the URL it asked in some lines, query string included (a warning about
+    headers it cannot parse, at INFO and above): WeChat's app secret and access token travel
+    there. Its lines keep the URL up to the query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                arg.split("?", 1)[0] + "?[query]"
+                if isinstance(arg, str) and "://" in arg and "?" in arg
+                else arg
+                for arg in record.args
+            )
+        return True
+
+
+for _name in ("urllib3.connection", "urllib3.connectionpool", "urllib3.poolmanager"):
+    logging.getLogger(_name).addFilter(_NoQueryStrings())
+
 _local = threading.local()
 
 
@@ -125,7 +147,7 @@ def call(
     tls = {"server_hostname": host, "assert_hostname": host} if target.scheme == "https" else None
     with deadline.within(timeout_s) as watch:
         try:
-            address = addresses.resolve(host, port, public_only=public_only)
+            address = _resolve(host, port, public_only, watch)
             pool = _pool().connection_from_host(address, port, target.scheme, pool_kwargs=tls)
             response = pool.urlopen(
                 method,
@@ -154,6 +176,23 @@ def call(
     if watch.expired:  # what was read may be cut short
         raise CallFailed("timed out", timed_out=True)
     return reply
+
+
+# Lookups run here, so that a call waits for one no longer than its deadline.
+_lookups = futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="http-lookup")
+
+
+def _resolve(host: str, port: int, public_only: bool, watch: deadline.Watch) -> str:
+    """`addresses.resolve` within what is left of the call's time. getaddrinfo cannot be
+    interrupted, and a resolver that does not answer (5 s a try, per name server, by
+    default) would hold the call, and the host slot it leases, past its deadline: the
+    lookup is left to end on its own thread."""
+    lookup = _lookups.submit(addresses.resolve, host, port, public_only=public_only)
+    try:
+        return lookup.result(timeout=max(watch.due - time.monotonic(), 0.0))
+    except futures.TimeoutError:
+        lookup.cancel()  # still queued behind lookups that hang: never made
+        raise CallFailed("timed out", timed_out=True) from None
 
 
 _CHUNK = 64 * 1024
