@@ -325,6 +325,9 @@ class LocalCloud:
     def _server_config(self) -> Any:
         import uvicorn
 
+        # Imported here, as uvicorn is: only a serving cloud loads it.
+        from app.events.websocket_flow import FlowControlledWebSocket
+
         config = uvicorn.Config(
             Gateway(self, self.mappings),
             lifespan="off",
@@ -333,7 +336,7 @@ class LocalCloud:
             # The client is the socket's peer: X-Forwarded-For is a header anyone can send
             # (uvicorn would believe it from 127.0.0.1, which every local client is).
             proxy_headers=False,
-            ws="websockets-sansio",  # /ws, as scf_bootstrap serves it on SCF
+            ws=FlowControlledWebSocket,  # /ws, as scf_bootstrap serves it on SCF
             ws_max_size=CLIENT_MESSAGE_MAX_BYTES,
             # uvicorn's own INFO lines name each WebSocket's path with its query string,
             # the access token included: warnings only, as scf_bootstrap runs it.
