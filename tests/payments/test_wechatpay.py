@@ -152,6 +152,35 @@ def test_create_fails_on_an_error_or_an_answer_without_code_url(
         pay.create(charge())
 
 
+@pytest.mark.parametrize(
+    "code",
+    [
+        "A" * 100_000,
+        'SYSTEM_ERROR\n{"level": "info", "message": "paid"}',
+        "system_error",
+        "",
+        500,
+        ["SYSTEM_ERROR"],
+    ],
+    ids=["huge", "newline", "lower-case", "empty", "number", "list"],
+)
+def test_an_error_code_not_of_wechat_pays_shape_is_named_unreadable(
+    fake: FakeWechatPay, pay: wechatpay.WechatPay, code: Any
+) -> None:
+    """The code goes into the message that `POST /orders` and the jobs log: from a hostile
+    or broken answer, no text of its own and nothing longer than a code gets there."""
+    for call in (lambda: pay.create(charge()), lambda: pay.query("ord_A1b2C3d4E5f6")):
+        fake.answer_next(500, {"code": code, "message": "m"})
+        with pytest.raises(ProviderError) as failed:
+            call()
+        assert str(failed.value).endswith(": HTTP 500 (unreadable)")
+    longest = "E" * 63 + "_"
+    fake.answer_next(400, {"code": longest, "message": "m"})
+    with pytest.raises(ProviderError) as failed:
+        pay.query("ord_A1b2C3d4E5f6")
+    assert str(failed.value) == f"WeChat Pay query: HTTP 400 {longest}"
+
+
 def test_an_answer_the_platform_did_not_sign_is_a_provider_error(
     fake: FakeWechatPay, pay: wechatpay.WechatPay
 ) -> None:

@@ -7,7 +7,13 @@ record which call uses them; a call made inside `within(seconds)` has its connec
 down when the time is up, which ends the read in progress (or the next one) with an error,
 and `Watch.expired` tells the caller that this was why.
 
-Imported with the client only (it imports urllib3).
+An SDK that brings its own transport (requests, urllib) is bounded the same way: every
+socket made in the thread inside `within` is the call's too, whatever library made it. The
+sockets are found through the interpreter's `socket.__new__` audit event (`sys.addaudithook`,
+installed once, on import), since such an SDK takes no connection or session of ours.
+
+Imported with the client, and by the code that calls an SDK within a deadline (it imports
+urllib3).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import heapq
 import itertools
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -46,6 +53,7 @@ class Watch:
         self._lock = threading.Lock()
         self._connections: list[HTTPConnection] = []
         self._handshakes: list[ssl.SSLSocket] = []
+        self._sockets: list[socket.socket] = []
 
     def start(self) -> None:
         _watchdog.add(self)
@@ -56,6 +64,7 @@ class Watch:
         # anything, so the thread's next call on the same keep-alive connection is safe.
         with self._lock:
             self.done = True
+            self._sockets.clear()  # an SDK's sockets are its own to close
 
     def attach(self, connection: HTTPConnection) -> None:
         with self._lock:
@@ -66,6 +75,11 @@ class Watch:
         with self._lock:
             self._handshakes.append(sock)
 
+    def attach_socket(self, sock: socket.socket) -> None:
+        with self._lock:
+            if not self.done:
+                self._sockets.append(sock)
+
     def expire(self) -> None:
         """Past the deadline: shut down the connections opened so far (called again each
         _RECHECK_S until the call gives up, for one still connecting at the deadline)."""
@@ -75,7 +89,7 @@ class Watch:
             self.expired = True
             for connection in self._connections:
                 _shut(connection.sock or getattr(connection, "answer_sock", None))
-            for sock in self._handshakes:
+            for sock in (*self._handshakes, *self._sockets):
                 _shut(sock)
 
 
@@ -157,6 +171,20 @@ def within(seconds: float) -> Iterator[Watch]:
     finally:
         watch.stop()
         _local.watch = None
+
+
+def _on_audit(event: str, args: tuple[Any, ...]) -> None:
+    """Every socket made in a thread inside `within` goes to its watch: the plain socket of
+    a connection and, under TLS, the SSLSocket that takes its descriptor over. Called for
+    every audit event of the process, so it looks at the event's name first, and it never
+    raises (that would fail the operation audited)."""
+    if event == "socket.__new__":
+        watch: Watch | None = getattr(_local, "watch", None)
+        if watch is not None:
+            watch.attach_socket(args[0])
+
+
+sys.addaudithook(_on_audit)
 
 
 def _attach(connection: HTTPConnection) -> None:

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl
 import alipay
 
 from app.config import Settings
+from app.payments import bounded
 from app.payments.gateway import (
     PAYABLE_CODE,
     PAYABLE_CODE_MAX_CHARS,
@@ -274,13 +275,19 @@ class Alipay:
     # ------------------------------------------------------------ the SDK call
 
     def _call(self, api: str, biz: dict[str, str], **params: str) -> dict[str, Any]:
-        """The verified response object of one API call. `server_api` is the SDK's public
-        call; it is given the timestamp because the SDK writes the machine's local time,
-        and SCF's clock is UTC where Alipay reads Beijing time (and refuses a timestamp 15
-        minutes off)."""
+        """The verified response object of one API call, ended by `timeout_s` in all (less
+        when the invocation ends sooner: `app.payments.bounded`), not only per socket read.
+        `server_api` is the SDK's public call; it is given the timestamp because the SDK
+        writes the machine's local time, and SCF's clock is UTC where Alipay reads Beijing
+        time (and refuses a timestamp 15 minutes off)."""
         timestamp = datetime.now(BEIJING).strftime(ALIPAY_TIME)
         try:
-            answer = self._client.server_api(api, biz, timestamp=timestamp, **params)
+            answer = bounded.call(
+                lambda: self._client.server_api(api, biz, timestamp=timestamp, **params),
+                self.timeout_s,
+            )
+        except bounded.OutOfTime as late:
+            raise ProviderError(f"{api}: {late}") from None
         except urllib.error.HTTPError as error:
             raise ProviderError(f"{api}: Alipay answered HTTP {error.code}") from None
         except urllib.error.URLError as error:

@@ -128,7 +128,7 @@ class Gateway(Protocol):
     """One provider. Built from the settings by `app.payments.providers.gateway(channel)`."""
 
     channel: Channel
-    timeout_s: float  # the longest one call waits for the provider's answer
+    timeout_s: float  # the longest one call takes, its answer read whole
 
     def create(self, charge: Charge) -> str:
         """The payable code: WeChat Native's `code_url`, Alipay precreate's `qr_code`."""

@@ -3,7 +3,8 @@ out_trade_no, and notifications, on the `wechatpayv3` SDK in platform public-key
 
 This module alone imports the SDK, and builds its client once per adapter (the constructor
 parses the keys); the client keeps no state between calls, so one adapter serves every
-thread. What the SDK leaves to its caller is done here: a 5-second timeout on every call,
+thread. What the SDK leaves to its caller is done here: 5 seconds for every call in all,
+its answer read whole (less when the invocation ends sooner: `app.payments.bounded`),
 the notification's `Wechatpay-Serial` checked against our public_key_id before the SDK sees
 it (for an unknown serial the SDK would download platform certificates), the 5-minute
 window on `Wechatpay-Timestamp` (the SDK does not look at it), and our mchid and appid in
@@ -16,8 +17,8 @@ like any other body that is not WeChat Pay's, never a RecursionError.
 
 Only `Rejected` and `ProviderError` (and their `Unusable` kinds, for a transaction WeChat
 Pay signed that carries a value we cannot take) leave this module, with messages naming
-what failed (an HTTP status, WeChat Pay's error code, the variable that does not load) and
-never a key, a signature or a decrypted resource.
+what failed (an HTTP status, WeChat Pay's error code when it has the shape of one, the
+variable that does not load) and never a key, a signature or a decrypted resource.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from wechatpayv3 import WeChatPayType
 
 from app import json_values
 from app.config import Settings
+from app.payments import bounded
 from app.payments.gateway import (
     PAYABLE_CODE,
     TRADE_ID,
@@ -68,6 +70,10 @@ DESCRIPTION_MAX_BYTES = 127
 OUT_TRADE_NO = re.compile(r"[0-9A-Za-z_\-|*]{6,32}")
 # An ISO 4217 code: WeChat Pay's currency ("CNY").
 CURRENCY = re.compile(r"[A-Z]{3}")
+# WeChat Pay's error codes (PARAM_ERROR, ORDER_NOT_EXIST): an answer's `code` goes into
+# messages and log lines only in this shape, anything else as UNREADABLE_CODE.
+ERROR_CODE = re.compile(r"[A-Z_]{1,64}")
+UNREADABLE_CODE = "(unreadable)"
 SIGNATURE_HEADERS = (
     "wechatpay-signature",
     "wechatpay-timestamp",
@@ -252,7 +258,9 @@ class WechatPay:
 
     def _call(self, what: str, call: Callable[[], tuple[int, Any]]) -> _Answer:
         try:
-            status, content = call()
+            status, content = bounded.call(call, self.timeout_s)
+        except bounded.OutOfTime as late:
+            raise ProviderError(f"WeChat Pay {what}: {late}") from None
         except requests.Timeout:
             raise ProviderError(f"WeChat Pay {what}: no answer within {TIMEOUT_S} s") from None
         except requests.ConnectionError:
@@ -276,7 +284,7 @@ class WechatPay:
             except json_values.Refused:
                 data = None
         code = data.get("code") if isinstance(data, dict) else None
-        return _Answer(int(status), data, code if isinstance(code, str) else None)
+        return _Answer(int(status), data, _error_code(code))
 
     @staticmethod
     def _failed(what: str, answer: _Answer) -> ProviderError:
@@ -383,6 +391,15 @@ class WechatPay:
 def _description(text: str) -> str:
     """`text` cut to DESCRIPTION_MAX_BYTES at a character's edge."""
     return text.encode()[:DESCRIPTION_MAX_BYTES].decode(errors="ignore")
+
+
+def _error_code(code: object) -> str | None:
+    """An error answer's `code` as it may be compared and written: WeChat Pay's shape of
+    code, UNREADABLE_CODE for anything else (a hostile or broken answer's text, of any
+    length), None when there is none."""
+    if code is None:
+        return None
+    return code if isinstance(code, str) and ERROR_CODE.fullmatch(code) else UNREADABLE_CODE
 
 
 def _looks_like_an_event(body: bytes) -> bool:
