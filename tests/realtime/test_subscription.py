@@ -9,12 +9,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
-from app.db.tables import users
+from app.clock import utcnow
+from app.db.tables import tasks, users
 from app.db.transaction import transaction
+from app.ids import new_id
 from app.realtime import announce, subscription
 from app.realtime.subscription import Outcome
+from app.tasks import lifecycle
 from tests.fakes.wechat import FakeWechat
 from tests.realtime.conftest import User, open_client
 from tests.support.local_cloud import wait_for
@@ -35,6 +38,27 @@ def wechat_user(openid: str) -> User:
     with transaction() as tx:
         tx.execute(update(users).where(users.c.id == user.id).values(wechat_openid=openid))
     return user
+
+
+def queued_task(user: User) -> str:
+    """A queued task of `user`'s with no step, as the sweeper finds one to expire."""
+    task_id = new_id()
+    now = utcnow()
+    with transaction() as tx:
+        tx.execute(
+            insert(tasks).values(
+                id=task_id,
+                user_id=user.id,
+                pipeline_id="p-subscription",
+                status="queued",
+                cost=0,
+                input={},
+                steps=[],
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    return task_id
 
 
 def ended(user: User, status: str = "succeeded") -> dict[str, Any]:
@@ -195,3 +219,34 @@ def test_an_ending_while_redis_is_down_sends_nothing_and_logs_why(wechat: FakeWe
             "succeeded",
         )
     assert wechat.sends == [] and wechat.tokens == []
+
+
+def test_a_token_cache_that_fails_loses_the_message_and_nothing_the_ending_committed(
+    cloud: Any, wechat: FakeWechat, fresh_redis: Any
+) -> None:
+    """Redis answering the presence check but failing at the cached token (here its key
+    holds a hash: GET answers WRONGTYPE): the worker's ending and the sweeper's expiry
+    (`lifecycle.finish`) commit and answer as without a message, the worker's invocation
+    is not failed (its message is not delivered again), and the line that says the
+    message was lost names the error's class, no token or secret."""
+    fresh_redis.hset(subscription.TOKEN_KEY, "not", "a token")
+    user = wechat_user("openid-token-cache-down")
+    before = cloud.queue_idle(10)
+    with capture_logs() as logs:
+        task_id = user.create(cloud)
+        assert user.wait(cloud, task_id)["status"] == "succeeded"
+        after = cloud.queue_idle(10)
+        expired = queued_task(user)
+        assert lifecycle.finish(expired, error=lifecycle.step_failed("overdue")) is True
+    assert user.task(cloud, expired)["status"] == "failed"
+    assert after["idle"] and after["delivered"] - before["delivered"] == 1  # once, no retry
+    assert after["dead"] == before["dead"]
+    assert wechat.sends == [] and wechat.tokens == []
+    lines = logs.where(message="subscription message not sent")
+    assert {(line["task_id"], line["status"]) for line in lines} == {
+        (task_id, "succeeded"),
+        (expired, "failed"),
+    }
+    assert {(line["level"], line["error"]) for line in lines} == {("warning", "ResponseError")}
+    assert logs.where(message="queue message failed") == []
+    assert wechat.secret not in logs.text

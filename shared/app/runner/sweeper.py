@@ -7,7 +7,9 @@ lost message or a dead worker left behind and finishes it.
 2. Tasks with no progress for PIPELINE_STALL_S (neither the task row nor any of its step
    rows changed) get their pending work published again, but for a step whose worker still
    holds its lease (in a call longer than the stall); redelivery is harmless because every
-   runner transition is conditional.
+   runner transition is conditional. Each run goes on from the stalled task where the last
+   one stopped (`app.runner.rotation`), so a backlog larger than a run takes is served in
+   turn.
 3. Reservations still `reserved` whose task has ended are settled as the task ended
    (succeeded -> confirm, otherwise cancel); a reservation whose task was never written
    is cancelled once it is older than TASK_MAX_RUNTIME_S. `settled` counts the ones this
@@ -49,7 +51,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -64,6 +66,7 @@ from app.identity import ended
 from app.observability import logging as applog
 from app.observability.metrics import JOB_ITEMS
 from app.quota import service as quota
+from app.runner import rotation
 from app.runner.recovery import resume
 from app.tasks import lifecycle
 
@@ -185,26 +188,44 @@ def _expire_overdue(failed: _Failures, turns: _Turns) -> int:
 
 def _republish_stalled(failed: _Failures, turns: _Turns) -> int:
     """The stalled tasks are picked in SQL (no step row moved since the cutoff either), so
-    long-running live tasks never fill the batch and hide the stalled ones behind them."""
+    long-running live tasks never fill the batch and hide the stalled ones behind them; from
+    where the last run stopped, round to the oldest (`app.runner.rotation`), so that a
+    backlog larger than a run takes is published again in turn, not its oldest every run."""
     cutoff = utcnow() - timedelta(seconds=get_settings().pipeline_stall_s)
     moved_step = (
         select(task_steps.c.id)
         .where(task_steps.c.task_id == tasks.c.id, task_steps.c.updated_at > cutoff)
         .exists()
     )
+    stalled = (
+        select(tasks.c.id, tasks.c.updated_at)
+        .where(tasks.c.status.in_(lifecycle.ACTIVE), tasks.c.updated_at <= cutoff)
+        .where(~moved_step)
+        .order_by(tasks.c.updated_at, tasks.c.id)
+    )
+    place = rotation.last_place()
     with transaction() as conn:
-        ids = (
-            conn.execute(
-                select(tasks.c.id)
-                .where(tasks.c.status.in_(lifecycle.ACTIVE), tasks.c.updated_at <= cutoff)
-                .where(~moved_step)
-                .order_by(tasks.c.updated_at)
-                .limit(BATCH)
+        if place is None:
+            rows = list(conn.execute(stalled.limit(BATCH)).tuples())
+        else:
+            after = (tasks.c.updated_at > place[0]) | (
+                (tasks.c.updated_at == place[0]) & (tasks.c.id > place[1])
             )
-            .scalars()
-            .all()
-        )
-    return _each("republish", ids, lambda task_id: resume(task_id, cutoff), failed, turns)
+            rows = list(conn.execute(stalled.where(after).limit(BATCH)).tuples())
+            if len(rows) < BATCH:  # the end reached: round to the oldest
+                rows += conn.execute(stalled.where(~after).limit(BATCH - len(rows))).tuples()
+    updated_at: dict[str, datetime] = dict(rows)
+    taken: list[str] = []
+
+    def take(task_id: str) -> int:
+        taken.append(task_id)
+        return resume(task_id, cutoff)
+
+    try:
+        return _each("republish", updated_at, take, failed, turns)
+    finally:
+        if taken:
+            rotation.keep_place((updated_at[taken[-1]], taken[-1]))
 
 
 def _settle_left_reserved(failed: _Failures, turns: _Turns) -> int:
