@@ -24,7 +24,6 @@ database, a bounded number of examples per operation and of scenarios.
 
 from __future__ import annotations
 
-import base64
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -45,13 +44,11 @@ from app.db.tables import metadata, users
 from app.db.transaction import transaction
 from app.errors import ErrorCode
 from app.identity import sessions, tokens
-from tests.fakes.alipay import FakeAlipay
-from tests.fakes.tencentcloud import FakeTencentCloud, sms_handler
-from tests.fakes.wechat import FakeWechat
-from tests.fakes.wechatpay import FakeWechatPay
+from tests.fakes.tencentcloud import FakeTencentCloud
 from tests.support.database import migrated_database
 from tests.support.functions import ROOT
 from tests.support.local_cloud import local_cloud
+from tests.support.providers import all_providers
 from tests.support.quota import assert_ledger_consistent
 from tests.support.sessions import is_live
 from tests.support.settings import app_engine_under
@@ -170,31 +167,13 @@ def fuzz(redis_db: Any) -> Iterator[Fuzz]:
     name = f"{run_db}_fuzz"
     admin_phone = _phone()
     redis_db.flushdb()
-    with (
-        FakeTencentCloud() as tencent,
-        FakeWechat() as wechat,
-        FakeWechatPay() as wechatpay,
-        FakeAlipay() as alipay,
-    ):
-        tencent.on("SendSms", sms_handler())
+    with all_providers() as (tencent, providers):
         env = {
             "DATABASE_URL": f"{server}/{name}",
-            "SMS_PROVIDER": "tencent",
-            "SMS_SDK_APP_ID": "1400000001",
-            "SMS_SIGN_NAME": "FuzzSign",
-            "SMS_TEMPLATE_ID": "100001",
-            "TENCENTCLOUD_REGION": "ap-guangzhou",
             "BCRYPT_COST": "10",
             "ADMIN_PHONES": admin_phone,
-            # PUT /admin/secrets seals what it stores: without a key (APP_ENV=test has no
-            # laptop default) a valid request would be a 503, a dependency missing.
-            "LOCAL_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
             **LIMITS_RAISED,
-            **tencent.env(),
-            **wechat.env(),
-            # Orders reach the providers' fakes: POST /orders is fuzzed through to them.
-            **wechatpay.settings(),
-            **alipay.settings(),
+            **providers,
         }
         with (
             app_engine_under(**env),

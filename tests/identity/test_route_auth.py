@@ -130,6 +130,15 @@ FORGERIES = {
     "wrong aud": (lambda: _signed(_claims(role="admin", aud="someone-else")), "AUTH_TOKEN_INVALID"),
     "no exp": (lambda: _signed(_claims(role="admin", exp=None)), "AUTH_TOKEN_INVALID"),
     "garbage": (lambda: "a.b.c", "AUTH_TOKEN_INVALID"),
+    # A header nested deeper than the JSON reader's recursion limit: read before anything is
+    # verified, by anyone who sends it.
+    "header nested too deep": (
+        lambda: base64.urlsafe_b64encode(b'{"kid":' + b"[" * 5_000 + b"]" * 5_000 + b"}")
+        .decode()
+        .rstrip("=")
+        + f".{_b64(_claims(role='admin'))}.c2ln",
+        "AUTH_TOKEN_INVALID",
+    ),
 }
 
 

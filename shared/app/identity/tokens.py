@@ -95,7 +95,12 @@ def _verifying_keys(token: str) -> list[str]:
     """The secrets `token` may be verified with: the one its `kid` names, or for a token
     without one, JWT_SECRET then JWT_PREVIOUS_SECRET."""
     keys = get_settings().jwt_secrets
-    header = jwt.get_unverified_header(token)
+    try:
+        header = jwt.get_unverified_header(token)
+    except RecursionError as exc:
+        # A header nested past the JSON reader's limit, which PyJWT lets through as is: read
+        # before any signature is checked, so anyone can send one.
+        raise jwt.DecodeError("The token's header is nested too deep") from exc
     if "kid" not in header:
         return keys
     named = [key for key in keys if key_id(key) == header["kid"]]
