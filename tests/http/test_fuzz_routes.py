@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from app.api import all_routes
 from app.errors import ErrorCode
 from app.http import http_handler
 from app.http.routing import Route
@@ -213,7 +214,8 @@ def test_no_malformed_request_is_a_server_error(
 
 
 def test_every_route_is_fuzzed() -> None:
-    """The functions serve every route the document describes: none is left out."""
+    """The functions serve every route of the table the document is built from, each once:
+    none is left out of the fuzzing."""
     served = {(route.method, route.path) for _, route in ROUTES}
-    assert ("POST", "/tasks") in served and ("PATCH", "/admin/users/{id}") in served
-    assert len(served) == len(ROUTES) >= 30
+    assert served == {(route.method, route.path) for route in all_routes()}
+    assert len(served) == len(ROUTES)

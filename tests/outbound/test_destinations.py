@@ -283,3 +283,33 @@ def test_a_lookup_that_does_not_answer_ends_at_the_calls_deadline(resolver: Reso
         call("GET", "http://slow.example.com/", timeout_s=0.5, public_only=False)
     assert slow.value.timed_out
     assert time.monotonic() - started < 1.5
+
+
+def test_a_name_whose_lookups_hang_holds_up_no_call_to_another_host(resolver: Resolver) -> None:
+    # More calls to a name whose resolver does not answer than there are lookup threads:
+    # they wait on one lookup of it, and a call to another host is looked up at once.
+    resolver.answers["hung.example.com"] = ["127.0.0.1"]
+    resolver.delay_s = 3
+    hung = [
+        threading.Thread(
+            target=lambda: pytest.raises(
+                CallFailed,
+                call,
+                "GET",
+                "http://hung.example.com/",
+                timeout_s=0.5,
+                public_only=False,
+            )
+        )
+        for _ in range(10)
+    ]
+    for thread in hung:
+        thread.start()
+    time.sleep(0.1)  # every one of them waits on its lookup
+    with FakeUpstream() as up:
+        up.script("/x", lambda _: Answer(200, {"ok": True}))
+        reply = call("POST", up.url("/x"), json_body={}, timeout_s=1, public_only=False)
+    assert reply.status == 200
+    for thread in hung:
+        thread.join(5)
+    assert resolver.lookups["hung.example.com"] == 1

@@ -33,6 +33,7 @@ import time
 from collections.abc import Mapping
 from concurrent import futures
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -180,19 +181,39 @@ def call(
 
 # Lookups run here, so that a call waits for one no longer than its deadline.
 _lookups = futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="http-lookup")
+# The lookup in flight for each (host, port, public_only): calls to one name share it.
+_pending: dict[tuple[str, int, bool], futures.Future[str]] = {}
+_pending_lock = threading.Lock()
 
 
 def _resolve(host: str, port: int, public_only: bool, watch: deadline.Watch) -> str:
     """`addresses.resolve` within what is left of the call's time. getaddrinfo cannot be
     interrupted, and a resolver that does not answer (5 s a try, per name server, by
     default) would hold the call, and the host slot it leases, past its deadline: the
-    lookup is left to end on its own thread."""
-    lookup = _lookups.submit(addresses.resolve, host, port, public_only=public_only)
+    lookup is left to end on its own thread. Calls to a name share its lookup in flight,
+    so a name whose resolver hangs holds one of the threads, never all of them and with
+    them the calls to every other host."""
+    key = (host, port, public_only)
+    with _pending_lock:
+        lookup = _pending.get(key)
+        made = lookup is None
+        if lookup is None:
+            lookup = _pending[key] = _lookups.submit(
+                addresses.resolve, host, port, public_only=public_only
+            )
+    if made:  # outside the lock: a lookup already done calls back at once, in this thread
+        lookup.add_done_callback(partial(_forget, key))
     try:
         return lookup.result(timeout=max(watch.due - time.monotonic(), 0.0))
     except futures.TimeoutError:
-        lookup.cancel()  # still queued behind lookups that hang: never made
         raise CallFailed("timed out", timed_out=True) from None
+
+
+def _forget(key: tuple[str, int, bool], done: futures.Future[str]) -> None:
+    """The next call to the name looks it up afresh: a resolution is never kept."""
+    with _pending_lock:
+        if _pending.get(key) is done:
+            del _pending[key]
 
 
 _CHUNK = 64 * 1024
