@@ -210,17 +210,19 @@ ERROR_CODES = {code.value for code in ErrorCode}
 # Webhooks answer in their provider's words (API.md, Notifications), not the envelope.
 PROVIDER_WORDS = {"/payments/wechat/notify"}
 # What the local cloud's HTTP server (uvicorn, h11) answers, itself, to a request it cannot
-# parse (a header value with a control character, which requests sends as it is given):
-# such a request never reaches the gateway or a function, as on SCF, where the domain
-# refuses it.
+# parse (a generated header such as `content-length: ^Lr`, or a value with NUL, which
+# requests sends as given): such a request never reaches the gateway or a function, as on
+# SCF, where the domain refuses it, so none of the checks is about it.
 UNPARSED = (400, "Invalid HTTP request received.")
+
+
+def unparsed(response: Any) -> bool:
+    return (response.status_code, response.text) == UNPARSED
 
 
 def error_envelope(ctx: Any, response: Any, case: Case) -> bool | None:
     """Every error is the contract's envelope, with a code of ErrorCode and its status."""
     if response.status_code < 400 or response.request.method == "HEAD":
-        return None
-    if (response.status_code, response.text) == UNPARSED:
         return None
     body = response.json()
     if case.operation.path in PROVIDER_WORDS and response.status_code in (400, 401):
@@ -261,6 +263,8 @@ def test_every_operation_holds_to_the_contract(case: Case, fuzz: Fuzz) -> None:
     headers = fuzz.headers_for(case)
     before = database_state()
     response = case.call(base_url=fuzz.url, headers=headers)
+    if unparsed(response):
+        return
     case.validate_response(
         response,
         headers=headers,
@@ -290,6 +294,8 @@ def test_sequences_of_linked_operations_hold_to_the_contract(fuzz: Fuzz) -> None
         def validate_response(
             self, response: Any, case: Case, additional_checks: Any = None, **kwargs: Any
         ) -> None:
+            if unparsed(response):
+                return
             try:
                 case.validate_response(
                     response,
