@@ -24,7 +24,6 @@ from urllib.parse import parse_qsl
 import alipay
 
 from app.config import Settings
-from app.payments import bounded
 from app.payments.gateway import (
     PAYABLE_CODE,
     PAYABLE_CODE_MAX_CHARS,
@@ -280,6 +279,8 @@ class Alipay:
         `server_api` is the SDK's public call; it is given the timestamp because the SDK
         writes the machine's local time, and SCF's clock is UTC where Alipay reads Beijing
         time (and refuses a timestamp 15 minutes off)."""
+        from app.payments import bounded  # cold start: urllib3 and the deadline, only on a call
+
         timestamp = datetime.now(BEIJING).strftime(ALIPAY_TIME)
         try:
             answer = bounded.call(

@@ -38,7 +38,6 @@ from wechatpayv3 import WeChatPayType
 
 from app import json_values
 from app.config import Settings
-from app.payments import bounded
 from app.payments.gateway import (
     PAYABLE_CODE,
     TRADE_ID,
@@ -257,6 +256,8 @@ class WechatPay:
         raise self._failed("close", answer)
 
     def _call(self, what: str, call: Callable[[], tuple[int, Any]]) -> _Answer:
+        from app.payments import bounded  # cold start: the deadline's hook, only on a call
+
         try:
             status, content = bounded.call(call, self.timeout_s)
         except bounded.OutOfTime as late:
