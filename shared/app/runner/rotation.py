@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime
+from typing import NamedTuple
 
 from app.observability import logging as applog
 from app.redis_client import get_redis
@@ -28,7 +29,12 @@ log = applog.get_logger("app.runner.rotation")
 KEY = "sweeper:stalled:after"
 KEPT_S = 86400
 
-Place = tuple[datetime, str]
+
+class Place(NamedTuple):
+    """A stalled task's place in the sweep's order."""
+
+    updated_at: datetime
+    task_id: str
 
 
 def last_place() -> Place | None:
@@ -45,12 +51,12 @@ def last_place() -> Place | None:
         when = datetime.fromisoformat(found["updated_at"])
     except (ValueError, KeyError, TypeError):
         return None
-    return (when, str(found["id"])) if when.tzinfo is not None else None
+    return Place(when, str(found["id"])) if when.tzinfo is not None else None
 
 
 def keep_place(place: Place) -> None:
     """Remember `place` for the next run; a failure is logged, never raised."""
-    value = json.dumps({"updated_at": place[0].isoformat(), "id": place[1]})
+    value = json.dumps({"updated_at": place.updated_at.isoformat(), "id": place.task_id})
     try:
         get_redis().set(KEY, value, ex=KEPT_S)
     except Exception as error:  # noqa: BLE001 - the next run starts from the last place kept

@@ -208,8 +208,8 @@ def _republish_stalled(failed: _Failures, turns: _Turns) -> int:
         if place is None:
             rows = list(conn.execute(stalled.limit(BATCH)).tuples())
         else:
-            after = (tasks.c.updated_at > place[0]) | (
-                (tasks.c.updated_at == place[0]) & (tasks.c.id > place[1])
+            after = (tasks.c.updated_at > place.updated_at) | (
+                (tasks.c.updated_at == place.updated_at) & (tasks.c.id > place.task_id)
             )
             rows = list(conn.execute(stalled.where(after).limit(BATCH)).tuples())
             if len(rows) < BATCH:  # the end reached: round to the oldest
@@ -225,7 +225,7 @@ def _republish_stalled(failed: _Failures, turns: _Turns) -> int:
         return _each("republish", updated_at, take, failed, turns)
     finally:
         if taken:
-            rotation.keep_place((updated_at[taken[-1]], taken[-1]))
+            rotation.keep_place(rotation.Place(updated_at[taken[-1]], taken[-1]))
 
 
 def _settle_left_reserved(failed: _Failures, turns: _Turns) -> int:
