@@ -7,10 +7,12 @@ record which call uses them; a call made inside `within(seconds)` has its connec
 down when the time is up, which ends the read in progress (or the next one) with an error,
 and `Watch.expired` tells the caller that this was why.
 
-An SDK that brings its own transport (requests, urllib) is bounded the same way: every
-socket made in the thread inside `within` is the call's too, whatever library made it. The
-sockets are found through the interpreter's `socket.__new__` audit event (`sys.addaudithook`,
-installed once, on import), since such an SDK takes no connection or session of ours.
+Every socket made in the thread inside `within` is the call's too, whatever library made
+it: found through the interpreter's `socket.__new__` audit event (`sys.addaudithook`,
+installed once, on import). That bounds a connection the call opens before the connection
+holds it (its connect and TLS handshake, which a server can dribble), and an SDK that brings
+its own transport (requests, urllib) and takes no connection or session of ours. A
+keep-alive connection opened by an earlier call is attached when this call sends on it.
 
 Imported with the client, and by the code that calls an SDK within a deadline (it imports
 urllib3).
@@ -21,7 +23,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import socket
-import ssl
 import sys
 import threading
 import time
@@ -52,7 +53,6 @@ class Watch:
         self.done = False
         self._lock = threading.Lock()
         self._connections: list[HTTPConnection] = []
-        self._handshakes: list[ssl.SSLSocket] = []
         self._sockets: list[socket.socket] = []
 
     def start(self) -> None:
@@ -64,16 +64,12 @@ class Watch:
         # anything, so the thread's next call on the same keep-alive connection is safe.
         with self._lock:
             self.done = True
-            self._sockets.clear()  # an SDK's sockets are its own to close
+            self._sockets.clear()  # their owner (the pool, an SDK) closes them
 
     def attach(self, connection: HTTPConnection) -> None:
         with self._lock:
             if connection not in self._connections:
                 self._connections.append(connection)
-
-    def attach_handshake(self, sock: ssl.SSLSocket) -> None:
-        with self._lock:
-            self._handshakes.append(sock)
 
     def attach_socket(self, sock: socket.socket) -> None:
         with self._lock:
@@ -89,7 +85,7 @@ class Watch:
             self.expired = True
             for connection in self._connections:
                 _shut(connection.sock or getattr(connection, "answer_sock", None))
-            for sock in (*self._handshakes, *self._sockets):
+            for sock in self._sockets:
                 _shut(sock)
 
 
@@ -193,19 +189,6 @@ def _attach(connection: HTTPConnection) -> None:
         watch.attach(connection)
 
 
-class _WatchedTlsSocket(ssl.SSLSocket):
-    """The sockets the pools' TLS context makes (`SSLContext.sslsocket_class`). An HTTPS
-    pool connects, TLS handshake included, before it sends the request, and the handshake
-    runs on a socket the connection does not hold yet: it is handed to the call's watch
-    first, so a server dribbling its handshake cannot hold the call past the deadline."""
-
-    def do_handshake(self, block: bool = False) -> None:
-        watch: Watch | None = getattr(_local, "watch", None)
-        if watch is not None:
-            watch.attach_handshake(self)
-        super().do_handshake(block)
-
-
 class _Connection(HTTPConnection):
     answer_sock: Any = None  # the socket the current call's answer is read from
 
@@ -238,7 +221,6 @@ def pool_manager() -> PoolManager:
     from the environment (a proxy would hide where the call goes)."""
     context = create_urllib3_context()
     context.load_verify_locations(certifi.where())
-    context.sslsocket_class = _WatchedTlsSocket
     manager = PoolManager(retries=False, ssl_context=context)
     manager.pool_classes_by_scheme = {"http": _Pool, "https": _HttpsPool}
     return manager
