@@ -189,7 +189,7 @@ def test_without_redis_a_sweep_starts_from_the_oldest_as_before(
         sweeps(2)
 
     assert republished(queue) == Counter(dict.fromkeys(ids[:BATCH], 2))
-    lines = logs.where(message="stalled sweep place unavailable")
+    lines = logs.where(message="sweep place unavailable", stage="republish")
     assert [(line["operation"], line["error"]) for line in lines] == [
         ("read", "ConnectionError"),
         ("write", "ConnectionError"),

@@ -22,7 +22,7 @@ in between leaves a row with no progress, which the sweeper finds and publishes 
 The modules, each importing only those below it:
 
     sweeper    the saga sweeper job (timer, and POST /admin/jobs/saga-sweeper)
-    rotation   where the sweeper's republishing stopped, for its next run to go on from
+    rotation   where each sweeper stage stopped, for its next run to go on from
     recovery   `resume`: a stalled task's work published again
     worker     the pipeline-worker's consumer: claim, call, settle, and what follows
     fork       the fork's window and JOIN: start, settle and claim the successor, heal

@@ -7,9 +7,8 @@ lost message or a dead worker left behind and finishes it.
 2. Tasks with no progress for PIPELINE_STALL_S (neither the task row nor any of its step
    rows changed) get their pending work published again, but for a step whose worker still
    holds its lease (in a call longer than the stall); redelivery is harmless because every
-   runner transition is conditional. Each run goes on from the stalled task where the last
-   one stopped (`app.runner.rotation`), so a backlog larger than a run takes is served in
-   turn.
+   runner transition is conditional. A resumption writes no row, so a backlog larger than
+   a run takes (a worker outage) stays stalled, and is served in turn as below.
 3. Reservations still `reserved` whose task has ended are settled as the task ended
    (succeeded -> confirm, otherwise cancel); a reservation whose task was never written
    is cancelled once it is older than TASK_MAX_RUNTIME_S. `settled` counts the ones this
@@ -18,6 +17,12 @@ lost message or a dead worker left behind and finishes it.
    have all expired (`app.identity.ended`).
 5. Delayed queue messages that fell due are sent (app.queue.release_due), in case no queue
    function ran to send them.
+
+Stages 1 to 3 each take up to BATCH rows a run, from the row where their last run stopped
+round to the oldest (`app.runner.rotation`): a row stays in its stage's set until it is
+done, so rows that keep failing (a settle that raises every time, a lock met every time),
+more than a batch of them, would otherwise fill every run and hold newer rows back for
+good; in turn each is tried again and the newer are reached.
 
 A run is bounded: it takes no task once RUN_BUDGET_S are spent (less when the invocation it
 runs in ends sooner, its timer's or an admin's: `app.clock.run_budget_s`, as
@@ -166,23 +171,48 @@ def _each(
     return done
 
 
+def _in_turn(
+    order: rotation.Rotation,
+    at: dict[str, datetime],
+    action: Callable[[str], bool | int],
+    failed: _Failures,
+    turns: _Turns,
+) -> int:
+    """`_each` on the tasks of `at` (each with its time in the stage's order), keeping the
+    place of the last one taken for the stage's next run to go on from."""
+    taken: list[str] = []
+
+    def take(task_id: str) -> bool | int:
+        taken.append(task_id)
+        return action(task_id)
+
+    try:
+        return _each(order.stage, at, take, failed, turns)
+    finally:
+        if taken:
+            rotation.keep_place(order, rotation.Place(at[taken[-1]], taken[-1]))
+
+
 def _expire_overdue(failed: _Failures, turns: _Turns) -> int:
+    """From where the last run stopped, round to the oldest (`app.runner.rotation`), so that
+    overdue tasks whose expiry keeps failing, more than a batch, hold no newer one back."""
     settings = get_settings()
     cutoff = utcnow() - timedelta(seconds=settings.task_max_runtime_s)
+    overdue = (
+        select(tasks.c.id, tasks.c.created_at)
+        .where(tasks.c.status.in_(lifecycle.ACTIVE), tasks.c.created_at < cutoff)
+        .order_by(tasks.c.created_at, tasks.c.id)
+    )
+    place = rotation.last_place(rotation.OVERDUE)
     with transaction() as conn:
-        ids = (
-            conn.execute(
-                select(tasks.c.id)
-                .where(tasks.c.status.in_(lifecycle.ACTIVE), tasks.c.created_at < cutoff)
-                .order_by(tasks.c.created_at)
-                .limit(BATCH)
-            )
-            .scalars()
-            .all()
-        )
+        rows = rotation.in_turn(conn, overdue, tasks.c.created_at, tasks.c.id, place, BATCH)
     error = lifecycle.step_failed(f"the task ran longer than {settings.task_max_runtime_s} s")
-    return _each(
-        "expire", ids, lambda task_id: lifecycle.finish(task_id, error=error), failed, turns
+    return _in_turn(
+        rotation.OVERDUE,
+        {row.id: row.created_at for row in rows},
+        lambda task_id: lifecycle.finish(task_id, error=error),
+        failed,
+        turns,
     )
 
 
@@ -203,48 +233,38 @@ def _republish_stalled(failed: _Failures, turns: _Turns) -> int:
         .where(~moved_step)
         .order_by(tasks.c.updated_at, tasks.c.id)
     )
-    place = rotation.last_place()
+    place = rotation.last_place(rotation.STALLED)
     with transaction() as conn:
-        if place is None:
-            rows = list(conn.execute(stalled.limit(BATCH)).tuples())
-        else:
-            after = (tasks.c.updated_at > place.updated_at) | (
-                (tasks.c.updated_at == place.updated_at) & (tasks.c.id > place.task_id)
-            )
-            rows = list(conn.execute(stalled.where(after).limit(BATCH)).tuples())
-            if len(rows) < BATCH:  # the end reached: round to the oldest
-                rows += conn.execute(stalled.where(~after).limit(BATCH - len(rows))).tuples()
-    updated_at: dict[str, datetime] = dict(rows)
-    taken: list[str] = []
-
-    def take(task_id: str) -> int:
-        taken.append(task_id)
-        return resume(task_id, cutoff)
-
-    try:
-        return _each("republish", updated_at, take, failed, turns)
-    finally:
-        if taken:
-            rotation.keep_place(rotation.Place(updated_at[taken[-1]], taken[-1]))
+        rows = rotation.in_turn(conn, stalled, tasks.c.updated_at, tasks.c.id, place, BATCH)
+    return _in_turn(
+        rotation.STALLED,
+        {row.id: row.updated_at for row in rows},
+        lambda task_id: resume(task_id, cutoff),
+        failed,
+        turns,
+    )
 
 
 def _settle_left_reserved(failed: _Failures, turns: _Turns) -> int:
+    """From where the last run stopped, round to the oldest (`app.runner.rotation`), so that
+    reservations whose settle keeps failing, more than a batch, hold no newer one back."""
     settings = get_settings()
     orphan_cutoff = utcnow() - timedelta(seconds=settings.task_max_runtime_s)
     qt = quota_transactions.c
+    left = (
+        select(qt.task_id, qt.created_at, tasks.c.status)
+        .select_from(quota_transactions.outerjoin(tasks, tasks.c.id == qt.task_id))
+        .where(qt.phase == "reserved")
+        .where(
+            tasks.c.status.in_(lifecycle.TERMINAL)
+            | (tasks.c.id.is_(None) & (qt.created_at < orphan_cutoff))
+        )
+        .order_by(qt.created_at, qt.task_id)
+    )
+    place = rotation.last_place(rotation.LEFT_RESERVED)
     with transaction() as conn:
-        rows = conn.execute(
-            select(qt.task_id, tasks.c.status, qt.created_at)
-            .select_from(quota_transactions.outerjoin(tasks, tasks.c.id == qt.task_id))
-            .where(qt.phase == "reserved")
-            .where(
-                tasks.c.status.in_(lifecycle.TERMINAL)
-                | (tasks.c.id.is_(None) & (qt.created_at < orphan_cutoff))
-            )
-            .order_by(qt.created_at)
-            .limit(BATCH)
-        ).all()
-    ended_as = {task_id: status for task_id, status, _created in rows}
+        rows = rotation.in_turn(conn, left, qt.created_at, qt.task_id, place, BATCH)
+    ended_as = {row.task_id: row.status for row in rows}
 
     def settle(task_id: str) -> bool:
         """Whether this call settled it: the task's own end (or another pass) may have
@@ -254,7 +274,8 @@ def _settle_left_reserved(failed: _Failures, turns: _Turns) -> int:
                 return quota.confirm(task_id, tx=conn).changed
             return quota.cancel(task_id, tx=conn).changed
 
-    return _each("settle", ended_as, settle, failed, turns)
+    created_at = {row.task_id: row.created_at for row in rows}
+    return _in_turn(rotation.LEFT_RESERVED, created_at, settle, failed, turns)
 
 
 def sweep(budget_s: float | None = None) -> dict[str, Any]:
