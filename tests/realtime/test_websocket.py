@@ -35,6 +35,7 @@ from tests.support.logs import capture_logs
 from tests.support.net import closed_port
 from tests.support.pipelines import token_for
 from tests.support.settings import app_engine_under, settings_env
+from tests.support.websocket_raw import handshake_then_gone
 
 pytestmark = pytest.mark.usefixtures("fresh_redis")
 
@@ -448,6 +449,32 @@ def test_a_connection_closed_as_soon_as_opened_lets_go_at_once_and_logs_no_error
     assert logs.where(level="error") == []
     # This user's: an earlier test's connection may log its close while these run.
     assert len(logs.where(message="connection closed", user_id=user.id)) == 30
+
+
+def test_a_client_gone_during_its_handshake_is_let_go_at_once_and_logs_no_error(
+    cloud: Any, fresh_redis: Any
+) -> None:
+    """A client may go while its handshake is judged (a phone losing its network as it
+    connects): uvicorn then refuses the app's answer. The user is not counted connected
+    for what it left (MAX_PER_USER such handshakes would refuse its next connection with
+    429 until their entries lapsed, and hold back its WeChat messages meanwhile), and
+    neither that nor a refused token's answer is an ERROR with a traceback in the log."""
+    user = User.new()
+    with capture_logs() as logs:
+        for _ in range(presence.MAX_PER_USER):
+            handshake_then_gone(cloud.host, cloud.port, f"/ws?token={user.token}")
+        handshake_then_gone(cloud.host, cloud.port, "/ws?token=not-a-token")
+
+        def answered() -> bool:
+            ended = logs.where(message="connection closed", user_id=user.id)
+            refused = logs.where(message="handshake refused", error="AUTH_TOKEN_INVALID")
+            return len(ended) == presence.MAX_PER_USER and len(refused) == 1
+
+        assert wait_for(answered, timeout=5), logs.lines
+        time.sleep(0.2)  # what uvicorn writes once the app has returned
+    assert fresh_redis.zcard(presence.online_key(user.id)) == 0
+    assert logs.where(level="error") == []
+    open_client(cloud, user.token).close()  # not refused as holding MAX_PER_USER already
 
 
 def test_each_connections_lines_carry_its_own_ids_its_jobs_and_threads_included(

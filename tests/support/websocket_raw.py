@@ -14,6 +14,15 @@ from pathlib import Path
 from websockets.frames import Opcode
 
 
+def _send_handshake(sock: socket.socket, host: str, port: int, path: str) -> None:
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+
+
 def connect_unread(host: str, port: int, path: str) -> socket.socket:
     """A completed handshake at `path` (its query included); the socket's receive buffer
     is set before it connects, so the server's answers back up on its side at once."""
@@ -22,17 +31,19 @@ def connect_unread(host: str, port: int, path: str) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     sock.settimeout(10)
     sock.connect((host, port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
+    _send_handshake(sock, host, port, path)
     head = b""
     while b"\r\n\r\n" not in head:
         head += sock.recv(1)  # byte by byte: nothing past the handshake is read
     assert head.startswith(b"HTTP/1.1 101"), head
     return sock
+
+
+def handshake_then_gone(host: str, port: int, path: str) -> None:
+    """A handshake at `path` sent, and the socket closed at once, before any answer: the
+    server is still judging the handshake when the client has gone."""
+    with socket.create_connection((host, port), timeout=10) as sock:
+        _send_handshake(sock, host, port, path)
 
 
 def ping_frame(payload: bytes) -> bytes:

@@ -12,7 +12,8 @@ when neither Redis nor the database can tell; 429 RATE_LIMITED for a user who ho
 `presence.MAX_PER_USER` connections already, or with Retry-After for one who has opened
 `presence.CONNECTS_PER_WINDOW` in its window). A GET that is not a handshake is
 422 VALIDATION_ERROR naming the `Upgrade` header, with `Upgrade: websocket`; another
-method, 405 METHOD_NOT_ALLOWED. Then, for
+method, 405 METHOD_NOT_ALLOWED (those answers: `app.events.websocket_handshake`). A client
+gone while its handshake is judged is let go at once, not counted connected. Then, for
 the connection's life:
 
 - updates: the user's stream (`app.realtime.streams`) is read from the position the
@@ -62,11 +63,11 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
 from app.config import get_settings
 from app.errors import AppError, ErrorCode
 from app.events import uvicorn_log
+from app.events import websocket_handshake as handshake
 from app.identity import access
 from app.identity.principal import Principal
 from app.observability import logging as applog
@@ -99,7 +100,6 @@ REAUTH_S = 10.0
 CLEANUP_S = 2.0
 # How often a job that has not stopped is cancelled again while the connection ends.
 CANCEL_AGAIN_S = 0.05
-JSON_TYPE = b"application/json; charset=utf-8"
 # The largest message a client may send: an ack is under 60 bytes. The server enforces it
 # (`--ws-max-size` in `scf_bootstrap`, the local cloud's `ws_max_size`), so a frame of
 # megabytes is refused before it is buffered: uvicorn's default takes 16 MiB, and 14 MiB
@@ -119,59 +119,6 @@ class ClientGone(Exception):
 class Closing:
     code: int
     reason: str
-
-
-def _token(scope: Scope) -> str:
-    query = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
-    values = query.get("token") or [""]
-    return str(values[-1])
-
-
-async def _refuse(scope: Scope, send: Send, error: AppError, status: int, request_id: str) -> None:
-    # Logged here, and not again by uvicorn (app.events.uvicorn_log). A refusal is the
-    # answer the contract asks for, not a failure: a 503's cause (the database, Redis) is
-    # logged where it is met, so the refusal itself is a warning at most.
-    uvicorn_log.mark_refused()
-    with_body = "websocket.http.response" in (scope.get("extensions") or {})
-    applog.log_fields(
-        log,
-        logging.WARNING if status >= 500 else logging.INFO,
-        "handshake refused",
-        status=status if with_body else 403,
-        error=error.code.value,
-        request_id=request_id,
-    )
-    if not with_body:
-        await send({"type": "websocket.close", "code": 1008})  # the server answers 403
-        return
-    body = json.dumps(error.envelope(request_id)).encode()
-    headers = [(b"content-type", JSON_TYPE), (b"x-request-id", request_id.encode())]
-    headers += [(name.lower().encode(), value.encode()) for name, value in error.headers.items()]
-    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
-    await send({"type": "websocket.http.response.body", "body": body})
-
-
-async def _authorize(scope: Scope, send: Send, request_id: str) -> Principal | None:
-    """Whom the handshake's token authorizes, or None once the handshake has been refused."""
-    token = _token(scope)
-    if not token:
-        no_token = AppError(ErrorCode.AUTH_REQUIRED, "No token.")
-        await _refuse(scope, send, no_token, 401, request_id)
-        return None
-    try:
-        principal = await asyncio.to_thread(access.authorize, token)
-    except AppError as error:
-        # The database layer says it is down with an AppError too: that is not the token's
-        # fault, and a client told 401 would sign its user out.
-        status = 503 if error.code is ErrorCode.SERVICE_UNAVAILABLE else 401
-        await _refuse(scope, send, error, status, request_id)
-        return None
-    except Exception as exc:  # noqa: BLE001 - neither Redis nor the database could answer
-        applog.log_fields(log, logging.ERROR, "handshake not authorized", error=type(exc).__name__)
-        unavailable = AppError(ErrorCode.SERVICE_UNAVAILABLE, "Try again shortly.")
-        await _refuse(scope, send, unavailable, 503, request_id)
-        return None
-    return principal
 
 
 class Connection:
@@ -242,6 +189,25 @@ class Connection:
             f"At most {presence.MAX_PER_USER} connections at once: close one first.",
         )
 
+    async def accept(self) -> bool:
+        """Complete the handshake; False when the client went away while it was judged
+        (uvicorn then refuses the accept): the connection is let go of at once, rather than
+        counted among the user's connections until its entry lapses."""
+        try:
+            await self._send({"type": "websocket.accept"})
+        except (OSError, RuntimeError):
+            await self._let_go()
+            applog.log_fields(log, logging.INFO, "connection closed", reason="client gone")
+            return False
+        return True
+
+    async def _let_go(self) -> None:
+        """The connection's presence and Redis client, each given CLEANUP_S at most."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(presence.leave(self.redis, self.user_id, self.id), CLEANUP_S)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.redis.aclose(), CLEANUP_S)
+
     async def serve(self) -> None:
         started = time.monotonic()
         jobs = [
@@ -277,10 +243,7 @@ class Connection:
             await _stop(jobs)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.acks.flush(), CLEANUP_S)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(presence.leave(self.redis, self.user_id, self.id), CLEANUP_S)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.redis.aclose(), CLEANUP_S)
+            await self._let_go()
             applog.log_fields(
                 log,
                 logging.INFO,
@@ -415,34 +378,6 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-async def _not_a_websocket(scope: Scope, send: Send, request_id: str) -> None:
-    """A request that is not a handshake. A GET (or HEAD) is the request's fault:
-    VALIDATION_ERROR naming the header that makes one, at the status the API gives that
-    code (422; a code keeps one status everywhere), with `Upgrade: websocket` saying what
-    would be taken. Any other method is 405 METHOD_NOT_ALLOWED with `Allow`, as a route
-    table answers a method its path does not serve (a handshake is a GET)."""
-    if scope.get("method", "GET") in ("GET", "HEAD"):
-        error = AppError(
-            ErrorCode.VALIDATION_ERROR,
-            "Connect with a WebSocket: /ws?token=<access_token>.",
-            details=[{"loc": ["header", "Upgrade"], "msg": "must be websocket"}],
-            headers={"Upgrade": "websocket"},
-        )
-    else:
-        error = AppError(ErrorCode.METHOD_NOT_ALLOWED, headers={"Allow": "GET, HEAD"})
-    body = json.dumps(error.envelope(request_id)).encode()
-    status = error.status
-    applog.log_fields(log, logging.INFO, "not a websocket", status=status)
-    headers = [
-        (b"content-type", JSON_TYPE),
-        (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", request_id.encode()),
-        *((name.lower().encode(), value.encode()) for name, value in error.headers.items()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 def websocket_app() -> App:
     """The `ws` function's ASGI app, made once per instance when its module is imported. The
     settings are read here, as the HTTP, queue and timer adapters read theirs: an instance
@@ -465,7 +400,7 @@ async def _app(scope: Scope, receive: Receive, send: Send) -> None:
     request_id = secrets.token_hex(16)
     with applog.bound(function=_function_name(), request_id=request_id):
         if scope["type"] != "websocket":
-            await _not_a_websocket(scope, send, request_id)
+            await handshake.not_a_websocket(scope, send, request_id)
             return
         await _connect(scope, receive, send, request_id)
 
@@ -484,15 +419,15 @@ async def _connect(scope: Scope, receive: Receive, send: Send, request_id: str) 
         return
     connection_id = secrets.token_hex(8)
     applog.bind(connection=connection_id)
-    principal = await _authorize(scope, send, request_id)
+    principal = await handshake.authorize(scope, send, request_id)
     if principal is None:
         return
     # Before the connection's tasks start: each takes a copy of the context as it is then.
     applog.bind(user_id=principal.user_id, session_id=principal.sid)
-    connection = Connection(principal, connection_id, _token(scope), receive, send)
+    connection = Connection(principal, connection_id, handshake.token_of(scope), receive, send)
     refusal = await connection.open()
     if refusal is not None:
-        await _refuse(scope, send, refusal, refusal.status, request_id)
+        await handshake.refuse(scope, send, refusal, refusal.status, request_id)
         return
-    await send({"type": "websocket.accept"})
-    await connection.serve()
+    if await connection.accept():
+        await connection.serve()
