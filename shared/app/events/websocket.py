@@ -42,7 +42,8 @@ the connection's life:
   a close (no FIN, no RST) is otherwise noticed by TCP only after some 15 minutes, the
   updates sent meanwhile keeping the platform's idle timer from firing, and its presence
   holds back the WeChat message of every task that ends meanwhile. The platform's idle
-  timeout (455) closes a connection that carries nothing for that long: clients ping.
+  timeout (`idle_timeout_s` in serverless.yml, closing with its code 455) closes a
+  connection that carries nothing for that long: clients ping.
 
 Every line written for a connection, in its tasks and the threads they start too, carries
 its ids (`app.observability.logging.bound`): the function, the connection's request id and
