@@ -240,7 +240,8 @@ def test_tokens_of_the_previous_secret_with_claims_of_odd_shapes_are_refused(
     flows: Flows,
 ) -> None:
     """The previous secret's tokens are held to the shapes the issuer writes as the current
-    one's are: each odd case is a bad token, the control is taken."""
+    one's are: each odd case is a bad token, the control is taken, and so is a token with a
+    claim the issuer does not write (a later release's), without it."""
     with only_old():
         pair = flows.registered()
     with rotated():
@@ -255,3 +256,6 @@ def test_tokens_of_the_previous_secret_with_claims_of_odd_shapes_are_refused(
                     refused[case] = exc.code
             assert refused == dict.fromkeys(refused, ErrorCode.AUTH_TOKEN_INVALID)
             assert set(refused) == set(odd_claims.tokens_of(claims, OLD))
+            # A claim the issuer never writes is ignored, and not handed on.
+            for case, token in odd_claims.ignored_of(claims, OLD).items():
+                assert tokens.decode(token, typ) == claims, case

@@ -15,8 +15,9 @@ refresh token is also checked against the session store (app.identity.sessions).
 
 A verified token's claims must be those `issue` writes, each of the type and shape it writes
 them in: one that is not (only a holder of a secret can sign one) is refused as a bad token
-before any value reaches a Redis key or a query. A claim `issue` does not write is refused
-as well, so a new claim is read by one release before the next one writes it.
+before any value reaches a Redis key or a query. A claim `issue` does not write is ignored
+and left out of the claims returned (RFC 7519 section 4: claims not understood are
+ignored), so a release that adds one signs no user of an older release out while both run.
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ def _verified(token: str, *, check_exp: bool) -> dict[str, Any]:
         "issuer": settings.jwt_issuer,
         # PyJWT reads exp and nbf with int(), which raises TypeError or OverflowError on a
         # list or an infinity rather than its own errors: _checked reads exp once its shape
-        # is known, and nbf is no claim of ours.
+        # is known, and nbf is no claim of ours (ignored, as any other).
         "options": {
             "require": _REQUIRED,
             "verify_exp": False,
@@ -212,9 +213,9 @@ _SHAPES: dict[str, Callable[[Any], bool]] = {
 
 
 def _checked(claims: dict[str, Any], *, check_exp: bool) -> dict[str, Any]:
-    if any(name not in _SHAPES for name in claims) or not all(
-        fits(claims.get(name)) for name, fits in _SHAPES.items()
-    ):
+    """The claims `issue` writes, each checked for its shape; any other left out."""
+    claims = {name: claims[name] for name in _SHAPES if name in claims}
+    if not all(fits(claims.get(name)) for name, fits in _SHAPES.items()):
         raise jwt.InvalidTokenError("The token's claims are not those we write")
     if claims["iat"] > time.time() + CLOCK_SKEW_S:
         raise jwt.ImmatureSignatureError("The token is not yet valid (iat)")
