@@ -21,8 +21,10 @@ import pytest
 
 from app.errors import AppError, ErrorCode
 from app.identity import sessions, tokens
+from app.ids import new_id
 from app.redis_client import get_redis
 from tests.identity.conftest import Flows, new_phone
+from tests.support import odd_claims
 from tests.support.settings import settings_env
 
 OLD = secrets.token_urlsafe(64)
@@ -227,8 +229,33 @@ def test_a_forged_or_unknown_kid_and_alg_games_are_refused(flows: Flows) -> None
 def test_an_expired_token_of_the_previous_secret_is_said_to_be_expired() -> None:
     with only_old():
         token, _ = tokens.issue(
-            "access", user_id="u1", role="user", sid="s1", now=time.time() - 10_000
+            "access", user_id=new_id(), role="user", sid="s1", now=time.time() - 10_000
         )
     with rotated(), pytest.raises(AppError) as refused:
         tokens.decode(token, "access")
     assert refused.value.code is ErrorCode.AUTH_TOKEN_EXPIRED
+
+
+def test_tokens_of_the_previous_secret_with_claims_of_odd_shapes_are_refused(
+    flows: Flows,
+) -> None:
+    """The previous secret's tokens are held to the shapes the issuer writes as the current
+    one's are: each odd case is a bad token, the control is taken, and so is a token with a
+    claim the issuer does not write (a later release's), without it."""
+    with only_old():
+        pair = flows.registered()
+    with rotated():
+        for typ in ("access", "refresh"):
+            claims = tokens.decode(pair[f"{typ}_token"], typ)
+            assert tokens.decode(odd_claims.good_token(claims, OLD), typ) == claims
+            refused = {}
+            for case, token in odd_claims.tokens_of(claims, OLD).items():
+                try:
+                    tokens.decode(token, typ)
+                except AppError as exc:
+                    refused[case] = exc.code
+            assert refused == dict.fromkeys(refused, ErrorCode.AUTH_TOKEN_INVALID)
+            assert set(refused) == set(odd_claims.tokens_of(claims, OLD))
+            # A claim the issuer never writes is ignored, and not handed on.
+            for case, token in odd_claims.ignored_of(claims, OLD).items():
+                assert tokens.decode(token, typ) == claims, case

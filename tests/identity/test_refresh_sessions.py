@@ -11,6 +11,7 @@ from app.config import get_settings
 from app.identity import sessions, tokens
 from app.redis_client import get_redis
 from tests.identity.conftest import Flows
+from tests.support import odd_claims
 from tests.support.sessions import is_live
 
 
@@ -210,3 +211,20 @@ def test_a_pair_minted_before_tokens_named_their_key_still_works(flows: Flows) -
     reply = flows.refresh(refresh)
     assert reply.status == 200, reply.body
     assert jwt.get_unverified_header(reply.json()["refresh_token"])["kid"] == tokens.key_id(secret)
+
+
+def test_refresh_tokens_of_our_key_with_claims_of_odd_shapes_are_refused(flows: Flows) -> None:
+    """A refresh token our key signed whose claims are not of the shapes the issuer writes
+    is AUTH_REFRESH_INVALID, never a 500 nor a rotation; the same claims as written, a
+    control, still rotate."""
+    secret = get_settings().jwt_secret.get_secret_value()
+    pair = flows.registered()
+    claims = tokens.decode(pair["refresh_token"], "refresh")
+    refused = {}
+    for case, token in odd_claims.tokens_of(claims, secret).items():
+        reply = flows.refresh(token)
+        refused[case] = (reply.status, reply.json().get("code"))
+    assert {
+        case: got for case, got in refused.items() if got != (401, "AUTH_REFRESH_INVALID")
+    } == {}
+    assert flows.refresh(odd_claims.good_token(claims, secret)).status == 200

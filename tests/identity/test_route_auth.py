@@ -17,6 +17,7 @@ from app.config import get_settings
 from app.http import Auth, http_handler
 from app.http.routing import Route
 from app.identity import tokens
+from tests.support import odd_claims
 from tests.support.contract import route_table
 from tests.support.function_url import call
 from tests.support.pipelines import token_for
@@ -58,7 +59,7 @@ def _claims(typ: str = "access", role: str = "user", **override: Any) -> dict[st
     settings = get_settings()
     now = int(time.time())
     claims = {
-        "sub": "u-route-walk",
+        "sub": "u-route-walk-of-22char",  # the shape of a user id (app.ids)
         "phone": "+8613900000000",
         "role": role,
         "sid": "s1",
@@ -180,6 +181,24 @@ def test_forged_and_expired_tokens_are_401(route: Route, forgery: str) -> None:
     make, code = FORGERIES[forgery]
     reply = _call(route, token=make())
     assert (reply.status, reply.json()["code"]) == (401, code)
+
+
+@pytest.mark.parametrize("route", PROTECTED, ids=_id)
+def test_tokens_of_our_key_with_claims_of_odd_shapes_are_401(
+    route: Route, clean_redis: Any
+) -> None:
+    """Claims of a type or shape the issuer never writes, in a token our own key signed for
+    a live session: refused as bad tokens before their values reach Redis or the database,
+    never a 500. The same claims as the issuer wrote them get past authentication."""
+    secret = get_settings().jwt_secret.get_secret_value()
+    live = tokens.decode(token_for(new_user()), "access")
+    control = _call(route, token=odd_claims.good_token(live, secret))
+    assert control.status not in (401, 500), control.body
+    refused = {}
+    for case, token in odd_claims.tokens_of(live, secret).items():
+        reply = _call(route, token=token)
+        refused[case] = (reply.status, reply.json().get("code"))
+    assert {case: got for case, got in refused.items() if got != (401, "AUTH_TOKEN_INVALID")} == {}
 
 
 @pytest.mark.parametrize("route", ADMIN, ids=_id)

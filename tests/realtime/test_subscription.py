@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from sqlalchemy import insert, update
 
 from app.clock import utcnow
@@ -250,3 +251,31 @@ def test_a_token_cache_that_fails_loses_the_message_and_nothing_the_ending_commi
     assert {(line["level"], line["error"]) for line in lines} == {("warning", "ResponseError")}
     assert logs.where(message="queue message failed") == []
     assert wechat.secret not in logs.text
+
+
+def test_a_fetched_token_the_cache_cannot_keep_still_sends_its_message(
+    wechat: FakeWechat, fresh_redis: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis failing the write of a token just fetched (redis-py's SET raising): the token
+    is WeChat's answer whether or not it is kept, so the send that fetched it uses it, and
+    a warning names the error's class, no token or secret. The next send fetches again."""
+    kept = redis.Redis.set
+
+    def failing_set(self: redis.Redis, name: Any, *args: Any, **kwargs: Any) -> Any:
+        if name == subscription.TOKEN_KEY:
+            raise redis.exceptions.ConnectionError("Connection reset by peer")
+        return kept(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "set", failing_set)
+    user = wechat_user("openid-token-not-kept")
+    with capture_logs() as logs:
+        assert subscription.notify_if_away(ended(user)) is Outcome.SENT
+    assert [s["errcode"] for s in wechat.sends] == [0] and len(wechat.tokens) == 1
+    assert wechat.sent[0]["touser"] == "openid-token-not-kept"
+    assert fresh_redis.get(subscription.TOKEN_KEY) is None
+    (line,) = logs.where(message="wechat access token not cached")
+    assert (line["level"], line["error"]) == ("warning", "ConnectionError")
+    for secret in (*wechat.tokens, wechat.secret):
+        assert secret not in logs.text
+    assert subscription.notify_if_away(ended(user)) is Outcome.SENT
+    assert len(wechat.tokens) == 2

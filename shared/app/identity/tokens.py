@@ -12,18 +12,27 @@ Claims: sub (user id), phone, role, sid (session), jti, typ (access|refresh), is
 iat, exp. The role and phone are for the client's display: a request is authorized by the
 session's liveness and the user's current role and state (app.identity.access), and a
 refresh token is also checked against the session store (app.identity.sessions).
+
+A verified token's claims must be those `issue` writes, each of the type and shape it writes
+them in: one that is not (only a holder of a secret can sign one) is refused as a bad token
+before any value reaches a Redis key or a query. A claim `issue` does not write is ignored
+and left out of the claims returned (RFC 7519 section 4: claims not understood are
+ignored), so a release that adds one signs no user of an older release out while both run.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from app.config import get_settings
 from app.errors import AppError, ErrorCode
+from app.ids import is_id
 
 # PyJWT imports `cryptography` as it loads, when it is installed, for RSA, EC and EdDSA
 # keys. The layer ships it for envelopes (app.crypto) and HS256 needs none of it: hidden
@@ -47,6 +56,10 @@ ALGORITHM = "HS256"
 CLOCK_SKEW_S = 60
 TokenType = Literal["access", "refresh"]
 _REQUIRED = ["sub", "sid", "jti", "typ", "iss", "aud", "iat", "exp"]
+# sid and jti as secrets.token_urlsafe writes them (16 and 22 characters), with room.
+_TOKEN_TEXT = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# 9999-12-31T23:59:59Z: a time past it is no date of ours.
+_LAST_TIME = 253_402_300_799
 
 
 def new_jti() -> str:
@@ -141,23 +154,71 @@ def _verified(token: str, *, check_exp: bool) -> dict[str, Any]:
         "algorithms": [ALGORITHM],
         "audience": settings.jwt_audience,
         "issuer": settings.jwt_issuer,
-        "options": {"require": _REQUIRED, "verify_exp": check_exp, "verify_iat": False},
+        # PyJWT reads exp and nbf with int(), which raises TypeError or OverflowError on a
+        # list or an infinity rather than its own errors: _checked reads exp once its shape
+        # is known, and nbf is no claim of ours (ignored, as any other).
+        "options": {
+            "require": _REQUIRED,
+            "verify_exp": False,
+            "verify_nbf": False,
+            "verify_iat": False,
+        },
     }
     keys = _verifying_keys(token)
     for key in keys[:-1]:
         try:
-            return _checked(jwt.decode(token, key, **options))
+            return _checked(_decoded(token, key, options), check_exp=check_exp)
         except jwt.InvalidSignatureError:
             continue  # signed with the next key: PyJWT checks the signature before the claims
-    return _checked(jwt.decode(token, keys[-1], **options))
+    return _checked(_decoded(token, keys[-1], options), check_exp=check_exp)
 
 
-def _checked(claims: dict[str, Any]) -> dict[str, Any]:
-    issued = claims["iat"]
-    if (
-        not isinstance(issued, (int, float))
-        or isinstance(issued, bool)
-        or issued > time.time() + CLOCK_SKEW_S
-    ):
+def _decoded(token: str, key: str, options: dict[str, Any]) -> dict[str, Any]:
+    try:
+        claims: dict[str, Any] = jwt.decode(token, key, **options)
+    except RecursionError as exc:
+        # Claims nested past the JSON reader's limit, which PyJWT lets through as is: read
+        # once the signature holds, so only a holder of the key can send them.
+        raise jwt.DecodeError("The token's claims are nested too deep") from exc
+    return claims
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 32 and value.isprintable()
+
+
+def _is_token_text(value: Any) -> bool:
+    return isinstance(value, str) and _TOKEN_TEXT.fullmatch(value) is not None
+
+
+def _is_time(value: Any) -> bool:
+    """Whole seconds since the epoch, as `issue` writes iat and exp."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _LAST_TIME
+
+
+# Each claim `issue` writes and whether a value is of the shape it writes it in.
+_SHAPES: dict[str, Callable[[Any], bool]] = {
+    "sub": lambda value: isinstance(value, str) and is_id(value),
+    "phone": lambda value: value is None or _is_text(value),
+    "role": _is_text,
+    "sid": _is_token_text,
+    "jti": _is_token_text,
+    "typ": lambda value: isinstance(value, str) and value in ("access", "refresh"),
+    # PyJWT compares both with ours, and takes an `aud` that is a list holding ours.
+    "iss": lambda value: isinstance(value, str),
+    "aud": lambda value: isinstance(value, str),
+    "iat": _is_time,
+    "exp": _is_time,
+}
+
+
+def _checked(claims: dict[str, Any], *, check_exp: bool) -> dict[str, Any]:
+    """The claims `issue` writes, each checked for its shape; any other left out."""
+    claims = {name: claims[name] for name in _SHAPES if name in claims}
+    if not all(fits(claims.get(name)) for name, fits in _SHAPES.items()):
+        raise jwt.InvalidTokenError("The token's claims are not those we write")
+    if claims["iat"] > time.time() + CLOCK_SKEW_S:
         raise jwt.ImmatureSignatureError("The token is not yet valid (iat)")
+    if check_exp and claims["exp"] <= time.time():
+        raise jwt.ExpiredSignatureError("Signature has expired")
     return claims

@@ -3,14 +3,15 @@ connected that a task ended: sent when a task succeeds or fails, WECHAT_SUBSCRIB
 is set, the user holds no connection (`presence`) and has a WeChat openid.
 
 WeChat's access token comes from `GET /cgi-bin/token` (client_credential) and is kept in
-Redis (`wechat:access-token`, one for the app) until `expires_in` less `TOKEN_MARGIN_S`;
-a send answered 40001, 40014 or 42001 (the token invalid or expired, e.g. another
-instance fetched a new one) fetches a new token once and sends again. 43101 means the user
-has not accepted (or has used up) a subscription to the template: nothing to deliver, not
-an error. Anything else is logged with WeChat's errcode and dropped: the task and its
-stream message stand, and the client sees the task at its next `GET /tasks/{id}`. An answer
-longer than REPLY_MAX_BYTES is read no further and is a failure, as one that cannot be read
-is: no token is kept from it, and a send so answered is not made again.
+Redis (`wechat:access-token`, one for the app) until `expires_in` less `TOKEN_MARGIN_S`
+(one Redis fails to keep is still used by the send that fetched it); a send answered
+40001, 40014 or 42001 (the token invalid or expired, e.g. another instance fetched a new
+one) fetches a new token once and sends again. 43101 means the user has not accepted (or
+has used up) a subscription to the template: nothing to deliver, not an error. Anything
+else is logged with WeChat's errcode and dropped: the task and its stream message stand,
+and the client sees the task at its next `GET /tasks/{id}`. An answer longer than
+REPLY_MAX_BYTES is read no further and is a failure, as one that cannot be read is: no
+token is kept from it, and a send so answered is not made again.
 
 The template's keywords are this module's: `character_string1` the task id, `phrase2`
 the outcome (成功 / 失败), `time3` when it ended (Beijing time); the message opens
@@ -33,7 +34,7 @@ from app.db.transaction import transaction
 from app.identity.wechat import REPLY_MAX_BYTES  # one bound for every answer of WeChat's API
 from app.observability import logging as applog
 from app.realtime import presence
-from app.redis_client import get_redis
+from app.redis_client import get_redis, is_redis_error
 
 log = applog.get_logger("app.realtime.subscription")
 
@@ -201,5 +202,14 @@ def _access_token(*, fresh: bool) -> str:
         raise _TokenUnavailable(f"cgi-bin/token refused: errcode {errcode}, status {reply.status}")
     expires_in = data.get("expires_in")
     life_s = int(expires_in) if isinstance(expires_in, int) else 7200
-    redis.set(TOKEN_KEY, token, ex=max(life_s - TOKEN_MARGIN_S, 60))
+    try:
+        redis.set(TOKEN_KEY, token, ex=max(life_s - TOKEN_MARGIN_S, 60))
+    except Exception as exc:
+        if not is_redis_error(exc):
+            raise
+        # The token is WeChat's whether or not it is kept: the send that fetched it uses it
+        # rather than losing its message, and the next send fetches another.
+        applog.log_fields(
+            log, logging.WARNING, "wechat access token not cached", error=type(exc).__name__
+        )
     return token
