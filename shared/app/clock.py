@@ -6,12 +6,20 @@ an admin's request (`POST /admin/jobs/{name}`) entered it."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timezone
 from typing import Any
+
+# RFC 3339's date-time: T (or t, or a space) between date and time, any fraction, Z (or z)
+# or +hh:mm/-hh:mm. ASCII digits only: `\d` would take other scripts' digits too.
+_RFC3339 = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]+))?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 
 # When the platform ends the invocation this code runs in, time.monotonic(); None outside
 # one, or when the platform did not say.
@@ -27,6 +35,22 @@ def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def rfc3339(text: str) -> datetime | None:
+    """An RFC 3339 date-time as an aware datetime at its own offset (a fraction past
+    microseconds cut); None when it is not one. Python 3.10's fromisoformat, the runtime's,
+    reads neither a Z nor a fraction of other than 3 or 6 digits, so it reads a rewriting."""
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        return None
+    day, clock, fraction, offset = match.groups()
+    micro = (fraction or "")[:6].ljust(6, "0")
+    offset = "+00:00" if offset in ("Z", "z") else offset
+    try:
+        return datetime.fromisoformat(f"{day}T{clock}.{micro}{offset}")
+    except ValueError:  # a month 13, an hour 24, an offset of 25 hours
+        return None
 
 
 def invocation_ends_at(context: Mapping[str, Any], entered: float) -> float | None:

@@ -397,6 +397,32 @@ def test_a_genuine_notification_reports_the_payment(
     assert len(fake.requests) == 1  # the create: verifying calls nobody
 
 
+# RFC 3339 times as WeChat Pay's standard allows them, and the moment each is: a Z (either
+# case) for UTC, a fraction of any length. Python 3.10, the runtime's, reads none of these
+# with fromisoformat, and a genuine payment refused for its time would be refused for good.
+PAID_AT = datetime(2026, 12, 5, 12, 0, 0, tzinfo=timezone.utc)
+RFC3339_TIMES = {
+    "2026-12-05T12:00:00Z": PAID_AT,
+    "2026-12-05T12:00:00.5z": PAID_AT + timedelta(milliseconds=500),
+    "2026-12-05t20:00:00.123456789+08:00": PAID_AT + timedelta(microseconds=123456),
+    "2026-12-05T04:00:00.25-08:00": PAID_AT + timedelta(milliseconds=250),
+}
+
+
+@pytest.mark.parametrize("success_time", list(RFC3339_TIMES))
+def test_a_payment_is_dated_by_any_rfc_3339_success_time(
+    fake: FakeWechatPay, pay: wechatpay.WechatPay, success_time: str
+) -> None:
+    pay.create(charge())
+    fake.pay("ord_A1b2C3d4E5f6")
+    notification = fake.sim.notification("ord_A1b2C3d4E5f6", fields={"success_time": success_time})
+    assert pay.verify(lower(notification), notification.body).paid_at == RFC3339_TIMES[success_time]
+
+    trade = fake.sim.trades["ord_A1b2C3d4E5f6"]
+    fake.answer_next(200, fake.sim.transaction(trade, success_time=success_time))
+    assert pay.query("ord_A1b2C3d4E5f6").paid_at == RFC3339_TIMES[success_time]
+
+
 # Nested past the parser's recursion limit (a RecursionError, not a ValueError, from
 # json.loads); well under the HTTP edge's 1 MiB, so it reaches the adapter.
 DEEP = b"[" * 200_000 + b"]" * 200_000

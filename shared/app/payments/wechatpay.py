@@ -37,6 +37,7 @@ from wechatpayv3 import WeChatPay as _Sdk
 from wechatpayv3 import WeChatPayType
 
 from app import json_values
+from app.clock import rfc3339
 from app.config import Settings
 from app.payments.gateway import (
     PAYABLE_CODE,
@@ -423,12 +424,9 @@ def _looks_like_an_event(body: bytes) -> bool:
 
 
 def _utc(value: Any) -> datetime:
-    """An RFC 3339 time with its offset (`2026-12-05T20:00:00+08:00`) as aware UTC."""
-    try:
-        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
+    """An RFC 3339 time (`2026-12-05T20:00:00+08:00`, `2026-12-05T12:00:00.5Z`) as aware UTC."""
+    moment = rfc3339(value) if isinstance(value, str) else None
+    if moment is None:
         raise _Unusable("a success_time that is not an RFC 3339 time")
     try:
         return moment.astimezone(timezone.utc)
