@@ -43,6 +43,7 @@ from app.db.tables import task_steps
 from app.db.transaction import Transaction, transaction
 from app.pipeline.definition import ForkStep, HttpCall
 from app.pipeline.messages import Work
+from app.redis_client import is_redis_error
 from app.runner import calls, rows
 from app.runner.outbox import committing
 from app.runner.plans import Call, call_of
@@ -240,7 +241,14 @@ def _settle_and_claim(
         return None
     slot, slot_until = None, 0.0
     if isinstance(step, HttpCall):
-        slot, slot_until = _slot_for(step, settled.spare)
+        try:
+            slot, slot_until = _slot_for(step, settled.spare)
+        except Exception as error:
+            if not is_redis_error(error):
+                raise
+            # Redis went away during the call: no slot to be had, and the branch's answer is
+            # not lost for it. The settle alone; the successor's claim waits for Redis.
+            return None
         if slot is None:
             return None
     claimed = False

@@ -15,10 +15,14 @@ token and a lease, nothing more.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 
-from app.redis_client import get_redis
+from app.observability import logging as applog
+from app.redis_client import get_redis, is_redis_error
+
+log = applog.get_logger(__name__)
 
 # Part of the deployed state, whatever the module is called: instances of two releases,
 # side by side during a deploy, must count the same slots or a host gets twice its cap.
@@ -59,7 +63,19 @@ def renew(host_key: str, token: str, lease_s: float) -> bool:
 
 
 def release(host_key: str, token: str) -> None:
-    get_redis().zrem(KEY_PREFIX + host_key, token)
+    """Give the slot back. Best effort: one that Redis cannot take back now (it went away
+    during the call) is freed when its lease runs out, as a dead holder's is, so the host
+    is never over its cap, and what its holder does next (settling the answer its call got)
+    goes on."""
+    try:
+        get_redis().zrem(KEY_PREFIX + host_key, token)
+    except Exception as error:
+        if not is_redis_error(error):
+            raise
+        why = type(error).__name__  # the class only: a client error's text names the server
+        applog.log_fields(
+            log, logging.WARNING, "host slot not given back", host=host_key, error=why
+        )
 
 
 def in_use(host_key: str) -> int:
