@@ -10,11 +10,11 @@ from typing import Any
 
 import pymysql
 import pytest
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from app.clock import utcnow
 from app.db.engine import get_engine
-from app.db.tables import task_steps
+from app.db.tables import task_steps, tasks
 from app.db.transaction import transaction
 from app.errors import AppError, ErrorCode
 from app.pipeline.definition import SimCall
@@ -106,10 +106,22 @@ def test_a_claim_whose_commit_fails_gives_its_slot_back(
     assert slots.in_use(f"127.0.0.1:{upstream.port}") == 0
 
 
-def test_a_give_back_never_undoes_a_newer_claim() -> None:
+@pytest.fixture
+def half_run() -> Iterator[list[str]]:
+    """Tasks a test leaves half-run, with no worker: removed after it, or every later
+    sweep in the session would find them stalled and count them with its own."""
+    task_ids: list[str] = []
+    yield task_ids
+    with transaction() as tx:
+        tx.execute(delete(task_steps).where(task_steps.c.task_id.in_(task_ids)))
+        tx.execute(delete(tasks).where(tasks.c.id.in_(task_ids)))
+
+
+def test_a_give_back_never_undoes_a_newer_claim(half_run: list[str]) -> None:
     user = Customer(quota=1)
     pipeline = new_pipeline([{"id": "s", "type": "sim", "duration_ms": 1}])
     task_id = user.create(pipeline).json()["id"]  # no worker: its row stays pending
+    half_run.append(task_id)
     step = SimCall(type="sim", duration_ms=1)
     with transaction() as tx:
         first = rows.claim_pending(tx, task_id, 0, -1, step)
