@@ -119,6 +119,67 @@ def _check_size(spec: FunctionSpec) -> None:
         )
 
 
+# A timer, as SCF's timer trigger page has it (https://cloud.tencent.com/document/product/583/9708):
+# a cron of 7 fields, each of its range (day and weekday also take ? L W #, months and
+# weekdays their English names, SUN = 0), and an argument of at most 4 KB; its name as
+# CreateTrigger's TriggerName says (tccli's api.json): letters, digits, - and _, at most 100.
+# The page also keeps a legacy 5-field form, which is refused here as the local cloud does
+# (infra.local.timers): a file's cron means the same on both. A changed timer is deleted
+# before it is made anew, so one SCF refuses would leave none.
+_CRON_FIELDS = (
+    ("second", 0, 59, ""),
+    ("minute", 0, 59, ""),
+    ("hour", 0, 23, ""),
+    ("day", 1, 31, "?LW"),
+    ("month", 1, 12, ""),
+    ("weekday", 0, 6, "?L#"),
+    ("year", 1970, 2099, ""),
+)
+_CRON_NAMES = {
+    "month": ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"],
+    "weekday": ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"],
+}
+TIMER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
+TIMER_ARGUMENT_LIMIT_BYTES = 4096
+
+
+def _cron_fault(cron: str) -> str | None:
+    """What SCF would refuse in `cron`, or None."""
+    fields = cron.split()
+    if len(fields) != len(_CRON_FIELDS):
+        return f"{len(fields)} fields, not 7: second minute hour day month weekday year"
+    for text, (what, low, high, symbols) in zip(fields, _CRON_FIELDS, strict=True):
+        value = text.upper()
+        for number, name in enumerate(_CRON_NAMES.get(what, []), start=low):
+            value = value.replace(name, str(number))
+        if not re.fullmatch(rf"[0-9*/,\-{symbols}]+", value):
+            return f"{what} {text!r}"
+        # The values, not the steps after `/` nor the nth weekday after `#`.
+        if any(not low <= int(n) <= high for n in re.findall(r"(?<![/#\d])\d+", value)):
+            return f"{what} {text}: {low}-{high}"
+    return None
+
+
+def _check_timers(spec: FunctionSpec) -> None:
+    for timer in spec.timers:
+        if not TIMER_NAME.match(timer.name):
+            raise ConfigurationError(
+                f"{spec.name}: SCF refuses the timer name {timer.name!r} (letters, digits, - and"
+                " _, starting with a letter, at most 100)"
+            )
+        fault = _cron_fault(timer.cron)
+        if fault is not None:
+            raise ConfigurationError(
+                f"{spec.name}: SCF refuses timer {timer.name}'s cron {timer.cron!r} ({fault})"
+            )
+        size = len(timer.argument.encode())
+        if size > TIMER_ARGUMENT_LIMIT_BYTES:
+            raise ConfigurationError(
+                f"{spec.name}: timer {timer.name}'s argument takes {size} bytes, over SCF's"
+                f" {TIMER_ARGUMENT_LIMIT_BYTES}"
+            )
+
+
 _RUNTIME = re.compile(r"^Python(\d+)\.(\d+)$")
 _BYTECODE_TAG = re.compile(r"/__pycache__/[^/]+\.(cpython-\d+)\.pyc$")
 
@@ -154,6 +215,7 @@ def build(deployment: Deployment, dist: Path) -> Target:
     for spec in manifest.functions.values():
         _check_environment(spec)
         _check_size(spec)
+        _check_timers(spec)
         package = Package.of(dist / "functions" / f"{spec.name}.zip")
         name = deployment.variables.function_name(spec.name)
         if not DEPLOYED_NAME.match(name):

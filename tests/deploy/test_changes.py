@@ -407,6 +407,26 @@ def test_a_function_url_is_compared_by_its_fields_not_its_text(
             lambda data: data["defaults"].update(memory=3200),
             "health: SCF refuses memory 3200 MB",
         ),
+        # Timers come after their function's own writes: SCF refused them with the function
+        # and those before it already changed.
+        (
+            lambda data: data["functions"]["cos-cleanup"]["timers"][0].update(cron="0 0 19 * * *"),
+            "cos-cleanup: SCF refuses timer cos-cleanup's cron '0 0 19 * * *' (6 fields",
+        ),
+        (
+            lambda data: data["functions"]["cos-cleanup"]["timers"][0].update(
+                cron="0 0 24 * * * *"
+            ),
+            "cos-cleanup: SCF refuses timer cos-cleanup's cron '0 0 24 * * * *' (hour 24",
+        ),
+        (
+            lambda data: data["functions"]["cos-cleanup"]["timers"][0].update(name="1-cleanup"),
+            "cos-cleanup: SCF refuses the timer name '1-cleanup'",
+        ),
+        (
+            lambda data: data["functions"]["cos-cleanup"]["timers"][0].update(argument="x" * 4097),
+            "cos-cleanup: timer cos-cleanup's argument takes 4097 bytes, over SCF's 4096",
+        ),
     ],
 )
 def test_what_scf_would_refuse_halfway_stops_the_deploy_before_any_call(
@@ -416,6 +436,21 @@ def test_what_scf_would_refuse_halfway_stops_the_deploy_before_any_call(
     assert result.code == 2
     assert result.last.startswith("deploy: ") and message in result.last
     assert account.cloud.calls == [] and account.cloud.refused == []
+
+
+def test_a_cron_scf_refuses_leaves_the_timer_it_replaces_in_place(deployed: Account) -> None:
+    """A changed timer is deleted, then created anew: a cron SCF refuses, found only at the
+    CreateTrigger, would leave the function with no timer at all."""
+
+    def edit(data: dict[str, Any]) -> None:
+        data["functions"]["saga-sweeper"]["timers"][0]["cron"] = "0 */5 * * * *"
+
+    result = deployed.deploy("apply", config=deployed.edited_config(edit))
+    assert result.code == 2, result.output
+    assert "saga-sweeper: SCF refuses timer saga-sweeper's cron" in result.last
+    assert deployed.scf.writes() == []
+    (timer,) = deployed.scf.triggers[NAMESPACE, PREFIX + "saga-sweeper"]
+    assert json.loads(timer["TriggerDesc"]) == {"cron": "0 */1 * * * * *"}
 
 
 def test_a_stage_that_makes_a_function_name_scf_refuses_stops_before_any_call(

@@ -24,6 +24,11 @@ from tests.fakes.tencentcloud import TencentCloudError
 TRIGGER_TYPES = ("cos", "cls", "timer", "ckafka", "http")
 PROTOCOLS = ("HTTP", "HTTPS", "HTTP&HTTPS")
 _CRON_FIELD = re.compile(r"^[0-9*/,\-?LW#A-Za-z]+$")
+# A timer's name: CreateTrigger's TriggerName (tccli's api.json: letters, digits, - and _, at
+# most 100; the timer trigger page, https://cloud.tencent.com/document/product/583/9708: and
+# starting with a letter), and its argument: at most 4 KB (the same page).
+_TIMER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
+TIMER_ARGUMENT_BYTES = 4096
 _PATH_MATCH = re.compile(r"^/(\*|([A-Za-z0-9._~\-]+/)*[A-Za-z0-9._~\-]+(/\*)?)?$")
 
 
@@ -103,6 +108,10 @@ class RoutingActions:
                 raise _error("ResourceInUse.Trigger", f"a Function URL on {qualifier} already")
         if params.get("CustomArgument") and kind != "timer":
             raise _error("InvalidParameterValue.CustomArgument", "timers only")
+        if kind == "timer" and not _TIMER_NAME.match(name):
+            raise _error("InvalidParameterValue.TriggerName", name)
+        if len(params.get("CustomArgument", "").encode()) > TIMER_ARGUMENT_BYTES:
+            raise _error("InvalidParameterValue.CustomArgument", "over 4 KB")
         trigger = {
             "TriggerName": name,
             "Type": kind,

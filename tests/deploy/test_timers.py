@@ -1,0 +1,49 @@
+"""The fake takes a timer as SCF's timer trigger page and CreateTrigger's schema describe it
+(tests/fakes/scf_routing.py): a name of letters, digits, - and _ that starts with a letter,
+and an argument of at most 4 KB, so a deployer that sent anything else would fail here as
+against SCF. The deployer checks both before any call (test_changes.py)."""
+
+from __future__ import annotations
+
+import pytest
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+
+from tests.deploy.conftest import NAMESPACE, PREFIX, Account
+from tests.deploy.test_url_removal import _client
+
+TIMER = {
+    "Namespace": NAMESPACE,
+    "FunctionName": PREFIX + "invite-refill",
+    "Type": "timer",
+    "TriggerDesc": "0 0 3 * * * *",
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "argument", "code"),
+    [
+        ("1-nightly", "", "InvalidParameterValue.TriggerName"),
+        ("nightly.run", "", "InvalidParameterValue.TriggerName"),
+        ("n" + "x" * 100, "", "InvalidParameterValue.TriggerName"),
+        ("nightly", "x" * 4097, "InvalidParameterValue.CustomArgument"),
+    ],
+    ids=["starts with a digit", "a dot", "101 characters", "an argument over 4 KB"],
+)
+def test_a_timer_scf_refuses_is_refused(
+    deployed: Account, name: str, argument: str, code: str
+) -> None:
+    client = _client(deployed)
+    with pytest.raises(TencentCloudSDKException) as refused:
+        params = {**TIMER, "TriggerName": name, "CustomArgument": argument}
+        client.call_json("CreateTrigger", params)
+    assert refused.value.get_code() == code
+    deployed.cloud.refused.clear()  # refused on purpose: the fixture checks for none
+
+
+def test_the_longest_name_and_argument_are_taken(deployed: Account) -> None:
+    name = "n" + "x_-9" * 24 + "abc"
+    assert len(name) == 100
+    params = {**TIMER, "TriggerName": name, "CustomArgument": "x" * 4096}
+    _client(deployed).call_json("CreateTrigger", params)
+    timers = deployed.scf.triggers[NAMESPACE, PREFIX + "invite-refill"]
+    assert name in [timer["TriggerName"] for timer in timers]
