@@ -281,7 +281,7 @@ def test_parallel_wrong_passwords_cannot_outrun_the_lock(flows: Flows) -> None:
     assert flows.code_login(phone).status == 200
 
 
-def test_an_unjudged_attempt_is_given_back(flows: Flows) -> None:
+def test_the_right_password_of_a_disabled_account_is_no_failed_guess(flows: Flows) -> None:
     pair = flows.registered()
     phone, user_id = pair["user"]["phone"], pair["user"]["id"]
     flows.disable(user_id)
@@ -523,6 +523,25 @@ def test_password_checks_per_phone_are_bounded_successes_included(flows: Flows) 
         # The refusal took nothing from the address: another phone signs in from it.
         other = flows.registered()["user"]["phone"]
         assert flows.login(other, ip="192.0.2.91").status == 200
+
+
+def test_right_passwords_of_a_disabled_account_count_against_the_phones_checks(
+    flows: Flows,
+) -> None:
+    """A disabled account's holder still knows its password, and each 403 is a bcrypt check
+    all the same: those are bounded as every right password is."""
+    pair = flows.registered()
+    phone = pair["user"]["phone"]
+    flows.disable(pair["user"]["id"])
+    with settings_env(LOGIN_PER_PHONE_PER_HOUR="3"):
+        for _ in range(3):
+            assert flows.login(phone, ip="192.0.2.92").json()["code"] == "ACCOUNT_DISABLED"
+        refused = flows.login(phone, ip="192.0.2.93")
+        assert (refused.status, refused.json()["code"]) == (429, "AUTH_TOO_MANY_ATTEMPTS")
+        # Neither the failure lock nor the address was charged for them.
+        assert get_redis().get(f"login:fail:phone:{phone}") is None
+        other = flows.registered()["user"]["phone"]
+        assert flows.login(other, ip="192.0.2.92").status == 200
 
 
 def _database_down() -> Any:

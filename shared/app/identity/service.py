@@ -211,11 +211,12 @@ def login_password(phone: str, password: str, ip: str) -> SignIn:
         raise
     if row is None or not right:
         raise _invalid_credentials()  # the reserved attempt stays counted
+    # The right password, whatever the account's state: its check stays counted for the
+    # phone's hour, so a disabled account's holder cannot have bcrypt run without end.
+    throttle.succeeded(phone, ip)
     # Only a caller who knows the password learns that the account is disabled.
     if row["disabled"]:
-        throttle.release(phone, ip)
         raise _disabled()
-    throttle.succeeded(phone, ip)
     changes: dict[str, Any] = {}
     if passwords.needs_rehash(row["password_hash"]):
         changes["password_hash"] = passwords.hash_password(password)

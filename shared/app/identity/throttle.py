@@ -3,10 +3,10 @@
 An attempt is reserved before the password is checked, and refused when the phone already
 has LOGIN_MAX_FAILURES attempts inside LOGIN_LOCK_S or the IP has
 LOGIN_FAILURES_PER_IP_PER_HOUR inside the hour; so parallel guesses cannot all pass the
-check before any of them is counted. A failed attempt stays counted; a successful one
-resets the phone's count and gives the IP its attempt back, and an attempt that was never
-judged (an error, a disabled account) is given back to both. SMS code login is not counted
-here and stays open, so a stranger guessing passwords cannot lock the owner out.
+check before any of them is counted. A failed attempt stays counted; a right password (a
+disabled account's too) resets the phone's count and gives the IP its attempt back, and an
+attempt that was never judged (an error) is given back to both. SMS code login is not
+counted here and stays open, so a stranger guessing passwords cannot lock the owner out.
 
 Every password check, the right ones included, also counts against the phone's hour
 (LOGIN_PER_PHONE_PER_HOUR): a right password gives its attempt back to the two failure
