@@ -443,9 +443,21 @@ FORGED: list[tuple[str, Callable[[FakeWechatPay], Notification], int, str]] = [
     ("an event nested too deep", lambda f: f.signed_body(DEEP_EVENT), 400, "not an encrypted"),
     (
         "paid, not TRANSACTION.SUCCESS",
-        lambda f: f.sim.notification("ord_A1b2C3d4E5f6", event_type="REFUND.SUCCESS"),
+        lambda f: f.sim.notification("ord_A1b2C3d4E5f6", event_type="TRANSACTION.CLOSED"),
         400,
         "not a TRANSACTION.SUCCESS",
+    ),
+    (
+        "a refund event holding a transaction",
+        lambda f: f.sim.notification("ord_A1b2C3d4E5f6", event_type="REFUND.SUCCESS"),
+        400,
+        "unknown refund_status",
+    ),
+    (
+        "a refund of another mchid",
+        lambda f: f.sim.refund_notification("ord_A1b2C3d4E5f6", fields={"mchid": "1900009999"}),
+        400,
+        "another mchid",
     ),
 ]
 

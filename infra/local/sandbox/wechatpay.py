@@ -69,6 +69,7 @@ _STATE_DESC = {
     "REVOKED": "已撤销",
     "REFUND": "转入退款",
 }
+_REFUND_SUMMARY = {"SUCCESS": "退款成功", "ABNORMAL": "退款异常", "CLOSED": "退款关闭"}
 
 
 @dataclass(frozen=True)
@@ -118,14 +119,16 @@ def sign(key: rsa.RSAPrivateKey, text: str) -> str:
     return base64.b64encode(signature).decode()
 
 
-def encrypt_resource(apiv3_key: str, plaintext: str, associated_data: str) -> dict[str, str]:
+def encrypt_resource(
+    apiv3_key: str, plaintext: str, associated_data: str, original_type: str = "transaction"
+) -> dict[str, str]:
     """A notification's `resource`: AES-256-GCM under the APIv3 key with a 12-character nonce."""
     nonce = secrets.token_hex(6)
     sealed = AESGCM(apiv3_key.encode()).encrypt(
         nonce.encode(), plaintext.encode(), associated_data.encode()
     )
     return {
-        "original_type": "transaction",
+        "original_type": original_type,
         "algorithm": "AEAD_AES_256_GCM",
         "ciphertext": base64.b64encode(sealed).decode(),
         "associated_data": associated_data,
@@ -398,7 +401,7 @@ class WechatPaySim:
             if trade.time_expire is not None and now > trade.time_expire:
                 raise TradeNotPayable(f"trade {out_trade_no} expired")
             trade.state = "SUCCESS"
-            trade.transaction_id = "4200" + "".join(secrets.choice("0123456789") for _ in range(24))
+            trade.transaction_id = "4200" + _digits(24)
             trade.success_time = now.replace(microsecond=0)
         return self.notification(out_trade_no)
 
@@ -427,7 +430,7 @@ class WechatPaySim:
             known = self.trades.get(out_trade_no)
             trade = Trade(**vars(known)) if known else Trade(out_trade_no, 1, "", "", None)
         if trade.transaction_id is None and trade_state == "SUCCESS":
-            trade.transaction_id = "4200" + "".join(secrets.choice("0123456789") for _ in range(24))
+            trade.transaction_id = "4200" + _digits(24)
             trade.success_time = datetime.fromtimestamp(int(self.clock()), timezone.utc)
         trade.state = "SUCCESS" if trade_state == "SUCCESS" else "NOTPAY"
         changes: dict[str, Any] = {
@@ -443,19 +446,68 @@ class WechatPaySim:
                 tx["amount"]["payer_total"] = amount_fen
         tx.update(fields or {})
         resource = encrypt_resource(apiv3_key or self.apiv3_key, _json_text(tx), "transaction")
+        summary = "支付成功" if event_type == "TRANSACTION.SUCCESS" else event_type
+        event = self._event(event_type, summary, resource)
+        headers = self.signature_headers(event, timestamp=timestamp, key=signing_key, serial=serial)
+        headers["Content-Type"] = JSON_TYPE
+        return Notification(out_trade_no, headers, event)
+
+    def refund_notification(
+        self,
+        out_trade_no: str,
+        *,
+        refund_status: str = "SUCCESS",
+        refund_fen: int | None = None,
+        fields: Mapping[str, Any] | None = None,
+    ) -> Notification:
+        """The notification of a refund of the trade (in full unless `refund_fen`), as WeChat
+        Pay sends it to the notify_url the refund named (one made at the merchant platform
+        may name the payments' one): event REFUND.<refund_status> (SUCCESS, ABNORMAL or
+        CLOSED), its resource a refund, which carries the mchid and no appid; any of its
+        `fields` replaced. Nothing here refunds the trade itself."""
+        with self._lock:
+            known = self.trades.get(out_trade_no)
+            total = known.amount_fen if known else 1
+            transaction_id = known.transaction_id if known else None
+        refund = total if refund_fen is None else refund_fen
+        resource: dict[str, Any] = {
+            "mchid": self.mchid,
+            "out_trade_no": out_trade_no,
+            "transaction_id": transaction_id or "4200" + _digits(24),
+            "out_refund_no": "RF" + secrets.token_hex(8),
+            "refund_id": "50" + _digits(27),
+            "refund_status": refund_status,
+            "user_received_account": "支付用户零钱",
+            "amount": {
+                "total": total,
+                "refund": refund,
+                "payer_total": total,
+                "payer_refund": refund,
+            },
+        }
+        if refund_status == "SUCCESS":
+            now = datetime.fromtimestamp(int(self.clock()), timezone.utc)
+            resource["success_time"] = _rfc3339(now)
+        resource.update(fields or {})
+        sealed = encrypt_resource(self.apiv3_key, _json_text(resource), "refund", "refund")
+        summary = _REFUND_SUMMARY.get(refund_status, refund_status)
+        event = self._event(f"REFUND.{refund_status}", summary, sealed)
+        headers = self.signature_headers(event)
+        headers["Content-Type"] = JSON_TYPE
+        return Notification(out_trade_no, headers, event)
+
+    def _event(self, event_type: str, summary: str, resource: dict[str, str]) -> bytes:
+        """A notification's body: the event around its encrypted resource."""
         now = datetime.fromtimestamp(int(self.clock()), timezone.utc)
         event = {
             "id": "EV-" + secrets.token_hex(16),
             "create_time": _rfc3339(now),
             "resource_type": "encrypt-resource",
             "event_type": event_type,
-            "summary": "支付成功" if event_type == "TRANSACTION.SUCCESS" else event_type,
+            "summary": summary,
             "resource": resource,
         }
-        body = json.dumps(event, ensure_ascii=False).encode()
-        headers = self.signature_headers(body, timestamp=timestamp, key=signing_key, serial=serial)
-        headers["Content-Type"] = JSON_TYPE
-        return Notification(out_trade_no, headers, body)
+        return json.dumps(event, ensure_ascii=False).encode()
 
     def deliver(self, notification: Notification, url: str | None = None) -> int:
         """POST the notification to `url` (default: its trade's notify_url); the HTTP status
@@ -498,6 +550,10 @@ class WechatPaySim:
             outcome = f"The notification could not be delivered ({type(failed).__name__})."
         body = _trade_summary(trade) + f"<p>Paid.</p><p>{html.escape(outcome)}</p>"
         return _page(200, "Paid", body)
+
+
+def _digits(count: int) -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(count))
 
 
 def _json_text(value: Any) -> str:

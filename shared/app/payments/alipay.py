@@ -33,6 +33,7 @@ from app.payments.gateway import (
     Charge,
     NotClosed,
     ProviderError,
+    Refund,
     Rejected,
     Report,
     TradeState,
@@ -262,6 +263,12 @@ class Alipay:
         trade_no = fields.get("trade_no") or None
         if trade_no is not None and not TRADE_ID.fullmatch(trade_no):
             raise Unusable(f"the notification has {UNRECORDABLE_TRADE_NO}")
+        # A refund made at the console is notified to the payment's notify_url: the trade
+        # TRADE_CLOSED (in full) or still TRADE_SUCCESS (in part), with the refund's fields,
+        # which a trade closed unpaid or a payment does not carry.
+        refund = None
+        if fields.get("refund_fee") or fields.get("gmt_refund"):
+            refund = Refund("SUCCESS", fen(fields.get("refund_fee")))
         return Report(
             order_id=order_id,
             state=state,
@@ -269,6 +276,7 @@ class Alipay:
             currency="CNY",
             provider_trade_id=trade_no,
             paid_at=beijing_time(fields.get("gmt_payment")) if state == "paid" else None,
+            refund=refund,
         )
 
     # ------------------------------------------------------------ the SDK call

@@ -62,6 +62,23 @@ class Charge:
     expires_at: datetime  # aware, UTC; the provider's time_expire / timeout_express
 
 
+# A refund's outcome as WeChat Pay's refund_status names it: the money went back (SUCCESS),
+# did not reach the payer's account (ABNORMAL), or the refund was closed unmade (CLOSED).
+# Alipay notifies only refunds made: SUCCESS.
+RefundStatus = Literal["SUCCESS", "ABNORMAL", "CLOSED"]
+
+
+@dataclass(frozen=True)
+class Refund:
+    """A refund a notification reports. Nothing here refunds: someone did at the provider's
+    console, and the order keeps what it gave (a product decision), so it is only told."""
+
+    status: RefundStatus
+    # What went back: WeChat Pay's amount.refund (this refund), Alipay's refund_fee (every
+    # refund of the trade so far); None when unreadable, which refuses nothing.
+    amount_fen: int | None
+
+
 @dataclass(frozen=True)
 class Report:
     """A trade as the provider reports it, in a verified notification or a query answer."""
@@ -72,6 +89,7 @@ class Report:
     currency: str  # "CNY"
     provider_trade_id: str | None  # transaction_id / trade_no
     paid_at: datetime | None  # aware, UTC, when state is "paid" and the provider says
+    refund: Refund | None = None  # a notification of a refund: what it reports
 
 
 class Rejected(Exception):

@@ -8,8 +8,9 @@ its answer read whole (less when the invocation ends sooner: `app.payments.bound
 the notification's `Wechatpay-Serial` checked against our public_key_id before the SDK sees
 it (for an unknown serial the SDK would download platform certificates), the 5-minute
 window on `Wechatpay-Timestamp` (the SDK does not look at it), and our mchid and appid in
-every transaction. The SDK gets no logger: all it would log (at debug) is request headers
-carrying our signature, bodies and decrypted notifications.
+every transaction (our mchid in a refund's notification, which carries no appid). The SDK
+gets no logger: all it would log (at debug) is request headers carrying our signature,
+bodies and decrypted notifications.
 
 JSON from outside (a notification's body, an API answer) is read through the project's JSON
 policy (`app.json_values`: at most 16 deep, finite numbers), so a hostile nesting is refused
@@ -39,6 +40,7 @@ from wechatpayv3 import WeChatPayType
 from app import json_values
 from app.clock import rfc3339
 from app.config import Settings
+from app.payments import wechatpay_refund
 from app.payments.gateway import (
     PAYABLE_CODE,
     TRADE_ID,
@@ -329,32 +331,35 @@ class WechatPay:
         resource = event.get("resource") if isinstance(event, dict) else None
         if not isinstance(resource, dict):
             raise Rejected("notification resource is not a transaction", 400)
+        event_type = event.get("event_type")
         try:
-            report = self._report(resource)
+            # A refund made at the merchant platform may be sent here: its resource is a refund.
+            report = self._report(resource, refund_event=event_type in wechatpay_refund.EVENTS)
         except _NotOurs as other:
             raise Rejected(f"notification carries {other}", 400) from None
         except _Unusable as unusable:
             raise Unusable(f"notification carries {unusable}") from None
-        event_type = event.get("event_type")
         if report.state == "paid" and event_type != "TRANSACTION.SUCCESS":
             raise Rejected("notification of a paid trade is not a TRANSACTION.SUCCESS event", 400)
         return report
 
     # ------------------------------------------------------------ transactions
 
-    def _report(self, tx: dict[str, Any]) -> Report:
+    def _report(self, tx: dict[str, Any], *, refund_event: bool = False) -> Report:
         """A transaction (query answer or decrypted notification) as a Report, once its
-        mchid and appid are ours (_NotOurs otherwise) and its values usable (_Unusable)."""
+        mchid and appid are ours (_NotOurs otherwise) and its values usable (_Unusable); or,
+        from a refund's notification, a refund of one, which carries no appid."""
         if tx.get("mchid") != self.mchid:
             raise _NotOurs("another mchid")
-        if tx.get("appid") != self.appid:
+        refund = wechatpay_refund.refund(tx) if refund_event else None
+        if refund is None and tx.get("appid") != self.appid:
             raise _NotOurs("another appid")
         order_id = tx.get("out_trade_no")
         if not isinstance(order_id, str) or not order_id:
             raise _Unusable("no out_trade_no")
         if not OUT_TRADE_NO.fullmatch(order_id):
             raise _Unusable("an out_trade_no that is not 6-32 of [0-9A-Za-z_-|*]")
-        state = _STATES.get(str(tx.get("trade_state")))
+        state = "refunded" if refund else _STATES.get(str(tx.get("trade_state")))
         if state is None:
             raise _Unusable("an unknown trade_state")
         amount = tx.get("amount")
@@ -387,6 +392,7 @@ class WechatPay:
             currency=currency,
             provider_trade_id=trade_id or None,
             paid_at=paid_at,
+            refund=refund,
         )
 
 
