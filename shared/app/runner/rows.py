@@ -39,6 +39,11 @@ from app.runner import calls
 
 STEP_TERMINAL = ("succeeded", "failed", "cancelled")
 LEASE_MARGIN_S = 30.0
+# The least lease a row keeps once its last call answered (`Attempts.hold`): what the worker
+# may still spend then (the output kept in COS, the settle) and a margin. The claim's own
+# leaves as little as 3 s + LEASE_MARGIN_S after a call of the whole timeout, less a stall
+# before the call.
+AFTER_CALL_LEASE_S = calls.AFTER_LAST_CALL_S + LEASE_MARGIN_S
 Row = Mapping[Any, Any]
 
 _c = task_steps.c
@@ -307,6 +312,25 @@ class Attempts:
                 .values(
                     attempts=_c.attempts + 1, lease_until=renewed, heartbeat_at=now, updated_at=now
                 )
+            ).rowcount
+        if moved:
+            self.lease = renewed
+        return bool(moved)
+
+    def hold(self, for_s: float) -> bool:
+        """The lease kept `for_s` from now at least, renewed when less is left; False when
+        the row is no longer ours (taken over once the lease ran out, or cancelled), so its
+        holder writes nothing more for it (not even its output's object). No write while
+        enough is left: no row can be taken over before then."""
+        now = utcnow()
+        if self.lease - now >= timedelta(seconds=for_s):
+            return True
+        renewed = now + timedelta(seconds=for_s)
+        with transaction() as tx:
+            moved = tx.execute(
+                update(task_steps)
+                .where(self.owned())
+                .values(lease_until=renewed, heartbeat_at=now, updated_at=now)
             ).rowcount
         if moved:
             self.lease = renewed

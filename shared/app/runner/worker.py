@@ -13,7 +13,9 @@ died after its commit is healed. A failure between a claim's commit and its row'
 gives the claim and its host slot back before the message is raised for redelivery
 (`_give_back`, fenced by the claim's lease), so the redelivered message runs the row at once
 instead of finding it held until its lease runs out. A claim whose commit fails gives
-its host slot back at once (no call is made with it: `app.runner.rows`). The row's settle
+its host slot back at once (no call is made with it: `app.runner.rows`). Once the call
+answered, the row's lease is made to cover what follows (`rows.Attempts.hold`), fenced, so
+an answer whose row was taken over meanwhile keeps and settles nothing. The row's settle
 after its call, and its park for a re-queued message, are tried again on a lock conflict
 while another try fits the invocation (`app.db.conflicts`): failing the message would call
 the upstream again, or leave the row held by the claim's lease instead of the wait.
@@ -171,6 +173,13 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
                 )
             else:
                 outcome = calls.run_sim(call.step, payload)
+            # What follows the answer (its output kept in COS, the settle) runs under a lease
+            # that covers it, or not at all once the row was taken over: a duplicate message
+            # must not take over an answer being stored (and on the last call fail the step),
+            # nor a late answer write its object over the one its taker recorded.
+            hold = partial(attempts.hold, rows.AFTER_CALL_LEASE_S)
+            if isinstance(outcome, calls.Result) and not retry_conflicts(hold):
+                outcome = calls.Abandoned()
             if isinstance(outcome, calls.Succeeded):
                 name = f"{step.id}.{'-' if branch is None else branch}"
                 kept_output = outputs.keep(task_id, name, outcome.output, plan.limits.row)
@@ -185,6 +194,8 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
             retry_conflicts(partial(_park, parked, attempts, outcome.delay_s))
             return
         if isinstance(outcome, calls.Abandoned):
+            for token in kept:  # a branch's slot, kept for a successor it no longer claims
+                calls.release_slot(call.step, token)
             return
         if not isinstance(step, ForkStep):
             # Tried again on a lock conflict, as a branch's settle is: failing the message
