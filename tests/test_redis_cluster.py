@@ -64,6 +64,10 @@ ON_CLUSTER: dict[str, Callable[..., None]] = {
         cache_tests.test_a_held_change_stops_the_store_and_its_release_lets_the_next_load_store
     ),
     "app.runner.slots._ACQUIRE": runner_rules.test_concurrent_acquires_never_exceed_the_cap,
+    "app.runner.slots._RENEW": runner_rules.test_a_slot_handed_on_is_renewed_only_while_still_held,
+    "app.runner.slots._IN_USE": (
+        runner_rules.test_a_slot_whose_holder_died_is_free_again_when_its_lease_ends
+    ),
     "app.queue.scf._CLAIM_DUE": scf_tests.test_a_delayed_message_waits_in_redis_until_due,
     "app.realtime.acks._ADVANCE": (
         websocket_tests.test_an_acknowledgement_never_moves_back_or_past_what_was_sent

@@ -1,6 +1,7 @@
 """Host slots on a real three-node Redis Cluster (the `on_cluster` fixture): the rules of
-test_runner_rules.py run again with the instance's client on the cluster, and a fork whose
-branches take, hand on and return their host's slots through the worker."""
+test_runner_rules.py and test_slot_clock.py run again with the instance's client on the
+cluster, and a fork whose branches take, hand on and return their host's slots through the
+worker."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ import pytest
 
 from tests.fakes.upstream import FakeUpstream
 from tests.runner import test_runner_rules as rules
+from tests.runner import test_slot_clock as slot_clock
 from tests.support.pipelines import Worker
 
 SLOT_RULES: list[Callable[[], None]] = [
     rules.test_a_slot_whose_holder_died_is_free_again_when_its_lease_ends,
     rules.test_a_slot_handed_on_is_renewed_only_while_still_held,
     rules.test_concurrent_acquires_never_exceed_the_cap,
+    slot_clock.test_an_instance_whose_clock_runs_ahead_leaves_another_s_live_slot_alone,
+    slot_clock.test_a_slot_taken_or_renewed_by_an_instance_whose_clock_runs_behind_is_counted,
 ]
 
 

@@ -28,7 +28,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -126,39 +126,59 @@ def retry_after_s(value: str | None) -> float | None:
     return min(seconds, RETRY_AFTER_MAX_S)
 
 
-def _post(step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float) -> _Answer:
+@dataclass(frozen=True)
+class Headers:
+    """A step's headers as its call sends them, secrets filled (`prepare_headers`), and the
+    secret values filled in, kept out of its answer; or `refused`, the answer in place of a
+    call when they cannot be sent."""
+
+    # Neither in a log line or a traceback's locals repr: both hold the values.
+    sent: dict[str, str] = field(repr=False)
+    secrets: dict[str, str] = field(repr=False)
+    refused: _Answer | None = None
+
+
+def prepare_headers(step: HttpCall) -> Headers:
+    """The headers of one call of `step`, filled before its host slot is taken or looked at
+    again (`live_slot`): opening a secret waits on KMS (up to its timeout per secret), and
+    time spent after would come out of the slot's lease, which could then run out before
+    the call even starts, leaving the slot to another caller."""
+    if not step.headers:
+        return Headers({}, {})
+    try:
+        filled = vault_store.fill(step.headers)
+    except vault_store.Unavailable as gone:
+        # A secret that does not open now is a dependency that is down (KMS, most
+        # often): retried like a 5xx. Which secret and why (key ids, KMS's codes) is the
+        # operator's to read, never the customer's; the message names no value.
+        applog.log_fields(
+            log, logging.WARNING, "step secret not available", secret=gone.name, reason=str(gone)
+        )
+        return Headers({}, {}, _Answer(retryable=True, message=CREDENTIAL_UNAVAILABLE))
+    for header, value in filled.headers.items():
+        # A stored secret may hold what no header can (a PEM key's newlines, text
+        # beyond Latin-1): the same answer every time, named by header, never by value.
+        if not sendable_header_value(value):
+            written = step.headers.get(header, "")
+            what = "its secret's value" if referenced([written]) else "its value"
+            refused = _Answer(message=f"the header {header} cannot carry {what}")
+            return Headers({}, {}, refused)
+    return Headers(filled.headers, filled.secrets)
+
+
+def _post(
+    step: HttpCall, payload: dict[str, Any], key: str, timeout_s: float, ready: Headers
+) -> _Answer:
     from app.outbound.client import (  # cold start: only a worker calls out
         CallFailed,
         DestinationRefused,
         call,
     )
 
-    headers = {"Idempotency-Key": key}
-    sent_secrets: dict[str, str] = {}
-    if step.headers:
-        try:
-            filled = vault_store.fill(step.headers)
-        except vault_store.Unavailable as gone:
-            # A secret that does not open now is a dependency that is down (KMS, most
-            # often): retried like a 5xx. Which secret and why (key ids, KMS's codes) is the
-            # operator's to read, never the customer's; the message names no value.
-            applog.log_fields(
-                log,
-                logging.WARNING,
-                "step secret not available",
-                secret=gone.name,
-                reason=str(gone),
-            )
-            return _Answer(retryable=True, message=CREDENTIAL_UNAVAILABLE)
-        headers = {**filled.headers, **headers}
-        sent_secrets = filled.secrets
-        for header, value in headers.items():
-            # A stored secret may hold what no header can (a PEM key's newlines, text
-            # beyond Latin-1): the same answer every time, named by header, never by value.
-            if not sendable_header_value(value):
-                written = step.headers.get(header, "")
-                what = "its secret's value" if referenced([written]) else "its value"
-                return _Answer(message=f"the header {header} cannot carry {what}")
+    if ready.refused is not None:
+        return ready.refused
+    headers = {**ready.sent, "Idempotency-Key": key}
+    sent_secrets = ready.secrets
     try:
         reply = call(
             "POST",
@@ -333,32 +353,40 @@ def run_http(
     first_slot: str | None = None,
     ends_at: float | None = None,
     keep: list[str] | None = None,
+    headers: Headers | None = None,
 ) -> Outcome:
     """`first_slot`: the runner already holds a slot and counted the first call with its
     claim (one transaction fewer per call in the common case). `ends_at`: when the
     invocation's budget runs out (time.monotonic()), `budget_ends_at()` unless the caller
     knows better (an invocation that ran other branches before this one).
     `keep`: the slot of the last call, when the step ends with an answer, goes there
-    instead of back to the host, for the caller's next call (which renews or frees it)."""
+    instead of back to the host, for the caller's next call (which renews or frees it).
+    `headers`: the first call's, filled by the caller before it looked at `first_slot`
+    again; each further call's are filled before its slot is taken (`prepare_headers`)."""
     limit = 1 + step.retries
     if ends_at is None:
         ends_at = budget_ends_at()
     token = first_slot
+    ready = headers
     while True:
         try:
             if token is None:
                 if attempts_done >= limit:  # the last caller died before settling the step
                     return Failed(step_failed(f"no answer after {attempts_done} calls"))
+                # Filled before the slot is taken: KMS's time is not the lease's.
+                ready = ready or prepare_headers(step)
                 token = take_slot(step)
                 if token is None:
                     return Requeue(slot_retry_delay())
                 if not record_attempt():
                     return Abandoned()
                 attempts_done += 1
+            ready = ready or prepare_headers(step)  # a slot handed over without them
             # Never past the invocation's budget, the first call included: what is left
             # of it bounds the call's timeout.
             left = ends_at - time.monotonic()
-            answer = _post(step, payload, key, max(min(step.timeout_s, left), 0.1))
+            answer = _post(step, payload, key, max(min(step.timeout_s, left), 0.1), ready)
+            ready = None  # the next call fills its own: a secret may change meanwhile
             outcome = "ok" if answer.ok else "retryable" if answer.retryable else "failed"
             PIPELINE_CALLS.labels(outcome).inc()
             ended = outcome != "retryable" or attempts_done >= limit

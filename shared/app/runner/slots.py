@@ -6,6 +6,12 @@ one is a Lua script (drop expired leases, count, add) so two instances never bot
 last slot; a worker that dies holding a slot frees it when the lease runs out. A caller
 that gets no slot does not wait: it re-queues its work with a delay.
 
+Every lease is set and judged by the clock of the Redis server holding the set (TIME, in
+the scripts), never by an instance's own: instances whose clocks differ by seconds would
+otherwise disagree on which leases have run out, and one whose clock runs ahead would drop
+another's live slot, putting a call more on the host than its cap. TIME before a write is
+allowed since scripts replicate their effects, not themselves (Redis 5 on).
+
 Each operation touches one host's set alone, so on a Redis Cluster the key needs no hash
 tag: the set lives in whichever slot its name hashes to, and the script runs there.
 
@@ -17,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 
 from app.observability import logging as applog
 from app.redis_client import get_redis, is_redis_error
@@ -29,26 +34,44 @@ log = applog.get_logger(__name__)
 KEY_PREFIX = "pipeline:slots:"
 
 _ACQUIRE = """
+local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)  -- ms
 local key, token = KEYS[1], ARGV[1]
-local now, lease_until, cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local lease_ms, cap = tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
 if redis.call('ZCARD', key) < cap then
-  redis.call('ZADD', key, lease_until, token)
+  redis.call('ZADD', key, now + lease_ms, token)
   redis.call('PEXPIRE', key, 3600000)  -- an idle host's set goes away; leases are shorter
   return 1
 end
 return 0
 """
 
+# Only a slot still in the set: one dropped once its lease ran out is not taken back.
+# Asked with ZSCORE, not read from ZADD's count: a renewal landing on the lease's own end
+# changes nothing and would read as a lost slot.
+_RENEW = """
+local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)  -- ms
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+  return 1
+end
+return 0
+"""
+
+_IN_USE = """
+local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)  -- ms
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZCARD', KEYS[1])
+"""
+
 
 def acquire(host_key: str, cap: int, lease_s: float) -> str | None:
     """A slot token for `host_key`, or None when all `cap` slots are taken."""
     token = secrets.token_hex(8)
-    now_ms = time.time() * 1000
     # Registered on the client of this call: a script object keeps the client it was
     # registered on, and the instance's client is rebuilt when its settings change.
     taken = get_redis().register_script(_ACQUIRE)(
-        keys=[KEY_PREFIX + host_key], args=[token, now_ms, now_ms + lease_s * 1000, cap]
+        keys=[KEY_PREFIX + host_key], args=[token, _ms(lease_s), cap]
     )
     return token if int(taken) == 1 else None
 
@@ -58,8 +81,10 @@ def renew(host_key: str, token: str, lease_s: float) -> bool:
     False when the slot is no longer held (its lease ran out and another caller dropped
     it): the caller takes a fresh one. A slot still in the set is still counted, so
     renewing it never goes over the cap."""
-    until_ms = (time.time() + lease_s) * 1000
-    return bool(get_redis().zadd(KEY_PREFIX + host_key, {token: until_ms}, xx=True, ch=True))
+    renewed = get_redis().register_script(_RENEW)(
+        keys=[KEY_PREFIX + host_key], args=[token, _ms(lease_s)]
+    )
+    return int(renewed) == 1
 
 
 def release(host_key: str, token: str) -> None:
@@ -79,7 +104,8 @@ def release(host_key: str, token: str) -> None:
 
 
 def in_use(host_key: str) -> int:
-    key = KEY_PREFIX + host_key
-    redis = get_redis()
-    redis.zremrangebyscore(key, "-inf", time.time() * 1000)
-    return int(redis.zcard(key))
+    return int(get_redis().register_script(_IN_USE)(keys=[KEY_PREFIX + host_key]))
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)

@@ -150,6 +150,10 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
                 "input": uploads.outbound(plan.user_id, call.input),
                 "previous": outputs.render(task_id, claim.previous),
             }
+            # Filled before the slot is looked at again: KMS's time is not the lease's.
+            headers = None
+            if isinstance(call.step, HttpCall):
+                headers = calls.prepare_headers(call.step)
             if isinstance(call.step, HttpCall) and claim.slot is not None:
                 # The claim took its slot before its commit, and that commit, marking the
                 # task running and presigning the input came before this call: a stall there
@@ -170,6 +174,7 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
                     claim.slot,
                     ends_at,
                     kept if branch is not None else None,
+                    headers,
                 )
             else:
                 outcome = calls.run_sim(call.step, payload)

@@ -1,0 +1,53 @@
+"""Host slot leases are judged by one clock, Redis's, not each instance's own: two function
+instances whose wall clocks differ by some seconds still count the same slots, so one whose
+clock runs ahead never drops another's live slot, and one whose clock runs behind never
+takes or renews a slot that is already lapsed for everyone else. Either would let more
+calls than PIPELINE_HOST_CONCURRENCY reach the host.
+
+The other instance is this process with its wall clock off: the standard library's
+`time.time` moved for the calls it makes, the host's clock and Redis's left as they are."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from unittest import mock
+
+from app.runner import slots
+
+SKEW_S = 30.0  # far more than any lease below, so no slow run blurs it
+LEASE_S = 10.0
+
+
+@contextmanager
+def clock_off_by(seconds: float) -> Iterator[None]:
+    """Calls made inside read a wall clock `seconds` ahead (behind when negative)."""
+    real = time.time
+    with mock.patch("time.time", lambda: real() + seconds):
+        yield
+
+
+def test_an_instance_whose_clock_runs_ahead_leaves_another_s_live_slot_alone() -> None:
+    host = "ahead.example:80"
+    held = slots.acquire(host, cap=1, lease_s=LEASE_S)
+    assert held is not None
+    with clock_off_by(SKEW_S):
+        assert slots.acquire(host, cap=1, lease_s=LEASE_S) is None
+        assert slots.in_use(host) == 1
+    slots.release(host, held)
+    assert slots.in_use(host) == 0
+
+
+def test_a_slot_taken_or_renewed_by_an_instance_whose_clock_runs_behind_is_counted() -> None:
+    host = "behind.example:80"
+    with clock_off_by(-SKEW_S):
+        held = slots.acquire(host, cap=1, lease_s=LEASE_S)
+        assert held is not None
+    assert slots.acquire(host, cap=1, lease_s=LEASE_S) is None
+    with clock_off_by(-SKEW_S):
+        assert slots.renew(host, held, lease_s=LEASE_S)
+    assert slots.acquire(host, cap=1, lease_s=LEASE_S) is None
+    assert slots.in_use(host) == 1
+    slots.release(host, held)
+    assert slots.in_use(host) == 0
