@@ -57,7 +57,9 @@ ON_CLUSTER: dict[str, Callable[..., None]] = {
         guessing_tests.test_a_right_code_with_a_bad_invite_is_referrer_invalid_and_tries_few
     ),
     "app.counters._TAKE": signin_tests.test_failures_per_ip_are_capped,
-    "app.counters._GIVE_BACK": signin_tests.test_an_unjudged_attempt_is_given_back,
+    "app.counters._GIVE_BACK": (
+        signin_tests.test_the_right_password_of_a_disabled_account_is_no_failed_guess
+    ),
     "app.cache._STORE_IF_LOCKED": cache_tests.test_miss_loads_and_stores_then_hit_does_not_load,
     "app.cache._RELEASE": cache_tests.test_loader_exception_reaches_the_caller_and_stores_nothing,
     "app.cache._RELEASE_HOLD": (

@@ -42,7 +42,7 @@ FLOWS: list[Callable[[Flows], None]] = [
     # The password login throttle: reserve (phone, then IP), fail, succeed, give back.
     signin_tests.test_failed_logins_lock_password_login_but_not_code_login,
     signin_tests.test_parallel_wrong_passwords_cannot_outrun_the_lock,
-    signin_tests.test_an_unjudged_attempt_is_given_back,
+    signin_tests.test_the_right_password_of_a_disabled_account_is_no_failed_guess,
     signin_tests.test_success_clears_the_failure_count,
     signin_tests.test_failures_per_ip_are_capped,
     signin_tests.test_a_refusal_by_the_ip_gives_the_phone_its_attempt_back,
