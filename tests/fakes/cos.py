@@ -29,6 +29,9 @@ port, as ../shared/SDK-NOTES.md says) and relays the answer in COS's shape.
   presigned PUT's URL with `&acl` appended is a PutObjectACL. `acl(key)` gives the ACL
   headers an object was last written with; `policy()` the bucket policy, which the fake
   keeps itself (GET, PUT and DELETE `?policy`; 404 `NoSuchBucketPolicy` when none).
+- PUT Object - Copy: a PUT of an object with `x-cos-copy-source` copies another object of
+  the bucket to its key, authorised and refused by the policy as PutObjectCopy, as
+  tests/fakes/cos_copy.py says.
 - Storage classes: a PutObject's `x-cos-storage-class` is kept (`storage_class(key)`), and
   HeadObject answers it in that header, which COS omits for a STANDARD object (HEAD Object,
   cloud.tencent.com/document/product/436/7745). Only the header: a GET of an archived
@@ -61,6 +64,7 @@ from xml.etree import ElementTree
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from tests.fakes.cos_access import acl_answer, acl_of, denied, publicly_readable
+from tests.fakes.cos_copy import CopySource, copy_answer, copy_source, parse_source
 from tests.fakes.cos_signature import authenticate
 from tests.fakes.cos_wire import REGION, CosRefusal, default_code, operation, send, send_error
 from tests.fakes.server import LocalServer
@@ -334,7 +338,8 @@ class FakeCos(LocalServer):
         else:
             bucket, _, raw_key = split.path.lstrip("/").partition("/")
         key = unquote(raw_key)
-        op = operation(request.command, key, query)
+        source = copy_source(request.headers)
+        op = operation(request.command, key, query, copying=source is not None)
         resource = f"{bucket}.cos.{REGION}.myqcloud.com/{key}"
         try:
             if bucket != self.bucket:
@@ -361,6 +366,9 @@ class FakeCos(LocalServer):
             if op.endswith("BucketPolicy"):
                 self._bucket_policy(request, op, body)
                 return
+            if op == "PutObjectCopy" and source is not None:
+                self._copy(request, key, parse_source(source))
+                return
         except CosRefusal as refusal:
             self._record(op, refusal.status, refusal.code)
             send_error(request, refusal, resource)
@@ -380,7 +388,7 @@ class FakeCos(LocalServer):
 
     def _authorize(self, request: BaseHTTPRequestHandler, op: str, key: str) -> None:
         """The bucket policy's deny statements, for the writes that set an object's ACL."""
-        if op not in ("PutObject", "PutObjectACL"):
+        if op not in ("PutObject", "PutObjectACL", "PutObjectCopy"):
             return
         appid = self.bucket.rpartition("-")[2]
         if denied(
@@ -416,6 +424,24 @@ class FakeCos(LocalServer):
             status, answer = 200, stored
         self._record(op, status)
         send(request, status, [("Content-Type", "application/json")], answer)
+
+    def _copy(self, request: BaseHTTPRequestHandler, key: str, source: CopySource) -> None:
+        """PUT Object - Copy (tests/fakes/cos_copy.py): the source's bytes at `key`, the
+        request's body ignored."""
+        if source.bucket != self.bucket:
+            raise CosRefusal(404, "NoSuchBucket", "The specified bucket does not exist.")
+        data = self.data(source.key)
+        if data is None:
+            raise CosRefusal(404, "NoSuchKey", "The specified key does not exist.")
+        self._backend().put_object(self.bucket, key, data)
+        chosen = request.headers.get("x-cos-storage-class")
+        with self._lock:
+            self._acls[key] = acl_of(request.headers)
+            self._classes.pop(key, None)
+            if chosen:
+                self._classes[key] = chosen
+        self._record("PutObjectCopy", 200)
+        send(request, 200, [("Content-Type", "application/xml")], copy_answer(data))
 
     def _object_acl(self, request: BaseHTTPRequestHandler, op: str, key: str) -> None:
         if key not in self._backend().get_bucket(self.bucket).keys:

@@ -16,8 +16,11 @@ class CosRefusal(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def operation(method: str, key: str, query: Mapping[str, str]) -> str:
-    """COS's name for the request (the API's action names)."""
+def operation(method: str, key: str, query: Mapping[str, str], *, copying: bool = False) -> str:
+    """COS's name for the request (the API's action names). `copying`: it carries
+    `x-cos-copy-source`, which makes a PUT of an object a copy (tests/fakes/cos_copy.py)."""
+    if key and copying and method == "PUT" and "acl" not in query:
+        return "PutObjectCopy"
     if key:
         names = {"GET": "Get", "PUT": "Put", "HEAD": "Head", "DELETE": "Delete", "POST": "Post"}
         return f"{names.get(method, method)}Object" + ("ACL" if "acl" in query else "")

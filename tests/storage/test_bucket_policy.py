@@ -15,6 +15,7 @@ from app.storage import bucket_policy, cleanup
 from app.storage.objects import StorageError
 from app.storage.store import store
 from tests.fakes.cos import FakeCos
+from tests.fakes.cos_wire import REGION
 
 EVERYONE = 'uri="http://cam.qcloud.com/groups/global/AllUsers"'
 KEY = "uploads/u1/abc"
@@ -74,6 +75,42 @@ def test_a_presigned_put_sent_as_an_acl_change_is_refused(cos: FakeCos) -> None:
     assert cos.count("PutObjectACL") == 1
     assert cos.acl(KEY) == {"x-cos-acl": "private"}
     assert anonymous_get(cos, KEY) == 403
+
+
+@pytest.mark.parametrize("source", ["uploads/u2/theirs", "tasks/t2/out.json"])
+def test_a_presigned_put_sent_as_a_copy_is_refused(cos: FakeCos, source: str) -> None:
+    """`x-cos-copy-source`, which the signature does not list, makes the URL a PUT Object -
+    Copy, authorised as PutObjectCopy: another user's upload or output, read with the
+    platform's key, would land at the holder's key. The policy refuses every copy there."""
+    cleanup.run()
+    cos.plant(source, b"not yours")
+    upload = store().presign_put(KEY, "image/png", len(DATA), 900)
+    copying = upload.headers | {
+        "x-cos-copy-source": f"{cos.bucket}.cos.{REGION}.myqcloud.com/{source}"
+    }
+    reply = requests.put(upload.url, data=DATA, headers=copying, timeout=10)
+    assert reply.status_code == 403, reply.text
+    assert "<Code>AccessDenied</Code>" in reply.text
+    assert cos.count("PutObjectCopy") == 1
+    assert cos.data(KEY) is None
+    # the same URL with exactly its own headers uploads its own bytes
+    reply = requests.put(upload.url, data=DATA, headers=upload.headers, timeout=10)
+    assert reply.status_code == 200, reply.text
+    assert cos.data(KEY) == DATA
+
+
+def test_the_fake_copies_what_no_statement_refuses(cos: FakeCos) -> None:
+    """FakeCos makes the copy, as COS does, when the policy does not refuse it: the test
+    above is refused by the policy, not by a fake that cannot copy."""
+    cos.plant("tasks/t2/out.json", b"not yours")
+    upload = store().presign_put(KEY, "image/png", len(DATA), 900)
+    source = f"{cos.bucket}.cos.{REGION}.myqcloud.com/tasks/t2/out.json"
+    reply = requests.put(
+        upload.url, data=DATA, headers=upload.headers | {"x-cos-copy-source": source}, timeout=10
+    )
+    assert reply.status_code == 200, reply.text
+    assert "<CopyObjectResult>" in reply.text
+    assert cos.data(KEY) == b"not yours"
 
 
 def test_outputs_are_written_as_before(cos: FakeCos) -> None:

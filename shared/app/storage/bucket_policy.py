@@ -1,5 +1,5 @@
 """The bucket policy's statements of ours: no upload can be made readable by anyone else,
-nor put in a storage class of its holder's choosing.
+nor put in a storage class of its holder's choosing, nor filled with a copy of another object.
 
 A presigned PUT (app.storage.uploads) signs its Content-Type, Content-Length and
 `x-cos-acl: private`, but COS checks only the headers its signature lists: its holder could
@@ -20,7 +20,15 @@ appended could be sent as a PutObjectACL. So the bucket policy denies, to everyo
   and bill 60 or 180 days of storage for an object cleanup deletes after hours. PutObject is
   the only write the URL can be turned into: PostObject, InitiateMultipartUpload and
   AppendObject are POSTs, and the signature covers the method,
-- every PutObjectACL: the backend never changes an upload's ACL.
+- every PutObjectACL: the backend never changes an upload's ACL,
+- every PutObjectCopy: `x-cos-copy-source`, a header the URL does not sign, makes the PUT a
+  PUT Object - Copy (.../436/10881), which COS authorises at the destination as
+  `cos:PutObjectCopy`, not `cos:PutObject`, so none of the statements above applies to it;
+  the source is read with the key that signed the URL, the platform's, so the holder could
+  fill their own upload with another user's upload or a task's output (or anything else
+  that key reads) and have a task send it upstream. The backend never copies into
+  `uploads/`. The action is denied whatever the request carries: no condition key for the
+  header is documented, and the action's name is.
 
 Condition keys and operators as COS documents them for bucket policies
 (cloud.tencent.com/document/product/436/71306, .../436/46206: `cos:x-cos-acl` with
@@ -93,7 +101,8 @@ def our_statements(region: str, bucket: str) -> list[dict[str, Any]]:
     storage_class = deny(
         "no-storage-class", "PutObject", {"string_like": {"cos:x-cos-storage-class": "*"}}
     )
-    return [acl, *grants, storage_class, deny("no-acl-change", "PutObjectACL")]
+    acl_change = deny("no-acl-change", "PutObjectACL")
+    return [acl, *grants, storage_class, acl_change, deny("no-copy", "PutObjectCopy")]
 
 
 def ensure_policy(bucket: ObjectStore, region: str, bucket_name: str) -> bool:

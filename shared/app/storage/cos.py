@@ -166,7 +166,8 @@ class CosStore:
     ) -> Presigned:
         # All three go into q-header-list: COS refuses the upload with another type, length
         # or ACL (`public-read`, ...), and one without them. A header the holder adds that
-        # is not signed (`x-cos-grant-*`) the bucket policy refuses (app.storage.bucket_policy).
+        # is not signed (`x-cos-grant-*`, `x-cos-copy-source`) the bucket policy refuses
+        # (app.storage.bucket_policy).
         headers = {
             "Content-Type": content_type,
             "Content-Length": str(size_bytes),

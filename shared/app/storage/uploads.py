@@ -4,7 +4,8 @@ names.
 `POST /uploads` answers a presigned PUT for `uploads/{user_id}/{id}` whose signature covers
 the declared Content-Type and Content-Length and a private ACL, valid PUT_TTL_S: the store
 refuses any other type, size or ACL (and the bucket policy any grant or storage-class
-header added, app.storage.bucket_policy). Each one can become an object of up to
+header added, or `x-cos-copy-source` making it a copy of another object,
+app.storage.bucket_policy). Each one can become an object of up to
 UPLOAD_MAX_BYTES that stays on the bill until cleanup, so a user is given at most
 UPLOADS_PER_USER_PER_HOUR of them an hour (`429 RATE_LIMITED` with Retry-After past it,
 nothing presigned); a request refused as invalid, or one the store could not sign, counts
