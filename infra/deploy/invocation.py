@@ -12,9 +12,14 @@ the synchronous invocation of db-migrate, before the other functions are deploye
   URL's BoundResources), and the domain would meanwhile send those paths to nothing.
 - Timers: one `timer` trigger per `timers:` entry, by name; compared on cron (SCF answers
   `{"cron": ...}` for the cron it was given), enabled state (OPEN/CLOSE in, 1/0 out) and
-  argument; a changed one is replaced (deleted, then created: SCF's older tooling never
-  updates timers in place); one the file no longer declares is removed. Trigger types the
-  file cannot declare (cos, cls, ckafka) are left alone.
+  argument; a changed one is updated in place (`UpdateTrigger`, which updates a timer's
+  Enable, TriggerDesc, Description and CustomArgument, as the action's own text in tccli's
+  scf api.json says, tests/fakes/schemas), so a change SCF refuses leaves the timer as it
+  was, where deleting it first left the function with none. An argument taken out of the
+  file is sent empty: that text has a CustomArgument left out keep its value and an empty
+  one empty it; Enable, which may not be empty, is always OPEN or CLOSE. One the file no
+  longer declares is removed. Trigger types the file cannot declare (cos, cls, ckafka) are
+  left alone.
 - Async config: `UpdateFunctionEventInvokeConfig` when `GetFunctionEventInvokeConfig`'s
   first RetryNum or MsgTTL differ, and always on a function this deploy creates.
 """
@@ -153,8 +158,11 @@ def timers(ctx: Context, fn: FunctionTarget, triggers: list[dict[str, Any]]) -> 
         )
         changed = compare(("cron", "enabled", "argument"), old, wanted)
         if ctx.plan.update(what, changed):
-            delete(have)
-            ctx.write("CreateTrigger", **base, **params)
+            # The trigger is named by its qualifier too; the argument is always sent, empty
+            # to take it away.
+            qualifier = have.get("Qualifier") or QUALIFIER
+            update = {**params, "Qualifier": qualifier, "CustomArgument": timer.argument}
+            ctx.write("UpdateTrigger", **base, **update)
     for name, have in sorted(existing.items()):
         if ctx.plan.remove(f"timer {fn.name}/{name}"):
             delete(have)

@@ -121,7 +121,7 @@ class Plan:
 
     def begun(self) -> None:
         """SCF has accepted a write of the change being made: a failure from here on leaves
-        it begun (a function Creating, a timer deleted before its replacement), not untouched."""
+        it begun (a function Creating, or deleted before its replacement), not untouched."""
         if len(self.changes) > self._made:
             self._begun = True
 

@@ -6,7 +6,8 @@ each `invoke_after_deploy` function (db-migrate), which the apply then invokes; 
 function (its code and configuration, its Function URL, its timers, its async config); the
 functions' reserved concurrency, those lowered first; then the custom domain that points at
 the URLs; and last the URLs of functions that should have none, which SCF refuses to
-delete while the domain still maps their paths.
+delete while the domain still maps their paths; and once every other change is made, the
+layer's old versions that no function names (infra.deploy.layer `prune`).
 
 So the schema is migrated before any function runs the code that needs it, and a migration
 that fails stops the deploy with every other function still on its previous version (a
@@ -57,6 +58,9 @@ def walk(ctx: Context) -> None:
     ctx.plan.settle()
     for fn, urls in stale:
         invocation.remove_urls(ctx, fn, urls)
+        ctx.plan.settle()
+    if not ctx.plan.blocked:  # an apply that made every change: no function is left behind
+        layer.prune(ctx, layer_ref)
         ctx.plan.settle()
 
 

@@ -99,8 +99,11 @@ class ScfApi:
 
     # ------------------------------------------------------------ reads
 
-    def function(self, name: str) -> dict[str, Any] | None:
-        return self.read_or_none("GetFunction", FunctionName=name, Namespace=self.namespace)
+    def function(self, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        """GetFunction's answer for the function of this stage's namespace (or of
+        `namespace`), None when there is no such function."""
+        where = namespace or self.namespace
+        return self.read_or_none("GetFunction", FunctionName=name, Namespace=where)
 
     def triggers(self, name: str) -> list[dict[str, Any]]:
         return list(

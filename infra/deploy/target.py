@@ -124,8 +124,8 @@ def _check_size(spec: FunctionSpec) -> None:
 # weekdays their English names, SUN = 0), and an argument of at most 4 KB; its name as
 # CreateTrigger's TriggerName says (tccli's api.json): letters, digits, - and _, at most 100.
 # The page also keeps a legacy 5-field form, which is refused here as the local cloud does
-# (infra.local.timers): a file's cron means the same on both. A changed timer is deleted
-# before it is made anew, so one SCF refuses would leave none.
+# (infra.local.timers): a file's cron means the same on both. Checked before any call, so
+# a cron SCF refuses stops the deploy before it changes anything rather than half way.
 _CRON_FIELDS = (
     ("second", 0, 59, ""),
     ("minute", 0, 59, ""),

@@ -56,7 +56,9 @@ def test_a_memory_change_updates_that_function_only(deployed: Account) -> None:
     assert deployed.deploy("plan", config=config).last.startswith("plan: 0 to create, 0 to update")
 
 
-def test_a_changed_timer_is_replaced_and_a_dropped_one_removed(deployed: Account) -> None:
+def test_a_changed_timer_is_updated_in_place_and_a_dropped_one_removed(
+    deployed: Account,
+) -> None:
     def edit(data: dict[str, Any]) -> None:
         data["functions"]["saga-sweeper"]["timers"][0]["cron"] = "0 */5 * * * * *"
         data["functions"]["invite-refill"].pop("timers")
@@ -72,8 +74,7 @@ def test_a_changed_timer_is_replaced_and_a_dropped_one_removed(deployed: Account
 
     assert deployed.deploy("apply", config=config).code == 0
     assert _writes(deployed) == [
-        ("DeleteTrigger", PREFIX + "saga-sweeper"),
-        ("CreateTrigger", PREFIX + "saga-sweeper"),
+        ("UpdateTrigger", PREFIX + "saga-sweeper"),
         ("DeleteTrigger", PREFIX + "invite-refill"),
     ]
     (timer,) = deployed.scf.triggers[NAMESPACE, PREFIX + "saga-sweeper"]
@@ -439,8 +440,8 @@ def test_what_scf_would_refuse_halfway_stops_the_deploy_before_any_call(
 
 
 def test_a_cron_scf_refuses_leaves_the_timer_it_replaces_in_place(deployed: Account) -> None:
-    """A changed timer is deleted, then created anew: a cron SCF refuses, found only at the
-    CreateTrigger, would leave the function with no timer at all."""
+    """A cron SCF refuses is refused before any call: found only at the timer's
+    UpdateTrigger, it would stop the deploy with the layer and functions changed."""
 
     def edit(data: dict[str, Any]) -> None:
         data["functions"]["saga-sweeper"]["timers"][0]["cron"] = "0 */5 * * * *"
@@ -500,22 +501,25 @@ def test_new_code_made_before_its_configuration_is_refused_is_reported_done(
     ]
 
 
-def test_a_timer_deleted_before_its_replacement_is_refused_is_reported_begun(
-    deployed: Account,
-) -> None:
+def test_a_timer_change_scf_refuses_leaves_the_timer_as_it_was(deployed: Account) -> None:
+    """Updated in place: a refusal leaves the old timer firing, where deleting it before
+    creating it anew left the function with none until the next deploy."""
+
     def edit(data: dict[str, Any]) -> None:
         data["functions"]["saga-sweeper"]["timers"][0]["cron"] = "0 */5 * * * * *"
 
     deployed.scf.fail_next("CreateTrigger", "LimitExceeded.Trigger", "too many triggers")
+    deployed.scf.fail_next("UpdateTrigger", "LimitExceeded.Trigger", "too many triggers")
     result = deployed.deploy("apply", config=deployed.edited_config(edit))
-    assert result.code == 1
+    assert result.code == 1, result.output
     cron = "cron: 0 */1 * * * * * -> 0 */5 * * * * *"
     assert result.lines[-3:] == [
-        "error: CreateTrigger: LimitExceeded.Trigger: too many triggers",
+        "error: UpdateTrigger: LimitExceeded.Trigger: too many triggers",
         "nothing was changed before the failure",
-        f"begun, not finished: ~ update timer {PREFIX}saga-sweeper/saga-sweeper {cron}",
+        f"not done: ~ update timer {PREFIX}saga-sweeper/saga-sweeper {cron}",
     ]
-    assert deployed.scf.triggers[NAMESPACE, PREFIX + "saga-sweeper"] == []  # what "begun" warns of
+    (timer,) = deployed.scf.triggers[NAMESPACE, PREFIX + "saga-sweeper"]
+    assert timer["TriggerDesc"] == '{"cron": "0 */1 * * * * *"}'
 
     assert deployed.deploy("apply", config=deployed.edited_config(edit)).code == 0
     (timer,) = deployed.scf.triggers[NAMESPACE, PREFIX + "saga-sweeper"]

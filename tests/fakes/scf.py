@@ -1,7 +1,8 @@
 """A fake of SCF's state behind FakeTencentCloud: namespaces (tests/fakes/scf_namespaces.py:
 `default` and those CreateNamespace made, each holding at most 50 functions), functions
 (Creating, then Active a moment later; Updating after each update), each one of its
-namespace, layers and their versions (Publishing, then Active), triggers, async invoke
+namespace, layers and their versions (Publishing, then Active; DeleteLayerVersion takes one
+away, its number never reused), triggers, async invoke
 configs, reserved concurrency (tests/fakes/scf_concurrency.py), custom domains, and Invoke.
 
 Every request is first checked against the official schema (tests/fakes/api_schema.py), then
@@ -35,7 +36,8 @@ would take for done.
 returns, or its exception as the function's error. `scf.writes()` lists every call that
 changed something; `scf.fail_next(action, code)` refuses the next call of `action`;
 `scf.fail_next_change(name, code, message)` accepts the next write of function or layer
-`name` and ends it failed, with that reason; `scf.leave(name, status, code, message)` puts a
+`name` and ends it failed, with that reason; `scf.publish_elsewhere(layer, description)`
+adds an Active version as an earlier deploy left it; `scf.leave(name, status, code, message)` puts a
 function in a status as a write from elsewhere left it.
 """
 
@@ -119,6 +121,7 @@ class FakeScf(NamespaceActions, RoutingActions, ConcurrencyActions):
         self.namespaces: dict[str, dict[str, Any]] = {}
         self.add_namespace(DEFAULT, kind="default")
         self.layers: dict[str, list[dict[str, Any]]] = {}
+        self._last_layer_version: dict[str, int] = {}  # a deleted version's number is not reused
         self.domains: dict[str, dict[str, Any]] = {}
         self.runners: dict[str, Runner] = {}
         self._failures: dict[str, TencentCloudError] = {}
@@ -158,6 +161,26 @@ class FakeScf(NamespaceActions, RoutingActions, ConcurrencyActions):
             self.functions[key].update(
                 Status=status, StatusReasons=reasons, StatusDesc=desc, _ready_at=float("inf")
             )
+
+    def publish_elsewhere(self, layer: str, description: str) -> int:
+        """A version of `layer` published by someone else (an earlier deploy), Active; its
+        number."""
+        with self._lock:
+            versions = self.layers.setdefault(layer, [])
+            number = self._last_layer_version[layer] = self._last_layer_version.get(layer, 0) + 1
+            versions.append(
+                {
+                    "LayerName": layer,
+                    "LayerVersion": number,
+                    "CompatibleRuntimes": ["Python3.10"],
+                    "Description": description,
+                    "LicenseInfo": "",
+                    "AddTime": _now(),
+                    "Status": "Active",
+                    "Stamp": "default",
+                }
+            )
+            return number
 
     def calls(self) -> list[Call]:
         return [c for c in self.cloud.calls if c.service == "scf"]
@@ -420,9 +443,10 @@ class FakeScf(NamespaceActions, RoutingActions, ConcurrencyActions):
             raise _error("InvalidParameterValue.CompatibleRuntimes", str(sorted(unknown)))
         self._code(params["Content"])
         versions = self.layers.setdefault(name, [])
+        number = self._last_layer_version[name] = self._last_layer_version.get(name, 0) + 1
         version = {
             "LayerName": name,
-            "LayerVersion": len(versions) + 1,
+            "LayerVersion": number,
             "CompatibleRuntimes": params["CompatibleRuntimes"],
             "Description": params.get("Description", ""),
             "LicenseInfo": "",
@@ -448,3 +472,14 @@ class FakeScf(NamespaceActions, RoutingActions, ConcurrencyActions):
 
     def _GetLayerVersion(self, params: dict[str, Any]) -> dict[str, Any]:
         return _public(self._layer_version(params["LayerName"], params["LayerVersion"]))
+
+    def _DeleteLayerVersion(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Gone at once; a function that names it keeps it, but none can be given it again
+        (https://cloud.tencent.com/document/api/583/41387). Refusing a version still being
+        published is the fake's assumption."""
+        name = params["LayerName"]
+        version = self._layer_version(name, params["LayerVersion"])
+        if version["Status"] == "Publishing":
+            raise _error("FailedOperation.DeleteLayerVersion", "the version is Publishing")
+        self.layers[name].remove(version)
+        return {}
