@@ -15,13 +15,12 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from app.clock import utcnow
 from app.db.tables import tasks
 from app.runner import slots
 from tests.fakes.upstream import Answer, FakeUpstream
-from tests.support.host_slots import OtherCaller, given_back_since
+from tests.support.host_slots import OtherCaller, given_back_since, stalled_past_the_lease
 from tests.support.local_cloud import wait_for
-from tests.support.lock_waits import RowLock, wait_for_a_lock_wait
+from tests.support.lock_waits import RowLock
 from tests.support.pipelines import Customer, Worker, new_pipeline
 from tests.support.settings import app_engine_under, settings_env
 
@@ -53,14 +52,8 @@ def test_a_slot_lost_before_the_first_call_is_never_called_with() -> None:
         other = OtherCaller(upstream)
         worker = Worker().start()
         try:
-            try:
-                wait_for_a_lock_wait()  # the step claimed with a slot; marking running waits
-                assert wait_for(lambda: slots.in_use(other.host) == 0)  # its lease ran out
-                other.start()
-                assert wait_for(lambda: upstream.in_flight == 1)
-            finally:
-                released = utcnow()
-                lock.release()
+            # The step claimed with a slot; marking running waits, past the slot's lease.
+            released = stalled_past_the_lease(lock, other, upstream)
             # The worker, now past the stall, found the host full and gave the claim back.
             assert wait_for(lambda: given_back_since(task_id, -1, released))
             calls_while_full = len(upstream.calls_to("/r"))

@@ -7,9 +7,12 @@ import http.client
 import threading
 from datetime import datetime
 
+from app.clock import utcnow
 from app.db.transaction import transaction
 from app.runner import rows, slots
 from tests.fakes.upstream import Answer, Call, FakeUpstream
+from tests.support.local_cloud import wait_for
+from tests.support.lock_waits import RowLock, wait_for_a_lock_wait
 
 
 def given_back_since(task_id: str, branch: int, since: datetime) -> bool:
@@ -55,3 +58,17 @@ class OtherCaller:
         self._thread.join()
         assert self.token is not None
         slots.release(self.host, self.token)
+
+
+def stalled_past_the_lease(lock: RowLock, other: OtherCaller, upstream: FakeUpstream) -> datetime:
+    """Keep the slot's holder waiting for `lock` until the slot's lease ran out and `other`
+    took the host's only slot and has a call in flight; then let it go on. When it was let go."""
+    try:
+        wait_for_a_lock_wait()
+        assert wait_for(lambda: slots.in_use(other.host) == 0)  # its lease ran out
+        other.start()
+        assert wait_for(lambda: upstream.in_flight == 1)
+    finally:
+        released = utcnow()
+        lock.release()
+    return released

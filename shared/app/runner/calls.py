@@ -83,7 +83,12 @@ class Failed:
 
 @dataclass(frozen=True)
 class Requeue:
+    """Hand the step to a fresh message `delay_s` from now. `unmade`: the last call counted
+    was not made (its slot was lost while the count committed), so its count is taken back
+    with the park and the step still gets 1 + retries calls."""
+
     delay_s: float
+    unmade: bool = False
 
 
 @dataclass(frozen=True)
@@ -375,12 +380,16 @@ def run_http(
                     return Failed(step_failed(f"no answer after {attempts_done} calls"))
                 # Filled before the slot is taken: KMS's time is not the lease's.
                 ready = ready or prepare_headers(step)
-                token = take_slot(step)
+                token, until = fresh_slot(step)
                 if token is None:
                     return Requeue(slot_retry_delay())
                 if not record_attempt():
                     return Abandoned()
                 attempts_done += 1
+                # The count's commit may have stalled past the slot's lease: checked again.
+                token, until = live_slot(step, token, until)
+                if token is None:
+                    return Requeue(slot_retry_delay(), unmade=True)
             ready = ready or prepare_headers(step)  # a slot handed over without them
             # Never past the invocation's budget, the first call included: what is left
             # of it bounds the call's timeout.

@@ -363,20 +363,25 @@ def give_back(tx: Transaction, attempts: Attempts, unmade: Claim | None) -> bool
     return bool(tx.execute(update(task_steps).where(attempts.owned()).values(**values)).rowcount)
 
 
-def park(tx: Transaction, attempts: Attempts, delay_s: float) -> None:
+def park(tx: Transaction, attempts: Attempts, delay_s: float, *, unmade: bool = False) -> None:
     """Give the row back for a re-queued message: pending if it was never called, else
     running with no worker (no heartbeat) and a lease that ends when the wait does, so no
     duplicate message or sweeper re-publish calls the upstream before Retry-After ran out
-    (`claim` hands such a message back to the queue for the time left)."""
+    (`claim` hands such a message back to the queue for the time left). `unmade`: the last
+    call counted was not made, and is counted no more."""
     now = utcnow()
+    taken_back = 1 if unmade else 0
     tx.execute(
         update(task_steps)
         .where(attempts.owned())
-        .values(
-            status=case((_c.attempts == 0, "pending"), else_="running"),
-            lease_until=now + timedelta(seconds=delay_s),
-            heartbeat_at=None,
-            updated_at=now,
+        # In this order: MySQL sets columns left to right, each seeing those set before it,
+        # and the status is judged by the count as it was (SQLite always reads it so).
+        .ordered_values(
+            (_c.status, case((_c.attempts == taken_back, "pending"), else_="running")),
+            (_c.attempts, _c.attempts - taken_back),
+            (_c.lease_until, now + timedelta(seconds=delay_s)),
+            (_c.heartbeat_at, None),
+            (_c.updated_at, now),
         )
     )
 

@@ -196,7 +196,8 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
             # Tried again on a lock conflict, as a settle is: failing the message would
             # leave the row held by the claim's lease (minutes) instead of the wait.
             parked = Work(task_id, position, row_branch, width)
-            retry_conflicts(partial(_park, parked, attempts, outcome.delay_s))
+            park = partial(_park, parked, attempts, outcome.delay_s, unmade=outcome.unmade)
+            retry_conflicts(park)
             return
         if isinstance(outcome, calls.Abandoned):
             for token in kept:  # a branch's slot, kept for a successor it no longer claims
@@ -230,14 +231,15 @@ def _settle(attempts: rows.Attempts, result: calls.Result) -> bool:
         return rows.settle(tx, attempts, result, utcnow())
 
 
-def _park(work: Work, attempts: rows.Attempts, delay_s: float) -> None:
-    """The row parked for `work`'s message, which goes out `delay_s` later. One unit,
+def _park(work: Work, attempts: rows.Attempts, delay_s: float, *, unmade: bool) -> None:
+    """The row parked for `work`'s message, which goes out `delay_s` later (`unmade`: its
+    last counted call was not made, and is not counted, see `rows.park`). One unit,
     safe to run again whole after a conflict: the park is fenced by the claim's lease (a try
     after another took the row over leaves the row to it, and its message is one more
     duplicate, handled as any other) and the message is sent only at the commit, so
     a try rolled back sent none."""
     with committing() as out:
-        rows.park(out.tx, attempts, delay_s)
+        rows.park(out.tx, attempts, delay_s, unmade=unmade)
         out.publish(work, delay_s)
 
 
