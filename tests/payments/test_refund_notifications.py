@@ -76,9 +76,14 @@ def test_a_wechat_refund_of_another_merchant_or_forged_is_rejected(
     assert state(buyer, order_id) == before
 
 
-def test_a_wechat_refund_carrying_no_refund_status_is_refused(wechatpay: FakeWechatPay) -> None:
+# A status WeChat Pay does not send, and values of no status's shape (JSON's list and
+# object, which cannot even be looked up): each refused as unusable, never a 500.
+@pytest.mark.parametrize("refund_status", ["MAYBE", ["SUCCESS"], {"status": "SUCCESS"}])
+def test_a_wechat_refund_carrying_no_refund_status_is_refused(
+    wechatpay: FakeWechatPay, refund_status: object
+) -> None:
     _, order_id = paid_wechat_order(wechatpay)
-    odd = wechatpay.sim.refund_notification(order_id, fields={"refund_status": "MAYBE"})
+    odd = wechatpay.sim.refund_notification(order_id, fields={"refund_status": refund_status})
     reply, line, _ = logged(lambda: wechat_notify(odd.lower_headers, odd.body))
     assert (reply.status, line["level"]) == (400, "error")
 

@@ -454,6 +454,13 @@ FORGED: list[tuple[str, Callable[[FakeWechatPay], Notification], int, str]] = [
         "unknown refund_status",
     ),
     (
+        # Signed as any event: an event_type of no event's shape is none of ours.
+        "an event_type that is a list",
+        lambda f: f.sim.notification("ord_A1b2C3d4E5f6", event_type=["TRANSACTION.SUCCESS"]),
+        400,
+        "not a TRANSACTION.SUCCESS",
+    ),
+    (
         "a refund of another mchid",
         lambda f: f.sim.refund_notification("ord_A1b2C3d4E5f6", fields={"mchid": "1900009999"}),
         400,

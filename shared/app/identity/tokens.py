@@ -131,9 +131,9 @@ def decode(token: str, typ: TokenType) -> dict[str, Any]:
     try:
         claims = _verified(token, check_exp=True)
     except jwt.ExpiredSignatureError:
-        # PyJWT checks `exp` before `iss` and `aud`, and knows nothing of `typ`: "expired"
-        # is said only of a token that would otherwise be taken here, since it tells the
-        # client to refresh, which a refresh token or another audience's token never warrants.
+        # `exp` is checked last (`_checked`), after `iss`, `aud` and the claims' shapes, but
+        # nothing there knows `typ`: "expired" is said only of a token that would otherwise be
+        # taken here, since it tells the client to refresh, which a refresh token never warrants.
         try:
             expired = _verified(token, check_exp=False)
         except jwt.PyJWTError as exc:

@@ -331,7 +331,8 @@ class WechatPay:
         resource = event.get("resource") if isinstance(event, dict) else None
         if not isinstance(resource, dict):
             raise Rejected("notification resource is not a transaction", 400)
-        event_type = event.get("event_type")
+        # A JSON value of any type: looked up as text, as a list or an object cannot be.
+        event_type = str(event.get("event_type"))
         try:
             # A refund made at the merchant platform may be sent here: its resource is a refund.
             report = self._report(resource, refund_event=event_type in wechatpay_refund.EVENTS)

@@ -15,7 +15,7 @@ from typing import Any
 from app.payments.gateway import Refund, RefundStatus, Unusable
 
 EVENTS = frozenset({"REFUND.SUCCESS", "REFUND.ABNORMAL", "REFUND.CLOSED"})
-_STATUSES: dict[object, RefundStatus] = {
+_STATUSES: dict[str, RefundStatus] = {
     "SUCCESS": "SUCCESS",
     "ABNORMAL": "ABNORMAL",
     "CLOSED": "CLOSED",
@@ -26,7 +26,8 @@ def refund(resource: dict[str, Any]) -> Refund:
     """The refund a decrypted refund resource reports; `Unusable` for a refund_status
     WeChat Pay does not send. An amount it does not state as whole fen is None: it names
     what went back, and refuses nothing."""
-    status = _STATUSES.get(resource.get("refund_status"))
+    # As text: a JSON list or object is no status, and cannot be looked up as itself.
+    status = _STATUSES.get(str(resource.get("refund_status")))
     if status is None:
         raise Unusable("notification carries an unknown refund_status")
     amount = resource.get("amount")
