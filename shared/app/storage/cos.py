@@ -29,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 from qcloud_cos import CosConfig, CosS3Client
 from qcloud_cos.cos_exception import CosClientError, CosServiceError
 
-from app.clock import utcnow
+from app.clock import rfc3339, utcnow
 from app.config import Settings
 from app.storage.objects import (
     DELETE_BATCH,
@@ -407,13 +407,10 @@ def _client_reason(error: CosClientError, timeout_s: float) -> str:
 
 
 def _iso_utc(text: str) -> datetime:
-    """COS's ISO 8601 time (`2026-12-05T03:00:00.000Z`) as an aware UTC datetime; Python
-    3.10's fromisoformat reads neither the Z nor every fraction length."""
+    """COS's ISO 8601 time (`2026-12-05T03:00:00.000Z`) as an aware UTC datetime (one
+    without an offset taken as UTC, as COS means it); ValueError for no such time."""
     text = text.strip()
-    if text.endswith("Z"):
-        text = text[:-1]
-    whole, _, fraction = text.partition(".")
-    value = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S")
-    if fraction:
-        value += timedelta(microseconds=int((fraction + "000000")[:6]))
-    return value.replace(tzinfo=timezone.utc)
+    moment = rfc3339(text) or rfc3339(text + "Z")
+    if moment is None:
+        raise ValueError(f"not an ISO 8601 time: {text[:40]!r}")
+    return moment.astimezone(timezone.utc)
