@@ -141,3 +141,15 @@ def test_an_alipay_trade_closed_unpaid_is_no_refund(alipay: FakeAlipay) -> None:
     reply, line, _ = logged(lambda: alipay_notify(n.body))
     assert reply.body == "success"
     assert line["level"] == "info" and "refund_status" not in line
+
+
+def test_an_alipay_payment_whose_refund_fee_is_zero_is_no_refund(alipay: FakeAlipay) -> None:
+    """A refund_fee of 0.00 on a payment says nothing went back: the payment is taken, its
+    line at INFO."""
+    buyer = Buyer()
+    order_id = alipay_order(buyer, new_plan())
+    alipay.sim.scan(order_id)
+    n = alipay.sim.notification(order_id, trade_status="TRADE_SUCCESS", refund_fee="0.00")
+    reply, line, _ = logged(lambda: alipay_notify(n.body))
+    assert reply.body == "success" and line["outcome"] == "accepted"
+    assert line["level"] == "info" and "refund_status" not in line

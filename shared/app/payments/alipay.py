@@ -265,10 +265,13 @@ class Alipay:
             raise Unusable(f"the notification has {UNRECORDABLE_TRADE_NO}")
         # A refund made at the console is notified to the payment's notify_url: the trade
         # TRADE_CLOSED (in full) or still TRADE_SUCCESS (in part), with the refund's fields,
-        # which a trade closed unpaid or a payment does not carry.
+        # which a trade closed unpaid or a payment does not carry (a refund_fee of 0.00 is
+        # taken as none: nothing went back).
         refund = None
-        if fields.get("refund_fee") or fields.get("gmt_refund"):
-            refund = Refund("SUCCESS", fen(fields.get("refund_fee")))
+        refund_fee = fields.get("refund_fee")
+        refunded = fen(refund_fee)
+        if fields.get("gmt_refund") or (refund_fee and refunded != 0):
+            refund = Refund("SUCCESS", refunded)
         return Report(
             order_id=order_id,
             state=state,
