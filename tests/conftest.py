@@ -4,6 +4,7 @@ anything imports app.config."""
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Iterator
@@ -28,6 +29,33 @@ os.environ.update(
         "LOG_LEVEL": "INFO",
     }
 )
+
+
+@pytest.fixture(scope="session")
+def leak_guard() -> Iterator[Any]:
+    """The run's log guard (tests.support.log_guard), on the root logger configured as the
+    first function entry configures it, so it sees the levels production writes."""
+    from app.config import get_settings
+    from app.observability.logging import configure
+    from tests.support.log_guard import LeakGuard
+
+    configure(get_settings().log_level)
+    guard = LeakGuard()
+    logging.getLogger().addHandler(guard)
+    yield guard
+    logging.getLogger().removeHandler(guard)
+
+
+@pytest.fixture(autouse=True)
+def no_leak_in_logs(leak_guard: Any) -> Iterator[None]:
+    """Fails the test during which a log line held a secret, a hash or a stack trace."""
+    root = logging.getLogger()
+    if leak_guard not in root.handlers:  # a test that set the root's handlers anew
+        root.addHandler(leak_guard)
+    yield
+    found = leak_guard.take()
+    if found:
+        pytest.fail("a log line holds what no log line may:\n" + "\n".join(found), pytrace=False)
 
 
 @pytest.fixture(scope="session", autouse=True)

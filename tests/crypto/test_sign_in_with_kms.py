@@ -25,11 +25,13 @@ from tests.fakes.kms import FakeKms
 from tests.fakes.tencentcloud import FakeTencentCloud, sms_handler
 from tests.fakes.wechat import FakeWechat
 from tests.fakes.wechatpay import FakeWechatPay
+from tests.support import log_guard
 from tests.support.local_cloud import local_cloud_process
 
 pytestmark = pytest.mark.slow
 
 PASSWORD = "correct horse 9"
+log_guard.remember(PASSWORD)
 # The PEM keys go by reference (SCF's 4 KB of variables); the APIv3 key as an envelope.
 REFERENCED = (
     "WECHATPAY_PRIVATE_KEY",

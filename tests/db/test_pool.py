@@ -28,6 +28,7 @@ from app.db.transaction import transaction
 from app.errors import AppError, ErrorCode
 from app.http import Auth, Request, Router, http_handler
 from app.observability.metrics import DB_POOL_TIMEOUTS
+from tests.support import log_guard
 from tests.support.function_url import call
 from tests.support.functions import handler as function_handler
 from tests.support.logs import capture_logs
@@ -37,6 +38,7 @@ from tests.support.settings import app_engine_under, redis_down, settings_env
 DATABASE_URL = os.environ["DATABASE_URL"]
 DB_NAME = make_url(DATABASE_URL).database
 PASSWORD = "pw-that-must-never-be-logged-7f3a"
+log_guard.remember(PASSWORD)
 
 router = Router(tags=("test",))
 

@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from tests.fakes.server import LocalServer
+from tests.support import log_guard
 
 _AUTH = re.compile(
     r"^TC3-HMAC-SHA256 Credential=(?P<id>[^/]+)/(?P<date>\d{4}-\d{2}-\d{2})"
@@ -231,6 +232,7 @@ def sms_handler(failing: set[str] | None = None, refusing: dict[str, str] | None
         for required in ("PhoneNumberSet", "SmsSdkAppId", "TemplateId"):
             if not params.get(required):
                 raise TencentCloudError("MissingParameter", f"{required} is required")
+        log_guard.remember(*(params.get("TemplateParamSet") or [])[:1])  # the code sent
         statuses = []
         for phone in params["PhoneNumberSet"]:
             refused = (refusing or {}).get(phone)

@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from tests.fakes.server import LocalServer
+from tests.support import log_guard
 
 _PIECE = 1024 * 1024  # padding is written a piece at a time, never held whole
 
@@ -100,6 +101,7 @@ class FakeWechat(LocalServer):
         reply: Any = None,
     ) -> None:
         session_key = secrets.token_urlsafe(18)
+        log_guard.remember(session_key)
         with self._lock:
             self.session_keys.append(session_key)
             self.scripts[code] = _Script(openid, unionid, session_key, errcode, busy, reply=reply)
@@ -151,6 +153,7 @@ class FakeWechat(LocalServer):
             if query.get("secret") != self.secret:
                 return {"errcode": 40125, "errmsg": "invalid appsecret"}
             token = secrets.token_urlsafe(48)
+            log_guard.remember(token)
             self.tokens.append(token)
             return {"access_token": token, "expires_in": 7200}
 

@@ -45,6 +45,7 @@ from app.db.transaction import transaction
 from app.errors import ErrorCode
 from app.identity import sessions, tokens
 from tests.fakes.tencentcloud import FakeTencentCloud
+from tests.support import log_guard
 from tests.support.database import migrated_database
 from tests.support.functions import ROOT
 from tests.support.local_cloud import local_cloud
@@ -78,6 +79,7 @@ STATEFUL = settings(
     suppress_health_check=list(HealthCheck),
 )
 PASSWORD = "fuzz horse 9"
+log_guard.remember(PASSWORD)
 WORKER = "pipeline-worker"
 LIMITS_RAISED = {
     "SMS_COOLDOWN_S": "1",

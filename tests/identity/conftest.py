@@ -12,11 +12,13 @@ import pytest
 
 from tests.fakes.tencentcloud import FakeTencentCloud, sms_handler
 from tests.fakes.wechat import FakeWechat
+from tests.support import log_guard
 from tests.support.function_url import Reply, call
 from tests.support.functions import handler
 from tests.support.settings import settings_env
 
 PASSWORD = "correct horse 9"
+log_guard.remember(PASSWORD)
 
 
 @pytest.fixture(scope="session")
