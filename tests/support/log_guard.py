@@ -51,7 +51,8 @@ _SHAPES = re.compile(
 )
 
 # The lines whose `exception` holds the stack trace of an error nothing below expected: the
-# HTTP resolver's 500, a queue message's and a timer job's failure, the local cloud's own.
+# HTTP resolver's 500, a queue message's and a timer job's failure, uvicorn's, the local
+# cloud's own.
 TRACED_MESSAGES = frozenset(
     {
         "unhandled error",
@@ -61,6 +62,9 @@ TRACED_MESSAGES = frozenset(
         "function failed",
         "function failed to load",
         "dev endpoint failed",
+        # uvicorn's own, of an ASGI app that raised: the `ws` function's outermost handler,
+        # and the local cloud's for a web function that failed to load.
+        "Exception in ASGI application\n",
     }
 )
 

@@ -86,9 +86,12 @@ class Reply:
 class _NoQueryStrings(logging.Filter):
     """urllib3 names the URL it asked in some lines, query string included (a warning about
     headers it cannot parse, at INFO and above): WeChat's app secret and access token travel
-    there. Its lines keep the URL up to the query."""
+    there. Its lines keep the URL up to the query, and lose the stack trace urllib3 attaches
+    to that warning (its own, of the parse: the message already names the defect)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
         if isinstance(record.args, tuple):
             record.args = tuple(
                 arg.split("?", 1)[0] + "?[query]"
