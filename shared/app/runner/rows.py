@@ -303,34 +303,27 @@ class Attempts:
         self.lease_s = lease_s
 
     def __call__(self) -> bool:
-        now = utcnow()
-        renewed = now + timedelta(seconds=self.lease_s)
-        with transaction() as tx:
-            moved = tx.execute(
-                update(task_steps)
-                .where(self.owned())
-                .values(
-                    attempts=_c.attempts + 1, lease_until=renewed, heartbeat_at=now, updated_at=now
-                )
-            ).rowcount
-        if moved:
-            self.lease = renewed
-        return bool(moved)
+        return self._renew(self.lease_s, attempts=_c.attempts + 1)
 
     def hold(self, for_s: float) -> bool:
         """The lease kept `for_s` from now at least, renewed when less is left; False when
         the row is no longer ours (taken over once the lease ran out, or cancelled), so its
         holder writes nothing more for it (not even its output's object). No write while
         enough is left: no row can be taken over before then."""
-        now = utcnow()
-        if self.lease - now >= timedelta(seconds=for_s):
+        if self.lease - utcnow() >= timedelta(seconds=for_s):
             return True
-        renewed = now + timedelta(seconds=for_s)
+        return self._renew(for_s)
+
+    def _renew(self, lease_s: float, **values: Any) -> bool:
+        """The lease renewed to `lease_s` from now (and `values` set) while it is still the
+        row's; whether it was."""
+        now = utcnow()
+        renewed = now + timedelta(seconds=lease_s)
         with transaction() as tx:
             moved = tx.execute(
                 update(task_steps)
                 .where(self.owned())
-                .values(lease_until=renewed, heartbeat_at=now, updated_at=now)
+                .values(lease_until=renewed, heartbeat_at=now, updated_at=now, **values)
             ).rowcount
         if moved:
             self.lease = renewed
