@@ -279,35 +279,39 @@ def take_slot(step: HttpCall) -> str | None:
 
 def fresh_slot(step: HttpCall) -> tuple[str | None, float]:
     """A slot for one call of `step` (None when the host has none free), and when its lease
-    ends at the earliest (epoch s)."""
-    until = time.time() + slot_lease_s(step)  # read before the lease is set: earliest
-    return take_slot(step), until
+    ends at the earliest, as `lease_ends`: a time.monotonic() value. Redis sets and judges
+    the lease by its own clock; the holder knows only how long it has, so it counts that
+    down on a clock no NTP step moves, not on its wall clock (stepped back, a lease that
+    ran out would look held still, and be called with after another caller took it)."""
+    lease_ends = time.monotonic() + slot_lease_s(step)  # read before the lease is set
+    return take_slot(step), lease_ends
 
 
-def still_held(step: HttpCall, token: str, until: float) -> tuple[str | None, float]:
-    """A held slot for one more call of `step`, and when its lease ends at the earliest:
-    as it is while its lease has lost less than SLOT_REUSE_S (so a call still starts with
-    at least its timeout plus SLOT_LEASE_MARGIN_S - SLOT_REUSE_S of lease ahead), else
-    renewed; (None, 0.0) when the renewal finds it gone (its lease ran out and another
-    caller dropped it)."""
+def still_held(step: HttpCall, token: str, lease_ends: float) -> tuple[str | None, float]:
+    """A held slot for one more call of `step`, and when its lease ends at the earliest
+    (`lease_ends`, time.monotonic(), as `fresh_slot`'s; 0.0 when not known): as it is while
+    its lease has lost less than SLOT_REUSE_S (so a call still starts with at least its
+    timeout plus SLOT_LEASE_MARGIN_S - SLOT_REUSE_S of lease ahead), else renewed;
+    (None, 0.0) when the renewal finds it gone (its lease ran out and another caller
+    dropped it)."""
     lease_s = slot_lease_s(step)
-    now = time.time()
-    if until - now >= lease_s - SLOT_REUSE_S:
-        return token, until
+    now = time.monotonic()  # read before the renewal: its lease ends no sooner than this
+    if lease_ends - now >= lease_s - SLOT_REUSE_S:
+        return token, lease_ends
     if renew_slot(step, token):
         return token, now + lease_s
     return None, 0.0
 
 
-def live_slot(step: HttpCall, token: str, until: float) -> tuple[str | None, float]:
+def live_slot(step: HttpCall, token: str, lease_ends: float) -> tuple[str | None, float]:
     """The slot to call with, once whatever came after it was taken (a commit, which may
     stall: a lock wait, a slow flush, a failover) may have outlasted its lease, and a slot
     whose lease ran out is anyone's to take: calling with it could put one call more on the
     host than PIPELINE_HOST_CONCURRENCY. So `token` only while still held (`still_held`),
     else a fresh slot; None when the host has none free."""
-    token_held, until = still_held(step, token, until)
+    token_held, lease_ends = still_held(step, token, lease_ends)
     if token_held is not None:
-        return token_held, until
+        return token_held, lease_ends
     return fresh_slot(step)
 
 
@@ -338,12 +342,12 @@ def budget_ends_at() -> float:
 @dataclass(frozen=True)
 class HeldSlot:
     """A host slot kept from a call that ended (see `run_http`'s `keep`), for the next call
-    of the same invocation; `until`, when its lease ends at the earliest (epoch s; 0 when
-    not known)."""
+    of the same invocation; `lease_ends`, when its lease ends at the earliest
+    (time.monotonic(), see `fresh_slot`; 0 when not known)."""
 
     host_key: str
     token: str
-    until: float = 0.0
+    lease_ends: float = 0.0
 
     def release(self) -> None:
         slots.release(self.host_key, self.token)
@@ -380,14 +384,14 @@ def run_http(
                     return Failed(step_failed(f"no answer after {attempts_done} calls"))
                 # Filled before the slot is taken: KMS's time is not the lease's.
                 ready = ready or prepare_headers(step)
-                token, until = fresh_slot(step)
+                token, lease_ends = fresh_slot(step)
                 if token is None:
                     return Requeue(slot_retry_delay())
                 if not record_attempt():
                     return Abandoned()
                 attempts_done += 1
                 # The count's commit may have stalled past the slot's lease: checked again.
-                token, until = live_slot(step, token, until)
+                token, lease_ends = live_slot(step, token, lease_ends)
                 if token is None:
                     return Requeue(slot_retry_delay(), unmade=True)
             ready = ready or prepare_headers(step)  # a slot handed over without them

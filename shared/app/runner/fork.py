@@ -239,10 +239,10 @@ def _settle_and_claim(
     first_call_s = step.timeout_s if isinstance(step, HttpCall) else step.duration_ms / 1000
     if time.monotonic() + first_call_s + CHAIN_MARGIN_S > settled.ends_at:
         return None
-    slot, slot_until = None, 0.0
+    slot, slot_lease_ends = None, 0.0
     if isinstance(step, HttpCall):
         try:
-            slot, slot_until = _slot_for(step, settled.spare)
+            slot, slot_lease_ends = _slot_for(step, settled.spare)
         except Exception as error:
             if not is_redis_error(error):
                 raise
@@ -269,7 +269,7 @@ def _settle_and_claim(
             calls.release_slot(step, slot)
     if not claimed:
         return None
-    claim = Claim(lease, lease_s, 1, True, settled.previous, slot, slot_until)
+    claim = Claim(lease, lease_s, 1, True, settled.previous, slot, slot_lease_ends)
     return Advance(following=Next(successor, call, claim, width))
 
 
@@ -281,9 +281,9 @@ def _slot_for(step: HttpCall, spare: list[calls.HeldSlot]) -> tuple[str | None, 
     while spare:
         held = spare.pop()
         if held.host_key == step.host_key:
-            token, until = calls.still_held(step, held.token, held.until)
+            token, lease_ends = calls.still_held(step, held.token, held.lease_ends)
             if token is not None:
-                return token, until
+                return token, lease_ends
         held.release()
     return calls.fresh_slot(step)
 

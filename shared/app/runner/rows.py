@@ -194,7 +194,9 @@ class Claim:
     counted: bool
     previous: Any  # the previous step's output, the `previous` of the call
     slot: str | None  # the host slot held for the counted call
-    slot_until: float = 0.0  # when its lease ends at the earliest (epoch s); 0: not known
+    # When the slot's lease ends at the earliest (time.monotonic(), `calls.fresh_slot`); 0:
+    # not known.
+    slot_lease_ends: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -219,15 +221,15 @@ def claim_pending(
     key = {"row_task": task_id, "row_position": position, "row_branch": branch}
     if not _CLAIM_PENDING.run(tx, {**key, "lease": lease, "now": now}).rowcount:
         return None
-    slot, slot_until = None, 0.0
+    slot, slot_lease_ends = None, 0.0
     if isinstance(step, HttpCall):
-        slot, slot_until = calls.fresh_slot(step)
+        slot, slot_lease_ends = calls.fresh_slot(step)
         if slot is None:
             _UNCLAIM.run(tx, {**key, "lease": lease, "now": now})
             return RetryLater(calls.slot_retry_delay())
         _release_unless_committed(tx, step, slot)
     previous = previous_output(tx, task_id, position)
-    return Claim(lease, lease_for, 1, True, previous, slot, slot_until)
+    return Claim(lease, lease_for, 1, True, previous, slot, slot_lease_ends)
 
 
 def claim(tx: Transaction, row: Row, step: HttpCall | SimCall) -> Claim | RetryLater | None:
@@ -249,9 +251,9 @@ def claim(tx: Transaction, row: Row, step: HttpCall | SimCall) -> Claim | RetryL
     # A sim step has no upstream to spare: one whose worker died simply runs again.
     limit = 1 + step.retries if isinstance(step, HttpCall) else 1_000_000
     counted = row["attempts"] < limit
-    slot, slot_until = None, 0.0
+    slot, slot_lease_ends = None, 0.0
     if counted and isinstance(step, HttpCall):
-        slot, slot_until = calls.fresh_slot(step)
+        slot, slot_lease_ends = calls.fresh_slot(step)
         if slot is None:
             tx.execute(update(task_steps).where(_c.id == row["id"]).values(updated_at=now))
             return RetryLater(calls.slot_retry_delay())
@@ -272,7 +274,7 @@ def claim(tx: Transaction, row: Row, step: HttpCall | SimCall) -> Claim | RetryL
     )
     previous = previous_output(tx, row["task_id"], row["position"])
     attempts = row["attempts"] + (1 if counted else 0)
-    return Claim(lease, lease_for, attempts, counted, previous, slot, slot_until)
+    return Claim(lease, lease_for, attempts, counted, previous, slot, slot_lease_ends)
 
 
 def _release_unless_committed(tx: Transaction, step: HttpCall, slot: str) -> None:

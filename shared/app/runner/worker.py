@@ -158,8 +158,8 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
                 # The claim took its slot before its commit, and that commit, marking the
                 # task running and presigning the input came before this call: a stall there
                 # can outlast the slot's lease, and the slot is then anyone's to take.
-                slot, until = calls.live_slot(call.step, claim.slot, claim.slot_until)
-                claim = replace(claim, slot=slot, slot_until=until)
+                slot, ends = calls.live_slot(call.step, claim.slot, claim.slot_lease_ends)
+                claim = replace(claim, slot=slot, slot_lease_ends=ends)
                 if claim.slot is None:  # lost since it was taken, and the host is full
                     _requeue(Work(task_id, position, row_branch, width), attempts, claim)
                     return
@@ -213,8 +213,8 @@ def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> No
         spare: list[calls.HeldSlot] = []
         if isinstance(call.step, HttpCall):
             for token in kept:
-                until = claim.slot_until if token == claim.slot else 0.0
-                spare.append(calls.HeldSlot(call.step.host_key, token, until))
+                ends = claim.slot_lease_ends if token == claim.slot else 0.0
+                spare.append(calls.HeldSlot(call.step.host_key, token, ends))
         settled = fork.Settled(
             attempts, outcome, width, claim.previous, plan.input, ends_at, spare, plan.limits
         )
