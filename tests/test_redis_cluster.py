@@ -28,6 +28,7 @@ from tests.queue import test_scf_backend as scf_tests
 from tests.queue import test_scf_on_cluster
 from tests.realtime import test_on_cluster as realtime_on_cluster
 from tests.realtime import test_order as order_tests
+from tests.realtime import test_presence_clock as presence_clock_tests
 from tests.realtime import test_websocket as websocket_tests
 from tests.runner import test_runner_rules as runner_rules
 from tests.runner import test_slots_on_cluster
@@ -77,6 +78,12 @@ ON_CLUSTER: dict[str, Callable[..., None]] = {
     "app.realtime.presence._ADMIT": (
         websocket_tests.test_a_user_holds_at_most_max_per_user_connections_at_once
     ),
+    "app.realtime.presence._ENTER": (
+        presence_clock_tests.test_a_clock_ahead_leaves_another_instance_s_live_connections_alone
+    ),
+    "app.realtime.presence._CONNECTED": (
+        presence_clock_tests.test_a_connection_entered_by_a_clock_behind_counts_for_everyone
+    ),
     "app.realtime.streams._APPEND": (
         order_tests.test_a_running_pushed_after_the_cancel_is_never_sent_after_it
     ),
@@ -114,6 +121,7 @@ def test_every_script_runs_on_the_cluster() -> None:
         *test_slots_on_cluster.SLOT_RULES,
         *test_scf_on_cluster.FLOWS,
         *realtime_on_cluster.FLOWS,
+        *realtime_on_cluster.PRESENCE_RULES,
     ]
     for script, test in ON_CLUSTER.items():
         assert test in on_cluster, f"{script}: {test.__name__} does not run on the cluster"

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.realtime import test_order as order_tests
+from tests.realtime import test_presence_clock as presence_clock
 from tests.realtime import test_websocket as ws_tests
 
 FLOWS: list[Callable[[Any], None]] = [
@@ -28,6 +29,22 @@ FLOWS: list[Callable[[Any], None]] = [
 ]
 
 
+# Presence's scripts called straight, with the instance's clients on the cluster: no flow
+# above lives past REFRESH_S to refresh its entry, nor asks whether its user is connected.
+PRESENCE_RULES: list[Callable[[], None]] = [
+    presence_clock.test_a_clock_ahead_leaves_another_instance_s_live_connections_alone,
+    presence_clock.test_a_connection_entered_by_a_clock_behind_counts_for_everyone,
+]
+
+
 @pytest.mark.parametrize("flow", FLOWS, ids=[flow.__name__ for flow in FLOWS])
 def test_on_cluster(flow: Callable[[Any], None], cloud: Any, on_cluster: Any) -> None:
     flow(cloud)
+
+
+@pytest.mark.parametrize(
+    "rule", PRESENCE_RULES, ids=lambda rule: rule.__name__.removeprefix("test_")
+)
+def test_presence_on_cluster(rule: Callable[[], None], on_cluster: Any, clean_redis: Any) -> None:
+    rule()
+    assert clean_redis.dbsize() == 0  # it ran on the cluster

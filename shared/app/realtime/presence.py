@@ -7,6 +7,16 @@ when it closes. One that dies without leaving (the instance frozen or killed) la
 ends in that window sends no subscription message (the update waits in the stream for the
 next connection). The key expires `TTL_S` after the last refresh of any of them.
 
+Every entry is set and judged by the clock of the Redis server holding the set (TIME, in
+the scripts), never by an instance's own, as the connect window is (its key's expiry): the
+instance that admits a connection and the one that asks about its user may have clocks
+seconds apart, and one running ahead by more than a live entry has left (at least
+`TTL_S - REFRESH_S`) would drop another's live entries (the user looks away: a WeChat
+message goes out while it watches, a connection past MAX_PER_USER is admitted), one
+running behind would write entries lapsed for everyone else or keep lapsed ones counted
+(a connect refused with 429 too early). TIME before a write is allowed since scripts
+replicate their effects, not themselves (Redis 5 on).
+
 A user holds at most MAX_PER_USER connections at once (a lapsed one no longer counts): each
 is an SCF instance held for the connection's whole life, and the account's concurrency is
 shared by every function, so one user's connections must not take it all. And a user opens
@@ -18,7 +28,6 @@ acknowledging would otherwise read that again and again, as fast as it can recon
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,24 +46,38 @@ CONNECTS_PER_WINDOW = 60
 CONNECT_WINDOW_S = 600
 
 # KEYS[1] the user's connections, KEYS[2] their count in the window; ARGV[1] the connection,
-# ARGV[2] now (ms), ARGV[3] TTL_S in ms, ARGV[4] MAX_PER_USER, ARGV[5] CONNECTS_PER_WINDOW,
-# ARGV[6] CONNECT_WINDOW_S. {'ok', 0}: counted; {'held', 0}: the user holds the most
-# already; {'often', ms}: the window's connections are spent, for ms more. A refusal counts
-# nothing.
+# ARGV[2] TTL_S in ms, ARGV[3] MAX_PER_USER, ARGV[4] CONNECTS_PER_WINDOW, ARGV[5]
+# CONNECT_WINDOW_S. {'ok', 0}: counted; {'held', 0}: the user holds the most already;
+# {'often', ms}: the window's connections are spent, for ms more. A refusal counts nothing.
 _ADMIT = """
-local now = tonumber(ARGV[2])
+local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)  -- ms
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if not redis.call('ZSCORE', KEYS[1], ARGV[1])
-    and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+    and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
   return {'held', 0}
 end
-if tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[5]) then
+if tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[4]) then
   return {'often', math.max(redis.call('PTTL', KEYS[2]), 1)}
 end
-if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6])) end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5])) end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {'ok', 0}
+"""
+
+# KEYS[1] the user's connections; ARGV[1] the connection, ARGV[2] TTL_S in ms.
+_ENTER = """
+local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)  -- ms
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# KEYS[1] the user's connections: how many have not lapsed.
+_CONNECTED = """
+local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)  -- ms
+return redis.call('ZCOUNT', KEYS[1], now, '+inf')
 """
 
 
@@ -84,10 +107,6 @@ def connects_key(user_id: str) -> str:
     return f"realtime:connects:{tag(user_id)}"
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 async def admit(client: Any, user_id: str, connection_id: str) -> Admission:
     """Count the connection as the user's, unless the user holds MAX_PER_USER already or has
     opened CONNECTS_PER_WINDOW in the window (then nothing is counted). Atomic, so
@@ -98,7 +117,6 @@ async def admit(client: Any, user_id: str, connection_id: str) -> Admission:
         online_key(user_id),
         connects_key(user_id),
         connection_id,
-        _now_ms(),
         TTL_S * 1000,
         MAX_PER_USER,
         CONNECTS_PER_WINDOW,
@@ -109,12 +127,7 @@ async def admit(client: Any, user_id: str, connection_id: str) -> Admission:
 
 async def enter(client: Any, user_id: str, connection_id: str) -> None:
     """Refresh an admitted connection's entry."""
-    key, now = online_key(user_id), _now_ms()
-    pipe = client.pipeline(transaction=False)
-    pipe.zadd(key, {connection_id: now + TTL_S * 1000})
-    pipe.zremrangebyscore(key, "-inf", now)
-    pipe.pexpire(key, TTL_S * 1000)
-    await pipe.execute()
+    await client.eval(_ENTER, 1, online_key(user_id), connection_id, TTL_S * 1000)
 
 
 async def leave(client: Any, user_id: str, connection_id: str) -> None:
@@ -123,4 +136,4 @@ async def leave(client: Any, user_id: str, connection_id: str) -> None:
 
 def connected(user_id: str) -> bool:
     """Whether the user holds a connection now (raises what Redis raises)."""
-    return bool(get_redis().zcount(online_key(user_id), _now_ms(), "+inf"))
+    return bool(int(get_redis().eval(_CONNECTED, 1, online_key(user_id))))
