@@ -129,7 +129,7 @@ def run(calls: int, login_calls: int) -> None:
         "POST /auth/refresh": (refresh_ms, "Redis round trip", refresh_floor),
         "GET /users/me (cache hit)": (me_ms, "Redis round trip", me_floor),
     }
-    redis.delete(f"login:fail:phone:{phone}")
+    redis.delete(f"login:failures:phone:{phone}")
     print(
         f"BCRYPT_COST={settings.bcrypt_cost}, medians over {calls} calls "
         f"({login_calls} for bcrypt and login)\n"

@@ -58,6 +58,9 @@ ON_CLUSTER: dict[str, Callable[..., None]] = {
         guessing_tests.test_a_right_code_with_a_bad_invite_is_referrer_invalid_and_tries_few
     ),
     "app.counters._TAKE": signin_tests.test_failures_per_ip_are_capped,
+    "app.counters._TAKE_SLIDING": (
+        signin_tests.test_failed_logins_lock_password_login_but_not_code_login
+    ),
     "app.counters._GIVE_BACK": (
         signin_tests.test_the_right_password_of_a_disabled_account_is_no_failed_guess
     ),

@@ -16,6 +16,15 @@ their windows.
 
 A refusal's wait is the window's rest rounded up to the second (`wait_s`): a client that
 waits as long as Retry-After says is not refused again by the same window.
+
+Such a window lets twice its limit through around its end (the limit just before it, the
+limit again just after). A limit that must hold over every span of its length (a phone's
+failed passwords, `app.identity.throttle`) takes `take_sliding` instead: a sorted set of
+the counts' times, read by Redis's own clock (one clock for every instance), holding only
+those inside the window and never more than the limit (a refused call adds nothing), the
+key's TTL the newest count's. A refusal waits for the oldest count that keeps it full to
+leave the window. Each count is a member the caller names, so `give_back_sliding` takes back
+that count and no other one (a parallel caller's later count would leave the window later).
 """
 
 from __future__ import annotations
@@ -45,6 +54,24 @@ end
 return 1
 """
 
+# KEYS: counts (a sorted set: a member per count, scored by its time in ms). ARGV: limit,
+# window s, this count's member. Counts and says 0, or refuses with the ms until a count
+# leaves the window. The set can hold more than the limit only after the limit was lowered:
+# then as many must leave as it holds past the limit.
+_TAKE_SLIDING = """
+local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)  -- ms
+local window = tonumber(ARGV[2]) * 1000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[1])
+if over >= 0 then
+  local freeing = redis.call('ZRANGE', KEYS[1], over, over, 'WITHSCORES')
+  return math.max(tonumber(freeing[2]) + window - now, 1)
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], window)
+return 0
+"""
+
 
 def wait_s(pttl_ms: int) -> int:
     """Whole seconds until a window with `pttl_ms` left ends, rounded up: at least 1."""
@@ -60,6 +87,19 @@ def take(key: str, limit: int, window_s: int) -> int:
 
 def give_back(key: str) -> None:
     get_redis().eval(_GIVE_BACK, 1, key)
+
+
+def take_sliding(key: str, member: str, limit: int, window_s: int) -> int:
+    """Count `member` against `limit` over the last `window_s`: 0 when counted; when `limit`
+    counts are inside the window, the seconds until one leaves it (rounded up, at least 1),
+    and nothing counted. `member` must be new to the key (a random token)."""
+    refused_ms = int(get_redis().eval(_TAKE_SLIDING, 1, key, limit, window_s, member))
+    return wait_s(refused_ms) if refused_ms else 0
+
+
+def give_back_sliding(key: str, member: str) -> None:
+    # The last member's removal deletes the key: nothing is left, or recreated, for it.
+    get_redis().zrem(key, member)
 
 
 def take_hourly(key: str, limit: int, code: ErrorCode, message: str) -> None:

@@ -200,14 +200,14 @@ def login(phone: str, *, password: str | None, code: str | None, ip: str) -> Sig
 
 def login_password(phone: str, password: str, ip: str) -> SignIn:
     # Counted before the slow check, so parallel guesses cannot outrun the limit.
-    throttle.reserve(phone, ip)
+    attempt = throttle.reserve(phone, ip)
     try:
         with transaction() as conn:
             row = users.find_by_phone(conn, phone)
         # Unknown phones get a bcrypt check too (against a dummy hash): same time, same answer.
         right = passwords.verify(password, row["password_hash"] if row else None)
     except Exception:
-        throttle.release(phone, ip)
+        throttle.release(phone, ip, attempt)
         raise
     if row is None or not right:
         raise _invalid_credentials()  # the reserved attempt stays counted

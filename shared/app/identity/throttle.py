@@ -1,12 +1,19 @@
 """Password login attempts, counted per phone and per source IP.
 
 An attempt is reserved before the password is checked, and refused when the phone already
-has LOGIN_MAX_FAILURES attempts inside LOGIN_LOCK_S or the IP has
+has LOGIN_MAX_FAILURES attempts inside the last LOGIN_LOCK_S or the IP has
 LOGIN_FAILURES_PER_IP_PER_HOUR inside the hour; so parallel guesses cannot all pass the
 check before any of them is counted. A failed attempt stays counted; a right password (a
 disabled account's too) resets the phone's count and gives the IP its attempt back, and an
 attempt that was never judged (an error) is given back to both. SMS code login is not
 counted here and stays open, so a stranger guessing passwords cannot lock the owner out.
+
+The phone's window slides (`counters.take_sliding`): each failure counts for LOGIN_LOCK_S
+from its own time, so no span of LOGIN_LOCK_S holds more than LOGIN_MAX_FAILURES of them,
+and a lock lasts until the oldest of them leaves it. (A window starting at the first
+failure would let four in at its start, one at its end and five more just after it.) The
+IP's hour and the phone's checks are windows from their first count, as other hourly limits
+are.
 
 Every password check, the right ones included, also counts against the phone's hour
 (LOGIN_PER_PHONE_PER_HOUR): a right password gives its attempt back to the two failure
@@ -42,6 +49,8 @@ IPv6 address's /64, inside which one client can take any number of addresses.
 
 from __future__ import annotations
 
+import secrets
+
 from app import counters
 from app.addresses import client_network
 from app.config import get_settings
@@ -50,7 +59,7 @@ from app.redis_client import get_redis
 
 
 def _phone_key(phone: str) -> str:
-    return f"login:fail:phone:{phone}"
+    return f"login:failures:phone:{phone}"
 
 
 def _ip_key(ip: str) -> str:
@@ -74,21 +83,27 @@ def _checks_key(phone: str) -> str:
     return f"login:checks:phone:{phone}"
 
 
-def reserve(phone: str, ip: str) -> None:
-    """Count one attempt for the phone and the IP, or raise AUTH_TOO_MANY_ATTEMPTS."""
+def reserve(phone: str, ip: str) -> str:
+    """Count one attempt for the phone and the IP, or raise AUTH_TOO_MANY_ATTEMPTS. Says
+    the attempt's name among the phone's failures, for `release`."""
     settings = get_settings()
-    wait = counters.take(_phone_key(phone), settings.login_max_failures, settings.login_lock_s)
+    attempt = secrets.token_hex(8)
+    failures = _phone_key(phone)
+    wait = counters.take_sliding(
+        failures, attempt, settings.login_max_failures, settings.login_lock_s
+    )
     if wait:
         raise _too_many(wait)
     wait = counters.take(_checks_key(phone), settings.login_per_phone_per_hour, counters.HOUR_S)
     if wait:
-        counters.give_back(_phone_key(phone))
+        counters.give_back_sliding(failures, attempt)
         raise _too_many(wait, _CHECKS)
     wait = counters.take(_ip_key(ip), settings.login_failures_per_ip_per_hour, counters.HOUR_S)
     if wait:
         counters.give_back(_checks_key(phone))
-        counters.give_back(_phone_key(phone))
+        counters.give_back_sliding(failures, attempt)
         raise _too_many(wait)
+    return attempt
 
 
 def succeeded(phone: str, ip: str) -> None:
@@ -98,9 +113,9 @@ def succeeded(phone: str, ip: str) -> None:
     counters.give_back(_ip_key(ip))
 
 
-def release(phone: str, ip: str) -> None:
-    """An attempt that was not judged: every counter gets it back."""
-    counters.give_back(_phone_key(phone))
+def release(phone: str, ip: str, attempt: str) -> None:
+    """An attempt (`reserve`'s) that was not judged: every counter gets it back."""
+    counters.give_back_sliding(_phone_key(phone), attempt)
     counters.give_back(_checks_key(phone))
     counters.give_back(_ip_key(ip))
 
