@@ -18,7 +18,12 @@ from sqlalchemy import select
 from app.db.tables import tasks
 from app.runner import slots
 from tests.fakes.upstream import Answer, FakeUpstream
-from tests.support.host_slots import OtherCaller, given_back_since, stalled_past_the_lease
+from tests.support.host_slots import (
+    OtherCaller,
+    given_back_since,
+    redis_gone_while_stalled,
+    stalled_past_the_lease,
+)
 from tests.support.local_cloud import wait_for
 from tests.support.lock_waits import RowLock
 from tests.support.pipelines import Customer, Worker, new_pipeline
@@ -69,3 +74,28 @@ def test_a_slot_lost_before_the_first_call_is_never_called_with() -> None:
     assert len(upstream.calls_to("/r")) == 1
     assert upstream.calls_to("/r")[0].started >= upstream.calls_to("/other")[0].ended
     assert slots.in_use(other.host) == 0
+
+
+@pytest.mark.slow  # the stall outlasts calls.SLOT_REUSE_S, so the slot is asked of Redis
+def test_a_first_call_whose_slot_redis_cannot_check_is_not_counted() -> None:
+    """Redis goes away between the claim (its first call counted) and the call: the slot
+    cannot be looked at again, so the call is not made, and the claim is given back with
+    it not counted. Counted still, a step of `retries: 0` would fail once Redis is back
+    without its upstream ever being called."""
+    with FakeUpstream() as upstream:
+        upstream.script("/r", lambda _call: Answer(200, {"ok": True}))
+        step = {"id": "s", "type": "http", "url": upstream.url("/r"), "retries": 0}
+        user = Customer(quota=1)
+        # No worker yet: the start message waits in the broker while the task is locked.
+        task_id = user.create(new_pipeline([step]), {}).json()["id"]
+        lock = RowLock()
+        lock.take(select(tasks.c.id).where(tasks.c.id == task_id))
+        worker = Worker().start()
+        try:
+            redis_gone_while_stalled(lock, worker)  # marking the task running waits
+            task = user.wait(task_id)
+        finally:
+            worker.stop()
+
+    assert task["status"] == "succeeded", task
+    assert [c.path for c in upstream.calls] == ["/r"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -20,7 +21,11 @@ from app.db.tables import task_steps
 from app.db.transaction import transaction
 from app.runner import rows, slots
 from tests.fakes.upstream import Answer, Call, FakeUpstream
-from tests.support.host_slots import OtherCaller, stalled_past_the_lease
+from tests.support.host_slots import (
+    OtherCaller,
+    redis_gone_while_stalled,
+    stalled_past_the_lease,
+)
 from tests.support.local_cloud import wait_for
 from tests.support.lock_waits import RowLock
 from tests.support.pipelines import Customer, Worker, new_pipeline
@@ -52,9 +57,10 @@ def parked_since(task_id: str, since: datetime) -> bool:
     )
 
 
-@pytest.mark.slow  # the stall outlasts a slot's lease: about 6 s
-def test_a_slot_lost_while_a_further_call_was_counted_is_never_called_with() -> None:
-    lock = RowLock()
+def retried_while_counting_waits(upstream: FakeUpstream, lock: RowLock) -> dict[str, Any]:
+    """A step of one retry whose upstream answers its first call 500 (retried) and any
+    other 200, and takes `lock` on the step's row as it answers the first: counting the
+    retry then waits for the lock, its host slot already taken."""
     c = task_steps.c
 
     def answer(call: Call) -> Answer:
@@ -64,18 +70,24 @@ def test_a_slot_lost_while_a_further_call_was_counted_is_never_called_with() -> 
             return Answer(500)
         return Answer(200, {"ok": True})
 
+    upstream.script("/r", answer)
+    return {
+        "id": "s",
+        "type": "http",
+        "url": upstream.url("/r"),
+        "timeout_s": TIMEOUT_S,
+        "retries": 1,
+    }
+
+
+@pytest.mark.slow  # the stall outlasts a slot's lease: about 6 s
+def test_a_slot_lost_while_a_further_call_was_counted_is_never_called_with() -> None:
+    lock = RowLock()
     with (
         FakeUpstream() as upstream,
         settings_env(PIPELINE_HOST_CONCURRENCY="1"),
     ):
-        upstream.script("/r", answer)
-        step = {
-            "id": "s",
-            "type": "http",
-            "url": upstream.url("/r"),
-            "timeout_s": TIMEOUT_S,
-            "retries": 1,
-        }
+        step = retried_while_counting_waits(upstream, lock)
         user = Customer(quota=1)
         other = OtherCaller(upstream)
         worker = Worker().start()
@@ -101,3 +113,26 @@ def test_a_slot_lost_while_a_further_call_was_counted_is_never_called_with() -> 
     assert len(upstream.calls_to("/r")) == 2  # 1 + retries: the unmade call not counted
     assert upstream.calls_to("/r")[1].started >= upstream.calls_to("/other")[0].ended
     assert slots.in_use(other.host) == 0
+
+
+@pytest.mark.slow  # the stall outlasts calls.SLOT_REUSE_S, so the slot is asked of Redis
+def test_a_further_call_counted_while_redis_went_away_is_not_counted() -> None:
+    """Redis goes away while a further call is counted: its slot cannot be looked at again,
+    so the call is not made, and its count is taken back with the row's park. Counted
+    still, it would use up the step's last call without the upstream ever being called:
+    the step would fail once Redis is back instead of making it."""
+    lock = RowLock()
+    with FakeUpstream() as upstream:
+        step = retried_while_counting_waits(upstream, lock)
+        user = Customer(quota=1)
+        worker = Worker().start()
+        try:
+            task_id = user.create(new_pipeline([step]), {}).json()["id"]
+            # The first call failed; counting the retry waits while Redis goes away.
+            redis_gone_while_stalled(lock, worker)
+            task = user.wait(task_id)
+        finally:
+            worker.stop()
+
+    assert task["status"] == "succeeded", task
+    assert len(upstream.calls_to("/r")) == 2  # 1 + retries: the unmade call not counted

@@ -1,18 +1,22 @@
 """Host slots in a race test: another instance's call that takes a host's only slot and
-holds it in flight, and the sign that a claimed row found its host full."""
+holds it in flight, the sign that a claimed row found its host full, and Redis gone while
+a slot's holder stalls."""
 
 from __future__ import annotations
 
 import http.client
 import threading
+import time
 from datetime import datetime
 
 from app.clock import utcnow
 from app.db.transaction import transaction
-from app.runner import rows, slots
+from app.runner import calls, rows, slots, sweeper
 from tests.fakes.upstream import Answer, Call, FakeUpstream
 from tests.support.local_cloud import wait_for
 from tests.support.lock_waits import RowLock, wait_for_a_lock_wait
+from tests.support.pipelines import Worker
+from tests.support.settings import redis_down, settings_env
 
 
 def given_back_since(task_id: str, branch: int, since: datetime) -> bool:
@@ -72,3 +76,20 @@ def stalled_past_the_lease(lock: RowLock, other: OtherCaller, upstream: FakeUpst
         released = utcnow()
         lock.release()
     return released
+
+
+def redis_gone_while_stalled(lock: RowLock, worker: Worker) -> None:
+    """Keep the slot's holder waiting for `lock` while Redis goes away, past
+    calls.SLOT_REUSE_S so that its slot is asked of Redis again rather than reused as it is;
+    then let it go on, and every delivery of its message fail while Redis is away. Once
+    Redis is back the sweeper sends the stalled step again."""
+    try:
+        wait_for_a_lock_wait()
+        with redis_down():
+            time.sleep(calls.SLOT_REUSE_S + 0.2)
+            lock.release()
+            worker.wait_idle()
+    finally:
+        lock.release()
+    with settings_env(PIPELINE_STALL_S="0"):
+        sweeper.sweep()

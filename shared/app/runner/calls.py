@@ -38,6 +38,7 @@ from app.config import get_settings
 from app.observability import logging as applog
 from app.observability.metrics import PIPELINE_CALLS
 from app.pipeline.definition import HttpCall, SimCall, sendable_header_value
+from app.redis_client import is_redis_error
 from app.runner import slots
 from app.tasks.lifecycle import step_failed
 from app.vault import referenced
@@ -84,8 +85,8 @@ class Failed:
 @dataclass(frozen=True)
 class Requeue:
     """Hand the step to a fresh message `delay_s` from now. `unmade`: the last call counted
-    was not made (its slot was lost while the count committed), so its count is taken back
-    with the park and the step still gets 1 + retries calls."""
+    was not made (its slot was lost while the count committed, or Redis could not say),
+    so its count is taken back with the park and the step still gets 1 + retries calls."""
 
     delay_s: float
     unmade: bool = False
@@ -315,6 +316,16 @@ def live_slot(step: HttpCall, token: str, lease_ends: float) -> tuple[str | None
     return fresh_slot(step)
 
 
+def _slot_not_checked(step: HttpCall, error: Exception) -> None:
+    """A further call, counted, whose slot Redis could not look at again (`live_slot`; down
+    for a moment) is not made, as with a slot lost, and its count is taken back with the
+    row's park (`Requeue.unmade`): raised, the error would give the row back with the call
+    still counted, and a step could use up its calls, and fail, without its upstream ever
+    being called. Logged as `slots.release` logs its own."""
+    why = type(error).__name__  # the class only: a client error's text names the server
+    applog.log_fields(log, logging.WARNING, "host slot not checked", host=step.host_key, error=why)
+
+
 def renew_slot(step: HttpCall, token: str) -> bool:
     """A slot kept from the last call (see `run_http`'s `keep`), leased again for one
     more call of `step`; False when it is gone."""
@@ -391,7 +402,13 @@ def run_http(
                     return Abandoned()
                 attempts_done += 1
                 # The count's commit may have stalled past the slot's lease: checked again.
-                token, lease_ends = live_slot(step, token, lease_ends)
+                try:
+                    token, lease_ends = live_slot(step, token, lease_ends)
+                except Exception as error:
+                    if not is_redis_error(error):
+                        raise
+                    _slot_not_checked(step, error)  # `token` goes back in `finally`
+                    return Requeue(slot_retry_delay(), unmade=True)
                 if token is None:
                     return Requeue(slot_retry_delay(), unmade=True)
             ready = ready or prepare_headers(step)  # a slot handed over without them
