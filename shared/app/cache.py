@@ -215,9 +215,8 @@ class Cache:
             raise
         with self._tolerated(key, "store"):
             if ttl > 0:
-                script = redis.register_script(_STORE_IF_LOCKED)
                 keys = [redis_key(key), lock, hold_key(key)]
-                script(keys=keys, args=[token, encoded, int(ttl * 1000)])
+                redis.eval(_STORE_IF_LOCKED, len(keys), *keys, token, encoded, int(ttl * 1000))
             else:
                 self._release(redis, key, lock, token)
         return None if value is None else json.loads(encoded)
@@ -225,7 +224,7 @@ class Cache:
     def _release(self, redis: Any, key: str, lock: str, token: str) -> None:
         # A lock left behind expires by itself; waiters then load on their own.
         with self._tolerated(key, "unlock"):
-            redis.register_script(_RELEASE)(keys=[lock], args=[token])
+            redis.eval(_RELEASE, 1, lock, token)
 
     # -- changes that a stale value must not undo -----------------------------------------
 
@@ -256,7 +255,7 @@ class Cache:
         runs out on an empty key."""
         keys = [lock_key(key), redis_key(key), hold_key(key)]
         with self._tolerated(key, "release", level=logging.ERROR):
-            self.redis.register_script(_RELEASE_HOLD)(keys=keys, args=[hold])
+            self.redis.eval(_RELEASE_HOLD, len(keys), *keys, hold)
 
     # -- invalidation -----------------------------------------------------------------
 

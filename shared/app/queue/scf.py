@@ -127,14 +127,13 @@ class ScfBackend:
         redis = get_redis()
         if queues is None:
             queues = sorted(str(name) for name in redis.smembers(DELAYED_QUEUES))
-        claim = redis.register_script(_CLAIM_DUE)
         sent = 0
         for queue in queues:
             key = DELAYED_PREFIX + queue
             while sent < at_most:
                 now_ms = int(time.time() * 1000)
                 batch = min(RELEASE_BATCH, at_most - sent)
-                due = claim(keys=[key], args=[now_ms, batch])
+                due = redis.eval(_CLAIM_DUE, 1, key, now_ms, batch)
                 for index, member in enumerate(due):
                     try:
                         self._invoke(queue, encode(json.loads(member)["body"]))

@@ -145,7 +145,7 @@ def append(user_id: str, view: dict[str, Any], stage: int) -> str | None:
     data = json.dumps(message_data(view), ensure_ascii=False, separators=(",", ":"))
     keys = [stream_key(user_id), stages_key(user_id), staged_key(user_id), bytes_key(user_id)]
     args = [stage, data, STREAM_MAX, KEEP_MS, str(view.get("id")), STAGES_MAX, STREAM_MAX_BYTES]
-    message_id = get_redis().register_script(_APPEND)(keys=keys, args=args)
+    message_id = get_redis().eval(_APPEND, len(keys), *keys, *args)
     return None if message_id is None else str(message_id)
 
 

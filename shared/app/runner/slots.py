@@ -68,11 +68,7 @@ return redis.call('ZCARD', KEYS[1])
 def acquire(host_key: str, cap: int, lease_s: float) -> str | None:
     """A slot token for `host_key`, or None when all `cap` slots are taken."""
     token = secrets.token_hex(8)
-    # Registered on the client of this call: a script object keeps the client it was
-    # registered on, and the instance's client is rebuilt when its settings change.
-    taken = get_redis().register_script(_ACQUIRE)(
-        keys=[KEY_PREFIX + host_key], args=[token, _ms(lease_s), cap]
-    )
+    taken = get_redis().eval(_ACQUIRE, 1, KEY_PREFIX + host_key, token, _ms(lease_s), cap)
     return token if int(taken) == 1 else None
 
 
@@ -81,9 +77,7 @@ def renew(host_key: str, token: str, lease_s: float) -> bool:
     False when the slot is no longer held (its lease ran out and another caller dropped
     it): the caller takes a fresh one. A slot still in the set is still counted, so
     renewing it never goes over the cap."""
-    renewed = get_redis().register_script(_RENEW)(
-        keys=[KEY_PREFIX + host_key], args=[token, _ms(lease_s)]
-    )
+    renewed = get_redis().eval(_RENEW, 1, KEY_PREFIX + host_key, token, _ms(lease_s))
     return int(renewed) == 1
 
 
@@ -104,7 +98,7 @@ def release(host_key: str, token: str) -> None:
 
 
 def in_use(host_key: str) -> int:
-    return int(get_redis().register_script(_IN_USE)(keys=[KEY_PREFIX + host_key]))
+    return int(get_redis().eval(_IN_USE, 1, KEY_PREFIX + host_key))
 
 
 def _ms(seconds: float) -> int:
