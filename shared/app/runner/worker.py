@@ -15,7 +15,9 @@ gives the claim and its host slot back before the message is raised for redelive
 instead of finding it held until its lease runs out. A claim whose commit fails gives
 its host slot back at once (no call is made with it: `app.runner.rows`). Once the call
 answered, the row's lease is made to cover what follows (`rows.Attempts.hold`), fenced, so
-an answer whose row was taken over meanwhile keeps and settles nothing. The row's settle
+an answer whose row was taken over meanwhile keeps and settles nothing. A claim's lease is
+renewed, fenced, before each further try of marking its task running too, so a long wait
+for the task's row never leaves the claimed row to a duplicate message. The row's settle
 after its call, and its park for a re-queued message, are tried again on a lock conflict
 while another try fits the invocation (`app.db.conflicts`): failing the message would call
 the upstream again, or leave the row held by the claim's lease instead of the wait.
@@ -36,7 +38,7 @@ from typing import Any
 from sqlalchemy import select
 
 from app.clock import utcnow
-from app.db.conflicts import retry_conflicts
+from app.db.conflicts import Tries, retry_conflicts
 from app.db.tables import task_steps, tasks
 from app.db.transaction import transaction
 from app.observability import logging as applog
@@ -103,14 +105,18 @@ def handle(message: dict[str, Any]) -> None:
             # delayed, and marking running is conditional, so which comes first is moot.
             out.publish(work, claim.delay_s)
     if status == "queued":
+        held: rows.Attempts | None = None  # the claim's, renewed before each further try
+        if isinstance(claim, Claim):
+            held = rows.Attempts(task_id, position, branch, claim.lease, claim.lease_s)
         try:
-            lifecycle.mark_running(task_id)
+            lifecycle.mark_running(task_id, None if held is None else _WhileHeld(held))
         except BaseException:
-            if isinstance(claim, Claim):
+            if isinstance(claim, Claim) and held is not None:
                 assert call is not None
-                held = rows.Attempts(task_id, position, branch, claim.lease, claim.lease_s)
                 _give_back(call, claim, held, called=False, kept=[])
             raise
+        if isinstance(claim, Claim) and held is not None:
+            claim = replace(claim, lease=held.lease)  # renewed while it waited
     step = plan.steps[position]
     if isinstance(claim, Claim):
         assert call is not None
@@ -126,6 +132,21 @@ def handle(message: dict[str, Any]) -> None:
     elif call is None and isinstance(step, ForkStep) and branch < 0:
         started = fork.start(task_id, step, position, plan.limits)
         _carry_on(task_id, plan.steps, position, started)
+
+
+class _WhileHeld(Tries):
+    """The tries of marking the task running after the claim's commit, each further one
+    made only once the claim's lease was renewed (fenced, `rows.Attempts.hold`): waits for
+    the task's row as long as the lease would leave the row to a duplicate message, which
+    finds its call counted and never made (on the step's last call, failing the step) while
+    this holder goes on to call. Refused once the row is no longer ours."""
+
+    def __init__(self, held: rows.Attempts) -> None:
+        super().__init__()
+        self.held = held
+
+    def again(self, exc: BaseException) -> bool:
+        return super().again(exc) and self.held.hold(self.held.lease_s)
 
 
 def _run(plan: Plan, work: Work, call: Call, claim: Claim, ends_at: float) -> None:

@@ -26,7 +26,7 @@ from sqlalchemy import select, update
 
 from app import json_values
 from app.clock import utcnow
-from app.db.conflicts import retry_conflicts
+from app.db.conflicts import Tries, retry_conflicts
 from app.db.tables import task_steps, tasks
 from app.db.transaction import Transaction, transaction
 from app.errors import AppError, ErrorCode
@@ -123,12 +123,13 @@ def _announce(task_id: str) -> None:
         hooks.task_updated(view)
 
 
-def mark_running(task_id: str) -> bool:
+def mark_running(task_id: str, tries: Tries | None = None) -> bool:
     """queued -> running, announced with the view read in the same transaction: one
     transaction, not two. It holds only the task row's lock, which only an ending task
     waits for (`finish` reads its view after the commit: it holds the user's quota row).
-    Tried again on a lock conflict, while that fits in the invocation: the worker has
-    claimed the step by then, and failing would give the claim back for a redelivery."""
+    Tried again on a lock conflict, while that fits in the invocation (and `tries`, the
+    caller's, allow): the worker has claimed the step by then, and failing would give the
+    claim back for a redelivery."""
 
     def work() -> bool:
         now = utcnow()
@@ -143,7 +144,7 @@ def mark_running(task_id: str) -> bool:
                 conn.after_commit(lambda: hooks.task_updated(view), task_id=task_id)
         return bool(moved)
 
-    return retry_conflicts(work)
+    return retry_conflicts(work, tries=tries)
 
 
 def finish(task_id: str, *, output: Any = None, error: dict[str, Any] | None = None) -> bool:
