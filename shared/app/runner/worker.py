@@ -17,10 +17,13 @@ its host slot back at once (no call is made with it: `app.runner.rows`). Once th
 answered, the row's lease is made to cover what follows (`rows.Attempts.hold`), fenced, so
 an answer whose row was taken over meanwhile keeps and settles nothing. A claim's lease is
 renewed, fenced, before each further try of marking its task running too, so a long wait
-for the task's row never leaves the claimed row to a duplicate message. The row's settle
-after its call, and its park for a re-queued message, are tried again on a lock conflict
-while another try fits the invocation (`app.db.conflicts`): failing the message would call
-the upstream again, or leave the row held by the claim's lease instead of the wait.
+for the task's row, over many tries, leaves the claimed row to no duplicate message. (One
+try's wait, up to DB_LOCK_WAIT_TIMEOUT_S, is not cut into parts: set above the shortest
+lease, `rows.LEASE_MARGIN_S` and a little more, a single wait can outlast the claim.) The
+row's settle after its call, and its park for a re-queued message, are tried again on a
+lock conflict while another try fits the invocation (`app.db.conflicts`): failing the
+message would call the upstream again, or leave the row held by the claim's lease instead
+of the wait.
 
 Owns: the run loop of one invocation and what follows a settled step. Never writes a step
 row itself (`app.runner.rows` and `app.runner.fork` do, each write fenced by the claim's
