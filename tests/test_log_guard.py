@@ -87,3 +87,15 @@ def test_a_librarys_debug_line_production_never_writes_is_not_judged() -> None:
     log_guard.remember(key)
     assert found(record(f"GET /x?secret={key}", name="urllib3.connectionpool", level=10)) == []
     assert len(found(record(f"GET /x?secret={key}", name="app.outbound", level=10))) == 1
+
+
+def test_a_value_that_is_no_word_is_found_by_a_long_word_of_it_or_as_it_is() -> None:
+    inner = f"{secrets.token_hex(3)}+{secrets.token_hex(8)}/{secrets.token_hex(2)}="
+    padded = f"{secrets.token_hex(12)}="  # a key's one word, before its padding
+    spaced = f"my {secrets.token_hex(2)} pass"  # no long word: searched for as it is
+    log_guard.remember(inner, padded, spaced)
+    lines = found(
+        record("x", key=f"k={inner}"), record("x", key=f"Basic {padded}"), record("x", p=spaced)
+    )
+    assert len(lines) == 3
+    assert not any(s in line for line in lines for s in (inner, padded, spaced))

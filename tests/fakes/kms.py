@@ -20,6 +20,8 @@ Decrypt and Encrypt, every request first checked against KMS's official schema
   call, for a test that needs another call to overtake it).
 - `stall(action)`: every request of that action waits, once it has arrived, until the test
   sets the event it returns (KMS slow for everyone).
+- Every plaintext it is given or hands out (a data key, what Encrypt seals) is a secret no
+  log line may hold (tests.support.log_guard).
 - `count(action)` is how many requests of that action reached the fake; `calls(action,
   name)` are those under the encryption context `{"name": name}`, each with when it
   arrived (`Call.at`).
@@ -43,6 +45,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tests.fakes import api_schema
 from tests.fakes.tencentcloud import Call, FakeTencentCloud, Handler, TencentCloudError
+from tests.support import log_guard
 
 SCHEMA = api_schema.load("kms", "v20190118")
 SEPARATOR = "-k-"
@@ -141,15 +144,19 @@ class FakeKms:
             size = KEY_SPECS[params["KeySpec"]]
         else:
             raise TencentCloudError("InvalidParameterValue", "KeySpec is AES_128 or AES_256")
-        plaintext = os.urandom(size)
+        plaintext = base64.b64encode(os.urandom(size)).decode()
+        log_guard.remember(plaintext)
         return {
             "KeyId": key_id,
-            "Plaintext": base64.b64encode(plaintext).decode(),
-            "CiphertextBlob": self._seal(key_id, plaintext, params.get("EncryptionContext")),
+            "Plaintext": plaintext,
+            "CiphertextBlob": self._seal(
+                key_id, base64.b64decode(plaintext), params.get("EncryptionContext")
+            ),
         }
 
     def _encrypt(self, params: dict[str, Any], _call: Call) -> dict[str, Any]:
         key_id = self._usable(params["KeyId"])
+        log_guard.remember(params["Plaintext"])
         try:
             plaintext = base64.b64decode(params["Plaintext"], validate=True)
         except (binascii.Error, ValueError):
@@ -185,7 +192,9 @@ class FakeKms:
             plaintext = self._root.decrypt(nonce[:12], sealed, head + context)
         except InvalidTag:
             raise TencentCloudError("FailedOperation.DecryptError", "decrypt failed") from None
-        return {"KeyId": key_id, "Plaintext": base64.b64encode(plaintext).decode()}
+        opened = base64.b64encode(plaintext).decode()
+        log_guard.remember(opened)  # the same as GenerateDataKey's, unless Encrypt sealed it
+        return {"KeyId": key_id, "Plaintext": opened}
 
     # ------------------------------------------------------------ helpers
 

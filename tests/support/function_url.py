@@ -8,6 +8,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from tests.support import log_guard
+
+SECRETS_PATH = "/admin/secrets/"  # PUT /admin/secrets/{name}: API.md
+
 
 def event(
     method: str,
@@ -24,6 +28,9 @@ def event(
     """An event shaped like the one a Function URL sends an event function: lower-case
     header names, the client's address in `x-scf-remote-addr`."""
     hdrs = {"host": "api.example.com", "user-agent": "pytest", "x-scf-remote-addr": source_ip}
+    if method == "PUT" and path.startswith(SECRETS_PATH) and isinstance(body, dict):
+        # The one way a value enters the vault: no log line may hold it from now on.
+        log_guard.remember_stored(body.get("value"))
     if body is not None:
         raw_body = json.dumps(body)
         hdrs["content-type"] = "application/json"

@@ -1,13 +1,17 @@
 """Every log record the suite's code writes, formatted as the JSON line it would be on
 stdout, searched for what no log line may hold (README "The invocation's log line"): a key
 or secret the environment gives the app, a value a fake hands out (a WeChat session_key or
-access_token, an SMS code), a password a test signs in with, a bcrypt hash, a PEM block, a
-JWT, and a stack trace anywhere but the `exception` of the lines that README and the runbook
-name for one (an unexpected error at a function's outermost handler). The test during which
-such a line was written fails at its teardown, the line quoted with the secret masked.
+access_token, an SMS code, a KMS data key), a value a test puts into the vault (PUT
+/admin/secrets, which the runner opens and sends upstream), a password a test signs in
+with, a bcrypt hash, a PEM block, a JWT, and a stack trace anywhere but the `exception` of
+the lines that README and the runbook name for one (an unexpected error at a function's
+outermost handler). The test during which such a line was written fails at its teardown,
+the line quoted with the secret masked.
 
 A handler on the root logger, so it sees exactly what reaches stdout (the same levels); it
-costs one JSON formatting and one regex search per record."""
+costs one JSON formatting, one regex search and one split into words, each looked up in a
+set, per record, however many values the run has remembered (but the few that have no long
+word inside them, searched for as they are)."""
 
 from __future__ import annotations
 
@@ -69,15 +73,47 @@ TRACED_MESSAGES = frozenset(
 )
 
 # A value made of these is looked for as a whole word of the line (a set lookup per word,
-# however many values the run has met); any other (a password with spaces, a base64 key) as
-# a substring. An SMS code's six digits are then never found inside a longer number.
+# however many values the run has met); any other (a password with spaces, a base64 key) by
+# the longest such piece inside it, when that has PIECE_CHARS or more, or else as a
+# substring. An SMS code's six digits are then never found inside a longer number, and the
+# run's many random base64 values (the fake KMS's data keys) cost no search each.
 _WORD = re.compile(r"[\w-]+")
+# Long enough that a random value's piece is in no line by chance, short enough that nearly
+# every 32-byte key in base64 (44 characters) has one.
+PIECE_CHARS = 12
 
 
 def remember(*values: str) -> None:
     """No later log line may hold any of `values`."""
     with _lock:
         _remembered.update(v for v in values if v)
+
+
+# A stored secret's value shorter than this ("v", a validation test's) is a word any line
+# may hold: only longer ones are remembered.
+MIN_STORED_CHARS = 6
+
+
+def remember_stored(value: object) -> None:
+    """`value` is put into the vault (PUT /admin/secrets/{name}, or a test sealing a row
+    itself): no later log line may hold it, as the runner opens it for every call that
+    sends it."""
+    if isinstance(value, str) and len(value) >= MIN_STORED_CHARS:
+        remember(value)
+
+
+def _inner_piece(value: str) -> str:
+    """The longest word of `value` with a non-word character of `value` on at least one side
+    (a key's last word before its `=` padding), when it has PIECE_CHARS or more: a line that
+    holds `value` holds it as a whole word unless it glues a word character onto `value`,
+    which would hide a value that is a word alike. One bounded on both sides, if long
+    enough, is preferred: no line hides it."""
+    pieces = [
+        (found.start() > 0 and found.end() < len(value), found.group(0))
+        for found in _WORD.finditer(value)
+        if len(found.group(0)) >= PIECE_CHARS and found.group(0) != value
+    ]
+    return max(pieces, key=lambda piece: (piece[0], len(piece[1])), default=(False, ""))[1]
 
 
 def _is_app(name: str) -> bool:
@@ -105,10 +141,15 @@ class LeakGuard(logging.Handler):
         with _lock:
             key = (from_env, len(_remembered))
             if key != self._key:
-                values = {*from_env, *_remembered}
                 self._key = key
-                self._words = frozenset(v for v in values if _WORD.fullmatch(v))
-                self._others = tuple(v for v in values if not _WORD.fullmatch(v))
+                words, others = set(), []
+                for value in {*from_env, *_remembered}:
+                    piece = value if _WORD.fullmatch(value) else _inner_piece(value)
+                    if piece:
+                        words.add(piece)
+                    else:
+                        others.append(value)
+                self._words, self._others = frozenset(words), tuple(others)
         words = self._words.intersection(_WORD.findall(line))
         if words:
             return next(iter(words))

@@ -14,6 +14,7 @@ from app.crypto.kms import KmsKeys
 from app.db.transaction import transaction
 from app.vault import store
 from tests.fakes.kms import FakeKms
+from tests.support import log_guard
 from tests.support.settings import settings_env
 from tests.vault.test_admin_secrets import new_name
 
@@ -30,6 +31,7 @@ def test_a_call_after_a_commit_sends_the_new_value_while_an_older_open_ends(
         elsewhere = providers.Keyring("kms", KmsKeys(CloudAccess.of(get_settings()), key), "")
 
         def put(name: str, value: str) -> None:
+            log_guard.remember_stored(value)  # stored without PUT /admin/secrets
             with transaction() as tx:
                 store.write_row(tx, name, envelopes.seal(value.encode(), name, elsewhere))
 

@@ -16,6 +16,7 @@ from app.db.transaction import transaction
 from app.vault import store
 from tests.fakes.kms import FakeKms
 from tests.fakes.upstream import Answer, FakeUpstream
+from tests.support import log_guard
 from tests.support.function_url import call
 from tests.support.functions import handler
 from tests.support.lock_waits import wait_for_a_lock_wait
@@ -168,6 +169,7 @@ def test_a_row_moved_to_the_new_key_while_the_job_waited_for_it_is_left_as_it_is
     with settings_env(**kms.env(old_key)):
         assert put_secret(name, "sk-before").status == 204
     with settings_env(**kms.env(new_key)), ThreadPoolExecutor(1) as pool:
+        log_guard.remember_stored("sk-after")  # stored without PUT /admin/secrets
         current = envelopes.seal(b"sk-after", name, providers.from_settings(get_settings()))
         with transaction() as tx:  # the other writer holds the row, as a PUT's commit does
             tx.execute(
