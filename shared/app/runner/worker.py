@@ -107,19 +107,11 @@ def handle(message: dict[str, Any]) -> None:
             # Goes out at this commit, before a queued task is marked running below: it is
             # delayed, and marking running is conditional, so which comes first is moot.
             out.publish(work, claim.delay_s)
-    if status == "queued":
-        held: rows.Attempts | None = None  # the claim's, renewed before each further try
-        if isinstance(claim, Claim):
-            held = rows.Attempts(task_id, position, branch, claim.lease, claim.lease_s)
-        try:
-            lifecycle.mark_running(task_id, None if held is None else _WhileHeld(held))
-        except BaseException:
-            if isinstance(claim, Claim) and held is not None:
-                assert call is not None
-                _give_back(call, claim, held, called=False, kept=[])
-            raise
-        if isinstance(claim, Claim) and held is not None:
-            claim = replace(claim, lease=held.lease)  # renewed while it waited
+    if status == "queued" and isinstance(claim, Claim):
+        assert call is not None
+        claim = _mark_running(work, call, claim)
+    elif status == "queued":
+        lifecycle.mark_running(task_id)
     step = plan.steps[position]
     if isinstance(claim, Claim):
         assert call is not None
@@ -135,6 +127,19 @@ def handle(message: dict[str, Any]) -> None:
     elif call is None and isinstance(step, ForkStep) and branch < 0:
         started = fork.start(task_id, step, position, plan.limits)
         _carry_on(task_id, plan.steps, position, started)
+
+
+def _mark_running(work: Work, call: Call, claim: Claim) -> Claim:
+    """The task marked running after the claim's commit, the claim's lease renewed before
+    each further try (`_WhileHeld`); the claim as it now is. On failure the claim is given
+    back before the error is raised."""
+    held = rows.Attempts(work.task_id, work.position, work.branch, claim.lease, claim.lease_s)
+    try:
+        lifecycle.mark_running(work.task_id, _WhileHeld(held))
+    except BaseException:
+        _give_back(call, claim, held, called=False, kept=[])
+        raise
+    return replace(claim, lease=held.lease)  # renewed while it waited
 
 
 class _WhileHeld(Tries):
