@@ -316,16 +316,6 @@ def live_slot(step: HttpCall, token: str, lease_ends: float) -> tuple[str | None
     return fresh_slot(step)
 
 
-def _slot_not_checked(step: HttpCall, error: Exception) -> None:
-    """A further call, counted, whose slot Redis could not look at again (`live_slot`; down
-    for a moment) is not made, as with a slot lost, and its count is taken back with the
-    row's park (`Requeue.unmade`): raised, the error would give the row back with the call
-    still counted, and a step could use up its calls, and fail, without its upstream ever
-    being called. Logged as `slots.release` logs its own."""
-    why = type(error).__name__  # the class only: a client error's text names the server
-    applog.log_fields(log, logging.WARNING, "host slot not checked", host=step.host_key, error=why)
-
-
 def renew_slot(step: HttpCall, token: str) -> bool:
     """A slot kept from the last call (see `run_http`'s `keep`), leased again for one
     more call of `step`; False when it is gone."""
@@ -407,7 +397,11 @@ def run_http(
                 except Exception as error:
                     if not is_redis_error(error):
                         raise
-                    _slot_not_checked(step, error)  # `token` goes back in `finally`
+                    # Not made, as with a slot lost, and its count taken back with the
+                    # park (`Requeue.unmade`): raised, the row would go back with the call
+                    # counted, and a step could use up its calls without its upstream ever
+                    # being called. `token` goes back in `finally`.
+                    slots.log_unavailable("host slot not checked", step.host_key, error)
                     return Requeue(slot_retry_delay(), unmade=True)
                 if token is None:
                     return Requeue(slot_retry_delay(), unmade=True)

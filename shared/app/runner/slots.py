@@ -91,10 +91,13 @@ def release(host_key: str, token: str) -> None:
     except Exception as error:
         if not is_redis_error(error):
             raise
-        why = type(error).__name__  # the class only: a client error's text names the server
-        applog.log_fields(
-            log, logging.WARNING, "host slot not given back", host=host_key, error=why
-        )
+        log_unavailable("host slot not given back", host_key, error)
+
+
+def log_unavailable(message: str, host_key: str, error: Exception) -> None:
+    """A WARNING that Redis could not do what `message` says for `host_key`'s slots."""
+    why = type(error).__name__  # the class only: a client error's text names the server
+    applog.log_fields(log, logging.WARNING, message, host=host_key, error=why)
 
 
 def in_use(host_key: str) -> int:
