@@ -12,30 +12,20 @@ The other instance is this process with its wall clock off: the standard library
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-from unittest import mock
 
 from app.config import get_settings
 from app.realtime import presence
 from app.redis_client import build_async_redis
+from tests.support.clock import clock_off_by
 
 # Past TTL_S, so even a connection admitted a moment ago would read as lapsed (or as long
 # lapsed) to an instance this far off; a live entry has TTL_S - REFRESH_S (30 s) left at least.
 SKEW_S = presence.TTL_S + 15.0
 
 T = TypeVar("T")
-
-
-@contextmanager
-def clock_off_by(seconds: float) -> Iterator[None]:
-    """Calls made inside read a wall clock `seconds` ahead (behind when negative)."""
-    real = time.time
-    with mock.patch("time.time", lambda: real() + seconds):
-        yield
 
 
 def _on_redis(work: Callable[[Any], Awaitable[T]]) -> T:

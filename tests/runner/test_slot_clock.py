@@ -12,23 +12,13 @@ The other instance is this process with its wall clock off: the standard library
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from unittest import mock
 
 from app.pipeline.definition import HttpCall
 from app.runner import calls, slots
+from tests.support.clock import clock_off_by
 
 SKEW_S = 30.0  # far more than any lease below, so no slow run blurs it
 LEASE_S = 10.0
-
-
-@contextmanager
-def clock_off_by(seconds: float) -> Iterator[None]:
-    """Calls made inside read a wall clock `seconds` ahead (behind when negative)."""
-    real = time.time
-    with mock.patch("time.time", lambda: real() + seconds):
-        yield
 
 
 def test_an_instance_whose_clock_runs_ahead_leaves_another_s_live_slot_alone() -> None:
