@@ -113,13 +113,15 @@ def test_branches_waiting_for_a_slot_are_not_republished_by_the_sweeper(
     gate = threading.Event()
     with (
         FakeUpstream() as upstream,
-        settings_env(PIPELINE_HOST_CONCURRENCY="1", PIPELINE_STALL_S="1"),
+        settings_env(PIPELINE_HOST_CONCURRENCY="1", PIPELINE_STALL_S="2"),
     ):
         upstream.script("/r", lambda _c: Answer(200, {}) if gate.wait(10) else Answer(500))
         user = Customer(quota=1)
         task_id = user.create(_fork(upstream.url("/r")), {"items": [0, 1, 2]}).json()["id"]
         _wait_for(lambda: upstream.in_flight == 1)
-        # one branch holds the only slot, two wait for it: nothing is stalled
+        # One branch holds the only slot, two wait for it: nothing is stalled. The stall is
+        # 2 s, so a waiter's retry (every 0.2 to 0.4 s) may come late on a busy machine; the
+        # sweeps span more than one stall, so rows left still would be found.
         reports = []
         for _ in range(3):
             time.sleep(1.1)

@@ -455,7 +455,7 @@ def test_a_head_with_its_own_timeout_is_one_attempt_of_that_long(
         started = time.monotonic()
         with pytest.raises(StorageError, match=r"^COS HeadObject failed: timed out after 0.4 s$"):
             bucket().head(key, timeout_s=0.4)
-    assert time.monotonic() - started < 1.2
+    assert time.monotonic() - started < 3  # the adapter's own 10 s would outlast it
 
 
 def test_unconfigured_credentials_are_a_storage_error(cos: FakeCos) -> None:
