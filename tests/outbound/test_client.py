@@ -55,7 +55,7 @@ def test_no_answer_in_time_is_a_timeout_and_a_closed_port_is_unreachable() -> No
         started = time.monotonic()
         with pytest.raises(CallFailed) as slow:
             call("POST", up.url("/slow"), json_body={}, timeout_s=0.3, public_only=False)
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 1.9  # unbounded, the answer would take 2 s
     assert slow.value.timed_out
     with pytest.raises(CallFailed) as refused:
         call(

@@ -339,7 +339,7 @@ def test_a_slow_provider_times_out(fake: FakeAlipay) -> None:
     started = time.monotonic()
     with pytest.raises(ProviderError, match=r"no answer within 0\.3 s"):
         adapter.query(ORDER)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 1.9  # unbounded, the answer would take 2 s
 
 
 @pytest.mark.parametrize(

@@ -184,7 +184,8 @@ def test_pings_past_the_burst_are_not_answered_until_the_allowance_refills(cloud
     for _ in range(5 * PONG_BURST):
         client.send({"type": "ping"})
     pongs = 0
-    while not client.silent_for(0.5):
+    # A second of silence ends the count: a busy server may pause mid-burst for less.
+    while not client.silent_for(1.0):
         pongs += 1
     assert PONG_BURST <= pongs < 2 * PONG_BURST
     time.sleep(1.5 / PONGS_PER_S)
@@ -312,8 +313,9 @@ def test_a_client_that_sends_nothing_is_closed_with_1001_and_counted_out(
         assert wait_for(lambda: logs.where(**closed))
     [line] = logs.where(**closed)
     assert line["code"] == 1001 and line["reason"] == "client silent: reconnect", line
-    # `held_s` counts from after the presence check, which comes after the timer starts.
-    assert line["held_s"] >= SILENCE_S - 0.5 and line["client_code"] is None, line
+    # `held_s` counts from after the presence check, which comes after the timer starts and
+    # may take a second on a busy machine.
+    assert line["held_s"] >= SILENCE_S - 1 and line["client_code"] is None, line
     assert logs.where(level="error") == []
 
 
