@@ -6,8 +6,7 @@ some seconds apart. One whose clock runs ahead would otherwise drop another's li
 more than MAX_PER_USER is admitted), and one whose clock runs behind would write entries
 already lapsed for everyone else.
 
-The other instance is this process with its wall clock off: the standard library's
-`time.time` moved for the calls it makes, the host's clock and Redis's left as they are."""
+The other instance is this process with its wall clock off (`tests.support.clock`)."""
 
 from __future__ import annotations
 

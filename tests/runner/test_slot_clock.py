@@ -6,8 +6,7 @@ calls than PIPELINE_HOST_CONCURRENCY reach the host. Nor does a holder judge how
 own slot's lease is left by its wall clock, which NTP may step by seconds: only by the time
 that has passed since it took or renewed the slot.
 
-The other instance is this process with its wall clock off: the standard library's
-`time.time` moved for the calls it makes, the host's clock and Redis's left as they are."""
+The other instance is this process with its wall clock off (`tests.support.clock`)."""
 
 from __future__ import annotations
 
